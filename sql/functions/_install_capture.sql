@@ -1,0 +1,153 @@
+-- dbsync._install_capture(p_table_id int) returns int
+--   (Re)generates the capture trigger function dbsync.capture_<table_id>() for the
+--   table's current columns and (re)creates its triggers. Records a new shape when
+--   the captured columns changed. Returns the shape id in use.
+--
+--   Plain tables get statement-level triggers with transition tables: one INSERT
+--   into the queue per statement, whatever its row count. For an UPDATE, the old
+--   rows whose key no longer exists are queued as deletes and every new row as its
+--   new state; that handles key changes without pairing old and new rows.
+--   Partitioned tables get row-level triggers on the parent, which PostgreSQL clones
+--   to every present and future partition (statement triggers on the parent would
+--   miss statements aimed at a partition), plus a BEFORE TRUNCATE trigger on each
+--   partition that queues its rows as deletes.
+--
+--   Values are the columns' output text under pinned settings (DateStyle, TimeZone,
+--   extra_float_digits ...), so text round-trips exactly: SQL NULL is an array NULL,
+--   JSON null is 'null', json keeps its text, arrays keep their bounds, -0/NaN/Infinity
+--   survive. Generated columns are not captured: targets compute their own.
+create or replace function dbsync._install_capture(p_table_id int) returns int
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    t record;
+    v_cols text[];
+    v_types text[];
+    v_keypos int[];
+    v_shape int;
+    v_fn text := format('dbsync.%I', 'capture_' || p_table_id);
+    v_seq text := format('dbsync.%I', 'events_seq_' || (select group_id from dbsync.tables where table_id = p_table_id));
+    v_new text;
+    v_old text;
+    v_keymatch text;
+    v_body text;
+    v_part regclass;
+begin
+    select * into t from dbsync.tables where table_id = p_table_id;
+
+    select array_agg(a.attname::text order by a.attnum),
+           array_agg(format_type(a.atttypid, a.atttypmod) order by a.attnum)
+      into v_cols, v_types
+    from pg_attribute a
+    where a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped and a.attgenerated = '';
+
+    select array_agg(array_position(v_cols, k) order by o) into v_keypos
+    from unnest(t.key_columns) with ordinality as u(k, o);
+
+    select s.shape_id into v_shape from dbsync.shapes s
+    where s.table_id = p_table_id and s.columns = v_cols and s.types = v_types
+      and s.shape_id = (select max(shape_id) from dbsync.shapes where table_id = p_table_id);
+    if v_shape is null then
+        insert into dbsync.shapes (table_id, columns, types, key_positions)
+        values (p_table_id, v_cols, v_types, v_keypos) returning shape_id into v_shape;
+    end if;
+
+    select 'array[' || string_agg(format('n.%I::text', c), ', ' order by o) || ']',
+           'array[' || string_agg(format('o.%I::text', c), ', ' order by o) || ']'
+      into v_new, v_old
+    from unnest(v_cols) with ordinality as u(c, o);
+    select string_agg(format('n.%1$I = o.%1$I', k), ' and ') into v_keymatch
+    from unnest(t.key_columns) as k;
+
+    if not t.partitioned then
+        v_body := format($f$
+declare
+    g record;
+begin
+    select cur_slot, sleeping into g from dbsync.groups where group_id = %1$s;
+    if TG_OP = 'INSERT' then
+        insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
+        select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'U', %4$s from dbsync_new n;
+    elsif TG_OP = 'UPDATE' then
+        insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
+        select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'D', %5$s from dbsync_old o
+        where not exists (select from dbsync_new n where %6$s);
+        insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
+        select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'U', %4$s from dbsync_new n;
+    elsif TG_OP = 'DELETE' then
+        insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
+        select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'D', %5$s from dbsync_old o;
+    else
+        insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
+        values (%1$s, g.cur_slot, nextval('%2$s'), %3$s, 'T', null);
+    end if;
+    if g.sleeping then
+        perform pg_notify('dbsync', '%1$s');
+    end if;
+    return null;
+end
+$f$, t.group_id, v_seq, v_shape, v_new, v_old, v_keymatch);
+    else
+        v_body := format($f$
+declare
+    g record;
+begin
+    select cur_slot, sleeping into g from dbsync.groups where group_id = %1$s;
+    if TG_OP = 'TRUNCATE' then
+        -- A partition is being truncated: its rows leave the table one by one.
+        execute format(%6$L, g.cur_slot, TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    else
+        if TG_OP in ('UPDATE', 'DELETE') then
+            insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
+            select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'D', %5$s from (select OLD.*) o;
+        end if;
+        if TG_OP in ('INSERT', 'UPDATE') then
+            insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
+            select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'U', %4$s from (select NEW.*) n;
+        end if;
+    end if;
+    if g.sleeping then
+        perform pg_notify('dbsync', '%1$s');
+    end if;
+    return null;
+end
+$f$, t.group_id, v_seq, v_shape, v_new, v_old,
+          format('insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row) '
+                 'select %s, %%s, nextval(%L), %s, ''D'', %s from only %%I.%%I o',
+                 t.group_id, v_seq, v_shape, v_old));
+    end if;
+
+    -- The SET clauses pin every setting that changes a type's output text.
+    execute format($f$create or replace function %s() returns trigger
+        language plpgsql security definer
+        set search_path = pg_catalog, pg_temp
+        set datestyle = 'ISO, YMD' set intervalstyle = 'postgres' set timezone = 'UTC'
+        set extra_float_digits = 3 set bytea_output = 'hex' set lc_monetary = 'C'
+        as %L$f$, v_fn, v_body);
+    execute format('revoke all on function %s() from public', v_fn);
+
+    perform dbsync._drop_capture_triggers(t.relid);
+    if not t.partitioned then
+        execute format('create trigger dbsync_capture_ins after insert on %s referencing new table as dbsync_new for each statement execute function %s()', t.relid::regclass, v_fn);
+        execute format('create trigger dbsync_capture_upd after update on %s referencing old table as dbsync_old new table as dbsync_new for each statement execute function %s()', t.relid::regclass, v_fn);
+        execute format('create trigger dbsync_capture_del after delete on %s referencing old table as dbsync_old for each statement execute function %s()', t.relid::regclass, v_fn);
+        execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function %s()', t.relid::regclass, v_fn);
+    else
+        execute format('create trigger dbsync_capture_row after insert or update or delete on %s for each row execute function %s()', t.relid::regclass, v_fn);
+        -- TRUNCATE of the whole table is one event; of a single partition, its rows.
+        execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function dbsync.%I()', t.relid::regclass, 'capture_trunc_' || p_table_id);
+        execute format($f$create or replace function dbsync.%I() returns trigger
+            language plpgsql security definer set search_path = pg_catalog, pg_temp as $b$
+            begin
+                insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
+                select %s, g.cur_slot, nextval('%s'), %s, 'T', null from dbsync.groups g where g.group_id = %s;
+                return null;
+            end $b$ $f$, 'capture_trunc_' || p_table_id, t.group_id, v_seq, v_shape, t.group_id);
+        execute format('revoke all on function dbsync.%I() from public', 'capture_trunc_' || p_table_id);
+        for v_part in select c.oid::regclass from pg_partition_tree(t.relid) p join pg_class c on c.oid = p.relid
+                      where p.isleaf and p.relid <> t.relid loop
+            execute format('create trigger dbsync_capture_part_trunc before truncate on %s for each statement execute function %s()', v_part, v_fn);
+        end loop;
+    end if;
+    return v_shape;
+end
+$$;

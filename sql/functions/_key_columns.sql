@@ -1,0 +1,63 @@
+-- dbsync._key_columns(tbl regclass, key_columns text[]) returns text[]
+--   The columns that identify a row of tbl: its primary key when key_columns is
+--   NULL, else key_columns after checking that they exist, are NOT NULL, are not
+--   generated, and that a unique index (no predicate, no expression) covers a
+--   subset of them, which makes the set unique.
+create or replace function dbsync._key_columns(tbl regclass, key_columns text[]) returns text[]
+language plpgsql stable set search_path = pg_catalog, pg_temp as $$
+declare
+    v_keys text[];
+    v_col text;
+    v_att record;
+begin
+    if key_columns is null then
+        select array_agg(a.attname::text order by k.ord) into v_keys
+        from pg_index i
+        cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
+        join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+        where i.indrelid = tbl and i.indisprimary;
+        if v_keys is null then
+            raise exception 'add_table: table % has no primary key', tbl
+                using errcode = 'invalid_table_definition',
+                      hint = 'Add a primary key, or pass key_columns => array[...] naming NOT NULL columns covered by a unique index.';
+        end if;
+        return v_keys;
+    end if;
+
+    if cardinality(key_columns) = 0 or array_position(key_columns, null) is not null then
+        raise exception 'add_table: key_columns must name at least one column and no NULLs'
+            using errcode = 'invalid_parameter_value';
+    end if;
+    foreach v_col in array key_columns loop
+        select a.attnotnull, a.attgenerated into v_att
+        from pg_attribute a
+        where a.attrelid = tbl and a.attname = v_col and a.attnum > 0 and not a.attisdropped;
+        if not found then
+            raise exception 'add_table: key column "%" does not exist in %', v_col, tbl
+                using errcode = 'undefined_column';
+        end if;
+        if not v_att.attnotnull then
+            raise exception 'add_table: key column "%" of % is nullable', v_col, tbl
+                using errcode = 'invalid_table_definition',
+                      hint = format('Key columns must be NOT NULL: alter table %s alter column %I set not null.', tbl, v_col);
+        end if;
+        if v_att.attgenerated <> '' then
+            raise exception 'add_table: key column "%" of % is a generated column', v_col, tbl
+                using errcode = 'invalid_table_definition';
+        end if;
+    end loop;
+    if not exists (
+        select from pg_index i
+        where i.indrelid = tbl and i.indisunique and i.indisvalid
+          and i.indpred is null and i.indexprs is null
+          and (select bool_and(a.attname = any (key_columns))
+               from pg_attribute a
+               where a.attrelid = tbl and a.attnum = any (i.indkey::int2[]))
+    ) then
+        raise exception 'add_table: key_columns % of % are not unique', key_columns, tbl
+            using errcode = 'invalid_table_definition',
+                  hint = 'Create a unique index on these columns (or a subset of them) first.';
+    end if;
+    return key_columns;
+end
+$$;

@@ -1,0 +1,71 @@
+-- dbsync.add_table(tbl regclass, group_name text default 'default', key_columns text[] default null) returns int
+--   Starts capturing tbl into the group (created if missing). The key is the primary
+--   key unless key_columns names a unique NOT NULL set. A partitioned table is added
+--   as one table: all its partitions, present and future, are captured.
+--   Every subscription of the group gets the table: copied first when the
+--   subscription copies data, else streamed from now on.
+--   Writes: tables, shapes, subscription_tables; creates dbsync.capture_<id>() and
+--   the table's triggers. Returns the table id.
+--   Errors: not a table (view, foreign table, ...), a partition, a table of dbsync
+--   itself, already added, no usable key.
+create or replace function dbsync.add_table(tbl regclass, group_name text default 'default',
+                                            key_columns text[] default null) returns int
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v_rel record;
+    v_keys text[];
+    v_group int;
+    v_id int;
+    v_existing record;
+begin
+    if tbl is null then
+        raise exception 'add_table: table must not be NULL' using errcode = 'invalid_parameter_value';
+    end if;
+    select c.relkind, c.relispartition, c.relpersistence, n.nspname, c.relname
+      into v_rel
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where c.oid = tbl;
+    if v_rel.relkind not in ('r', 'p') then
+        raise exception 'add_table: % is not a table (it is a %)', tbl,
+            case v_rel.relkind when 'v' then 'view' when 'm' then 'materialized view'
+                 when 'f' then 'foreign table' when 'S' then 'sequence' else 'relation of kind ' || v_rel.relkind end
+            using errcode = 'wrong_object_type',
+                  hint = 'Only ordinary and partitioned tables can be replicated; add the table(s) behind it.';
+    end if;
+    if v_rel.relispartition then
+        raise exception 'add_table: % is a partition of %', tbl,
+            (select i.inhparent::regclass from pg_inherits i where i.inhrelid = tbl)
+            using errcode = 'wrong_object_type',
+                  hint = 'Add the partitioned table instead: all its partitions are captured with it.';
+    end if;
+    if v_rel.relpersistence = 't' then
+        raise exception 'add_table: % is a temporary table', tbl using errcode = 'wrong_object_type';
+    end if;
+    if v_rel.nspname in ('dbsync', 'dbsync_worker') then
+        raise exception 'add_table: % belongs to dbsync itself', tbl using errcode = 'wrong_object_type';
+    end if;
+    select t.table_id, g.name as group_name into v_existing
+    from dbsync.tables t join dbsync.groups g using (group_id)
+    where t.relid = tbl and t.removed_at is null;
+    if found then
+        raise exception 'add_table: % is already in group "%"', tbl, v_existing.group_name
+            using errcode = 'duplicate_object',
+                  hint = 'A table belongs to one group; call dbsync.remove_table first to move it.';
+    end if;
+
+    v_keys := dbsync._key_columns(tbl, key_columns);
+    v_group := dbsync._group_id(group_name, true);
+
+    insert into dbsync.tables (relid, group_id, schema_name, table_name, key_columns, partitioned)
+    values (tbl, v_group, v_rel.nspname, v_rel.relname, v_keys, v_rel.relkind = 'p')
+    returning table_id into v_id;
+    perform dbsync._install_capture(v_id);
+
+    insert into dbsync.subscription_tables (sub_id, table_id, state, copy_tick)
+    select s.sub_id, v_id,
+           case when s.copy_data then 'pending' else 'streaming' end,
+           case when s.copy_data then null else 0 end
+    from dbsync.subscriptions s where s.group_id = v_group;
+    return v_id;
+end
+$$;

@@ -1,0 +1,32 @@
+-- dbsync.create_group(name text) returns int
+--   Creates a group: one queue replayed in commit order. Its events go to
+--   dbsync.events_<id> (partition of dbsync.events), split into three slots that
+--   rotate (see maintain), numbered by its own sequence dbsync.events_seq_<id>.
+--   Writes: groups, queue_slots, ticks (tick 0). Returns the group id.
+--   Errors: empty name; a group of that name exists.
+create or replace function dbsync.create_group(name text) returns int
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v_id int;
+begin
+    perform dbsync._check_name('group', create_group.name);
+    if exists (select from dbsync.groups g where g.name = create_group.name) then
+        raise exception 'create_group: group "%" already exists', create_group.name
+            using errcode = 'duplicate_object',
+                  hint = 'Pick another name, or add tables to the existing group.';
+    end if;
+    insert into dbsync.groups (name) values (create_group.name) returning group_id into v_id;
+    -- No CACHE: a tick's max_ev_id bound is only sound if ids are handed out in order.
+    execute format('create sequence dbsync.%I', 'events_seq_' || v_id);
+    execute format('create table dbsync.%I partition of dbsync.events for values in (%s) partition by list (slot)',
+                   'events_' || v_id, v_id);
+    for s in 0..2 loop
+        execute format('create table dbsync.%I partition of dbsync.%I for values in (%s)',
+                       'events_' || v_id || '_' || s, 'events_' || v_id, s);
+        insert into dbsync.queue_slots (group_id, slot) values (v_id, s);
+    end loop;
+    insert into dbsync.ticks (group_id, tick_id, snap, ev_lo, max_ev_id)
+    values (v_id, 0, pg_current_snapshot(), 0, 0);
+    return v_id;
+end
+$$;

@@ -1,0 +1,62 @@
+-- dbsync.maintain(p_group_id int, rotate_after interval default '30 s') returns void
+--   Queue upkeep of one group, without row-by-row DELETE. Called by the sidecar.
+--   1. A slot that stopped being current in an earlier call gets its switched_xmax:
+--      the xmax of this (later) snapshot, above the xid of any transaction that
+--      could still write to it.
+--   2. A slot is truncated once every subscription's position snapshot has all
+--      transactions below its switched_xmax finished (xmin >= switched_xmax): they
+--      are then all applied. With no subscription nothing in the queue is needed.
+--   3. When the current slot is older than rotate_after and the next one is empty,
+--      writers move to the next slot.
+--   4. Ticks no subscription stands on or will need are deleted.
+create or replace function dbsync.maintain(p_group_id int, rotate_after interval default '30 s')
+returns void
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v_group dbsync.groups;
+    v_slot dbsync.queue_slots;
+    v_next smallint;
+    v_min_xmin xid8;
+    v_keep bigint;
+begin
+    update dbsync.queue_slots
+    set switched_xmax = pg_snapshot_xmax(pg_current_snapshot())
+    where group_id = p_group_id and switched_at is not null and switched_xmax is null;
+
+    select * into v_group from dbsync.groups where group_id = p_group_id;
+    if not found then
+        return;
+    end if;
+    select min(pg_snapshot_xmin(t.snap)) into v_min_xmin
+    from dbsync.subscriptions s
+    join dbsync.ticks t on t.group_id = s.group_id and t.tick_id = s.position_tick
+    where s.group_id = p_group_id;
+
+    for v_slot in select * from dbsync.queue_slots
+                  where group_id = p_group_id and switched_xmax is not null
+                    and (v_min_xmin is null or v_min_xmin >= switched_xmax) loop
+        execute format('truncate dbsync.%I', 'events_' || p_group_id || '_' || v_slot.slot);
+        update dbsync.queue_slots set switched_at = null, switched_xmax = null
+        where group_id = p_group_id and slot = v_slot.slot;
+    end loop;
+
+    v_next := (v_group.cur_slot + 1) % 3;
+    if v_group.rotated_at < now() - rotate_after
+       and exists (select from dbsync.queue_slots
+                   where group_id = p_group_id and slot = v_next and switched_at is null) then
+        update dbsync.groups set cur_slot = v_next, rotated_at = now() where group_id = p_group_id;
+        update dbsync.queue_slots set switched_at = now()
+        where group_id = p_group_id and slot = v_group.cur_slot;
+    end if;
+
+    select least(min(s.position_tick), min(st.copy_tick)) into v_keep
+    from dbsync.subscriptions s
+    left join dbsync.subscription_tables st on st.sub_id = s.sub_id and st.copy_tick > s.position_tick
+    where s.group_id = p_group_id;
+    delete from dbsync.ticks
+    where group_id = p_group_id
+      and tick_id < coalesce(v_keep, v_group.last_tick_id)
+      and tick_id < v_group.last_tick_id
+      and created_at < now() - interval '1 minute';
+end
+$$;

@@ -1,0 +1,9 @@
+-- dbsync.pause(subscription text) returns void
+--   Stops applying to that target after the batch in flight. Capture goes on and
+--   the backlog waits in the queue. Errors: unknown subscription.
+create or replace function dbsync.pause(subscription text) returns void
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+    update dbsync.subscriptions set paused = true where sub_id = (dbsync._sub(subscription)).sub_id;
+end
+$$;

@@ -1,0 +1,22 @@
+-- dbsync.record_progress(p_sub_id int, p_tick bigint, p_events bigint, p_seconds double precision) returns void
+--   The sidecar reports that the target now stands at tick p_tick (read from, or
+--   just committed to, the target's dbsync.applied). Moves the position, adds the
+--   stats, clears the last error, and marks tables whose copy tick is now passed as
+--   streaming. Called by the sidecar.
+create or replace function dbsync.record_progress(p_sub_id int, p_tick bigint, p_events bigint,
+                                                  p_seconds double precision) returns void
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+    update dbsync.subscriptions
+    set position_tick = p_tick,
+        applied_at = case when p_events > 0 or position_tick <> p_tick then now() else applied_at end,
+        batches_applied = batches_applied + case when p_events > 0 then 1 else 0 end,
+        events_applied = events_applied + p_events,
+        rows_per_second = case when p_events > 0 and p_seconds > 0 then p_events / p_seconds else rows_per_second end,
+        last_error = null, last_error_sqlstate = null, last_error_table = null, last_error_tick = null
+    where sub_id = p_sub_id;
+    update dbsync.subscription_tables
+    set state = 'streaming'
+    where sub_id = p_sub_id and state = 'catching_up' and copy_tick <= p_tick;
+end
+$$;

@@ -1,0 +1,21 @@
+-- dbsync.remove_table(tbl regclass) returns void
+--   Stops capturing tbl: drops its triggers and capture function. Changes already
+--   captured are still delivered; the data on targets stays.
+--   Errors: the table is not added.
+create or replace function dbsync.remove_table(tbl regclass) returns void
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v_id int;
+begin
+    select table_id into v_id from dbsync.tables where relid = tbl and removed_at is null;
+    if v_id is null then
+        raise exception 'remove_table: % is not replicated by dbsync', tbl
+            using errcode = 'undefined_object',
+                  hint = 'See select * from dbsync.table_status for the tables that are.';
+    end if;
+    perform dbsync._drop_capture_triggers(tbl);
+    execute format('drop function if exists dbsync.%I()', 'capture_' || v_id);
+    execute format('drop function if exists dbsync.%I()', 'capture_trunc_' || v_id);
+    update dbsync.tables set removed_at = now() where table_id = v_id;
+end
+$$;

@@ -1,0 +1,11 @@
+-- dbsync.resume(subscription text) returns void
+--   Applies again from where the subscription stopped. Errors: unknown subscription.
+create or replace function dbsync.resume(subscription text) returns void
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v dbsync.subscriptions := dbsync._sub(subscription);
+begin
+    update dbsync.subscriptions set paused = false where sub_id = v.sub_id;
+    perform pg_notify('dbsync', v.group_id::text);
+end
+$$;

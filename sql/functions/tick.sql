@@ -1,0 +1,46 @@
+-- dbsync.tick(p_group_id int, p_force boolean default false) returns bigint
+--   Takes a tick of the group: a snapshot that closes one batch. Ticks of a group
+--   are serialized by a lock on its row, and each snapshot is taken after that lock,
+--   so tick order is snapshot order. Without p_force no tick is made when nothing
+--   new could be in it (no new event id, no writer of the last tick's snapshot
+--   finished); then the latest tick id is returned.
+--   Must run in READ COMMITTED: each statement below needs its own snapshot.
+--   Called by the sidecar. Writes: groups.last_tick_id, ticks.
+create or replace function dbsync.tick(p_group_id int, p_force boolean default false) returns bigint
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v_id bigint;
+    v_last dbsync.ticks;
+    v_seq regclass;
+    v_lo bigint;
+begin
+    if current_setting('transaction_isolation') <> 'read committed' then
+        raise exception 'tick: must run in a READ COMMITTED transaction'
+            using errcode = 'active_sql_transaction';
+    end if;
+    -- Statement 1: the group's tick lock.
+    select last_tick_id into v_id from dbsync.groups where group_id = p_group_id for update;
+    if not found then
+        raise exception 'tick: group % not found', p_group_id using errcode = 'undefined_object';
+    end if;
+    v_seq := format('dbsync.%I', 'events_seq_' || p_group_id)::regclass;
+    select * into v_last from dbsync.ticks where group_id = p_group_id and tick_id = v_id;
+    -- Statement 2: the lower bound, read before the snapshot below.
+    v_lo := coalesce(pg_sequence_last_value(v_seq), 0);
+    if not p_force and v_lo = v_last.max_ev_id and not exists (
+        select from dbsync.events e
+        where e.group_id = p_group_id
+          and (e.txid >= pg_snapshot_xmax(v_last.snap)
+               or e.txid = any (array(select pg_snapshot_xip(v_last.snap))))
+          and pg_visible_in_snapshot(e.txid, pg_current_snapshot())
+    ) then
+        return v_id;
+    end if;
+    -- Statement 3: a fresh snapshot, then the upper bound read after it.
+    insert into dbsync.ticks (group_id, tick_id, snap, ev_lo, max_ev_id)
+    values (p_group_id, v_id + 1, pg_current_snapshot(), v_lo,
+            coalesce(pg_sequence_last_value(v_seq), 0));
+    update dbsync.groups set last_tick_id = v_id + 1 where group_id = p_group_id;
+    return v_id + 1;
+end
+$$;

@@ -1,0 +1,28 @@
+-- dbsync.wait_for_sync(subscription text, timeout interval default '60 s') returns boolean
+--   Waits until every change committed before the call is applied on the target
+--   (and every table of the subscription is copied); true then, false at the timeout.
+--   Reads only: the sidecar does the work. Must not run inside REPEATABLE READ or
+--   SERIALIZABLE, where it could not see the sidecar's progress.
+create or replace function dbsync.wait_for_sync(subscription text, timeout interval default '60 s')
+returns boolean
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v_sub dbsync.subscriptions := dbsync._sub(subscription);
+    v_goal pg_snapshot := pg_current_snapshot();
+    v_deadline timestamptz := clock_timestamp() + coalesce(timeout, '60 s');
+begin
+    if current_setting('transaction_isolation') <> 'read committed' then
+        raise exception 'wait_for_sync: cannot wait inside a % transaction', current_setting('transaction_isolation')
+            using errcode = 'active_sql_transaction',
+                  hint = 'Call it in autocommit mode or a READ COMMITTED transaction.';
+    end if;
+    loop
+        if dbsync._synced(v_sub.sub_id, v_goal) then
+            return true;
+        end if;
+        exit when clock_timestamp() >= v_deadline;
+        perform pg_sleep(least(0.05, greatest(extract(epoch from v_deadline - clock_timestamp()), 0)));
+    end loop;
+    return false;
+end
+$$;

@@ -1,0 +1,9 @@
+-- Privileges, re-applied on every migrate. dbsync belongs to the role that ran
+-- `dbsync migrate`; that role (or whoever it grants) administers replication.
+-- Application roles need nothing here: capture trigger functions are SECURITY
+-- DEFINER. PUBLIC can read nothing: events hold row data, subscriptions hold
+-- conninfo. A monitoring role may be granted SELECT on the two status views only.
+revoke all on schema dbsync from public;
+revoke all on all tables in schema dbsync from public;
+revoke all on all sequences in schema dbsync from public;
+revoke all on all functions in schema dbsync from public;

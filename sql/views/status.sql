@@ -1,0 +1,38 @@
+-- dbsync.status: one row per subscription, what a DBA checks first.
+--   state: paused | error (last batch failed, retrying) | copying (tables still to
+--   copy) | streaming. backlog_events: events captured and not yet applied (from the
+--   group's sequence, so it may count a few rolled-back ones). lag_seconds: 0 when
+--   nothing is pending, else how old the target's state is: the time since the tick
+--   the target stands at.
+create or replace view dbsync.status as
+select s.name,
+       g.name as group_name,
+       case when s.paused then 'paused'
+            when s.last_error is not null then 'error'
+            when exists (select from dbsync.subscription_tables st join dbsync.tables t using (table_id)
+                         where st.sub_id = s.sub_id and t.removed_at is null
+                           and st.state in ('pending', 'copying', 'error')) then 'copying'
+            else 'streaming' end as state,
+       s.paused,
+       b.backlog as backlog_events,
+       case when b.backlog = 0 then 0::double precision
+            else extract(epoch from clock_timestamp() - p.created_at)::double precision end as lag_seconds,
+       s.position_tick as last_applied_tick,
+       s.applied_at as last_applied_at,
+       s.rows_per_second,
+       s.batches_applied,
+       s.events_applied,
+       s.last_error,
+       s.last_error_sqlstate,
+       s.last_error_table,
+       s.last_error_tick,
+       s.last_error_at,
+       s.error_count,
+       s.created_at
+from dbsync.subscriptions s
+join dbsync.groups g using (group_id)
+join dbsync.ticks p on p.group_id = s.group_id and p.tick_id = s.position_tick
+cross join lateral (
+    select greatest(coalesce(pg_sequence_last_value(format('dbsync.%I', 'events_seq_' || s.group_id)::regclass), 0)
+                    - p.max_ev_id, 0) as backlog
+) b;

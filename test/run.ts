@@ -1,0 +1,47 @@
+// `npm test`: start a source and a target cluster (major from DBSYNC_PG_MAJOR,
+// default 17), run every test file with node's test runner against them, and
+// stop both clusters whatever happens. Arguments narrow the run to matching files.
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { reapOrphans, startCluster, stopAll } from "../src/embedded/cluster";
+
+async function main() {
+  reapOrphans();
+  const filters = process.argv.slice(2);
+  const dir = __dirname;
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith(".test.ts"))
+    .filter((f) => filters.length === 0 || filters.some((p) => f.includes(p)))
+    .sort()
+    .map((f) => path.join(dir, f));
+  const [source, target] = await Promise.all([startCluster(), startCluster()]);
+  console.log(`PostgreSQL ${source.major}: source on port ${source.port}, target on port ${target.port}`);
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "--test", "--test-concurrency=2", "--test-reporter=spec", ...files],
+    {
+      stdio: "inherit",
+      env: {
+        ...process.env,
+        DBSYNC_TEST_SOURCE_URL: source.url(),
+        DBSYNC_TEST_TARGET_URL: target.url(),
+        DBSYNC_TEST_SOURCE_DATA: source.dataDir,
+        DBSYNC_TEST_TARGET_DATA: target.dataDir,
+      },
+    },
+  );
+  const forward = (sig: NodeJS.Signals) => child.kill(sig);
+  process.on("SIGINT", forward);
+  process.on("SIGTERM", forward);
+  const code: number = await new Promise((r) => child.once("exit", (c, s) => r(c ?? (s ? 1 : 0))));
+  await stopAll();
+  process.exit(code);
+}
+
+main().catch(async (err) => {
+  console.error(err);
+  await stopAll();
+  process.exit(1);
+});
