@@ -1,0 +1,146 @@
+#!/usr/bin/env node
+// The `dbsync` command line: thin faces of the SQL API plus the sidecar.
+// Exit codes: 0 success; 1 error; 2 bad usage; 3 `wait` timed out.
+import { Command, Option } from "commander";
+import { Client } from "pg";
+import { resolveSourceUrl } from "./config";
+import { clientConfig } from "./db";
+import { DbsyncError, messageOf } from "./errors";
+import { createLog } from "./log";
+import { migrate } from "./migrate";
+import { startSidecar } from "./sidecar/run";
+
+const program = new Command();
+program
+  .name("dbsync")
+  .description("Logical replication between PostgreSQL databases, driven from SQL on the source.")
+  .showHelpAfterError()
+  .addHelpText(
+    "after",
+    `
+The source is --source, else $DBSYNC_SOURCE_URL, else $DATABASE_URL, else libpq's
+defaults ($PGHOST, $PGUSER, $PGPASSFILE ...). Exit codes: 0 ok, 1 error, 2 usage, 3 timeout.`,
+  );
+
+const sourceOption = () => new Option("-s, --source <url>", "source database URL or conninfo");
+
+program
+  .command("migrate")
+  .description("install or upgrade the dbsync schema on the source")
+  .addOption(sourceOption())
+  .addHelpText("after", "\nExample:\n  dbsync migrate --source postgres://admin@db1/app")
+  .action(async (o) => {
+    const r = await migrate(resolveSourceUrl(o.source));
+    console.log(
+      r.applied.length ? `applied ${r.applied.join(", ")}` : "schema up to date",
+      r.codeInstalled ? "(functions installed)" : "",
+    );
+  });
+
+program
+  .command("run")
+  .description("run the sidecar: apply every subscription until SIGTERM/SIGINT")
+  .addOption(sourceOption())
+  .addOption(new Option("-c, --concurrency <n>", "subscriptions applied in parallel").default(4).argParser(positiveInt))
+  .addOption(new Option("--poll-interval <ms>", "look for work at least this often").default(1000).argParser(positiveInt))
+  .addOption(new Option("--max-batch-events <n>", "merge ticks into batches of about this many events").default(200000).argParser(positiveInt))
+  .addOption(new Option("--rotate-after <seconds>", "queue rotation period").default(30).argParser(positiveInt))
+  .addOption(new Option("--log-level <level>", "trace|debug|info|warn|error").env("DBSYNC_LOG_LEVEL"))
+  .addHelpText("after", "\nExample:\n  DBSYNC_SOURCE_URL=postgres://dbsync@db1/app dbsync run --concurrency 8")
+  .action(async (o) => {
+    const log = createLog(o.logLevel);
+    const sidecar = await startSidecar({
+      sourceUrl: resolveSourceUrl(o.source),
+      concurrency: o.concurrency,
+      pollIntervalMs: o.pollInterval,
+      maxBatchEvents: o.maxBatchEvents,
+      rotateAfterSeconds: o.rotateAfter,
+      log,
+    });
+    const onSignal = (sig: string) => {
+      log.info({ signal: sig }, "stopping");
+      // Whatever is still running after 9 s is rolled back by closing its connection.
+      setTimeout(() => process.exit(0), 9000).unref();
+      void sidecar.stop();
+    };
+    process.once("SIGTERM", () => onSignal("SIGTERM"));
+    process.once("SIGINT", () => onSignal("SIGINT"));
+    await sidecar.done;
+    process.exit(0);
+  });
+
+program
+  .command("status")
+  .description("show dbsync.status (and copies in progress)")
+  .addOption(sourceOption())
+  .option("--json", "print JSON")
+  .action(async (o) => {
+    await withSource(o.source, async (c) => {
+      const { rows } = await c.query("select * from dbsync.status order by name");
+      const { rows: tables } = await c.query("select * from dbsync.table_status order by subscription, table_name");
+      if (o.json) {
+        console.log(JSON.stringify({ subscriptions: rows, tables }, null, 2));
+        return;
+      }
+      if (!rows.length) console.log("no subscriptions");
+      for (const r of rows) {
+        console.log(
+          `${r.name} (group ${r.group_name}): ${r.state}, backlog ${r.backlog_events} events, lag ${Number(r.lag_seconds).toFixed(1)} s, ` +
+            `tick ${r.last_applied_tick}, ${r.rows_per_second ? Math.round(r.rows_per_second) + " rows/s" : "-"}` +
+            (r.last_error ? `\n  last error (${r.last_error_at?.toISOString?.() ?? r.last_error_at}): ${r.last_error}` : ""),
+        );
+        for (const t of tables.filter((t) => t.subscription === r.name && t.state !== "streaming")) {
+          console.log(`  ${t.table_name}: ${t.state}${t.state === "copying" ? " " + progressBar(t.rows_copied, t.rows_estimated) : ""}`);
+        }
+      }
+    });
+  });
+
+program
+  .command("wait")
+  .description("wait until everything committed on the source so far is applied (dbsync.wait_for_sync)")
+  .argument("<subscription>")
+  .addOption(sourceOption())
+  .option("-t, --timeout <seconds>", "give up after", "60")
+  .action(async (subscription, o) => {
+    await withSource(o.source, async (c) => {
+      const { rows } = await c.query("select dbsync.wait_for_sync($1, make_interval(secs => $2)) as ok", [
+        subscription,
+        Number(o.timeout),
+      ]);
+      if (!rows[0].ok) {
+        console.error(`not in sync after ${o.timeout} s`);
+        process.exitCode = 3;
+      } else console.log("in sync");
+    });
+  });
+
+function progressBar(done: number, total: number | null): string {
+  if (!total) return `${done} rows`;
+  const frac = Math.min(1, Number(done) / Number(total));
+  const width = 30;
+  const full = Math.round(frac * width);
+  return `[${"#".repeat(full)}${".".repeat(width - full)}] ${(frac * 100).toFixed(0)}% ${done}/${total} rows`;
+}
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`expected a positive integer, got "${v}"`);
+  return n;
+}
+
+async function withSource(url: string | undefined, fn: (c: Client) => Promise<void>) {
+  const c = new Client(clientConfig(resolveSourceUrl(url), { applicationName: "dbsync cli" }));
+  await c.connect();
+  try {
+    await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+program.parseAsync(process.argv).catch((err) => {
+  const hint = err instanceof DbsyncError && err.context.hint ? `\nhint: ${err.context.hint}` : (err as { hint?: string }).hint ? `\nhint: ${(err as { hint?: string }).hint}` : "";
+  console.error(`dbsync: ${messageOf(err)}${hint}`);
+  process.exit(1);
+});

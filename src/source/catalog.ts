@@ -1,0 +1,56 @@
+// What the sidecar reads about subscriptions, tables and shapes on the source.
+import { Client, escapeIdentifier } from "pg";
+
+export interface Subscription {
+  sub_id: number;
+  name: string;
+  sub_uuid: string;
+  group_id: number;
+  target_conninfo: string;
+  paused: boolean;
+  position_tick: number;
+}
+
+export interface Shape {
+  shape_id: number;
+  table_id: number;
+  schema_name: string;
+  table_name: string;
+  key_columns: string[];
+  columns: string[];
+  types: string[];
+  key_positions: number[];
+}
+
+export async function loadSubscription(source: Client, name: string): Promise<Subscription | undefined> {
+  const { rows } = await source.query<Subscription>(
+    `select sub_id, name, sub_uuid, group_id, target_conninfo, paused, position_tick::int8::float8 as position_tick
+       from dbsync.subscriptions where name = $1`,
+    [name],
+  );
+  return rows[0];
+}
+
+/** Shapes are immutable once written, so they are cached for the process's life. */
+export class ShapeCache {
+  private shapes = new Map<number, Shape>();
+
+  async get(source: Client, ids: number[]): Promise<Map<number, Shape>> {
+    const missing = ids.filter((id) => !this.shapes.has(id));
+    if (missing.length) {
+      const { rows } = await source.query<Shape>(
+        `select s.shape_id, s.table_id, t.schema_name, t.table_name, t.key_columns,
+                s.columns, s.types, s.key_positions
+           from dbsync.shapes s join dbsync.tables t using (table_id)
+          where s.shape_id = any ($1)`,
+        [missing],
+      );
+      for (const r of rows) this.shapes.set(r.shape_id, r);
+    }
+    return new Map(ids.map((id) => [id, this.shapes.get(id)!]));
+  }
+}
+
+export function qualifiedName(shape: { schema_name: string; table_name: string }): string {
+  return `${escapeIdentifier(shape.schema_name)}.${escapeIdentifier(shape.table_name)}`;
+}

@@ -1,0 +1,80 @@
+// Replication end to end: the sidecar as a child process between real servers.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { freshEnv, sleep, startSidecar, tableText, until, value } from "./helpers";
+
+const DDL = `
+  create table items (id int primary key, name text, qty int);
+  create table notes (a int, b text, body text, primary key (a, b));`;
+
+test("inserts, updates, deletes, key changes and TRUNCATE replicate", async () => {
+  const env = await freshEnv("replicate_basic");
+  await env.source.query(DDL);
+  await env.target.query(DDL);
+  await env.source.query("select dbsync.add_table('items', 'shop'), dbsync.add_table('notes', 'shop')");
+  await env.source.query("select dbsync.add_subscription('dr', 'shop', $1, copy_data => false)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("insert into items select g, 'item ' || g, g from generate_series(1, 1000) g");
+    await env.source.query("insert into notes values (1, 'x', 'one'), (2, 'y', 'two'), (3, 'z', null)");
+    await env.source.query("update items set qty = qty * 2 where id % 3 = 0");
+    await env.source.query("delete from items where id % 7 = 0");
+    await env.source.query("update items set id = id + 10000 where id between 100 and 200"); // key change
+    await env.source.query("update notes set b = b || '!' where a = 1");
+    await env.source.query("begin; truncate notes; insert into notes values (9, 'n', 'after truncate'); commit");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('dr', '30 s')"), true);
+    assert.deepEqual(await tableText(env.target, "items"), await tableText(env.source, "items"));
+    assert.deepEqual(await tableText(env.target, "notes"), await tableText(env.source, "notes"));
+    const st = (await env.source.query("select * from dbsync.status")).rows[0];
+    assert.equal(st.state, "streaming");
+    assert.equal(Number(st.backlog_events), 0);
+  } finally {
+    assert.equal(await sidecar.stop(), 0, sidecar.output());
+  }
+});
+
+test("wait_for_sync is false at its timeout while paused, true once applied", async () => {
+  const env = await freshEnv("replicate_wait");
+  await env.source.query(DDL);
+  await env.target.query(DDL);
+  await env.source.query("select dbsync.add_table('items', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, false)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("select dbsync.pause('s')");
+    await env.source.query("insert into items values (1, 'a', 1)");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '1 s')"), false);
+    await sleep(200);
+    assert.equal(await value(env.target, "select count(*)::int from items"), 0);
+    await env.source.query("select dbsync.resume('s')");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true);
+    assert.equal(await value(env.target, "select count(*)::int from items"), 1);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("a missing target table is an error in dbsync.status; creating it resumes with nothing lost", async () => {
+  const env = await freshEnv("replicate_missing");
+  await env.source.query(DDL);
+  await env.source.query("select dbsync.add_table('items', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, false)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("insert into items select g, 'x', g from generate_series(1, 50) g");
+    await until("error in status", async () =>
+      (await value<string | null>(env.source, "select last_error from dbsync.status where name = 's'")) !== null);
+    const st = (await env.source.query("select * from dbsync.status")).rows[0];
+    assert.equal(st.state, "error");
+    assert.match(st.last_error, /items/);
+    assert.equal(st.last_error_sqlstate, "42P01");
+    assert.equal(st.last_error_table, '"public"."items"');
+    await env.source.query("insert into items select g, 'y', g from generate_series(51, 60) g");
+    await env.target.query(DDL);
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    assert.deepEqual(await tableText(env.target, "items"), await tableText(env.source, "items"));
+    assert.equal(await value(env.source, "select last_error from dbsync.status"), null);
+  } finally {
+    await sidecar.stop();
+  }
+});
