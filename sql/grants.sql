@@ -7,3 +7,7 @@ revoke all on schema dbsync from public;
 revoke all on all tables in schema dbsync from public;
 revoke all on all sequences in schema dbsync from public;
 revoke all on all functions in schema dbsync from public;
+-- dbsync.status reads the queue sequences through this SECURITY DEFINER helper,
+-- called with the view reader's rights: it must stay executable for a monitoring
+-- role that was granted only the view. It reveals an event counter, nothing else.
+grant execute on function dbsync._last_ev_id(int) to public;

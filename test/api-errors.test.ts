@@ -136,6 +136,9 @@ test("add_table refuses tables it cannot capture, with a hint, and changes nothi
     code: "42809",
     names: ["public.a_foreign", "foreign table"],
   });
+  await src.query("create sequence public.a_seq; create index grouped_v_idx on public.grouped (v)");
+  await rejects("select dbsync.add_table('public.a_seq')", [], { code: "42809", names: ["public.a_seq", "sequence"] });
+  await rejects("select dbsync.add_table('public.grouped_v_idx')", [], { code: "42809", names: ["public.grouped_v_idx"] });
   const part = await rejects("select dbsync.add_table('public.parted_1')", [], {
     code: "42809",
     names: ["public.parted_1", "partition of public.parted"],

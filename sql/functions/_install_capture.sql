@@ -134,15 +134,22 @@ $f$, t.group_id, v_seq, v_shape, v_new, v_old,
     else
         execute format('create trigger dbsync_capture_row after insert or update or delete on %s for each row execute function %s()', t.relid::regclass, v_fn);
         -- TRUNCATE of the whole table is one event; of a single partition, its rows.
-        execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function dbsync.%I()', t.relid::regclass, 'capture_trunc_' || p_table_id);
+        -- The function first: the trigger below names it.
         execute format($f$create or replace function dbsync.%I() returns trigger
             language plpgsql security definer set search_path = pg_catalog, pg_temp as $b$
+            declare
+                g record;
             begin
+                select cur_slot, sleeping into g from dbsync.groups where group_id = %s;
                 insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-                select %s, g.cur_slot, nextval('%s'), %s, 'T', null from dbsync.groups g where g.group_id = %s;
+                values (%s, g.cur_slot, nextval('%s'), %s, 'T', null);
+                if g.sleeping then
+                    perform pg_notify('dbsync', '%s');
+                end if;
                 return null;
-            end $b$ $f$, 'capture_trunc_' || p_table_id, t.group_id, v_seq, v_shape, t.group_id);
+            end $b$ $f$, 'capture_trunc_' || p_table_id, t.group_id, t.group_id, v_seq, v_shape, t.group_id);
         execute format('revoke all on function dbsync.%I() from public', 'capture_trunc_' || p_table_id);
+        execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function dbsync.%I()', t.relid::regclass, 'capture_trunc_' || p_table_id);
         for v_part in select c.oid::regclass from pg_partition_tree(t.relid) p join pg_class c on c.oid = p.relid
                       where p.isleaf and p.relid <> t.relid loop
             execute format('create trigger dbsync_capture_part_trunc before truncate on %s for each statement execute function %s()', v_part, v_fn);

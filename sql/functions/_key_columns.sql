@@ -25,8 +25,9 @@ begin
     end if;
 
     if cardinality(key_columns) = 0 or array_position(key_columns, null) is not null then
-        raise exception 'add_table: key_columns must name at least one column and no NULLs'
-            using errcode = 'invalid_parameter_value';
+        raise exception 'add_table: key_columns of % must name at least one column and no NULLs', tbl
+            using errcode = 'invalid_parameter_value',
+                  hint = 'Pass key_columns => NULL to use the primary key, or name NOT NULL columns covered by a unique index.';
     end if;
     foreach v_col in array key_columns loop
         select a.attnotnull, a.attgenerated into v_att
@@ -34,7 +35,8 @@ begin
         where a.attrelid = tbl and a.attname = v_col and a.attnum > 0 and not a.attisdropped;
         if not found then
             raise exception 'add_table: key column "%" does not exist in %', v_col, tbl
-                using errcode = 'undefined_column';
+                using errcode = 'undefined_column',
+                      hint = 'key_columns are column names, case-sensitive as stored (see \d of the table).';
         end if;
         if not v_att.attnotnull then
             raise exception 'add_table: key column "%" of % is nullable', v_col, tbl
@@ -43,7 +45,8 @@ begin
         end if;
         if v_att.attgenerated <> '' then
             raise exception 'add_table: key column "%" of % is a generated column', v_col, tbl
-                using errcode = 'invalid_table_definition';
+                using errcode = 'invalid_table_definition',
+                      hint = 'Generated columns are not captured; name stored columns as key_columns.';
         end if;
     end loop;
     if not exists (

@@ -20,7 +20,9 @@ begin
                   hint = 'Pass a libpq connection string or URL, e.g. ''host=replica dbname=app''.';
     end if;
     if copy_data is null then
-        raise exception 'add_subscription: copy_data must be true or false' using errcode = 'invalid_parameter_value';
+        raise exception 'add_subscription: copy_data must be true or false'
+            using errcode = 'invalid_parameter_value',
+                  hint = 'true copies every table first; false assumes the target already holds the data.';
     end if;
     v_group := dbsync._group_id(group_name, false);
     if exists (select from dbsync.subscriptions s where s.name = add_subscription.name) then

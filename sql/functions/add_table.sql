@@ -19,7 +19,9 @@ declare
     v_existing record;
 begin
     if tbl is null then
-        raise exception 'add_table: table must not be NULL' using errcode = 'invalid_parameter_value';
+        raise exception 'add_table: table must not be NULL'
+            using errcode = 'invalid_parameter_value',
+                  hint = 'Pass the table to replicate, e.g. dbsync.add_table(''app.orders'').';
     end if;
     select c.relkind, c.relispartition, c.relpersistence, n.nspname, c.relname
       into v_rel
@@ -28,7 +30,7 @@ begin
     if v_rel.relkind not in ('r', 'p') then
         raise exception 'add_table: % is not a table (it is a %)', tbl,
             case v_rel.relkind when 'v' then 'view' when 'm' then 'materialized view'
-                 when 'f' then 'foreign table' when 'S' then 'sequence' else 'relation of kind ' || v_rel.relkind end
+                 when 'f' then 'foreign table' when 'S' then 'sequence' else 'relation of kind ' || v_rel.relkind::text end
             using errcode = 'wrong_object_type',
                   hint = 'Only ordinary and partitioned tables can be replicated; add the table(s) behind it.';
     end if;
@@ -39,10 +41,14 @@ begin
                   hint = 'Add the partitioned table instead: all its partitions are captured with it.';
     end if;
     if v_rel.relpersistence = 't' then
-        raise exception 'add_table: % is a temporary table', tbl using errcode = 'wrong_object_type';
+        raise exception 'add_table: % is a temporary table', tbl
+            using errcode = 'wrong_object_type',
+                  hint = 'Temporary tables live in one session only and cannot be replicated; use a regular (or unlogged) table.';
     end if;
     if v_rel.nspname in ('dbsync', 'dbsync_worker') then
-        raise exception 'add_table: % belongs to dbsync itself', tbl using errcode = 'wrong_object_type';
+        raise exception 'add_table: % belongs to dbsync itself', tbl
+            using errcode = 'wrong_object_type',
+                  hint = 'dbsync''s own tables are not replicated; add your application''s tables.';
     end if;
     select t.table_id, g.name as group_name into v_existing
     from dbsync.tables t join dbsync.groups g using (group_id)

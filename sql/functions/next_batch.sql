@@ -2,8 +2,8 @@
 --   returns table (sub_id int, group_id int, tick_from bigint, tick_to bigint, table_ids int[])
 --   The next batch a subscription should apply: from its position to the furthest
 --   tick that keeps the batch near max_events (at least one tick), never crossing a
---   table's copy tick, so that a table's events are applied exactly from its copy
---   on. table_ids: the tables whose events belong in this batch (copied, and copied
+--   table's copy tick, nor passing the tick of a copy not yet committed, so that a
+--   table's events are applied exactly from its copy on. table_ids: the tables whose events belong in this batch (copied, and copied
 --   at or before tick_from). No row when there is nothing to apply or the
 --   subscription is paused. Called by the sidecar.
 create or replace function dbsync.next_batch(subscription text, max_events bigint default 100000)
@@ -18,6 +18,8 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
         select min(st.copy_tick) as tick
         from s join dbsync.subscription_tables st on st.sub_id = s.sub_id
         where st.copy_tick > s.position_tick
+           -- A copy still running holds the stream at its tick.
+           or (st.state = 'copying' and st.copy_tick >= s.position_tick)
     ), upto as (
         select coalesce(
                    (select max(t.tick_id) from dbsync.ticks t

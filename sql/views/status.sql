@@ -33,6 +33,5 @@ from dbsync.subscriptions s
 join dbsync.groups g using (group_id)
 join dbsync.ticks p on p.group_id = s.group_id and p.tick_id = s.position_tick
 cross join lateral (
-    select greatest(coalesce(pg_sequence_last_value(format('dbsync.%I', 'events_seq_' || s.group_id)::regclass), 0)
-                    - p.max_ev_id, 0) as backlog
+    select greatest(dbsync._last_ev_id(s.group_id) - p.max_ev_id, 0) as backlog
 ) b;

@@ -1,12 +1,13 @@
 -- dbsync.table_status: one row per subscription and replicated table.
 --   state: copying (pending or in progress) | catching_up (copied, the stream has
 --   not reached the copy's tick yet) | streaming | error (the copy failed, or the
---   subscription's last failed batch failed on this table).
+--   subscription's last failed batch failed on this table; the sidecar names tables
+--   with both parts always quoted).
 create or replace view dbsync.table_status as
 select s.name as subscription,
        g.name as group_name,
        format('%I.%I', t.schema_name, t.table_name) as table_name,
-       case when st.state = 'error' or s.last_error_table = format('%I.%I', t.schema_name, t.table_name) then 'error'
+       case when st.state = 'error' or e.failed then 'error'
             when st.state = 'pending' then 'copying'
             else st.state end as state,
        st.rows_copied,
@@ -14,12 +15,15 @@ select s.name as subscription,
        st.copy_tick,
        st.copy_started_at,
        st.copy_ended_at,
-       coalesce(st.last_error, case when s.last_error_table = format('%I.%I', t.schema_name, t.table_name)
-                                    then s.last_error end) as last_error,
-       coalesce(st.last_error_at, case when s.last_error_table = format('%I.%I', t.schema_name, t.table_name)
-                                       then s.last_error_at end) as last_error_at
+       coalesce(st.last_error, case when e.failed then s.last_error end) as last_error,
+       coalesce(st.last_error_at, case when e.failed then s.last_error_at end) as last_error_at
 from dbsync.subscription_tables st
 join dbsync.subscriptions s using (sub_id)
 join dbsync.tables t using (table_id)
 join dbsync.groups g on g.group_id = s.group_id
+cross join lateral (
+    select s.last_error_table is not null
+           and s.last_error_table = '"' || replace(t.schema_name, '"', '""') || '"."'
+                                    || replace(t.table_name, '"', '""') || '"' as failed
+) e
 where t.removed_at is null;

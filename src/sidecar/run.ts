@@ -12,12 +12,15 @@ import { isTransient, messageOf, sqlstateOf, DbsyncError } from "../errors";
 import { Log } from "../log";
 import { WORKER_SCHEMA } from "../migrate";
 import { ShapeCache } from "../source/catalog";
+import { copyTable } from "../copy/table-copy";
 import { PositionMoved } from "../target/progress";
 import { SubscriptionSession } from "../sync/session";
 
 export interface RunOptions {
   sourceUrl: string | undefined;
   concurrency: number;
+  /** Table copies running at once in this process. */
+  copyConcurrency: number;
   pollIntervalMs: number;
   maxBatchEvents: number;
   rotateAfterSeconds: number;
@@ -59,6 +62,9 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     taskList: {
       sync: async (payload) => {
         await syncTask((payload as { subscription: string }).subscription);
+      },
+      copy: async (payload) => {
+        await copyTask(payload as { subscription: string; tableId: number });
       },
     },
   });
@@ -134,6 +140,39 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     }
   }
 
+  const copying = new Set<string>();
+  async function wakeCopy(subscription: string, tableId: number, delayMs = 0) {
+    if (stopping) return;
+    await runner.addJob("copy", { subscription, tableId }, {
+      jobKey: `copy:${subscription}:${tableId}`,
+      maxAttempts: 1,
+      runAt: delayMs ? new Date(Date.now() + delayMs) : undefined,
+    });
+  }
+
+  async function copyTask(job: { subscription: string; tableId: number }) {
+    const key = `${job.subscription}:${job.tableId}`;
+    const b = backoff.get(key);
+    if (stopping || copying.has(key) || (b && b.until > Date.now())) return;
+    if (copying.size >= opts.copyConcurrency) {
+      await wakeCopy(job.subscription, job.tableId, 1000);
+      return;
+    }
+    copying.add(key);
+    try {
+      const outcome = await copyTable(opts.sourceUrl, pool, job, log.child({ subscription: job.subscription }));
+      backoff.delete(key);
+      if (outcome !== "nothing" && outcome !== "busy") await wake(job.subscription);
+    } catch (err) {
+      const failures = (backoff.get(key)?.failures ?? 0) + 1;
+      const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures, 10));
+      backoff.set(key, { failures, until: Date.now() + delay });
+      await wakeCopy(job.subscription, job.tableId, delay).catch(() => undefined);
+    } finally {
+      copying.delete(key);
+    }
+  }
+
   async function reportError(name: string, err: unknown, tick: number | undefined) {
     const failures = (backoff.get(name)?.failures ?? 0) + 1;
     const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures, 10));
@@ -164,13 +203,21 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
         select s.name
           from dbsync.subscriptions s
           join dbsync.groups g using (group_id)
-         where not s.paused
-           and (s.position_tick < g.last_tick_id
-                or exists (select from dbsync.subscription_tables st
-                            where st.sub_id = s.sub_id and st.state in ('pending', 'copying')))`);
+         where not s.paused and s.position_tick < g.last_tick_id`);
       for (const r of rows) {
         const b = backoff.get(r.name);
         if (!b || b.until <= Date.now()) await wake(r.name);
+      }
+      const { rows: copies } = await pool.query<{ name: string; table_id: number }>(`
+        select s.name, st.table_id
+          from dbsync.subscription_tables st
+          join dbsync.subscriptions s using (sub_id)
+          join dbsync.tables t using (table_id)
+         where not s.paused and t.removed_at is null and st.state in ('pending', 'copying', 'error')`);
+      for (const c of copies) {
+        const key = `${c.name}:${c.table_id}`;
+        const b = backoff.get(key);
+        if (!copying.has(key) && (!b || b.until <= Date.now())) await wakeCopy(c.name, c.table_id);
       }
     } catch (err) {
       log.warn({ err: messageOf(err) }, "scan failed; will retry");

@@ -1,0 +1,564 @@
+// The measurements themselves: one function per figure (a..e), each on fresh
+// databases, each returning plain numbers for one run. run.ts repeats them and
+// takes medians; report.ts prints them.
+import { BenchEnv, checkpoint, connect, createDbPair, DbPair, onBoth, vacuumAnalyze, withClient } from "./clusters";
+import { installDbsync, SidecarProcess, setPaused, statusRows, subscribe, waitForSync } from "./dbsync";
+import { compareTables, LatencyProbe, percentile, queueBytes } from "./measure";
+import { createNative, dropNative, NativeSub, setEnabled, waitMarkers, waitStreaming } from "./native";
+import {
+  bulkDdl, bulkInsertSql, bulkUpdateSql, manyTransactionsSql, runTpcb, sleep, TPCB_ROW_CHANGES, tpcbDdl,
+  tpcbPopulate, TpcbScale, tpcbTableNames,
+} from "./workloads";
+
+export interface Sizes {
+  scale: TpcbScale;
+  clients: number;
+  /** tpcb-like transactions in the apply backlog (all table sets together). */
+  backlogTransactions: number;
+  bulkRows: number;
+  /** Seconds of tpcb-like load per variant in the capture-overhead figure. */
+  overheadSeconds: number;
+  rate: number;
+  latencySeconds: number;
+  latencyWarmupSeconds: number;
+  memoryEvents: number;
+  memoryRowsPerTransaction: number;
+  steadyMinutes: number;
+  /** Give up waiting for a catch-up after this long. */
+  timeoutSeconds: number;
+}
+
+export interface Ctx {
+  env: BenchEnv;
+  sizes: Sizes;
+  run: number;
+  /** Progress text for the current step. */
+  step(text: string): void;
+  /** Problems worth reporting that did not stop the measurement. */
+  note(text: string): void;
+}
+
+const schemasOf = (n: number) => Array.from({ length: n }, (_, i) => `s${i + 1}`);
+
+/** The tpcb-like table sets `schemas`, with the same initial data, on both sides of `pair`. */
+async function tpcbSetup(ctx: Ctx, pair: DbPair, schemas: string[]) {
+  await onBoth(pair, schemas.map((s) => tpcbDdl(s) + tpcbPopulate(s, ctx.sizes.scale)).join("\n"));
+  const tables = schemas.flatMap(tpcbTableNames);
+  await Promise.all([vacuumAnalyze(pair.sourceUrl, tables), vacuumAnalyze(pair.targetUrl, tables)]);
+  return {
+    groups: schemas.map((s) => ({
+      name: s,
+      tables: tpcbTableNames(s).filter((t) => !t.endsWith('"bench_marker"')),
+      marker: `"${s}"."bench_marker"`,
+    })),
+  };
+}
+
+async function tpcbPair(ctx: Ctx, label: string, schemas: string[]): Promise<DbPair> {
+  const pair = await createDbPair(ctx.env, label);
+  await tpcbSetup(ctx, pair, schemas);
+  return pair;
+}
+
+async function mismatches(pair: DbPair, tables: string[]): Promise<string[]> {
+  const [s, t] = await Promise.all([connect(pair.sourceUrl), connect(pair.targetUrl)]);
+  try {
+    return await compareTables(s, t, tables);
+  } finally {
+    await Promise.all([s.end(), t.end()]);
+  }
+}
+
+async function insertMarkers(url: string, markerTables: string[], id: number) {
+  await withClient(url, async (c) => {
+    for (const t of markerTables) await c.query(`insert into ${t} (id) values ($1)`, [id]);
+  });
+}
+
+/** Sidecar teardown that turns a bad exit or logged errors into notes. */
+async function stopSidecar(ctx: Ctx, sidecar: SidecarProcess, what: string) {
+  const code = await sidecar.stop();
+  if (code !== 0) ctx.note(`${what}: the sidecar exited with code ${code}:\n${sidecar.output(20)}`);
+  const problems = [...new Set(sidecar.problems())];
+  if (problems.length) ctx.note(`${what}: the sidecar logged ${problems.length} distinct warning/error line(s); first: ${problems[0].slice(0, 500)}`);
+}
+
+// ---- a. apply throughput of a backlog -------------------------------------------
+
+export interface ApplySide {
+  rowChanges: number;
+  seconds: number;
+  rowsPerSecond: number;
+  /** Per subscription: seconds to catch up. */
+  perSubscription: Record<string, number>;
+  loadSeconds: number;
+  peakRssBytes?: number;
+  mismatches: string[];
+}
+
+export interface ApplyResult {
+  dbsync: ApplySide;
+  native: ApplySide;
+  ratio: number;
+}
+
+/** A backlog is loaded by `load` on each side in turn (order alternates by run). */
+async function applyComparison(
+  ctx: Ctx,
+  label: string,
+  setup: (pair: DbPair) => Promise<{ groups: { name: string; tables: string[]; marker: string }[] }>,
+  load: (sourceUrl: string) => Promise<number>,
+  compared: string[],
+): Promise<ApplyResult> {
+  const dbsyncSide = async (): Promise<ApplySide> => {
+    ctx.step(`dbsync: setting up`);
+    const pair = await createDbPair(ctx.env, `${label}_dbsync`);
+    let sidecar: SidecarProcess | undefined;
+    try {
+      const { groups } = await setup(pair);
+      await installDbsync(pair.sourceUrl);
+      for (const g of groups) await subscribe(pair.sourceUrl, pair.targetUrl, `g_${g.name}`, [...g.tables, g.marker], `sub_${g.name}`);
+      const subs = groups.map((g) => `sub_${g.name}`);
+      // Paused while the sidecar starts, so that its start-up is not timed.
+      await setPaused(pair.sourceUrl, subs, true);
+      ctx.step(`dbsync: loading the backlog (sidecar stopped)`);
+      const l0 = performance.now();
+      const rowChanges = await load(pair.sourceUrl);
+      const loadSeconds = (performance.now() - l0) / 1000;
+      await insertMarkers(pair.sourceUrl, groups.map((g) => g.marker), 1);
+      await checkpoint(ctx.env);
+      ctx.step(`dbsync: starting the sidecar`);
+      sidecar = new SidecarProcess(pair.sourceUrl);
+      await sidecar.ready();
+      ctx.step(`dbsync: applying ${rowChanges.toLocaleString("en-US")} row changes`);
+      const t0 = performance.now();
+      await setPaused(pair.sourceUrl, subs, false);
+      const per = await waitForSync(pair.sourceUrl, subs, t0, ctx.sizes.timeoutSeconds, sidecar);
+      const seconds = Math.max(...Object.values(per)) / 1000;
+      const mem = sidecar.memory();
+      await stopSidecar(ctx, sidecar, `${label} dbsync`);
+      sidecar = undefined;
+      ctx.step(`dbsync: comparing source and target`);
+      const bad = await mismatches(pair, compared.length ? compared : groups.flatMap((g) => g.tables));
+      return {
+        rowChanges, seconds, rowsPerSecond: rowChanges / seconds, loadSeconds, mismatches: bad,
+        perSubscription: Object.fromEntries(Object.entries(per).map(([k, v]) => [k, v / 1000])),
+        peakRssBytes: mem?.hwm,
+      };
+    } catch (err) {
+      const status = await statusRows(pair.sourceUrl);
+      throw new Error(`${(err as Error).message}\ndbsync.status: ${JSON.stringify(status)}${sidecar ? `\nsidecar log:\n${sidecar.output(20)}` : ""}`);
+    } finally {
+      if (sidecar) await sidecar.stop();
+      await pair.drop();
+    }
+  };
+
+  const nativeSide = async (): Promise<ApplySide> => {
+    ctx.step(`native: setting up`);
+    const pair = await createDbPair(ctx.env, `${label}_native`);
+    const subs: NativeSub[] = [];
+    try {
+      const { groups } = await setup(pair);
+      for (const g of groups) {
+        subs.push(await createNative(pair.sourceUrl, pair.targetUrl, g.name, [...g.tables, g.marker], { enabled: false }));
+      }
+      ctx.step(`native: loading the backlog (subscription disabled)`);
+      const l0 = performance.now();
+      const rowChanges = await load(pair.sourceUrl);
+      const loadSeconds = (performance.now() - l0) / 1000;
+      await insertMarkers(pair.sourceUrl, groups.map((g) => g.marker), 1);
+      await checkpoint(ctx.env);
+      ctx.step(`native: applying ${rowChanges.toLocaleString("en-US")} row changes`);
+      const t0 = performance.now();
+      await setEnabled(pair.targetUrl, subs, true);
+      const per = await waitMarkers(pair.targetUrl, groups.map((g) => g.marker), 1, t0, ctx.sizes.timeoutSeconds);
+      const seconds = Math.max(...Object.values(per)) / 1000;
+      ctx.step(`native: comparing source and target`);
+      const bad = await mismatches(pair, compared.length ? compared : groups.flatMap((g) => g.tables));
+      return {
+        rowChanges, seconds, rowsPerSecond: rowChanges / seconds, loadSeconds, mismatches: bad,
+        perSubscription: Object.fromEntries(Object.entries(per).map(([k, v]) => [k, v / 1000])),
+      };
+    } finally {
+      await dropNative(pair.sourceUrl, pair.targetUrl, subs);
+      await pair.drop();
+    }
+  };
+
+  // Alternate which side goes first, so a drift over time does not favour one.
+  let dbsync: ApplySide, native: ApplySide;
+  if (ctx.run % 2 === 1) {
+    dbsync = await dbsyncSide();
+    native = await nativeSide();
+  } else {
+    native = await nativeSide();
+    dbsync = await dbsyncSide();
+  }
+  for (const [who, side] of [["dbsync", dbsync], ["native", native]] as const) {
+    if (side.mismatches.length) ctx.note(`${label} ${who}: target differs from source after catch-up: ${side.mismatches.join("; ")}`);
+  }
+  return { dbsync, native, ratio: dbsync.rowsPerSecond / native.rowsPerSecond };
+}
+
+/** a. tpcb-like backlog in `sets` independent table sets (one group / subscription each). */
+export async function applyTpcb(ctx: Ctx, sets: number): Promise<ApplyResult> {
+  const schemas = schemasOf(sets);
+  return applyComparison(
+    ctx,
+    `apply_tpcb_${sets}`,
+    (pair) => tpcbSetup(ctx, pair, schemas),
+    async (sourceUrl) => {
+      const r = await runTpcb({
+        url: sourceUrl, schemas, scale: ctx.sizes.scale, clients: ctx.sizes.clients,
+        transactions: ctx.sizes.backlogTransactions,
+      });
+      if (r.errors) ctx.note(`apply tpcb ${sets}: ${r.errors} transactions failed while loading, e.g. ${r.firstError}`);
+      return r.transactions * TPCB_ROW_CHANGES;
+    },
+    [],
+  );
+}
+
+/** a. bulk backlog: one INSERT of bulkRows rows, then one UPDATE of all of them. */
+export async function applyBulk(ctx: Ctx): Promise<ApplyResult> {
+  const n = ctx.sizes.bulkRows;
+  return applyComparison(
+    ctx,
+    "apply_bulk",
+    async (pair) => {
+      await onBoth(pair, `${bulkDdl("public.bulk")}; create table public.bench_marker (id int primary key, at timestamptz default clock_timestamp());`);
+      return { groups: [{ name: "bulk", tables: ["public.bulk"], marker: "public.bench_marker" }] };
+    },
+    async (sourceUrl) => {
+      await withClient(sourceUrl, async (c) => {
+        await c.query(bulkInsertSql("public.bulk", 1, n));
+        await c.query(bulkUpdateSql("public.bulk"));
+      });
+      return 2 * n;
+    },
+    [],
+  );
+}
+
+// ---- b. source overhead ---------------------------------------------------------
+
+export interface OverheadTpcb {
+  plainTps: number;
+  capturedTps: number;
+  /** Capture on, sidecar running and applying meanwhile. */
+  capturedApplyingTps: number;
+  ratio: number;
+  ratioApplying: number;
+}
+
+/**
+ * Three identical table sets in one source database: p without capture, c captured
+ * (group with a subscription, sidecar stopped: its "sleeping" flag stays set, so every
+ * captured transaction also NOTIFYs: the worst case), r captured while the sidecar
+ * runs and applies to the target. Chunks run in the order p c r c p (half the time
+ * each for p and c) so that drift over time (table growth, bloat) cancels out.
+ */
+export async function overheadTpcb(ctx: Ctx): Promise<OverheadTpcb> {
+  const pair = await tpcbPair(ctx, "overhead_tpcb", ["p", "c", "r"]);
+  let sidecar: SidecarProcess | undefined;
+  try {
+    await installDbsync(pair.sourceUrl);
+    await subscribe(pair.sourceUrl, pair.targetUrl, "g_c", tpcbTableNames("c"), "sub_c");
+    await subscribe(pair.sourceUrl, pair.targetUrl, "g_r", tpcbTableNames("r"), "sub_r");
+    await setPaused(pair.sourceUrl, ["sub_c"], true); // the sidecar of chunk r leaves c's queue alone
+    const total = { p: { tx: 0, s: 0 }, c: { tx: 0, s: 0 }, r: { tx: 0, s: 0 } };
+    const half = (ctx.sizes.overheadSeconds * 1000) / 2;
+    const chunk = async (schema: "p" | "c" | "r", ms: number) => {
+      await checkpoint(ctx.env);
+      ctx.step(`${{ p: "no capture", c: "capture on", r: "capture on, sidecar applying" }[schema]} (${Math.round(ms / 1000)} s)`);
+      const res = await runTpcb({ url: pair.sourceUrl, schemas: [schema], scale: ctx.sizes.scale, clients: ctx.sizes.clients, durationMs: ms });
+      if (res.errors) ctx.note(`overhead tpcb ${schema}: ${res.errors} failed transactions, e.g. ${res.firstError}`);
+      total[schema].tx += res.transactions;
+      total[schema].s += res.seconds;
+    };
+    await chunk("p", half);
+    await chunk("c", half);
+    sidecar = new SidecarProcess(pair.sourceUrl);
+    await sidecar.ready();
+    await chunk("r", 2 * half);
+    await stopSidecar(ctx, sidecar, "overhead tpcb");
+    sidecar = undefined;
+    await chunk("c", half);
+    await chunk("p", half);
+    const tps = (k: "p" | "c" | "r") => total[k].tx / total[k].s;
+    return {
+      plainTps: tps("p"), capturedTps: tps("c"), capturedApplyingTps: tps("r"),
+      ratio: tps("c") / tps("p"), ratioApplying: tps("r") / tps("p"),
+    };
+  } finally {
+    if (sidecar) await sidecar.stop();
+    await pair.drop();
+  }
+}
+
+export interface OverheadBulk {
+  insertPlainSeconds: number;
+  insertCapturedSeconds: number;
+  insertRatio: number;
+  updatePlainSeconds: number;
+  updateCapturedSeconds: number;
+  updateRatio: number;
+}
+
+/** bulkRows rows inserted by one statement into an empty table, then updated by one, with and without capture. */
+export async function overheadBulk(ctx: Ctx): Promise<OverheadBulk> {
+  const pair = await createDbPair(ctx.env, "overhead_bulk");
+  try {
+    await onBoth(pair, `${bulkDdl("public.bulk_plain")}; ${bulkDdl("public.bulk_captured")}`);
+    await installDbsync(pair.sourceUrl);
+    await subscribe(pair.sourceUrl, pair.targetUrl, "g_bulk", ["public.bulk_captured"], "sub_bulk");
+    const n = ctx.sizes.bulkRows;
+    const times: Record<string, number> = {};
+    const timed = async (key: string, sql: string) => {
+      await checkpoint(ctx.env);
+      ctx.step(`${key.replace("_", " ")}`);
+      await withClient(pair.sourceUrl, async (c) => {
+        const t0 = performance.now();
+        await c.query(sql);
+        times[key] = (performance.now() - t0) / 1000;
+      });
+    };
+    const order = ctx.run % 2 === 1 ? ["plain", "captured"] : ["captured", "plain"];
+    for (const k of order) await timed(`insert_${k}`, bulkInsertSql(`public.bulk_${k}`, 1, n));
+    for (const k of order) await timed(`update_${k}`, bulkUpdateSql(`public.bulk_${k}`));
+    return {
+      insertPlainSeconds: times.insert_plain, insertCapturedSeconds: times.insert_captured,
+      insertRatio: times.insert_captured / times.insert_plain,
+      updatePlainSeconds: times.update_plain, updateCapturedSeconds: times.update_captured,
+      updateRatio: times.update_captured / times.update_plain,
+    };
+  } finally {
+    await pair.drop();
+  }
+}
+
+// ---- c. latency -----------------------------------------------------------------
+
+export interface LatencySide {
+  p50Ms: number | null;
+  p99Ms: number | null;
+  maxMs: number | null;
+  samples: number;
+  missing: number;
+  achievedTps: number;
+  probePolls: number;
+}
+
+export interface LatencyResult {
+  dbsync: LatencySide;
+  native: LatencySide;
+}
+
+/** Paced tpcb-like load at `rate` tx/s; every history row's commit-to-visible time (see LatencyProbe). */
+async function measureLatency(ctx: Ctx, pair: DbPair, label: string): Promise<LatencySide> {
+  const { rate, latencySeconds, latencyWarmupSeconds } = ctx.sizes;
+  const target = await connect(pair.targetUrl, "bench probe");
+  const source = await connect(pair.sourceUrl, "bench");
+  try {
+    const probe = new LatencyProbe(target, "s1");
+    await probe.start();
+    const { rows } = await source.query("select (clock_timestamp() + make_interval(secs => $1))::text as ws", [latencyWarmupSeconds]);
+    const windowStart: string = rows[0].ws;
+    ctx.step(`${label}: ${rate} tx/s for ${latencyWarmupSeconds} + ${latencySeconds} s`);
+    const res = await runTpcb({
+      url: pair.sourceUrl, schemas: ["s1"], scale: ctx.sizes.scale, clients: 4, ratePerSecond: rate,
+      durationMs: (latencyWarmupSeconds + latencySeconds) * 1000,
+    });
+    if (res.errors) ctx.note(`latency ${label}: ${res.errors} failed transactions, e.g. ${res.firstError}`);
+    const expected = (await source.query("select hid::float8 as h from s1.history where mtime >= $1::timestamptz order by hid", [windowStart])).rows.map((r) => r.h as number);
+    ctx.step(`${label}: waiting for the last rows`);
+    const { latencies, missing } = await probe.finish(expected, ctx.sizes.timeoutSeconds * 1000);
+    if (missing) ctx.note(`latency ${label}: ${missing} of ${expected.length} rows never became visible on the target`);
+    return {
+      p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), maxMs: latencies.at(-1) ?? null,
+      samples: latencies.length, missing, achievedTps: expected.length / latencySeconds, probePolls: probe.polls,
+    };
+  } finally {
+    await Promise.all([target.end(), source.end()]);
+  }
+}
+
+export async function latency(ctx: Ctx): Promise<LatencyResult> {
+  const dbsyncSide = async () => {
+    ctx.step("dbsync: setting up");
+    const pair = await tpcbPair(ctx, "latency_dbsync", ["s1"]);
+    let sidecar: SidecarProcess | undefined;
+    try {
+      await installDbsync(pair.sourceUrl);
+      await subscribe(pair.sourceUrl, pair.targetUrl, "g_s1", tpcbTableNames("s1"), "sub_s1");
+      sidecar = new SidecarProcess(pair.sourceUrl);
+      await sidecar.ready();
+      const side = await measureLatency(ctx, pair, "dbsync");
+      sidecar.assertAlive();
+      await stopSidecar(ctx, sidecar, "latency");
+      sidecar = undefined;
+      return side;
+    } finally {
+      if (sidecar) await sidecar.stop();
+      await pair.drop();
+    }
+  };
+  const nativeSide = async () => {
+    ctx.step("native: setting up");
+    const pair = await tpcbPair(ctx, "latency_native", ["s1"]);
+    const subs: NativeSub[] = [];
+    try {
+      subs.push(await createNative(pair.sourceUrl, pair.targetUrl, "s1", tpcbTableNames("s1"), { enabled: true }));
+      await waitStreaming(pair.targetUrl, subs);
+      return await measureLatency(ctx, pair, "native");
+    } finally {
+      await dropNative(pair.sourceUrl, pair.targetUrl, subs);
+      await pair.drop();
+    }
+  };
+  if (ctx.run % 2 === 1) {
+    const dbsync = await dbsyncSide();
+    return { dbsync, native: await nativeSide() };
+  }
+  const native = await nativeSide();
+  return { dbsync: await dbsyncSide(), native };
+}
+
+// ---- d. sidecar memory ----------------------------------------------------------
+
+export interface MemoryResult {
+  backlogEvents: number;
+  backlogTransactions: number;
+  backlogPeakRssBytes: number;
+  backlogApplySeconds: number;
+  bigTransactionRows: number;
+  bigTransactionPeakRssBytes: number;
+  /** From the big transaction's commit on the source to wait_for_sync true. */
+  bigTransactionApplySeconds: number;
+  /** Peak RSS of a sidecar that started and idled, for reference. */
+  idlePeakRssBytes: number;
+}
+
+export async function memory(ctx: Ctx): Promise<MemoryResult> {
+  const { memoryEvents: n, memoryRowsPerTransaction: per } = ctx.sizes;
+  const pair = await createDbPair(ctx.env, "memory");
+  let sidecar: SidecarProcess | undefined;
+  try {
+    await onBoth(pair, `${bulkDdl("public.backlog")}; ${bulkDdl("public.big")}`);
+    await installDbsync(pair.sourceUrl);
+    await subscribe(pair.sourceUrl, pair.targetUrl, "g_backlog", ["public.backlog"], "sub_backlog");
+    await subscribe(pair.sourceUrl, pair.targetUrl, "g_big", ["public.big"], "sub_big");
+
+    // 1. A backlog of n events in n / per transactions, written while no sidecar runs.
+    await setPaused(pair.sourceUrl, ["sub_backlog"], true);
+    ctx.step(`loading a backlog of ${n.toLocaleString("en-US")} events in ${Math.ceil(n / per)} transactions`);
+    await withClient(pair.sourceUrl, (c) => c.query(manyTransactionsSql("public.backlog", n, per)));
+    await checkpoint(ctx.env);
+    sidecar = new SidecarProcess(pair.sourceUrl);
+    await sidecar.ready();
+    ctx.step("sidecar applying the backlog");
+    let t0 = performance.now();
+    await setPaused(pair.sourceUrl, ["sub_backlog"], false);
+    await waitForSync(pair.sourceUrl, ["sub_backlog"], t0, ctx.sizes.timeoutSeconds, sidecar);
+    const backlogApplySeconds = (performance.now() - t0) / 1000;
+    const backlogPeak = sidecar.memory()!.hwm;
+    await stopSidecar(ctx, sidecar, "memory backlog");
+
+    // 2. One transaction of n rows, written while a fresh sidecar runs (idle).
+    sidecar = new SidecarProcess(pair.sourceUrl);
+    await sidecar.ready();
+    await sleep(2000);
+    const idlePeak = sidecar.memory()!.hwm;
+    ctx.step(`one transaction of ${n.toLocaleString("en-US")} rows, sidecar running`);
+    await withClient(pair.sourceUrl, (c) => c.query(bulkInsertSql("public.big", 1, n)));
+    t0 = performance.now();
+    await waitForSync(pair.sourceUrl, ["sub_big"], t0, ctx.sizes.timeoutSeconds, sidecar);
+    const bigApplySeconds = (performance.now() - t0) / 1000;
+    const bigPeak = sidecar.memory()!.hwm;
+    await stopSidecar(ctx, sidecar, "memory big transaction");
+    sidecar = undefined;
+
+    const bad = await mismatches(pair, ["public.backlog", "public.big"]);
+    if (bad.length) ctx.note(`memory: target differs from source after catch-up: ${bad.join("; ")}`);
+    return {
+      backlogEvents: n, backlogTransactions: Math.ceil(n / per), backlogPeakRssBytes: backlogPeak,
+      backlogApplySeconds, bigTransactionRows: n, bigTransactionPeakRssBytes: bigPeak,
+      bigTransactionApplySeconds: bigApplySeconds, idlePeakRssBytes: idlePeak,
+    };
+  } catch (err) {
+    const status = await statusRows(pair.sourceUrl);
+    throw new Error(`${(err as Error).message}\ndbsync.status: ${JSON.stringify(status)}${sidecar ? `\nsidecar log:\n${sidecar.output(20)}` : ""}`);
+  } finally {
+    if (sidecar) await sidecar.stop();
+    await pair.drop();
+  }
+}
+
+// ---- e. queue size under steady load --------------------------------------------
+
+export interface QueueResult {
+  minutes: number;
+  maxBytes: number;
+  finalBytes: number;
+  /** After the load stopped, the sidecar caught up and upkeep ran for a while. */
+  settledBytes: number;
+  achievedTps: number;
+  samples: { s: number; bytes: number; backlog: number }[];
+}
+
+/** Paced tpcb-like load at `rate` tx/s for steadyMinutes, sidecar running; queue size sampled every 5 s. */
+export async function queue(ctx: Ctx): Promise<QueueResult> {
+  const pair = await tpcbPair(ctx, "queue", ["s1"]);
+  let sidecar: SidecarProcess | undefined;
+  const source = await connect(pair.sourceUrl);
+  try {
+    await installDbsync(pair.sourceUrl);
+    await subscribe(pair.sourceUrl, pair.targetUrl, "g_s1", tpcbTableNames("s1"), "sub_s1");
+    sidecar = new SidecarProcess(pair.sourceUrl);
+    await sidecar.ready();
+    const samples: QueueResult["samples"] = [];
+    const t0 = performance.now();
+    const sample = async () => {
+      const bytes = await queueBytes(source);
+      const { rows } = await source.query("select coalesce(sum(backlog_events), 0)::float8 as b from dbsync.status");
+      samples.push({ s: Math.round((performance.now() - t0) / 1000), bytes, backlog: rows[0].b });
+    };
+    await sample();
+    const ms = ctx.sizes.steadyMinutes * 60_000;
+    let stop = false;
+    const sampler = (async () => {
+      while (!stop) {
+        await sleep(5000);
+        if (stop) break;
+        await sample();
+        sidecar!.assertAlive();
+        const last = samples[samples.length - 1];
+        ctx.step(`${ctx.sizes.rate} tx/s for ${ctx.sizes.steadyMinutes} min: ${last.s} s, queue ${(last.bytes / 1048576).toFixed(1)} MB, backlog ${last.backlog} events`);
+      }
+    })();
+    const res = await runTpcb({
+      url: pair.sourceUrl, schemas: ["s1"], scale: ctx.sizes.scale, clients: 4, ratePerSecond: ctx.sizes.rate, durationMs: ms,
+    });
+    stop = true;
+    await sampler;
+    await sample();
+    const finalBytes = samples[samples.length - 1].bytes;
+    ctx.step("load stopped; letting the sidecar catch up and rotate");
+    await waitForSync(pair.sourceUrl, ["sub_s1"], performance.now(), ctx.sizes.timeoutSeconds, sidecar);
+    await sleep(12_000);
+    await sample();
+    const settledBytes = samples[samples.length - 1].bytes;
+    await stopSidecar(ctx, sidecar, "queue");
+    sidecar = undefined;
+    return {
+      minutes: ctx.sizes.steadyMinutes,
+      maxBytes: Math.max(...samples.slice(0, -1).map((s) => s.bytes)),
+      finalBytes, settledBytes, achievedTps: res.transactions / res.seconds, samples,
+    };
+  } finally {
+    await source.end().catch(() => undefined);
+    if (sidecar) await sidecar.stop();
+    await pair.drop();
+  }
+}

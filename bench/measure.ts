@@ -1,0 +1,186 @@
+// Measurement: statistics, process memory, queue size, table checksums, and the
+// commit-to-visible latency probe.
+import fs from "node:fs";
+import { Client } from "pg";
+import { ident, sleep } from "./workloads";
+
+export function median(xs: (number | null | undefined)[]): number | null {
+  const v = xs.filter((x): x is number => typeof x === "number" && Number.isFinite(x)).sort((a, b) => a - b);
+  if (!v.length) return null;
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+/** Nearest-rank percentile of an already sorted array. */
+export function percentile(sorted: number[], p: number): number | null {
+  if (!sorted.length) return null;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
+
+export function now(): number {
+  return performance.now();
+}
+
+// ---- process memory ----------------------------------------------------------
+
+/**
+ * The process whose memory is the sidecar's. `node --import tsx src/cli.ts run`
+ * runs the CLI in that very node process (tsx only registers a loader hook, whose
+ * thread belongs to the same process), so normally this is `pid` itself. If a
+ * wrapper ever forks a node child instead, follow it down to the node process
+ * that has no node child.
+ */
+export function sidecarNodePid(pid: number): number {
+  for (let depth = 0; depth < 4; depth++) {
+    const kids = childrenOf(pid).filter((k) => /node/.test(readCmd(k)));
+    if (!kids.length) return pid;
+    pid = kids[0];
+  }
+  return pid;
+}
+
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+      const s = fs.readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim();
+      if (s) out.push(...s.split(/\s+/).map(Number));
+    }
+  } catch {
+    /* gone */
+  }
+  return out;
+}
+
+function readCmd(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+  } catch {
+    return "";
+  }
+}
+
+/** VmHWM (peak resident set size) and VmRSS of a live process, in bytes. */
+export function processMemory(pid: number): { hwm: number; rss: number } | null {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) * 1024;
+    return { hwm: kb("VmHWM"), rss: kb("VmRSS") };
+  } catch {
+    return null;
+  }
+}
+
+// ---- queue size ----------------------------------------------------------------
+
+/** On-disk bytes of every leaf partition of dbsync.events (heap, TOAST, indexes). */
+export async function queueBytes(source: Client): Promise<number> {
+  const { rows } = await source.query(
+    `select coalesce(sum(pg_total_relation_size(relid)), 0)::float8 as b
+       from pg_partition_tree('dbsync.events') where isleaf`,
+  );
+  return rows[0].b;
+}
+
+// ---- checksums -------------------------------------------------------------------
+
+/** Row count and an order-independent checksum of every row's text. */
+export async function tableChecksum(c: Client, table: string): Promise<string> {
+  const { rows } = await c.query(
+    `select count(*)::text || ':' || coalesce(sum(hashtext(t::text)::bigint), 0)::text as s from ${table} t`,
+  );
+  return rows[0].s;
+}
+
+/** Tables whose checksum differs between source and target (empty when equal). */
+export async function compareTables(source: Client, target: Client, tables: string[]): Promise<string[]> {
+  const bad: string[] = [];
+  for (const t of tables) {
+    const [a, b] = await Promise.all([tableChecksum(source, t), tableChecksum(target, t)]);
+    if (a !== b) bad.push(`${t}: source ${a}, target ${b}`);
+  }
+  return bad;
+}
+
+// ---- latency probe -----------------------------------------------------------------
+
+/**
+ * Commit-to-visible latency of the history rows of one schema, observed on the target.
+ *
+ * Method: every history row carries `mtime = clock_timestamp()` taken by the source in
+ * the transaction's last statement, right before COMMIT (same round trip), so mtime is
+ * the source commit time to within the commit's own duration (well under 1 ms here,
+ * synchronous_commit = off). A probe connection to the target polls every
+ * `intervalMs` for rows it has not seen yet and stamps each with the target's
+ * clock_timestamp(), evaluated while the query runs, i.e. after its snapshot was taken:
+ * a row it returns became visible at or before that moment, and after the previous
+ * poll's snapshot, which did not see it. latency = seen - mtime is therefore an upper
+ * bound that overstates the true value by less than one poll interval plus one poll
+ * query (~ intervalMs + 1 ms). Both servers run on this machine and read the same
+ * system clock, so the two timestamps are directly comparable. (Commit timestamps
+ * on the target are not used: native logical replication stamps an applied
+ * transaction with the origin's commit time, which would make it look instantaneous.)
+ * Rows are found by key above a low-water mark that advances over the contiguous
+ * seen prefix, so rows committed out of key order are neither missed nor counted twice.
+ */
+export class LatencyProbe {
+  private seen = new Map<number, number>(); // hid -> latency ms (above `low`)
+  private done = new Map<number, number>(); // hid -> latency ms (at or below `low`)
+  private low = 0;
+  private lowMovedAt = now();
+  private stopped = false;
+  private loop?: Promise<void>;
+  polls = 0;
+
+  constructor(
+    private readonly target: Client,
+    private readonly schema: string,
+    private readonly intervalMs = 5,
+  ) {}
+
+  async start(): Promise<void> {
+    const { rows } = await this.target.query(`select coalesce(max(hid), 0)::float8 as m from ${ident(this.schema)}.history`);
+    this.low = rows[0].m;
+    this.loop = this.run();
+  }
+
+  private async run() {
+    const sql = `select hid::float8 as hid, (extract(epoch from clock_timestamp() - mtime) * 1000)::float8 as ms
+                   from ${ident(this.schema)}.history where hid > $1`;
+    while (!this.stopped) {
+      const { rows } = await this.target.query(sql, [this.low]);
+      this.polls++;
+      for (const r of rows) if (!this.seen.has(r.hid)) this.seen.set(r.hid, r.ms);
+      const before = this.low;
+      while (this.seen.has(this.low + 1)) {
+        this.done.set(this.low + 1, this.seen.get(this.low + 1)!);
+        this.seen.delete(++this.low);
+      }
+      if (this.low !== before) this.lowMovedAt = now();
+      else if (this.seen.size && now() - this.lowMovedAt > 10_000) {
+        // A key that never arrives (a rolled-back insert's sequence value): skip it.
+        this.low = Math.min(...this.seen.keys()) - 1;
+        this.lowMovedAt = now();
+      }
+      await sleep(this.intervalMs);
+    }
+  }
+
+  /** Waits until every hid in `expected` was seen (or the timeout), then stops. */
+  async finish(expected: number[], timeoutMs: number): Promise<{ latencies: number[]; missing: number }> {
+    const deadline = now() + timeoutMs;
+    const has = (h: number) => this.done.has(h) || this.seen.has(h);
+    while (now() < deadline && !expected.every(has)) await sleep(20);
+    this.stopped = true;
+    await this.loop;
+    const latencies: number[] = [];
+    let missing = 0;
+    for (const h of expected) {
+      const v = this.done.get(h) ?? this.seen.get(h);
+      if (v === undefined) missing++;
+      else latencies.push(v);
+    }
+    return { latencies: latencies.sort((a, b) => a - b), missing };
+  }
+}

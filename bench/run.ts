@@ -1,0 +1,231 @@
+// `npm run bench`: starts a source and a target cluster, runs every figure N times
+// (the comparison in the same run), prints the table of medians and writes JSON.
+//
+//   npm run bench -- [--quick] [--runs N] [--only NAME[,NAME...]] [--out FILE] [--steady-minutes M]
+//
+// See bench/README.md for what each figure measures and how.
+import os from "node:os";
+import path from "node:path";
+import { stopAll } from "../src/embedded/cluster";
+import { BENCH_SETTINGS, startClusters } from "./clusters";
+import { SIDECAR_ARGS } from "./dbsync";
+import * as figures from "./figures";
+import { Ctx, Sizes } from "./figures";
+import { Progress } from "./progress";
+import { RunResult, summarize, table, writeJson } from "./report";
+
+const FULL: Sizes = {
+  scale: { branches: 8, tellersPerBranch: 10, accountsPerBranch: 12_500 },
+  clients: 8,
+  backlogTransactions: 40_000,
+  bulkRows: 1_000_000,
+  overheadSeconds: 20,
+  rate: 500,
+  latencySeconds: 30,
+  latencyWarmupSeconds: 3,
+  memoryEvents: 1_000_000,
+  memoryRowsPerTransaction: 1_000,
+  steadyMinutes: 2,
+  timeoutSeconds: 900,
+};
+
+const QUICK: Sizes = {
+  ...FULL,
+  scale: { branches: 8, tellersPerBranch: 10, accountsPerBranch: 2_500 },
+  backlogTransactions: 4_000,
+  bulkRows: 100_000,
+  overheadSeconds: 4,
+  latencySeconds: 8,
+  latencyWarmupSeconds: 2,
+  memoryEvents: 100_000,
+  steadyMinutes: 0.5,
+  timeoutSeconds: 300,
+};
+
+/** Figures in the order they run; --only matches these names by prefix. */
+const FIGURES: { name: string; key: keyof RunResult; once?: boolean; run: (ctx: Ctx) => Promise<unknown> }[] = [
+  { name: "apply-tpcb-1", key: "applyTpcb1", run: (c) => figures.applyTpcb(c, 1) },
+  { name: "apply-tpcb-4", key: "applyTpcb4", run: (c) => figures.applyTpcb(c, 4) },
+  { name: "apply-bulk", key: "applyBulk", run: figures.applyBulk },
+  { name: "overhead-tpcb", key: "overheadTpcb", run: figures.overheadTpcb },
+  { name: "overhead-bulk", key: "overheadBulk", run: figures.overheadBulk },
+  { name: "latency", key: "latency", run: figures.latency },
+  { name: "memory", key: "memory", run: figures.memory },
+  // A bound over a long window rather than a rate: measured once, in the last run.
+  { name: "queue", key: "queue", once: true, run: figures.queue },
+];
+
+interface Options {
+  quick: boolean;
+  runs: number;
+  only: string[];
+  out?: string;
+  steadyMinutes?: number;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { quick: false, runs: 3, only: [] };
+  let runsGiven = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) usage(`${a} needs a value`);
+      return v;
+    };
+    if (a === "--quick") o.quick = true;
+    else if (a === "--runs") {
+      o.runs = Number(val());
+      runsGiven = true;
+      if (!Number.isInteger(o.runs) || o.runs < 1) usage("--runs takes a positive integer");
+    } else if (a === "--only") o.only.push(...val().split(",").map((s) => s.trim()).filter(Boolean));
+    else if (a === "--out") o.out = val();
+    else if (a === "--steady-minutes") {
+      o.steadyMinutes = Number(val());
+      if (!(o.steadyMinutes > 0)) usage("--steady-minutes takes a positive number");
+    } else if (a === "--help" || a === "-h") usage();
+    else usage(`unknown argument ${a}`);
+  }
+  if (o.quick && !runsGiven) o.runs = 1;
+  for (const n of o.only) {
+    if (!FIGURES.some((f) => f.name.startsWith(n))) usage(`--only: no figure named ${n}`);
+  }
+  return o;
+}
+
+function usage(problem?: string): never {
+  const text = `usage: npm run bench -- [--quick] [--runs N] [--only NAME[,NAME...]] [--out FILE] [--steady-minutes M]
+  --quick             small sizes, 1 run (a smoke run)
+  --runs N            runs per figure; every figure is the median of its runs (default 3)
+  --only NAMES        figures to run, by name or prefix: ${FIGURES.map((f) => f.name).join(", ")}
+  --out FILE          JSON output (default bench/results/<timestamp>.json)
+  --steady-minutes M  length of the steady load of the queue-size figure (default 2; 0.5 with --quick)`;
+  (problem ? console.error : console.log)(problem ? `${problem}\n${text}` : text);
+  process.exit(problem ? 2 : 0);
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const sizes: Sizes = { ...(opts.quick ? QUICK : FULL) };
+  if (opts.steadyMinutes !== undefined) sizes.steadyMinutes = opts.steadyMinutes;
+  const selected = FIGURES.filter((f) => !opts.only.length || opts.only.some((n) => f.name.startsWith(n)));
+  const startedAt = new Date();
+  const progress = new Progress();
+  const stamp = startedAt.toISOString().replace(/[:.]/g, "-").replace("Z", "");
+  const out = path.resolve(opts.out ?? path.join(__dirname, "results", `${stamp}.json`));
+
+  console.log(`dbsync benchmark: ${opts.quick ? "quick" : "full"} mode, ${opts.runs} run(s), figures: ${selected.map((f) => f.name).join(", ")}`);
+  console.log(`machine: ${os.cpus().length} CPU (${os.cpus()[0]?.model ?? "?"}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GB RAM, node ${process.version}`);
+  const env = await startClusters();
+  console.log(`PostgreSQL ${env.source.major}: source on port ${env.source.port}, target on port ${env.target.port}`);
+  console.log(`  settings added by the benchmark (both): ${Object.entries(BENCH_SETTINGS).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+  for (const side of ["source", "target"] as const) {
+    console.log(`  ${side}: ${Object.entries(env.settings[side]).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+  }
+  console.log(`sidecar: node --import tsx src/cli.ts run --source URL ${SIDECAR_ARGS.join(" ")}`.trimEnd() + " (default options)");
+  console.log(`sizes: ${JSON.stringify(sizes)}`);
+
+  const results: RunResult[] = [];
+  const notes: { run: number; figure: string; text: string }[] = [];
+  const errors: { run: number; figure: string; message: string }[] = [];
+  progress.start();
+  for (let run = 1; run <= opts.runs; run++) {
+    const result: RunResult = { run };
+    results.push(result);
+    for (const f of selected) {
+      if (f.once && run !== opts.runs) continue;
+      progress.phase(`run ${run}/${opts.runs} · ${f.name} ·`);
+      const ctx: Ctx = {
+        env, sizes, run,
+        step: (t) => progress.step(t),
+        note: (text) => {
+          notes.push({ run, figure: f.name, text });
+          progress.log(`note (run ${run}, ${f.name}): ${text}`);
+        },
+      };
+      const t0 = Date.now();
+      try {
+        (result as unknown as Record<string, unknown>)[f.key] = await f.run(ctx);
+        progress.log(`run ${run}/${opts.runs}: ${f.name} done in ${Math.round((Date.now() - t0) / 1000)} s${brief(f.key, result)}`);
+      } catch (err) {
+        const message = (err as Error).stack ?? String(err);
+        errors.push({ run, figure: f.name, message });
+        progress.log(`FAILED (run ${run}, ${f.name}): ${message}`);
+      }
+    }
+  }
+  progress.stop();
+
+  const summary = summarize(results);
+  console.log("");
+  console.log(table(summary));
+  if (errors.length) {
+    console.log(`\n${errors.length} measurement(s) failed:`);
+    for (const e of errors) console.log(`- run ${e.run}, ${e.figure}: ${e.message.split("\n")[0]}`);
+  }
+  if (notes.length) {
+    console.log(`\nnotes:`);
+    for (const n of notes) console.log(`- run ${n.run}, ${n.figure}: ${n.text.split("\n")[0]}`);
+  }
+  const finishedAt = new Date();
+  writeJson(out, {
+    benchmark: "dbsync",
+    startedAt, finishedAt, durationSeconds: Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000),
+    options: opts, sizes,
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryBytes: os.totalmem(), node: process.version, platform: `${os.platform()} ${os.release()}` },
+    postgres: { major: env.source.major, benchSettings: BENCH_SETTINGS, source: env.settings.source, target: env.settings.target },
+    sidecar: { command: "node --import tsx src/cli.ts run --source URL", args: SIDECAR_ARGS },
+    summary, runs: results, notes, errors,
+  });
+  console.log(`\nJSON: ${out}  (${Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000)} s in all)`);
+  await stopAll();
+  process.exit(errors.length ? 1 : 0);
+}
+
+/** A one-line result after each figure, for the log. */
+function brief(key: keyof RunResult, r: RunResult): string {
+  const n = (v: number) => Math.round(v).toLocaleString("en-US");
+  switch (key) {
+    case "applyTpcb1":
+    case "applyTpcb4":
+    case "applyBulk": {
+      const a = r[key]!;
+      return `: dbsync ${n(a.dbsync.rowsPerSecond)} rows/s (${a.dbsync.seconds.toFixed(1)} s), native ${n(a.native.rowsPerSecond)} rows/s (${a.native.seconds.toFixed(1)} s), ratio ${a.ratio.toFixed(2)}`;
+    }
+    case "overheadTpcb": {
+      const o = r.overheadTpcb!;
+      return `: ${n(o.plainTps)} tx/s without capture, ${n(o.capturedTps)} with (${o.ratio.toFixed(2)}), ${n(o.capturedApplyingTps)} with the sidecar applying (${o.ratioApplying.toFixed(2)})`;
+    }
+    case "overheadBulk": {
+      const o = r.overheadBulk!;
+      return `: insert ${o.insertPlainSeconds.toFixed(2)} s -> ${o.insertCapturedSeconds.toFixed(2)} s (${o.insertRatio.toFixed(2)}x), update ${o.updatePlainSeconds.toFixed(2)} s -> ${o.updateCapturedSeconds.toFixed(2)} s (${o.updateRatio.toFixed(2)}x)`;
+    }
+    case "latency": {
+      const l = r.latency!;
+      return `: dbsync p50 ${l.dbsync.p50Ms?.toFixed(1)} ms p99 ${l.dbsync.p99Ms?.toFixed(1)} ms (${l.dbsync.samples} rows, ${n(l.dbsync.achievedTps)} tx/s); native p50 ${l.native.p50Ms?.toFixed(1)} ms p99 ${l.native.p99Ms?.toFixed(1)} ms`;
+    }
+    case "memory": {
+      const m = r.memory!;
+      return `: peak RSS ${(m.backlogPeakRssBytes / 2 ** 20).toFixed(0)} MB (backlog, applied in ${m.backlogApplySeconds.toFixed(1)} s), ${(m.bigTransactionPeakRssBytes / 2 ** 20).toFixed(0)} MB (one big transaction, applied in ${m.bigTransactionApplySeconds.toFixed(1)} s), idle ${(m.idlePeakRssBytes / 2 ** 20).toFixed(0)} MB`;
+    }
+    case "queue": {
+      const q = r.queue!;
+      return `: max ${(q.maxBytes / 2 ** 20).toFixed(1)} MB, final ${(q.finalBytes / 2 ** 20).toFixed(1)} MB, settled ${(q.settledBytes / 2 ** 20).toFixed(1)} MB at ${n(q.achievedTps)} tx/s`;
+    }
+    default:
+      return "";
+  }
+}
+
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    process.stderr.write(`\n${sig}: stopping the clusters\n`);
+    void stopAll().finally(() => process.exit(130));
+  });
+}
+
+main().catch(async (err) => {
+  console.error(err);
+  await stopAll();
+  process.exit(1);
+});

@@ -1,0 +1,23 @@
+-- dbsync.resync_table(subscription text, tbl regclass) returns void
+--   Copies the table into that subscription's target again, consistently, while the
+--   other tables keep streaming: the table's events are held back from now on and
+--   the sidecar copies it at a new tick, then streams it from there.
+--   Errors: unknown subscription; the table is not in the subscription's group.
+create or replace function dbsync.resync_table(subscription text, tbl regclass) returns void
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v_sub dbsync.subscriptions := dbsync._sub(subscription);
+begin
+    update dbsync.subscription_tables st
+    set state = 'pending', copy_tick = null, rows_copied = 0, copy_started_at = null,
+        copy_ended_at = null, last_error = null, last_error_at = null
+    from dbsync.tables t
+    where t.table_id = st.table_id and t.relid = tbl and t.removed_at is null and st.sub_id = v_sub.sub_id;
+    if not found then
+        raise exception 'resync_table: % is not replicated by subscription "%"', tbl, subscription
+            using errcode = 'undefined_object',
+                  hint = 'See select * from dbsync.table_status for the tables of each subscription.';
+    end if;
+    perform pg_notify('dbsync', v_sub.group_id::text);
+end
+$$;

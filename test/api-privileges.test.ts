@@ -1,0 +1,347 @@
+// Who may do what. dbsync belongs to postgres (who ran migrate). Application roles
+// need nothing from dbsync to write captured tables; they can neither administer
+// replication nor read the queue or the targets' conninfo; nor can PUBLIC. Rights
+// to administer or to monitor are granted explicitly. Capture runs as the dbsync
+// owner with a pinned search_path and settings, whatever the writer's session says.
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { after, before, test } from "node:test";
+import { Client, Pool } from "pg";
+import { Env, freshEnv, rows, sqlError, value } from "./helpers";
+
+let env: Env;
+let src: Pool;
+const sfx = crypto.randomBytes(4).toString("hex");
+const APP = `dbsync_app_${sfx}`;
+const ADMIN = `dbsync_admin_${sfx}`;
+const MON = `dbsync_mon_${sfx}`;
+const NOBODY = `dbsync_nobody_${sfx}`;
+const clients: Client[] = [];
+
+/** A session on the source database as `role` (trust auth: no password). */
+async function connectAs(role: string): Promise<Client> {
+  const u = new URL(env.sourceUrl);
+  u.username = role;
+  const c = new Client({ connectionString: u.toString() });
+  await c.connect();
+  clients.push(c);
+  return c;
+}
+
+async function denied(c: Client, sql: string, params: unknown[] = []) {
+  const err = await sqlError(c, sql, params);
+  assert.equal(err.code, "42501", `${sql}: expected permission denied, got ${err.code} ${err.message}`);
+  assert.match(err.message, /permission denied/);
+}
+
+let groupId: number;
+
+before(async () => {
+  env = await freshEnv("api_privileges");
+  src = env.source;
+  await src.query(`
+    create role ${APP} login;
+    create role ${ADMIN} login;
+    create role ${MON} login;
+    create role ${NOBODY} login;
+    create schema app;
+    grant usage on schema app to ${APP};
+    create table app.orders (id int primary key, note text, ts timestamptz, f float8, b bytea, iv interval);
+    grant select, insert, update, delete, truncate on app.orders to ${APP};
+    create table app.measures (id int, k int, v text, primary key (id, k)) partition by list (k);
+    create table app.measures_1 partition of app.measures for values in (1);
+    create table app.measures_2 partition of app.measures for values in (2);
+    grant select, insert, update, delete, truncate on app.measures, app.measures_1, app.measures_2 to ${APP};
+  `);
+  groupId = await value<number>(src, "select dbsync.create_group('app')");
+  await value(src, "select dbsync.add_table('app.orders', 'app')");
+  await value(src, "select dbsync.add_table('app.measures', 'app')");
+  await value(src, "select dbsync.add_subscription('app_sub', 'app', $1, copy_data => false)", [
+    env.targetUrl + " secret-looking-conninfo",
+  ]);
+});
+
+after(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.end().catch(() => undefined)));
+});
+
+/** The captured events of a table, oldest first, as postgres sees them. */
+async function eventsOf(table: string) {
+  return rows<{ op: string; row: (string | null)[] | null }>(
+    src,
+    `select e.op::text as op, e.row from dbsync.events e
+     join dbsync.shapes s using (shape_id) join dbsync.tables t using (table_id)
+     where t.relid = $1::regclass order by e.ev_id`,
+    [table],
+  );
+}
+
+test("(a) an application role with only table rights writes a captured table, and its changes are captured", async () => {
+  const app = await connectAs(APP);
+  assert.equal(await value(app, "select has_schema_privilege('dbsync', 'usage')"), false);
+
+  await app.query("insert into app.orders (id, note) values (1, 'one'), (2, 'two')");
+  await app.query("update app.orders set note = 'uno' where id = 1");
+  await app.query("update app.orders set id = 3 where id = 2"); // key change: D of 2, U of 3
+  await app.query("delete from app.orders where id = 1");
+  await app.query("truncate app.orders");
+  const ev = await eventsOf("app.orders");
+  assert.deepEqual(
+    ev.map((e) => [e.op, e.row?.slice(0, 2) ?? null]),
+    [
+      ["U", ["1", "one"]],
+      ["U", ["2", "two"]],
+      ["U", ["1", "uno"]],
+      ["D", ["2", "two"]],
+      ["U", ["3", "two"]],
+      ["D", ["1", "uno"]],
+      ["T", null],
+    ],
+  );
+
+  // A partitioned table: row triggers cloned to partitions, truncate of one partition.
+  await app.query("insert into app.measures values (1, 1, 'a'), (2, 2, 'b')");
+  await app.query("update app.measures set k = 2 where id = 1"); // moves partition
+  await app.query("insert into app.measures_1 values (3, 1, 'c')"); // straight into a partition
+  await app.query("truncate app.measures_2");
+  await app.query("truncate app.measures");
+  const pev = await eventsOf("app.measures");
+  // Truncating one partition queues its rows as deletes; truncating the whole table
+  // queues the rows of each partition (BEFORE TRUNCATE fires on each), then one T.
+  const byRow = (a: [string, unknown], b: [string, unknown]) => JSON.stringify(a).localeCompare(JSON.stringify(b));
+  const seen = pev.map((e) => [e.op, e.row] as [string, unknown]);
+  assert.deepEqual(seen.slice(0, 5), [
+    ["U", ["1", "1", "a"]],
+    ["U", ["2", "2", "b"]],
+    ["D", ["1", "1", "a"]],
+    ["U", ["1", "2", "a"]],
+    ["U", ["3", "1", "c"]],
+  ]);
+  // (a partition's rows come in physical order)
+  assert.deepEqual(seen.slice(5, 7).sort(byRow), [
+    ["D", ["1", "2", "a"]],
+    ["D", ["2", "2", "b"]],
+  ]);
+  assert.deepEqual(seen.slice(7), [
+    ["D", ["3", "1", "c"]],
+    ["T", null],
+  ]);
+  assert.equal(await value(src, "select backlog_events::int from dbsync.status where name = 'app_sub'"), ev.length + pev.length);
+});
+
+test("(b) the application role can neither administer dbsync nor read it", async () => {
+  const app = await connectAs(APP);
+  const calls = [
+    "select dbsync.add_table('app.orders', 'app')",
+    "select dbsync.create_group('x')",
+    "select dbsync.add_subscription('x', 'app', 'dbname=x')",
+    "select dbsync.pause('app_sub')",
+    "select dbsync.resume('app_sub')",
+    "select dbsync.drop_subscription('app_sub')",
+    "select dbsync.remove_table('app.orders')",
+    "select dbsync.wait_for_sync('app_sub', '0 s')",
+    `select dbsync.tick(${groupId}, true)`,
+    `select dbsync.maintain(${groupId})`,
+    "select * from dbsync.next_batch('app_sub')",
+    `select * from dbsync.batch_events(${groupId}, 0, 1)`,
+    "select dbsync.record_progress(1, 0, 0, 0)",
+    "select dbsync.record_error(1, 'x', null, null, null)",
+  ];
+  for (const sql of calls) await denied(app, sql);
+  for (const rel of ["events", `events_${groupId}`, `events_${groupId}_0`, "subscriptions", "status", "table_status", "groups", "tables", "ticks"]) {
+    await denied(app, `select * from dbsync.${rel}`);
+  }
+  await denied(app, "select target_conninfo from dbsync.subscriptions");
+  // Nothing changed on the way.
+  assert.deepEqual(await rows(src, "select name, paused from dbsync.subscriptions"), [{ name: "app_sub", paused: false }]);
+  assert.equal(await value(src, "select count(*)::int from dbsync.tables where removed_at is null"), 2);
+});
+
+test("(c) PUBLIC has no access to the schema, the queue, the conninfo or the functions", async () => {
+  assert.equal(await value(src, "select has_schema_privilege('public', 'dbsync', 'usage')"), false);
+  assert.equal(await value(src, "select has_schema_privilege('public', 'dbsync', 'create')"), false);
+  // No relation of the schema (queue partitions included) grants PUBLIC anything.
+  const relsForPublic = await rows(
+    src,
+    `select c.relname from pg_class c
+     where c.relnamespace = 'dbsync'::regnamespace and c.relkind in ('r', 'p', 'v', 'm', 'S')
+       and exists (select from aclexplode(coalesce(c.relacl, acldefault(case when c.relkind = 'S' then 's' else 'r' end::"char", c.relowner))) a
+                   where a.grantee = 0)`,
+  );
+  assert.deepEqual(relsForPublic, []);
+  assert.equal(await value(src, "select has_table_privilege('public', 'dbsync.events', 'select')"), false);
+  assert.equal(await value(src, "select has_column_privilege('public', 'dbsync.subscriptions', 'target_conninfo', 'select')"), false);
+  // Functions: none executable by PUBLIC that could change or reveal anything.
+  const fnsForPublic = await rows<{ proname: string }>(
+    src,
+    `select p.proname from pg_proc p
+     where p.pronamespace = 'dbsync'::regnamespace
+       and exists (select from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a where a.grantee = 0)
+     order by 1`,
+  );
+  assert.deepEqual(
+    fnsForPublic.map((r) => r.proname).filter((n) => n !== "_last_ev_id"),
+    [],
+  );
+
+  const nobody = await connectAs(NOBODY);
+  await denied(nobody, "select * from dbsync.events");
+  await denied(nobody, "select target_conninfo from dbsync.subscriptions");
+  await denied(nobody, "select * from dbsync.status");
+  await denied(nobody, "select dbsync.add_table('app.orders')");
+});
+
+test("(d) a role granted usage and execute administers replication (functions run as the dbsync owner)", async () => {
+  await src.query(`
+    grant usage on schema dbsync to ${ADMIN};
+    grant execute on all functions in schema dbsync to ${ADMIN};
+    create table public.adm_t (id int primary key, v text); -- owned by postgres; ${ADMIN} has no right on it
+  `);
+  const adm = await connectAs(ADMIN);
+  assert.equal(await value(adm, "select has_table_privilege('public.adm_t', 'select')"), false);
+  const gid = await value<number>(adm, "select dbsync.create_group('adm')");
+  assert.ok(gid > 0);
+  await value(adm, "select dbsync.add_table('public.adm_t', 'adm')");
+  assert.equal(await value(src, "select count(*)::int from pg_trigger where tgrelid = 'public.adm_t'::regclass"), 4);
+  await value(adm, "select dbsync.add_subscription('adm_sub', 'adm', $1)", [env.targetUrl]);
+  await value(adm, "select dbsync.pause('adm_sub')");
+  assert.equal(await value(src, "select paused from dbsync.subscriptions where name = 'adm_sub'"), true);
+  await value(adm, "select dbsync.resume('adm_sub')");
+  assert.equal(await value(src, "select paused from dbsync.subscriptions where name = 'adm_sub'"), false);
+  assert.equal(await value(adm, "select dbsync.wait_for_sync('adm_sub', '0 s')"), false); // the table is not copied
+  // Errors reach it like they reach the owner.
+  const err = await sqlError(adm, "select dbsync.add_table('public.adm_t', 'adm')");
+  assert.equal(err.code, "42710");
+  await value(adm, "select dbsync.remove_table('public.adm_t')");
+  assert.equal(await value(src, "select count(*)::int from pg_trigger where tgrelid = 'public.adm_t'::regclass"), 0);
+  await value(adm, "select dbsync.drop_subscription('adm_sub')");
+  assert.equal(await value(src, "select count(*)::int from dbsync.subscriptions where name = 'adm_sub'"), 0);
+  // Execute rights do not open the tables.
+  await denied(adm, "select * from dbsync.events");
+  await denied(adm, "select target_conninfo from dbsync.subscriptions");
+});
+
+test("(e) a monitoring role reads the status views, and nothing else", async () => {
+  await src.query(`
+    grant usage on schema dbsync to ${MON};
+    grant select on dbsync.status, dbsync.table_status to ${MON};
+  `);
+  await src.query("insert into app.orders (id, note) values (100, 'x'), (101, 'y')");
+  const mon = await connectAs(MON);
+  const mine = await rows(mon, "select name, group_name, state, paused, backlog_events::int as backlog from dbsync.status order by name");
+  const owners = await rows(src, "select name, group_name, state, paused, backlog_events::int as backlog from dbsync.status order by name");
+  assert.ok(owners.length > 0);
+  assert.ok((owners[0].backlog as number) > 0);
+  assert.deepEqual(mine, owners, "the monitoring role sees what the owner sees");
+  assert.deepEqual(
+    await rows(mon, "select subscription, table_name, state from dbsync.table_status order by 1, 2"),
+    await rows(src, "select subscription, table_name, state from dbsync.table_status order by 1, 2"),
+  );
+  // The views do not expose conninfo.
+  const cols = await rows<{ column_name: string }>(
+    src,
+    "select column_name from information_schema.columns where table_schema = 'dbsync' and table_name in ('status', 'table_status')",
+  );
+  assert.ok(!cols.some((c) => /conninfo/.test(c.column_name)));
+
+  for (const rel of ["subscriptions", "events", `events_${groupId}_0`, "groups", "ticks", "tables", "subscription_tables"]) {
+    await denied(mon, `select * from dbsync.${rel}`);
+  }
+  await denied(mon, "select target_conninfo from dbsync.subscriptions");
+  await denied(mon, "select dbsync.pause('app_sub')");
+  await denied(mon, "select dbsync.add_table('app.orders')");
+  await denied(mon, `select * from dbsync.batch_events(${groupId}, 0, 1)`);
+  await denied(mon, `select nextval('dbsync.events_seq_${groupId}')`);
+});
+
+test("(f) capture functions are SECURITY DEFINER with a pinned search_path; a hostile session changes nothing", async () => {
+  const capture = await rows<{ proname: string; prosecdef: boolean; proconfig: string[] | null }>(
+    src,
+    "select proname, prosecdef, proconfig from pg_proc where pronamespace = 'dbsync'::regnamespace and proname like 'capture\\_%' order by 1",
+  );
+  assert.ok(capture.length >= 3, JSON.stringify(capture)); // orders, measures, measures' truncate
+  for (const f of capture) {
+    assert.equal(f.prosecdef, true, `${f.proname} is not SECURITY DEFINER`);
+    assert.ok(f.proconfig?.includes("search_path=pg_catalog, pg_temp"), `${f.proname}: ${f.proconfig}`);
+  }
+  // Every SECURITY DEFINER function of dbsync pins its search_path to trusted schemas only.
+  const unpinned = await rows(
+    src,
+    `select proname, proconfig from pg_proc
+     where pronamespace = 'dbsync'::regnamespace and prosecdef
+       and not coalesce('search_path=pg_catalog, pg_temp' = any (proconfig), false)`,
+  );
+  assert.deepEqual(unpinned, []);
+
+  // The writer sets up shadows of what the trigger body calls, and odd settings.
+  await src.query(`create schema evil authorization ${APP}`);
+  const app = await connectAs(APP);
+  await app.query(`
+    create table evil.hits (what text);
+    create function evil.nextval(regclass) returns bigint language sql
+      as $$ insert into evil.hits values ('nextval'); select -1::bigint $$;
+    create function evil.pg_notify(text, text) returns void language sql
+      as $$ insert into evil.hits values ('pg_notify') $$;
+    create function evil.array_position(anycompatiblearray, anycompatible) returns int language sql
+      as $$ insert into evil.hits values ('array_position'); select 1 $$;
+    -- An exact match beats pg_catalog.format(text, variadic "any") wherever evil is in the path.
+    create function evil.format(text, smallint, name, name) returns text language sql
+      as $$ insert into evil.hits values ('format'); select 'select 1' $$;
+    create function evil.int4eq(int, int) returns boolean language sql
+      as $$ insert into evil.hits values ('int4eq'); select true $$;
+    create operator evil.= (leftarg = int, rightarg = int, function = evil.int4eq);
+    create function evil.text(int) returns text language sql
+      as $$ insert into evil.hits values ('text'); select 'evil' $$;
+    create table evil.groups (group_id int, cur_slot smallint, sleeping boolean);
+  `);
+  await app.query("set search_path = evil, pg_catalog, app");
+  // The shadows are live in this session...
+  await app.query("create sequence evil.s");
+  await app.query("select pg_notify('x', 'y')");
+  await app.query("select nextval('evil.s'::regclass)");
+  await app.query("select 1 = 1");
+  await app.query("select array_position(array[1], 1)");
+  await app.query("select format('%s', 1::smallint, 'a'::name, 'b'::name)");
+  assert.deepEqual(
+    (await rows<{ what: string }>(app, "select what from evil.hits order by 1")).map((r) => r.what),
+    ["array_position", "format", "int4eq", "nextval", "pg_notify"],
+  );
+  await app.query("truncate evil.hits");
+  await app.query(`set timezone = 'Asia/Tokyo'; set datestyle = 'SQL, DMY'; set extra_float_digits = 0;
+                   set bytea_output = 'escape'; set intervalstyle = 'sql_standard'`);
+
+  // ...but the capture runs with its own path and settings.
+  // (The writer's own WHERE clauses use pg_catalog's operator explicitly: evil.= would
+  // fire in its own query, which is its business.)
+  const vals = "'2024-01-02 03:04:05+00', '0.30000000000000004', '\\x0102', '1 day 02:03:04'";
+  await app.query(`insert into orders (id, note, ts, f, b, iv) values (500, 'hostile', ${vals})`);
+  await app.query("update orders set note = 'hostile2' where id operator(pg_catalog.=) 500");
+  await app.query("insert into measures values (7, 1, 'h')");
+  await app.query("update measures set v = 'hostile' where id operator(pg_catalog.=) 7");
+  await app.query("delete from measures where id operator(pg_catalog.=) 7");
+  await app.query("truncate measures_1");
+  await src.query(`insert into app.orders (id, note, ts, f, b, iv) values (501, 'owner', ${vals})`);
+  assert.equal(await value(app, "select count(*)::int from evil.hits"), 0, "a shadow function ran inside the capture");
+
+  const ev = (await eventsOf("app.orders")).filter((e) => e.row && ["500", "501"].includes(e.row[0]!));
+  assert.deepEqual(
+    ev.map((e) => [e.op, e.row![0], e.row![1]]),
+    [
+      ["U", "500", "hostile"],
+      ["U", "500", "hostile2"],
+      ["U", "501", "owner"],
+    ],
+  );
+  // Same values, same captured text, whatever the writer's settings.
+  assert.deepEqual(ev[0].row!.slice(2), ev[2].row!.slice(2));
+  assert.deepEqual(ev[0].row!.slice(2), ["2024-01-02 03:04:05+00", "0.30000000000000004", "\\x0102", "1 day 02:03:04"]);
+  const ids = await rows<{ ev_id: string }>(src, "select ev_id::text from dbsync.events order by ev_id");
+  assert.ok(ids.every((r) => Number(r.ev_id) > 0), "event ids come from the real sequence");
+  const pev = await eventsOf("app.measures");
+  assert.deepEqual(pev.slice(-4).map((e) => [e.op, e.row]), [
+    ["U", ["7", "1", "h"]],
+    ["D", ["7", "1", "h"]],
+    ["U", ["7", "1", "hostile"]],
+    ["D", ["7", "1", "hostile"]],
+  ]);
+});
