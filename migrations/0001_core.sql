@@ -37,8 +37,8 @@ create index on dbsync.events (ev_id);
 create index on dbsync.events (txid);
 
 -- When slot s stopped being current, every transaction that may still write into
--- it had an xid below switched_xmax (the xmax of a snapshot taken after the switch
--- committed). The slot may be truncated once every subscription has passed them all.
+-- it had an xid below switched_xmax (an xid assigned after the switch committed).
+-- The slot may be truncated once every subscription has passed them all.
 create table dbsync.queue_slots (
     group_id       int not null references dbsync.groups on delete cascade,
     slot           smallint not null check (slot between 0 and 2),
@@ -52,10 +52,9 @@ create table dbsync.ticks (
     group_id    int not null references dbsync.groups on delete cascade,
     tick_id     bigint not null,
     snap        pg_snapshot not null,
-    -- The group's event sequence read just before snap was taken: an event with a
-    -- lower id belongs to a transaction visible in snap or in snap's xip list.
-    ev_lo       bigint not null,
-    -- The sequence read just after: every event visible in snap has an id <= this.
+    -- The group's event sequence read just after snap was taken: every event
+    -- visible in snap has an id <= this. Used for sizes (backlog, batch merging);
+    -- batch boundaries are decided by txid alone (see batch_events).
     max_ev_id   bigint not null,
     created_at  timestamptz not null default clock_timestamp(),
     primary key (group_id, tick_id)

@@ -46,6 +46,7 @@ program
   .addOption(new Option("--poll-interval <ms>", "look for work at least this often").default(1000).argParser(positiveInt))
   .addOption(new Option("--max-batch-events <n>", "merge ticks into batches of about this many events").default(200000).argParser(positiveInt))
   .addOption(new Option("--rotate-after <seconds>", "queue rotation period").default(30).argParser(positiveInt))
+  .addOption(new Option("--metrics-port <port>", "serve /metrics, /healthz, /readyz").env("DBSYNC_METRICS_PORT").argParser(positiveInt))
   .addOption(new Option("--log-level <level>", "trace|debug|info|warn|error").env("DBSYNC_LOG_LEVEL"))
   .addHelpText("after", "\nExample:\n  DBSYNC_SOURCE_URL=postgres://dbsync@db1/app dbsync run --concurrency 8")
   .action(async (o) => {
@@ -57,6 +58,7 @@ program
       pollIntervalMs: o.pollInterval,
       maxBatchEvents: o.maxBatchEvents,
       rotateAfterSeconds: o.rotateAfter,
+      metricsPort: o.metricsPort,
       log,
     });
     const onSignal = (sig: string) => {

@@ -339,7 +339,6 @@ test("every type family round-trips: decoded row text equals source row text", a
     );
     // Same text, compared under the pinned settings and again under the odd ones.
     const src = await tableText(d, "fid");
-    if (process.env.PEEK) console.log(src.join("\n"));
     assert.equal(src.length, ROWS.length);
     assert.deepEqual(await tableText(d, "fid_copy"), src);
     const o = await connect(ODD);

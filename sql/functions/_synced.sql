@@ -11,7 +11,7 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
        and not exists (
                select from dbsync.events e
                where e.group_id = s.group_id
-                 and (e.ev_id > p.ev_lo or e.txid = any (array(select pg_snapshot_xip(p.snap))))
+                 and (e.txid >= pg_snapshot_xmax(p.snap) or e.txid = any (array(select pg_snapshot_xip(p.snap))))
                  and pg_visible_in_snapshot(e.txid, p_goal)
                  and not pg_visible_in_snapshot(e.txid, p.snap))
     from dbsync.subscriptions s

@@ -7,7 +7,7 @@
 --   below p_to's xmax. Event ids give no such bound: a snapshot's xmax is
 --   latestCompletedXid + 1, not the next xid to assign, so a transaction running
 --   when p_from was taken whose xid is above every completed one is not in the xip
---   list, yet its events may have ids below p_from's ev_lo.
+--   list, and its events may have been numbered before p_from was taken.
 --   A plain SQL function so that the planner inlines it into the caller's query
 --   (the sidecar's COPY).
 create or replace function dbsync.batch_events(p_group_id int, p_from bigint, p_to bigint)

@@ -5,8 +5,8 @@
 --   the copy tick and the tick itself together and never passes it before the copy
 --   is committed. The caller must run it in READ COMMITTED and keep the transaction
 --   open until the copy transaction has run SET TRANSACTION SNAPSHOT, then commit.
---   The steps mirror dbsync.tick: lock, read the lower bound, then one statement
---   that takes the snapshot, exports it and reads the upper bound.
+--   The steps mirror dbsync.tick: the lock, then one statement that takes the
+--   snapshot, exports it and reads the event sequence.
 create or replace function dbsync.begin_copy(p_sub_id int, p_table_id int)
 returns table (tick_id bigint, snapshot_name text)
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -14,7 +14,6 @@ declare
     v_group int;
     v_last bigint;
     v_seq regclass;
-    v_lo bigint;
     v_snap pg_snapshot;
     v_name text;
     v_hi bigint;
@@ -26,11 +25,10 @@ begin
     select s.group_id into v_group from dbsync.subscriptions s where s.sub_id = p_sub_id;
     select g.last_tick_id into v_last from dbsync.groups g where g.group_id = v_group for update;
     v_seq := format('dbsync.%I', 'events_seq_' || v_group)::regclass;
-    v_lo := coalesce(pg_sequence_last_value(v_seq), 0);
     select pg_current_snapshot(), pg_export_snapshot(), coalesce(pg_sequence_last_value(v_seq), 0)
       into v_snap, v_name, v_hi;
-    insert into dbsync.ticks (group_id, tick_id, snap, ev_lo, max_ev_id)
-    values (v_group, v_last + 1, v_snap, v_lo, v_hi);
+    insert into dbsync.ticks (group_id, tick_id, snap, max_ev_id)
+    values (v_group, v_last + 1, v_snap, v_hi);
     update dbsync.groups set last_tick_id = v_last + 1 where group_id = v_group;
     select t.relid into v_relid from dbsync.tables t where t.table_id = p_table_id;
     update dbsync.subscription_tables st

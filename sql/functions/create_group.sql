@@ -25,8 +25,8 @@ begin
                        'events_' || v_id || '_' || s, 'events_' || v_id, s);
         insert into dbsync.queue_slots (group_id, slot) values (v_id, s);
     end loop;
-    insert into dbsync.ticks (group_id, tick_id, snap, ev_lo, max_ev_id)
-    values (v_id, 0, pg_current_snapshot(), 0, 0);
+    insert into dbsync.ticks (group_id, tick_id, snap, max_ev_id)
+    values (v_id, 0, pg_current_snapshot(), 0);
     return v_id;
 end
 $$;

@@ -1,8 +1,10 @@
 -- dbsync.maintain(p_group_id int, rotate_after interval default '30 s') returns void
 --   Queue upkeep of one group, without row-by-row DELETE. Called by the sidecar.
 --   1. A slot that stopped being current in an earlier call gets its switched_xmax:
---      the xmax of this (later) snapshot, above the xid of any transaction that
---      could still write to it.
+--      this (later) transaction's own xid. A writer that read the old slot number
+--      had its xid before the switch committed, so its xid is lower. (A snapshot's
+--      xmax would not do: it is latestCompletedXid + 1, and a running writer can
+--      have a higher xid.)
 --   2. A slot is truncated once every subscription's position snapshot has all
 --      transactions below its switched_xmax finished (xmin >= switched_xmax): they
 --      are then all applied. With no subscription nothing in the queue is needed.
@@ -20,7 +22,7 @@ declare
     v_keep bigint;
 begin
     update dbsync.queue_slots
-    set switched_xmax = pg_snapshot_xmax(pg_current_snapshot())
+    set switched_xmax = pg_current_xact_id()
     where group_id = p_group_id and switched_at is not null and switched_xmax is null;
 
     select * into v_group from dbsync.groups where group_id = p_group_id;

@@ -10,7 +10,7 @@ create or replace function dbsync.next_batch(subscription text, max_events bigin
 returns table (sub_id int, group_id int, tick_from bigint, tick_to bigint, table_ids int[])
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$
     with s as (
-        select s.sub_id, s.group_id, s.position_tick, p.ev_lo
+        select s.sub_id, s.group_id, s.position_tick, p.max_ev_id as start_ev_id
         from dbsync.subscriptions s
         join dbsync.ticks p on p.group_id = s.group_id and p.tick_id = s.position_tick
         where s.name = next_batch.subscription and not s.paused
@@ -25,7 +25,7 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
                    (select max(t.tick_id) from dbsync.ticks t
                     where t.group_id = s.group_id and t.tick_id > s.position_tick
                       and t.tick_id <= coalesce(lim.tick, t.tick_id)
-                      and t.max_ev_id - s.ev_lo <= max_events),
+                      and t.max_ev_id - s.start_ev_id <= max_events),
                    (select min(t.tick_id) from dbsync.ticks t
                     where t.group_id = s.group_id and t.tick_id > s.position_tick
                       and t.tick_id <= coalesce(lim.tick, t.tick_id))) as tick

@@ -12,7 +12,7 @@ declare
     v_id bigint;
     v_last dbsync.ticks;
     v_seq regclass;
-    v_lo bigint;
+    v_seen bigint;
 begin
     if current_setting('transaction_isolation') <> 'read committed' then
         raise exception 'tick: must run in a READ COMMITTED transaction'
@@ -25,9 +25,8 @@ begin
     end if;
     v_seq := format('dbsync.%I', 'events_seq_' || p_group_id)::regclass;
     select * into v_last from dbsync.ticks where group_id = p_group_id and tick_id = v_id;
-    -- Statement 2: the lower bound, read before the snapshot below.
-    v_lo := coalesce(pg_sequence_last_value(v_seq), 0);
-    if not p_force and v_lo = v_last.max_ev_id and not exists (
+    v_seen := coalesce(pg_sequence_last_value(v_seq), 0);
+    if not p_force and v_seen = v_last.max_ev_id and not exists (
         select from dbsync.events e
         where e.group_id = p_group_id
           and (e.txid >= pg_snapshot_xmax(v_last.snap)
@@ -36,10 +35,9 @@ begin
     ) then
         return v_id;
     end if;
-    -- Statement 3: a fresh snapshot, then the upper bound read after it.
-    insert into dbsync.ticks (group_id, tick_id, snap, ev_lo, max_ev_id)
-    values (p_group_id, v_id + 1, pg_current_snapshot(), v_lo,
-            coalesce(pg_sequence_last_value(v_seq), 0));
+    -- A statement after the lock: a fresh snapshot, then the sequence read after it.
+    insert into dbsync.ticks (group_id, tick_id, snap, max_ev_id)
+    values (p_group_id, v_id + 1, pg_current_snapshot(), coalesce(pg_sequence_last_value(v_seq), 0));
     update dbsync.groups set last_tick_id = v_id + 1 where group_id = p_group_id;
     return v_id + 1;
 end

@@ -15,6 +15,7 @@ import { ShapeCache } from "../source/catalog";
 import { copyTable } from "../copy/table-copy";
 import { PositionMoved } from "../target/progress";
 import { SubscriptionSession } from "../sync/session";
+import { Metrics, serveMetrics } from "./metrics";
 
 export interface RunOptions {
   sourceUrl: string | undefined;
@@ -24,6 +25,8 @@ export interface RunOptions {
   pollIntervalMs: number;
   maxBatchEvents: number;
   rotateAfterSeconds: number;
+  /** Serve /metrics, /healthz and /readyz on this port. */
+  metricsPort?: number;
   log: Log;
 }
 
@@ -41,6 +44,8 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   pool.on("error", (err) => log.warn({ err: messageOf(err) }, "source connection lost"));
   await assertMigrated(pool);
 
+  const metrics = new Metrics(pool);
+  const metricsServer = opts.metricsPort ? serveMetrics(opts.metricsPort, metrics, pool, log) : undefined;
   const abort = new AbortController();
   const shapes = new ShapeCache();
   const sessions = new Map<string, SubscriptionSession>();
@@ -108,6 +113,11 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
         sourceUrl: opts.sourceUrl,
         maxBatchEvents: opts.maxBatchEvents,
         statementTimeoutMs: 0,
+        onBatch: (sub, events, seconds) => {
+          metrics.batches.inc({ subscription: sub });
+          metrics.rows.inc({ subscription: sub }, events);
+          metrics.batchSeconds.observe({ subscription: sub }, seconds);
+        },
       }, shapes, log.child({ subscription: name }));
       sessions.set(name, session);
     }
@@ -164,6 +174,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
       backoff.delete(key);
       if (outcome !== "nothing" && outcome !== "busy") await wake(job.subscription);
     } catch (err) {
+      metrics.errors.inc({ subscription: job.subscription });
       const failures = (backoff.get(key)?.failures ?? 0) + 1;
       const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures, 10));
       backoff.set(key, { failures, until: Date.now() + delay });
@@ -174,6 +185,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   }
 
   async function reportError(name: string, err: unknown, tick: number | undefined) {
+    metrics.errors.inc({ subscription: name });
     const failures = (backoff.get(name)?.failures ?? 0) + 1;
     const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures, 10));
     backoff.set(name, { failures, until: Date.now() + delay });
@@ -281,6 +293,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
       await subscriber.close().catch(() => undefined);
       await runner.stop().catch(() => undefined);
       await Promise.all([...sessions.values()].map((s) => s.close()));
+      await new Promise((r) => (metricsServer ? metricsServer.close(r) : r(undefined)));
       await pool.end().catch(() => undefined);
       log.info("dbsync sidecar stopped");
       resolveDone();

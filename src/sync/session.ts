@@ -20,6 +20,8 @@ export interface SessionOptions {
   sourceUrl: string | undefined;
   maxBatchEvents: number;
   statementTimeoutMs: number;
+  /** Called after each batch is committed on the target. */
+  onBatch?: (subscription: string, events: number, seconds: number) => void;
 }
 
 export class SubscriptionSession {
@@ -96,6 +98,7 @@ export class SubscriptionSession {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       await source.query("select dbsync.record_progress($1, $2, $3, $4)", [sub.sub_id, batch.to, events, seconds]);
       this.currentTick = undefined;
+      this.opts.onBatch?.(sub.name, events, seconds);
       this.log.debug({ subscription: sub.name, from: batch.from, to: batch.to, events, seconds }, "batch applied");
     }
   }

@@ -1,0 +1,126 @@
+// Prometheus metrics and health endpoints of `dbsync run --metrics-port`.
+// Gauges are read from the source when scraped (dbsync.status is the truth, and
+// several sidecars report the same figures); the batch duration histogram and the
+// apply counters are this process's own.
+import http from "node:http";
+import { Client, Pool } from "pg";
+import client from "prom-client";
+import { clientConfig } from "../db";
+import { messageOf } from "../errors";
+import { Log } from "../log";
+
+export class Metrics {
+  readonly registry = new client.Registry();
+  readonly batchSeconds = new client.Histogram({
+    name: "dbsync_batch_duration_seconds",
+    help: "Time to apply one batch on the target, by subscription",
+    labelNames: ["subscription"],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  readonly batches = new client.Counter({
+    name: "dbsync_batches_applied_total",
+    help: "Batches applied by this process",
+    labelNames: ["subscription"],
+    registers: [this.registry],
+  });
+  readonly rows = new client.Counter({
+    name: "dbsync_rows_applied_total",
+    help: "Row changes applied by this process",
+    labelNames: ["subscription"],
+    registers: [this.registry],
+  });
+  readonly errors = new client.Counter({
+    name: "dbsync_apply_errors_total",
+    help: "Failed batch or copy attempts in this process",
+    labelNames: ["subscription"],
+    registers: [this.registry],
+  });
+
+  readonly refresh: () => Promise<void>;
+
+  constructor(private readonly pool: Pool) {
+    const gauge = (name: string, help: string, labelNames: string[]) =>
+      new client.Gauge({ name, help, labelNames, registers: [this.registry] });
+    const backlog = gauge("dbsync_backlog_events", "Captured events not yet applied", ["subscription", "group"]);
+    const paused = gauge("dbsync_paused", "1 when the subscription is paused", ["subscription"]);
+    const failing = gauge("dbsync_error", "1 when the subscription's last batch failed", ["subscription"]);
+    const copied = gauge("dbsync_copy_rows", "Rows copied so far by a table copy", ["subscription", "table"]);
+    const estimated = gauge("dbsync_copy_rows_estimated", "Estimated rows of a table being copied", ["subscription", "table"]);
+    const lag = gauge("dbsync_lag_seconds", "Age of the target's state when changes are pending (dbsync.status)", [
+      "subscription",
+      "group",
+    ]);
+    // Each scrape reads dbsync.status and table_status once and feeds every gauge.
+    this.refresh = async () => {
+        const { rows } = await this.pool.query(
+          "select name, group_name, lag_seconds, backlog_events, paused, last_error is not null as failing from dbsync.status",
+        );
+        for (const g of [lag, backlog, paused, failing, copied, estimated]) g.reset();
+        for (const r of rows) {
+          lag.set({ subscription: r.name, group: r.group_name }, Number(r.lag_seconds));
+          backlog.set({ subscription: r.name, group: r.group_name }, Number(r.backlog_events));
+          paused.set({ subscription: r.name }, r.paused ? 1 : 0);
+          failing.set({ subscription: r.name }, r.failing ? 1 : 0);
+        }
+        const { rows: copies } = await this.pool.query(
+          "select subscription, table_name, rows_copied, rows_estimated from dbsync.table_status where state = 'copying'",
+        );
+        for (const c of copies) {
+          copied.set({ subscription: c.subscription, table: c.table_name }, Number(c.rows_copied));
+          if (c.rows_estimated !== null) estimated.set({ subscription: c.subscription, table: c.table_name }, Number(c.rows_estimated));
+        }
+    };
+  }
+}
+
+/** Ready: the source answers, and every active subscription's target accepts a connection. */
+async function readiness(pool: Pool): Promise<{ ok: boolean; problems: string[] }> {
+  const problems: string[] = [];
+  let targets: { name: string; target_conninfo: string }[] = [];
+  try {
+    targets = (await pool.query("select name, target_conninfo from dbsync.subscriptions where not paused")).rows;
+  } catch (err) {
+    return { ok: false, problems: [`source: ${messageOf(err)}`] };
+  }
+  await Promise.all(
+    targets.map(async (t) => {
+      const c = new Client({ ...clientConfig(t.target_conninfo, { applicationName: "dbsync readyz" }), connectionTimeoutMillis: 3000 });
+      c.on("error", () => undefined);
+      try {
+        await c.connect();
+        await c.query("select 1");
+      } catch (err) {
+        problems.push(`target of ${t.name}: ${messageOf(err)}`);
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    }),
+  );
+  return { ok: problems.length === 0, problems };
+}
+
+export function serveMetrics(port: number, metrics: Metrics, pool: Pool, log: Log): http.Server {
+  const server = http.createServer((req, res) => {
+    void (async () => {
+      try {
+        if (req.url === "/metrics") {
+          await metrics.refresh();
+          const body = await metrics.registry.metrics();
+          res.writeHead(200, { "content-type": metrics.registry.contentType }).end(body);
+        } else if (req.url === "/healthz") {
+          res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+        } else if (req.url === "/readyz") {
+          const r = await readiness(pool);
+          res.writeHead(r.ok ? 200 : 503, { "content-type": "text/plain" }).end(r.ok ? "ready\n" : r.problems.join("\n") + "\n");
+        } else {
+          res.writeHead(404).end();
+        }
+      } catch (err) {
+        res.writeHead(500, { "content-type": "text/plain" }).end(messageOf(err) + "\n");
+      }
+    })();
+  });
+  server.listen(port, () => log.info({ port }, "metrics and health endpoints listening"));
+  return server;
+}

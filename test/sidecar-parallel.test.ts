@@ -1,0 +1,221 @@
+// Parallelism: groups replicate independently of each other, a group fans out to
+// two target databases that reach the same state, and several `dbsync run`
+// processes against one source never apply one subscription at the same time.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { Pool } from "pg";
+import { createDatabase, freshEnv, pool, sleep, startSidecar, Sidecar, tableText, until, value } from "./helpers";
+
+const rnd = (n: number) => Math.floor(Math.random() * n);
+
+/** Inserts, updates, deletes and key changes on `table (id int primary key, v int, note text)` until stopped. */
+function writer(p: Pool, table: string, stop: { done: boolean }, seed: number) {
+  let next = seed * 1_000_000;
+  return (async () => {
+    while (!stop.done) {
+      const r = Math.random();
+      const id = seed * 1_000_000 + rnd(Math.max(1, next - seed * 1_000_000));
+      try {
+        if (r < 0.4) await p.query(`insert into ${table} select $1 + g, g, 'new' from generate_series(0, $2) g`, [next, rnd(5)]);
+        else if (r < 0.7) await p.query(`update ${table} set v = v + 1, note = 'upd' where id between $1 and $1 + 3`, [id]);
+        else if (r < 0.85) await p.query(`delete from ${table} where id = $1`, [id]);
+        else await p.query(`update ${table} set id = $2 where id = $1`, [id, next + 10]);
+      } catch (err) {
+        if (!["23505", "40P01"].includes((err as { code?: string }).code ?? "")) throw err;
+      }
+      next += 20;
+      await sleep(5 + rnd(20));
+    }
+  })();
+}
+
+/** SIGTERM; resolves to the exit code and the time it took (code null: still running after 12 s). */
+async function terminate(s: Sidecar): Promise<{ code: number | null; ms: number }> {
+  const t0 = Date.now();
+  const code = await Promise.race([s.stop("SIGTERM"), sleep(12000).then(() => null)]);
+  return { code, ms: Date.now() - t0 };
+}
+
+function assertCleanExit(name: string, r: { code: number | null; ms: number }, s: Sidecar) {
+  assert.equal(r.code, 0, `${name} did not exit 0 on SIGTERM (took ${r.ms} ms)\n${s.output()}`);
+  assert.ok(r.ms < 10000, `${name} took ${r.ms} ms to exit on SIGTERM`);
+}
+
+/** A sidecar that logs at info level, once it says it runs (SIGTERM handlers installed). */
+async function startRunning(sourceUrl: string, args: string[]): Promise<Sidecar> {
+  const s = startSidecar(sourceUrl, args, { DBSYNC_LOG_LEVEL: "info" });
+  const t0 = Date.now();
+  await until("sidecar running", async () => s.output().includes("dbsync sidecar running") || s.proc.exitCode !== null, 30000);
+  assert.equal(s.proc.exitCode, null, s.output());
+  started.push(Date.now() - t0);
+  return s;
+}
+const started: number[] = [];
+
+const TABLE = (t: string) => `create table ${t} (id int primary key, v int not null, note text);`;
+
+test("groups apply independently, and one group fans out to two target databases with the same end state", async (t) => {
+  const env = await freshEnv("sidecar_fanout");
+  const target2Url = await createDatabase(process.env.DBSYNC_TEST_TARGET_URL!, "sidecar_fanout_t2");
+  const target2 = pool(target2Url);
+  const DDL = TABLE("orders") + TABLE("audit");
+  await Promise.all([env.source.query(DDL), env.target.query(DDL), target2.query(DDL)]);
+  await env.source.query("select dbsync.add_table('orders', 'shop'), dbsync.add_table('audit', 'logs')");
+  await env.source.query(`select dbsync.add_subscription('orders_t1', 'shop', $1, copy_data => false),
+                                 dbsync.add_subscription('orders_t2', 'shop', $2, copy_data => false),
+                                 dbsync.add_subscription('audit_t1', 'logs', $1, copy_data => false)`, [env.targetUrl, target2Url]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const stop = { done: false };
+  const writers = [writer(env.source, "orders", stop, 1), writer(env.source, "orders", stop, 2), writer(env.source, "audit", stop, 3)];
+  const blocker = await env.target.connect();
+  try {
+    await sleep(1500);
+    for (const s of ["orders_t1", "orders_t2", "audit_t1"]) {
+      assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '90 s')", [s]), true, `${s}\n${sidecar.output()}`);
+    }
+    // Block the first target's orders: its subscription stalls, the others go on.
+    await blocker.query("begin; lock table orders in access exclusive mode");
+    await sleep(500);
+    const t0 = Date.now();
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('audit_t1', '30 s')"), true, "the other group waited for the stalled one");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('orders_t2', '30 s')"), true, "the other target of the group waited for the stalled one");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('orders_t1', '1 s')"), false, "orders_t1 should be stalled by the lock");
+    t.diagnostic(`audit_t1 and orders_t2 caught up in ${Date.now() - t0} ms while orders_t1 was blocked`);
+    await sleep(1000);
+    await blocker.query("commit");
+
+    await sleep(1500);
+    stop.done = true;
+    await Promise.all(writers);
+    for (const s of ["orders_t1", "orders_t2", "audit_t1"]) {
+      assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '90 s')", [s]), true, `${s}\n${sidecar.output()}`);
+    }
+    const orders = await tableText(env.source, "orders");
+    assert.ok(orders.length > 50, `only ${orders.length} orders written`);
+    assert.deepEqual(await tableText(env.target, "orders"), orders, "orders on the first target");
+    assert.deepEqual(await tableText(target2, "orders"), orders, "orders on the second target");
+    assert.deepEqual(await tableText(env.target, "audit"), await tableText(env.source, "audit"), "audit on the first target");
+    assert.equal(await value(target2, "select count(*)::int from audit"), 0, "audit is not subscribed on the second target");
+  } finally {
+    stop.done = true;
+    await blocker.query("rollback").catch(() => undefined);
+    blocker.release();
+    await Promise.allSettled(writers);
+    assertCleanExit("the sidecar", await terminate(sidecar), sidecar);
+  }
+});
+
+// On the target, statement triggers that fire during apply (ALWAYS triggers fire
+// under session_replication_role = replica) write (table, txid, backend pid, time)
+// at the start and end of each statement through a dblink connection: autonomous
+// writes, so attempts that roll back are logged too. Without dblink the log is
+// written in the apply transaction itself (committed applies only).
+function applyLogSql(targetUrl: string, tables: string[], dblink: boolean): string {
+  const write = dblink
+    ? `if not coalesce('applylog' = any (dblink_get_connections()), false) then
+         perform dblink_connect('applylog', ${literal(targetUrl)});
+       end if;
+       perform dblink_exec('applylog', format('insert into apply_log values (%L, %s, %s, %L, %L)',
+                           TG_TABLE_NAME, txid_current(), pg_backend_pid(), clock_timestamp(), TG_WHEN || ' ' || TG_OP));`
+    : `insert into apply_log values (TG_TABLE_NAME, txid_current(), pg_backend_pid(), clock_timestamp(), TG_WHEN || ' ' || TG_OP);`;
+  return `
+    create table apply_log (tbl text not null, txid bigint not null, pid int not null, at timestamptz not null, what text not null);
+    create function log_apply() returns trigger language plpgsql as $f$
+    begin
+      ${write}
+      -- Slow every applied statement a little: wider windows for an overlap to show.
+      if TG_WHEN = 'BEFORE' then perform pg_sleep(0.01); end if;
+      return null;
+    end $f$;
+    ${tables
+      .map(
+        (t) => `
+      create trigger log_start before insert or delete or truncate on ${t} for each statement execute function log_apply();
+      create trigger log_end after insert or delete or truncate on ${t} for each statement execute function log_apply();
+      alter table ${t} enable always trigger log_start, enable always trigger log_end;`,
+      )
+      .join("\n")}`;
+}
+
+function literal(s: string) {
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
+test("two `dbsync run` processes never apply one subscription at the same time, and exit 0 on SIGTERM", async (t) => {
+  const env = await freshEnv("sidecar_two_runs");
+  const tables = ["p1", "p2", "p3"];
+  for (const tbl of tables) {
+    await env.source.query(TABLE(tbl));
+    await env.target.query(TABLE(tbl));
+  }
+  let dblink = true;
+  try {
+    await env.target.query("create extension dblink");
+  } catch {
+    dblink = false;
+    t.diagnostic("dblink is not available: only committed applies are logged");
+  }
+  await env.target.query(applyLogSql(env.targetUrl, tables, dblink));
+  for (const [i, tbl] of tables.entries()) {
+    await env.source.query(`select dbsync.add_table($1, $2)`, [tbl, `g${i + 1}`]);
+    await env.source.query(`select dbsync.add_subscription($1, $2, $3, copy_data => false)`, [`s${i + 1}`, `g${i + 1}`, env.targetUrl]);
+  }
+  const args = ["--poll-interval", "50", "--max-batch-events", "30", "--concurrency", "2"];
+  const stop = { done: false };
+  const writers = tables.flatMap((tbl, i) => [writer(env.source, tbl, stop, 2 * i + 1), writer(env.source, tbl, stop, 2 * i + 2)]);
+  let [a, b] = await Promise.all([startRunning(env.sourceUrl, args), startRunning(env.sourceUrl, args)]);
+  const all = [a, b];
+  try {
+    await sleep(3000);
+    // A graceful stop of one: the other (or a newcomer) takes its subscriptions over.
+    assertCleanExit("process A", await terminate(a), a);
+    a = await startRunning(env.sourceUrl, args);
+    all.push(a);
+    await sleep(2500);
+    // A crash of the other: its target transactions may still be running for a moment.
+    b.proc.kill("SIGKILL");
+    await b.stop();
+    b = await startRunning(env.sourceUrl, args);
+    all.push(b);
+    await sleep(2500);
+    stop.done = true;
+    await Promise.all(writers);
+    for (const s of ["s1", "s2", "s3"]) {
+      assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '90 s')", [s]), true, `${s}\n${a.output()}\n${b.output()}`);
+    }
+    const [ra, rb] = await Promise.all([terminate(a), terminate(b)]);
+    assertCleanExit("process C", ra, a);
+    assertCleanExit("process D", rb, b);
+
+    for (const tbl of tables) {
+      assert.deepEqual(await tableText(env.target, tbl), await tableText(env.source, tbl), `${tbl} differs`);
+    }
+    // The log of apply transactions: per table (= per subscription), no two backends overlap.
+    const overlaps = (
+      await env.target.query(`
+        with tx as (
+          select tbl, pid, txid, min(at) as s, max(at) as e, count(*) as n
+          from apply_log group by tbl, pid, txid)
+        select x.tbl, x.pid as pid1, x.txid as tx1, x.s as s1, x.e as e1, y.pid as pid2, y.txid as tx2, y.s as s2, y.e as e2
+        from tx x join tx y on x.tbl = y.tbl and x.pid < y.pid and x.s <= y.e and y.s <= x.e
+        limit 5`)
+    ).rows;
+    assert.deepEqual(overlaps, [], "two backends applied one subscription at the same time");
+    const perTable = (
+      await env.target.query(`
+        select tbl, count(distinct (pid, txid))::int as txs, count(distinct pid)::int as pids
+        from apply_log group by tbl order by tbl`)
+    ).rows;
+    t.diagnostic(`start-up times: ${started.join(", ")} ms`);
+    t.diagnostic(`apply transactions per table: ${perTable.map((r) => `${r.tbl} ${r.txs} by ${r.pids} backends`).join(", ")}`);
+    assert.equal(perTable.length, tables.length, "every subscription was applied");
+    for (const r of perTable) {
+      assert.ok(r.txs >= 10, `${r.tbl}: only ${r.txs} apply transactions logged`);
+      assert.ok(r.pids >= 2, `${r.tbl}: applied by one backend only: no hand-over was exercised`);
+    }
+  } finally {
+    stop.done = true;
+    await Promise.allSettled(writers);
+    for (const s of all) s.proc.kill("SIGKILL");
+  }
+});
