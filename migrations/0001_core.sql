@@ -22,14 +22,16 @@ create table dbsync.groups (
 
 -- Captured changes. op: 'U' = the row's new state (insert or update),
 -- 'D' = the row is gone (row holds the old row, its key identifies it),
--- 'T' = the table was truncated. row holds the captured columns' text
+-- 'T' = the table was truncated, 'X' = row[1] is DDL from dbsync.execute_ddl, to
+-- run with search_path row[2]. row holds the captured columns' text
 -- (output functions under pinned settings), in the order of the shape.
 create table dbsync.events (
     group_id  int not null,
     slot      smallint not null,
     ev_id     bigint not null,
     txid      xid8 not null default pg_current_xact_id(),
-    shape_id  int not null,
+    -- NULL for op 'X' (DDL to run on targets at this point of the stream).
+    shape_id  int,
     op        "char" not null,
     row       text[]
 ) partition by list (group_id);
@@ -125,4 +127,27 @@ create table dbsync.subscription_tables (
     last_error      text,
     last_error_at   timestamptz,
     primary key (sub_id, table_id)
+);
+
+-- Sequences carried to targets with the batches, never moved backwards there.
+create table dbsync.sequences (
+    seq_id       int generated always as identity primary key,
+    relid        oid not null unique,
+    group_id     int not null references dbsync.groups,
+    schema_name  text not null,
+    seq_name     text not null,
+    added_at     timestamptz not null default now()
+);
+
+-- Schema changes of captured tables: through execute_ddl (replayed on targets), or
+-- outside it (seen by the event trigger; targets need the same change by hand).
+create table dbsync.ddl_log (
+    ddl_id           bigint generated always as identity primary key,
+    logged_at        timestamptz not null default now(),
+    group_id         int references dbsync.groups on delete cascade,
+    table_name       text,
+    command_tag      text not null,
+    statement        text not null,
+    via_execute_ddl  boolean not null,
+    role_name        name not null default current_user
 );

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `dbsync` command line: thin faces of the SQL API plus the sidecar.
 // Exit codes: 0 success; 1 error; 2 bad usage; 3 `wait` timed out.
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { Client } from "pg";
 import { resolveSourceUrl } from "./config";
 import { clientConfig } from "./db";
@@ -9,15 +9,25 @@ import { DbsyncError, messageOf } from "./errors";
 import { createLog } from "./log";
 import { migrate } from "./migrate";
 import { startSidecar } from "./sidecar/run";
+import { uninstall } from "./uninstall";
 
 const program = new Command();
 program
   .name("dbsync")
   .description("Logical replication between PostgreSQL databases, driven from SQL on the source.")
   .showHelpAfterError()
+  // commander exits 1 on bad usage; dbsync's exit code for it is 2. Inherited by
+  // every command defined below.
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
   .addHelpText(
     "after",
     `
+Examples:
+  dbsync migrate --source postgres://admin@db1/app
+  dbsync run --source postgres://dbsync@db1/app --metrics-port 9187
+  dbsync status --json
+  dbsync wait orders_replica --timeout 300 && echo "cut over now"
+
 The source is --source, else $DBSYNC_SOURCE_URL, else $DATABASE_URL, else libpq's
 defaults ($PGHOST, $PGUSER, $PGPASSFILE ...). Exit codes: 0 ok, 1 error, 2 usage, 3 timeout.`,
   );
@@ -78,6 +88,7 @@ program
   .description("show dbsync.status (and copies in progress)")
   .addOption(sourceOption())
   .option("--json", "print JSON")
+  .addHelpText("after", "\nExamples:\n  dbsync status --source postgres://monitor@db1/app\n  dbsync status --json | jq '.subscriptions[] | {name, lag_seconds}'")
   .action(async (o) => {
     await withSource(o.source, async (c) => {
       const { rows } = await c.query("select * from dbsync.status order by name");
@@ -106,6 +117,7 @@ program
   .argument("<subscription>")
   .addOption(sourceOption())
   .option("-t, --timeout <seconds>", "give up after", "60")
+  .addHelpText("after", "\nExit code 3 when not in sync after --timeout.\n\nExample:\n  dbsync wait orders_replica --source postgres://admin@db1/app --timeout 300")
   .action(async (subscription, o) => {
     await withSource(o.source, async (c) => {
       const { rows } = await c.query("select dbsync.wait_for_sync($1, make_interval(secs => $2)) as ok", [
@@ -119,6 +131,40 @@ program
     });
   });
 
+program
+  .command("demo")
+  .description("see dbsync work: two throwaway PostgreSQL servers, a shop, a write load, live status (needs the dev dependencies)")
+  .option("--keep", "leave the servers and the sidecar running until Ctrl-C")
+  .option("--seconds <n>", "how long the write load runs", positiveInt, 20)
+  .addHelpText(
+    "after",
+    "\nDBSYNC_PG_MAJOR=14..18 picks the PostgreSQL major. Exit code 0 when the target equals the source.\n\nExamples:\n  npm run demo\n  dbsync demo --keep",
+  )
+  .action(async (o) => {
+    const { runDemo } = await import("./demo");
+    process.exit(await runDemo({ keep: !!o.keep, seconds: o.seconds }));
+  });
+
+program
+  .command("uninstall")
+  .description("remove dbsync from the source: capture triggers, the dbsync schema, the job queue")
+  .addOption(sourceOption())
+  .option("-y, --yes", "do not ask (required when stdin is not a terminal)")
+  .addHelpText(
+    "after",
+    `
+Application tables and data stay; targets keep their data (drop their dbsync schema,
+which holds dbsync.applied and dbsync.copied, by hand). Stop every \`dbsync run\` first.
+SQL equivalent, on the source: select dbsync.uninstall();
+
+Examples:
+  dbsync uninstall --source postgres://admin@db1/app
+  dbsync uninstall --source postgres://admin@db1/app --yes`,
+  )
+  .action(async (o) => {
+    process.exitCode = await uninstall({ sourceUrl: resolveSourceUrl(o.source), yes: !!o.yes });
+  });
+
 function progressBar(done: number, total: number | null): string {
   if (!total) return `${done} rows`;
   const frac = Math.min(1, Number(done) / Number(total));
@@ -129,7 +175,7 @@ function progressBar(done: number, total: number | null): string {
 
 function positiveInt(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`expected a positive integer, got "${v}"`);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got "${v}"`);
   return n;
 }
 

@@ -30,7 +30,7 @@ export function knownMigrations(): Migration[] {
     .map((f) => ({ version: Number(f.slice(0, 4)), name: f, sql: fs.readFileSync(path.join(dir, f), "utf8") }));
 }
 
-/** Functions (one per file), then views, then grants: the code re-installed on upgrade. */
+/** Functions (one per file), views, the DDL event trigger, grants: the code re-installed on upgrade. */
 export function codeBundle(): { sql: string; sha: string } {
   const parts: string[] = [];
   for (const sub of ["functions", "views"]) {
@@ -39,7 +39,7 @@ export function codeBundle(): { sql: string; sha: string } {
       parts.push(fs.readFileSync(path.join(dir, f), "utf8"));
     }
   }
-  parts.push(fs.readFileSync(path.join(ROOT, "sql", "grants.sql"), "utf8"));
+  for (const f of ["event_trigger.sql", "grants.sql"]) parts.push(fs.readFileSync(path.join(ROOT, "sql", f), "utf8"));
   const sql = parts.join("\n");
   return { sql, sha: crypto.createHash("sha256").update(sql).digest("hex") };
 }

@@ -267,3 +267,34 @@ test("columns named like dbsync's own aliases and stage columns (dbsync_op, e, r
     await sidecar.stop();
   }
 });
+
+test("a column named %3$s cannot turn a partition's name into SQL run by the capture trigger", async () => {
+  // The partition-TRUNCATE capture builds its statement with format() at run time;
+  // a % in a captured column name must not become a format specifier that splices
+  // the (attacker-chosen) partition name into SQL run as the dbsync owner.
+  const env = await freshEnv("security_names_format");
+  // %3$s would splice the partition's name; %1$s then resets format()'s argument
+  // counter so that the statement's own %I.%I find their arguments.
+  const ddl = `create table parted (${q("%3$s")} int not null, ${q("%1$s")} int, k int not null,
+                 primary key (${q("%3$s")}, k)) partition by list (k)`;
+  const evil = `x"::text]from(select 1 x)o;create table public.pwned()--`;
+  await env.source.query(ddl);
+  await env.target.query(ddl);
+  await env.source.query(`create table ${q(evil)} partition of parted for values in (1)`);
+  await env.target.query(`create table ${q(evil)} partition of parted for values in (1)`);
+  await env.source.query("insert into parted values (1, 1, 1), (2, 2, 1)");
+  await env.source.query("select dbsync.add_table('parted', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+  try {
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '20 s')"), true, sidecar.output());
+    let truncateError: unknown;
+    await env.source.query(`truncate ${q(evil)}`).catch((e) => (truncateError = e));
+    assert.equal(await value(env.source, "select count(*)::int from pg_class where relname = 'pwned'"), 0, "injected SQL ran on the source");
+    assert.equal(truncateError, undefined, `TRUNCATE of a partition failed: ${truncateError}`);
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '20 s')"), true, sidecar.output());
+    assert.deepEqual(await tableText(env.target, "parted"), await tableText(env.source, "parted"));
+  } finally {
+    await sidecar.stop();
+  }
+});

@@ -30,8 +30,20 @@ declare
     v_old text;
     v_keymatch text;
     v_body text;
-    v_part regclass;
 begin
+    -- The table may have been renamed, or its key columns renamed, since the last call.
+    update dbsync.tables tb
+    set schema_name = n.nspname, table_name = c.relname
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where tb.table_id = p_table_id and c.oid = tb.relid
+      and (tb.schema_name, tb.table_name) is distinct from (n.nspname::text, c.relname::text);
+    update dbsync.tables tb
+    set key_columns = dbsync._key_columns(tb.relid::regclass, null)
+    where tb.table_id = p_table_id
+      and exists (select from unnest(tb.key_columns) k
+                  where not exists (select from pg_attribute a where a.attrelid = tb.relid
+                                    and a.attname = k and not a.attisdropped))
+      and exists (select from pg_index i where i.indrelid = tb.relid and i.indisprimary);
     select * into t from dbsync.tables where table_id = p_table_id;
 
     select array_agg(a.attname::text order by a.attnum),
@@ -150,10 +162,7 @@ $f$, t.group_id, v_seq, v_shape, v_new, v_old,
             end $b$ $f$, 'capture_trunc_' || p_table_id, t.group_id, t.group_id, v_seq, v_shape, t.group_id);
         execute format('revoke all on function dbsync.%I() from public', 'capture_trunc_' || p_table_id);
         execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function dbsync.%I()', t.relid::regclass, 'capture_trunc_' || p_table_id);
-        for v_part in select c.oid::regclass from pg_partition_tree(t.relid) p join pg_class c on c.oid = p.relid
-                      where p.isleaf and p.relid <> t.relid loop
-            execute format('create trigger dbsync_capture_part_trunc before truncate on %s for each statement execute function %s()', v_part, v_fn);
-        end loop;
+        perform dbsync._sync_partitions(p_table_id, false);
     end if;
     return v_shape;
 end

@@ -4,7 +4,7 @@
 --   as one table: all its partitions, present and future, are captured.
 --   Every subscription of the group gets the table: copied first when the
 --   subscription copies data, else streamed from now on.
---   Writes: tables, shapes, subscription_tables; creates dbsync.capture_<id>() and
+--   Writes: tables, shapes, subscription_tables, sequences; creates dbsync.capture_<id>() and
 --   the table's triggers. Returns the table id.
 --   Errors: not a table (view, foreign table, ...), a partition, a table of dbsync
 --   itself, already added, no usable key.
@@ -66,6 +66,15 @@ begin
     values (tbl, v_group, v_rel.nspname, v_rel.relname, v_keys, v_rel.relkind = 'p')
     returning table_id into v_id;
     perform dbsync._install_capture(v_id);
+    -- The sequences the table owns (serial, identity) travel with it.
+    insert into dbsync.sequences (relid, group_id, schema_name, seq_name)
+    select c.oid, v_group, n.nspname, c.relname
+    from pg_depend d
+    join pg_class c on c.oid = d.objid and c.relkind = 'S'
+    join pg_namespace n on n.oid = c.relnamespace
+    where d.classid = 'pg_class'::regclass and d.refclassid = 'pg_class'::regclass
+      and d.refobjid = tbl and d.deptype in ('a', 'i')
+    on conflict (relid) do nothing;
 
     insert into dbsync.subscription_tables (sub_id, table_id, state, copy_tick)
     select s.sub_id, v_id,

@@ -11,7 +11,6 @@ import { clientConfig } from "../db";
 import { isTransient, messageOf, sqlstateOf, DbsyncError } from "../errors";
 import { Log } from "../log";
 import { WORKER_SCHEMA } from "../migrate";
-import { ShapeCache } from "../source/catalog";
 import { copyTable } from "../copy/table-copy";
 import { PositionMoved } from "../target/progress";
 import { SubscriptionSession } from "../sync/session";
@@ -47,7 +46,6 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   const metrics = new Metrics(pool);
   const metricsServer = opts.metricsPort ? serveMetrics(opts.metricsPort, metrics, pool, log) : undefined;
   const abort = new AbortController();
-  const shapes = new ShapeCache();
   const sessions = new Map<string, SubscriptionSession>();
   const backoff = new Map<string, { failures: number; until: number }>();
   let stopping = false;
@@ -118,7 +116,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
           metrics.rows.inc({ subscription: sub }, events);
           metrics.batchSeconds.observe({ subscription: sub }, seconds);
         },
-      }, shapes, log.child({ subscription: name }));
+      }, log.child({ subscription: name }));
       sessions.set(name, session);
     }
     try {

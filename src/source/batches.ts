@@ -12,11 +12,23 @@ export interface Batch {
   tableIds: number[];
 }
 
+/** Part of a batch between two DDL events: (after, before), either end open. */
+export interface Window {
+  after: number | null;
+  before: number | null;
+}
+
 export interface ShapeSummary {
   shape_id: number;
   events: number;
-  /** Id of the last TRUNCATE of the table in this batch: earlier events do not matter. */
+  /** Id of the last TRUNCATE of the table in the window: earlier events do not matter. */
   last_truncate: number | null;
+}
+
+export interface DdlEvent {
+  ev_id: number;
+  ddl: string;
+  search_path: string;
 }
 
 export async function takeTick(source: Client, groupId: number, force = false): Promise<number> {
@@ -34,35 +46,47 @@ export async function nextBatch(source: Client, subscription: string, maxEvents:
   return r && { subId: r.sub_id, groupId: r.group_id, from: r.f, to: r.t, tableIds: r.table_ids };
 }
 
-export async function summarize(source: Client, b: Batch): Promise<ShapeSummary[]> {
+export async function summarize(source: Client, b: Batch, w: Window): Promise<ShapeSummary[]> {
   const { rows } = await source.query<ShapeSummary>(
     `select e.shape_id, count(*)::float8 as events,
             (max(e.ev_id) filter (where e.op = 'T'))::float8 as last_truncate
        from dbsync.batch_events($1, $2, $3) e
+      where e.op <> 'X' and ($4::bigint is null or e.ev_id > $4) and ($5::bigint is null or e.ev_id < $5)
       group by e.shape_id
       order by e.shape_id`,
+    [b.groupId, b.from, b.to, w.after, w.before],
+  );
+  return rows;
+}
+
+/** DDL queued by execute_ddl inside the batch, in stream order. */
+export async function ddlEvents(source: Client, b: Batch): Promise<DdlEvent[]> {
+  const { rows } = await source.query<DdlEvent>(
+    `select e.ev_id::float8 as ev_id, e.row[1] as ddl, e.row[2] as search_path
+       from dbsync.batch_events($1, $2, $3) e where e.op = 'X' order by e.ev_id`,
     [b.groupId, b.from, b.to],
   );
   return rows;
 }
 
 /**
- * COPY of one shape's events in the batch, one line per key in its last state:
- * the op ('U' or 'D') then the captured columns as text. Keys are compared as
- * values of their source type (not as text), and rows never pass through
- * JavaScript: the sidecar pipes these bytes into the target's COPY.
- * COPY takes no parameters, so the values are literals (numbers, and the
- * escaped type names of our own catalog).
+ * COPY of one shape's events in a window of the batch, one line per key in its
+ * last state: the op ('U' or 'D') then the captured columns as text. Keys are
+ * compared as values of their source type (not as text), and rows never pass
+ * through JavaScript: the sidecar pipes these bytes into the target's COPY.
+ * COPY takes no parameters, so the values are literals (numbers, and the type
+ * names of our own catalog, as format_type wrote them).
  */
-export function copyOutSql(b: Batch, shape: Shape, afterEventId: number | null): string {
+export function copyOutSql(b: Batch, shape: Shape, w: Window): string {
   const keys = shape.key_positions.map((p) => `(e.row[${p}])::${shape.types[p - 1]}`);
   const cols = shape.columns.map((_, i) => `e.row[${i + 1}]`);
-  const after = afterEventId === null ? "" : ` and e.ev_id > ${Number(afterEventId)}`;
+  const after = w.after === null ? "" : ` and e.ev_id > ${int(w.after)}`;
+  const before = w.before === null ? "" : ` and e.ev_id < ${int(w.before)}`;
   return `copy (
     select e.op, ${cols.join(", ")}
       from (select distinct on (${keys.join(", ")}) e.op, e.row
               from dbsync.batch_events(${int(b.groupId)}, ${int(b.from)}, ${int(b.to)}) e
-             where e.shape_id = ${int(shape.shape_id)} and e.op <> 'T'${after}
+             where e.shape_id = ${int(shape.shape_id)} and e.op in ('U', 'D')${after}${before}
              order by ${keys.join(", ")}, e.ev_id desc) e
   ) to stdout`;
 }

@@ -16,7 +16,6 @@ export interface Shape {
   table_id: number;
   schema_name: string;
   table_name: string;
-  key_columns: string[];
   columns: string[];
   types: string[];
   key_positions: number[];
@@ -31,24 +30,23 @@ export async function loadSubscription(source: Client, name: string): Promise<Su
   return rows[0];
 }
 
-/** Shapes are immutable once written, so they are cached for the process's life. */
-export class ShapeCache {
-  private shapes = new Map<number, Shape>();
+/**
+ * The shapes of a batch, read afresh each time: a shape's columns never change,
+ * but its table's name does when execute_ddl renames it.
+ */
+export async function loadShapes(source: Client, ids: number[]): Promise<Map<number, Shape>> {
+  const { rows } = await source.query<Shape>(
+    `select s.shape_id, s.table_id, t.schema_name, t.table_name, s.columns, s.types, s.key_positions
+       from dbsync.shapes s join dbsync.tables t using (table_id)
+      where s.shape_id = any ($1)`,
+    [ids],
+  );
+  return new Map(rows.map((r) => [r.shape_id, r]));
+}
 
-  async get(source: Client, ids: number[]): Promise<Map<number, Shape>> {
-    const missing = ids.filter((id) => !this.shapes.has(id));
-    if (missing.length) {
-      const { rows } = await source.query<Shape>(
-        `select s.shape_id, s.table_id, t.schema_name, t.table_name, t.key_columns,
-                s.columns, s.types, s.key_positions
-           from dbsync.shapes s join dbsync.tables t using (table_id)
-          where s.shape_id = any ($1)`,
-        [missing],
-      );
-      for (const r of rows) this.shapes.set(r.shape_id, r);
-    }
-    return new Map(ids.map((id) => [id, this.shapes.get(id)!]));
-  }
+/** The key column names of a shape, as its events name them. */
+export function keyColumns(shape: Shape): string[] {
+  return shape.key_positions.map((p) => shape.columns[p - 1]);
 }
 
 export function qualifiedName(shape: { schema_name: string; table_name: string }): string {

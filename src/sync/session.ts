@@ -6,9 +6,10 @@
 import { Client } from "pg";
 import { closeQuietly, connect } from "../db";
 import { nextBatch, takeTick } from "../source/batches";
-import { ShapeCache, Subscription, loadSubscription } from "../source/catalog";
+import { Subscription, loadSubscription } from "../source/catalog";
 import { applyBatch } from "../target/apply";
 import { ensureTargetSchema, readAppliedTick } from "../target/progress";
+import { SequenceSync } from "../target/sequences";
 import { Log } from "../log";
 
 // Key space of dbsync's session advisory locks ("dbsy"); the second key is sub_id.
@@ -28,13 +29,13 @@ export class SubscriptionSession {
   private source?: Client;
   private target?: Client;
   private sub?: Subscription;
+  private sequences = new SequenceSync();
   /** The batch being applied, for error reports. */
   currentTick?: number;
 
   constructor(
     readonly name: string,
     private readonly opts: SessionOptions,
-    private readonly shapes: ShapeCache,
     private readonly log: Log,
   ) {}
 
@@ -94,7 +95,13 @@ export class SubscriptionSession {
       if (!batch) return "caught_up";
       this.currentTick = batch.to;
       const started = process.hrtime.bigint();
-      const { events } = await applyBatch(source, this.target, sub.sub_uuid, batch, this.shapes);
+      let events: number;
+      try {
+        ({ events } = await applyBatch(source, this.target, sub.sub_uuid, batch, this.sequences));
+      } catch (err) {
+        this.sequences.forget();
+        throw err;
+      }
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       await source.query("select dbsync.record_progress($1, $2, $3, $4)", [sub.sub_id, batch.to, events, seconds]);
       this.currentTick = undefined;

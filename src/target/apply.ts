@@ -1,17 +1,20 @@
 // Applying one batch to a target, set-wise, in one transaction that also moves the
-// target's position (exactly once: see progress.ts). Per table: TRUNCATE if the
-// batch truncated it, then the table's changes reduced on the source to the last
-// state of each key are streamed by COPY into a temp stage table, then two
-// statements apply them: delete every staged key, insert every staged new state.
-// Deleting first means unique constraints never see a transient duplicate
-// (swapped keys, swapped unique values) whatever the order inside the batch.
+// target's position (exactly once: see progress.ts). The batch is cut at the DDL
+// that execute_ddl queued in it; in each piece, per table: TRUNCATE if the piece
+// truncated it, then the table's changes, reduced on the source to the last state
+// of each key, are streamed by COPY into a temp stage table and applied by two
+// statements: delete every staged key, insert every staged new state. Deleting
+// first means unique constraints never see a transient duplicate (swapped keys,
+// swapped unique values) whatever the order inside the batch. Then the DDL runs,
+// and the next piece follows with the new shapes.
 import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
-import { DbsyncError, sqlstateOf, messageOf } from "../errors";
-import { Batch, copyOutSql, summarize } from "../source/batches";
-import { Shape, ShapeCache, qualifiedName } from "../source/catalog";
+import { DbsyncError, messageOf, sqlstateOf } from "../errors";
+import { Batch, Window, copyOutSql, ddlEvents, summarize } from "../source/batches";
+import { Shape, keyColumns, loadShapes, qualifiedName } from "../source/catalog";
 import { lockApplied, setAppliedTick } from "./progress";
+import { SequenceSync } from "./sequences";
 
 export interface ApplyResult {
   events: number;
@@ -22,14 +25,39 @@ export async function applyBatch(
   target: Client,
   subUuid: string,
   batch: Batch,
-  shapeCache: ShapeCache,
+  sequences: SequenceSync,
 ): Promise<ApplyResult> {
+  const ddl = await ddlEvents(source, batch);
+  const bounds = [null, ...ddl.map((d) => d.ev_id), null];
+  let events = 0;
+  await target.query("begin");
+  try {
+    await target.query("set local session_replication_role = replica");
+    await lockApplied(target, subUuid, batch.from);
+    for (let i = 0; i + 1 < bounds.length; i++) {
+      events += await applyWindow(source, target, batch, { after: bounds[i], before: bounds[i + 1] });
+      const d = ddl[i];
+      if (d) {
+        await runDdl(target, d.ddl, d.search_path, d.ev_id);
+        events++;
+      }
+    }
+    await sequences.push(source, target, batch.groupId);
+    await setAppliedTick(target, subUuid, batch.to);
+    await target.query("commit");
+  } catch (err) {
+    await target.query("rollback").catch(() => undefined);
+    throw err;
+  }
+  return { events };
+}
+
+async function applyWindow(source: Client, target: Client, batch: Batch, w: Window): Promise<number> {
   const wanted = new Set(batch.tableIds);
-  const summary = await summarize(source, batch);
-  const shapes = await shapeCache.get(source, summary.map((s) => s.shape_id));
-  const parts = summary
-    .map((s) => ({ ...s, shape: shapes.get(s.shape_id)! }))
-    .filter((p) => wanted.has(p.shape.table_id));
+  const summary = await summarize(source, batch, w);
+  if (!summary.length) return 0;
+  const shapes = await loadShapes(source, summary.map((s) => s.shape_id));
+  const parts = summary.map((s) => ({ ...s, shape: shapes.get(s.shape_id)! })).filter((p) => wanted.has(p.shape.table_id));
 
   const lastTruncate = new Map<number, number>();
   for (const p of parts) {
@@ -37,31 +65,18 @@ export async function applyBatch(
       lastTruncate.set(p.shape.table_id, Math.max(lastTruncate.get(p.shape.table_id) ?? 0, p.last_truncate));
     }
   }
-
-  await target.query("begin");
-  try {
-    await target.query("set local session_replication_role = replica");
-    await lockApplied(target, subUuid, batch.from);
-    const truncated = parts.filter((p) => lastTruncate.has(p.shape.table_id));
-    if (truncated.length) {
-      const names = [...new Set(truncated.map((p) => qualifiedName(p.shape)))];
-      await withTable(names.join(", "), () => target.query(`truncate ${names.join(", ")}`));
-    }
-    for (const p of parts) {
-      await withTable(qualifiedName(p.shape), () =>
-        applyShape(source, target, batch, p.shape, lastTruncate.get(p.shape.table_id) ?? null),
-      );
-    }
-    await setAppliedTick(target, subUuid, batch.to);
-    await target.query("commit");
-  } catch (err) {
-    await target.query("rollback").catch(() => undefined);
-    throw err;
+  const truncated = [...new Set(parts.filter((p) => lastTruncate.has(p.shape.table_id)).map((p) => qualifiedName(p.shape)))];
+  if (truncated.length) {
+    await withTable(truncated.join(", "), () => target.query(`truncate ${truncated.join(", ")}`));
   }
-  return { events: parts.reduce((n, p) => n + Number(p.events), 0) };
+  for (const p of parts) {
+    const after = lastTruncate.get(p.shape.table_id) ?? w.after;
+    await withTable(qualifiedName(p.shape), () => applyShape(source, target, batch, p.shape, { after, before: w.before }));
+  }
+  return parts.reduce((n, p) => n + Number(p.events), 0);
 }
 
-async function applyShape(source: Client, target: Client, batch: Batch, shape: Shape, afterTruncate: number | null) {
+async function applyShape(source: Client, target: Client, batch: Batch, shape: Shape, w: Window) {
   const table = qualifiedName(shape);
   const stage = ident(`dbsync_stage_${shape.shape_id}`);
   const cols = shape.columns.map((c) => ident(c));
@@ -70,10 +85,12 @@ async function applyShape(source: Client, target: Client, batch: Batch, shape: S
     `create temp table if not exists ${stage} on commit delete rows as
        select null::"char" as dbsync_op, ${cols.map((c) => `t.${c}`).join(", ")} from ${table} t with no data`,
   );
-  const out = source.query(copyTo(copyOutSql(batch, shape, afterTruncate)));
+  const out = source.query(copyTo(copyOutSql(batch, shape, w)));
   const into = target.query(copyFrom(`copy ${stage} (dbsync_op, ${cols.join(", ")}) from stdin`));
   await pipeline(out, into);
-  const keyMatch = shape.key_columns.map((k) => `t.${ident(k)} = s.${ident(k)}`).join(" and ");
+  const keyMatch = keyColumns(shape)
+    .map((k) => `t.${ident(k)} = s.${ident(k)}`)
+    .join(" and ");
   await target.query(`delete from ${table} t using ${stage} s where ${keyMatch}`);
   await target.query(
     `insert into ${table} (${cols.join(", ")}) overriding system value
@@ -81,11 +98,28 @@ async function applyShape(source: Client, target: Client, batch: Batch, shape: S
   );
 }
 
+/** DDL from execute_ddl, run with the search_path it ran with on the source. */
+async function runDdl(target: Client, ddl: string, searchPath: string, evId: number) {
+  const { rows } = await target.query("select current_setting('search_path') as sp");
+  try {
+    await target.query("select set_config('search_path', $1, true)", [searchPath]);
+    await target.query(ddl);
+  } catch (err) {
+    throw new DbsyncError(`DDL queued by execute_ddl (event ${evId}) failed on the target: ${messageOf(err)}: ${ddl}`, {
+      sqlstate: sqlstateOf(err),
+      hint: "Fix the target so that this DDL succeeds (or make the change by hand and drop what conflicts); the subscription retries it.",
+    });
+  } finally {
+    await target.query("select set_config('search_path', $1, true)", [rows[0].sp]).catch(() => undefined);
+  }
+}
+
 /** Re-raise with the table named and a hint for the errors a DBA fixes on the target. */
 async function withTable<T>(table: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
+    if (err instanceof DbsyncError) throw err;
     const sqlstate = sqlstateOf(err);
     let message = messageOf(err);
     let hint: string | undefined;
@@ -94,7 +128,7 @@ async function withTable<T>(table: string, fn: () => Promise<T>): Promise<T> {
       hint = `Create ${table} on the target with the source's columns; dbsync does not create tables.`;
     } else if (sqlstate === "42703") {
       message = `target table ${table} lacks a column the source captures (${message})`;
-      hint = `Add the column to ${table} on the target; replication resumes by itself.`;
+      hint = `Add the column to ${table} on the target (or use dbsync.execute_ddl for schema changes); replication resumes by itself.`;
     }
     throw new DbsyncError(message, { table, sqlstate, hint });
   }

@@ -1,0 +1,48 @@
+-- dbsync._sync_partitions(p_table_id int, p_queue_rows boolean) returns void
+--   Keeps a captured partitioned table's BEFORE TRUNCATE triggers on exactly its
+--   leaf partitions (PostgreSQL clones row triggers to new partitions, not
+--   statement triggers). With p_queue_rows, rows that entered the table by ATTACH
+--   PARTITION are queued as new rows, and rows that left it by DETACH PARTITION
+--   as deletes: no row trigger sees either. Called by _install_capture (without
+--   queueing: the rows present at add_table are the initial copy's business) and
+--   by the DDL event trigger.
+create or replace function dbsync._sync_partitions(p_table_id int, p_queue_rows boolean) returns void
+language plpgsql security definer set search_path = pg_catalog, pg_temp
+    set datestyle = 'ISO, YMD' set intervalstyle = 'postgres' set timezone = 'UTC'
+    set extra_float_digits = 3 set bytea_output = 'hex' set lc_monetary = 'C' as $$
+declare
+    t dbsync.tables;
+    v_shape dbsync.shapes;
+    v_fn regprocedure;
+    r record;
+begin
+    select * into t from dbsync.tables where table_id = p_table_id and removed_at is null;
+    if not found or not t.partitioned then
+        return;
+    end if;
+    select * into v_shape from dbsync.shapes where table_id = p_table_id order by shape_id desc limit 1;
+    v_fn := format('dbsync.%I()', 'capture_' || p_table_id)::regprocedure;
+    -- Partitions that left the table: their rows are gone from it.
+    for r in select tg.tgrelid::regclass as rel, tg.tgname
+             from pg_trigger tg
+             where tg.tgfoid = v_fn and tg.tgname = 'dbsync_capture_part_trunc'
+               and tg.tgrelid not in (select relid from pg_partition_tree(t.relid)) loop
+        if p_queue_rows then
+            perform dbsync._queue_rows(t, v_shape, r.rel, 'D');
+        end if;
+        execute format('drop trigger %I on %s', r.tgname, r.rel);
+    end loop;
+    -- Partitions that joined it: new rows, and a TRUNCATE trigger of their own.
+    for r in select p.relid::regclass as rel
+             from pg_partition_tree(t.relid) p
+             where p.isleaf and p.relid <> t.relid
+               and not exists (select from pg_trigger tg where tg.tgrelid = p.relid and tg.tgfoid = v_fn
+                                                          and tg.tgname = 'dbsync_capture_part_trunc') loop
+        if p_queue_rows then
+            perform dbsync._queue_rows(t, v_shape, r.rel, 'U');
+        end if;
+        execute format('create trigger dbsync_capture_part_trunc before truncate on %s for each statement execute function %s',
+                       r.rel, v_fn);
+    end loop;
+end
+$$;

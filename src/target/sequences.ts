@@ -1,0 +1,39 @@
+// Sequences travel with the batches: after each batch, a target sequence is set to
+// the source's last value when that is higher. Never backwards, so after a cutover
+// the target's next values are above every value the source used.
+import { Client } from "pg";
+import { DbsyncError, messageOf, sqlstateOf } from "../errors";
+
+export class SequenceSync {
+  /** Last value pushed per sequence, so that unchanged ones cost nothing. */
+  private pushed = new Map<string, string>();
+
+  async push(source: Client, target: Client, groupId: number): Promise<void> {
+    const { rows } = await source.query<{ name: string; value: string | null }>(
+      `select format('%I.%I', schema_name, seq_name) as name, pg_sequence_last_value(relid)::text as value
+         from dbsync.sequences where group_id = $1`,
+      [groupId],
+    );
+    for (const r of rows) {
+      if (r.value === null || this.pushed.get(r.name) === r.value) continue;
+      try {
+        await target.query(
+          `select setval($1::regclass, $2::bigint)
+            where $2::bigint > coalesce(pg_sequence_last_value($1::regclass), -9223372036854775808)`,
+          [r.name, r.value],
+        );
+      } catch (err) {
+        throw new DbsyncError(`sequence ${r.name} on the target: ${messageOf(err)}`, {
+          sqlstate: sqlstateOf(err),
+          hint: `Create sequence ${r.name} on the target, or remove it from dbsync.sequences.`,
+        });
+      }
+      this.pushed.set(r.name, r.value);
+    }
+  }
+
+  /** After a rollback the target may not hold what was pushed. */
+  forget() {
+    this.pushed.clear();
+  }
+}

@@ -1,0 +1,117 @@
+// `dbsync uninstall`: removes dbsync from a source database, in one transaction:
+// every capture trigger and capture function (dbsync.remove_table for each table
+// still captured), graphile-worker's schema with its queued jobs, and last the
+// dbsync schema. The SQL face of the same steps is `select dbsync.uninstall()`
+// (sql/functions/uninstall.sql); this one does not depend on the installed code's
+// version, and also cleans up a half-removed install. Application tables and data,
+// and the targets, are left alone.
+import readline from "node:readline/promises";
+import { Client } from "pg";
+import { redact } from "./config";
+import { clientConfig } from "./db";
+import { DbsyncError, sqlstateOf } from "./errors";
+import { WORKER_SCHEMA } from "./migrate";
+
+export interface UninstallOptions {
+  sourceUrl: string | undefined;
+  /** Do not ask. Without it, stdin must be a terminal. */
+  yes: boolean;
+  /** How long each DROP may wait for a lock (a running sidecar holds some). */
+  lockTimeoutSeconds?: number;
+}
+
+/** Exit codes: 0 removed (or nothing to remove), 1 error or declined, 2 no confirmation possible. */
+export async function uninstall(opts: UninstallOptions): Promise<number> {
+  const c = new Client(clientConfig(opts.sourceUrl, { applicationName: "dbsync cli" }));
+  c.on("error", () => undefined);
+  await c.connect();
+  try {
+    const { rows: [found] } = await c.query(
+      `select current_database() as db,
+              to_regnamespace('dbsync') is not null as has_dbsync,
+              to_regnamespace($1) is not null as has_worker,
+              to_regclass('dbsync.tables') is not null as has_tables,
+              to_regclass('dbsync.subscriptions') is not null as has_subs,
+              to_regprocedure('dbsync.remove_table(regclass)') is not null as has_remove`,
+      [WORKER_SCHEMA],
+    );
+    const where = `database "${found.db}"`;
+    if (!found.has_dbsync && !found.has_worker) {
+      console.log(`nothing to uninstall: ${where} has no dbsync schema`);
+      return 0;
+    }
+    const tables: { relid: number; name: string }[] = found.has_tables
+      ? (await c.query(
+          `select t.relid::int as relid, coalesce(cl.oid::regclass::text, format('%I.%I (dropped)', t.schema_name, t.table_name)) as name
+             from dbsync.tables t left join pg_class cl on cl.oid = t.relid
+            where t.removed_at is null order by t.table_id`,
+        )).rows
+      : [];
+    const subs: { name: string; target_conninfo: string }[] = found.has_subs
+      ? (await c.query("select name, target_conninfo from dbsync.subscriptions order by name")).rows
+      : [];
+    const { rows: [act] } = await c.query(
+      `select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and pid <> pg_backend_pid()
+          and application_name like 'dbsync%' and application_name <> 'dbsync cli'`,
+    );
+
+    console.log(`dbsync uninstall on ${where}:`);
+    console.log(`  stop capturing ${tables.length} table(s)${tables.length ? ": " + list(tables.map((t) => t.name)) : ""}`);
+    console.log(`  drop ${subs.length} subscription(s)${subs.length ? ": " + list(subs.map((s) => s.name)) : ""}`);
+    console.log(`  drop schema ${[found.has_worker && WORKER_SCHEMA, found.has_dbsync && "dbsync"].filter(Boolean).join(" and ")} (queues, jobs, positions)`);
+    console.log(`  the application's tables and data, and every target, stay as they are`);
+    if (act.n > 0) {
+      console.log(`  warning: ${act.n} dbsync session(s) are connected (a running \`dbsync run\`?); stop them first`);
+    }
+
+    if (!opts.yes) {
+      if (!process.stdin.isTTY) {
+        console.error("dbsync: refusing to uninstall without confirmation: stdin is not a terminal; pass --yes");
+        return 2;
+      }
+      const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
+      const answer = await rl.question(`Type "yes" to remove dbsync from ${where}: `);
+      rl.close();
+      if (answer.trim().toLowerCase() !== "yes") {
+        console.log("aborted: nothing was changed");
+        return 1;
+      }
+    }
+
+    await c.query("begin");
+    try {
+      await c.query(`set local lock_timeout = '${Math.max(1, Math.round(opts.lockTimeoutSeconds ?? 10))}s'`);
+      if (found.has_remove) {
+        for (const t of tables) await c.query("select dbsync.remove_table($1::oid::regclass)", [t.relid]);
+      }
+      // Whatever remove_table could not reach goes with the schema: a capture
+      // trigger depends on its function, which lives in dbsync.
+      await c.query(`drop schema if exists ${WORKER_SCHEMA} cascade`);
+      await c.query("drop schema if exists dbsync cascade");
+      await c.query("commit");
+    } catch (err) {
+      await c.query("rollback").catch(() => undefined);
+      if (sqlstateOf(err) === "55P03") {
+        throw new DbsyncError("uninstall: timed out waiting for a lock; nothing was changed", {
+          hint: "Stop every `dbsync run` process that uses this database, then try again.",
+        });
+      }
+      throw err;
+    }
+
+    console.log(`removed dbsync from ${where}: ${tables.length} table(s) no longer captured, schemas dropped`);
+    if (subs.length) {
+      console.log("Targets keep their data. On each of them, dbsync's bookkeeping (dbsync.applied, dbsync.copied)");
+      console.log("can be removed by hand with: drop schema dbsync cascade;");
+      for (const s of subs) console.log(`  ${s.name}: ${redact(s.target_conninfo)}`);
+    }
+    return 0;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+function list(names: string[], max = 8): string {
+  return names.length <= max ? names.join(", ") : `${names.slice(0, max).join(", ")} and ${names.length - max} more`;
+}
