@@ -245,7 +245,7 @@ async function waitForTarget(control: Pool, target: Client, job: Job, tick: numb
       [job.sub_uuid, job.table_id],
     );
     const at = rows[0].tick;
-    if (at !== null && at >= tick) {
+    if (at === tick) {
       const copyTick = rows[0].copy_tick;
       if (copyTick !== null && copyTick > tick) {
         throw new DbsyncError(`${table} was copied again (at tick ${copyTick}) during the verification at tick ${tick}`, {

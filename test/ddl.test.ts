@@ -1,0 +1,105 @@
+// Schema changes through the stream (execute_ddl), plain ALTER TABLE, sequences.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
+
+test("execute_ddl: add column with default, rename, drop, change type, between writes using each new shape", async () => {
+  const env = await freshEnv("ddl_stream");
+  const ddl = "create table acct (id int primary key, name text, balance int)";
+  await env.source.query(ddl);
+  await env.target.query(ddl);
+  await env.source.query("insert into acct select g, 'n' || g, g from generate_series(1, 100) g");
+  await env.source.query("select dbsync.add_table('acct', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    // Everything below is queued while the subscription is paused, so that all the
+    // shapes meet in the same batches: no batch may be applied against the wrong shape.
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    await env.source.query("select dbsync.pause('s')");
+    await env.source.query("update acct set balance = balance + 1 where id <= 10");
+    await env.source.query("select dbsync.execute_ddl('g', 'alter table acct add column status text not null default ''open''')");
+    await env.source.query("insert into acct (id, name, balance, status) values (101, 'new', 5, 'vip')");
+    await env.source.query("update acct set status = 'closed' where id = 2");
+    await env.source.query("select dbsync.execute_ddl('g', 'alter table acct rename column name to owner')");
+    await env.source.query("insert into acct (id, owner, balance) values (102, 'renamed', 6)");
+    await env.source.query("update acct set owner = 'x' where id = 3");
+    await env.source.query("select dbsync.execute_ddl('g', 'alter table acct drop column status')");
+    await env.source.query("insert into acct (id, owner, balance) values (103, 'dropped', 7)");
+    await env.source.query("select dbsync.execute_ddl('g', 'alter table acct alter column balance type numeric(12,2)')");
+    await env.source.query("update acct set balance = balance + 0.25 where id in (4, 103)");
+    await env.source.query("delete from acct where id = 5");
+    // A transaction that changes the shape and writes with it.
+    await env.source.query("begin");
+    await env.source.query("select dbsync.execute_ddl('g', 'alter table acct add column note text')");
+    await env.source.query("insert into acct values (104, 'tx', 1.5, 'in tx')");
+    await env.source.query("commit");
+    await env.source.query("select dbsync.resume('s')");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    assert.deepEqual(await tableText(env.target, "acct"), await tableText(env.source, "acct"));
+    const cols = "select string_agg(attname || ':' || format_type(atttypid, atttypmod), ',' order by attnum) from pg_attribute where attrelid = 'acct'::regclass and attnum > 0 and not attisdropped";
+    assert.equal(await value(env.target, cols), await value(env.source, cols));
+    assert.equal(await value(env.source, "select count(*)::int from dbsync.ddl_log where via_execute_ddl"), 5);
+    assert.equal(await value(env.source, "select count(*)::int from dbsync.unreplicated_ddl"), 0);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("a plain ALTER TABLE ADD COLUMN: warned and recorded, the error names the column, fixing the target resumes", async () => {
+  const env = await freshEnv("ddl_plain");
+  const ddl = "create table t (id int primary key, v text)";
+  await env.source.query(ddl);
+  await env.target.query(ddl);
+  await env.source.query("select dbsync.add_table('t', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("insert into t values (1, 'before')");
+    const c = await env.source.connect();
+    const warnings: string[] = [];
+    c.on("notice", (n) => warnings.push(n.message ?? ""));
+    await c.query("alter table t add column extra int");
+    c.release();
+    assert.ok(warnings.some((w) => /not run through dbsync.execute_ddl/.test(w)), warnings.join("; "));
+    assert.equal(await value(env.source, "select count(*)::int from dbsync.unreplicated_ddl where table_name = 'public.t'"), 1);
+    await env.source.query("insert into t values (2, 'after', 42)");
+    await until("error names the column", async () =>
+      /extra/.test((await value<string | null>(env.source, "select last_error from dbsync.status")) ?? ""));
+    assert.match(await value<string>(env.source, "select last_error from dbsync.status"), /lacks a column.*extra/s);
+    await env.target.query("alter table t add column extra int");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    assert.deepEqual(await tableText(env.target, "t"), await tableText(env.source, "t"));
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("sequences: after writes, each target sequence's next value is above every value used on the source", async () => {
+  const env = await freshEnv("ddl_sequences");
+  const ddl = `create table o (id serial primary key, v text);
+               create table i (id int generated always as identity primary key, v text);
+               create sequence standalone;`;
+  await env.source.query(ddl);
+  await env.target.query(ddl);
+  await env.source.query("select dbsync.add_table('o', 'g'), dbsync.add_table('i', 'g'), dbsync.add_sequence('standalone', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("insert into o (v) select 'x' from generate_series(1, 500)");
+    await env.source.query("insert into i (v) select 'y' from generate_series(1, 300)");
+    await env.source.query("select nextval('standalone') from generate_series(1, 77)");
+    await env.source.query("insert into o (v) values ('z')"); // a batch after the sequence moved
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    assert.ok(Number(await value(env.target, "select nextval('o_id_seq')")) > Number(await value(env.source, "select max(id) from o")));
+    assert.ok(Number(await value(env.target, "select nextval('i_id_seq')")) > Number(await value(env.source, "select max(id) from i")));
+    assert.ok(Number(await value(env.target, "select nextval('standalone')")) > 77);
+    // Never backwards: a target sequence ahead of the source stays ahead.
+    await env.target.query("select setval('o_id_seq', 100000)");
+    await env.source.query("insert into o (v) values ('more')");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    assert.ok(Number(await value(env.target, "select last_value from o_id_seq")) >= 100000);
+  } finally {
+    await sidecar.stop();
+  }
+});
