@@ -8,7 +8,20 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Pool, escapeIdentifier as q } from "pg";
+import { createLog } from "../src/log";
+import { runVerify } from "../src/verify/verify";
 import { Env, freshEnv, rows, startSidecar, tableText, until, value } from "./helpers";
+
+const log = createLog(process.env.DBSYNC_LOG_LEVEL ?? "warn");
+
+/** dbsync.verify_table, run by the verify job, with tiny chunks so key-range bounds are used. */
+async function verify(env: Env, sub: string, tbl: string, repair: boolean) {
+  const id = Number(await value(env.source, "select dbsync.verify_table($1, $2, $3)", [sub, tbl, repair]));
+  const outcome = await runVerify(env.sourceUrl, env.source, id, log, { chunkRows: 2, waitTimeoutMs: 20_000 });
+  const v = (await env.source.query("select state, error, differing_count::int as differing, rows_repaired::int as repaired from dbsync.verifications where verification_id = $1", [id])).rows[0];
+  assert.equal(outcome, "done", `verify ${tbl}: ${JSON.stringify(v)}`);
+  return v as { differing: number; repaired: number };
+}
 
 const SCHEMA = `x"; drop table t; --`;
 const S = q(SCHEMA);
@@ -185,6 +198,14 @@ test("hostile identifiers replicate as names through copy, stream, key changes a
       [TABLES],
     );
     assert.deepEqual(ts, expected.map((e) => ({ table_name: e.table_name, state: "streaming" })));
+
+    // verify_table compares (and repairs) hostile names by key ranges.
+    for (const tbl of TABLES) assert.equal((await verify(env, SUB, tbl, false)).differing, 0, tbl);
+    await env.target.query(`delete from ${T1} where ${q("select")} = 30`);
+    await env.target.query(`update ${T4} set val = 'drift' where ${q("n\\")} = 31`);
+    await env.target.query(`insert into ${T2} values (-1000, 'extra')`);
+    for (const tbl of [T1, T2, T4]) assert.equal((await verify(env, SUB, tbl, true)).differing, 1, tbl);
+    await assertSame(env);
   } finally {
     assert.equal(await sidecar.stop(), 0, sidecar.output());
   }
@@ -248,10 +269,14 @@ test("columns named like dbsync's own aliases and stage columns (dbsync_op, e, r
   const ddl = `create table ${tbl} (
       ${q("dbsync_op")} text, e int not null, ${q("row")} text, op text, n text, o text, t text, s text,
       ev_id int, shape_id int, ${q("TG_OP")} text, g text, primary key (e))`;
-  await env.source.query(ddl);
-  await env.target.query(ddl);
+  // The verify job's own column aliases as key columns.
+  const vk = `create table vk (dbsync_k int, dbsync_h text, c text, x text, primary key (dbsync_k, dbsync_h))`;
+  await env.source.query(ddl + ";" + vk);
+  await env.target.query(ddl + ";" + vk);
   await env.source.query(`insert into ${tbl} select 'D', g, 'r', 'U', 'n', 'o', 't', 's', 1, 2, 'TRUNCATE', 'g' from generate_series(1, 5) g`);
+  await env.source.query(`insert into vk select g, g::text, 'c', 'x' from generate_series(1, 7) g`);
   await env.source.query("select dbsync.add_table($1, 'g')", [tbl]);
+  await env.source.query("select dbsync.add_table('vk', 'g')");
   await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
   try {
@@ -263,6 +288,11 @@ test("columns named like dbsync's own aliases and stage columns (dbsync_op, e, r
     const st = (await env.source.query("select state, last_error from dbsync.status")).rows[0];
     assert.equal(ok, true, `not in sync: ${JSON.stringify(st)}`);
     assert.deepEqual(await tableText(env.target, tbl), await tableText(env.source, tbl));
+    assert.deepEqual(await tableText(env.target, "vk"), await tableText(env.source, "vk"));
+    await env.target.query("update vk set c = 'drift' where dbsync_k = 3");
+    assert.equal((await verify(env, "s", "vk", true)).differing, 1);
+    assert.equal((await verify(env, "s", tbl, false)).differing, 0);
+    assert.deepEqual(await tableText(env.target, "vk"), await tableText(env.source, "vk"));
   } finally {
     await sidecar.stop();
   }

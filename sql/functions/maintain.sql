@@ -1,4 +1,4 @@
--- dbsync.maintain(p_group_id int, rotate_after interval default '30 s') returns void
+-- dbsync.maintain(p_group_id int, rotate_after interval default '30 s') returns boolean
 --   Queue upkeep of one group, without row-by-row DELETE. Called by the sidecar.
 --   1. A slot that stopped being current in an earlier call gets its switched_xmax:
 --      this (later) transaction's own xid. A writer that read the old slot number
@@ -11,8 +11,11 @@
 --   3. When the current slot is older than rotate_after and the next one is empty,
 --      writers move to the next slot.
 --   4. Ticks no subscription stands on or will need are deleted.
-create or replace function dbsync.maintain(p_group_id int, rotate_after interval default '30 s')
-returns void
+--   Returns true when a slot waits only for the subscriptions' positions to move
+--   past it: an idle group takes no ticks, so the caller should force one.
+drop function if exists dbsync.maintain(int, interval);
+create function dbsync.maintain(p_group_id int, rotate_after interval default '30 s')
+returns boolean
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     v_group dbsync.groups;
@@ -27,7 +30,7 @@ begin
 
     select * into v_group from dbsync.groups where group_id = p_group_id;
     if not found then
-        return;
+        return false;
     end if;
     select min(pg_snapshot_xmin(t.snap)) into v_min_xmin
     from dbsync.subscriptions s
@@ -60,5 +63,8 @@ begin
       and tick_id < coalesce(v_keep, v_group.last_tick_id)
       and tick_id < v_group.last_tick_id
       and created_at < now() - interval '1 minute';
+    return exists (select from dbsync.queue_slots where group_id = p_group_id and switched_xmax is not null)
+       and (select created_at from dbsync.ticks
+            where group_id = p_group_id and tick_id = v_group.last_tick_id) < now() - rotate_after;
 end
 $$;

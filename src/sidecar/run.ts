@@ -239,7 +239,12 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     try {
       const { rows } = await pool.query<{ group_id: number }>("select group_id from dbsync.groups");
       for (const g of rows) {
-        await pool.query("select dbsync.maintain($1, make_interval(secs => $2))", [g.group_id, opts.rotateAfterSeconds]);
+        const { rows: m } = await pool.query("select dbsync.maintain($1, make_interval(secs => $2)) as wants_tick", [
+          g.group_id,
+          opts.rotateAfterSeconds,
+        ]);
+        // An idle group's positions must move past a rotated slot before it can go.
+        if (m[0].wants_tick) await pool.query("select dbsync.tick($1, true)", [g.group_id]);
       }
     } catch (err) {
       log.warn({ err: messageOf(err) }, "queue upkeep failed; will retry");

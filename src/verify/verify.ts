@@ -54,9 +54,13 @@ export interface VerifyOptions {
   chunkRows?: number;
   /** Give up if the target has not reached the verification's tick by then. */
   waitTimeoutMs?: number;
+  /** The sidecar is stopping: give the verification back (queued) for a later run. */
+  signal?: AbortSignal;
 }
 
-export type VerifyOutcome = "done" | "error" | "busy" | "nothing";
+export type VerifyOutcome = "done" | "error" | "busy" | "nothing" | "stopped";
+
+class Stopped extends Error {}
 
 interface Job {
   verification_id: number;
@@ -163,7 +167,7 @@ export async function runVerify(
 
     // 2 + 3. The target at exactly T.
     await target.query("set idle_in_transaction_session_timeout = 600000");
-    await waitForTarget(control, target, job, tick, waitTimeoutMs, table);
+    await waitForTarget(control, target, job, tick, waitTimeoutMs, table, opts.signal);
     const layout = await targetLayout(target, table, shape);
 
     // 4. Without repair, let the stream go on.
@@ -172,7 +176,7 @@ export async function runVerify(
     vlog.debug({ tick }, "both sides at the verification tick; comparing");
     if (job.repair) await target.query("set local session_replication_role = replica");
 
-    const cmp = new Comparer(reader, target, table, job.partitioned, layout, job.repair, counts);
+    const cmp = new Comparer(reader, target, table, job.partitioned, layout, job.repair, counts, opts.signal);
     let lastReport = 0;
     const report = async (force = false) => {
       if (!force && Date.now() - lastReport < 250) return;
@@ -200,6 +204,13 @@ export async function runVerify(
     vlog.info({ tick, rows: counts.rowsCompared, chunks: counts.chunks, differing, repaired: counts.repaired }, "verification done");
     return "done";
   } catch (err) {
+    if (err instanceof Stopped) {
+      vlog.info("verification interrupted: the sidecar is stopping; it will start over");
+      await control
+        .query("update dbsync.verifications set state = 'queued', hold_tick = null where verification_id = $1", [verificationId])
+        .catch(() => undefined);
+      return "stopped";
+    }
     const ctx = err instanceof DbsyncError ? err.context : {};
     const message = messageOf(err) + (ctx.hint ? ` (hint: ${ctx.hint})` : "");
     vlog.error({ sqlstate: ctx.sqlstate ?? sqlstateOf(err) }, `verification failed: ${message}`);
@@ -234,10 +245,19 @@ async function releaseHold(control: Pool, verificationId: number) {
  * Leaves `target` in a REPEATABLE READ transaction whose snapshot shows the
  * subscription's position at exactly `tick`.
  */
-async function waitForTarget(control: Pool, target: Client, job: Job, tick: number, timeoutMs: number, table: string) {
+async function waitForTarget(
+  control: Pool,
+  target: Client,
+  job: Job,
+  tick: number,
+  timeoutMs: number,
+  table: string,
+  signal: AbortSignal | undefined,
+) {
   const deadline = Date.now() + timeoutMs;
   let lastCheck = 0;
   for (;;) {
+    if (signal?.aborted) throw new Stopped();
     await target.query(`begin isolation level repeatable read${job.repair ? "" : " read only"}`);
     const { rows } = await target.query<{ tick: number | null; copy_tick: number | null }>(
       `select (select tick_id::float8 from dbsync.applied where sub_uuid = $1) as tick,
@@ -454,6 +474,7 @@ class Comparer {
     layout: Layout,
     private readonly repair: boolean,
     private readonly counts: Counts,
+    private readonly signal: AbortSignal | undefined,
   ) {
     const rel = `${partitioned ? "" : "only "}${table}`;
     this.targetTypes = layout.columns.map((c) => layout.targetTypes.get(c)!);
@@ -469,6 +490,7 @@ class Comparer {
     let lo: Key | null = null;
     let next = this.src.nextChunk(lo, chunkRows);
     for (;;) {
+      if (this.signal?.aborted) throw new Stopped();
       const s = await next;
       const final = s.n < chunkRows;
       const hi = final ? null : s.last;
