@@ -36,23 +36,37 @@ export async function statusRows(sourceUrl: string): Promise<Record<string, unkn
 
 /**
  * Calls dbsync.wait_for_sync for every subscription in parallel (one connection
- * each); resolves with each one's elapsed ms from `t0`, or throws at the timeout.
+ * each); resolves with each one's elapsed ms from `t0`. Throws at the timeout, or
+ * sooner when the subscription reports an error and has not moved for `stallS`
+ * seconds (the sidecar retries errors with back-off; a persistent one would
+ * otherwise only show at the timeout).
  */
-export async function waitForSync(sourceUrl: string, subs: string[], t0: number, timeoutS: number, sidecar?: SidecarProcess) {
+export async function waitForSync(sourceUrl: string, subs: string[], t0: number, timeoutS: number, sidecar?: SidecarProcess, stallS = 60) {
   const elapsed: Record<string, number> = {};
   await Promise.all(
     subs.map(async (s) => {
       const c = await connect(sourceUrl, "bench wait");
       try {
         const deadline = performance.now() + timeoutS * 1000;
+        let last = "";
+        let movedAt = performance.now();
         for (;;) {
           // Short calls: a dead sidecar is noticed, and no transaction stays open for minutes.
           const { rows } = await c.query("select dbsync.wait_for_sync($1, '5 s') as ok", [s]);
           if (rows[0].ok) break;
           sidecar?.assertAlive();
-          if (performance.now() > deadline) {
-            const st = (await c.query("select * from dbsync.status where name = $1", [s])).rows[0];
-            throw new Error(`subscription ${s} not in sync after ${timeoutS} s; status: ${JSON.stringify(st)}`);
+          const st = (await c.query("select * from dbsync.status where name = $1", [s])).rows[0] ?? {};
+          const pos = `${st.last_applied_tick}/${st.events_applied}`;
+          if (pos !== last) {
+            last = pos;
+            movedAt = performance.now();
+          }
+          const stalled = st.last_error && performance.now() - movedAt > stallS * 1000;
+          if (stalled || performance.now() > deadline) {
+            throw new Error(
+              `subscription ${s} not in sync after ${Math.round((performance.now() - t0) / 1000)} s` +
+                `${stalled ? ` (stuck for ${stallS} s with an error)` : ""}; status: ${JSON.stringify(st)}`,
+            );
           }
         }
         elapsed[s] = performance.now() - t0;

@@ -375,7 +375,7 @@ async function measureLatency(ctx: Ctx, pair: DbPair, label: string): Promise<La
     const expected = (await source.query("select hid::float8 as h from s1.history where mtime >= $1::timestamptz order by hid", [windowStart])).rows.map((r) => r.h as number);
     ctx.step(`${label}: waiting for the last rows`);
     const { latencies, missing } = await probe.finish(expected, ctx.sizes.timeoutSeconds * 1000);
-    if (missing) ctx.note(`latency ${label}: ${missing} of ${expected.length} rows never became visible on the target`);
+    if (missing) throw new Error(`latency ${label}: ${missing} of ${expected.length} rows never became visible on the target`);
     return {
       p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), maxMs: latencies.at(-1) ?? null,
       samples: latencies.length, missing, achievedTps: expected.length / latencySeconds, probePolls: probe.polls,
@@ -395,7 +395,13 @@ export async function latency(ctx: Ctx): Promise<LatencyResult> {
       await subscribe(pair.sourceUrl, pair.targetUrl, "g_s1", tpcbTableNames("s1"), "sub_s1");
       sidecar = new SidecarProcess(pair.sourceUrl);
       await sidecar.ready();
-      const side = await measureLatency(ctx, pair, "dbsync");
+      let side: LatencySide;
+      try {
+        side = await measureLatency(ctx, pair, "dbsync");
+      } catch (err) {
+        const status = await statusRows(pair.sourceUrl);
+        throw new Error(`${(err as Error).message}\ndbsync.status: ${JSON.stringify(status)}\nsidecar log:\n${sidecar.output(20)}`);
+      }
       sidecar.assertAlive();
       await stopSidecar(ctx, sidecar, "latency");
       sidecar = undefined;

@@ -131,6 +131,7 @@ export class LatencyProbe {
   private lowMovedAt = now();
   private stopped = false;
   private loop?: Promise<void>;
+  private error?: unknown;
   polls = 0;
 
   constructor(
@@ -142,7 +143,9 @@ export class LatencyProbe {
   async start(): Promise<void> {
     const { rows } = await this.target.query(`select coalesce(max(hid), 0)::float8 as m from ${ident(this.schema)}.history`);
     this.low = rows[0].m;
-    this.loop = this.run();
+    this.loop = this.run().catch((err) => {
+      this.error = err;
+    });
   }
 
   private async run() {
@@ -167,13 +170,26 @@ export class LatencyProbe {
     }
   }
 
-  /** Waits until every hid in `expected` was seen (or the timeout), then stops. */
-  async finish(expected: number[], timeoutMs: number): Promise<{ latencies: number[]; missing: number }> {
+  /**
+   * Waits until every hid in `expected` was seen, then stops. Gives up at the
+   * timeout, or when no new row arrived for `stallMs`.
+   */
+  async finish(expected: number[], timeoutMs: number, stallMs = 60_000): Promise<{ latencies: number[]; missing: number }> {
     const deadline = now() + timeoutMs;
     const has = (h: number) => this.done.has(h) || this.seen.has(h);
-    while (now() < deadline && !expected.every(has)) await sleep(20);
+    let count = -1;
+    let movedAt = now();
+    while (now() < deadline && !this.error && !expected.every(has)) {
+      const c = this.done.size + this.seen.size;
+      if (c !== count) {
+        count = c;
+        movedAt = now();
+      } else if (now() - movedAt > stallMs) break;
+      await sleep(50);
+    }
     this.stopped = true;
     await this.loop;
+    if (this.error) throw this.error;
     const latencies: number[] = [];
     let missing = 0;
     for (const h of expected) {

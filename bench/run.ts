@@ -223,6 +223,9 @@ function brief(r: Partial<RunResult>): string {
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.once(sig, () => {
     process.stderr.write(`\n${sig}: stopping the clusters\n`);
+    // Work in flight fails once its server is gone; that is expected now.
+    process.on("unhandledRejection", () => undefined);
+    process.on("uncaughtException", () => undefined);
     void stopAll().finally(() => process.exit(130));
   });
 }

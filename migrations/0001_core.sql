@@ -12,9 +12,10 @@ create table dbsync.groups (
     name          text not null unique,
     -- Slot of dbsync.events the capture triggers write to now (0..2); see rotate().
     cur_slot      smallint not null default 0,
-    -- Set by the sidecar before it sleeps: only then do capture triggers NOTIFY,
-    -- because a notifying transaction takes a cluster-wide lock at commit.
-    sleeping      boolean not null default true,
+    -- Set by the sidecar before it sleeps, cleared when it wakes or stops: only then
+    -- do capture triggers NOTIFY, because a notifying transaction takes a
+    -- cluster-wide lock at commit and would lose group commit.
+    sleeping      boolean not null default false,
     last_tick_id  bigint not null default 0,
     rotated_at    timestamptz not null default now(),
     created_at    timestamptz not null default now()

@@ -296,6 +296,8 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
       await subscriber.close().catch(() => undefined);
       await runner.stop().catch(() => undefined);
       await Promise.all([...sessions.values()].map((s) => s.close()));
+      // Nobody listens now: writers should not pay for NOTIFY.
+      await pool.query("update dbsync.groups set sleeping = false where sleeping").catch(() => undefined);
       await new Promise((r) => (metricsServer ? metricsServer.close(r) : r(undefined)));
       await pool.end().catch(() => undefined);
       log.info("dbsync sidecar stopped");
