@@ -80,32 +80,55 @@ export async function waitForSync(sourceUrl: string, subs: string[], t0: number,
 
 export const SIDECAR_ARGS: string[] = [];
 
+export interface BatchStats {
+  batches: number;
+  events: number;
+  /** Sum of the time spent inside applyBatch (read on the source, write on the target). */
+  applySeconds: number;
+  medianBatchSeconds: number | null;
+  maxBatchSeconds: number | null;
+  medianBatchEvents: number | null;
+}
+
 /** `dbsync run` as a child process, with its log kept for error reports. */
 export class SidecarProcess {
   readonly proc: ChildProcess;
   private log: string[] = [];
   private readyLine = false;
+  /** Every "batch applied" debug line: events and seconds inside applyBatch. */
+  readonly batches: { events: number; seconds: number }[] = [];
   private exitInfo?: string;
   readonly exited: Promise<number | null>;
 
   constructor(readonly sourceUrl: string, args: string[] = SIDECAR_ARGS) {
     this.proc = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "cli.ts"), "run", "--source", sourceUrl, ...args], {
       cwd: ROOT,
-      env: { ...process.env, DBSYNC_LOG_LEVEL: "info" },
+      // debug: one "batch applied" line per batch (events, seconds) for the profile.
+      env: { ...process.env, DBSYNC_LOG_LEVEL: "debug" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const collect = (b: Buffer) => {
       for (const line of b.toString().split("\n")) {
         if (!line) continue;
         if (line.includes("dbsync sidecar running")) this.readyLine = true;
+        if (line.includes('"msg":"batch applied"')) {
+          try {
+            const j = JSON.parse(line);
+            this.batches.push({ events: Number(j.events), seconds: Number(j.seconds) });
+          } catch {
+            /* not JSON after all */
+          }
+          continue;
+        }
         this.log.push(line);
         if (this.log.length > 400) this.log.splice(0, this.log.length - 300);
       }
     };
     this.proc.stdout!.on("data", collect);
     this.proc.stderr!.on("data", collect);
+    // "close": the process exited and its stdout/stderr are read to the end.
     this.exited = new Promise((r) =>
-      this.proc.once("exit", (code, sig) => {
+      this.proc.once("close", (code, sig) => {
         this.exitInfo = `exited with code ${code}${sig ? ` (signal ${sig})` : ""}`;
         r(code);
       }),
@@ -121,6 +144,20 @@ export class SidecarProcess {
 
   output(lines = 40): string {
     return this.log.slice(-lines).join("\n");
+  }
+
+  /** Batches applied so far: count, events, seconds inside applyBatch (sum, median, max). */
+  batchStats(): BatchStats {
+    const secs = this.batches.map((b) => b.seconds).sort((a, b) => a - b);
+    const evs = this.batches.map((b) => b.events).sort((a, b) => a - b);
+    return {
+      batches: secs.length,
+      events: evs.reduce((a, b) => a + b, 0),
+      applySeconds: secs.reduce((a, b) => a + b, 0),
+      medianBatchSeconds: secs.length ? secs[Math.floor(secs.length / 2)] : null,
+      maxBatchSeconds: secs.length ? secs[secs.length - 1] : null,
+      medianBatchEvents: evs.length ? evs[Math.floor(evs.length / 2)] : null,
+    };
   }
 
   /** Warnings and errors the sidecar logged (pino levels >= 40). */

@@ -2,7 +2,7 @@
 // databases, each returning plain numbers for one run. run.ts repeats them and
 // takes medians; report.ts prints them.
 import { BenchEnv, checkpoint, connect, createDbPair, DbPair, onBoth, vacuumAnalyze, withClient } from "./clusters";
-import { installDbsync, SidecarProcess, setPaused, statusRows, subscribe, waitForSync } from "./dbsync";
+import { BatchStats, installDbsync, SidecarProcess, setPaused, statusRows, subscribe, waitForSync } from "./dbsync";
 import { compareTables, LatencyProbe, percentile, queueBytes } from "./measure";
 import { createNative, dropNative, NativeSub, setEnabled, waitMarkers, waitStreaming } from "./native";
 import {
@@ -24,6 +24,8 @@ export interface Sizes {
   memoryEvents: number;
   memoryRowsPerTransaction: number;
   steadyMinutes: number;
+  /** After the steady load: wait this long (sidecar idle) before the "settled" queue size. */
+  queueSettleSeconds: number;
   /** Give up waiting for a catch-up after this long. */
   timeoutSeconds: number;
 }
@@ -100,6 +102,8 @@ export interface ApplySide {
   perSubscription: Record<string, number>;
   loadSeconds: number;
   peakRssBytes?: number;
+  /** dbsync only: the sidecar's batches (time inside applyBatch vs the wall time above). */
+  batches?: BatchStats;
   mismatches: string[];
 }
 
@@ -144,13 +148,14 @@ async function applyComparison(
       const seconds = Math.max(...Object.values(per)) / 1000;
       const mem = sidecar.memory();
       await stopSidecar(ctx, sidecar, `${label} dbsync`);
+      const batches = sidecar.batchStats(); // after the stop: every log line is in
       sidecar = undefined;
       ctx.step(`dbsync: comparing source and target`);
       const bad = await mismatches(pair, compared.length ? compared : groups.flatMap((g) => g.tables));
       return {
         rowChanges, seconds, rowsPerSecond: rowChanges / seconds, loadSeconds, mismatches: bad,
         perSubscription: Object.fromEntries(Object.entries(per).map(([k, v]) => [k, v / 1000])),
-        peakRssBytes: mem?.hwm,
+        peakRssBytes: mem?.hwm, batches,
       };
     } catch (err) {
       const status = await statusRows(pair.sourceUrl);
@@ -349,6 +354,8 @@ export interface LatencySide {
   missing: number;
   achievedTps: number;
   probePolls: number;
+  /** dbsync only: the sidecar's batches during the whole load. */
+  batches?: BatchStats;
 }
 
 export interface LatencyResult {
@@ -404,6 +411,7 @@ export async function latency(ctx: Ctx): Promise<LatencyResult> {
       }
       sidecar.assertAlive();
       await stopSidecar(ctx, sidecar, "latency");
+      side.batches = sidecar.batchStats();
       sidecar = undefined;
       return side;
     } finally {
@@ -445,6 +453,8 @@ export interface MemoryResult {
   bigTransactionApplySeconds: number;
   /** Peak RSS of a sidecar that started and idled, for reference. */
   idlePeakRssBytes: number;
+  backlogBatches: BatchStats;
+  bigTransactionBatches: BatchStats;
 }
 
 export async function memory(ctx: Ctx): Promise<MemoryResult> {
@@ -471,6 +481,7 @@ export async function memory(ctx: Ctx): Promise<MemoryResult> {
     const backlogApplySeconds = (performance.now() - t0) / 1000;
     const backlogPeak = sidecar.memory()!.hwm;
     await stopSidecar(ctx, sidecar, "memory backlog");
+    const backlogBatches = sidecar.batchStats();
 
     // 2. One transaction of n rows, written while a fresh sidecar runs (idle).
     sidecar = new SidecarProcess(pair.sourceUrl);
@@ -484,6 +495,7 @@ export async function memory(ctx: Ctx): Promise<MemoryResult> {
     const bigApplySeconds = (performance.now() - t0) / 1000;
     const bigPeak = sidecar.memory()!.hwm;
     await stopSidecar(ctx, sidecar, "memory big transaction");
+    const bigBatches = sidecar.batchStats();
     sidecar = undefined;
 
     const bad = await mismatches(pair, ["public.backlog", "public.big"]);
@@ -492,6 +504,7 @@ export async function memory(ctx: Ctx): Promise<MemoryResult> {
       backlogEvents: n, backlogTransactions: Math.ceil(n / per), backlogPeakRssBytes: backlogPeak,
       backlogApplySeconds, bigTransactionRows: n, bigTransactionPeakRssBytes: bigPeak,
       bigTransactionApplySeconds: bigApplySeconds, idlePeakRssBytes: idlePeak,
+      backlogBatches, bigTransactionBatches: bigBatches,
     };
   } catch (err) {
     const status = await statusRows(pair.sourceUrl);
@@ -508,8 +521,9 @@ export interface QueueResult {
   minutes: number;
   maxBytes: number;
   finalBytes: number;
-  /** After the load stopped, the sidecar caught up and upkeep ran for a while. */
+  /** After the load stopped, the sidecar caught up and upkeep ran for queueSettleSeconds. */
   settledBytes: number;
+  settleSeconds: number;
   achievedTps: number;
   samples: { s: number; bytes: number; backlog: number }[];
 }
@@ -553,7 +567,7 @@ export async function queue(ctx: Ctx): Promise<QueueResult> {
     const finalBytes = samples[samples.length - 1].bytes;
     ctx.step("load stopped; letting the sidecar catch up and rotate");
     await waitForSync(pair.sourceUrl, ["sub_s1"], performance.now(), ctx.sizes.timeoutSeconds, sidecar);
-    await sleep(12_000);
+    await sleep(ctx.sizes.queueSettleSeconds * 1000);
     await sample();
     const settledBytes = samples[samples.length - 1].bytes;
     await stopSidecar(ctx, sidecar, "queue");
@@ -561,7 +575,7 @@ export async function queue(ctx: Ctx): Promise<QueueResult> {
     return {
       minutes: ctx.sizes.steadyMinutes,
       maxBytes: Math.max(...samples.slice(0, -1).map((s) => s.bytes)),
-      finalBytes, settledBytes, achievedTps: res.transactions / res.seconds, samples,
+      finalBytes, settledBytes, settleSeconds: ctx.sizes.queueSettleSeconds, achievedTps: res.transactions / res.seconds, samples,
     };
   } finally {
     await source.end().catch(() => undefined);

@@ -143,7 +143,7 @@ export function summarize(results: RunResult[]): SummaryRow[] {
       value: (r) => (r.queue ? r.queue.finalBytes / MB : undefined),
     }),
     row(results, {
-      id: "queue_settled", figure: "e. queue on disk, caught up + 12 s upkeep", unit: "MB",
+      id: "queue_settled", figure: "e. queue on disk, caught up, idle + settle time", unit: "MB",
       value: (r) => (r.queue ? r.queue.settledBytes / MB : undefined),
     }),
   ];

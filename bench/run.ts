@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { stopAll } from "../src/embedded/cluster";
 import { BENCH_SETTINGS, startClusters } from "./clusters";
-import { SIDECAR_ARGS } from "./dbsync";
+import { BatchStats, SIDECAR_ARGS } from "./dbsync";
 import * as figures from "./figures";
 import { Ctx, Sizes } from "./figures";
 import { Progress } from "./progress";
@@ -19,13 +19,14 @@ const FULL: Sizes = {
   clients: 8,
   backlogTransactions: 20_000,
   bulkRows: 1_000_000,
-  overheadSeconds: 20,
+  overheadSeconds: 16,
   rate: 500,
-  latencySeconds: 30,
+  latencySeconds: 20,
   latencyWarmupSeconds: 3,
   memoryEvents: 1_000_000,
   memoryRowsPerTransaction: 1_000,
   steadyMinutes: 2,
+  queueSettleSeconds: 70,
   timeoutSeconds: 900,
 };
 
@@ -39,6 +40,7 @@ const QUICK: Sizes = {
   latencyWarmupSeconds: 2,
   memoryEvents: 100_000,
   steadyMinutes: 0.5,
+  queueSettleSeconds: 15,
   timeoutSeconds: 300,
 };
 
@@ -122,6 +124,11 @@ async function main() {
 
   console.log(`dbsync benchmark: ${opts.quick ? "quick" : "full"} mode, ${opts.runs} run(s), figures: ${selected.map((f) => f.name).join(", ")}`);
   console.log(`machine: ${os.cpus().length} CPU (${os.cpus()[0]?.model ?? "?"}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GB RAM, node ${process.version}`);
+  const load0 = os.loadavg();
+  console.log(`load average before start: ${load0.map((v) => v.toFixed(2)).join(" ")}`);
+  if (load0[0] > os.cpus().length / 2) {
+    console.log(`WARNING: the machine is busy before the benchmark starts (1-min load average ${load0[0].toFixed(1)} on ${os.cpus().length} CPUs): other processes compete for the CPU and the figures will be noisy.`);
+  }
   const env = await startClusters();
   console.log(`PostgreSQL ${env.source.major}: source on port ${env.source.port}, target on port ${env.target.port}`);
   console.log(`  settings added by the benchmark (both): ${Object.entries(BENCH_SETTINGS).map(([k, v]) => `${k}=${v}`).join(" ")}`);
@@ -134,6 +141,8 @@ async function main() {
   const results: RunResult[] = [];
   const notes: { run: number; figure: string; text: string }[] = [];
   const errors: { run: number; figure: string; message: string }[] = [];
+  /** Per figure and run: how long it took and the machine's load average around it. */
+  const timeline: { run: number; figure: string; seconds: number; loadavgStart: number; loadavgEnd: number }[] = [];
   progress.start();
   for (let run = 1; run <= opts.runs; run++) {
     const result: RunResult = { run };
@@ -150,6 +159,7 @@ async function main() {
         },
       };
       const t0 = Date.now();
+      const loadStart = os.loadavg()[0];
       try {
         const got = await f.run(ctx);
         Object.assign(result, got);
@@ -159,6 +169,7 @@ async function main() {
         errors.push({ run, figure: f.name, message });
         progress.log(`FAILED (run ${run}, ${f.name}): ${message}`);
       }
+      timeline.push({ run, figure: f.name, seconds: Math.round((Date.now() - t0) / 1000), loadavgStart: loadStart, loadavgEnd: os.loadavg()[0] });
     }
   }
   progress.stop();
@@ -182,6 +193,7 @@ async function main() {
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryBytes: os.totalmem(), node: process.version, platform: `${os.platform()} ${os.release()}` },
     postgres: { major: env.source.major, benchSettings: BENCH_SETTINGS, source: env.settings.source, target: env.settings.target },
     sidecar: { command: "node --import tsx src/cli.ts run --source URL", args: SIDECAR_ARGS },
+    loadavgBeforeStart: load0, timeline,
     summary, runs: results, notes, errors,
   });
   console.log(`\nJSON: ${out}  (${Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000)} s in all)`);
@@ -195,7 +207,7 @@ function brief(r: Partial<RunResult>): string {
   const parts: string[] = [];
   for (const key of ["applyTpcb1", "applyTpcb4", "applyBulk"] as const) {
     const a = r[key];
-    if (a) parts.push(`dbsync ${n(a.dbsync.rowsPerSecond)} rows/s (${a.dbsync.seconds.toFixed(1)} s), native ${n(a.native.rowsPerSecond)} rows/s (${a.native.seconds.toFixed(1)} s), ratio ${a.ratio.toFixed(2)}`);
+    if (a) parts.push(`dbsync ${n(a.dbsync.rowsPerSecond)} rows/s (${a.dbsync.seconds.toFixed(1)} s${batchText(a.dbsync.batches)}), native ${n(a.native.rowsPerSecond)} rows/s (${a.native.seconds.toFixed(1)} s), ratio ${a.ratio.toFixed(2)}`);
   }
   if (r.overheadBulk) {
     const o = r.overheadBulk;
@@ -207,17 +219,23 @@ function brief(r: Partial<RunResult>): string {
   }
   if (r.latency) {
     const l = r.latency;
-    parts.push(`dbsync p50 ${l.dbsync.p50Ms?.toFixed(1)} ms p99 ${l.dbsync.p99Ms?.toFixed(1)} ms (${l.dbsync.samples} rows, ${n(l.dbsync.achievedTps)} tx/s); native p50 ${l.native.p50Ms?.toFixed(1)} ms p99 ${l.native.p99Ms?.toFixed(1)} ms`);
+    parts.push(`dbsync p50 ${l.dbsync.p50Ms?.toFixed(1)} ms p99 ${l.dbsync.p99Ms?.toFixed(1)} ms (${l.dbsync.samples} rows, ${n(l.dbsync.achievedTps)} tx/s${batchText(l.dbsync.batches)}); native p50 ${l.native.p50Ms?.toFixed(1)} ms p99 ${l.native.p99Ms?.toFixed(1)} ms`);
   }
   if (r.memory) {
     const m = r.memory;
-    parts.push(`peak RSS ${(m.backlogPeakRssBytes / 2 ** 20).toFixed(0)} MB (backlog, applied in ${m.backlogApplySeconds.toFixed(1)} s), ${(m.bigTransactionPeakRssBytes / 2 ** 20).toFixed(0)} MB (one big transaction, applied in ${m.bigTransactionApplySeconds.toFixed(1)} s), idle ${(m.idlePeakRssBytes / 2 ** 20).toFixed(0)} MB`);
+    parts.push(`peak RSS ${(m.backlogPeakRssBytes / 2 ** 20).toFixed(0)} MB (backlog, applied in ${m.backlogApplySeconds.toFixed(1)} s${batchText(m.backlogBatches)}), ${(m.bigTransactionPeakRssBytes / 2 ** 20).toFixed(0)} MB (one big transaction, applied in ${m.bigTransactionApplySeconds.toFixed(1)} s${batchText(m.bigTransactionBatches)}), idle ${(m.idlePeakRssBytes / 2 ** 20).toFixed(0)} MB`);
   }
   if (r.queue) {
     const q = r.queue;
     parts.push(`max ${(q.maxBytes / 2 ** 20).toFixed(1)} MB, final ${(q.finalBytes / 2 ** 20).toFixed(1)} MB, settled ${(q.settledBytes / 2 ** 20).toFixed(1)} MB at ${n(q.achievedTps)} tx/s`);
   }
   return parts.length ? `: ${parts.join("; ")}` : "";
+}
+
+function batchText(b: BatchStats | undefined): string {
+  if (!b || !b.batches) return "";
+  const ms = (v: number | null) => (v === null ? "-" : `${(v * 1000).toFixed(0)} ms`);
+  return `; ${b.batches} batch(es), ${b.applySeconds.toFixed(2)} s inside applyBatch, median ${ms(b.medianBatchSeconds)} / ${b.medianBatchEvents} events, max ${ms(b.maxBatchSeconds)}`;
 }
 
 for (const sig of ["SIGINT", "SIGTERM"] as const) {

@@ -11,3 +11,6 @@ revoke all on all functions in schema dbsync from public;
 -- called with the view reader's rights: it must stay executable for a monitoring
 -- role that was granted only the view. It reveals an event counter, nothing else.
 grant execute on function dbsync._last_ev_id(int) to public;
+-- Every role that alters a replicated table fires the DDL event trigger; a
+-- function returning event_trigger cannot be called in any other way.
+grant execute on function dbsync._on_ddl() to public;

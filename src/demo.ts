@@ -181,21 +181,25 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     interrupted = true;
     console.log(`\n${yellow("interrupted")}: stopping the sidecar and both servers ...`);
     void cleanup().then(() => process.exit(130));
+    // (the main flow, failing on closed connections meanwhile, returns 130 too)
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  let code: number;
   try {
-    return await demo(opts);
+    code = await demo(opts);
   } catch (err) {
     if (!interrupted) console.log(`\n${red("demo failed")}: ${messageOf(err)}`);
-    return 1;
-  } finally {
-    if (!interrupted) {
-      process.stdout.write(`${stamp()} stopping the sidecar and both servers ... `);
-      await cleanup();
-      console.log("done");
-    }
+    code = 1;
   }
+  if (interrupted) {
+    await cleanup();
+    return 130;
+  }
+  process.stdout.write(`${stamp()} stopping the sidecar and both servers ... `);
+  await cleanup();
+  console.log("done");
+  return code;
 }
 
 async function demo(opts: DemoOptions): Promise<number> {
@@ -272,9 +276,9 @@ async function demo(opts: DemoOptions): Promise<number> {
   // 5. Live status.
   const mon = await connect(sourceUrl);
   const status = new StatusView(mon, load);
-  const loadEnd = Date.now() + opts.seconds * 1000;
-  while (Date.now() < loadEnd) {
-    await sleep(Math.min(1000, loadEnd - Date.now()));
+  const loadStart = Date.now();
+  for (let i = 1; i <= opts.seconds; i++) {
+    await sleep(loadStart + i * 1000 - Date.now());
     await status.show();
   }
   load.stop();
@@ -549,7 +553,7 @@ class StatusView {
 
     const lines: string[] = [];
     const header =
-      "  " + "time".padStart(4) + "  " + "subscription".padEnd(14) + "group".padEnd(7) + "state".padEnd(11) +
+      "  " + "time".padStart(4) + "  " + "subscription".padEnd(15) + "group".padEnd(7) + "state".padEnd(11) +
       "lag".padStart(7) + "backlog".padStart(9) + "applied/s".padStart(11) + "  tables";
     if (tty || !this.headerShown) {
       lines.push(dim(header));
@@ -573,7 +577,7 @@ class StatusView {
       }
       const stateCol = (s.state === "streaming" ? green : s.state === "error" ? red : yellow)(String(s.state).padEnd(11));
       lines.push(
-        "  " + (i === 0 ? secs : "    ") + "  " + String(s.name).padEnd(14) + String(s.group_name).padEnd(7) + stateCol +
+        "  " + (i === 0 ? secs : "    ") + "  " + String(s.name).padEnd(15) + String(s.group_name).padEnd(7) + stateCol +
           `${Number(s.lag_seconds).toFixed(1)} s`.padStart(7) + num(s.backlog_events).padStart(9) + num(applied).padStart(11) +
           "  " + tcol,
       );

@@ -1,7 +1,7 @@
 // `dbsync uninstall`: removes dbsync from a source database, in one transaction:
 // every capture trigger and capture function (dbsync.remove_table for each table
-// still captured), graphile-worker's schema with its queued jobs, and last the
-// dbsync schema. The SQL face of the same steps is `select dbsync.uninstall()`
+// still captured), the DDL event trigger, graphile-worker's schema with its queued
+// jobs, and last the dbsync schema. The SQL face of the same steps is `select dbsync.uninstall()`
 // (sql/functions/uninstall.sql); this one does not depend on the installed code's
 // version, and also cleans up a half-removed install. Application tables and data,
 // and the targets, are left alone.
@@ -11,6 +11,9 @@ import { redact } from "./config";
 import { clientConfig } from "./db";
 import { DbsyncError, sqlstateOf } from "./errors";
 import { WORKER_SCHEMA } from "./migrate";
+
+/** Installed by migrate (sql/event_trigger.sql) when the migrating role is a superuser. */
+const DDL_TRIGGER = "dbsync_ddl_watch";
 
 export interface UninstallOptions {
   sourceUrl: string | undefined;
@@ -32,11 +35,12 @@ export async function uninstall(opts: UninstallOptions): Promise<number> {
               to_regnamespace($1) is not null as has_worker,
               to_regclass('dbsync.tables') is not null as has_tables,
               to_regclass('dbsync.subscriptions') is not null as has_subs,
-              to_regprocedure('dbsync.remove_table(regclass)') is not null as has_remove`,
-      [WORKER_SCHEMA],
+              to_regprocedure('dbsync.remove_table(regclass)') is not null as has_remove,
+              exists (select from pg_event_trigger where evtname = $2) as has_ddl_trigger`,
+      [WORKER_SCHEMA, DDL_TRIGGER],
     );
     const where = `database "${found.db}"`;
-    if (!found.has_dbsync && !found.has_worker) {
+    if (!found.has_dbsync && !found.has_worker && !found.has_ddl_trigger) {
       console.log(`nothing to uninstall: ${where} has no dbsync schema`);
       return 0;
     }
@@ -59,6 +63,7 @@ export async function uninstall(opts: UninstallOptions): Promise<number> {
     console.log(`dbsync uninstall on ${where}:`);
     console.log(`  stop capturing ${tables.length} table(s)${tables.length ? ": " + list(tables.map((t) => t.name)) : ""}`);
     console.log(`  drop ${subs.length} subscription(s)${subs.length ? ": " + list(subs.map((s) => s.name)) : ""}`);
+    if (found.has_ddl_trigger) console.log(`  drop the DDL event trigger ${DDL_TRIGGER}`);
     console.log(`  drop schema ${[found.has_worker && WORKER_SCHEMA, found.has_dbsync && "dbsync"].filter(Boolean).join(" and ")} (queues, jobs, positions)`);
     console.log(`  the application's tables and data, and every target, stay as they are`);
     if (act.n > 0) {
@@ -87,6 +92,7 @@ export async function uninstall(opts: UninstallOptions): Promise<number> {
       }
       // Whatever remove_table could not reach goes with the schema: a capture
       // trigger depends on its function, which lives in dbsync.
+      await c.query(`drop event trigger if exists ${DDL_TRIGGER}`);
       await c.query(`drop schema if exists ${WORKER_SCHEMA} cascade`);
       await c.query("drop schema if exists dbsync cascade");
       await c.query("commit");

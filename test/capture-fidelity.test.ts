@@ -16,12 +16,9 @@ const connect = (settings: string[]) => connectWith(sourceUrl, settings);
 
 /** Decodes the given events' rows into a fresh copy table and returns its rows' text. */
 async function decode(c: Client, evIds: number[]): Promise<string[]> {
-  console.log("T1", Date.now() % 100000, 'await c.query("drop table if exists pg_t');
   await c.query("drop table if exists pg_temp.dec");
-  console.log("T2", Date.now() % 100000, 'await c.query("create temp table dec (li');
   await c.query("create temp table dec (like fid including generated)");
   const sel = shape.columns.map((_, i) => `e.row[${i + 1}]::${shape.types[i]}`).join(", ");
-  console.log("T3", Date.now() % 100000, 'await c.query(');
   await c.query(
     `insert into dec (${shape.columns.map(qi).join(", ")})
      select ${sel} from dbsync.events e where e.ev_id = any ($1::bigint[]) order by e.ev_id`,
@@ -31,12 +28,10 @@ async function decode(c: Client, evIds: number[]): Promise<string[]> {
 }
 
 before(async () => {
-  console.log("T4", Date.now() % 100000, 'const env = await freshEnv("capture_fide');
   const env = await freshEnv("capture_fidelity");
   sourceUrl = env.sourceUrl;
   source = env.source;
   // The table has a hole in attnum: a dropped column.
-  console.log("T5", Date.now() % 100000, 'await source.query(`${createSql("fid", {');
   await source.query(`${createSql("fid", { hole: true })}; select dbsync.add_table('fid', 'g');`);
   [shape] = await rows(
     source,
@@ -51,10 +46,8 @@ test("every type family round-trips: decoded row text equals source row text", a
   assert.ok(!shape.columns.includes("gen"));
 
   // Write under odd settings: some rows in one transaction, some in one multi-row INSERT.
-  console.log("T6", Date.now() % 100000, 'await insertRows(sourceUrl, ROWS, { sing');
   await insertRows(sourceUrl, ROWS, { singly: 5 });
 
-  console.log("T7", Date.now() % 100000, 'const evs = await rows<{ ev_id: string; ');
   const evs = await rows<{ ev_id: string; op: string; row: (string | null)[]; columns: string[]; types: string[] }>(
     source,
     `select e.ev_id, e.op, e.row, s.columns, s.types from dbsync.events e join dbsync.shapes s using (shape_id) order by ev_id`,
@@ -88,13 +81,10 @@ test("every type family round-trips: decoded row text equals source row text", a
   assert.equal(col("1", "mon"), "-$92,233,720,368,547,758.08");
 
   // Decode every event under the pinned settings into a copy of the table and replay it.
-  console.log("T8", Date.now() % 100000, 'const d = await connect(PINNED);');
   const d = await connect(PINNED);
   try {
-    console.log("T9", Date.now() % 100000, 'await d.query("create table fid_copy (li');
     await d.query("create table fid_copy (like fid including generated)");
     const sel = shape.columns.map((c, i) => `e.row[${i + 1}]::${shape.types[i]} as ${qi(c)}`).join(", ");
-    console.log("T10", Date.now() % 100000, 'await d.query(');
     await d.query(
       `insert into fid_copy (${shape.columns.map(qi).join(", ")})
        select ${shape.columns.map(qi).join(", ")} from (
@@ -102,22 +92,16 @@ test("every type family round-trips: decoded row text equals source row text", a
       [shape.shape_id],
     );
     // Same text, compared under the pinned settings and again under the odd ones.
-    console.log("T11", Date.now() % 100000, 'const src = await tableText(d, "fid");');
     const src = await tableText(d, "fid");
     assert.equal(src.length, ROWS.length);
-    console.log("T12", Date.now() % 100000, 'assert.deepEqual(await tableText(d, "fid');
     assert.deepEqual(await tableText(d, "fid_copy"), src);
-    console.log("T13", Date.now() % 100000, 'const o = await connect(ODD);');
     const o = await connect(ODD);
     try {
-      console.log("T14", Date.now() % 100000, 'assert.deepEqual(await tableText(o, "fid');
       assert.deepEqual(await tableText(o, "fid_copy"), await tableText(o, "fid"));
     } finally {
-      console.log("T15", Date.now() % 100000, 'await o.end();');
       await o.end();
     }
     // Key by key, not only as sets.
-    console.log("T16", Date.now() % 100000, 'const diff = await value<number>(');
     const diff = await value<number>(
       d,
       `select count(*)::int from fid f full join fid_copy c using (id)
@@ -125,13 +109,11 @@ test("every type family round-trips: decoded row text equals source row text", a
     );
     assert.equal(diff, 0);
   } finally {
-    console.log("T17", Date.now() % 100000, 'await d.end();');
     await d.end();
   }
 });
 
 test("UPDATE (also of the key), DELETE and TRUNCATE are captured", async () => {
-  console.log("T18", Date.now() % 100000, 'const d = await connect(PINNED);');
   const d = await connect(PINNED);
   try {
     const rowText = async (id: number) => value<string>(d, "select f::text from fid f where id = $1", [id]);
@@ -144,37 +126,28 @@ test("UPDATE (also of the key), DELETE and TRUNCATE are captured", async () => {
     let last = Number(await value<string>(d, "select max(ev_id) from dbsync.events"));
 
     // A plain update: one 'U' with the new state, which decodes to the new row.
-    console.log("T19", Date.now() % 100000, 'await d.query("update fid set txt = \'cha');
     await d.query("update fid set txt = 'changed', f8 = '-0' where id = 3");
     let evs = await since(last);
     assert.deepEqual(evs.map((e) => e.op), ["U"]);
-    console.log("T20", Date.now() % 100000, 'assert.deepEqual(await decode(d, evs.map');
     assert.deepEqual(await decode(d, evs.map((e) => Number(e.ev_id))), [await rowText(3)]);
     last = Number(evs[evs.length - 1].ev_id);
 
     // A key change: the old key is deleted ('D' with the old row), the new one written.
-    console.log("T21", Date.now() % 100000, 'const old4 = await rowText(4);');
     const old4 = await rowText(4);
-    console.log("T22", Date.now() % 100000, 'await d.query("update fid set id = 104 w');
     await d.query("update fid set id = 104 where id = 4");
     evs = await since(last);
     assert.deepEqual(evs.map((e) => e.op), ["D", "U"]);
     assert.equal(evs[0].row![0], "4");
     assert.equal(evs[1].row![0], "104");
-    console.log("T23", Date.now() % 100000, 'assert.deepEqual(await decode(d, [Number');
     assert.deepEqual(await decode(d, [Number(evs[0].ev_id)]), [old4]);
-    console.log("T24", Date.now() % 100000, 'assert.deepEqual(await decode(d, [Number');
     assert.deepEqual(await decode(d, [Number(evs[1].ev_id)]), [await rowText(104)]);
     last = Number(evs[evs.length - 1].ev_id);
 
     // An update touching no row queues nothing.
-    console.log("T25", Date.now() % 100000, 'await d.query("update fid set i2 = 0 whe');
     await d.query("update fid set i2 = 0 where false");
-    console.log("T26", Date.now() % 100000, 'assert.deepEqual(await since(last), []);');
     assert.deepEqual(await since(last), []);
 
     // A multi-row update of several keys: one 'U' per row.
-    console.log("T27", Date.now() % 100000, 'await d.query("update fid set vc = \'mult');
     await d.query("update fid set vc = 'multi' where id in (5, 6, 7)");
     evs = await since(last);
     assert.deepEqual(evs.map((e) => e.op), ["U", "U", "U"]);
@@ -182,25 +155,19 @@ test("UPDATE (also of the key), DELETE and TRUNCATE are captured", async () => {
     last = Number(evs[evs.length - 1].ev_id);
 
     // DELETE carries the whole old row.
-    console.log("T28", Date.now() % 100000, 'const old1 = await rowText(1);');
     const old1 = await rowText(1);
-    console.log("T29", Date.now() % 100000, 'const old2 = await rowText(2);');
     const old2 = await rowText(2);
-    console.log("T30", Date.now() % 100000, 'await d.query("delete from fid where id ');
     await d.query("delete from fid where id in (1, 2)");
     evs = await since(last);
     assert.deepEqual(evs.map((e) => e.op), ["D", "D"]);
-    console.log("T31", Date.now() % 100000, 'assert.deepEqual(await decode(d, evs.map');
     assert.deepEqual(await decode(d, evs.map((e) => Number(e.ev_id))), [old1, old2].sort());
     last = Number(evs[evs.length - 1].ev_id);
 
     // TRUNCATE is one 'T' event without a row.
-    console.log("T32", Date.now() % 100000, 'await d.query("truncate fid");');
     await d.query("truncate fid");
     evs = await since(last);
     assert.deepEqual(evs.map((e) => [e.op, e.row]), [["T", null]]);
   } finally {
-    console.log("T33", Date.now() % 100000, 'await d.end();');
     await d.end();
   }
 });

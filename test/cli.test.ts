@@ -140,6 +140,7 @@ async function assertRemoved(env: Awaited<ReturnType<typeof installedApp>>) {
     [],
   );
   assert.deepEqual(await rows(env.source, "select tgname, tgrelid::regclass::text from pg_trigger where tgname like 'dbsync%'"), []);
+  assert.deepEqual(await rows(env.source, "select evtname from pg_event_trigger where evtname like 'dbsync%'"), []);
   assert.deepEqual(await rows(env.source, "select proname from pg_proc where proname like 'capture%'"), []);
   // The application's tables keep their data and work as before, with nothing of dbsync in the way.
   assert.equal(await value(env.source, "select count(*)::int from items"), 5);
@@ -173,10 +174,13 @@ test("uninstall --yes removes triggers, capture functions, schemas and jobs; the
     assert.equal(await sidecar.stop(), 0, sidecar.output());
   }
   assert.ok(Number(await value(env.source, "select count(*) from pg_trigger where tgname like 'dbsync%'")) >= 5);
+  // The test clusters' role is a superuser: migrate installed the DDL event trigger.
+  assert.equal(await value(env.source, "select count(*)::int from pg_event_trigger where evtname = 'dbsync_ddl_watch'"), 1);
 
   const r = await cli(["uninstall", "--yes", "--source", env.sourceUrl]);
   assert.equal(r.code, 0, show(r));
   assert.match(r.stdout, /stop capturing 2 table\(s\): items, events/);
+  assert.match(r.stdout, /drop the DDL event trigger dbsync_ddl_watch/);
   assert.match(r.stdout, /removed dbsync from database/);
   assert.match(r.stdout, /drop schema dbsync cascade/, "tells what to do on targets");
   assert.doesNotMatch(r.stdout, /password/);

@@ -328,3 +328,56 @@ test("a column named %3$s cannot turn a partition's name into SQL run by the cap
     await sidecar.stop();
   }
 });
+
+/** A role that owns schema appz, and a pool logged in as it (trust auth). */
+async function ownerRole(env: Env) {
+  const role = `dbsync_owner_${Math.random().toString(16).slice(2, 10)}`;
+  await env.source.query(`create role ${role} login; create schema appz authorization ${role}`);
+  const u = new URL(env.sourceUrl);
+  u.username = role;
+  return new Pool({ connectionString: u.toString(), max: 1 });
+}
+
+test("a table owner cannot run SQL as the dbsync owner by adding a %-named column and naming a partition", async () => {
+  // The DDL event trigger re-generates capture, as the dbsync owner, for the owner's
+  // ALTER TABLE; the owner picks every name involved.
+  const env = await freshEnv("security_names_escalation");
+  const owner = await ownerRole(env);
+  try {
+    const evil = `x"::text]from(select 1 x)o;create table dbsync.p()--`;
+    await owner.query("create table appz.parted (id int, k int, primary key (id, k)) partition by list (k)");
+    await owner.query(`create table appz.${q(evil)} partition of appz.parted for values in (2)`);
+    await env.source.query("select dbsync.add_table('appz.parted', 'g')");
+    assert.equal(await value(env.source, "select count(*)::int from pg_event_trigger where evtname = 'dbsync_ddl_watch'"), 1);
+    await owner.query(`alter table appz.parted add column ${q("%3$s")} int, add column ${q("%1$s")} int`);
+    await owner.query("insert into appz.parted (id, k) values (1, 2)");
+    await owner.query(`truncate appz.${q(evil)}`).catch(() => undefined);
+    assert.equal(await value(env.source, "select to_regclass('dbsync.p') is null"), true, "the owner's SQL ran as the dbsync owner");
+  } finally {
+    await owner.end();
+  }
+});
+
+test("a table owner who is not superuser can still create and attach partitions of a captured table", async () => {
+  // PostgreSQL checks EXECUTE on the trigger function when it clones the capture's
+  // row trigger to a new partition, for the role creating the partition.
+  const env = await freshEnv("security_names_owner_partitions");
+  const owner = await ownerRole(env);
+  try {
+    await owner.query("create table appz.parted (id int, k int, primary key (id, k)) partition by list (k)");
+    await owner.query("create table appz.p1 partition of appz.parted for values in (1)");
+    await env.source.query("select dbsync.add_table('appz.parted', 'g')");
+    await owner.query("create table appz.p2 partition of appz.parted for values in (2)");
+    await owner.query("create table appz.p3 (id int not null, k int not null)");
+    await owner.query("alter table appz.parted attach partition appz.p3 for values in (3)");
+    await owner.query("insert into appz.parted values (1, 1), (2, 2), (3, 3)");
+    assert.equal(
+      await value(env.source, "select count(*)::int from dbsync.events e join dbsync.shapes s using (shape_id) join dbsync.tables t using (table_id) where t.relid = 'appz.parted'::regclass"),
+      3,
+    );
+    // The capture function stays out of reach of anybody else.
+    assert.equal(await value(env.source, "select has_function_privilege('public', 'dbsync.capture_1()', 'execute')"), false);
+  } finally {
+    await owner.end();
+  }
+});

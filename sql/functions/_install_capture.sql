@@ -106,7 +106,7 @@ begin
     select cur_slot, sleeping into g from dbsync.groups where group_id = %1$s;
     if TG_OP = 'TRUNCATE' then
         -- A partition is being truncated: its rows leave the table one by one.
-        execute format(%6$L, g.cur_slot, TG_TABLE_SCHEMA, TG_TABLE_NAME);
+        perform dbsync._queue_rows(%7$s, %3$s, TG_RELID::regclass, 'D');
     else
         if TG_OP in ('UPDATE', 'DELETE') then
             insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
@@ -122,10 +122,7 @@ begin
     end if;
     return null;
 end
-$f$, t.group_id, v_seq, v_shape, v_new, v_old,
-          format('insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row) '
-                 'select %s, %%s, nextval(%L), %s, ''D'', %s from only %%I.%%I o',
-                 t.group_id, v_seq, v_shape, v_old));
+$f$, t.group_id, v_seq, v_shape, v_new, v_old, null, p_table_id);
     end if;
 
     -- The SET clauses pin every setting that changes a type's output text.
@@ -136,6 +133,12 @@ $f$, t.group_id, v_seq, v_shape, v_new, v_old,
         set extra_float_digits = 3 set bytea_output = 'hex' set lc_monetary = 'C'
         as %L$f$, v_fn, v_body);
     execute format('revoke all on function %s() from public', v_fn);
+    if t.partitioned then
+        -- Creating or attaching a partition clones the row trigger, and PostgreSQL
+        -- checks EXECUTE on its function for the role doing it: the table's owner.
+        execute format('grant execute on function %s() to %I', v_fn,
+                       (select pg_get_userbyid(c.relowner) from pg_class c where c.oid = t.relid));
+    end if;
 
     perform dbsync._drop_capture_triggers(t.relid);
     if not t.partitioned then

@@ -28,7 +28,7 @@ begin
              where tg.tgfoid = v_fn and tg.tgname = 'dbsync_capture_part_trunc'
                and tg.tgrelid not in (select relid from pg_partition_tree(t.relid)) loop
         if p_queue_rows then
-            perform dbsync._queue_rows(t, v_shape, r.rel, 'D');
+            perform dbsync._queue_rows(t.table_id, v_shape.shape_id, r.rel, 'D');
         end if;
         execute format('drop trigger %I on %s', r.tgname, r.rel);
     end loop;
@@ -39,7 +39,7 @@ begin
                and not exists (select from pg_trigger tg where tg.tgrelid = p.relid and tg.tgfoid = v_fn
                                                           and tg.tgname = 'dbsync_capture_part_trunc') loop
         if p_queue_rows then
-            perform dbsync._queue_rows(t, v_shape, r.rel, 'U');
+            perform dbsync._queue_rows(t.table_id, v_shape.shape_id, r.rel, 'U');
         end if;
         execute format('create trigger dbsync_capture_part_trunc before truncate on %s for each statement execute function %s',
                        r.rel, v_fn);

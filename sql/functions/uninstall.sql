@@ -2,7 +2,8 @@
 --   Removes dbsync from this (source) database, in one transaction:
 --   1. stops capturing every table, as dbsync.remove_table does: drops the table's
 --      capture triggers (on every partition too) and its capture functions;
---   2. drops graphile-worker's schema dbsync_worker (the sidecar's queued jobs);
+--   2. drops the DDL event trigger dbsync_ddl_watch (database-wide, so not in the
+--      schema) and graphile-worker's schema dbsync_worker (the sidecar's queued jobs);
 --   3. last, drops the schema dbsync itself (queues, ticks, subscriptions, this
 --      function): PostgreSQL lets a PL/pgSQL function drop itself, since the running
 --      call keeps its compiled copy until it returns.
@@ -11,7 +12,7 @@
 --   (dbsync.applied, dbsync.copied) once nothing will apply to it any more.
 --   Stop every `dbsync run` first: the drops wait for the locks the sidecar holds.
 --   Runs with the caller's rights: only the owner of both schemas (the role that ran
---   `dbsync migrate`) or a superuser can call it. The CLI face is `dbsync uninstall`.
+--   `dbsync migrate`; a superuser when the event trigger exists) can call it. The CLI face is `dbsync uninstall`.
 create or replace function dbsync.uninstall() returns void
 language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
@@ -20,6 +21,7 @@ begin
     for r in select t.relid from dbsync.tables t where t.removed_at is null order by t.table_id loop
         perform dbsync.remove_table(r.relid::regclass);
     end loop;
+    drop event trigger if exists dbsync_ddl_watch;
     drop schema if exists dbsync_worker cascade;
     drop schema dbsync cascade;
 end

@@ -19,7 +19,8 @@ export interface Window {
 }
 
 export interface ShapeSummary {
-  shape_id: number;
+  /** null: the batch's DDL events. */
+  shape_id: number | null;
   events: number;
   /** Id of the last TRUNCATE of the table in the window: earlier events do not matter. */
   last_truncate: number | null;
@@ -46,12 +47,16 @@ export async function nextBatch(source: Client, subscription: string, maxEvents:
   return r && { subId: r.sub_id, groupId: r.group_id, from: r.f, to: r.t, tableIds: r.table_ids };
 }
 
+/**
+ * Events per shape in a window of the batch. DDL events (shape NULL) come back as
+ * one row with shape_id null, so that the common batch without DDL costs one scan.
+ */
 export async function summarize(source: Client, b: Batch, w: Window): Promise<ShapeSummary[]> {
   const { rows } = await source.query<ShapeSummary>(
     `select e.shape_id, count(*)::float8 as events,
             (max(e.ev_id) filter (where e.op = 'T'))::float8 as last_truncate
        from dbsync.batch_events($1, $2, $3) e
-      where e.op <> 'X' and ($4::bigint is null or e.ev_id > $4) and ($5::bigint is null or e.ev_id < $5)
+      where ($4::bigint is null or e.ev_id > $4) and ($5::bigint is null or e.ev_id < $5)
       group by e.shape_id
       order by e.shape_id`,
     [b.groupId, b.from, b.to, w.after, w.before],

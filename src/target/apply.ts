@@ -11,7 +11,7 @@ import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { DbsyncError, messageOf, sqlstateOf } from "../errors";
-import { Batch, Window, copyOutSql, ddlEvents, summarize } from "../source/batches";
+import { Batch, ShapeSummary, Window, copyOutSql, ddlEvents, summarize } from "../source/batches";
 import { Shape, keyColumns, loadShapes, qualifiedName } from "../source/catalog";
 import { lockApplied, setAppliedTick } from "./progress";
 import { SequenceSync } from "./sequences";
@@ -27,7 +27,8 @@ export async function applyBatch(
   batch: Batch,
   sequences: SequenceSync,
 ): Promise<ApplyResult> {
-  const ddl = await ddlEvents(source, batch);
+  const whole = await summarize(source, batch, { after: null, before: null });
+  const ddl = whole.some((s) => s.shape_id === null) ? await ddlEvents(source, batch) : [];
   const bounds = [null, ...ddl.map((d) => d.ev_id), null];
   let events = 0;
   await target.query("begin");
@@ -35,7 +36,8 @@ export async function applyBatch(
     await target.query("set local session_replication_role = replica");
     await lockApplied(target, subUuid, batch.from);
     for (let i = 0; i + 1 < bounds.length; i++) {
-      events += await applyWindow(source, target, batch, { after: bounds[i], before: bounds[i + 1] });
+      const w = { after: bounds[i], before: bounds[i + 1] };
+      events += await applyWindow(source, target, batch, w, ddl.length ? await summarize(source, batch, w) : whole);
       const d = ddl[i];
       if (d) {
         await runDdl(target, d.ddl, d.search_path, d.ev_id);
@@ -52,9 +54,9 @@ export async function applyBatch(
   return { events };
 }
 
-async function applyWindow(source: Client, target: Client, batch: Batch, w: Window): Promise<number> {
+async function applyWindow(source: Client, target: Client, batch: Batch, w: Window, all: ShapeSummary[]): Promise<number> {
   const wanted = new Set(batch.tableIds);
-  const summary = await summarize(source, batch, w);
+  const summary = all.filter((s): s is ShapeSummary & { shape_id: number } => s.shape_id !== null);
   if (!summary.length) return 0;
   const shapes = await loadShapes(source, summary.map((s) => s.shape_id));
   const parts = summary.map((s) => ({ ...s, shape: shapes.get(s.shape_id)! })).filter((p) => wanted.has(p.shape.table_id));
@@ -80,13 +82,14 @@ async function applyShape(source: Client, target: Client, batch: Batch, shape: S
   const table = qualifiedName(shape);
   const stage = ident(`dbsync_stage_${shape.shape_id}`);
   const cols = shape.columns.map((c) => ident(c));
+  const op = ident(opColumn(shape.columns));
   // The stage takes the target's column types: text from the source parses into them.
   await target.query(
     `create temp table if not exists ${stage} on commit delete rows as
-       select null::"char" as dbsync_op, ${cols.map((c) => `t.${c}`).join(", ")} from ${table} t with no data`,
+       select null::"char" as ${op}, ${cols.map((c) => `t.${c}`).join(", ")} from ${table} t with no data`,
   );
   const out = source.query(copyTo(copyOutSql(batch, shape, w)));
-  const into = target.query(copyFrom(`copy ${stage} (dbsync_op, ${cols.join(", ")}) from stdin`));
+  const into = target.query(copyFrom(`copy ${stage} (${op}, ${cols.join(", ")}) from stdin`));
   await pipeline(out, into);
   const keyMatch = keyColumns(shape)
     .map((k) => `t.${ident(k)} = s.${ident(k)}`)
@@ -94,8 +97,15 @@ async function applyShape(source: Client, target: Client, batch: Batch, shape: S
   await target.query(`delete from ${table} t using ${stage} s where ${keyMatch}`);
   await target.query(
     `insert into ${table} (${cols.join(", ")}) overriding system value
-     select ${cols.join(", ")} from ${stage} where dbsync_op = 'U'`,
+     select ${cols.join(", ")} from ${stage} where ${op} = 'U'`,
   );
+}
+
+/** The stage's op column: a name none of the table's columns has. */
+function opColumn(columns: string[]): string {
+  let name = "dbsync_op";
+  while (columns.includes(name)) name += "_";
+  return name;
 }
 
 /** DDL from execute_ddl, run with the search_path it ran with on the source. */

@@ -56,11 +56,21 @@ export interface VerifyOptions {
   waitTimeoutMs?: number;
   /** The sidecar is stopping: give the verification back (queued) for a later run. */
   signal?: AbortSignal;
+  /**
+   * Verifications this process runs at once; beyond, the job returns "busy" at once
+   * and the sidecar's next scan offers it again. A verify job waits for the applier
+   * to reach its tick, so it must never take every worker slot: the sidecar passes
+   * its concurrency - 1. Default: no limit.
+   */
+  maxConcurrent?: number;
 }
 
 export type VerifyOutcome = "done" | "error" | "busy" | "nothing" | "stopped";
 
 class Stopped extends Error {}
+
+let active = 0;
+let warnedNoSlot = false;
 
 interface Job {
   verification_id: number;
@@ -108,6 +118,29 @@ export async function runVerify(
   verificationId: number,
   log: Log,
   opts: VerifyOptions = {},
+): Promise<VerifyOutcome> {
+  const max = opts.maxConcurrent ?? Infinity;
+  if (active >= max) {
+    if (max <= 0 && !warnedNoSlot) {
+      warnedNoSlot = true;
+      log.warn("verifications need a worker slot besides the appliers': run the sidecar with --concurrency 2 or more");
+    }
+    return "busy";
+  }
+  active++;
+  try {
+    return await verifyOnce(sourceUrl, control, verificationId, log, opts);
+  } finally {
+    active--;
+  }
+}
+
+async function verifyOnce(
+  sourceUrl: string | undefined,
+  control: Pool,
+  verificationId: number,
+  log: Log,
+  opts: VerifyOptions,
 ): Promise<VerifyOutcome> {
   const chunkRows = opts.chunkRows ?? 10_000;
   const waitTimeoutMs = opts.waitTimeoutMs ?? 600_000;
@@ -378,21 +411,23 @@ class Side {
         and ($2::text[] is null or (${this.keyList}) <= (${this.bound(2)}))`;
   }
   private get byKeys() {
-    return `(${this.keyList}) in (select ${this.keyTypes.map((ty, i) => `(x->>${i})::${ty}`).join(", ")}
-                                      from jsonb_array_elements($1::jsonb) x)`;
+    return `(${this.keyList}) in (select ${this.keyTypes.map((ty, i) => `(dbsync_x.v->>${i})::${ty}`).join(", ")}
+                                      from jsonb_array_elements($1::jsonb) as dbsync_x(v))`;
   }
 
   /** The next `limit` rows after `lo` in key order: count, hash sum, last key. */
   async nextChunk(lo: Key | null, limit: number): Promise<{ n: number; sum: string; last: Key | null }> {
     const { rows } = await this.client.query(
+      // The CTE's columns are expressions with their own names, never the table's
+      // columns, so no column name of the table can clash with them.
       `with c as (
-         select ${this.keyList}, ${this.keyText} as dbsync_k, ${this.rowHash} as dbsync_h
+         select ${this.keyText} as k, ${this.rowHash} as h, row_number() over (order by ${this.keyList}) as i
            from ${this.rel} t
           where $1::text[] is null or (${this.keyList}) > (${this.bound(1)})
           order by ${this.keyList}
           limit ${Number(limit)})
-       select count(*)::int as n, coalesce(sum(dbsync_h), 0)::text as sum,
-              (select dbsync_k from c order by ${this.keyCols.map((k) => `${ident(k)} desc`).join(", ")} limit 1) as last
+       select count(*)::int as n, coalesce(sum(c.h), 0)::text as sum,
+              (select l.k from c l order by l.i desc limit 1) as last
          from c`,
       [lo],
     );
@@ -452,7 +487,7 @@ class Side {
     const cols = this.columns.map(ident).join(", ");
     const r = await this.client.query(
       `insert into ${this.rel} (${cols}) overriding system value
-       select ${types.map((ty, i) => `(x->>${i})::${ty}`).join(", ")} from jsonb_array_elements($1::jsonb) x`,
+       select ${types.map((ty, i) => `(dbsync_x.v->>${i})::${ty}`).join(", ")} from jsonb_array_elements($1::jsonb) as dbsync_x(v)`,
       [JSON.stringify(rows)],
     );
     return r.rowCount ?? 0;
