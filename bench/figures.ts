@@ -292,9 +292,8 @@ export interface OverheadTpcb {
 
 /**
  * Three identical table sets in one source database: p without capture, c captured
- * (group with a subscription, sidecar stopped: its "sleeping" flag stays set, so every
- * captured transaction also NOTIFYs: the worst case), r captured while the sidecar
- * runs and applies to the target. Chunks run in the order p c r c p (half the time
+ * (group with a subscription, no sidecar: the capture triggers alone), r captured
+ * while the sidecar runs and applies to the target (wake-up NOTIFYs included). Chunks run in the order p c r c p (half the time
  * each for p and c) so that drift over time (table growth, bloat) cancels out.
  */
 export async function overheadTpcb(ctx: Ctx): Promise<OverheadTpcb> {

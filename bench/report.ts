@@ -2,7 +2,7 @@
 // table and the JSON file.
 import fs from "node:fs";
 import path from "node:path";
-import type { ApplyResult, LatencyResult, MemoryResult, OverheadBulk, OverheadTpcb, QueueResult } from "./figures";
+import type { ApplyResult, LatencyResult, MemoryResult, OverheadBulk, OverheadTpcb, QueueResult, Sizes } from "./figures";
 import { median } from "./measure";
 
 export interface RunResult {
@@ -66,7 +66,12 @@ function row(
 
 const MB = 1024 * 1024;
 
-export function summarize(results: RunResult[]): SummaryRow[] {
+/** 1000000 -> "1M", 100000 -> "100k". */
+function count(n: number): string {
+  return n >= 1e6 && n % 1e6 === 0 ? `${n / 1e6}M` : n >= 1e3 && n % 1e3 === 0 ? `${n / 1e3}k` : String(n);
+}
+
+export function summarize(results: RunResult[], sizes: Sizes): SummaryRow[] {
   const rows = [
     row(results, {
       id: "apply_tpcb_1", figure: "a. apply, tpcb-like backlog, 1 group", unit: "row changes/s",
@@ -102,48 +107,48 @@ export function summarize(results: RunResult[]): SummaryRow[] {
       ratio: (r) => r.overheadTpcb?.ratioApplying, ratioLabel: "on / off",
     }),
     row(results, {
-      id: "overhead_bulk_insert", figure: "b. bulk INSERT, time with capture", unit: "s",
+      id: "overhead_bulk_insert", figure: `b. bulk INSERT of ${count(sizes.bulkRows)} rows, time with capture`, unit: "s",
       value: (r) => r.overheadBulk?.insertCapturedSeconds, baseline: (r) => r.overheadBulk?.insertPlainSeconds,
       baselineLabel: "no capture", ratio: (r) => r.overheadBulk?.insertRatio, ratioLabel: "with / without",
       target: "<= 2.5x", check: (_, q) => q !== null && q <= 2.5,
     }),
     row(results, {
-      id: "overhead_bulk_update", figure: "b. bulk UPDATE, time with capture", unit: "s",
+      id: "overhead_bulk_update", figure: `b. bulk UPDATE of ${count(sizes.bulkRows)} rows, time with capture`, unit: "s",
       value: (r) => r.overheadBulk?.updateCapturedSeconds, baseline: (r) => r.overheadBulk?.updatePlainSeconds,
       baselineLabel: "no capture", ratio: (r) => r.overheadBulk?.updateRatio, ratioLabel: "with / without",
     }),
     row(results, {
-      id: "latency_p50", figure: "c. latency commit -> visible, p50", unit: "ms",
+      id: "latency_p50", figure: `c. latency commit -> visible at ${sizes.rate} tx/s, p50`, unit: "ms",
       value: (r) => r.latency?.dbsync.p50Ms, baseline: (r) => r.latency?.native.p50Ms, baselineLabel: "native",
       target: "<= 50 ms", check: (v) => v <= 50,
     }),
     row(results, {
-      id: "latency_p99", figure: "c. latency commit -> visible, p99", unit: "ms",
+      id: "latency_p99", figure: `c. latency commit -> visible at ${sizes.rate} tx/s, p99`, unit: "ms",
       value: (r) => r.latency?.dbsync.p99Ms, baseline: (r) => r.latency?.native.p99Ms, baselineLabel: "native",
       target: "<= 500 ms", check: (v) => v <= 500,
     }),
     row(results, {
-      id: "rss_backlog", figure: "d. sidecar peak RSS, 1M-event backlog", unit: "MB",
+      id: "rss_backlog", figure: `d. sidecar peak RSS, ${count(sizes.memoryEvents)}-event backlog`, unit: "MB",
       value: (r) => (r.memory ? r.memory.backlogPeakRssBytes / MB : undefined),
       baseline: (r) => (r.memory ? r.memory.idlePeakRssBytes / MB : undefined), baselineLabel: "idle sidecar",
       target: "<= 200 MB", check: (v) => v <= 200,
     }),
     row(results, {
-      id: "rss_big_transaction", figure: "d. sidecar peak RSS, one 1M-row transaction", unit: "MB",
+      id: "rss_big_transaction", figure: `d. sidecar peak RSS, one ${count(sizes.memoryEvents)}-row transaction`, unit: "MB",
       value: (r) => (r.memory ? r.memory.bigTransactionPeakRssBytes / MB : undefined),
       baseline: (r) => (r.memory ? r.memory.idlePeakRssBytes / MB : undefined), baselineLabel: "idle sidecar",
       target: "<= 200 MB", check: (v) => v <= 200,
     }),
     row(results, {
-      id: "queue_max", figure: "e. queue on disk under steady load, max", unit: "MB",
+      id: "queue_max", figure: `e. queue on disk, ${sizes.steadyMinutes} min at ${sizes.rate} tx/s: max`, unit: "MB",
       value: (r) => (r.queue ? r.queue.maxBytes / MB : undefined),
     }),
     row(results, {
-      id: "queue_final", figure: "e. queue on disk, at the end of the load", unit: "MB",
+      id: "queue_final", figure: "e. queue on disk, at the end of that load", unit: "MB",
       value: (r) => (r.queue ? r.queue.finalBytes / MB : undefined),
     }),
     row(results, {
-      id: "queue_settled", figure: "e. queue on disk, caught up, idle + settle time", unit: "MB",
+      id: "queue_settled", figure: `e. queue on disk, caught up + ${sizes.queueSettleSeconds} s idle`, unit: "MB",
       value: (r) => (r.queue ? r.queue.settledBytes / MB : undefined),
     }),
   ];

@@ -174,7 +174,7 @@ async function main() {
   }
   progress.stop();
 
-  const summary = summarize(results);
+  const summary = summarize(results, sizes);
   console.log("");
   console.log(table(summary));
   if (errors.length) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `dbsync` command line: thin faces of the SQL API plus the sidecar.
-// Exit codes: 0 success; 1 error; 2 bad usage; 3 `wait` timed out.
+// Exit codes: 0 success; 1 error; 2 bad usage; 3 `wait` timed out; 4 `verify` found differences.
 import { Command, InvalidArgumentError, Option } from "commander";
 import { Client } from "pg";
 import { resolveSourceUrl } from "./config";
@@ -9,6 +9,7 @@ import { DbsyncError, messageOf } from "./errors";
 import { createLog } from "./log";
 import { migrate } from "./migrate";
 import { startSidecar } from "./sidecar/run";
+import { verifyCommand } from "./verify/cli";
 import { uninstall } from "./uninstall";
 
 const program = new Command();
@@ -29,7 +30,7 @@ Examples:
   dbsync wait orders_replica --timeout 300 && echo "cut over now"
 
 The source is --source, else $DBSYNC_SOURCE_URL, else $DATABASE_URL, else libpq's
-defaults ($PGHOST, $PGUSER, $PGPASSFILE ...). Exit codes: 0 ok, 1 error, 2 usage, 3 timeout.`,
+defaults ($PGHOST, $PGUSER, $PGPASSFILE ...). Exit codes: 0 ok, 1 error, 2 usage, 3 timeout, 4 differences.`,
   );
 
 const sourceOption = () => new Option("-s, --source <url>", "source database URL or conninfo");
@@ -163,6 +164,24 @@ Examples:
   )
   .action(async (o) => {
     process.exitCode = await uninstall({ sourceUrl: resolveSourceUrl(o.source), yes: !!o.yes });
+  });
+
+program
+  .command("verify")
+  .description("compare a table on the source with a subscription's target at one point of the stream (dbsync.verify_table)")
+  .argument("<subscription>")
+  .argument("<table>")
+  .addOption(sourceOption())
+  .option("--repair", "fix the rows that differ on the target")
+  .option("--json", "print the result as JSON")
+  .option("-t, --timeout <seconds>", "stop waiting after (the verification goes on)")
+  .addHelpText("after", "\nExit codes: 0 no differences (or all repaired), 4 differences remain, 1 error.\nExample:\n  dbsync verify dr public.orders --repair")
+  .action(async (subscription, table, o) => {
+    process.exitCode = await verifyCommand(resolveSourceUrl(o.source), subscription, table, {
+      repair: !!o.repair,
+      json: !!o.json,
+      timeoutSeconds: o.timeout ? Number(o.timeout) : undefined,
+    });
   });
 
 function progressBar(done: number, total: number | null): string {

@@ -144,8 +144,8 @@ export function clientConfig(conninfo: string | undefined, opts: ConnectOptions)
 
 /** The error of a statement whose link was found dead. */
 export class LinkLostError extends Error {
-  /** connection_failure: transient, the sidecar retries. */
-  readonly code = "08006";
+  /** connection_failure (08001 when connecting): transient, the sidecar retries. */
+  code = "08006";
   constructor(message: string) {
     super(message);
     this.name = "LinkLostError";
@@ -277,7 +277,11 @@ function instrument(client: DbsyncClient, config: ClientConfig, guard: GuardConf
 
   (client as unknown as { connect: unknown }).connect = (callback?: (err: Error | null, c?: Client) => void) => {
     const p = (async () => {
-      await origConnect();
+      try {
+        await origConnect();
+      } catch (err) {
+        throw connectError(config, client, err);
+      }
       try {
         await prepareSession(client, guard);
       } catch (err) {
@@ -315,6 +319,22 @@ function instrument(client: DbsyncClient, config: ClientConfig, guard: GuardConf
     }
     return p;
   };
+}
+
+/**
+ * A failure to connect that the server did not explain (refused, reset, timed out)
+ * names the server, so that dbsync.status says which link is down; SQLSTATE 08001.
+ * Errors the server sent (bad password, no such database) pass as they are.
+ */
+function connectError(config: ClientConfig, client: Client, err: unknown): unknown {
+  const e = err as { code?: unknown; message?: string };
+  if (typeof e.code === "string" && /^[0-9A-Z]{5}$/.test(e.code)) return err;
+  const reason = e.message ?? String(err);
+  const wrapped = new LinkLostError(
+    `could not connect to ${where(config, client)}: ${reason === "timeout expired" ? `no answer within ${config.connectionTimeoutMillis} ms` : reason}`,
+  );
+  (wrapped as { code: string }).code = "08001";
+  return wrapped;
 }
 
 /** Server-side detection of a vanished sidecar, and the backend's real pid. */

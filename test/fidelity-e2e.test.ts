@@ -104,10 +104,13 @@ async function assertSameRows(env: Env, settings: string[], label: string, expec
   }
 }
 
+/**
+ * Under the pinned settings (full float precision, ISO dates: the text that shows
+ * most) and again under the odd ones, the same on both sides.
+ */
 async function compareEverywhere(env: Env, label: string, expectedIds?: number[]) {
   await assertSameRows(env, PINNED, `${label}, pinned settings`, expectedIds);
   await assertSameRows(env, ODD, `${label}, odd settings`);
-  await assertSameRows(env, OTHER, `${label}, other settings`);
 }
 
 test("every type family reaches the target by the copy and by the stream with identical row text", async () => {

@@ -299,6 +299,19 @@ async function assertInvariants(context: string) {
   await env.source.query("select * from dbsync.table_status");
 }
 
+/** Each run starts from at least one live subscription, so junk reaches its deeper states too. */
+async function baseline() {
+  await env.source.query("select dbsync.create_group('g1') where not exists (select from dbsync.groups where name = 'g1')");
+  await env.source.query(
+    "select dbsync.add_table('a', 'g1') where not exists (select from dbsync.tables where relid = 'a'::regclass and removed_at is null)",
+  );
+  await env.source.query(
+    "select dbsync.add_subscription('s1', 'g1', $1, false) where not exists (select from dbsync.subscriptions where name = 's1')",
+    [env.targetUrl],
+  );
+  await env.source.query("select dbsync.resume('s1')");
+}
+
 function show(v: unknown): string {
   const s = JSON.stringify(v) ?? String(v);
   return s.length > 80 ? `${s.slice(0, 60)}...(${s.length} chars)` : s;
@@ -324,6 +337,7 @@ test("random junk to every SQL API function gives only clean SQL errors and neve
 
   await fc.assert(
     fc.asyncProperty(fc.array(call, { minLength: 1, maxLength: 6 }), async (seq) => {
+      await baseline();
       const done: string[] = [];
       for (const [i, args] of seq) {
         const spec = specs[i];

@@ -24,14 +24,16 @@ declare
     v_min_xmin xid8;
     v_keep bigint;
 begin
+    -- The group's row first, as dbsync.tick takes it: tick then reads the queue
+    -- partitions that the TRUNCATE below locks, and the other order deadlocks.
+    select * into v_group from dbsync.groups where group_id = p_group_id for update;
+    if not found then
+        return false;
+    end if;
     update dbsync.queue_slots
     set switched_xmax = pg_current_xact_id()
     where group_id = p_group_id and switched_at is not null and switched_xmax is null;
 
-    select * into v_group from dbsync.groups where group_id = p_group_id;
-    if not found then
-        return false;
-    end if;
     select min(pg_snapshot_xmin(t.snap)) into v_min_xmin
     from dbsync.subscriptions s
     join dbsync.ticks t on t.group_id = s.group_id and t.tick_id = s.position_tick

@@ -3,7 +3,8 @@
 --   The next batch a subscription should apply: from its position to the furthest
 --   tick that keeps the batch near max_events (at least one tick), never crossing a
 --   table's copy tick, nor passing the tick of a copy not yet committed, so that a
---   table's events are applied exactly from its copy on. table_ids: the tables whose events belong in this batch (copied, and copied
+--   table's events are applied exactly from its copy on; nor passing the tick a
+--   running verification holds (dbsync._verify_hold). table_ids: the tables whose events belong in this batch (copied, and copied
 --   at or before tick_from). No row when there is nothing to apply or the
 --   subscription is paused. Called by the sidecar.
 create or replace function dbsync.next_batch(subscription text, max_events bigint default 100000)
@@ -15,7 +16,7 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
         join dbsync.ticks p on p.group_id = s.group_id and p.tick_id = s.position_tick
         where s.name = next_batch.subscription and not s.paused
     ), lim as (
-        select min(st.copy_tick) as tick
+        select least(min(st.copy_tick), dbsync._verify_hold(next_batch.subscription)) as tick
         from s join dbsync.subscription_tables st on st.sub_id = s.sub_id
         where st.copy_tick > s.position_tick
            -- A copy still running holds the stream at its tick.

@@ -12,6 +12,7 @@ import { isTransient, messageOf, sqlstateOf, DbsyncError } from "../errors";
 import { Log } from "../log";
 import { WORKER_SCHEMA } from "../migrate";
 import { copyTable } from "../copy/table-copy";
+import { runVerify } from "../verify/verify";
 import { PositionMoved } from "../target/progress";
 import { SubscriptionSession } from "../sync/session";
 import { Metrics, serveMetrics } from "./metrics";
@@ -50,13 +51,19 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   const backoff = new Map<string, { failures: number; until: number }>();
   let stopping = false;
 
+  // graphile-worker's log metadata can hold whole client objects (with their
+  // connection parameters): only the error's message and SQLSTATE go through.
   const workerLogger = new WorkerLogger((scope) => (level, message, meta) => {
     const fn = level === "error" ? "error" : level === "warning" ? "warn" : level === "info" ? "debug" : "trace";
-    log[fn]({ component: "graphile-worker", ...scope, ...(meta as object) }, message);
+    const error = (meta as { error?: { message?: string; code?: string } } | undefined)?.error;
+    log[fn]({ component: "graphile-worker", task: scope.taskIdentifier, err: error?.message, sqlstate: error?.code }, message);
   });
+  const workerPool = new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync worker" }), max: opts.concurrency + 2 });
+  workerPool.on("error", (err) => log.warn({ err: messageOf(err) }, "job queue connection lost"));
 
-  const runner: Runner = await runWorker({
-    pgPool: new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync worker" }), max: opts.concurrency + 2 }),
+  const runWorkers = () =>
+    runWorker({
+    pgPool: workerPool,
     schema: WORKER_SCHEMA,
     concurrency: opts.concurrency,
     noHandleSignals: true,
@@ -69,8 +76,35 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
       copy: async (payload) => {
         await copyTask(payload as { subscription: string; tableId: number });
       },
+      verify: async (payload) => {
+        // Leaves a worker free: a verification waits for a sync job to reach its tick.
+        await runVerify(opts.sourceUrl, pool, Number((payload as { verificationId: number }).verificationId), log, {
+          signal: abort.signal,
+          maxConcurrent: opts.concurrency - 1,
+        });
+      },
     },
   });
+  let runner: Runner = await runWorkers();
+  // The job runner gives up when the source goes away; start it again until it stays.
+  const watchRunner = (r: Runner) =>
+    r.promise.catch(async (err) => {
+      if (stopping) return;
+      log.warn({ err: messageOf(err) }, "job runner stopped; restarting");
+      for (;;) {
+        await new Promise((res) => setTimeout(res, 1000));
+        if (stopping) return;
+        try {
+          runner = await runWorkers();
+          watchRunner(runner);
+          await scan();
+          return;
+        } catch (e) {
+          log.warn({ err: messageOf(e) }, "job runner restart failed; retrying");
+        }
+      }
+    });
+  watchRunner(runner);
 
   async function wake(subscription: string, delayMs = 0) {
     if (stopping) return;
@@ -229,6 +263,10 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
         const b = backoff.get(key);
         if (!copying.has(key) && (!b || b.until <= Date.now())) await wakeCopy(c.name, c.table_id);
       }
+      const { rows: verifications } = await pool.query<{ id: string }>("select id::text from dbsync._verify_todo() id");
+      for (const v of verifications) {
+        await runner.addJob("verify", { verificationId: Number(v.id) }, { jobKey: `verify:${v.id}`, maxAttempts: 1 });
+      }
     } catch (err) {
       log.warn({ err: messageOf(err) }, "scan failed; will retry");
     }
@@ -300,13 +338,10 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
       await pool.query("update dbsync.groups set sleeping = false where sleeping").catch(() => undefined);
       await new Promise((r) => (metricsServer ? metricsServer.close(r) : r(undefined)));
       await pool.end().catch(() => undefined);
+      await workerPool.end().catch(() => undefined);
       log.info("dbsync sidecar stopped");
       resolveDone();
     })());
-  runner.promise.catch((err) => {
-    log.error({ err: messageOf(err) }, "worker failed");
-    void stop();
-  });
   return { done, stop };
 }
 

@@ -1,0 +1,118 @@
+// The sidecar's LISTEN connection alone hangs (the fault proxy black-holes only the
+// connections whose startup packet says application_name = 'dbsync listen'; its
+// reconnection attempts hang too), while every other connection of the sidecar goes
+// through the same proxy unharmed and clients keep writing. Replication must go on
+// by polling; the hung LISTEN is noticed (pg-listen's periodic check, bounded by
+// src/db.ts's query timeout) and, once the link is back, NOTIFY wakes the sidecar again.
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { SOURCE_DDL, TARGET_AUDIT, Workload } from "../soak/workload";
+import { FaultProxy, startFaultProxy } from "./harness/fault-proxy";
+import { freshEnv, sleep, startSidecar, tableText, until, value } from "./helpers";
+
+const POLL_MS = 5000;
+/** pg-listen checks its connection every 30 s (its default, run.ts keeps it). */
+const LISTEN_CHECK_MS = 30_000;
+
+const proxies: FaultProxy[] = [];
+after(async () => {
+  await Promise.all(proxies.splice(0).map((p) => p.close()));
+});
+
+test("LISTEN connection alone black-holed: replication goes on by polling, NOTIFY works again after", async (t) => {
+  const env = await freshEnv("faults_listen");
+  await env.source.query(SOURCE_DDL("ins_only", "kv"));
+  await env.target.query(SOURCE_DDL("ins_only", "kv"));
+  await env.target.query(TARGET_AUDIT("ins_only"));
+  const proxy = await startFaultProxy({ port: Number(new URL(env.sourceUrl).port) });
+  proxies.push(proxy);
+  await env.source.query("select dbsync.add_table('ins_only', 'a'), dbsync.add_table('kv', 'b')");
+  await env.source.query("select dbsync.add_subscription('sa', 'a', $1, copy_data => false)", [env.targetUrl]);
+  await env.source.query("select dbsync.add_subscription('sb', 'b', $1, copy_data => false)", [env.targetUrl]);
+  // A slow poll: a wake-up within a second can then only come from NOTIFY.
+  const sidecar = startSidecar(proxy.url(env.sourceUrl), ["--poll-interval", String(POLL_MS)], {
+    DBSYNC_QUERY_TIMEOUT_MS: "2000",
+    DBSYNC_CONNECT_TIMEOUT_MS: "2000",
+    DBSYNC_LOG_LEVEL: "info",
+  });
+  const load = new Workload(env.source).start();
+  const isListen = (c: { applicationName?: string }) => c.applicationName === "dbsync listen";
+  try {
+    await until("sidecar running", async () => sidecar.output().includes("dbsync sidecar running"), 20000);
+    for (const s of ["sa", "sb"]) assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '30 s')", [s]), true);
+    assert.equal(proxy.connections().filter(isListen).length, 1, "one LISTEN connection through the proxy");
+
+    // Markers: single inserts into group a while its other writers pause (the kv
+    // churn of group b goes on), each timed from commit to arrival on the target.
+    let marker = 0;
+    const latency = async () => {
+      const id = -++marker;
+      await env.source.query("insert into ins_only values ($1, 0, 0, 'marker')", [id]);
+      load.ranges.push([id, 1]);
+      load.insertedRows++;
+      const t0 = Date.now();
+      await until(`marker ${id}`, async () => (await value<number>(env.target, "select count(*)::int from ins_only where id = $1", [id])) === 1, POLL_MS + 10_000);
+      const ms = Date.now() - t0;
+      await sleep(200 + Math.floor(Math.random() * 400));
+      return ms;
+    };
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+    load.pauseInserts = true;
+    await sleep(300);
+    const normal: number[] = [];
+    for (let i = 0; i < 5; i++) normal.push(await latency());
+
+    const logFrom = sidecar.output().length;
+    const cutAt = Date.now();
+    proxy.blackhole(isListen);
+    load.pauseInserts = false;
+    await sleep(3000);
+    load.pauseInserts = true;
+    await sleep(300);
+    const cut: number[] = [];
+    // Markers until pg-listen's check has had time to find the hung connection.
+    while (cut.length < 6 || Date.now() - cutAt < LISTEN_CHECK_MS + 5000) cut.push(await latency());
+    const noticed = /LISTEN reconnecting/.test(sidecar.output().slice(logFrom));
+    assert.ok(proxy.connections().some((c) => isListen(c) && c.held), "LISTEN connections are held");
+    assert.ok(proxy.connections().some((c) => !isListen(c) && !c.held), "the sidecar's other connections pass");
+
+    proxy.pass();
+    // pg-listen retries every few seconds; its old, abandoned connections close on release.
+    await until("LISTEN reconnected", async () => {
+      const l = proxy.connections().filter(isListen);
+      return l.length === 1 && l[0].bytesDown > 0 && Date.now() - l[0].openedAt > 1000;
+    }, 20_000);
+    const back: number[] = [];
+    for (let i = 0; i < 6; i++) back.push(await latency());
+    load.pauseInserts = false;
+    await sleep(2000);
+
+    t.diagnostic(`marker latency ms: normal ${normal.join(", ")}; LISTEN hung ${cut.join(", ")}; restored ${back.join(", ")}`);
+    t.diagnostic(`hung LISTEN ${noticed ? "noticed (pg-listen reconnecting)" : "NOT noticed"} within ${Date.now() - cutAt} ms`);
+    assert.ok(Math.max(...cut) < POLL_MS + 4000, "polling keeps replication going while LISTEN hangs");
+    assert.ok(median(cut) > median(normal) + 500 || median(cut) > 1500, "while LISTEN hangs, the wake-ups come from the poll");
+    assert.ok(median(back) < 1500, "after the restore, NOTIFY wakes the sidecar again");
+    assert.ok(noticed, "the hung LISTEN connection was noticed");
+
+    await load.stop();
+    for (const s of ["sa", "sb"]) assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '40 s')", [s]), true);
+    for (const table of ["ins_only", "kv"]) {
+      const [src, dst] = await Promise.all([tableText(env.source, table), tableText(env.target, table)]);
+      assert.equal(dst.length, src.length, `${table}: row count`);
+      assert.deepEqual(dst, src, `${table} differs`);
+    }
+    assert.equal(await value<number>(env.source, "select count(*)::int from ins_only"), load.insertedRows);
+    const onTarget = await load.checkInserts(env.target);
+    assert.equal(onTarget.missingCount, 0, onTarget.missing.join(", "));
+    const audit = (await env.target.query("select count(*)::int as n, count(distinct id)::int as d from ins_only_audit")).rows[0];
+    assert.deepEqual([audit.n, audit.d], [load.insertedRows, load.insertedRows], "each row inserted on the target exactly once");
+    t.diagnostic(`${load.insertedRows} rows inserted, ${load.churnTransactions} kv transactions; target == source`);
+    const code = await Promise.race([sidecar.stop("SIGTERM"), sleep(12000).then(() => "still running after 12 s")]);
+    assert.equal(code, 0, sidecar.output());
+  } finally {
+    await load.stop().catch(() => undefined);
+    proxy.pass();
+    sidecar.proc.kill("SIGKILL");
+  }
+});
