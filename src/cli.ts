@@ -78,6 +78,9 @@ program
       setTimeout(() => process.exit(0), 9000).unref();
       void sidecar.stop();
     };
+    // A lost connection inside a library's background work (graphile-worker completes
+    // jobs in batches) must not end the process: everything it did is retried.
+    process.on("unhandledRejection", (err) => log.error({ err: messageOf(err) }, "background operation failed"));
     process.once("SIGTERM", () => onSignal("SIGTERM"));
     process.once("SIGINT", () => onSignal("SIGINT"));
     await sidecar.done;

@@ -60,6 +60,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   });
   const workerPool = new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync worker" }), max: opts.concurrency + 2 });
   workerPool.on("error", (err) => log.warn({ err: messageOf(err) }, "job queue connection lost"));
+  workerPool.on("connect", (client) => client.on("error", () => undefined));
 
   const runWorkers = () =>
     runWorker({

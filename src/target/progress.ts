@@ -20,6 +20,9 @@ const TARGET_SCHEMA_SQL = `
       primary key (sub_uuid, table_id)
   );`;
 
+// "dbsync" in ASCII, as the migration lock on the source.
+const TARGET_SCHEMA_LOCK = 0x646273796e63;
+
 export async function ensureTargetSchema(target: Client): Promise<void> {
   const { rows } = await target.query(
     "select to_regclass('dbsync.applied') is not null and to_regclass('dbsync.copied') is not null as ok",
@@ -28,7 +31,8 @@ export async function ensureTargetSchema(target: Client): Promise<void> {
   // Serialize the first creation between two sidecars on one target.
   await target.query("begin");
   try {
-    await target.query("select pg_advisory_xact_lock(0x646273796e63)");
+    // A parameter, not a hex literal: those parse only from PostgreSQL 16 on.
+    await target.query("select pg_advisory_xact_lock($1)", [TARGET_SCHEMA_LOCK]);
     await target.query(TARGET_SCHEMA_SQL);
     await target.query("commit");
   } catch (err) {
