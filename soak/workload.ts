@@ -15,7 +15,8 @@ export const SOURCE_DDL = (ins: string, kv: string) => `
  * Target only: every row insert that an apply transaction commits into `ins` is
  * counted in `${ins}_audit` (an ALWAYS trigger fires under session_replication_role =
  * replica), so a batch applied twice shows even though delete-then-insert would hide
- * it in the table itself. `sleepSeconds` slows each applied statement (a fault then
+ * it in the table itself (a TRUNCATE, as an initial copy or a resync does, starts the
+ * count again). `sleepSeconds` slows each applied statement (a fault then
  * lands inside a batch).
  */
 export const TARGET_AUDIT = (ins: string, sleepSeconds = 0) => `
@@ -28,7 +29,15 @@ export const TARGET_AUDIT = (ins: string, sleepSeconds = 0) => `
   end $$;
   create trigger audit after insert on ${ins} referencing new table as new_rows
     for each statement execute function ${ins}_audit_fn();
-  alter table ${ins} enable always trigger audit;`;
+  alter table ${ins} enable always trigger audit;
+  -- A (re)copy empties the table first: the count starts again with it.
+  create function ${ins}_audit_reset() returns trigger language plpgsql as $$
+  begin
+    truncate ${ins}_audit;
+    return null;
+  end $$;
+  create trigger audit_reset after truncate on ${ins} for each statement execute function ${ins}_audit_reset();
+  alter table ${ins} enable always trigger audit_reset;`;
 
 export function isConnectionError(err: unknown): boolean {
   const e = err as { code?: unknown; message?: string };

@@ -72,8 +72,12 @@ test("LISTEN connection alone black-holed: replication goes on by polling, NOTIF
     await sleep(300);
     const cut: number[] = [];
     // Markers until pg-listen's check has had time to find the hung connection.
-    while (cut.length < 6 || Date.now() - cutAt < LISTEN_CHECK_MS + 5000) cut.push(await latency());
-    const noticed = /LISTEN reconnecting/.test(sidecar.output().slice(logFrom));
+    let noticedMs = 0;
+    while (cut.length < 6 || (!noticedMs && Date.now() - cutAt < LISTEN_CHECK_MS + 10_000)) {
+      cut.push(await latency());
+      if (!noticedMs && /LISTEN reconnecting/.test(sidecar.output().slice(logFrom))) noticedMs = Date.now() - cutAt;
+    }
+    const noticed = noticedMs > 0;
     assert.ok(proxy.connections().some((c) => isListen(c) && c.held), "LISTEN connections are held");
     assert.ok(proxy.connections().some((c) => !isListen(c) && !c.held), "the sidecar's other connections pass");
 
@@ -89,7 +93,7 @@ test("LISTEN connection alone black-holed: replication goes on by polling, NOTIF
     await sleep(2000);
 
     t.diagnostic(`marker latency ms: normal ${normal.join(", ")}; LISTEN hung ${cut.join(", ")}; restored ${back.join(", ")}`);
-    t.diagnostic(`hung LISTEN ${noticed ? "noticed (pg-listen reconnecting)" : "NOT noticed"} within ${Date.now() - cutAt} ms`);
+    t.diagnostic(noticed ? `hung LISTEN noticed (pg-listen reconnecting) ${noticedMs} ms after the cut` : "hung LISTEN NOT noticed");
     assert.ok(Math.max(...cut) < POLL_MS + 4000, "polling keeps replication going while LISTEN hangs");
     assert.ok(median(cut) > median(normal) + 500 || median(cut) > 1500, "while LISTEN hangs, the wake-ups come from the poll");
     assert.ok(median(back) < 1500, "after the restore, NOTIFY wakes the sidecar again");
