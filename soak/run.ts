@@ -388,6 +388,8 @@ async function main() {
 
   const src = new Pool({ connectionString: sourceUrl, max: 2 });
   const dst = new Pool({ connectionString: targetUrl, max: 2 });
+  src.on("error", () => undefined);
+  dst.on("error", () => undefined);
   const cmp = await compareTables(src, dst, TABLES);
   const problems: string[] = [...cmp.detail];
   const auditSummary: string[] = [];

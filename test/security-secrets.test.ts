@@ -55,8 +55,12 @@ function metricsPortSupported(): boolean {
 }
 
 async function scrape(port: number, what: string): Promise<string> {
-  const r = await fetch(`http://127.0.0.1:${port}/${what}`);
-  return `${r.status} ${await r.text()}`;
+  try {
+    const r = await fetch(`http://127.0.0.1:${port}/${what}`);
+    return `${r.status} ${await r.text()}`;
+  } catch (err) {
+    throw new Error(`GET /${what}: ${(err as Error).message} (${(err as { cause?: Error }).cause?.message})`);
+  }
 }
 
 function assertNoSecret(where: string, text: string) {
@@ -102,7 +106,15 @@ test("passwords never appear in logs, errors, dbsync.status, table_status, `dbsy
       : []),
   ];
   const checkAll = async (when: string) => {
-    for (const [where, read] of surfaces) assertNoSecret(`${where} (${when})`, await read());
+    for (const [where, read] of surfaces) {
+      let text: string;
+      try {
+        text = await read();
+      } catch (err) {
+        throw new Error(`${where} (${when}): ${(err as Error).message}\n--- sidecar output (tail) ---\n${sidecar.output().slice(-3000)}`);
+      }
+      assertNoSecret(`${where} (${when})`, text);
+    }
   };
   try {
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('ok', '30 s')"), true, sidecar.output());
@@ -134,14 +146,17 @@ test("passwords never appear in logs, errors, dbsync.status, table_status, `dbsy
 
     // The password of the working target changes: its sessions drop, reconnects fail.
     await admin(target, "postgres", `alter role ${USER} password 'SECRETrotated4'`);
-    await admin(target, "postgres", `select pg_terminate_backend(pid) from pg_stat_activity where usename = '${USER}'`);
-    await env.source.query("insert into items values (12, 'twelve')");
-    await until("the rotated password is noticed", async () =>
-      ((await value<string | null>(env.source, "select last_error from dbsync.status where name = 'ok'")) ?? "").includes("password"),
-    );
-    await checkAll("after a password change");
-    // And back: it resumes by itself.
-    await admin(target, "postgres", `alter role ${USER} password '${SECRET}'`);
+    try {
+      await admin(target, "postgres", `select pg_terminate_backend(pid) from pg_stat_activity where usename = '${USER}'`);
+      await env.source.query("insert into items values (12, 'twelve')");
+      await until("the rotated password is noticed", async () =>
+        ((await value<string | null>(env.source, "select last_error from dbsync.status where name = 'ok'")) ?? "").includes("password"),
+      );
+      await checkAll("after a password change");
+    } finally {
+      // And back: it resumes by itself.
+      await admin(target, "postgres", `alter role ${USER} password '${SECRET}'`);
+    }
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('ok', '60 s')"), true, sidecar.output());
     await checkAll("after recovery");
   } finally {

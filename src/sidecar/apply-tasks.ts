@@ -1,0 +1,163 @@
+// What the "sync" and "copy" jobs do in this process: run a subscription's apply
+// loop or a table copy, pace retries, and record failures where a DBA looks
+// (dbsync.status / dbsync.table_status), not only in the log.
+import { Pool } from "pg";
+import { copyTable } from "../copy/table-copy";
+import { DbsyncError, isTransient, messageOf, sqlstateOf } from "../errors";
+import { Log } from "../log";
+import { PositionMoved } from "../target/progress";
+import { SubscriptionSession } from "../sync/session";
+import { Backoff } from "./backoff";
+import { Jobs } from "./jobs";
+import { Metrics } from "./metrics";
+
+export interface ApplyTaskOptions {
+  sourceUrl: string | undefined;
+  maxBatchEvents: number;
+  copyConcurrency: number;
+}
+
+export class ApplyTasks {
+  readonly backoff = new Backoff();
+  readonly copying = new Set<string>();
+  private sessions = new Map<string, SubscriptionSession>();
+  /** Subscriptions this process is applying now, and whether to look again after. */
+  private running = new Map<string, { again: boolean }>();
+  jobs!: Jobs;
+
+  constructor(
+    private readonly opts: ApplyTaskOptions,
+    private readonly pool: Pool,
+    private readonly metrics: Metrics,
+    private readonly log: Log,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  /**
+   * The "sync" job. A wake-up for a subscription this process is applying right
+   * now must not start a second loop on the same connections: it asks the running
+   * one to look again.
+   */
+  async sync(name: string) {
+    const current = this.running.get(name);
+    if (current) {
+      current.again = true;
+      return;
+    }
+    const state = { again: true };
+    this.running.set(name, state);
+    try {
+      while (state.again && !this.signal.aborted) {
+        state.again = false;
+        await this.syncOnce(name);
+      }
+    } finally {
+      this.running.delete(name);
+    }
+  }
+
+  private session(name: string): SubscriptionSession {
+    let session = this.sessions.get(name);
+    if (!session) {
+      session = new SubscriptionSession(
+        name,
+        {
+          sourceUrl: this.opts.sourceUrl,
+          maxBatchEvents: this.opts.maxBatchEvents,
+          statementTimeoutMs: 0,
+          onBatch: (sub, events, seconds) => {
+            this.metrics.batches.inc({ subscription: sub });
+            this.metrics.rows.inc({ subscription: sub }, events);
+            this.metrics.batchSeconds.observe({ subscription: sub }, seconds);
+          },
+        },
+        this.log.child({ subscription: name }),
+      );
+      this.sessions.set(name, session);
+    }
+    return session;
+  }
+
+  private async syncOnce(name: string) {
+    if (this.backoff.waiting(name)) return;
+    const session = this.session(name);
+    try {
+      const outcome = await session.sync(this.signal);
+      this.backoff.succeed(name);
+      if (outcome !== "caught_up") {
+        if (outcome !== "stopped") await this.drop(name);
+        return;
+      }
+      const groupId = session.subscription!.group_id;
+      // Ask writers to notify from now on, then look once more: a change committed
+      // before the flag was visible to them would otherwise wait for the next poll.
+      await this.pool.query("update dbsync.groups set sleeping = true where group_id = $1 and not sleeping", [groupId]);
+      await this.pool.query("select dbsync.tick($1)", [groupId]);
+      const more = await this.pool.query("select 1 from dbsync.next_batch($1, 1)", [name]);
+      if (more.rowCount) await this.jobs.wakeSync(name);
+    } catch (err) {
+      const tick = session.currentTick;
+      await this.drop(name);
+      if (err instanceof PositionMoved) {
+        this.log.warn({ subscription: name, err: err.message }, "another applier moved the target; re-reading");
+        await this.jobs.wakeSync(name, 1000);
+        return;
+      }
+      await this.reportError(name, err, tick);
+    }
+  }
+
+  private async drop(name: string) {
+    const session = this.sessions.get(name);
+    this.sessions.delete(name);
+    await session?.close();
+  }
+
+  private async reportError(name: string, err: unknown, tick: number | undefined) {
+    this.metrics.errors.inc({ subscription: name });
+    const delay = this.backoff.fail(name);
+    const ctx = err instanceof DbsyncError ? err.context : {};
+    const sqlstate = ctx.sqlstate ?? sqlstateOf(err);
+    let message = messageOf(err);
+    if (ctx.hint) message += ` (hint: ${ctx.hint})`;
+    this.log.error(
+      { subscription: name, table: ctx.table, tick, sqlstate, retryInMs: delay, transient: isTransient(sqlstate) },
+      message,
+    );
+    try {
+      await this.pool.query(
+        "select dbsync.record_error(s.sub_id, $2, $3, $4, $5) from dbsync.subscriptions s where s.name = $1",
+        [name, message, sqlstate ?? null, ctx.table ?? null, tick ?? null],
+      );
+    } catch (e) {
+      this.log.warn({ subscription: name, err: messageOf(e) }, "could not record the error on the source");
+    }
+    await this.jobs.wakeSync(name, delay).catch(() => undefined);
+  }
+
+  /** The "copy" job: one table into one subscription's target (copyTable records its own errors). */
+  async copy(job: { subscription: string; tableId: number }) {
+    const key = `${job.subscription}:${job.tableId}`;
+    if (this.signal.aborted || this.copying.has(key) || this.backoff.waiting(key)) return;
+    if (this.copying.size >= this.opts.copyConcurrency) {
+      await this.jobs.wakeCopy(job.subscription, job.tableId, 1000);
+      return;
+    }
+    this.copying.add(key);
+    try {
+      const outcome = await copyTable(this.opts.sourceUrl, this.pool, job, this.log.child({ subscription: job.subscription }));
+      this.backoff.succeed(key);
+      if (outcome !== "nothing" && outcome !== "busy") await this.jobs.wakeSync(job.subscription);
+    } catch {
+      this.metrics.errors.inc({ subscription: job.subscription });
+      await this.jobs.wakeCopy(job.subscription, job.tableId, this.backoff.fail(key)).catch(() => undefined);
+    } finally {
+      this.copying.delete(key);
+    }
+  }
+
+  async close() {
+    await Promise.all([...this.sessions.values()].map((s) => s.close()));
+    this.sessions.clear();
+  }
+}

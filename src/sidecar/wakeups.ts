@@ -1,0 +1,119 @@
+// When to look for work: NOTIFY from capture triggers (pg-listen, reconnecting
+// forever), a modest poll so that a lost notification only delays, and the queue
+// upkeep timer. NOTIFYs sent while the LISTEN connection was down are gone, so
+// every (re)connect is followed by a full scan.
+import createSubscriber, { Subscriber } from "pg-listen";
+import { Pool } from "pg";
+import { clientConfig } from "../db";
+import { messageOf } from "../errors";
+import { Log } from "../log";
+import { ApplyTasks } from "./apply-tasks";
+import { Jobs } from "./jobs";
+
+export interface WakeupOptions {
+  sourceUrl: string | undefined;
+  pollIntervalMs: number;
+  rotateAfterSeconds: number;
+}
+
+export class Wakeups {
+  private subscriber?: Subscriber;
+  private timers: NodeJS.Timeout[] = [];
+  private stopped = false;
+
+  constructor(
+    private readonly opts: WakeupOptions,
+    private readonly pool: Pool,
+    private readonly jobs: Jobs,
+    private readonly tasks: ApplyTasks,
+    private readonly log: Log,
+  ) {}
+
+  async start() {
+    const sub = createSubscriber(clientConfig(this.opts.sourceUrl, { applicationName: "dbsync listen" }), {
+      retryLimit: Infinity,
+      retryTimeout: Infinity,
+      retryInterval: (attempt) => Math.min(5000, 250 * attempt),
+      parse: (s: string) => s, // payloads are group ids, not JSON
+    });
+    sub.events.on("error", (err) => this.log.warn({ err: messageOf(err) }, "LISTEN connection error"));
+    sub.events.on("reconnect", (attempt) => this.log.info({ attempt }, "LISTEN reconnecting"));
+    sub.events.on("connected", () => void this.scan());
+    sub.notifications.on("dbsync", (payload: string) => void this.onNotify(payload));
+    await sub.connect();
+    await sub.listenTo("dbsync");
+    this.subscriber = sub;
+    this.timers.push(setInterval(() => void this.scan(), this.opts.pollIntervalMs));
+    this.timers.push(setInterval(() => void this.maintain(), 5000));
+    await this.scan();
+  }
+
+  private async onNotify(payload: string) {
+    const groupId = Number(payload);
+    if (!Number.isInteger(groupId)) return;
+    try {
+      await this.pool.query("update dbsync.groups set sleeping = false where group_id = $1 and sleeping", [groupId]);
+      const { rows } = await this.pool.query<{ name: string }>(
+        "select name from dbsync.subscriptions where group_id = $1 and not paused",
+        [groupId],
+      );
+      for (const r of rows) await this.jobs.wakeSync(r.name);
+    } catch (err) {
+      this.log.warn({ err: messageOf(err) }, "wake-up failed; the poll will catch up");
+    }
+  }
+
+  /** Tick every group that has news, and wake every subscription, copy and verification with work. */
+  async scan() {
+    if (this.stopped) return;
+    try {
+      const { rows: groups } = await this.pool.query<{ group_id: number }>("select group_id from dbsync.groups");
+      for (const g of groups) await this.pool.query("select dbsync.tick($1)", [g.group_id]);
+      const { rows } = await this.pool.query<{ name: string }>(`
+        select s.name
+          from dbsync.subscriptions s
+          join dbsync.groups g using (group_id)
+         where not s.paused and s.position_tick < g.last_tick_id`);
+      for (const r of rows) {
+        if (!this.tasks.backoff.waiting(r.name)) await this.jobs.wakeSync(r.name);
+      }
+      const { rows: copies } = await this.pool.query<{ name: string; table_id: number }>(`
+        select s.name, st.table_id
+          from dbsync.subscription_tables st
+          join dbsync.subscriptions s using (sub_id)
+          join dbsync.tables t using (table_id)
+         where not s.paused and t.removed_at is null and st.state in ('pending', 'copying', 'error')`);
+      for (const c of copies) {
+        const key = `${c.name}:${c.table_id}`;
+        if (!this.tasks.copying.has(key) && !this.tasks.backoff.waiting(key)) await this.jobs.wakeCopy(c.name, c.table_id);
+      }
+      const { rows: verifications } = await this.pool.query<{ id: string }>("select id::text from dbsync._verify_todo() id");
+      for (const v of verifications) await this.jobs.wakeVerify(Number(v.id));
+    } catch (err) {
+      this.log.warn({ err: messageOf(err) }, "scan failed; will retry");
+    }
+  }
+
+  private async maintain() {
+    if (this.stopped) return;
+    try {
+      const { rows } = await this.pool.query<{ group_id: number }>("select group_id from dbsync.groups");
+      for (const g of rows) {
+        const { rows: m } = await this.pool.query("select dbsync.maintain($1, make_interval(secs => $2)) as wants_tick", [
+          g.group_id,
+          this.opts.rotateAfterSeconds,
+        ]);
+        // An idle group's positions must move past a rotated slot before it can go.
+        if (m[0].wants_tick) await this.pool.query("select dbsync.tick($1, true)", [g.group_id]);
+      }
+    } catch (err) {
+      this.log.warn({ err: messageOf(err) }, "queue upkeep failed; will retry");
+    }
+  }
+
+  async stop() {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.subscriber?.close().catch(() => undefined);
+  }
+}
