@@ -34,6 +34,7 @@
 //  - Client TCP keepalives start after DBSYNC_KEEPALIVE_IDLE_MS (10 s).
 import type { Socket } from "node:net";
 import { Client, ClientConfig } from "pg";
+import { toConnectionString } from "./config";
 
 export const PINNED_SETTINGS = [
   "set datestyle = 'ISO, YMD'",
@@ -116,7 +117,7 @@ export type DbsyncClientConfig = ClientConfig & { Client: typeof DbsyncClient; [
  */
 export function clientConfig(conninfo: string | undefined, opts: ConnectOptions): DbsyncClientConfig {
   const s = linkSettings();
-  const base: ClientConfig = conninfo ? { connectionString: conninfo } : {};
+  const base: ClientConfig = conninfo ? { connectionString: toConnectionString(conninfo) } : {};
   const queryTimeoutMs = opts.queryTimeoutMs ?? (INTERACTIVE.test(opts.applicationName) ? 0 : s.queryTimeoutMs);
   const ka = s.serverKeepalives;
   // Startup `options` reach every kind of client (pg-listen's too). A conninfo that

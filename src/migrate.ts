@@ -8,6 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { Client } from "pg";
 import { Logger, runMigrations } from "graphile-worker";
+import { toConnectionString } from "./config";
 import { DbsyncError } from "./errors";
 
 export const WORKER_SCHEMA = "dbsync_worker";
@@ -50,7 +51,8 @@ export interface MigrateResult {
   version: number;
 }
 
-export async function migrate(connectionString: string | undefined): Promise<MigrateResult> {
+export async function migrate(conninfo: string | undefined): Promise<MigrateResult> {
+  const connectionString = conninfo ? toConnectionString(conninfo) : undefined;
   const client = new Client(connectionString ? { connectionString } : {});
   await client.connect();
   const applied: string[] = [];

@@ -5,7 +5,6 @@
 // cut; a link that hangs under a statement, a COPY out or a COPY in is declared
 // dead within a bound; closing never hangs. Also the fault proxy's own modes.
 import assert from "node:assert/strict";
-import net from "node:net";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { after, before, test } from "node:test";
@@ -13,7 +12,7 @@ import { Client } from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { clientConfig, closeQuietly, connect } from "../src/db";
 import { FaultProxy, startFaultProxy } from "./harness/fault-proxy";
-import { freshEnv, Env, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { freshEnv, Env, sleep, startSidecar, until, value } from "./helpers";
 
 const TIMEOUT_MS = 1000;
 process.env.DBSYNC_QUERY_TIMEOUT_MS = String(TIMEOUT_MS);
@@ -45,20 +44,15 @@ async function client(url: string, name = "dbsync test") {
   return c;
 }
 
-async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value?: T; error?: Error & { code?: string } }> {
+/** Runs fn; its result or error, and how long it took. */
+async function elapsed<T>(fn: () => Promise<T>): Promise<{ ms: number; value?: T; error?: Error & { code?: string } }> {
   const t0 = Date.now();
   try {
-    return { ms: Date.now() - t0, value: await fn() };
+    const value = await fn();
+    return { ms: Date.now() - t0, value };
   } catch (error) {
     return { ms: Date.now() - t0, error: error as Error & { code?: string } };
-  } finally {
-    // (ms is recomputed below: a finally cannot change the returned value)
   }
-}
-async function elapsed<T>(fn: () => Promise<T>) {
-  const t0 = Date.now();
-  const r = await timed(fn);
-  return { ...r, ms: Date.now() - t0 };
 }
 
 test("slow but alive: long statements, lock waits and slow COPYs are not cut by a 1 s watchdog", async (t) => {
@@ -92,21 +86,19 @@ test("slow but alive: long statements, lock waits and slow COPYs are not cut by 
   let chunks = 0;
   const slowConsumer = await elapsed(() =>
     pipeline(
-      a.query(copyTo("copy (select g, repeat(md5(g::text), 4) from generate_series(1, 200000) g) to stdout")),
+      a.query(copyTo("copy (select g, repeat(md5(g::text), 4) from generate_series(100001, 300000) g) to stdout")),
       new Transform({
         transform(chunk, _enc, cb) {
           if (++chunks % 200 === 0) setTimeout(() => cb(null, chunk), 2000);
           else cb(null, chunk);
         },
       }),
-      b.query(copyFrom("copy big from stdin with (format text)")).on("error", () => undefined),
-    ).catch(async (err) => {
-      throw err;
-    }),
+      b.query(copyFrom("copy big from stdin")),
+    ),
   );
-  // (ids collide with the first COPY: the COPY in fails at its end with 23505, which is a server answer, not a cut link)
-  assert.ok(!slowConsumer.error || slowConsumer.error.code === "23505", String(slowConsumer.error));
-  t.diagnostic(`pg_sleep(3.5) ${sleepy.ms} ms; COPY with a 3 s first row ${slowFirst.ms} ms; COPY with a 2 s-pausing consumer ${slowConsumer.ms} ms`);
+  assert.equal(slowConsumer.error, undefined, String(slowConsumer.error));
+  assert.equal(await value<number>(env.target, "select count(*)::int from big"), 250_000);
+  t.diagnostic(`pg_sleep(3.5) ${sleepy.ms} ms; COPY with a 3 s first row ${slowFirst.ms} ms; COPY with a consumer pausing 2 s at a time ${slowConsumer.ms} ms`);
   assert.equal((await a.query("select 1 as x")).rows[0].x, 1, "the connection is still good");
 });
 
@@ -137,7 +129,7 @@ test("hung link: a statement, a COPY out and a COPY in each fail within the boun
       cb(null, chunk);
     },
   });
-  const copyOut = await timed(() => pipeline(out, counter, c.query(copyFrom("copy big from stdin"))));
+  const copyOut = await elapsed(() => pipeline(out, counter, c.query(copyFrom("copy big from stdin"))));
   const copyOutMs = Date.now() - t0;
   sp.pass();
   assert.ok(t0 > 0, "the link was cut mid-stream");
@@ -161,7 +153,7 @@ test("hung link: a statement, a COPY out and a COPY in each fail within the boun
       cb(null, chunk);
     },
   });
-  const copyIn = await timed(() =>
+  const copyIn = await elapsed(() =>
     pipeline(d.query(copyTo("copy (select g, repeat('y', 200) from generate_series(1000001, 3000000) g) to stdout")), counter2, e.query(copyFrom("copy big from stdin"))),
   );
   const copyInMs = Date.now() - t0;
@@ -220,7 +212,7 @@ test("the fault proxy: delay keeps order, drop RST and FIN, black-hole holds new
   const many = await Promise.all([1, 2, 3].map((i) => c.query("select $1::int as i", [i])));
   assert.deepEqual(many.map((r) => r.rows[0].i), [1, 2, 3]);
   sp.pass();
-  assert.equal(sp.drop("rst"), sp.stats().open === 0 ? 0 : 1);
+  assert.ok(sp.drop("rst") >= 1);
   const afterRst = await elapsed(() => c.query("select 1"));
   assert.match(String(afterRst.error), /ECONNRESET|terminated|not queryable/);
   const e = await client(sp.url(env.sourceUrl), "proxy e");
@@ -244,11 +236,8 @@ test("the fault proxy: delay keeps order, drop RST and FIN, black-hole holds new
   await rawConnect;
   assert.equal((await raw.query("select 4 as x")).rows[0].x, 4);
   await raw.end();
-  // The held statement was answered after the restore, or its connection declared dead: never both.
+  // The held statement was answered after the restore, or its connection declared dead.
   await held.catch(() => undefined);
-  const sock = new net.Socket();
-  await new Promise<void>((r, j) => sock.connect(sp.port, "127.0.0.1", () => r()).once("error", j));
-  sock.destroy();
 });
 
 test("a 1,000,000-row transaction replicates as one batch with a 1 s watchdog: nothing legitimate is cut", async (t) => {
@@ -281,5 +270,4 @@ test("a 1,000,000-row transaction replicates as one batch with a 1 s watchdog: n
   } finally {
     await sidecar.stop();
   }
-  void tableText;
 });

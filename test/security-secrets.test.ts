@@ -6,11 +6,13 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { before, test } from "node:test";
 import { Client } from "pg";
 import { Cluster } from "../src/embedded/cluster";
+import { migrate } from "../src/migrate";
 import { Env, freshEnv, rows, startSidecar, tableText, until, value } from "./helpers";
 import { admin, freePort, privateCluster, setHba, socketDir } from "./security-cluster";
 
@@ -50,17 +52,29 @@ async function sourceWithItems(label: string): Promise<Env> {
 }
 
 function metricsPortSupported(): boolean {
-  const r = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "cli.ts"), "run", "--help"], { encoding: "utf8" });
-  return /--metrics-port/.test(r.stdout + r.stderr);
+  return fs.readFileSync(path.join(ROOT, "src", "cli.ts"), "utf8").includes("--metrics-port");
 }
 
-async function scrape(port: number, what: string): Promise<string> {
-  try {
-    const r = await fetch(`http://127.0.0.1:${port}/${what}`);
-    return `${r.status} ${await r.text()}`;
-  } catch (err) {
-    throw new Error(`GET /${what}: ${(err as Error).message} (${(err as { cause?: Error }).cause?.message})`);
-  }
+function cliStatus(sourceUrl: string): string {
+  const r = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "cli.ts"), "status", "--json", "--source", sourceUrl], {
+    encoding: "utf8",
+  });
+  return r.stdout + r.stderr;
+}
+
+/** GET an endpoint on a fresh connection (a kept-alive one may be closed by the server meanwhile). */
+function scrape(port: number, what: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: "127.0.0.1", port, path: `/${what}`, agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve(`${res.statusCode} ${body}`));
+      res.on("error", reject);
+    });
+    req.on("error", (err) => reject(new Error(`GET /${what}: ${err.message}`)));
+    req.setTimeout(10_000, () => req.destroy(new Error("timed out")));
+  });
 }
 
 function assertNoSecret(where: string, text: string) {
@@ -88,15 +102,6 @@ test("passwords never appear in logs, errors, dbsync.status, table_status, `dbsy
   const surfaces: [string, () => Promise<string>][] = [
     ["dbsync.status", async () => JSON.stringify(await rows(env.source, "select * from dbsync.status"))],
     ["dbsync.table_status", async () => JSON.stringify(await rows(env.source, "select * from dbsync.table_status"))],
-    [
-      "`dbsync status --json`",
-      async () => {
-        const r = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "cli.ts"), "status", "--json", "--source", env.sourceUrl], {
-          encoding: "utf8",
-        });
-        return r.stdout + r.stderr;
-      },
-    ],
     ...(metricsPort
       ? ([
           ["/metrics", () => scrape(metricsPort, "metrics")],
@@ -143,6 +148,9 @@ test("passwords never appear in logs, errors, dbsync.status, table_status, `dbsy
     assert.match(errors.filter((e) => e.name === "badpw").map((e) => e.e).join(" "), /password authentication failed/);
     assert.match(errors.filter((e) => e.name === "missing").map((e) => e.e).join(" "), /items.*does not exist/);
     await checkAll("with failing targets");
+    const cli = cliStatus(env.sourceUrl);
+    assert.match(cli, /password authentication failed/, cli);
+    assertNoSecret("`dbsync status --json`", cli);
 
     // The password of the working target changes: its sessions drop, reconnects fail.
     await admin(target, "postgres", `alter role ${USER} password 'SECRETrotated4'`);
@@ -167,50 +175,64 @@ test("passwords never appear in logs, errors, dbsync.status, table_status, `dbsy
   assertNoSecret("the sidecar's log", out);
 });
 
-test("a target password can come from PGPASSFILE or PGPASSWORD instead of the conninfo", async () => {
+test("source and target passwords can come from PGPASSFILE or PGPASSWORD instead of the URLs", async () => {
+  // Here the source is on the password-protected cluster too, as a role of its own
+  // (superuser: it runs migrate and gets the DDL event trigger).
+  const SRC_USER = "dbsync_src";
+  await admin(target, "postgres", `create role ${SRC_USER} login superuser password '${SECRET}'`);
+  await admin(target, "postgres", `create database sec_src owner ${SRC_USER}`);
+  const srcAuthUrl = `postgres://${SRC_USER}:${SECRET}@127.0.0.1:${target.port}/sec_src`;
+  const sourceUrl = `postgres://${SRC_USER}@127.0.0.1:${target.port}/sec_src`; // no password
+  await migrate(srcAuthUrl);
   await targetDb("sec_pass");
-  const env = await sourceWithItems("security_pgpass");
-  await env.source.query("select dbsync.add_subscription('pp', 'g', $1)", [url("sec_pass")]);
+  const source = new Client({ connectionString: srcAuthUrl });
+  await source.connect();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-pgpass-"));
   const passfile = path.join(dir, "pgpass");
-  fs.writeFileSync(passfile, `127.0.0.1:${target.port}:sec_pass:${USER}:${SECRET}\n`, { mode: 0o600 });
+  fs.writeFileSync(
+    passfile,
+    `127.0.0.1:${target.port}:sec_pass:${USER}:${SECRET}\n127.0.0.1:${target.port}:sec_src:${SRC_USER}:${SECRET}\n`,
+    { mode: 0o600 },
+  );
   try {
-    // Without a password anywhere: a clear error, and nothing applied.
-    const none = startSidecar(env.sourceUrl, ["--poll-interval", "200"], { PGPASSFILE: path.join(dir, "none") });
-    try {
-      await until("missing password reported", async () =>
-        (await value<string | null>(env.source, "select string_agg(last_error, ' ') from dbsync.table_status where subscription = 'pp'")) !== null,
-      );
-    } finally {
-      await none.stop();
-    }
-    const passErr = await value<string>(env.source, "select string_agg(last_error, ' ') from dbsync.table_status where subscription = 'pp'");
-    console.log(`# without a password: ${passErr}`);
+    await source.query(DDL);
+    await source.query("insert into items select g, 'n' || g from generate_series(1, 10) g");
+    await source.query("select dbsync.add_table('items', 'g')");
+    await source.query("select dbsync.add_subscription('pp', 'g', $1)", [url("sec_pass")]);
 
-    const withFile = startSidecar(env.sourceUrl, ["--poll-interval", "200"], { PGPASSFILE: passfile, DBSYNC_LOG_LEVEL: "debug" });
+    // Without a password anywhere the sidecar cannot even reach the source: it says so and exits.
+    const none = startSidecar(sourceUrl, ["--poll-interval", "200"], { PGPASSFILE: path.join(dir, "none") });
+    const code = await Promise.race([new Promise((r) => none.proc.once("exit", r)), new Promise((r) => setTimeout(() => r("running"), 15_000))]);
+    await none.stop("SIGKILL");
+    console.log(`# without a password: exit ${code}: ${none.output().trim().split("\n").at(-1)}`);
+    assert.notEqual(code, 0, none.output());
+    assertNoSecret("the sidecar's output (no password)", none.output());
+
+    const withFile = startSidecar(sourceUrl, ["--poll-interval", "200"], { PGPASSFILE: passfile, DBSYNC_LOG_LEVEL: "debug" });
     try {
-      assert.equal(await value(env.source, "select dbsync.wait_for_sync('pp', '30 s')"), true, withFile.output());
+      assert.equal(await value(source, "select dbsync.wait_for_sync('pp', '30 s')"), true, withFile.output());
     } finally {
       assert.equal(await withFile.stop(), 0, withFile.output());
     }
     assertNoSecret("the sidecar's log (PGPASSFILE)", withFile.output());
 
-    await env.source.query("insert into items values (100, 'via PGPASSWORD')");
-    const withEnv = startSidecar(env.sourceUrl, ["--poll-interval", "200"], {
+    await source.query("insert into items values (100, 'via PGPASSWORD')");
+    const withEnv = startSidecar(sourceUrl, ["--poll-interval", "200"], {
       PGPASSFILE: path.join(dir, "none"),
       PGPASSWORD: SECRET,
       DBSYNC_LOG_LEVEL: "debug",
     });
     try {
-      assert.equal(await value(env.source, "select dbsync.wait_for_sync('pp', '30 s')"), true, withEnv.output());
+      assert.equal(await value(source, "select dbsync.wait_for_sync('pp', '30 s')"), true, withEnv.output());
     } finally {
       assert.equal(await withEnv.stop(), 0, withEnv.output());
     }
     assertNoSecret("the sidecar's log (PGPASSWORD)", withEnv.output());
     const t = await targetClient("sec_pass");
-    assert.deepEqual(await tableText(t, "items"), await tableText(env.source, "items"));
+    assert.deepEqual(await tableText(t, "items"), await tableText(source, "items"));
     await t.end();
   } finally {
+    await source.end();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
@@ -222,7 +244,7 @@ test("a libpq keyword/value target conninfo with a password works, and the passw
   await env.source.query("select dbsync.add_subscription('kv', 'g', $1)", [conninfo]);
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"], { DBSYNC_LOG_LEVEL: "debug" });
   try {
-    const ok = await value(env.source, "select dbsync.wait_for_sync('kv', '8 s')");
+    const ok = await value(env.source, "select dbsync.wait_for_sync('kv', '10 s')");
     const errs = await rows(env.source, "select last_error from dbsync.table_status union all select last_error from dbsync.status");
     assertNoSecret("dbsync.status / table_status", JSON.stringify(errs));
     assert.equal(ok, true, `not in sync: ${JSON.stringify(errs)}`);

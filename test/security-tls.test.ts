@@ -170,9 +170,9 @@ test("a libpq keyword/value conninfo with sslmode=verify-full sslrootcert=... ho
     await source.query("select dbsync.add_subscription('kv', 'g', $1)", [conninfo]);
     const sidecar = startSidecar(sourceUrl, ["--poll-interval", "200"]);
     try {
-      const ok = await value(source, "select dbsync.wait_for_sync('kv', '8 s')");
-      const errs = await rows(source, "select last_error from dbsync.table_status union all select last_error from dbsync.status");
-      assert.equal(ok, true, `not in sync: ${JSON.stringify(errs)}`);
+      const ok = await value(source, "select dbsync.wait_for_sync('kv', '15 s')");
+      const st = await rows(source, "select state, last_error from dbsync.table_status union all select state, last_error from dbsync.status");
+      assert.equal(ok, true, `not in sync: ${JSON.stringify(st)}\n${sidecar.output().slice(-2000)}`);
     } finally {
       await sidecar.stop();
     }

@@ -167,19 +167,19 @@ test("two `dbsync run` processes never apply one subscription at the same time, 
   const all = [a, b];
   try {
     await sleep(3000);
-    // A graceful stop of one: the other (or a newcomer) takes its subscriptions over.
+    // A graceful stop of one: the other takes its subscriptions over (a newcomer starts meanwhile).
     assertCleanExit("process A", await terminate(a), a);
-    a = await startRunning(env.sourceUrl, args);
-    all.push(a);
+    const c = startRunning(env.sourceUrl, args);
     await sleep(2500);
     // A crash of the other: its target transactions may still be running for a moment.
     b.proc.kill("SIGKILL");
     await b.stop();
-    b = await startRunning(env.sourceUrl, args);
-    all.push(b);
+    const d = startRunning(env.sourceUrl, args);
     await sleep(2500);
     stop.done = true;
     await Promise.all(writers);
+    [a, b] = await Promise.all([c, d]);
+    all.push(a, b);
     for (const s of ["s1", "s2", "s3"]) {
       assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '90 s')", [s]), true, `${s}\n${a.output()}\n${b.output()}`);
     }

@@ -9,7 +9,7 @@ language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     v_id int;
 begin
-    if seq is null or (select relkind from pg_class where oid = seq) <> 'S' then
+    if seq is null or (select relkind from pg_class where oid = seq) is distinct from 'S' then
         raise exception 'add_sequence: % is not a sequence', seq
             using errcode = 'wrong_object_type', hint = 'Pass a sequence, e.g. ''public.orders_id_seq''.';
     end if;
