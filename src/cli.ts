@@ -8,7 +8,7 @@ import { clientConfig } from "./db";
 import { DbsyncError, messageOf } from "./errors";
 import { createLog } from "./log";
 import { migrate } from "./migrate";
-import { startSidecar } from "./sidecar/run";
+import { Sidecar, startSidecar } from "./sidecar/run";
 import { verifyCommand } from "./verify/cli";
 import { uninstall } from "./uninstall";
 
@@ -62,7 +62,23 @@ program
   .addHelpText("after", "\nExample:\n  DBSYNC_SOURCE_URL=postgres://dbsync@db1/app dbsync run --concurrency 8")
   .action(async (o) => {
     const log = createLog(o.logLevel);
-    const sidecar = await startSidecar({
+    // A lost connection inside a library's background work (graphile-worker completes
+    // jobs in batches) must not end the process: everything it did is retried.
+    process.on("unhandledRejection", (err) => log.error({ err: messageOf(err) }, "background operation failed"));
+    // Signals are handled from the first moment: a stop during start-up exits 0 too.
+    let sidecar: Sidecar | undefined;
+    let stopRequested = false;
+    const onSignal = (sig: string) => {
+      log.info({ signal: sig }, "stopping");
+      stopRequested = true;
+      // Whatever is still running after 9 s is rolled back by closing its connection.
+      setTimeout(() => process.exit(0), 9000).unref();
+      if (sidecar) void sidecar.stop();
+      else process.exit(0);
+    };
+    process.once("SIGTERM", () => onSignal("SIGTERM"));
+    process.once("SIGINT", () => onSignal("SIGINT"));
+    sidecar = await startSidecar({
       sourceUrl: resolveSourceUrl(o.source),
       concurrency: o.concurrency,
       copyConcurrency: o.copyConcurrency,
@@ -72,17 +88,7 @@ program
       metricsPort: o.metricsPort,
       log,
     });
-    const onSignal = (sig: string) => {
-      log.info({ signal: sig }, "stopping");
-      // Whatever is still running after 9 s is rolled back by closing its connection.
-      setTimeout(() => process.exit(0), 9000).unref();
-      void sidecar.stop();
-    };
-    // A lost connection inside a library's background work (graphile-worker completes
-    // jobs in batches) must not end the process: everything it did is retried.
-    process.on("unhandledRejection", (err) => log.error({ err: messageOf(err) }, "background operation failed"));
-    process.once("SIGTERM", () => onSignal("SIGTERM"));
-    process.once("SIGINT", () => onSignal("SIGINT"));
+    if (stopRequested) void sidecar.stop();
     await sidecar.done;
     process.exit(0);
   });

@@ -139,7 +139,12 @@ test("hung link: a statement, a COPY out and a COPY in each fail within the boun
 
   // A COPY in, mid-stream (the target link hangs).
   const d = await client(env.sourceUrl);
-  const e = await client(tp.url(env.targetUrl));
+  let e: Client;
+  try {
+    e = await client(tp.url(env.targetUrl));
+  } catch (err) {
+    throw new Error(`${err}: tp ${tp.mode()} ${JSON.stringify(tp.stats())} ${JSON.stringify(tp.connections())}`);
+  }
   await e.query("begin");
   moved = 0;
   t0 = 0;

@@ -132,7 +132,7 @@ test("SIGKILL at random moments under concurrent writes: nothing lost, nothing a
     stop.done = true;
     await Promise.all(writers);
 
-    // Left alone, nothing moves.
+    // Started once more, it catches up by itself.
     const final = startSidecar(env.sourceUrl, args);
     try {
       const tw = Date.now();

@@ -16,7 +16,10 @@ before(async () => {
   // Acknowledged commits on the source must survive an immediate stop: the writers
   // count them. The target keeps the suite's settings (asynchronous commit): an
   // immediate stop may then lose its last applied batches, which the sidecar must notice.
-  [source, target] = await Promise.all([startCluster({ settings: { synchronous_commit: "on" } }), startCluster()]);
+  // allSettled: if one fails to start, the other is registered before after() stops them.
+  const started = await Promise.allSettled([startCluster({ settings: { synchronous_commit: "on" } }), startCluster()]);
+  for (const r of started) if (r.status === "rejected") throw r.reason;
+  [source, target] = started.map((r) => (r as PromiseFulfilledResult<Cluster>).value);
 });
 after(async () => {
   await stopAll();

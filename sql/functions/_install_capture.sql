@@ -30,6 +30,7 @@ declare
     v_old text;
     v_keymatch text;
     v_body text;
+    v_pin_check text;
 begin
     -- The table may have been renamed, or its key columns renamed, since the last call.
     update dbsync.tables tb
@@ -70,21 +71,36 @@ begin
     select string_agg(format('n.%1$I = o.%1$I', k), ' and ') into v_keymatch
     from unnest(t.key_columns) as k;
 
+    -- The settings check, inlined in the trigger: it costs well under a microsecond.
+    v_pin_check := 'current_setting(''datestyle'') not like ''ISO%%'' '
+                   'or current_setting(''intervalstyle'') <> ''postgres'' '
+                   'or current_setting(''extra_float_digits'')::int < 1';
+    if dbsync._uses_money((select array_agg(a.atttypid) from pg_attribute a
+                           where a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped)) then
+        v_pin_check := v_pin_check || ' or current_setting(''lc_monetary'') <> ''C''';
+    end if;
+
     if not t.partitioned then
         v_body := format($f$
 declare
     g record;
+    saved text[];
 begin
+    if %7$s then
+        saved := dbsync._pin_output();
+    end if;
     select cur_slot, sleeping into g from dbsync.groups where group_id = %1$s;
     if TG_OP = 'INSERT' then
         insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
         select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'U', %4$s from dbsync_new n;
     elsif TG_OP = 'UPDATE' then
+        -- One INSERT: no key is both gone and new within one statement.
         insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-        select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'D', %5$s from dbsync_old o
-        where not exists (select from dbsync_new n where %6$s);
-        insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-        select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'U', %4$s from dbsync_new n;
+        select %1$s, g.cur_slot, nextval('%2$s'), %3$s, x.op, x.row
+        from (select 'D'::"char" as op, %5$s as row from dbsync_old o
+              where not exists (select from dbsync_new n where %6$s)
+              union all
+              select 'U', %4$s from dbsync_new n) x;
     elsif TG_OP = 'DELETE' then
         insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
         select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'D', %5$s from dbsync_old o;
@@ -92,17 +108,24 @@ begin
         insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
         values (%1$s, g.cur_slot, nextval('%2$s'), %3$s, 'T', null);
     end if;
+    if saved is not null then
+        perform dbsync._restore_output(saved);
+    end if;
     if g.sleeping then
         perform pg_notify('dbsync', '%1$s');
     end if;
     return null;
 end
-$f$, t.group_id, v_seq, v_shape, v_new, v_old, v_keymatch);
+$f$, t.group_id, v_seq, v_shape, v_new, v_old, v_keymatch, v_pin_check);
     else
         v_body := format($f$
 declare
     g record;
+    saved text[];
 begin
+    if %8$s then
+        saved := dbsync._pin_output();
+    end if;
     select cur_slot, sleeping into g from dbsync.groups where group_id = %1$s;
     if TG_OP = 'TRUNCATE' then
         -- A partition is being truncated: its rows leave the table one by one.
@@ -117,20 +140,21 @@ begin
             select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'U', %4$s from (select NEW.*) n;
         end if;
     end if;
+    if saved is not null then
+        perform dbsync._restore_output(saved);
+    end if;
     if g.sleeping then
         perform pg_notify('dbsync', '%1$s');
     end if;
     return null;
 end
-$f$, t.group_id, v_seq, v_shape, v_new, v_old, null, p_table_id);
+$f$, t.group_id, v_seq, v_shape, v_new, v_old, null, p_table_id, v_pin_check);
     end if;
 
-    -- The SET clauses pin every setting that changes a type's output text.
+    -- Output settings are pinned inside the body when needed (see _pin_output).
     execute format($f$create or replace function %s() returns trigger
         language plpgsql security definer
         set search_path = pg_catalog, pg_temp
-        set datestyle = 'ISO, YMD' set intervalstyle = 'postgres' set timezone = 'UTC'
-        set extra_float_digits = 3 set bytea_output = 'hex' set lc_monetary = 'C'
         as %L$f$, v_fn, v_body);
     execute format('revoke all on function %s() from public', v_fn);
     if t.partitioned then

@@ -42,6 +42,14 @@ begin
     for v_slot in select * from dbsync.queue_slots
                   where group_id = p_group_id and switched_xmax is not null
                     and (v_min_xmin is null or v_min_xmin >= switched_xmax) loop
+        -- A reader holding the slot (a long wait_for_sync) must not make the
+        -- TRUNCATE queue for its lock, with every tick and batch behind it.
+        begin
+            execute format('lock table dbsync.%I in access exclusive mode nowait',
+                           'events_' || p_group_id || '_' || v_slot.slot);
+        exception when lock_not_available then
+            continue;
+        end;
         execute format('truncate dbsync.%I', 'events_' || p_group_id || '_' || v_slot.slot);
         update dbsync.queue_slots set switched_at = null, switched_xmax = null
         where group_id = p_group_id and slot = v_slot.slot;

@@ -91,7 +91,8 @@ export function reapOrphans() {
     const dir = path.join(tmp, name);
     try {
       const owner = Number(fs.readFileSync(path.join(dir, "owner.pid"), "utf8"));
-      if (owner && processAlive(owner)) continue;
+      // No pid yet: another run is creating this folder right now.
+      if (!Number.isInteger(owner) || owner <= 0 || processAlive(owner)) continue;
       const pidFile = path.join(dir, "data", "postmaster.pid");
       if (fs.existsSync(pidFile)) {
         const pm = Number(fs.readFileSync(pidFile, "utf8").split("\n")[0]);
@@ -124,7 +125,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const major = opts.major ?? majorFromEnv();
   const bin = binDir(major);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), TMP_PREFIX));
-  fs.writeFileSync(path.join(root, "owner.pid"), String(process.pid));
+  // Written atomically: reapOrphans of a concurrent run must never read it half-made.
+  fs.writeFileSync(path.join(root, "owner.pid.tmp"), String(process.pid));
+  fs.renameSync(path.join(root, "owner.pid.tmp"), path.join(root, "owner.pid"));
   const dataDir = path.join(root, "data");
   const sockDir = path.join(root, "sock");
   fs.mkdirSync(sockDir);

@@ -20,6 +20,8 @@ export class Wakeups {
   private subscriber?: Subscriber;
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
+  /** A scan or upkeep still running when the timer fires again is not started twice. */
+  private busy = new Set<string>();
 
   constructor(
     private readonly opts: WakeupOptions,
@@ -43,9 +45,19 @@ export class Wakeups {
     await sub.connect();
     await sub.listenTo("dbsync");
     this.subscriber = sub;
-    this.timers.push(setInterval(() => void this.scan(), this.opts.pollIntervalMs));
-    this.timers.push(setInterval(() => void this.maintain(), 5000));
+    this.timers.push(setInterval(() => void this.once("scan", () => this.scan()), this.opts.pollIntervalMs));
+    this.timers.push(setInterval(() => void this.once("maintain", () => this.maintain()), 5000));
     await this.scan();
+  }
+
+  private async once(what: string, fn: () => Promise<void>) {
+    if (this.busy.has(what)) return;
+    this.busy.add(what);
+    try {
+      await fn();
+    } finally {
+      this.busy.delete(what);
+    }
   }
 
   private async onNotify(payload: string) {

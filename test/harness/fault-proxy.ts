@@ -267,8 +267,12 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
   function kill(c: Conn, how: "rst" | "fin") {
     for (const s of [c.client, c.upstream]) {
       if (!s || s.destroyed) continue;
-      if (how === "rst") s.resetAndDestroy();
-      else {
+      // A reset of a socket already shutting down (end() called) fails in libuv and
+      // leaks the handle: the process then spins at exit. Such a socket is just destroyed.
+      if (how === "rst") {
+        if (s.writableEnded || s.connecting) s.destroy();
+        else s.resetAndDestroy();
+      } else {
         s.end();
         setTimeout(() => s.destroy(), 200).unref();
       }
@@ -330,7 +334,11 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
       bytesDown: totals.bytesDown,
     }),
     async close() {
-      for (const c of [...conns]) kill(c, "rst");
+      for (const c of [...conns]) {
+        c.client.destroy();
+        c.upstream?.destroy();
+        close(c);
+      }
       await new Promise((r) => server.close(() => r(undefined)));
     },
   };

@@ -1,0 +1,29 @@
+-- dbsync._pin_output() returns text[]
+--   Called by capture triggers when the writing session has a setting under which
+--   some value's output text would not read back as the same value elsewhere
+--   (DateStyle other than ISO, IntervalStyle other than postgres,
+--   extra_float_digits below 1, lc_monetary other than C for money). Sets them,
+--   transaction-local, to dbsync's and returns the previous values for
+--   _restore_output. Capture does this by hand rather than with SET clauses on the
+--   trigger function because those cost every captured statement some 50 µs, while
+--   sessions that need them are rare. TimeZone and bytea_output need no pinning:
+--   timestamptz text carries its offset, and both bytea formats read back exactly.
+create or replace function dbsync._pin_output() returns text[]
+language plpgsql set search_path = pg_catalog, pg_temp as $$
+declare
+    v_saved text[] := array[current_setting('datestyle'), current_setting('intervalstyle'),
+                            current_setting('extra_float_digits'), current_setting('lc_monetary')];
+begin
+    perform set_config('datestyle', 'ISO, YMD', true), set_config('intervalstyle', 'postgres', true),
+            set_config('extra_float_digits', '3', true), set_config('lc_monetary', 'C', true);
+    return v_saved;
+end
+$$;
+
+-- dbsync._restore_output(saved text[]) returns void
+--   Puts back what _pin_output changed, so the writer's session sees its own settings.
+create or replace function dbsync._restore_output(saved text[]) returns void
+language sql set search_path = pg_catalog, pg_temp as $$
+    select set_config('datestyle', saved[1], true), set_config('intervalstyle', saved[2], true),
+           set_config('extra_float_digits', saved[3], true), set_config('lc_monetary', saved[4], true);
+$$;
