@@ -36,7 +36,8 @@ create table dbsync.events (
     op        "char" not null,
     row       text[]
 ) partition by list (group_id);
-create index on dbsync.events (ev_id);
+-- Batches are cut by transaction id (see batch_events); ev_id only orders the
+-- events of one batch, which is sorted anyway, so it needs no index.
 create index on dbsync.events (txid);
 
 -- When slot s stopped being current, every transaction that may still write into

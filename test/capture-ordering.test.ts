@@ -467,3 +467,25 @@ test("tick without force: same tick while nothing happened, a new one once a wri
     await closeAll();
   }
 });
+
+test("a transaction that creates a group and writes to its tables has its writes after tick 0", async () => {
+  // The creating transaction's xid is below the snapshot's xmax once a later
+  // transaction has committed: pg_current_snapshot() then calls it "visible", and a
+  // tick 0 taken that way swallowed its own writes.
+  const a = await client();
+  const b = await client();
+  try {
+    await source.query("create table own (id int primary key)");
+    await a.query("begin");
+    await a.query("select pg_current_xact_id()");
+    await b.query("select pg_current_xact_id()"); // a later xid, committed at once
+    await a.query("select dbsync.add_table('own', 'own_group')");
+    await a.query("insert into own values (1), (2)");
+    await a.query("commit");
+    const g = await groupId("own_group");
+    const t1 = await tick(source, g, true);
+    assert.deepEqual(await replay(source, "own", await batch(source, g, 0, t1)), ["(1)", "(2)"]);
+  } finally {
+    await closeAll();
+  }
+});

@@ -25,8 +25,11 @@ begin
                        'events_' || v_id || '_' || s, 'events_' || v_id, s);
         insert into dbsync.queue_slots (group_id, slot) values (v_id, s);
     end loop;
+    -- The creating transaction may go on to write to the group's tables: its own
+    -- writes must come after tick 0, not in it.
+    perform pg_current_xact_id();
     insert into dbsync.ticks (group_id, tick_id, snap, max_ev_id)
-    values (v_id, 0, pg_current_snapshot(), 0);
+    values (v_id, 0, dbsync._snapshot_excluding_self(), 0);
     return v_id;
 end
 $$;

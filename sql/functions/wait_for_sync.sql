@@ -8,7 +8,7 @@ returns boolean
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     v_sub dbsync.subscriptions := dbsync._sub(subscription);
-    v_goal pg_snapshot := pg_current_snapshot();
+    v_goal pg_snapshot := dbsync._snapshot_excluding_self();
     v_deadline timestamptz := clock_timestamp() + coalesce(timeout, '60 s');
 begin
     if current_setting('transaction_isolation') <> 'read committed' then
