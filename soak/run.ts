@@ -15,7 +15,7 @@
 // checks that each acknowledged insert is on the target exactly once, and exits 1 on
 // any difference (or if the sidecar died by itself: that is a bug too).
 //
-//   npm run soak -- --minutes 15 [--seed N] [--fault-gap 8-20] [--keep-logs]
+//   npm run soak -- --minutes 15 [--seed N] [--fault-gap 8-20] [--only kind,...] [--keep-logs]
 import { ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -35,8 +35,10 @@ const MINUTES = Number(arg("minutes") ?? 15);
 const SEED = Number(arg("seed") ?? Date.now() % 1_000_000);
 const [GAP_MIN, GAP_MAX] = (arg("fault-gap") ?? "8-20").split("-").map((x) => Number(x) * 1000);
 const KEEP_LOGS = process.argv.includes("--keep-logs");
+/** Only these fault kinds (comma-separated), e.g. --only resync-table,sigkill-sidecar. */
+const ONLY = arg("only")?.split(",").map((k) => k.trim()).filter(Boolean);
 if (!(MINUTES > 0) || !(GAP_MIN > 0) || !(GAP_MAX >= GAP_MIN)) {
-  console.error("usage: npm run soak -- --minutes N [--seed N] [--fault-gap MIN-MAX seconds] [--keep-logs]");
+  console.error("usage: npm run soak -- --minutes N [--seed N] [--fault-gap MIN-MAX seconds] [--only kind,...] [--keep-logs]");
   process.exit(2);
 }
 
@@ -249,7 +251,7 @@ function faultList(loads: Workload[]): Fault[] {
       note(`${seconds} s on ${w.ins}`);
       longTx = longTransaction(w, seconds).finally(() => (longTx = undefined));
     } },
-    { kind: "resync-table", weight: 1, run: async (note) => {
+    { kind: "resync-table", weight: 2, run: async (note) => {
       const g = pick(GROUPS);
       const table = pick([g.ins, g.kv]);
       note(`${g.sub} ${table}`);
@@ -348,7 +350,8 @@ async function main() {
 
   startSidecar();
   for (const w of loads) w.start();
-  const list = faultList(loads);
+  const list = faultList(loads).filter((f) => !ONLY || ONLY.includes(f.kind));
+  if (!list.length) throw new Error(`--only ${ONLY?.join(",")}: no such fault kind`);
   const end = t0 + MINUTES * 60_000;
   const tallyTimer = setInterval(() => void tally(loads), 30_000);
   await sleep(5000);

@@ -104,7 +104,6 @@ const INTERACTIVE = /^dbsync (cli|verify)$/;
 interface GuardConfig {
   linkTimeoutMs: number;
   clientCheckIntervalMs: number;
-  serverKeepalives: LinkSettings["serverKeepalives"];
 }
 const GUARD = "dbsyncGuard";
 
@@ -139,7 +138,7 @@ export function clientConfig(conninfo: string | undefined, opts: ConnectOptions)
     ...(options ? { options } : {}),
     ...(queryTimeoutMs > 0 ? { query_timeout: queryTimeoutMs } : {}),
     Client: DbsyncClient,
-    [GUARD]: { linkTimeoutMs: queryTimeoutMs, clientCheckIntervalMs: s.clientCheckIntervalMs, serverKeepalives: ka },
+    [GUARD]: { linkTimeoutMs: queryTimeoutMs, clientCheckIntervalMs: s.clientCheckIntervalMs },
   };
 }
 
@@ -172,11 +171,7 @@ export class DbsyncClient extends Client {
     // a COPY stream after that time, however well it was going.
     (this as unknown as { connectionParameters: { query_timeout: unknown } }).connectionParameters.query_timeout = false;
     this.on("error", () => undefined);
-    instrument(this, typeof config === "object" ? config : {}, guard ?? {
-      linkTimeoutMs: linkSettings().queryTimeoutMs,
-      clientCheckIntervalMs: 0,
-      serverKeepalives: null,
-    });
+    instrument(this, typeof config === "object" ? config : {}, guard ?? { linkTimeoutMs: linkSettings().queryTimeoutMs, clientCheckIntervalMs: 0 });
   }
 }
 

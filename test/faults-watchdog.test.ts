@@ -103,6 +103,10 @@ test("slow but alive: long statements, lock waits and slow COPYs are not cut by 
 });
 
 test("hung link: a statement, a COPY out and a COPY in each fail within the bound with 08006; end() never hangs", async (t) => {
+  t.after(() => {
+    sp.pass();
+    tp.pass();
+  });
   // An ordinary statement.
   const a = await client(sp.url(env.sourceUrl));
   sp.blackhole();
@@ -139,12 +143,8 @@ test("hung link: a statement, a COPY out and a COPY in each fail within the boun
 
   // A COPY in, mid-stream (the target link hangs).
   const d = await client(env.sourceUrl);
-  let e: Client;
-  try {
-    e = await client(tp.url(env.targetUrl));
-  } catch (err) {
-    throw new Error(`${err}: tp ${tp.mode()} ${JSON.stringify(tp.stats())} ${JSON.stringify(tp.connections())}`);
-  }
+  const e = await client(tp.url(env.targetUrl));
+  const f = await client(tp.url(env.targetUrl)); // idle: closed once the link hangs
   await e.query("begin");
   moved = 0;
   t0 = 0;
@@ -167,7 +167,6 @@ test("hung link: a statement, a COPY out and a COPY in each fail within the boun
   assert.ok(copyInMs < BOUND_MS, `COPY in: ${copyInMs} ms`);
 
   // Closing a client whose link hangs, with no statement running, is bounded too.
-  const f = await client(tp.url(env.targetUrl));
   const closing = await elapsed(() => closeQuietly(f));
   tp.pass();
   assert.ok(closing.ms < 3500, `end() took ${closing.ms} ms`);
@@ -258,12 +257,15 @@ test("a 1,000,000-row transaction replicates as one batch with a 1 s watchdog: n
   });
   try {
     await until("sidecar running", async () => sidecar.output().includes("dbsync sidecar running"), 20000);
+    const probesBefore = (sp.stats().byApplication["dbsync probe"] ?? 0) + (tp.stats().byApplication["dbsync probe"] ?? 0);
     const t0 = Date.now();
     await e2.source.query("insert into bulk select g, g % 1000, md5(g::text) from generate_series(1, 1000000) g");
     const wrote = Date.now() - t0;
     assert.equal(await value(e2.source, "select dbsync.wait_for_sync('s', '80 s')"), true, sidecar.output());
     const batches = await value<number>(e2.source, "select batches_applied::int from dbsync.status where name = 's'");
-    t.diagnostic(`1,000,000 rows written in ${wrote} ms, applied ${Date.now() - t0 - wrote} ms later in ${batches} batch(es)`);
+    const probes = (sp.stats().byApplication["dbsync probe"] ?? 0) + (tp.stats().byApplication["dbsync probe"] ?? 0) - probesBefore;
+    t.diagnostic(`1,000,000 rows written in ${wrote} ms, applied ${Date.now() - t0 - wrote} ms later in ${batches} batch(es); ` +
+      `${probes} liveness checks of statements silent for over ${TIMEOUT_MS} ms found the server working and left them alone`);
     assert.equal(batches, 1);
     assert.doesNotMatch(sidecar.output(), /lost: no reply|error/i);
     assert.equal(await value<number>(e2.target, "select count(*)::int from bulk"), 1_000_000);

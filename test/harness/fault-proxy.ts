@@ -37,6 +37,8 @@ export interface ProxyStats {
   dropped: number;
   bytesUp: number;
   bytesDown: number;
+  /** Connections accepted so far, by application_name ("?" when unknown). */
+  byApplication: Record<string, number>;
 }
 
 export interface FaultProxy {
@@ -89,6 +91,7 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
   const conns = new Set<Conn>();
   let nextId = 1;
   const totals = { accepted: 0, dropped: 0, bytesUp: 0, bytesDown: 0 };
+  const byApplication: Record<string, number> = {};
 
   const isHeld = (c: Conn) => mode === "blackhole" && c.classified && (!holdFilter || holdFilter(c.info));
 
@@ -150,6 +153,8 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
       }
     }
     c.classified = true;
+    const app = c.info.applicationName ?? "?";
+    byApplication[app] = (byApplication[app] ?? 0) + 1;
     return true;
   }
 
@@ -332,6 +337,7 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
       dropped: totals.dropped,
       bytesUp: totals.bytesUp,
       bytesDown: totals.bytesDown,
+      byApplication: { ...byApplication },
     }),
     async close() {
       for (const c of [...conns]) {
