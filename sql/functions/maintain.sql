@@ -34,10 +34,13 @@ begin
     set switched_xmax = pg_current_xact_id()
     where group_id = p_group_id and switched_at is not null and switched_xmax is null;
 
-    select min(pg_snapshot_xmin(t.snap)) into v_min_xmin
+    -- (No min(xid8) aggregate before PostgreSQL 15.)
+    select pg_snapshot_xmin(t.snap) into v_min_xmin
     from dbsync.subscriptions s
     join dbsync.ticks t on t.group_id = s.group_id and t.tick_id = s.position_tick
-    where s.group_id = p_group_id;
+    where s.group_id = p_group_id
+    order by 1
+    limit 1;
 
     for v_slot in select * from dbsync.queue_slots
                   where group_id = p_group_id and switched_xmax is not null
