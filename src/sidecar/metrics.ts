@@ -5,7 +5,7 @@
 import http from "node:http";
 import { Client, Pool } from "pg";
 import client from "prom-client";
-import { clientConfig } from "../db";
+import { clientConfig, closeQuietly } from "../db";
 import { messageOf } from "../errors";
 import { Log } from "../log";
 
@@ -85,7 +85,11 @@ async function readiness(pool: Pool): Promise<{ ok: boolean; problems: string[] 
   }
   await Promise.all(
     targets.map(async (t) => {
-      const c = new Client({ ...clientConfig(t.target_conninfo, { applicationName: "dbsync readyz" }), connectionTimeoutMillis: 3000 });
+      // A readiness probe answers within seconds, whatever the link does.
+      const c = new Client({
+        ...clientConfig(t.target_conninfo, { applicationName: "dbsync readyz", queryTimeoutMs: 3000 }),
+        connectionTimeoutMillis: 3000,
+      });
       c.on("error", () => undefined);
       try {
         await c.connect();
@@ -93,7 +97,7 @@ async function readiness(pool: Pool): Promise<{ ok: boolean; problems: string[] 
       } catch (err) {
         problems.push(`target of ${t.name}: ${messageOf(err)}`);
       } finally {
-        await c.end().catch(() => undefined);
+        await closeQuietly(c); // bounded: a plain end() can wait for ever on a hung link
       }
     }),
   );

@@ -22,6 +22,8 @@ export class Wakeups {
   private stopped = false;
   /** A scan or upkeep still running when the timer fires again is not started twice. */
   private busy = new Set<string>();
+  /** Groups whose wake-up is running, and whether another NOTIFY came meanwhile. */
+  private notified = new Map<number, boolean>();
 
   constructor(
     private readonly opts: WakeupOptions,
@@ -63,15 +65,26 @@ export class Wakeups {
   private async onNotify(payload: string) {
     const groupId = Number(payload);
     if (!Number.isInteger(groupId)) return;
+    // NOTIFYs held while the LISTEN link hung arrive all at once (thousands): one
+    // wake-up per group at a time, plus one more if any came meanwhile.
+    if (this.notified.has(groupId)) {
+      this.notified.set(groupId, true);
+      return;
+    }
     try {
-      await this.pool.query("update dbsync.groups set sleeping = false where group_id = $1 and sleeping", [groupId]);
-      const { rows } = await this.pool.query<{ name: string }>(
-        "select name from dbsync.subscriptions where group_id = $1 and not paused",
-        [groupId],
-      );
-      for (const r of rows) await this.jobs.wakeSync(r.name);
+      do {
+        this.notified.set(groupId, false);
+        await this.pool.query("update dbsync.groups set sleeping = false where group_id = $1 and sleeping", [groupId]);
+        const { rows } = await this.pool.query<{ name: string }>(
+          "select name from dbsync.subscriptions where group_id = $1 and not paused",
+          [groupId],
+        );
+        for (const r of rows) await this.jobs.wakeSync(r.name);
+      } while (this.notified.get(groupId));
     } catch (err) {
       this.log.warn({ err: messageOf(err) }, "wake-up failed; the poll will catch up");
+    } finally {
+      this.notified.delete(groupId);
     }
   }
 
@@ -86,6 +99,13 @@ export class Wakeups {
           from dbsync.subscriptions s
           join dbsync.groups g using (group_id)
          where not s.paused and s.position_tick < g.last_tick_id`);
+      // Awake for these groups now: writers need not NOTIFY (it costs them a
+      // cluster-wide lock at commit) until the applier sleeps again; without this,
+      // while the LISTEN connection is down every captured transaction would notify.
+      await this.pool.query(`
+        update dbsync.groups g set sleeping = false
+         where g.sleeping and exists (select from dbsync.subscriptions s
+                                       where s.group_id = g.group_id and not s.paused and s.position_tick < g.last_tick_id)`);
       for (const r of rows) {
         if (!this.tasks.backoff.waiting(r.name)) await this.jobs.wakeSync(r.name);
       }
