@@ -73,7 +73,7 @@ const SUBSCRIPTIONS = [
   { name: "audit_replica", group: "audit" },
 ];
 
-const SEED = { customers: 5_000, orders: 20_000, audit: 20_000 };
+const SEED = { customers: 10_000, orders: 40_000, audit: 40_000 };
 
 const SEED_SQL = `
 insert into customers (name, email, country, created_at)
@@ -277,6 +277,9 @@ async function demo(opts: DemoOptions): Promise<number> {
   const mon = await connect(sourceUrl);
   const status = new StatusView(mon, load);
   const loadStart = Date.now();
+  // A first look at once, while the copies run; then every second.
+  await sleep(400);
+  await status.show();
   for (let i = 1; i <= opts.seconds; i++) {
     await sleep(loadStart + i * 1000 - Date.now());
     await status.show();
@@ -553,13 +556,13 @@ class StatusView {
 
     const lines: string[] = [];
     const header =
-      "  " + "time".padStart(4) + "  " + "subscription".padEnd(15) + "group".padEnd(7) + "state".padEnd(11) +
+      "  " + "time".padStart(5) + "  " + "subscription".padEnd(15) + "group".padEnd(7) + "state".padEnd(11) +
       "lag".padStart(7) + "backlog".padStart(9) + "applied/s".padStart(11) + "  tables";
     if (tty || !this.headerShown) {
       lines.push(dim(header));
       this.headerShown = true;
     }
-    const secs = `${Math.round((now - this.started) / 1000)}s`.padStart(4);
+    const secs = `${((now - this.started) / 1000).toFixed(1)}s`.padStart(5);
     subs.forEach((s, i) => {
       const prev = this.last.get(s.name);
       const events = Number(s.events_applied);
@@ -577,13 +580,13 @@ class StatusView {
       }
       const stateCol = (s.state === "streaming" ? green : s.state === "error" ? red : yellow)(String(s.state).padEnd(11));
       lines.push(
-        "  " + (i === 0 ? secs : "    ") + "  " + String(s.name).padEnd(15) + String(s.group_name).padEnd(7) + stateCol +
+        "  " + (i === 0 ? secs : "     ") + "  " + String(s.name).padEnd(15) + String(s.group_name).padEnd(7) + stateCol +
           `${Number(s.lag_seconds).toFixed(1)} s`.padStart(7) + num(s.backlog_events).padStart(9) + num(applied).padStart(11) +
           "  " + tcol,
       );
-      if (s.last_error) lines.push("        " + red(`last error: ${String(s.last_error).slice(0, 120)}`));
+      if (s.last_error) lines.push("         " + red(`last error: ${String(s.last_error).slice(0, 120)}`));
     });
-    lines.push("        " + dim(`load: ${num(loadRate)} tx/s, ${num(l.committed)} transactions so far`));
+    lines.push("         " + dim(`load: ${num(loadRate)} tx/s, ${num(l.committed)} transactions so far`));
 
     if (tty && this.drawn) process.stdout.write(`\x1b[${this.drawn}F\x1b[J`);
     process.stdout.write(lines.join("\n") + "\n");
