@@ -570,7 +570,10 @@ class StatusView {
       this.last.set(s.name, { events, at: now });
       const mine = tables.filter((t) => t.subscription === s.name);
       const streaming = mine.filter((t) => t.state === "streaming").length;
-      const busy = mine.filter((t) => t.state !== "streaming");
+      // The most telling one first: a failing table, then a copy under way.
+      const rank = (t: { state: string; rows_copied: string }) =>
+        t.state === "error" ? 0 : t.state === "copying" ? (Number(t.rows_copied) > 0 ? 1 : 2) : 3;
+      const busy = mine.filter((t) => t.state !== "streaming").sort((a, b) => rank(a) - rank(b));
       let tcol = `${streaming}/${mine.length} streaming`;
       if (busy.length) {
         const t = busy[0];

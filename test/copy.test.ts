@@ -65,6 +65,8 @@ for (const n of [1, 3]) {
       await Promise.all(writers);
       await assertSame(env, tables);
       assert.ok(samples.size >= 2, `progress sampled during the copy: ${[...samples].join(", ")}`);
+      // The estimate (from pg_class.reltuples after ANALYZE) gives the progress bar its 100 %.
+      assert.ok(Number(await value(env.source, "select min(rows_estimated) from dbsync.table_status")) >= 190_000);
       assert.equal(await value(env.source, "select count(*)::int from dbsync.table_status where state <> 'streaming'"), 0);
     } finally {
       stop.done = true;
@@ -73,18 +75,26 @@ for (const n of [1, 3]) {
   });
 }
 
-test("a sidecar killed during the copy restarts it and ends identical", async () => {
+test("a sidecar killed 20 times during the copy restarts it and ends identical", async () => {
   const env = await freshEnv("copy_kill");
   await setup(env, ["big"], 200_000);
   await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
   const stop = { done: false };
   const writers = [writer(env.source, "big", stop, 1), writer(env.source, "big", stop, 2)];
   try {
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 20; i++) {
       const s = startSidecar(env.sourceUrl);
-      await until("copy running", async () =>
-        Number(await value(env.source, "select coalesce(max(rows_copied), 0) from dbsync.table_status")) > 0, 60_000);
+      await until("copy running", async () => {
+        const state = await value(env.source, "select state from dbsync.table_status");
+        // A copy that finished before the kill: start another one to kill.
+        if (state === "streaming" || state === "catching_up") await env.source.query("select dbsync.resync_table('s', 'big')");
+        return state === "copying" &&
+          Number(await value(env.source, "select coalesce(max(rows_copied), 0) from dbsync.table_status")) > 0;
+      }, 60_000);
+      // Anywhere inside the copy: reading, writing, or about to commit.
+      await sleep(Math.random() * 400);
       await s.stop("SIGKILL");
+      await env.source.query("update dbsync.subscription_tables set rows_copied = 0 where state = 'copying'");
     }
     const s = startSidecar(env.sourceUrl);
     await until("copied", async () =>

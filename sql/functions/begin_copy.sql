@@ -20,9 +20,11 @@ begin
     select t.relid into v_relid from dbsync.tables t where t.table_id = p_table_id;
     update dbsync.subscription_tables st
     set state = 'copying', copy_tick = v_tick, rows_copied = 0,
+        -- pg_partition_tree lists nothing for a table that is not partitioned.
         rows_estimated = (select nullif(sum(greatest(c.reltuples, 0)), 0)::bigint
-                          from pg_partition_tree(v_relid) p join pg_class c on c.oid = p.relid
-                          where p.isleaf),
+                          from pg_class c
+                          where c.relkind = 'r'
+                            and c.oid in (select p.relid from pg_partition_tree(v_relid) p union select v_relid)),
         copy_started_at = now(), copy_ended_at = null, last_error = null, last_error_at = null
     where st.sub_id = p_sub_id and st.table_id = p_table_id;
     return query select v_tick, v_name;
