@@ -141,7 +141,7 @@ function literal(s: string) {
   return `'${s.replace(/'/g, "''")}'`;
 }
 
-test("two `dbsync run` processes never apply one subscription at the same time, and exit 0 on SIGTERM", async (t) => {
+test("two and three `dbsync run` processes never apply one subscription at the same time, and exit 0 on SIGTERM", async (t) => {
   const env = await freshEnv("sidecar_two_runs");
   const tables = ["p1", "p2", "p3"];
   for (const tbl of tables) {
@@ -163,8 +163,13 @@ test("two `dbsync run` processes never apply one subscription at the same time, 
   const args = ["--poll-interval", "50", "--max-batch-events", "30", "--concurrency", "2"];
   const stop = { done: false };
   const writers = tables.flatMap((tbl, i) => [writer(env.source, tbl, stop, 2 * i + 1), writer(env.source, tbl, stop, 2 * i + 2)]);
-  let [a, b] = await Promise.all([startRunning(env.sourceUrl, args), startRunning(env.sourceUrl, args)]);
-  const all = [a, b];
+  // Three at once from the start; then hand-overs as processes stop and crash.
+  let [a, b, third] = await Promise.all([
+    startRunning(env.sourceUrl, args),
+    startRunning(env.sourceUrl, args),
+    startRunning(env.sourceUrl, args),
+  ]);
+  const all = [a, b, third];
   try {
     await sleep(3000);
     // A graceful stop of one: the other takes its subscriptions over (a newcomer starts meanwhile).
@@ -175,6 +180,8 @@ test("two `dbsync run` processes never apply one subscription at the same time, 
     b.proc.kill("SIGKILL");
     await b.stop();
     const d = startRunning(env.sourceUrl, args);
+    // The third one stops too, so that whatever it held is handed over.
+    assertCleanExit("the third process", await terminate(third), third);
     await sleep(2500);
     stop.done = true;
     await Promise.all(writers);
