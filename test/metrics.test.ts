@@ -1,20 +1,11 @@
 // /metrics, /healthz and /readyz of `dbsync run --metrics-port`.
 import assert from "node:assert/strict";
-import net from "node:net";
 import { after, test } from "node:test";
-import { startCluster, stopAll } from "../src/embedded/cluster";
+import { freePort, startCluster, stopAll } from "../src/embedded/cluster";
 import { createDatabase, freshEnv, pool, sleep, startSidecar, until } from "./helpers";
 
 after(stopAll);
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function get(port: number, path: string) {
   const res = await fetch(`http://127.0.0.1:${port}${path}`);

@@ -1,7 +1,6 @@
 // Private PostgreSQL clusters for the security tests: password authentication
 // (scram-sha-256) and TLS, which the shared test clusters (trust) do not have.
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
 import { after } from "node:test";
@@ -57,13 +56,4 @@ export async function setHba(cluster: Cluster, lines: string[]) {
   await new Promise((r) => setTimeout(r, 300));
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from "../src/embedded/cluster";
