@@ -143,6 +143,7 @@ test("(b) the application role can neither administer dbsync nor read it", async
     `select dbsync.tick(${groupId}, true)`,
     `select dbsync.maintain(${groupId})`,
     "select * from dbsync.next_batch('app_sub')",
+    "select * from dbsync.advance('app_sub', null, 0, 0, 1)",
     `select * from dbsync.batch_events(${groupId}, 0, 1)`,
     "select dbsync.record_progress(1, 0, 0, 0)",
     "select dbsync.record_error(1, 'x', null, null, null)",

@@ -16,25 +16,8 @@ const log = createLog(process.env.DBSYNC_LOG_LEVEL ?? "warn");
 /** Once the sidecar registers the verify job, it may run a queued verification before the test does. */
 const sidecarRunsVerify = fs.readFileSync(path.join(__dirname, "..", "src", "sidecar", "run.ts"), "utf8").includes("runVerify");
 
-/**
- * dbsync.next_batch must stop at a held tick (one line calling dbsync._verify_hold).
- * Until src/sql/functions/next_batch.sql has it, install that line into this test
- * database only, so the job can be tested; a no-op once next_batch.sql has it.
- */
-async function ensureHoldAwareNextBatch(env: Env) {
-  const def = await value<string>(env.source, "select pg_get_functiondef('dbsync.next_batch(text,bigint)'::regprocedure)");
-  if (def.includes("_verify_hold")) return;
-  const patched = def.replace(
-    /select min\(st\.copy_tick\) as tick/,
-    "select least(min(st.copy_tick), dbsync._verify_hold(next_batch.subscription)) as tick",
-  );
-  assert.notEqual(patched, def, "could not add the verify hold to dbsync.next_batch; see the report to the lead");
-  await env.source.query(patched);
-}
-
 async function setup(label: string, ddl: (t: string) => string, fill: string, tables: string[]) {
   const env = await freshEnv(label);
-  await ensureHoldAwareNextBatch(env);
   for (const t of tables) {
     await env.source.query(ddl(t));
     await env.target.query(ddl(t));
@@ -299,7 +282,6 @@ test("finds exactly the rows changed by hand on the target, repairs them under w
 
 test("keys ordered differently on the two sides (collations) give no false differences", async () => {
   const env = await freshEnv("verify_collation");
-  await ensureHoldAwareNextBatch(env);
   const icu = await value<number>(env.source, "select count(*)::int from pg_collation where collname = 'und-x-icu'");
   // Source: ICU order ('a' < 'B'); target: byte order ('B' < 'a'). Chunk bounds taken
   // from the source fall elsewhere among the target's keys.
@@ -330,7 +312,6 @@ test("keys ordered differently on the two sides (collations) give no false diffe
 
 test("a partitioned table: differences found and repaired across partitions", async () => {
   const env = await freshEnv("verify_part");
-  await ensureHoldAwareNextBatch(env);
   const ddl = `create table m (day date, id int, v text, primary key (day, id)) partition by range (day);
     create table m_1 partition of m for values from ('2024-01-01') to ('2024-02-01');
     create table m_2 partition of m for values from ('2024-02-01') to ('2024-03-01');`;

@@ -1,6 +1,7 @@
-// Reading batches on the source: take a tick, pick the next batch of a
-// subscription, summarize it per shape, and build the COPY that streams one
-// table's part of it, already reduced to the last state of each key.
+// Reading batches on the source: the next batch of a subscription with its
+// summary per shape (one call, dbsync.advance), the parts between DDL events, and
+// the COPY that streams one table's part of it, already reduced to the last state
+// of each key.
 import { Client } from "pg";
 import { Shape } from "./catalog";
 
@@ -10,6 +11,18 @@ export interface Batch {
   from: number;
   to: number;
   tableIds: number[];
+  hasSequences: boolean;
+  /** Per shape among the batch's events: counts, and the shape with its table's current name. */
+  shapes: BatchShape[];
+}
+
+export type BatchShape = ShapeSummary & Partial<Shape>;
+
+/** What the previous batch did, reported to the source with the next request. */
+export interface Done {
+  tick: number;
+  events: number;
+  seconds: number;
 }
 
 /** Part of a batch between two DDL events: (after, before), either end open. */
@@ -32,19 +45,29 @@ export interface DdlEvent {
   search_path: string;
 }
 
-export async function takeTick(source: Client, groupId: number, force = false): Promise<number> {
-  const { rows } = await source.query("select dbsync.tick($1, $2)::float8 as t", [groupId, force]);
-  return rows[0].t;
-}
-
-export async function nextBatch(source: Client, subscription: string, maxEvents: number): Promise<Batch | undefined> {
+/**
+ * One round trip per batch (dbsync.advance): report the batch just committed on the
+ * target, take a tick, and read the next batch with its shapes. Undefined: nothing
+ * to apply, or the subscription is paused or gone.
+ */
+export async function advance(source: Client, subscription: string, done: Done | undefined, maxEvents: number): Promise<Batch | undefined> {
   const { rows } = await source.query(
-    `select sub_id, group_id, tick_from::float8 as f, tick_to::float8 as t, table_ids
-       from dbsync.next_batch($1, $2)`,
-    [subscription, maxEvents],
+    `select sub_id, group_id, tick_from::float8 as f, tick_to::float8 as t, table_ids, has_sequences, shapes
+       from dbsync.advance($1, $2, $3, $4, $5)`,
+    [subscription, done?.tick ?? null, done?.events ?? 0, done?.seconds ?? 0, maxEvents],
   );
   const r = rows[0];
-  return r && { subId: r.sub_id, groupId: r.group_id, from: r.f, to: r.t, tableIds: r.table_ids };
+  return (
+    r && {
+      subId: r.sub_id,
+      groupId: r.group_id,
+      from: r.f,
+      to: r.t,
+      tableIds: r.table_ids,
+      hasSequences: r.has_sequences,
+      shapes: r.shapes,
+    }
+  );
 }
 
 /**

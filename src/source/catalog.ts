@@ -30,20 +30,6 @@ export async function loadSubscription(source: Client, name: string): Promise<Su
   return rows[0];
 }
 
-/**
- * The shapes of a batch, read afresh each time: a shape's columns never change,
- * but its table's name does when execute_ddl renames it.
- */
-export async function loadShapes(source: Client, ids: number[]): Promise<Map<number, Shape>> {
-  const { rows } = await source.query<Shape>(
-    `select s.shape_id, s.table_id, t.schema_name, t.table_name, s.columns, s.types, s.key_positions
-       from dbsync.shapes s join dbsync.tables t using (table_id)
-      where s.shape_id = any ($1)`,
-    [ids],
-  );
-  return new Map(rows.map((r) => [r.shape_id, r]));
-}
-
 /** The key column names of a shape, as its events name them. */
 export function keyColumns(shape: Shape): string[] {
   return shape.key_positions.map((p) => shape.columns[p - 1]);

@@ -5,11 +5,12 @@
 // update neither skips nor repeats a batch.
 import { Client } from "pg";
 import { closeQuietly, connect } from "../db";
-import { nextBatch, takeTick } from "../source/batches";
+import { Done, advance } from "../source/batches";
 import { Subscription, loadSubscription } from "../source/catalog";
-import { applyBatch } from "../target/apply";
+import { TargetState, applyBatch } from "../target/apply";
 import { ensureTargetSchema, readAppliedTick } from "../target/progress";
 import { SequenceSync } from "../target/sequences";
+import { StageTables } from "../target/stage";
 import { Log } from "../log";
 
 // Key space of dbsync's session advisory locks ("dbsy"); the second key is sub_id.
@@ -29,7 +30,8 @@ export class SubscriptionSession {
   private source?: Client;
   private target?: Client;
   private sub?: Subscription;
-  private sequences = new SequenceSync();
+  /** Created with the target connection: its stage tables are that session's. */
+  private targetState?: TargetState;
   /** The batch being applied, for error reports. */
   currentTick?: number;
 
@@ -86,24 +88,21 @@ export class SubscriptionSession {
         throw err;
       }
       this.target = target;
+      this.targetState = { stages: new StageTables(), sequences: new SequenceSync() };
     }
 
+    // Each batch's progress reaches the source with the request for the next one.
+    let done: Done | undefined;
     for (;;) {
-      if (signal.aborted) return "stopped";
-      await takeTick(source, sub.group_id);
-      const batch = await nextBatch(source, sub.name, this.opts.maxBatchEvents);
+      const batch = await advance(source, sub.name, done, this.opts.maxBatchEvents);
+      done = undefined;
       if (!batch) return "caught_up";
+      if (signal.aborted) return "stopped";
       this.currentTick = batch.to;
       const started = process.hrtime.bigint();
-      let events: number;
-      try {
-        ({ events } = await applyBatch(source, this.target, sub.sub_uuid, batch, this.sequences));
-      } catch (err) {
-        this.sequences.forget();
-        throw err;
-      }
+      const { events } = await applyBatch(source, this.target, sub.sub_uuid, batch, this.targetState!);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      await source.query("select dbsync.record_progress($1, $2, $3, $4)", [sub.sub_id, batch.to, events, seconds]);
+      done = { tick: batch.to, events, seconds };
       this.currentTick = undefined;
       this.opts.onBatch?.(sub.name, events, seconds);
       this.log.debug({ subscription: sub.name, from: batch.from, to: batch.to, events, seconds }, "batch applied");
@@ -112,7 +111,7 @@ export class SubscriptionSession {
 
   async close() {
     const { source, target } = this;
-    this.source = this.target = undefined;
+    this.source = this.target = this.targetState = undefined;
     await Promise.all([closeQuietly(source), closeQuietly(target)]);
   }
 }

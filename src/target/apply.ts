@@ -11,13 +11,20 @@ import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { DbsyncError, messageOf, sqlstateOf } from "../errors";
-import { Batch, ShapeSummary, Window, copyOutSql, ddlEvents, summarize } from "../source/batches";
-import { Shape, keyColumns, loadShapes, qualifiedName } from "../source/catalog";
-import { lockApplied, setAppliedTick } from "./progress";
+import { Batch, BatchShape, ShapeSummary, Window, copyOutSql, ddlEvents, summarize } from "../source/batches";
+import { Shape, keyColumns, qualifiedName } from "../source/catalog";
+import { beginApply, commitApply } from "./progress";
 import { SequenceSync } from "./sequences";
+import { StageTables } from "./stage";
 
 export interface ApplyResult {
   events: number;
+}
+
+/** What a subscription's target connection keeps between batches. */
+export interface TargetState {
+  stages: StageTables;
+  sequences: SequenceSync;
 }
 
 export async function applyBatch(
@@ -25,41 +32,54 @@ export async function applyBatch(
   target: Client,
   subUuid: string,
   batch: Batch,
-  sequences: SequenceSync,
+  state: TargetState,
 ): Promise<ApplyResult> {
-  const whole = await summarize(source, batch, { after: null, before: null });
-  const ddl = whole.some((s) => s.shape_id === null) ? await ddlEvents(source, batch) : [];
+  const shapes = new Map(batch.shapes.filter(hasShape).map((s) => [s.shape_id, s]));
+  const ddl = batch.shapes.some((s) => s.shape_id === null) ? await ddlEvents(source, batch) : [];
   const bounds = [null, ...ddl.map((d) => d.ev_id), null];
   let events = 0;
-  await target.query("begin");
   try {
-    await target.query("set local session_replication_role = replica");
-    await lockApplied(target, subUuid, batch.from);
+    await beginApply(target, subUuid, batch.from);
     for (let i = 0; i + 1 < bounds.length; i++) {
       const w = { after: bounds[i], before: bounds[i + 1] };
-      events += await applyWindow(source, target, batch, w, ddl.length ? await summarize(source, batch, w) : whole);
+      const summary = ddl.length ? await summarize(source, batch, w) : batch.shapes;
+      events += await applyWindow(source, target, batch, w, summary, shapes, state.stages);
       const d = ddl[i];
       if (d) {
         await runDdl(target, d.ddl, d.search_path, d.ev_id);
         events++;
       }
     }
-    await sequences.push(source, target, batch.groupId);
-    await setAppliedTick(target, subUuid, batch.to);
-    await target.query("commit");
+    if (batch.hasSequences) await state.sequences.push(source, target, batch.groupId);
+    await commitApply(target, subUuid, batch.to);
   } catch (err) {
     await target.query("rollback").catch(() => undefined);
+    state.stages.rolledBack();
+    state.sequences.forget();
     throw err;
   }
+  state.stages.committed();
   return { events };
 }
 
-async function applyWindow(source: Client, target: Client, batch: Batch, w: Window, all: ShapeSummary[]): Promise<number> {
+function hasShape(s: BatchShape): s is ShapeSummary & Shape {
+  return s.shape_id !== null;
+}
+
+async function applyWindow(
+  source: Client,
+  target: Client,
+  batch: Batch,
+  w: Window,
+  summary: ShapeSummary[],
+  shapes: Map<number, Shape>,
+  stages: StageTables,
+): Promise<number> {
   const wanted = new Set(batch.tableIds);
-  const summary = all.filter((s): s is ShapeSummary & { shape_id: number } => s.shape_id !== null);
-  if (!summary.length) return 0;
-  const shapes = await loadShapes(source, summary.map((s) => s.shape_id));
-  const parts = summary.map((s) => ({ ...s, shape: shapes.get(s.shape_id)! })).filter((p) => wanted.has(p.shape.table_id));
+  const parts = summary
+    .filter((s) => s.shape_id !== null)
+    .map((s) => ({ ...s, shape: shapes.get(s.shape_id!)! }))
+    .filter((p) => wanted.has(p.shape.table_id));
 
   const lastTruncate = new Map<number, number>();
   for (const p of parts) {
@@ -73,39 +93,27 @@ async function applyWindow(source: Client, target: Client, batch: Batch, w: Wind
   }
   for (const p of parts) {
     const after = lastTruncate.get(p.shape.table_id) ?? w.after;
-    await withTable(qualifiedName(p.shape), () => applyShape(source, target, batch, p.shape, { after, before: w.before }));
+    await withTable(qualifiedName(p.shape), () => applyShape(source, target, batch, p.shape, { after, before: w.before }, stages));
   }
   return parts.reduce((n, p) => n + Number(p.events), 0);
 }
 
-async function applyShape(source: Client, target: Client, batch: Batch, shape: Shape, w: Window) {
+async function applyShape(source: Client, target: Client, batch: Batch, shape: Shape, w: Window, stages: StageTables) {
   const table = qualifiedName(shape);
-  const stage = ident(`dbsync_stage_${shape.shape_id}`);
+  const stage = await stages.ensure(target, shape);
   const cols = shape.columns.map((c) => ident(c));
-  const op = ident(opColumn(shape.columns));
-  // The stage takes the target's column types: text from the source parses into them.
-  await target.query(
-    `create temp table if not exists ${stage} on commit delete rows as
-       select null::"char" as ${op}, ${cols.map((c) => `t.${c}`).join(", ")} from ${table} t with no data`,
-  );
   const out = source.query(copyTo(copyOutSql(batch, shape, w)));
-  const into = target.query(copyFrom(`copy ${stage} (${op}, ${cols.join(", ")}) from stdin`));
+  const into = target.query(copyFrom(`copy ${stage.name} (${stage.op}, ${cols.join(", ")}) from stdin`));
   await pipeline(out, into);
   const keyMatch = keyColumns(shape)
     .map((k) => `t.${ident(k)} = s.${ident(k)}`)
     .join(" and ");
-  await target.query(`delete from ${table} t using ${stage} s where ${keyMatch}`);
+  // Two statements, one round trip (no parameters: the simple protocol allows it).
   await target.query(
-    `insert into ${table} (${cols.join(", ")}) overriding system value
-     select ${cols.join(", ")} from ${stage} where ${op} = 'U'`,
+    `delete from ${table} t using ${stage.name} s where ${keyMatch};
+     insert into ${table} (${cols.join(", ")}) overriding system value
+     select ${cols.join(", ")} from ${stage.name} where ${stage.op} = 'U'`,
   );
-}
-
-/** The stage's op column: a name none of the table's columns has. */
-function opColumn(columns: string[]): string {
-  let name = "dbsync_op";
-  while (columns.includes(name)) name += "_";
-  return name;
 }
 
 /** DDL from execute_ddl, run with the search_path it ran with on the source. */

@@ -1,7 +1,7 @@
 // The target's own record of what it holds: the truth for exactly-once apply.
 // dbsync.applied has one row per subscription (by uuid, so two sources or a
 // re-created subscription never mix); dbsync.copied one row per copied table.
-import { Client } from "pg";
+import { Client, QueryResult, escapeLiteral } from "pg";
 
 const TARGET_SCHEMA_SQL = `
   create schema if not exists dbsync;
@@ -53,22 +53,31 @@ export async function readAppliedTick(target: Client, subUuid: string, name: str
 }
 
 /**
- * Inside the apply transaction: lock the subscription's row and check it still
- * stands at `from`. The row lock serializes appliers even if two processes both
- * believe they own the subscription; the check makes a stale one give up.
+ * Opens the apply transaction: replica role (the target's triggers and foreign
+ * keys do not fire for replicated rows), then locks the subscription's row and
+ * checks it still stands at `from`. The row lock serializes appliers even if two
+ * processes both believe they own the subscription; the check makes a stale one
+ * give up. One round trip: literals, not parameters, allow several statements.
  */
-export async function lockApplied(target: Client, subUuid: string, from: number): Promise<void> {
-  const { rows } = await target.query(
-    "select tick_id::float8 as t from dbsync.applied where sub_uuid = $1 for update",
-    [subUuid],
-  );
-  if (rows[0]?.t !== from) {
-    throw new PositionMoved(`target stands at tick ${rows[0]?.t ?? "none"}, not ${from}`);
+export async function beginApply(target: Client, subUuid: string, from: number): Promise<void> {
+  const results = (await target.query(
+    `begin;
+     set local session_replication_role = replica;
+     select tick_id::float8 as t from dbsync.applied where sub_uuid = ${escapeLiteral(subUuid)} for update`,
+  )) as unknown as QueryResult[];
+  const at = results[2].rows[0]?.t;
+  if (at !== from) {
+    throw new PositionMoved(`target stands at tick ${at ?? "none"}, not ${from}`);
   }
 }
 
-export async function setAppliedTick(target: Client, subUuid: string, tick: number): Promise<void> {
-  await target.query("update dbsync.applied set tick_id = $2, applied_at = now() where sub_uuid = $1", [subUuid, tick]);
+/** Moves the position to `tick` and commits the apply transaction, in one round trip. */
+export async function commitApply(target: Client, subUuid: string, tick: number): Promise<void> {
+  if (!Number.isSafeInteger(tick)) throw new Error(`not a tick: ${tick}`);
+  await target.query(
+    `update dbsync.applied set tick_id = ${tick}, applied_at = now() where sub_uuid = ${escapeLiteral(subUuid)};
+     commit`,
+  );
 }
 
 export class PositionMoved extends Error {}
