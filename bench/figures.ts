@@ -3,6 +3,7 @@
 // takes medians; report.ts prints them.
 import { BenchEnv, checkpoint, connect, createDbPair, DbPair, onBoth, vacuumAnalyze, withClient } from "./clusters";
 import { BatchStats, installDbsync, SidecarProcess, setPaused, statusRows, subscribe, waitForSync } from "./dbsync";
+import { CaptureProfile, installReference, PROFILE_SETS, profileCapture } from "./capture-profile";
 import { compareTables, LatencyProbe, percentile, queueBytes } from "./measure";
 import { createNative, dropNative, NativeSub, setEnabled, waitMarkers, waitStreaming } from "./native";
 import {
@@ -18,6 +19,9 @@ export interface Sizes {
   bulkRows: number;
   /** Seconds of tpcb-like load per variant in the capture-overhead figure. */
   overheadSeconds: number;
+  /** Capture profile: transactions per round, and rounds (see capture-profile.ts). */
+  profileTransactions: number;
+  profileRounds: number;
   rate: number;
   latencySeconds: number;
   latencyWarmupSeconds: number;
@@ -288,6 +292,8 @@ export interface OverheadTpcb {
   capturedApplyingTps: number;
   ratio: number;
   ratioApplying: number;
+  /** Server-side cost per transaction: no capture, dbsync, the least possible capture. */
+  profile: CaptureProfile;
 }
 
 /**
@@ -295,9 +301,10 @@ export interface OverheadTpcb {
  * (group with a subscription, no sidecar: the capture triggers alone), r captured
  * while the sidecar runs and applies to the target (wake-up NOTIFYs included). Chunks run in the order p c r c p (half the time
  * each for p and c) so that drift over time (table growth, bloat) cancels out.
+ * Then the capture profile (capture-profile.ts) on p, c and two reference sets.
  */
 export async function overheadTpcb(ctx: Ctx): Promise<OverheadTpcb> {
-  const pair = await tpcbPair(ctx, "overhead_tpcb", ["p", "c", "r"]);
+  const pair = await tpcbPair(ctx, "overhead_tpcb", ["p", "c", "r", PROFILE_SETS.least, PROFILE_SETS.noIndex]);
   let sidecar: SidecarProcess | undefined;
   try {
     await installDbsync(pair.sourceUrl);
@@ -323,10 +330,15 @@ export async function overheadTpcb(ctx: Ctx): Promise<OverheadTpcb> {
     sidecar = undefined;
     await chunk("c", half);
     await chunk("p", half);
+    ctx.step("capture profile (server-side, no client)");
+    const profile = await withClient(pair.sourceUrl, async (c) => {
+      await installReference(c);
+      return profileCapture(c, ctx.sizes.scale, ctx.sizes.profileTransactions, ctx.sizes.profileRounds);
+    });
     const tps = (k: "p" | "c" | "r") => total[k].tx / total[k].s;
     return {
       plainTps: tps("p"), capturedTps: tps("c"), capturedApplyingTps: tps("r"),
-      ratio: tps("c") / tps("p"), ratioApplying: tps("r") / tps("p"),
+      ratio: tps("c") / tps("p"), ratioApplying: tps("r") / tps("p"), profile,
     };
   } finally {
     if (sidecar) await sidecar.stop();

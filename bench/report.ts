@@ -66,6 +66,11 @@ function row(
 
 const MB = 1024 * 1024;
 
+/** Server-side time without capture / with the given capture (capture-profile.ts). */
+function offOn(o: OverheadTpcb, v: "dbsync" | "least" | "noIndex"): number {
+  return o.profile.usPerTx.plain / o.profile.usPerTx[v];
+}
+
 /** 1000000 -> "1M", 100000 -> "100k". */
 function count(n: number): string {
   return n >= 1e6 && n % 1e6 === 0 ? `${n / 1e6}M` : n >= 1e3 && n % 1e3 === 0 ? `${n / 1e3}k` : String(n);
@@ -105,6 +110,18 @@ export function summarize(results: RunResult[], sizes: Sizes): SummaryRow[] {
       id: "overhead_tpcb_applying", figure: "b. same, capture on + sidecar applying", unit: "tx/s",
       value: (r) => r.overheadTpcb?.capturedApplyingTps, baseline: (r) => r.overheadTpcb?.plainTps, baselineLabel: "no capture",
       ratio: (r) => r.overheadTpcb?.ratioApplying, ratioLabel: "on / off",
+    }),
+    row(results, {
+      id: "capture_cost", figure: "b. capture CPU per tpcb-like tx, server-side", unit: "µs",
+      value: (r) => (r.overheadTpcb ? r.overheadTpcb.profile.usPerTx.dbsync - r.overheadTpcb.profile.usPerTx.plain : undefined),
+      baseline: (r) => (r.overheadTpcb ? r.overheadTpcb.profile.usPerTx.least - r.overheadTpcb.profile.usPerTx.plain : undefined),
+      baselineLabel: "least possible", ratio: (r) => (r.overheadTpcb ? offOn(r.overheadTpcb, "dbsync") : undefined),
+      ratioLabel: "off / on, server-side",
+    }),
+    row(results, {
+      id: "capture_bound", figure: "b. off / on bound of the least possible capture", unit: "x",
+      value: (r) => (r.overheadTpcb ? offOn(r.overheadTpcb, "least") : undefined),
+      baseline: (r) => (r.overheadTpcb ? offOn(r.overheadTpcb, "noIndex") : undefined), baselineLabel: "same, queue without index",
     }),
     row(results, {
       id: "overhead_bulk_insert", figure: `b. bulk INSERT of ${count(sizes.bulkRows)} rows, time with capture`, unit: "s",
@@ -160,6 +177,7 @@ function fmt(v: number | null, unit: string): string {
   if (unit === "s") return v.toFixed(2);
   if (unit === "ms") return v < 10 ? v.toFixed(1) : v.toFixed(0);
   if (unit === "MB") return v.toFixed(1);
+  if (unit === "x") return v.toFixed(2);
   return Math.round(v).toLocaleString("en-US");
 }
 

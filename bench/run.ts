@@ -12,6 +12,7 @@ import { BatchStats, SIDECAR_ARGS } from "./dbsync";
 import * as figures from "./figures";
 import { Ctx, Sizes } from "./figures";
 import { Progress } from "./progress";
+import { describeProfile } from "./capture-profile";
 import { RunResult, summarize, table, writeJson } from "./report";
 
 const FULL: Sizes = {
@@ -20,6 +21,8 @@ const FULL: Sizes = {
   backlogTransactions: 20_000,
   bulkRows: 1_000_000,
   overheadSeconds: 16,
+  profileTransactions: 3_000,
+  profileRounds: 5,
   rate: 500,
   latencySeconds: 20,
   latencyWarmupSeconds: 3,
@@ -36,6 +39,8 @@ const QUICK: Sizes = {
   backlogTransactions: 4_000,
   bulkRows: 100_000,
   overheadSeconds: 4,
+  profileTransactions: 500,
+  profileRounds: 3,
   latencySeconds: 8,
   latencyWarmupSeconds: 2,
   memoryEvents: 100_000,
@@ -215,7 +220,7 @@ function brief(r: Partial<RunResult>): string {
   }
   if (r.overheadTpcb) {
     const o = r.overheadTpcb;
-    parts.push(`${n(o.plainTps)} tx/s without capture, ${n(o.capturedTps)} with (${o.ratio.toFixed(2)}), ${n(o.capturedApplyingTps)} with the sidecar applying (${o.ratioApplying.toFixed(2)})`);
+    parts.push(`${n(o.plainTps)} tx/s without capture, ${n(o.capturedTps)} with (${o.ratio.toFixed(2)}), ${n(o.capturedApplyingTps)} with the sidecar applying (${o.ratioApplying.toFixed(2)}); ${describeProfile(o.profile)}`);
   }
   if (r.latency) {
     const l = r.latency;
