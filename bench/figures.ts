@@ -4,7 +4,7 @@
 import { BenchEnv, checkpoint, connect, createDbPair, DbPair, onBoth, vacuumAnalyze, withClient } from "./clusters";
 import { BatchStats, installDbsync, SidecarProcess, setPaused, statusRows, subscribe, waitForSync } from "./dbsync";
 import { CaptureProfile, installReference, PROFILE_SETS, profileCapture } from "./capture-profile";
-import { compareTables, LatencyProbe, percentile, queueBytes } from "./measure";
+import { compareTables, cpuBusy, cpuSample, LatencyProbe, percentile, queueBytes } from "./measure";
 import { createNative, dropNative, NativeSub, setEnabled, waitMarkers, waitStreaming } from "./native";
 import {
   bulkDdl, bulkInsertSql, bulkUpdateSql, manyTransactionsSql, runTpcb, sleep, TPCB_ROW_CHANGES, tpcbDdl,
@@ -105,6 +105,8 @@ export interface ApplySide {
   /** Per subscription: seconds to catch up. */
   perSubscription: Record<string, number>;
   loadSeconds: number;
+  /** Share of the machine's CPUs busy while applying (0..1): how much room parallel groups had. */
+  cpuBusy: number;
   peakRssBytes?: number;
   /** dbsync only: the sidecar's batches (time inside applyBatch vs the wall time above). */
   batches?: BatchStats;
@@ -147,8 +149,10 @@ async function applyComparison(
       await sidecar.ready();
       ctx.step(`dbsync: applying ${rowChanges.toLocaleString("en-US")} row changes`);
       const t0 = performance.now();
+      const cpu0 = cpuSample();
       await setPaused(pair.sourceUrl, subs, false);
       const per = await waitForSync(pair.sourceUrl, subs, t0, ctx.sizes.timeoutSeconds, sidecar);
+      const busy = cpuBusy(cpu0, cpuSample());
       const seconds = Math.max(...Object.values(per)) / 1000;
       const mem = sidecar.memory();
       await stopSidecar(ctx, sidecar, `${label} dbsync`);
@@ -157,7 +161,7 @@ async function applyComparison(
       ctx.step(`dbsync: comparing source and target`);
       const bad = await mismatches(pair, compared.length ? compared : groups.flatMap((g) => g.tables));
       return {
-        rowChanges, seconds, rowsPerSecond: rowChanges / seconds, loadSeconds, mismatches: bad,
+        rowChanges, seconds, rowsPerSecond: rowChanges / seconds, loadSeconds, mismatches: bad, cpuBusy: busy,
         perSubscription: Object.fromEntries(Object.entries(per).map(([k, v]) => [k, v / 1000])),
         peakRssBytes: mem?.hwm, batches,
       };
@@ -187,13 +191,15 @@ async function applyComparison(
       await checkpoint(ctx.env);
       ctx.step(`native: applying ${rowChanges.toLocaleString("en-US")} row changes`);
       const t0 = performance.now();
+      const cpu0 = cpuSample();
       await setEnabled(pair.targetUrl, subs, true);
       const per = await waitMarkers(pair.targetUrl, groups.map((g) => g.marker), 1, t0, ctx.sizes.timeoutSeconds);
+      const busy = cpuBusy(cpu0, cpuSample());
       const seconds = Math.max(...Object.values(per)) / 1000;
       ctx.step(`native: comparing source and target`);
       const bad = await mismatches(pair, compared.length ? compared : groups.flatMap((g) => g.tables));
       return {
-        rowChanges, seconds, rowsPerSecond: rowChanges / seconds, loadSeconds, mismatches: bad,
+        rowChanges, seconds, rowsPerSecond: rowChanges / seconds, loadSeconds, mismatches: bad, cpuBusy: busy,
         perSubscription: Object.fromEntries(Object.entries(per).map(([k, v]) => [k, v / 1000])),
       };
     } finally {

@@ -22,6 +22,26 @@ export function now(): number {
   return performance.now();
 }
 
+// ---- CPU use -------------------------------------------------------------------
+
+export interface CpuSample {
+  busy: number;
+  total: number;
+}
+
+/** The machine's CPU time counters (/proc/stat, all CPUs): busy and total jiffies. */
+export function cpuSample(): CpuSample {
+  const f = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - f[3] - f[4], total };
+}
+
+/** Share of all CPUs busy between two samples (0..1), whoever used them. */
+export function cpuBusy(a: CpuSample, b: CpuSample): number {
+  return b.total > a.total ? (b.busy - a.busy) / (b.total - a.total) : 0;
+}
+
 // ---- process memory ----------------------------------------------------------
 
 /**

@@ -18,7 +18,7 @@ import { RunResult, summarize, table, writeJson } from "./report";
 const FULL: Sizes = {
   scale: { branches: 8, tellersPerBranch: 10, accountsPerBranch: 12_500 },
   clients: 8,
-  backlogTransactions: 20_000,
+  backlogTransactions: 100_000,
   bulkRows: 1_000_000,
   overheadSeconds: 16,
   profileTransactions: 3_000,
@@ -212,7 +212,8 @@ function brief(r: Partial<RunResult>): string {
   const parts: string[] = [];
   for (const key of ["applyTpcb1", "applyTpcb4", "applyBulk"] as const) {
     const a = r[key];
-    if (a) parts.push(`dbsync ${n(a.dbsync.rowsPerSecond)} rows/s (${a.dbsync.seconds.toFixed(1)} s${batchText(a.dbsync.batches)}), native ${n(a.native.rowsPerSecond)} rows/s (${a.native.seconds.toFixed(1)} s), ratio ${a.ratio.toFixed(2)}`);
+    const cpu = (side: { cpuBusy: number }) => `, CPUs ${Math.round(side.cpuBusy * 100)}% busy`;
+    if (a) parts.push(`dbsync ${n(a.dbsync.rowsPerSecond)} rows/s (${a.dbsync.seconds.toFixed(1)} s${cpu(a.dbsync)}${batchText(a.dbsync.batches)}), native ${n(a.native.rowsPerSecond)} rows/s (${a.native.seconds.toFixed(1)} s${cpu(a.native)}), ratio ${a.ratio.toFixed(2)}`);
   }
   if (r.overheadBulk) {
     const o = r.overheadBulk;

@@ -230,3 +230,34 @@ test("a transaction held open across many batches is replicated when it commits,
     assert.equal(await sidecar.stop(), 0, sidecar.output());
   }
 });
+
+test("a long write still running makes no ticks, so no empty batches; its commit makes one", async () => {
+  const env = await freshEnv("sidecar_longwrite");
+  await env.source.query("create table bulk (id int primary key, v text)");
+  await env.target.query("create table bulk (id int primary key, v text)");
+  await env.source.query("select dbsync.add_table('bulk', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "50"]);
+  try {
+    await env.source.query("insert into bulk values (0, 'first')");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '90 s')"), true, sidecar.output());
+    const lastTick = () => value<number>(env.source, "select last_tick_id::int from dbsync.groups where name = 'g'");
+    const before = await lastTick();
+    // One transaction that keeps writing for 3 s: new event ids all the time, none committed.
+    const writer = env.source.query(`
+      do $$ begin
+        for i in 1..60 loop
+          insert into bulk select g, 'long' from generate_series(i * 1000, i * 1000 + 99) g;
+          perform pg_sleep(0.05);
+        end loop;
+      end $$`);
+    await sleep(1500);
+    assert.equal(await lastTick(), before, "ticks were taken while only an uncommitted transaction had written");
+    await writer;
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '90 s')"), true, sidecar.output());
+    assert.equal(await value<number>(env.target, "select count(*)::int from bulk"), 6001);
+    assert.ok((await lastTick()) - before <= 2, `${(await lastTick()) - before} ticks for one commit`);
+  } finally {
+    assert.equal(await sidecar.stop(), 0, sidecar.output());
+  }
+});

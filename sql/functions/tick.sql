@@ -1,9 +1,9 @@
 -- dbsync.tick(p_group_id int, p_force boolean default false) returns bigint
 --   Takes a tick of the group: a snapshot that closes one batch. Ticks of a group
 --   are serialized by a lock on its row, and each snapshot is taken after that lock,
---   so tick order is snapshot order. Without p_force no tick is made when nothing
---   new could be in it (no new event id, no writer of the last tick's snapshot
---   finished); then the latest tick id is returned.
+--   so tick order is snapshot order. Without p_force no tick is made when no
+--   transaction that wrote events committed since the last tick; then the latest
+--   tick id is returned.
 --   Must run in READ COMMITTED: each statement below needs its own snapshot.
 --   Called by the sidecar. Writes: groups.last_tick_id, ticks.
 create or replace function dbsync.tick(p_group_id int, p_force boolean default false) returns bigint
@@ -12,7 +12,6 @@ declare
     v_id bigint;
     v_last dbsync.ticks;
     v_seq regclass;
-    v_seen bigint;
 begin
     if current_setting('transaction_isolation') <> 'read committed' then
         raise exception 'tick: must run in a READ COMMITTED transaction'
@@ -25,13 +24,26 @@ begin
     end if;
     v_seq := format('dbsync.%I', 'events_seq_' || p_group_id)::regclass;
     select * into v_last from dbsync.ticks where group_id = p_group_id and tick_id = v_id;
-    v_seen := coalesce(pg_sequence_last_value(v_seq), 0);
-    if not p_force and v_seen = v_last.max_ev_id and not exists (
-        select from dbsync.events e
-        where e.group_id = p_group_id
-          and (e.txid >= pg_snapshot_xmax(v_last.snap)
-               or e.txid = any (array(select pg_snapshot_xip(v_last.snap))))
-          and pg_visible_in_snapshot(e.txid, pg_current_snapshot())
+    -- No tick unless a transaction that wrote events committed since the last one:
+    -- events numbered by a transaction still running (a long bulk load) would make
+    -- only empty batches, one target transaction each. Writers are found by
+    -- transaction id, each once (a loose index scan), not by each of their events.
+    if not p_force and not exists (
+        select from unnest(array(select pg_snapshot_xip(v_last.snap))) x
+        where pg_visible_in_snapshot(x, pg_current_snapshot())
+          and exists (select from dbsync.events e where e.group_id = p_group_id and e.txid = x)
+    ) and not exists (
+        with recursive w(x) as (
+            (select e.txid from dbsync.events e
+             where e.group_id = p_group_id and e.txid >= pg_snapshot_xmax(v_last.snap)
+             order by e.txid limit 1)
+            union all
+            select (select e.txid from dbsync.events e
+                    where e.group_id = p_group_id and e.txid > w.x
+                    order by e.txid limit 1)
+            from w where w.x is not null
+        )
+        select from w where w.x is not null and pg_visible_in_snapshot(w.x, pg_current_snapshot())
     ) then
         return v_id;
     end if;
