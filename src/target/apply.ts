@@ -110,22 +110,11 @@ async function applyShape(source: Client, target: Client, batch: Batch, shape: S
     .join(" and ");
   // Statements in one round trip (no parameters: the simple protocol allows it).
   await target.query(
-    `${into.rowCount <= PROBE_MAX_ROWS ? PROBE_BY_KEY : ""}
-     delete from ${table} t using ${stage.name} s where ${keyMatch};
+    `delete from ${table} t using ${stage.name} s where ${keyMatch};
      insert into ${table} (${cols.join(", ")}) overriding system value
-     select ${cols.join(", ")} from ${stage.name} where ${stage.op} = 'U';
-     ${into.rowCount <= PROBE_MAX_ROWS ? PLANNER_DEFAULTS : ""}`,
+     select ${cols.join(", ")} from ${stage.name} where ${stage.op} = 'U'`,
   );
 }
-
-// Up to this many staged rows, the DELETE probes the table's key index once per
-// staged row. The planner prefers to hash the whole table (it costs index probes as
-// random reads): 100,000 rows hashed to delete 5,000 took 35 ms, probing 14 ms, and
-// at 20,000 rows probing still won (44 ms against 56); the gap grows with the table.
-// The settings are local to the transaction and put back after the statement.
-const PROBE_MAX_ROWS = 50_000;
-const PROBE_BY_KEY = `set local enable_hashjoin = off; set local enable_mergejoin = off;`;
-const PLANNER_DEFAULTS = `set local enable_hashjoin to default; set local enable_mergejoin to default;`;
 
 /** DDL from execute_ddl, run with the search_path it ran with on the source. */
 async function runDdl(target: Client, ddl: string, searchPath: string, evId: number) {

@@ -53,8 +53,15 @@ export async function readAppliedTick(target: Client, subUuid: string, name: str
 }
 
 /**
+ * Index probes of the keys a batch deletes hit pages that are mostly cached. At the
+ * default random_page_cost (4) the planner hashed a whole 100,000-row table to
+ * delete 5,000 staged keys (35 ms) where probing the key index took 14 ms.
+ */
+const PROBE_PAGE_COST = 1.1;
+
+/**
  * Opens the apply transaction: replica role (the target's triggers and foreign
- * keys do not fire for replicated rows), then locks the subscription's row and
+ * keys do not fire for replicated rows), a random_page_cost for cached probes, then locks the subscription's row and
  * checks it still stands at `from`. The row lock serializes appliers even if two
  * processes both believe they own the subscription; the check makes a stale one
  * give up. One round trip: literals, not parameters, allow several statements.
@@ -63,9 +70,10 @@ export async function beginApply(target: Client, subUuid: string, from: number):
   const results = (await target.query(
     `begin;
      set local session_replication_role = replica;
+     select set_config('random_page_cost', least(current_setting('random_page_cost')::float8, ${PROBE_PAGE_COST})::text, true);
      select tick_id::float8 as t from dbsync.applied where sub_uuid = ${escapeLiteral(subUuid)} for update`,
   )) as unknown as QueryResult[];
-  const at = results[2].rows[0]?.t;
+  const at = results[3].rows[0]?.t;
   if (at !== from) {
     throw new PositionMoved(`target stands at tick ${at ?? "none"}, not ${from}`);
   }
