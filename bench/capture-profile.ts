@@ -32,7 +32,7 @@ const REFERENCE_SQL = `
   create table bench_ref.queue (ev_id bigint not null, txid xid8 not null default pg_current_xact_id(),
                                 op "char" not null, row text[]);
   create index on bench_ref.queue (txid);
-  create table bench_ref.queue_noindex (like bench_ref.queue);
+  create table bench_ref.queue_noindex (like bench_ref.queue including defaults);
 
   -- One trigger function per table: its columns, as text, into the given queue.
   create procedure bench_ref.add_trigger(tbl regclass, queue text) language plpgsql as $$
