@@ -37,10 +37,6 @@ begin
     if not found then
         return;
     end if;
-    -- The planner's estimate for batch_events is a few rows, so it sorts the whole
-    -- batch by shape to count it: 410 ms for 400,000 events, where hashing took 150.
-    -- Local to this call's transaction; the summary is its last statement.
-    perform set_config('enable_sort', 'off', true);
     return query
     select b.sub_id, b.group_id, b.tick_from, b.tick_to, b.table_ids,
            exists (select from dbsync.sequences q where q.group_id = b.group_id),
@@ -50,9 +46,7 @@ begin
                         'columns', s.columns,
                         'types', s.types, 'key_positions', s.key_positions)
                     order by x.shape_id), '[]')
-    from (select e.shape_id, count(*) as events, max(e.ev_id) filter (where e.op = 'T') as last_truncate
-          from dbsync.batch_events(b.group_id, b.tick_from, b.tick_to) e
-          group by e.shape_id) x
+    from dbsync._batch_summary(b.group_id, b.tick_from, b.tick_to) x
     left join dbsync.shapes s on s.shape_id = x.shape_id
     left join dbsync.tables t on t.table_id = s.table_id;
 end

@@ -71,17 +71,14 @@ export async function advance(source: Client, subscription: string, done: Done |
 }
 
 /**
- * Events per shape in a window of the batch. DDL events (shape NULL) come back as
- * one row with shape_id null, so that the common batch without DDL costs one scan.
+ * Events per shape in a window of the batch (dbsync._batch_summary, which advance
+ * also uses for the whole batch). DDL events come back as one row with shape_id null.
  */
 export async function summarize(source: Client, b: Batch, w: Window): Promise<ShapeSummary[]> {
   const { rows } = await source.query<ShapeSummary>(
-    `select e.shape_id, count(*)::float8 as events,
-            (max(e.ev_id) filter (where e.op = 'T'))::float8 as last_truncate
-       from dbsync.batch_events($1, $2, $3) e
-      where ($4::bigint is null or e.ev_id > $4) and ($5::bigint is null or e.ev_id < $5)
-      group by e.shape_id
-      order by e.shape_id`,
+    `select shape_id, events::float8 as events, last_truncate::float8 as last_truncate
+       from dbsync._batch_summary($1, $2, $3, $4, $5)
+      order by shape_id`,
     [b.groupId, b.from, b.to, w.after, w.before],
   );
   return rows;

@@ -73,7 +73,7 @@ export async function beginApply(target: Client, subUuid: string, from: number):
      select set_config('random_page_cost', least(current_setting('random_page_cost')::float8, ${PROBE_PAGE_COST})::text, true);
      select tick_id::float8 as t from dbsync.applied where sub_uuid = ${escapeLiteral(subUuid)} for update`,
   )) as unknown as QueryResult[];
-  const at = results[3].rows[0]?.t;
+  const at = results[results.length - 1].rows[0]?.t;
   if (at !== from) {
     throw new PositionMoved(`target stands at tick ${at ?? "none"}, not ${from}`);
   }
