@@ -151,9 +151,17 @@ async function applyComparison(
       const t0 = performance.now();
       const cpu0 = cpuSample();
       await setPaused(pair.sourceUrl, subs, false);
-      const per = await waitForSync(pair.sourceUrl, subs, t0, ctx.sizes.timeoutSeconds, sidecar);
+      // Timed as the native side is: the markers' arrival on the target, one
+      // connection polling every 10 ms. (wait_for_sync polls every 50 ms, and one
+      // new connection per subscription would compete for the CPU being measured.)
+      const markers = await waitMarkers(pair.targetUrl, groups.map((g) => g.marker), 1, t0, ctx.sizes.timeoutSeconds, () =>
+        sidecar!.assertAlive(),
+      );
       const busy = cpuBusy(cpu0, cpuSample());
+      const per = Object.fromEntries(groups.map((g, i) => [subs[i], markers[g.marker]]));
       const seconds = Math.max(...Object.values(per)) / 1000;
+      // Commit order: a marker applied means all before it is; checked all the same, untimed.
+      await waitForSync(pair.sourceUrl, subs, t0, ctx.sizes.timeoutSeconds, sidecar);
       const mem = sidecar.memory();
       await stopSidecar(ctx, sidecar, `${label} dbsync`);
       const batches = sidecar.batchStats(); // after the stop: every log line is in

@@ -65,7 +65,12 @@ export async function waitStreaming(targetUrl: string, subs: NativeSub[], timeou
  * everything committed before it is too. Resolves with each table's elapsed ms
  * from t0.
  */
-export async function waitMarkers(targetUrl: string, markerTables: string[], id: number, t0: number, timeoutS: number) {
+/**
+ * Polls the target every 10 ms until marker row `id` is in every marker table;
+ * each table's elapsed ms from `t0`. Both sides of the apply comparison are timed
+ * this way. `check` runs on every poll and throws to give up early.
+ */
+export async function waitMarkers(targetUrl: string, markerTables: string[], id: number, t0: number, timeoutS: number, check?: () => void) {
   const c: Client = await connect(targetUrl, "bench wait");
   const elapsed: Record<string, number> = {};
   try {
@@ -80,6 +85,7 @@ export async function waitMarkers(targetUrl: string, markerTables: string[], id:
         }
       }
       if (!pending.size) break;
+      check?.();
       if (performance.now() > deadline) {
         const st = await c.query("select * from pg_stat_subscription");
         throw new Error(`native replication did not catch up in ${timeoutS} s: ${JSON.stringify(st.rows)}`);

@@ -1,7 +1,7 @@
 // `npm run bench`: starts a source and a target cluster, runs every figure N times
 // (the comparison in the same run), prints the table of medians and writes JSON.
 //
-//   npm run bench -- [--quick] [--runs N] [--only NAME[,NAME...]] [--out FILE] [--steady-minutes M]
+//   npm run bench -- [--quick] [--runs N] [--only NAME[,NAME...]] [--out FILE] [--steady-minutes M] [--backlog-tx N]
 //
 // See bench/README.md for what each figure measures and how.
 import os from "node:os";
@@ -74,6 +74,7 @@ interface Options {
   only: string[];
   out?: string;
   steadyMinutes?: number;
+  backlogTransactions?: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -96,6 +97,9 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--steady-minutes") {
       o.steadyMinutes = Number(val());
       if (!(o.steadyMinutes > 0)) usage("--steady-minutes takes a positive number");
+    } else if (a === "--backlog-tx") {
+      o.backlogTransactions = Number(val());
+      if (!Number.isInteger(o.backlogTransactions) || o.backlogTransactions < 1) usage("--backlog-tx takes a positive integer");
     } else if (a === "--help" || a === "-h") usage();
     else usage(`unknown argument ${a}`);
   }
@@ -107,12 +111,13 @@ function parseArgs(argv: string[]): Options {
 }
 
 function usage(problem?: string): never {
-  const text = `usage: npm run bench -- [--quick] [--runs N] [--only NAME[,NAME...]] [--out FILE] [--steady-minutes M]
+  const text = `usage: npm run bench -- [--quick] [--runs N] [--only NAME[,NAME...]] [--out FILE] [--steady-minutes M] [--backlog-tx N]
   --quick             small sizes, 1 run (a smoke run)
   --runs N            runs per figure; every figure is the median of its runs (default 3)
   --only NAMES        figures to run, by name or prefix: ${FIGURES.map((f) => f.name).join(", ")}
   --out FILE          JSON output (default bench/results/<timestamp>.json)
-  --steady-minutes M  length of the steady load of the queue-size figure (default 2; 0.5 with --quick)`;
+  --steady-minutes M  length of the steady load of the queue-size figure (default 2; 0.5 with --quick)
+  --backlog-tx N      tpcb-like transactions in the apply backlogs (default 100000; 4000 with --quick)`;
   (problem ? console.error : console.log)(problem ? `${problem}\n${text}` : text);
   process.exit(problem ? 2 : 0);
 }
@@ -121,6 +126,7 @@ async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const sizes: Sizes = { ...(opts.quick ? QUICK : FULL) };
   if (opts.steadyMinutes !== undefined) sizes.steadyMinutes = opts.steadyMinutes;
+  if (opts.backlogTransactions !== undefined) sizes.backlogTransactions = opts.backlogTransactions;
   const selected = FIGURES.filter((f) => !opts.only.length || opts.only.some((n) => f.name.startsWith(n)));
   const startedAt = new Date();
   const progress = new Progress();
