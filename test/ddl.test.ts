@@ -46,6 +46,33 @@ test("execute_ddl: add column with default, rename, drop, change type, between w
   }
 });
 
+test("execute_ddl that leaves the columns alone: a table's changes on both sides of it, in one batch", async () => {
+  const env = await freshEnv("ddl_same_shape");
+  const ddl = "create table t (id int primary key, v text)";
+  await env.source.query(ddl);
+  await env.target.query(ddl);
+  await env.source.query("select dbsync.add_table('t', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    // Paused: the DDL cuts one batch into two parts that share t's shape (and stage).
+    await env.source.query("select dbsync.pause('s')");
+    await env.source.query("insert into t values (1, 'a'), (2, 'b')");
+    await env.source.query("select dbsync.execute_ddl('g', 'create index t_v on t (v)')");
+    await env.source.query("update t set v = 'a2' where id = 1");
+    await env.source.query("delete from t where id = 2");
+    await env.source.query("insert into t values (3, 'c')");
+    await env.source.query("select dbsync.resume('s')");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true,
+      `not in sync: ${await value(env.source, "select last_error from dbsync.status")}`);
+    assert.deepEqual(await tableText(env.target, "t"), await tableText(env.source, "t"));
+    assert.equal(await value(env.target, "select count(*)::int from pg_indexes where indexname = 't_v'"), 1);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
 test("a plain ALTER TABLE ADD COLUMN: warned and recorded, the error names the column, fixing the target resumes", async () => {
   const env = await freshEnv("ddl_plain");
   const ddl = "create table t (id int primary key, v text)";

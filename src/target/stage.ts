@@ -2,7 +2,8 @@
 // target table's column types (text from the source parses into them) and an op
 // column. A stage lives as long as its connection, so it is created once, not per
 // batch; one created in a transaction that rolled back is gone, so a stage only
-// counts as there once its transaction committed.
+// counts as there once its transaction committed. A batch cut by DDL fills a
+// stage once per part: a stage already filled in this transaction is emptied first.
 import { Client, escapeIdentifier as ident } from "pg";
 import { Shape, qualifiedName } from "../source/catalog";
 
@@ -16,7 +17,10 @@ export interface Stage {
 export class StageTables {
   private ready = new Set<number>();
   private pending = new Set<number>();
+  /** Stages filled in the current transaction. */
+  private filled = new Set<number>();
 
+  /** The shape's stage, created if need be, and empty. */
   async ensure(target: Client, shape: Shape): Promise<Stage> {
     const stage = stageOf(shape);
     if (!this.ready.has(shape.shape_id) && !this.pending.has(shape.shape_id)) {
@@ -26,17 +30,22 @@ export class StageTables {
            select null::"char" as ${stage.op}, ${cols.join(", ")} from ${qualifiedName(shape)} t with no data`,
       );
       this.pending.add(shape.shape_id);
+    } else if (this.filled.has(shape.shape_id)) {
+      await target.query(`truncate ${stage.name}`);
     }
+    this.filled.add(shape.shape_id);
     return stage;
   }
 
   committed() {
     for (const id of this.pending) this.ready.add(id);
     this.pending.clear();
+    this.filled.clear();
   }
 
   rolledBack() {
     this.pending.clear();
+    this.filled.clear();
   }
 }
 
