@@ -78,3 +78,31 @@ test("a missing target table is an error in dbsync.status; creating it resumes w
     await sidecar.stop();
   }
 });
+
+test("a table failing on the target while the next one's changes are being read: error in status, then it resumes", async () => {
+  const env = await freshEnv("replicate_fail_mid_batch");
+  for (const t of ["a", "b"]) {
+    await env.source.query(`create table ${t} (id int primary key, v text)`);
+    await env.target.query(`create table ${t} (id int primary key, v text)`);
+    await env.source.query("select dbsync.add_table($1, 'g')", [t]);
+  }
+  // The target refuses some of a's rows; b comes after a in every batch.
+  await env.target.query("alter table a add constraint no_bad check (v <> 'bad')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  await env.source.query("select dbsync.pause('s')");
+  await env.source.query("insert into a select g, case when g = 7 then 'bad' else 'ok' end from generate_series(1, 20000) g");
+  await env.source.query("insert into b select g, 'b' from generate_series(1, 20000) g");
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("select dbsync.resume('s')");
+    await until("error in status", async () =>
+      /no_bad/.test((await value<string | null>(env.source, "select last_error from dbsync.status where name = 's'")) ?? ""));
+    assert.equal(await value(env.source, "select last_error_table from dbsync.status"), '"public"."a"');
+    assert.equal(await value(env.target, "select count(*)::int from b"), 0);
+    await env.target.query("alter table a drop constraint no_bad");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    for (const t of ["a", "b"]) assert.deepEqual(await tableText(env.target, t), await tableText(env.source, t));
+  } finally {
+    await sidecar.stop();
+  }
+});

@@ -15,7 +15,7 @@ import { Batch, BatchShape, ShapeSummary, Window, copyOutSql, ddlEvents, summari
 import { Shape, keyColumns, qualifiedName } from "../source/catalog";
 import { beginApply, commitApply } from "./progress";
 import { SequenceSync } from "./sequences";
-import { StageTables } from "./stage";
+import { Stage, StageTables } from "./stage";
 
 export interface ApplyResult {
   events: number;
@@ -91,20 +91,37 @@ async function applyWindow(
   if (truncated.length) {
     await withTable(truncated.join(", "), () => target.query(`truncate ${truncated.join(", ")}`));
   }
-  for (const p of parts) {
-    const after = lastTruncate.get(p.shape.table_id) ?? w.after;
-    await withTable(qualifiedName(p.shape), () => applyShape(source, target, batch, p.shape, { after, before: w.before }, stages));
+  // The next table's COPY starts on the source as soon as this table's is staged:
+  // the source reads and sorts it while the target merges this one. Until it is
+  // read, the socket holds it back (nothing is buffered here).
+  const read = (p: (typeof parts)[number]) => {
+    const out = source.query(copyTo(copyOutSql(batch, p.shape, { after: lastTruncate.get(p.shape.table_id) ?? w.after, before: w.before })));
+    out.on("error", () => undefined); // reported by the pipeline that reads it, or moot when apply failed before
+    return out;
+  };
+  let next = parts.length ? read(parts[0]) : undefined;
+  try {
+    for (let i = 0; i < parts.length; i++) {
+      const shape = parts[i].shape;
+      const out = next!;
+      await withTable(qualifiedName(shape), async () => {
+        const stage = await stages.ensure(target, shape);
+        await pipeline(out, target.query(copyFrom(`copy ${stage.name} (${stage.op}, ${shape.columns.map((c) => ident(c)).join(", ")}) from stdin`)));
+        next = i + 1 < parts.length ? read(parts[i + 1]) : undefined;
+        await merge(target, shape, stage);
+      });
+    }
+  } finally {
+    // After a failure the source connection is mid-COPY; the session drops it.
+    if (next && !next.readableEnded) next.destroy();
   }
   return parts.reduce((n, p) => n + Number(p.events), 0);
 }
 
-async function applyShape(source: Client, target: Client, batch: Batch, shape: Shape, w: Window, stages: StageTables) {
+/** Applies a filled stage: delete every staged key, insert every staged new state. */
+async function merge(target: Client, shape: Shape, stage: Stage) {
   const table = qualifiedName(shape);
-  const stage = await stages.ensure(target, shape);
   const cols = shape.columns.map((c) => ident(c));
-  const out = source.query(copyTo(copyOutSql(batch, shape, w)));
-  const into = target.query(copyFrom(`copy ${stage.name} (${stage.op}, ${cols.join(", ")}) from stdin`));
-  await pipeline(out, into);
   const keyMatch = keyColumns(shape)
     .map((k) => `t.${ident(k)} = s.${ident(k)}`)
     .join(" and ");
