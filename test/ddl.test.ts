@@ -1,7 +1,7 @@
 // Schema changes through the stream (execute_ddl), plain ALTER TABLE, sequences.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
+import { freshEnv, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
 
 test("execute_ddl: add column with default, rename, drop, change type, between writes using each new shape", async () => {
   const env = await freshEnv("ddl_stream");
@@ -48,11 +48,7 @@ test("execute_ddl: add column with default, rename, drop, change type, between w
 
 test("execute_ddl that leaves the columns alone: a table's changes on both sides of it, in one batch", async () => {
   const env = await freshEnv("ddl_same_shape");
-  const ddl = "create table t (id int primary key, v text)";
-  await env.source.query(ddl);
-  await env.target.query(ddl);
-  await env.source.query("select dbsync.add_table('t', 'g')");
-  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  await subscribeTables(env, "create table t (id int primary key, v text)", ["t"]);
   const sidecar = startSidecar(env.sourceUrl);
   try {
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);

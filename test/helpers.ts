@@ -61,6 +61,14 @@ export async function freshEnv(label: string, opts: { migrate?: boolean } = {}):
   return { sourceUrl, targetUrl, source: pool(sourceUrl), target: pool(targetUrl) };
 }
 
+/** `ddl` run on both sides, `tables` added to group "g", subscription "s" to the target without a copy. */
+export async function subscribeTables(env: Env, ddl: string, tables: string[]): Promise<void> {
+  await env.source.query(ddl);
+  await env.target.query(ddl);
+  for (const t of tables) await env.source.query("select dbsync.add_table($1, 'g')", [t]);
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+}
+
 export async function rows<T = Record<string, unknown>>(p: Pool | Client, sql: string, params: unknown[] = []): Promise<T[]> {
   return (await p.query(sql, params)).rows as T[];
 }

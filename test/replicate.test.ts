@@ -1,7 +1,7 @@
 // Replication end to end: the sidecar as a child process between real servers.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { freshEnv, sleep, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
 
 const DDL = `
   create table items (id int primary key, name text, qty int);
@@ -81,14 +81,9 @@ test("a missing target table is an error in dbsync.status; creating it resumes w
 
 test("a table failing on the target while the next one's changes are being read: error in status, then it resumes", async () => {
   const env = await freshEnv("replicate_fail_mid_batch");
-  for (const t of ["a", "b"]) {
-    await env.source.query(`create table ${t} (id int primary key, v text)`);
-    await env.target.query(`create table ${t} (id int primary key, v text)`);
-    await env.source.query("select dbsync.add_table($1, 'g')", [t]);
-  }
+  await subscribeTables(env, "create table a (id int primary key, v text); create table b (id int primary key, v text)", ["a", "b"]);
   // The target refuses some of a's rows; b comes after a in every batch.
   await env.target.query("alter table a add constraint no_bad check (v <> 'bad')");
-  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
   await env.source.query("select dbsync.pause('s')");
   await env.source.query("insert into a select g, case when g = 7 then 'bad' else 'ok' end from generate_series(1, 20000) g");
   await env.source.query("insert into b select g, 'b' from generate_series(1, 20000) g");
