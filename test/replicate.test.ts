@@ -1,6 +1,12 @@
 // Replication end to end: the sidecar as a child process between real servers.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { Client } from "pg";
+import { advance } from "../src/source/batches";
+import { applyBatch } from "../src/target/apply";
+import { ensureTargetSchema, readAppliedTick } from "../src/target/progress";
+import { SequenceSync } from "../src/target/sequences";
+import { StageTables } from "../src/target/stage";
 import { freshEnv, sleep, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
 
 const DDL = `
@@ -99,5 +105,65 @@ test("a table failing on the target while the next one's changes are being read:
     for (const t of ["a", "b"]) assert.deepEqual(await tableText(env.target, t), await tableText(env.source, t));
   } finally {
     await sidecar.stop();
+  }
+});
+
+test("the source connection lost while the next table's changes wait to be read: the batch fails and is applied again", async () => {
+  const env = await freshEnv("replicate_source_lost_mid_batch");
+  await subscribeTables(env, "create table a (id int primary key, v text); create table b (id int primary key, v text)", ["a", "b"]);
+  // a's merge on the target takes 3 s (a trigger that fires under replication too), while the
+  // source is already sending b's changes.
+  await env.target.query(`
+    create function slow() returns trigger language plpgsql as $$ begin perform pg_sleep(3); return null; end $$;
+    create trigger slow after insert on a for each statement execute function slow();
+    alter table a enable always trigger slow`);
+  await env.source.query("select dbsync.pause('s')");
+  await env.source.query("insert into a select g, 'a' from generate_series(1, 1000) g");
+  await env.source.query("insert into b select g, 'b' from generate_series(1, 1000) g");
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("select dbsync.resume('s')");
+    await until("a's merge running", async () =>
+      (await value<number>(env.target, "select count(*)::int from pg_stat_activity where query like 'delete from \"public\".\"a\"%' and state = 'active'")) > 0);
+    const killed = await value<number>(env.source,
+      "select count(pg_terminate_backend(pid))::int from (select pid from pg_stat_activity where application_name = 'dbsync apply s' offset 0) x");
+    assert.equal(killed, 1);
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true,
+      `not in sync: ${await value(env.source, "select last_error from dbsync.status")}`);
+    for (const t of ["a", "b"]) assert.deepEqual(await tableText(env.target, t), await tableText(env.source, t));
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("applyBatch fails with the link's own error when the source link breaks before a table's changes are read", async () => {
+  const env = await freshEnv("replicate_link_breaks_mid_batch");
+  await subscribeTables(env, "create table a (id int primary key, v text); create table b (id int primary key, v text)", ["a", "b"]);
+  await env.source.query("insert into a select g, 'a' from generate_series(1, 1000) g");
+  await env.source.query("insert into b select g, 'b' from generate_series(1, 1000) g");
+  const [source, target, locker] = [new Client(env.sourceUrl), new Client(env.targetUrl), new Client(env.targetUrl)];
+  await Promise.all([source.connect(), target.connect(), locker.connect()]);
+  source.on("error", () => undefined); // its socket is broken on purpose below
+  try {
+    const sub = (await source.query("select sub_uuid, position_tick::float8 as tick from dbsync.subscriptions where name = 's'")).rows[0];
+    await ensureTargetSchema(target);
+    await readAppliedTick(target, sub.sub_uuid, "s", sub.tick);
+    const batch = await advance(source, "s", undefined, 100000);
+    assert.ok(batch);
+    // The target stalls on table a (its stage is created from a) while a's COPY is
+    // already running on the source; then the source's socket breaks.
+    await locker.query("begin; lock table a");
+    const applying = applyBatch(source, target, sub.sub_uuid, batch, { stages: new StageTables(), sequences: new SequenceSync() })
+      .then(() => "applied", (err: Error) => `failed: ${err.message}`);
+    await until("the target waits for the lock", async () =>
+      (await value<number>(env.target, "select count(*)::int from pg_locks where relation = 'a'::regclass and not granted")) > 0);
+    (source as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    await sleep(200);
+    await locker.query("rollback");
+    const outcome = await Promise.race([applying, sleep(15000).then(() => "still running after 15 s")]);
+    // The link's own error, not a hang nor an error from inside the COPY stream.
+    assert.match(outcome, /^failed: Connection terminated/);
+  } finally {
+    await Promise.all([source, target, locker].map((c) => c.end().catch(() => undefined)));
   }
 });

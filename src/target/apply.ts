@@ -96,7 +96,11 @@ async function applyWindow(
   // read, the socket holds it back (nothing is buffered here).
   const read = (p: (typeof parts)[number]) => {
     const out = source.query(copyTo(copyOutSql(batch, p.shape, { after: lastTruncate.get(p.shape.table_id) ?? w.after, before: w.before })));
-    out.on("error", () => undefined); // reported by the pipeline that reads it, or moot when apply failed before
+    // An error before the pipeline reads the stream (the link broke meanwhile) would
+    // be lost, and the pipeline would wait for ever: destroying the stream keeps it.
+    out.on("error", (err) => {
+      if (!out.destroyed) out.destroy(err);
+    });
     return out;
   };
   let next = parts.length ? read(parts[0]) : undefined;
