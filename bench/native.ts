@@ -59,16 +59,12 @@ export async function waitStreaming(targetUrl: string, subs: NativeSub[], timeou
 }
 
 /**
- * Waits until the marker row `id` is visible in each `markerTables` on the target.
- * The marker is inserted on the source after the backlog; a subscription applies
- * its publication's transactions in commit order, so once the marker is visible
- * everything committed before it is too. Resolves with each table's elapsed ms
- * from t0.
- */
-/**
- * Polls the target every 10 ms until marker row `id` is in every marker table;
- * each table's elapsed ms from `t0`. Both sides of the apply comparison are timed
- * this way. `check` runs on every poll and throws to give up early.
+ * Waits until the marker row `id` is visible in each `markerTables` on the target,
+ * polling every 10 ms. The marker is inserted on the source after the backlog;
+ * native subscriptions and dbsync both apply in commit order, so once the marker is
+ * visible everything committed before it is too: both sides of the apply comparison
+ * are timed this way. Resolves with each table's elapsed ms from t0. `check` runs on
+ * every poll and throws to give up early.
  */
 export async function waitMarkers(targetUrl: string, markerTables: string[], id: number, t0: number, timeoutS: number, check?: () => void) {
   const c: Client = await connect(targetUrl, "bench wait");
@@ -88,7 +84,7 @@ export async function waitMarkers(targetUrl: string, markerTables: string[], id:
       check?.();
       if (performance.now() > deadline) {
         const st = await c.query("select * from pg_stat_subscription");
-        throw new Error(`native replication did not catch up in ${timeoutS} s: ${JSON.stringify(st.rows)}`);
+        throw new Error(`markers not on the target after ${timeoutS} s: ${[...pending].join(", ")}; pg_stat_subscription: ${JSON.stringify(st.rows)}`);
       }
       await sleep(10);
     }

@@ -107,12 +107,13 @@ async function applyWindow(
   try {
     for (let i = 0; i < parts.length; i++) {
       const shape = parts[i].shape;
+      const cols = shape.columns.map((c) => ident(c)).join(", ");
       const out = next!;
       await withTable(qualifiedName(shape), async () => {
         const stage = await stages.ensure(target, shape);
-        await pipeline(out, target.query(copyFrom(`copy ${stage.name} (${stage.op}, ${shape.columns.map((c) => ident(c)).join(", ")}) from stdin`)));
+        await pipeline(out, target.query(copyFrom(`copy ${stage.name} (${stage.op}, ${cols}) from stdin`)));
         next = i + 1 < parts.length ? read(parts[i + 1]) : undefined;
-        await merge(target, shape, stage);
+        await merge(target, shape, cols, stage);
       });
     }
   } finally {
@@ -122,18 +123,20 @@ async function applyWindow(
   return parts.reduce((n, p) => n + Number(p.events), 0);
 }
 
-/** Applies a filled stage: delete every staged key, insert every staged new state. */
-async function merge(target: Client, shape: Shape, stage: Stage) {
+/**
+ * Applies a filled stage: delete every staged key, insert every staged new state.
+ * `cols`: the shape's columns, quoted, as the stage was filled with them.
+ */
+async function merge(target: Client, shape: Shape, cols: string, stage: Stage) {
   const table = qualifiedName(shape);
-  const cols = shape.columns.map((c) => ident(c));
   const keyMatch = keyColumns(shape)
     .map((k) => `t.${ident(k)} = s.${ident(k)}`)
     .join(" and ");
   // Statements in one round trip (no parameters: the simple protocol allows it).
   await target.query(
     `delete from ${table} t using ${stage.name} s where ${keyMatch};
-     insert into ${table} (${cols.join(", ")}) overriding system value
-     select ${cols.join(", ")} from ${stage.name} where ${stage.op} = 'U'`,
+     insert into ${table} (${cols}) overriding system value
+     select ${cols} from ${stage.name} where ${stage.op} = 'U'`,
   );
 }
 

@@ -61,10 +61,11 @@ const PROBE_PAGE_COST = 1.1;
 
 /**
  * Opens the apply transaction: replica role (the target's triggers and foreign
- * keys do not fire for replicated rows), a random_page_cost for cached probes, then locks the subscription's row and
- * checks it still stands at `from`. The row lock serializes appliers even if two
- * processes both believe they own the subscription; the check makes a stale one
- * give up. One round trip: literals, not parameters, allow several statements.
+ * keys do not fire for replicated rows), a random_page_cost for cached probes,
+ * then locks the subscription's row and checks it still stands at `from`. The row
+ * lock serializes appliers even if two processes both believe they own the
+ * subscription; the check makes a stale one give up. One round trip: literals, not
+ * parameters, allow several statements.
  */
 export async function beginApply(target: Client, subUuid: string, from: number): Promise<void> {
   const results = (await target.query(
