@@ -70,7 +70,7 @@ const SIDECAR_ENV = {
   DBSYNC_CONNECT_TIMEOUT_MS: "3000",
   DBSYNC_LOG_LEVEL: "info",
 };
-const SIDECAR_ARGS = ["--poll-interval", "500", "--rotate-after", "10", "--max-batch-events", "5000"];
+const SIDECAR_ARGS = ["--poll-interval", "500", "--rotate-after", "10"];
 
 const GROUPS = [
   { group: "ga", sub: "sa", ins: "ins_a", kv: "kv_a" },

@@ -53,9 +53,7 @@ program
   .description("run the sidecar: apply every subscription until SIGTERM/SIGINT")
   .addOption(sourceOption())
   .addOption(new Option("-c, --concurrency <n>", "subscriptions applied in parallel").default(4).argParser(positiveInt))
-  .addOption(new Option("--copy-concurrency <n>", "table copies at once").default(2).argParser(positiveInt))
   .addOption(new Option("--poll-interval <ms>", "look for work at least this often").default(1000).argParser(positiveInt))
-  .addOption(new Option("--max-batch-events <n>", "merge ticks into batches of about this many events").default(200000).argParser(positiveInt))
   .addOption(new Option("--rotate-after <seconds>", "queue rotation period").default(30).argParser(positiveInt))
   .addOption(new Option("--metrics-port <port>", "serve /metrics, /healthz, /readyz").env("DBSYNC_METRICS_PORT").argParser(positiveInt))
   .addOption(new Option("--log-level <level>", "trace|debug|info|warn|error").env("DBSYNC_LOG_LEVEL"))
@@ -81,9 +79,7 @@ program
     sidecar = await startSidecar({
       sourceUrl: resolveSourceUrl(o.source),
       concurrency: o.concurrency,
-      copyConcurrency: o.copyConcurrency,
       pollIntervalMs: o.pollInterval,
-      maxBatchEvents: o.maxBatchEvents,
       rotateAfterSeconds: o.rotateAfter,
       metricsPort: o.metricsPort,
       log,

@@ -265,9 +265,7 @@ async function demo(opts: DemoOptions): Promise<number> {
   res.sidecar = await startSidecar({
     sourceUrl,
     concurrency: 4,
-    copyConcurrency: 2,
     pollIntervalMs: 500,
-    maxBatchEvents: 200_000,
     rotateAfterSeconds: 10,
     log: sidecarLog.log,
   });

@@ -52,7 +52,7 @@ for (const n of [1, 3]) {
     await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
     const stop = { done: false };
     const writers = tables.flatMap((t, i) => [writer(env.source, t, stop, i * 2), writer(env.source, t, stop, i * 2 + 1)]);
-    const sidecar = startSidecar(env.sourceUrl, ["--copy-concurrency", "3"]);
+    const sidecar = startSidecar(env.sourceUrl);
     try {
       const samples = new Set<string>();
       await until("copies finished", async () => {

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Client } from "pg";
-import { advance } from "../src/source/batches";
+import { beginBatch, openReader } from "../src/source/batches";
 import { applyBatch } from "../src/target/apply";
 import { ensureTargetSchema, readAppliedTick } from "../src/target/progress";
 import { SequenceSync } from "../src/target/sequences";
@@ -141,19 +141,20 @@ test("applyBatch fails with the link's own error when the source link breaks bef
   await subscribeTables(env, "create table a (id int primary key, v text); create table b (id int primary key, v text)", ["a", "b"]);
   await env.source.query("insert into a select g, 'a' from generate_series(1, 1000) g");
   await env.source.query("insert into b select g, 'b' from generate_series(1, 1000) g");
-  const [source, target, locker] = [new Client(env.sourceUrl), new Client(env.targetUrl), new Client(env.targetUrl)];
-  await Promise.all([source.connect(), target.connect(), locker.connect()]);
+  const [control, source, target, locker] = [new Client(env.sourceUrl), new Client(env.sourceUrl), new Client(env.targetUrl), new Client(env.targetUrl)];
+  await Promise.all([control.connect(), source.connect(), target.connect(), locker.connect()]);
   source.on("error", () => undefined); // its socket is broken on purpose below
   try {
-    const sub = (await source.query("select sub_uuid, position_tick::float8 as tick from dbsync.subscriptions where name = 's'")).rows[0];
+    const sub = (await control.query("select sub_id, sub_uuid, position_tick::float8 as tick from dbsync.subscriptions where name = 's'")).rows[0];
     await ensureTargetSchema(target);
     await readAppliedTick(target, sub.sub_uuid, "s", sub.tick);
-    const batch = await advance(source, "s", undefined, 100000);
+    const batch = await beginBatch(control, "s", sub.sub_id, undefined);
     assert.ok(batch);
+    const plan = await openReader(control, source, batch, 1000);
     // The target stalls on table a (its stage is created from a) while a's COPY is
     // already running on the source; then the source's socket breaks.
     await locker.query("begin; lock table a");
-    const applying = applyBatch(source, target, sub.sub_uuid, batch, { stages: new StageTables(), sequences: new SequenceSync() })
+    const applying = applyBatch(control, source, target, sub.sub_uuid, batch, plan, { stages: new StageTables(), sequences: new SequenceSync() })
       .then(() => "applied", (err: Error) => `failed: ${err.message}`);
     await until("the target waits for the lock", async () =>
       (await value<number>(env.target, "select count(*)::int from pg_locks where relation = 'a'::regclass and not granted")) > 0);
@@ -164,6 +165,6 @@ test("applyBatch fails with the link's own error when the source link breaks bef
     // The link's own error, not a hang nor an error from inside the COPY stream.
     assert.match(outcome, /^failed: Connection terminated/);
   } finally {
-    await Promise.all([source, target, locker].map((c) => c.end().catch(() => undefined)));
+    await Promise.all([control, source, target, locker].map((c) => c.end().catch(() => undefined)));
   }
 });

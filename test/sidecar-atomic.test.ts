@@ -97,7 +97,7 @@ test("a transaction over two tables is never half-visible on the target (REPEATA
   await env.source.query("select dbsync.add_table('acct_a', 'bank'), dbsync.add_table('acct_b', 'bank')");
   await env.source.query("select dbsync.add_subscription('bank_sub', 'bank', $1, copy_data => false)", [env.targetUrl]);
   // Small batches and frequent ticks: many target transactions, many chances to split one.
-  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "50", "--max-batch-events", "20"]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "50"]);
 
   // One first change, so that the sidecar has set up the target before the reader starts.
   await env.source.query("update acct_a set balance = balance where id = 1");
@@ -169,7 +169,7 @@ test("a transaction held open across many batches is replicated when it commits,
   await env.target.query(DDL);
   await env.source.query("select dbsync.add_table('journal', 'g'), dbsync.add_table('ledger', 'g')");
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
-  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "50", "--max-batch-events", "5"]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "50"]);
   const long = await env.source.connect();
   try {
     const appliedTick = () => value<number>(env.target, "select coalesce(max(tick_id), -1)::int from dbsync.applied");

@@ -92,7 +92,7 @@ test("SIGKILL at random moments under concurrent writes: nothing lost, nothing a
   await env.target.query(TARGET_AUDIT);
   await env.source.query("select dbsync.add_table('ins_only', 'k'), dbsync.add_table('kv', 'k')");
   await env.source.query("select dbsync.add_subscription('ks', 'k', $1, copy_data => false)", [env.targetUrl]);
-  const args = ["--poll-interval", "100", "--max-batch-events", "200"];
+  const args = ["--poll-interval", "100"];
   const appliedTick = () => value<number>(env.target, "select coalesce(max(tick_id), 0)::int from dbsync.applied").catch(() => 0);
 
   const stop = { done: false };

@@ -160,7 +160,7 @@ test("two and three `dbsync run` processes never apply one subscription at the s
     await env.source.query(`select dbsync.add_table($1, $2)`, [tbl, `g${i + 1}`]);
     await env.source.query(`select dbsync.add_subscription($1, $2, $3, copy_data => false)`, [`s${i + 1}`, `g${i + 1}`, env.targetUrl]);
   }
-  const args = ["--poll-interval", "50", "--max-batch-events", "30", "--concurrency", "2"];
+  const args = ["--poll-interval", "50", "--concurrency", "2"];
   const stop = { done: false };
   const writers = tables.flatMap((tbl, i) => [writer(env.source, tbl, stop, 2 * i + 1), writer(env.source, tbl, stop, 2 * i + 2)]);
   // Three at once from the start; then hand-overs as processes stop and crash.

@@ -1,38 +1,42 @@
 -- dbsync._install_capture(p_table_id int) returns int
 --   (Re)generates the capture trigger function dbsync.capture_<table_id>() for the
---   table's current columns and (re)creates its triggers. Records a new shape when
---   the captured columns changed. Returns the shape id in use.
+--   table's current key and (re)creates its triggers. Records a new shape when the
+--   key (its columns or their types) changed. Returns the shape id in use.
+--
+--   Capture records which rows changed, not their values: one 'K' event per key a
+--   statement touched (for an UPDATE the old and the new keys, once each), a 'T'
+--   event per TRUNCATE. The sidecar reads the rows themselves from the table at the
+--   batch's snapshot, so the order in which triggers fire does not matter.
 --
 --   Plain tables get statement-level triggers with transition tables: one INSERT
---   into the queue per statement, whatever its row count. For an UPDATE, the old
---   rows whose key no longer exists are queued as deletes and every new row as its
---   new state; that handles key changes without pairing old and new rows.
---   Partitioned tables get row-level triggers on the parent, which PostgreSQL clones
---   to every present and future partition (statement triggers on the parent would
---   miss statements aimed at a partition), plus a BEFORE TRUNCATE trigger on each
---   partition that queues its rows as deletes.
+--   into the queue per statement, whatever its row count. Partitioned tables get
+--   row-level triggers on the parent, which PostgreSQL clones to every present and
+--   future partition (statement triggers on the parent would miss statements aimed
+--   at a partition), plus a BEFORE TRUNCATE trigger on each partition that queues
+--   its keys.
 --
---   Values are the columns' output text under pinned settings (DateStyle, TimeZone,
---   extra_float_digits ...), so text round-trips exactly: SQL NULL is an array NULL,
---   JSON null is 'null', json keeps its text, arrays keep their bounds, -0/NaN/Infinity
---   survive. Generated columns are not captured: targets compute their own.
+--   Key values are written as text by their types' output functions (dbsync._text_of:
+--   never a cast, which a table owner could define); the output settings are pinned
+--   only for key types whose text depends on them.
+--   The queue slot and the NOTIFY flag are read from the group's state sequence,
+--   which is not MVCC: a REPEATABLE READ writer's snapshot may predate a slot switch.
 create or replace function dbsync._install_capture(p_table_id int) returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     t record;
-    v_cols text[];
-    v_types text[];
-    v_keypos int[];
+    v_keys text[];
+    v_attnums int2[];
+    v_types oid[];
     v_shape int;
     v_fn text := format('dbsync.%I', 'capture_' || p_table_id);
-    v_seq text := format('dbsync.%I', 'events_seq_' || (select group_id from dbsync.tables where table_id = p_table_id));
+    v_seq text;
+    v_state text;
     v_new text;
     v_old text;
-    v_keymatch text;
+    v_pin text;
     v_body text;
-    v_pin_check text;
 begin
-    -- The table may have been renamed, or its key columns renamed, since the last call.
+    -- The table may have been renamed, or its key changed, since the last call.
     update dbsync.tables tb
     set schema_name = n.nspname, table_name = c.relname
     from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -41,117 +45,125 @@ begin
     update dbsync.tables tb
     set key_columns = dbsync._key_columns(tb.relid::regclass, null)
     where tb.table_id = p_table_id
-      and exists (select from unnest(tb.key_columns) k
-                  where not exists (select from pg_attribute a where a.attrelid = tb.relid
-                                    and a.attname = k and not a.attisdropped))
-      and exists (select from pg_index i where i.indrelid = tb.relid and i.indisprimary);
+      and exists (select from pg_index i where i.indrelid = tb.relid and i.indisprimary)
+      and (tb.key_is_pk
+           or exists (select from unnest(tb.key_columns) k
+                      where not exists (select from pg_attribute a where a.attrelid = tb.relid
+                                        and a.attname = k and not a.attisdropped)));
     select * into t from dbsync.tables where table_id = p_table_id;
+    v_seq := format('dbsync.%I', 'events_seq_' || t.group_id);
+    v_state := format('dbsync.%I', 'group_state_' || t.group_id);
 
-    select array_agg(a.attname::text order by a.attnum),
-           array_agg(format_type(a.atttypid, a.atttypmod) order by a.attnum)
-      into v_cols, v_types
-    from pg_attribute a
-    where a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped and a.attgenerated = '';
-
-    select array_agg(array_position(v_cols, k) order by o) into v_keypos
-    from unnest(t.key_columns) with ordinality as u(k, o);
+    select array_agg(a.attname::text order by u.o), array_agg(a.attnum order by u.o),
+           array_agg(a.atttypid order by u.o)
+      into v_keys, v_attnums, v_types
+    from unnest(t.key_columns) with ordinality as u(k, o)
+    join pg_attribute a on a.attrelid = t.relid and a.attname = u.k and not a.attisdropped;
+    if cardinality(v_keys) is distinct from cardinality(t.key_columns) then
+        raise exception 'dbsync: key column(s) % of % no longer exist', t.key_columns, t.relid::regclass
+            using errcode = 'invalid_table_definition',
+                  hint = 'Give the table a primary key (or remove it from dbsync with dbsync.remove_table).';
+    end if;
 
     select s.shape_id into v_shape from dbsync.shapes s
-    where s.table_id = p_table_id and s.columns = v_cols and s.types = v_types
+    where s.table_id = p_table_id and s.key_attnums = v_attnums and s.key_types = v_types
+      and s.columns = v_keys
       and s.shape_id = (select max(shape_id) from dbsync.shapes where table_id = p_table_id);
     if v_shape is null then
-        insert into dbsync.shapes (table_id, columns, types, key_positions)
-        values (p_table_id, v_cols, v_types, v_keypos) returning shape_id into v_shape;
+        insert into dbsync.shapes (table_id, columns, types, key_positions, key_attnums, key_types)
+        values (p_table_id, v_keys, (select array_agg(format_type(x, null) order by o)
+                                     from unnest(v_types) with ordinality u(x, o)),
+                (select array_agg(o::int order by o) from generate_series(1, cardinality(v_keys)) o),
+                v_attnums, v_types)
+        returning shape_id into v_shape;
     end if;
 
-    select 'array[' || string_agg(format('n.%I::text', c), ', ' order by o) || ']',
-           'array[' || string_agg(format('o.%I::text', c), ', ' order by o) || ']'
+    select 'array[' || string_agg(dbsync._text_of(u.ty, format('n.%I', u.k)), ', ' order by u.o) || ']',
+           'array[' || string_agg(dbsync._text_of(u.ty, format('o.%I', u.k)), ', ' order by u.o) || ']'
       into v_new, v_old
-    from unnest(v_cols) with ordinality as u(c, o);
-    select string_agg(format('n.%1$I = o.%1$I', k), ' and ') into v_keymatch
-    from unnest(t.key_columns) as k;
+    from unnest(v_keys, v_types) with ordinality as u(k, ty, o);
 
-    -- The settings check, inlined in the trigger: it costs well under a microsecond.
-    v_pin_check := 'current_setting(''datestyle'') not like ''ISO%%'' '
-                   'or current_setting(''intervalstyle'') <> ''postgres'' '
-                   'or current_setting(''extra_float_digits'')::int < 1';
-    if dbsync._uses_money((select array_agg(a.atttypid) from pg_attribute a
-                           where a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped)) then
-        v_pin_check := v_pin_check || ' or current_setting(''lc_monetary'') <> ''C''';
-    end if;
+    -- The settings check, inlined: well under a microsecond, and only for key types
+    -- whose text depends on settings.
+    v_pin := case when dbsync._needs_pinned_output(v_types) then
+                 'pg_catalog.current_setting(''datestyle'') not like ''ISO%'' '
+                 'or pg_catalog.current_setting(''intervalstyle'') <> ''postgres'' '
+                 'or pg_catalog.current_setting(''extra_float_digits'')::pg_catalog.int4 < 1 '
+                 'or pg_catalog.current_setting(''lc_monetary'') <> ''C'''
+             else 'false' end;
 
     if not t.partitioned then
         v_body := format($f$
 declare
-    g record;
+    v_state int8 := pg_catalog.pg_sequence_last_value(%2$L::pg_catalog.regclass);
+    v_slot int2 := (v_state %% 4)::int2;
     saved text[];
 begin
     if %7$s then
         saved := dbsync._pin_output();
     end if;
-    select cur_slot, sleeping into g from dbsync.groups where group_id = %1$s;
     if TG_OP = 'INSERT' then
         insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-        select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'U', %4$s from dbsync_new n;
+        select %1$s, v_slot, pg_catalog.nextval(%3$L::pg_catalog.regclass), %4$s, 'K', %5$s from dbsync_new n;
     elsif TG_OP = 'UPDATE' then
-        -- One INSERT: no key is both gone and new within one statement.
+        -- Old and new keys, each once: a changed key leaves the old one to delete.
         insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-        select %1$s, g.cur_slot, nextval('%2$s'), %3$s, x.op, x.row
-        from (select 'D'::"char" as op, %5$s as row from dbsync_old o
-              where not exists (select from dbsync_new n where %6$s)
-              union all
-              select 'U', %4$s from dbsync_new n) x;
+        select %1$s, v_slot, pg_catalog.nextval(%3$L::pg_catalog.regclass), %4$s, 'K', x.k
+        from (select %5$s as k from dbsync_new n union select %6$s from dbsync_old o) x;
     elsif TG_OP = 'DELETE' then
         insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-        select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'D', %5$s from dbsync_old o;
+        select %1$s, v_slot, pg_catalog.nextval(%3$L::pg_catalog.regclass), %4$s, 'K', %6$s from dbsync_old o;
     else
         insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-        values (%1$s, g.cur_slot, nextval('%2$s'), %3$s, 'T', null);
+        values (%1$s, v_slot, pg_catalog.nextval(%3$L::pg_catalog.regclass), %4$s, 'T', null);
     end if;
     if saved is not null then
         perform dbsync._restore_output(saved);
     end if;
-    if g.sleeping then
-        perform pg_notify('dbsync', '%1$s');
+    if v_state >= 4 then
+        perform pg_catalog.pg_notify('dbsync', '%1$s');
     end if;
     return null;
 end
-$f$, t.group_id, v_seq, v_shape, v_new, v_old, v_keymatch, v_pin_check);
+$f$, t.group_id, v_state, v_seq, v_shape, v_new, v_old, v_pin);
     else
         v_body := format($f$
 declare
-    g record;
+    v_state int8 := pg_catalog.pg_sequence_last_value(%2$L::pg_catalog.regclass);
+    v_slot int2 := (v_state %% 4)::int2;
     saved text[];
+    v_new text[];
+    v_old text[];
 begin
     if %8$s then
         saved := dbsync._pin_output();
     end if;
-    select cur_slot, sleeping into g from dbsync.groups where group_id = %1$s;
     if TG_OP = 'TRUNCATE' then
-        -- A partition is being truncated: its rows leave the table one by one.
-        perform dbsync._queue_rows(%7$s, %3$s, TG_RELID::regclass, 'D');
+        -- A partition is being truncated: its rows leave the table.
+        perform dbsync._queue_rows(%7$s, %4$s, TG_RELID::pg_catalog.regclass);
     else
-        if TG_OP in ('UPDATE', 'DELETE') then
-            insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-            select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'D', %5$s from (select OLD.*) o;
-        end if;
         if TG_OP in ('INSERT', 'UPDATE') then
-            insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-            select %1$s, g.cur_slot, nextval('%2$s'), %3$s, 'U', %4$s from (select NEW.*) n;
+            select %5$s into v_new from (select NEW.*) n;
         end if;
+        if TG_OP in ('UPDATE', 'DELETE') then
+            select %6$s into v_old from (select OLD.*) o;
+        end if;
+        insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
+        select %1$s, v_slot, pg_catalog.nextval(%3$L::pg_catalog.regclass), %4$s, 'K', k
+        from (values (v_new), (case when v_old is distinct from v_new then v_old end)) x(k)
+        where k is not null;
     end if;
     if saved is not null then
         perform dbsync._restore_output(saved);
     end if;
-    if g.sleeping then
-        perform pg_notify('dbsync', '%1$s');
+    if v_state >= 4 then
+        perform pg_catalog.pg_notify('dbsync', '%1$s');
     end if;
     return null;
 end
-$f$, t.group_id, v_seq, v_shape, v_new, v_old, null, p_table_id, v_pin_check);
+$f$, t.group_id, v_state, v_seq, v_shape, v_new, v_old, p_table_id, v_pin);
     end if;
 
-    -- Output settings are pinned inside the body when needed (see _pin_output).
     execute format($f$create or replace function %s() returns trigger
         language plpgsql security definer
         set search_path = pg_catalog, pg_temp
@@ -172,21 +184,20 @@ $f$, t.group_id, v_seq, v_shape, v_new, v_old, null, p_table_id, v_pin_check);
         execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function %s()', t.relid::regclass, v_fn);
     else
         execute format('create trigger dbsync_capture_row after insert or update or delete on %s for each row execute function %s()', t.relid::regclass, v_fn);
-        -- TRUNCATE of the whole table is one event; of a single partition, its rows.
+        -- TRUNCATE of the whole table is one event; of a single partition, its keys.
         -- The function first: the trigger below names it.
         execute format($f$create or replace function dbsync.%I() returns trigger
             language plpgsql security definer set search_path = pg_catalog, pg_temp as $b$
             declare
-                g record;
+                v_state int8 := pg_catalog.pg_sequence_last_value(%L::pg_catalog.regclass);
             begin
-                select cur_slot, sleeping into g from dbsync.groups where group_id = %s;
                 insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-                values (%s, g.cur_slot, nextval('%s'), %s, 'T', null);
-                if g.sleeping then
-                    perform pg_notify('dbsync', '%s');
+                values (%s, (v_state %% 4)::int2, pg_catalog.nextval(%L::pg_catalog.regclass), %s, 'T', null);
+                if v_state >= 4 then
+                    perform pg_catalog.pg_notify('dbsync', '%s');
                 end if;
                 return null;
-            end $b$ $f$, 'capture_trunc_' || p_table_id, t.group_id, t.group_id, v_seq, v_shape, t.group_id);
+            end $b$ $f$, 'capture_trunc_' || p_table_id, v_state, t.group_id, v_seq, v_shape, t.group_id);
         execute format('revoke all on function dbsync.%I() from public', 'capture_trunc_' || p_table_id);
         execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function dbsync.%I()', t.relid::regclass, 'capture_trunc_' || p_table_id);
         perform dbsync._sync_partitions(p_table_id, false);

@@ -1,21 +1,19 @@
 -- dbsync._on_ddl() returns event_trigger
 --   The DDL event trigger (installed by migrate when the migrating role may create
---   event triggers). For each captured table altered outside execute_ddl: keeps
---   capture working on the new shape (writes never fail, no column is silently left
---   out), records the change in dbsync.ddl_log, and warns that targets need the same
---   change. For partitions created, attached or detached: keeps the partition
---   TRUNCATE triggers and queues the rows that came or went.
+--   event triggers). For each captured table a command altered: keeps capture on the
+--   table's current key (only for the tables the command touched, so DDL locks
+--   nothing else), keeps the partition TRUNCATE triggers and queues the keys of rows
+--   that came or went with a partition. Inside execute_ddl (dbsync._ddl_group) a
+--   table of another group is refused, since its targets would not get the DDL;
+--   outside it the change is logged in dbsync.ddl_log and a WARNING says that the
+--   targets need the same change.
 create or replace function dbsync._on_ddl() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     r record;
     t dbsync.tables;
+    v_group int := dbsync._ddl_group();
 begin
-    -- execute_ddl queues the DDL first and then does this work itself, so that the
-    -- events it makes come after the DDL in the stream.
-    if coalesce(current_setting('dbsync.in_execute_ddl', true), 'off') = 'on' then
-        return;
-    end if;
     for r in select distinct c.objid, c.command_tag
              from pg_event_trigger_ddl_commands() c
              where c.object_type in ('table', 'table column') and c.classid = 'pg_class'::regclass loop
@@ -23,15 +21,25 @@ begin
                  where tb.removed_at is null
                    and (tb.relid = r.objid
                         or tb.relid in (select a.relid from pg_partition_ancestors(r.objid) a)) loop
+            if v_group is not null and t.group_id <> v_group then
+                raise exception 'execute_ddl: %.% belongs to group "%", not "%"', t.schema_name, t.table_name,
+                                (select g.name from dbsync.groups g where g.group_id = t.group_id),
+                                (select g.name from dbsync.groups g where g.group_id = v_group)
+                    using errcode = 'invalid_parameter_value',
+                          hint = format('Run this DDL with dbsync.execute_ddl(%L, ...), so that the targets of that group get it.',
+                                        (select g.name from dbsync.groups g where g.group_id = t.group_id));
+            end if;
             perform dbsync._sync_partitions(t.table_id, true);
             if t.relid = r.objid then
                 perform dbsync._install_capture(t.table_id);
-                insert into dbsync.ddl_log (group_id, table_name, command_tag, statement, via_execute_ddl)
-                values (t.group_id, format('%I.%I', t.schema_name, t.table_name), r.command_tag, current_query(), false);
-                raise warning 'dbsync: % of replicated table %.% was not run through dbsync.execute_ddl',
-                              r.command_tag, t.schema_name, t.table_name
-                    using hint = 'Make the same change on every target of the group (see dbsync.unreplicated_ddl); '
-                                 'replication of this table stops with an error until the target matches.';
+                if v_group is null then
+                    insert into dbsync.ddl_log (group_id, table_name, command_tag, statement, via_execute_ddl)
+                    values (t.group_id, format('%I.%I', t.schema_name, t.table_name), r.command_tag, current_query(), false);
+                    raise warning 'dbsync: % of replicated table %.% was not run through dbsync.execute_ddl',
+                                  r.command_tag, t.schema_name, t.table_name
+                        using hint = 'Make the same change on every target of the group (see dbsync.unreplicated_ddl); '
+                                     'replication of this table stops with an error until the target matches.';
+                end if;
             end if;
         end loop;
     end loop;

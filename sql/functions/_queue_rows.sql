@@ -1,7 +1,9 @@
--- dbsync._queue_rows(p_table_id int, p_shape_id int, rel regclass, op "char") returns void
---   Queues every row of rel (a partition of the table) as events of op 'U' or 'D',
---   in the given shape. The caller pins the output settings (see _install_capture).
-create or replace function dbsync._queue_rows(p_table_id int, p_shape_id int, rel regclass, op "char")
+-- dbsync._queue_rows(p_table_id int, p_shape_id int, rel regclass) returns void
+--   Queues the key of every row of rel (a partition of the table, attached,
+--   detached or truncated) as 'K' events of the shape: the sidecar then reads what
+--   those keys hold at the batch's snapshot. The caller pins the output settings
+--   when the key's types need it (see _install_capture).
+create or replace function dbsync._queue_rows(p_table_id int, p_shape_id int, rel regclass)
 returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -10,11 +12,16 @@ begin
     -- Names go in as format() arguments, never into its format string.
     execute format(
         'insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-         select %s, g.cur_slot, nextval(%L), %s, %L, array[%s]
-         from only %s o, dbsync.groups g where g.group_id = %s',
-        v_group, format('dbsync.%I', 'events_seq_' || v_group), p_shape_id, op,
-        (select string_agg(format('o.%I::text', c), ', ' order by i)
-         from dbsync.shapes s, unnest(s.columns) with ordinality u(c, i) where s.shape_id = p_shape_id),
-        rel, v_group);
+         select %s, (pg_catalog.pg_sequence_last_value(%L::pg_catalog.regclass) %% 4)::int2,
+                pg_catalog.nextval(%L::pg_catalog.regclass), %s, ''K'', array[%s]
+         from only %s o',
+        v_group, format('dbsync.%I', 'group_state_' || v_group), format('dbsync.%I', 'events_seq_' || v_group),
+        p_shape_id,
+        (select string_agg(dbsync._text_of(a.atttypid, format('o.%I', a.attname)), ', ' order by u.o)
+         from dbsync.shapes s
+         cross join lateral unnest(s.key_attnums) with ordinality u(n, o)
+         join pg_attribute a on a.attrelid = rel and a.attname = s.columns[u.o] and not a.attisdropped
+         where s.shape_id = p_shape_id),
+        rel);
 end
 $$;

@@ -1,11 +1,11 @@
 -- dbsync._sync_partitions(p_table_id int, p_queue_rows boolean) returns void
 --   Keeps a captured partitioned table's BEFORE TRUNCATE triggers on exactly its
 --   leaf partitions (PostgreSQL clones row triggers to new partitions, not
---   statement triggers). With p_queue_rows, rows that entered the table by ATTACH
---   PARTITION are queued as new rows, and rows that left it by DETACH PARTITION
---   as deletes: no row trigger sees either. Called by _install_capture (without
---   queueing: the rows present at add_table are the initial copy's business) and
---   by the DDL event trigger.
+--   statement triggers). With p_queue_rows, the keys of rows that entered the
+--   table by ATTACH PARTITION or left it by DETACH PARTITION are queued: no row
+--   trigger sees either. Called by _install_capture (without queueing: the rows
+--   present at add_table are the initial copy's business) and by the DDL event
+--   trigger.
 create or replace function dbsync._sync_partitions(p_table_id int, p_queue_rows boolean) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp
     set datestyle = 'ISO, YMD' set intervalstyle = 'postgres' set timezone = 'UTC'
@@ -28,7 +28,7 @@ begin
              where tg.tgfoid = v_fn and tg.tgname = 'dbsync_capture_part_trunc'
                and tg.tgrelid not in (select relid from pg_partition_tree(t.relid)) loop
         if p_queue_rows then
-            perform dbsync._queue_rows(t.table_id, v_shape.shape_id, r.rel, 'D');
+            perform dbsync._queue_rows(t.table_id, v_shape.shape_id, r.rel);
         end if;
         execute format('drop trigger %I on %s', r.tgname, r.rel);
     end loop;
@@ -39,7 +39,7 @@ begin
                and not exists (select from pg_trigger tg where tg.tgrelid = p.relid and tg.tgfoid = v_fn
                                                           and tg.tgname = 'dbsync_capture_part_trunc') loop
         if p_queue_rows then
-            perform dbsync._queue_rows(t.table_id, v_shape.shape_id, r.rel, 'U');
+            perform dbsync._queue_rows(t.table_id, v_shape.shape_id, r.rel);
         end if;
         execute format('create trigger dbsync_capture_part_trunc before truncate on %s for each statement execute function %s',
                        r.rel, v_fn);

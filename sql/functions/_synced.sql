@@ -7,7 +7,7 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
                select from dbsync.subscription_tables st
                join dbsync.tables t using (table_id)
                where st.sub_id = p_sub_id and t.removed_at is null
-                 and (st.state not in ('catching_up', 'streaming') or st.copy_tick > s.position_tick))
+                 and st.state <> 'streaming')
        and not exists (
                select from dbsync.events e
                where e.group_id = s.group_id

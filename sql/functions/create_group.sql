@@ -1,7 +1,8 @@
 -- dbsync.create_group(name text) returns int
 --   Creates a group: one queue replayed in commit order. Its events go to
 --   dbsync.events_<id> (partition of dbsync.events), split into three slots that
---   rotate (see maintain), numbered by its own sequence dbsync.events_seq_<id>.
+--   rotate (see maintain), numbered by its own sequence dbsync.events_seq_<id>;
+--   dbsync.group_state_<id> tells capture triggers the slot and whether to NOTIFY.
 --   Writes: groups, queue_slots, ticks (tick 0). Returns the group id.
 --   Errors: empty name; a group of that name exists.
 create or replace function dbsync.create_group(name text) returns int
@@ -18,6 +19,10 @@ begin
     insert into dbsync.groups (name) values (create_group.name) returning group_id into v_id;
     -- No CACHE: a tick's max_ev_id bound is only sound if ids are handed out in order.
     execute format('create sequence dbsync.%I', 'events_seq_' || v_id);
+    -- Slot and NOTIFY flag for the capture triggers, read without a snapshot (see
+    -- _publish_group_state).
+    execute format('create sequence dbsync.%I minvalue 0 maxvalue 7', 'group_state_' || v_id);
+    perform dbsync._publish_group_state(v_id);
     execute format('create table dbsync.%I partition of dbsync.events for values in (%s) partition by list (slot)',
                    'events_' || v_id, v_id);
     for s in 0..2 loop

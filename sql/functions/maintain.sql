@@ -2,14 +2,17 @@
 --   Queue upkeep of one group, without row-by-row DELETE. Called by the sidecar.
 --   1. A slot that stopped being current in an earlier call gets its switched_xmax:
 --      this (later) transaction's own xid. A writer that read the old slot number
---      had its xid before the switch committed, so its xid is lower. (A snapshot's
+--      had its xid before the switch was published, so its xid is lower. (A snapshot's
 --      xmax would not do: it is latestCompletedXid + 1, and a running writer can
 --      have a higher xid.)
 --   2. A slot is truncated once every subscription's position snapshot has all
 --      transactions below its switched_xmax finished (xmin >= switched_xmax): they
 --      are then all applied. With no subscription nothing in the queue is needed.
 --   3. When the current slot is older than rotate_after and the next one is empty,
---      writers move to the next slot.
+--      writers move to the next slot (published in dbsync.group_state_<id>, which
+--      writers read without a snapshot: their xid is assigned by their own write,
+--      before the trigger reads the slot, so a writer that still used the old slot
+--      has an xid below any later transaction's, including step 1's).
 --   4. Ticks no subscription stands on or will need are deleted.
 --   Returns true when a slot waits only for the subscriptions' positions to move
 --   past it: an idle group takes no ticks, so the caller should force one.
@@ -66,6 +69,9 @@ begin
         update dbsync.queue_slots set switched_at = now()
         where group_id = p_group_id and slot = v_group.cur_slot;
     end if;
+    -- Writers read the slot from the state sequence; also repairs a value left by a
+    -- call that rolled back after it published.
+    perform dbsync._publish_group_state(p_group_id);
 
     select least(min(s.position_tick), min(st.copy_tick)) into v_keep
     from dbsync.subscriptions s

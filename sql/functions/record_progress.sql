@@ -1,10 +1,13 @@
--- dbsync.record_progress(p_sub_id int, p_tick bigint, p_events bigint, p_seconds double precision) returns void
+-- dbsync.record_progress(p_sub_id int, p_tick bigint, p_events bigint, p_seconds double precision,
+--                        p_copied jsonb default null) returns void
 --   The sidecar reports that the target now stands at tick p_tick (read from, or
 --   just committed to, the target's dbsync.applied). Moves the position, adds the
---   stats, clears the last error, and marks tables whose copy tick is now passed as
---   streaming. Called by the sidecar.
+--   stats, clears the last error. p_copied lists [table_id, copy_request] pairs the
+--   batch copied: those tables stream from now on, unless a newer copy was requested
+--   meanwhile (resync_table after the batch's snapshot). Called by the sidecar.
 create or replace function dbsync.record_progress(p_sub_id int, p_tick bigint, p_events bigint,
-                                                  p_seconds double precision) returns void
+                                                  p_seconds double precision, p_copied jsonb default null)
+returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
     update dbsync.subscriptions
@@ -15,8 +18,11 @@ begin
         rows_per_second = case when p_events > 0 and p_seconds > 0 then p_events / p_seconds else rows_per_second end,
         last_error = null, last_error_sqlstate = null, last_error_table = null, last_error_tick = null
     where sub_id = p_sub_id;
-    update dbsync.subscription_tables
-    set state = 'streaming'
-    where sub_id = p_sub_id and state = 'catching_up' and copy_tick <= p_tick;
+    update dbsync.subscription_tables st
+    set state = 'streaming', copy_tick = p_tick, copy_ended_at = now(), last_error = null, last_error_at = null,
+        rows_copied = coalesce((c.value->>2)::bigint, st.rows_copied)
+    from jsonb_array_elements(coalesce(p_copied, '[]')) c
+    where st.sub_id = p_sub_id and st.table_id = (c.value->>0)::int
+      and st.copy_request = (c.value->>1)::bigint and st.state <> 'streaming';
 end
 $$;

@@ -1,7 +1,9 @@
 -- dbsync.resync_table(subscription text, tbl regclass) returns void
 --   Copies the table into that subscription's target again, consistently, while the
---   other tables keep streaming: the table's events are held back from now on and
---   the sidecar copies it at a new tick, then streams it from there.
+--   other tables keep streaming: the subscription's next batch empties the target
+--   table and copies every row as of that batch's snapshot, in the batch's target
+--   transaction. Being part of the stream, the copy cannot race it: no batch planned
+--   before can write older rows over it, and DDL queued before it runs first.
 --   Errors: unknown subscription; the table is not in the subscription's group.
 create or replace function dbsync.resync_table(subscription text, tbl regclass) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -9,7 +11,7 @@ declare
     v_sub dbsync.subscriptions := dbsync._sub(subscription);
 begin
     update dbsync.subscription_tables st
-    set state = 'pending', copy_tick = null, rows_copied = 0, copy_started_at = null,
+    set state = 'pending', copy_request = st.copy_request + 1, copy_tick = null, rows_copied = 0, copy_started_at = null,
         copy_ended_at = null, last_error = null, last_error_at = null
     from dbsync.tables t
     where t.table_id = st.table_id and t.relid = tbl and t.removed_at is null and st.sub_id = v_sub.sub_id;

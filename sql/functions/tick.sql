@@ -26,25 +26,8 @@ begin
     select * into v_last from dbsync.ticks where group_id = p_group_id and tick_id = v_id;
     -- No tick unless a transaction that wrote events committed since the last one:
     -- events numbered by a transaction still running (a long bulk load) would make
-    -- only empty batches, one target transaction each. Writers are found by
-    -- transaction id, each once (a loose index scan), not by each of their events.
-    if not p_force and not exists (
-        select from unnest(array(select pg_snapshot_xip(v_last.snap))) x
-        where pg_visible_in_snapshot(x, pg_current_snapshot())
-          and exists (select from dbsync.events e where e.group_id = p_group_id and e.txid = x)
-    ) and not exists (
-        with recursive w(x) as (
-            (select e.txid from dbsync.events e
-             where e.group_id = p_group_id and e.txid >= pg_snapshot_xmax(v_last.snap)
-             order by e.txid limit 1)
-            union all
-            select (select e.txid from dbsync.events e
-                    where e.group_id = p_group_id and e.txid > w.x
-                    order by e.txid limit 1)
-            from w where w.x is not null
-        )
-        select from w where w.x is not null and pg_visible_in_snapshot(w.x, pg_current_snapshot())
-    ) then
+    -- only empty batches, one target transaction each.
+    if not p_force and not dbsync._has_new_writers(p_group_id, v_last.snap) then
         return v_id;
     end if;
     -- A statement after the lock: a fresh snapshot, then the sequence read after it.

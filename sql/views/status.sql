@@ -1,6 +1,6 @@
 -- dbsync.status: one row per subscription, what a DBA checks first.
---   state: paused | error (last batch failed, retrying) | copying (tables still to
---   copy) | streaming. backlog_events: events captured and not yet applied (from the
+--   state: paused | error (last batch failed, retrying; or a table's copy cannot
+--   start) | copying (tables still to copy) | streaming. backlog_events: events captured and not yet applied (from the
 --   group's sequence, so it may count a few rolled-back ones). lag_seconds: 0 when
 --   nothing is pending, else how old the target's state is: the time since the tick
 --   the target stands at.
@@ -10,8 +10,10 @@ select s.name,
        case when s.paused then 'paused'
             when s.last_error is not null then 'error'
             when exists (select from dbsync.subscription_tables st join dbsync.tables t using (table_id)
+                         where st.sub_id = s.sub_id and t.removed_at is null and st.state = 'error') then 'error'
+            when exists (select from dbsync.subscription_tables st join dbsync.tables t using (table_id)
                          where st.sub_id = s.sub_id and t.removed_at is null
-                           and st.state in ('pending', 'copying', 'error')) then 'copying'
+                           and st.state in ('pending', 'copying')) then 'copying'
             else 'streaming' end as state,
        s.paused,
        b.backlog as backlog_events,
@@ -22,16 +24,24 @@ select s.name,
        s.rows_per_second,
        s.batches_applied,
        s.events_applied,
-       s.last_error,
+       coalesce(s.last_error, te.last_error) as last_error,
        s.last_error_sqlstate,
-       s.last_error_table,
+       coalesce(s.last_error_table, te.table_name) as last_error_table,
        s.last_error_tick,
-       s.last_error_at,
+       coalesce(s.last_error_at, te.last_error_at) as last_error_at,
        s.error_count,
        s.created_at
 from dbsync.subscriptions s
 join dbsync.groups g using (group_id)
-join dbsync.ticks p on p.group_id = s.group_id and p.tick_id = s.position_tick
+-- A left join: a subscription whose tick the queue lost (see target_position) must
+-- still show, with its error.
+left join dbsync.ticks p on p.group_id = s.group_id and p.tick_id = s.position_tick
+left join lateral (
+    select st.last_error, st.last_error_at, format('%I.%I', t.schema_name, t.table_name) as table_name
+    from dbsync.subscription_tables st join dbsync.tables t using (table_id)
+    where st.sub_id = s.sub_id and t.removed_at is null and st.state = 'error'
+    order by st.last_error_at desc limit 1
+) te on true
 cross join lateral (
     select greatest(dbsync._last_ev_id(s.group_id) - p.max_ev_id, 0) as backlog
 ) b;

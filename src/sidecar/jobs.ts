@@ -1,5 +1,5 @@
 // The graphile-worker runner and the wake-ups it carries. Jobs are only wake-ups
-// ("sync subscription X", "copy table T for X"); jobKey folds repeated wake-ups
+// ("sync subscription X", "verify V"); jobKey folds repeated wake-ups
 // into one job, and nothing about ordering or exclusion depends on the queue.
 import { Logger as WorkerLogger, Runner, Task, run as runWorker } from "graphile-worker";
 import { Pool } from "pg";
@@ -83,10 +83,6 @@ export class Jobs {
 
   wakeSync(subscription: string, delayMs = 0) {
     return this.add("sync", { subscription }, `sync:${subscription}`, delayMs);
-  }
-
-  wakeCopy(subscription: string, tableId: number, delayMs = 0) {
-    return this.add("copy", { subscription, tableId }, `copy:${subscription}:${tableId}`, delayMs);
   }
 
   wakeVerify(verificationId: number) {

@@ -1,5 +1,5 @@
 // `dbsync run`: the sidecar. Wake-ups (wakeups.ts) turn into jobs (jobs.ts) that
-// apply subscriptions and copy tables (apply-tasks.ts) or verify them. Ordering and
+// apply subscriptions, copies included (apply-tasks.ts), or verify tables. Ordering and
 // mutual exclusion do not depend on the job queue: a session advisory lock on the
 // source and a row lock on the target's dbsync.applied guard every apply.
 import { Pool } from "pg";
@@ -15,10 +15,7 @@ import { Wakeups } from "./wakeups";
 export interface RunOptions {
   sourceUrl: string | undefined;
   concurrency: number;
-  /** Table copies running at once in this process. */
-  copyConcurrency: number;
   pollIntervalMs: number;
-  maxBatchEvents: number;
   rotateAfterSeconds: number;
   /** Serve /metrics, /healthz and /readyz on this port. */
   metricsPort?: number;
@@ -50,7 +47,6 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     onRestart: async () => wakeups?.scan(),
     tasks: {
       sync: async (payload) => tasks.sync((payload as { subscription: string }).subscription),
-      copy: async (payload) => tasks.copy(payload as { subscription: string; tableId: number }),
       verify: async (payload) => {
         // Leaves a worker free: a verification waits for a sync job to reach its tick.
         await runVerify(opts.sourceUrl, pool, Number((payload as { verificationId: number }).verificationId), log, {
@@ -75,7 +71,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
       await jobs.stop();
       await tasks.close();
       // Nobody listens now: writers should not pay for NOTIFY.
-      await pool.query("update dbsync.groups set sleeping = false where sleeping").catch(() => undefined);
+      await pool.query("select dbsync.set_sleeping(group_id, false) from dbsync.groups where sleeping").catch(() => undefined);
       await new Promise((r) => (metricsServer ? metricsServer.close(r) : r(undefined)));
       await pool.end().catch(() => undefined);
       log.info("dbsync sidecar stopped");

@@ -74,7 +74,7 @@ export class Wakeups {
     try {
       do {
         this.notified.set(groupId, false);
-        await this.pool.query("update dbsync.groups set sleeping = false where group_id = $1 and sleeping", [groupId]);
+        await this.pool.query("select dbsync.set_sleeping($1, false)", [groupId]);
         const { rows } = await this.pool.query<{ name: string }>(
           "select name from dbsync.subscriptions where group_id = $1 and not paused",
           [groupId],
@@ -88,36 +88,20 @@ export class Wakeups {
     }
   }
 
-  /** Tick every group that has news, and wake every subscription, copy and verification with work. */
+  /** Wake every subscription and verification with work. */
   async scan() {
     if (this.stopped) return;
     try {
-      const { rows: groups } = await this.pool.query<{ group_id: number }>("select group_id from dbsync.groups");
-      for (const g of groups) await this.pool.query("select dbsync.tick($1)", [g.group_id]);
-      const { rows } = await this.pool.query<{ name: string }>(`
-        select s.name
-          from dbsync.subscriptions s
-          join dbsync.groups g using (group_id)
-         where not s.paused and s.position_tick < g.last_tick_id`);
+      // Subscriptions with events to apply or tables to copy.
+      const { rows } = await this.pool.query<{ name: string; group_id: number }>(
+        "select s.name, s.group_id from dbsync.subscriptions s where dbsync.has_work(s.name)",
+      );
       // Awake for these groups now: writers need not NOTIFY (it costs them a
       // cluster-wide lock at commit) until the applier sleeps again; without this,
       // while the LISTEN connection is down every captured transaction would notify.
-      await this.pool.query(`
-        update dbsync.groups g set sleeping = false
-         where g.sleeping and exists (select from dbsync.subscriptions s
-                                       where s.group_id = g.group_id and not s.paused and s.position_tick < g.last_tick_id)`);
+      for (const g of new Set(rows.map((r) => r.group_id))) await this.pool.query("select dbsync.set_sleeping($1, false)", [g]);
       for (const r of rows) {
         if (!this.tasks.backoff.waiting(r.name)) await this.jobs.wakeSync(r.name);
-      }
-      const { rows: copies } = await this.pool.query<{ name: string; table_id: number }>(`
-        select s.name, st.table_id
-          from dbsync.subscription_tables st
-          join dbsync.subscriptions s using (sub_id)
-          join dbsync.tables t using (table_id)
-         where not s.paused and t.removed_at is null and st.state in ('pending', 'copying', 'error')`);
-      for (const c of copies) {
-        const key = `${c.name}:${c.table_id}`;
-        if (!this.tasks.copying.has(key) && !this.tasks.backoff.waiting(key)) await this.jobs.wakeCopy(c.name, c.table_id);
       }
       const { rows: verifications } = await this.pool.query<{ id: string }>("select id::text from dbsync._verify_todo() id");
       for (const v of verifications) await this.jobs.wakeVerify(Number(v.id));

@@ -1,14 +1,19 @@
 // One subscription's applier: its connections, its lock, and the loop that takes a
-// tick, reads the next batch and applies it until the target has caught up.
+// tick, reads the batch at that tick's snapshot and applies it until the target has
+// caught up. Three connections: `control` on the source (the apply lock, ticks,
+// progress), `reader` on the source (each batch's REPEATABLE READ transaction at
+// the batch's snapshot), and the target.
 // The target is the truth: on (re)connect the session reads the target's position
-// first and tells the source, so a crash between the target commit and the source
-// update neither skips nor repeats a batch.
-import { Client } from "pg";
+// first and tells the source (dbsync.target_position), so a crash between the target
+// commit and the source update neither skips nor repeats a batch, and a target that
+// went back in time is an error, never a skip.
+import { Client, escapeIdentifier as ident } from "pg";
 import { closeQuietly, connect } from "../db";
-import { Done, advance } from "../source/batches";
+import { sqlstateOf } from "../errors";
+import { Batch, Done, Plan, beginBatch, openReader } from "../source/batches";
 import { Subscription, loadSubscription } from "../source/catalog";
 import { TargetState, applyBatch } from "../target/apply";
-import { ensureTargetSchema, readAppliedTick } from "../target/progress";
+import { ensureTargetSchema, readAppliedTick, setAppliedTick } from "../target/progress";
 import { SequenceSync } from "../target/sequences";
 import { StageTables } from "../target/stage";
 import { Log } from "../log";
@@ -16,18 +21,23 @@ import { Log } from "../log";
 // Key space of dbsync's session advisory locks ("dbsy"); the second key is sub_id.
 export const APPLY_LOCK_CLASS = 0x64627379;
 
+/** Estimated rows of the tables one batch copies (at least one table). */
+const COPY_ROWS_PER_BATCH = 1_000_000;
+/** Batches started again at once when a table was truncated under their snapshot. */
+const PLAN_RETRIES = 5;
+
 export type SyncOutcome = "caught_up" | "paused" | "busy" | "gone" | "stopped";
 
 export interface SessionOptions {
   sourceUrl: string | undefined;
-  maxBatchEvents: number;
   statementTimeoutMs: number;
   /** Called after each batch is committed on the target. */
   onBatch?: (subscription: string, events: number, seconds: number) => void;
 }
 
 export class SubscriptionSession {
-  private source?: Client;
+  private control?: Client;
+  private reader?: Client;
   private target?: Client;
   private sub?: Subscription;
   /** Created with the target connection: its stage tables are that session's. */
@@ -47,41 +57,38 @@ export class SubscriptionSession {
 
   /** Applies batches until caught up, paused, or `signal` fires. */
   async sync(signal: AbortSignal): Promise<SyncOutcome> {
-    if (!this.source) {
-      const source = await connect(this.opts.sourceUrl, {
-        applicationName: `dbsync apply ${this.name}`.slice(0, 63),
-        statementTimeoutMs: this.opts.statementTimeoutMs,
-      });
-      const sub = await loadSubscription(source, this.name);
+    const appName = `dbsync apply ${this.name}`.slice(0, 63);
+    const link = { applicationName: appName, statementTimeoutMs: this.opts.statementTimeoutMs };
+    if (!this.control) {
+      const control = await connect(this.opts.sourceUrl, link);
+      const sub = await loadSubscription(control, this.name);
       if (!sub) {
-        await closeQuietly(source);
+        await closeQuietly(control);
         return "gone";
       }
       // Held for the session's life; a crashed process loses it at once.
-      const { rows } = await source.query("select pg_try_advisory_lock($1, $2) as ok", [APPLY_LOCK_CLASS, sub.sub_id]);
+      const { rows } = await control.query("select pg_try_advisory_lock($1, $2) as ok", [APPLY_LOCK_CLASS, sub.sub_id]);
       if (!rows[0].ok) {
-        await closeQuietly(source);
+        await closeQuietly(control);
         return "busy";
       }
-      this.source = source;
+      this.control = control;
     }
-    const source = this.source;
-    const sub = await loadSubscription(source, this.name);
+    const control = this.control;
+    const sub = await loadSubscription(control, this.name);
     this.sub = sub;
     if (!sub) return "gone";
     if (sub.paused) return "paused";
 
     if (!this.target) {
-      const target = await connect(sub.target_conninfo, {
-        applicationName: `dbsync apply ${this.name}`.slice(0, 63),
-        statementTimeoutMs: this.opts.statementTimeoutMs,
-      });
+      const target = await connect(sub.target_conninfo, link);
       try {
         await ensureTargetSchema(target);
         const at = await readAppliedTick(target, sub.sub_uuid, sub.name, sub.position_tick);
-        if (at !== sub.position_tick) {
-          this.log.info({ subscription: sub.name, source: sub.position_tick, target: at }, "position taken from the target");
-          await source.query("select dbsync.record_progress($1, $2, 0, 0)", [sub.sub_id, at]);
+        const { rows } = await control.query("select dbsync.target_position($1, $2)::float8 as t", [sub.sub_id, at]);
+        if (rows[0].t !== at) await setAppliedTick(target, sub.sub_uuid, rows[0].t);
+        if (rows[0].t !== sub.position_tick || at !== sub.position_tick) {
+          this.log.info({ source: sub.position_tick, target: at, continuing: rows[0].t }, "position taken from the target");
         }
       } catch (err) {
         await closeQuietly(target);
@@ -90,28 +97,95 @@ export class SubscriptionSession {
       this.target = target;
       this.targetState = { stages: new StageTables(), sequences: new SequenceSync() };
     }
+    if (!this.reader) this.reader = await connect(this.opts.sourceUrl, link);
 
     // Each batch's progress reaches the source with the request for the next one.
     let done: Done | undefined;
-    for (;;) {
-      const batch = await advance(source, sub.name, done, this.opts.maxBatchEvents);
+    for (let retries = 0; ; ) {
+      if (signal.aborted) {
+        if (done) await control.query("select dbsync.record_progress($1, $2, $3, $4, $5)", [
+          sub.sub_id, done.tick, done.events, done.seconds, JSON.stringify(done.copied),
+        ]);
+        return "stopped";
+      }
+      const batch = await beginBatch(control, sub.name, sub.sub_id, done);
       done = undefined;
       if (!batch) return "caught_up";
-      if (signal.aborted) return "stopped";
       this.currentTick = batch.to;
       const started = process.hrtime.bigint();
-      const { events } = await applyBatch(source, this.target, sub.sub_uuid, batch, this.targetState!);
+      let plan: Plan;
+      try {
+        plan = await openReader(control, this.reader, batch, COPY_ROWS_PER_BATCH);
+      } catch (err) {
+        await this.reader.query("rollback").catch(() => undefined);
+        // A table truncated or rewritten after the snapshot: take a new one.
+        if (sqlstateOf(err) === "40001" && retries++ < PLAN_RETRIES) continue;
+        throw err;
+      }
+      retries = 0;
+      plan = await this.withoutUncopyable(batch, plan);
+      const result = await applyBatch(control, this.reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
+        copyProgress: (t, rows) =>
+          void control
+            .query("select dbsync.copy_progress($1, $2, $3, $4, $5)", [sub.sub_id, t.table_id, t.copy_request, rows, t.rows_estimated])
+            .catch(() => undefined),
+      });
+      await this.reader.query("commit");
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      done = { tick: batch.to, events, seconds };
+      done = { tick: batch.to, events: result.events, seconds, copied: result.copied };
       this.currentTick = undefined;
-      this.opts.onBatch?.(sub.name, events, seconds);
-      this.log.debug({ subscription: sub.name, from: batch.from, to: batch.to, events, seconds }, "batch applied");
+      this.opts.onBatch?.(sub.name, result.events, seconds);
+      this.log.debug({ from: batch.from, to: batch.to, events: result.events, copied: result.copied.length, seconds }, "batch applied");
     }
   }
 
+  /**
+   * A table waiting for its first copy whose target table is missing or lacks
+   * columns is left out of the batch with the error on the table (table_status,
+   * status), so that it does not stop the other tables. A table whose copy its
+   * events need (a key change) stays in, and the batch fails on it.
+   */
+  private async withoutUncopyable(batch: Batch, plan: Plan): Promise<Plan> {
+    const copies = plan.tables.filter((t) => t.action === "copy");
+    if (!copies.length) return plan;
+    const { rows } = await this.target!.query<{ target: string; missing: string[] | null; exists: boolean }>(
+      `select x.target, pg_catalog.to_regclass(x.target) is not null as exists,
+              (select pg_catalog.array_agg(c) from pg_catalog.unnest(x.columns) c
+                where not exists (select from pg_catalog.pg_attribute a
+                                   where a.attrelid = pg_catalog.to_regclass(x.target) and a.attname = c
+                                     and a.attnum > 0 and not a.attisdropped)) as missing
+         from pg_catalog.jsonb_to_recordset($1::pg_catalog.jsonb) as x(target text, columns text[])`,
+      [JSON.stringify(copies.map((t) => ({ target: t.target, columns: t.columns })))],
+    );
+    const bad = new Map<string, string>();
+    for (const r of rows) {
+      if (!r.exists) {
+        bad.set(r.target, `target table ${r.target} does not exist (hint: create it on the target with the source's columns; dbsync does not create tables, and the copy is retried by itself)`);
+      } else if (r.missing?.length) {
+        bad.set(r.target, `target table ${r.target} lacks column(s) ${r.missing.map((c) => ident(c)).join(", ")} that the source has (hint: add them on the target; the copy is retried by itself)`);
+      }
+    }
+    if (!bad.size) return plan;
+    const kept = [];
+    for (const t of plan.tables) {
+      const message = t.action === "copy" ? bad.get(t.target) : undefined;
+      if (message === undefined) {
+        kept.push(t);
+        continue;
+      }
+      if (t.forced) {
+        kept.push(t);
+        continue;
+      }
+      this.log.warn({ table: t.target }, message);
+      await this.control!.query("select dbsync.table_error($1, $2, $3)", [batch.subId, t.table_id, message]);
+    }
+    return { ...plan, tables: kept };
+  }
+
   async close() {
-    const { source, target } = this;
-    this.source = this.target = this.targetState = undefined;
-    await Promise.all([closeQuietly(source), closeQuietly(target)]);
+    const { control, reader, target } = this;
+    this.control = this.reader = this.target = this.targetState = undefined;
+    await Promise.all([closeQuietly(control), closeQuietly(reader), closeQuietly(target)]);
   }
 }

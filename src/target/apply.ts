@@ -1,24 +1,32 @@
 // Applying one batch to a target, set-wise, in one transaction that also moves the
-// target's position (exactly once: see progress.ts). The batch is cut at the DDL
-// that execute_ddl queued in it; in each piece, per table: TRUNCATE if the piece
-// truncated it, then the table's changes, reduced on the source to the last state
-// of each key, are streamed by COPY into a temp stage table and applied by two
-// statements: delete every staged key, insert every staged new state. Deleting
-// first means unique constraints never see a transient duplicate (swapped keys,
-// swapped unique values) whatever the order inside the batch. Then the DDL runs,
-// and the next piece follows with the new shapes.
+// target's position (exactly once: see progress.ts). The rows come from the
+// source's reader transaction at the batch's snapshot, so order inside the batch
+// does not matter:
+//  1. the batch's DDL (execute_ddl) first, so the target has the shape the rows are
+//     read in; a DDL statement that fails there (a constraint that the rows of this
+//     batch will satisfy) runs again after the rows;
+//  2. per table: a copy empties the target table and streams every row into it; a
+//     refresh (after a TRUNCATE if the batch has one) streams the changed keys and
+//     their rows into a temp stage and applies two statements: delete every row
+//     matching a changed key, insert every row the source has for them. Deleting
+//     first means unique constraints never see a transient duplicate;
+//  3. sequences, then the position.
+// The next table's COPY starts on the source as soon as the current one is staged:
+// the source reads it while the target merges (the socket holds it back meanwhile).
+import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { DbsyncError, messageOf, sqlstateOf } from "../errors";
-import { Batch, BatchShape, ShapeSummary, Window, copyOutSql, ddlEvents, summarize } from "../source/batches";
-import { Shape, keyColumns, qualifiedName } from "../source/catalog";
-import { beginApply, commitApply } from "./progress";
+import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";
+import { beginApply, commitApply, recordCopy } from "./progress";
 import { SequenceSync } from "./sequences";
-import { Stage, StageTables } from "./stage";
+import { StageTables } from "./stage";
 
 export interface ApplyResult {
   events: number;
+  /** [table_id, copy_request, rows] of the tables copied. */
+  copied: [number, number, number][];
 }
 
 /** What a subscription's target connection keeps between batches. */
@@ -27,30 +35,62 @@ export interface TargetState {
   sequences: SequenceSync;
 }
 
+export interface ApplyHooks {
+  /** A copy inside the batch has streamed `rows` rows so far (about every 250 ms). */
+  copyProgress?: (t: PlanTable, rows: number) => void;
+}
+
 export async function applyBatch(
   source: Client,
+  reader: Client,
   target: Client,
   subUuid: string,
   batch: Batch,
+  plan: Plan,
   state: TargetState,
+  hooks: ApplyHooks = {},
 ): Promise<ApplyResult> {
-  const shapes = new Map(batch.shapes.filter(hasShape).map((s) => [s.shape_id, s]));
-  const ddl = batch.shapes.some((s) => s.shape_id === null) ? await ddlEvents(source, batch) : [];
-  const bounds = [null, ...ddl.map((d) => d.ev_id), null];
-  let events = 0;
+  const copied: ApplyResult["copied"] = [];
   try {
     await beginApply(target, subUuid, batch.from);
-    for (let i = 0; i + 1 < bounds.length; i++) {
-      const w = { after: bounds[i], before: bounds[i + 1] };
-      const summary = ddl.length ? await summarize(source, batch, w) : batch.shapes;
-      events += await applyWindow(source, target, batch, w, summary, shapes, state.stages);
-      const d = ddl[i];
-      if (d) {
-        await runDdl(target, d.ddl, d.search_path, d.ev_id);
-        events++;
+    const deferred = await runDdl(target, plan.ddl, true);
+    if (plan.ddl.length) state.stages.forget();
+    const emptied = plan.tables.filter((t) => t.action === "copy" || t.truncate);
+    for (const t of emptied) await withTable(t.target, () => emptyTable(target, t.target));
+
+    let next = plan.tables.length ? read(reader, plan.tables[0]) : undefined;
+    try {
+      for (let i = 0; i < plan.tables.length; i++) {
+        const t = plan.tables[i];
+        const out = next!;
+        await withTable(t.target, async () => {
+          if (t.action === "copy") {
+            const rows = await copyInto(out, target, t, hooks);
+            await recordCopy(target, subUuid, t.table_id, batch.to, rows);
+            copied.push([t.table_id, t.copy_request, rows]);
+            next = i + 1 < plan.tables.length ? read(reader, plan.tables[i + 1]) : undefined;
+          } else {
+            const stage = await state.stages.ensure(target, t.target, t.columns);
+            const cols = t.columns.map((c) => ident(c)).join(", ");
+            await pipeline(out, target.query(copyFrom(`copy ${stage.name} (${stage.op}, ${cols}) from stdin`)));
+            next = i + 1 < plan.tables.length ? read(reader, plan.tables[i + 1]) : undefined;
+            // Statements in one round trip (no parameters: the simple protocol allows it).
+            await target.query(
+              t.shapes
+                .map((s) => `delete from ${t.target} t using ${stage.name} s where s.${stage.op} = '${s.op}' and ${stage.keyMatch(s.key_columns)};`)
+                .join("\n") +
+                `insert into ${t.target} (${cols}) overriding system value
+                 select ${cols} from ${stage.name} where ${stage.op} = 'U'`,
+            );
+          }
+        });
       }
+    } finally {
+      // After a failure the reader is mid-COPY; the session drops it.
+      if (next && !next.readableEnded) next.destroy();
     }
-    if (batch.hasSequences) await state.sequences.push(source, target, batch.groupId);
+    await runDdl(target, deferred, false);
+    await state.sequences.push(source, target, batch.groupId);
     await commitApply(target, subUuid, batch.to);
   } catch (err) {
     await target.query("rollback").catch(() => undefined);
@@ -59,101 +99,85 @@ export async function applyBatch(
     throw err;
   }
   state.stages.committed();
-  return { events };
+  const events = plan.ddl.length + plan.tables.reduce((n, t) => n + Number(t.events), 0);
+  return { events, copied };
 }
 
-function hasShape(s: BatchShape): s is ShapeSummary & Shape {
-  return s.shape_id !== null;
+function read(reader: Client, t: PlanTable) {
+  const out = reader.query(copyTo(t.sql));
+  // An error before the pipeline reads the stream (the link broke meanwhile) would
+  // be lost, and the pipeline would wait for ever: destroying the stream keeps it.
+  out.on("error", (err) => {
+    if (!out.destroyed) out.destroy(err);
+  });
+  return out;
 }
 
-async function applyWindow(
-  source: Client,
-  target: Client,
-  batch: Batch,
-  w: Window,
-  summary: ShapeSummary[],
-  shapes: Map<number, Shape>,
-  stages: StageTables,
-): Promise<number> {
-  const wanted = new Set(batch.tableIds);
-  const parts = summary
-    .filter((s) => s.shape_id !== null)
-    .map((s) => ({ ...s, shape: shapes.get(s.shape_id!)! }))
-    .filter((p) => wanted.has(p.shape.table_id));
-
-  const lastTruncate = new Map<number, number>();
-  for (const p of parts) {
-    if (p.last_truncate !== null) {
-      lastTruncate.set(p.shape.table_id, Math.max(lastTruncate.get(p.shape.table_id) ?? 0, p.last_truncate));
-    }
-  }
-  const truncated = [...new Set(parts.filter((p) => lastTruncate.has(p.shape.table_id)).map((p) => qualifiedName(p.shape)))];
-  if (truncated.length) {
-    await withTable(truncated.join(", "), () => target.query(`truncate ${truncated.join(", ")}`));
-  }
-  // The next table's COPY starts on the source as soon as this table's is staged:
-  // the source reads and sorts it while the target merges this one. Until it is
-  // read, the socket holds it back (nothing is buffered here).
-  const read = (p: (typeof parts)[number]) => {
-    const out = source.query(copyTo(copyOutSql(batch, p.shape, { after: lastTruncate.get(p.shape.table_id) ?? w.after, before: w.before })));
-    // An error before the pipeline reads the stream (the link broke meanwhile) would
-    // be lost, and the pipeline would wait for ever: destroying the stream keeps it.
-    out.on("error", (err) => {
-      if (!out.destroyed) out.destroy(err);
-    });
-    return out;
-  };
-  let next = parts.length ? read(parts[0]) : undefined;
+/** Streams a copy's rows straight into the (emptied) target table; returns how many. */
+async function copyInto(out: NodeJS.ReadableStream, target: Client, t: PlanTable, hooks: ApplyHooks): Promise<number> {
+  let rows = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) rows++;
+      cb(null, chunk);
+    },
+  });
+  hooks.copyProgress?.(t, 0);
+  const timer = hooks.copyProgress && setInterval(() => hooks.copyProgress!(t, rows), 250);
   try {
-    for (let i = 0; i < parts.length; i++) {
-      const shape = parts[i].shape;
-      const cols = shape.columns.map((c) => ident(c)).join(", ");
-      const out = next!;
-      await withTable(qualifiedName(shape), async () => {
-        const stage = await stages.ensure(target, shape);
-        await pipeline(out, target.query(copyFrom(`copy ${stage.name} (${stage.op}, ${cols}) from stdin`)));
-        next = i + 1 < parts.length ? read(parts[i + 1]) : undefined;
-        await merge(target, shape, cols, stage);
-      });
-    }
+    const cols = t.columns.map((c) => ident(c)).join(", ");
+    await pipeline(out, counter, target.query(copyFrom(`copy ${t.target} (${cols}) from stdin`)));
   } finally {
-    // After a failure the source connection is mid-COPY; the session drops it.
-    if (next && !next.readableEnded) next.destroy();
+    if (timer) clearInterval(timer);
   }
-  return parts.reduce((n, p) => n + Number(p.events), 0);
+  return rows;
+}
+
+/** TRUNCATE is fast and leaves no dead rows; a table referenced by a foreign key needs DELETE. */
+async function emptyTable(target: Client, table: string) {
+  await target.query("savepoint empty_table");
+  try {
+    await target.query(`truncate ${table}`);
+  } catch (err) {
+    if (sqlstateOf(err) !== "0A000") throw err;
+    await target.query("rollback to savepoint empty_table");
+    await target.query(`delete from ${table}`);
+  }
 }
 
 /**
- * Applies a filled stage: delete every staged key, insert every staged new state.
- * `cols`: the shape's columns, quoted, as the stage was filled with them.
+ * Runs DDL from execute_ddl, each statement with the search_path it ran with on the
+ * source. With `mayDefer`, a statement that fails is rolled back to its savepoint
+ * and returned, to run again after the batch's rows (a constraint or index that
+ * the rows of this batch make valid); otherwise a failure is the batch's error.
  */
-async function merge(target: Client, shape: Shape, cols: string, stage: Stage) {
-  const table = qualifiedName(shape);
-  const keyMatch = keyColumns(shape)
-    .map((k) => `t.${ident(k)} = s.${ident(k)}`)
-    .join(" and ");
-  // Statements in one round trip (no parameters: the simple protocol allows it).
-  await target.query(
-    `delete from ${table} t using ${stage.name} s where ${keyMatch};
-     insert into ${table} (${cols}) overriding system value
-     select ${cols} from ${stage.name} where ${stage.op} = 'U'`,
-  );
-}
-
-/** DDL from execute_ddl, run with the search_path it ran with on the source. */
-async function runDdl(target: Client, ddl: string, searchPath: string, evId: number) {
-  const { rows } = await target.query("select current_setting('search_path') as sp");
+async function runDdl(target: Client, ddl: DdlEvent[], mayDefer: boolean): Promise<DdlEvent[]> {
+  const deferred: DdlEvent[] = [];
+  if (!ddl.length) return deferred;
+  const { rows } = await target.query("select pg_catalog.current_setting('search_path') as sp");
   try {
-    await target.query("select set_config('search_path', $1, true)", [searchPath]);
-    await target.query(ddl);
-  } catch (err) {
-    throw new DbsyncError(`DDL queued by execute_ddl (event ${evId}) failed on the target: ${messageOf(err)}: ${ddl}`, {
-      sqlstate: sqlstateOf(err),
-      hint: "Fix the target so that this DDL succeeds (or make the change by hand and drop what conflicts); the subscription retries it.",
-    });
+    for (const d of ddl) {
+      if (mayDefer) await target.query("savepoint dbsync_ddl");
+      try {
+        await target.query("select pg_catalog.set_config('search_path', $1, true)", [d.search_path]);
+        await target.query(d.ddl);
+        if (mayDefer) await target.query("release savepoint dbsync_ddl");
+      } catch (err) {
+        if (mayDefer) {
+          await target.query("rollback to savepoint dbsync_ddl");
+          deferred.push(d);
+          continue;
+        }
+        throw new DbsyncError(`DDL queued by execute_ddl (event ${d.ev_id}) failed on the target: ${messageOf(err)}: ${d.ddl}`, {
+          sqlstate: sqlstateOf(err),
+          hint: "Fix the target so that this DDL succeeds (or make the change by hand and drop what conflicts); the subscription retries it.",
+        });
+      }
+    }
   } finally {
-    await target.query("select set_config('search_path', $1, true)", [rows[0].sp]).catch(() => undefined);
+    await target.query("select pg_catalog.set_config('search_path', $1, true)", [rows[0].sp]).catch(() => undefined);
   }
+  return deferred;
 }
 
 /** Re-raise with the table named and a hint for the errors a DBA fixes on the target. */
@@ -169,7 +193,7 @@ async function withTable<T>(table: string, fn: () => Promise<T>): Promise<T> {
       message = `target table ${table} does not exist (${message})`;
       hint = `Create ${table} on the target with the source's columns; dbsync does not create tables.`;
     } else if (sqlstate === "42703") {
-      message = `target table ${table} lacks a column the source captures (${message})`;
+      message = `target table ${table} lacks a column the source has (${message})`;
       hint = `Add the column to ${table} on the target (or use dbsync.execute_ddl for schema changes); replication resumes by itself.`;
     }
     throw new DbsyncError(message, { table, sqlstate, hint });

@@ -52,6 +52,20 @@ export async function readAppliedTick(target: Client, subUuid: string, name: str
   return rows[0].t;
 }
 
+/** The target's record that a table was copied at `tick` (verify reads it). */
+export async function recordCopy(target: Client, subUuid: string, tableId: number, tick: number, rows: number): Promise<void> {
+  await target.query(
+    `insert into dbsync.copied (sub_uuid, table_id, copy_tick, rows) values ($1, $2, $3, $4)
+     on conflict (sub_uuid, table_id) do update set copy_tick = excluded.copy_tick, rows = excluded.rows, copied_at = now()`,
+    [subUuid, tableId, tick, rows],
+  );
+}
+
+/** Sets the target's position (after resync_subscription: every table is copied again). */
+export async function setAppliedTick(target: Client, subUuid: string, tick: number): Promise<void> {
+  await target.query("update dbsync.applied set tick_id = $2, applied_at = now() where sub_uuid = $1", [subUuid, tick]);
+}
+
 /**
  * Index probes of the keys a batch deletes hit pages that are mostly cached. At the
  * default random_page_cost (4) the planner hashed a whole 100,000-row table to

@@ -1,57 +1,102 @@
-// Stage tables on a target connection: one temp table per shape, with the
-// target table's column types (text from the source parses into them) and an op
-// column. A stage lives as long as its connection, so it is created once, not per
-// batch; one created in a transaction that rolled back is gone, so a stage only
-// counts as there once its transaction committed. A batch cut by DDL fills a
-// stage once per part: a stage already filled in this transaction is emptied first.
+// Stage tables on a target connection: one temp table per replicated table and
+// column list, with the target table's column types (text from the source parses
+// into them) and an op column. A stage lives as long as its connection, so it is
+// created once, not per batch; one created in a transaction that rolled back is
+// gone, so a stage only counts as there once its transaction committed. DDL in a
+// batch may change the target's column types: then stages are made afresh.
 import { Client, escapeIdentifier as ident } from "pg";
-import { Shape, qualifiedName } from "../source/catalog";
 
 export interface Stage {
-  /** The temp table, quoted. */
+  /** The temp table, qualified and quoted. */
   name: string;
-  /** Its op column ('U': new state, 'D': deleted), quoted. */
+  /** Its op column ('U': a row to insert, 'K<shape>': a key to delete), quoted. */
   op: string;
+  /** SQL matching target row t to stage row s on these key columns, per column. */
+  keyMatch(columns: string[]): string;
+}
+
+interface ColumnType {
+  attname: string;
+  /** The column's (base) type is one of pg_catalog's: compare values. */
+  builtin: boolean;
+  /** Qualified output function of the base type, for comparing other types as text. */
+  outfn: string;
 }
 
 export class StageTables {
-  private ready = new Set<number>();
-  private pending = new Set<number>();
-  /** Stages filled in the current transaction. */
-  private filled = new Set<number>();
+  private ready = new Map<string, Stage>();
+  private pending = new Map<string, Stage>();
+  private next = 0;
 
-  /** The shape's stage, created if need be, and empty. */
-  async ensure(target: Client, shape: Shape): Promise<Stage> {
-    const stage = stageOf(shape);
-    if (!this.ready.has(shape.shape_id) && !this.pending.has(shape.shape_id)) {
-      const cols = shape.columns.map((c) => `t.${ident(c)}`);
-      await target.query(
-        `create temp table if not exists ${stage.name} on commit delete rows as
-           select null::"char" as ${stage.op}, ${cols.join(", ")} from ${qualifiedName(shape)} t with no data`,
-      );
-      this.pending.add(shape.shape_id);
-    } else if (this.filled.has(shape.shape_id)) {
-      await target.query(`truncate ${stage.name}`);
-    }
-    this.filled.add(shape.shape_id);
+  /** The stage of `table` with these columns, created if need be. Empty at each transaction's start. */
+  async ensure(target: Client, table: string, columns: string[]): Promise<Stage> {
+    const key = JSON.stringify([table, columns]);
+    const known = this.ready.get(key) ?? this.pending.get(key);
+    if (known) return known;
+    let op = "dbsync_op";
+    while (columns.includes(op)) op += "_";
+    const name = `pg_temp.${ident(`dbsync_stage_${this.next++}`)}`;
+    await target.query(
+      `create temp table ${name.slice("pg_temp.".length)} on commit delete rows as
+         select null::pg_catalog.text as ${ident(op)}, ${columns.map((c) => `t.${ident(c)}`).join(", ")}
+           from ${table} t with no data`,
+    );
+    const types = await columnTypes(target, name);
+    const stage: Stage = {
+      name,
+      op: ident(op),
+      keyMatch: (keys) => keys.map((k) => match(types.get(k)!, k)).join(" and "),
+    };
+    this.pending.set(key, stage);
     return stage;
   }
 
   committed() {
-    for (const id of this.pending) this.ready.add(id);
+    for (const [k, s] of this.pending) this.ready.set(k, s);
     this.pending.clear();
-    this.filled.clear();
   }
 
   rolledBack() {
     this.pending.clear();
-    this.filled.clear();
+  }
+
+  /** After DDL the target tables' types may differ from their stages'. */
+  forget() {
+    this.ready.clear();
+    this.pending.clear();
   }
 }
 
-function stageOf(shape: Shape): Stage {
-  // The op column takes a name none of the table's columns has.
-  let op = "dbsync_op";
-  while (shape.columns.includes(op)) op += "_";
-  return { name: ident(`dbsync_stage_${shape.shape_id}`), op: ident(op) };
+/**
+ * Equality that runs no code a table owner wrote: OPERATOR(pg_catalog.=) between
+ * pg_catalog types, else the output texts (a table owner can define operators and
+ * casts for their own types, but not output functions).
+ */
+function match(t: ColumnType, column: string): string {
+  const c = ident(column);
+  return t.builtin
+    ? `t.${c} OPERATOR(pg_catalog.=) s.${c}`
+    : `pg_catalog.textin(${t.outfn}(t.${c})) OPERATOR(pg_catalog.=) pg_catalog.textin(${t.outfn}(s.${c}))`;
+}
+
+async function columnTypes(target: Client, stage: string): Promise<Map<string, ColumnType>> {
+  const { rows } = await target.query<ColumnType>(
+    `with recursive base(attname, typ, basetype) as (
+         select a.attname::text, a.atttypid, t.typbasetype
+           from pg_catalog.pg_attribute a join pg_catalog.pg_type t on t.oid = a.atttypid
+          where a.attrelid = $1::pg_catalog.regclass and a.attnum > 0 and not a.attisdropped
+         union all
+         select b.attname, t.oid, t.typbasetype
+           from base b join pg_catalog.pg_type t on t.oid = b.basetype
+          where b.basetype <> 0)
+     select b.attname, t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace as builtin,
+            pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname) as outfn
+       from base b
+       join pg_catalog.pg_type t on t.oid = b.typ
+       join pg_catalog.pg_proc p on p.oid = t.typoutput
+       join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+      where b.basetype = 0`,
+    [stage],
+  );
+  return new Map(rows.map((r) => [r.attname, r]));
 }

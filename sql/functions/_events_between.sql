@@ -1,0 +1,23 @@
+-- dbsync._events_between(p_group_id int, p_from pg_snapshot, p_to pg_snapshot) returns setof dbsync.events
+--   The events of a group whose transaction is visible in p_to and not in p_from.
+--   Index-friendly bounds, on txid as PgQ does: a transaction not visible in p_from
+--   but visible in p_to was either running at p_from (in its xip list) or has an
+--   xid at or above p_from's xmax, and below p_to's xmax. Event ids give no such
+--   bound: a snapshot's xmax is latestCompletedXid + 1, not the next xid to assign,
+--   so a transaction running when p_from was taken whose xid is above every
+--   completed one is not in the xip list, and its events may have been numbered
+--   before p_from was taken.
+--   The sidecar's reader passes its own snapshot as p_to: it imported the batch's
+--   tick, whose row it cannot see (the exporting transaction is running in it).
+--   A plain SQL function so that the planner inlines it into the caller's query.
+create or replace function dbsync._events_between(p_group_id int, p_from pg_snapshot, p_to pg_snapshot)
+returns setof dbsync.events
+language sql stable as $$
+    select e.*
+    from dbsync.events e
+    where e.group_id = p_group_id
+      and ((e.txid >= pg_snapshot_xmax(p_from) and e.txid < pg_snapshot_xmax(p_to))
+           or e.txid = any (array(select pg_snapshot_xip(p_from))))
+      and pg_visible_in_snapshot(e.txid, p_to)
+      and not pg_visible_in_snapshot(e.txid, p_from)
+$$;

@@ -1,0 +1,32 @@
+-- dbsync._publish_group_state(p_group_id int) returns void
+--   Copies the group's cur_slot and sleeping into its state sequence
+--   dbsync.group_state_<id> (cur_slot + 4 when sleeping), which capture triggers read.
+--   A sequence's value is not MVCC: a writer whose snapshot predates a slot switch
+--   (REPEATABLE READ, SERIALIZABLE) still reads the new slot, so no write can land in
+--   a slot that maintain judged free. setval is not transactional either: callers
+--   hold the group's row lock (FOR UPDATE) and call this as their last step, and
+--   every maintain call publishes again, so a rolled-back change is undone there.
+create or replace function dbsync._publish_group_state(p_group_id int) returns void
+language sql security definer set search_path = pg_catalog, pg_temp as $$
+    select pg_catalog.setval(format('dbsync.%I', 'group_state_' || g.group_id)::regclass,
+                             g.cur_slot + case when g.sleeping then 4 else 0 end, true)
+    from dbsync.groups g
+    where g.group_id = p_group_id
+$$;
+
+-- dbsync.set_sleeping(p_group_id int, p_sleeping boolean) returns void
+--   The sidecar says whether it sleeps for this group: while it does, capture
+--   triggers NOTIFY (a notifying transaction takes a cluster-wide lock at commit, so
+--   writers notify only then). Called by the sidecar.
+create or replace function dbsync.set_sleeping(p_group_id int, p_sleeping boolean) returns void
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+    perform from dbsync.groups g where g.group_id = p_group_id and g.sleeping is distinct from p_sleeping;
+    if not found then
+        return;
+    end if;
+    perform from dbsync.groups g where g.group_id = p_group_id for update;
+    update dbsync.groups set sleeping = p_sleeping where group_id = p_group_id;
+    perform dbsync._publish_group_state(p_group_id);
+end
+$$;

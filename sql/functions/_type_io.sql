@@ -1,0 +1,70 @@
+-- Conversions between a column's value and text that never run code a table owner
+-- could have written. Capture runs SECURITY DEFINER and the sidecar may be a
+-- privileged role, while a table owner can create casts from and to their own types
+-- (`create cast (app.e as text) with function app.f(app.e)`), operators and
+-- functions in any schema on the search_path. So:
+--   * value -> text goes through the type's output function, called by its
+--     qualified name (output functions of base types are C code that only a
+--     superuser can create; enum, composite, range, array and domain types use
+--     pg_catalog's);
+--   * text -> value is a cast to a type of pg_catalog (only a superuser can create
+--     casts between pg_catalog types), else values are compared as output text;
+--   * equality is OPERATOR(pg_catalog.=) between pg_catalog types, else text.
+
+-- dbsync._base_type(p_type oid) returns oid
+--   The type under a (possibly nested) domain; the type itself otherwise.
+create or replace function dbsync._base_type(p_type oid) returns oid
+language sql stable set search_path = pg_catalog, pg_temp as $$
+    with recursive d(t, base) as (
+        select t.oid, t.typbasetype from pg_type t where t.oid = p_type
+        union all
+        select t.oid, t.typbasetype from d join pg_type t on t.oid = d.base where d.base <> 0
+    )
+    select t from d where base = 0
+$$;
+
+-- dbsync._text_of(p_type oid, p_expr text) returns text
+--   SQL for the text of p_expr, a value of type p_type, by the base type's output
+--   function.
+create or replace function dbsync._text_of(p_type oid, p_expr text) returns text
+language sql stable set search_path = pg_catalog, pg_temp as $$
+    select case when b.oid = 'pg_catalog.text'::regtype then format('(%s)::pg_catalog.text', p_expr)
+                else format('pg_catalog.textin(%I.%I(%s))', n.nspname, p.proname, p_expr) end
+    from pg_type b
+    join pg_proc p on p.oid = b.typoutput
+    join pg_namespace n on n.oid = p.pronamespace
+    where b.oid = dbsync._base_type(p_type)
+$$;
+
+-- dbsync._key_match(p_type oid, p_col text, p_key text) returns text
+--   SQL that is true when column p_col (of type p_type) equals p_key, the text a
+--   capture trigger recorded for it. Types of pg_catalog compare as values (an index
+--   on the column serves); other types compare by output text.
+create or replace function dbsync._key_match(p_type oid, p_col text, p_key text) returns text
+language sql stable set search_path = pg_catalog, pg_temp as $$
+    select case when b.typnamespace = 'pg_catalog'::regnamespace
+                then format('%s OPERATOR(pg_catalog.=) (%s)::pg_catalog.%I', p_col, p_key, b.typname)
+                else format('%s OPERATOR(pg_catalog.=) %s', dbsync._text_of(p_type, p_col), p_key) end
+    from pg_type b
+    where b.oid = dbsync._base_type(p_type)
+$$;
+
+-- dbsync._needs_pinned_output(p_types oid[]) returns boolean
+--   Whether the output text of any of these types depends on a session setting
+--   (DateStyle, IntervalStyle, extra_float_digits, lc_monetary), so that capture must
+--   pin them (see _pin_output). Types known to print the same everywhere need not.
+create or replace function dbsync._needs_pinned_output(p_types oid[]) returns boolean
+language sql stable set search_path = pg_catalog, pg_temp as $$
+    select exists (
+        select from unnest(p_types) u(t)
+        join pg_type b on b.oid = dbsync._base_type(u.t)
+        where b.typtype <> 'e'
+          and b.oid not in ('pg_catalog.int2'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int8'::regtype,
+                            'pg_catalog.numeric'::regtype, 'pg_catalog.text'::regtype,
+                            'pg_catalog.varchar'::regtype, 'pg_catalog.bpchar'::regtype,
+                            'pg_catalog.uuid'::regtype, 'pg_catalog.bool'::regtype,
+                            'pg_catalog.bytea'::regtype, 'pg_catalog.oid'::regtype,
+                            'pg_catalog.name'::regtype, 'pg_catalog.char'::regtype,
+                            'pg_catalog.inet'::regtype, 'pg_catalog.cidr'::regtype,
+                            'pg_catalog.macaddr'::regtype))
+$$;

@@ -1,0 +1,181 @@
+-- dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint, p_copy_rows bigint default 1000000) returns jsonb
+--   What applying batch (p_from, p_to] to the subscription's target takes, read in
+--   the sidecar's reader transaction: REPEATABLE READ with the snapshot of tick
+--   p_to imported, so this sees dbsync's tables and the catalog as of the batch's end.
+--   Returns {"ddl": [{ev_id, ddl, search_path}], "tables": [...]}, one element per
+--   table to apply:
+--     table_id, target (the table's name as of p_to, quoted, for the target),
+--     columns (its stored columns as of p_to), events (count in the batch),
+--     action: 'copy' (every row: the table waits for its first copy, a resync, or a
+--       key change that its events cannot be mapped through) or 'refresh' (the rows
+--       of the keys that changed),
+--     forced (a copy the stream needs: a streaming table whose key changed),
+--     truncate (refresh after a TRUNCATE: empty the target table first),
+--     copy_request, rows_estimated (copies),
+--     sql: the COPY ... TO STDOUT that reads it. A copy yields the columns; a
+--       refresh yields an op then the columns, all as text: 'U' rows are the
+--       table's rows of the changed keys, 'K<shape>' rows carry one changed key
+--       (in the key columns of that shape, the others NULL). The target deletes
+--       every row matching a K row and inserts the U rows: whatever order the
+--       changes happened in, each key ends as the source's row at p_to, and a key
+--       that is gone is deleted.
+--     shapes: [{op, key_columns}] the K rows' key columns, per op.
+--   Copies are limited to about p_copy_rows estimated rows per batch (at least one
+--   table), so the stream of the other tables goes on between copies.
+--   Every table listed is locked (ACCESS SHARE) and checked: a TRUNCATE or a
+--   rewriting ALTER TABLE that committed after the snapshot would make the table
+--   look empty to it (they are not MVCC-safe), so then this raises
+--   serialization_failure and the sidecar starts the batch again.
+--   Reads only; values and names are never evaluated as code, so it runs no code a
+--   table owner wrote. Called by the sidecar.
+create or replace function dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint,
+                                             p_copy_rows bigint default 1000000) returns jsonb
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v_group int := (select s.group_id from dbsync.subscriptions s where s.sub_id = p_sub_id);
+    -- This transaction imported tick p_to's snapshot; that tick's row is not visible
+    -- in it (its transaction was running), so the snapshots are passed directly.
+    v_from_snap pg_snapshot := (select t.snap from dbsync.ticks t where t.group_id = v_group and t.tick_id = p_from);
+    v_to_snap pg_snapshot := pg_current_snapshot();
+    v_tables jsonb := '[]';
+    v_ddl jsonb;
+    v_copy_budget bigint := p_copy_rows;
+    r record;
+    sh record;
+    v_cols text[];
+    v_types oid[];
+    v_action text;
+    v_shapes jsonb;
+    v_ctes text[];
+    v_match text[];
+    v_krows text[];
+    v_keycols text[];
+    v_from text;
+    v_sql text;
+    v_est bigint;
+    v_stale regclass;
+begin
+    if current_setting('transaction_isolation') <> 'repeatable read' then
+        raise exception 'batch_plan: must run in the REPEATABLE READ transaction that imported the batch''s snapshot'
+            using errcode = 'active_sql_transaction';
+    end if;
+    select coalesce(jsonb_agg(jsonb_build_object('ev_id', e.ev_id, 'ddl', e.row[1], 'search_path', e.row[2])
+                              order by e.ev_id), '[]')
+      into v_ddl
+    from dbsync._events_between(v_group, v_from_snap, v_to_snap) e where e.op = 'X';
+
+    for r in
+        with ev as (
+            select e.shape_id, count(*) as events, bool_or(e.op = 'T') as truncated
+            from dbsync._events_between(v_group, v_from_snap, v_to_snap) e
+            where e.op in ('K', 'T')
+            group by e.shape_id
+        )
+        select t.table_id, t.relid, t.partitioned, st.state, st.copy_request,
+               -- Always quoted, as the sidecar names tables (table_status matches on it).
+               '"' || replace(n.nspname, '"', '""') || '"."' || replace(c.relname, '"', '""') || '"' as target,
+               (select coalesce(sum(ev.events), 0) from ev join dbsync.shapes s using (shape_id)
+                where s.table_id = t.table_id) as events,
+               (select bool_or(ev.truncated) from ev join dbsync.shapes s using (shape_id)
+                where s.table_id = t.table_id) as truncated
+        from dbsync.subscription_tables st
+        join dbsync.tables t using (table_id)
+        join pg_class c on c.oid = t.relid
+        join pg_namespace n on n.oid = c.relnamespace
+        where st.sub_id = p_sub_id and t.removed_at is null
+          and (st.state <> 'streaming'
+               or exists (select from ev join dbsync.shapes s using (shape_id) where s.table_id = t.table_id))
+        order by t.table_id
+    loop
+        select array_agg(a.attname::text order by a.attnum), array_agg(a.atttypid order by a.attnum)
+          into v_cols, v_types
+        from pg_attribute a
+        where a.attrelid = r.relid and a.attnum > 0 and not a.attisdropped and a.attgenerated = '';
+        v_from := case when r.partitioned then '' else 'only ' end || r.relid::regclass::text;
+        v_action := case when r.state <> 'streaming' then 'copy' else 'refresh' end;
+
+        v_shapes := '[]';
+        v_ctes := '{}';
+        v_match := '{}';
+        v_krows := '{}';
+        if v_action = 'refresh' then
+            for sh in
+                select s.shape_id, s.key_attnums, s.key_types,
+                       array(select a.attname::text from unnest(s.key_attnums) with ordinality u(n, o)
+                             join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped
+                             order by u.o) as names,
+                       array(select a.atttypid from unnest(s.key_attnums) with ordinality u(n, o)
+                             join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped
+                             order by u.o) as types
+                from dbsync.shapes s
+                where s.table_id = r.table_id
+                  and exists (select from dbsync._events_between(v_group, v_from_snap, v_to_snap) e
+                              where e.shape_id = s.shape_id and e.op = 'K')
+                order by s.shape_id
+            loop
+                -- A key whose columns are gone or retyped cannot find its rows: copy.
+                if sh.names is null or cardinality(sh.names) <> cardinality(sh.key_attnums)
+                   or sh.types <> sh.key_types or not sh.names <@ v_cols then
+                    v_action := 'copy';
+                    exit;
+                end if;
+                v_ctes := v_ctes || format('k%s as materialized (select k from dbsync.batch_keys(%s, %s, %s) k)',
+                                           sh.shape_id, v_group, p_from, sh.shape_id);
+                v_match := v_match || format('exists (select from k%s where %s)', sh.shape_id,
+                    (select string_agg(dbsync._key_match(u.ty, format('t.%I', u.nm), format('k%s.k[%s]', sh.shape_id, u.o)),
+                                       ' and ' order by u.o)
+                     from unnest(sh.names, sh.types) with ordinality u(nm, ty, o)));
+                v_krows := v_krows || format('select %L, %s from k%s', 'K' || sh.shape_id,
+                    (select string_agg(case when array_position(sh.names, c) is null then 'null'
+                                            else format('k%s.k[%s]', sh.shape_id, array_position(sh.names, c)) end,
+                                       ', ' order by o)
+                     from unnest(v_cols) with ordinality u(c, o)),
+                    sh.shape_id);
+                v_shapes := v_shapes || jsonb_build_object('op', 'K' || sh.shape_id, 'key_columns', to_jsonb(sh.names));
+            end loop;
+        end if;
+
+        v_est := null;
+        if v_action = 'copy' then
+            v_est := (select nullif(sum(greatest(c.reltuples, 0)), 0)::bigint from pg_class c
+                      where c.relkind = 'r'
+                        and c.oid in (select p.relid from pg_partition_tree(r.relid) p union select r.relid));
+            -- A table waiting for its copy can wait for the next batch; one whose
+            -- events need the copy cannot.
+            if v_copy_budget <= 0 and r.state <> 'streaming' then
+                continue;
+            end if;
+            v_copy_budget := v_copy_budget - coalesce(v_est, 0);
+            v_sql := format('copy (select %s from %s) to stdout',
+                            (select string_agg(quote_ident(c), ', ' order by o) from unnest(v_cols) with ordinality u(c, o)),
+                            v_from);
+        else
+            v_sql := format('copy (with %s select %L, %s from %s t where %s union all %s) to stdout',
+                            array_to_string(v_ctes, ', '), 'U',
+                            (select string_agg(dbsync._text_of(ty, format('t.%I', c)), ', ' order by o)
+                             from unnest(v_cols, v_types) with ordinality u(c, ty, o)),
+                            v_from, array_to_string(v_match, ' or '), array_to_string(v_krows, ' union all '));
+        end if;
+
+        if pg_relation_filenode(r.relid) is null then
+            continue;  -- dropped since the snapshot: nothing left to apply
+        end if;
+        execute format('lock table %s in access share mode', r.relid::regclass);
+        select c.oid::regclass into v_stale
+        from pg_class c
+        where c.oid in (select p.relid from pg_partition_tree(r.relid) p where p.isleaf union select r.relid)
+          and c.relkind = 'r' and c.relfilenode <> pg_relation_filenode(c.oid)
+        limit 1;
+        if v_stale is not null then
+            raise exception 'batch_plan: % was truncated or rewritten after the batch''s snapshot', v_stale
+                using errcode = 'serialization_failure', hint = 'The sidecar starts the batch again.';
+        end if;
+
+        v_tables := v_tables || jsonb_build_object(
+            'table_id', r.table_id, 'target', r.target, 'columns', to_jsonb(v_cols), 'events', r.events,
+            'action', v_action, 'forced', v_action = 'copy' and r.state = 'streaming', 'truncate', coalesce(r.truncated, false) and v_action = 'refresh',
+            'copy_request', r.copy_request, 'rows_estimated', v_est, 'sql', v_sql, 'shapes', v_shapes);
+    end loop;
+    return jsonb_build_object('ddl', v_ddl, 'tables', v_tables);
+end
+$$;

@@ -1,0 +1,68 @@
+-- dbsync.begin_batch(p_subscription text) returns table
+--   (sub_id int, group_id int, tick_from bigint, tick_to bigint, snapshot_name text)
+--   The sidecar's apply loop, one call per batch on its control connection (right
+--   after record_progress of the previous batch has committed: the reader must see
+--   it, and it cannot see what this transaction writes):
+--   1. when there is something to apply (events committed since the position, or
+--      tables to copy), takes a tick of the group whose snapshot it exports: the
+--      batch is (position, tick], and the sidecar's reader transaction imports the
+--      snapshot, so it reads every row exactly as of the batch's end;
+--   2. a running verification that holds the subscription (dbsync._verify_hold)
+--      ends the batch at its tick instead, read through the snapshot the verify job
+--      exported; the subscription does not move past a hold it stands at.
+--   No row: nothing to apply, paused, held, or no such subscription.
+--   Must run in READ COMMITTED, in a transaction the caller keeps open until the
+--   reader has run SET TRANSACTION SNAPSHOT (the export lives as long as it), then
+--   commits (that also releases the group's tick lock). Called by the sidecar.
+create or replace function dbsync.begin_batch(p_subscription text)
+returns table (sub_id int, group_id int, tick_from bigint, tick_to bigint, snapshot_name text)
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v_sub dbsync.subscriptions;
+    v_hold bigint;
+    v_hold_snapshot text;
+    v_last bigint;
+    v_pos pg_snapshot;
+begin
+    if current_setting('transaction_isolation') <> 'read committed' then
+        raise exception 'begin_batch: must run in a READ COMMITTED transaction' using errcode = 'active_sql_transaction';
+    end if;
+    select * into v_sub from dbsync.subscriptions s where s.name = p_subscription;
+    if not found then
+        return;
+    end if;
+    if v_sub.paused then
+        return;
+    end if;
+
+    v_hold := dbsync._verify_hold(p_subscription);
+    if v_hold is not null then
+        select v.hold_snapshot into v_hold_snapshot
+        from dbsync.verifications v
+        where v.sub_id = v_sub.sub_id and v.hold_tick = v_hold and v.hold_snapshot is not null
+        limit 1;
+        if v_hold > v_sub.position_tick and v_hold_snapshot is not null then
+            return query select v_sub.sub_id, v_sub.group_id, v_sub.position_tick, v_hold, v_hold_snapshot;
+        end if;
+        return;
+    end if;
+
+    select g.last_tick_id into v_last from dbsync.groups g where g.group_id = v_sub.group_id;
+    select t.snap into v_pos from dbsync.ticks t where t.group_id = v_sub.group_id and t.tick_id = v_sub.position_tick;
+    if v_pos is null then
+        raise exception 'begin_batch: subscription "%" stands at tick %, which the queue no longer has',
+                        p_subscription, v_sub.position_tick
+            using errcode = 'object_not_in_prerequisite_state',
+                  hint = format('The target cannot be brought up to date from the queue: select dbsync.resync_subscription(%L).', p_subscription);
+    end if;
+    if v_sub.position_tick >= v_last
+       and not exists (select from dbsync.subscription_tables st join dbsync.tables t using (table_id)
+                       where st.sub_id = v_sub.sub_id and t.removed_at is null and st.state <> 'streaming')
+       and not dbsync._has_new_writers(v_sub.group_id, v_pos) then
+        return;
+    end if;
+    return query
+    select v_sub.sub_id, v_sub.group_id, v_sub.position_tick, x.tick_id, x.snapshot_name
+    from dbsync._export_tick(v_sub.group_id) x;
+end
+$$;

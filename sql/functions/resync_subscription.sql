@@ -1,0 +1,19 @@
+-- dbsync.resync_subscription(subscription text) returns void
+--   Copies every table of the subscription again, and accepts whatever position its
+--   target holds: the way back for a target restored from a backup or failed over
+--   to a lagging standby (dbsync.status says so). The next batches empty and fill
+--   each target table, as resync_table does.
+--   Errors: unknown subscription.
+create or replace function dbsync.resync_subscription(subscription text) returns void
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v_sub dbsync.subscriptions := dbsync._sub(subscription);
+begin
+    update dbsync.subscription_tables st
+    set state = 'pending', copy_request = st.copy_request + 1, copy_tick = null, rows_copied = 0,
+        copy_started_at = null, copy_ended_at = null, last_error = null, last_error_at = null
+    where st.sub_id = v_sub.sub_id;
+    update dbsync.subscriptions set reset_target = true, last_error = null where sub_id = v_sub.sub_id;
+    perform pg_notify('dbsync', v_sub.group_id::text);
+end
+$$;

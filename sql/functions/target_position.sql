@@ -1,0 +1,42 @@
+-- dbsync.target_position(p_sub_id int, p_target_tick bigint) returns bigint
+--   The sidecar connected to the subscription's target, which says it stands at
+--   p_target_tick (its dbsync.applied, the truth for exactly-once apply). Returns
+--   the tick to continue from, after recording it:
+--   * the position itself;
+--   * a later tick the queue still has: the target committed batches whose report
+--     to the source was lost (a crash between the two commits);
+--   * after resync_subscription, the position, whatever the target says: every
+--     table is copied again (the sidecar writes it to the target).
+--   A target behind the position (restored from a backup, or a failover to a
+--   lagging standby) or at a tick this queue never made (another source, a source
+--   restored from a backup) cannot be brought up to date from the queue: that
+--   raises an error that names the fix, so the subscription shows it in
+--   dbsync.status instead of skipping batches. Called by the sidecar.
+create or replace function dbsync.target_position(p_sub_id int, p_target_tick bigint) returns bigint
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v_sub dbsync.subscriptions;
+begin
+    select * into v_sub from dbsync.subscriptions s where s.sub_id = p_sub_id for update;
+    if v_sub.reset_target then
+        update dbsync.subscriptions set reset_target = false where sub_id = p_sub_id;
+        return v_sub.position_tick;
+    end if;
+    if p_target_tick = v_sub.position_tick then
+        return p_target_tick;
+    end if;
+    if p_target_tick > v_sub.position_tick
+       and exists (select from dbsync.ticks t where t.group_id = v_sub.group_id and t.tick_id = p_target_tick) then
+        perform dbsync.record_progress(p_sub_id, p_target_tick, 0, 0);
+        return p_target_tick;
+    end if;
+    raise exception 'the target of subscription "%" stands at tick %, but the source % tick %', v_sub.name,
+                    p_target_tick, case when p_target_tick < v_sub.position_tick then 'already applied up to' else 'never made' end,
+                    case when p_target_tick < v_sub.position_tick then v_sub.position_tick else p_target_tick end
+        using errcode = 'object_not_in_prerequisite_state',
+              detail = case when p_target_tick < v_sub.position_tick
+                            then 'The target went back in time: restored from a backup, or a failover to a standby that lagged. The changes in between are no longer in the queue.'
+                            else 'The target holds changes this source does not know: it was fed by another source, or the source was restored from a backup.' end,
+              hint = format('Copy every table again with select dbsync.resync_subscription(%L); nothing is applied until then.', v_sub.name);
+end
+$$;
