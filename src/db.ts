@@ -43,9 +43,6 @@ export const PINNED_SETTINGS = [
   "set extra_float_digits = 3",
   "set bytea_output = 'hex'",
   "set lc_monetary = 'C'",
-  // Names dbsync does not qualify resolve in pg_catalog only: a table owner's
-  // functions, operators and types elsewhere are never picked up by mistake.
-  "set search_path = pg_catalog, pg_temp",
   // A row security policy is a table owner's code: never run it as the sidecar's
   // role, and never let it hide rows silently (an error says what is wrong).
   "set row_security = off",

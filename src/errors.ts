@@ -35,3 +35,17 @@ export function sqlstateOf(err: unknown): string | undefined {
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * The message a DBA reads in dbsync.status: the error's own text, with PostgreSQL's
+ * DETAIL and HINT (or dbsync's hint) kept, since they usually say what to do.
+ */
+export function reportOf(err: unknown): string {
+  const e = err as { detail?: unknown; hint?: unknown; context?: { hint?: string } };
+  const hint = err instanceof DbsyncError ? err.context.hint : typeof e?.hint === "string" ? e.hint : undefined;
+  const detail = typeof e?.detail === "string" ? e.detail : undefined;
+  let message = messageOf(err);
+  if (detail) message += ` (detail: ${detail})`;
+  if (hint) message += ` (hint: ${hint})`;
+  return message;
+}

@@ -52,10 +52,15 @@ before(async () => {
     create table app.measures_1 partition of app.measures for values in (1);
     create table app.measures_2 partition of app.measures for values in (2);
     grant select, insert, update, delete, truncate on app.measures, app.measures_1, app.measures_2 to ${APP};
+    -- Keyed by values whose text depends on the session's settings.
+    create table app.stamps (ts timestamptz, f float8, b bytea, iv interval, d date, note text,
+                             primary key (ts, f, b, iv, d));
+    grant select, insert, update, delete on app.stamps to ${APP};
   `);
   groupId = await value<number>(src, "select dbsync.create_group('app')");
   await value(src, "select dbsync.add_table('app.orders', 'app')");
   await value(src, "select dbsync.add_table('app.measures', 'app')");
+  await value(src, "select dbsync.add_table('app.stamps', 'app')");
   await value(src, "select dbsync.add_subscription('app_sub', 'app', $1, copy_data => false)", [
     env.targetUrl + " secret-looking-conninfo",
   ]);
@@ -67,65 +72,61 @@ after(async () => {
 
 /** The captured events of a table, oldest first, as postgres sees them. */
 async function eventsOf(table: string) {
-  return rows<{ op: string; row: (string | null)[] | null }>(
+  return rows<{ ev_id: string; op: string; row: (string | null)[] | null; columns: string[] }>(
     src,
-    `select e.op::text as op, e.row from dbsync.events e
+    `select e.ev_id, e.op::text as op, e.row, s.columns from dbsync.events e
      join dbsync.shapes s using (shape_id) join dbsync.tables t using (table_id)
      where t.relid = $1::regclass order by e.ev_id`,
     [table],
   );
 }
 
+/**
+ * Runs one statement in `c` and returns what it queued for `table`, as "op:key/key"
+ * strings in queue order. The keys one statement queues have no order among
+ * themselves, so those of each op are sorted, 'K' first.
+ */
+async function queued(c: Client | Pool, table: string, sql: string): Promise<string[]> {
+  const before = (await eventsOf(table)).length;
+  await c.query(sql);
+  const evs = (await eventsOf(table)).slice(before);
+  const show = (e: { op: string; row: (string | null)[] | null }) => `${e.op}${e.row ? ":" + e.row.join("/") : ""}`;
+  // A statement's keys, then (TRUNCATE) its one 'T': nothing may follow the 'T'.
+  const t = evs.findIndex((e) => e.op === "T");
+  assert.ok(t === -1 || t === evs.length - 1, `${sql}: events after the T: ${evs.map(show)}`);
+  return [...evs.filter((e) => e.op !== "T").map(show).sort(), ...evs.filter((e) => e.op === "T").map(show)];
+}
+
 test("(a) an application role with only table rights writes a captured table, and its changes are captured", async () => {
   const app = await connectAs(APP);
   assert.equal(await value(app, "select has_schema_privilege('dbsync', 'usage')"), false);
 
-  await app.query("insert into app.orders (id, note) values (1, 'one'), (2, 'two')");
-  await app.query("update app.orders set note = 'uno' where id = 1");
-  await app.query("update app.orders set id = 3 where id = 2"); // key change: D of 2, U of 3
-  await app.query("delete from app.orders where id = 1");
-  await app.query("truncate app.orders");
+  // Capture records which keys changed: 'K' with the key's text (an UPDATE lists the
+  // old and the new key, each once), and 'T' for a TRUNCATE.
+  const o = (sql: string) => queued(app, "app.orders", sql);
+  assert.deepEqual(await o("insert into app.orders (id, note) values (1, 'one'), (2, 'two')"), ["K:1", "K:2"]);
+  assert.deepEqual(await o("update app.orders set note = 'uno' where id = 1"), ["K:1"]);
+  assert.deepEqual(await o("update app.orders set id = 3 where id = 2"), ["K:2", "K:3"]); // key change
+  assert.deepEqual(await o("delete from app.orders where id = 1"), ["K:1"]);
+  assert.deepEqual(await o("truncate app.orders"), ["T"]);
   const ev = await eventsOf("app.orders");
-  assert.deepEqual(
-    ev.map((e) => [e.op, e.row?.slice(0, 2) ?? null]),
-    [
-      ["U", ["1", "one"]],
-      ["U", ["2", "two"]],
-      ["U", ["1", "uno"]],
-      ["D", ["2", "two"]],
-      ["U", ["3", "two"]],
-      ["D", ["1", "uno"]],
-      ["T", null],
-    ],
-  );
+  assert.equal(ev.length, 7);
+  // Every event's shape names the key's columns.
+  assert.ok(ev.every((e) => JSON.stringify(e.columns) === '["id"]'), JSON.stringify(ev));
 
   // A partitioned table: row triggers cloned to partitions, truncate of one partition.
-  await app.query("insert into app.measures values (1, 1, 'a'), (2, 2, 'b')");
-  await app.query("update app.measures set k = 2 where id = 1"); // moves partition
-  await app.query("insert into app.measures_1 values (3, 1, 'c')"); // straight into a partition
-  await app.query("truncate app.measures_2");
-  await app.query("truncate app.measures");
+  const m = (sql: string) => queued(app, "app.measures", sql);
+  assert.deepEqual(await m("insert into app.measures values (1, 1, 'a'), (2, 2, 'b')"), ["K:1/1", "K:2/2"]);
+  assert.deepEqual(await m("update app.measures set k = 2 where id = 1"), ["K:1/1", "K:1/2"]); // moves partition
+  assert.deepEqual(await m("update app.measures set v = 'a2' where id = 1"), ["K:1/2"]); // in place
+  assert.deepEqual(await m("insert into app.measures_1 values (3, 1, 'c')"), ["K:3/1"]); // straight into a partition
+  // Truncating one partition queues its rows' keys; truncating the whole table
+  // queues the keys of each partition (BEFORE TRUNCATE fires on each), then one T.
+  assert.deepEqual(await m("truncate app.measures_2"), ["K:1/2", "K:2/2"]);
+  assert.deepEqual(await m("truncate app.measures"), ["K:3/1", "T"]);
   const pev = await eventsOf("app.measures");
-  // Truncating one partition queues its rows as deletes; truncating the whole table
-  // queues the rows of each partition (BEFORE TRUNCATE fires on each), then one T.
-  const byRow = (a: [string, unknown], b: [string, unknown]) => JSON.stringify(a).localeCompare(JSON.stringify(b));
-  const seen = pev.map((e) => [e.op, e.row] as [string, unknown]);
-  assert.deepEqual(seen.slice(0, 5), [
-    ["U", ["1", "1", "a"]],
-    ["U", ["2", "2", "b"]],
-    ["D", ["1", "1", "a"]],
-    ["U", ["1", "2", "a"]],
-    ["U", ["3", "1", "c"]],
-  ]);
-  // (a partition's rows come in physical order)
-  assert.deepEqual(seen.slice(5, 7).sort(byRow), [
-    ["D", ["1", "2", "a"]],
-    ["D", ["2", "2", "b"]],
-  ]);
-  assert.deepEqual(seen.slice(7), [
-    ["D", ["3", "1", "c"]],
-    ["T", null],
-  ]);
+  assert.equal(pev.length, 10);
+  assert.ok(pev.every((e) => JSON.stringify(e.columns) === '["id","k"]'), JSON.stringify(pev));
   assert.equal(await value(src, "select backlog_events::int from dbsync.status where name = 'app_sub'"), ev.length + pev.length);
 });
 
@@ -155,7 +156,7 @@ test("(b) the application role can neither administer dbsync nor read it", async
   await denied(app, "select target_conninfo from dbsync.subscriptions");
   // Nothing changed on the way.
   assert.deepEqual(await rows(src, "select name, paused from dbsync.subscriptions"), [{ name: "app_sub", paused: false }]);
-  assert.equal(await value(src, "select count(*)::int from dbsync.tables where removed_at is null"), 2);
+  assert.equal(await value(src, "select count(*)::int from dbsync.tables where removed_at is null"), 3);
 });
 
 test("(c) PUBLIC has no access to the schema, the queue, the conninfo or the functions", async () => {
@@ -262,7 +263,7 @@ test("(f) capture functions are SECURITY DEFINER with a pinned search_path; a ho
     src,
     "select proname, prosecdef, proconfig from pg_proc where pronamespace = 'dbsync'::regnamespace and proname like 'capture\\_%' order by 1",
   );
-  assert.ok(capture.length >= 3, JSON.stringify(capture)); // orders, measures, measures' truncate
+  assert.ok(capture.length >= 4, JSON.stringify(capture)); // orders, measures, measures' truncate, stamps
   for (const f of capture) {
     assert.equal(f.prosecdef, true, `${f.proname} is not SECURITY DEFINER`);
     assert.ok(f.proconfig?.includes("search_path=pg_catalog, pg_temp"), `${f.proname}: ${f.proconfig}`);
@@ -296,6 +297,13 @@ test("(f) capture functions are SECURITY DEFINER with a pinned search_path; a ho
     create function evil.text(int) returns text language sql
       as $$ insert into evil.hits values ('text'); select 'evil' $$;
     create table evil.groups (group_id int, cur_slot smallint, sleeping boolean);
+    -- What capture calls to read the queue's state and to pin its output settings.
+    create function evil.pg_sequence_last_value(regclass) returns bigint language sql
+      as $$ insert into evil.hits values ('pg_sequence_last_value'); select 0::bigint $$;
+    create function evil.current_setting(text) returns text language sql
+      as $$ insert into evil.hits values ('current_setting'); select 'ISO, YMD' $$;
+    create function evil.set_config(text, text, boolean) returns text language sql
+      as $$ insert into evil.hits values ('set_config'); select '' $$;
   `);
   await app.query("set search_path = evil, pg_catalog, app");
   // The shadows are live in this session...
@@ -305,9 +313,12 @@ test("(f) capture functions are SECURITY DEFINER with a pinned search_path; a ho
   await app.query("select 1 = 1");
   await app.query("select array_position(array[1], 1)");
   await app.query("select format('%s', 1::smallint, 'a'::name, 'b'::name)");
+  await app.query("select pg_sequence_last_value('evil.s'::regclass)");
+  await app.query("select current_setting('datestyle')");
+  await app.query("select set_config('evil.x', 'y', false)");
   assert.deepEqual(
     (await rows<{ what: string }>(app, "select what from evil.hits order by 1")).map((r) => r.what),
-    ["array_position", "format", "int4eq", "nextval", "pg_notify"],
+    ["array_position", "current_setting", "format", "int4eq", "nextval", "pg_notify", "pg_sequence_last_value", "set_config"],
   );
   await app.query("truncate evil.hits");
   await app.query(`set timezone = 'Asia/Tokyo'; set datestyle = 'SQL, DMY'; set extra_float_digits = 0;
@@ -316,40 +327,56 @@ test("(f) capture functions are SECURITY DEFINER with a pinned search_path; a ho
   // ...but the capture runs with its own path and settings.
   // (The writer's own WHERE clauses use pg_catalog's operator explicitly: evil.= would
   // fire in its own query, which is its business.)
-  const vals = "'2024-01-02 03:04:05+00', '0.30000000000000004', '\\x0102', '1 day 02:03:04'";
-  await app.query(`insert into orders (id, note, ts, f, b, iv) values (500, 'hostile', ${vals})`);
-  await app.query("update orders set note = 'hostile2' where id operator(pg_catalog.=) 500");
-  await app.query("insert into measures values (7, 1, 'h')");
-  await app.query("update measures set v = 'hostile' where id operator(pg_catalog.=) 7");
-  await app.query("delete from measures where id operator(pg_catalog.=) 7");
-  await app.query("truncate measures_1");
-  await src.query(`insert into app.orders (id, note, ts, f, b, iv) values (501, 'owner', ${vals})`);
-  assert.equal(await value(app, "select count(*)::int from evil.hits"), 0, "a shadow function ran inside the capture");
+  const o = (sql: string) => queued(app, "app.orders", sql);
+  assert.deepEqual(await o("insert into orders (id, note) values (500, 'hostile')"), ["K:500"]);
+  assert.deepEqual(await o("update orders set note = 'hostile2' where id operator(pg_catalog.=) 500"), ["K:500"]);
+  assert.deepEqual(await o("update orders set id = 502 where id operator(pg_catalog.=) 500"), ["K:500", "K:502"]);
+  const m = (sql: string) => queued(app, "app.measures", sql);
+  assert.deepEqual(await m("insert into measures values (7, 1, 'h'), (8, 1, 'i')"), ["K:7/1", "K:8/1"]);
+  assert.deepEqual(await m("update measures set v = 'hostile' where id operator(pg_catalog.=) 7"), ["K:7/1"]);
+  assert.deepEqual(await m("delete from measures where id operator(pg_catalog.=) 7"), ["K:7/1"]);
+  assert.deepEqual(await m("truncate measures_1"), ["K:8/1"]);
+  assert.deepEqual(await queued(src, "app.orders", "insert into app.orders (id, note) values (501, 'owner')"), ["K:501"]);
 
-  const ev = (await eventsOf("app.orders")).filter((e) => e.row && ["500", "501"].includes(e.row[0]!));
-  assert.deepEqual(
-    ev.map((e) => [e.op, e.row![0], e.row![1]]),
-    [
-      ["U", "500", "hostile"],
-      ["U", "500", "hostile2"],
-      ["U", "501", "owner"],
-    ],
-  );
+  // Keys whose text depends on the session's settings, written by the hostile
+  // session (inside a transaction, so that its settings are seen after the capture).
+  const vals = "'2024-01-02 03:04:05+00', '0.30000000000000004', '\\x0102', '1 day 02:03:04', '13/01/2021'";
+  await app.query("begin");
+  await app.query(`insert into stamps (ts, f, b, iv, d, note) values (${vals}, 'hostile')`);
+  await app.query("update stamps set note = 'hostile2'");
+  // The capture put the writer's settings back.
+  const settings: unknown[] = [];
+  for (const g of ["datestyle", "intervalstyle", "extra_float_digits", "timezone", "bytea_output"]) {
+    settings.push(await value(app, `show ${g}`));
+  }
+  assert.deepEqual(settings, ["SQL, DMY", "sql_standard", "0", "Asia/Tokyo", "escape"]);
+  await app.query("commit");
+  assert.equal(await value(app, "select count(*)::int from evil.hits"), 0, "a shadow function ran inside the capture");
+  // One key per statement, the same.
+  const sev = await eventsOf("app.stamps");
+  assert.deepEqual(sev.map((e) => e.op), ["K", "K"]);
+  assert.deepEqual(sev[1].row, sev[0].row);
+  const key = sev[0].row!;
+  assert.equal(key.length, 5);
   // Same values whatever the writer's settings: where they would make the text
   // ambiguous (DateStyle, extra_float_digits, IntervalStyle) capture pins its own;
   // TimeZone and bytea_output change the text but not the value it reads back as.
-  const decoded = async (row: (string | null)[]) =>
-    (await src.query("select $1::timestamptz as ts, $2::float8 as f, $3::bytea as b, $4::interval as iv", row.slice(2))).rows[0];
-  assert.deepEqual(await decoded(ev[0].row!), await decoded(ev[2].row!));
-  assert.deepEqual(ev[0].row!.slice(3), ["0.30000000000000004", ev[0].row![4], "1 day 02:03:04"]);
-  assert.equal(await value(src, "select $1::timestamptz = '2024-01-02 03:04:05+00' and $2::bytea = '\\x0102'::bytea", [ev[0].row![2], ev[0].row![4]]), true);
+  assert.deepEqual([key[1], key[3], key[4]], ["0.30000000000000004", "1 day 02:03:04", "2021-01-13"]);
+  assert.equal(
+    await value(
+      src,
+      `select $1::timestamptz = '2024-01-02 03:04:05+00' and $2::float8 = '0.30000000000000004'
+              and $3::bytea = '\\x0102'::bytea and $4::interval = '1 day 02:03:04' and $5::date = '2021-01-13'`,
+      key,
+    ),
+    true,
+    JSON.stringify(key),
+  );
+  // The key finds its row.
+  assert.equal(
+    await value<number>(src, "select count(*)::int from app.stamps where (ts, f, b, iv, d) = ($1::timestamptz, $2::float8, $3::bytea, $4::interval, $5::date)", key),
+    1,
+  );
   const ids = await rows<{ ev_id: string }>(src, "select ev_id::text from dbsync.events order by ev_id");
   assert.ok(ids.every((r) => Number(r.ev_id) > 0), "event ids come from the real sequence");
-  const pev = await eventsOf("app.measures");
-  assert.deepEqual(pev.slice(-4).map((e) => [e.op, e.row]), [
-    ["U", ["7", "1", "h"]],
-    ["D", ["7", "1", "h"]],
-    ["U", ["7", "1", "hostile"]],
-    ["D", ["7", "1", "hostile"]],
-  ]);
 });

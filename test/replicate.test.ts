@@ -126,8 +126,8 @@ test("the source connection lost while the next table's changes wait to be read:
     await until("a's merge running", async () =>
       (await value<number>(env.target, "select count(*)::int from pg_stat_activity where query like 'delete from \"public\".\"a\"%' and state = 'active'")) > 0);
     const killed = await value<number>(env.source,
-      "select count(pg_terminate_backend(pid))::int from (select pid from pg_stat_activity where application_name = 'dbsync apply s' offset 0) x");
-    assert.equal(killed, 1);
+      "select count(pg_terminate_backend(pid))::int from (select pid from pg_stat_activity where application_name = 'dbsync read s' offset 0) x");
+    assert.ok(killed >= 1);
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true,
       `not in sync: ${await value(env.source, "select last_error from dbsync.status")}`);
     for (const t of ["a", "b"]) assert.deepEqual(await tableText(env.target, t), await tableText(env.source, t));

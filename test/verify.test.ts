@@ -112,6 +112,16 @@ async function cli(env: Env, table: string, repair: boolean, chunkRows: number):
   return { code, out: lines.join("\n"), id };
 }
 
+/** Runs the verification (or waits for the sidecar's run of it) and returns its outcome, whatever it is. */
+async function runToEnd(env: Env, id: number, chunkRows: number): Promise<Verification> {
+  const outcome = await runVerify(env.sourceUrl, env.source, id, log, { chunkRows, waitTimeoutMs: 60_000 });
+  if (outcome !== "done" && outcome !== "error") {
+    assert.ok(outcome === "busy" || outcome === "nothing", `verification ${id}: ${outcome}`);
+    await until("the sidecar's verification", async () => ["done", "error"].includes((await verification(env, id)).state), 120_000);
+  }
+  return verification(env, id);
+}
+
 test("verify_table refuses bad input with a hint", async () => {
   const env = await freshEnv("verify_api");
   await env.source.query("create table a (id int primary key); create table other (id int primary key)");
@@ -375,6 +385,120 @@ test("end to end: `dbsync verify` through the sidecar", async () => {
     assert.equal(await verifyCommand(env.sourceUrl, "s", "e", { print: (l) => out.push(l), pollMs: 100, timeoutSeconds: 60 }), 0, out.join("\n"));
     assert.match(out.join("\n"), /no differences/);
   } finally {
+    await sidecar.stop();
+  }
+});
+
+test("a column added on the source only is reported, and once on both sides it is compared", async () => {
+  const env = await setup(
+    "verify_newcol",
+    (t) => `create table ${t} (id bigint primary key, payload text)`,
+    "insert into $T select g, 'p' || g from generate_series(1, 2000) g",
+    ["c"],
+  );
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    assert.equal((await verify(env, "c", false, 500)).differing_count, 0);
+    // Not through execute_ddl: the target never gets the column.
+    await env.source.query("alter table c add column extra int not null default 7");
+    const id = Number(await value(env.source, "select dbsync.verify_table('s', 'c')"));
+    const v = await runToEnd(env, id, 500);
+    assert.equal(v.state, "error", `a column missing on the target passed: ${JSON.stringify(v)}`);
+    assert.match(v.error ?? "", /target table "public"\."c" lacks column\(s\) "extra" that the source has/);
+    assert.equal(v.hold_tick, null);
+    // With the column on the target too, its values are compared like any other.
+    await env.target.query("alter table c add column extra int not null default 7");
+    assert.equal((await verify(env, "c", false, 500)).differing_count, 0);
+    await env.target.query("update c set extra = 8 where id = 1234");
+    const d = await verify(env, "c", true, 500);
+    assert.deepEqual([d.rows_missing, d.rows_extra, d.rows_different, d.rows_repaired], [0, 0, 1, 1]);
+    assert.deepEqual(d.differing_keys, ["1234"]);
+    assert.equal(await value(env.target, "select extra from c where id = 1234"), 7);
+    // The stream went on through all of it.
+    await env.source.query("insert into c values (0, 'after', 9)");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    assert.deepEqual(await tableText(env.target, "c"), await tableText(env.source, "c"));
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("a table owner's casts on an enum key are never run by verify (nor its repair)", async () => {
+  const env = await freshEnv("verify_hostile");
+  // On both sides: an enum whose order is not its labels' text order, and casts to
+  // and from text (implicit, to be picked wherever a cast could be) that record who ran them.
+  const ddl = `create schema app;
+    create type app.e as enum ('m', 'b', 'z', 'a');
+    create table app.calls (who text, what text);
+    grant usage on schema app to public;
+    grant insert on app.calls to public;
+    create function app.e_text(app.e) returns text language plpgsql as
+      $f$ begin insert into app.calls values (current_user, 'e -> text'); return 'hostile'; end $f$;
+    create function app.text_e(text) returns app.e language plpgsql as
+      $f$ begin insert into app.calls values (current_user, 'text -> e'); return 'a'::app.e; end $f$;
+    create cast (app.e as text) with function app.e_text(app.e) as implicit;
+    create cast (text as app.e) with function app.text_e(text) as implicit;
+    create table app.k (e app.e, n int, v text, primary key (e, n));`;
+  await env.source.query(ddl);
+  await env.target.query(ddl);
+  await env.source.query(
+    "insert into app.k select ('{m,b,z,a}'::app.e[])[1 + g % 4], g, 'v' || g from generate_series(1, 3000) g",
+  );
+  await env.source.query("select dbsync.add_table('app.k', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    const clean = await verify(env, "app.k", false, 250);
+    assert.equal(clean.differing_count, 0, `false differences: ${clean.differing_keys.slice(0, 5)}`);
+    assert.equal(clean.rows_compared, 3000);
+    assert.ok(!clean.ran || clean.chunks >= 12, `${clean.chunks} chunks`);
+    // By n alone (unique here): "e = 'z'" would itself pick the implicit cast to text.
+    await env.target.query(`delete from app.k where n = 2; update app.k set v = 'hand' where n = 1;
+      insert into app.k values ('m', 999999, 'extra')`);
+    const d = await verify(env, "app.k", true, 250);
+    assert.deepEqual([d.rows_missing, d.rows_extra, d.rows_different, d.rows_repaired], [1, 1, 1, 3]);
+    assert.deepEqual([...d.differing_keys].sort(), ["(b,1)", "(m,999999)", "(z,2)"]);
+    assert.equal((await verify(env, "app.k", false, 250)).differing_count, 0);
+    assert.deepEqual(await tableText(env.target, "app.k"), await tableText(env.source, "app.k"));
+    assert.deepEqual(await rows(env.source, "select * from app.calls"), []);
+    assert.deepEqual(await rows(env.target, "select * from app.calls"), []);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("a verification's tick never falls between an applier's look for holds and its own tick", async () => {
+  const env = await setup(
+    "verify_race",
+    (t) => `create table ${t} (id bigint primary key, payload text)`,
+    "insert into $T select g, 'p' || g from generate_series(1, 1000) g",
+    ["r"],
+  );
+  const sidecar = startSidecar(env.sourceUrl);
+  const c = await env.source.connect();
+  try {
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    // What dbsync.begin_batch does: look for holds, then take a tick, in one
+    // READ COMMITTED transaction; here with a verification starting in between.
+    await c.query("begin isolation level read committed");
+    assert.equal(await value(c, "select dbsync._verify_hold('s')"), null);
+    const id = Number(await value(env.source, "select dbsync.verify_table('s', 'r')"));
+    const running = runOrAwait(env, id, 1000);
+    running.catch(() => undefined);
+    await until("the verification waits for the tick being taken", async () =>
+      Number(await value(env.source,
+        "select count(*) from pg_locks where locktype = 'advisory' and classid = 1684174440 and not granted")) > 0);
+    const batchTick = Number(await value(c,
+      "select tick_id from dbsync._export_tick((select group_id from dbsync.subscriptions where name = 's'))"));
+    await c.query("commit");
+    const v = await running;
+    assert.ok(v.tick_id > batchTick, `verification tick ${v.tick_id}, batch tick ${batchTick}`);
+    assert.equal(v.differing_count, 0);
+  } finally {
+    await c.query("rollback").catch(() => undefined);
+    c.release();
     await sidecar.stop();
   }
 });

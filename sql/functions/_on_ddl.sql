@@ -1,8 +1,8 @@
 -- dbsync._on_ddl() returns event_trigger
 --   The DDL event trigger (installed by migrate when the migrating role may create
 --   event triggers). For each captured table a command altered: keeps capture on the
---   table's current key (only for the tables the command touched, so DDL locks
---   nothing else), keeps the partition TRUNCATE triggers and queues the keys of rows
+--   table's current key (regenerated when the key's columns, their names or types
+--   changed; only for the tables the command touched, so DDL locks nothing else), keeps the partition TRUNCATE triggers and queues the keys of rows
 --   that came or went with a partition. Inside execute_ddl (dbsync._ddl_group) a
 --   table of another group is refused, since its targets would not get the DDL;
 --   outside it the change is logged in dbsync.ddl_log and a WARNING says that the
@@ -31,7 +31,11 @@ begin
             end if;
             perform dbsync._sync_partitions(t.table_id, true);
             if t.relid = r.objid then
-                perform dbsync._install_capture(t.table_id);
+                -- Only when the key moved: most DDL leaves capture as it is, and
+                -- regenerating takes locks and catalog churn on every call.
+                if dbsync._capture_stale(t.table_id) then
+                    perform dbsync._install_capture(t.table_id);
+                end if;
                 if v_group is null then
                     insert into dbsync.ddl_log (group_id, table_name, command_tag, statement, via_execute_ddl)
                     values (t.group_id, format('%I.%I', t.schema_name, t.table_name), r.command_tag, current_query(), false);

@@ -25,14 +25,21 @@ $$;
 
 -- dbsync._text_of(p_type oid, p_expr text) returns text
 --   SQL for the text of p_expr, a value of type p_type, by the base type's output
---   function.
+--   function. A domain's value is first made a value of its base type (casts from a
+--   domain are built in: PostgreSQL ignores any CREATE CAST for a domain), since
+--   polymorphic output functions (enum_out, array_out...) do not take domains.
 create or replace function dbsync._text_of(p_type oid, p_expr text) returns text
 language sql stable set search_path = pg_catalog, pg_temp as $$
-    select case when b.oid = 'pg_catalog.text'::regtype then format('(%s)::pg_catalog.text', p_expr)
-                else format('pg_catalog.textin(%I.%I(%s))', n.nspname, p.proname, p_expr) end
+    select case when b.oid = 'pg_catalog.text'::regtype then format('(%s)::pg_catalog.text', v.expr)
+                else format('pg_catalog.textin(%I.%I(%s))', n.nspname, p.proname, v.expr) end
     from pg_type b
+    join pg_namespace bn on bn.oid = b.typnamespace
     join pg_proc p on p.oid = b.typoutput
     join pg_namespace n on n.oid = p.pronamespace
+    cross join lateral (
+        select case when b.oid = p_type then p_expr
+                    else format('(%s)::%I.%I', p_expr, bn.nspname, b.typname) end as expr
+    ) v
     where b.oid = dbsync._base_type(p_type)
 $$;
 

@@ -7,7 +7,12 @@
 --   counters. Changes no subscription or table state.
 --   The caller must hold the verification's advisory lock (0x64627376, id), run this
 --   in READ COMMITTED and keep the transaction open until the reading transaction
---   has run SET TRANSACTION SNAPSHOT, then commit (see dbsync._export_tick).
+--   has run SET TRANSACTION SNAPSHOT, then, in this same transaction, store in
+--   hold_snapshot the snapshot that reading transaction exports (pg_export_snapshot()
+--   after the import): dbsync.begin_batch reads the batch that ends at the hold
+--   through it, so the hold only takes effect with it. Then commit (see
+--   dbsync._export_tick): the tick, the hold and its snapshot become visible together.
+--   The reading transaction must stay open while the hold is needed.
 --   Called by the sidecar.
 create or replace function dbsync._verify_begin(p_verification_id bigint)
 returns table (tick_id bigint, snapshot_name text)
@@ -23,9 +28,13 @@ begin
     if not found then
         raise exception '_verify_begin: verification % not found', p_verification_id using errcode = 'undefined_object';
     end if;
+    -- Wait for the batch ticks being taken under a hold check that cannot see this
+    -- hold, and keep new ones from being taken until it is committed (see
+    -- dbsync._verify_hold): no batch then ends past this tick.
+    perform pg_advisory_xact_lock(1684174440, v_group); -- 0x64627668
     select x.tick_id, x.snapshot_name into v_tick, v_name from dbsync._export_tick(v_group) x;
     update dbsync.verifications v
-    set state = 'running', tick_id = v_tick, hold_tick = v_tick,
+    set state = 'running', tick_id = v_tick, hold_tick = v_tick, hold_snapshot = null,
         started_at = now(), compare_started_at = null, finished_at = null, duration = null,
         rows_compared = 0, chunks = 0, chunks_differing = 0, differing_count = 0,
         rows_missing = 0, rows_extra = 0, rows_different = 0, differing_keys = '{}',

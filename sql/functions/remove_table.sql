@@ -1,6 +1,7 @@
 -- dbsync.remove_table(tbl regclass) returns void
---   Stops capturing tbl: drops its triggers and capture function. Changes already
---   captured are still delivered; the data on targets stays.
+--   Stops capturing tbl: drops its triggers and capture function. From then on no
+--   batch applies anything to it (changes captured but not yet applied are not
+--   delivered); the data on targets stays as it is.
 --   Errors: the table is not added.
 create or replace function dbsync.remove_table(tbl regclass) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -15,7 +16,9 @@ begin
     end if;
     perform dbsync._drop_capture_triggers(tbl);
     execute format('drop function if exists dbsync.%I()', 'capture_' || v_id);
-    execute format('drop function if exists dbsync.%I()', 'capture_trunc_' || v_id);
+    if (select partitioned from dbsync.tables where table_id = v_id) then
+        execute format('drop function if exists dbsync.%I()', 'capture_trunc_' || v_id);
+    end if;
     update dbsync.tables set removed_at = now() where table_id = v_id;
 end
 $$;

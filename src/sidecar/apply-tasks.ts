@@ -2,7 +2,7 @@
 // also copies its tables, inside its batches), pace retries, and record failures
 // where a DBA looks (dbsync.status / dbsync.table_status), not only in the log.
 import { Pool } from "pg";
-import { DbsyncError, isTransient, messageOf, sqlstateOf } from "../errors";
+import { DbsyncError, isTransient, messageOf, reportOf, sqlstateOf } from "../errors";
 import { Log } from "../log";
 import { PositionMoved } from "../target/progress";
 import { SubscriptionSession } from "../sync/session";
@@ -112,8 +112,7 @@ export class ApplyTasks {
     const delay = this.backoff.fail(name);
     const ctx = err instanceof DbsyncError ? err.context : {};
     const sqlstate = ctx.sqlstate ?? sqlstateOf(err);
-    let message = messageOf(err);
-    if (ctx.hint) message += ` (hint: ${ctx.hint})`;
+    const message = reportOf(err);
     this.log.error(
       { subscription: name, table: ctx.table, tick, sqlstate, retryInMs: delay, transient: isTransient(sqlstate) },
       message,

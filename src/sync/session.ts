@@ -97,7 +97,9 @@ export class SubscriptionSession {
       this.target = target;
       this.targetState = { stages: new StageTables(), sequences: new SequenceSync() };
     }
-    if (!this.reader) this.reader = await connect(this.opts.sourceUrl, link);
+    if (!this.reader) {
+      this.reader = await connect(this.opts.sourceUrl, { ...link, applicationName: `dbsync read ${this.name}`.slice(0, 63) });
+    }
 
     // Each batch's progress reaches the source with the request for the next one.
     let done: Done | undefined;

@@ -21,6 +21,8 @@ interface ColumnType {
   builtin: boolean;
   /** Qualified output function of the base type, for comparing other types as text. */
   outfn: string;
+  /** The base type, qualified, when the column's type is a domain over it. */
+  basetype: string | null;
 }
 
 export class StageTables {
@@ -74,25 +76,28 @@ export class StageTables {
  */
 function match(t: ColumnType, column: string): string {
   const c = ident(column);
-  return t.builtin
-    ? `t.${c} OPERATOR(pg_catalog.=) s.${c}`
-    : `pg_catalog.textin(${t.outfn}(t.${c})) OPERATOR(pg_catalog.=) pg_catalog.textin(${t.outfn}(s.${c}))`;
+  if (t.builtin) return `t.${c} OPERATOR(pg_catalog.=) s.${c}`;
+  // A domain's value becomes its base type's first (casts from domains are built in).
+  const text = (v: string) => `pg_catalog.textin(${t.outfn}(${t.basetype ? `(${v})::${t.basetype}` : v}))`;
+  return `${text(`t.${c}`)} OPERATOR(pg_catalog.=) ${text(`s.${c}`)}`;
 }
 
 async function columnTypes(target: Client, stage: string): Promise<Map<string, ColumnType>> {
   const { rows } = await target.query<ColumnType>(
-    `with recursive base(attname, typ, basetype) as (
-         select a.attname::text, a.atttypid, t.typbasetype
+    `with recursive base(attname, typ, basetype, domain) as (
+         select a.attname::text, a.atttypid, t.typbasetype, false
            from pg_catalog.pg_attribute a join pg_catalog.pg_type t on t.oid = a.atttypid
           where a.attrelid = $1::pg_catalog.regclass and a.attnum > 0 and not a.attisdropped
          union all
-         select b.attname, t.oid, t.typbasetype
+         select b.attname, t.oid, t.typbasetype, true
            from base b join pg_catalog.pg_type t on t.oid = b.basetype
           where b.basetype <> 0)
      select b.attname, t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace as builtin,
-            pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname) as outfn
+            pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname) as outfn,
+            case when b.domain then pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(t.typname) end as basetype
        from base b
        join pg_catalog.pg_type t on t.oid = b.typ
+       join pg_catalog.pg_namespace tn on tn.oid = t.typnamespace
        join pg_catalog.pg_proc p on p.oid = t.typoutput
        join pg_catalog.pg_namespace n on n.oid = p.pronamespace
       where b.basetype = 0`,

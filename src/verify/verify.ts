@@ -3,22 +3,32 @@
 // and replication go on, and optionally repairs the target.
 //
 // One consistent point on both sides, without touching the applier:
-//  1. Source. In READ COMMITTED, dbsync._verify_begin takes a tick T of the group
-//     exactly as dbsync.begin_copy does (group tick lock, then one statement that
-//     takes pg_current_snapshot() and pg_export_snapshot()), and in the same
-//     transaction sets this verification's hold_tick = T. A reader transaction
-//     (REPEATABLE READ, READ ONLY) imports the snapshot before that commits: it
-//     sees the table exactly as of T.
-//  2. Hold. next_batch never builds a batch that ends past a held tick
-//     (dbsync._verify_hold), so the applier lands exactly on T and stops there. The
-//     hold and T are committed together, so no applier can see T without the hold.
-//     A hold counts only while this job holds its session advisory lock
-//     (0x64627376, verification_id): if the process dies, the stream moves on.
+//  1. Source. In READ COMMITTED, dbsync._verify_begin takes an exported tick T of
+//     the group (dbsync._export_tick) and, in the same transaction, sets this
+//     verification's hold_tick = T. A reader transaction (REPEATABLE READ, READ
+//     ONLY) imports the snapshot and exports it again (pg_export_snapshot()); the
+//     holder stores that name in hold_snapshot, still in the same transaction, and
+//     commits: tick, hold and snapshot become visible together. The reader sees the
+//     table exactly as of T and stays open while the hold is needed: the applier
+//     reads the batch that ends at T through its export (it does not see T's own
+//     row in dbsync.ticks, whose transaction was running in that snapshot, so
+//     nothing here reads it there).
+//  2. Hold. dbsync.begin_batch ends the applier's batch at a held tick, read through
+//     hold_snapshot, and never moves the subscription past it (dbsync._verify_hold),
+//     so the target lands exactly on T and stops there. A hold counts only while
+//     this job holds its session advisory lock (0x64627376, verification_id): if
+//     the process dies, the stream moves on. begin_batch looks for holds before it
+//     takes its own tick; a group lock (dbsync._verify_hold shared, _verify_begin
+//     exclusive) keeps T from falling between the two. Should the target still be
+//     found past T, the job starts over at a new tick (a few times), then fails.
 //  3. Target. Poll: begin REPEATABLE READ and read dbsync.applied. Every batch
 //     commits its rows and its tick there in one transaction, so when that first
 //     statement sees tick T, the transaction's snapshot holds the table exactly as
 //     of T (dbsync.copied, read in the same snapshot, proves the table was not
 //     re-copied after T). Otherwise roll back and poll again.
+//     Both sides then lock the table (ACCESS SHARE, as any read does, until the
+//     end) and check that it was not truncated or rewritten since their snapshot:
+//     those are not MVCC-safe and would make it look empty.
 //  4. Without repair the hold is released right there: the applier resumes and
 //     the comparison runs between two fixed snapshots, however long it takes.
 //     With repair the hold stays until the repair is committed: the fix must land
@@ -26,19 +36,35 @@
 //     inserts would otherwise be lost), so repair delays that subscription (only)
 //     for the duration of the verification.
 //
+// Columns: every stored column of the table as of T (dbsync.table_layout); each
+// must exist on the target (one that does not, such as a column added on the source
+// by a plain ALTER TABLE, fails the verification with its name). Columns that only
+// the target has are not replicated and not compared.
+//
+// No code a table owner wrote runs here (the sidecar's role may be privileged): a
+// value becomes text only through its (base) type's output function, called by its
+// qualified name (as dbsync._text_of does), never through a cast; keys compare with
+// OPERATOR(pg_catalog.=) / ordering only when both sides' types are pg_catalog's,
+// else as output text (ordered in the "C" collation); text becomes a value only by
+// a cast to a pg_catalog type, or by COPY into the target table (input functions
+// run as the target role, as the applier's do); every function and operator is
+// qualified.
+//
 // Comparison, in key-range chunks taken from the source in key order (keyset
-// pagination on the key's index, CHUNK_ROWS rows each): per chunk, each side
-// returns count(*) and the sum of a 64-bit prefix of md5(row(captured columns)::text)
-// under dbsync's pinned settings. The sum does not depend on row order (so neither
-// on collation inside a chunk) and needs no big string in memory. A chunk whose
-// count or sum differs is compared row by row (key and md5 per row, the target's
-// side paged). A key seen in that range on one side only is looked up by key
-// equality on the other side before it is reported, so two collations that order a
-// boundary key differently cause no false difference. Repair deletes the differing
-// keys on the target and inserts the source's rows (text cast to the target's column
-// types, as the applier does), in the target's REPEATABLE READ transaction at T,
-// with session_replication_role = replica.
+// pagination, CHUNK_ROWS rows each): per chunk, each side returns count(*) and the
+// sum of a 64-bit prefix of the md5 of the row's column texts (as one text[]) under
+// dbsync's pinned settings. The sum does not depend on row order (so neither on
+// collation inside a chunk) and needs no big string in memory. A chunk whose count
+// or sum differs is compared row by row (key and md5 per row, the target's side
+// paged). A key seen in that range on one side only is looked up by key equality on
+// the other side before it is reported, so two collations that order a boundary key
+// differently cause no false difference. Repair deletes the differing keys on the
+// target and COPYs the source's rows in, in the target's REPEATABLE READ
+// transaction at T, with session_replication_role = replica.
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { Client, Pool, escapeIdentifier as ident, escapeLiteral } from "pg";
+import { from as copyFrom } from "pg-copy-streams";
 import { closeQuietly, connect } from "../db";
 import { DbsyncError, messageOf, sqlstateOf } from "../errors";
 import { Log } from "../log";
@@ -48,6 +74,8 @@ import { ensureTargetSchema } from "../target/progress";
 export const VERIFY_LOCK_CLASS = 0x64627376;
 /** How many differing keys dbsync.verifications keeps. */
 export const DIFF_KEYS_CAP = 1000;
+/** Fresh ticks taken when an applier's batch ended past the verification's tick. */
+const TICK_ATTEMPTS = 3;
 
 export interface VerifyOptions {
   /** Source rows per chunk. */
@@ -68,6 +96,8 @@ export interface VerifyOptions {
 export type VerifyOutcome = "done" | "error" | "busy" | "nothing" | "stopped";
 
 class Stopped extends Error {}
+/** The target went past the tick before the hold stopped it (see step 2). */
+class MovedPast extends DbsyncError {}
 
 let active = 0;
 let warnedNoSlot = false;
@@ -87,11 +117,45 @@ interface Job {
   partitioned: boolean;
 }
 
+/** A column on one side, and how its values become text there. */
+interface Col {
+  name: string;
+  /** Its base type (under domains) is one of pg_catalog's. */
+  builtin: boolean;
+  /** The base type is pg_catalog.text: the value is its text. */
+  isText: boolean;
+  /** The base type's name (in pg_catalog when builtin). */
+  typname: string;
+  /** The base type's output function, qualified and quoted. */
+  outfn: string;
+  generated: boolean;
+}
+
+/** A key column on one side; byValue: compared and ordered as values (both sides' types are pg_catalog's). */
+interface KeyCol {
+  col: Col;
+  byValue: boolean;
+}
+
+interface SideLayout {
+  cols: Col[];
+  keys: KeyCol[];
+}
+
 interface Layout {
+  source: SideLayout;
+  target: SideLayout;
+}
+
+interface SourceTable {
+  /** The table's current name on the source (from its oid), for reading it. */
+  name: string;
+  /** Its name as of T, always quoted (as the applier names it): the name on the target at T. */
+  targetName: string;
+  relid: number;
   columns: string[];
   keyCols: string[];
-  sourceKeyTypes: string[];
-  targetTypes: Map<string, string>;
+  cols: Map<string, Col>;
 }
 
 interface Counts {
@@ -168,48 +232,47 @@ async function verifyOnce(
   const counts: Counts = { rowsCompared: 0, chunks: 0, chunksDiffering: 0, missing: 0, extra: 0, different: 0, repaired: 0, keys: [] };
   try {
     holder = await connect(sourceUrl, { applicationName: appName });
-    const lock = await holder.query("select pg_try_advisory_lock($1, $2::int) as ok", [VERIFY_LOCK_CLASS, verificationId]);
+    const lock = await holder.query("select pg_catalog.pg_try_advisory_lock($1, $2::pg_catalog.int4) as ok", [VERIFY_LOCK_CLASS, verificationId]);
     if (!lock.rows[0].ok) return "busy";
     job = await load(); // another process may have finished it meanwhile
     if (!job || (job.state !== "queued" && job.state !== "running")) return "nothing";
 
     target = await connect(job.target_conninfo, { applicationName: appName });
     await ensureTargetSchema(target);
-
-    // 1. The source at tick T, held.
-    await holder.query("begin isolation level read committed");
-    const b = await holder.query("select tick_id::float8 as tick, snapshot_name from dbsync._verify_begin($1)", [verificationId]);
-    begun = true;
-    const tick: number = b.rows[0].tick;
     reader = await connect(sourceUrl, { applicationName: appName });
     // Idle while the target catches up to T; bounded by the wait's own timeout.
     await reader.query(`set idle_in_transaction_session_timeout = ${Math.ceil(waitTimeoutMs + 600_000)}`);
-    await reader.query("begin isolation level repeatable read read only");
-    await reader.query(`set transaction snapshot ${escapeLiteral(b.rows[0].snapshot_name)}`);
-    await holder.query("commit");
-    vlog.info({ tick, repair: job.repair }, "verification started");
-
-    // The captured columns as of T (the reader's snapshot of dbsync.shapes).
-    const shape = (
-      await reader.query<{ columns: string[]; types: string[]; key_positions: number[] }>(
-        `select columns, types, key_positions from dbsync.shapes where table_id = $1 order by shape_id desc limit 1`,
-        [job.table_id],
-      )
-    ).rows[0];
-    if (!shape) throw new DbsyncError(`no captured shape for ${table}`, { table });
-
-    // 2 + 3. The target at exactly T.
     await target.query("set idle_in_transaction_session_timeout = 600000");
-    await waitForTarget(control, target, job, tick, waitTimeoutMs, table, opts.signal);
-    const layout = await targetLayout(target, table, shape);
+
+    let tick = 0;
+    let src: SourceTable | undefined;
+    for (let attempt = 1; ; attempt++) {
+      // 1. The source at tick T, held.
+      begun = true;
+      tick = await holdTick(holder, reader, verificationId);
+      vlog.info({ tick, repair: job.repair }, "verification started");
+      try {
+        src = await sourceTable(reader, job.table_id, table);
+        // 2 + 3. The target at exactly T.
+        await waitForTarget(control, target, job, tick, waitTimeoutMs, src.targetName, opts.signal);
+        break;
+      } catch (err) {
+        if (!(err instanceof MovedPast) || attempt >= TICK_ATTEMPTS) throw err;
+        vlog.info({ tick }, `${err.message}; starting over at a new tick`);
+        await reader.query("rollback");
+        await releaseHold(control, verificationId);
+      }
+    }
+    const layout = await targetLayout(target, src);
+    await checkNotRewritten(target, "pg_catalog.to_regclass($1)", src.targetName, "the target");
 
     // 4. Without repair, let the stream go on.
     if (!job.repair) await releaseHold(control, verificationId);
-    await control.query("update dbsync.verifications set compare_started_at = now() where verification_id = $1", [verificationId]);
+    await control.query("update dbsync.verifications set compare_started_at = pg_catalog.now() where verification_id = $1", [verificationId]);
     vlog.debug({ tick }, "both sides at the verification tick; comparing");
     if (job.repair) await target.query("set local session_replication_role = replica");
 
-    const cmp = new Comparer(reader, target, table, job.partitioned, layout, job.repair, counts, opts.signal);
+    const cmp = new Comparer(reader, target, src, job.partitioned, layout, job.repair, counts, opts.signal);
     let lastReport = 0;
     const report = async (force = false) => {
       if (!force && Date.now() - lastReport < 250) return;
@@ -229,7 +292,8 @@ async function verifyOnce(
     await report(true);
     await control.query(
       `update dbsync.verifications
-          set state = 'done', hold_tick = null, finished_at = now(), duration = now() - started_at
+          set state = 'done', hold_tick = null, hold_snapshot = null, finished_at = pg_catalog.now(),
+              duration = pg_catalog.now() - started_at
         where verification_id = $1`,
       [verificationId],
     );
@@ -240,7 +304,7 @@ async function verifyOnce(
     if (err instanceof Stopped) {
       vlog.info("verification interrupted: the sidecar is stopping; it will start over");
       await control
-        .query("update dbsync.verifications set state = 'queued', hold_tick = null where verification_id = $1", [verificationId])
+        .query("update dbsync.verifications set state = 'queued', hold_tick = null, hold_snapshot = null where verification_id = $1", [verificationId])
         .catch(() => undefined);
       return "stopped";
     }
@@ -250,8 +314,8 @@ async function verifyOnce(
     await control
       .query(
         `update dbsync.verifications
-            set state = 'error', error = $2, hold_tick = null, finished_at = now(),
-                duration = now() - coalesce(started_at, requested_at),
+            set state = 'error', error = $2, hold_tick = null, hold_snapshot = null, finished_at = pg_catalog.now(),
+                duration = pg_catalog.now() - coalesce(started_at, requested_at),
                 rows_compared = $3, chunks = $4
           where verification_id = $1`,
         [verificationId, message, counts.rowsCompared, counts.chunks],
@@ -259,24 +323,136 @@ async function verifyOnce(
       .catch((e) => vlog.warn({ err: messageOf(e) }, "could not record the verification's error"));
     return "error";
   } finally {
+    // The hold goes before the reader whose snapshot it names.
     if (begun) await releaseHold(control, verificationId).catch(() => undefined);
     // Closing the holder also releases the advisory lock (and with it any hold).
     await Promise.all([closeQuietly(reader), closeQuietly(target), closeQuietly(holder)]);
   }
 }
 
+/**
+ * Steps 1 and 2: takes tick T with its hold, leaves `reader` in a REPEATABLE READ
+ * transaction at T whose export the hold names, and returns T.
+ */
+async function holdTick(holder: Client, reader: Client, verificationId: number): Promise<number> {
+  await holder.query("begin isolation level read committed");
+  try {
+    const b = await holder.query("select tick_id::float8 as tick, snapshot_name from dbsync._verify_begin($1)", [verificationId]);
+    await reader.query(
+      `begin isolation level repeatable read read only;
+       set transaction snapshot ${escapeLiteral(b.rows[0].snapshot_name)}`,
+    );
+    const { rows } = await reader.query("select pg_catalog.pg_export_snapshot() as s");
+    await holder.query("update dbsync.verifications set hold_snapshot = $2 where verification_id = $1", [verificationId, rows[0].s]);
+    await holder.query("commit");
+    return b.rows[0].tick;
+  } catch (err) {
+    await holder.query("rollback").catch(() => undefined);
+    await reader.query("rollback").catch(() => undefined);
+    throw err;
+  }
+}
+
 async function releaseHold(control: Pool, verificationId: number) {
   await control.query(
-    `with v as (update dbsync.verifications set hold_tick = null
-                 where verification_id = $1 and hold_tick is not null returning sub_id)
-     select pg_notify('dbsync', s.group_id::text) from v join dbsync.subscriptions s using (sub_id)`,
+    `with v as (update dbsync.verifications set hold_tick = null, hold_snapshot = null
+                 where verification_id = $1 and (hold_tick is not null or hold_snapshot is not null) returning sub_id)
+     select pg_catalog.pg_notify('dbsync', s.group_id::text) from v join dbsync.subscriptions s using (sub_id)`,
     [verificationId],
   );
 }
 
 /**
+ * Columns of a relation and how to turn each one's values into text: the base type
+ * under any domain, its output function, whether it is one of pg_catalog's.
+ */
+async function columnsOf(client: Client, relExpr: string, rel: unknown): Promise<Map<string, Col>> {
+  const { rows } = await client.query<Col>(
+    `with recursive base(attnum, typ, basetype) as (
+         select a.attnum, a.atttypid, ty.typbasetype
+           from pg_catalog.pg_attribute a join pg_catalog.pg_type ty on ty.oid = a.atttypid
+          where a.attrelid = ${relExpr} and a.attnum > 0 and not a.attisdropped
+         union all
+         select b.attnum, ty.oid, ty.typbasetype
+           from base b join pg_catalog.pg_type ty on ty.oid = b.basetype
+          where b.basetype <> 0)
+     select a.attname::pg_catalog.text as name, a.attgenerated <> '' as generated,
+            ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace as builtin,
+            ty.oid = 'pg_catalog.text'::pg_catalog.regtype as "isText",
+            ty.typname::pg_catalog.text as typname,
+            pg_catalog.format('%I.%I', n.nspname, p.proname) as outfn
+       from base b
+       join pg_catalog.pg_attribute a on a.attrelid = ${relExpr} and a.attnum = b.attnum
+       join pg_catalog.pg_type ty on ty.oid = b.typ
+       join pg_catalog.pg_proc p on p.oid = ty.typoutput
+       join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+      where b.basetype = 0
+      order by b.attnum`,
+    [rel],
+  );
+  return new Map(rows.map((r) => [r.name, r]));
+}
+
+/**
+ * The table on the reader, as of T: its stored columns and key (dbsync.table_layout),
+ * its names, its column types. Locks it and checks that it was not truncated or
+ * rewritten since T.
+ */
+async function sourceTable(reader: Client, tableId: number, table: string): Promise<SourceTable> {
+  const { rows } = await reader.query<{
+    columns: string[] | null;
+    key_positions: number[];
+    relid: number;
+    name: string | null;
+    target_name: string | null;
+  }>(
+    `select l.columns, l.key_positions, t.relid::pg_catalog.int8::pg_catalog.float8 as relid,
+            t.relid::pg_catalog.regclass::pg_catalog.text as name,
+            (select pg_catalog.concat('"', pg_catalog.replace(n.nspname, '"', '""'), '"."', pg_catalog.replace(c.relname, '"', '""'), '"')
+               from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+              where c.oid = t.relid) as target_name
+       from dbsync.table_layout($1) l, dbsync.tables t
+      where t.table_id = $1`,
+    [tableId],
+  );
+  const r = rows[0];
+  if (!r || !r.columns || !r.target_name || !r.name || /^\d+$/.test(r.name)) {
+    throw new DbsyncError(`source table ${table} no longer exists`, { table, sqlstate: "42P01" });
+  }
+  const columns = r.columns;
+  const keyCols = r.key_positions.map((p) => columns[p - 1]);
+  if (keyCols.some((k) => k === undefined)) {
+    throw new DbsyncError(`the key of ${table} is not among its stored columns at the verification's tick`, { table });
+  }
+  await reader.query(`lock table ${r.name} in access share mode`);
+  await checkNotRewritten(reader, "$1::pg_catalog.oid", r.relid, "the source");
+  const cols = await columnsOf(reader, "$1::pg_catalog.oid", r.relid);
+  return { name: r.name, targetName: r.target_name, relid: r.relid, columns, keyCols, cols };
+}
+
+/**
+ * TRUNCATE and rewriting ALTER TABLE are not MVCC-safe: a table rewritten after a
+ * snapshot looks empty in it. The caller holds a lock on the table (so no rewrite
+ * can follow); this checks that none came between its snapshot and the lock.
+ */
+async function checkNotRewritten(client: Client, relExpr: string, rel: unknown, side: string) {
+  const { rows } = await client.query<{ stale: string | null }>(
+    `select pg_catalog.string_agg(c.oid::pg_catalog.regclass::pg_catalog.text, ', ') as stale
+       from pg_catalog.pg_class c
+      where c.oid in (select p.relid from pg_catalog.pg_partition_tree((${relExpr})::pg_catalog.regclass) p)
+        and c.relkind = 'r' and c.relfilenode <> pg_catalog.pg_relation_filenode(c.oid)`,
+    [rel],
+  );
+  if (rows[0].stale) {
+    throw new DbsyncError(`${rows[0].stale} was truncated or rewritten on ${side} after the verification's tick`, {
+      hint: "Verify again: the next verification takes a new tick.",
+    });
+  }
+}
+
+/**
  * Leaves `target` in a REPEATABLE READ transaction whose snapshot shows the
- * subscription's position at exactly `tick`.
+ * subscription's position at exactly `tick`, with the table locked (ACCESS SHARE).
  */
 async function waitForTarget(
   control: Pool,
@@ -293,8 +469,8 @@ async function waitForTarget(
     if (signal?.aborted) throw new Stopped();
     await target.query(`begin isolation level repeatable read${job.repair ? "" : " read only"}`);
     const { rows } = await target.query<{ tick: number | null; copy_tick: number | null }>(
-      `select (select tick_id::float8 from dbsync.applied where sub_uuid = $1) as tick,
-              (select copy_tick::float8 from dbsync.copied where sub_uuid = $1 and table_id = $2) as copy_tick`,
+      `select (select tick_id::pg_catalog.float8 from dbsync.applied where sub_uuid = $1) as tick,
+              (select copy_tick::pg_catalog.float8 from dbsync.copied where sub_uuid = $1 and table_id = $2) as copy_tick`,
       [job.sub_uuid, job.table_id],
     );
     const at = rows[0].tick;
@@ -316,9 +492,9 @@ async function waitForTarget(
     }
     await target.query("rollback");
     if (at !== null && at > tick) {
-      throw new DbsyncError(`the target moved past the verification tick ${tick} (it is at ${at})`, {
+      throw new MovedPast(`the target moved past the verification tick ${tick} (it is at ${at})`, {
         table,
-        hint: "dbsync.next_batch must respect dbsync._verify_hold; run `dbsync migrate` with a dbsync that has it.",
+        hint: "dbsync.begin_batch must end batches at the tick dbsync._verify_hold returns, and take its own ticks only after that call; run `dbsync migrate` with a dbsync that does.",
       });
     }
     if (Date.now() - lastCheck > 1000) {
@@ -345,74 +521,129 @@ async function waitForTarget(
   }
 }
 
-async function targetLayout(
-  target: Client,
-  table: string,
-  shape: { columns: string[]; types: string[]; key_positions: number[] },
-): Promise<Layout> {
-  const { rows } = await target.query<{ exists: boolean; cols: [string, string][] | null }>(
-    `select to_regclass($1) is not null as exists,
-            (select array_agg(array[attname::text, format_type(atttypid, atttypmod)]) from pg_attribute
-              where attrelid = to_regclass($1) and attnum > 0 and not attisdropped) as cols`,
-    [table],
-  );
+/**
+ * The target table at T (the caller's snapshot): every column the source has must
+ * be there. Locks it, as reading it would, until the end of the transaction.
+ */
+async function targetLayout(target: Client, src: SourceTable): Promise<Layout> {
+  const table = src.targetName;
+  const { rows } = await target.query<{ exists: boolean }>("select pg_catalog.to_regclass($1) is not null as exists", [table]);
   if (!rows[0].exists) {
-    throw new DbsyncError(`target table ${table} does not exist`, { table, sqlstate: "42P01" });
+    throw new DbsyncError(`target table ${table} does not exist`, {
+      table,
+      sqlstate: "42P01",
+      hint: `Create ${table} on the target with the source's columns; dbsync does not create tables.`,
+    });
   }
-  const targetTypes = new Map((rows[0].cols ?? []).map(([n, t]) => [n, t] as [string, string]));
-  const missing = shape.columns.filter((c) => !targetTypes.has(c));
+  await target.query(`lock table ${table} in access share mode`);
+  const cols = await columnsOf(target, "pg_catalog.to_regclass($1)", table);
+  const missing = src.columns.filter((c) => !cols.has(c));
   if (missing.length) {
     throw new DbsyncError(`target table ${table} lacks column(s) ${missing.map(ident).join(", ")} that the source has`, {
       table,
       sqlstate: "42703",
-      hint: `Add them to ${table} on the target.`,
+      hint: `Add them to ${table} on the target (dbsync.execute_ddl makes a schema change on the source and its targets at one point of the stream).`,
     });
   }
-  return {
-    columns: shape.columns,
-    keyCols: shape.key_positions.map((p) => shape.columns[p - 1]),
-    sourceKeyTypes: shape.key_positions.map((p) => shape.types[p - 1]),
-    targetTypes,
-  };
+  const side = (m: Map<string, Col>): SideLayout => ({ cols: src.columns.map((c) => m.get(c)!), keys: [] });
+  const source = side(src.cols);
+  const dest = side(cols);
+  for (const k of src.keyCols) {
+    const s = src.cols.get(k)!;
+    const t = cols.get(k)!;
+    // Values only when both sides' types are pg_catalog's: else both order and
+    // compare by output text, so that the two sides agree on the order.
+    const byValue = s.builtin && t.builtin;
+    source.keys.push({ col: s, byValue });
+    dest.keys.push({ col: t, byValue });
+  }
+  return { source, target: dest };
 }
 
-/** One side of the comparison: SQL text for a connection whose column types are `types`. */
+/** The text of a column's value by its base type's output function (dbsync._text_of's rule). */
+function textOf(c: Col): string {
+  const v = `t.${ident(c.name)}`;
+  return c.isText ? `(${v})::pg_catalog.text` : `pg_catalog.textin(${c.outfn}(${v}))`;
+}
+
+/** A COPY text-format field. */
+function copyField(v: string | null): string {
+  if (v === null) return "\\N";
+  return v.replace(/[\\\n\r\t]/g, (ch) => (ch === "\\" ? "\\\\" : ch === "\n" ? "\\n" : ch === "\r" ? "\\r" : "\\t"));
+}
+
+/** One side of the comparison: SQL text for one connection, with that side's column types. */
 class Side {
+  private readonly cols: Col[];
+  private readonly keys: KeyCol[];
+
   constructor(
     readonly client: Client,
     private readonly rel: string,
-    private readonly keyCols: string[],
-    private readonly keyTypes: string[],
-    private readonly columns: string[],
-  ) {}
-
-  private get keyList() {
-    return this.keyCols.map((k) => `t.${ident(k)}`).join(", ");
+    layout: SideLayout,
+  ) {
+    this.cols = layout.cols;
+    this.keys = layout.keys;
   }
-  /** Bound parameter $n (a text[] of key values) as a row of key-typed values. */
-  private bound(n: number) {
-    return this.keyTypes.map((ty, i) => `($${n}::text[])[${i + 1}]::${ty}`).join(", ");
+
+  /** The key column as it is ordered and compared. */
+  private ord(k: KeyCol) {
+    return k.byValue ? `t.${ident(k.col.name)}` : `${textOf(k.col)} COLLATE pg_catalog."C"`;
+  }
+  private get order() {
+    return this.keys.map((k) => this.ord(k)).join(", ");
+  }
+  /** Key value i of bound parameter $n (a text[] of key texts), typed as the key column is compared. */
+  private boundValue(n: number, i: number, k: KeyCol) {
+    const v = `($${n}::pg_catalog.text[])[${i + 1}]`;
+    return k.byValue ? `(${v})::pg_catalog.${ident(k.col.typname)}` : v;
+  }
+  /** The row's key compared with `op` to the key in parameter $n. */
+  private cmp(op: ">" | "<=", n: number) {
+    const bounds = this.keys.map((k, i) => this.boundValue(n, i, k));
+    return this.keys.length === 1
+      ? `${this.ord(this.keys[0])} OPERATOR(pg_catalog.${op}) ${bounds[0]}`
+      : `ROW(${this.order}) OPERATOR(pg_catalog.${op}) ROW(${bounds.join(", ")})`;
   }
   private get keyText() {
-    return `array[${this.keyCols.map((k) => `t.${ident(k)}::text`).join(", ")}]`;
+    return `ARRAY[${this.keys.map((k) => textOf(k.col)).join(", ")}]::pg_catalog.text[]`;
   }
+  /** The key as it is shown in differing_keys: the text of a one-column key, else a record's. */
   private get display() {
-    return this.keyCols.length === 1 ? `t.${ident(this.keyCols[0])}::text` : `row(${this.keyList})::text`;
+    return this.keys.length === 1
+      ? textOf(this.keys[0].col)
+      : `pg_catalog.textin(pg_catalog.record_out(ROW(${this.keys.map((k) => textOf(k.col)).join(", ")})))`;
   }
   private get rowText() {
-    return `row(${this.columns.map((c) => `t.${ident(c)}`).join(", ")})::text`;
+    return `pg_catalog.textin(pg_catalog.array_out(ARRAY[${this.cols.map(textOf).join(", ")}]::pg_catalog.text[]))`;
+  }
+  private get rowMd5() {
+    return `pg_catalog.md5(${this.rowText})`;
   }
   private get rowHash() {
-    return `('x' || left(md5(${this.rowText}), 16))::bit(64)::int8::numeric`;
+    return `(pg_catalog.concat('x', pg_catalog."left"(${this.rowMd5}, 16))::pg_catalog."bit"(64))::pg_catalog.int8::pg_catalog.numeric`;
   }
   /** Key range (lo, hi]: $1 = lo or null, $2 = hi or null. */
   private get range() {
-    return `($1::text[] is null or (${this.keyList}) > (${this.bound(1)}))
-        and ($2::text[] is null or (${this.keyList}) <= (${this.bound(2)}))`;
+    return `($1::pg_catalog.text[] is null or ${this.cmp(">", 1)})
+        and ($2::pg_catalog.text[] is null or ${this.cmp("<=", 2)})`;
   }
-  private get byKeys() {
-    return `(${this.keyList}) in (select ${this.keyTypes.map((ty, i) => `(dbsync_x.v->>${i})::${ty}`).join(", ")}
-                                      from jsonb_array_elements($1::jsonb) as dbsync_x(v))`;
+  /** The row's key is one of the keys in parameters $first.. (one text[] per key column). */
+  private byKeys(first: number) {
+    const match = this.keys.map((k, i) => {
+      const x = `dbsync_x.k${i}`;
+      return k.byValue
+        ? `t.${ident(k.col.name)} OPERATOR(pg_catalog.=) (${x})::pg_catalog.${ident(k.col.typname)}`
+        : `${textOf(k.col)} COLLATE pg_catalog."C" OPERATOR(pg_catalog.=) ${x}`;
+    });
+    // ROWS FROM: a qualified unnest takes one array only.
+    return `exists (select from rows from (${this.keys.map((_, i) => `pg_catalog.unnest($${first + i}::pg_catalog.text[])`).join(", ")})
+                           as dbsync_x(${this.keys.map((_, i) => `k${i}`).join(", ")})
+                     where ${match.join(" and ")})`;
+  }
+  /** Keys as parameters for byKeys: one array per key column. */
+  private keyParams(keys: Key[]): string[][] {
+    return this.keys.map((_, i) => keys.map((k) => k[i]));
   }
 
   /** The next `limit` rows after `lo` in key order: count, hash sum, last key. */
@@ -421,12 +652,12 @@ class Side {
       // The CTE's columns are expressions with their own names, never the table's
       // columns, so no column name of the table can clash with them.
       `with c as (
-         select ${this.keyText} as k, ${this.rowHash} as h, row_number() over (order by ${this.keyList}) as i
+         select ${this.keyText} as k, ${this.rowHash} as h, pg_catalog.row_number() over (order by ${this.order}) as i
            from ${this.rel} t
-          where $1::text[] is null or (${this.keyList}) > (${this.bound(1)})
-          order by ${this.keyList}
+          where $1::pg_catalog.text[] is null or ${this.cmp(">", 1)}
+          order by ${this.order}
           limit ${Number(limit)})
-       select count(*)::int as n, coalesce(sum(c.h), 0)::text as sum,
+       select pg_catalog.count(*)::pg_catalog.int4 as n, coalesce(pg_catalog.sum(c.h), 0) as sum,
               (select l.k from c l order by l.i desc limit 1) as last
          from c`,
       [lo],
@@ -437,7 +668,8 @@ class Side {
   /** Count and hash sum of the rows in (lo, hi]. */
   async rangeSum(lo: Key | null, hi: Key | null): Promise<{ n: number; sum: string }> {
     const { rows } = await this.client.query(
-      `select count(*)::int as n, coalesce(sum(${this.rowHash}), 0)::text as sum from ${this.rel} t where ${this.range}`,
+      `select pg_catalog.count(*)::pg_catalog.int4 as n, coalesce(pg_catalog.sum(${this.rowHash}), 0) as sum
+         from ${this.rel} t where ${this.range}`,
       [lo, hi],
     );
     return rows[0];
@@ -446,10 +678,10 @@ class Side {
   /** Rows of (lo, hi] after `after` in key order, `limit` at most: key, display key, md5. */
   async rangeRows(lo: Key | null, hi: Key | null, after: Key | null, limit: number): Promise<RowSig[]> {
     const { rows } = await this.client.query<RowSig>(
-      `select ${this.keyText} as k, ${this.display} as d, md5(${this.rowText}) as h
+      `select ${this.keyText} as k, ${this.display} as d, ${this.rowMd5} as h
          from ${this.rel} t
-        where ${this.range} and ($3::text[] is null or (${this.keyList}) > (${this.bound(3)}))
-        order by ${this.keyList}
+        where ${this.range} and ($3::pg_catalog.text[] is null or ${this.cmp(">", 3)})
+        order by ${this.order}
         limit ${Number(limit)}`,
       [lo, hi, after],
     );
@@ -460,37 +692,38 @@ class Side {
   async byKey(keys: Key[]): Promise<RowSig[]> {
     if (!keys.length) return [];
     const { rows } = await this.client.query<RowSig>(
-      `select ${this.keyText} as k, ${this.display} as d, md5(${this.rowText}) as h from ${this.rel} t where ${this.byKeys}`,
-      [JSON.stringify(keys)],
+      `select ${this.keyText} as k, ${this.display} as d, ${this.rowMd5} as h from ${this.rel} t where ${this.byKeys(1)}`,
+      this.keyParams(keys),
     );
     return rows;
   }
 
-  /** Every captured column as text, for the rows with these keys. */
+  /** Every compared column as text, for the rows with these keys. */
   async fullRows(keys: Key[]): Promise<(string | null)[][]> {
     if (!keys.length) return [];
     const { rows } = await this.client.query(
-      `select array[${this.columns.map((c) => `t.${ident(c)}::text`).join(", ")}] as r from ${this.rel} t where ${this.byKeys}`,
-      [JSON.stringify(keys)],
+      `select ARRAY[${this.cols.map(textOf).join(", ")}]::pg_catalog.text[] as r from ${this.rel} t where ${this.byKeys(1)}`,
+      this.keyParams(keys),
     );
     return rows.map((r) => r.r);
   }
 
   async deleteKeys(keys: Key[]): Promise<number> {
     if (!keys.length) return 0;
-    const r = await this.client.query(`delete from ${this.rel} t where ${this.byKeys}`, [JSON.stringify(keys)]);
+    const r = await this.client.query(`delete from ${this.rel} t where ${this.byKeys(1)}`, this.keyParams(keys));
     return r.rowCount ?? 0;
   }
 
-  async insertRows(rows: (string | null)[][], types: string[]): Promise<number> {
-    if (!rows.length) return 0;
-    const cols = this.columns.map(ident).join(", ");
-    const r = await this.client.query(
-      `insert into ${this.rel} (${cols}) overriding system value
-       select ${types.map((ty, i) => `(dbsync_x.v->>${i})::${ty}`).join(", ")} from jsonb_array_elements($1::jsonb) as dbsync_x(v)`,
-      [JSON.stringify(rows)],
-    );
-    return r.rowCount ?? 0;
+  /**
+   * Inserts rows given as column texts by COPY: the target's input functions parse
+   * them (as the applier's COPY does), never a cast to a type a table owner made.
+   * `rel` must be the table's plain name (COPY has no ONLY; a partitioned table routes the rows).
+   */
+  async copyRows(rows: (string | null)[][]): Promise<void> {
+    if (!rows.length) return;
+    const cols = this.cols.map((c) => ident(c.name)).join(", ");
+    const data = rows.map((r) => r.map(copyField).join("\t") + "\n").join("");
+    await pipeline(Readable.from([Buffer.from(data, "utf8")]), this.client.query(copyFrom(`copy ${this.rel} (${cols}) from stdin`)));
   }
 }
 
@@ -499,27 +732,24 @@ const keyId = (k: Key) => JSON.stringify(k);
 class Comparer {
   private src: Side;
   private dst: Side;
-  private targetTypes: string[];
+  /** Target rows are inserted by the table's own name (no "only": a partitioned target routes them). */
+  private dstInsert: Side;
 
   constructor(
     reader: Client,
     target: Client,
-    table: string,
+    table: SourceTable,
     partitioned: boolean,
     layout: Layout,
     private readonly repair: boolean,
     private readonly counts: Counts,
     private readonly signal: AbortSignal | undefined,
   ) {
-    const rel = `${partitioned ? "" : "only "}${table}`;
-    this.targetTypes = layout.columns.map((c) => layout.targetTypes.get(c)!);
-    const targetKeyTypes = layout.keyCols.map((k) => layout.targetTypes.get(k)!);
-    this.src = new Side(reader, rel, layout.keyCols, layout.sourceKeyTypes, layout.columns);
-    this.dst = new Side(target, rel, layout.keyCols, targetKeyTypes, layout.columns);
-    // Target rows are inserted by their own table name (no "only": a partitioned target routes them).
-    this.dstInsert = new Side(target, table, layout.keyCols, targetKeyTypes, layout.columns);
+    const only = partitioned ? "" : "only ";
+    this.src = new Side(reader, `${only}${table.name}`, layout.source);
+    this.dst = new Side(target, `${only}${table.targetName}`, layout.target);
+    this.dstInsert = new Side(target, table.targetName, layout.target);
   }
-  private dstInsert: Side;
 
   async run(chunkRows: number, progress: () => Promise<void>) {
     let lo: Key | null = null;
@@ -599,10 +829,7 @@ class Comparer {
     const fix = [...different, ...extra];
     const copy = [...missing, ...different];
     for (const part of slices(fix, 1000)) await this.dst.deleteKeys(part.map((r) => r.k));
-    for (const part of slices(copy, 1000)) {
-      const rows = await this.src.fullRows(part.map((r) => r.k));
-      await this.dstInsert.insertRows(rows, this.targetTypes);
-    }
+    for (const part of slices(copy, 1000)) await this.dstInsert.copyRows(await this.src.fullRows(part.map((r) => r.k)));
     this.counts.repaired += missing.length + extra.length + different.length;
   }
 }
