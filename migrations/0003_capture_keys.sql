@@ -95,3 +95,15 @@ drop function if exists dbsync._queue_rows(int, int, regclass, "char");
 -- Set by resync_subscription: the next connection to the target accepts whatever
 -- position it holds, since every table is copied again.
 alter table dbsync.subscriptions add column reset_target boolean not null default false;
+
+-- The leaf partitions of captured partitioned tables, kept by _sync_partitions: when
+-- one is dropped (its rows leave the table without any trigger seeing them), the
+-- sql_drop event trigger finds its table here and copies it again.
+create table dbsync.partitions (
+    relid     oid primary key,
+    table_id  int not null references dbsync.tables
+);
+insert into dbsync.partitions (relid, table_id)
+select p.relid, t.table_id
+from dbsync.tables t, pg_partition_tree(t.relid) p
+where t.partitioned and t.removed_at is null and p.isleaf and p.relid <> t.relid;

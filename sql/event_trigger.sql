@@ -1,4 +1,4 @@
--- The DDL event trigger needs a superuser (event triggers are database-wide).
+-- The DDL event triggers need a superuser (event triggers are database-wide).
 -- Without it dbsync still works, but a captured table must only be altered
 -- through dbsync.execute_ddl (see README, limits).
 do $$
@@ -8,6 +8,10 @@ begin
         create event trigger dbsync_ddl_watch on ddl_command_end
             when tag in ('ALTER TABLE', 'CREATE TABLE')
             execute function dbsync._on_ddl();
+        drop event trigger if exists dbsync_drop_watch;
+        create event trigger dbsync_drop_watch on sql_drop
+            when tag in ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED', 'ALTER TABLE')
+            execute function dbsync._on_drop();
     end if;
 end
 $$;

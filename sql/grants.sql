@@ -14,3 +14,4 @@ grant execute on function dbsync._last_ev_id(int) to public;
 -- Every role that alters a replicated table fires the DDL event trigger; a
 -- function returning event_trigger cannot be called in any other way.
 grant execute on function dbsync._on_ddl() to public;
+grant execute on function dbsync._on_drop() to public;

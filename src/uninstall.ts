@@ -13,7 +13,7 @@ import { DbsyncError, sqlstateOf } from "./errors";
 import { WORKER_SCHEMA } from "./migrate";
 
 /** Installed by migrate (sql/event_trigger.sql) when the migrating role is a superuser. */
-const DDL_TRIGGER = "dbsync_ddl_watch";
+const DDL_TRIGGERS = ["dbsync_ddl_watch", "dbsync_drop_watch"];
 
 export interface UninstallOptions {
   sourceUrl: string | undefined;
@@ -37,7 +37,7 @@ export async function uninstall(opts: UninstallOptions): Promise<number> {
               to_regclass('dbsync.subscriptions') is not null as has_subs,
               to_regprocedure('dbsync.remove_table(regclass)') is not null as has_remove,
               exists (select from pg_event_trigger where evtname = $2) as has_ddl_trigger`,
-      [WORKER_SCHEMA, DDL_TRIGGER],
+      [WORKER_SCHEMA, DDL_TRIGGERS[0]],
     );
     const where = `database "${found.db}"`;
     if (!found.has_dbsync && !found.has_worker && !found.has_ddl_trigger) {
@@ -63,7 +63,7 @@ export async function uninstall(opts: UninstallOptions): Promise<number> {
     console.log(`dbsync uninstall on ${where}:`);
     console.log(`  stop capturing ${tables.length} table(s)${tables.length ? ": " + list(tables.map((t) => t.name)) : ""}`);
     console.log(`  drop ${subs.length} subscription(s)${subs.length ? ": " + list(subs.map((s) => s.name)) : ""}`);
-    if (found.has_ddl_trigger) console.log(`  drop the DDL event trigger ${DDL_TRIGGER}`);
+    if (found.has_ddl_trigger) console.log(`  drop the DDL event triggers ${DDL_TRIGGERS.join(" and ")}`);
     console.log(`  drop schema ${[found.has_worker && WORKER_SCHEMA, found.has_dbsync && "dbsync"].filter(Boolean).join(" and ")} (queues, jobs, positions)`);
     console.log(`  the application's tables and data, and every target, stay as they are`);
     if (act.n > 0) {
@@ -92,7 +92,7 @@ export async function uninstall(opts: UninstallOptions): Promise<number> {
       }
       // Whatever remove_table could not reach goes with the schema: a capture
       // trigger depends on its function, which lives in dbsync.
-      await c.query(`drop event trigger if exists ${DDL_TRIGGER}`);
+      for (const t of DDL_TRIGGERS) await c.query(`drop event trigger if exists ${t}`);
       await c.query(`drop schema if exists ${WORKER_SCHEMA} cascade`);
       await c.query("drop schema if exists dbsync cascade");
       await c.query("commit");

@@ -90,6 +90,9 @@ begin
                  'or pg_catalog.current_setting(''intervalstyle'') <> ''postgres'' '
                  'or pg_catalog.current_setting(''extra_float_digits'')::pg_catalog.int4 < 1 '
                  'or pg_catalog.current_setting(''lc_monetary'') <> ''C'''
+                 || case when dbsync._compared_as_text(v_types) then
+                        ' or pg_catalog.current_setting(''timezone'') <> ''UTC'' '
+                        'or pg_catalog.current_setting(''bytea_output'') <> ''hex''' else '' end
              else 'false' end;
 
     if not t.partitioned then

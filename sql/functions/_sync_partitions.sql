@@ -44,5 +44,12 @@ begin
         execute format('create trigger dbsync_capture_part_trunc before truncate on %s for each statement execute function %s',
                        r.rel, v_fn);
     end loop;
+    -- The partitions, for the sql_drop event trigger (see _on_drop).
+    delete from dbsync.partitions p
+    where p.table_id = p_table_id and p.relid not in (select relid from pg_partition_tree(t.relid));
+    insert into dbsync.partitions (relid, table_id)
+    select p.relid, p_table_id from pg_partition_tree(t.relid) p
+    where p.isleaf and p.relid <> t.relid
+    on conflict (relid) do update set table_id = excluded.table_id;
 end
 $$;

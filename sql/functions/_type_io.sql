@@ -66,12 +66,25 @@ language sql stable set search_path = pg_catalog, pg_temp as $$
         select from unnest(p_types) u(t)
         join pg_type b on b.oid = dbsync._base_type(u.t)
         where b.typtype <> 'e'
-          and b.oid not in ('pg_catalog.int2'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int8'::regtype,
+          and (b.typnamespace <> 'pg_catalog'::regnamespace or b.oid not in ('pg_catalog.int2'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int8'::regtype,
                             'pg_catalog.numeric'::regtype, 'pg_catalog.text'::regtype,
                             'pg_catalog.varchar'::regtype, 'pg_catalog.bpchar'::regtype,
                             'pg_catalog.uuid'::regtype, 'pg_catalog.bool'::regtype,
                             'pg_catalog.bytea'::regtype, 'pg_catalog.oid'::regtype,
                             'pg_catalog.name'::regtype, 'pg_catalog.char'::regtype,
                             'pg_catalog.inet'::regtype, 'pg_catalog.cidr'::regtype,
-                            'pg_catalog.macaddr'::regtype))
+                            'pg_catalog.macaddr'::regtype)))
+$$;
+
+-- dbsync._compared_as_text(p_types oid[]) returns boolean
+--   Whether keys of any of these types are matched by output text (see _key_match):
+--   then their text must be printed exactly as the sidecar's reader prints it, so
+--   capture also pins TimeZone and bytea_output (a composite's text holds its
+--   timestamptz fields in the session's zone).
+create or replace function dbsync._compared_as_text(p_types oid[]) returns boolean
+language sql stable set search_path = pg_catalog, pg_temp as $$
+    select exists (
+        select from unnest(p_types) u(t)
+        join pg_type b on b.oid = dbsync._base_type(u.t)
+        where b.typnamespace <> 'pg_catalog'::regnamespace and b.typtype <> 'e')
 $$;

@@ -1,0 +1,39 @@
+-- dbsync._on_drop() returns event_trigger
+--   The sql_drop event trigger (installed with the DDL one). A dropped replicated
+--   table stops being captured (its rows stay on the targets) and leaves
+--   dbsync.table_status, with a WARNING. A dropped partition of a replicated table
+--   took its rows with it without any trigger seeing them: every subscription copies
+--   that table again, so no target keeps rows the source no longer has.
+create or replace function dbsync._on_drop() returns event_trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    r record;
+begin
+    for r in select t.table_id, t.schema_name, t.table_name, t.partitioned
+             from pg_event_trigger_dropped_objects() d
+             join dbsync.tables t on t.relid = d.objid and t.removed_at is null
+             where d.classid = 'pg_class'::regclass and d.objsubid = 0 loop
+        update dbsync.tables set removed_at = now() where table_id = r.table_id;
+        delete from dbsync.partitions where table_id = r.table_id;
+        execute format('drop function if exists dbsync.%I()', 'capture_' || r.table_id);
+        if r.partitioned then
+            execute format('drop function if exists dbsync.%I()', 'capture_trunc_' || r.table_id);
+        end if;
+        raise warning 'dbsync: replicated table %.% was dropped; it is no longer replicated (its rows stay on the targets)',
+                      r.schema_name, r.table_name
+            using hint = 'Drop it on the targets too if it should go there as well (dbsync.execute_ddl runs DDL on both sides).';
+    end loop;
+    for r in with gone as (
+                 delete from dbsync.partitions p
+                 using pg_event_trigger_dropped_objects() d
+                 where d.classid = 'pg_class'::regclass and d.objsubid = 0 and d.objid = p.relid
+                 returning p.table_id)
+             select distinct g.table_id from gone g loop
+        update dbsync.subscription_tables st
+        set state = 'pending', copy_request = st.copy_request + 1, copy_tick = null, rows_copied = 0,
+            copy_started_at = null, copy_ended_at = null
+        where st.table_id = r.table_id;
+        raise notice 'dbsync: a partition of a replicated table was dropped; its subscriptions copy the table again';
+    end loop;
+end
+$$;
