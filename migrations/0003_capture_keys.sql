@@ -107,3 +107,13 @@ insert into dbsync.partitions (relid, table_id)
 select p.relid, t.table_id
 from dbsync.tables t, pg_partition_tree(t.relid) p
 where t.partitioned and t.removed_at is null and p.isleaf and p.relid <> t.relid;
+
+-- The value of each carried sequence last set on a subscription's target (reported
+-- by the sidecar with each batch): wait_for_sync waits for sequences too, and a
+-- sequence that moved without any captured change still makes a batch.
+create table dbsync.subscription_sequences (
+    sub_id  int not null references dbsync.subscriptions on delete cascade,
+    seq_id  int not null references dbsync.sequences on delete cascade,
+    pushed  bigint not null,
+    primary key (sub_id, seq_id)
+);

@@ -4,7 +4,9 @@
 // Each test asserts the correct behaviour, so it fails while the bug exists.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Env, freshEnv, startSidecar, tableText, value } from "./helpers";
+import { startCluster } from "../src/embedded/cluster";
+import { migrate } from "../src/migrate";
+import { Env, createDatabase, freshEnv, pool, startSidecar, tableText, until, value } from "./helpers";
 
 interface StatusRow {
   name: string;
@@ -178,6 +180,123 @@ test("sequences: wait_for_sync covers nextval calls that changed no row", async 
     const src = await value<string>(env.source, "select last_value::text from t_id_seq");
     const tgt = await value<string>(env.target, "select last_value::text from t_id_seq");
     assert.equal(tgt, src, "wait_for_sync returned true but the target's sequence is behind the source's");
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("enum key: execute_ddl renames a label and adds a new label with the old name, in the batch of an update keyed by it", async () => {
+  const env = await freshEnv("adv_enum_readd");
+  await setup(env, `
+    create type color as enum ('red', 'green');
+    create table t (k color primary key, v text)`, ["t"]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("insert into t values ('red', 'r0'), ('green', 'g0')");
+    await synced(env);
+    await env.source.query("select dbsync.pause('s')");
+    // Captured as key text 'red'; by the time the sidecar reads it, 'red' names no row.
+    await env.source.query("update t set v = 'r1' where k = 'red'");
+    await env.source.query("select dbsync.execute_ddl('g', $$alter type color rename value 'red' to 'crimson'$$)");
+    await env.source.query("select dbsync.execute_ddl('g', $$alter type color add value 'red'$$)");
+    await env.source.query("select dbsync.resume('s')");
+    assert.deepEqual(await tableText(env.source, "t"), ["(crimson,r1)", "(green,g0)"]);
+    await convergedOrError(env, ["t"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("two-phase commit: a captured write can be PREPAREd while the sidecar sleeps, and arrives after COMMIT PREPARED", async () => {
+  const cluster = await startCluster({ settings: { max_prepared_transactions: 10 } });
+  try {
+    const sourceUrl = await createDatabase(cluster.url(), "adv_2pc");
+    await migrate(sourceUrl);
+    const base = await freshEnv("adv_2pc", { migrate: false });
+    const env: Env = { ...base, sourceUrl, source: pool(sourceUrl) };
+    await setup(env, "create table t (id int primary key, v text)", ["t"]);
+    const sidecar = startSidecar(env.sourceUrl);
+    try {
+      await env.source.query("insert into t values (1, 'one')");
+      await synced(env);
+      // The sidecar has gone to sleep: the group's state asks writers to wake it.
+      await until("the sidecar sleeps", async () =>
+        Number(await value(env.source, "select last_value from dbsync.group_state_1")) >= 4, 15000);
+      const c = await env.source.connect();
+      try {
+        await c.query("begin");
+        await c.query("insert into t values (2, 'two')");
+        await c.query("prepare transaction 'adv_2pc_x'");
+      } catch (err) {
+        await c.query("rollback").catch(() => undefined);
+        throw new Error(`the application's PREPARE TRANSACTION failed because of dbsync: ${(err as Error).message}`);
+      } finally {
+        c.release();
+      }
+      await env.source.query("commit prepared 'adv_2pc_x'");
+      await convergedOrError(env, ["t"]);
+    } finally {
+      await sidecar.stop();
+      await env.source.query("rollback prepared 'adv_2pc_x'").catch(() => undefined);
+    }
+  } finally {
+    await cluster.stop("immediate");
+  }
+});
+
+test("two-phase commit: a write PREPAREd before the batch's tick and committed later is not lost", async () => {
+  const cluster = await startCluster({ settings: { max_prepared_transactions: 10 } });
+  try {
+    const sourceUrl = await createDatabase(cluster.url(), "adv_2pc_late");
+    await migrate(sourceUrl);
+    const base = await freshEnv("adv_2pc_late", { migrate: false });
+    const env: Env = { ...base, sourceUrl, source: pool(sourceUrl) };
+    await setup(env, "create table t (id int primary key, v text)", ["t"]);
+    const sidecar = startSidecar(env.sourceUrl, ["--rotate-after", "1"]);
+    try {
+      await env.source.query("insert into t values (1, 'one')");
+      await synced(env);
+      const c = await env.source.connect();
+      try {
+        // Keep the sidecar awake so the PREPARE does not NOTIFY (see the test above).
+        await env.source.query("select dbsync.pause('s')");
+        await c.query("begin");
+        await c.query("insert into t values (2, 'two')");
+        await c.query("prepare transaction 'adv_2pc_y'").catch(async (err) => {
+          await c.query("rollback");
+          throw err;
+        });
+      } finally {
+        c.release();
+      }
+      await env.source.query("select dbsync.resume('s')");
+      for (let i = 0; i < 5; i++) {
+        await env.source.query("insert into t values ($1, 'later')", [10 + i]);
+        await value(env.source, "select dbsync.wait_for_sync('s', '20 s')");
+        await new Promise((r) => setTimeout(r, 600));
+      }
+      await env.source.query("commit prepared 'adv_2pc_y'");
+      await convergedOrError(env, ["t"]);
+    } finally {
+      await sidecar.stop();
+      await env.source.query("rollback prepared 'adv_2pc_y'").catch(() => undefined);
+    }
+  } finally {
+    await cluster.stop("immediate");
+  }
+});
+
+test("a table owner's ALTER TABLE ... DISABLE TRIGGER ALL outside execute_ddl: later writes must not vanish silently", async () => {
+  const env = await freshEnv("adv_disable_trigger");
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("insert into t values (1, 'one')");
+    await synced(env);
+    await env.source.query("alter table t disable trigger all");
+    await env.source.query("insert into t values (2, 'two')");
+    await env.source.query("alter table t enable trigger all");
+    await convergedOrError(env, ["t"]);
   } finally {
     await sidecar.stop();
   }

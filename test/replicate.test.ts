@@ -168,3 +168,19 @@ test("applyBatch fails with the link's own error when the source link breaks bef
     await Promise.all([control, source, target, locker].map((c) => c.end().catch(() => undefined)));
   }
 });
+
+test("wait_for_sync covers sequences that moved without any data change", async () => {
+  const env = await freshEnv("replicate_sequences_only");
+  await subscribeTables(env, "create table orders (id serial primary key, v text)", ["orders"]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("insert into orders (v) values ('a')");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true);
+    // No captured change: only the sequence moves (a cutover relies on it being carried).
+    await env.source.query("select nextval('orders_id_seq') from generate_series(1, 100)");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true);
+    assert.equal(await value(env.target, "select last_value::int from orders_id_seq"), 101);
+  } finally {
+    await sidecar.stop();
+  }
+});

@@ -137,7 +137,11 @@ begin
 
         v_est := null;
         if v_action = 'copy' then
-            v_est := (select nullif(sum(greatest(c.reltuples, 0)), 0)::bigint from pg_class c
+            -- reltuples is -1 until the table is first vacuumed or analyzed: then
+            -- guess from its size (about 100 bytes a row).
+            v_est := (select nullif(sum(case when c.reltuples >= 0 then c.reltuples
+                                             else pg_relation_size(c.oid) / 100 end), 0)::bigint
+                      from pg_class c
                       where c.relkind = 'r'
                         and c.oid in (select p.relid from pg_partition_tree(r.relid) p union select r.relid));
             -- A table waiting for its copy can wait for the next batch; one whose

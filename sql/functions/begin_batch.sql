@@ -3,8 +3,8 @@
 --   The sidecar's apply loop, one call per batch on its control connection (right
 --   after record_progress of the previous batch has committed: the reader must see
 --   it, and it cannot see what this transaction writes):
---   1. when there is something to apply (events committed since the position, or
---      tables to copy), takes a tick of the group whose snapshot it exports: the
+--   1. when there is something to apply (events committed since the position,
+--      tables to copy, or sequences that moved), takes a tick of the group whose snapshot it exports: the
 --      batch is (position, tick], and the sidecar's reader transaction imports the
 --      snapshot, so it reads every row exactly as of the batch's end;
 --   2. a running verification that holds the subscription (dbsync._verify_hold)
@@ -58,7 +58,8 @@ begin
     if v_sub.position_tick >= v_last
        and not exists (select from dbsync.subscription_tables st join dbsync.tables t using (table_id)
                        where st.sub_id = v_sub.sub_id and t.removed_at is null and st.state <> 'streaming')
-       and not dbsync._has_new_writers(v_sub.group_id, v_pos) then
+       and not dbsync._has_new_writers(v_sub.group_id, v_pos)
+       and not dbsync._sequences_behind(v_sub.sub_id) then
         return;
     end if;
     return query

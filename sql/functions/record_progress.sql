@@ -1,12 +1,15 @@
 -- dbsync.record_progress(p_sub_id int, p_tick bigint, p_events bigint, p_seconds double precision,
---                        p_copied jsonb default null) returns void
+--                        p_copied jsonb default null, p_sequences jsonb default null) returns void
 --   The sidecar reports that the target now stands at tick p_tick (read from, or
 --   just committed to, the target's dbsync.applied). Moves the position, adds the
 --   stats, clears the last error. p_copied lists [table_id, copy_request] pairs the
 --   batch copied: those tables stream from now on, unless a newer copy was requested
---   meanwhile (resync_table after the batch's snapshot). Called by the sidecar.
+--   meanwhile (resync_table after the batch's snapshot). p_sequences lists
+--   [seq_id, value] pairs: what the target's sequences were set to (or already were
+--   at, or above). Called by the sidecar.
 create or replace function dbsync.record_progress(p_sub_id int, p_tick bigint, p_events bigint,
-                                                  p_seconds double precision, p_copied jsonb default null)
+                                                  p_seconds double precision, p_copied jsonb default null,
+                                                  p_sequences jsonb default null)
 returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
@@ -24,5 +27,10 @@ begin
     from jsonb_array_elements(coalesce(p_copied, '[]')) c
     where st.sub_id = p_sub_id and st.table_id = (c.value->>0)::int
       and st.copy_request = (c.value->>1)::bigint and st.state <> 'streaming';
+    insert into dbsync.subscription_sequences (sub_id, seq_id, pushed)
+    select p_sub_id, (q.value->>0)::int, (q.value->>1)::bigint
+    from jsonb_array_elements(coalesce(p_sequences, '[]')) q
+    where exists (select from dbsync.sequences x where x.seq_id = (q.value->>0)::int)
+    on conflict (sub_id, seq_id) do update set pushed = greatest(subscription_sequences.pushed, excluded.pushed);
 end
 $$;

@@ -1,6 +1,7 @@
 -- dbsync.wait_for_sync(subscription text, timeout interval default '60 s') returns boolean
---   Waits until every change committed before the call is applied on the target
---   (and every table of the subscription is copied); true then, false at the timeout.
+--   Waits until every change committed before the call is applied on the target,
+--   every table of the subscription is copied, and every sequence it carries is at
+--   least at its value at the call; true then, false at the timeout.
 --   Reads only: the sidecar does the work. Must not run inside REPEATABLE READ or
 --   SERIALIZABLE, where it could not see the sidecar's progress.
 create or replace function dbsync.wait_for_sync(subscription text, timeout interval default '60 s')
@@ -9,6 +10,8 @@ language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     v_sub dbsync.subscriptions := dbsync._sub(subscription);
     v_goal pg_snapshot := dbsync._snapshot_excluding_self();
+    -- Sequences are not transactional: their values now are the goal.
+    v_seq_goal jsonb := dbsync._sequence_goal(v_sub.sub_id);
     v_deadline timestamptz := clock_timestamp() + coalesce(timeout, '60 s');
 begin
     if current_setting('transaction_isolation') <> 'read committed' then
@@ -17,7 +20,7 @@ begin
                   hint = 'Call it in autocommit mode or a READ COMMITTED transaction.';
     end if;
     loop
-        if dbsync._synced(v_sub.sub_id, v_goal) then
+        if dbsync._synced(v_sub.sub_id, v_goal) and not dbsync._sequences_behind(v_sub.sub_id, v_seq_goal) then
             return true;
         end if;
         exit when clock_timestamp() >= v_deadline;

@@ -20,6 +20,8 @@ export interface Done {
   seconds: number;
   /** [table_id, copy_request, rows] of the tables the batch copied. */
   copied: [number, number, number][];
+  /** [seq_id, value] of the sequences the target has at least at value. */
+  sequences: [number, string][];
 }
 
 export interface DdlEvent {
@@ -66,7 +68,7 @@ export interface Plan {
 export async function beginBatch(control: Client, subscription: string, subId: number, done: Done | undefined): Promise<Batch | undefined> {
   const report = done
     ? `select dbsync.record_progress(${subId}, ${int(done.tick)}, ${int(done.events)}, ${Number(done.seconds)}, ` +
-      `${escapeLiteral(JSON.stringify(done.copied))});\n commit;\n`
+      `${escapeLiteral(JSON.stringify(done.copied))}, ${escapeLiteral(JSON.stringify(done.sequences))});\n commit;\n`
     : "";
   try {
     // Literals, not parameters: several statements in one round trip.

@@ -105,8 +105,8 @@ export class SubscriptionSession {
     let done: Done | undefined;
     for (let retries = 0; ; ) {
       if (signal.aborted) {
-        if (done) await control.query("select dbsync.record_progress($1, $2, $3, $4, $5)", [
-          sub.sub_id, done.tick, done.events, done.seconds, JSON.stringify(done.copied),
+        if (done) await control.query("select dbsync.record_progress($1, $2, $3, $4, $5, $6)", [
+          sub.sub_id, done.tick, done.events, done.seconds, JSON.stringify(done.copied), JSON.stringify(done.sequences),
         ]);
         return "stopped";
       }
@@ -134,7 +134,7 @@ export class SubscriptionSession {
       });
       await this.reader.query("commit");
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      done = { tick: batch.to, events: result.events, seconds, copied: result.copied };
+      done = { tick: batch.to, events: result.events, seconds, copied: result.copied, sequences: result.sequences };
       this.currentTick = undefined;
       this.opts.onBatch?.(sub.name, result.events, seconds);
       this.log.debug({ from: batch.from, to: batch.to, events: result.events, copied: result.copied.length, seconds }, "batch applied");

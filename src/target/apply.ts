@@ -27,6 +27,8 @@ export interface ApplyResult {
   events: number;
   /** [table_id, copy_request, rows] of the tables copied. */
   copied: [number, number, number][];
+  /** [seq_id, value]: the target's sequences are at least there. */
+  sequences: [number, string][];
 }
 
 /** What a subscription's target connection keeps between batches. */
@@ -51,6 +53,7 @@ export async function applyBatch(
   hooks: ApplyHooks = {},
 ): Promise<ApplyResult> {
   const copied: ApplyResult["copied"] = [];
+  let sequences: ApplyResult["sequences"] = [];
   try {
     await beginApply(target, subUuid, batch.from);
     const deferred = await runDdl(target, plan.ddl, true);
@@ -90,7 +93,7 @@ export async function applyBatch(
       if (next && !next.readableEnded) next.destroy();
     }
     await runDdl(target, deferred, false);
-    await state.sequences.push(source, target, batch.groupId);
+    sequences = await state.sequences.push(source, target, batch.groupId);
     await commitApply(target, subUuid, batch.to);
   } catch (err) {
     await target.query("rollback").catch(() => undefined);
@@ -100,7 +103,7 @@ export async function applyBatch(
   }
   state.stages.committed();
   const events = plan.ddl.length + plan.tables.reduce((n, t) => n + Number(t.events), 0);
-  return { events, copied };
+  return { events, copied, sequences };
 }
 
 function read(reader: Client, t: PlanTable) {

@@ -8,14 +8,18 @@ export class SequenceSync {
   /** Last value pushed per sequence, so that unchanged ones cost nothing. */
   private pushed = new Map<string, string>();
 
-  async push(source: Client, target: Client, groupId: number): Promise<void> {
-    const { rows } = await source.query<{ name: string; value: string | null }>(
-      `select format('%I.%I', schema_name, seq_name) as name, pg_sequence_last_value(relid)::text as value
+  /** Returns [seq_id, value] of every sequence the target now has at least at `value`. */
+  async push(source: Client, target: Client, groupId: number): Promise<[number, string][]> {
+    const { rows } = await source.query<{ seq_id: number; name: string; value: string | null }>(
+      `select seq_id, format('%I.%I', schema_name, seq_name) as name, pg_sequence_last_value(relid)::text as value
          from dbsync.sequences where group_id = $1`,
       [groupId],
     );
+    const at: [number, string][] = [];
     for (const r of rows) {
-      if (r.value === null || this.pushed.get(r.name) === r.value) continue;
+      if (r.value === null) continue;
+      at.push([r.seq_id, r.value]);
+      if (this.pushed.get(r.name) === r.value) continue;
       try {
         await target.query(
           `select setval($1::regclass, $2::bigint)
@@ -30,6 +34,7 @@ export class SequenceSync {
       }
       this.pushed.set(r.name, r.value);
     }
+    return at;
   }
 
   /** After a rollback the target may not hold what was pushed. */
