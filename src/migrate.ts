@@ -102,7 +102,23 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
     await client.end();
   }
   await runMigrations({ connectionString, schema: WORKER_SCHEMA, logger: quietLogger() });
+  await regrantSidecars(connectionString);
   return { applied, codeInstalled, version: latest };
+}
+
+/**
+ * The sidecar roles (dbsync.grant_sidecar) get their rights again once graphile-worker's
+ * schema is there: on a first install it did not exist when sql/grants.sql ran, and
+ * its migrations may have added tables or functions since.
+ */
+async function regrantSidecars(connectionString: string | undefined): Promise<void> {
+  const client = new Client(connectionString ? { connectionString } : {});
+  await client.connect();
+  try {
+    await client.query("select dbsync._regrant_sidecars()");
+  } finally {
+    await client.end();
+  }
 }
 
 

@@ -252,28 +252,23 @@ test("two-phase commit: a write PREPAREd before the batch's tick and committed l
     const base = await freshEnv("adv_2pc_late", { migrate: false });
     const env: Env = { ...base, sourceUrl, source: pool(sourceUrl) };
     await setup(env, "create table t (id int primary key, v text)", ["t"]);
+    // Prepared before any sidecar ran: nobody asked writers to NOTIFY yet (see the test above).
+    await env.source.query("insert into t values (1, 'one')");
+    const c = await env.source.connect();
+    try {
+      await c.query("begin");
+      await c.query("insert into t values (2, 'two')");
+      await c.query("prepare transaction 'adv_2pc_y'");
+    } finally {
+      c.release();
+    }
     const sidecar = startSidecar(env.sourceUrl, ["--rotate-after", "1"]);
     try {
-      await env.source.query("insert into t values (1, 'one')");
-      await synced(env);
-      const c = await env.source.connect();
-      try {
-        // Keep the sidecar awake so the PREPARE does not NOTIFY (see the test above).
-        await env.source.query("select dbsync.pause('s')");
-        await c.query("begin");
-        await c.query("insert into t values (2, 'two')");
-        await c.query("prepare transaction 'adv_2pc_y'").catch(async (err) => {
-          await c.query("rollback");
-          throw err;
-        });
-      } finally {
-        c.release();
-      }
-      await env.source.query("select dbsync.resume('s')");
-      for (let i = 0; i < 5; i++) {
+      // Batches and queue rotations go on while the prepared writer is in doubt.
+      for (let i = 0; i < 6; i++) {
         await env.source.query("insert into t values ($1, 'later')", [10 + i]);
         await value(env.source, "select dbsync.wait_for_sync('s', '20 s')");
-        await new Promise((r) => setTimeout(r, 600));
+        await new Promise((r) => setTimeout(r, 700));
       }
       await env.source.query("commit prepared 'adv_2pc_y'");
       await convergedOrError(env, ["t"]);
@@ -297,6 +292,67 @@ test("a table owner's ALTER TABLE ... DISABLE TRIGGER ALL outside execute_ddl: l
     await env.source.query("insert into t values (2, 'two')");
     await env.source.query("alter table t enable trigger all");
     await convergedOrError(env, ["t"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("TRUNCATE then INSERT in one transaction, TRUNCATE of two tables at once, TRUNCATE ... RESTART IDENTITY", async () => {
+  const env = await freshEnv("adv_truncates");
+  await setup(env, `
+    create table a (id serial primary key, v text);
+    create table b (id int primary key, v text)`, ["a", "b"]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("insert into a (v) select 'a' || g from generate_series(1, 5) g");
+    await env.source.query("insert into b select g, 'b' || g from generate_series(1, 5) g");
+    await synced(env);
+    await env.source.query("begin; truncate a; insert into a (v) values ('after'); update b set v = 'x' where id = 1; commit");
+    await env.source.query("begin; insert into b values (6, 'six'); truncate a, b restart identity; insert into b values (7, 'seven'); insert into a (v) values ('again'); commit");
+    await convergedOrError(env, ["a", "b"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("partitioned table: execute_ddl DETACH then ATTACH of a partition with rows changed in between, in one batch", async () => {
+  const env = await freshEnv("adv_part_detach");
+  await setup(env, `
+    create table p (id int primary key, v text) partition by range (id);
+    create table p1 partition of p for values from (0) to (100);
+    create table p2 partition of p for values from (100) to (200)`, ["p"]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("insert into p select g, 'v' || g from generate_series(1, 150, 10) g");
+    await synced(env);
+    await env.source.query("select dbsync.pause('s')");
+    await env.source.query("select dbsync.execute_ddl('g', 'alter table p detach partition p2')");
+    await env.source.query("update p2 set v = 'changed while detached'");
+    await env.source.query("insert into p values (105, 'into nowhere')").catch(() => undefined);
+    await env.source.query("select dbsync.execute_ddl('g', 'alter table p attach partition p2 for values from (100) to (200)')");
+    await env.source.query("update p set v = v || '!' where id = 1");
+    await env.source.query("select dbsync.resume('s')");
+    await convergedOrError(env, ["p"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("execute_ddl swapping the names of two replicated tables in the batch of writes to both", async () => {
+  const env = await freshEnv("adv_swap");
+  await setup(env, `
+    create table x (id int primary key, v text);
+    create table y (id int primary key, v text)`, ["x", "y"]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("insert into x values (1, 'x1'); insert into y values (1, 'y1')");
+    await synced(env);
+    await env.source.query("select dbsync.pause('s')");
+    await env.source.query("update x set v = 'x1!'; insert into y values (2, 'y2')");
+    await env.source.query("select dbsync.execute_ddl('g', 'alter table x rename to tmp; alter table y rename to x; alter table tmp rename to y')");
+    await env.source.query("update x set v = v || '?'; delete from y where id = 1");
+    await env.source.query("select dbsync.resume('s')");
+    await convergedOrError(env, ["x", "y"]);
   } finally {
     await sidecar.stop();
   }

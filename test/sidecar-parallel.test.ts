@@ -217,7 +217,9 @@ test("two and three `dbsync run` processes never apply one subscription at the s
     t.diagnostic(`apply transactions per table: ${perTable.map((r) => `${r.tbl} ${r.txs} by ${r.pids} backends`).join(", ")}`);
     assert.equal(perTable.length, tables.length, "every subscription was applied");
     for (const r of perTable) {
-      assert.ok(r.txs >= 10, `${r.tbl}: only ${r.txs} apply transactions logged`);
+      // Each batch reads everything committed so far, so batches are as many as the
+      // sidecars find new work; a few per table are enough to cross hand-overs.
+      assert.ok(r.txs >= 4, `${r.tbl}: only ${r.txs} apply transactions logged`);
       assert.ok(r.pids >= 2, `${r.tbl}: applied by one backend only: no hand-over was exercised`);
     }
   } finally {

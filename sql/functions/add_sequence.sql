@@ -20,6 +20,8 @@ begin
     select seq, dbsync._group_id(group_name, true), n.nspname, c.relname
     from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = seq
     returning seq_id into v_id;
+    -- The sidecar reads its value as its own role.
+    perform dbsync._grant_to_sidecars(seq);
     return v_id;
 end
 $$;

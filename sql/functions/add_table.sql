@@ -5,7 +5,8 @@
 --   Every subscription of the group gets the table: copied first when the
 --   subscription copies data, else streamed from now on.
 --   Writes: tables, shapes, subscription_tables, sequences; creates dbsync.capture_<id>() and
---   the table's triggers. Returns the table id.
+--   the table's triggers; grants SELECT on the table and those sequences to every
+--   sidecar role (dbsync.grant_sidecar). Returns the table id.
 --   Errors: not a table (view, foreign table, ...), a partition, a table of dbsync
 --   itself, already added, no usable key.
 create or replace function dbsync.add_table(tbl regclass, group_name text default 'default',
@@ -81,6 +82,8 @@ begin
            case when s.copy_data then 'pending' else 'streaming' end,
            case when s.copy_data then null else 0 end
     from dbsync.subscriptions s where s.group_id = v_group;
+    -- The sidecar's reader reads the table (and its sequences) as its own role.
+    perform dbsync._grant_to_sidecars(tbl);
     return v_id;
 end
 $$;

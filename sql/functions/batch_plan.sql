@@ -161,8 +161,10 @@ begin
                             v_from, array_to_string(v_match, ' or '), array_to_string(v_krows, ' union all '));
         end if;
 
-        if pg_relation_filenode(r.relid) is null then
-            continue;  -- dropped since the snapshot: nothing left to apply
+        -- Dropped since the snapshot: nothing left to apply. (has_table_privilege
+        -- reads the catalog as it is now, and is NULL for an OID that is gone.)
+        if has_table_privilege(r.relid, 'select') is null then
+            continue;
         end if;
         execute format('lock table %s in access share mode', r.relid::regclass);
         select c.oid::regclass into v_stale
