@@ -357,3 +357,26 @@ test("execute_ddl swapping the names of two replicated tables in the batch of wr
     await sidecar.stop();
   }
 });
+
+test("enum key: execute_ddl swapping two labels in the batch of an update keyed by one of them", async () => {
+  const env = await freshEnv("adv_enum_swap");
+  await setup(env, `
+    create type color as enum ('red', 'green');
+    create table t (k color primary key, v text)`, ["t"]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("insert into t values ('red', 'r0'), ('green', 'g0')");
+    await synced(env);
+    await env.source.query("select dbsync.pause('s')");
+    // Captured as key text 'red'; when the sidecar reads the batch, 'red' is the other row.
+    await env.source.query("update t set v = 'r1' where k = 'red'");
+    await env.source.query(`select dbsync.execute_ddl('g', $$alter type color rename value 'red' to 'tmp';
+                                                            alter type color rename value 'green' to 'red';
+                                                            alter type color rename value 'tmp' to 'green'$$)`);
+    await env.source.query("select dbsync.resume('s')");
+    assert.deepEqual(await tableText(env.source, "t"), ["(green,r1)", "(red,g0)"]);
+    await convergedOrError(env, ["t"]);
+  } finally {
+    await sidecar.stop();
+  }
+});

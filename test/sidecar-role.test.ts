@@ -94,6 +94,7 @@ after(async () => {
     try {
       for (const role of rolesOn[side]) {
         try {
+          if ((await admin.query("select from pg_roles where rolname = $1", [role])).rowCount === 0) continue;
           await admin.query(`drop owned by ${role} cascade`);
           await admin.query(`drop role if exists ${role}`);
         } catch (err) {
@@ -116,9 +117,13 @@ test("(a) grant_sidecar: only the dbsync owner may call it, for a role that exis
     `select dbsync.grant_sidecar('${OTHER_ADMIN}')`,
     `select dbsync._grant_sidecar_rights('${OTHER_ADMIN}')`,
     "select dbsync._regrant_sidecars()",
+    // The helpers add_table uses grant only replicated tables, only to recorded sidecar roles.
+    `select dbsync._grant_select('pg_catalog.pg_authid', '${OTHER_ADMIN}')`,
+    "select dbsync._grant_to_sidecars('pg_catalog.pg_authid')",
   ]) {
     await denied(adm, sql);
   }
+  assert.equal(await value(env.source, "select has_table_privilege($1, 'pg_catalog.pg_authid', 'select')", [OTHER_ADMIN]), false);
   assert.equal(await value(env.source, "select count(*)::int from dbsync.sidecar_roles"), 0);
   assert.equal(await value(env.source, "select has_schema_privilege($1, 'dbsync_worker', 'usage')", [OTHER_ADMIN]), false);
 
@@ -127,6 +132,7 @@ test("(a) grant_sidecar: only the dbsync owner may call it, for a role that exis
 
   const err = await sqlError(env.source, "select dbsync.grant_sidecar('no_such_role_here')");
   assert.equal(err.code, "42704");
+  assert.equal((await sqlError(env.source, "select dbsync.grant_sidecar('pg_read_all_data')")).code, "42939");
   assert.equal(
     await value(env.source, "select has_function_privilege('public', 'dbsync.grant_sidecar(name)', 'execute')"),
     false,
@@ -235,7 +241,7 @@ test("(b) dbsync run as the sidecar role: copy, stream, truncate, execute_ddl, r
     await src.query("insert into app.measures select g, 1 + g % 2, 'r' || g from generate_series(200, 260) g");
     await value(src, "select dbsync.resync_table('s', 'app.measures')");
     await synced("resync_table");
-    assert.equal(await value(src, "select state from dbsync.table_status where table_name = '\"app\".\"measures\"'"), "streaming");
+    assert.equal(await value(src, "select state from dbsync.table_status where table_name = 'app.measures'"), "streaming");
 
     // verify_table, then with repair after the target diverged behind dbsync's back.
     const verify = async (table: string, repair: boolean) => {

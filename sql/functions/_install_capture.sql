@@ -20,6 +20,10 @@
 --   only for key types whose text depends on them.
 --   The queue slot and the NOTIFY flag are read from the group's state sequence,
 --   which is not MVCC: a REPEATABLE READ writer's snapshot may predate a slot switch.
+--   A session that sets dbsync.notify = off never notifies: a transaction that
+--   notified cannot PREPARE TRANSACTION, so applications using two-phase commit set
+--   it (ALTER ROLE app SET dbsync.notify = off); the sidecar then finds their
+--   changes by its poll.
 create or replace function dbsync._install_capture(p_table_id int) returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -123,7 +127,7 @@ begin
     if saved is not null then
         perform dbsync._restore_output(saved);
     end if;
-    if v_state >= 4 then
+    if v_state >= 4 and pg_catalog.current_setting('dbsync.notify', true) is distinct from 'off' then
         perform pg_catalog.pg_notify('dbsync', '%1$s');
     end if;
     return null;
@@ -159,7 +163,7 @@ begin
     if saved is not null then
         perform dbsync._restore_output(saved);
     end if;
-    if v_state >= 4 then
+    if v_state >= 4 and pg_catalog.current_setting('dbsync.notify', true) is distinct from 'off' then
         perform pg_catalog.pg_notify('dbsync', '%1$s');
     end if;
     return null;
@@ -196,7 +200,7 @@ $f$, t.group_id, v_state, v_seq, v_shape, v_new, v_old, p_table_id, v_pin);
             begin
                 insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
                 values (%s, (v_state %% 4)::int2, pg_catalog.nextval(%L::pg_catalog.regclass), %s, 'T', null);
-                if v_state >= 4 then
+                if v_state >= 4 and pg_catalog.current_setting('dbsync.notify', true) is distinct from 'off' then
                     perform pg_catalog.pg_notify('dbsync', '%s');
                 end if;
                 return null;

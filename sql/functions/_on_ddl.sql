@@ -6,7 +6,9 @@
 --   that came or went with a partition. Inside execute_ddl (dbsync._ddl_group) a
 --   table of another group is refused, since its targets would not get the DDL;
 --   outside it the change is logged in dbsync.ddl_log and a WARNING says that the
---   targets need the same change.
+--   targets need the same change. DDL that would make capture miss rows (a key
+--   column made nullable or no longer unique, capture triggers disabled) is refused
+--   (dbsync._check_capturable).
 create or replace function dbsync._on_ddl() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -45,6 +47,8 @@ begin
                                      'replication of this table stops with an error until the target matches.';
                 end if;
             end if;
+            -- After _install_capture: it may have moved the key to a new primary key.
+            perform dbsync._check_capturable(t.table_id);
         end loop;
     end loop;
 end

@@ -25,6 +25,11 @@ begin
             perform dbsync._sync_partitions(v_table, true);
             perform dbsync._install_capture(v_table);
         end loop;
+        for v_table in select t.table_id from dbsync.tables t
+                       where t.group_id = p_group_id and t.removed_at is null
+                         and exists (select from pg_class c where c.oid = t.relid) loop
+            perform dbsync._check_capturable(v_table);
+        end loop;
     end if;
 end
 $$;

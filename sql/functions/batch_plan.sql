@@ -5,10 +5,13 @@
 --   Returns {"ddl": [{ev_id, ddl, search_path}], "tables": [...]}, one element per
 --   table to apply:
 --     table_id, target (the table's name as of p_to, quoted, for the target),
+--     partitioned (else the target writes it with ONLY: inheritance children are
+--       tables of their own),
 --     columns (its stored columns as of p_to), events (count in the batch),
 --     action: 'copy' (every row: the table waits for its first copy, a resync, or a
---       key change that its events cannot be mapped through) or 'refresh' (the rows
---       of the keys that changed),
+--       key change that its events cannot be mapped through, or DDL in the batch
+--       while its key is matched by text) or 'refresh' (the rows of the keys that
+--       changed),
 --     forced (a copy the stream needs: a streaming table whose key changed),
 --     truncate (refresh after a TRUNCATE: empty the target table first),
 --     copy_request, rows_estimated (copies),
@@ -119,6 +122,15 @@ begin
                     v_action := 'copy';
                     exit;
                 end if;
+                -- Keys of types outside pg_catalog are matched by their text, and DDL
+                -- can change what a text means (ALTER TYPE ... RENAME VALUE of an enum
+                -- label): with DDL in the batch, such a table is copied instead.
+                if jsonb_array_length(v_ddl) > 0
+                   and exists (select from unnest(sh.types) u(ty) join pg_type b on b.oid = dbsync._base_type(u.ty)
+                               where b.typnamespace <> 'pg_catalog'::regnamespace) then
+                    v_action := 'copy';
+                    exit;
+                end if;
                 v_ctes := v_ctes || format('k%s as materialized (select k from dbsync.batch_keys(%s, %s, %s) k)',
                                            sh.shape_id, v_group, p_from, sh.shape_id);
                 v_match := v_match || format('exists (select from k%s where %s)', sh.shape_id,
@@ -178,7 +190,8 @@ begin
         end if;
 
         v_tables := v_tables || jsonb_build_object(
-            'table_id', r.table_id, 'target', r.target, 'columns', to_jsonb(v_cols), 'events', r.events,
+            'table_id', r.table_id, 'target', r.target, 'partitioned', r.partitioned,
+            'columns', to_jsonb(v_cols), 'events', r.events,
             'action', v_action, 'forced', v_action = 'copy' and r.state = 'streaming', 'truncate', coalesce(r.truncated, false) and v_action = 'refresh',
             'copy_request', r.copy_request, 'rows_estimated', v_est, 'sql', v_sql, 'shapes', v_shapes);
     end loop;

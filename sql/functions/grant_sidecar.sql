@@ -10,8 +10,9 @@
 --       verifications, status, table_status) and UPDATE on the columns of
 --       dbsync.verifications a verification fills in. Not the queue (dbsync.events):
 --       batch_keys reads it for the sidecar;
---     * SELECT on every replicated table and carried sequence (the sidecar's reader
---       COPYs rows out of the tables as itself, and reads the sequences' values);
+--     * SELECT on every replicated table and carried sequence, USAGE on their schemas
+--       (the sidecar's reader COPYs rows out of the tables as itself, and reads the
+--       sequences' values);
 --     * graphile-worker's schema dbsync_worker: USAGE, EXECUTE on its functions,
 --       SELECT/INSERT/UPDATE/DELETE on its tables, USAGE/SELECT on its sequences, and
 --       a policy letting the role through the row level security graphile-worker
@@ -20,7 +21,7 @@
 --   resync_table, pause, ...), no write to dbsync's tables but those above.
 --   Only the dbsync owner (or a member of it) may call it: the rights include
 --   reading every replicated table.
---   Errors: no such role; caller not the dbsync owner.
+--   Errors: no such role; a predefined role (pg_*); caller not the dbsync owner.
 create or replace function dbsync.grant_sidecar(role_name name) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
@@ -29,6 +30,11 @@ begin
         raise exception 'grant_sidecar: role "%" does not exist', role_name
             using errcode = 'undefined_object',
                   hint = 'Create it first, e.g. create role dbsync_sidecar login.';
+    end if;
+    if grant_sidecar.role_name like 'pg\_%' then
+        raise exception 'grant_sidecar: "%" is a predefined role', role_name
+            using errcode = 'reserved_name',
+                  hint = 'Create a login role for the sidecar, e.g. create role dbsync_sidecar login.';
     end if;
     insert into dbsync.sidecar_roles (role_name) values (grant_sidecar.role_name) on conflict do nothing;
     perform dbsync._grant_sidecar_rights(grant_sidecar.role_name);
@@ -53,7 +59,7 @@ begin
         where p.pronamespace = 'dbsync'::regnamespace
           and p.proname in ('begin_batch', 'batch_plan', 'batch_keys', 'record_progress', 'copy_progress',
                             'table_error', 'record_error', 'target_position', 'has_work', 'set_sleeping',
-                            'tick', 'maintain', 'table_layout', '_verify_begin', '_verify_hold', '_verify_todo')
+                            'tick', 'maintain', 'table_layout', '_verify_begin', '_verify_todo')
     loop
         execute format('grant execute on function %s to %I', r.fn, p_role);
     end loop;
@@ -80,7 +86,7 @@ begin
         select q.relid::regclass from dbsync.sequences q
         where exists (select from pg_class c where c.oid = q.relid)
     loop
-        execute format('grant select on %s to %I', r.rel, p_role);
+        perform dbsync._grant_select(r.rel, p_role);
     end loop;
     -- graphile-worker (installed by migrate after dbsync's own code, so perhaps not yet).
     if to_regnamespace('dbsync_worker') is not null then
@@ -111,6 +117,11 @@ language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     r record;
 begin
+    if not (exists (select from dbsync.tables t where t.relid = p_rel and t.removed_at is null)
+            or exists (select from dbsync.sequences q where q.relid = p_rel)) then
+        raise exception '_grant_to_sidecars: % is not a replicated table or sequence', p_rel
+            using errcode = 'insufficient_privilege';
+    end if;
     for r in
         select s.role_name, x.rel
         from dbsync.sidecar_roles s
@@ -122,8 +133,29 @@ begin
                                     and d.deptype in ('a', 'i')) x
         where exists (select from pg_roles ro where ro.rolname = s.role_name)
     loop
-        execute format('grant select on %s to %I', r.rel, r.role_name);
+        perform dbsync._grant_select(r.rel, r.role_name);
     end loop;
+end
+$$;
+
+-- dbsync._grant_select(p_rel regclass, p_role name) returns void
+--   SELECT on a replicated table or sequence, and USAGE on its schema (without it the
+--   reader cannot name the table), to a recorded sidecar role. Anything else is
+--   refused: an admin role may hold EXECUTE on every dbsync function, and this runs
+--   as the dbsync owner (often a superuser), who can grant SELECT on any table.
+create or replace function dbsync._grant_select(p_rel regclass, p_role name) returns void
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+    if not exists (select from dbsync.sidecar_roles s where s.role_name = p_role)
+       or not (exists (select from dbsync.tables t where t.relid = p_rel and t.removed_at is null)
+               or exists (select from dbsync.sequences q where q.relid = p_rel)) then
+        raise exception '_grant_select: % is not a replicated table or sequence, or "%" is not a sidecar role', p_rel, p_role
+            using errcode = 'insufficient_privilege';
+    end if;
+    execute format('grant usage on schema %I to %I',
+                   (select n.nspname from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = p_rel),
+                   p_role);
+    execute format('grant select on %s to %I', p_rel, p_role);
 end
 $$;
 

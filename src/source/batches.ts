@@ -40,6 +40,8 @@ export interface PlanTable {
   table_id: number;
   /** The table's name as of the batch's end, quoted: the name on the target. */
   target: string;
+  /** Else the target's statements say ONLY: an inheritance child is a table of its own. */
+  partitioned: boolean;
   columns: string[];
   events: number;
   action: "copy" | "refresh";

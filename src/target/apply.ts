@@ -59,7 +59,7 @@ export async function applyBatch(
     const deferred = await runDdl(target, plan.ddl, true);
     if (plan.ddl.length) state.stages.forget();
     const emptied = plan.tables.filter((t) => t.action === "copy" || t.truncate);
-    for (const t of emptied) await withTable(t.target, () => emptyTable(target, t.target));
+    for (const t of emptied) await withTable(t.target, () => emptyTable(target, only(t)));
 
     let next = plan.tables.length ? read(reader, plan.tables[0]) : undefined;
     try {
@@ -80,7 +80,7 @@ export async function applyBatch(
             // Statements in one round trip (no parameters: the simple protocol allows it).
             await target.query(
               t.shapes
-                .map((s) => `delete from ${t.target} t using ${stage.name} s where s.${stage.op} = '${s.op}' and ${stage.keyMatch(s.key_columns)};`)
+                .map((s) => `delete from ${only(t)} t using ${stage.name} s where s.${stage.op} = '${s.op}' and ${stage.keyMatch(s.key_columns)};`)
                 .join("\n") +
                 `insert into ${t.target} (${cols}) overriding system value
                  select ${cols} from ${stage.name} where ${stage.op} = 'U'`,
@@ -104,6 +104,11 @@ export async function applyBatch(
   state.stages.committed();
   const events = plan.ddl.length + plan.tables.reduce((n, t) => n + Number(t.events), 0);
   return { events, copied, sequences };
+}
+
+/** The table for DELETE and TRUNCATE: a plain table's inheritance children are tables of their own. */
+function only(t: PlanTable): string {
+  return t.partitioned ? t.target : `only ${t.target}`;
 }
 
 function read(reader: Client, t: PlanTable) {

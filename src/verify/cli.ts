@@ -54,7 +54,7 @@ export async function verifyCommand(
   c.on("error", () => undefined);
   await c.connect();
   try {
-    const { rows } = await c.query("select dbsync.verify_table($1, $2::text::regclass, $3)::text as id", [
+    const { rows } = await c.query("select dbsync.verify_table($1, $2::pg_catalog.text::pg_catalog.regclass, $3)::pg_catalog.text as id", [
       subscription,
       table,
       opts.repair === true,
@@ -68,11 +68,12 @@ export async function verifyCommand(
     for (;;) {
       r = (
         await c.query<Row>(
-          `select verification_id::text, subscription, table_name, repair, state, tick_id::text, started_at,
-                  compare_started_at, rows_estimated::text, rows_compared::text, chunks, chunks_differing,
-                  differing_count::text, rows_missing::text, rows_extra::text, rows_different::text,
-                  differing_keys, rows_repaired::text, extract(epoch from duration)::float8 as duration_s, error
-             from dbsync.verifications where verification_id = $1`,
+          `select verification_id::pg_catalog.text, subscription, table_name, repair, state, tick_id::pg_catalog.text, started_at,
+                  compare_started_at, rows_estimated::pg_catalog.text, rows_compared::pg_catalog.text, chunks, chunks_differing,
+                  differing_count::pg_catalog.text, rows_missing::pg_catalog.text, rows_extra::pg_catalog.text,
+                  rows_different::pg_catalog.text, differing_keys, rows_repaired::pg_catalog.text,
+                  extract(epoch from duration)::pg_catalog.float8 as duration_s, error
+             from dbsync.verifications where verification_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8`,
           [id],
         )
       ).rows[0];

@@ -128,6 +128,8 @@ interface Col {
   typname: string;
   /** The base type's output function, qualified and quoted. */
   outfn: string;
+  /** The base type, qualified and quoted, when the column's type is a domain over it. */
+  domainBase: string | null;
   generated: boolean;
 }
 
@@ -211,13 +213,13 @@ async function verifyOnce(
   const load = async () =>
     (
       await control.query<Job>(
-        `select v.verification_id::float8 as verification_id, v.state, v.repair, v.sub_id, v.table_id,
+        `select v.verification_id::pg_catalog.float8 as verification_id, v.state, v.repair, v.sub_id, v.table_id,
                 s.name as subscription, s.sub_uuid, s.target_conninfo, s.copy_data,
                 t.schema_name, t.table_name, t.partitioned
            from dbsync.verifications v
-           join dbsync.subscriptions s using (sub_id)
-           join dbsync.tables t using (table_id)
-          where v.verification_id = $1`,
+           join dbsync.subscriptions s on s.sub_id OPERATOR(pg_catalog.=) v.sub_id
+           join dbsync.tables t on t.table_id OPERATOR(pg_catalog.=) v.table_id
+          where v.verification_id OPERATOR(pg_catalog.=) $1`,
         [verificationId],
       )
     ).rows[0];
@@ -268,7 +270,7 @@ async function verifyOnce(
 
     // 4. Without repair, let the stream go on.
     if (!job.repair) await releaseHold(control, verificationId);
-    await control.query("update dbsync.verifications set compare_started_at = pg_catalog.now() where verification_id = $1", [verificationId]);
+    await control.query("update dbsync.verifications set compare_started_at = pg_catalog.now() where verification_id OPERATOR(pg_catalog.=) $1", [verificationId]);
     vlog.debug({ tick }, "both sides at the verification tick; comparing");
     if (job.repair) await target.query("set local session_replication_role = replica");
 
@@ -280,8 +282,8 @@ async function verifyOnce(
       await control.query(
         `update dbsync.verifications
             set rows_compared = $2, chunks = $3, chunks_differing = $4, rows_missing = $5, rows_extra = $6,
-                rows_different = $7, differing_count = $5::bigint + $6::bigint + $7::bigint, differing_keys = $8, rows_repaired = $9
-          where verification_id = $1`,
+                rows_different = $7, differing_count = $5::pg_catalog.int8 OPERATOR(pg_catalog.+) $6::pg_catalog.int8 OPERATOR(pg_catalog.+) $7::pg_catalog.int8, differing_keys = $8, rows_repaired = $9
+          where verification_id OPERATOR(pg_catalog.=) $1`,
         [verificationId, counts.rowsCompared, counts.chunks, counts.chunksDiffering, counts.missing, counts.extra,
           counts.different, counts.keys, counts.repaired],
       );
@@ -293,8 +295,8 @@ async function verifyOnce(
     await control.query(
       `update dbsync.verifications
           set state = 'done', hold_tick = null, hold_snapshot = null, finished_at = pg_catalog.now(),
-              duration = pg_catalog.now() - started_at
-        where verification_id = $1`,
+              duration = pg_catalog.now() OPERATOR(pg_catalog.-) started_at
+        where verification_id OPERATOR(pg_catalog.=) $1`,
       [verificationId],
     );
     const differing = counts.missing + counts.extra + counts.different;
@@ -304,7 +306,7 @@ async function verifyOnce(
     if (err instanceof Stopped) {
       vlog.info("verification interrupted: the sidecar is stopping; it will start over");
       await control
-        .query("update dbsync.verifications set state = 'queued', hold_tick = null, hold_snapshot = null where verification_id = $1", [verificationId])
+        .query("update dbsync.verifications set state = 'queued', hold_tick = null, hold_snapshot = null where verification_id OPERATOR(pg_catalog.=) $1", [verificationId])
         .catch(() => undefined);
       return "stopped";
     }
@@ -315,9 +317,9 @@ async function verifyOnce(
       .query(
         `update dbsync.verifications
             set state = 'error', error = $2, hold_tick = null, hold_snapshot = null, finished_at = pg_catalog.now(),
-                duration = pg_catalog.now() - coalesce(started_at, requested_at),
+                duration = pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(started_at, requested_at),
                 rows_compared = $3, chunks = $4
-          where verification_id = $1`,
+          where verification_id OPERATOR(pg_catalog.=) $1`,
         [verificationId, message, counts.rowsCompared, counts.chunks],
       )
       .catch((e) => vlog.warn({ err: messageOf(e) }, "could not record the verification's error"));
@@ -337,13 +339,13 @@ async function verifyOnce(
 async function holdTick(holder: Client, reader: Client, verificationId: number): Promise<number> {
   await holder.query("begin isolation level read committed");
   try {
-    const b = await holder.query("select tick_id::float8 as tick, snapshot_name from dbsync._verify_begin($1)", [verificationId]);
+    const b = await holder.query("select tick_id::pg_catalog.float8 as tick, snapshot_name from dbsync._verify_begin($1)", [verificationId]);
     await reader.query(
       `begin isolation level repeatable read read only;
        set transaction snapshot ${escapeLiteral(b.rows[0].snapshot_name)}`,
     );
     const { rows } = await reader.query("select pg_catalog.pg_export_snapshot() as s");
-    await holder.query("update dbsync.verifications set hold_snapshot = $2 where verification_id = $1", [verificationId, rows[0].s]);
+    await holder.query("update dbsync.verifications set hold_snapshot = $2 where verification_id OPERATOR(pg_catalog.=) $1", [verificationId, rows[0].s]);
     await holder.query("commit");
     return b.rows[0].tick;
   } catch (err) {
@@ -356,8 +358,9 @@ async function holdTick(holder: Client, reader: Client, verificationId: number):
 async function releaseHold(control: Pool, verificationId: number) {
   await control.query(
     `with v as (update dbsync.verifications set hold_tick = null, hold_snapshot = null
-                 where verification_id = $1 and (hold_tick is not null or hold_snapshot is not null) returning sub_id)
-     select pg_catalog.pg_notify('dbsync', s.group_id::text) from v join dbsync.subscriptions s using (sub_id)`,
+                 where verification_id OPERATOR(pg_catalog.=) $1 and (hold_tick is not null or hold_snapshot is not null) returning sub_id)
+     select pg_catalog.pg_notify('dbsync', s.group_id::pg_catalog.text)
+       from v join dbsync.subscriptions s on s.sub_id OPERATOR(pg_catalog.=) v.sub_id`,
     [verificationId],
   );
 }
@@ -368,25 +371,27 @@ async function releaseHold(control: Pool, verificationId: number) {
  */
 async function columnsOf(client: Client, relExpr: string, rel: unknown): Promise<Map<string, Col>> {
   const { rows } = await client.query<Col>(
-    `with recursive base(attnum, typ, basetype) as (
-         select a.attnum, a.atttypid, ty.typbasetype
-           from pg_catalog.pg_attribute a join pg_catalog.pg_type ty on ty.oid = a.atttypid
-          where a.attrelid = ${relExpr} and a.attnum > 0 and not a.attisdropped
+    `with recursive base(attnum, typ, basetype, domain) as (
+         select a.attnum, a.atttypid, ty.typbasetype, false
+           from pg_catalog.pg_attribute a join pg_catalog.pg_type ty on ty.oid OPERATOR(pg_catalog.=) a.atttypid
+          where a.attrelid OPERATOR(pg_catalog.=) ${relExpr} and a.attnum OPERATOR(pg_catalog.>) 0 and not a.attisdropped
          union all
-         select b.attnum, ty.oid, ty.typbasetype
-           from base b join pg_catalog.pg_type ty on ty.oid = b.basetype
-          where b.basetype <> 0)
-     select a.attname::pg_catalog.text as name, a.attgenerated <> '' as generated,
-            ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace as builtin,
-            ty.oid = 'pg_catalog.text'::pg_catalog.regtype as "isText",
+         select b.attnum, ty.oid, ty.typbasetype, true
+           from base b join pg_catalog.pg_type ty on ty.oid OPERATOR(pg_catalog.=) b.basetype
+          where b.basetype OPERATOR(pg_catalog.<>) 0::pg_catalog.oid)
+     select a.attname::pg_catalog.text as name, a.attgenerated OPERATOR(pg_catalog.<>) ''::pg_catalog."char" as generated,
+            ty.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid as builtin,
+            ty.oid OPERATOR(pg_catalog.=) 'pg_catalog.text'::pg_catalog.regtype::pg_catalog.oid as "isText",
             ty.typname::pg_catalog.text as typname,
-            pg_catalog.format('%I.%I', n.nspname, p.proname) as outfn
+            pg_catalog.format('%I.%I', n.nspname, p.proname) as outfn,
+            case when b.domain then pg_catalog.format('%I.%I', tn.nspname, ty.typname) end as "domainBase"
        from base b
-       join pg_catalog.pg_attribute a on a.attrelid = ${relExpr} and a.attnum = b.attnum
-       join pg_catalog.pg_type ty on ty.oid = b.typ
-       join pg_catalog.pg_proc p on p.oid = ty.typoutput
-       join pg_catalog.pg_namespace n on n.oid = p.pronamespace
-      where b.basetype = 0
+       join pg_catalog.pg_attribute a on a.attrelid OPERATOR(pg_catalog.=) ${relExpr} and a.attnum OPERATOR(pg_catalog.=) b.attnum
+       join pg_catalog.pg_type ty on ty.oid OPERATOR(pg_catalog.=) b.typ
+       join pg_catalog.pg_namespace tn on tn.oid OPERATOR(pg_catalog.=) ty.typnamespace
+       join pg_catalog.pg_proc p on p.oid OPERATOR(pg_catalog.=) ty.typoutput
+       join pg_catalog.pg_namespace n on n.oid OPERATOR(pg_catalog.=) p.pronamespace
+      where b.basetype OPERATOR(pg_catalog.=) 0::pg_catalog.oid
       order by b.attnum`,
     [rel],
   );
@@ -406,17 +411,20 @@ async function sourceTable(reader: Client, tableId: number, table: string): Prom
     name: string | null;
     target_name: string | null;
   }>(
+    // The name to read it by comes from the current catalog, schema-qualified
+    // whatever the search_path (pg_identify_object, not regclass's output); the
+    // target's is the name at T (this snapshot's pg_class).
     `select l.columns, l.key_positions, t.relid::pg_catalog.int8::pg_catalog.float8 as relid,
-            t.relid::pg_catalog.regclass::pg_catalog.text as name,
+            (pg_catalog.pg_identify_object('pg_catalog.pg_class'::pg_catalog.regclass, t.relid, 0)).identity as name,
             (select pg_catalog.concat('"', pg_catalog.replace(n.nspname, '"', '""'), '"."', pg_catalog.replace(c.relname, '"', '""'), '"')
-               from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-              where c.oid = t.relid) as target_name
+               from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              where c.oid OPERATOR(pg_catalog.=) t.relid) as target_name
        from dbsync.table_layout($1) l, dbsync.tables t
-      where t.table_id = $1`,
+      where t.table_id OPERATOR(pg_catalog.=) $1`,
     [tableId],
   );
   const r = rows[0];
-  if (!r || !r.columns || !r.target_name || !r.name || /^\d+$/.test(r.name)) {
+  if (!r || !r.columns || !r.target_name || !r.name) {
     throw new DbsyncError(`source table ${table} no longer exists`, { table, sqlstate: "42P01" });
   }
   const columns = r.columns;
@@ -439,8 +447,10 @@ async function checkNotRewritten(client: Client, relExpr: string, rel: unknown, 
   const { rows } = await client.query<{ stale: string | null }>(
     `select pg_catalog.string_agg(c.oid::pg_catalog.regclass::pg_catalog.text, ', ') as stale
        from pg_catalog.pg_class c
-      where c.oid in (select p.relid from pg_catalog.pg_partition_tree((${relExpr})::pg_catalog.regclass) p)
-        and c.relkind = 'r' and c.relfilenode <> pg_catalog.pg_relation_filenode(c.oid)`,
+      where c.oid OPERATOR(pg_catalog.=) any (array(select p.relid::pg_catalog.oid
+                                                      from pg_catalog.pg_partition_tree((${relExpr})::pg_catalog.regclass) p))
+        and c.relkind OPERATOR(pg_catalog.=) 'r'::pg_catalog."char"
+        and c.relfilenode OPERATOR(pg_catalog.<>) pg_catalog.pg_relation_filenode(c.oid)`,
     [rel],
   );
   if (rows[0].stale) {
@@ -469,8 +479,9 @@ async function waitForTarget(
     if (signal?.aborted) throw new Stopped();
     await target.query(`begin isolation level repeatable read${job.repair ? "" : " read only"}`);
     const { rows } = await target.query<{ tick: number | null; copy_tick: number | null }>(
-      `select (select tick_id::pg_catalog.float8 from dbsync.applied where sub_uuid = $1) as tick,
-              (select copy_tick::pg_catalog.float8 from dbsync.copied where sub_uuid = $1 and table_id = $2) as copy_tick`,
+      `select (select tick_id::pg_catalog.float8 from dbsync.applied where sub_uuid OPERATOR(pg_catalog.=) $1::pg_catalog.uuid) as tick,
+              (select copy_tick::pg_catalog.float8 from dbsync.copied
+                where sub_uuid OPERATOR(pg_catalog.=) $1::pg_catalog.uuid and table_id OPERATOR(pg_catalog.=) $2::pg_catalog.int4) as copy_tick`,
       [job.sub_uuid, job.table_id],
     );
     const at = rows[0].tick;
@@ -500,7 +511,7 @@ async function waitForTarget(
     if (Date.now() - lastCheck > 1000) {
       lastCheck = Date.now();
       const { rows: s } = await control.query(
-        "select paused, last_error, last_error_at from dbsync.subscriptions where sub_id = $1",
+        "select paused, last_error, last_error_at from dbsync.subscriptions where sub_id OPERATOR(pg_catalog.=) $1::pg_catalog.int4",
         [job.sub_id],
       );
       if (!s[0]) throw new DbsyncError(`subscription "${job.subscription}" was dropped`, {});
@@ -560,9 +571,20 @@ async function targetLayout(target: Client, src: SourceTable): Promise<Layout> {
   return { source, target: dest };
 }
 
+/**
+ * A column's value, as a value of its base type: a domain's is cast to it first
+ * (casts from a domain are built in: PostgreSQL ignores CREATE CAST for domains),
+ * since polymorphic output functions and operators (enum_out, array_out, array
+ * comparison...) do not take domains.
+ */
+function baseValue(c: Col): string {
+  const v = `t.${ident(c.name)}`;
+  return c.domainBase ? `(${v})::${c.domainBase}` : v;
+}
+
 /** The text of a column's value by its base type's output function (dbsync._text_of's rule). */
 function textOf(c: Col): string {
-  const v = `t.${ident(c.name)}`;
+  const v = baseValue(c);
   return c.isText ? `(${v})::pg_catalog.text` : `pg_catalog.textin(${c.outfn}(${v}))`;
 }
 
@@ -588,7 +610,7 @@ class Side {
 
   /** The key column as it is ordered and compared. */
   private ord(k: KeyCol) {
-    return k.byValue ? `t.${ident(k.col.name)}` : `${textOf(k.col)} COLLATE pg_catalog."C"`;
+    return k.byValue ? baseValue(k.col) : `${textOf(k.col)} COLLATE pg_catalog."C"`;
   }
   private get order() {
     return this.keys.map((k) => this.ord(k)).join(", ");
@@ -633,7 +655,7 @@ class Side {
     const match = this.keys.map((k, i) => {
       const x = `dbsync_x.k${i}`;
       return k.byValue
-        ? `t.${ident(k.col.name)} OPERATOR(pg_catalog.=) (${x})::pg_catalog.${ident(k.col.typname)}`
+        ? `${baseValue(k.col)} OPERATOR(pg_catalog.=) (${x})::pg_catalog.${ident(k.col.typname)}`
         : `${textOf(k.col)} COLLATE pg_catalog."C" OPERATOR(pg_catalog.=) ${x}`;
     });
     // ROWS FROM: a qualified unnest takes one array only.

@@ -1,0 +1,43 @@
+-- dbsync._check_capturable(p_table_id int) returns void
+--   Raises when the table, as it is now, would let changes escape capture or its
+--   key: a key column that is nullable (a NULL key matches no row, so the row would
+--   never be read nor deleted), a key no unique index covers any more, or a capture
+--   trigger that is disabled (ALTER TABLE ... DISABLE TRIGGER) or set to fire only
+--   in replica mode. Called by the DDL event trigger, so such DDL is refused; the
+--   hint says how to do it instead.
+create or replace function dbsync._check_capturable(p_table_id int) returns void
+language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    t dbsync.tables;
+    v_col text;
+begin
+    select * into t from dbsync.tables where table_id = p_table_id;
+    select k into v_col from unnest(t.key_columns) k
+    where not exists (select from pg_attribute a where a.attrelid = t.relid and a.attname = k
+                        and not a.attisdropped and a.attnotnull)
+    limit 1;
+    if v_col is not null then
+        raise exception 'dbsync: key column "%" of %.% must stay NOT NULL', v_col, t.schema_name, t.table_name
+            using errcode = 'invalid_table_definition',
+                  hint = 'A row whose key is NULL cannot be replicated. Keep the column NOT NULL, or first make another key (add a primary key in the same ALTER TABLE), or remove the table with dbsync.remove_table.';
+    end if;
+    if not exists (
+        select from pg_index i
+        where i.indrelid = t.relid and i.indisunique and i.indisvalid and i.indpred is null and i.indexprs is null
+          and (select bool_and(a.attname = any (t.key_columns))
+               from pg_attribute a where a.attrelid = t.relid and a.attnum = any (i.indkey::int2[]))
+    ) then
+        raise exception 'dbsync: the key (%) of %.% is no longer unique', array_to_string(t.key_columns, ', '),
+                        t.schema_name, t.table_name
+            using errcode = 'invalid_table_definition',
+                  hint = 'Drop and add the primary key in one ALTER TABLE statement, or keep a unique index on the key columns.';
+    end if;
+    if exists (select from pg_trigger tg
+               where tg.tgrelid in (select p.relid from pg_partition_tree(t.relid) p union select t.relid)
+                 and tg.tgname like 'dbsync\_capture\_%' and tg.tgenabled not in ('O', 'A')) then
+        raise exception 'dbsync: the capture triggers of %.% cannot be disabled', t.schema_name, t.table_name
+            using errcode = 'object_in_use',
+                  hint = 'Writes made while they are off would never reach the targets. Disable only your own triggers, by name (DISABLE TRIGGER USER and ALL include dbsync''s), or remove the table with dbsync.remove_table.';
+    end if;
+end
+$$;
