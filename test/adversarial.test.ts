@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { startCluster } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
-import { Env, createDatabase, freshEnv, pool, startSidecar, tableText, until, value } from "./helpers";
+import { Env, createDatabase, freshEnv, pool, sqlError, startSidecar, tableText, until, value } from "./helpers";
 
 interface StatusRow {
   name: string;
@@ -137,8 +137,11 @@ test("key_columns table: execute_ddl drops NOT NULL from the key column, then ro
   try {
     await env.source.query("insert into t values (1, 'one')");
     await synced(env);
-    await env.source.query("select dbsync.execute_ddl('g', 'alter table t alter column k drop not null')");
-    await env.source.query("insert into t values (null, 'a'), (null, 'b')");
+    // Refused, with the way out: a NULL key could never be replicated.
+    const err = await sqlError(env.source, "select dbsync.execute_ddl('g', 'alter table t alter column k drop not null')");
+    assert.match(err.message, /key column "k" of public\.t must stay NOT NULL/);
+    assert.match(err.hint ?? "", /NOT NULL/);
+    assert.equal(await value(env.source, "select attnotnull from pg_attribute where attrelid = 't'::regclass and attname = 'k'"), true);
     await env.source.query("update t set v = 'uno' where k = 1");
     await convergedOrError(env, ["t"]);
   } finally {
@@ -207,7 +210,7 @@ test("enum key: execute_ddl renames a label and adds a new label with the old na
   }
 });
 
-test("two-phase commit: a captured write can be PREPAREd while the sidecar sleeps, and arrives after COMMIT PREPARED", async () => {
+test("two-phase commit: with dbsync.notify = off a captured write can be PREPAREd while the sidecar sleeps, and arrives after COMMIT PREPARED", async () => {
   const cluster = await startCluster({ settings: { max_prepared_transactions: 10 } });
   try {
     const sourceUrl = await createDatabase(cluster.url(), "adv_2pc");
@@ -224,6 +227,9 @@ test("two-phase commit: a captured write can be PREPAREd while the sidecar sleep
         Number(await value(env.source, "select last_value from dbsync.group_state_1")) >= 4, 15000);
       const c = await env.source.connect();
       try {
+        // The documented recipe for sessions that use two-phase commit (a transaction
+        // that notified cannot PREPARE): they do not wake the sidecar, its poll does.
+        await c.query("set dbsync.notify = off");
         await c.query("begin");
         await c.query("insert into t values (2, 'two')");
         await c.query("prepare transaction 'adv_2pc_x'");
@@ -288,9 +294,11 @@ test("a table owner's ALTER TABLE ... DISABLE TRIGGER ALL outside execute_ddl: l
   try {
     await env.source.query("insert into t values (1, 'one')");
     await synced(env);
-    await env.source.query("alter table t disable trigger all");
+    // Refused: writes made meanwhile would never reach the targets.
+    const err = await sqlError(env.source, "alter table t disable trigger all");
+    assert.match(err.message, /capture triggers of public\.t cannot be disabled/);
+    assert.equal(await value(env.source, "select count(*)::int from pg_trigger where tgrelid = 't'::regclass and tgenabled = 'D'"), 0);
     await env.source.query("insert into t values (2, 'two')");
-    await env.source.query("alter table t enable trigger all");
     await convergedOrError(env, ["t"]);
   } finally {
     await sidecar.stop();

@@ -124,7 +124,7 @@ test("the source connection lost while the next table's changes wait to be read:
   try {
     await env.source.query("select dbsync.resume('s')");
     await until("a's merge running", async () =>
-      (await value<number>(env.target, "select count(*)::int from pg_stat_activity where query like 'delete from \"public\".\"a\"%' and state = 'active'")) > 0);
+      (await value<number>(env.target, "select count(*)::int from pg_stat_activity where query like 'delete from only \"public\".\"a\"%' and state = 'active'")) > 0);
     const killed = await value<number>(env.source,
       "select count(pg_terminate_backend(pid))::int from (select pid from pg_stat_activity where application_name = 'dbsync read s' offset 0) x");
     assert.ok(killed >= 1);

@@ -3,8 +3,10 @@
 // re-created subscription never mix); dbsync.copied one row per copied table.
 import { Client, QueryResult, escapeLiteral } from "pg";
 
+// CREATE SCHEMA IF NOT EXISTS checks CREATE on the database even when the schema
+// exists, so it runs only when it is missing: a DBA may create the schema for a
+// target role that has no CREATE on the database.
 const TARGET_SCHEMA_SQL = `
-  create schema if not exists dbsync;
   create table if not exists dbsync.applied (
       sub_uuid      uuid primary key,
       subscription  text not null,
@@ -33,6 +35,8 @@ export async function ensureTargetSchema(target: Client): Promise<void> {
   try {
     // A parameter, not a hex literal: those parse only from PostgreSQL 16 on.
     await target.query("select pg_advisory_xact_lock($1)", [TARGET_SCHEMA_LOCK]);
+    const { rows: schema } = await target.query("select to_regnamespace('dbsync') is not null as ok");
+    if (!schema[0].ok) await target.query("create schema dbsync");
     await target.query(TARGET_SCHEMA_SQL);
     await target.query("commit");
   } catch (err) {
