@@ -7,59 +7,8 @@ import { test } from "node:test";
 import { startCluster } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
 import { Env, createDatabase, freshEnv, pool, sqlError, startSidecar, tableText, until, value } from "./helpers";
+import { StatusRow, convergedOrError, setup, status, synced } from "./kit/convergence";
 
-interface StatusRow {
-  name: string;
-  state: string;
-  last_error: string | null;
-}
-
-async function status(env: Env, sub = "s"): Promise<StatusRow | undefined> {
-  return (await env.source.query<StatusRow>("select * from dbsync.status where name = $1", [sub])).rows[0];
-}
-
-async function textOrError(p: Env["source"], table: string): Promise<string[]> {
-  try {
-    return await tableText(p, table);
-  } catch (err) {
-    return [`ERROR reading ${table}: ${(err as Error).message}`];
-  }
-}
-
-/**
- * wait_for_sync, then either the subscription shows an error (acceptable: the DBA
- * sees it) or every table equals the source's row by row and wait_for_sync was true.
- */
-async function convergedOrError(env: Env, tables: string[], sub = "s"): Promise<void> {
-  const synced = await value<boolean>(env.source, "select dbsync.wait_for_sync($1, '20 s')", [sub]);
-  const st = await status(env, sub);
-  assert.ok(st, `subscription ${sub} is missing from dbsync.status`);
-  if (st.state === "error" && st.last_error) {
-    console.log(`# ${sub} in error (acceptable): ${st.last_error}`);
-    return;
-  }
-  const diffs: string[] = [];
-  for (const t of tables) {
-    const [src, tgt] = [await textOrError(env.source, t), await textOrError(env.target, t)];
-    if (JSON.stringify(src) !== JSON.stringify(tgt)) {
-      diffs.push(`${t}: source ${JSON.stringify(src.slice(0, 12))} target ${JSON.stringify(tgt.slice(0, 12))}`);
-    }
-  }
-  assert.deepEqual(diffs, [], `target differs from source (wait_for_sync=${synced}, status ${st.state}, last_error ${st.last_error}):\n${diffs.join("\n")}`);
-  assert.equal(synced, true, `wait_for_sync stayed false (status ${st.state}, last_error ${st.last_error})`);
-}
-
-async function setup(env: Env, ddl: string, tables: string[], keyColumns: Record<string, string[]> = {}): Promise<void> {
-  await env.source.query(ddl);
-  await env.target.query(ddl);
-  for (const t of tables) await env.source.query("select dbsync.add_table($1, 'g', $2)", [t, keyColumns[t] ?? null]);
-  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
-}
-
-async function synced(env: Env): Promise<void> {
-  assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '20 s')"), true,
-    `initial sync failed: ${JSON.stringify(await status(env))}`);
-}
 
 test("enum key: execute_ddl renaming an enum label in the same batch as an update and a delete of rows keyed by it", async () => {
   const env = await freshEnv("adv_enum_rename");
@@ -132,7 +81,7 @@ test("composite key holding bytea, written by a session with bytea_output = esca
 
 test("key_columns table: execute_ddl drops NOT NULL from the key column, then rows with a NULL key are written", async () => {
   const env = await freshEnv("adv_null_key");
-  await setup(env, "create table t (k int not null unique, v text)", ["t"], { t: ["k"] });
+  await setup(env, "create table t (k int not null unique, v text)", ["t"], { keyColumns: { t: ["k"] } });
   const sidecar = startSidecar(env.sourceUrl);
   try {
     await env.source.query("insert into t values (1, 'one')");

@@ -6,60 +6,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Client } from "pg";
 import { Env, freshEnv, sleep, sqlError, startSidecar, tableText, until, value } from "./helpers";
+import { StatusRow, convergedOrError, setup, status, synced } from "./kit/convergence";
 
-interface StatusRow {
-  name: string;
-  state: string;
-  last_error: string | null;
-  last_error_sqlstate: string | null;
-}
-
-async function status(env: Env, sub: string): Promise<StatusRow | undefined> {
-  return (await env.source.query<StatusRow>("select * from dbsync.status where name = $1", [sub])).rows[0];
-}
-
-/**
- * wait_for_sync(sub, '30 s'), then: the subscription is in state 'error' with its
- * last_error set (acceptable unless `errorOk` is false), or it is in sync and every
- * table in `tables` equals the source's, row by row.
- */
-async function convergedOrError(env: Env, tables: string[], opts: { sub?: string; errorOk?: boolean } = {}): Promise<void> {
-  const sub = opts.sub ?? "s";
-  const synced = await value<boolean>(env.source, "select dbsync.wait_for_sync($1, '30 s')", [sub]);
-  const st = await status(env, sub);
-  assert.ok(st, `subscription ${sub} is missing from dbsync.status`);
-  if (opts.errorOk !== false && st.state === "error" && st.last_error) return;
-  const diffs: string[] = [];
-  for (const t of tables) {
-    const [src, tgt] = [await textOrError(env.source, t), await textOrError(env.target, t)];
-    if (JSON.stringify(src) !== JSON.stringify(tgt)) {
-      diffs.push(`${t}: source ${JSON.stringify(src.slice(0, 12))} target ${JSON.stringify(tgt.slice(0, 12))}`);
-    }
-  }
-  assert.deepEqual(diffs, [], `target differs from source (wait_for_sync=${synced}, status ${st.state}, last_error ${st.last_error}):\n${diffs.join("\n")}`);
-  assert.equal(synced, true, `target equals source but wait_for_sync stayed false (status ${st.state}, last_error ${st.last_error})`);
-}
-
-async function textOrError(p: Env["source"], table: string): Promise<string[]> {
-  try {
-    return await tableText(p, table);
-  } catch (err) {
-    return [`ERROR reading ${table}: ${(err as Error).message}`];
-  }
-}
-
-/** Same DDL on both sides, tables added to group g in this order, subscription s (without a copy by default). */
-async function setup(env: Env, ddl: string, tables: string[], copyData = false): Promise<void> {
-  await env.source.query(ddl);
-  await env.target.query(ddl);
-  for (const t of tables) await env.source.query("select dbsync.add_table($1, 'g')", [t]);
-  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => $2)", [env.targetUrl, copyData]);
-}
-
-async function synced(env: Env, sub = "s"): Promise<void> {
-  assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '30 s')", [sub]), true,
-    `initial sync failed: ${JSON.stringify(await status(env, sub))}`);
-}
 
 test("case 1: an application AFTER INSERT row trigger that updates the inserted row", async () => {
   const env = await freshEnv("div_app_trigger");
@@ -126,7 +74,7 @@ test("case 3: a DEFERRABLE primary key holding the same key twice inside a trans
 async function refreshDuringBatch(label: string, refresh: (env: Env) => Promise<void>): Promise<void> {
   const env = await freshEnv(label);
   // A copying subscription, so that add_table copies a re-added table.
-  await setup(env, "create table slow (id int primary key); create table t (id int primary key, v text)", ["slow", "t"], true);
+  await setup(env, "create table slow (id int primary key); create table t (id int primary key, v text)", ["slow", "t"], { copyData: true });
   await env.target.query(`
     create function slow() returns trigger language plpgsql as $$ begin perform pg_sleep(4); return null; end $$;
     create trigger slow after insert on slow for each statement execute function slow();

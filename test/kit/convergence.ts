@@ -1,0 +1,66 @@
+// What the divergence and adversarial tests share: a group "g" subscribed as "s",
+// and the verdict "the target equals the source, or dbsync says it does not".
+import assert from "node:assert/strict";
+import { Env, tableText, value } from "../helpers";
+
+export interface StatusRow {
+  name: string;
+  state: string;
+  last_error: string | null;
+  last_error_sqlstate: string | null;
+}
+
+export async function status(env: Env, sub = "s"): Promise<StatusRow | undefined> {
+  return (await env.source.query<StatusRow>("select * from dbsync.status where name = $1", [sub])).rows[0];
+}
+
+/** Same DDL on both sides, tables added to group g in this order, subscription s (without a copy by default). */
+export async function setup(
+  env: Env,
+  ddl: string,
+  tables: string[],
+  opts: { copyData?: boolean; keyColumns?: Record<string, string[]> } = {},
+): Promise<void> {
+  await env.source.query(ddl);
+  await env.target.query(ddl);
+  for (const t of tables) await env.source.query("select dbsync.add_table($1, 'g', $2)", [t, opts.keyColumns?.[t] ?? null]);
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => $2)", [env.targetUrl, opts.copyData ?? false]);
+}
+
+export async function synced(env: Env, sub = "s"): Promise<void> {
+  assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '30 s')", [sub]), true,
+    `initial sync failed: ${JSON.stringify(await status(env, sub))}`);
+}
+
+async function textOrError(p: Env["source"], table: string): Promise<string[]> {
+  try {
+    return await tableText(p, table);
+  } catch (err) {
+    return [`ERROR reading ${table}: ${(err as Error).message}`];
+  }
+}
+
+/**
+ * wait_for_sync(sub, '30 s'), then: the subscription is in state 'error' with its
+ * last_error set (acceptable unless `errorOk` is false: the DBA sees it), or it is
+ * in sync and every table in `tables` equals the source's, row by row.
+ */
+export async function convergedOrError(env: Env, tables: string[], opts: { sub?: string; errorOk?: boolean } = {}): Promise<void> {
+  const sub = opts.sub ?? "s";
+  const inSync = await value<boolean>(env.source, "select dbsync.wait_for_sync($1, '30 s')", [sub]);
+  const st = await status(env, sub);
+  assert.ok(st, `subscription ${sub} is missing from dbsync.status`);
+  if (opts.errorOk !== false && st.state === "error" && st.last_error) {
+    console.log(`# ${sub} in error (acceptable): ${st.last_error}`);
+    return;
+  }
+  const diffs: string[] = [];
+  for (const t of tables) {
+    const [src, tgt] = [await textOrError(env.source, t), await textOrError(env.target, t)];
+    if (JSON.stringify(src) !== JSON.stringify(tgt)) {
+      diffs.push(`${t}: source ${JSON.stringify(src.slice(0, 12))} target ${JSON.stringify(tgt.slice(0, 12))}`);
+    }
+  }
+  assert.deepEqual(diffs, [], `target differs from source (wait_for_sync=${inSync}, status ${st.state}, last_error ${st.last_error}):\n${diffs.join("\n")}`);
+  assert.equal(inSync, true, `target equals source but wait_for_sync stayed false (status ${st.state}, last_error ${st.last_error})`);
+}
