@@ -443,3 +443,14 @@ test("case 10b: 200 execute_ddl calls in one transaction over a 50-table group s
   }
   assert.equal(await value(env.source, "select count(*)::int from pg_attribute where attrelid = 't1'::regclass and attname ~ '^c[0-9]+$'"), 4);
 });
+
+test("smaller: a primary key on a stored generated column is refused by add_table, with the way out", async () => {
+  const env = await freshEnv("div_generated_key");
+  await env.source.query("create table t (a int not null unique, b int generated always as (a * 2) stored primary key, v text)");
+  const err = await sqlError(env.source, "select dbsync.add_table('t', 'g')");
+  assert.match(err.message, /primary key column "b" of t is a generated column/);
+  assert.match(err.hint ?? "", /key_columns/);
+  assert.equal(await value(env.source, "select count(*)::int from dbsync.tables"), 0);
+  // The way out the hint names works.
+  await env.source.query("select dbsync.add_table('t', 'g', array['a'])");
+});

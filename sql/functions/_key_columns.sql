@@ -21,6 +21,17 @@ begin
                 using errcode = 'invalid_table_definition',
                       hint = 'Add a primary key, or pass key_columns => array[...] naming NOT NULL columns covered by a unique index.';
         end if;
+        -- A generated column is computed by each side from the others: the sidecar
+        -- copies stored columns only, so it cannot identify rows.
+        select a.attname into v_col
+        from pg_attribute a
+        where a.attrelid = tbl and a.attname = any (v_keys) and a.attgenerated <> ''
+        limit 1;
+        if v_col is not null then
+            raise exception 'add_table: primary key column "%" of % is a generated column', v_col, tbl
+                using errcode = 'invalid_table_definition',
+                      hint = 'Pass key_columns => array[...] naming stored NOT NULL columns covered by a unique index.';
+        end if;
         return v_keys;
     end if;
 

@@ -1,6 +1,7 @@
 -- dbsync.add_table(tbl regclass, group_name text default 'default', key_columns text[] default null) returns int
 --   Starts capturing tbl into the group (created if missing). The key is the primary
---   key unless key_columns names a unique NOT NULL set. A partitioned table is added
+--   key unless key_columns names a unique NOT NULL set; a key taken from the primary
+--   key follows it when DDL replaces the primary key. A partitioned table is added
 --   as one table: all its partitions, present and future, are captured.
 --   Every subscription of the group gets the table: copied first when the
 --   subscription copies data, else streamed from now on.
@@ -63,8 +64,8 @@ begin
     v_keys := dbsync._key_columns(tbl, key_columns);
     v_group := dbsync._group_id(group_name, true);
 
-    insert into dbsync.tables (relid, group_id, schema_name, table_name, key_columns, partitioned)
-    values (tbl, v_group, v_rel.nspname, v_rel.relname, v_keys, v_rel.relkind = 'p')
+    insert into dbsync.tables (relid, group_id, schema_name, table_name, key_columns, key_is_pk, partitioned)
+    values (tbl, v_group, v_rel.nspname, v_rel.relname, v_keys, key_columns is null, v_rel.relkind = 'p')
     returning table_id into v_id;
     perform dbsync._install_capture(v_id);
     -- The sequences the table owns (serial, identity) travel with it.
