@@ -9,15 +9,17 @@
 --   before p_from was taken.
 --   The sidecar's reader passes its own snapshot as p_to: it imported the batch's
 --   tick, whose row it cannot see (the exporting transaction is running in it).
---   A plain SQL function so that the planner inlines it into the caller's query.
+--   A plain SQL function so that the planner inlines it into the caller's query; so
+--   no SET search_path either: every name is qualified instead.
 create or replace function dbsync._events_between(p_group_id int, p_from pg_snapshot, p_to pg_snapshot)
 returns setof dbsync.events
 language sql stable as $$
     select e.*
     from dbsync.events e
-    where e.group_id = p_group_id
-      and ((e.txid >= pg_snapshot_xmax(p_from) and e.txid < pg_snapshot_xmax(p_to))
-           or e.txid = any (array(select pg_snapshot_xip(p_from))))
-      and pg_visible_in_snapshot(e.txid, p_to)
-      and not pg_visible_in_snapshot(e.txid, p_from)
+    where e.group_id OPERATOR(pg_catalog.=) p_group_id
+      and ((e.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmax(p_from)
+            and e.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax(p_to))
+           or e.txid OPERATOR(pg_catalog.=) any (array(select pg_catalog.pg_snapshot_xip(p_from))))
+      and pg_catalog.pg_visible_in_snapshot(e.txid, p_to)
+      and not pg_catalog.pg_visible_in_snapshot(e.txid, p_from)
 $$;
