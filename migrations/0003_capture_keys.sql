@@ -117,3 +117,9 @@ create table dbsync.subscription_sequences (
     pushed  bigint not null,
     primary key (sub_id, seq_id)
 );
+
+-- Every transaction below this xid may have had its events truncated from the
+-- group's queue (the highest switched_xmax of a truncated slot). A target found
+-- behind its subscription's position (it lost commits: synchronous_commit = off and
+-- a crash) can be brought back from the queue only if nothing after its tick went.
+alter table dbsync.groups add column truncated_xmax xid8;

@@ -331,6 +331,11 @@ test("case 11: a target restored from a backup behind the queue's retention is a
       await synced(env);
       await sleep(300);
     }
+    // Behind the queue's retention: a slot holding events after the old tick is gone.
+    await until("the queue truncated events after the 'backup'", async () =>
+      (await value<boolean | null>(env.source,
+        `select g.truncated_xmax > pg_snapshot_xmin(t.snap) from dbsync.groups g
+           join dbsync.ticks t on t.group_id = g.group_id and t.tick_id = $1::bigint`, [old])) === true, 30000);
     assert.equal(await sidecar.stop(), 0, sidecar.output());
     const now = await value<string>(env.target, "select tick_id::text from dbsync.applied");
     assert.notEqual(now, old, "the position moved after the 'backup'");
@@ -453,4 +458,28 @@ test("smaller: a primary key on a stored generated column is refused by add_tabl
   assert.equal(await value(env.source, "select count(*)::int from dbsync.tables"), 0);
   // The way out the hint names works.
   await env.source.query("select dbsync.add_table('t', 'g', array['a'])");
+});
+
+test("a target that lost its last commits (behind, but within the queue's retention) is brought up to date from the queue", async () => {
+  const env = await freshEnv("div_target_lost_commits");
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  let sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("insert into t values (0, 'before')");
+    await synced(env);
+    const old = await value<string>(env.target, "select tick_id::text from dbsync.applied");
+    await env.source.query("insert into t select g, 'lost' from generate_series(1, 50) g");
+    await env.source.query("update t set v = 'changed' where id = 0");
+    await synced(env);
+    assert.equal(await sidecar.stop(), 0, sidecar.output());
+    // What a crash with synchronous_commit = off does to the target: its last
+    // commits (rows and position together) are gone.
+    await env.target.query("delete from t where id > 0");
+    await env.target.query("update t set v = 'before' where id = 0");
+    await env.target.query("update dbsync.applied set tick_id = $1::bigint", [old]);
+    sidecar = startSidecar(env.sourceUrl);
+    await convergedOrError(env, ["t"], { errorOk: false });
+  } finally {
+    await sidecar.stop();
+  }
 });

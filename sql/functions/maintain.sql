@@ -57,6 +57,8 @@ begin
             continue;
         end;
         execute format('truncate dbsync.%I', 'events_' || p_group_id || '_' || v_slot.slot);
+        update dbsync.groups set truncated_xmax = greatest(truncated_xmax, v_slot.switched_xmax)
+        where group_id = p_group_id;
         update dbsync.queue_slots set switched_at = null, switched_xmax = null
         where group_id = p_group_id and slot = v_slot.slot;
     end loop;

@@ -5,10 +5,12 @@
 --   * the position itself;
 --   * a later tick the queue still has: the target committed batches whose report
 --     to the source was lost (a crash between the two commits);
+--   * an earlier tick whose later events the queue still holds: the target lost
+--     commits (synchronous_commit = off and a crash): the position goes back there;
 --   * after resync_subscription, the position, whatever the target says: every
 --     table is copied again (the sidecar writes it to the target).
---   A target behind the position (restored from a backup, or a failover to a
---   lagging standby) or at a tick this queue never made (another source, a source
+--   A target behind the queue's retention (restored from an older backup, or a
+--   failover to a standby that lagged for long) or at a tick this queue never made (another source, a source
 --   restored from a backup) cannot be brought up to date from the queue: that
 --   raises an error that names the fix, so the subscription shows it in
 --   dbsync.status instead of skipping batches. Called by the sidecar.
@@ -28,6 +30,23 @@ begin
     if p_target_tick > v_sub.position_tick
        and exists (select from dbsync.ticks t where t.group_id = v_sub.group_id and t.tick_id = p_target_tick) then
         perform dbsync.record_progress(p_sub_id, p_target_tick, 0, 0);
+        return p_target_tick;
+    end if;
+    -- Behind, but the queue still holds everything after its tick (no slot truncated
+    -- above that tick's xmin): apply again from there. Tables copied after it are
+    -- copied again (the copy was among what the target lost), and sequences are
+    -- pushed again.
+    if p_target_tick < v_sub.position_tick
+       and exists (select from dbsync.ticks t join dbsync.groups g on g.group_id = t.group_id
+                   where t.group_id = v_sub.group_id and t.tick_id = p_target_tick
+                     and (g.truncated_xmax is null or pg_snapshot_xmin(t.snap) >= g.truncated_xmax)) then
+        update dbsync.subscription_tables
+        set state = 'pending', copy_request = copy_request + 1, copy_tick = null
+        where sub_id = p_sub_id and copy_tick > p_target_tick;
+        delete from dbsync.subscription_sequences where sub_id = p_sub_id;
+        update dbsync.subscriptions set position_tick = p_target_tick where sub_id = p_sub_id;
+        raise notice 'subscription "%": the target stands at tick %, behind the source''s record (tick %); applying again from there',
+                     v_sub.name, p_target_tick, v_sub.position_tick;
         return p_target_tick;
     end if;
     raise exception 'the target of subscription "%" stands at tick %, but the source % tick %', v_sub.name,
