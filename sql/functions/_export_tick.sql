@@ -1,6 +1,6 @@
 -- dbsync._export_tick(p_group_id int) returns table (tick_id bigint, snapshot_name text)
---   Takes a tick of the group whose snapshot is exported, for a copy or a
---   verification to read the source exactly as of that tick. The steps mirror
+--   Takes a tick of the group whose snapshot is exported, for a batch (begin_batch)
+--   or a verification to read the source exactly as of that tick. The steps mirror
 --   dbsync.tick: the group's tick lock in one statement, then one statement that
 --   takes the snapshot, exports it and reads the event sequence (one statement, so
 --   the exported snapshot is the tick's). The caller must run in READ COMMITTED and

@@ -1,5 +1,5 @@
-// What the sidecar reads about subscriptions, tables and shapes on the source.
-import { Client, escapeIdentifier } from "pg";
+// What the sidecar reads about a subscription on the source.
+import { Client } from "pg";
 
 export interface Subscription {
   sub_id: number;
@@ -11,16 +11,6 @@ export interface Subscription {
   position_tick: number;
 }
 
-export interface Shape {
-  shape_id: number;
-  table_id: number;
-  schema_name: string;
-  table_name: string;
-  columns: string[];
-  types: string[];
-  key_positions: number[];
-}
-
 export async function loadSubscription(source: Client, name: string): Promise<Subscription | undefined> {
   const { rows } = await source.query<Subscription>(
     `select sub_id, name, sub_uuid, group_id, target_conninfo, paused, position_tick::int8::float8 as position_tick
@@ -28,13 +18,4 @@ export async function loadSubscription(source: Client, name: string): Promise<Su
     [name],
   );
   return rows[0];
-}
-
-/** The key column names of a shape, as its events name them. */
-export function keyColumns(shape: Shape): string[] {
-  return shape.key_positions.map((p) => shape.columns[p - 1]);
-}
-
-export function qualifiedName(shape: { schema_name: string; table_name: string }): string {
-  return `${escapeIdentifier(shape.schema_name)}.${escapeIdentifier(shape.table_name)}`;
 }
