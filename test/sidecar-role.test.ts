@@ -11,6 +11,7 @@ import crypto from "node:crypto";
 import { after, before, test } from "node:test";
 import { Client } from "pg";
 import { migrate } from "../src/migrate";
+import { enterReplicaMode } from "../src/target/progress";
 import { Env, freshEnv, rows, sqlError, startSidecar, tableText, until, value } from "./helpers";
 
 const sfx = crypto.randomBytes(4).toString("hex");
@@ -22,6 +23,10 @@ const TABLES = ["app.orders", "app.measures"];
 
 let env: Env;
 let targetMajor = 0;
+
+/** README, Security: how a superuser lets a role enter replica mode before PostgreSQL 15. */
+const REPLICA_MODE_FN = `create function dbsync.enter_replica_mode() returns void language sql security definer
+  set search_path = pg_catalog as $$ select set_config('session_replication_role', 'replica', false) $$`;
 let groupId = 0;
 const clients: Client[] = [];
 const rolesOn = { source: [] as string[], target: [] as string[] };
@@ -77,6 +82,8 @@ before(async () => {
   rolesOn.target.push(TARGET_ROLE);
   await env.target.query(`create schema app authorization ${TARGET_ROLE}; create schema dbsync authorization ${TARGET_ROLE}`);
   if (targetMajor >= 15) await env.target.query(`grant set on parameter session_replication_role to ${TARGET_ROLE}`);
+  // Before 15 only a superuser may set it: the README's function, made once by a superuser.
+  else await env.target.query(`${REPLICA_MODE_FN}; grant execute on function dbsync.enter_replica_mode() to ${TARGET_ROLE}`);
   const tgt = await connectAs(env.targetUrl, TARGET_ROLE);
   await tgt.query(TABLE_DDL);
   // dbsync's bookkeeping on the target (src/target/progress.ts), made by the role in the
@@ -172,15 +179,7 @@ test("(b) dbsync run as the sidecar role: copy, stream, truncate, execute_ddl, r
     0,
   );
 
-  let targetConninfo = asRole(env.targetUrl, TARGET_ROLE);
-  if (targetMajor < 15) {
-    t.diagnostic(
-      `PostgreSQL ${targetMajor}: a non-superuser cannot set session_replication_role before 15; ` +
-        "the target side runs as the cluster's superuser (the source side still runs as the sidecar role)",
-    );
-    targetConninfo = env.targetUrl;
-    // The superuser writes the tables the target role owns.
-  }
+  const targetConninfo = asRole(env.targetUrl, TARGET_ROLE);
   await value(src, "select dbsync.add_subscription('s', 'g', $1, copy_data => true)", [targetConninfo]);
 
   const sc = startSidecar(asRole(env.sourceUrl, SIDECAR), ["--poll-interval", "200"]);
@@ -201,12 +200,10 @@ test("(b) dbsync run as the sidecar role: copy, stream, truncate, execute_ddl, r
       Number(await value(src, "select count(*) from pg_stat_activity where datname = current_database() and usename = $1", [SIDECAR])) > 0,
       "the sidecar's sessions run as the sidecar role",
     );
-    if (targetMajor >= 15) {
-      assert.ok(
-        Number(await value(env.target, "select count(*) from pg_stat_activity where datname = current_database() and usename = $1", [TARGET_ROLE])) > 0,
-        "the sidecar's target sessions run as the target role",
-      );
-    }
+    assert.ok(
+      Number(await value(env.target, "select count(*) from pg_stat_activity where datname = current_database() and usename = $1", [TARGET_ROLE])) > 0,
+      "the sidecar's target sessions run as the target role",
+    );
 
     // Stream: inserts, updates (a key change, a move between partitions), deletes.
     await src.query("insert into app.orders (note, n) select 'new' || g, g from generate_series(1, 20) g");
@@ -319,11 +316,7 @@ test("(c) the sidecar role can call no admin function and cannot read the queue 
   assert.equal(await value(env.source, "select count(*)::int from dbsync.tables where removed_at is null"), 2);
 });
 
-test("(d) the target role is no superuser and owns only the replicated tables and dbsync's bookkeeping", async (t) => {
-  if (targetMajor < 15) {
-    t.skip(`PostgreSQL ${targetMajor}: a non-superuser target role needs PostgreSQL 15+ (grant set on parameter session_replication_role)`);
-    return;
-  }
+test("(d) the target role is no superuser and owns only the replicated tables and dbsync's bookkeeping", async () => {
   assert.deepEqual(await rows(env.target, "select rolsuper, rolbypassrls from pg_roles where rolname = $1", [TARGET_ROLE]), [
     { rolsuper: false, rolbypassrls: false },
   ]);
@@ -382,4 +375,24 @@ test("(f) migrate grants the recorded sidecar roles again", async () => {
   await env.source.query(`drop owned by dbsync_gone_${sfx} cascade; drop role dbsync_gone_${sfx}`);
   await migrate(env.sourceUrl);
   assert.equal(await value(env.source, "select dbsync._regrant_sidecars()"), 1);
+});
+
+test("(g) a target role that may not set session_replication_role: a clear error naming both ways; with the superuser's function it enters replica mode", async () => {
+  const role = `dbsync_norep_${crypto.randomBytes(3).toString("hex")}`;
+  await env.target.query(`create role ${role} login`);
+  rolesOn.target.push(role);
+  const c = await connectAs(env.targetUrl, role);
+  const err = await enterReplicaMode(c).then(() => undefined, (e: Error & { context?: { hint?: string } }) => e);
+  assert.ok(err, "a role without the right entered replica mode");
+  assert.match(err.message, /may not set session_replication_role/);
+  assert.match(err.context?.hint ?? "", /grant set on parameter session_replication_role/);
+  assert.match(err.context?.hint ?? "", /dbsync\.enter_replica_mode/);
+  await env.target.query(`grant usage on schema dbsync to ${role}`);
+  await env.target.query(`grant execute on function dbsync.enter_replica_mode() to ${role}`).catch(async () => {
+    await env.target.query(REPLICA_MODE_FN);
+    await env.target.query(`grant execute on function dbsync.enter_replica_mode() to ${role}`);
+  });
+  await enterReplicaMode(c);
+  assert.equal(await value(c, "select current_setting('session_replication_role')"), "replica");
+  assert.equal(await value(env.target, "select rolsuper from pg_roles where rolname = $1", [role]), false);
 });

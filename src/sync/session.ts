@@ -13,7 +13,7 @@ import { sqlstateOf } from "../errors";
 import { Batch, Done, Plan, beginBatch, openReader } from "../source/batches";
 import { Subscription, loadSubscription } from "../source/catalog";
 import { TargetState, applyBatch } from "../target/apply";
-import { ensureTargetSchema, readAppliedTick, setAppliedTick } from "../target/progress";
+import { ensureTargetSchema, enterReplicaMode, readAppliedTick, setAppliedTick } from "../target/progress";
 import { SequenceSync } from "../target/sequences";
 import { StageTables } from "../target/stage";
 import { Log } from "../log";
@@ -84,6 +84,7 @@ export class SubscriptionSession {
       const target = await connect(sub.target_conninfo, link);
       try {
         await ensureTargetSchema(target);
+        await enterReplicaMode(target);
         const at = await readAppliedTick(target, sub.sub_uuid, sub.name, sub.position_tick);
         const { rows } = await control.query("select dbsync.target_position($1, $2)::float8 as t", [sub.sub_id, at]);
         if (rows[0].t !== at) await setAppliedTick(target, sub.sub_uuid, rows[0].t);

@@ -2,6 +2,7 @@
 // dbsync.applied has one row per subscription (by uuid, so two sources or a
 // re-created subscription never mix); dbsync.copied one row per copied table.
 import { Client, QueryResult, escapeLiteral } from "pg";
+import { DbsyncError, sqlstateOf } from "../errors";
 
 // CREATE SCHEMA IF NOT EXISTS checks CREATE on the database even when the schema
 // exists, so it runs only when it is missing: a DBA may create the schema for a
@@ -56,6 +57,39 @@ export async function readAppliedTick(target: Client, subUuid: string, name: str
   return rows[0].t;
 }
 
+/**
+ * Puts the apply connection in replica mode for its whole life, so that the
+ * target's own triggers and foreign keys do not fire for replicated rows. A role
+ * that is not a superuser needs `grant set on parameter session_replication_role`
+ * (PostgreSQL 15+); before 15 nothing but a superuser may set it, so a superuser
+ * creates dbsync.enter_replica_mode() on the target once (see README, Security)
+ * and grants it to the apply role.
+ */
+export async function enterReplicaMode(target: Client): Promise<void> {
+  try {
+    await target.query("set session_replication_role = replica");
+    return;
+  } catch (err) {
+    if (sqlstateOf(err) !== "42501") throw err;
+  }
+  // From the catalog: to_regprocedure itself needs USAGE on the schema.
+  const { rows } = await target.query(
+    `select exists (select from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+                     where n.nspname = 'dbsync' and p.proname = 'enter_replica_mode' and p.pronargs = 0) as ok`,
+  );
+  if (!rows[0].ok) {
+    throw new DbsyncError("the target role may not set session_replication_role", {
+      sqlstate: "42501",
+      hint:
+        "On PostgreSQL 15 and later: grant set on parameter session_replication_role to the role. " +
+        "Before 15, as a superuser on the target: create function dbsync.enter_replica_mode() returns void " +
+        "language sql security definer set search_path = pg_catalog as $$ select set_config('session_replication_role', 'replica', false) $$; " +
+        "then grant execute on it to the role.",
+    });
+  }
+  await target.query("select dbsync.enter_replica_mode()");
+}
+
 /** The target's record that a table was copied at `tick` (verify reads it). */
 export async function recordCopy(target: Client, subUuid: string, tableId: number, tick: number, rows: number): Promise<void> {
   await target.query(
@@ -78,8 +112,8 @@ export async function setAppliedTick(target: Client, subUuid: string, tick: numb
 const PROBE_PAGE_COST = 1.1;
 
 /**
- * Opens the apply transaction: replica role (the target's triggers and foreign
- * keys do not fire for replicated rows), a random_page_cost for cached probes,
+ * Opens the apply transaction (the connection is in replica mode: see
+ * enterReplicaMode): a random_page_cost for cached probes,
  * then locks the subscription's row and checks it still stands at `from`. The row
  * lock serializes appliers even if two processes both believe they own the
  * subscription; the check makes a stale one give up. One round trip: literals, not
@@ -88,7 +122,6 @@ const PROBE_PAGE_COST = 1.1;
 export async function beginApply(target: Client, subUuid: string, from: number): Promise<void> {
   const results = (await target.query(
     `begin;
-     set local session_replication_role = replica;
      select set_config('random_page_cost', least(current_setting('random_page_cost')::float8, ${PROBE_PAGE_COST})::text, true);
      select tick_id::float8 as t from dbsync.applied where sub_uuid = ${escapeLiteral(subUuid)} for update`,
   )) as unknown as QueryResult[];
