@@ -184,3 +184,20 @@ test("wait_for_sync covers sequences that moved without any data change", async 
     await sidecar.stop();
   }
 });
+
+test("a batch whose only change to a table is a TRUNCATE empties it on the target", async () => {
+  const env = await freshEnv("replicate_truncate_only");
+  await subscribeTables(env, "create table a (id int primary key, v text); create table b (id int primary key)", ["a", "b"]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("insert into a select g, 'x' from generate_series(1, 10) g");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true);
+    await env.source.query("truncate a");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true,
+      `not in sync: ${await value(env.source, "select last_error from dbsync.status")}`);
+    assert.equal(await value(env.target, "select count(*)::int from a"), 0);
+    assert.equal(await value(env.source, "select error_count from dbsync.status"), 0);
+  } finally {
+    await sidecar.stop();
+  }
+});

@@ -165,6 +165,9 @@ begin
             v_sql := format('copy (select %s from %s) to stdout',
                             (select string_agg(quote_ident(c), ', ' order by o) from unnest(v_cols) with ordinality u(c, o)),
                             v_from);
+        elsif cardinality(v_ctes) = 0 then
+            -- Only a TRUNCATE: emptying the target table is all there is to do.
+            v_sql := 'copy (select where false) to stdout';
         else
             v_sql := format('copy (with %s select %L, %s from %s t where %s union all %s) to stdout',
                             array_to_string(v_ctes, ', '), 'U',

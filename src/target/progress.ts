@@ -77,17 +77,22 @@ export async function enterReplicaMode(target: Client): Promise<void> {
     `select exists (select from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
                      where n.nspname = 'dbsync' and p.proname = 'enter_replica_mode' and p.pronargs = 0) as ok`,
   );
-  if (!rows[0].ok) {
-    throw new DbsyncError("the target role may not set session_replication_role", {
+  const refused = () =>
+    new DbsyncError("the target role may not set session_replication_role", {
       sqlstate: "42501",
       hint:
         "On PostgreSQL 15 and later: grant set on parameter session_replication_role to the role. " +
         "Before 15, as a superuser on the target: create function dbsync.enter_replica_mode() returns void " +
         "language sql security definer set search_path = pg_catalog as $$ select set_config('session_replication_role', 'replica', false) $$; " +
-        "then grant execute on it to the role.",
+        "then grant usage on schema dbsync and execute on it to the role.",
     });
+  if (!rows[0].ok) throw refused();
+  try {
+    await target.query("select dbsync.enter_replica_mode()");
+  } catch (err) {
+    if (sqlstateOf(err) === "42501") throw refused();
+    throw err;
   }
-  await target.query("select dbsync.enter_replica_mode()");
 }
 
 /** The target's record that a table was copied at `tick` (verify reads it). */

@@ -68,7 +68,7 @@ import { from as copyFrom } from "pg-copy-streams";
 import { closeQuietly, connect } from "../db";
 import { DbsyncError, messageOf, sqlstateOf } from "../errors";
 import { Log } from "../log";
-import { ensureTargetSchema } from "../target/progress";
+import { ensureTargetSchema, enterReplicaMode } from "../target/progress";
 
 /** Advisory lock class of verify jobs ("dbsv"); the second key is verification_id. */
 export const VERIFY_LOCK_CLASS = 0x64627376;
@@ -241,6 +241,9 @@ async function verifyOnce(
 
     target = await connect(job.target_conninfo, { applicationName: appName });
     await ensureTargetSchema(target);
+    // A repair writes as the applier does; outside any transaction, as the
+    // fallback for roles that may not set the parameter needs it.
+    if (job.repair) await enterReplicaMode(target);
     reader = await connect(sourceUrl, { applicationName: appName });
     // Idle while the target catches up to T; bounded by the wait's own timeout.
     await reader.query(`set idle_in_transaction_session_timeout = ${Math.ceil(waitTimeoutMs + 600_000)}`);
@@ -272,7 +275,6 @@ async function verifyOnce(
     if (!job.repair) await releaseHold(control, verificationId);
     await control.query("update dbsync.verifications set compare_started_at = pg_catalog.now() where verification_id OPERATOR(pg_catalog.=) $1", [verificationId]);
     vlog.debug({ tick }, "both sides at the verification tick; comparing");
-    if (job.repair) await target.query("set local session_replication_role = replica");
 
     const cmp = new Comparer(reader, target, src, job.partitioned, layout, job.repair, counts, opts.signal);
     let lastReport = 0;
