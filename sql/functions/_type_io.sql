@@ -56,26 +56,6 @@ language sql stable set search_path = pg_catalog, pg_temp as $$
     where b.oid = dbsync._base_type(p_type)
 $$;
 
--- dbsync._needs_pinned_output(p_types oid[]) returns boolean
---   Whether the output text of any of these types depends on a session setting
---   (DateStyle, IntervalStyle, extra_float_digits, lc_monetary), so that capture must
---   pin them (see _pin_output). Types known to print the same everywhere need not.
-create or replace function dbsync._needs_pinned_output(p_types oid[]) returns boolean
-language sql stable set search_path = pg_catalog, pg_temp as $$
-    select exists (
-        select from unnest(p_types) u(t)
-        join pg_type b on b.oid = dbsync._base_type(u.t)
-        where b.typtype <> 'e'
-          and (b.typnamespace <> 'pg_catalog'::regnamespace or b.oid not in ('pg_catalog.int2'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int8'::regtype,
-                            'pg_catalog.numeric'::regtype, 'pg_catalog.text'::regtype,
-                            'pg_catalog.varchar'::regtype, 'pg_catalog.bpchar'::regtype,
-                            'pg_catalog.uuid'::regtype, 'pg_catalog.bool'::regtype,
-                            'pg_catalog.bytea'::regtype, 'pg_catalog.oid'::regtype,
-                            'pg_catalog.name'::regtype, 'pg_catalog.char'::regtype,
-                            'pg_catalog.inet'::regtype, 'pg_catalog.cidr'::regtype,
-                            'pg_catalog.macaddr'::regtype)))
-$$;
-
 -- dbsync._compared_as_text(p_types oid[]) returns boolean
 --   Whether keys of any of these types are matched by output text (see _key_match):
 --   then their text must be printed exactly as the sidecar's reader prints it, so
@@ -87,4 +67,26 @@ language sql stable set search_path = pg_catalog, pg_temp as $$
         select from unnest(p_types) u(t)
         join pg_type b on b.oid = dbsync._base_type(u.t)
         where b.typnamespace <> 'pg_catalog'::regnamespace and b.typtype <> 'e')
+$$;
+
+-- dbsync._needs_pinned_output(p_types oid[]) returns boolean
+--   Whether the output text of any of these types depends on a session setting
+--   (DateStyle, IntervalStyle, extra_float_digits, lc_monetary), or is matched as
+--   text (_compared_as_text), so that capture must pin the settings (see
+--   _pin_output). pg_catalog types known to print the same everywhere need not.
+create or replace function dbsync._needs_pinned_output(p_types oid[]) returns boolean
+language sql stable set search_path = pg_catalog, pg_temp as $$
+    select dbsync._compared_as_text(p_types)
+        or exists (
+               select from unnest(p_types) u(t)
+               join pg_type b on b.oid = dbsync._base_type(u.t)
+               where b.typnamespace = 'pg_catalog'::regnamespace
+                 and b.oid not in ('pg_catalog.int2'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int8'::regtype,
+                                   'pg_catalog.numeric'::regtype, 'pg_catalog.text'::regtype,
+                                   'pg_catalog.varchar'::regtype, 'pg_catalog.bpchar'::regtype,
+                                   'pg_catalog.uuid'::regtype, 'pg_catalog.bool'::regtype,
+                                   'pg_catalog.bytea'::regtype, 'pg_catalog.oid'::regtype,
+                                   'pg_catalog.name'::regtype, 'pg_catalog.char'::regtype,
+                                   'pg_catalog.inet'::regtype, 'pg_catalog.cidr'::regtype,
+                                   'pg_catalog.macaddr'::regtype))
 $$;

@@ -57,6 +57,7 @@ declare
     v_sql text;
     v_est bigint;
     v_stale regclass;
+    v_kshapes int[];
 begin
     if current_setting('transaction_isolation') <> 'repeatable read' then
         raise exception 'batch_plan: must run in the REPEATABLE READ transaction that imported the batch''s snapshot'
@@ -66,6 +67,9 @@ begin
                               order by e.ev_id), '[]')
       into v_ddl
     from dbsync._events_between(v_group, v_from_snap, v_to_snap) e where e.op = 'X';
+    -- The shapes with keys in the batch: one scan of its events, not one per table.
+    select coalesce(array_agg(distinct e.shape_id), '{}') into v_kshapes
+    from dbsync._events_between(v_group, v_from_snap, v_to_snap) e where e.op = 'K';
 
     for r in
         with ev as (
@@ -112,8 +116,7 @@ begin
                              order by u.o) as types
                 from dbsync.shapes s
                 where s.table_id = r.table_id
-                  and exists (select from dbsync._events_between(v_group, v_from_snap, v_to_snap) e
-                              where e.shape_id = s.shape_id and e.op = 'K')
+                  and s.shape_id = any (v_kshapes)
                 order by s.shape_id
             loop
                 -- A key whose columns are gone or retyped cannot find its rows: copy.
