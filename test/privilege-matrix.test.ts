@@ -50,7 +50,7 @@ const FUNCTIONS: Record<string, FnTier> = {
   // grant_sidecar: what `dbsync run` calls.
   "dbsync.begin_batch(text)": "sidecar",
   "dbsync.batch_plan(integer,bigint,bigint,bigint)": "sidecar",
-  "dbsync.batch_keys(integer,bigint,integer)": "sidecar",
+  "dbsync.batch_keys(integer,bigint)": "sidecar",
   "dbsync.record_progress(integer,bigint,bigint,double precision,jsonb,jsonb)": "sidecar",
   "dbsync.copy_progress(integer,integer,bigint,bigint,bigint)": "sidecar",
   "dbsync.table_error(integer,integer,text)": "sidecar",

@@ -2,8 +2,8 @@
 --   What applying batch (p_from, p_to] to the subscription's target takes, read in
 --   the sidecar's reader transaction: REPEATABLE READ with the snapshot of tick
 --   p_to imported, so this sees dbsync's tables and the catalog as of the batch's end.
---   Returns {"ddl": [{ev_id, ddl, search_path}], "tables": [...]}, one element per
---   table to apply:
+--   Returns {"ddl": [{ev_id, ddl, search_path}], "tables": [...], "stream": sql},
+--   one element of tables per table to apply:
 --     table_id, target (the table's name as of p_to, quoted, for the target),
 --     partitioned (else the target writes it with ONLY: inheritance children are
 --       tables of their own),
@@ -15,14 +15,22 @@
 --     forced (a copy the stream needs: a streaming table whose key changed),
 --     truncate (refresh after a TRUNCATE: empty the target table first),
 --     copy_request, rows_estimated (copies),
---     sql: the COPY ... TO STDOUT that reads it. A copy yields the columns; a
---       refresh yields an op then the columns, all as text: 'U' rows are the
---       table's rows of the changed keys, 'K<shape>' rows carry one changed key
---       (in the key columns of that shape, the others NULL). The target deletes
---       every row matching a K row and inserts the U rows: whatever order the
---       changes happened in, each key ends as the source's row at p_to, and a key
---       that is gone is deleted.
---     shapes: [{op, key_columns}] the K rows' key columns, per op.
+--     sql (copies): the COPY ... TO STDOUT that reads every row of the table,
+--     shapes: [{op, key_columns}]: the target deletes its rows that match a stream
+--       row of that op on those key columns,
+--     upsert_key: for a table whose changed keys are all of one shape, that
+--       shape's key columns: the target deletes the keys gone ('D' rows), and
+--       writes the 'U' rows over its rows of the same key (an UPDATE in place
+--       where it can). Else null: the target deletes every row matching a
+--       'K<shape>' row and inserts the 'U' rows.
+--   stream: one COPY ... TO STDOUT for every refreshed table (one scan of the
+--   batch's events serves them all), or null. Each line is the table_id, an op,
+--   then the table's columns as text, padded with NULLs to the widest table's;
+--   tables come one after another in table_id order. 'U' lines are the table's
+--   rows of the changed keys; 'D' lines carry a key that no longer has a row,
+--   'K<shape>' lines any changed key of that shape (in the key columns, the others
+--   NULL). Whatever order the changes happened in, each key ends as the source's
+--   row at p_to, and a key that is gone is deleted.
 --   Copies are limited to about p_copy_rows estimated rows per batch (at least one
 --   table), so the stream of the other tables goes on between copies.
 --   Every table listed is locked (ACCESS SHARE) and checked: a TRUNCATE or a
@@ -30,7 +38,8 @@
 --   look empty to it (they are not MVCC-safe), so then this raises
 --   serialization_failure and the sidecar starts the batch again.
 --   Reads only; values and names are never evaluated as code, so it runs no code a
---   table owner wrote. Called by the sidecar.
+--   table owner wrote. Called by the sidecar, which reads the stream with parallel
+--   query off (the tables' lines must not interleave).
 create or replace function dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint,
                                              p_copy_rows bigint default 1000000) returns jsonb
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -49,34 +58,55 @@ declare
     v_types oid[];
     v_action text;
     v_shapes jsonb;
-    v_ctes text[];
+    -- The batch stream: its shapes' key sets, each table's part and width.
+    v_ctes text[] := '{}';
+    v_parts text[] := '{}';
+    v_widths int[] := '{}';
+    v_ids int[] := '{}';
+    -- Per table: its shapes' semi-join conditions, and their K and D lines.
     v_match text[];
     v_krows text[];
+    v_drows text[];
+    v_cond text;
+    v_keyrow text;
+    v_part text;
+    v_upsert jsonb;
+    v_width int;
+    v_stream text;
     v_keycols text[];
     v_from text;
     v_sql text;
     v_est bigint;
     v_stale regclass;
     v_kshapes int[];
+    v_shape_events jsonb;
 begin
     if current_setting('transaction_isolation') <> 'repeatable read' then
         raise exception 'batch_plan: must run in the REPEATABLE READ transaction that imported the batch''s snapshot'
             using errcode = 'active_sql_transaction';
     end if;
-    select coalesce(jsonb_agg(jsonb_build_object('ev_id', e.ev_id, 'ddl', e.row[1], 'search_path', e.row[2])
-                              order by e.ev_id), '[]')
-      into v_ddl
-    from dbsync._events_between(v_group, v_from_snap, v_to_snap) e where e.op = 'X';
-    -- The shapes with keys in the batch: one scan of its events, not one per table.
-    select coalesce(array_agg(distinct e.shape_id), '{}') into v_kshapes
-    from dbsync._events_between(v_group, v_from_snap, v_to_snap) e where e.op = 'K';
+    -- One scan of the batch's events for all that the plan needs of them: the DDL,
+    -- and per shape its count, whether it has keys and a TRUNCATE.
+    select coalesce((select jsonb_agg(x order by (x ->> 'ev_id')::bigint)
+                     from jsonb_array_elements(max(g.ddl::text) filter (where g.shape_id is null)::jsonb) x), '[]'),
+           coalesce(jsonb_object_agg(g.shape_id, jsonb_build_object('events', g.events, 'truncated', g.truncated))
+                    filter (where g.shape_id is not null), '{}'),
+           coalesce(array_agg(g.shape_id) filter (where g.keys), '{}')
+      into v_ddl, v_shape_events, v_kshapes
+    from (
+        -- (DDL events have no shape.)
+        select e.shape_id, count(*) as events, bool_or(e.op = 'T') as truncated, bool_or(e.op = 'K') as keys,
+               -- (Sorted afterwards: an ORDER BY here could sort every event.)
+               jsonb_agg(jsonb_build_object('ev_id', e.ev_id, 'ddl', e.row[1], 'search_path', e.row[2]))
+                   filter (where e.op = 'X') as ddl
+        from dbsync._events_between(v_group, v_from_snap, v_to_snap) e
+        group by e.shape_id
+    ) g;
 
     for r in
         with ev as (
-            select e.shape_id, count(*) as events, bool_or(e.op = 'T') as truncated
-            from dbsync._events_between(v_group, v_from_snap, v_to_snap) e
-            where e.op in ('K', 'T')
-            group by e.shape_id
+            select s.key::int as shape_id, (s.value ->> 'events')::bigint as events, (s.value ->> 'truncated')::boolean as truncated
+            from jsonb_each(v_shape_events) s
         )
         select t.table_id, t.relid, t.partitioned, st.state, st.copy_request,
                -- Always quoted, as the sidecar names tables (table_status matches on it).
@@ -102,9 +132,12 @@ begin
         v_action := case when r.state <> 'streaming' then 'copy' else 'refresh' end;
 
         v_shapes := '[]';
-        v_ctes := '{}';
         v_match := '{}';
         v_krows := '{}';
+        v_drows := '{}';
+        v_part := null;
+        v_upsert := null;
+        v_sql := null;
         if v_action = 'refresh' then
             for sh in
                 select s.shape_id, s.key_attnums, s.key_types,
@@ -134,18 +167,20 @@ begin
                     v_action := 'copy';
                     exit;
                 end if;
-                v_ctes := v_ctes || format('k%s as materialized (select k from dbsync.batch_keys(%s, %s, %s) k)',
-                                           sh.shape_id, v_group, p_from, sh.shape_id);
-                v_match := v_match || format('exists (select from k%s where %s)', sh.shape_id,
-                    (select string_agg(dbsync._key_match(u.ty, format('t.%I', u.nm), format('k%s.k[%s]', sh.shape_id, u.o)),
-                                       ' and ' order by u.o)
-                     from unnest(sh.names, sh.types) with ordinality u(nm, ty, o)));
-                v_krows := v_krows || format('select %L, %s from k%s', 'K' || sh.shape_id,
-                    (select string_agg(case when array_position(sh.names, c) is null then 'null'
-                                            else format('k%s.k[%s]', sh.shape_id, array_position(sh.names, c)) end,
-                                       ', ' order by o)
-                     from unnest(v_cols) with ordinality u(c, o)),
-                    sh.shape_id);
+                v_ctes := v_ctes || format('k%s as materialized (select ks.k from ks where ks.shape_id = %s)',
+                                           sh.shape_id, sh.shape_id);
+                v_cond := (select string_agg(dbsync._key_match(u.ty, format('t.%I', u.nm), format('k%s.k[%s]', sh.shape_id, u.o)),
+                                             ' and ' order by u.o)
+                           from unnest(sh.names, sh.types) with ordinality u(nm, ty, o));
+                -- The key in its columns' places, the other columns NULL.
+                v_keyrow := (select string_agg(case when array_position(sh.names, c) is null then 'null'
+                                                    else format('k%s.k[%s]', sh.shape_id, array_position(sh.names, c)) end,
+                                               ', ' order by o)
+                             from unnest(v_cols) with ordinality u(c, o));
+                v_match := v_match || format('exists (select from k%s where %s)', sh.shape_id, v_cond);
+                v_krows := v_krows || format('select %L, %s from k%s', 'K' || sh.shape_id, v_keyrow, sh.shape_id);
+                v_drows := v_drows || format('select %L, %s from k%s where not exists (select from %s t where %s)',
+                                             'D', v_keyrow, sh.shape_id, v_from, v_cond);
                 v_shapes := v_shapes || jsonb_build_object('op', 'K' || sh.shape_id, 'key_columns', to_jsonb(sh.names));
             end loop;
         end if;
@@ -168,15 +203,23 @@ begin
             v_sql := format('copy (select %s from %s) to stdout',
                             (select string_agg(quote_ident(c), ', ' order by o) from unnest(v_cols) with ordinality u(c, o)),
                             v_from);
-        elsif cardinality(v_ctes) = 0 then
-            -- Only a TRUNCATE: emptying the target table is all there is to do.
-            v_sql := 'copy (select where false) to stdout';
-        else
-            v_sql := format('copy (with %s select %L, %s from %s t where %s union all %s) to stdout',
-                            array_to_string(v_ctes, ', '), 'U',
-                            (select string_agg(dbsync._text_of(ty, format('t.%I', c)), ', ' order by o)
-                             from unnest(v_cols, v_types) with ordinality u(c, ty, o)),
-                            v_from, array_to_string(v_match, ' or '), array_to_string(v_krows, ' union all '));
+        elsif cardinality(v_match) > 0 then
+            -- (No shapes: only a TRUNCATE, and emptying the target table is all.)
+            v_part := format('select %L, %s from %s t where %s',
+                             'U', (select string_agg(dbsync._text_of(ty, format('t.%I', c)), ', ' order by o)
+                                   from unnest(v_cols, v_types) with ordinality u(c, ty, o)),
+                             v_from, array_to_string(v_match, ' or '));
+            if cardinality(v_match) = 1 then
+                -- One key: the keys that are gone, and the target writes the rows
+                -- over its rows of the same key.
+                v_part := v_part || ' union all ' || v_drows[1];
+                v_upsert := v_shapes -> 0 -> 'key_columns';
+                v_shapes := jsonb_build_array(jsonb_build_object('op', 'D', 'key_columns', v_upsert));
+            else
+                -- Keys of several shapes (a key change in the batch) may name one row
+                -- twice: every key is deleted, then every row inserted.
+                v_part := v_part || ' union all ' || array_to_string(v_krows, ' union all ');
+            end if;
         end if;
 
         -- Dropped since the snapshot: nothing left to apply. (has_table_privilege
@@ -195,12 +238,25 @@ begin
                 using errcode = 'serialization_failure', hint = 'The sidecar starts the batch again.';
         end if;
 
+        if v_part is not null then
+            v_parts := v_parts || format('select %s, p.*/*pad*/ from (%s) p', r.table_id, v_part);
+            v_widths := v_widths || cardinality(v_cols);
+        end if;
         v_tables := v_tables || jsonb_build_object(
             'table_id', r.table_id, 'target', r.target, 'partitioned', r.partitioned,
             'columns', to_jsonb(v_cols), 'events', r.events,
             'action', v_action, 'forced', v_action = 'copy' and r.state = 'streaming', 'truncate', coalesce(r.truncated, false) and v_action = 'refresh',
-            'copy_request', r.copy_request, 'rows_estimated', v_est, 'sql', v_sql, 'shapes', v_shapes);
+            'copy_request', r.copy_request, 'rows_estimated', v_est, 'sql', v_sql, 'shapes', v_shapes,
+            'upsert_key', v_upsert);
     end loop;
-    return jsonb_build_object('ddl', v_ddl, 'tables', v_tables);
+    if cardinality(v_parts) > 0 then
+        -- Narrower tables' lines padded with NULLs, so that every part has the widest's columns.
+        v_width := (select max(w) from unnest(v_widths) w);
+        v_stream := format('copy (with ks as materialized (select b.shape_id, b.k from dbsync.batch_keys(%s, %s) b), %s %s) to stdout',
+                           v_group, p_from, array_to_string(v_ctes, ', '),
+                           (select string_agg(replace(pt, '/*pad*/', repeat(', null', v_width - w)), ' union all ' order by o)
+                            from unnest(v_parts, v_widths) with ordinality u(pt, w, o)));
+    end if;
+    return jsonb_build_object('ddl', v_ddl, 'tables', v_tables, 'stream', v_stream);
 end
 $$;

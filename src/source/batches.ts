@@ -31,7 +31,7 @@ export interface DdlEvent {
 }
 
 export interface PlanShape {
-  /** The op of this shape's K rows in the COPY ('K' + shape id). */
+  /** The op of the stream lines whose keys the target deletes ('D', or 'K' + shape id). */
   op: string;
   key_columns: string[];
 }
@@ -50,15 +50,32 @@ export interface PlanTable {
   truncate: boolean;
   copy_request: number;
   rows_estimated: number | null;
-  /** COPY ... TO STDOUT that reads the table's part of the batch on the reader. */
-  sql: string;
+  /** A copy's COPY ... TO STDOUT of every row of the table (null for a refresh). */
+  sql: string | null;
   shapes: PlanShape[];
+  /** The key the stream's 'U' lines may be written over target rows by (one shape), else null. */
+  upsert_key: string[] | null;
 }
 
 export interface Plan {
   ddl: DdlEvent[];
   tables: PlanTable[];
+  /**
+   * One COPY ... TO STDOUT for every refreshed table: lines of table_id, op, the
+   * table's columns, NULLs up to the widest table's; tables in table_id order.
+   */
+  stream: string | null;
 }
+
+/**
+ * The reader's sessions settings for a batch. The stream's tables must come one
+ * after another, which a parallel plan would not keep; the batch's keys are hashed
+ * (distinct keys, semi- and anti-joins), and a few hundred thousand keys spill to
+ * disk at the default work_mem (4MB): one connection may use more.
+ */
+const READER_SETTINGS = `set local max_parallel_workers_per_gather = 0;
+  select pg_catalog.set_config('work_mem', greatest(setting::int, 65536)::text || 'kB', true)
+    from pg_catalog.pg_settings where name = 'work_mem'`;
 
 /**
  * Reports the batch just committed on the target (its own transaction: the next
@@ -105,7 +122,8 @@ export async function openReader(control: Client, reader: Client, batch: Batch, 
   try {
     await reader.query(
       `begin isolation level repeatable read read only;
-       set transaction snapshot ${escapeLiteral(batch.snapshot)}`,
+       set transaction snapshot ${escapeLiteral(batch.snapshot)};
+       ${READER_SETTINGS}`,
     );
   } finally {
     await control.query("commit");

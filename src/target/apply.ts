@@ -5,14 +5,17 @@
 //  1. the batch's DDL (execute_ddl) first, so the target has the shape the rows are
 //     read in; a DDL statement that fails there (a constraint that the rows of this
 //     batch will satisfy) runs again after the rows;
-//  2. per table: a copy empties the target table and streams every row into it; a
-//     refresh (after a TRUNCATE if the batch has one) streams the changed keys and
-//     their rows into a temp stage and applies two statements: delete every row
-//     matching a changed key, insert every row the source has for them. Deleting
-//     first means unique constraints never see a transient duplicate;
-//  3. sequences, then the position.
-// The next table's COPY starts on the source as soon as the current one is staged:
-// the source reads it while the target merges (the socket holds it back meanwhile).
+//  2. tables to copy, and tables truncated in the batch, are emptied; each copy
+//     streams every row straight into its table;
+//  3. the refreshed tables' rows and gone keys arrive in one stream (stream.ts),
+//     each table's part into its temp stage; then per table the keys that are gone
+//     are deleted first (so unique constraints never see a transient duplicate),
+//     then the rows are written over the target's rows of the same key by an
+//     UPDATE (less WAL than a DELETE and an INSERT, no dead row, and HOT where the
+//     pages have room) and the rest inserted. Where that cannot work (a unique
+//     value that moved between rows of the batch, keys of several shapes), every
+//     row of a changed key is deleted and the rows inserted: the result is the same;
+//  4. sequences, then the position.
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
@@ -21,7 +24,8 @@ import { DbsyncError, messageOf, sqlstateOf } from "../errors";
 import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";
 import { beginApply, commitApply, recordCopy } from "./progress";
 import { SequenceSync } from "./sequences";
-import { StageTables } from "./stage";
+import { Stage, StageTables } from "./stage";
+import { StagedCounts, stageStream } from "./stream";
 
 export interface ApplyResult {
   events: number;
@@ -61,36 +65,22 @@ export async function applyBatch(
     const emptied = plan.tables.filter((t) => t.action === "copy" || t.truncate);
     for (const t of emptied) await withTable(t.target, () => emptyTable(target, only(t)));
 
-    let next = plan.tables.length ? read(reader, plan.tables[0]) : undefined;
-    try {
-      for (let i = 0; i < plan.tables.length; i++) {
-        const t = plan.tables[i];
-        const out = next!;
-        await withTable(t.target, async () => {
-          if (t.action === "copy") {
-            const rows = await copyInto(out, target, t, hooks);
-            await recordCopy(target, subUuid, t.table_id, batch.to, rows);
-            copied.push([t.table_id, t.copy_request, rows]);
-            next = i + 1 < plan.tables.length ? read(reader, plan.tables[i + 1]) : undefined;
-          } else {
-            const stage = await state.stages.ensure(target, t.target, t.columns);
-            const cols = t.columns.map((c) => ident(c)).join(", ");
-            await pipeline(out, target.query(copyFrom(`copy ${stage.name} (${stage.op}, ${cols}) from stdin`)));
-            next = i + 1 < plan.tables.length ? read(reader, plan.tables[i + 1]) : undefined;
-            // Statements in one round trip (no parameters: the simple protocol allows it).
-            await target.query(
-              t.shapes
-                .map((s) => `delete from ${only(t)} t using ${stage.name} s where s.${stage.op} = '${s.op}' and ${stage.keyMatch(s.key_columns)};`)
-                .join("\n") +
-                `insert into ${t.target} (${cols}) overriding system value
-                 select ${cols} from ${stage.name} where ${stage.op} = 'U'`,
-            );
-          }
-        });
-      }
-    } finally {
-      // After a failure the reader is mid-COPY; the session drops it.
-      if (next && !next.readableEnded) next.destroy();
+    const refreshed = plan.tables.filter((t) => t.action === "refresh");
+    const stages = new Map<number, { t: PlanTable; stage: Stage }>();
+    for (const t of refreshed) {
+      stages.set(t.table_id, { t, stage: await withTable(t.target, () => state.stages.ensure(target, t.target, t.columns)) });
+    }
+    const counts = plan.stream ? await stageStream(reader, target, plan.stream, stages, withTable) : new Map<number, StagedCounts>();
+
+    for (const t of plan.tables.filter((t) => t.action === "copy")) {
+      await withTable(t.target, async () => {
+        const rows = await copyInto(reader, target, t, hooks);
+        await recordCopy(target, subUuid, t.table_id, batch.to, rows);
+        copied.push([t.table_id, t.copy_request, rows]);
+      });
+    }
+    for (const { t, stage } of stages.values()) {
+      await withTable(t.target, () => merge(target, t, stage, counts.get(t.table_id)));
     }
     await runDdl(target, deferred, false);
     sequences = await state.sequences.push(source, target, batch.groupId);
@@ -106,23 +96,55 @@ export async function applyBatch(
   return { events, copied, sequences };
 }
 
+/**
+ * A refreshed table's staged lines onto the target: the keys to delete, then the
+ * rows. Statements with no staged line to act on are skipped.
+ */
+async function merge(target: Client, t: PlanTable, stage: Stage, counts: StagedCounts | undefined) {
+  const has = (op: string) => (counts?.get(op) ?? 0) > 0;
+  const cols = t.columns.map((c) => ident(c)).join(", ");
+  const deleteWhere = (op: string, key: string[]) =>
+    `delete from ${only(t)} t using ${stage.name} s where s.${stage.op} = '${op}' and ${stage.keyMatch(key)}`;
+  const deletes = t.shapes.filter((s) => has(s.op)).map((s) => deleteWhere(s.op, s.key_columns));
+  // Statements in one round trip (no parameters: the simple protocol allows it).
+  if (deletes.length) await target.query(deletes.join(";\n"));
+  if (!has("U")) return;
+  const insert = `insert into ${t.target} (${cols}) overriding system value
+                  select ${cols} from ${stage.name} s where s.${stage.op} = 'U'`;
+  const key = t.upsert_key;
+  if (key && stage.mayUpdate(key)) {
+    // Rows whose key the target has are updated in place; the others inserted
+    // (the stage's own row ids tell which: no second probe of the key index).
+    const set = stage.updateSet(key).map((c) => `${ident(c)} = s.${ident(c)}`);
+    await target.query("savepoint dbsync_update");
+    try {
+      await target.query(
+        `with updated as (
+           update ${only(t)} t set ${set.join(", ")} from ${stage.name} s
+            where s.${stage.op} = 'U' and ${stage.keyMatch(key)}
+           returning s.ctid as row)
+         ${insert} and not exists (select from updated u where u.row OPERATOR(pg_catalog.=) s.ctid);
+         release savepoint dbsync_update`,
+      );
+      return;
+    } catch (err) {
+      await target.query("rollback to savepoint dbsync_update");
+      // A unique value that moved between rows of the batch may let the next batch
+      // update; anything else (an identity column, a partition key moving on an
+      // old server) will not.
+      if (!["23505", "23P01"].includes(sqlstateOf(err) ?? "")) stage.updateRefused = true;
+    }
+  }
+  await target.query((key ? deleteWhere("U", key) + ";\n" : "") + insert);
+}
+
 /** The table for DELETE and TRUNCATE: a plain table's inheritance children are tables of their own. */
 function only(t: PlanTable): string {
   return t.partitioned ? t.target : `only ${t.target}`;
 }
 
-function read(reader: Client, t: PlanTable) {
-  const out = reader.query(copyTo(t.sql));
-  // An error before the pipeline reads the stream (the link broke meanwhile) would
-  // be lost, and the pipeline would wait for ever: destroying the stream keeps it.
-  out.on("error", (err) => {
-    if (!out.destroyed) out.destroy(err);
-  });
-  return out;
-}
-
 /** Streams a copy's rows straight into the (emptied) target table; returns how many. */
-async function copyInto(out: NodeJS.ReadableStream, target: Client, t: PlanTable, hooks: ApplyHooks): Promise<number> {
+async function copyInto(reader: Client, target: Client, t: PlanTable, hooks: ApplyHooks): Promise<number> {
   let rows = 0;
   const counter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
@@ -134,7 +156,7 @@ async function copyInto(out: NodeJS.ReadableStream, target: Client, t: PlanTable
   const timer = hooks.copyProgress && setInterval(() => hooks.copyProgress!(t, rows), 250);
   try {
     const cols = t.columns.map((c) => ident(c)).join(", ");
-    await pipeline(out, counter, target.query(copyFrom(`copy ${t.target} (${cols}) from stdin`)));
+    await pipeline(reader.query(copyTo(t.sql!)), counter, target.query(copyFrom(`copy ${t.target} (${cols}) from stdin`)));
   } finally {
     if (timer) clearInterval(timer);
   }
@@ -189,7 +211,7 @@ async function runDdl(target: Client, ddl: DdlEvent[], mayDefer: boolean): Promi
 }
 
 /** Re-raise with the table named and a hint for the errors a DBA fixes on the target. */
-async function withTable<T>(table: string, fn: () => Promise<T>): Promise<T> {
+export async function withTable<T>(table: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {

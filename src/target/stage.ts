@@ -9,10 +9,20 @@ import { Client, escapeIdentifier as ident } from "pg";
 export interface Stage {
   /** The temp table, qualified and quoted. */
   name: string;
-  /** Its op column ('U': a row to insert, 'K<shape>': a key to delete), quoted. */
+  /** Its op column ('U': a row to write, 'D' or 'K<shape>': a key to delete), quoted. */
   op: string;
   /** SQL matching target row t to stage row s on these key columns, per column. */
   keyMatch(columns: string[]): string;
+  /**
+   * Whether staged rows may be written over the target's rows of the same key by
+   * an UPDATE: every column it sets may be set (an identity column GENERATED
+   * ALWAYS may not, unless it is in the key: then it is not set, being equal).
+   */
+  mayUpdate(key: string[]): boolean;
+  /** The columns an UPDATE matching on `key` sets (key columns too: equal is not always identical, 1.0 = 1.00). */
+  updateSet(key: string[]): string[];
+  /** The target refused such an UPDATE for a reason that data will not change. */
+  updateRefused: boolean;
 }
 
 interface ColumnType {
@@ -44,10 +54,14 @@ export class StageTables {
            from ${table} t with no data`,
     );
     const types = await columnTypes(target, name);
+    const always = await identityAlways(target, table);
     const stage: Stage = {
       name,
       op: ident(op),
       keyMatch: (keys) => keys.map((k) => match(types.get(k)!, k)).join(" and "),
+      mayUpdate: (keys) => !stage.updateRefused && columns.every((c) => !always.has(c) || keys.includes(c)),
+      updateSet: (keys) => columns.filter((c) => !(always.has(c) && keys.includes(c))),
+      updateRefused: false,
     };
     this.pending.set(key, stage);
     return stage;
@@ -80,6 +94,16 @@ function match(t: ColumnType, column: string): string {
   // A domain's value becomes its base type's first (casts from domains are built in).
   const text = (v: string) => `pg_catalog.textin(${t.outfn}(${t.basetype ? `(${v})::${t.basetype}` : v}))`;
   return `${text(`t.${c}`)} OPERATOR(pg_catalog.=) ${text(`s.${c}`)}`;
+}
+
+/** Identity columns GENERATED ALWAYS of the target table: an UPDATE may not set them. */
+async function identityAlways(target: Client, table: string): Promise<Set<string>> {
+  const { rows } = await target.query<{ attname: string }>(
+    `select a.attname::text as attname from pg_catalog.pg_attribute a
+      where a.attrelid = $1::pg_catalog.regclass and a.attnum > 0 and not a.attisdropped and a.attidentity = 'a'`,
+    [table],
+  );
+  return new Set(rows.map((r) => r.attname));
 }
 
 async function columnTypes(target: Client, stage: string): Promise<Map<string, ColumnType>> {
