@@ -90,3 +90,22 @@ language sql stable set search_path = pg_catalog, pg_temp as $$
                                    'pg_catalog.inet'::regtype, 'pg_catalog.cidr'::regtype,
                                    'pg_catalog.macaddr'::regtype))
 $$;
+
+-- dbsync._one_text_per_value(p_type oid, p_collation oid) returns boolean
+--   Whether equal values of this type (in a column of this collation) always have
+--   the same output text, whatever the session's settings: then two different key
+--   texts recorded by capture never find the same row, and the reader may look
+--   each key up once (a LEFT JOIN) instead of once for its row and once more to
+--   find the keys that are gone. Not so for numeric (1.0 = 1.00), floats (-0 = 0),
+--   intervals ('1 day' = '24 hours'), types whose text depends on a setting
+--   (timestamptz, bytea), or text under a nondeterministic collation.
+create or replace function dbsync._one_text_per_value(p_type oid, p_collation oid) returns boolean
+language sql stable set search_path = pg_catalog, pg_temp as $$
+    select b.oid in ('pg_catalog.int2'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int8'::regtype,
+                     'pg_catalog.oid'::regtype, 'pg_catalog.uuid'::regtype, 'pg_catalog.bool'::regtype)
+        or (b.oid in ('pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype)
+            -- The database's default collation and C/POSIX compare bytes.
+            and p_collation in (0, 100, 'pg_catalog."C"'::regcollation, 'pg_catalog."POSIX"'::regcollation))
+    from pg_type b
+    where b.oid = dbsync._base_type(p_type)
+$$;

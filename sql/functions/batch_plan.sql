@@ -70,6 +70,7 @@ declare
     v_cond text;
     v_keyrow text;
     v_part text;
+    v_lookup text;
     v_upsert jsonb;
     v_width int;
     v_stream text;
@@ -146,7 +147,10 @@ begin
                              order by u.o) as names,
                        array(select a.atttypid from unnest(s.key_attnums) with ordinality u(n, o)
                              join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped
-                             order by u.o) as types
+                             order by u.o) as types,
+                       (select bool_and(dbsync._one_text_per_value(a.atttypid, a.attcollation))
+                        from unnest(s.key_attnums) u(n)
+                        join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped) as one_text
                 from dbsync.shapes s
                 where s.table_id = r.table_id
                   and s.shape_id = any (v_kshapes)
@@ -181,6 +185,16 @@ begin
                 v_krows := v_krows || format('select %L, %s from k%s', 'K' || sh.shape_id, v_keyrow, sh.shape_id);
                 v_drows := v_drows || format('select %L, %s from k%s where not exists (select from %s t where %s)',
                                              'D', v_keyrow, sh.shape_id, v_from, v_cond);
+                -- Keys that find at most one row each: U and D lines in one lookup per key.
+                v_lookup := case when sh.one_text then
+                    format('select case when t.ctid is null then %L else %L end, %s from k%s left join %s t on %s',
+                           'D', 'U',
+                           (select string_agg(case when array_position(sh.names, c) is null then dbsync._text_of(ty, format('t.%I', c))
+                                                   else format('coalesce(%s, k%s.k[%s])', dbsync._text_of(ty, format('t.%I', c)),
+                                                               sh.shape_id, array_position(sh.names, c)) end,
+                                              ', ' order by o)
+                            from unnest(v_cols, v_types) with ordinality u(c, ty, o)),
+                           sh.shape_id, v_from, v_cond) end;
                 v_shapes := v_shapes || jsonb_build_object('op', 'K' || sh.shape_id, 'key_columns', to_jsonb(sh.names));
             end loop;
         end if;
@@ -212,7 +226,7 @@ begin
             if cardinality(v_match) = 1 then
                 -- One key: the keys that are gone, and the target writes the rows
                 -- over its rows of the same key.
-                v_part := v_part || ' union all ' || v_drows[1];
+                v_part := coalesce(v_lookup, v_part || ' union all ' || v_drows[1]);
                 v_upsert := v_shapes -> 0 -> 'key_columns';
                 v_shapes := jsonb_build_array(jsonb_build_object('op', 'D', 'key_columns', v_upsert));
             else
