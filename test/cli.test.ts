@@ -16,7 +16,7 @@ interface Result {
 
 /** `dbsync ARGS` with stdin not a terminal. */
 function cli(args: string[]): Promise<Result> {
-  const env = { ...process.env, DBSYNC_LOG_LEVEL: "warn" };
+  const env: NodeJS.ProcessEnv = { ...process.env, DBSYNC_LOG_LEVEL: "warn" };
   delete env.DBSYNC_SOURCE_URL;
   delete env.DATABASE_URL;
   const proc = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "cli.ts"), ...args], {
