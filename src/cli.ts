@@ -5,9 +5,11 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { Client } from "pg";
 import { resolveSourceUrl } from "./config";
 import { clientConfig } from "./db";
+import { parseDuration } from "./duration";
 import { DbsyncError, messageOf } from "./errors";
 import { createLog } from "./log";
 import { migrate } from "./migrate";
+import { VERIFY_DEFAULTS } from "./sidecar/background-verify";
 import { Sidecar, startSidecar } from "./sidecar/run";
 import { verifyCommand } from "./verify/cli";
 import { uninstall } from "./uninstall";
@@ -56,8 +58,30 @@ program
   .addOption(new Option("--poll-interval <ms>", "look for work at least this often").default(1000).argParser(positiveInt))
   .addOption(new Option("--rotate-after <seconds>", "queue rotation period").default(30).argParser(positiveInt))
   .addOption(new Option("--metrics-port <port>", "serve /metrics, /healthz, /readyz").env("DBSYNC_METRICS_PORT").argParser(positiveInt))
+  .addOption(
+    new Option("--verify-interval <duration>", "background verification: each subscription compares one range of one table this often (0: off)")
+      .default(VERIFY_DEFAULTS.intervalMs, "10m")
+      .env("DBSYNC_VERIFY_INTERVAL")
+      .argParser(duration),
+  )
+  .addOption(
+    new Option("--verify-chunk-rows <n>", "source rows per background verification")
+      .default(VERIFY_DEFAULTS.chunkRows)
+      .env("DBSYNC_VERIFY_CHUNK_ROWS")
+      .argParser(positiveInt),
+  )
   .addOption(new Option("--log-level <level>", "trace|debug|info|warn|error").env("DBSYNC_LOG_LEVEL"))
-  .addHelpText("after", "\nExample:\n  DBSYNC_SOURCE_URL=postgres://dbsync@db1/app dbsync run --concurrency 8")
+  .addHelpText(
+    "after",
+    `
+Background verification compares, every --verify-interval, --verify-chunk-rows rows of
+one table per subscription with its target at one point of the stream, table after
+table and range after range; rows that differ show in dbsync.status, dbsync.table_status
+and /metrics (dbsync_verify_differences). Nothing is repaired: that is the DBA's call.
+
+Example:
+  DBSYNC_SOURCE_URL=postgres://dbsync@db1/app dbsync run --concurrency 8 --verify-interval 5m`,
+  )
   .action(async (o) => {
     const log = createLog(o.logLevel);
     // A lost connection inside a library's background work (graphile-worker completes
@@ -82,6 +106,8 @@ program
       pollIntervalMs: o.pollInterval,
       rotateAfterSeconds: o.rotateAfter,
       metricsPort: o.metricsPort,
+      verifyIntervalMs: o.verifyInterval,
+      verifyChunkRows: o.verifyChunkRows,
       log,
     });
     if (stopRequested) void sidecar.stop();
@@ -111,7 +137,8 @@ program
             (r.last_error ? `\n  last error (${r.last_error_at?.toISOString?.() ?? r.last_error_at}): ${r.last_error}` : ""),
         );
         for (const t of tables.filter((t) => t.subscription === r.name && t.state !== "streaming")) {
-          console.log(`  ${t.table_name}: ${t.state}${t.state === "copying" ? " " + progressBar(t.rows_copied, t.rows_estimated) : ""}`);
+          const differing = Number(t.verify_differences) > 0 ? `, ${t.verify_differences} rows differ on the target` : "";
+          console.log(`  ${t.table_name}: ${t.state}${t.state === "copying" ? " " + progressBar(t.rows_copied, t.rows_estimated) : ""}${differing}`);
         }
       }
     });
@@ -201,6 +228,14 @@ function positiveInt(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got "${v}"`);
   return n;
+}
+
+function duration(v: string): number {
+  try {
+    return parseDuration(v);
+  } catch (err) {
+    throw new InvalidArgumentError(messageOf(err));
+  }
 }
 
 async function withSource(url: string | undefined, fn: (c: Client) => Promise<void>) {

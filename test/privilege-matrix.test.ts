@@ -63,6 +63,8 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync.table_layout(integer)": "sidecar",
   "dbsync._verify_begin(bigint)": "sidecar",
   "dbsync._verify_todo()": "sidecar",
+  "dbsync._verify_schedule(interval,bigint)": "sidecar",
+  "dbsync._verify_record(bigint)": "sidecar",
   // Administration (README: SQL reference).
   "dbsync.create_group(text)": "admin",
   "dbsync.add_table(regclass,text,text[])": "admin",
@@ -153,6 +155,7 @@ const RELATIONS: Record<string, RelTier> = {
   queue_slots: "ownerOnly",
   subscription_tables: "ownerOnly",
   subscription_sequences: "ownerOnly",
+  verify_progress: "ownerOnly", // read through table_status
   sidecar_roles: "ownerOnly",
   ddl_context: "ownerOnly", // execute_ddl's marker: only dbsync's functions write it
   ddl_log: "ownerOnly",
@@ -170,11 +173,12 @@ const RELATIONS: Record<string, RelTier> = {
 // Per group (create_group): the queue's partitions and sequences.
 const GROUP_REL = /^(events_\d+|events_\d+_\d+|events_seq_\d+|group_state_\d+)$/;
 // The columns of dbsync.verifications a verification fills in (the sidecar may UPDATE
-// them); never what was asked for (subscription, table, repair, requested_at).
+// them); never what was asked for (subscription, table, repair, requested_at, and
+// background verification's range: background, key_after, row_limit).
 const VERIFY_COLUMNS = [
   "state", "tick_id", "hold_tick", "started_at", "compare_started_at", "finished_at", "duration", "rows_estimated",
   "rows_compared", "chunks", "chunks_differing", "differing_count", "rows_missing", "rows_extra", "rows_different",
-  "differing_keys", "rows_repaired", "error", "hold_snapshot",
+  "differing_keys", "rows_repaired", "error", "hold_snapshot", "key_reached", "reached_end",
 ];
 const TABLE_PRIVS = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"];
 const SEQ_PRIVS = ["SELECT", "UPDATE", "USAGE"];

@@ -38,7 +38,7 @@ begin
         started_at = now(), compare_started_at = null, finished_at = null, duration = null,
         rows_compared = 0, chunks = 0, chunks_differing = 0, differing_count = 0,
         rows_missing = 0, rows_extra = 0, rows_different = 0, differing_keys = '{}',
-        rows_repaired = 0, error = null
+        rows_repaired = 0, error = null, key_reached = null, reached_end = null
     where v.verification_id = p_verification_id;
     -- Wake the applier: it must bring the target to this tick.
     perform pg_notify('dbsync', v_group::text);

@@ -59,7 +59,8 @@ begin
         where p.pronamespace = 'dbsync'::regnamespace
           and p.proname in ('begin_batch', 'batch_plan', 'batch_keys', 'record_progress', 'copy_progress',
                             'table_error', 'record_error', 'target_position', 'has_work', 'set_sleeping',
-                            'tick', 'maintain', 'table_layout', '_verify_begin', '_verify_todo')
+                            'tick', 'maintain', 'table_layout', '_verify_begin', '_verify_todo',
+                            '_verify_schedule', '_verify_record')
     loop
         execute format('grant execute on function %s to %I', r.fn, p_role);
     end loop;
@@ -77,7 +78,7 @@ begin
                     from pg_attribute a
                     where a.attrelid = 'dbsync.verifications'::regclass and a.attnum > 0 and not a.attisdropped
                       and a.attname not in ('verification_id', 'subscription', 'sub_id', 'table_id', 'table_name',
-                                            'repair', 'requested_at')),
+                                            'repair', 'requested_at', 'background', 'key_after', 'row_limit')),
                    p_role);
     for r in
         select t.relid::regclass as rel from dbsync.tables t

@@ -1,9 +1,14 @@
 -- dbsync.status: one row per subscription, what a DBA checks first.
---   state: paused | error (last batch failed, retrying; or a table's copy cannot
---   start) | copying (tables still to copy) | streaming. backlog_events: events captured and not yet applied (from the
+--   state: paused | error (last batch failed, retrying; a table's copy cannot
+--   start; or background verification found rows that differ on the target) |
+--   copying (tables still to copy) | streaming. backlog_events: events captured and not yet applied (from the
 --   group's sequence, so it may count a few rolled-back ones). lag_seconds: 0 when
 --   nothing is pending, else how old the target's state is: the time since the tick
 --   the target stands at.
+--   verify_differences: rows that background verification (`dbsync run
+--   --verify-interval`) found differing on the target, over the subscription's
+--   tables (see dbsync.table_status and dbsync.verify_progress); last_verified_at:
+--   when it last compared a range of them.
 create or replace view dbsync.status as
 select s.name,
        g.name as group_name,
@@ -14,6 +19,7 @@ select s.name,
             when exists (select from dbsync.subscription_tables st join dbsync.tables t using (table_id)
                          where st.sub_id = s.sub_id and t.removed_at is null
                            and st.state in ('pending', 'copying')) then 'copying'
+            when vd.table_name is not null then 'error'
             else 'streaming' end as state,
        s.paused,
        b.backlog as backlog_events,
@@ -24,13 +30,15 @@ select s.name,
        s.rows_per_second,
        s.batches_applied,
        s.events_applied,
-       coalesce(s.last_error, te.last_error) as last_error,
+       coalesce(s.last_error, te.last_error, vd.message) as last_error,
        s.last_error_sqlstate,
-       coalesce(s.last_error_table, te.table_name) as last_error_table,
+       coalesce(s.last_error_table, te.table_name, vd.table_name) as last_error_table,
        s.last_error_tick,
-       coalesce(s.last_error_at, te.last_error_at) as last_error_at,
+       coalesce(s.last_error_at, te.last_error_at, vd.found_at) as last_error_at,
        s.error_count,
-       s.created_at
+       s.created_at,
+       coalesce(vs.differences, 0) as verify_differences,
+       vs.verified_at as last_verified_at
 from dbsync.subscriptions s
 join dbsync.groups g using (group_id)
 -- A left join: a subscription whose tick the queue lost (see target_position) must
@@ -42,6 +50,25 @@ left join lateral (
     where st.sub_id = s.sub_id and t.removed_at is null and st.state = 'error'
     order by st.last_error_at desc limit 1
 ) te on true
+left join lateral (
+    select sum(v.differences)::bigint as differences, max(v.verified_at) as verified_at
+    from dbsync.verify_progress v join dbsync.tables t using (table_id)
+    where v.sub_id = s.sub_id and t.removed_at is null
+) vs on true
+-- The table whose differences were found last; the message is table_status's.
+left join lateral (
+    select format('%I.%I', t.schema_name, t.table_name) as table_name, v.found_at,
+           format('%s row(s) of %I.%I differ on the target (found by background verification, keys: %s)',
+                  v.differences, t.schema_name, t.table_name,
+                  array_to_string(v.differing_keys[1:10], ', ') || case when v.differences > 10 then ', ...' else '' end)
+           || format('; copy the table again with select dbsync.resync_table(%L, %L)',
+                     s.name, format('%I.%I', t.schema_name, t.table_name))
+           || case when vs.differences > v.differences
+                   then format(' (%s row(s) differ in all, see dbsync.table_status)', vs.differences) else '' end as message
+    from dbsync.verify_progress v join dbsync.tables t using (table_id)
+    where v.sub_id = s.sub_id and t.removed_at is null and v.differences > 0
+    order by v.found_at desc, v.table_id limit 1
+) vd on true
 cross join lateral (
     select greatest(dbsync._last_ev_id(s.group_id) - p.max_ev_id, 0) as backlog
 ) b;

@@ -1,29 +1,51 @@
 -- dbsync.table_status: one row per subscription and replicated table.
 --   state: copying (pending or in progress) | catching_up (copied, the stream has
---   not reached the copy's tick yet) | streaming | error (the copy failed, or the
---   subscription's last failed batch failed on this table; the sidecar names tables
---   with both parts always quoted).
+--   not reached the copy's tick yet) | streaming | error (the copy failed, the
+--   subscription's last failed batch failed on this table (the sidecar names tables
+--   with both parts always quoted), or background verification found rows of it that
+--   differ on the target: last_error says which and how to copy it again).
+--   verify_differences / verify_differing_keys: what background verification found
+--   (the last complete pass over the table, or the pass under way when it found
+--   more; 0 again after a clean complete pass or a new copy); last_verified_at: when
+--   it last compared a range; verify_passes: complete passes over the table;
+--   last_verify_error: why its last attempt failed, if it did.
 create or replace view dbsync.table_status as
 select s.name as subscription,
        g.name as group_name,
        format('%I.%I', t.schema_name, t.table_name) as table_name,
        case when st.state = 'error' or e.failed then 'error'
             when st.state = 'pending' then 'copying'
+            when v.differences > 0 then 'error'
             else st.state end as state,
        st.rows_copied,
        st.rows_estimated,
        st.copy_tick,
        st.copy_started_at,
        st.copy_ended_at,
-       coalesce(st.last_error, case when e.failed then s.last_error end) as last_error,
-       coalesce(st.last_error_at, case when e.failed then s.last_error_at end) as last_error_at
+       coalesce(st.last_error, case when e.failed then s.last_error end,
+                case when v.differences > 0 and st.state <> 'pending' then d.message end) as last_error,
+       coalesce(st.last_error_at, case when e.failed then s.last_error_at end,
+                case when v.differences > 0 and st.state <> 'pending' then v.found_at end) as last_error_at,
+       coalesce(v.differences, 0) as verify_differences,
+       coalesce(v.differing_keys, '{}') as verify_differing_keys,
+       v.verified_at as last_verified_at,
+       coalesce(v.passes, 0) as verify_passes,
+       v.last_error as last_verify_error
 from dbsync.subscription_tables st
 join dbsync.subscriptions s using (sub_id)
 join dbsync.tables t using (table_id)
 join dbsync.groups g on g.group_id = s.group_id
+left join dbsync.verify_progress v on v.sub_id = st.sub_id and v.table_id = st.table_id
 cross join lateral (
     select s.last_error_table is not null
            and s.last_error_table = '"' || replace(t.schema_name, '"', '""') || '"."'
                                     || replace(t.table_name, '"', '""') || '"' as failed
 ) e
+cross join lateral (
+    select format('%s row(s) of %I.%I differ on the target (found by background verification, keys: %s)',
+                  v.differences, t.schema_name, t.table_name,
+                  array_to_string(v.differing_keys[1:10], ', ') || case when v.differences > 10 then ', ...' else '' end)
+           || format('; copy the table again with select dbsync.resync_table(%L, %L)',
+                     s.name, format('%I.%I', t.schema_name, t.table_name)) as message
+) d
 where t.removed_at is null;

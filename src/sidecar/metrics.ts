@@ -8,6 +8,7 @@ import client from "prom-client";
 import { clientConfig, closeQuietly } from "../db";
 import { messageOf } from "../errors";
 import { Log } from "../log";
+import type { Finished } from "../verify/verify";
 
 export class Metrics {
   readonly registry = new client.Registry();
@@ -37,6 +38,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly verifyRows = new client.Counter({
+    name: "dbsync_verify_rows_total",
+    help: "Source rows compared with the target by background verification in this process",
+    labelNames: ["subscription", "table"],
+    registers: [this.registry],
+  });
+  readonly verifyFailures = new client.Counter({
+    name: "dbsync_verify_failures_total",
+    help: "Background verifications that failed in this process (the error is in dbsync.table_status.last_verify_error)",
+    labelNames: ["subscription", "table"],
+    registers: [this.registry],
+  });
+
   readonly refresh: () => Promise<void>;
 
   constructor(private readonly pool: Pool) {
@@ -44,9 +58,21 @@ export class Metrics {
       new client.Gauge({ name, help, labelNames, registers: [this.registry] });
     const backlog = gauge("dbsync_backlog_events", "Captured events not yet applied", ["subscription", "group"]);
     const paused = gauge("dbsync_paused", "1 when the subscription is paused", ["subscription"]);
-    const failing = gauge("dbsync_error", "1 when the subscription's last batch failed", ["subscription"]);
+    const failing = gauge("dbsync_error", "1 when the subscription's last batch failed or its target differs (dbsync.status.last_error)", [
+      "subscription",
+    ]);
     const copied = gauge("dbsync_copy_rows", "Rows copied so far by a table copy", ["subscription", "table"]);
     const estimated = gauge("dbsync_copy_rows_estimated", "Estimated rows of a table being copied", ["subscription", "table"]);
+    const differing = gauge(
+      "dbsync_verify_differences",
+      "Rows background verification found differing on the target (dbsync.table_status.verify_differences)",
+      ["subscription", "table"],
+    );
+    const verifiedAt = gauge(
+      "dbsync_verify_last_timestamp_seconds",
+      "When background verification last compared a range of the table (Unix time)",
+      ["subscription", "table"],
+    );
     const lag = gauge("dbsync_lag_seconds", "Age of the target's state when changes are pending (dbsync.status)", [
       "subscription",
       "group",
@@ -56,7 +82,7 @@ export class Metrics {
         const { rows } = await this.pool.query(
           "select name, group_name, lag_seconds, backlog_events, paused, last_error is not null as failing from dbsync.status",
         );
-        for (const g of [lag, backlog, paused, failing, copied, estimated]) g.reset();
+        for (const g of [lag, backlog, paused, failing, copied, estimated, differing, verifiedAt]) g.reset();
         for (const r of rows) {
           lag.set({ subscription: r.name, group: r.group_name }, Number(r.lag_seconds));
           backlog.set({ subscription: r.name, group: r.group_name }, Number(r.backlog_events));
@@ -70,7 +96,24 @@ export class Metrics {
           copied.set({ subscription: c.subscription, table: c.table_name }, Number(c.rows_copied));
           if (c.rows_estimated !== null) estimated.set({ subscription: c.subscription, table: c.table_name }, Number(c.rows_estimated));
         }
+        // Tables background verification has looked at (a 0 then means "compared, equal").
+        const { rows: verified } = await this.pool.query(
+          `select subscription, table_name, verify_differences, extract(epoch from last_verified_at)::float8 as at
+             from dbsync.table_status where last_verified_at is not null`,
+        );
+        for (const v of verified) {
+          differing.set({ subscription: v.subscription, table: v.table_name }, Number(v.verify_differences));
+          verifiedAt.set({ subscription: v.subscription, table: v.table_name }, Number(v.at));
+        }
     };
+  }
+
+  /** A verification ended in this process; only background ones are counted. */
+  verified(r: Finished) {
+    if (!r.background) return;
+    const labels = { subscription: r.subscription, table: r.table };
+    if (r.ok) this.verifyRows.inc(labels, r.rowsCompared);
+    else this.verifyFailures.inc(labels);
   }
 }
 

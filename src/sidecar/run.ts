@@ -1,5 +1,6 @@
 // `dbsync run`: the sidecar. Wake-ups (wakeups.ts) turn into jobs (jobs.ts) that
-// apply subscriptions, copies included (apply-tasks.ts), or verify tables. Ordering and
+// apply subscriptions, copies included (apply-tasks.ts), or verify tables, on request
+// or in the background (background-verify.ts). Ordering and
 // mutual exclusion do not depend on the job queue: a session advisory lock on the
 // source and a row lock on the target's dbsync.applied guard every apply.
 import { Pool } from "pg";
@@ -8,6 +9,7 @@ import { DbsyncError, messageOf } from "../errors";
 import { Log } from "../log";
 import { runVerify } from "../verify/verify";
 import { ApplyTasks } from "./apply-tasks";
+import { BackgroundVerify, VERIFY_DEFAULTS } from "./background-verify";
 import { Jobs } from "./jobs";
 import { Metrics, serveMetrics } from "./metrics";
 import { Wakeups } from "./wakeups";
@@ -19,6 +21,10 @@ export interface RunOptions {
   rotateAfterSeconds: number;
   /** Serve /metrics, /healthz and /readyz on this port. */
   metricsPort?: number;
+  /** Background verification: one range of one table per subscription this often; 0: off. */
+  verifyIntervalMs?: number;
+  /** Source rows per background verification. */
+  verifyChunkRows?: number;
   log: Log;
 }
 
@@ -39,6 +45,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   const abort = new AbortController();
   const tasks = new ApplyTasks(opts, pool, metrics, log, abort.signal);
   let wakeups: Wakeups | undefined;
+  let background: BackgroundVerify | undefined;
   const jobs = await Jobs.start({
     sourceUrl: opts.sourceUrl,
     concurrency: opts.concurrency,
@@ -52,6 +59,10 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
         await runVerify(opts.sourceUrl, pool, Number((payload as { verificationId: number }).verificationId), log, {
           signal: abort.signal,
           maxConcurrent: opts.concurrency - 1,
+          onFinished: (r) => {
+            metrics.verified(r);
+            if (r.background) background?.nudge();
+          },
         });
       },
     },
@@ -59,6 +70,17 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   tasks.jobs = jobs;
   wakeups = new Wakeups(opts, pool, jobs, tasks, log);
   await wakeups.start();
+  background = new BackgroundVerify(
+    {
+      intervalMs: opts.verifyIntervalMs ?? VERIFY_DEFAULTS.intervalMs,
+      chunkRows: opts.verifyChunkRows ?? VERIFY_DEFAULTS.chunkRows,
+      concurrency: opts.concurrency,
+    },
+    pool,
+    jobs,
+    log,
+  );
+  background.start();
   log.info({ concurrency: opts.concurrency }, "dbsync sidecar running");
 
   let resolveDone!: () => void;
@@ -67,6 +89,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   const stop = () =>
     (stopping ??= (async () => {
       abort.abort();
+      background?.stop();
       await wakeups?.stop();
       await jobs.stop();
       await tasks.close();

@@ -50,6 +50,13 @@
 // run as the target role, as the applier's do); every function and operator is
 // qualified.
 //
+// Background verification (dbsync._verify_schedule) asks for a bounded range: keys
+// after key_after, row_limit source rows at most. The job reports the last key it
+// compared (key_reached), or reached_end when the source ran out first: that last
+// range is open at the top, so target rows past the source's last key are compared
+// too, as the first range (key_after NULL) is open at the bottom. Then
+// dbsync._verify_record books it.
+//
 // Comparison, in key-range chunks taken from the source in key order (keyset
 // pagination, CHUNK_ROWS rows each): per chunk, each side returns count(*) and the
 // sum of a 64-bit prefix of the md5 of the row's column texts (as one text[]) under
@@ -91,6 +98,23 @@ export interface VerifyOptions {
    * its concurrency - 1. Default: no limit.
    */
   maxConcurrent?: number;
+  /**
+   * Background verifications this process runs at once (default 1): they are a
+   * safety net, never a reason for appliers to wait on verifications.
+   */
+  maxBackground?: number;
+  /** Told when a verification ends, done or failed (for metrics). */
+  onFinished?: (r: Finished) => void;
+}
+
+export interface Finished {
+  subscription: string;
+  /** As dbsync.table_status names it. */
+  table: string;
+  background: boolean;
+  ok: boolean;
+  rowsCompared: number;
+  differing: number;
 }
 
 export type VerifyOutcome = "done" | "error" | "busy" | "nothing" | "stopped";
@@ -100,6 +124,7 @@ class Stopped extends Error {}
 class MovedPast extends DbsyncError {}
 
 let active = 0;
+let activeBackground = 0;
 let warnedNoSlot = false;
 
 interface Job {
@@ -115,6 +140,11 @@ interface Job {
   schema_name: string;
   table_name: string;
   partitioned: boolean;
+  background: boolean;
+  key_after: string[] | null;
+  row_limit: number | null;
+  /** As dbsync.table_status names it. */
+  verified_name: string;
 }
 
 /** A column on one side, and how its values become text there. */
@@ -208,14 +238,13 @@ async function verifyOnce(
   log: Log,
   opts: VerifyOptions,
 ): Promise<VerifyOutcome> {
-  const chunkRows = opts.chunkRows ?? 10_000;
-  const waitTimeoutMs = opts.waitTimeoutMs ?? 600_000;
   const load = async () =>
     (
       await control.query<Job>(
         `select v.verification_id::pg_catalog.float8 as verification_id, v.state, v.repair, v.sub_id, v.table_id,
                 s.name as subscription, s.sub_uuid, s.target_conninfo, s.copy_data,
-                t.schema_name, t.table_name, t.partitioned
+                t.schema_name, t.table_name, t.partitioned,
+                v.background, v.key_after, v.row_limit::pg_catalog.float8 as row_limit, v.table_name as verified_name
            from dbsync.verifications v
            join dbsync.subscriptions s on s.sub_id OPERATOR(pg_catalog.=) v.sub_id
            join dbsync.tables t on t.table_id OPERATOR(pg_catalog.=) v.table_id
@@ -223,11 +252,46 @@ async function verifyOnce(
         [verificationId],
       )
     ).rows[0];
-  let job = await load();
+  const job = await load();
   if (!job || (job.state !== "queued" && job.state !== "running")) return "nothing";
+  if (!job.background) return verifyJob(sourceUrl, control, job, load, log, opts);
+  if (activeBackground >= (opts.maxBackground ?? 1)) return "busy";
+  activeBackground++;
+  try {
+    return await verifyJob(sourceUrl, control, job, load, log, opts);
+  } finally {
+    activeBackground--;
+  }
+}
+
+async function verifyJob(
+  sourceUrl: string | undefined,
+  control: Pool,
+  first: Job,
+  load: () => Promise<Job | undefined>,
+  log: Log,
+  opts: VerifyOptions,
+): Promise<VerifyOutcome> {
+  const verificationId = first.verification_id;
+  const chunkRows = opts.chunkRows ?? 10_000;
+  // One background verification at a time per source: one stuck behind a slow
+  // stream must not hold up every other subscription's for long.
+  const waitTimeoutMs = opts.waitTimeoutMs ?? (first.background ? 120_000 : 600_000);
+  let job: Job | undefined = first;
   const appName = `dbsync verify ${verificationId}`.slice(0, 63);
   const table = `${ident(job.schema_name)}.${ident(job.table_name)}`;
-  const vlog = log.child({ verification: verificationId, subscription: job.subscription, table });
+  const vlog = log.child({ verification: verificationId, subscription: job.subscription, table, background: job.background });
+  // Every interval, for every subscription: not news unless it found something.
+  const info = job.background ? vlog.debug.bind(vlog) : vlog.info.bind(vlog);
+  const finished = (ok: boolean) =>
+    opts.onFinished?.({
+      subscription: first.subscription,
+      table: first.verified_name,
+      background: first.background,
+      ok,
+      rowsCompared: counts.rowsCompared,
+      differing: counts.missing + counts.extra + counts.different,
+    });
 
   let holder: Client | undefined, reader: Client | undefined, target: Client | undefined;
   let begun = false;
@@ -255,7 +319,7 @@ async function verifyOnce(
       // 1. The source at tick T, held.
       begun = true;
       tick = await holdTick(holder, reader, verificationId);
-      vlog.info({ tick, repair: job.repair }, "verification started");
+      info({ tick, repair: job.repair }, "verification started");
       try {
         src = await sourceTable(reader, job.table_id, table);
         // 2 + 3. The target at exactly T.
@@ -263,7 +327,7 @@ async function verifyOnce(
         break;
       } catch (err) {
         if (!(err instanceof MovedPast) || attempt >= TICK_ATTEMPTS) throw err;
-        vlog.info({ tick }, `${err.message}; starting over at a new tick`);
+        info({ tick }, `${err.message}; starting over at a new tick`);
         await reader.query("rollback");
         await releaseHold(control, verificationId);
       }
@@ -290,19 +354,36 @@ async function verifyOnce(
           counts.different, counts.keys, counts.repaired],
       );
     };
-    await cmp.run(chunkRows, () => report());
+    // A start key of another shape (the table's key changed since it was stored)
+    // means nothing here: the range starts at the first key.
+    const after = job.key_after && job.key_after.length === src.keyCols.length ? job.key_after : null;
+    const range = await cmp.run(chunkRows, () => report(), after, job.row_limit ?? Infinity);
     await target.query("commit");
     await reader.query("commit");
     await report(true);
     await control.query(
       `update dbsync.verifications
           set state = 'done', hold_tick = null, hold_snapshot = null, finished_at = pg_catalog.now(),
-              duration = pg_catalog.now() OPERATOR(pg_catalog.-) started_at
+              duration = pg_catalog.now() OPERATOR(pg_catalog.-) started_at, key_reached = $2, reached_end = $3
         where verification_id OPERATOR(pg_catalog.=) $1`,
-      [verificationId],
+      [verificationId, range.reached, range.end],
     );
     const differing = counts.missing + counts.extra + counts.different;
-    vlog.info({ tick, rows: counts.rowsCompared, chunks: counts.chunks, differing, repaired: counts.repaired }, "verification done");
+    const outcome = { tick, rows: counts.rowsCompared, chunks: counts.chunks, differing, repaired: counts.repaired };
+    if (job.background) {
+      // The verification is done whatever happens here; _verify_schedule books it later.
+      await control
+        .query("select dbsync._verify_record($1)", [verificationId])
+        .catch((e) => vlog.warn({ err: messageOf(e) }, "could not book the background verification yet"));
+      if (differing > 0) {
+        vlog.warn(
+          { ...outcome, keys: counts.keys.slice(0, 10) },
+          `background verification found ${differing} row(s) of ${table} that differ on the target; ` +
+            `see dbsync.table_status, and copy it again with select dbsync.resync_table('${job.subscription}', '${table}')`,
+        );
+      } else info(outcome, "verification done");
+    } else vlog.info(outcome, "verification done");
+    finished(true);
     return "done";
   } catch (err) {
     if (err instanceof Stopped) {
@@ -325,6 +406,12 @@ async function verifyOnce(
         [verificationId, message, counts.rowsCompared, counts.chunks],
       )
       .catch((e) => vlog.warn({ err: messageOf(e) }, "could not record the verification's error"));
+    if (first.background) {
+      await control
+        .query("select dbsync._verify_record($1)", [verificationId])
+        .catch((e) => vlog.warn({ err: messageOf(e) }, "could not book the background verification's error"));
+    }
+    finished(false);
     return "error";
   } finally {
     // The hold goes before the reader whose snapshot it names.
@@ -775,17 +862,32 @@ class Comparer {
     this.dstInsert = new Side(target, table.targetName, layout.target);
   }
 
-  async run(chunkRows: number, progress: () => Promise<void>) {
-    let lo: Key | null = null;
-    let next = this.src.nextChunk(lo, chunkRows);
+  /**
+   * Compares the keys after `from` (all keys when null), `limit` source rows at
+   * most. Returns the last key compared, or end: the source ran out first, and the
+   * last range was compared open at the top (target rows past the source's last key).
+   */
+  async run(
+    chunkRows: number,
+    progress: () => Promise<void>,
+    from: Key | null = null,
+    limit = Infinity,
+  ): Promise<{ reached: Key | null; end: boolean }> {
+    let lo: Key | null = from;
+    let left = limit;
+    let asked = Math.min(chunkRows, left);
+    let next = this.src.nextChunk(lo, asked);
     for (;;) {
       if (this.signal?.aborted) throw new Stopped();
       const s = await next;
-      const final = s.n < chunkRows;
-      const hi = final ? null : s.last;
+      const end = s.n < asked;
+      const hi = end ? null : s.last;
+      left -= s.n;
+      const final = end || left <= 0;
       // Hash the next source chunk while the target hashes this one.
       if (!final) {
-        next = this.src.nextChunk(hi, chunkRows);
+        asked = Math.min(chunkRows, left);
+        next = this.src.nextChunk(hi, asked);
         next.catch(() => undefined); // awaited below; an early failure must not go unhandled
       }
       const t = await this.dst.rangeSum(lo, hi);
@@ -798,7 +900,7 @@ class Comparer {
         }
         await progress();
       }
-      if (final) break;
+      if (final) return { reached: hi, end };
       lo = hi;
     }
   }
