@@ -26,7 +26,9 @@ async function main() {
       const st = fs.readFileSync(`/proc/${child.pid}/status`, "utf8");
       const hwm = Number(/VmHWM:\s+(\d+)/.exec(st)![1]);
       peak = Math.max(peak, hwm);
-    } catch {}
+    } catch {
+      // The child exited between two samples.
+    }
   }, 100);
   for (;;) {
     const r = await src.query("select state, rows_copied from dbsync.table_status");
@@ -40,4 +42,4 @@ async function main() {
   child.kill("SIGTERM");
   await src.end(); await tgt.end(); await stopAll();
 }
-main();
+void main();

@@ -93,7 +93,7 @@ let unexpectedExits = 0;
 const exitNotes: string[] = [];
 let expectingExit = false;
 let longTx: Promise<void> | undefined;
-let longTxStats = { committed: 0, rows: 0, lost: 0 };
+const longTxStats = { committed: 0, rows: 0, lost: 0 };
 let stopping = false;
 
 function startSidecar() {

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { startCluster } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
 import { Env, createDatabase, freshEnv, pool, sqlError, startSidecar, tableText, until, value } from "./helpers";
-import { convergedOrError, setup, status, synced } from "./kit/convergence";
+import { convergedOrError, setup, synced } from "./kit/convergence";
 
 
 test("enum key: execute_ddl renaming an enum label in the same batch as an update and a delete of rows keyed by it", async () => {

@@ -69,9 +69,6 @@ async function tableKeys(c: Client | Pool, table: string, key: string[]): Promis
   return r.map((x) => x.k).sort();
 }
 
-/** The union of sorted string lists, sorted. */
-const union = (...lists: string[][]) => [...new Set(lists.flat())].sort();
-
 test("a transaction that writes before tick A and commits after tick B is in batch (B, C] only", async () => {
   await source.query("create table q (id int primary key, v text); select dbsync.add_table('q', 'late')");
   const g = await groupId("late");

@@ -37,7 +37,7 @@ const COMMANDS = ["migrate", "run", "status", "wait", "verify", "demo", "uninsta
 test("--help of dbsync and of every command shows examples and exits 0", async () => {
   const top = await cli(["--help"]);
   assert.equal(top.code, 0, show(top));
-  assert.match(top.stdout, /Examples?:\n  dbsync /, show(top));
+  assert.match(top.stdout, /Examples?:\n {2}dbsync /, show(top));
   assert.match(top.stdout, /Exit codes: 0 ok, 1 error, 2 usage, 3 timeout/);
   // Every command dbsync lists (verify may not exist yet in this checkout).
   const listed = COMMANDS.filter((c) => new RegExp(`^  ${c}\\b`, "m").test(top.stdout));
@@ -47,7 +47,7 @@ test("--help of dbsync and of every command shows examples and exits 0", async (
     const r = results[i];
     assert.equal(r.code, 0, `${c}: ${show(r)}`);
     assert.match(r.stdout, new RegExp(`^Usage: dbsync ${c}`, "m"), `${c}: ${show(r)}`);
-    assert.match(r.stdout, /Examples?:\n  (dbsync|DBSYNC_|npm run)/, `${c} --help has no example: ${show(r)}`);
+    assert.match(r.stdout, /Examples?:\n {2}(dbsync|DBSYNC_|npm run)/, `${c} --help has no example: ${show(r)}`);
   });
 });
 

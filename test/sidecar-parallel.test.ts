@@ -164,6 +164,7 @@ test("two and three `dbsync run` processes never apply one subscription at the s
   const stop = { done: false };
   const writers = tables.flatMap((tbl, i) => [writer(env.source, tbl, stop, 2 * i + 1), writer(env.source, tbl, stop, 2 * i + 2)]);
   // Three at once from the start; then hand-overs as processes stop and crash.
+  // eslint-disable-next-line prefer-const -- a and b are replaced by later hand-overs; third is not
   let [a, b, third] = await Promise.all([
     startRunning(env.sourceUrl, args),
     startRunning(env.sourceUrl, args),

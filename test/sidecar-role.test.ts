@@ -152,7 +152,7 @@ test("(a) grant_sidecar: only the dbsync owner may call it, for a role that exis
   assert.deepEqual(fn[0].proconfig, ["search_path=pg_catalog, pg_temp"]);
 });
 
-test("(b) dbsync run as the sidecar role: copy, stream, truncate, execute_ddl, resync, sequences, verify", async (t) => {
+test("(b) dbsync run as the sidecar role: copy, stream, truncate, execute_ddl, resync, sequences, verify", async () => {
   const src = env.source;
   // One table added before the grant (grant_sidecar grants it), one after (add_table grants it).
   groupId = await value<number>(src, "select dbsync.create_group('g')");

@@ -201,7 +201,10 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
     if (held) {
       c.client.pause();
       c.upstream?.pause();
-      for (const d of [c.up, c.down]) if (d.timer) clearTimeout(d.timer), (d.timer = undefined);
+      for (const d of [c.up, c.down]) if (d.timer) {
+        clearTimeout(d.timer);
+        d.timer = undefined;
+      }
       return;
     }
     if (c.classified && !c.upstream) connectUpstream(c);
