@@ -8,7 +8,7 @@ import { clientConfig } from "./db";
 import { DbsyncError, messageOf } from "./errors";
 import { createLog } from "./log";
 import { migrate } from "./migrate";
-import { Sidecar, startSidecar } from "./sidecar/run";
+import { DEFAULT_METRICS_HOST, Sidecar, startSidecar } from "./sidecar/run";
 import { verifyCommand } from "./verify/cli";
 import { uninstall } from "./uninstall";
 
@@ -55,7 +55,12 @@ program
   .addOption(new Option("-c, --concurrency <n>", "subscriptions applied in parallel").default(4).argParser(positiveInt))
   .addOption(new Option("--poll-interval <ms>", "look for work at least this often").default(1000).argParser(positiveInt))
   .addOption(new Option("--rotate-after <seconds>", "queue rotation period").default(30).argParser(positiveInt))
-  .addOption(new Option("--metrics-port <port>", "serve /metrics, /healthz, /readyz").env("DBSYNC_METRICS_PORT").argParser(positiveInt))
+  .addOption(new Option("--metrics-port <port>", "serve /metrics, /healthz, /readyz on this port").env("DBSYNC_METRICS_PORT").argParser(tcpPort))
+  .addOption(
+    new Option("--metrics-host <address>", "address the metrics port listens on (0.0.0.0: every interface)")
+      .env("DBSYNC_METRICS_HOST")
+      .default(DEFAULT_METRICS_HOST),
+  )
   .addOption(new Option("--log-level <level>", "trace|debug|info|warn|error").env("DBSYNC_LOG_LEVEL"))
   .addHelpText("after", "\nExample:\n  DBSYNC_SOURCE_URL=postgres://dbsync@db1/app dbsync run --concurrency 8")
   .action(async (o) => {
@@ -82,6 +87,7 @@ program
       pollIntervalMs: o.pollInterval,
       rotateAfterSeconds: o.rotateAfter,
       metricsPort: o.metricsPort,
+      metricsHost: o.metricsHost,
       log,
     });
     if (stopRequested) void sidecar.stop();
@@ -200,6 +206,12 @@ function progressBar(done: number, total: number | null): string {
 function positiveInt(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got "${v}"`);
+  return n;
+}
+
+function tcpPort(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0 || n > 65535) throw new InvalidArgumentError(`expected a TCP port (1-65535), got "${v}"`);
   return n;
 }
 

@@ -2,6 +2,7 @@
 // apply subscriptions, copies included (apply-tasks.ts), or verify tables. Ordering and
 // mutual exclusion do not depend on the job queue: a session advisory lock on the
 // source and a row lock on the target's dbsync.applied guard every apply.
+import type { Server } from "node:http";
 import { Pool } from "pg";
 import { clientConfig } from "../db";
 import { DbsyncError, messageOf } from "../errors";
@@ -12,13 +13,17 @@ import { Jobs } from "./jobs";
 import { Metrics, serveMetrics } from "./metrics";
 import { Wakeups } from "./wakeups";
 
+export const DEFAULT_METRICS_HOST = "127.0.0.1";
+
 export interface RunOptions {
   sourceUrl: string | undefined;
   concurrency: number;
   pollIntervalMs: number;
   rotateAfterSeconds: number;
-  /** Serve /metrics, /healthz and /readyz on this port. */
+  /** Serve /metrics, /healthz and /readyz on this port ... */
   metricsPort?: number;
+  /** ... of this address (default 127.0.0.1: this host only). */
+  metricsHost?: string;
   log: Log;
 }
 
@@ -32,10 +37,17 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   const { log } = opts;
   const pool = new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync control", statementTimeoutMs: 60_000 }), max: 4 });
   pool.on("error", (err) => log.warn({ err: messageOf(err) }, "source connection lost"));
-  await assertMigrated(pool);
-
   const metrics = new Metrics(pool);
-  const metricsServer = opts.metricsPort ? serveMetrics(opts.metricsPort, metrics, pool, log) : undefined;
+  let metricsServer: Server | undefined;
+  try {
+    // First: a port in use is a mistake to report at once, before anything starts.
+    if (opts.metricsPort) metricsServer = await serveMetrics(opts.metricsHost ?? DEFAULT_METRICS_HOST, opts.metricsPort, metrics, pool, log);
+    await assertMigrated(pool);
+  } catch (err) {
+    metricsServer?.close();
+    await pool.end().catch(() => undefined);
+    throw err;
+  }
   const abort = new AbortController();
   const tasks = new ApplyTasks(opts, pool, metrics, log, abort.signal);
   let wakeups: Wakeups | undefined;
