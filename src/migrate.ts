@@ -6,9 +6,9 @@
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { Client } from "pg";
+import { Client, ClientConfig, Pool } from "pg";
 import { Logger, runMigrations } from "graphile-worker";
-import { toConnectionString } from "./config";
+import { clientConfig } from "./db";
 import { DbsyncError } from "./errors";
 
 export const WORKER_SCHEMA = "dbsync_worker";
@@ -52,8 +52,10 @@ export interface MigrateResult {
 }
 
 export async function migrate(conninfo: string | undefined): Promise<MigrateResult> {
-  const connectionString = conninfo ? toConnectionString(conninfo) : undefined;
-  const client = new Client(connectionString ? { connectionString } : {});
+  // Long statements are fine here; a person waits for them (no watchdog).
+  const config = () => clientConfig(conninfo, { applicationName: "dbsync migrate", queryTimeoutMs: 0 });
+  const client = new Client(config());
+  client.on("error", () => undefined);
   await client.connect();
   const applied: string[] = [];
   let codeInstalled = false;
@@ -101,8 +103,15 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
   } finally {
     await client.end();
   }
-  await runMigrations({ connectionString, schema: WORKER_SCHEMA, logger: quietLogger() });
-  await regrantSidecars(connectionString);
+  const pool = new Pool({ ...config(), max: 2 });
+  pool.on("error", () => undefined);
+  pool.on("connect", (c) => c.on("error", () => undefined));
+  try {
+    await runMigrations({ pgPool: pool, schema: WORKER_SCHEMA, logger: quietLogger() });
+  } finally {
+    await pool.end();
+  }
+  await regrantSidecars(config());
   return { applied, codeInstalled, version: latest };
 }
 
@@ -111,8 +120,8 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
  * schema is there: on a first install it did not exist when sql/grants.sql ran, and
  * its migrations may have added tables or functions since.
  */
-async function regrantSidecars(connectionString: string | undefined): Promise<void> {
-  const client = new Client(connectionString ? { connectionString } : {});
+async function regrantSidecars(config: ClientConfig): Promise<void> {
+  const client = new Client(config);
   await client.connect();
   try {
     await client.query("select dbsync._regrant_sidecars()");

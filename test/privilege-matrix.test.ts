@@ -87,8 +87,13 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync._check_capturable(integer)": "admin",
   "dbsync._check_name(text,text)": "admin",
   "dbsync._compared_as_text(oid[])": "admin",
+  "dbsync._conninfo_check(text,text)": "admin",
+  "dbsync._conninfo_keywords()": "admin",
+  "dbsync._conninfo_known(text,text)": "admin",
+  "dbsync._conninfo_parse(text,text)": "admin",
   "dbsync._ddl_group()": "admin",
   "dbsync._drop_capture_triggers(oid)": "admin",
+  "dbsync._edit_distance(text,text)": "admin",
   "dbsync._events_between(integer,pg_snapshot,pg_snapshot)": "admin",
   "dbsync._export_tick(integer)": "admin",
   "dbsync._grant_select(regclass,name)": "admin",
@@ -114,6 +119,7 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync._sync_partitions(integer,boolean)": "admin",
   "dbsync._synced(integer,pg_snapshot)": "admin",
   "dbsync._text_of(oid,text)": "admin",
+  "dbsync._uri_decode(text,text)": "admin",
   "dbsync._verify_hold(text)": "admin",
 };
 // SECURITY DEFINER functions PUBLIC may execute: exactly these.
