@@ -227,3 +227,20 @@ test("dbsync.uninstall() is all or nothing and not for PUBLIC", async () => {
     await env.source.query(`drop role ${role}`).catch(() => undefined);
   }
 });
+
+test("a running sidecar stops with one clear message when dbsync is uninstalled under it", async () => {
+  const env = await installedApp("cli_uninstall_running");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"], { DBSYNC_LOG_LEVEL: "info" });
+  try {
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true, sidecar.output());
+    const r = await cli(["uninstall", "--yes", "--source", env.sourceUrl]);
+    assert.equal(r.code, 0, show(r));
+    const code = await Promise.race([sidecar.exited, new Promise((res) => setTimeout(() => res("still running"), 20_000))]);
+    assert.equal(code, 0, sidecar.output());
+    assert.match(sidecar.output(), /dbsync was removed from the source.*the sidecar stops/);
+    // Not a line per retry of a missing relation.
+    assert.ok((sidecar.output().match(/does not exist/g) ?? []).length <= 3, sidecar.output());
+  } finally {
+    await sidecar.stop("SIGKILL");
+  }
+});

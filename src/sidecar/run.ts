@@ -28,8 +28,8 @@ export interface RunOptions {
 }
 
 export interface Sidecar {
-  /** Resolves when the sidecar has stopped. */
-  done: Promise<void>;
+  /** Resolves when the sidecar has stopped: asked to, or because dbsync was uninstalled. */
+  done: Promise<"stopped" | "uninstalled">;
   stop(): Promise<void>;
 }
 
@@ -69,14 +69,11 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     },
   });
   tasks.jobs = jobs;
-  wakeups = new Wakeups(opts, pool, jobs, tasks, log);
-  await wakeups.start();
-  log.info({ concurrency: opts.concurrency }, "dbsync sidecar running");
-
-  let resolveDone!: () => void;
-  const done = new Promise<void>((r) => (resolveDone = r));
+  let reason: "stopped" | "uninstalled" = "stopped";
+  let resolveDone!: (r: "stopped" | "uninstalled") => void;
+  const done = new Promise<"stopped" | "uninstalled">((r) => (resolveDone = r));
   let stopping: Promise<void> | undefined;
-  const stop = () =>
+  const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       abort.abort();
       await wakeups?.stop();
@@ -87,8 +84,20 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
       await new Promise((r) => (metricsServer ? metricsServer.close(r) : r(undefined)));
       await pool.end().catch(() => undefined);
       log.info("dbsync sidecar stopped");
-      resolveDone();
+      resolveDone(reason);
     })());
+  wakeups = new Wakeups(opts, pool, jobs, tasks, log, () => {
+    // Nothing is left to apply, and every call would fail: stop, once, and say why.
+    reason = "uninstalled";
+    log.error(
+      "dbsync was removed from the source (dbsync uninstall, or schema dbsync dropped): the sidecar stops. " +
+        "Targets keep their data; run `dbsync migrate` to install dbsync again.",
+    );
+    void stop();
+  });
+  await wakeups.start();
+  log.info({ concurrency: opts.concurrency }, "dbsync sidecar running");
+
   return { done, stop };
 }
 

@@ -5,7 +5,7 @@
 import createSubscriber, { Subscriber } from "pg-listen";
 import { Pool } from "pg";
 import { clientConfig } from "../db";
-import { messageOf } from "../errors";
+import { messageOf, sqlstateOf } from "../errors";
 import { Log } from "../log";
 import { ApplyTasks } from "./apply-tasks";
 import { Jobs } from "./jobs";
@@ -15,6 +15,9 @@ export interface WakeupOptions {
   pollIntervalMs: number;
   rotateAfterSeconds: number;
 }
+
+/** undefined_table, undefined_function, invalid_schema_name: what dbsync's calls meet once it is uninstalled. */
+const GONE_STATES = new Set(["42P01", "42883", "3F000"]);
 
 export class Wakeups {
   private subscriber?: Subscriber;
@@ -31,7 +34,26 @@ export class Wakeups {
     private readonly jobs: Jobs,
     private readonly tasks: ApplyTasks,
     private readonly log: Log,
+    /** Called once when dbsync's schema is gone from the source (dbsync uninstall). */
+    private readonly onUninstalled: () => void = () => undefined,
   ) {}
+
+  /**
+   * A failure that could mean dbsync was uninstalled: if its schema is indeed gone,
+   * say so once and let the sidecar stop, instead of failing on every poll.
+   */
+  private async checkGone(err: unknown): Promise<boolean> {
+    if (!GONE_STATES.has(sqlstateOf(err) ?? "")) return false;
+    try {
+      const { rows } = await this.pool.query("select pg_catalog.to_regclass('dbsync.subscriptions') is null as gone");
+      if (!rows[0].gone || this.stopped) return false;
+    } catch {
+      return false;
+    }
+    this.stopped = true;
+    this.onUninstalled();
+    return true;
+  }
 
   async start() {
     const sub = createSubscriber(clientConfig(this.opts.sourceUrl, { applicationName: "dbsync listen" }), {
@@ -111,6 +133,7 @@ export class Wakeups {
       const { rows: verifications } = await this.pool.query<{ id: string }>("select id::text from dbsync._verify_todo() id");
       for (const v of verifications) await this.jobs.wakeVerify(Number(v.id));
     } catch (err) {
+      if (await this.checkGone(err)) return;
       this.log.warn({ err: messageOf(err) }, "scan failed; will retry");
     }
   }
@@ -128,6 +151,7 @@ export class Wakeups {
         if (m[0].wants_tick) await this.pool.query("select dbsync.tick($1, true)", [g.group_id]);
       }
     } catch (err) {
+      if (await this.checkGone(err)) return;
       this.log.warn({ err: messageOf(err) }, "queue upkeep failed; will retry");
     }
   }
