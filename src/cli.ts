@@ -132,12 +132,18 @@ program
   .addHelpText("after", "\nExit code 3 when not in sync after --timeout.\n\nExample:\n  dbsync wait orders_replica --source postgres://admin@db1/app --timeout 300")
   .action(async (subscription, o) => {
     await withSource(o.source, async (c) => {
+      // At its timeout wait_for_sync says why in a NOTICE (paused, failing, copying ...).
+      let why = "";
+      c.on("notice", (n) => {
+        const m = /not in sync after \S+ s: (.*)$/s.exec(n.message ?? "");
+        if (m) why = m[1];
+      });
       const { rows } = await c.query("select dbsync.wait_for_sync($1, make_interval(secs => $2)) as ok", [
         subscription,
         Number(o.timeout),
       ]);
       if (!rows[0].ok) {
-        console.error(`not in sync after ${o.timeout} s`);
+        console.error(`not in sync after ${o.timeout} s${why ? `: ${why}` : ""}`);
         process.exitCode = 3;
       } else console.log("in sync");
     });

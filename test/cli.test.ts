@@ -97,7 +97,7 @@ test("status --json lists the subscriptions; wait exits 3 at its timeout and 0 o
   try {
     const late = await cli(["wait", "s", "--timeout", "1", "--source", env.sourceUrl]);
     assert.equal(late.code, 3, show(late));
-    assert.match(late.stderr, /not in sync after 1 s/);
+    assert.match(late.stderr, /not in sync after 1 s: subscription "s" is paused/);
     assert.equal(await value(env.target, "select count(*)::int from items"), 0);
 
     await env.source.query("select dbsync.resume('s')");

@@ -117,6 +117,7 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync._snapshot_excluding_self()": "admin",
   "dbsync._sub(text)": "admin",
   "dbsync._sync_partitions(integer,boolean)": "admin",
+  "dbsync._sync_blocker(integer)": "admin",
   "dbsync._synced(integer,pg_snapshot)": "admin",
   "dbsync._text_of(oid,text)": "admin",
   "dbsync._uri_decode(text,text)": "admin",
