@@ -6,7 +6,7 @@ import { Client } from "pg";
 import { resolveSourceUrl } from "./config";
 import { clientConfig } from "./db";
 import { DbsyncError, messageOf } from "./errors";
-import { createLog } from "./log";
+import { LOG_FORMATS, LOG_LEVELS, createLog } from "./log";
 import { migrate } from "./migrate";
 import { DEFAULT_METRICS_HOST, Sidecar, startSidecar } from "./sidecar/run";
 import { verifyCommand } from "./verify/cli";
@@ -61,10 +61,15 @@ program
       .env("DBSYNC_METRICS_HOST")
       .default(DEFAULT_METRICS_HOST),
   )
-  .addOption(new Option("--log-level <level>", "trace|debug|info|warn|error").env("DBSYNC_LOG_LEVEL"))
+  .addOption(new Option("--log-level <level>", "how much to log").choices(LOG_LEVELS).env("DBSYNC_LOG_LEVEL").default("info"))
+  .addOption(
+    new Option("--log-format <format>", "json: one object a line (default when stdout is not a terminal); pretty: for people")
+      .choices(LOG_FORMATS)
+      .env("DBSYNC_LOG_FORMAT"),
+  )
   .addHelpText("after", "\nExample:\n  DBSYNC_SOURCE_URL=postgres://dbsync@db1/app dbsync run --concurrency 8")
   .action(async (o) => {
-    const log = createLog(o.logLevel);
+    const log = createLog(o.logLevel, o.logFormat);
     // A lost connection inside a library's background work (graphile-worker completes
     // jobs in batches) must not end the process: everything it did is retried.
     process.on("unhandledRejection", (err) => log.error({ err: messageOf(err) }, "background operation failed"));
@@ -128,7 +133,7 @@ program
   .description("wait until everything committed on the source so far is applied (dbsync.wait_for_sync)")
   .argument("<subscription>")
   .addOption(sourceOption())
-  .option("-t, --timeout <seconds>", "give up after", "60")
+  .addOption(new Option("-t, --timeout <seconds>", "give up after").default(60).argParser(positiveNumber))
   .addHelpText("after", "\nExit code 3 when not in sync after --timeout.\n\nExample:\n  dbsync wait orders_replica --source postgres://admin@db1/app --timeout 300")
   .action(async (subscription, o) => {
     await withSource(o.source, async (c) => {
@@ -140,7 +145,7 @@ program
       });
       const { rows } = await c.query("select dbsync.wait_for_sync($1, make_interval(secs => $2)) as ok", [
         subscription,
-        Number(o.timeout),
+        o.timeout,
       ]);
       if (!rows[0].ok) {
         console.error(`not in sync after ${o.timeout} s${why ? `: ${why}` : ""}`);
@@ -191,13 +196,13 @@ program
   .addOption(sourceOption())
   .option("--repair", "fix the rows that differ on the target")
   .option("--json", "print the result as JSON")
-  .option("-t, --timeout <seconds>", "stop waiting after (the verification goes on)")
+  .addOption(new Option("-t, --timeout <seconds>", "stop waiting after (the verification goes on)").argParser(positiveNumber))
   .addHelpText("after", "\nExit codes: 0 no differences (or all repaired), 4 differences remain, 1 error.\nExample:\n  dbsync verify dr public.orders --repair")
   .action(async (subscription, table, o) => {
     process.exitCode = await verifyCommand(resolveSourceUrl(o.source), subscription, table, {
       repair: !!o.repair,
       json: !!o.json,
-      timeoutSeconds: o.timeout ? Number(o.timeout) : undefined,
+      timeoutSeconds: o.timeout,
     });
   });
 
@@ -212,6 +217,12 @@ function progressBar(done: number, total: number | null): string {
 function positiveInt(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got "${v}"`);
+  return n;
+}
+
+function positiveNumber(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a number of seconds > 0, got "${v}"`);
   return n;
 }
 
@@ -233,6 +244,7 @@ async function withSource(url: string | undefined, fn: (c: Client) => Promise<vo
 
 program.parseAsync(process.argv).catch((err) => {
   const hint = err instanceof DbsyncError && err.context.hint ? `\nhint: ${err.context.hint}` : (err as { hint?: string }).hint ? `\nhint: ${(err as { hint?: string }).hint}` : "";
-  console.error(`dbsync: ${messageOf(err)}${hint}`);
+  // dbsync's SQL errors already start with "dbsync: ".
+  console.error(`dbsync: ${messageOf(err).replace(/^dbsync: /, "")}${hint}`);
   process.exit(1);
 });

@@ -334,10 +334,14 @@ function instrument(client: DbsyncClient, config: ClientConfig, guard: GuardConf
 function connectError(config: ClientConfig, client: Client, err: unknown): unknown {
   const e = err as { code?: unknown; message?: string };
   if (typeof e.code === "string" && /^[0-9A-Z]{5}$/.test(e.code)) return err;
-  let reason = e.message ?? String(err);
-  // node-postgres' words when the server asks for a password and there is none.
+  const reason = e.message ?? String(err);
+  // node-postgres' words when the server asks for a password and there is none: a
+  // configuration error, not a link that is down (invalid_authorization_specification).
   if (/client password must be a string/.test(reason)) {
-    reason = "no password supplied (put it in the password file, ~/.pgpass or PGPASSFILE, or PGPASSWORD)";
+    return new DbsyncError(`could not connect to ${where(config, client)}: no password supplied`, {
+      sqlstate: "28000",
+      hint: "Put it in the password file (~/.pgpass, or PGPASSFILE, or passfile=), or PGPASSWORD, or the conninfo.",
+    });
   }
   const wrapped = new LinkLostError(
     `could not connect to ${where(config, client)}: ${reason === "timeout expired" ? `no answer within ${config.connectionTimeoutMillis} ms` : reason}`,

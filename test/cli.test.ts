@@ -57,6 +57,10 @@ test("bad usage exits 2 with a message on stderr", async () => {
     ["status", "--bogus"], // unknown option
     ["wait"], // missing argument
     ["run", "--concurrency", "0"], // invalid option value
+    ["run", "--log-level", "loud"], // not a level
+    ["run", "--log-format", "xml"],
+    ["run", "--metrics-port", "70000"],
+    ["wait", "s", "--timeout", "soon"],
     [], // no command
   ];
   const results = await Promise.all(cases.map((args) => cli(args)));
@@ -66,6 +70,7 @@ test("bad usage exits 2 with a message on stderr", async () => {
     assert.ok(r.stderr.trim().length > 0, `dbsync ${args.join(" ")}: nothing on stderr`);
     assert.doesNotMatch(r.stderr, /^\s+at /m, "no stack trace");
   });
+  assert.match(results[cases.findIndex((c) => c.includes("loud"))].stderr, /Allowed choices are trace, debug, info, warn, error, fatal, silent/);
 });
 
 test("status --json lists the subscriptions; wait exits 3 at its timeout and 0 once in sync", async () => {
@@ -108,7 +113,8 @@ test("status --json lists the subscriptions; wait exits 3 at its timeout and 0 o
 
     const unknown = await cli(["wait", "nope", "--timeout", "1", "--source", env.sourceUrl]);
     assert.equal(unknown.code, 1, show(unknown));
-    assert.match(unknown.stderr, /unknown subscription "nope"/);
+    assert.match(unknown.stderr, /^dbsync: unknown subscription "nope"/m);
+    assert.doesNotMatch(unknown.stderr, /dbsync: dbsync:/);
     assert.doesNotMatch(unknown.stderr, /^\s+at /m, "no stack trace");
   } finally {
     assert.equal(await sidecar.stop(), 0, sidecar.output());

@@ -5,8 +5,8 @@
 import type { Server } from "node:http";
 import { Pool } from "pg";
 import { clientConfig } from "../db";
-import { DbsyncError, messageOf } from "../errors";
-import { Log } from "../log";
+import { DbsyncError, isTransient, messageOf, sqlstateOf } from "../errors";
+import { Log, Outages } from "../log";
 import { runVerify } from "../verify/verify";
 import { ApplyTasks } from "./apply-tasks";
 import { Jobs } from "./jobs";
@@ -36,26 +36,41 @@ export interface Sidecar {
 export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   const { log } = opts;
   const pool = new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync control", statementTimeoutMs: 60_000 }), max: 4 });
-  pool.on("error", (err) => log.warn({ err: messageOf(err) }, "source connection lost"));
+  const outages = new Outages(log);
+  pool.on("error", (err) => outages.fail("source", "source unreachable; retrying", { err: messageOf(err) }));
   const metrics = new Metrics(pool);
   let metricsServer: Server | undefined;
   try {
     // First: a port in use is a mistake to report at once, before anything starts.
     if (opts.metricsPort) metricsServer = await serveMetrics(opts.metricsHost ?? DEFAULT_METRICS_HOST, opts.metricsPort, metrics, pool, log);
-    await assertMigrated(pool);
+    // A source that is down (or starting) at start is waited for, as one that goes
+    // down later is; a wrong password, database or a missing schema is an error.
+    for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
+      try {
+        await assertMigrated(pool);
+        outages.ok("source", "source connection");
+        break;
+      } catch (err) {
+        // (SIGTERM meanwhile ends the process: see cli.ts.)
+        if (!isTransient(sqlstateOf(err)) || err instanceof DbsyncError) throw err;
+        outages.fail("source", "source unreachable at start; retrying", { err: messageOf(err) });
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   } catch (err) {
     metricsServer?.close();
     await pool.end().catch(() => undefined);
     throw err;
   }
   const abort = new AbortController();
-  const tasks = new ApplyTasks(opts, pool, metrics, log, abort.signal);
+  const tasks = new ApplyTasks(opts, pool, metrics, log, abort.signal, outages);
   let wakeups: Wakeups | undefined;
   const jobs = await Jobs.start({
     sourceUrl: opts.sourceUrl,
     concurrency: opts.concurrency,
     pollIntervalMs: opts.pollIntervalMs,
     log,
+    outages,
     onRestart: async () => wakeups?.scan(),
     tasks: {
       sync: async (payload) => tasks.sync((payload as { subscription: string }).subscription),
@@ -86,7 +101,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
       log.info("dbsync sidecar stopped");
       resolveDone(reason);
     })());
-  wakeups = new Wakeups(opts, pool, jobs, tasks, log, () => {
+  wakeups = new Wakeups(opts, pool, jobs, tasks, log, outages, () => {
     // Nothing is left to apply, and every call would fail: stop, once, and say why.
     reason = "uninstalled";
     log.error(

@@ -5,8 +5,8 @@
 import createSubscriber, { Subscriber } from "pg-listen";
 import { Pool } from "pg";
 import { clientConfig } from "../db";
-import { messageOf, sqlstateOf } from "../errors";
-import { Log } from "../log";
+import { isTransient, messageOf, sqlstateOf } from "../errors";
+import { Log, Outages } from "../log";
 import { ApplyTasks } from "./apply-tasks";
 import { Jobs } from "./jobs";
 
@@ -34,6 +34,7 @@ export class Wakeups {
     private readonly jobs: Jobs,
     private readonly tasks: ApplyTasks,
     private readonly log: Log,
+    private readonly outages: Outages,
     /** Called once when dbsync's schema is gone from the source (dbsync uninstall). */
     private readonly onUninstalled: () => void = () => undefined,
   ) {}
@@ -62,9 +63,13 @@ export class Wakeups {
       retryInterval: (attempt) => Math.min(5000, 250 * attempt),
       parse: (s: string) => s, // payloads are group ids, not JSON
     });
-    sub.events.on("error", (err) => this.log.warn({ err: messageOf(err) }, "LISTEN connection error"));
-    sub.events.on("reconnect", (attempt) => this.log.info({ attempt }, "LISTEN reconnecting"));
-    sub.events.on("connected", () => void this.scan());
+    // One line when the LISTEN link goes, one when it is back; attempts at debug level.
+    sub.events.on("error", (err) => this.outages.fail("listen", "LISTEN connection lost; reconnecting", { err: messageOf(err) }));
+    sub.events.on("reconnect", (attempt) => this.log.debug({ attempt }, "LISTEN reconnecting"));
+    sub.events.on("connected", () => {
+      this.outages.ok("listen", "LISTEN connection");
+      void this.scan();
+    });
     sub.notifications.on("dbsync", (payload: string) => void this.onNotify(payload));
     await sub.connect();
     await sub.listenTo("dbsync");
@@ -132,9 +137,10 @@ export class Wakeups {
       }
       const { rows: verifications } = await this.pool.query<{ id: string }>("select id::text from dbsync._verify_todo() id");
       for (const v of verifications) await this.jobs.wakeVerify(Number(v.id));
+      this.outages.ok("source", "source connection");
     } catch (err) {
       if (await this.checkGone(err)) return;
-      this.log.warn({ err: messageOf(err) }, "scan failed; will retry");
+      this.failed(err, "looking for work failed; will retry");
     }
   }
 
@@ -152,8 +158,14 @@ export class Wakeups {
       }
     } catch (err) {
       if (await this.checkGone(err)) return;
-      this.log.warn({ err: messageOf(err) }, "queue upkeep failed; will retry");
+      this.failed(err, "queue upkeep failed; will retry");
     }
+  }
+
+  /** A lost source is one outage (logged when it starts and ends); anything else is logged as it comes. */
+  private failed(err: unknown, what: string) {
+    if (isTransient(sqlstateOf(err))) this.outages.fail("source", "source unreachable; retrying", { err: messageOf(err), during: what });
+    else this.log.warn({ err: messageOf(err), sqlstate: sqlstateOf(err) }, what);
   }
 
   async stop() {
