@@ -11,11 +11,13 @@ import { migrate } from "./migrate";
 import { DEFAULT_METRICS_HOST, Sidecar, startSidecar } from "./sidecar/run";
 import { verifyCommand } from "./verify/cli";
 import { uninstall } from "./uninstall";
+import { VERSION } from "./version";
 
 const program = new Command();
 program
   .name("dbsync")
   .description("Logical replication between PostgreSQL databases, driven from SQL on the source.")
+  .version(VERSION, "-V, --version", "print dbsync's version (select dbsync.version() says which installed a database)")
   .showHelpAfterError()
   // commander exits 1 on bad usage; dbsync's exit code for it is 2. Inherited by
   // every command defined below.

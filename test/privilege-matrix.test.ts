@@ -47,6 +47,8 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync._last_ev_id(integer)": "public",
   "dbsync._on_ddl()": "public",
   "dbsync._on_drop()": "public",
+  // Which dbsync installed this (not SECURITY DEFINER).
+  "dbsync.version()": "public",
   // grant_sidecar: what `dbsync run` calls.
   "dbsync.begin_batch(text)": "sidecar",
   "dbsync.batch_plan(integer,bigint,bigint,bigint)": "sidecar",
@@ -612,13 +614,13 @@ test("(e) a dbsync owner that is no superuser holds every right; the superuser t
     await rows(p, "select distinct pg_get_userbyid(p.proowner)::text as o from pg_proc p where p.pronamespace = 'dbsync'::regnamespace"),
     [{ o: OWNER2 }],
   );
-  // PUBLIC still has only the three functions, and no USAGE.
+  // PUBLIC still has only the three functions and version(), and no USAGE.
   const pub = await rows<{ sig: string }>(
     p,
     `select p.oid::regprocedure::text as sig from pg_proc p
       where p.pronamespace = 'dbsync'::regnamespace and has_function_privilege('public', p.oid, 'execute') order by 1`,
   );
-  assert.deepEqual(pub.map((x) => x.sig), [...PUBLIC_SECDEF].sort());
+  assert.deepEqual(pub.map((x) => x.sig), [...PUBLIC_SECDEF, "dbsync.version()"].sort());
   assert.equal(await value(p, "select has_schema_privilege('public', 'dbsync', 'USAGE')"), false);
   // The non-superuser owner may grant the sidecar's rights.
   await own.query(`select dbsync.grant_sidecar('${NOBODY}')`);
