@@ -23,6 +23,8 @@ comment on table dbsync.subscription_sequences is
     'The value of each carried sequence last set on each subscription''s target (wait_for_sync waits for sequences too).';
 comment on table dbsync.ddl_log is
     'DDL on replicated tables seen by the event trigger: through execute_ddl, or not (those are listed in dbsync.unreplicated_ddl).';
+comment on table dbsync.skipped_ddl is
+    'execute_ddl statements a DBA chose to skip on one subscription''s target (dbsync.skip_ddl): who, when, what.';
 comment on table dbsync.ddl_context is
     'Which session is running dbsync.execute_ddl, for the DDL event trigger. Internal.';
 comment on table dbsync.partitions is

@@ -65,6 +65,7 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync.table_layout(integer)": "sidecar",
   "dbsync._verify_begin(bigint)": "sidecar",
   "dbsync._verify_todo()": "sidecar",
+  "dbsync._skipped_ddl(integer)": "sidecar",
   // Administration (README: SQL reference).
   "dbsync.create_group(text)": "admin",
   "dbsync.add_table(regclass,text,text[])": "admin",
@@ -72,6 +73,9 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync.remove_table(regclass)": "admin",
   "dbsync.add_subscription(text,text,text,boolean)": "admin",
   "dbsync.drop_subscription(text)": "admin",
+  "dbsync.drop_group(text)": "admin",
+  "dbsync.skip_ddl(text,bigint)": "admin",
+  "dbsync.acknowledge_ddl(bigint)": "admin",
   "dbsync.pause(text)": "admin",
   "dbsync.resume(text)": "admin",
   "dbsync.resync_table(text,regclass)": "admin",
@@ -165,6 +169,7 @@ const RELATIONS: Record<string, RelTier> = {
   sidecar_roles: "ownerOnly",
   ddl_context: "ownerOnly", // execute_ddl's marker: only dbsync's functions write it
   ddl_log: "ownerOnly",
+  skipped_ddl: "ownerOnly", // read by the sidecar through _skipped_ddl
   installed_code: "ownerOnly",
   migrations: "ownerOnly",
   unreplicated_ddl: "ownerOnly",

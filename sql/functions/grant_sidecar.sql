@@ -59,7 +59,7 @@ begin
         where p.pronamespace = 'dbsync'::regnamespace
           and p.proname in ('begin_batch', 'batch_plan', 'batch_keys', 'record_progress', 'copy_progress',
                             'table_error', 'record_error', 'target_position', 'has_work', 'set_sleeping',
-                            'tick', 'maintain', 'table_layout', '_verify_begin', '_verify_todo')
+                            'tick', 'maintain', 'table_layout', '_verify_begin', '_verify_todo', '_skipped_ddl')
     loop
         execute format('grant execute on function %s to %I', r.fn, p_role);
     end loop;

@@ -57,6 +57,14 @@ export class Metrics {
           "select name, group_name, lag_seconds, backlog_events, paused, last_error is not null as failing from dbsync.status",
         );
         for (const g of [lag, backlog, paused, failing, copied, estimated]) g.reset();
+        // This process's counters of subscriptions dropped since: their series go.
+        const live = new Set(rows.map((r) => r.name as string));
+        for (const m of [this.batches, this.rows, this.errors, this.batchSeconds] as const) {
+          for (const v of (await m.get()).values) {
+            const sub = v.labels.subscription;
+            if (typeof sub === "string" && !live.has(sub)) m.remove({ subscription: sub });
+          }
+        }
         for (const r of rows) {
           lag.set({ subscription: r.name, group: r.group_name }, Number(r.lag_seconds));
           backlog.set({ subscription: r.name, group: r.group_name }, Number(r.backlog_events));

@@ -179,7 +179,7 @@ async function runDdl(target: Client, ddl: DdlEvent[], mayDefer: boolean): Promi
         throw new DbsyncError(`DDL queued by execute_ddl (event ${d.ev_id}) failed on the target: ${messageOf(err)}: ${d.ddl}`, {
           sqlstate: sqlstateOf(err),
           cause: err,
-          hint: "Fix the target so that this DDL succeeds (or make the change by hand and drop what conflicts); the subscription retries it.",
+          hint: `Fix the target so that this DDL succeeds (the subscription retries it), or make the change there by hand and skip it: select dbsync.skip_ddl('<subscription>', ${d.ev_id}).`,
         });
       }
     }
