@@ -6,7 +6,8 @@
 #
 # Configuration by environment: DBSYNC_SOURCE_URL (else DATABASE_URL, else libpq's
 # PGHOST, PGUSER, PGPASSWORD, PGPASSFILE ...), DBSYNC_LOG_LEVEL, DBSYNC_METRICS_PORT
-# (/metrics, /healthz, /readyz). Passwords are best kept out of the URL: mount a
+# (/metrics, /healthz, /readyz) and DBSYNC_METRICS_HOST (0.0.0.0 here: every interface
+# of the container, so that EXPOSE reaches it; the sidecar's own default is 127.0.0.1). Passwords are best kept out of the URL: mount a
 # passfile and set PGPASSFILE, or pass PGPASSWORD from a secret.
 ARG NODE_VERSION=24
 
@@ -26,7 +27,8 @@ RUN npm run build
 FROM node:${NODE_VERSION}-slim AS runtime
 ENV NODE_ENV=production \
     DBSYNC_LOG_LEVEL=info \
-    DBSYNC_METRICS_PORT=9187
+    DBSYNC_METRICS_PORT=9187 \
+    DBSYNC_METRICS_HOST=0.0.0.0
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` (tsc) is a build step; nothing in the production

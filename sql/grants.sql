@@ -15,6 +15,8 @@ grant execute on function dbsync._last_ev_id(int) to public;
 -- function returning event_trigger cannot be called in any other way.
 grant execute on function dbsync._on_ddl() to public;
 grant execute on function dbsync._on_drop() to public;
+-- Which dbsync installed this: nothing secret.
+grant execute on function dbsync.version() to public;
 -- Sidecar roles (dbsync.grant_sidecar) get their rights again: functions re-created
 -- by this migrate, tables added since. migrate runs this once more after
 -- graphile-worker's own migrations, for its schema.

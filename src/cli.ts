@@ -7,17 +7,19 @@ import { resolveSourceUrl } from "./config";
 import { clientConfig } from "./db";
 import { parseDuration } from "./duration";
 import { DbsyncError, messageOf } from "./errors";
-import { createLog } from "./log";
+import { LOG_FORMATS, LOG_LEVELS, createLog } from "./log";
 import { migrate } from "./migrate";
 import { VERIFY_DEFAULTS } from "./sidecar/background-verify";
-import { Sidecar, startSidecar } from "./sidecar/run";
+import { DEFAULT_METRICS_HOST, Sidecar, startSidecar } from "./sidecar/run";
 import { verifyCommand } from "./verify/cli";
 import { uninstall } from "./uninstall";
+import { VERSION } from "./version";
 
 const program = new Command();
 program
   .name("dbsync")
   .description("Logical replication between PostgreSQL databases, driven from SQL on the source.")
+  .version(VERSION, "-V, --version", "print dbsync's version (select dbsync.version() says which installed a database)")
   .showHelpAfterError()
   // commander exits 1 on bad usage; dbsync's exit code for it is 2. Inherited by
   // every command defined below.
@@ -57,7 +59,12 @@ program
   .addOption(new Option("-c, --concurrency <n>", "subscriptions applied in parallel").default(4).argParser(positiveInt))
   .addOption(new Option("--poll-interval <ms>", "look for work at least this often").default(1000).argParser(positiveInt))
   .addOption(new Option("--rotate-after <seconds>", "queue rotation period").default(30).argParser(positiveInt))
-  .addOption(new Option("--metrics-port <port>", "serve /metrics, /healthz, /readyz").env("DBSYNC_METRICS_PORT").argParser(positiveInt))
+  .addOption(new Option("--metrics-port <port>", "serve /metrics, /healthz, /readyz on this port").env("DBSYNC_METRICS_PORT").argParser(tcpPort))
+  .addOption(
+    new Option("--metrics-host <address>", "address the metrics port listens on (0.0.0.0: every interface)")
+      .env("DBSYNC_METRICS_HOST")
+      .default(DEFAULT_METRICS_HOST),
+  )
   .addOption(
     new Option("--verify-interval <duration>", "background verification: each subscription compares one range of one table this often (0: off)")
       .default(VERIFY_DEFAULTS.intervalMs, "10m")
@@ -70,7 +77,12 @@ program
       .env("DBSYNC_VERIFY_CHUNK_ROWS")
       .argParser(positiveInt),
   )
-  .addOption(new Option("--log-level <level>", "trace|debug|info|warn|error").env("DBSYNC_LOG_LEVEL"))
+  .addOption(new Option("--log-level <level>", "how much to log").choices(LOG_LEVELS).env("DBSYNC_LOG_LEVEL").default("info"))
+  .addOption(
+    new Option("--log-format <format>", "json: one object a line (default when stdout is not a terminal); pretty: for people")
+      .choices(LOG_FORMATS)
+      .env("DBSYNC_LOG_FORMAT"),
+  )
   .addHelpText(
     "after",
     `
@@ -83,7 +95,7 @@ Example:
   DBSYNC_SOURCE_URL=postgres://dbsync@db1/app dbsync run --concurrency 8 --verify-interval 5m`,
   )
   .action(async (o) => {
-    const log = createLog(o.logLevel);
+    const log = createLog(o.logLevel, o.logFormat);
     // A lost connection inside a library's background work (graphile-worker completes
     // jobs in batches) must not end the process: everything it did is retried.
     process.on("unhandledRejection", (err) => log.error({ err: messageOf(err) }, "background operation failed"));
@@ -108,6 +120,7 @@ Example:
       metricsPort: o.metricsPort,
       verifyIntervalMs: o.verifyInterval,
       verifyChunkRows: o.verifyChunkRows,
+      metricsHost: o.metricsHost,
       log,
     });
     if (stopRequested) void sidecar.stop();
@@ -149,16 +162,22 @@ program
   .description("wait until everything committed on the source so far is applied (dbsync.wait_for_sync)")
   .argument("<subscription>")
   .addOption(sourceOption())
-  .option("-t, --timeout <seconds>", "give up after", "60")
+  .addOption(new Option("-t, --timeout <seconds>", "give up after").default(60).argParser(positiveNumber))
   .addHelpText("after", "\nExit code 3 when not in sync after --timeout.\n\nExample:\n  dbsync wait orders_replica --source postgres://admin@db1/app --timeout 300")
   .action(async (subscription, o) => {
     await withSource(o.source, async (c) => {
+      // At its timeout wait_for_sync says why in a NOTICE (paused, failing, copying ...).
+      let why = "";
+      c.on("notice", (n) => {
+        const m = /not in sync after \S+ s: (.*)$/s.exec(n.message ?? "");
+        if (m) why = m[1];
+      });
       const { rows } = await c.query("select dbsync.wait_for_sync($1, make_interval(secs => $2)) as ok", [
         subscription,
-        Number(o.timeout),
+        o.timeout,
       ]);
       if (!rows[0].ok) {
-        console.error(`not in sync after ${o.timeout} s`);
+        console.error(`not in sync after ${o.timeout} s${why ? `: ${why}` : ""}`);
         process.exitCode = 3;
       } else console.log("in sync");
     });
@@ -206,13 +225,13 @@ program
   .addOption(sourceOption())
   .option("--repair", "fix the rows that differ on the target")
   .option("--json", "print the result as JSON")
-  .option("-t, --timeout <seconds>", "stop waiting after (the verification goes on)")
+  .addOption(new Option("-t, --timeout <seconds>", "stop waiting after (the verification goes on)").argParser(positiveNumber))
   .addHelpText("after", "\nExit codes: 0 no differences (or all repaired), 4 differences remain, 1 error.\nExample:\n  dbsync verify dr public.orders --repair")
   .action(async (subscription, table, o) => {
     process.exitCode = await verifyCommand(resolveSourceUrl(o.source), subscription, table, {
       repair: !!o.repair,
       json: !!o.json,
-      timeoutSeconds: o.timeout ? Number(o.timeout) : undefined,
+      timeoutSeconds: o.timeout,
     });
   });
 
@@ -238,6 +257,18 @@ function duration(v: string): number {
   }
 }
 
+function positiveNumber(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a number of seconds > 0, got "${v}"`);
+  return n;
+}
+
+function tcpPort(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0 || n > 65535) throw new InvalidArgumentError(`expected a TCP port (1-65535), got "${v}"`);
+  return n;
+}
+
 async function withSource(url: string | undefined, fn: (c: Client) => Promise<void>) {
   const c = new Client(clientConfig(resolveSourceUrl(url), { applicationName: "dbsync cli" }));
   await c.connect();
@@ -250,6 +281,7 @@ async function withSource(url: string | undefined, fn: (c: Client) => Promise<vo
 
 program.parseAsync(process.argv).catch((err) => {
   const hint = err instanceof DbsyncError && err.context.hint ? `\nhint: ${err.context.hint}` : (err as { hint?: string }).hint ? `\nhint: ${(err as { hint?: string }).hint}` : "";
-  console.error(`dbsync: ${messageOf(err)}${hint}`);
+  // dbsync's SQL errors already start with "dbsync: ".
+  console.error(`dbsync: ${messageOf(err).replace(/^dbsync: /, "")}${hint}`);
   process.exit(1);
 });

@@ -10,27 +10,3 @@ export function redact(conninfo: string): string {
     .replace(/(:\/\/[^:/@]*:)[^@]*@/, "$1***@")
     .replace(/(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)/gi, "$1***");
 }
-
-/**
- * libpq accepts `host=h dbname=app sslmode=verify-full` as well as URLs; node-postgres
- * only URLs. A keyword/value conninfo becomes the equivalent URL (values may be
- * single-quoted with backslash escapes, as in libpq). The input is never echoed in
- * errors: it may hold a password.
- */
-export function toConnectionString(conninfo: string): string {
-  if (/^postgres(ql)?:\/\//i.test(conninfo) || conninfo.startsWith("/") || !conninfo.includes("=")) return conninfo;
-  const params = new URLSearchParams();
-  let dbname = "";
-  const pair = /\s*([A-Za-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|((?:[^\s'\\]|\\.)*))\s*/y;
-  let at = 0;
-  for (let m = pair.exec(conninfo); m && m[0].length; m = pair.exec(conninfo)) {
-    const value = (m[2] ?? m[3] ?? "").replace(/\\(.)/g, "$1");
-    if (m[1] === "dbname") dbname = value;
-    else params.append(m[1], value);
-    at = pair.lastIndex;
-  }
-  if (conninfo.slice(at).trim()) {
-    throw new Error(`invalid connection string: expected keyword=value pairs at offset ${at}`);
-  }
-  return `postgres:///${encodeURIComponent(dbname)}?${params}`;
-}

@@ -34,7 +34,8 @@
 //  - Client TCP keepalives start after DBSYNC_KEEPALIVE_IDLE_MS (10 s).
 import type { Socket } from "node:net";
 import { Client, ClientConfig } from "pg";
-import { toConnectionString } from "./config";
+import { DbsyncError } from "./errors";
+import { connSettings } from "./conninfo";
 
 export const PINNED_SETTINGS = [
   "set datestyle = 'ISO, YMD'",
@@ -107,6 +108,8 @@ const INTERACTIVE = /^dbsync (cli|verify)$/;
 interface GuardConfig {
   linkTimeoutMs: number;
   clientCheckIntervalMs: number;
+  /** libpq's target_session_attrs, checked once connected. */
+  targetSessionAttrs?: string;
 }
 const GUARD = "dbsyncGuard";
 
@@ -119,29 +122,32 @@ export type DbsyncClientConfig = ClientConfig & { Client: typeof DbsyncClient; [
  */
 export function clientConfig(conninfo: string | undefined, opts: ConnectOptions): DbsyncClientConfig {
   const s = linkSettings();
-  const base: ClientConfig = conninfo ? { connectionString: toConnectionString(conninfo) } : {};
+  // The conninfo as libpq reads it (src/conninfo.ts), environment and files included.
+  const conn = connSettings(conninfo);
   const queryTimeoutMs = opts.queryTimeoutMs ?? (INTERACTIVE.test(opts.applicationName) ? 0 : s.queryTimeoutMs);
   const ka = s.serverKeepalives;
-  // Startup `options` reach every kind of client (pg-listen's too). A conninfo that
-  // sets its own options wins (node-postgres lets the connection string override).
+  // Startup `options` reach every kind of client (pg-listen's too). The conninfo's
+  // own options (or PGOPTIONS) come last, so they win.
   const options = [
-    process.env.PGOPTIONS,
     ka && `-c tcp_keepalives_idle=${ka.idle} -c tcp_keepalives_interval=${ka.interval} -c tcp_keepalives_count=${ka.count}`,
+    conn.config.options,
   ]
     .filter(Boolean)
     .join(" ");
   return {
-    ...base,
+    // dbsync's name for the session, unless the conninfo names it (libpq: the
+    // program's name is the fallback); connect_timeout too.
     application_name: opts.applicationName,
-    keepAlive: true,
-    keepAliveInitialDelayMillis: s.keepAliveIdleMs,
     connectionTimeoutMillis: s.connectTimeoutMs,
+    ...conn.config,
+    keepAlive: conn.keepAlive,
+    keepAliveInitialDelayMillis: conn.keepAliveIdleMs ?? s.keepAliveIdleMs,
     statement_timeout: opts.statementTimeoutMs ?? 0,
     idle_in_transaction_session_timeout: s.idleInTransactionTimeoutMs,
     ...(options ? { options } : {}),
     ...(queryTimeoutMs > 0 ? { query_timeout: queryTimeoutMs } : {}),
     Client: DbsyncClient,
-    [GUARD]: { linkTimeoutMs: queryTimeoutMs, clientCheckIntervalMs: s.clientCheckIntervalMs },
+    [GUARD]: { linkTimeoutMs: queryTimeoutMs, clientCheckIntervalMs: s.clientCheckIntervalMs, targetSessionAttrs: conn.targetSessionAttrs },
   };
 }
 
@@ -329,6 +335,14 @@ function connectError(config: ClientConfig, client: Client, err: unknown): unkno
   const e = err as { code?: unknown; message?: string };
   if (typeof e.code === "string" && /^[0-9A-Z]{5}$/.test(e.code)) return err;
   const reason = e.message ?? String(err);
+  // node-postgres' words when the server asks for a password and there is none: a
+  // configuration error, not a link that is down (invalid_authorization_specification).
+  if (/client password must be a string/.test(reason)) {
+    return new DbsyncError(`could not connect to ${where(config, client)}: no password supplied`, {
+      sqlstate: "28000",
+      hint: "Put it in the password file (~/.pgpass, or PGPASSFILE, or passfile=), or PGPASSWORD, or the conninfo.",
+    });
+  }
   const wrapped = new LinkLostError(
     `could not connect to ${where(config, client)}: ${reason === "timeout expired" ? `no answer within ${config.connectionTimeoutMillis} ms` : reason}`,
   );
@@ -336,16 +350,35 @@ function connectError(config: ClientConfig, client: Client, err: unknown): unkno
   return wrapped;
 }
 
-/** Server-side detection of a vanished sidecar, and the backend's real pid. */
+/**
+ * Server-side detection of a vanished sidecar, the backend's real pid, and the
+ * conninfo's target_session_attrs (one host: libpq then refuses a server that does
+ * not match).
+ */
 async function prepareSession(client: DbsyncClient, guard: GuardConfig) {
   const check = guard.clientCheckIntervalMs;
   const { rows } = await client.query(
     `select pg_backend_pid() as pid,
             case when $1::int > 0 and current_setting('server_version_num')::int >= 140000
-                 then set_config('client_connection_check_interval', $1::int::text, false) end as check`,
+                 then set_config('client_connection_check_interval', $1::int::text, false) end as check,
+            pg_is_in_recovery() as standby,
+            current_setting('default_transaction_read_only')::bool or pg_is_in_recovery() as read_only`,
     [check],
   );
   client.backendPid = rows[0].pid;
+  const want = guard.targetSessionAttrs ?? "any";
+  const { standby, read_only: readOnly } = rows[0];
+  const refused =
+    (want === "read-write" && readOnly) ||
+    (want === "read-only" && !readOnly) ||
+    (want === "primary" && standby) ||
+    (want === "standby" && !standby);
+  if (refused) {
+    throw new DbsyncError(`the server is ${standby ? "a standby" : "a primary"}${readOnly ? " in read-only mode" : ""}, but the conninfo asks for target_session_attrs=${want}`, {
+      sqlstate: "08000",
+      hint: "Point the conninfo at a server of the kind asked for, or change target_session_attrs.",
+    });
+  }
 }
 
 interface Verdict {

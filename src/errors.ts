@@ -11,6 +11,8 @@ export class DbsyncError extends Error {
       tick?: number | string;
       sqlstate?: string;
       hint?: string;
+      /** The error this one explains (its DETAIL and HINT are kept in reports). */
+      cause?: unknown;
     } = {},
   ) {
     super(message);
@@ -37,15 +39,57 @@ export function messageOf(err: unknown): string {
 }
 
 /**
+ * dbsync's own advice for target errors whose cause it knows. `table` is the
+ * quoted target table when known.
+ */
+export function knownHint(sqlstate: string | undefined, message: string, table?: string): string | undefined {
+  const t = table ?? "the table";
+  switch (sqlstate) {
+    case "23505":
+      return `The target holds a row the source does not have under this unique key, or a unique index the source lacks. ` +
+        `Delete or fix the row named in the detail on the target (\`dbsync verify <subscription> ${table ?? "<table>"} --repair\` finds and repairs rows that differ), ` +
+        `or drop the extra unique index; the batch is retried by itself.`;
+    case "23514":
+      if (/no partition of relation/.test(message)) {
+        return `The target's partitioned table ${t} has no partition for this row: create it on the target as on the source ` +
+          `(dbsync.execute_ddl runs CREATE TABLE ... PARTITION OF on both sides); the batch is retried by itself.`;
+      }
+      return `A CHECK constraint of the target rejects a row the source accepted: make the target's constraint match the source's.`;
+    case "23502":
+      return `A column of ${t} is NOT NULL on the target but not on the source (or has no value on the source): make the target's column match the source's.`;
+    case "42703":
+      return `Add the column to ${t} on the target (or use dbsync.execute_ddl for schema changes); replication resumes by itself.`;
+    case "42P01":
+      return `Create ${t} on the target with the source's columns; dbsync does not create tables.`;
+    case "22001":
+    case "22003":
+      return `A column of ${t} is narrower on the target than on the source: give it the source's type.`;
+    case "42501":
+      return `Grant the sidecar's target role what it needs on ${t} (see README, Security: target).`;
+  }
+  return undefined;
+}
+
+/**
  * The message a DBA reads in dbsync.status: the error's own text, with PostgreSQL's
- * DETAIL and HINT (or dbsync's hint) kept, since they usually say what to do.
+ * DETAIL and HINT kept (from the error or the error it wraps), and dbsync's hint
+ * where it knows the cause, since together they usually say what to do.
  */
 export function reportOf(err: unknown): string {
-  const e = err as { detail?: unknown; hint?: unknown; context?: { hint?: string } };
-  const hint = err instanceof DbsyncError ? err.context.hint : typeof e?.hint === "string" ? e.hint : undefined;
-  const detail = typeof e?.detail === "string" ? e.detail : undefined;
-  let message = messageOf(err);
-  if (detail) message += ` (detail: ${detail})`;
-  if (hint) message += ` (hint: ${hint})`;
-  return message;
+  type PgLike = { detail?: unknown; hint?: unknown };
+  const own = err as PgLike;
+  const ctx = err instanceof DbsyncError ? err.context : undefined;
+  const cause = (ctx?.cause ?? {}) as PgLike;
+  const str = (v: unknown) => (typeof v === "string" && v ? v : undefined);
+  const detail = str(own?.detail) ?? str(cause.detail);
+  const pgHint = err instanceof DbsyncError ? str(cause.hint) : str(own?.hint);
+  const message = messageOf(err);
+  // dbsync's advice only for errors the target raised on a table (src/target/apply.ts
+  // names the table): the same SQLSTATE on the source means something else.
+  const ours = ctx?.hint ?? (ctx?.table ? knownHint(ctx.sqlstate ?? sqlstateOf(ctx.cause), message, ctx.table) : undefined);
+  const hints = [pgHint, ours].filter((h, i, all) => h && all.indexOf(h) === i);
+  let out = message;
+  if (detail) out += ` (detail: ${detail})`;
+  if (hints.length) out += ` (hint: ${hints.join(" ")})`;
+  return out;
 }

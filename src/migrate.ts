@@ -6,10 +6,11 @@
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { Client } from "pg";
+import { Client, ClientConfig, Pool } from "pg";
 import { Logger, runMigrations } from "graphile-worker";
-import { toConnectionString } from "./config";
+import { clientConfig } from "./db";
 import { DbsyncError } from "./errors";
+import { VERSION } from "./version";
 
 export const WORKER_SCHEMA = "dbsync_worker";
 const ROOT = path.join(__dirname, "..");
@@ -31,18 +32,105 @@ export function knownMigrations(): Migration[] {
     .map((f) => ({ version: Number(f.slice(0, 4)), name: f, sql: fs.readFileSync(path.join(dir, f), "utf8") }));
 }
 
-/** Functions (one per file), views, the DDL event trigger, grants: the code re-installed on upgrade. */
+/**
+ * Functions (one per file), views, dbsync.version(), the DDL event trigger, grants,
+ * and the comments psql shows (\\df+, \\dv+, \\dt+): the code re-installed on upgrade.
+ */
 export function codeBundle(): { sql: string; sha: string } {
   const parts: string[] = [];
+  const headers: Header[] = [];
   for (const sub of ["functions", "views"]) {
     const dir = path.join(ROOT, "sql", sub);
     for (const f of fs.readdirSync(dir).filter((f) => f.endsWith(".sql")).sort()) {
-      parts.push(fs.readFileSync(path.join(dir, f), "utf8"));
+      const text = fs.readFileSync(path.join(dir, f), "utf8");
+      parts.push(text);
+      headers.push(...headersOf(text));
     }
   }
-  for (const f of ["event_trigger.sql", "grants.sql"]) parts.push(fs.readFileSync(path.join(ROOT, "sql", f), "utf8"));
+  const version = versionFunction();
+  parts.push(version);
+  headers.push(...headersOf(version));
+  for (const f of ["event_trigger.sql", "grants.sql", "comments.sql"]) parts.push(fs.readFileSync(path.join(ROOT, "sql", f), "utf8"));
+  parts.push(commentsFromHeaders(headers));
   const sql = parts.join("\n");
   return { sql, sha: crypto.createHash("sha256").update(sql).digest("hex") };
+}
+
+/** The functions the sidecar calls (see dbsync.grant_sidecar): their comments say so. */
+const SIDECAR_FUNCTIONS = new Set([
+  "begin_batch", "batch_plan", "batch_keys", "batch_events", "record_progress", "copy_progress", "table_error",
+  "record_error", "target_position", "has_work", "set_sleeping", "tick", "maintain", "table_layout",
+]);
+
+interface Header {
+  kind: "function" | "view";
+  name: string;
+  text: string;
+}
+
+/**
+ * The header comment of each function and view of a file (as STYLE.md asks: a first
+ * line naming it, then what it does): `-- dbsync.name(...)` or `-- dbsync.name: ...`.
+ */
+export function headersOf(sql: string): Header[] {
+  const out: Header[] = [];
+  const lines = sql.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^-- dbsync\.([a-z_0-9]+)(\(|:)(.*)$/.exec(lines[i]);
+    if (!m) continue;
+    const body: string[] = m[2] === ":" && m[3].trim() ? [m[3].trim()] : [];
+    let j = i + 1;
+    for (; j < lines.length && lines[j].startsWith("--"); j++) body.push(lines[j].replace(/^--\s?/, "").replace(/^  /, ""));
+    // What the header describes is created right after it.
+    const created = lines.slice(j, j + 3).join(" ");
+    const kind = /create (or replace )?view/.test(created) ? "view" : "function";
+    // Reflowed: the file's line breaks are for 80 columns, psql wraps by itself.
+    const text = body.join("\n").trim().split(/\n\s*\n/).map((p) => p.replace(/\s*\n\s*/g, " ")).join("\n");
+    out.push({ kind, name: m[1], text });
+    i = j - 1;
+  }
+  return out;
+}
+
+const dollar = (s: string) => {
+  let tag = "c";
+  while (s.includes(`$${tag}$`)) tag += "c";
+  return `$${tag}$${s}$${tag}$`;
+};
+
+/** COMMENT ON every function (all overloads) and view of dbsync, from their headers. */
+function commentsFromHeaders(headers: Header[]): string {
+  const rows = headers.map((h) => {
+    const prefix = h.kind === "view" ? "" : h.name.startsWith("_")
+      ? "Internal to dbsync, not an API. "
+      : SIDECAR_FUNCTIONS.has(h.name) ? "Called by the sidecar (dbsync run); not for DBAs. " : "";
+    return `(${dollar(h.kind)}, ${dollar(h.name)}, ${dollar(prefix + h.text)})`;
+  });
+  return `do $comments$
+declare
+    r record;
+begin
+    for r in select c.kind, c.name, c.txt, p.oid::regprocedure as fn
+             from (values ${rows.join(",\n                          ")}) as c(kind, name, txt)
+             left join pg_catalog.pg_proc p on c.kind = 'function' and p.proname = c.name
+                                           and p.pronamespace = 'dbsync'::regnamespace loop
+        if r.kind = 'view' then
+            execute pg_catalog.format('comment on view dbsync.%I is %L', r.name, r.txt);
+        elsif r.fn is not null then
+            execute pg_catalog.format('comment on function %s is %L', r.fn, r.txt);
+        end if;
+    end loop;
+end
+$comments$;`;
+}
+
+/** dbsync.version(): the dbsync that installed this code. */
+function versionFunction(): string {
+  return `-- dbsync.version() returns text
+--   The version of dbsync whose \`dbsync migrate\` installed this code (as \`dbsync --version\`
+--   prints it). The schema's version is select max(version) from dbsync.migrations.
+create or replace function dbsync.version() returns text
+language sql stable set search_path = pg_catalog, pg_temp as $$ select ${dollar(VERSION)}::text $$;`;
 }
 
 export interface MigrateResult {
@@ -52,8 +140,10 @@ export interface MigrateResult {
 }
 
 export async function migrate(conninfo: string | undefined): Promise<MigrateResult> {
-  const connectionString = conninfo ? toConnectionString(conninfo) : undefined;
-  const client = new Client(connectionString ? { connectionString } : {});
+  // Long statements are fine here; a person waits for them (no watchdog).
+  const config = () => clientConfig(conninfo, { applicationName: "dbsync migrate", queryTimeoutMs: 0 });
+  const client = new Client(config());
+  client.on("error", () => undefined);
   await client.connect();
   const applied: string[] = [];
   let codeInstalled = false;
@@ -101,8 +191,15 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
   } finally {
     await client.end();
   }
-  await runMigrations({ connectionString, schema: WORKER_SCHEMA, logger: quietLogger() });
-  await regrantSidecars(connectionString);
+  const pool = new Pool({ ...config(), max: 2 });
+  pool.on("error", () => undefined);
+  pool.on("connect", (c) => c.on("error", () => undefined));
+  try {
+    await runMigrations({ pgPool: pool, schema: WORKER_SCHEMA, logger: quietLogger() });
+  } finally {
+    await pool.end();
+  }
+  await regrantSidecars(config());
   return { applied, codeInstalled, version: latest };
 }
 
@@ -111,8 +208,8 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
  * schema is there: on a first install it did not exist when sql/grants.sql ran, and
  * its migrations may have added tables or functions since.
  */
-async function regrantSidecars(connectionString: string | undefined): Promise<void> {
-  const client = new Client(connectionString ? { connectionString } : {});
+async function regrantSidecars(config: ClientConfig): Promise<void> {
+  const client = new Client(config);
   await client.connect();
   try {
     await client.query("select dbsync._regrant_sidecars()");

@@ -81,7 +81,11 @@ test("add_table refuses tables it cannot capture, with a hint, and changes nothi
     code: "42P16",
     names: ["public.nokey", "primary key"],
   });
-  assert.match(noKey.hint!, /key_columns/);
+  assert.match(noKey.hint!, /add primary key.*key_columns.*leave the table out/);
+  // A unique index on NOT NULL columns: the hint names them.
+  await src.query("create table public.nokey_uniq (a int, b int not null, c text not null, unique (b, c), unique (a))");
+  const named = await rejects("select dbsync.add_table('public.nokey_uniq')", [], { code: "42P16", names: ["public.nokey_uniq"] });
+  assert.match(named.hint!, /or pass key_columns => array\['b', 'c'\] \(a unique index on NOT NULL columns covers them\)/);
   await rejects("select dbsync.add_table('public.nokey', 'g1', null)", [], { code: "42P16", names: ["public.nokey"] });
 
   // key_columns that cannot identify a row.
@@ -121,7 +125,28 @@ test("add_table refuses tables it cannot capture, with a hint, and changes nothi
     names: ["public.grouped", '"g1"'],
   });
   assert.match(other.hint!, /remove_table/);
-  await rejects("select dbsync.add_table('public.grouped', 'g1')", [], { code: "42710", names: ["public.grouped", '"g1"'] });
+  // The same call again is no error: a NOTICE, the same id, nothing changed.
+  {
+    const before = await state();
+    const c = await src.connect();
+    const notices: string[] = [];
+    c.on("notice", (n) => notices.push(n.message ?? ""));
+    try {
+      const id = await value(c, "select dbsync.add_table('public.grouped', 'g1')");
+      assert.equal(id, await value(c, "select table_id from dbsync.tables where relid = 'public.grouped'::regclass"));
+      await value(c, "select dbsync.add_table('public.grouped', 'g1', key_columns => array['id'])");
+    } finally {
+      c.release();
+    }
+    assert.match(notices.join("\n"), /add_table: public\.grouped is already replicated in group "g1"; nothing changed/);
+    assert.deepEqual(await state(), before);
+  }
+  // Same group, another key: refused, with the way to change keys.
+  const otherKey = await rejects("select dbsync.add_table('public.grouped', 'g1', key_columns => array['id', 'v'])", [], {
+    code: "42710",
+    names: ["public.grouped", '"g1"', "(id)"],
+  });
+  assert.match(otherKey.hint!, /remove_table/);
   // ...and a new group named in the failed call is not left behind.
   await rejects("select dbsync.add_table('public.grouped', 'brand_new')", [], { code: "42710", names: ["public.grouped"] });
   assert.equal(await value(src, "select count(*)::int from dbsync.groups where name = 'brand_new'"), 0);

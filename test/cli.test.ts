@@ -57,6 +57,10 @@ test("bad usage exits 2 with a message on stderr", async () => {
     ["status", "--bogus"], // unknown option
     ["wait"], // missing argument
     ["run", "--concurrency", "0"], // invalid option value
+    ["run", "--log-level", "loud"], // not a level
+    ["run", "--log-format", "xml"],
+    ["run", "--metrics-port", "70000"],
+    ["wait", "s", "--timeout", "soon"],
     [], // no command
   ];
   const results = await Promise.all(cases.map((args) => cli(args)));
@@ -66,6 +70,7 @@ test("bad usage exits 2 with a message on stderr", async () => {
     assert.ok(r.stderr.trim().length > 0, `dbsync ${args.join(" ")}: nothing on stderr`);
     assert.doesNotMatch(r.stderr, /^\s+at /m, "no stack trace");
   });
+  assert.match(results[cases.findIndex((c) => c.includes("loud"))].stderr, /Allowed choices are trace, debug, info, warn, error, fatal, silent/);
 });
 
 test("status --json lists the subscriptions; wait exits 3 at its timeout and 0 once in sync", async () => {
@@ -97,7 +102,7 @@ test("status --json lists the subscriptions; wait exits 3 at its timeout and 0 o
   try {
     const late = await cli(["wait", "s", "--timeout", "1", "--source", env.sourceUrl]);
     assert.equal(late.code, 3, show(late));
-    assert.match(late.stderr, /not in sync after 1 s/);
+    assert.match(late.stderr, /not in sync after 1 s: subscription "s" is paused/);
     assert.equal(await value(env.target, "select count(*)::int from items"), 0);
 
     await env.source.query("select dbsync.resume('s')");
@@ -108,7 +113,8 @@ test("status --json lists the subscriptions; wait exits 3 at its timeout and 0 o
 
     const unknown = await cli(["wait", "nope", "--timeout", "1", "--source", env.sourceUrl]);
     assert.equal(unknown.code, 1, show(unknown));
-    assert.match(unknown.stderr, /unknown subscription "nope"/);
+    assert.match(unknown.stderr, /^dbsync: unknown subscription "nope"/m);
+    assert.doesNotMatch(unknown.stderr, /dbsync: dbsync:/);
     assert.doesNotMatch(unknown.stderr, /^\s+at /m, "no stack trace");
   } finally {
     assert.equal(await sidecar.stop(), 0, sidecar.output());
@@ -225,5 +231,22 @@ test("dbsync.uninstall() is all or nothing and not for PUBLIC", async () => {
     await c.query("rollback").catch(() => undefined);
     c.release();
     await env.source.query(`drop role ${role}`).catch(() => undefined);
+  }
+});
+
+test("a running sidecar stops with one clear message when dbsync is uninstalled under it", async () => {
+  const env = await installedApp("cli_uninstall_running");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"], { DBSYNC_LOG_LEVEL: "info" });
+  try {
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true, sidecar.output());
+    const r = await cli(["uninstall", "--yes", "--source", env.sourceUrl]);
+    assert.equal(r.code, 0, show(r));
+    const code = await Promise.race([sidecar.exited, new Promise((res) => setTimeout(() => res("still running"), 20_000))]);
+    assert.equal(code, 0, sidecar.output());
+    assert.match(sidecar.output(), /dbsync was removed from the source.*the sidecar stops/);
+    // Not a line per retry of a missing relation.
+    assert.ok((sidecar.output().match(/does not exist/g) ?? []).length <= 3, sidecar.output());
+  } finally {
+    await sidecar.stop("SIGKILL");
   }
 });

@@ -1,7 +1,8 @@
 // Schema changes through the stream (execute_ddl), plain ALTER TABLE, sequences.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
+import { migrate } from "../src/migrate";
+import { createDatabase, freshEnv, pool, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
 
 test("execute_ddl: add column with default, rename, drop, change type, between writes using each new shape", async () => {
   const env = await freshEnv("ddl_stream");
@@ -124,5 +125,59 @@ test("sequences: after writes, each target sequence's next value is above every 
     assert.ok(Number(await value(env.target, "select last_value from o_id_seq")) >= 100000);
   } finally {
     await sidecar.stop();
+  }
+});
+
+test("without the DDL event trigger (migrate by a non-superuser), a column added by plain ALTER TABLE is followed, never dropped silently, and verify compares it", async () => {
+  const env = await freshEnv("ddl_no_event_trigger", { migrate: false });
+  const owner = `dbsync_nosu_${Math.random().toString(36).slice(2, 8)}`;
+  const db = decodeURIComponent(new URL(env.sourceUrl).pathname.slice(1));
+  await env.source.query(`create role ${owner} login; grant create on database "${db}" to ${owner}; grant create on schema public to ${owner}`);
+  const ownerUrl = (() => {
+    const u = new URL(env.sourceUrl);
+    u.username = owner;
+    return u.toString();
+  })();
+  await migrate(ownerUrl);
+  assert.equal(await value(env.source, "select count(*)::int from pg_event_trigger where evtname like 'dbsync%'"), 0);
+  const own = pool(ownerUrl, 2);
+  const ddl = "create table t1 (id int primary key, v text)";
+  await own.query(ddl);
+  await env.target.query(ddl);
+  await own.query("insert into t1 select g, 'v' || g from generate_series(1, 20) g");
+  await own.query("select dbsync.add_table('t1', 'g')");
+  await own.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
+  const sidecar = startSidecar(ownerUrl, ["--poll-interval", "200"]);
+  try {
+    assert.equal(await value(own, "select dbsync.wait_for_sync('s', '60 s')"), true, sidecar.output());
+    // The issue's steps: no event trigger sees this ALTER.
+    await own.query("alter table t1 add column w int");
+    await own.query("update t1 set w = 5 where id <= 10");
+    // Not in sync, and the error says why: the target lacks w.
+    assert.equal(await value(own, "select dbsync.wait_for_sync('s', '3 s')"), false);
+    await until("the error names the column", async () =>
+      /\bw\b/.test((await value<string | null>(own, "select last_error from dbsync.status")) ?? ""));
+    assert.equal(await value(env.target, "select count(*)::int from t1 where v is null"), 0);
+    // Once the target has it, the values arrive.
+    await env.target.query("alter table t1 add column w int");
+    assert.equal(await value(own, "select dbsync.wait_for_sync('s', '60 s')"), true, sidecar.output());
+    assert.deepEqual(await tableText(env.target, "t1"), await tableText(own, "t1"));
+    assert.equal(await value(env.target, "select count(*)::int from t1 where w = 5"), 10);
+    // A subscription made after the ALTER copies w too.
+    const target2 = await createDatabase(process.env.DBSYNC_TEST_TARGET_URL!, "ddl_no_event_trigger2");
+    const t2 = pool(target2, 2);
+    await t2.query("create table t1 (id int primary key, v text, w int)");
+    await own.query("select dbsync.add_subscription('s2', 'g', $1)", [target2]);
+    assert.equal(await value(own, "select dbsync.wait_for_sync('s2', '60 s')"), true, sidecar.output());
+    assert.deepEqual(await tableText(t2, "t1"), await tableText(own, "t1"));
+    // verify compares w: a value changed behind dbsync's back on the target is found.
+    await env.target.query("update t1 set w = 6 where id = 3");
+    const id = await value<string>(own, "select dbsync.verify_table('s', 't1')::text");
+    await until("verification done", async () =>
+      ["done", "error"].includes(await value<string>(own, "select state from dbsync.verifications where verification_id = $1", [id])), 60_000);
+    const v = (await own.query("select state, error, differing_count::int, differing_keys from dbsync.verifications where verification_id = $1", [id])).rows[0];
+    assert.deepEqual([v.state, v.error, v.differing_count, v.differing_keys], ["done", null, 1, ["3"]]);
+  } finally {
+    assert.equal(await sidecar.stop(), 0, sidecar.output());
   }
 });

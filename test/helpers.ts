@@ -104,6 +104,8 @@ const ROOT = path.join(__dirname, "..");
 export interface Sidecar {
   proc: ChildProcess;
   output: () => string;
+  /** The exit code, once the process has exited by itself or was stopped. */
+  exited: Promise<number | null>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -122,6 +124,7 @@ export function startSidecar(sourceUrl: string, args: string[] = [], env: NodeJS
   return {
     proc,
     output: () => out,
+    exited,
     async stop(signal: NodeJS.Signals = "SIGTERM") {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
       return exited;

@@ -1,5 +1,6 @@
 // /metrics, /healthz and /readyz of `dbsync run --metrics-port`.
 import assert from "node:assert/strict";
+import net from "node:net";
 import { after, test } from "node:test";
 import { freePort, startCluster, stopAll } from "../src/embedded/cluster";
 import { createDatabase, freshEnv, pool, sleep, startSidecar, until } from "./helpers";
@@ -56,5 +57,35 @@ test("lag rises while paused and returns to zero after resume; /readyz fails whi
     await targetCluster.start();
   } finally {
     await sidecar.stop();
+  }
+});
+
+test("--metrics-port already in use: a clear error, exit 1, no stack; --metrics-host picks the address", async () => {
+  const env = await freshEnv("metrics_port");
+  const busy = net.createServer();
+  const port = await freePort();
+  await new Promise<void>((r) => busy.listen(port, "127.0.0.1", r));
+  try {
+    const sidecar = startSidecar(env.sourceUrl, ["--metrics-port", String(port)]);
+    const code = await Promise.race([sidecar.exited, sleep(20000).then(() => "still running")]);
+    await sidecar.stop("SIGKILL");
+    assert.equal(code, 1, sidecar.output());
+    assert.match(sidecar.output(), /--metrics-port \d+: 127\.0\.0\.1:\d+ is already in use/);
+    assert.match(sidecar.output(), /hint: .*pick a free port/);
+    assert.doesNotMatch(sidecar.output(), /^\s+at /m, "no stack trace");
+  } finally {
+    busy.close();
+  }
+  // An address this host does not have.
+  const bad = startSidecar(env.sourceUrl, ["--metrics-port", String(port), "--metrics-host", "192.0.2.1"]);
+  assert.equal(await Promise.race([bad.exited, sleep(20000).then(() => "still running")]), 1, bad.output());
+  await bad.stop("SIGKILL");
+  assert.match(bad.output(), /--metrics-host 192\.0\.2\.1: not an address of this host/);
+  // The port now free, on the address asked for (loopback by default).
+  const ok = startSidecar(env.sourceUrl, ["--metrics-port", String(port), "--metrics-host", "127.0.0.1"]);
+  try {
+    await until("healthz", async () => (await get(port, "/healthz").catch(() => ({ status: 0 }))).status === 200);
+  } finally {
+    assert.equal(await ok.stop(), 0, ok.output());
   }
 });

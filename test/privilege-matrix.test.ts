@@ -47,6 +47,8 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync._last_ev_id(integer)": "public",
   "dbsync._on_ddl()": "public",
   "dbsync._on_drop()": "public",
+  // Which dbsync installed this (not SECURITY DEFINER).
+  "dbsync.version()": "public",
   // grant_sidecar: what `dbsync run` calls.
   "dbsync.begin_batch(text)": "sidecar",
   "dbsync.batch_plan(integer,bigint,bigint,bigint)": "sidecar",
@@ -65,6 +67,7 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync._verify_todo()": "sidecar",
   "dbsync._verify_schedule(interval,bigint)": "sidecar",
   "dbsync._verify_record(bigint)": "sidecar",
+  "dbsync._skipped_ddl(integer)": "sidecar",
   // Administration (README: SQL reference).
   "dbsync.create_group(text)": "admin",
   "dbsync.add_table(regclass,text,text[])": "admin",
@@ -72,6 +75,9 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync.remove_table(regclass)": "admin",
   "dbsync.add_subscription(text,text,text,boolean)": "admin",
   "dbsync.drop_subscription(text)": "admin",
+  "dbsync.drop_group(text)": "admin",
+  "dbsync.skip_ddl(text,bigint)": "admin",
+  "dbsync.acknowledge_ddl(bigint)": "admin",
   "dbsync.pause(text)": "admin",
   "dbsync.resume(text)": "admin",
   "dbsync.resync_table(text,regclass)": "admin",
@@ -89,8 +95,13 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync._check_capturable(integer)": "admin",
   "dbsync._check_name(text,text)": "admin",
   "dbsync._compared_as_text(oid[])": "admin",
+  "dbsync._conninfo_check(text,text)": "admin",
+  "dbsync._conninfo_keywords()": "admin",
+  "dbsync._conninfo_known(text,text)": "admin",
+  "dbsync._conninfo_parse(text,text)": "admin",
   "dbsync._ddl_group()": "admin",
   "dbsync._drop_capture_triggers(oid)": "admin",
+  "dbsync._edit_distance(text,text)": "admin",
   "dbsync._events_between(integer,pg_snapshot,pg_snapshot)": "admin",
   "dbsync._export_tick(integer)": "admin",
   "dbsync._grant_select(regclass,name)": "admin",
@@ -114,8 +125,10 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync._snapshot_excluding_self()": "admin",
   "dbsync._sub(text)": "admin",
   "dbsync._sync_partitions(integer,boolean)": "admin",
+  "dbsync._sync_blocker(integer)": "admin",
   "dbsync._synced(integer,pg_snapshot)": "admin",
   "dbsync._text_of(oid,text)": "admin",
+  "dbsync._uri_decode(text,text)": "admin",
   "dbsync._verify_hold(text)": "admin",
 };
 // SECURITY DEFINER functions PUBLIC may execute: exactly these.
@@ -159,6 +172,7 @@ const RELATIONS: Record<string, RelTier> = {
   sidecar_roles: "ownerOnly",
   ddl_context: "ownerOnly", // execute_ddl's marker: only dbsync's functions write it
   ddl_log: "ownerOnly",
+  skipped_ddl: "ownerOnly", // read by the sidecar through _skipped_ddl
   installed_code: "ownerOnly",
   migrations: "ownerOnly",
   unreplicated_ddl: "ownerOnly",
@@ -609,13 +623,13 @@ test("(e) a dbsync owner that is no superuser holds every right; the superuser t
     await rows(p, "select distinct pg_get_userbyid(p.proowner)::text as o from pg_proc p where p.pronamespace = 'dbsync'::regnamespace"),
     [{ o: OWNER2 }],
   );
-  // PUBLIC still has only the three functions, and no USAGE.
+  // PUBLIC still has only the three functions and version(), and no USAGE.
   const pub = await rows<{ sig: string }>(
     p,
     `select p.oid::regprocedure::text as sig from pg_proc p
       where p.pronamespace = 'dbsync'::regnamespace and has_function_privilege('public', p.oid, 'execute') order by 1`,
   );
-  assert.deepEqual(pub.map((x) => x.sig), [...PUBLIC_SECDEF].sort());
+  assert.deepEqual(pub.map((x) => x.sig), [...PUBLIC_SECDEF, "dbsync.version()"].sort());
   assert.equal(await value(p, "select has_schema_privilege('public', 'dbsync', 'USAGE')"), false);
   // The non-superuser owner may grant the sidecar's rights.
   await own.query(`select dbsync.grant_sidecar('${NOBODY}')`);

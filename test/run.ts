@@ -1,6 +1,7 @@
 // `npm test`: start a source and a target cluster (major from DBSYNC_PG_MAJOR,
 // default 17), run every test file with node's test runner against them, and
-// stop both clusters whatever happens. Arguments narrow the run to matching files.
+// stop both clusters whatever happens. Arguments narrow the run to matching files,
+// DBSYNC_TEST_NAME (a regular expression) to matching test names.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -20,7 +21,12 @@ async function main() {
   console.log(`PostgreSQL ${source.major}: source on port ${source.port}, target on port ${target.port}`);
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", "--test", "--test-concurrency=2", "--test-reporter=spec", ...files],
+    [
+      "--import", "tsx", "--test", "--test-concurrency=2", "--test-reporter=spec",
+      // DBSYNC_TEST_NAME=regex runs only the tests whose name matches.
+      ...(process.env.DBSYNC_TEST_NAME ? [`--test-name-pattern=${process.env.DBSYNC_TEST_NAME}`] : []),
+      ...files,
+    ],
     {
       stdio: "inherit",
       env: {

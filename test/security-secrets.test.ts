@@ -13,7 +13,7 @@ import { before, test } from "node:test";
 import { Client } from "pg";
 import { Cluster } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
-import { Env, freshEnv, rows, startSidecar, tableText, until, value } from "./helpers";
+import { Env, freshEnv, rows, sqlError, startSidecar, tableText, until, value } from "./helpers";
 import { admin, freePort, privateCluster, setHba, socketDir } from "./security-cluster";
 
 const ROOT = path.join(__dirname, "..");
@@ -89,10 +89,14 @@ test("passwords never appear in logs, errors, dbsync.status, table_status, `dbsy
   await env.source.query("select dbsync.add_subscription('ok', 'g', $1)", [url("sec_ok", SECRET)]);
   await env.source.query("select dbsync.add_subscription('badpw', 'g', $1)", [url("sec_ok", "SECRETwrong1")]);
   await env.source.query("select dbsync.add_subscription('missing', 'g', $1)", [url("sec_missing", SECRET)]);
-  // Not a valid URL: the password holds a '/'.
-  await env.source.query("select dbsync.add_subscription('badurl', 'g', $1)", [
-    `postgres://${USER}:SECRET/slash3@127.0.0.1:${target.port}/sec_ok`,
-  ]);
+  // Not a valid URL: the password holds a '/'. add_subscription refuses it without
+  // showing it; one stored before add_subscription checked conninfos reaches the sidecar.
+  const badUrl = `postgres://${USER}:SECRET/slash3@127.0.0.1:${target.port}/sec_ok`;
+  const refused = await sqlError(env.source, "select dbsync.add_subscription('badurl', 'g', $1)", [badUrl]);
+  assert.match(refused.message, /invalid target_conninfo/);
+  assertNoSecret("add_subscription's error", `${refused.message} ${refused.hint} ${refused.detail}`);
+  await env.source.query("select dbsync.add_subscription('badurl', 'g', $1)", [url("sec_ok", SECRET)]);
+  await env.source.query("update dbsync.subscriptions set target_conninfo = $1 where name = 'badurl'", [badUrl]);
 
   const metricsPort = metricsPortSupported() ? await freePort() : undefined;
   if (!metricsPort) console.log("# dbsync run has no --metrics-port: metrics not checked");

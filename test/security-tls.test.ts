@@ -5,10 +5,10 @@
 // host name the certificate does not name are refused, with the reason in
 // dbsync.status / table_status.
 //
-// node-postgres reads sslmode, sslrootcert, sslcert and sslkey from a URL's query
-// (pg-connection-string): sslrootcert's file becomes the only trusted CA, and
-// verify-full (like require and verify-ca, its aliases there unless
-// uselibpqcompat=true) checks the chain and the host name.
+// dbsync reads sslmode, sslrootcert, sslcert and sslkey as libpq does
+// (src/conninfo.ts): sslrootcert's file becomes the only trusted CA; verify-full
+// checks the chain and the host name, verify-ca the chain, require neither (unless a
+// root certificate file is there: then as verify-ca), prefer and allow fall back.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -16,6 +16,8 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { Client } from "pg";
+import { connSettings } from "../src/conninfo";
+import { closeQuietly, connect } from "../src/db";
 import { Cluster } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
 import { rows, startSidecar, tableText, until, value } from "./helpers";
@@ -175,6 +177,87 @@ test("a libpq keyword/value conninfo with sslmode=verify-full sslrootcert=... ho
       assert.equal(ok, true, `not in sync: ${JSON.stringify(st)}\n${sidecar.output().slice(-2000)}`);
     } finally {
       await sidecar.stop();
+    }
+  } finally {
+    await source.end();
+  }
+});
+
+/** Connects as the sidecar does (src/db.ts) and says whether the session is encrypted. */
+async function sslOf(conninfo: string): Promise<boolean> {
+  const c = await connect(conninfo, { applicationName: "dbsync tls test" });
+  try {
+    return (await c.query("select ssl from pg_stat_ssl where pid = pg_backend_pid()")).rows[0].ssl;
+  } finally {
+    await closeQuietly(c);
+  }
+}
+
+test("sslmode has libpq's meaning: require encrypts without verifying, verify-ca checks the chain, verify-full the name too, prefer and allow fall back", { skip }, async () => {
+  const kv = (host: string, extra: string) => `host=${host} port=${cluster.port} dbname=postgres user=postgres ${extra}`;
+  // The certificate is signed by a CA nobody passed: libpq's require still connects.
+  assert.equal(await sslOf(kv("127.0.0.1", "sslmode=require")), true);
+  assert.equal(await sslOf(`postgresql://postgres@127.0.0.1:${cluster.port}/postgres?sslmode=require`), true);
+  // verify-ca: the chain, not the name (the certificate names localhost only).
+  assert.equal(await sslOf(kv("127.0.0.1", `sslmode=verify-ca sslrootcert=${ca}`)), true);
+  await assert.rejects(sslOf(kv("127.0.0.1", `sslmode=verify-ca sslrootcert=${otherCa}`)), /certificate/i);
+  // verify-full: both.
+  assert.equal(await sslOf(kv("localhost", `sslmode=verify-full sslrootcert=${ca}`)), true);
+  await assert.rejects(sslOf(kv("127.0.0.1", `sslmode=verify-full sslrootcert=${ca}`)), /altnames|does not match|host ?name/i);
+  // hostaddr: connect there, check the certificate against host.
+  assert.equal(await sslOf(`host=localhost hostaddr=127.0.0.1 port=${cluster.port} dbname=postgres user=postgres sslmode=verify-full sslrootcert=${ca}`), true);
+  // require with a root certificate file behaves as verify-ca (libpq).
+  await assert.rejects(sslOf(kv("127.0.0.1", `sslmode=require sslrootcert=${otherCa}`)), /certificate/i);
+  // No root certificate for verify-full: libpq's error, before connecting.
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-home-"));
+  assert.throws(() => connSettings(kv("localhost", "sslmode=verify-full"), { HOME: home }), /root certificate file ".*root\.crt" does not exist/);
+  // ~/.postgresql/root.crt is the default root certificate.
+  fs.mkdirSync(path.join(home, ".postgresql"));
+  fs.copyFileSync(ca, path.join(home, ".postgresql", "root.crt"));
+  assert.equal((connSettings(kv("localhost", "sslmode=verify-full"), { HOME: home }).config.ssl as { ca?: Buffer }).ca?.length! > 0, true);
+  fs.rmSync(home, { recursive: true, force: true });
+
+  // The server wants TLS (hostssl): prefer (the default) and allow get in encrypted, disable is refused.
+  assert.equal(await sslOf(kv("127.0.0.1", "")), true);
+  assert.equal(await sslOf(kv("127.0.0.1", "sslmode=prefer")), true);
+  assert.equal(await sslOf(kv("127.0.0.1", "sslmode=allow")), true);
+  await assert.rejects(sslOf(kv("127.0.0.1", "sslmode=disable")), /no pg_hba.conf entry|no encryption/);
+  // The server refuses TLS sessions (hostnossl) though it has TLS: prefer falls back, allow never tried it.
+  await setHba(cluster, ["hostnossl all all 127.0.0.1/32 trust"]);
+  try {
+    assert.equal(await sslOf(kv("127.0.0.1", "sslmode=prefer")), false);
+    assert.equal(await sslOf(kv("127.0.0.1", "sslmode=allow")), false);
+    await assert.rejects(sslOf(kv("127.0.0.1", "sslmode=require")), /no pg_hba.conf entry|SSL encryption/);
+  } finally {
+    await setHba(cluster, ["hostssl all all 127.0.0.1/32 trust", "hostssl all all ::1/128 trust"]);
+  }
+});
+
+test("a target conninfo with sslmode=require and a certificate no CA here vouches for replicates (libpq: encrypted, not verified)", { skip }, async () => {
+  await admin(cluster, "postgres", "create database req_src");
+  await admin(cluster, "postgres", "create database req_tgt");
+  const sourceUrl = tlsUrl("req_src", ca);
+  await migrate(sourceUrl);
+  const ddl = "create table items (id int primary key, name text)";
+  await admin(cluster, "req_src", ddl + "; insert into items select g, 'n' || g from generate_series(1, 50) g");
+  await admin(cluster, "req_tgt", ddl);
+  const source = new Client({ connectionString: sourceUrl });
+  await source.connect();
+  try {
+    await source.query("select dbsync.add_table('items', 'g')");
+    await source.query("select dbsync.add_subscription('req', 'g', $1)", [
+      `host=127.0.0.1 port=${cluster.port} dbname=req_tgt user=postgres sslmode=require`,
+    ]);
+    const sidecar = startSidecar(sourceUrl, ["--poll-interval", "200"]);
+    try {
+      const ok = await value(source, "select dbsync.wait_for_sync('req', '30 s')");
+      const st = await rows(source, "select last_error from dbsync.table_status union all select last_error from dbsync.status");
+      assert.equal(ok, true, `not in sync: ${JSON.stringify(st)}\n${sidecar.output().slice(-2000)}`);
+      const enc = await admin(cluster, "postgres",
+        "select bool_and(s.ssl) as all_ssl, count(*)::int as n from pg_stat_activity a join pg_stat_ssl s using (pid) where a.datname = 'req_tgt' and a.client_addr is not null");
+      assert.equal(enc[0].all_ssl, true, JSON.stringify(enc));
+    } finally {
+      assert.equal(await sidecar.stop(), 0, sidecar.output());
     }
   } finally {
     await source.end();

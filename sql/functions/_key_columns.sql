@@ -17,9 +17,24 @@ begin
         join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
         where i.indrelid = tbl and i.indisprimary;
         if v_keys is null then
+            -- A unique index on NOT NULL stored columns would do: name it.
+            select format('key_columns => array[%s]', string_agg(quote_literal(a.attname), ', ' order by k.ord))
+              into v_col
+            from (select i.indexrelid, i.indkey from pg_index i
+                  where i.indrelid = tbl and i.indisunique and i.indisvalid and i.indpred is null and i.indexprs is null
+                    and not exists (select from pg_attribute a
+                                    where a.attrelid = tbl and a.attnum = any (i.indkey::int2[])
+                                      and (not a.attnotnull or a.attgenerated <> ''))
+                  order by i.indnatts, i.indexrelid limit 1) i
+            cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
+            join pg_attribute a on a.attrelid = tbl and a.attnum = k.attnum
+            group by i.indexrelid;
             raise exception 'add_table: table % has no primary key', tbl
                 using errcode = 'invalid_table_definition',
-                      hint = 'Add a primary key, or pass key_columns => array[...] naming NOT NULL columns covered by a unique index.';
+                      hint = 'dbsync must identify each row. Either add a primary key (alter table ' || tbl::text || ' add primary key (...)), '
+                             || coalesce('or pass ' || v_col || ' (a unique index on NOT NULL columns covers them), ',
+                                         'or pass key_columns => array[...] naming NOT NULL columns covered by a unique index, ')
+                             || 'or leave the table out of replication.';
         end if;
         -- A generated column is computed by each side from the others: the sidecar
         -- copies stored columns only, so it cannot identify rows.

@@ -3,8 +3,10 @@
 --   copied consistently (the sidecar does it), then streamed; without it the target
 --   is assumed to hold the data as of the group's latest tick and changes after it
 --   are streamed. target_conninfo may leave the password out (PGPASSFILE on the
---   sidecar's host). Returns the subscription id.
---   Errors: empty name or conninfo, unknown group, duplicate name.
+--   sidecar's host). The conninfo is checked as libpq reads it (dbsync._conninfo_check):
+--   a malformed string, a keyword libpq does not know, a wrong sslmode ... are
+--   refused here, not found later by the sidecar. Returns the subscription id.
+--   Errors: empty name or conninfo, invalid conninfo, unknown group, duplicate name.
 create or replace function dbsync.add_subscription(name text, group_name text, target_conninfo text,
                                                    copy_data boolean default true) returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -19,6 +21,7 @@ begin
             using errcode = 'invalid_parameter_value',
                   hint = 'Pass a libpq connection string or URL, e.g. ''host=replica dbname=app''.';
     end if;
+    perform dbsync._conninfo_check(target_conninfo, 'add_subscription: invalid target_conninfo');
     if copy_data is null then
         raise exception 'add_subscription: copy_data must be true or false'
             using errcode = 'invalid_parameter_value',

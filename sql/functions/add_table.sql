@@ -8,8 +8,11 @@
 --   Writes: tables, shapes, subscription_tables, sequences; creates dbsync.capture_<id>() and
 --   the table's triggers; grants SELECT on the table and those sequences to every
 --   sidecar role (dbsync.grant_sidecar). Returns the table id.
+--   Adding a table again to the same group with the same key does nothing (a NOTICE)
+--   and returns its id, so that setup scripts can run twice.
 --   Errors: not a table (view, foreign table, ...), a partition, a table of dbsync
---   itself, already added, no usable key.
+--   itself, already in another group or with another key, no usable key (the hint
+--   names the ways out: a primary key, key_columns, or leaving the table out).
 create or replace function dbsync.add_table(tbl regclass, group_name text default 'default',
                                             key_columns text[] default null) returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -52,13 +55,25 @@ begin
             using errcode = 'wrong_object_type',
                   hint = 'dbsync''s own tables are not replicated; add your application''s tables.';
     end if;
-    select t.table_id, g.name as group_name into v_existing
+    select t.table_id, g.name as group_name, t.key_columns, t.key_is_pk into v_existing
     from dbsync.tables t join dbsync.groups g using (group_id)
     where t.relid = tbl and t.removed_at is null;
     if found then
-        raise exception 'add_table: % is already in group "%"', tbl, v_existing.group_name
-            using errcode = 'duplicate_object',
-                  hint = 'A table belongs to one group; call dbsync.remove_table first to move it.';
+        if v_existing.group_name is distinct from add_table.group_name then
+            raise exception 'add_table: % is already in group "%"', tbl, v_existing.group_name
+                using errcode = 'duplicate_object',
+                      hint = 'A table belongs to one group; call dbsync.remove_table first to move it.';
+        end if;
+        if (key_columns is null and not v_existing.key_is_pk)
+           or (key_columns is not null and key_columns is distinct from v_existing.key_columns) then
+            raise exception 'add_table: % is already replicated in group "%" with key (%)', tbl, v_existing.group_name,
+                            array_to_string(v_existing.key_columns, ', ')
+                using errcode = 'duplicate_object',
+                      hint = 'To give it another key: dbsync.remove_table, then dbsync.add_table with the new key_columns (its subscriptions copy it again).';
+        end if;
+        -- The same call again (a script run twice): nothing to do.
+        raise notice 'add_table: % is already replicated in group "%"; nothing changed', tbl, v_existing.group_name;
+        return v_existing.table_id;
     end if;
 
     v_keys := dbsync._key_columns(tbl, key_columns);

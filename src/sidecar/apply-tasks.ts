@@ -3,7 +3,7 @@
 // where a DBA looks (dbsync.status / dbsync.table_status), not only in the log.
 import { Pool } from "pg";
 import { DbsyncError, isTransient, messageOf, reportOf, sqlstateOf } from "../errors";
-import { Log } from "../log";
+import { Log, Outages } from "../log";
 import { PositionMoved } from "../target/progress";
 import { SubscriptionSession } from "../sync/session";
 import { Backoff } from "./backoff";
@@ -27,6 +27,7 @@ export class ApplyTasks {
     private readonly metrics: Metrics,
     private readonly log: Log,
     private readonly signal: AbortSignal,
+    private readonly outages: Outages = new Outages(log),
   ) {}
 
   /**
@@ -79,6 +80,7 @@ export class ApplyTasks {
     try {
       const outcome = await session.sync(this.signal);
       this.backoff.succeed(name);
+      this.outages.ok(`subscription ${name}`, `subscription ${name}`, { subscription: name });
       if (outcome !== "caught_up") {
         if (outcome !== "stopped") await this.drop(name);
         return;
@@ -113,9 +115,15 @@ export class ApplyTasks {
     const ctx = err instanceof DbsyncError ? err.context : {};
     const sqlstate = ctx.sqlstate ?? sqlstateOf(err);
     const message = reportOf(err);
-    this.log.error(
-      { subscription: name, table: ctx.table, tick, sqlstate, retryInMs: delay, transient: isTransient(sqlstate) },
+    // Logged when it starts or changes (then once a minute): the retries of one
+    // cause are one story, and dbsync.status has the latest.
+    // A lost link (transient) is a warning: it heals by itself.
+    const transient = isTransient(sqlstate);
+    this.outages.fail(
+      `subscription ${name}`,
       message,
+      { subscription: name, table: ctx.table, tick, sqlstate, retryInMs: delay, transient },
+      transient ? "warn" : "error",
     );
     try {
       await this.pool.query(
@@ -123,7 +131,8 @@ export class ApplyTasks {
         [name, message, sqlstate ?? null, ctx.table ?? null, tick ?? null],
       );
     } catch (e) {
-      this.log.warn({ subscription: name, err: messageOf(e) }, "could not record the error on the source");
+      if (isTransient(sqlstateOf(e))) this.outages.fail("source", "source unreachable; retrying", { err: messageOf(e) });
+      else this.log.warn({ subscription: name, err: messageOf(e) }, "could not record the error on the source");
     }
     await this.jobs.wakeSync(name, delay).catch(() => undefined);
   }

@@ -4,8 +4,8 @@
 import { Logger as WorkerLogger, Runner, Task, run as runWorker } from "graphile-worker";
 import { Pool } from "pg";
 import { clientConfig } from "../db";
-import { messageOf } from "../errors";
-import { Log } from "../log";
+import { isTransient, messageOf, sqlstateOf } from "../errors";
+import { Log, Outages } from "../log";
 import { WORKER_SCHEMA } from "../migrate";
 
 export interface JobsOptions {
@@ -14,6 +14,7 @@ export interface JobsOptions {
   pollIntervalMs: number;
   tasks: Record<string, Task>;
   log: Log;
+  outages: Outages;
   /** Called after the runner had to be started again (wake-ups may be lost). */
   onRestart: () => Promise<void>;
 }
@@ -27,14 +28,21 @@ export class Jobs {
   private constructor(private readonly opts: JobsOptions) {
     const { log } = opts;
     this.pool = new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync worker" }), max: opts.concurrency + 2 });
-    this.pool.on("error", (err) => log.warn({ err: messageOf(err) }, "job queue connection lost"));
+    this.pool.on("error", (err) => opts.outages.fail("source", "source unreachable; retrying", { err: messageOf(err) }));
     this.pool.on("connect", (client) => client.on("error", () => undefined));
     // graphile-worker's log metadata can hold whole client objects (with their
     // connection parameters): only the error's message and SQLSTATE go through.
+    // A lost source makes graphile-worker log each of its retries (LISTEN, lock
+    // resets ...): those are the "source" outage, logged once (log.ts, Outages).
     this.logger = new WorkerLogger((scope) => (level, message, meta) => {
       const fn = level === "error" ? "error" : level === "warning" ? "warn" : level === "info" ? "debug" : "trace";
       const error = (meta as { error?: { message?: string; code?: string } } | undefined)?.error;
-      log[fn]({ component: "graphile-worker", task: scope.taskIdentifier, err: error?.message, sqlstate: error?.code }, message);
+      const fields = { component: "graphile-worker", task: scope.taskIdentifier, err: error?.message, sqlstate: error?.code };
+      if ((fn === "error" || fn === "warn") && (error ? isTransient(sqlstateOf(error)) : /connection|not queryable/i.test(message))) {
+        opts.outages.fail("source", "source unreachable; retrying", { ...fields, during: message });
+        return;
+      }
+      log[fn](fields, message);
     });
   }
 
@@ -57,16 +65,18 @@ export class Jobs {
     // The runner gives up when the source goes away; start it again until it stays.
     this.runner.promise.catch(async (err) => {
       if (this.stopping) return;
-      this.opts.log.warn({ err: messageOf(err) }, "job runner stopped; restarting");
+      const outages = this.opts.outages;
+      outages.fail("jobs", "job runner stopped; restarting", { err: messageOf(err) });
       for (;;) {
         await new Promise((res) => setTimeout(res, 1000));
         if (this.stopping) return;
         try {
           await this.startRunner();
+          outages.ok("jobs", "job runner");
           await this.opts.onRestart();
           return;
         } catch (e) {
-          this.opts.log.warn({ err: messageOf(e) }, "job runner restart failed; retrying");
+          outages.fail("jobs", "job runner stopped; restarting", { err: messageOf(e) });
         }
       }
     });

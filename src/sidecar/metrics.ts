@@ -6,7 +6,7 @@ import http from "node:http";
 import { Client, Pool } from "pg";
 import client from "prom-client";
 import { clientConfig, closeQuietly } from "../db";
-import { messageOf } from "../errors";
+import { DbsyncError, messageOf } from "../errors";
 import { Log } from "../log";
 import type { Finished } from "../verify/verify";
 
@@ -83,6 +83,14 @@ export class Metrics {
           "select name, group_name, lag_seconds, backlog_events, paused, last_error is not null as failing from dbsync.status",
         );
         for (const g of [lag, backlog, paused, failing, copied, estimated, differing, verifiedAt]) g.reset();
+        // This process's counters of subscriptions dropped since: their series go.
+        const live = new Set(rows.map((r) => r.name as string));
+        for (const m of [this.batches, this.rows, this.errors, this.batchSeconds] as const) {
+          for (const v of (await m.get()).values) {
+            const sub = v.labels.subscription;
+            if (typeof sub === "string" && !live.has(sub)) m.remove({ subscription: sub });
+          }
+        }
         for (const r of rows) {
           lag.set({ subscription: r.name, group: r.group_name }, Number(r.lag_seconds));
           backlog.set({ subscription: r.name, group: r.group_name }, Number(r.backlog_events));
@@ -147,7 +155,11 @@ async function readiness(pool: Pool): Promise<{ ok: boolean; problems: string[] 
   return { ok: problems.length === 0, problems };
 }
 
-export function serveMetrics(port: number, metrics: Metrics, pool: Pool, log: Log): http.Server {
+/**
+ * Listens on host:port; resolves once listening. A port in use or an address the
+ * host does not have is a DbsyncError naming the flag, not an unhandled 'error' event.
+ */
+export async function serveMetrics(host: string, port: number, metrics: Metrics, pool: Pool, log: Log): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     void (async () => {
       try {
@@ -168,6 +180,33 @@ export function serveMetrics(port: number, metrics: Metrics, pool: Pool, log: Lo
       }
     })();
   });
-  server.listen(port, () => log.info({ port }, "metrics and health endpoints listening"));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  }).catch((err: NodeJS.ErrnoException) => {
+    const where = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+    if (err.code === "EADDRINUSE") {
+      throw new DbsyncError(`--metrics-port ${port}: ${where} is already in use`, {
+        hint: "Another process (another `dbsync run`?) listens there: pick a free port with --metrics-port, or stop that process.",
+      });
+    }
+    if (err.code === "EADDRNOTAVAIL" || err.code === "ENOTFOUND" || err.code === "EAI_AGAIN") {
+      throw new DbsyncError(`--metrics-host ${host}: not an address of this host (${err.code})`, {
+        hint: "Use 127.0.0.1 (this host only, the default), 0.0.0.0 (every interface) or an address of one of its interfaces.",
+      });
+    }
+    if (err.code === "EACCES") {
+      throw new DbsyncError(`--metrics-port ${port}: permission denied to listen on ${where}`, {
+        hint: "Ports below 1024 need privileges: use a higher port (9187 is customary for dbsync).",
+      });
+    }
+    throw new DbsyncError(`--metrics-port ${port}: cannot listen on ${where}: ${err.message}`);
+  });
+  // Once listening, an error (rare) is logged; it never ends the process.
+  server.on("error", (err) => log.error({ err: messageOf(err) }, "metrics endpoint failed"));
+  log.info({ host, port }, "metrics and health endpoints listening");
   return server;
 }

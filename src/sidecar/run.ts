@@ -3,10 +3,11 @@
 // or in the background (background-verify.ts). Ordering and
 // mutual exclusion do not depend on the job queue: a session advisory lock on the
 // source and a row lock on the target's dbsync.applied guard every apply.
+import type { Server } from "node:http";
 import { Pool } from "pg";
 import { clientConfig } from "../db";
-import { DbsyncError, messageOf } from "../errors";
-import { Log } from "../log";
+import { DbsyncError, isTransient, messageOf, sqlstateOf } from "../errors";
+import { Log, Outages } from "../log";
 import { runVerify } from "../verify/verify";
 import { ApplyTasks } from "./apply-tasks";
 import { BackgroundVerify, VERIFY_DEFAULTS } from "./background-verify";
@@ -14,36 +15,61 @@ import { Jobs } from "./jobs";
 import { Metrics, serveMetrics } from "./metrics";
 import { Wakeups } from "./wakeups";
 
+export const DEFAULT_METRICS_HOST = "127.0.0.1";
+
 export interface RunOptions {
   sourceUrl: string | undefined;
   concurrency: number;
   pollIntervalMs: number;
   rotateAfterSeconds: number;
-  /** Serve /metrics, /healthz and /readyz on this port. */
+  /** Serve /metrics, /healthz and /readyz on this port ... */
   metricsPort?: number;
   /** Background verification: one range of one table per subscription this often; 0: off. */
   verifyIntervalMs?: number;
   /** Source rows per background verification. */
   verifyChunkRows?: number;
+  /** ... of this address (default 127.0.0.1: this host only). */
+  metricsHost?: string;
   log: Log;
 }
 
 export interface Sidecar {
-  /** Resolves when the sidecar has stopped. */
-  done: Promise<void>;
+  /** Resolves when the sidecar has stopped: asked to, or because dbsync was uninstalled. */
+  done: Promise<"stopped" | "uninstalled">;
   stop(): Promise<void>;
 }
 
 export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   const { log } = opts;
   const pool = new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync control", statementTimeoutMs: 60_000 }), max: 4 });
-  pool.on("error", (err) => log.warn({ err: messageOf(err) }, "source connection lost"));
-  await assertMigrated(pool);
-
+  const outages = new Outages(log);
+  pool.on("error", (err) => outages.fail("source", "source unreachable; retrying", { err: messageOf(err) }));
   const metrics = new Metrics(pool);
-  const metricsServer = opts.metricsPort ? serveMetrics(opts.metricsPort, metrics, pool, log) : undefined;
+  let metricsServer: Server | undefined;
+  try {
+    // First: a port in use is a mistake to report at once, before anything starts.
+    if (opts.metricsPort) metricsServer = await serveMetrics(opts.metricsHost ?? DEFAULT_METRICS_HOST, opts.metricsPort, metrics, pool, log);
+    // A source that is down (or starting) at start is waited for, as one that goes
+    // down later is; a wrong password, database or a missing schema is an error.
+    for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
+      try {
+        await assertMigrated(pool);
+        outages.ok("source", "source connection");
+        break;
+      } catch (err) {
+        // (SIGTERM meanwhile ends the process: see cli.ts.)
+        if (!isTransient(sqlstateOf(err)) || err instanceof DbsyncError) throw err;
+        outages.fail("source", "source unreachable at start; retrying", { err: messageOf(err) });
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  } catch (err) {
+    metricsServer?.close();
+    await pool.end().catch(() => undefined);
+    throw err;
+  }
   const abort = new AbortController();
-  const tasks = new ApplyTasks(opts, pool, metrics, log, abort.signal);
+  const tasks = new ApplyTasks(opts, pool, metrics, log, abort.signal, outages);
   let wakeups: Wakeups | undefined;
   let background: BackgroundVerify | undefined;
   const jobs = await Jobs.start({
@@ -51,6 +77,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     concurrency: opts.concurrency,
     pollIntervalMs: opts.pollIntervalMs,
     log,
+    outages,
     onRestart: async () => wakeups?.scan(),
     tasks: {
       sync: async (payload) => tasks.sync((payload as { subscription: string }).subscription),
@@ -68,7 +95,33 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     },
   });
   tasks.jobs = jobs;
-  wakeups = new Wakeups(opts, pool, jobs, tasks, log);
+  let reason: "stopped" | "uninstalled" = "stopped";
+  let resolveDone!: (r: "stopped" | "uninstalled") => void;
+  const done = new Promise<"stopped" | "uninstalled">((r) => (resolveDone = r));
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      abort.abort();
+      background?.stop();
+      await wakeups?.stop();
+      await jobs.stop();
+      await tasks.close();
+      // Nobody listens now: writers should not pay for NOTIFY.
+      await pool.query("select dbsync.set_sleeping(group_id, false) from dbsync.groups where sleeping").catch(() => undefined);
+      await new Promise((r) => (metricsServer ? metricsServer.close(r) : r(undefined)));
+      await pool.end().catch(() => undefined);
+      log.info("dbsync sidecar stopped");
+      resolveDone(reason);
+    })());
+  wakeups = new Wakeups(opts, pool, jobs, tasks, log, outages, () => {
+    // Nothing is left to apply, and every call would fail: stop, once, and say why.
+    reason = "uninstalled";
+    log.error(
+      "dbsync was removed from the source (dbsync uninstall, or schema dbsync dropped): the sidecar stops. " +
+        "Targets keep their data; run `dbsync migrate` to install dbsync again.",
+    );
+    void stop();
+  });
   await wakeups.start();
   background = new BackgroundVerify(
     {
@@ -83,23 +136,6 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   background.start();
   log.info({ concurrency: opts.concurrency }, "dbsync sidecar running");
 
-  let resolveDone!: () => void;
-  const done = new Promise<void>((r) => (resolveDone = r));
-  let stopping: Promise<void> | undefined;
-  const stop = () =>
-    (stopping ??= (async () => {
-      abort.abort();
-      background?.stop();
-      await wakeups?.stop();
-      await jobs.stop();
-      await tasks.close();
-      // Nobody listens now: writers should not pay for NOTIFY.
-      await pool.query("select dbsync.set_sleeping(group_id, false) from dbsync.groups where sleeping").catch(() => undefined);
-      await new Promise((r) => (metricsServer ? metricsServer.close(r) : r(undefined)));
-      await pool.end().catch(() => undefined);
-      log.info("dbsync sidecar stopped");
-      resolveDone();
-    })());
   return { done, stop };
 }
 

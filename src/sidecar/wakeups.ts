@@ -5,8 +5,8 @@
 import createSubscriber, { Subscriber } from "pg-listen";
 import { Pool } from "pg";
 import { clientConfig } from "../db";
-import { messageOf } from "../errors";
-import { Log } from "../log";
+import { isTransient, messageOf, sqlstateOf } from "../errors";
+import { Log, Outages } from "../log";
 import { ApplyTasks } from "./apply-tasks";
 import { Jobs } from "./jobs";
 
@@ -15,6 +15,9 @@ export interface WakeupOptions {
   pollIntervalMs: number;
   rotateAfterSeconds: number;
 }
+
+/** undefined_table, undefined_function, invalid_schema_name: what dbsync's calls meet once it is uninstalled. */
+const GONE_STATES = new Set(["42P01", "42883", "3F000"]);
 
 export class Wakeups {
   private subscriber?: Subscriber;
@@ -31,7 +34,27 @@ export class Wakeups {
     private readonly jobs: Jobs,
     private readonly tasks: ApplyTasks,
     private readonly log: Log,
+    private readonly outages: Outages,
+    /** Called once when dbsync's schema is gone from the source (dbsync uninstall). */
+    private readonly onUninstalled: () => void = () => undefined,
   ) {}
+
+  /**
+   * A failure that could mean dbsync was uninstalled: if its schema is indeed gone,
+   * say so once and let the sidecar stop, instead of failing on every poll.
+   */
+  private async checkGone(err: unknown): Promise<boolean> {
+    if (!GONE_STATES.has(sqlstateOf(err) ?? "")) return false;
+    try {
+      const { rows } = await this.pool.query("select pg_catalog.to_regclass('dbsync.subscriptions') is null as gone");
+      if (!rows[0].gone || this.stopped) return false;
+    } catch {
+      return false;
+    }
+    this.stopped = true;
+    this.onUninstalled();
+    return true;
+  }
 
   async start() {
     const sub = createSubscriber(clientConfig(this.opts.sourceUrl, { applicationName: "dbsync listen" }), {
@@ -40,9 +63,13 @@ export class Wakeups {
       retryInterval: (attempt) => Math.min(5000, 250 * attempt),
       parse: (s: string) => s, // payloads are group ids, not JSON
     });
-    sub.events.on("error", (err) => this.log.warn({ err: messageOf(err) }, "LISTEN connection error"));
-    sub.events.on("reconnect", (attempt) => this.log.info({ attempt }, "LISTEN reconnecting"));
-    sub.events.on("connected", () => void this.scan());
+    // One line when the LISTEN link goes, one when it is back; attempts at debug level.
+    sub.events.on("error", (err) => this.outages.fail("listen", "LISTEN connection lost; reconnecting", { err: messageOf(err) }));
+    sub.events.on("reconnect", (attempt) => this.log.debug({ attempt }, "LISTEN reconnecting"));
+    sub.events.on("connected", () => {
+      this.outages.ok("listen", "LISTEN connection");
+      void this.scan();
+    });
     sub.notifications.on("dbsync", (payload: string) => void this.onNotify(payload));
     await sub.connect();
     await sub.listenTo("dbsync");
@@ -110,8 +137,10 @@ export class Wakeups {
       }
       const { rows: verifications } = await this.pool.query<{ id: string }>("select id::text from dbsync._verify_todo() id");
       for (const v of verifications) await this.jobs.wakeVerify(Number(v.id));
+      this.outages.ok("source", "source connection");
     } catch (err) {
-      this.log.warn({ err: messageOf(err) }, "scan failed; will retry");
+      if (await this.checkGone(err)) return;
+      this.failed(err, "looking for work failed; will retry");
     }
   }
 
@@ -128,8 +157,15 @@ export class Wakeups {
         if (m[0].wants_tick) await this.pool.query("select dbsync.tick($1, true)", [g.group_id]);
       }
     } catch (err) {
-      this.log.warn({ err: messageOf(err) }, "queue upkeep failed; will retry");
+      if (await this.checkGone(err)) return;
+      this.failed(err, "queue upkeep failed; will retry");
     }
+  }
+
+  /** A lost source is one outage (logged when it starts and ends); anything else is logged as it comes. */
+  private failed(err: unknown, what: string) {
+    if (isTransient(sqlstateOf(err))) this.outages.fail("source", "source unreachable; retrying", { err: messageOf(err), during: what });
+    else this.log.warn({ err: messageOf(err), sqlstate: sqlstateOf(err) }, what);
   }
 
   async stop() {

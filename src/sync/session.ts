@@ -127,6 +127,7 @@ export class SubscriptionSession {
       }
       retries = 0;
       plan = await this.withoutUncopyable(batch, plan);
+      plan = await this.withoutSkippedDdl(sub.sub_id, plan);
       const result = await applyBatch(control, this.reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
         copyProgress: (t, rows) =>
           void control
@@ -184,6 +185,17 @@ export class SubscriptionSession {
       await this.control!.query("select dbsync.table_error($1, $2, $3)", [batch.subId, t.table_id, message]);
     }
     return { ...plan, tables: kept };
+  }
+
+  /** execute_ddl statements a DBA chose to skip on this target (dbsync.skip_ddl). */
+  private async withoutSkippedDdl(subId: number, plan: Plan): Promise<Plan> {
+    if (!plan.ddl.length) return plan;
+    const { rows } = await this.control!.query<{ ids: string[] }>("select dbsync._skipped_ddl($1)::text[] as ids", [subId]);
+    const skipped = new Set(rows[0].ids.map(Number));
+    if (!skipped.size) return plan;
+    const ddl = plan.ddl.filter((d) => !skipped.has(Number(d.ev_id)));
+    for (const d of plan.ddl) if (skipped.has(Number(d.ev_id))) this.log.info({ event: d.ev_id }, "execute_ddl event skipped on this target (dbsync.skip_ddl)");
+    return { ...plan, ddl };
   }
 
   async close() {

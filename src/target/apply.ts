@@ -200,7 +200,8 @@ async function runDdl(target: Client, ddl: DdlEvent[], mayDefer: boolean): Promi
         }
         throw new DbsyncError(`DDL queued by execute_ddl (event ${d.ev_id}) failed on the target: ${messageOf(err)}: ${d.ddl}`, {
           sqlstate: sqlstateOf(err),
-          hint: "Fix the target so that this DDL succeeds (or make the change by hand and drop what conflicts); the subscription retries it.",
+          cause: err,
+          hint: `Fix the target so that this DDL succeeds (the subscription retries it), or make the change there by hand and skip it: select dbsync.skip_ddl('<subscription>', ${d.ev_id}).`,
         });
       }
     }
@@ -226,6 +227,6 @@ export async function withTable<T>(table: string, fn: () => Promise<T>): Promise
       message = `target table ${table} lacks a column the source has (${message})`;
       hint = `Add the column to ${table} on the target (or use dbsync.execute_ddl for schema changes); replication resumes by itself.`;
     }
-    throw new DbsyncError(message, { table, sqlstate, hint });
+    throw new DbsyncError(message, { table, sqlstate, hint, cause: err });
   }
 }

@@ -114,6 +114,15 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
       totals.bytesUp += buf.length;
       if (!c.classified) {
         c.startup = Buffer.concat([c.startup, buf]);
+        // sslmode=prefer (libpq's default, and dbsync's) asks for TLS first. The test
+        // servers have none: answer 'N' as they would, and read the startup packet that
+        // follows. Not while every new connection is held: then nothing answers.
+        if (c.startup.length >= 8 && c.startup.readUInt32BE(0) === 8 && [80877103, 80877104].includes(c.startup.readUInt32BE(4))
+            && !(mode === "blackhole" && !holdFilter)) {
+          c.startup = c.startup.subarray(8);
+          client.write("N");
+          if (!c.startup.length) return;
+        }
         if (!classify(c)) return; // wait for the rest of the startup packet
         buf = c.startup;
         c.startup = Buffer.alloc(0);

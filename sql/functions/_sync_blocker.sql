@@ -1,0 +1,46 @@
+-- dbsync._sync_blocker(p_sub_id int) returns text
+--   Why the subscription is not in sync, in a sentence with what to do: paused; its
+--   last batch failed (with the error); a table that cannot be copied; tables still
+--   being copied (with their progress); no sidecar applying it (nobody holds its
+--   apply lock: dbsync run is not running, or cannot reach the target); else how far
+--   behind it is. wait_for_sync says it when it times out; `dbsync wait` prints it.
+create or replace function dbsync._sync_blocker(p_sub_id int) returns text
+language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    s record;
+    v_copying text;
+    v_n int;
+begin
+    select st.* into s
+    from dbsync.status st join dbsync.subscriptions sub on sub.name = st.name
+    where sub.sub_id = p_sub_id;
+    if s.paused then
+        return format('subscription "%s" is paused (select dbsync.resume(%L) to go on)', s.name, s.name);
+    end if;
+    if s.last_error is not null then
+        return format('applying failed%s%s: %s (the sidecar retries by itself once the cause is fixed; see dbsync.status)',
+                      case when s.last_error_table is not null then ' on ' || s.last_error_table else '' end,
+                      case when s.last_error_at is not null
+                           then format(' %s s ago', round(extract(epoch from clock_timestamp() - s.last_error_at))) else '' end,
+                      s.last_error);
+    end if;
+    select count(*), string_agg(format('%s (%s rows copied%s)', ts.table_name, ts.rows_copied,
+                                       coalesce(', of about ' || ts.rows_estimated, '')),
+                                ', ' order by ts.table_name)
+      into v_n, v_copying
+    from dbsync.table_status ts where ts.subscription = s.name and ts.state = 'copying';
+    -- The session advisory lock every applier holds: (APPLY_LOCK_CLASS "dbsy", sub_id),
+    -- src/sync/session.ts.
+    if not exists (select from pg_locks l
+                   where l.locktype = 'advisory' and l.classid = 1684173689 and l.objid = p_sub_id
+                     and l.objsubid = 2 and l.granted) then
+        return format('no sidecar is applying it (none holds its apply lock): start `dbsync run` against this source, or see its log%s',
+                      case when v_n > 0 then format('; %s table(s) wait for their copy', v_n) else '' end);
+    end if;
+    if v_n > 0 then
+        return format('still copying %s table(s): %s', v_n, v_copying);
+    end if;
+    return format('%s event(s) behind, %s s of lag: the sidecar is applying; wait longer',
+                  s.backlog_events, round(s.lag_seconds::numeric, 1));
+end
+$$;
