@@ -1,5 +1,7 @@
 // /metrics, /healthz and /readyz of `dbsync run --metrics-port`.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
 import { after, test } from "node:test";
 import { freePort, startCluster, stopAll } from "../src/embedded/cluster";
 import { createDatabase, freshEnv, pool, sleep, startSidecar, until } from "./helpers";
@@ -57,4 +59,18 @@ test("lag rises while paused and returns to zero after resume; /readyz fails whi
   } finally {
     await sidecar.stop();
   }
+});
+
+test("without --metrics-port the sidecar does not load prom-client (it only adds to the start-up time)", () => {
+  const loads = (module: string) => {
+    const r = spawnSync(
+      process.execPath,
+      ["--import", "tsx", "-e", `require(${JSON.stringify(module)}); console.log(Object.keys(require.cache).some((k) => k.includes("/prom-client/")))`],
+      { cwd: path.join(__dirname, ".."), encoding: "utf8" },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.trim() === "true";
+  };
+  assert.equal(loads("./src/sidecar/run"), false, "src/sidecar/run.ts must load ./metrics only for --metrics-port");
+  assert.equal(loads("./src/sidecar/metrics"), true, "the check itself sees prom-client when it is loaded");
 });

@@ -7,11 +7,10 @@ import { Pool } from "pg";
 import { clientConfig } from "../db";
 import { DbsyncError, messageOf } from "../errors";
 import { Log } from "../log";
-import { runVerify } from "../verify/verify";
-import { ApplyTasks } from "./apply-tasks";
+import { type Finished, runVerify } from "../verify/verify";
+import { ApplyCounters, ApplyTasks, NO_COUNTERS } from "./apply-tasks";
 import { BackgroundVerify, VERIFY_DEFAULTS } from "./background-verify";
 import { Jobs } from "./jobs";
-import { Metrics, serveMetrics } from "./metrics";
 import { Wakeups } from "./wakeups";
 
 export interface RunOptions {
@@ -36,14 +35,24 @@ export interface Sidecar {
 
 export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   const { log } = opts;
+  // Start-up timeline (debug; the benchmark reads it): node's start and module
+  // loading took this long, and this much CPU.
+  log.debug({ uptimeMs: Math.round(process.uptime() * 1000), cpuMs: cpuMs() }, "sidecar starting");
   const pool = new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync control", statementTimeoutMs: 60_000 }), max: 4 });
   pool.on("error", (err) => log.warn({ err: messageOf(err) }, "source connection lost"));
   await assertMigrated(pool);
 
-  const metrics = new Metrics(pool);
-  const metricsServer = opts.metricsPort ? serveMetrics(opts.metricsPort, metrics, pool, log) : undefined;
+  // prom-client is loaded only when its metrics are served: it adds to every start.
+  let counters: ApplyCounters & { verified(r: Finished): void } = { ...NO_COUNTERS, verified: () => undefined };
+  let metricsServer: import("node:http").Server | undefined;
+  if (opts.metricsPort) {
+    const { Metrics, serveMetrics } = await import("./metrics");
+    const metrics = new Metrics(pool);
+    counters = metrics;
+    metricsServer = serveMetrics(opts.metricsPort, metrics, pool, log);
+  }
   const abort = new AbortController();
-  const tasks = new ApplyTasks(opts, pool, metrics, log, abort.signal);
+  const tasks = new ApplyTasks(opts, pool, counters, log, abort.signal);
   let wakeups: Wakeups | undefined;
   let background: BackgroundVerify | undefined;
   const jobs = await Jobs.start({
@@ -60,13 +69,14 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
           signal: abort.signal,
           maxConcurrent: opts.concurrency - 1,
           onFinished: (r) => {
-            metrics.verified(r);
+            counters.verified(r);
             if (r.background) background?.nudge();
           },
         });
       },
     },
   });
+  log.debug({ cpuMs: cpuMs() }, "job runner started");
   tasks.jobs = jobs;
   wakeups = new Wakeups(opts, pool, jobs, tasks, log);
   await wakeups.start();
@@ -81,7 +91,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     log,
   );
   background.start();
-  log.info({ concurrency: opts.concurrency }, "dbsync sidecar running");
+  log.info({ concurrency: opts.concurrency, cpuMs: cpuMs() }, "dbsync sidecar running");
 
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
@@ -101,6 +111,12 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
       resolveDone();
     })());
   return { done, stop };
+}
+
+/** CPU time this process has used so far (user + system), ms. */
+export function cpuMs(): number {
+  const u = process.cpuUsage();
+  return Math.round((u.user + u.system) / 1000);
 }
 
 async function assertMigrated(pool: Pool) {
