@@ -10,7 +10,7 @@
 // turns it on for this pair's databases only (ALTER DATABASE: sessions opened after
 // it, i.e. the sidecar's), so nothing else measured pays for it.
 import { Client } from "pg";
-import { DbPair, withClient } from "./clusters";
+import { DbPair } from "./clusters";
 import { ident } from "./workloads";
 
 export interface StatementGroup {

@@ -42,4 +42,8 @@ async function main() {
   child.kill("SIGTERM");
   await src.end(); await tgt.end(); await stopAll();
 }
-void main();
+main().catch(async (err) => {
+  console.error(err);
+  await stopAll();
+  process.exit(1);
+});
