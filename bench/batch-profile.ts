@@ -164,7 +164,7 @@ export function classify(side: "source" | "target", query: string): string | nul
   if (/dbsync_worker/.test(q)) return "job queue (graphile-worker)";
   if (side === "source") {
     if (/^copy .* to stdout/.test(q)) return "reader: COPY rows out (read + send)";
-    if (/dbsync\.(has_work|target_position|set_sleeping|_verify_todo|maintain|tick)\b|from dbsync\.(subscriptions|groups)\b|^select to_regclass\(/.test(q)) {
+    if (/dbsync\.(has_work|target_position|set_sleeping|_verify_todo|_verify_schedule|maintain|tick)\b|from dbsync\.(subscriptions|groups)\b|^select to_regclass\(/.test(q)) {
       return "control: scans, wake-ups, positions";
     }
     if (/dbsync\.begin_batch/.test(q)) return "begin_batch (tick, exported snapshot)";
@@ -172,7 +172,7 @@ export function classify(side: "source" | "target", query: string): string | nul
     if (/dbsync\.batch_plan/.test(q)) return "reader: batch_plan";
     if (/dbsync\.record_progress/.test(q)) return "record_progress";
     if (/^(begin|commit|rollback|start transaction)/.test(q)) return "begin / commit";
-    if (/^(set|select set_config|select pg_try_advisory_lock)/.test(q)) return "session set-up";
+    if (/^(set |select (pg_catalog\.)?set_config|select pg_try_advisory_lock|select pg_backend_pid)/.test(q)) return "session set-up";
     return "other";
   }
   if (/^copy .*dbsync_stage.* from stdin/.test(q)) return "COPY into stage (receive + parse)";
@@ -182,7 +182,8 @@ export function classify(side: "source" | "target", query: string): string | nul
   }
   if (/dbsync\.applied|dbsync\.copied/.test(q)) return "position (dbsync.applied)";
   if (/^commit/.test(q)) return "commit (WAL flush)";
-  if (/^(create temp table|with recursive base)/.test(q)) return "stage creation";
+  if (/^(create temp table|with recursive base)|pg_catalog\.pg_attribute/.test(q)) return "stage creation";
+  if (/^select setval\(/.test(q)) return "sequences";
   if (/^with\b/.test(q)) {
     // A data-modifying WITH (e.g. update in place, then insert the rest): by the verbs it holds.
     const verbs = ["delete", "update", "insert", "merge"].filter((v) => new RegExp(`\\b${v}\\b`).test(q));
@@ -191,7 +192,7 @@ export function classify(side: "source" | "target", query: string): string | nul
   const first = /^(delete|insert|update|merge|truncate)\b/.exec(q);
   if (first) return first[1];
   if (/^(begin|rollback|savepoint|release)/.test(q)) return "begin, savepoints";
-  if (/^(set|select set_config|select pg_catalog\.set_config)/.test(q)) return "session set-up";
+  if (/^(set |select (pg_catalog\.)?set_config|select pg_backend_pid)/.test(q)) return "session set-up";
   return "other";
 }
 
