@@ -1,28 +1,70 @@
 // The benchmark's two throwaway clusters (the test harness's embedded binaries),
 // fresh databases per measurement, and small connection helpers.
 import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
 import { Client } from "pg";
 import { Cluster, reapOrphans, startCluster } from "../src/embedded/cluster";
 
 /**
- * Settings on top of the harness's (fsync and full_page_writes off, wal_level =
- * logical ...), the same on both clusters:
- *  - synchronous_commit = on (PostgreSQL's default; the harness turns it off). With
- *    it off, committed WAL reaches disk only when the WAL writer wakes up
- *    (wal_writer_delay, 200 ms), and a walsender streams only flushed WAL: native
- *    replication would show ~100 ms of latency that is an artefact of the setting.
- *    fsync stays off, so a commit costs a write() into the page cache, not a disk flush.
- *  - more memory than the harness's 128MB;
- *  - no checkpoint triggered by WAL volume in the middle of a timed phase (each
- *    timed phase starts with an explicit CHECKPOINT instead).
+ * The durabilities the benchmark measures at. Each gets its own pair of clusters,
+ * started when its figures begin and stopped when they end. On top of the test
+ * harness's settings (wal_level = logical, max_connections 300, replication
+ * slots and workers; fsync, synchronous_commit and full_page_writes off,
+ * shared_buffers 128MB):
+ *
+ *  - `default`: what initdb gives a DBA: fsync, synchronous_commit and
+ *    full_page_writes on, shared_buffers 128MB, and PostgreSQL's defaults for
+ *    everything else (max_wal_size 1GB, checkpoint_timeout 5min, work_mem 4MB).
+ *    A commit waits for its WAL to reach the disk (of /tmp here), the first change
+ *    to a page after a checkpoint logs the whole page, and a checkpoint may start
+ *    in the middle of a timed phase, as on a DBA's server.
+ *  - `off`: the CPU-bound case, the settings of runs before 2026-12: fsync and
+ *    full_page_writes off, synchronous_commit on (with it off, a walsender only
+ *    sees committed WAL when the WAL writer flushes it, every 200 ms, which would
+ *    add ~100 ms to native replication's latency; fsync off makes a commit a
+ *    write() into the page cache, not a disk flush), more memory, and no
+ *    checkpoint triggered by WAL volume during a timed phase (each timed phase
+ *    starts with an explicit CHECKPOINT instead).
+ *
+ * Both load pg_stat_statements (with tracking off: compute_query_id = off and
+ * pg_stat_statements.track = none, so it costs nothing) because the apply figures
+ * turn it on for their own databases to show where a batch's time goes.
  */
-export const BENCH_SETTINGS: Record<string, string | number> = {
-  synchronous_commit: "on",
-  shared_buffers: "1GB",
-  max_wal_size: "16GB",
-  checkpoint_timeout: "1h",
-  work_mem: "16MB",
-  maintenance_work_mem: "256MB",
+export type Durability = "default" | "off";
+
+export const DURABILITIES: Durability[] = ["default", "off"];
+
+export const DURABILITY_LABEL: Record<Durability, string> = {
+  default: "initdb defaults (fsync on)",
+  off: "fsync off",
+};
+
+const PROFILING: Record<string, string | number> = {
+  shared_preload_libraries: "pg_stat_statements",
+  compute_query_id: "off",
+  "pg_stat_statements.track": "none",
+};
+
+export const BENCH_SETTINGS: Record<Durability, Record<string, string | number>> = {
+  default: {
+    fsync: "on",
+    synchronous_commit: "on",
+    full_page_writes: "on",
+    shared_buffers: "128MB",
+    ...PROFILING,
+  },
+  off: {
+    fsync: "off",
+    synchronous_commit: "on",
+    full_page_writes: "off",
+    shared_buffers: "1GB",
+    max_wal_size: "16GB",
+    checkpoint_timeout: "1h",
+    work_mem: "16MB",
+    maintenance_work_mem: "256MB",
+    ...PROFILING,
+  },
 };
 
 /** Settings printed with the results. */
@@ -30,23 +72,31 @@ const SHOWN = [
   "server_version", "wal_level", "fsync", "synchronous_commit", "full_page_writes", "shared_buffers", "work_mem",
   "maintenance_work_mem", "max_wal_size", "checkpoint_timeout", "max_connections", "max_wal_senders",
   "max_replication_slots", "max_logical_replication_workers", "max_worker_processes", "logical_decoding_work_mem",
-  "autovacuum", "wal_writer_delay", "track_commit_timestamp",
+  "autovacuum", "wal_writer_delay", "track_commit_timestamp", "shared_preload_libraries",
 ];
 
 export interface BenchEnv {
+  durability: Durability;
   source: Cluster;
   target: Cluster;
   settings: { source: Record<string, string>; target: Record<string, string> };
 }
 
-export async function startClusters(): Promise<BenchEnv> {
+export async function startClusters(durability: Durability): Promise<BenchEnv> {
   reapOrphans();
-  const [source, target] = await Promise.all([
-    startCluster({ settings: BENCH_SETTINGS }),
-    startCluster({ settings: BENCH_SETTINGS }),
-  ]);
+  const settings = BENCH_SETTINGS[durability];
+  const [source, target] = await Promise.all([startCluster({ settings }), startCluster({ settings })]);
   const [s, t] = await Promise.all([readSettings(source.url()), readSettings(target.url())]);
-  return { source, target, settings: { source: s, target: t } };
+  return { durability, source, target, settings: { source: s, target: t } };
+}
+
+/** Stops a pair of clusters and removes their files (WAL of a full run: gigabytes). */
+export async function stopClusters(env: BenchEnv): Promise<void> {
+  for (const cl of [env.source, env.target]) {
+    await cl.stop("fast").catch(() => undefined);
+    // dataDir is <the cluster's own temp folder>/data; stopAll() removes the folder too.
+    fs.rmSync(path.dirname(cl.dataDir), { recursive: true, force: true });
+  }
 }
 
 async function readSettings(url: string): Promise<Record<string, string>> {

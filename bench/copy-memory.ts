@@ -19,7 +19,7 @@ async function main() {
   await src.query("select dbsync.add_table('big', 'g')");
   await src.query("select dbsync.add_subscription('s', 'g', $1)", [t.url()]);
   const t0 = Date.now();
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "..", "src", "cli.ts"), "run", "--source", s.url()], { stdio: "ignore", env: { ...process.env, DBSYNC_LOG_LEVEL: "warn" } });
+  const child = spawn(process.execPath, [path.join(__dirname, "..", "bin", "dbsync.js"), "run", "--source", s.url()], { stdio: "ignore", env: { ...process.env, DBSYNC_LOG_LEVEL: "warn" } });
   let peak = 0;
   const timer = setInterval(() => {
     try {
@@ -42,4 +42,8 @@ async function main() {
   child.kill("SIGTERM");
   await src.end(); await tgt.end(); await stopAll();
 }
-void main();
+main().catch(async (err) => {
+  console.error(err);
+  await stopAll();
+  process.exit(1);
+});

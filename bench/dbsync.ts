@@ -1,7 +1,8 @@
 // dbsync's side of the benchmark: install it on a source database, put table sets
 // into groups and subscribe them, run the sidecar as a child process (exactly as a
-// user would: `node --import tsx src/cli.ts run --source URL`), and wait for sync.
+// user would: `node bin/dbsync.js run --source URL`, the built code), and wait for sync.
 import { ChildProcess, spawn } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { migrate } from "../src/migrate";
 import { connect, withClient } from "./clusters";
@@ -9,6 +10,31 @@ import { processMemory, sidecarNodePid } from "./measure";
 import { sleep } from "./workloads";
 
 const ROOT = path.join(__dirname, "..");
+/** The installed command: bin/dbsync.js requires the compiled dist/cli.js. */
+export const SIDECAR_BIN = path.join(ROOT, "bin", "dbsync.js");
+
+/**
+ * The sidecar runs the compiled code in dist/ (`npm run bench` builds it first).
+ * Refuses to measure a dist/ older than a source file: the figures would be of
+ * code that is not the one checked out.
+ */
+export function assertBuilt(): void {
+  const built = path.join(ROOT, "dist", "cli.js");
+  if (!fs.existsSync(built)) throw new Error(`${built} is missing: run \`npm run build\` (npm run bench does it)`);
+  const builtAt = fs.statSync(built).mtimeMs;
+  const newer: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const f = path.join(dir, e.name);
+      if (e.isDirectory()) walk(f);
+      else if (f.endsWith(".ts") && fs.statSync(f).mtimeMs > builtAt) newer.push(path.relative(ROOT, f));
+    }
+  };
+  walk(path.join(ROOT, "src"));
+  if (newer.length) {
+    throw new Error(`dist/ is older than ${newer.slice(0, 3).join(", ")}${newer.length > 3 ? " ..." : ""}: run \`npm run build\` (npm run bench does it)`);
+  }
+}
 
 export async function installDbsync(sourceUrl: string): Promise<void> {
   await migrate(sourceUrl);
@@ -90,51 +116,103 @@ export interface BatchStats {
   medianBatchEvents: number | null;
 }
 
-/** `dbsync run` as a child process, with its log kept for error reports. */
+/**
+ * Where a sidecar's start went, in seconds from the spawn of `node bin/dbsync.js run`,
+ * read from its debug log (pino's `time`, the same system clock as this process):
+ *  - loaded: node started and the modules are loaded (the "sidecar starting" line
+ *    carries the process's own uptime, which is more exact than its log time);
+ *  - runnerStarted: graphile-worker's runner is up;
+ *  - running: every subscription woken, LISTEN connected, first scan done;
+ *  - firstJob: the first "sync" job started (graphile-worker picked up the wake-up);
+ *  - firstBatchStart / firstBatchEnd: the first batch with events (its start is its
+ *    end minus the seconds it reports: reader transaction, plan, apply, commit).
+ * `cpu` holds the CPU seconds (user + system) the process had used at the first
+ * four points (the lines carry process.cpuUsage()): on a busy machine wall times
+ * stretch, CPU times much less. Null where a line was not seen (an older sidecar).
+ */
+export interface StartupTimeline {
+  loaded: number | null;
+  runnerStarted: number | null;
+  running: number | null;
+  firstJob: number | null;
+  firstBatchStart: number | null;
+  firstBatchEnd: number | null;
+  firstBatchEvents: number | null;
+  cpu: { loaded: number | null; runnerStarted: number | null; running: number | null; firstJob: number | null };
+}
+
+/** `dbsync run` (the built bin/dbsync.js) as a child process, with its log kept for error reports. */
 export class SidecarProcess {
   readonly proc: ChildProcess;
   private log: string[] = [];
   private readyLine = false;
-  /** Every "batch applied" debug line: events and seconds inside applyBatch. */
-  readonly batches: { events: number; seconds: number }[] = [];
+  /** Every "batch applied" debug line: events, seconds inside applyBatch, and when it was logged (s from spawn). */
+  readonly batches: { events: number; seconds: number; at: number }[] = [];
+  /** First time (s from spawn) each start-up line was seen; "loaded" from the child's own uptime. */
+  private marks: Record<string, number> = {};
+  private cpuMarks: Record<string, number> = {};
+  /** performance.now() in this process at the spawn. */
+  readonly spawnedAt: number;
+  private readonly spawnedEpochMs: number;
   private exitInfo?: string;
   readonly exited: Promise<number | null>;
 
   constructor(readonly sourceUrl: string, args: string[] = SIDECAR_ARGS) {
-    this.proc = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "cli.ts"), "run", "--source", sourceUrl, ...args], {
+    this.spawnedAt = performance.now();
+    this.spawnedEpochMs = performance.timeOrigin + this.spawnedAt;
+    this.proc = spawn(process.execPath, [SIDECAR_BIN, "run", "--source", sourceUrl, ...args], {
       cwd: ROOT,
-      // debug: one "batch applied" line per batch (events, seconds) for the profile.
+      // debug: one "batch applied" line per batch (events, seconds) for the profile,
+      // and the start-up lines for the timeline.
       env: { ...process.env, DBSYNC_LOG_LEVEL: "debug" },
       stdio: ["ignore", "pipe", "pipe"],
     });
-    const collect = (b: Buffer) => {
-      for (const line of b.toString().split("\n")) {
-        if (!line) continue;
-        if (line.includes("dbsync sidecar running")) this.readyLine = true;
-        if (line.includes('"msg":"batch applied"')) {
-          try {
-            const j = JSON.parse(line);
-            this.batches.push({ events: Number(j.events), seconds: Number(j.seconds) });
-          } catch {
-            /* not JSON after all */
-          }
-          continue;
-        }
-        this.log.push(line);
-        if (this.log.length > 400) this.log.splice(0, this.log.length - 300);
-      }
+    // Lines may be split across chunks: each stream keeps its unfinished line.
+    const partial = { stdout: "", stderr: "" };
+    const collect = (stream: "stdout" | "stderr") => (b: Buffer) => {
+      const lines = (partial[stream] + b.toString()).split("\n");
+      partial[stream] = lines.pop()!;
+      for (const line of lines) this.line(line);
     };
-    this.proc.stdout!.on("data", collect);
-    this.proc.stderr!.on("data", collect);
+    this.proc.stdout!.on("data", collect("stdout"));
+    this.proc.stderr!.on("data", collect("stderr"));
     // "close": the process exited and its stdout/stderr are read to the end.
     this.exited = new Promise((r) =>
       this.proc.once("close", (code, sig) => {
+        for (const rest of [partial.stdout, partial.stderr]) this.line(rest);
         this.exitInfo = `exited with code ${code}${sig ? ` (signal ${sig})` : ""}`;
         r(code);
       }),
     );
     live.add(this.proc);
     this.proc.once("exit", () => live.delete(this.proc));
+  }
+
+  private line(line: string) {
+    if (!line) return;
+    let j: Record<string, unknown> | undefined;
+    if (line.startsWith("{")) {
+      try {
+        j = JSON.parse(line);
+      } catch {
+        /* not JSON after all */
+      }
+    }
+    const at = j && typeof j.time === "number" ? (j.time - this.spawnedEpochMs) / 1000 : (performance.now() - this.spawnedAt) / 1000;
+    const msg = j?.msg;
+    if (msg === "batch applied") {
+      this.batches.push({ events: Number(j!.events), seconds: Number(j!.seconds), at });
+      return;
+    }
+    if (msg === "dbsync sidecar running") this.readyLine = true;
+    if (msg === "sidecar starting" && typeof j!.uptimeMs === "number") this.marks.loaded ??= j!.uptimeMs / 1000;
+    const mark = {
+      "sidecar starting": "loaded", "job runner started": "runnerStarted", "dbsync sidecar running": "running", "sync job started": "firstJob",
+    }[msg as string];
+    if (mark && mark !== "loaded") this.marks[mark] ??= at;
+    if (mark && typeof j!.cpuMs === "number") this.cpuMarks[mark] ??= j!.cpuMs / 1000;
+    this.log.push(line);
+    if (this.log.length > 400) this.log.splice(0, this.log.length - 300);
   }
 
   /** The node process that runs the sidecar (see sidecarNodePid). */
@@ -157,6 +235,20 @@ export class SidecarProcess {
       medianBatchSeconds: secs.length ? secs[Math.floor(secs.length / 2)] : null,
       maxBatchSeconds: secs.length ? secs[secs.length - 1] : null,
       medianBatchEvents: evs.length ? evs[Math.floor(evs.length / 2)] : null,
+    };
+  }
+
+  /** See StartupTimeline. Read it after stop(): every log line is in then. */
+  startup(): StartupTimeline {
+    const first = this.batches.find((b) => b.events > 0);
+    const m = (k: string) => this.marks[k] ?? null;
+    const c = (k: string) => this.cpuMarks[k] ?? null;
+    return {
+      loaded: m("loaded"), runnerStarted: m("runnerStarted"), running: m("running"), firstJob: m("firstJob"),
+      firstBatchStart: first ? first.at - first.seconds : null,
+      firstBatchEnd: first ? first.at : null,
+      firstBatchEvents: first ? first.events : null,
+      cpu: { loaded: c("loaded"), runnerStarted: c("runnerStarted"), running: c("running"), firstJob: c("firstJob") },
     };
   }
 

@@ -2,13 +2,14 @@
 // databases, each returning plain numbers for one run. run.ts repeats them and
 // takes medians; report.ts prints them.
 import { BenchEnv, checkpoint, connect, createDbPair, DbPair, onBoth, vacuumAnalyze, withClient } from "./clusters";
-import { BatchStats, installDbsync, SidecarProcess, setPaused, statusRows, subscribe, waitForSync } from "./dbsync";
+import { BatchStats, installDbsync, SidecarProcess, setPaused, StartupTimeline, statusRows, subscribe, waitForSync } from "./dbsync";
+import { ApplyProfile, startProfile } from "./batch-profile";
 import { CaptureProfile, installReference, PROFILE_SETS, profileCapture } from "./capture-profile";
-import { compareTables, cpuBusy, cpuSample, LatencyProbe, percentile, queueBytes } from "./measure";
-import { createNative, dropNative, NativeSub, setEnabled, waitMarkers, waitStreaming } from "./native";
+import { compareTables, cpuBusy, cpuSample, LatencyProbe, median, percentile, processCpuSeconds, queueBytes } from "./measure";
+import { createNative, dropNative, NativeSub, setEnabled, waitMarkers, waitStopped, waitStreaming } from "./native";
 import {
-  bulkDdl, bulkInsertSql, bulkUpdateSql, manyTransactionsSql, runTpcb, sleep, TPCB_ROW_CHANGES, tpcbDdl,
-  tpcbPopulate, TpcbScale, tpcbTableNames,
+  bulkDdl, bulkInsertSql, bulkUpdateSql, INSERT_ONLY_ROW_CHANGES, insertOnlyTransaction, manyTransactionsSql, runTpcb,
+  sleep, TPCB_ROW_CHANGES, tpcbDdl, tpcbPopulate, TpcbScale, tpcbTableNames,
 } from "./workloads";
 
 export interface Sizes {
@@ -32,6 +33,8 @@ export interface Sizes {
   queueSettleSeconds: number;
   /** Give up waiting for a catch-up after this long. */
   timeoutSeconds: number;
+  /** Start-up figure: sidecar starts (and native enables) per run; the run's figure is their median. */
+  startupRounds: number;
 }
 
 export interface Ctx {
@@ -110,6 +113,12 @@ export interface ApplySide {
   peakRssBytes?: number;
   /** dbsync only: the sidecar's batches (time inside applyBatch vs the wall time above). */
   batches?: BatchStats;
+  /** dbsync only: where the time before the first batch went (s from the spawn). */
+  startup?: StartupTimeline;
+  /** dbsync only: CPU seconds the sidecar process used from its spawn to the markers' arrival. */
+  sidecarCpuSeconds?: number | null;
+  /** Statements (dbsync) and WAL (both) over the timed apply: see batch-profile.ts. */
+  profile?: ApplyProfile;
   mismatches: string[];
 }
 
@@ -136,28 +145,30 @@ async function applyComparison(
       await installDbsync(pair.sourceUrl);
       for (const g of groups) await subscribe(pair.sourceUrl, pair.targetUrl, `g_${g.name}`, [...g.tables, g.marker], `sub_${g.name}`);
       const subs = groups.map((g) => `sub_${g.name}`);
-      // Paused while the sidecar starts, so that its start-up is not timed.
-      await setPaused(pair.sourceUrl, subs, true);
+      // As after maintenance: the backlog is written while no sidecar runs (the
+      // subscriptions are not paused), then the sidecar is started and the clock
+      // runs from its spawn, so node's start, the job runner's and the first poll
+      // are in the figure, as a DBA restarting it sees them.
       ctx.step(`dbsync: loading the backlog (sidecar stopped)`);
       const l0 = performance.now();
       const rowChanges = await load(pair.sourceUrl, "dbsync");
       const loadSeconds = (performance.now() - l0) / 1000;
       await insertMarkers(pair.sourceUrl, groups.map((g) => g.marker), 1);
       await checkpoint(ctx.env);
-      ctx.step(`dbsync: starting the sidecar`);
-      sidecar = new SidecarProcess(pair.sourceUrl);
-      await sidecar.ready();
-      ctx.step(`dbsync: applying ${rowChanges.toLocaleString("en-US")} row changes`);
-      const t0 = performance.now();
+      const profiling = await startProfile(pair, true);
+      ctx.step(`dbsync: starting the sidecar, applying ${rowChanges.toLocaleString("en-US")} row changes`);
       const cpu0 = cpuSample();
-      await setPaused(pair.sourceUrl, subs, false);
+      sidecar = new SidecarProcess(pair.sourceUrl);
+      const t0 = sidecar.spawnedAt;
       // Timed as the native side is: the markers' arrival on the target, one
       // connection polling every 10 ms. (wait_for_sync polls every 50 ms, and one
       // new connection per subscription would compete for the CPU being measured.)
       const markers = await waitMarkers(pair.targetUrl, groups.map((g) => g.marker), 1, t0, ctx.sizes.timeoutSeconds, () =>
         sidecar!.assertAlive(),
       );
+      const sidecarCpuSeconds = processCpuSeconds(sidecar.nodePid);
       const busy = cpuBusy(cpu0, cpuSample());
+      const profile = await profiling.finish();
       const per = Object.fromEntries(groups.map((g, i) => [subs[i], markers[g.marker]]));
       const seconds = Math.max(...Object.values(per)) / 1000;
       // Commit order: a marker applied means all before it is; checked all the same, untimed.
@@ -165,13 +176,14 @@ async function applyComparison(
       const mem = sidecar.memory();
       await stopSidecar(ctx, sidecar, `${label} dbsync`);
       const batches = sidecar.batchStats(); // after the stop: every log line is in
+      const startup = sidecar.startup();
       sidecar = undefined;
       ctx.step(`dbsync: comparing source and target`);
       const bad = await mismatches(pair, compared.length ? compared : groups.flatMap((g) => g.tables));
       return {
         rowChanges, seconds, rowsPerSecond: rowChanges / seconds, loadSeconds, mismatches: bad, cpuBusy: busy,
         perSubscription: Object.fromEntries(Object.entries(per).map(([k, v]) => [k, v / 1000])),
-        peakRssBytes: mem?.hwm, batches,
+        peakRssBytes: mem?.hwm, batches, startup, sidecarCpuSeconds, profile,
       };
     } catch (err) {
       const status = await statusRows(pair.sourceUrl);
@@ -197,18 +209,20 @@ async function applyComparison(
       const loadSeconds = (performance.now() - l0) / 1000;
       await insertMarkers(pair.sourceUrl, groups.map((g) => g.marker), 1);
       await checkpoint(ctx.env);
+      const profiling = await startProfile(pair, false);
       ctx.step(`native: applying ${rowChanges.toLocaleString("en-US")} row changes`);
       const t0 = performance.now();
       const cpu0 = cpuSample();
       await setEnabled(pair.targetUrl, subs, true);
       const per = await waitMarkers(pair.targetUrl, groups.map((g) => g.marker), 1, t0, ctx.sizes.timeoutSeconds);
       const busy = cpuBusy(cpu0, cpuSample());
+      const profile = await profiling.finish();
       const seconds = Math.max(...Object.values(per)) / 1000;
       ctx.step(`native: comparing source and target`);
       const bad = await mismatches(pair, compared.length ? compared : groups.flatMap((g) => g.tables));
       return {
         rowChanges, seconds, rowsPerSecond: rowChanges / seconds, loadSeconds, mismatches: bad, cpuBusy: busy,
-        perSubscription: Object.fromEntries(Object.entries(per).map(([k, v]) => [k, v / 1000])),
+        perSubscription: Object.fromEntries(Object.entries(per).map(([k, v]) => [k, v / 1000])), profile,
       };
     } finally {
       await dropNative(pair.sourceUrl, pair.targetUrl, subs);
@@ -255,6 +269,134 @@ export async function applyTpcb(ctx: Ctx, sets: number): Promise<ApplyResult> {
     },
     [],
   );
+}
+
+/**
+ * a. insert-only backlog: as many transactions as the tpcb-like backlog, each four
+ * single-row INSERTs into history (workloads.ts), on one table set, one group.
+ */
+export async function applyInsert(ctx: Ctx): Promise<ApplyResult> {
+  return applyComparison(
+    ctx,
+    "apply_insert",
+    (pair) => tpcbSetup(ctx, pair, ["s1"]),
+    async (sourceUrl) => {
+      const r = await runTpcb({
+        url: sourceUrl, schemas: ["s1"], scale: ctx.sizes.scale, clients: ctx.sizes.clients,
+        transactions: ctx.sizes.backlogTransactions, transaction: insertOnlyTransaction,
+      });
+      if (r.errors) ctx.note(`apply insert: ${r.errors} transactions failed while loading, e.g. ${r.firstError}`);
+      return r.transactions * INSERT_ONLY_ROW_CHANGES;
+    },
+    [],
+  );
+}
+
+// ---- start-up: from `dbsync run` to the first batch applied ------------------------
+
+export interface StartupSide {
+  /** Per round: seconds from the start to the pending change visible on the target. */
+  rounds: number[];
+  /** Median of the rounds. */
+  seconds: number;
+  /** dbsync only: CPU seconds the sidecar used until then (median of the rounds). */
+  cpuSeconds?: number | null;
+  /** dbsync only: the median of each timeline point over the rounds (s from the spawn). */
+  timeline?: StartupTimeline;
+}
+
+export interface StartupResult {
+  dbsync: StartupSide;
+  native: StartupSide;
+}
+
+/**
+ * From `node bin/dbsync.js run` to the first batch visible on the target, as a DBA
+ * restarting the sidecar sees it: one pending transaction (a marker row) on a
+ * subscribed tpcb-like table set, no sidecar running; the sidecar is spawned and a
+ * connection polls the target every 5 ms for the row. Then the sidecar is stopped,
+ * and again, startupRounds times (each with a fresh process). The sidecar's debug
+ * log gives where the time went (dbsync.ts, StartupTimeline). Native: the
+ * subscription is disabled (and its worker gone), the row inserted, then
+ * ALTER SUBSCRIPTION ... ENABLE and the same poll: the apply worker's start, its
+ * connection to the walsender, decoding and the apply.
+ */
+export async function startup(ctx: Ctx): Promise<StartupResult> {
+  const rounds = ctx.sizes.startupRounds;
+  const dbsyncSide = async (): Promise<StartupSide> => {
+    ctx.step("dbsync: setting up");
+    const pair = await tpcbPair(ctx, "startup_dbsync", ["s1"]);
+    let sidecar: SidecarProcess | undefined;
+    try {
+      await installDbsync(pair.sourceUrl);
+      await subscribe(pair.sourceUrl, pair.targetUrl, "g_s1", tpcbTableNames("s1"), "sub_s1");
+      const marker = `"s1"."bench_marker"`;
+      const visible: number[] = [];
+      const cpu: (number | null)[] = [];
+      const timelines: StartupTimeline[] = [];
+      for (let k = 1; k <= rounds; k++) {
+        ctx.step(`dbsync: sidecar start ${k}/${rounds}`);
+        await insertMarkers(pair.sourceUrl, [marker], k);
+        sidecar = new SidecarProcess(pair.sourceUrl);
+        const t0 = sidecar.spawnedAt;
+        const seen = await waitMarkers(pair.targetUrl, [marker], k, t0, 60, () => sidecar!.assertAlive(), 5);
+        cpu.push(processCpuSeconds(sidecar.nodePid));
+        visible.push(seen[marker] / 1000);
+        await stopSidecar(ctx, sidecar, "startup");
+        timelines.push(sidecar.startup());
+        sidecar = undefined;
+      }
+      const med = (f: (t: StartupTimeline) => number | null) => median(timelines.map(f));
+      return {
+        rounds: visible, seconds: median(visible)!, cpuSeconds: median(cpu),
+        timeline: {
+          loaded: med((t) => t.loaded), runnerStarted: med((t) => t.runnerStarted), running: med((t) => t.running),
+          firstJob: med((t) => t.firstJob), firstBatchStart: med((t) => t.firstBatchStart),
+          firstBatchEnd: med((t) => t.firstBatchEnd), firstBatchEvents: med((t) => t.firstBatchEvents),
+          cpu: {
+            loaded: med((t) => t.cpu.loaded), runnerStarted: med((t) => t.cpu.runnerStarted),
+            running: med((t) => t.cpu.running), firstJob: med((t) => t.cpu.firstJob),
+          },
+        },
+      };
+    } catch (err) {
+      const status = await statusRows(pair.sourceUrl);
+      throw new Error(`${(err as Error).message}\ndbsync.status: ${JSON.stringify(status)}${sidecar ? `\nsidecar log:\n${sidecar.output(20)}` : ""}`);
+    } finally {
+      if (sidecar) await sidecar.stop();
+      await pair.drop();
+    }
+  };
+  const nativeSide = async (): Promise<StartupSide> => {
+    ctx.step("native: setting up");
+    const pair = await tpcbPair(ctx, "startup_native", ["s1"]);
+    const subs: NativeSub[] = [];
+    try {
+      subs.push(await createNative(pair.sourceUrl, pair.targetUrl, "s1", tpcbTableNames("s1"), { enabled: false }));
+      const marker = `"s1"."bench_marker"`;
+      const visible: number[] = [];
+      for (let k = 1; k <= rounds; k++) {
+        ctx.step(`native: subscription enable ${k}/${rounds}`);
+        await waitStopped(pair.targetUrl, subs);
+        await insertMarkers(pair.sourceUrl, [marker], k);
+        const t0 = performance.now();
+        await setEnabled(pair.targetUrl, subs, true);
+        const seen = await waitMarkers(pair.targetUrl, [marker], k, t0, 60, undefined, 5);
+        visible.push(seen[marker] / 1000);
+        await setEnabled(pair.targetUrl, subs, false);
+      }
+      return { rounds: visible, seconds: median(visible)! };
+    } finally {
+      await dropNative(pair.sourceUrl, pair.targetUrl, subs);
+      await pair.drop();
+    }
+  };
+  if (ctx.run % 2 === 1) {
+    const dbsync = await dbsyncSide();
+    return { dbsync, native: await nativeSide() };
+  }
+  const native = await nativeSide();
+  return { dbsync: await dbsyncSide(), native };
 }
 
 export interface BulkResult {

@@ -45,11 +45,10 @@ export function cpuBusy(a: CpuSample, b: CpuSample): number {
 // ---- process memory ----------------------------------------------------------
 
 /**
- * The process whose memory is the sidecar's. `node --import tsx src/cli.ts run`
- * runs the CLI in that very node process (tsx only registers a loader hook, whose
- * thread belongs to the same process), so normally this is `pid` itself. If a
- * wrapper ever forks a node child instead, follow it down to the node process
- * that has no node child.
+ * The process whose memory is the sidecar's. `node bin/dbsync.js run` runs the CLI
+ * in that very node process, so normally this is `pid` itself. If a wrapper ever
+ * forks a node child instead, follow it down to the node process that has no node
+ * child.
  */
 export function sidecarNodePid(pid: number): number {
   for (let depth = 0; depth < 4; depth++) {
@@ -87,6 +86,18 @@ export function processMemory(pid: number): { hwm: number; rss: number } | null 
     const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
     const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) * 1024;
     return { hwm: kb("VmHWM"), rss: kb("VmRSS") };
+  } catch {
+    return null;
+  }
+}
+
+/** CPU time (user + system) a live process has used so far, seconds (clock ticks of 10 ms). */
+export function processCpuSeconds(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime (fields 14 and 15); USER_HZ is 100 on Linux
   } catch {
     return null;
   }

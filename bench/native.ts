@@ -41,6 +41,22 @@ export async function setEnabled(targetUrl: string, subs: NativeSub[], enabled: 
   });
 }
 
+/** Waits until no apply worker of these subscriptions runs (after DISABLE). */
+export async function waitStopped(targetUrl: string, subs: NativeSub[], timeoutMs = 30_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  await withClient(targetUrl, async (c) => {
+    for (;;) {
+      const { rows } = await c.query(
+        "select count(*)::int as n from pg_stat_subscription where subname = any ($1) and pid is not null",
+        [subs.map((s) => s.subscription)],
+      );
+      if (rows[0].n === 0) return;
+      if (performance.now() > deadline) throw new Error("native apply workers did not stop after DISABLE");
+      await sleep(20);
+    }
+  });
+}
+
 /** Waits until every subscription's apply worker runs and has heard from its walsender. */
 export async function waitStreaming(targetUrl: string, subs: NativeSub[], timeoutMs = 30_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
@@ -60,13 +76,13 @@ export async function waitStreaming(targetUrl: string, subs: NativeSub[], timeou
 
 /**
  * Waits until the marker row `id` is visible in each `markerTables` on the target,
- * polling every 10 ms. The marker is inserted on the source after the backlog;
+ * polling every `pollMs` (10 ms). The marker is inserted on the source after the backlog;
  * native subscriptions and dbsync both apply in commit order, so once the marker is
  * visible everything committed before it is too: both sides of the apply comparison
  * are timed this way. Resolves with each table's elapsed ms from t0. `check` runs on
  * every poll and throws to give up early.
  */
-export async function waitMarkers(targetUrl: string, markerTables: string[], id: number, t0: number, timeoutS: number, check?: () => void) {
+export async function waitMarkers(targetUrl: string, markerTables: string[], id: number, t0: number, timeoutS: number, check?: () => void, pollMs = 10) {
   const c: Client = await connect(targetUrl, "bench wait");
   const elapsed: Record<string, number> = {};
   try {
@@ -86,7 +102,7 @@ export async function waitMarkers(targetUrl: string, markerTables: string[], id:
         const st = await c.query("select * from pg_stat_subscription");
         throw new Error(`markers not on the target after ${timeoutS} s: ${[...pending].join(", ")}; pg_stat_subscription: ${JSON.stringify(st.rows)}`);
       }
-      await sleep(10);
+      await sleep(pollMs);
     }
   } finally {
     await c.end().catch(() => undefined);

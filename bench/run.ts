@@ -1,19 +1,23 @@
 // `npm run bench`: starts a source and a target cluster, runs every figure N times
 // (the comparison in the same run), prints the table of medians and writes JSON.
 //
-//   npm run bench -- [--quick] [--runs N] [--only NAME[,NAME...]] [--out FILE] [--steady-minutes M] [--backlog-tx N]
+//   npm run bench -- [--quick] [--runs N] [--only NAME[,NAME...]] [--durability default,off] [--out FILE]
+//                    [--steady-minutes M] [--backlog-tx N]
+//
+// Every figure is measured at each durability (clusters.ts), on a pair of clusters
+// started for it: first every run at initdb's defaults, then every run with fsync off.
 //
 // See bench/README.md for what each figure measures and how.
 import os from "node:os";
 import path from "node:path";
 import { stopAll } from "../src/embedded/cluster";
-import { BENCH_SETTINGS, startClusters } from "./clusters";
-import { BatchStats, SIDECAR_ARGS } from "./dbsync";
+import { BENCH_SETTINGS, DURABILITIES, Durability, DURABILITY_LABEL, startClusters, stopClusters } from "./clusters";
+import { assertBuilt, BatchStats, SIDECAR_ARGS, SIDECAR_BIN, StartupTimeline } from "./dbsync";
 import * as figures from "./figures";
 import { Ctx, Sizes } from "./figures";
 import { Progress } from "./progress";
 import { describeProfile } from "./capture-profile";
-import { RunResult, summarize, table, writeJson } from "./report";
+import { RunResult, summarize, table, whereTimeGoes, writeJson } from "./report";
 
 const FULL: Sizes = {
   scale: { branches: 8, tellersPerBranch: 10, accountsPerBranch: 12_500 },
@@ -31,6 +35,7 @@ const FULL: Sizes = {
   steadyMinutes: 2,
   queueSettleSeconds: 70,
   timeoutSeconds: 900,
+  startupRounds: 5,
 };
 
 const QUICK: Sizes = {
@@ -47,12 +52,15 @@ const QUICK: Sizes = {
   steadyMinutes: 0.5,
   queueSettleSeconds: 15,
   timeoutSeconds: 300,
+  startupRounds: 3,
 };
 
 /** Figures in the order they run; --only matches these names by prefix. */
 const FIGURES: { name: string; once?: boolean; run: (ctx: Ctx) => Promise<Partial<RunResult>> }[] = [
+  { name: "startup", run: async (c) => ({ startup: await figures.startup(c) }) },
   { name: "apply-tpcb-1", run: async (c) => ({ applyTpcb1: await figures.applyTpcb(c, 1) }) },
   { name: "apply-tpcb-4", run: async (c) => ({ applyTpcb4: await figures.applyTpcb(c, 4) }) },
+  { name: "apply-insert", run: async (c) => ({ applyInsert: await figures.applyInsert(c) }) },
   // The bulk backlog's loads are also the bulk capture-overhead figure.
   {
     name: "bulk",
@@ -75,10 +83,11 @@ interface Options {
   out?: string;
   steadyMinutes?: number;
   backlogTransactions?: number;
+  durabilities: Durability[];
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, runs: 3, only: [] };
+  const o: Options = { quick: false, runs: 3, only: [], durabilities: [...DURABILITIES] };
   let runsGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -94,6 +103,11 @@ function parseArgs(argv: string[]): Options {
       if (!Number.isInteger(o.runs) || o.runs < 1) usage("--runs takes a positive integer");
     } else if (a === "--only") o.only.push(...val().split(",").map((s) => s.trim()).filter(Boolean));
     else if (a === "--out") o.out = val();
+    else if (a === "--durability") {
+      const ds = val().split(",").map((d) => d.trim()).filter(Boolean);
+      for (const d of ds) if (!DURABILITIES.includes(d as Durability)) usage(`--durability: ${d} is not one of ${DURABILITIES.join(", ")}`);
+      o.durabilities = DURABILITIES.filter((d) => ds.includes(d));
+    }
     else if (a === "--steady-minutes") {
       o.steadyMinutes = Number(val());
       if (!(o.steadyMinutes > 0)) usage("--steady-minutes takes a positive number");
@@ -111,10 +125,11 @@ function parseArgs(argv: string[]): Options {
 }
 
 function usage(problem?: string): never {
-  const text = `usage: npm run bench -- [--quick] [--runs N] [--only NAME[,NAME...]] [--out FILE] [--steady-minutes M] [--backlog-tx N]
+  const text = `usage: npm run bench -- [--quick] [--runs N] [--only NAME[,NAME...]] [--durability D[,D]] [--out FILE] [--steady-minutes M] [--backlog-tx N]
   --quick             small sizes, 1 run (a smoke run)
   --runs N            runs per figure; every figure is the median of its runs (default 3)
   --only NAMES        figures to run, by name or prefix: ${FIGURES.map((f) => f.name).join(", ")}
+  --durability D,D    server settings to measure at: default (initdb's: fsync on), off (fsync off); default both
   --out FILE          JSON output (default bench/results/<timestamp>.json)
   --steady-minutes M  length of the steady load of the queue-size figure (default 2; 0.5 with --quick)
   --backlog-tx N      tpcb-like transactions in the apply backlogs (default 100000; 4000 with --quick)`;
@@ -133,68 +148,78 @@ async function main() {
   const stamp = startedAt.toISOString().replace(/[:.]/g, "-").replace("Z", "");
   const out = path.resolve(opts.out ?? path.join(__dirname, "results", `${stamp}.json`));
 
-  console.log(`dbsync benchmark: ${opts.quick ? "quick" : "full"} mode, ${opts.runs} run(s), figures: ${selected.map((f) => f.name).join(", ")}`);
+  assertBuilt();
+  console.log(`dbsync benchmark: ${opts.quick ? "quick" : "full"} mode, ${opts.runs} run(s), figures: ${selected.map((f) => f.name).join(", ")}; durability: ${opts.durabilities.map((d) => DURABILITY_LABEL[d]).join(", ")}`);
   console.log(`machine: ${os.cpus().length} CPU (${os.cpus()[0]?.model ?? "?"}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GB RAM, node ${process.version}`);
   const load0 = os.loadavg();
   console.log(`load average before start: ${load0.map((v) => v.toFixed(2)).join(" ")}`);
   if (load0[0] > os.cpus().length / 2) {
     console.log(`WARNING: the machine is busy before the benchmark starts (1-min load average ${load0[0].toFixed(1)} on ${os.cpus().length} CPUs): other processes compete for the CPU and the figures will be noisy.`);
   }
-  const env = await startClusters();
-  console.log(`PostgreSQL ${env.source.major}: source on port ${env.source.port}, target on port ${env.target.port}`);
-  console.log(`  settings added by the benchmark (both): ${Object.entries(BENCH_SETTINGS).map(([k, v]) => `${k}=${v}`).join(" ")}`);
-  for (const side of ["source", "target"] as const) {
-    console.log(`  ${side}: ${Object.entries(env.settings[side]).map(([k, v]) => `${k}=${v}`).join(" ")}`);
-  }
-  console.log(`sidecar: node --import tsx src/cli.ts run --source URL ${SIDECAR_ARGS.join(" ")}`.trimEnd() + " (default options)");
+  console.log(`sidecar: node ${path.relative(process.cwd(), SIDECAR_BIN) || SIDECAR_BIN} run --source URL ${SIDECAR_ARGS.join(" ")}`.trimEnd() + " (the built code, default options)");
   console.log(`sizes: ${JSON.stringify(sizes)}`);
 
   const results: RunResult[] = [];
-  const notes: { run: number; figure: string; text: string }[] = [];
-  const errors: { run: number; figure: string; message: string }[] = [];
+  const notes: { durability: Durability; run: number; figure: string; text: string }[] = [];
+  const errors: { durability: Durability; run: number; figure: string; message: string }[] = [];
   /** Per figure and run: how long it took and the machine's load average around it. */
-  const timeline: { run: number; figure: string; seconds: number; loadavgStart: number; loadavgEnd: number }[] = [];
+  const timeline: { durability: Durability; run: number; figure: string; seconds: number; loadavgStart: number; loadavgEnd: number }[] = [];
+  const postgres: Record<string, unknown> = {};
   progress.start();
-  for (let run = 1; run <= opts.runs; run++) {
-    const result: RunResult = { run };
-    results.push(result);
-    for (const f of selected) {
-      if (f.once && run !== opts.runs) continue;
-      progress.phase(`run ${run}/${opts.runs} · ${f.name} ·`);
-      const ctx: Ctx = {
-        env, sizes, run,
-        step: (t) => progress.step(t),
-        note: (text) => {
-          notes.push({ run, figure: f.name, text });
-          progress.log(`note (run ${run}, ${f.name}): ${text}`);
-        },
-      };
-      const t0 = Date.now();
-      const loadStart = os.loadavg()[0];
-      try {
-        const got = await f.run(ctx);
-        Object.assign(result, got);
-        progress.log(`run ${run}/${opts.runs}: ${f.name} done in ${Math.round((Date.now() - t0) / 1000)} s${brief(got)}`);
-      } catch (err) {
-        const message = (err as Error).stack ?? String(err);
-        errors.push({ run, figure: f.name, message });
-        progress.log(`FAILED (run ${run}, ${f.name}): ${message}`);
-      }
-      timeline.push({ run, figure: f.name, seconds: Math.round((Date.now() - t0) / 1000), loadavgStart: loadStart, loadavgEnd: os.loadavg()[0] });
+  for (const durability of opts.durabilities) {
+    progress.phase(`${durability} ·`);
+    progress.step("starting the clusters");
+    const env = await startClusters(durability);
+    progress.log(`PostgreSQL ${env.source.major}, ${DURABILITY_LABEL[durability]}: source on port ${env.source.port}, target on port ${env.target.port}`);
+    progress.log(`  settings added by the benchmark (both): ${Object.entries(BENCH_SETTINGS[durability]).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+    for (const side of ["source", "target"] as const) {
+      progress.log(`  ${side}: ${Object.entries(env.settings[side]).map(([k, v]) => `${k}=${v}`).join(" ")}`);
     }
+    postgres[durability] = { major: env.source.major, benchSettings: BENCH_SETTINGS[durability], source: env.settings.source, target: env.settings.target };
+    for (let run = 1; run <= opts.runs; run++) {
+      const result: RunResult = { durability, run };
+      results.push(result);
+      for (const f of selected) {
+        if (f.once && run !== opts.runs) continue;
+        progress.phase(`${durability} · run ${run}/${opts.runs} · ${f.name} ·`);
+        const ctx: Ctx = {
+          env, sizes, run,
+          step: (t) => progress.step(t),
+          note: (text) => {
+            notes.push({ durability, run, figure: f.name, text });
+            progress.log(`note (${durability}, run ${run}, ${f.name}): ${text}`);
+          },
+        };
+        const t0 = Date.now();
+        const loadStart = os.loadavg()[0];
+        try {
+          const got = await f.run(ctx);
+          Object.assign(result, got);
+          progress.log(`${durability} · run ${run}/${opts.runs}: ${f.name} done in ${Math.round((Date.now() - t0) / 1000)} s${brief(got)}`);
+        } catch (err) {
+          const message = (err as Error).stack ?? String(err);
+          errors.push({ durability, run, figure: f.name, message });
+          progress.log(`FAILED (${durability}, run ${run}, ${f.name}): ${message}`);
+        }
+        timeline.push({ durability, run, figure: f.name, seconds: Math.round((Date.now() - t0) / 1000), loadavgStart: loadStart, loadavgEnd: os.loadavg()[0] });
+      }
+    }
+    await stopClusters(env);
   }
   progress.stop();
 
-  const summary = summarize(results, sizes);
+  const summary = summarize(results, sizes, opts.durabilities);
   console.log("");
   console.log(table(summary));
+  const where = whereTimeGoes(results, opts.durabilities);
+  if (where.length) console.log(`\nwhere the time goes (medians over the runs; see bench/README.md):\n${where.join("\n")}`);
   if (errors.length) {
     console.log(`\n${errors.length} measurement(s) failed:`);
-    for (const e of errors) console.log(`- run ${e.run}, ${e.figure}: ${e.message.split("\n")[0]}`);
+    for (const e of errors) console.log(`- ${e.durability}, run ${e.run}, ${e.figure}: ${e.message.split("\n")[0]}`);
   }
   if (notes.length) {
     console.log(`\nnotes:`);
-    for (const n of notes) console.log(`- run ${n.run}, ${n.figure}: ${n.text.split("\n")[0]}`);
+    for (const n of notes) console.log(`- ${n.durability}, run ${n.run}, ${n.figure}: ${n.text.split("\n")[0]}`);
   }
   const finishedAt = new Date();
   writeJson(out, {
@@ -202,10 +227,10 @@ async function main() {
     startedAt, finishedAt, durationSeconds: Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000),
     options: opts, sizes,
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryBytes: os.totalmem(), node: process.version, platform: `${os.platform()} ${os.release()}` },
-    postgres: { major: env.source.major, benchSettings: BENCH_SETTINGS, source: env.settings.source, target: env.settings.target },
-    sidecar: { command: "node --import tsx src/cli.ts run --source URL", args: SIDECAR_ARGS },
+    postgres,
+    sidecar: { command: "node bin/dbsync.js run --source URL", args: SIDECAR_ARGS },
     loadavgBeforeStart: load0, timeline,
-    summary, runs: results, notes, errors,
+    summary, whereTheTimeGoes: where, runs: results, notes, errors,
   });
   console.log(`\nJSON: ${out}  (${Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000)} s in all)`);
   await stopAll();
@@ -216,10 +241,16 @@ async function main() {
 function brief(r: Partial<RunResult>): string {
   const n = (v: number) => Math.round(v).toLocaleString("en-US");
   const parts: string[] = [];
-  for (const key of ["applyTpcb1", "applyTpcb4", "applyBulk"] as const) {
+  if (r.startup) {
+    const s = r.startup;
+    parts.push(`dbsync run -> first batch visible ${s.dbsync.seconds.toFixed(3)} s (rounds ${s.dbsync.rounds.map((v) => v.toFixed(3)).join(" / ")}; sidecar CPU ${s.dbsync.cpuSeconds?.toFixed(2) ?? "-"} s; ${timelineText(s.dbsync.timeline)}), native enable -> visible ${s.native.seconds.toFixed(3)} s`);
+  }
+  for (const key of ["applyTpcb1", "applyTpcb4", "applyInsert", "applyBulk"] as const) {
     const a = r[key];
     const cpu = (side: { cpuBusy: number }) => `, CPUs ${Math.round(side.cpuBusy * 100)}% busy`;
-    if (a) parts.push(`dbsync ${n(a.dbsync.rowsPerSecond)} rows/s (${a.dbsync.seconds.toFixed(1)} s${cpu(a.dbsync)}${batchText(a.dbsync.batches)}), native ${n(a.native.rowsPerSecond)} rows/s (${a.native.seconds.toFixed(1)} s${cpu(a.native)}), ratio ${a.ratio.toFixed(2)}`);
+    const wal = (side: { profile?: { targetWalBytes: number }; rowChanges: number }) =>
+      side.profile ? `, target WAL ${(side.profile.targetWalBytes / side.rowChanges).toFixed(0)} B/row change` : "";
+    if (a) parts.push(`dbsync ${n(a.dbsync.rowsPerSecond)} rows/s (${a.dbsync.seconds.toFixed(1)} s from spawn${cpu(a.dbsync)}${wal(a.dbsync)}; ${timelineText(a.dbsync.startup)}${batchText(a.dbsync.batches)}), native ${n(a.native.rowsPerSecond)} rows/s (${a.native.seconds.toFixed(1)} s${cpu(a.native)}${wal(a.native)}), ratio ${a.ratio.toFixed(2)}`);
   }
   if (r.overheadBulk) {
     const o = r.overheadBulk;
@@ -242,6 +273,12 @@ function brief(r: Partial<RunResult>): string {
     parts.push(`max ${(q.maxBytes / 2 ** 20).toFixed(1)} MB, final ${(q.finalBytes / 2 ** 20).toFixed(1)} MB, settled ${(q.settledBytes / 2 ** 20).toFixed(1)} MB at ${n(q.achievedTps)} tx/s`);
   }
   return parts.length ? `: ${parts.join("; ")}` : "";
+}
+
+function timelineText(t: StartupTimeline | undefined): string {
+  if (!t) return "no start-up timeline";
+  const f = (v: number | null) => (v === null ? "-" : v.toFixed(3));
+  return `start-up s from spawn (CPU s): loaded ${f(t.loaded)} (${f(t.cpu.loaded)}), job runner ${f(t.runnerStarted)} (${f(t.cpu.runnerStarted)}), running ${f(t.running)} (${f(t.cpu.running)}), first job ${f(t.firstJob)} (${f(t.cpu.firstJob)}), first batch ${f(t.firstBatchStart)}-${f(t.firstBatchEnd)}`;
 }
 
 function batchText(b: BatchStats | undefined): string {

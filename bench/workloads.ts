@@ -8,6 +8,8 @@
 //    bottleneck. The history INSERT is the last statement before COMMIT and stamps
 //    the row with clock_timestamp(): the source commit time to within the commit's
 //    own duration (used by the latency figure).
+//  - insert-only: four single-row INSERTs into history per transaction, otherwise
+//    run as tpcb-like is.
 //  - bulk: 1,000,000 rows inserted by one INSERT ... SELECT generate_series, then
 //    updated by one UPDATE.
 //  - many transactions: N rows inserted by a loop that commits every `perTxn` rows
@@ -76,6 +78,25 @@ export function tpcbTransaction(schema: string, scale: TpcbScale): string {
 /** Row changes made by one tpcb-like transaction: 3 updates + 1 insert. */
 export const TPCB_ROW_CHANGES = 4;
 
+/**
+ * One insert-only transaction: the tpcb-like transaction's history INSERT, four
+ * times (four single-row statements, four rows: as many row changes as a
+ * tpcb-like transaction, none of them to an existing key).
+ */
+export function insertOnlyTransaction(schema: string, scale: TpcbScale): string {
+  const s = ident(schema);
+  let sql = "begin;";
+  for (let i = 0; i < INSERT_ONLY_ROW_CHANGES; i++) {
+    const aid = rnd(1, scale.branches * scale.accountsPerBranch);
+    const tid = rnd(1, scale.branches * scale.tellersPerBranch);
+    const bid = rnd(1, scale.branches);
+    sql += `insert into ${s}.history (tid, bid, aid, delta, mtime) values (${tid}, ${bid}, ${aid}, ${rnd(-5000, 5000)}, clock_timestamp());`;
+  }
+  return sql + "commit;";
+}
+
+export const INSERT_ONLY_ROW_CHANGES = 4;
+
 export interface TpcbRunOptions {
   url: string;
   /** Client i writes to schemas[i % schemas.length]. */
@@ -89,6 +110,8 @@ export interface TpcbRunOptions {
   /** Paced: start transaction k at t0 + k / rate (s); a late client runs at once. */
   ratePerSecond?: number;
   onProgress?: (done: number) => void;
+  /** The transaction to run (default: tpcbTransaction). */
+  transaction?: (schema: string, scale: TpcbScale) => string;
 }
 
 export interface TpcbResult {
@@ -128,7 +151,7 @@ export async function runTpcb(o: TpcbRunOptions): Promise<TpcbResult> {
           }
           if (performance.now() >= deadline) return;
           try {
-            await c.query(tpcbTransaction(schema, o.scale));
+            await c.query((o.transaction ?? tpcbTransaction)(schema, o.scale));
             done++;
           } catch (err) {
             errors++;

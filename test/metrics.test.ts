@@ -1,6 +1,8 @@
 // /metrics, /healthz and /readyz of `dbsync run --metrics-port`.
 import assert from "node:assert/strict";
 import net from "node:net";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
 import { after, test } from "node:test";
 import { freePort, startCluster, stopAll } from "../src/embedded/cluster";
 import { createDatabase, freshEnv, pool, sleep, startSidecar, until } from "./helpers";
@@ -88,4 +90,18 @@ test("--metrics-port already in use: a clear error, exit 1, no stack; --metrics-
   } finally {
     assert.equal(await ok.stop(), 0, ok.output());
   }
+});
+
+test("without --metrics-port the sidecar does not load prom-client (it only adds to the start-up time)", () => {
+  const loads = (module: string) => {
+    const r = spawnSync(
+      process.execPath,
+      ["--import", "tsx", "-e", `require(${JSON.stringify(module)}); console.log(Object.keys(require.cache).some((k) => k.includes("/prom-client/")))`],
+      { cwd: path.join(__dirname, ".."), encoding: "utf8" },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.trim() === "true";
+  };
+  assert.equal(loads("./src/sidecar/run"), false, "src/sidecar/run.ts must load ./metrics only for --metrics-port");
+  assert.equal(loads("./src/sidecar/metrics"), true, "the check itself sees prom-client when it is loaded");
 });

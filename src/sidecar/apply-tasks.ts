@@ -8,7 +8,21 @@ import { PositionMoved } from "../target/progress";
 import { SubscriptionSession } from "../sync/session";
 import { Backoff } from "./backoff";
 import { Jobs } from "./jobs";
-import { Metrics } from "./metrics";
+
+/**
+ * What the apply loop counts. With --metrics-port, prom-client's metrics
+ * (metrics.ts, which only that option loads: prom-client costs start-up time);
+ * otherwise nobody reads them, and NO_COUNTERS drops them.
+ */
+export interface ApplyCounters {
+  batches: { inc(labels: { subscription: string }, value?: number): void };
+  rows: { inc(labels: { subscription: string }, value?: number): void };
+  batchSeconds: { observe(labels: { subscription: string }, value: number): void };
+  errors: { inc(labels: { subscription: string }, value?: number): void };
+}
+
+const ignore = { inc: () => undefined, observe: () => undefined };
+export const NO_COUNTERS: ApplyCounters = { batches: ignore, rows: ignore, batchSeconds: ignore, errors: ignore };
 
 export interface ApplyTaskOptions {
   sourceUrl: string | undefined;
@@ -24,7 +38,7 @@ export class ApplyTasks {
   constructor(
     private readonly opts: ApplyTaskOptions,
     private readonly pool: Pool,
-    private readonly metrics: Metrics,
+    private readonly metrics: ApplyCounters,
     private readonly log: Log,
     private readonly signal: AbortSignal,
     private readonly outages: Outages = new Outages(log),
@@ -43,6 +57,8 @@ export class ApplyTasks {
     }
     const state = { again: true };
     this.running.set(name, state);
+    const cpu = process.cpuUsage();
+    this.log.debug({ subscription: name, cpuMs: Math.round((cpu.user + cpu.system) / 1000) }, "sync job started");
     try {
       while (state.again && !this.signal.aborted) {
         state.again = false;

@@ -57,6 +57,14 @@ export class Wakeups {
   }
 
   async start() {
+    // Once at start, every subscription reads its target's position, even with
+    // nothing new to apply: a target that lost commits (or was restored) while no
+    // sidecar ran is noticed now, not at the next write. First of all: a backlog
+    // left while no sidecar ran starts applying without waiting for the LISTEN
+    // connection and the scan below. Nothing is missed meanwhile: a sync job
+    // applies until caught up, and the scan after the connect finds what came since.
+    const { rows } = await this.pool.query<{ name: string }>("select name from dbsync.subscriptions where not paused");
+    for (const r of rows) await this.jobs.wakeSync(r.name);
     const sub = createSubscriber(clientConfig(this.opts.sourceUrl, { applicationName: "dbsync listen" }), {
       retryLimit: Infinity,
       retryTimeout: Infinity,
@@ -77,11 +85,6 @@ export class Wakeups {
     this.timers.push(setInterval(() => void this.once("scan", () => this.scan()), this.opts.pollIntervalMs));
     this.timers.push(setInterval(() => void this.once("maintain", () => this.maintain()), 5000));
     await this.scan();
-    // Once at start, every subscription reads its target's position, even with
-    // nothing new to apply: a target that lost commits (or was restored) while no
-    // sidecar ran is noticed now, not at the next write.
-    const { rows } = await this.pool.query<{ name: string }>("select name from dbsync.subscriptions where not paused");
-    for (const r of rows) await this.jobs.wakeSync(r.name);
   }
 
   private async once(what: string, fn: () => Promise<void>) {
