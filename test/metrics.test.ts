@@ -1,7 +1,7 @@
 // /metrics, /healthz and /readyz of `dbsync run --metrics-port`.
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { freePort, startCluster, stopAll } from "../src/embedded/cluster";
+import { freePort, startCluster, stopAll, targetMajorFromEnv } from "../src/embedded/cluster";
 import { createDatabase, freshEnv, pool, sleep, startSidecar, until } from "./helpers";
 
 after(stopAll);
@@ -19,7 +19,7 @@ function metric(body: string, name: string, sub: string): number | undefined {
 
 test("lag rises while paused and returns to zero after resume; /readyz fails while the target is down", async () => {
   const env = await freshEnv("metrics");
-  const targetCluster = await startCluster();
+  const targetCluster = await startCluster({ major: targetMajorFromEnv() });
   const targetUrl = await createDatabase(targetCluster.url(), "metrics_target");
   const target = pool(targetUrl);
   await env.source.query("create table m (id int primary key, v text)");

@@ -8,7 +8,7 @@ import { DbsyncError, messageOf } from "../errors";
 import { Log } from "../log";
 import { runVerify } from "../verify/verify";
 import { ApplyTasks } from "./apply-tasks";
-import { Jobs } from "./jobs";
+import { startJobs } from "./jobs";
 import { Metrics, serveMetrics } from "./metrics";
 import { Wakeups } from "./wakeups";
 
@@ -39,7 +39,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   const abort = new AbortController();
   const tasks = new ApplyTasks(opts, pool, metrics, log, abort.signal);
   let wakeups: Wakeups | undefined;
-  const jobs = await Jobs.start({
+  const jobs = await startJobs({
     sourceUrl: opts.sourceUrl,
     concurrency: opts.concurrency,
     pollIntervalMs: opts.pollIntervalMs,
