@@ -8,11 +8,18 @@ import fs from "node:fs";
 import path from "node:path";
 import { Client, ClientConfig, Pool } from "pg";
 import { Logger, runMigrations } from "graphile-worker";
+import { compatSql, PRELUDES, ServerTraits, serverTraits } from "./compat";
 import { clientConfig } from "./db";
 import { DbsyncError } from "./errors";
 import { VERSION } from "./version";
 
 export const WORKER_SCHEMA = "dbsync_worker";
+/**
+ * graphile-worker's schema needs PostgreSQL 12 (generated columns); an older source
+ * gets no dbsync_worker schema, and the sidecar's wake-ups run in-process there
+ * (src/sidecar/jobs.ts, LocalJobs). A version switch, like those in src/compat.ts.
+ */
+export const WORKER_MIN_MAJOR = 12;
 const ROOT = path.join(__dirname, "..");
 // pg_advisory_xact_lock key: "dbsync" in ASCII, fixed forever.
 const MIGRATE_LOCK = 0x646273796e63;
@@ -34,9 +41,11 @@ export function knownMigrations(): Migration[] {
 
 /**
  * Functions (one per file), views, dbsync.version(), the DDL event trigger, grants,
- * and the comments psql shows (\\df+, \\dv+, \\dt+): the code re-installed on upgrade.
+ * and the comments psql shows (\\df+, \\dv+, \\dt+): the code re-installed on upgrade,
+ * as the server of `traits` understands it (src/compat.ts). Unchanged, and so with the
+ * same checksum, on PostgreSQL 14+.
  */
-export function codeBundle(): { sql: string; sha: string } {
+export function codeBundle(traits?: ServerTraits): { sql: string; sha: string } {
   const parts: string[] = [];
   const headers: Header[] = [];
   for (const sub of ["functions", "views"]) {
@@ -52,7 +61,8 @@ export function codeBundle(): { sql: string; sha: string } {
   headers.push(...headersOf(version));
   for (const f of ["event_trigger.sql", "grants.sql", "comments.sql"]) parts.push(fs.readFileSync(path.join(ROOT, "sql", f), "utf8"));
   parts.push(commentsFromHeaders(headers));
-  const sql = parts.join("\n");
+  const joined = parts.join("\n");
+  const sql = traits ? compatSql(joined, traits) : joined;
   return { sql, sha: crypto.createHash("sha256").update(sql).digest("hex") };
 }
 
@@ -149,6 +159,7 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
   let codeInstalled = false;
   const known = knownMigrations();
   const latest = known[known.length - 1].version;
+  let traits: ServerTraits;
   try {
     await client.query("begin");
     await client.query("select pg_advisory_xact_lock($1)", [MIGRATE_LOCK]);
@@ -167,13 +178,20 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
         { hint: "Upgrade dbsync on this host to the version that migrated the database." },
       );
     }
+    // Migrations and code are written for current PostgreSQL; an older server gets
+    // them with its own names for a few things (src/compat.ts), and first the
+    // functions it lacks that they call. The files themselves never change.
+    traits = await serverTraits(client);
+    for (const p of PRELUDES) {
+      if (p.applies(traits)) await client.query(fs.readFileSync(path.join(ROOT, "sql", p.file), "utf8"));
+    }
     for (const m of known) {
       if (done.has(m.version)) continue;
       await client.query("insert into dbsync.migrations (version, name) values ($1, $2)", [m.version, m.name]);
-      await client.query(m.sql);
+      await client.query(compatSql(m.sql, traits));
       applied.push(m.name);
     }
-    const code = codeBundle();
+    const code = codeBundle(traits);
     const { rows: cur } = await client.query<{ sha: string }>("select sha from dbsync.installed_code");
     if (cur[0]?.sha !== code.sha) {
       await client.query(code.sql);
@@ -191,13 +209,15 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
   } finally {
     await client.end();
   }
-  const pool = new Pool({ ...config(), max: 2 });
-  pool.on("error", () => undefined);
-  pool.on("connect", (c) => c.on("error", () => undefined));
-  try {
-    await runMigrations({ pgPool: pool, schema: WORKER_SCHEMA, logger: quietLogger() });
-  } finally {
-    await pool.end();
+  if (traits.major >= WORKER_MIN_MAJOR) {
+    const pool = new Pool({ ...config(), max: 2 });
+    pool.on("error", () => undefined);
+    pool.on("connect", (c) => c.on("error", () => undefined));
+    try {
+      await runMigrations({ pgPool: pool, schema: WORKER_SCHEMA, logger: quietLogger() });
+    } finally {
+      await pool.end();
+    }
   }
   await regrantSidecars(config());
   return { applied, codeInstalled, version: latest };

@@ -5,6 +5,7 @@ import crypto from "node:crypto";
 import path from "node:path";
 import { after } from "node:test";
 import { Client, Pool } from "pg";
+import { compatSql } from "../src/compat";
 import { migrate } from "../src/migrate";
 
 export interface Env {
@@ -12,6 +13,20 @@ export interface Env {
   targetUrl: string;
   source: Pool;
   target: Pool;
+}
+
+/** The majors of the clusters test/run.ts started (DBSYNC_PG_MAJOR, DBSYNC_PG_TARGET_MAJOR). */
+export const SOURCE_MAJOR = Number(process.env.DBSYNC_TEST_SOURCE_MAJOR ?? 17);
+export const TARGET_MAJOR = Number(process.env.DBSYNC_TEST_TARGET_MAJOR ?? SOURCE_MAJOR);
+
+/**
+ * Test SQL written for current PostgreSQL as the source's (or the target's) major
+ * spells it: the same rewrites migrate applies (src/compat.ts), e.g. `execute
+ * procedure` before 11, txid_snapshot before 13.
+ */
+export function compat(sql: string, side: "source" | "target" = "source"): string {
+  const major = side === "source" ? SOURCE_MAJOR : TARGET_MAJOR;
+  return compatSql(sql, { major, bigintTxids: major < 13 });
 }
 
 function clusterUrl(which: "SOURCE" | "TARGET"): string {
@@ -63,8 +78,8 @@ export async function freshEnv(label: string, opts: { migrate?: boolean } = {}):
 
 /** `ddl` run on both sides, `tables` added to group "g", subscription "s" to the target without a copy. */
 export async function subscribeTables(env: Env, ddl: string, tables: string[]): Promise<void> {
-  await env.source.query(ddl);
-  await env.target.query(ddl);
+  await env.source.query(compat(ddl, "source"));
+  await env.target.query(compat(ddl, "target"));
   for (const t of tables) await env.source.query("select dbsync.add_table($1, 'g')", [t]);
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
 }

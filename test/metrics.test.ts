@@ -4,7 +4,7 @@ import net from "node:net";
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { after, test } from "node:test";
-import { freePort, startCluster, stopAll } from "../src/embedded/cluster";
+import { freePort, startCluster, stopAll, targetMajorFromEnv } from "../src/embedded/cluster";
 import { createDatabase, freshEnv, pool, sleep, startSidecar, until } from "./helpers";
 
 after(stopAll);
@@ -22,7 +22,7 @@ function metric(body: string, name: string, sub: string): number | undefined {
 
 test("lag rises while paused and returns to zero after resume; /readyz fails while the target is down", async () => {
   const env = await freshEnv("metrics");
-  const targetCluster = await startCluster();
+  const targetCluster = await startCluster({ major: targetMajorFromEnv() });
   const targetUrl = await createDatabase(targetCluster.url(), "metrics_target");
   const target = pool(targetUrl);
   await env.source.query("create table m (id int primary key, v text)");

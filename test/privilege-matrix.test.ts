@@ -14,7 +14,7 @@ import crypto from "node:crypto";
 import { after, before, test } from "node:test";
 import { Client } from "pg";
 import { migrate } from "../src/migrate";
-import { createDatabase, Env, freshEnv, rows, sqlError, startSidecar, tableText, value } from "./helpers";
+import { SOURCE_MAJOR, compat, createDatabase, Env, freshEnv, rows, sqlError, startSidecar, tableText, value } from "./helpers";
 
 const sfx = crypto.randomBytes(4).toString("hex");
 const KINDS = ["superuser", "owner", "admin", "tableOwner", "app", "monitor", "sidecar", "public"] as const;
@@ -42,7 +42,7 @@ const createdRoles = [...KINDS.filter((k) => k !== "owner" && k !== "public").ma
 //   admin:   the admin role and the owner only.
 // Superuser and owner may always do everything.
 type FnTier = "public" | "sidecar" | "admin";
-const FUNCTIONS: Record<string, FnTier> = {
+const MATRIX: Record<string, FnTier> = {
   // grants.sql: the status view's helper, and the event triggers' functions.
   "dbsync._last_ev_id(integer)": "public",
   "dbsync._on_ddl()": "public",
@@ -71,6 +71,7 @@ const FUNCTIONS: Record<string, FnTier> = {
   // Administration (README: SQL reference).
   "dbsync.create_group(text)": "admin",
   "dbsync.add_table(regclass,text,text[])": "admin",
+  "dbsync.add_all_tables(name,text,boolean)": "admin",
   "dbsync.add_sequence(regclass,text)": "admin",
   "dbsync.remove_table(regclass)": "admin",
   "dbsync.add_subscription(text,text,text,boolean)": "admin",
@@ -111,6 +112,7 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync._has_new_writers(integer,pg_snapshot)": "admin",
   "dbsync._install_capture(integer)": "admin",
   "dbsync._key_columns(regclass,text[])": "admin",
+  "dbsync._key_is_unique(regclass,text[])": "admin",
   "dbsync._key_match(oid,text,text)": "admin",
   "dbsync._needs_pinned_output(oid[])": "admin",
   "dbsync._pin_output()": "admin",
@@ -122,6 +124,7 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync._restore_output(text[])": "admin",
   "dbsync._sequence_goal(integer)": "admin",
   "dbsync._sequences_behind(integer,jsonb)": "admin",
+  "dbsync._server_has(text)": "admin",
   "dbsync._snapshot_excluding_self()": "admin",
   "dbsync._sub(text)": "admin",
   "dbsync._sync_partitions(integer,boolean)": "admin",
@@ -130,7 +133,11 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync._text_of(oid,text)": "admin",
   "dbsync._uri_decode(text,text)": "admin",
   "dbsync._verify_hold(text)": "admin",
+  // Before PostgreSQL 12 only (sql/compat/partition_tree.sql).
+  ...(SOURCE_MAJOR < 12 ? { "dbsync._partition_tree(regclass)": "admin", "dbsync._partition_ancestors(regclass)": "admin" } : {}),
 };
+// As the source's major names the types (txid_snapshot before 13).
+const FUNCTIONS: Record<string, FnTier> = Object.fromEntries(Object.entries(MATRIX).map(([sig, tier]) => [compat(sig), tier]));
 // SECURITY DEFINER functions PUBLIC may execute: exactly these.
 const PUBLIC_SECDEF = ["dbsync._last_ev_id(integer)", "dbsync._on_ddl()", "dbsync._on_drop()"];
 // Generated per replicated table (_install_capture): the capture trigger functions.

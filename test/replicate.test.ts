@@ -7,7 +7,7 @@ import { applyBatch } from "../src/target/apply";
 import { ensureTargetSchema, readAppliedTick } from "../src/target/progress";
 import { SequenceSync } from "../src/target/sequences";
 import { StageTables } from "../src/target/stage";
-import { freshEnv, sleep, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
+import { compat, freshEnv, sleep, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
 
 const DDL = `
   create table items (id int primary key, name text, qty int);
@@ -113,10 +113,10 @@ test("the source reader lost while the target merges a table: nothing is lost, a
   await subscribeTables(env, "create table a (id int primary key, v text); create table b (id int primary key, v text)", ["a", "b"]);
   // a's merge on the target takes 3 s (a trigger that fires under replication too); the
   // reader's transaction is open (idle) meanwhile.
-  await env.target.query(`
+  await env.target.query(compat(`
     create function slow() returns trigger language plpgsql as $$ begin perform pg_sleep(3); return null; end $$;
     create trigger slow after insert on a for each statement execute function slow();
-    alter table a enable always trigger slow`);
+    alter table a enable always trigger slow`, "target"));
   await env.source.query("select dbsync.pause('s')");
   await env.source.query("insert into a select g, 'a' from generate_series(1, 1000) g");
   await env.source.query("insert into b select g, 'b' from generate_series(1, 1000) g");

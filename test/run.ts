@@ -1,11 +1,12 @@
-// `npm test`: start a source and a target cluster (major from DBSYNC_PG_MAJOR,
-// default 17), run every test file with node's test runner against them, and
-// stop both clusters whatever happens. Arguments narrow the run to matching files,
-// DBSYNC_TEST_NAME (a regular expression) to matching test names.
+// `npm test`: start a source and a target cluster (majors from DBSYNC_PG_MAJOR,
+// default 17, and DBSYNC_PG_TARGET_MAJOR, default the source's), run every test
+// file with node's test runner against them, and stop both clusters whatever
+// happens. Arguments narrow the run to matching files, DBSYNC_TEST_NAME (a regular
+// expression) to matching test names.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { reapOrphans, startCluster, stopAll } from "../src/embedded/cluster";
+import { reapOrphans, startCluster, stopAll, targetMajorFromEnv } from "../src/embedded/cluster";
 
 async function main() {
   reapOrphans();
@@ -17,8 +18,10 @@ async function main() {
     .filter((f) => filters.length === 0 || filters.some((p) => f.includes(p)))
     .sort()
     .map((f) => path.join(dir, f));
-  const [source, target] = await Promise.all([startCluster(), startCluster()]);
-  console.log(`PostgreSQL ${source.major}: source on port ${source.port}, target on port ${target.port}`);
+  const [source, target] = await Promise.all([startCluster(), startCluster({ major: targetMajorFromEnv() })]);
+  console.log(
+    `PostgreSQL ${source.major} source on port ${source.port}, PostgreSQL ${target.major} target on port ${target.port}`,
+  );
   const child = spawn(
     process.execPath,
     [
@@ -35,6 +38,8 @@ async function main() {
         DBSYNC_TEST_TARGET_URL: target.url(),
         DBSYNC_TEST_SOURCE_DATA: source.dataDir,
         DBSYNC_TEST_TARGET_DATA: target.dataDir,
+        DBSYNC_TEST_SOURCE_MAJOR: String(source.major),
+        DBSYNC_TEST_TARGET_MAJOR: String(target.major),
       },
     },
   );

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Pool } from "pg";
-import { freshEnv, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { compat, freshEnv, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 const DDL = `
   create table ins_only (id bigint primary key, writer int not null, n int not null, payload text);
@@ -89,7 +89,7 @@ test("SIGKILL at random moments under concurrent writes: nothing lost, nothing a
   const env = await freshEnv("sidecar_kill");
   await env.source.query(DDL);
   await env.target.query(DDL);
-  await env.target.query(TARGET_AUDIT);
+  await env.target.query(compat(TARGET_AUDIT, "target"));
   await env.source.query("select dbsync.add_table('ins_only', 'k'), dbsync.add_table('kv', 'k')");
   await env.source.query("select dbsync.add_subscription('ks', 'k', $1, copy_data => false)", [env.targetUrl]);
   const args = ["--poll-interval", "100"];

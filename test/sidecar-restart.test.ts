@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Pool, PoolClient } from "pg";
-import { Cluster, startCluster, stopAll } from "../src/embedded/cluster";
+import { Cluster, startCluster, stopAll, targetMajorFromEnv } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
 import { createDatabase, pool, sleep, startSidecar, Sidecar, tableText, until } from "./helpers";
 
@@ -17,7 +17,7 @@ before(async () => {
   // count them. The target keeps the suite's settings (asynchronous commit): an
   // immediate stop may then lose its last applied batches, which the sidecar must notice.
   // allSettled: if one fails to start, the other is registered before after() stops them.
-  const started = await Promise.allSettled([startCluster({ settings: { synchronous_commit: "on" } }), startCluster()]);
+  const started = await Promise.allSettled([startCluster({ settings: { synchronous_commit: "on" } }), startCluster({ major: targetMajorFromEnv() })]);
   for (const r of started) if (r.status === "rejected") throw r.reason;
   [source, target] = started.map((r) => (r as PromiseFulfilledResult<Cluster>).value);
 });

@@ -21,16 +21,15 @@ begin
             using errcode = 'invalid_table_definition',
                   hint = 'A row whose key is NULL cannot be replicated. Keep the column NOT NULL, or first make another key (add a primary key in the same ALTER TABLE), or remove the table with dbsync.remove_table.';
     end if;
-    if not exists (
-        select from pg_index i
-        where i.indrelid = t.relid and i.indisunique and i.indisvalid and i.indpred is null and i.indexprs is null
-          and (select bool_and(a.attname = any (t.key_columns))
-               from pg_attribute a where a.attrelid = t.relid and a.attnum = any (i.indkey::int2[]))
-    ) then
+    if not dbsync._key_is_unique(t.relid::regclass, t.key_columns) then
         raise exception 'dbsync: the key (%) of %.% is no longer unique', array_to_string(t.key_columns, ', '),
                         t.schema_name, t.table_name
             using errcode = 'invalid_table_definition',
-                  hint = 'Drop and add the primary key in one ALTER TABLE statement, or keep a unique index on the key columns.';
+                  hint = case when t.partitioned and not dbsync._server_has('partitioned_unique')
+                              then 'On PostgreSQL 10 every partition of a replicated partitioned table needs a unique index '
+                                   'on its key: create partitions with it, e.g. create table p1 partition of p '
+                                   '(primary key (' || array_to_string(t.key_columns, ', ') || ')) for values ...'
+                              else 'Drop and add the primary key in one ALTER TABLE statement, or keep a unique index on the key columns.' end;
     end if;
     if exists (select from pg_trigger tg
                where tg.tgrelid in (select p.relid from pg_partition_tree(t.relid) p union select t.relid)

@@ -13,7 +13,8 @@
 --   row-level triggers on the parent, which PostgreSQL clones to every present and
 --   future partition (statement triggers on the parent would miss statements aimed
 --   at a partition), plus a BEFORE TRUNCATE trigger on each partition that queues
---   its keys.
+--   its keys. PostgreSQL 10 has no row triggers on a partitioned table: there
+--   _sync_partitions puts the row trigger on each leaf partition itself.
 --
 --   Key values are written as text by their types' output functions (dbsync._text_of:
 --   never a cast, which a table owner could define); the output settings are pinned
@@ -190,7 +191,9 @@ $f$, t.group_id, v_state, v_seq, v_shape, v_new, v_old, p_table_id, v_pin);
         execute format('create trigger dbsync_capture_del after delete on %s referencing old table as dbsync_old for each statement execute function %s()', t.relid::regclass, v_fn);
         execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function %s()', t.relid::regclass, v_fn);
     else
-        execute format('create trigger dbsync_capture_row after insert or update or delete on %s for each row execute function %s()', t.relid::regclass, v_fn);
+        if dbsync._server_has('partitioned_row_trigger') then
+            execute format('create trigger dbsync_capture_row after insert or update or delete on %s for each row execute function %s()', t.relid::regclass, v_fn);
+        end if;
         -- TRUNCATE of the whole table is one event; of a single partition, its keys.
         -- The function first: the trigger below names it.
         execute format($f$create or replace function dbsync.%I() returns trigger

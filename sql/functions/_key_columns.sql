@@ -31,10 +31,15 @@ begin
             group by i.indexrelid;
             raise exception 'add_table: table % has no primary key', tbl
                 using errcode = 'invalid_table_definition',
-                      hint = 'dbsync must identify each row. Either add a primary key (alter table ' || tbl::text || ' add primary key (...)), '
-                             || coalesce('or pass ' || v_col || ' (a unique index on NOT NULL columns covers them), ',
-                                         'or pass key_columns => array[...] naming NOT NULL columns covered by a unique index, ')
-                             || 'or leave the table out of replication.';
+                      hint = case when (select c.relkind from pg_class c where c.oid = tbl) = 'p'
+                                       and not dbsync._server_has('partitioned_unique')
+                                  then 'A partitioned table has no primary key on PostgreSQL 10: pass key_columns => array[...] '
+                                       'naming NOT NULL columns that include the partition key and that a unique index of '
+                                       'every partition covers.'
+                                  else 'dbsync must identify each row. Either add a primary key (alter table ' || tbl::text || ' add primary key (...)), '
+                                       || coalesce('or pass ' || v_col || ' (a unique index on NOT NULL columns covers them), ',
+                                                   'or pass key_columns => array[...] naming NOT NULL columns covered by a unique index, ')
+                                       || 'or leave the table out of replication.' end;
         end if;
         -- A generated column is computed by each side from the others: the sidecar
         -- copies stored columns only, so it cannot identify rows.
@@ -75,17 +80,14 @@ begin
                       hint = 'Generated columns are not captured; name stored columns as key_columns.';
         end if;
     end loop;
-    if not exists (
-        select from pg_index i
-        where i.indrelid = tbl and i.indisunique and i.indisvalid
-          and i.indpred is null and i.indexprs is null
-          and (select bool_and(a.attname = any (key_columns))
-               from pg_attribute a
-               where a.attrelid = tbl and a.attnum = any (i.indkey::int2[]))
-    ) then
+    if not dbsync._key_is_unique(tbl, key_columns) then
         raise exception 'add_table: key_columns % of % are not unique', key_columns, tbl
             using errcode = 'invalid_table_definition',
-                  hint = 'Create a unique index on these columns (or a subset of them) first.';
+                  hint = case when (select c.relkind from pg_class c where c.oid = tbl) = 'p'
+                                   and not dbsync._server_has('partitioned_unique')
+                              then 'On PostgreSQL 10 the key of a partitioned table must include its partition key, '
+                                   'and every partition needs a unique index on these columns (or a subset of them).'
+                              else 'Create a unique index on these columns (or a subset of them) first.' end;
     end if;
     return key_columns;
 end

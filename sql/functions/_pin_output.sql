@@ -26,9 +26,13 @@ $$;
 
 -- dbsync._restore_output(saved text[]) returns void
 --   Puts back what _pin_output changed, so the writer's session sees its own settings.
+--   (PL/pgSQL: before PostgreSQL 11 a SQL function returning void may not end in a
+--   SELECT of values.)
 create or replace function dbsync._restore_output(saved text[]) returns void
-language sql set search_path = pg_catalog, pg_temp as $$
-    select set_config('datestyle', saved[1], true), set_config('intervalstyle', saved[2], true),
-           set_config('extra_float_digits', saved[3], true), set_config('lc_monetary', saved[4], true),
-           set_config('timezone', saved[5], true), set_config('bytea_output', saved[6], true);
+language plpgsql set search_path = pg_catalog, pg_temp as $$
+begin
+    perform set_config('datestyle', saved[1], true), set_config('intervalstyle', saved[2], true),
+            set_config('extra_float_digits', saved[3], true), set_config('lc_monetary', saved[4], true),
+            set_config('timezone', saved[5], true), set_config('bytea_output', saved[6], true);
+end
 $$;

@@ -6,12 +6,16 @@
 --   a slot that maintain judged free. setval is not transactional either: callers
 --   hold the group's row lock (FOR UPDATE) and call this as their last step, and
 --   every maintain call publishes again, so a rolled-back change is undone there.
+--   (PL/pgSQL: before PostgreSQL 11 a SQL function returning void may not end in a
+--   SELECT of values.)
 create or replace function dbsync._publish_group_state(p_group_id int) returns void
-language sql security definer set search_path = pg_catalog, pg_temp as $$
-    select pg_catalog.setval(format('dbsync.%I', 'group_state_' || g.group_id)::regclass,
-                             g.cur_slot + case when g.sleeping then 4 else 0 end, true)
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+    perform pg_catalog.setval(format('dbsync.%I', 'group_state_' || g.group_id)::regclass,
+                              g.cur_slot + case when g.sleeping then 4 else 0 end, true)
     from dbsync.groups g
-    where g.group_id = p_group_id
+    where g.group_id = p_group_id;
+end
 $$;
 
 -- dbsync.set_sleeping(p_group_id int, p_sleeping boolean) returns void

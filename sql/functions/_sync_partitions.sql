@@ -1,7 +1,8 @@
 -- dbsync._sync_partitions(p_table_id int, p_queue_rows boolean) returns void
 --   Keeps a captured partitioned table's BEFORE TRUNCATE triggers on exactly its
 --   leaf partitions (PostgreSQL clones row triggers to new partitions, not
---   statement triggers). With p_queue_rows, the keys of rows that entered the
+--   statement triggers), and on PostgreSQL 10, which has no row triggers on a
+--   partitioned table, its row triggers too. With p_queue_rows, the keys of rows that entered the
 --   table by ATTACH PARTITION or left it by DETACH PARTITION are queued: no row
 --   trigger sees either. Called by _install_capture (without queueing: the rows
 --   present at add_table are the initial copy's business) and by the DDL event
@@ -14,6 +15,7 @@ declare
     t dbsync.tables;
     v_shape dbsync.shapes;
     v_fn regprocedure;
+    v_leaf_rows boolean := not dbsync._server_has('partitioned_row_trigger');
     r record;
 begin
     select * into t from dbsync.tables where table_id = p_table_id and removed_at is null;
@@ -31,6 +33,9 @@ begin
             perform dbsync._queue_rows(t.table_id, v_shape.shape_id, r.rel);
         end if;
         execute format('drop trigger %I on %s', r.tgname, r.rel);
+        if v_leaf_rows then
+            execute format('drop trigger if exists dbsync_capture_row on %s', r.rel);
+        end if;
     end loop;
     -- Partitions that joined it: new rows, and a TRUNCATE trigger of their own.
     for r in select p.relid::regclass as rel
@@ -43,6 +48,10 @@ begin
         end if;
         execute format('create trigger dbsync_capture_part_trunc before truncate on %s for each statement execute function %s',
                        r.rel, v_fn);
+        if v_leaf_rows then
+            execute format('create trigger dbsync_capture_row after insert or update or delete on %s for each row execute function %s',
+                           r.rel, v_fn);
+        end if;
     end loop;
     -- The partitions, for the sql_drop event trigger (see _on_drop).
     delete from dbsync.partitions p

@@ -28,6 +28,10 @@ begin
     for s in 0..2 loop
         execute format('create table dbsync.%I partition of dbsync.%I for values in (%s)',
                        'events_' || v_id || '_' || s, 'events_' || v_id, s);
+        -- The index on dbsync.events (txid) is each slot's from PostgreSQL 11 on.
+        if not dbsync._server_has('partitioned_index') then
+            execute format('create index on dbsync.%I (txid)', 'events_' || v_id || '_' || s);
+        end if;
         insert into dbsync.queue_slots (group_id, slot) values (v_id, s);
     end loop;
     -- The creating transaction may go on to write to the group's tables: its own

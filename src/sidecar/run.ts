@@ -11,7 +11,7 @@ import { Log, Outages } from "../log";
 import { type Finished, runVerify } from "../verify/verify";
 import { ApplyCounters, ApplyTasks, NO_COUNTERS } from "./apply-tasks";
 import { BackgroundVerify, VERIFY_DEFAULTS } from "./background-verify";
-import { Jobs } from "./jobs";
+import { startJobs } from "./jobs";
 import { Wakeups } from "./wakeups";
 
 export const DEFAULT_METRICS_HOST = "127.0.0.1";
@@ -80,7 +80,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   const tasks = new ApplyTasks(opts, pool, counters, log, abort.signal, outages);
   let wakeups: Wakeups | undefined;
   let background: BackgroundVerify | undefined;
-  const jobs = await Jobs.start({
+  const jobs = await startJobs({
     sourceUrl: opts.sourceUrl,
     concurrency: opts.concurrency,
     pollIntervalMs: opts.pollIntervalMs,

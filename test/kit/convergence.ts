@@ -1,7 +1,7 @@
 // What the divergence and adversarial tests share: a group "g" subscribed as "s",
 // and the verdict "the target equals the source, or dbsync says it does not".
 import assert from "node:assert/strict";
-import { Env, tableText, value } from "../helpers";
+import { Env, compat, tableText, value } from "../helpers";
 
 export interface StatusRow {
   name: string;
@@ -21,8 +21,8 @@ export async function setup(
   tables: string[],
   opts: { copyData?: boolean; keyColumns?: Record<string, string[]> } = {},
 ): Promise<void> {
-  await env.source.query(ddl);
-  await env.target.query(ddl);
+  await env.source.query(compat(ddl, "source"));
+  await env.target.query(compat(ddl, "target"));
   for (const t of tables) await env.source.query("select dbsync.add_table($1, 'g', $2)", [t, opts.keyColumns?.[t] ?? null]);
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => $2)", [env.targetUrl, opts.copyData ?? false]);
 }

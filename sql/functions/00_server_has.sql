@@ -1,0 +1,28 @@
+-- dbsync._server_has(p_feature text) returns boolean
+--   Whether this server has a feature that dbsync uses in another way on older
+--   majors. The version switches that are only other names for the same thing are
+--   rewrites applied by migrate (src/compat.ts); this is for the ones that change
+--   what the code does:
+--     partitioned_index: an index on a partitioned table, made on each partition
+--       by PostgreSQL (11+; before, dbsync indexes each queue slot itself)
+--     partitioned_row_trigger: a row trigger on a partitioned table, cloned by
+--       PostgreSQL to every partition (11+; before, dbsync puts one on each leaf)
+--     partitioned_unique: a primary key or unique index on a partitioned table
+--       (11+; before, a key is unique when every leaf has a unique index on it
+--       and it includes the partition keys)
+--   Errors: an unknown feature.
+create or replace function dbsync._server_has(p_feature text) returns boolean
+language plpgsql stable set search_path = pg_catalog, pg_temp as $$
+declare
+    v_since int := case p_feature
+                       when 'partitioned_index' then 110000
+                       when 'partitioned_row_trigger' then 110000
+                       when 'partitioned_unique' then 110000
+                   end;
+begin
+    if v_since is null then
+        raise exception 'dbsync._server_has: unknown feature "%"', p_feature using errcode = 'invalid_parameter_value';
+    end if;
+    return current_setting('server_version_num')::int >= v_since;
+end
+$$;

@@ -1,0 +1,146 @@
+// PostgreSQL version switches: every difference between the majors dbsync supports
+// (10 to 18) that its code has to know about, in one list. dbsync has one code path:
+// its SQL is written for current PostgreSQL, and on an older server the migration
+// runner rewrites the few names that server lacks before installing (the rewrites
+// below), so migrations and functions on disk stay one text for every major, and an
+// install on PostgreSQL 14+ runs them byte for byte (same checksum, nothing
+// re-installed). Where an older server behaves differently rather than spells
+// differently, the SQL asks dbsync._server_has('<feature>') (sql/functions/
+// _server_has.sql), whose features are named after the entries here.
+//
+// Why rewrite text instead of version branches in the SQL: the txid functions are
+// one-for-one renames (PostgreSQL 13 renamed txid_current() to pg_current_xact_id()
+// and the bigint txids to xid8, same values, same snapshot text), and migrations
+// already landed must not change for existing installs. A rewrite keeps both true.
+import { Client } from "pg";
+
+/** What the SQL needs to know about the server it is installed on. */
+export interface ServerTraits {
+  /** e.g. 12 for 12.22. */
+  major: number;
+  /**
+   * The queue holds bigint txids (txid_current()) rather than xid8: a server older
+   * than 13, or a dbsync installed there and then pg_upgraded (its columns keep
+   * their types, and the txid_* functions still exist on every later major).
+   */
+  bigintTxids: boolean;
+}
+
+export interface Rewrite {
+  /** The feature missing where `applies`; also the name dbsync._server_has knows it by. */
+  name: string;
+  applies: (s: ServerTraits) => boolean;
+  pattern: RegExp;
+  replacement: string | ((match: string, ...groups: string[]) => string);
+  why: string;
+}
+
+/** xid8 and pg_snapshot (13+) and their functions, as the bigint txid_* names of 10–12. */
+const TXID_NAMES: Record<string, string> = {
+  xid8: "bigint",
+  pg_snapshot: "txid_snapshot",
+  pg_current_xact_id: "txid_current",
+  pg_current_xact_id_if_assigned: "txid_current_if_assigned",
+  pg_current_snapshot: "txid_current_snapshot",
+  pg_snapshot_xmin: "txid_snapshot_xmin",
+  pg_snapshot_xmax: "txid_snapshot_xmax",
+  pg_snapshot_xip: "txid_snapshot_xip",
+  pg_visible_in_snapshot: "txid_visible_in_snapshot",
+};
+
+export const REWRITES: Rewrite[] = [
+  {
+    name: "xid8",
+    applies: (s) => s.bigintTxids,
+    pattern: new RegExp(`\\b(${Object.keys(TXID_NAMES).join("|")})\\b`, "g"),
+    replacement: (m) => TXID_NAMES[m],
+    why: "xid8, pg_snapshot and pg_current_xact_id() are PostgreSQL 13's names for the epoch-extended bigint txids of txid_current(): same values, same snapshot text, same rule for visibility",
+  },
+  {
+    name: "gen_random_uuid",
+    applies: (s) => s.major < 13,
+    pattern: /\bgen_random_uuid\(\)/g,
+    // A subscription's identity on its target: unique, not secret.
+    replacement:
+      "pg_catalog.md5(pg_catalog.random()::pg_catalog.text || pg_catalog.clock_timestamp()::pg_catalog.text || pg_catalog.pg_backend_pid()::pg_catalog.text)::pg_catalog.uuid",
+    why: "gen_random_uuid() is built in from PostgreSQL 13 (pgcrypto before, which may not be installable)",
+  },
+  {
+    name: "execute_function",
+    applies: (s) => s.major < 11,
+    pattern: /\bexecute function\b/gi,
+    replacement: "execute procedure",
+    why: "CREATE TRIGGER and CREATE EVENT TRIGGER say EXECUTE FUNCTION from PostgreSQL 11, EXECUTE PROCEDURE before (same meaning)",
+  },
+  {
+    name: "partitioned_index",
+    applies: (s) => s.major < 11,
+    pattern: /^create index on dbsync\.events \(txid\);$/m,
+    replacement: "-- (PostgreSQL 10: no index on a partitioned table; create_group indexes each slot)",
+    why: "indexes on partitioned tables come with PostgreSQL 11; before, each leaf gets its own",
+  },
+  {
+    name: "pg_partition_tree",
+    applies: (s) => s.major < 12,
+    pattern: /\b(?:pg_catalog\.)?(pg_partition_tree|pg_partition_ancestors)\b/g,
+    replacement: (_m, fn) => `dbsync._${fn.slice("pg_".length)}`,
+    why: "pg_partition_tree() and pg_partition_ancestors() come with PostgreSQL 12; sql/compat/partition_tree.sql reads pg_inherits the same way",
+  },
+  {
+    name: "cte_materialized",
+    applies: (s) => s.major < 12,
+    pattern: /\bas materialized \(/gi,
+    replacement: "as (",
+    why: "WITH ... AS MATERIALIZED comes with PostgreSQL 12; before it every CTE is materialized, so the meaning is the same",
+  },
+  {
+    name: "generated_columns",
+    applies: (s) => s.major < 12,
+    pattern: /\b[a-z_][a-z0-9_]*\.attgenerated\b/g,
+    replacement: `''::pg_catalog."char"`,
+    why: "generated columns (pg_attribute.attgenerated) come with PostgreSQL 12; before, no column is generated",
+  },
+  {
+    name: "tgparentid",
+    applies: (s) => s.major < 13,
+    pattern: /\b[a-z_][a-z0-9_]*\.tgparentid = 0\b/g,
+    replacement: "true",
+    why: "pg_trigger.tgparentid comes with PostgreSQL 13; before, a trigger cloned onto a partition is tgisinternal, which the same queries test",
+  },
+];
+
+/** Files under sql/ installed before the migrations where a rewrite names what they define. */
+export const PRELUDES: { file: string; applies: (s: ServerTraits) => boolean }[] = [
+  { file: "compat/partition_tree.sql", applies: (s) => s.major < 12 },
+];
+
+/** `sql` as the server described by `traits` understands it (unchanged on PostgreSQL 14+). */
+export function compatSql(sql: string, traits: ServerTraits): string {
+  let out = sql;
+  for (const r of REWRITES) {
+    if (!r.applies(traits)) continue;
+    const { pattern, replacement } = r;
+    out = typeof replacement === "string" ? out.replace(pattern, replacement) : out.replace(pattern, replacement);
+  }
+  return out;
+}
+
+/** The server's major version number. */
+export async function serverMajor(client: Client): Promise<number> {
+  const { rows } = await client.query("select pg_catalog.current_setting('server_version_num')::pg_catalog.int4 as v");
+  return Math.floor(rows[0].v / 10000);
+}
+
+/**
+ * The traits of the server `client` is connected to: its major, and whether the
+ * dbsync queue there (if installed yet) holds bigint txids.
+ */
+export async function serverTraits(client: Client): Promise<ServerTraits> {
+  const major = await serverMajor(client);
+  const { rows } = await client.query(
+    `select a.atttypid = 'pg_catalog.int8'::pg_catalog.regtype as bigint
+       from pg_catalog.pg_attribute a
+      where a.attrelid = pg_catalog.to_regclass('dbsync.events') and a.attname = 'txid' and not a.attisdropped`,
+  );
+  return { major, bigintTxids: rows.length ? rows[0].bigint === true : major < 13 };
+}
