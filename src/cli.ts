@@ -55,6 +55,12 @@ program
   .addOption(new Option("-c, --concurrency <n>", "subscriptions applied in parallel").default(4).argParser(positiveInt))
   .addOption(new Option("--poll-interval <ms>", "look for work at least this often").default(1000).argParser(positiveInt))
   .addOption(new Option("--rotate-after <seconds>", "queue rotation period").default(30).argParser(positiveInt))
+  .addOption(
+    new Option("--copy-chunk-rows <n>", "rows copied per batch: a bigger table is copied in key-range chunks of this many rows, one per batch")
+      .env("DBSYNC_COPY_CHUNK_ROWS")
+      .default(1_000_000)
+      .argParser(positiveInt),
+  )
   .addOption(new Option("--metrics-port <port>", "serve /metrics, /healthz, /readyz").env("DBSYNC_METRICS_PORT").argParser(positiveInt))
   .addOption(new Option("--log-level <level>", "trace|debug|info|warn|error").env("DBSYNC_LOG_LEVEL"))
   .addHelpText("after", "\nExample:\n  DBSYNC_SOURCE_URL=postgres://dbsync@db1/app dbsync run --concurrency 8")
@@ -81,6 +87,7 @@ program
       concurrency: o.concurrency,
       pollIntervalMs: o.pollInterval,
       rotateAfterSeconds: o.rotateAfter,
+      copyChunkRows: o.copyChunkRows,
       metricsPort: o.metricsPort,
       log,
     });

@@ -12,6 +12,8 @@ import { Metrics } from "./metrics";
 
 export interface ApplyTaskOptions {
   sourceUrl: string | undefined;
+  /** Rows copied per batch; bigger tables are copied in chunks of this many rows. */
+  copyChunkRows?: number;
 }
 
 export class ApplyTasks {
@@ -60,6 +62,7 @@ export class ApplyTasks {
         {
           sourceUrl: this.opts.sourceUrl,
           statementTimeoutMs: 0,
+          copyChunkRows: this.opts.copyChunkRows,
           onBatch: (sub, events, seconds) => {
             this.metrics.batches.inc({ subscription: sub });
             this.metrics.rows.inc({ subscription: sub }, events);

@@ -17,6 +17,8 @@ export interface RunOptions {
   concurrency: number;
   pollIntervalMs: number;
   rotateAfterSeconds: number;
+  /** Rows copied per batch; bigger tables are copied in key-range chunks of this many rows. */
+  copyChunkRows?: number;
   /** Serve /metrics, /healthz and /readyz on this port. */
   metricsPort?: number;
   log: Log;
