@@ -59,6 +59,12 @@ program
   .addOption(new Option("-c, --concurrency <n>", "subscriptions applied in parallel").default(4).argParser(positiveInt))
   .addOption(new Option("--poll-interval <ms>", "look for work at least this often").default(1000).argParser(positiveInt))
   .addOption(new Option("--rotate-after <seconds>", "queue rotation period").default(30).argParser(positiveInt))
+  .addOption(
+    new Option("--copy-chunk-rows <n>", "rows copied per batch: a bigger table is copied in key-range chunks of this many rows, one per batch")
+      .env("DBSYNC_COPY_CHUNK_ROWS")
+      .default(1_000_000)
+      .argParser(positiveInt),
+  )
   .addOption(new Option("--metrics-port <port>", "serve /metrics, /healthz, /readyz on this port").env("DBSYNC_METRICS_PORT").argParser(tcpPort))
   .addOption(
     new Option("--metrics-host <address>", "address the metrics port listens on (0.0.0.0: every interface)")
@@ -117,6 +123,7 @@ Example:
       concurrency: o.concurrency,
       pollIntervalMs: o.pollInterval,
       rotateAfterSeconds: o.rotateAfter,
+      copyChunkRows: o.copyChunkRows,
       metricsPort: o.metricsPort,
       verifyIntervalMs: o.verifyInterval,
       verifyChunkRows: o.verifyChunkRows,

@@ -12,7 +12,8 @@
 --       key change that its events cannot be mapped through, or DDL in the batch
 --       while its key is matched by text) or 'refresh' (the rows of the keys that
 --       changed),
---     forced (a copy the stream needs: a streaming table whose key changed),
+--     forced (a copy the stream needs: a streaming table whose key changed, or a
+--       chunked copy that this batch's changes make start again),
 --     truncate (refresh after a TRUNCATE: empty the target table first),
 --     copy_request, rows_estimated (copies),
 --     sql (copies): the COPY ... TO STDOUT that reads every row of the table,
@@ -32,7 +33,13 @@
 --   NULL). Whatever order the changes happened in, each key ends as the source's
 --   row at p_to, and a key that is gone is deleted.
 --   Copies are limited to about p_copy_rows estimated rows per batch (at least one
---   table), so the stream of the other tables goes on between copies.
+--   table), so the stream of the other tables goes on between copies. A bigger
+--   table whose key allows it is copied in key-range chunks of p_copy_rows rows,
+--   one per batch (see sql/functions/_copy_chunks.sql): its entry has chunk
+--   {first, last, key, order, rows_before, chunks_before}, and the chunk after the
+--   first comes with a 'refresh' entry of the same table for its changed keys at
+--   or below the boundary reached so far (the others are skipped: a later chunk
+--   reads them); the target writes that refresh before the chunk's rows.
 --   Every table listed is locked (ACCESS SHARE) and checked: a TRUNCATE or a
 --   rewriting ALTER TABLE that committed after the snapshot would make the table
 --   look empty to it (they are not MVCC-safe), so then this raises
@@ -81,6 +88,11 @@ declare
     v_stale regclass;
     v_kshapes int[];
     v_shape_events jsonb;
+    -- A chunked copy: the state earlier batches got to, and this batch's chunk.
+    v_chunk jsonb;
+    v_chunks jsonb := '[]';
+    v_entry jsonb;
+    v_restart boolean;
 begin
     if current_setting('transaction_isolation') <> 'repeatable read' then
         raise exception 'batch_plan: must run in the REPEATABLE READ transaction that imported the batch''s snapshot'
@@ -131,6 +143,16 @@ begin
         where a.attrelid = r.relid and a.attnum > 0 and not a.attisdropped and a.attgenerated = '';
         v_from := case when r.partitioned then '' else 'only ' end || r.relid::regclass::text;
         v_action := case when r.state <> 'streaming' then 'copy' else 'refresh' end;
+        -- A chunked copy under way: refresh the keys at or below its boundary; or
+        -- start it again now, when this batch's changes cannot be placed against it.
+        v_chunk := case when r.state <> 'streaming'
+                        then dbsync._chunk_state(p_sub_id, r.table_id, coalesce(r.truncated, false), v_kshapes) end;
+        v_restart := coalesce((v_chunk ->> 'restart')::boolean, false);
+        if v_restart then
+            v_chunk := null;
+        elsif v_chunk is not null then
+            v_action := 'refresh';
+        end if;
 
         v_shapes := '[]';
         v_match := '{}';
@@ -171,8 +193,8 @@ begin
                     v_action := 'copy';
                     exit;
                 end if;
-                v_ctes := v_ctes || format('k%s as materialized (select ks.k from ks where ks.shape_id = %s)',
-                                           sh.shape_id, sh.shape_id);
+                v_ctes := v_ctes || format('k%s as materialized (select ks.k from ks where ks.shape_id = %s%s)',
+                                           sh.shape_id, sh.shape_id, ' and ' || (v_chunk ->> 'filter'));
                 v_cond := (select string_agg(dbsync._key_match(u.ty, format('t.%I', u.nm), format('k%s.k[%s]', sh.shape_id, u.o)),
                                              ' and ' order by u.o)
                            from unnest(sh.names, sh.types) with ordinality u(nm, ty, o));
@@ -198,6 +220,11 @@ begin
                 v_shapes := v_shapes || jsonb_build_object('op', 'K' || sh.shape_id, 'key_columns', to_jsonb(sh.names));
             end loop;
         end if;
+        if v_action = 'copy' and v_chunk is not null then
+            -- Keys the batch cannot map: the chunked copy starts again now.
+            v_restart := true;
+            v_chunk := null;
+        end if;
 
         v_est := null;
         if v_action = 'copy' then
@@ -210,10 +237,19 @@ begin
                         and c.oid in (select p.relid from pg_partition_tree(r.relid) p union select r.relid));
             -- A table waiting for its copy can wait for the next batch; one whose
             -- events need the copy cannot.
-            if v_copy_budget <= 0 and r.state <> 'streaming' then
+            if v_copy_budget <= 0 and r.state <> 'streaming' and not v_restart then
                 continue;
             end if;
-            v_copy_budget := v_copy_budget - coalesce(v_est, 0);
+            -- Too big for one batch: chunks, when the key allows them (from the start:
+            -- a copy whose chunks cannot go on starts again).
+            if r.state <> 'streaming' and v_est > p_copy_rows then
+                v_chunk := jsonb_build_object('order', dbsync._chunk_order(r.relid, (select t.key_columns from dbsync.tables t where t.table_id = r.table_id)),
+                                              'rows_before', 0, 'chunks_before', 0);
+                if v_chunk -> 'order' = 'null' then
+                    v_chunk := null;
+                end if;
+            end if;
+            v_copy_budget := v_copy_budget - coalesce(least(v_est, case when v_chunk is not null then p_copy_rows end), 0);
             v_sql := format('copy (select %s from %s) to stdout',
                             (select string_agg(quote_ident(c), ', ' order by o) from unnest(v_cols) with ordinality u(c, o)),
                             v_from);
@@ -256,12 +292,34 @@ begin
             v_parts := v_parts || format('select %s, p.*/*pad*/ from (%s) p', r.table_id, v_part);
             v_widths := v_widths || cardinality(v_cols);
         end if;
-        v_tables := v_tables || jsonb_build_object(
+        v_entry := jsonb_build_object(
             'table_id', r.table_id, 'target', r.target, 'partitioned', r.partitioned,
             'columns', to_jsonb(v_cols), 'events', r.events,
-            'action', v_action, 'forced', v_action = 'copy' and r.state = 'streaming', 'truncate', coalesce(r.truncated, false) and v_action = 'refresh',
+            'action', v_action, 'forced', v_action = 'copy' and (r.state = 'streaming' or v_restart), 'truncate', coalesce(r.truncated, false) and v_action = 'refresh',
             'copy_request', r.copy_request, 'rows_estimated', v_est, 'sql', v_sql, 'shapes', v_shapes,
-            'upsert_key', v_upsert);
+            'upsert_key', v_upsert, 'chunk', null);
+        if v_chunk is null then
+            v_tables := v_tables || v_entry;
+        elsif v_action = 'copy' then
+            -- The first chunk, instead of the whole table.
+            v_tables := v_tables || dbsync._chunk_entry(v_entry, r.relid, v_from, v_chunk, p_copy_rows);
+        else
+            -- A chunked copy under way: this batch's changed keys at or below its
+            -- boundary now; its next chunk after the loop, if the copies of the
+            -- tables waiting for one leave room for it.
+            if cardinality(v_match) > 0 then
+                v_tables := v_tables || v_entry;
+            end if;
+            v_chunks := v_chunks || jsonb_build_object(
+                'entry', v_entry || jsonb_build_object('action', 'copy', 'events', 0, 'truncate', false, 'shapes', '[]'::jsonb,
+                                                       'upsert_key', null, 'rows_estimated', v_chunk -> 'rows_estimated'),
+                'relid', r.relid, 'from', v_from, 'state', v_chunk);
+        end if;
+    end loop;
+    for r in select c.value as c from jsonb_array_elements(v_chunks) c loop
+        exit when v_copy_budget <= 0;
+        v_copy_budget := v_copy_budget - p_copy_rows;
+        v_tables := v_tables || dbsync._chunk_entry(r.c -> 'entry', (r.c ->> 'relid')::oid, r.c ->> 'from', r.c -> 'state', p_copy_rows);
     end loop;
     if cardinality(v_parts) > 0 then
         -- Narrower tables' lines padded with NULLs, so that every part has the widest's columns.

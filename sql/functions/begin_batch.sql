@@ -34,6 +34,11 @@ begin
     if v_sub.paused then
         return;
     end if;
+    -- Chunks recorded for a batch that did not commit (dbsync.copy_chunks): every
+    -- batch the target committed was reported before this call (record_progress
+    -- with it, or target_position when the sidecar connected).
+    update dbsync.subscription_tables st set chunk_next = null
+    where st.sub_id = v_sub.sub_id and st.chunk_next is not null;
 
     v_hold := dbsync._verify_hold(p_subscription);
     if v_hold is not null then

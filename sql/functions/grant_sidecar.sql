@@ -57,7 +57,7 @@ begin
         select p.oid::regprocedure as fn
         from pg_proc p
         where p.pronamespace = 'dbsync'::regnamespace
-          and p.proname in ('begin_batch', 'batch_plan', 'batch_keys', 'record_progress', 'copy_progress',
+          and p.proname in ('begin_batch', 'batch_plan', 'batch_keys', 'record_progress', 'copy_progress', 'copy_chunks',
                             'table_error', 'record_error', 'target_position', 'has_work', 'set_sleeping',
                             'tick', 'maintain', 'table_layout', '_verify_begin', '_verify_todo',
                             '_verify_schedule', '_verify_record', '_skipped_ddl')

@@ -4,8 +4,11 @@
 --   just committed to, the target's dbsync.applied). Moves the position, adds the
 --   stats, clears the last error. p_copied lists [table_id, copy_request] pairs the
 --   batch copied: those tables stream from now on, unless a newer copy was requested
---   meanwhile (resync_table after the batch's snapshot); what background verification
---   found about them is cleared. p_sequences lists
+--   meanwhile (resync_table after the batch's snapshot), and what background
+--   verification found about them is cleared; a chunk of a chunked copy moves the
+--   table's boundary instead (the last one ends the copy; see
+--   sql/functions/_copy_chunks.sql), by what copy_chunks recorded for the batch that
+--   ends at p_tick. p_sequences lists
 --   [seq_id, value] pairs: what the target's sequences were set to (or already were
 --   at, or above). Called by the sidecar.
 create or replace function dbsync.record_progress(p_sub_id int, p_tick bigint, p_events bigint,
@@ -22,12 +25,43 @@ begin
         rows_per_second = case when p_events > 0 and p_seconds > 0 then p_events / p_seconds else rows_per_second end,
         last_error = null, last_error_sqlstate = null, last_error_table = null, last_error_tick = null
     where sub_id = p_sub_id;
+    -- Chunks of copies (recorded by copy_chunks before the batch committed on the
+    -- target): the boundary moves with the position, also when the batch's report
+    -- was lost and the position comes from the target (target_position: no
+    -- p_copied then, and the rows copied are those copy_progress last showed).
+    -- The last chunk ends the copy.
+    update dbsync.subscription_tables st
+    set chunk_request = st.copy_request,
+        chunk_order = st.chunk_next -> 'order',
+        chunk_key = case when n.last then null
+                         else array(select jsonb_array_elements_text(st.chunk_next -> 'key')) end,
+        chunk_tick = p_tick,
+        chunk_rows = n.rows,
+        chunks_copied = (st.chunk_next ->> 'chunks_before')::int + 1,
+        rows_copied = n.rows,
+        chunk_next = null,
+        state = case when n.last then 'streaming' else 'copying' end,
+        copy_tick = case when n.last then p_tick end,
+        copy_ended_at = case when n.last then now() end,
+        last_error = null, last_error_at = null
+    from dbsync.subscription_tables s2
+    cross join lateral (
+        select (s2.chunk_next ->> 'last')::boolean as last,
+               coalesce((select sum((c.value->>2)::bigint) from jsonb_array_elements(coalesce(p_copied, '[]')) c
+                          where (c.value->>0)::int = s2.table_id) + (s2.chunk_next ->> 'rows_before')::bigint,
+                        s2.rows_copied) as rows
+    ) n
+    where st.sub_id = p_sub_id and s2.sub_id = st.sub_id and s2.table_id = st.table_id
+      and (st.chunk_next ->> 'tick')::bigint = p_tick
+      and (st.chunk_next ->> 'copy_request')::bigint = st.copy_request and st.state <> 'streaming';
+    -- Whole copies.
     update dbsync.subscription_tables st
     set state = 'streaming', copy_tick = p_tick, copy_ended_at = now(), last_error = null, last_error_at = null,
         rows_copied = coalesce((c.value->>2)::bigint, st.rows_copied)
     from jsonb_array_elements(coalesce(p_copied, '[]')) c
     where st.sub_id = p_sub_id and st.table_id = (c.value->>0)::int
-      and st.copy_request = (c.value->>1)::bigint and st.state <> 'streaming';
+      and st.copy_request = (c.value->>1)::bigint and st.state <> 'streaming'
+      and st.chunk_tick is distinct from p_tick;
     -- A table copied again is what the source had at p_tick: background verification's
     -- findings about it are gone, and its walk over the keys starts over.
     update dbsync.verify_progress p

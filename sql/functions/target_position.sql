@@ -34,15 +34,15 @@ begin
     end if;
     -- Behind, but the queue still holds everything after its tick (no slot truncated
     -- above that tick's xmin): apply again from there. Tables copied after it are
-    -- copied again (the copy was among what the target lost), and sequences are
-    -- pushed again.
+    -- copied again (the copy was among what the target lost; a chunked copy with a
+    -- chunk after it starts again), and sequences are pushed again.
     if p_target_tick < v_sub.position_tick
        and exists (select from dbsync.ticks t join dbsync.groups g on g.group_id = t.group_id
                    where t.group_id = v_sub.group_id and t.tick_id = p_target_tick
                      and (g.truncated_xmax is null or pg_snapshot_xmin(t.snap) >= g.truncated_xmax)) then
         update dbsync.subscription_tables
         set state = 'pending', copy_request = copy_request + 1, copy_tick = null
-        where sub_id = p_sub_id and copy_tick > p_target_tick;
+        where sub_id = p_sub_id and (copy_tick > p_target_tick or (chunk_tick > p_target_tick and state <> 'streaming'));
         delete from dbsync.subscription_sequences where sub_id = p_sub_id;
         update dbsync.subscriptions set position_tick = p_target_tick where sub_id = p_sub_id;
         raise notice 'subscription "%": the target stands at tick %, behind the source''s record (tick %); applying again from there',

@@ -4,6 +4,9 @@
 --   subscription's last failed batch failed on this table (the sidecar names tables
 --   with both parts always quoted), or background verification found rows of it that
 --   differ on the target: last_error says which and how to copy it again).
+--   rows_copied / rows_estimated: the copy's progress, across the batches of a copy
+--   in key-range chunks (chunks_copied; copied_up_to: the key up to which the target
+--   holds the table, while copying).
 --   verify_differences / verify_differing_keys: what background verification found
 --   (the last complete pass over the table, or the pass under way when it found
 --   more; 0 again after a clean complete pass or a new copy); last_verified_at: when
@@ -30,7 +33,12 @@ select s.name as subscription,
        coalesce(v.differing_keys, '{}') as verify_differing_keys,
        v.verified_at as last_verified_at,
        coalesce(v.passes, 0) as verify_passes,
-       v.last_error as last_verify_error
+       v.last_error as last_verify_error,
+       -- A copy in key-range chunks (sql/functions/_copy_chunks.sql): the chunks
+       -- copied so far, and the key up to which the target holds the table.
+       case when st.chunk_request = st.copy_request then st.chunks_copied else 0 end as chunks_copied,
+       case when st.chunk_request = st.copy_request and st.state <> 'streaming'
+            then array_to_string(st.chunk_key, ', ') end as copied_up_to
 from dbsync.subscription_tables st
 join dbsync.subscriptions s using (sub_id)
 join dbsync.tables t using (table_id)

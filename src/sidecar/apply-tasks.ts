@@ -26,6 +26,8 @@ export const NO_COUNTERS: ApplyCounters = { batches: ignore, rows: ignore, batch
 
 export interface ApplyTaskOptions {
   sourceUrl: string | undefined;
+  /** Rows copied per batch; bigger tables are copied in chunks of this many rows. */
+  copyChunkRows?: number;
 }
 
 export class ApplyTasks {
@@ -77,6 +79,7 @@ export class ApplyTasks {
         {
           sourceUrl: this.opts.sourceUrl,
           statementTimeoutMs: 0,
+          copyChunkRows: this.opts.copyChunkRows,
           onBatch: (sub, events, seconds) => {
             this.metrics.batches.inc({ subscription: sub });
             this.metrics.rows.inc({ subscription: sub }, events);

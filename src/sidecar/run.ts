@@ -21,6 +21,8 @@ export interface RunOptions {
   concurrency: number;
   pollIntervalMs: number;
   rotateAfterSeconds: number;
+  /** Rows copied per batch; bigger tables are copied in key-range chunks of this many rows. */
+  copyChunkRows?: number;
   /** Serve /metrics, /healthz and /readyz on this port ... */
   metricsPort?: number;
   /** Background verification: one range of one table per subscription this often; 0: off. */

@@ -55,6 +55,24 @@ export interface PlanTable {
   shapes: PlanShape[];
   /** The key the stream's 'U' lines may be written over target rows by (one shape), else null. */
   upsert_key: string[] | null;
+  /**
+   * A copy in key-range chunks (sql/functions/_copy_chunks.sql): this batch's chunk.
+   * `sql` then reads only the chunk's rows. The first chunk empties the target
+   * table; a later one adds its rows after the batch's refresh of the same table.
+   */
+  chunk: PlanChunk | null;
+}
+
+export interface PlanChunk {
+  first: boolean;
+  last: boolean;
+  /** The new boundary (key columns' text), null for the last chunk. */
+  key: string[] | null;
+  /** The key order the boundary is in (opaque to the sidecar: recorded as is). */
+  order: unknown;
+  /** Rows and chunks the copy's earlier batches copied. */
+  rows_before: number;
+  chunks_before: number;
 }
 
 export interface Plan {

@@ -21,8 +21,12 @@ import { Log } from "../log";
 // Key space of dbsync's session advisory locks ("dbsy"); the second key is sub_id.
 export const APPLY_LOCK_CLASS = 0x64627379;
 
-/** Estimated rows of the tables one batch copies (at least one table). */
-const COPY_ROWS_PER_BATCH = 1_000_000;
+/**
+ * Estimated rows of the tables one batch copies (at least one table); a bigger
+ * table is copied in key-range chunks of this many rows, one chunk per batch
+ * (`dbsync run --copy-chunk-rows`).
+ */
+export const COPY_ROWS_PER_BATCH = 1_000_000;
 /** Batches started again at once when a table was truncated under their snapshot. */
 const PLAN_RETRIES = 5;
 
@@ -31,6 +35,8 @@ export type SyncOutcome = "caught_up" | "paused" | "busy" | "gone" | "stopped";
 export interface SessionOptions {
   sourceUrl: string | undefined;
   statementTimeoutMs: number;
+  /** Rows copied per batch, and the size of a chunk of a big table's copy (default COPY_ROWS_PER_BATCH). */
+  copyChunkRows?: number;
   /** Called after each batch is committed on the target. */
   onBatch?: (subscription: string, events: number, seconds: number) => void;
 }
@@ -118,7 +124,7 @@ export class SubscriptionSession {
       const started = process.hrtime.bigint();
       let plan: Plan;
       try {
-        plan = await openReader(control, this.reader, batch, COPY_ROWS_PER_BATCH);
+        plan = await openReader(control, this.reader, batch, this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH);
       } catch (err) {
         await this.reader.query("rollback").catch(() => undefined);
         // A table truncated or rewritten after the snapshot: take a new one.
@@ -128,10 +134,24 @@ export class SubscriptionSession {
       retries = 0;
       plan = await this.withoutUncopyable(batch, plan);
       plan = await this.withoutSkippedDdl(sub.sub_id, plan);
+      // The chunks of chunked copies this batch copies, recorded on the source
+      // before the target commits them: if the batch's report (record_progress with
+      // the next begin_batch) is lost, the position taken from the target moves
+      // their boundaries too (see sql/functions/_copy_chunks.sql).
+      const chunks = plan.tables.filter((t) => t.action === "copy" && t.chunk);
+      if (chunks.length) {
+        await control.query("select dbsync.copy_chunks($1, $2, $3)", [
+          sub.sub_id,
+          batch.to,
+          JSON.stringify(chunks.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk }))),
+        ]);
+      }
       const result = await applyBatch(control, this.reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
         copyProgress: (t, rows) =>
           void control
-            .query("select dbsync.copy_progress($1, $2, $3, $4, $5)", [sub.sub_id, t.table_id, t.copy_request, rows, t.rows_estimated])
+            .query("select dbsync.copy_progress($1, $2, $3, $4, $5)", [
+              sub.sub_id, t.table_id, t.copy_request, rows + (t.chunk?.rows_before ?? 0), t.rows_estimated,
+            ])
             .catch(() => undefined),
       });
       await this.reader.query("commit");
@@ -147,7 +167,8 @@ export class SubscriptionSession {
    * A table waiting for its first copy whose target table is missing or lacks
    * columns is left out of the batch with the error on the table (table_status,
    * status), so that it does not stop the other tables. A table whose copy its
-   * events need (a key change) stays in, and the batch fails on it.
+   * events need (a key change), or whose chunked copy is under way, stays in, and
+   * the batch fails on it.
    */
   private async withoutUncopyable(batch: Batch, plan: Plan): Promise<Plan> {
     const copies = plan.tables.filter((t) => t.action === "copy");
@@ -177,7 +198,9 @@ export class SubscriptionSession {
         kept.push(t);
         continue;
       }
-      if (t.forced) {
+      // A later chunk of a chunked copy stays too: the target holds the table up to
+      // its boundary (and this batch's DDL may add the column it lacks yet).
+      if (t.forced || (t.chunk && !t.chunk.first)) {
         kept.push(t);
         continue;
       }

@@ -6,7 +6,9 @@
 //     read in; a DDL statement that fails there (a constraint that the rows of this
 //     batch will satisfy) runs again after the rows;
 //  2. tables to copy, and tables truncated in the batch, are emptied; each copy
-//     streams every row straight into its table;
+//     streams every row straight into its table (a chunk of a big table's copy
+//     only its key range: the first chunk empties the table, later ones add to it
+//     after step 3, see sql/functions/_copy_chunks.sql);
 //  3. the refreshed tables' rows and gone keys arrive in one stream (stream.ts),
 //     each table's part into its temp stage; then per table the keys that are gone
 //     are deleted first (so unique constraints never see a transient duplicate),
@@ -62,7 +64,7 @@ export async function applyBatch(
     await beginApply(target, subUuid, batch.from);
     const deferred = await runDdl(target, plan.ddl, true);
     if (plan.ddl.length) state.stages.forget();
-    const emptied = plan.tables.filter((t) => t.action === "copy" || t.truncate);
+    const emptied = plan.tables.filter((t) => (t.action === "copy" && !addsChunk(t)) || t.truncate);
     for (const t of emptied) await withTable(t.target, () => emptyTable(target, only(t)));
 
     const refreshed = plan.tables.filter((t) => t.action === "refresh");
@@ -72,16 +74,21 @@ export async function applyBatch(
     }
     const counts = plan.stream ? await stageStream(reader, target, plan.stream, stages, withTable) : new Map<number, StagedCounts>();
 
-    for (const t of plan.tables.filter((t) => t.action === "copy")) {
-      await withTable(t.target, async () => {
+    const copy = (t: PlanTable) =>
+      withTable(t.target, async () => {
         const rows = await copyInto(reader, target, t, hooks);
-        await recordCopy(target, subUuid, t.table_id, batch.to, rows);
+        await recordCopy(target, subUuid, t.table_id, batch.to, rows + (t.chunk?.rows_before ?? 0));
         copied.push([t.table_id, t.copy_request, rows]);
       });
-    }
+    for (const t of plan.tables.filter((t) => t.action === "copy" && !addsChunk(t))) await copy(t);
     for (const { t, stage } of stages.values()) {
       await withTable(t.target, () => merge(target, t, stage, counts.get(t.table_id)));
     }
+    // A later chunk of a chunked copy after its table's refresh: the rows at or
+    // below the boundary are then the source's at this snapshot, and the chunk's
+    // rows (above it) join a consistent set (a unique value that moved from a row
+    // below the boundary to one in the chunk is off the first before the second comes).
+    for (const t of plan.tables.filter(addsChunk)) await copy(t);
     await runDdl(target, deferred, false);
     sequences = await state.sequences.push(source, target, batch.groupId);
     await commitApply(target, subUuid, batch.to);
@@ -136,6 +143,11 @@ async function merge(target: Client, t: PlanTable, stage: Stage, counts: StagedC
     }
   }
   await target.query((key ? deleteWhere("U", key) + ";\n" : "") + insert);
+}
+
+/** A chunk of a chunked copy after its first: it adds rows to the table, which is not emptied. */
+function addsChunk(t: PlanTable): boolean {
+  return t.action === "copy" && !!t.chunk && !t.chunk.first;
 }
 
 /** The table for DELETE and TRUNCATE: a plain table's inheritance children are tables of their own. */

@@ -439,6 +439,10 @@ class Torture {
     this.sidecarArgs = ["--rotate-after", "1"];
     if (help.includes("--poll-interval")) this.sidecarArgs.push("--poll-interval", String(pollInterval));
     if (help.includes("--max-batch-events")) this.sidecarArgs.push("--max-batch-events", String(maxBatch));
+    // Chunked copies of tables of a few hundred rows at most (a stream of its own,
+    // so that a seed's other choices do not change).
+    const chunkRows = new Rng(this.o.seed, "copy-chunk-rows").pick([10, 30, 100, 1_000_000]);
+    if (help.includes("--copy-chunk-rows")) this.sidecarArgs.push("--copy-chunk-rows", String(chunkRows));
     this.log(`sidecar: dbsync run ${this.sidecarArgs.join(" ")}`);
     await this.setUp();
     const deadlineShift = Date.now() - t0; // the workload gets its full duration
