@@ -37,3 +37,5 @@ comment on table dbsync.migrations is
     'The numbered migrations applied by dbsync migrate (migrations/*.sql), each once.';
 comment on table dbsync.installed_code is
     'The checksum of the functions and views installed by the last dbsync migrate that changed them.';
+comment on table dbsync.verify_progress is
+    'Background verification (dbsync run --verify-interval): per subscription and table, where its walk over the keys stands and what it found. Written by the sidecar.';

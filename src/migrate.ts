@@ -90,7 +90,7 @@ export function headersOf(sql: string): Header[] {
     if (!m) continue;
     const body: string[] = m[2] === ":" && m[3].trim() ? [m[3].trim()] : [];
     let j = i + 1;
-    for (; j < lines.length && lines[j].startsWith("--"); j++) body.push(lines[j].replace(/^--\s?/, "").replace(/^  /, ""));
+    for (; j < lines.length && lines[j].startsWith("--"); j++) body.push(lines[j].replace(/^--\s?/, "").replace(/^ {2}/, ""));
     // What the header describes is created right after it.
     const created = lines.slice(j, j + 3).join(" ");
     const kind = /create (or replace )?view/.test(created) ? "view" : "function";

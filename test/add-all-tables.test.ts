@@ -30,7 +30,7 @@ test("add_all_tables lists every table it cannot add and adds none, unless skip_
   const err = await sqlError(env.source, "select dbsync.add_all_tables('app', 'shop')");
   assert.equal(err.code, "42P16");
   assert.match(err.message, /add_all_tables: 2 table\(s\) of schema "app" cannot be added, so none was/);
-  assert.match(err.detail ?? "", /app\.notes: add_table: table app\.notes has no primary key \(Add a primary key/);
+  assert.match(err.detail ?? "", /app\.notes: add_table: table app\.notes has no primary key \(dbsync must identify each row\. Either add a primary key/);
   assert.match(err.detail ?? "", /app\.elsewhere: add_table: app\.elsewhere is already in group "other"/);
   assert.match(err.hint ?? "", /skip_unsupported => true/);
   assert.equal(await tableCount(env.source), before, "nothing was added");

@@ -35,9 +35,9 @@ test("start-up waits for a source that is down; an outage later is two lines: do
     assert.equal(lines(sidecar.output(), /unreachable/).length, 1, sidecar.output());
     await cluster.start();
     await until("running", async () => /dbsync sidecar running/.test(sidecar.output()), 30_000);
-    assert.match(sidecar.output(), /INFO  source connection recovered after \d+\.\d s/);
+    assert.match(sidecar.output(), /INFO {2}source connection recovered after \d+\.\d s/);
     // Pretty lines: ISO time, level, message, fields.
-    assert.match(sidecar.output(), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO  dbsync sidecar running concurrency=4$/m);
+    assert.match(sidecar.output(), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO {2}dbsync sidecar running concurrency=4$/m);
 
     const src = pool(sourceUrl, 2);
     await src.query("insert into t values (1)");

@@ -160,6 +160,7 @@ begin
         v_drows := '{}';
         v_part := null;
         v_upsert := null;
+        v_lookup := null;
         v_sql := null;
         if v_action = 'refresh' then
             for sh in
@@ -297,7 +298,11 @@ begin
             'columns', to_jsonb(v_cols), 'events', r.events,
             'action', v_action, 'forced', v_action = 'copy' and (r.state = 'streaming' or v_restart), 'truncate', coalesce(r.truncated, false) and v_action = 'refresh',
             'copy_request', r.copy_request, 'rows_estimated', v_est, 'sql', v_sql, 'shapes', v_shapes,
-            'upsert_key', v_upsert, 'chunk', null);
+            'upsert_key', v_upsert, 'chunk', null,
+            -- Rows may be updated in place only where equal keys are identical
+            -- (_one_text_per_value): else one target row could match two rows of the
+            -- stage (a key under a nondeterministic collation, unique by another).
+            'in_place', v_upsert is not null and v_lookup is not null);
         if v_chunk is null then
             v_tables := v_tables || v_entry;
         elsif v_action = 'copy' then
@@ -329,6 +334,6 @@ begin
                            (select string_agg(replace(pt, '/*pad*/', repeat(', null', v_width - w)), ' union all ' order by o)
                             from unnest(v_parts, v_widths) with ordinality u(pt, w, o)));
     end if;
-    return jsonb_build_object('ddl', v_ddl, 'tables', v_tables, 'stream', v_stream);
+    return jsonb_build_object('ddl', v_ddl, 'tables', v_tables, 'stream', v_stream, 'stream_width', v_width);
 end
 $$;

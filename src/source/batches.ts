@@ -55,6 +55,8 @@ export interface PlanTable {
   shapes: PlanShape[];
   /** The key the stream's 'U' lines may be written over target rows by (one shape), else null. */
   upsert_key: string[] | null;
+  /** ... by an UPDATE in place: equal keys are identical (else deleted and inserted). */
+  in_place?: boolean;
   /**
    * A copy in key-range chunks (sql/functions/_copy_chunks.sql): this batch's chunk.
    * `sql` then reads only the chunk's rows. The first chunk empties the target
@@ -83,6 +85,8 @@ export interface Plan {
    * table's columns, NULLs up to the widest table's; tables in table_id order.
    */
   stream: string | null;
+  /** The columns of the stream's widest table: every line carries that many after its op. */
+  stream_width: number | null;
 }
 
 /**

@@ -64,15 +64,21 @@ export async function applyBatch(
     await beginApply(target, subUuid, batch.from);
     const deferred = await runDdl(target, plan.ddl, true);
     if (plan.ddl.length) state.stages.forget();
+    // The target's tables as they are after the DDL: their columns' types, and
+    // whether they are partitioned there. DELETE, UPDATE and TRUNCATE say ONLY for a
+    // plain table (its inheritance children are tables of their own), never for a
+    // partitioned one (ONLY would touch no row of its partitions).
+    const now = await state.stages.describe(target, plan.tables.map((t) => t.target));
+    const only = (t: PlanTable) => ((now.get(t.target)?.partitioned ?? t.partitioned) ? t.target : `only ${t.target}`);
     const emptied = plan.tables.filter((t) => (t.action === "copy" && !addsChunk(t)) || t.truncate);
     for (const t of emptied) await withTable(t.target, () => emptyTable(target, only(t)));
 
     const refreshed = plan.tables.filter((t) => t.action === "refresh");
     const stages = new Map<number, { t: PlanTable; stage: Stage }>();
     for (const t of refreshed) {
-      stages.set(t.table_id, { t, stage: await withTable(t.target, () => state.stages.ensure(target, t.target, t.columns)) });
+      stages.set(t.table_id, { t, stage: await withTable(t.target, () => state.stages.ensure(target, t.target, t.columns, now.get(t.target))) });
     }
-    const counts = plan.stream ? await stageStream(reader, target, plan.stream, stages, withTable) : new Map<number, StagedCounts>();
+    const counts = plan.stream ? await stageStream(reader, target, plan.stream, plan.stream_width ?? 0, stages, withTable) : new Map<number, StagedCounts>();
 
     const copy = (t: PlanTable) =>
       withTable(t.target, async () => {
@@ -82,7 +88,7 @@ export async function applyBatch(
       });
     for (const t of plan.tables.filter((t) => t.action === "copy" && !addsChunk(t))) await copy(t);
     for (const { t, stage } of stages.values()) {
-      await withTable(t.target, () => merge(target, t, stage, counts.get(t.table_id)));
+      await withTable(t.target, () => merge(target, t, only(t), stage, counts.get(t.table_id)));
     }
     // A later chunk of a chunked copy after its table's refresh: the rows at or
     // below the boundary are then the source's at this snapshot, and the chunk's
@@ -107,11 +113,11 @@ export async function applyBatch(
  * A refreshed table's staged lines onto the target: the keys to delete, then the
  * rows. Statements with no staged line to act on are skipped.
  */
-async function merge(target: Client, t: PlanTable, stage: Stage, counts: StagedCounts | undefined) {
+async function merge(target: Client, t: PlanTable, table: string, stage: Stage, counts: StagedCounts | undefined) {
   const has = (op: string) => (counts?.get(op) ?? 0) > 0;
   const cols = t.columns.map((c) => ident(c)).join(", ");
   const deleteWhere = (op: string, key: string[]) =>
-    `delete from ${only(t)} t using ${stage.name} s where s.${stage.op} = '${op}' and ${stage.keyMatch(key)}`;
+    `delete from ${table} t using ${stage.name} s where s.${stage.op} = '${op}' and ${stage.keyMatch(key)}`;
   const deletes = t.shapes.filter((s) => has(s.op)).map((s) => deleteWhere(s.op, s.key_columns));
   // Statements in one round trip (no parameters: the simple protocol allows it).
   if (deletes.length) await target.query(deletes.join(";\n"));
@@ -119,7 +125,7 @@ async function merge(target: Client, t: PlanTable, stage: Stage, counts: StagedC
   const insert = `insert into ${t.target} (${cols}) overriding system value
                   select ${cols} from ${stage.name} s where s.${stage.op} = 'U'`;
   const key = t.upsert_key;
-  if (key && stage.mayUpdate(key)) {
+  if (key && t.in_place && stage.mayUpdate(key)) {
     // Rows whose key the target has are updated in place; the others inserted
     // (the stage's own row ids tell which: no second probe of the key index).
     const set = stage.updateSet(key).map((c) => `${ident(c)} = s.${ident(c)}`);
@@ -127,7 +133,7 @@ async function merge(target: Client, t: PlanTable, stage: Stage, counts: StagedC
     try {
       await target.query(
         `with updated as (
-           update ${only(t)} t set ${set.join(", ")} from ${stage.name} s
+           update ${table} t set ${set.join(", ")} from ${stage.name} s
             where s.${stage.op} = 'U' and ${stage.keyMatch(key)}
            returning s.ctid as row)
          ${insert} and not exists (select from updated u where u.row OPERATOR(pg_catalog.=) s.ctid);
@@ -136,10 +142,10 @@ async function merge(target: Client, t: PlanTable, stage: Stage, counts: StagedC
       return;
     } catch (err) {
       await target.query("rollback to savepoint dbsync_update");
-      // A unique value that moved between rows of the batch may let the next batch
-      // update; anything else (an identity column, a partition key moving on an
-      // old server) will not.
-      if (!["23505", "23P01"].includes(sqlstateOf(err) ?? "")) stage.updateRefused = true;
+      // A unique value that moved between rows of the batch, a deadlock or a
+      // timeout may let the next batch update; an identity column, a partition key
+      // that cannot move (an old server) or a missing right will not.
+      if (/^(428C9|0A000|42)/.test(sqlstateOf(err) ?? "")) stage.updateRefused = true;
     }
   }
   await target.query((key ? deleteWhere("U", key) + ";\n" : "") + insert);
@@ -148,11 +154,6 @@ async function merge(target: Client, t: PlanTable, stage: Stage, counts: StagedC
 /** A chunk of a chunked copy after its first: it adds rows to the table, which is not emptied. */
 function addsChunk(t: PlanTable): boolean {
   return t.action === "copy" && !!t.chunk && !t.chunk.first;
-}
-
-/** The table for DELETE and TRUNCATE: a plain table's inheritance children are tables of their own. */
-function only(t: PlanTable): string {
-  return t.partitioned ? t.target : `only ${t.target}`;
 }
 
 /** Streams a copy's rows straight into the (emptied) target table; returns how many. */

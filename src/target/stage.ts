@@ -2,9 +2,22 @@
 // column list, with the target table's column types (text from the source parses
 // into them) and an op column. A stage lives as long as its connection, so it is
 // created once, not per batch; one created in a transaction that rolled back is
-// gone, so a stage only counts as there once its transaction committed. DDL in a
-// batch may change the target's column types: then stages are made afresh.
+// gone, so a stage only counts as there once its transaction committed. The target
+// table's columns are read at each batch (one query for all its tables): a type or
+// typmod changed by DDL, in the batch or by hand, makes a new stage, so that no value
+// is parsed into an old type (numeric(10,2) would round a numeric(12,4) value). A
+// column of a domain type is staged as the domain's base type: the stage holds keys
+// with NULLs beside them, which a NOT NULL or CHECK domain would refuse; the target
+// table checks its domains when the rows reach it.
 import { Client, escapeIdentifier as ident } from "pg";
+
+/** What a batch needs to know of a target table (TargetTables.describe). */
+export interface TargetTable {
+  /** Partitioned on the target: DELETE/UPDATE ONLY would touch no row of its partitions. */
+  partitioned: boolean;
+  /** Its columns' names, types and typmods: a stage is made for one signature. */
+  signature: string;
+}
 
 export interface Stage {
   /** The temp table, qualified and quoted. */
@@ -33,6 +46,8 @@ interface ColumnType {
   outfn: string;
   /** The base type, qualified, when the column's type is a domain over it. */
   basetype: string | null;
+  /** A domain's base type with the domain's typmod (format_type), which the stage holds instead. */
+  stagedAs: string | null;
 }
 
 export class StageTables {
@@ -40,20 +55,38 @@ export class StageTables {
   private pending = new Map<string, Stage>();
   private next = 0;
 
+  /** The target tables as they are now, in one query; a table missing there is not in the map. */
+  async describe(target: Client, tables: string[]): Promise<Map<string, TargetTable>> {
+    const { rows } = await target.query<{ name: string; partitioned: boolean; signature: string }>(
+      `select x.name, c.relkind = 'p' as partitioned,
+              (select pg_catalog.string_agg(pg_catalog.format('%s %s %s', a.attname, a.atttypid, a.atttypmod), ', ' order by a.attnum)
+                 from pg_catalog.pg_attribute a
+                where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as signature
+         from pg_catalog.unnest($1::pg_catalog.text[]) x(name)
+         join pg_catalog.pg_class c on c.oid = pg_catalog.to_regclass(x.name)`,
+      [tables],
+    );
+    return new Map(rows.map((r) => [r.name, { partitioned: r.partitioned, signature: r.signature }]));
+  }
+
   /** The stage of `table` with these columns, created if need be. Empty at each transaction's start. */
-  async ensure(target: Client, table: string, columns: string[]): Promise<Stage> {
-    const key = JSON.stringify([table, columns]);
+  async ensure(target: Client, table: string, columns: string[], now: TargetTable | undefined): Promise<Stage> {
+    const key = JSON.stringify([table, columns, now?.signature]);
     const known = this.ready.get(key) ?? this.pending.get(key);
     if (known) return known;
     let op = "dbsync_op";
     while (columns.includes(op)) op += "_";
     const name = `pg_temp.${ident(`dbsync_stage_${this.next++}`)}`;
+    const types = await columnTypes(target, table);
+    const staged = (c: string) => {
+      const t = types.get(c);
+      return t?.stagedAs ? `(t.${ident(c)})::${t.stagedAs}` : `t.${ident(c)}`;
+    };
     await target.query(
       `create temp table ${name.slice("pg_temp.".length)} on commit delete rows as
-         select null::pg_catalog.text as ${ident(op)}, ${columns.map((c) => `t.${ident(c)}`).join(", ")}
+         select null::pg_catalog.text as ${ident(op)}, ${columns.map((c) => `${staged(c)} as ${ident(c)}`).join(", ")}
            from ${table} t with no data`,
     );
-    const types = await columnTypes(target, name);
     const always = await identityAlways(target, table);
     const stage: Stage = {
       name,
@@ -106,26 +139,31 @@ async function identityAlways(target: Client, table: string): Promise<Set<string
   return new Set(rows.map((r) => r.attname));
 }
 
-async function columnTypes(target: Client, stage: string): Promise<Map<string, ColumnType>> {
+async function columnTypes(target: Client, table: string): Promise<Map<string, ColumnType>> {
+  // Down the chain of domains to the base type; the typmod that applies to each
+  // level is the one of the level above (the column's, then each domain's).
   const { rows } = await target.query<ColumnType>(
-    `with recursive base(attname, typ, basetype, domain) as (
-         select a.attname::text, a.atttypid, t.typbasetype, false
+    `with recursive base(attname, typ, basetype, typmod, domain) as (
+         select a.attname::text, a.atttypid, t.typbasetype, a.atttypmod, false
            from pg_catalog.pg_attribute a join pg_catalog.pg_type t on t.oid = a.atttypid
           where a.attrelid = $1::pg_catalog.regclass and a.attnum > 0 and not a.attisdropped
          union all
-         select b.attname, t.oid, t.typbasetype, true
-           from base b join pg_catalog.pg_type t on t.oid = b.basetype
+         select b.attname, t.oid, t.typbasetype, d.typtypmod, true
+           from base b
+           join pg_catalog.pg_type d on d.oid = b.typ
+           join pg_catalog.pg_type t on t.oid = b.basetype
           where b.basetype <> 0)
      select b.attname, t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace as builtin,
             pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname) as outfn,
-            case when b.domain then pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(t.typname) end as basetype
+            case when b.domain then pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(t.typname) end as basetype,
+            case when b.domain then pg_catalog.format_type(b.typ, b.typmod) end as "stagedAs"
        from base b
        join pg_catalog.pg_type t on t.oid = b.typ
        join pg_catalog.pg_namespace tn on tn.oid = t.typnamespace
        join pg_catalog.pg_proc p on p.oid = t.typoutput
        join pg_catalog.pg_namespace n on n.oid = p.pronamespace
       where b.basetype = 0`,
-    [stage],
+    [table],
   );
   return new Map(rows.map((r) => [r.attname, r]));
 }

@@ -8,6 +8,7 @@ export interface StatusRow {
   state: string;
   last_error: string | null;
   last_error_sqlstate: string | null;
+  last_error_table?: string | null;
 }
 
 export async function status(env: Env, sub = "s"): Promise<StatusRow | undefined> {
