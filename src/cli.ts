@@ -191,6 +191,31 @@ program
   });
 
 program
+  .command("schema")
+  .description("print the SQL that creates the replicated tables on an empty target, without dbsync's triggers (dbsync.schema_ddl)")
+  .addOption(sourceOption())
+  .option("-g, --group <name>", "only the tables of this group")
+  .addHelpText(
+    "after",
+    `
+Prints schemas, enum types and domains, sequences, tables (columns, keys, checks,
+partitions), foreign keys between them and indexes; nothing of dbsync (pg_dump -s
+carries the capture triggers and event triggers, which fail on a target).
+
+Examples:
+  dbsync schema --source postgres://admin@db1/app | psql postgres://admin@replica/app
+  dbsync schema --group shop > shop-tables.sql`,
+  )
+  .action(async (o) => {
+    await withSource(o.source, async (c) => {
+      const { rows } = await c.query<{ s: string }>("select dbsync.schema_ddl($1) as s", [o.group ?? null]);
+      const { rows: [db] } = await c.query("select current_database() as name");
+      console.log(`-- dbsync schema: the replicated tables of database ${db.name}${o.group ? `, group ${o.group}` : ""}`);
+      for (const r of rows) console.log(r.s.startsWith("--") ? r.s : `${r.s};`);
+    });
+  });
+
+program
   .command("demo")
   .description("see dbsync work: two throwaway PostgreSQL servers, a shop, a write load, live status (needs the dev dependencies)")
   .option("--keep", "leave the servers and the sidecar running until Ctrl-C")

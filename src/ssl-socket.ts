@@ -7,7 +7,8 @@
 //    connect again without TLS.
 //  - allow: start unencrypted; if the server rejects that at start-up (pg_hba
 //    "hostssl"), connect again with TLS.
-// "Rejects at start-up" is an ErrorResponse as the server's first message. The
+// "Rejects at start-up" is an ErrorResponse as the server's first message (when both
+// ways are refused, node-postgres gets the refusal that is not pg_hba's). The
 // client's bytes until then (its StartupMessage: node-postgres waits for the server
 // before it sends a password) are replayed on the second connection.
 import net from "node:net";
@@ -167,6 +168,9 @@ export class NegotiatedSocket extends Duplex {
           this.retryOr(new Error("rejected"));
           return;
         }
+        // Turned down both ways: the refusal that is not about encryption (pg_hba's
+        // "no encryption" / "SSL encryption") says what is wrong (a missing database ...).
+        if (d[0] === 0x45 && this.rejection && /pg_hba\.conf/.test(d.toString("utf8"))) d = this.rejection;
         this.recorded = undefined;
       }
       if (!this.push(d)) s.pause();

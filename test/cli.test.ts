@@ -32,7 +32,7 @@ function cli(args: string[]): Promise<Result> {
 
 const show = (r: Result) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 
-const COMMANDS = ["migrate", "run", "status", "wait", "verify", "demo", "uninstall"];
+const COMMANDS = ["migrate", "run", "status", "wait", "verify", "schema", "demo", "uninstall"];
 
 test("--help of dbsync and of every command shows examples and exits 0", async () => {
   const top = await cli(["--help"]);

@@ -75,7 +75,7 @@ test("LISTEN connection alone black-holed: replication goes on by polling, NOTIF
     let noticedMs = 0;
     while (cut.length < 6 || (!noticedMs && Date.now() - cutAt < LISTEN_CHECK_MS + 10_000)) {
       cut.push(await latency());
-      if (!noticedMs && /LISTEN reconnecting/.test(sidecar.output().slice(logFrom))) noticedMs = Date.now() - cutAt;
+      if (!noticedMs && /LISTEN (connection lost; )?reconnecting/.test(sidecar.output().slice(logFrom))) noticedMs = Date.now() - cutAt;
     }
     const noticed = noticedMs > 0;
     assert.ok(proxy.connections().some((c) => isListen(c) && c.held), "LISTEN connections are held");

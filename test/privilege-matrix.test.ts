@@ -78,6 +78,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync.add_subscription(text,text,text,boolean)": "admin",
   "dbsync.drop_subscription(text)": "admin",
   "dbsync.drop_group(text)": "admin",
+  "dbsync.schema_ddl(text)": "admin",
   "dbsync.skip_ddl(text,bigint)": "admin",
   "dbsync.acknowledge_ddl(bigint)": "admin",
   "dbsync.pause(text)": "admin",

@@ -222,6 +222,8 @@ test("sslmode has libpq's meaning: require encrypts without verifying, verify-ca
   assert.equal(await sslOf(kv("127.0.0.1", "sslmode=prefer")), true);
   assert.equal(await sslOf(kv("127.0.0.1", "sslmode=allow")), true);
   await assert.rejects(sslOf(kv("127.0.0.1", "sslmode=disable")), /no pg_hba.conf entry|no encryption/);
+  // Refused both ways (a database that is not there): the refusal that says why, not pg_hba's.
+  await assert.rejects(sslOf(kv("127.0.0.1", "sslmode=prefer dbname=nope")), /database "nope" does not exist/);
   // The server refuses TLS sessions (hostnossl) though it has TLS: prefer falls back, allow never tried it.
   await setHba(cluster, ["hostnossl all all 127.0.0.1/32 trust"]);
   try {

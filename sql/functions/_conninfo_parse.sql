@@ -31,6 +31,11 @@ declare
     v_spec text;
     v_fmt constant text := 'Write keyword=value pairs separated by spaces (e.g. host=replica dbname=app user=dbsync), or a URI postgresql://user@host:5432/dbname.';
 begin
+    -- Read character by character: bound the work (no conninfo is this long).
+    if n > 10000 then
+        raise exception '%: longer than 10000 characters', p_what
+            using errcode = 'invalid_parameter_value', hint = v_fmt;
+    end if;
     if s ~ '^postgres(ql)?://' then
         v_rest := regexp_replace(s, '^postgres(ql)?://', '');
         v_pos := coalesce(nullif(least(nullif(strpos(v_rest, '/'), 0), nullif(strpos(v_rest, '?'), 0)), 0), 0);

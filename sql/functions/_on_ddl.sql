@@ -43,8 +43,9 @@ begin
                     values (t.group_id, format('%I.%I', t.schema_name, t.table_name), r.command_tag, current_query(), false);
                     raise warning 'dbsync: % of replicated table %.% was not run through dbsync.execute_ddl',
                                   r.command_tag, t.schema_name, t.table_name
-                        using hint = 'Make the same change on every target of the group (see dbsync.unreplicated_ddl); '
-                                     'replication of this table stops with an error until the target matches.';
+                        using hint = 'Make the same change on every target of the group (see dbsync.unreplicated_ddl), '
+                                     'then select dbsync.acknowledge_ddl(ddl_id); replication of this table stops with an '
+                                     'error until the target matches.';
                 end if;
             end if;
             -- After _install_capture: it may have moved the key to a new primary key.

@@ -73,7 +73,7 @@ export class Wakeups {
     });
     // One line when the LISTEN link goes, one when it is back; attempts at debug level.
     sub.events.on("error", (err) => this.outages.fail("listen", "LISTEN connection lost; reconnecting", { err: messageOf(err) }));
-    sub.events.on("reconnect", (attempt) => this.log.debug({ attempt }, "LISTEN reconnecting"));
+    sub.events.on("reconnect", (attempt) => this.outages.fail("listen", "LISTEN connection lost; reconnecting", { attempt }));
     sub.events.on("connected", () => {
       this.outages.ok("listen", "LISTEN connection");
       void this.scan();
