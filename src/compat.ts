@@ -144,3 +144,19 @@ export async function serverTraits(client: Client): Promise<ServerTraits> {
   );
   return { major, bigintTxids: rows.length ? rows[0].bigint === true : major < 13 };
 }
+
+const majors = new WeakMap<Client, number>();
+
+/**
+ * `sql` as the server at the other end of `client` understands it, for the sidecar's
+ * catalog queries on sources and targets (the server's major is read once per
+ * connection). Not for SQL naming txids: that follows the source's queue (serverTraits).
+ */
+export async function forServer(client: Client, sql: string): Promise<string> {
+  let major = majors.get(client);
+  if (major === undefined) {
+    major = await serverMajor(client);
+    majors.set(client, major);
+  }
+  return compatSql(sql, { major, bigintTxids: major < 13 });
+}
