@@ -222,7 +222,7 @@ program
   .option("--seconds <n>", "how long the write load runs", positiveInt, 20)
   .addHelpText(
     "after",
-    "\nDBSYNC_PG_MAJOR=14..18 picks the PostgreSQL major. Exit code 0 when the target equals the source.\n\nExamples:\n  npm run demo\n  dbsync demo --keep",
+    "\nDBSYNC_PG_MAJOR=10..18 picks the PostgreSQL major. Exit code 0 when the target equals the source.\n\nExamples:\n  npm run demo\n  dbsync demo --keep",
   )
   .action(async (o) => {
     const { runDemo } = await import("./demo");

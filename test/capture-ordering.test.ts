@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import { Client, Pool } from "pg";
-import { freshEnv, rows, sleep, tableText, value } from "./helpers";
+import { compat, freshEnv, rows, sleep, tableText, value } from "./helpers";
 
 interface Ev {
   ev_id: number;
@@ -133,7 +133,7 @@ test("a transaction alone with the ticker, writing before tick A and committing 
     await w.query("insert into q2 values (1, 'before A')");
     const A = await tick(ticker, g, true);
     const snapA = await value<string>(ticker, "select snap::text from dbsync.ticks where group_id = $1 and tick_id = $2", [g, A]);
-    const xid = await value<string>(w, "select pg_current_xact_id()::text");
+    const xid = await value<string>(w, compat("select pg_current_xact_id()::text"));
     await w.query("commit");
     const B = await tick(ticker, g, true);
     const C = await tick(ticker, g, true);
@@ -197,7 +197,7 @@ test("50 concurrent writers across 20+ ticks: every event in exactly one batch, 
         await c.query("begin");
         // Lock the keys' counters in key order (no deadlocks), then work in random order.
         await c.query("select from oracle where k = any ($1) order by k for update", [keys]);
-        const xid = await value<string>(c, "select pg_current_xact_id()::text");
+        const xid = await value<string>(c, compat("select pg_current_xact_id()::text"));
         for (const { kind, k, k2 } of ops) {
           const v = await bump(k);
           if (kind === "upsert") {
@@ -303,10 +303,10 @@ test("50 concurrent writers across 20+ ticks: every event in exactly one batch, 
       (
         await rows<{ xid: string; i: number }>(
           source,
-          `select x.xid::text, (select count(*)::int - 1 from unnest($2::int8[]) t(tick_id)
+          compat(`select x.xid::text, (select count(*)::int - 1 from unnest($2::int8[]) t(tick_id)
                                 join dbsync.ticks k on k.group_id = $3 and k.tick_id = t.tick_id
                                 where not pg_visible_in_snapshot(x.xid::xid8, k.snap)) as i
-           from unnest($1::text[]) x(xid)`,
+           from unnest($1::text[]) x(xid)`),
           [txs.map((t) => t.xid), ticks, g],
         )
       ).map((r) => [r.xid, r.i]),
@@ -531,8 +531,8 @@ test("a transaction that creates a group and writes to its tables has its writes
   try {
     await source.query("create table own (id int primary key)");
     await a.query("begin");
-    await a.query("select pg_current_xact_id()");
-    await b.query("select pg_current_xact_id()"); // a later xid, committed at once
+    await a.query(compat("select pg_current_xact_id()"));
+    await b.query(compat("select pg_current_xact_id()")); // a later xid, committed at once
     await a.query("select dbsync.add_table('own', 'own_group')");
     await a.query("insert into own values (1), (2)");
     await a.query("commit");
@@ -604,7 +604,7 @@ test("a writable CTE: the batch lists every key each of its parts changed", asyn
 });
 
 test("application triggers: keys written by nested statements and keys a BEFORE trigger changed are listed", async () => {
-  await source.query(`
+  await source.query(compat(`
     create table at (id int primary key, v text, n int not null default 0);
     create table at_log (id int primary key, what text);
     insert into at select g, 'v' || g, 0 from generate_series(1, 5) g;
@@ -630,7 +630,7 @@ test("application triggers: keys written by nested statements and keys a BEFORE 
     end $$;
     create trigger at_del before delete on at for each row when (OLD.id = 2) execute function at_del();
     select dbsync.add_table('at', 'apptrig'), dbsync.add_table('at_log', 'apptrig');
-  `);
+  `));
   const g = await groupId("apptrig");
   const c = await client();
   try {

@@ -20,7 +20,7 @@ import {
   setSql,
   withId,
 } from "./fixtures/all-types";
-import { Env, freshEnv, rows, startSidecar, until, value } from "./helpers";
+import { Env, compat, freshEnv, rows, startSidecar, until, value } from "./helpers";
 
 // Yet other settings: the target database's defaults, so that a session of the
 // sidecar that did not pin its settings would read or write text differently.
@@ -56,8 +56,8 @@ async function digests(url: string, settings: string[]): Promise<Map<number, Row
   try {
     const rs = await rows<RowDigest>(
       c,
-      `with r as materialized (select id, t::text as r, gen from fid t)
-       select id, length(r) as len, md5(r) as md5, length(gen) as gen_len, md5(gen) as gen_md5 from r order by id`,
+      compat(`with r as materialized (select id, t::text as r, gen from fid t)
+       select id, length(r) as len, md5(r) as md5, length(gen) as gen_len, md5(gen) as gen_md5 from r order by id`),
     );
     return new Map(rs.map((r) => [r.id, r]));
   } finally {

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import fc from "fast-check";
 import { Client } from "pg";
-import { Env, freshEnv, rows, value } from "./helpers";
+import { Env, compat, freshEnv, rows, value } from "./helpers";
 
 let env: Env;
 let junk: Client;
@@ -238,11 +238,11 @@ const INVARIANTS: [string, string][] = [
   ],
   [
     "a capture trigger on a relation that is not captured",
-    `select g.tgrelid::regclass::text, g.tgname from pg_trigger g
+    compat(`select g.tgrelid::regclass::text, g.tgname from pg_trigger g
       where g.tgname like 'dbsync\\_capture\\_%' and not g.tgisinternal and g.tgparentid = 0
         and not exists (select from dbsync.tables t
                         where t.removed_at is null
-                          and (g.tgrelid = t.relid or g.tgrelid in (select relid from pg_partition_tree(t.relid))))`,
+                          and (g.tgrelid = t.relid or g.tgrelid in (select relid from pg_partition_tree(t.relid))))`),
   ],
   [
     "a group without its queue partition, 3 slots, sequence or current tick",

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Pool, PoolClient } from "pg";
-import { freshEnv, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { compat, freshEnv, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 const ACCOUNTS = 40; // per table
 const START_BALANCE = 1000;
@@ -181,7 +181,7 @@ test("a transaction held open across many batches is replicated when it commits,
     await long.query("insert into journal select g, 'long', 0 from generate_series(100, 199) g");
     await long.query("update journal set v = 42 where id = 0"); // a row committed before it began
     await long.query("insert into ledger values (100, 7)");
-    const longTxid = await value<string>(long, "select pg_current_xact_id()::text");
+    const longTxid = await value<string>(long, compat("select pg_current_xact_id()::text"));
 
     // Short transactions commit and get applied while the long one stays open (~3 s).
     const deadline = Date.now() + 3000;
@@ -211,7 +211,7 @@ test("a transaction held open across many batches is replicated when it commits,
     assert.equal(await value<number>(env.target, "select count(*)::int from ledger where id = 100"), 0);
     // The open transaction is in the snapshot of every tick taken meanwhile.
     assert.equal(
-      await value<boolean>(env.source, "select $1::xid8 = any (array(select pg_snapshot_xip(snap))) from dbsync.ticks where group_id = (select group_id from dbsync.groups where name = 'g') order by tick_id desc limit 1", [longTxid]),
+      await value<boolean>(env.source, compat("select $1::xid8 = any (array(select pg_snapshot_xip(snap))) from dbsync.ticks where group_id = (select group_id from dbsync.groups where name = 'g') order by tick_id desc limit 1"), [longTxid]),
       true,
     );
 

@@ -83,6 +83,13 @@ begin
     values (tbl, v_group, v_rel.nspname, v_rel.relname, v_keys, key_columns is null, v_rel.relkind = 'p')
     returning table_id into v_id;
     perform dbsync._install_capture(v_id);
+    -- PostgreSQL 10 clones no trigger onto a new partition: the DDL event trigger
+    -- gives it capture (_sync_partitions). Without it, say so now.
+    if v_rel.relkind = 'p' and not dbsync._server_has('partitioned_row_trigger')
+       and not exists (select from pg_event_trigger e where e.evtname = 'dbsync_ddl_watch' and e.evtenabled <> 'D') then
+        raise warning 'add_table: partitions of % created from now on are not captured: PostgreSQL 10 without dbsync''s DDL event trigger', tbl
+            using hint = format('Run dbsync migrate as a superuser (it installs the event trigger), or call select dbsync._install_capture(%s) after creating a partition.', v_id);
+    end if;
     -- The sequences the table owns (serial, identity) travel with it.
     insert into dbsync.sequences (relid, group_id, schema_name, seq_name)
     select c.oid, v_group, n.nspname, c.relname

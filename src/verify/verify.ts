@@ -72,6 +72,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Client, Pool, escapeIdentifier as ident, escapeLiteral } from "pg";
 import { from as copyFrom } from "pg-copy-streams";
+import { forServer } from "../compat";
 import { closeQuietly, connect } from "../db";
 import { DbsyncError, messageOf, sqlstateOf } from "../errors";
 import { Log } from "../log";
@@ -459,8 +460,9 @@ async function releaseHold(control: Pool, verificationId: number) {
  * under any domain, its output function, whether it is one of pg_catalog's.
  */
 async function columnsOf(client: Client, relExpr: string, rel: unknown): Promise<Map<string, Col>> {
+  // forServer: before PostgreSQL 12 there is no attgenerated (and no generated column).
   const { rows } = await client.query<Col>(
-    `with recursive base(attnum, typ, basetype, domain) as (
+    await forServer(client, `with recursive base(attnum, typ, basetype, domain) as (
          select a.attnum, a.atttypid, ty.typbasetype, false
            from pg_catalog.pg_attribute a join pg_catalog.pg_type ty on ty.oid OPERATOR(pg_catalog.=) a.atttypid
           where a.attrelid OPERATOR(pg_catalog.=) ${relExpr} and a.attnum OPERATOR(pg_catalog.>) 0 and not a.attisdropped
@@ -481,7 +483,7 @@ async function columnsOf(client: Client, relExpr: string, rel: unknown): Promise
        join pg_catalog.pg_proc p on p.oid OPERATOR(pg_catalog.=) ty.typoutput
        join pg_catalog.pg_namespace n on n.oid OPERATOR(pg_catalog.=) p.pronamespace
       where b.basetype OPERATOR(pg_catalog.=) 0::pg_catalog.oid
-      order by b.attnum`,
+      order by b.attnum`),
     [rel],
   );
   return new Map(rows.map((r) => [r.name, r]));
@@ -533,11 +535,18 @@ async function sourceTable(reader: Client, tableId: number, table: string): Prom
  * can follow); this checks that none came between its snapshot and the lock.
  */
 async function checkNotRewritten(client: Client, relExpr: string, rel: unknown, side: string) {
+  // The table and its partitions, from pg_inherits: the same on every major (a target
+  // may be older than pg_partition_tree, PostgreSQL 12).
   const { rows } = await client.query<{ stale: string | null }>(
-    `select pg_catalog.string_agg(c.oid::pg_catalog.regclass::pg_catalog.text, ', ') as stale
+    `with recursive tree(relid) as (
+         select (${relExpr})::pg_catalog.regclass::pg_catalog.oid
+         union all
+         select i.inhrelid from tree t
+           join pg_catalog.pg_inherits i on i.inhparent OPERATOR(pg_catalog.=) t.relid
+           join pg_catalog.pg_class p on p.oid OPERATOR(pg_catalog.=) i.inhrelid and p.relispartition)
+     select pg_catalog.string_agg(c.oid::pg_catalog.regclass::pg_catalog.text, ', ') as stale
        from pg_catalog.pg_class c
-      where c.oid OPERATOR(pg_catalog.=) any (array(select p.relid::pg_catalog.oid
-                                                      from pg_catalog.pg_partition_tree((${relExpr})::pg_catalog.regclass) p))
+      where c.oid OPERATOR(pg_catalog.=) any (array(select t.relid from tree t))
         and c.relkind OPERATOR(pg_catalog.=) 'r'::pg_catalog."char"
         and c.relfilenode OPERATOR(pg_catalog.<>) pg_catalog.pg_relation_filenode(c.oid)`,
     [rel],
