@@ -49,7 +49,7 @@ const FUNCTIONS: Record<string, FnTier> = {
   "dbsync._on_drop()": "public",
   // grant_sidecar: what `dbsync run` calls.
   "dbsync.begin_batch(text)": "sidecar",
-  "dbsync.batch_plan(integer,bigint,bigint,bigint)": "sidecar",
+  "dbsync.batch_plan(integer,bigint,bigint,bigint,bigint)": "sidecar",
   "dbsync.batch_keys(integer,bigint)": "sidecar",
   "dbsync.record_progress(integer,bigint,bigint,double precision,jsonb,jsonb)": "sidecar",
   "dbsync.copy_progress(integer,integer,bigint,bigint,bigint)": "sidecar",
