@@ -30,3 +30,9 @@ alter table dbsync.subscription_tables
     -- the position is taken from the target (target_position). begin_batch clears
     -- it: a batch that did not commit leaves nothing behind.
     add column chunk_next jsonb;
+
+-- batch_plan takes the chunk size (p_chunk_rows): a sidecar that does not pass it
+-- (an older version, still running while this one is installed) gets no chunks,
+-- which it would apply as whole copies. The old signature goes, so that its
+-- callers resolve to the new one.
+drop function if exists dbsync.batch_plan(int, bigint, bigint, bigint);

@@ -51,7 +51,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync.version()": "public",
   // grant_sidecar: what `dbsync run` calls.
   "dbsync.begin_batch(text)": "sidecar",
-  "dbsync.batch_plan(integer,bigint,bigint,bigint)": "sidecar",
+  "dbsync.batch_plan(integer,bigint,bigint,bigint,bigint)": "sidecar",
   "dbsync.batch_keys(integer,bigint)": "sidecar",
   "dbsync.record_progress(integer,bigint,bigint,double precision,jsonb,jsonb)": "sidecar",
   "dbsync.copy_progress(integer,integer,bigint,bigint,bigint)": "sidecar",

@@ -1,4 +1,5 @@
--- dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint, p_copy_rows bigint default 1000000) returns jsonb
+-- dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint, p_copy_rows bigint default 1000000,
+--                   p_chunk_rows bigint default null) returns jsonb
 --   What applying batch (p_from, p_to] to the subscription's target takes, read in
 --   the sidecar's reader transaction: REPEATABLE READ with the snapshot of tick
 --   p_to imported, so this sees dbsync's tables and the catalog as of the batch's end.
@@ -33,9 +34,10 @@
 --   NULL). Whatever order the changes happened in, each key ends as the source's
 --   row at p_to, and a key that is gone is deleted.
 --   Copies are limited to about p_copy_rows estimated rows per batch (at least one
---   table), so the stream of the other tables goes on between copies. A bigger
---   table whose key allows it is copied in key-range chunks of p_copy_rows rows,
---   one per batch (see sql/functions/_copy_chunks.sql): its entry has chunk
+--   table), so the stream of the other tables goes on between copies. With
+--   p_chunk_rows (a sidecar that knows chunks), a table estimated above it whose
+--   key allows it is copied in key-range chunks of p_chunk_rows rows, one per
+--   batch (see sql/functions/_copy_chunks.sql): its entry has chunk
 --   {first, last, key, order, rows_before, chunks_before}, and the chunk after the
 --   first comes with a 'refresh' entry of the same table for its changed keys at
 --   or below the boundary reached so far (the others are skipped: a later chunk
@@ -48,7 +50,8 @@
 --   table owner wrote. Called by the sidecar, which reads the stream with parallel
 --   query off (the tables' lines must not interleave).
 create or replace function dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint,
-                                             p_copy_rows bigint default 1000000) returns jsonb
+                                             p_copy_rows bigint default 1000000,
+                                             p_chunk_rows bigint default null) returns jsonb
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     v_group int := (select s.group_id from dbsync.subscriptions s where s.sub_id = p_sub_id);
@@ -144,10 +147,11 @@ begin
         v_from := case when r.partitioned then '' else 'only ' end || r.relid::regclass::text;
         v_action := case when r.state <> 'streaming' then 'copy' else 'refresh' end;
         -- A chunked copy under way: refresh the keys at or below its boundary; or
-        -- start it again now, when this batch's changes cannot be placed against it.
+        -- start it again now, when this batch's changes cannot be placed against it
+        -- (or the caller knows no chunks: then copy the whole table now).
         v_chunk := case when r.state <> 'streaming'
                         then dbsync._chunk_state(p_sub_id, r.table_id, coalesce(r.truncated, false), v_kshapes) end;
-        v_restart := coalesce((v_chunk ->> 'restart')::boolean, false);
+        v_restart := coalesce((v_chunk ->> 'restart')::boolean, false) or (v_chunk is not null and p_chunk_rows is null);
         if v_restart then
             v_chunk := null;
         elsif v_chunk is not null then
@@ -243,14 +247,14 @@ begin
             end if;
             -- Too big for one batch: chunks, when the key allows them (from the start:
             -- a copy whose chunks cannot go on starts again).
-            if r.state <> 'streaming' and v_est > p_copy_rows then
+            if r.state <> 'streaming' and v_est > p_chunk_rows then
                 v_chunk := jsonb_build_object('order', dbsync._chunk_order(r.relid, (select t.key_columns from dbsync.tables t where t.table_id = r.table_id)),
                                               'rows_before', 0, 'chunks_before', 0);
                 if v_chunk -> 'order' = 'null' then
                     v_chunk := null;
                 end if;
             end if;
-            v_copy_budget := v_copy_budget - coalesce(least(v_est, case when v_chunk is not null then p_copy_rows end), 0);
+            v_copy_budget := v_copy_budget - coalesce(least(v_est, case when v_chunk is not null then p_chunk_rows end), 0);
             v_sql := format('copy (select %s from %s) to stdout',
                             (select string_agg(quote_ident(c), ', ' order by o) from unnest(v_cols) with ordinality u(c, o)),
                             v_from);
@@ -307,7 +311,7 @@ begin
             v_tables := v_tables || v_entry;
         elsif v_action = 'copy' then
             -- The first chunk, instead of the whole table.
-            v_tables := v_tables || dbsync._chunk_entry(v_entry, r.relid, v_from, v_chunk, p_copy_rows);
+            v_tables := v_tables || dbsync._chunk_entry(v_entry, r.relid, v_from, v_chunk, p_chunk_rows);
         else
             -- A chunked copy under way: this batch's changed keys at or below its
             -- boundary now; its next chunk after the loop, if the copies of the
@@ -323,8 +327,8 @@ begin
     end loop;
     for r in select c.value as c from jsonb_array_elements(v_chunks) c loop
         exit when v_copy_budget <= 0;
-        v_copy_budget := v_copy_budget - p_copy_rows;
-        v_tables := v_tables || dbsync._chunk_entry(r.c -> 'entry', (r.c ->> 'relid')::oid, r.c ->> 'from', r.c -> 'state', p_copy_rows);
+        v_copy_budget := v_copy_budget - p_chunk_rows;
+        v_tables := v_tables || dbsync._chunk_entry(r.c -> 'entry', (r.c ->> 'relid')::oid, r.c ->> 'from', r.c -> 'state', p_chunk_rows);
     end loop;
     if cardinality(v_parts) > 0 then
         -- Narrower tables' lines padded with NULLs, so that every part has the widest's columns.

@@ -138,9 +138,10 @@ function int(n: number): string {
 /**
  * Starts the reader's REPEATABLE READ transaction on the batch's snapshot, then
  * commits the control transaction that exported it (which also releases the
- * group's tick lock), and reads the batch's plan.
+ * group's tick lock), and reads the batch's plan: copies of about `copyRows`
+ * estimated rows at most, a bigger table in key-range chunks of `chunkRows`.
  */
-export async function openReader(control: Client, reader: Client, batch: Batch, copyRows: number): Promise<Plan> {
+export async function openReader(control: Client, reader: Client, batch: Batch, copyRows: number, chunkRows = copyRows): Promise<Plan> {
   try {
     await reader.query(
       `begin isolation level repeatable read read only;
@@ -150,11 +151,12 @@ export async function openReader(control: Client, reader: Client, batch: Batch, 
   } finally {
     await control.query("commit");
   }
-  const { rows } = await reader.query("select dbsync.batch_plan($1, $2, $3, $4) as plan", [
+  const { rows } = await reader.query("select dbsync.batch_plan($1, $2, $3, $4, $5) as plan", [
     batch.subId,
     batch.from,
     batch.to,
     copyRows,
+    chunkRows,
   ]);
   return rows[0].plan as Plan;
 }
