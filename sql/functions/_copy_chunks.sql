@@ -1,10 +1,10 @@
 -- Copies of big tables in key-range chunks: the helpers batch_plan calls.
 --
 -- A table to copy (its first copy, resync_table, resync_subscription...) whose
--- estimated rows exceed the batch's copy budget (the sidecar's --copy-chunk-rows)
--- and whose key can be ordered safely (dbsync._chunk_order) is copied N rows at a
--- time in key order, one chunk per batch, each chunk read at its own batch's
--- snapshot, with N the same budget:
+-- estimated rows exceed N, the chunk size the sidecar passes to batch_plan (its
+-- --copy-chunk-rows, which is also its copy budget per batch), and whose key can
+-- be ordered safely (dbsync._chunk_order) is copied N rows at a time in key
+-- order, one chunk per batch, each chunk read at its own batch's snapshot:
 --   batch 1 (tick T1):  empty the target table; copy the rows with key <= B1, where
 --                       B1 is the key of the N-th row in key order at T1;
 --   batch i (tick Ti):  copy the rows with B(i-1) < key <= Bi, Bi the key of the
