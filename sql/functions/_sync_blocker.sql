@@ -33,7 +33,10 @@ begin
     -- src/sync/session.ts.
     if not exists (select from pg_locks l
                    where l.locktype = 'advisory' and l.classid = 1684173689 and l.objid = p_sub_id
-                     and l.objsubid = 2 and l.granted) then
+                     and l.objsubid = 2 and l.granted
+                     -- Advisory locks are per cluster: another database's subscription
+                     -- of the same id is not this one's applier.
+                     and l.database = (select d.oid from pg_database d where d.datname = current_database())) then
         return format('no sidecar is applying it (none holds its apply lock): start `dbsync run` against this source, or see its log%s',
                       case when v_n > 0 then format('; %s table(s) wait for their copy', v_n) else '' end);
     end if;
