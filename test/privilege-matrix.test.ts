@@ -103,6 +103,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._chunk_order(oid,text[])": "admin",
   "dbsync._chunk_state(integer,integer,boolean,integer[])": "admin",
   "dbsync._compared_as_text(oid[])": "admin",
+  "dbsync._one_text_per_value(oid,oid)": "admin",
   "dbsync._conninfo_check(text,text)": "admin",
   "dbsync._conninfo_keywords()": "admin",
   "dbsync._conninfo_known(text,text)": "admin",
