@@ -16,11 +16,10 @@ import type { Client } from "pg";
 import { compareAll, compareSequences } from "./demo-compare";
 import {
   StatusView, bold, connect, cyan, dim, embedded, green, more, num, red, runGuarded, say, seconds, sleep,
-  startDemoSidecar, startLoad, startServer, t0, untilInterrupted, yellow,
+  startDemoSidecar, startLoad, startServer, t0, untilInterrupted, yellow, type Operation,
 } from "./demo-kit";
 import { copySchema, findPgDump } from "./demo-pgdump";
 import { SHOP_DDL, SHOP_OPERATIONS, SHOP_TABLES, shopIds, shopSeedSql, type ShopSize } from "./demo-shop";
-import type { Operation } from "./demo-kit";
 import type { Cluster } from "./embedded/cluster";
 import { messageOf } from "./errors";
 import { migrate } from "./migrate";
@@ -251,14 +250,14 @@ async function servers(opts: UpgradeOptions, supported: number[]): Promise<{ sou
   throw new Error(`no PostgreSQL older than ${opts.to} to upgrade from`);
 }
 
-/** Shows the status every second until every table streams with the lag under a second. */
+/** Shows the status every second until every table streams, less than 2 s behind. */
 async function waitStreaming(status: StatusView): Promise<void> {
   let failingSince: number | undefined;
   for (;;) {
     await sleep(1000);
     const subs = await status.show();
     const s = subs[0];
-    if (s.state === "streaming" && Number(s.lag_seconds) < 1) return;
+    if (s.state === "streaming" && Number(s.lag_seconds) < 2) return;
     failingSince = s.last_error ? failingSince ?? Date.now() : undefined;
     if (failingSince && Date.now() - failingSince > 60_000) throw new Error(`the subscription has failed for a minute: ${s.last_error}`);
   }
