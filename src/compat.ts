@@ -86,6 +86,13 @@ export const REWRITES: Rewrite[] = [
     why: "indexes on partitioned tables come with PostgreSQL 11; before, each leaf gets its own",
   },
   {
+    name: "index_include",
+    applies: (s) => s.major < 11,
+    pattern: /\b([a-z_][a-z0-9_]*)\.indnkeyatts\b/g,
+    replacement: "$1.indnatts",
+    why: "pg_index.indnkeyatts (the key columns, without INCLUDE columns) comes with PostgreSQL 11; before, every column of an index is a key column: indnatts",
+  },
+  {
     name: "pg_partition_tree",
     applies: (s) => s.major < 12,
     pattern: /\b(?:pg_catalog\.)?(pg_partition_tree|pg_partition_ancestors)\b/g,

@@ -213,7 +213,7 @@ async function upgrade(opts: UpgradeOptions): Promise<number> {
   if (!(await compareAll(src, dst))) ok = false;
   const first = await value(dst, `with o as (insert into orders (customer_id, status, total) values (1, 'new', 9.99) returning id)
       insert into invoices (order_id, amount) select id, 9.99 from o returning number`);
-  say(`the application's first order on the target got invoice number ${num(first)}: the carried sequences go on, no key collides`);
+  say(`the application's first order on the target got invoice number ${num(String(first))}: the carried sequences go on, no key collides`);
   const warnings = sidecar.warnings();
   if (warnings.length) more(dim(`the sidecar logged ${warnings.length} warning(s)/error(s); last: ${warnings[warnings.length - 1]}`));
 
