@@ -114,6 +114,13 @@ export const REWRITES: Rewrite[] = [
     why: "generated columns (pg_attribute.attgenerated) come with PostgreSQL 12; before, no column is generated",
   },
   {
+    name: "regcollation",
+    applies: (s) => s.major < 13,
+    pattern: /'pg_catalog\."([^"]+)"'::regcollation\b/g,
+    replacement: "(select c.oid from pg_catalog.pg_collation c where c.collname = '$1' and c.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)",
+    why: "the regcollation type comes with PostgreSQL 13; before, a collation's oid is looked up in pg_collation",
+  },
+  {
     name: "tgparentid",
     applies: (s) => s.major < 13,
     pattern: /\b[a-z_][a-z0-9_]*\.tgparentid = 0\b/g,
