@@ -30,6 +30,12 @@ test("older majors get no name they lack", () => {
     for (const m of knownMigrations()) assert.doesNotMatch(code(compatSql(m.sql, traits)), re, `${m.name} on ${major}`);
     assert.doesNotMatch(code(codeBundle(traits).sql), re, `the functions on ${major}`);
   }
+  // Spellings no rewrite covers: PL/pgSQL on 10 takes no default for a row variable.
+  const rowDefault = /^\s+\w+\s+(dbsync\.\w+|\w+%rowtype|record)\s*(:=|=|default)/im;
+  for (const m of knownMigrations()) assert.doesNotMatch(code(m.sql), rowDefault, m.name);
+  for (const f of codeBundle().sql.split(/(?=^create or replace function)/m)) {
+    assert.doesNotMatch(code(f), rowDefault, `a row variable with a default (set it in the body): ${f.slice(0, 80)}`);
+  }
   for (const r of REWRITES) assert.ok(r.why.length > 20, `rewrite ${r.name} says why`);
   // Every rewrite still finds something to rewrite: a rule matching nothing is dead.
   const all = knownMigrations().map((m) => m.sql).join("\n") + codeBundle().sql +
