@@ -294,11 +294,13 @@ export function startLoad(url: string, clients: number, rate: number, ops: Opera
 export class StatusView {
   private drawn = 0;
   private last = new Map<string, { events: number; at: number }>();
-  private lastLoad = { committed: 0, at: Date.now() };
+  private lastLoad: { committed: number; at: number };
   private headerShown = false;
   private readonly started = Date.now();
 
-  constructor(private readonly c: Client, private readonly load: Load) {}
+  constructor(private readonly c: Client, private readonly load: Load) {
+    this.lastLoad = { committed: load.stats().committed, at: Date.now() };
+  }
 
   /** Shows the status; returns the subscriptions' rows. */
   async show(): Promise<{ name: string; state: string; lag_seconds: string; last_error: string | null }[]> {
