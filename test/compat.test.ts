@@ -112,3 +112,21 @@ test("execute_ddl and TRUNCATE reach a target of another major", async () => {
     await sidecar.stop();
   }
 });
+
+test("wait_for_sync at its timeout: false with a NOTICE saying why, on every major", async () => {
+  const env = await freshEnv("compat_wait_timeout");
+  await env.source.query("create table t (id int primary key)");
+  await env.source.query("select dbsync.add_table('t', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  await env.source.query("select dbsync.pause('s')");
+  await env.source.query("insert into t values (1)");
+  const c = await env.source.connect();
+  const notices: string[] = [];
+  c.on("notice", (n) => notices.push(n.message ?? ""));
+  try {
+    assert.equal((await c.query("select dbsync.wait_for_sync('s', '0.2 s') as ok")).rows[0].ok, false);
+  } finally {
+    c.release();
+  }
+  assert.ok(notices.some((n) => /"s" not in sync after 0\.2 s: .*paused/.test(n)), notices.join("; "));
+});
