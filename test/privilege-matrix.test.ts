@@ -596,6 +596,7 @@ test("(c) sessions as each role: what the catalog says holds", async () => {
   // The admin role runs administration, but not grant_sidecar (only the owner may).
   assert.equal(await value(s.admin!, "select dbsync.wait_for_sync('s', '0 s')"), false);
   await denied(s.admin!, `select dbsync.grant_sidecar('${ROLE.admin}')`);
+  await denied(s.admin!, `select dbsync.grant_monitor('${ROLE.app}')`);
   await denied(s.admin!, "select * from dbsync.subscriptions");
   // The superuser (not the owner) may do everything, grant_sidecar included.
   assert.equal(typeof (await value(s.superuser!, "select count(*)::int from dbsync.events")), "number");
