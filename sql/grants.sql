@@ -28,6 +28,5 @@ grant execute on function dbsync._differences_message(text, name, name, bigint, 
 -- by this migrate, tables added since. migrate runs this once more after
 -- graphile-worker's own migrations, for its schema.
 select dbsync._regrant_sidecars();
--- Monitoring roles likewise (a function re-created by an upgrade loses its grants).
-select dbsync._grant_monitor_rights(m.role_name) from dbsync.monitor_roles m
-where exists (select from pg_roles r where r.rolname = m.role_name);
+-- Monitoring roles (dbsync.grant_monitor) likewise.
+select dbsync._regrant_monitors();

@@ -9,6 +9,7 @@ import crypto from "node:crypto";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { Client, Pool } from "pg";
+import { migrate } from "../src/migrate";
 import { Env, freshEnv, rows, sqlError, value } from "./helpers";
 
 let env: Env;
@@ -238,6 +239,10 @@ test("(d) a role granted usage and execute administers replication (functions ru
 test("(e) a monitoring role (grant_monitor) reads the status views and waits, and nothing else", async () => {
   await src.query(`select dbsync.grant_monitor('${MON}')`);
   assert.deepEqual(await rows(src, "select role_name::text from dbsync.monitor_roles"), [{ role_name: MON }]);
+  // Every migrate grants the recorded roles again.
+  await src.query(`revoke execute on function dbsync.wait_for_sync(text, interval) from ${MON}`);
+  await migrate(env.sourceUrl);
+  assert.equal(await value(src, "select has_function_privilege($1, 'dbsync.wait_for_sync(text,interval)', 'execute')", [MON]), true);
   await src.query("insert into app.orders (id, note) values (100, 'x'), (101, 'y')");
   const mon = await connectAs(MON);
   const mine = await rows(mon, "select name, group_name, state, paused, backlog_events::int as backlog from dbsync.status order by name");

@@ -138,6 +138,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._queue_ddl(integer,text,text)": "admin",
   "dbsync._queue_rows(integer,integer,regclass)": "admin",
   "dbsync._regrant_sidecars()": "admin",
+  "dbsync._regrant_monitors()": "admin",
   "dbsync._require_owner(text)": "admin",
   "dbsync._restore_output(text[])": "admin",
   "dbsync._sequence_goal(integer)": "admin",

@@ -33,3 +33,21 @@ begin
     execute format('grant execute on function dbsync.wait_for_sync(text, interval) to %I', p_role);
 end
 $$;
+
+-- dbsync._regrant_monitors() returns int
+--   grant_monitor's rights again for every recorded role that still exists; the
+--   number of roles. Run by every migrate (sql/grants.sql, and src/migrate.ts even
+--   when the code did not change, so that migrate restores a revoked right).
+create or replace function dbsync._regrant_monitors() returns int
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    n int;
+begin
+    perform dbsync._require_owner('_regrant_monitors');
+    perform dbsync._grant_monitor_rights(m.role_name)
+    from dbsync.monitor_roles m
+    where exists (select from pg_roles ro where ro.rolname = m.role_name);
+    get diagnostics n = row_count;
+    return n;
+end
+$$;
