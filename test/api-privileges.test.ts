@@ -243,6 +243,7 @@ test("(e) a monitoring role (grant_monitor) reads the status views and waits, an
   await src.query(`revoke execute on function dbsync.wait_for_sync(text, interval) from ${MON}`);
   await migrate(env.sourceUrl);
   assert.equal(await value(src, "select has_function_privilege($1, 'dbsync.wait_for_sync(text,interval)', 'execute')", [MON]), true);
+  assert.equal(await value(src, "select dbsync._regrant_monitors()"), 1);
   await src.query("insert into app.orders (id, note) values (100, 'x'), (101, 'y')");
   const mon = await connectAs(MON);
   const mine = await rows(mon, "select name, group_name, state, paused, backlog_events::int as backlog from dbsync.status order by name");
