@@ -226,13 +226,15 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
 /**
  * The sidecar roles (dbsync.grant_sidecar) get their rights again once graphile-worker's
  * schema is there: on a first install it did not exist when sql/grants.sql ran, and
- * its migrations may have added tables or functions since.
+ * its migrations may have added tables or functions since. The monitoring roles
+ * (dbsync.grant_monitor) too: sql/grants.sql runs only when the code changed, and
+ * every migrate restores a revoked right.
  */
 async function regrantSidecars(config: ClientConfig): Promise<void> {
   const client = new Client(config);
   await client.connect();
   try {
-    await client.query("select dbsync._regrant_sidecars()");
+    await client.query("select dbsync._regrant_sidecars(), dbsync._regrant_monitors()");
   } finally {
     await client.end();
   }
