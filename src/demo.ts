@@ -10,6 +10,9 @@
 import { Client } from "pg";
 import pino from "pino";
 import type { Cluster } from "./embedded/cluster";
+import { compareTables } from "./embedded/compare";
+import { newSeed, Rng } from "./embedded/random";
+import { startWriters, Writers } from "./embedded/writers";
 import { messageOf } from "./errors";
 import { Log } from "./log";
 import { migrate } from "./migrate";
@@ -121,7 +124,7 @@ interface Resources {
   clusters: Cluster[];
   clients: Client[];
   sidecar?: Sidecar;
-  load?: Load;
+  load?: Writers;
   stopAll?: () => Promise<void>;
 }
 const res: Resources = { clusters: [], clients: [] };
@@ -130,8 +133,7 @@ let cleaning: Promise<void> | undefined;
 function cleanup(): Promise<void> {
   return (cleaning ??= (async () => {
     shuttingDown = true;
-    res.load?.stop();
-    await res.load?.done.catch(() => undefined);
+    await res.load?.stop().catch(() => undefined);
     if (res.sidecar) await withTimeout(res.sidecar.stop(), 10_000).catch(() => undefined);
     await Promise.all(res.clients.map((c) => c.end().catch(() => undefined)));
     await res.stopAll?.().catch(() => undefined);
@@ -256,9 +258,8 @@ async function demo(opts: DemoOptions): Promise<number> {
   more(dim("(both subscriptions copy the existing rows first, then stream)"));
 
   // 4. Write load, then the sidecar.
-  const load = startLoad(sourceUrl, clientsN, rate);
+  const load = await startLoad(sourceUrl, clientsN, rate);
   res.load = load;
-  await load.ready;
   say(`write load: ${clientsN} clients, up to ${rate} transactions/s (new orders, status changes, deletes, customers, audit)`);
   const sidecarLog = collectingLog();
   const { startSidecar } = await import("./sidecar/run");
@@ -282,10 +283,8 @@ async function demo(opts: DemoOptions): Promise<number> {
     await sleep(loadStart + i * 1000 - Date.now());
     await status.show();
   }
-  load.stop();
-  await load.done;
+  const l = await load.stop();
   status.finish();
-  const l = load.stats();
   say(`load stopped: ${num(l.committed)} transactions in ${l.seconds.toFixed(1)} s` +
     (l.failed ? dim(` (${num(l.failed)} failed and were skipped, as an application would: ${l.lastError})`) : ""));
 
@@ -304,13 +303,11 @@ async function demo(opts: DemoOptions): Promise<number> {
   }
   say("comparing every table, row by row (select t::text from tbl t order by 1, on both):");
   await Promise.all([src.query("set timezone = 'UTC'"), dst.query("set timezone = 'UTC'")]);
-  for (const t of TABLES) {
-    const [a, b] = await Promise.all([tableText(src, t.name), tableText(dst, t.name)]);
-    const d = diff(a, b);
-    const same = d.missing === 0 && d.extra === 0;
-    if (!same) ok = false;
-    more(`${t.name.padEnd(12)} ${num(a.length).padStart(7)} rows on the source  ` +
-      (same ? green("identical on the target") : red(`DIFFERENT: ${num(d.missing)} missing, ${num(d.extra)} extra or changed on the target`)));
+  const compared = await compareTables(src, dst, TABLES.map((t) => t.name));
+  for (const c of compared) {
+    if (!c.equal) ok = false;
+    more(`${c.table.padEnd(12)} ${num(c.sourceRows).padStart(7)} rows on the source  ` +
+      (c.equal ? green("identical on the target") : red(`DIFFERENT: ${num(c.onlySource.length)} missing, ${num(c.onlyTarget.length)} extra or changed on the target`)));
   }
   const warnings = sidecarLog.lines();
   if (warnings.length) {
@@ -356,23 +353,6 @@ async function rowCounts(c: Client): Promise<Record<string, number>> {
   return out;
 }
 
-async function tableText(c: Client, table: string): Promise<string[]> {
-  const { rows } = await c.query(`select t::text as r from ${table} t order by 1`);
-  return rows.map((r) => r.r as string);
-}
-
-/** Rows of a missing from b, and rows of b not in a. */
-function diff(a: string[], b: string[]): { missing: number; extra: number } {
-  const sa = new Set(a);
-  const sb = new Set(b);
-  let missing = 0;
-  let extra = 0;
-  for (const r of sa) if (!sb.has(r)) missing++;
-  for (const r of sb) if (!sa.has(r)) extra++;
-  if (a.length !== b.length && missing === 0 && extra === 0) missing = Math.abs(a.length - b.length);
-  return { missing, extra };
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
 /** A pino logger like createLog('warn'), writing into memory instead of stdout. */
@@ -396,135 +376,89 @@ function collectingLog(): { log: Log; lines(): string[] } {
 
 // ---------------------------------------------------------------------------------
 // The write load: a few clients, each a loop of single-statement transactions at a
-// steady pace, as a web shop would send them.
+// steady pace, as a web shop would send them; a failed one is skipped, as an
+// application would.
 
-interface Load {
-  ready: Promise<void>;
-  done: Promise<void>;
-  stop(): void;
-  stats(): { committed: number; failed: number; seconds: number; lastError?: string };
-}
-
-function startLoad(url: string, clients: number, rate: number): Load {
-  let stopping = false;
-  let committed = 0;
-  let failed = 0;
-  let lastError: string | undefined;
-  const started = Date.now();
-  let ended: number | undefined;
+async function startLoad(url: string, clients: number, rate: number): Promise<Writers> {
+  const conns = await Promise.all(Array.from({ length: clients }, () => connect(url)));
   const ids = { order: SEED.orders, customer: SEED.customers };
-  const rnd = (n: number) => 1 + Math.floor(Math.random() * n);
-  const workers: Promise<void>[] = [];
-  const readies: Promise<void>[] = [];
-  const perClientMs = (1000 * clients) / rate;
-
-  for (let w = 0; w < clients; w++) {
-    let markReady!: () => void;
-    readies.push(new Promise((r) => (markReady = r)));
-    workers.push(
-      (async () => {
-        const c = await connect(url);
-        markReady();
-        const actor = `web-${w + 1}`;
-        let next = Date.now();
-        while (!stopping) {
-          next += perClientMs;
-          const p = Math.random();
-          try {
-            if (p < 0.4) {
-              const lines = rnd(4);
-              const products: string[] = [];
-              const qtys: number[] = [];
-              const prices: string[] = [];
-              let total = 0;
-              for (let i = 0; i < lines; i++) {
-                const price = rnd(20000) / 100;
-                const q = rnd(3);
-                products.push(`product-${rnd(500)}`);
-                qtys.push(q);
-                prices.push(price.toFixed(2));
-                total += q * price;
-              }
-              const r = await c.query(
-                `with o as (
-                   insert into orders (customer_id, status, total) values ($1, 'new', $2) returning id
-                 ), i as (
-                   insert into order_items (order_id, line_no, product, qty, unit_price)
-                   select o.id, u.n, u.product, u.qty, u.price
-                     from o, unnest($3::text[], $4::int[], $5::numeric[]) with ordinality as u(product, qty, price, n)
-                 )
-                 insert into audit_log (actor, action, detail)
-                 select $6, 'order.created', jsonb_build_object('order_id', o.id, 'total', $2::numeric) from o
-                 returning (detail->>'order_id')::bigint as id`,
-                [rnd(ids.customer), total.toFixed(2), products, qtys, prices, actor],
-              );
-              ids.order = Math.max(ids.order, Number(r.rows[0].id));
-            } else if (p < 0.65) {
-              await c.query(
-                `with u as (
-                   update orders
-                      set status = case status when 'new' then 'paid' when 'paid' then 'shipped' else 'delivered' end,
-                          updated_at = now()
-                    where id = $1 and status in ('new', 'paid', 'shipped')
-                   returning id, status
-                 )
-                 insert into audit_log (actor, action, detail)
-                 select $2, 'order.' || u.status, jsonb_build_object('order_id', u.id) from u`,
-                [rnd(ids.order), actor],
-              );
-            } else if (p < 0.75) {
-              await c.query(
-                `with i as (
-                   update order_items set qty = qty + 1 where order_id = $1 and line_no = 1 returning order_id, unit_price
-                 )
-                 update orders o set total = o.total + i.unit_price, updated_at = now() from i where o.id = i.order_id`,
-                [rnd(ids.order)],
-              );
-            } else if (p < 0.85) {
-              await c.query(
-                `with d as (delete from orders where id = $1 returning id, customer_id)
-                 insert into audit_log (actor, action, detail)
-                 select $2, 'order.deleted', jsonb_build_object('order_id', d.id, 'customer_id', d.customer_id) from d`,
-                [rnd(ids.order), actor],
-              );
-            } else if (p < 0.95) {
-              await c.query(
-                `update customers set email = 'customer' || id || '.' || $2 || '@example.com', updated_at = now() where id = $1`,
-                [rnd(ids.customer), committed],
-              );
-            } else if (p < 0.99 || w !== 0) {
-              const r = await c.query(
-                `insert into customers (name, email, country) values ($1, 'new-' || md5(random()::text || clock_timestamp()::text) || '@example.com', $2) returning id`,
-                [`New customer ${committed}`, ["DE", "FR", "US", "GB"][rnd(4) - 1]],
-              );
-              ids.customer = Math.max(ids.customer, Number(r.rows[0].id));
-            } else {
-              // Housekeeping (one client only): the oldest audit rows go, 200 at a time.
-              await c.query("delete from audit_log where id in (select id from audit_log order by id limit 200)");
-            }
-            committed++;
-          } catch (err) {
-            if (stopping) break;
-            failed++;
-            lastError = messageOf(err);
-          }
-          await sleep(next - Date.now());
-          if (next < Date.now() - 1000) next = Date.now(); // far behind: do not burst
-        }
-      })(),
-    );
-  }
-  const done = Promise.all(workers).then(() => {
-    ended = Date.now();
+  const options = { writers: clients, rng: new Rng(newSeed()), ratePerSecond: rate, tolerate: () => true };
+  return startWriters(options, async ({ index, rng, n }) => {
+    const c = conns[index];
+    const actor = `web-${index + 1}`;
+    const p = rng.next();
+    if (p < 0.4) {
+      const lines = rng.int(1, 4);
+      const products: string[] = [];
+      const qtys: number[] = [];
+      const prices: string[] = [];
+      let total = 0;
+      for (let i = 0; i < lines; i++) {
+        const price = rng.int(1, 20000) / 100;
+        const q = rng.int(1, 3);
+        products.push(`product-${rng.int(1, 500)}`);
+        qtys.push(q);
+        prices.push(price.toFixed(2));
+        total += q * price;
+      }
+      const r = await c.query(
+        `with o as (
+           insert into orders (customer_id, status, total) values ($1, 'new', $2) returning id
+         ), i as (
+           insert into order_items (order_id, line_no, product, qty, unit_price)
+           select o.id, u.n, u.product, u.qty, u.price
+             from o, unnest($3::text[], $4::int[], $5::numeric[]) with ordinality as u(product, qty, price, n)
+         )
+         insert into audit_log (actor, action, detail)
+         select $6, 'order.created', jsonb_build_object('order_id', o.id, 'total', $2::numeric) from o
+         returning (detail->>'order_id')::bigint as id`,
+        [rng.int(1, ids.customer), total.toFixed(2), products, qtys, prices, actor],
+      );
+      ids.order = Math.max(ids.order, Number(r.rows[0].id));
+    } else if (p < 0.65) {
+      await c.query(
+        `with u as (
+           update orders
+              set status = case status when 'new' then 'paid' when 'paid' then 'shipped' else 'delivered' end,
+                  updated_at = now()
+            where id = $1 and status in ('new', 'paid', 'shipped')
+           returning id, status
+         )
+         insert into audit_log (actor, action, detail)
+         select $2, 'order.' || u.status, jsonb_build_object('order_id', u.id) from u`,
+        [rng.int(1, ids.order), actor],
+      );
+    } else if (p < 0.75) {
+      await c.query(
+        `with i as (
+           update order_items set qty = qty + 1 where order_id = $1 and line_no = 1 returning order_id, unit_price
+         )
+         update orders o set total = o.total + i.unit_price, updated_at = now() from i where o.id = i.order_id`,
+        [rng.int(1, ids.order)],
+      );
+    } else if (p < 0.85) {
+      await c.query(
+        `with d as (delete from orders where id = $1 returning id, customer_id)
+         insert into audit_log (actor, action, detail)
+         select $2, 'order.deleted', jsonb_build_object('order_id', d.id, 'customer_id', d.customer_id) from d`,
+        [rng.int(1, ids.order), actor],
+      );
+    } else if (p < 0.95) {
+      await c.query(
+        `update customers set email = 'customer' || id || '.' || $2 || '@example.com', updated_at = now() where id = $1`,
+        [rng.int(1, ids.customer), n],
+      );
+    } else if (p < 0.99 || index !== 0) {
+      const r = await c.query(
+        `insert into customers (name, email, country) values ($1, 'new-' || md5(random()::text || clock_timestamp()::text) || '@example.com', $2) returning id`,
+        [`New customer ${n}`, rng.pick(["DE", "FR", "US", "GB"])],
+      );
+      ids.customer = Math.max(ids.customer, Number(r.rows[0].id));
+    } else {
+      // Housekeeping (one client only): the oldest audit rows go, 200 at a time.
+      await c.query("delete from audit_log where id in (select id from audit_log order by id limit 200)");
+    }
   });
-  return {
-    ready: Promise.all(readies).then(() => undefined),
-    done,
-    stop: () => {
-      stopping = true;
-    },
-    stats: () => ({ committed, failed, seconds: ((ended ?? Date.now()) - started) / 1000, lastError }),
-  };
 }
 
 // ---------------------------------------------------------------------------------
@@ -538,7 +472,7 @@ class StatusView {
   private headerShown = false;
   private readonly started = Date.now();
 
-  constructor(private readonly c: Client, private readonly load: Load) {}
+  constructor(private readonly c: Client, private readonly load: Writers) {}
 
   async show() {
     const { rows: subs } = await this.c.query(

@@ -9,9 +9,9 @@
 // (The LISTEN connection alone: faults-listen.test.ts.)
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { SOURCE_DDL, TARGET_AUDIT, Workload } from "../soak/workload";
+import { SOURCE_DDL, TARGET_AUDIT, Workload } from "./kit/workload";
 import { FaultProxy, startFaultProxy } from "./harness/fault-proxy";
-import { Env, freshEnv, rows, sleep, startSidecar, Sidecar, tableText, until, value } from "./helpers";
+import { Env, freshEnv, rows, seeded, sleep, startSidecar, Sidecar, tableText, until, value } from "./helpers";
 
 const QUERY_TIMEOUT_MS = 2000;
 const LINK_ENV = {
@@ -59,7 +59,7 @@ async function rig(label: string, args: string[] = []): Promise<Rig> {
   const sidecar = startSidecar(sourceProxy.url(env.sourceUrl), ["--poll-interval", "200", ...args], LINK_ENV);
   await until("sidecar running", async () => sidecar.output().includes("dbsync sidecar running") || sidecar.proc.exitCode !== null, 20000);
   assert.equal(sidecar.proc.exitCode, null, sidecar.output());
-  const load = new Workload(env.source).start();
+  const load = new Workload(env.source, { rng: seeded("faults-links") }).start();
   for (const s of ["sa", "sb"]) {
     assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '30 s')", [s]), true, `${s}\n${sidecar.output()}`);
   }

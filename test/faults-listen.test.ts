@@ -6,9 +6,9 @@
 // src/db.ts's query timeout) and, once the link is back, NOTIFY wakes the sidecar again.
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { SOURCE_DDL, TARGET_AUDIT, Workload } from "../soak/workload";
+import { SOURCE_DDL, TARGET_AUDIT, Workload } from "./kit/workload";
 import { FaultProxy, startFaultProxy } from "./harness/fault-proxy";
-import { freshEnv, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { freshEnv, seeded, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 const POLL_MS = 5000;
 /** pg-listen checks its connection every 30 s (its default, run.ts keeps it). */
@@ -35,7 +35,7 @@ test("LISTEN connection alone black-holed: replication goes on by polling, NOTIF
     DBSYNC_CONNECT_TIMEOUT_MS: "2000",
     DBSYNC_LOG_LEVEL: "info",
   });
-  const load = new Workload(env.source).start();
+  const load = new Workload(env.source, { rng: seeded("faults-listen") }).start();
   const isListen = (c: { applicationName?: string }) => c.applicationName === "dbsync listen";
   try {
     await until("sidecar running", async () => sidecar.output().includes("dbsync sidecar running"), 20000);

@@ -7,8 +7,8 @@
 // then, for a second bad row, by dropping the CHECK on the target.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { SOURCE_DDL, TARGET_AUDIT, Workload } from "../soak/workload";
-import { freshEnv, rows, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { SOURCE_DDL, TARGET_AUDIT, Workload } from "./kit/workload";
+import { freshEnv, rows, seeded, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 test("a CHECK on the target rejects one key: that subscription stops with 23514, the other group goes on, the fix resumes it", async (t) => {
   const env = await freshEnv("faults_reject");
@@ -22,7 +22,7 @@ test("a CHECK on the target rejects one key: that subscription stops with 23514,
   await env.source.query("select dbsync.add_subscription('sa', 'a', $1, copy_data => false)", [env.targetUrl]);
   await env.source.query("select dbsync.add_subscription('sb', 'b', $1, copy_data => false)", [env.targetUrl]);
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"], { DBSYNC_LOG_LEVEL: "info" });
-  const load = new Workload(env.source).start();
+  const load = new Workload(env.source, { rng: seeded("faults-reject") }).start();
   // items gets its own churn that never writes 'poison'.
   const stop = { done: false };
   const itemsWriter = (async () => {

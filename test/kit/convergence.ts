@@ -1,7 +1,8 @@
 // What the divergence and adversarial tests share: a group "g" subscribed as "s",
 // and the verdict "the target equals the source, or dbsync says it does not".
 import assert from "node:assert/strict";
-import { Env, compat, tableText, value } from "../helpers";
+import { compareTables, differences } from "../../src/embedded/compare";
+import { Env, compat, value } from "../helpers";
 
 export interface StatusRow {
   name: string;
@@ -33,14 +34,6 @@ export async function synced(env: Env, sub = "s"): Promise<void> {
     `initial sync failed: ${JSON.stringify(await status(env, sub))}`);
 }
 
-async function textOrError(p: Env["source"], table: string): Promise<string[]> {
-  try {
-    return await tableText(p, table);
-  } catch (err) {
-    return [`ERROR reading ${table}: ${(err as Error).message}`];
-  }
-}
-
 /**
  * wait_for_sync(sub, '30 s'), then: the subscription is in state 'error' with its
  * last_error set (acceptable unless `errorOk` is false: the DBA sees it), or it is
@@ -55,13 +48,7 @@ export async function convergedOrError(env: Env, tables: string[], opts: { sub?:
     console.log(`# ${sub} in error (acceptable): ${st.last_error}`);
     return;
   }
-  const diffs: string[] = [];
-  for (const t of tables) {
-    const [src, tgt] = [await textOrError(env.source, t), await textOrError(env.target, t)];
-    if (JSON.stringify(src) !== JSON.stringify(tgt)) {
-      diffs.push(`${t}: source ${JSON.stringify(src.slice(0, 12))} target ${JSON.stringify(tgt.slice(0, 12))}`);
-    }
-  }
+  const diffs = differences(await compareTables(env.source, env.target, tables), 12);
   assert.deepEqual(diffs, [], `target differs from source (wait_for_sync=${inSync}, status ${st.state}, last_error ${st.last_error}):\n${diffs.join("\n")}`);
   assert.equal(inSync, true, `target equals source but wait_for_sync stayed false (status ${st.state}, last_error ${st.last_error})`);
 }

@@ -1,10 +1,12 @@
-// The write load shared by `npm run soak` and the fault tests (test/faults-*.test.ts):
-// inserters on an insert-only table (each transaction inserts a contiguous id range,
+// The write load of `npm run soak`, the fault tests (test/faults-*.test.ts) and the
+// sidecar-kill test: inserters on an insert-only table (each transaction inserts a contiguous id range,
 // so every acknowledged row can be checked for on the target) and churners on a
 // key/value table (updates, deletes, upserts, key changes, multi-row updates).
 // A transaction that meets a connection error (a server restarting) is retried; a
 // COMMIT that got no answer is counted as "unsure" (it may or may not have committed).
 import { Pool, PoolClient } from "pg";
+import { Rng } from "../../src/embedded/random";
+import { startWriters, Writers } from "../../src/embedded/writers";
 
 export const SOURCE_DDL = (ins: string, kv: string) => `
   create table ${ins} (id bigint primary key, writer int not null, n int not null, payload text);
@@ -46,16 +48,23 @@ export function isConnectionError(err: unknown): boolean {
 }
 
 const SKIPPABLE = new Set(["40P01", "40001", "23505"]);
-const rnd = (n: number) => Math.floor(Math.random() * n);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface WorkloadOptions {
+  /** Where the writers draw their choices from (one stream each). */
+  rng: Rng;
   insertTable?: string;
   kvTable?: string;
   inserters?: number;
   churners?: number;
   /** Key space of the kv churn. */
   kvKeys?: number;
+  /**
+   * Churn transactions also insert a row (negative id, writer -1) into the insert
+   * table now and then: one transaction across both tables. Those rows are not
+   * among the acknowledged ranges (count rows with id > 0 for those).
+   */
+  crossTable?: boolean;
   /** Pause between transactions of one writer: min and max ms. */
   pauseMs?: [number, number];
   /** Called for errors that are neither connection errors nor expected conflicts. */
@@ -74,40 +83,43 @@ export class Workload {
   unsureTransactions = 0;
   unsureRows = 0;
   retries = 0;
+  private readonly nextId: Record<number, number> = {};
   /** Stop inserting (the churners go on). */
   pauseInserts = false;
   private stopping = false;
-  private running: Promise<void>[] = [];
+  private running: Writers[] = [];
   private readonly quiet = new WeakSet<PoolClient>();
 
   constructor(
     private readonly pool: Pool,
-    private readonly opts: WorkloadOptions = {},
+    private readonly opts: WorkloadOptions,
   ) {
     this.ins = opts.insertTable ?? "ins_only";
     this.kv = opts.kvTable ?? "kv";
   }
 
   start(): this {
-    const inserters = this.opts.inserters ?? 2;
-    const churners = this.opts.churners ?? 2;
-    for (let i = 1; i <= inserters; i++) this.running.push(this.inserter(i));
-    for (let i = 0; i < churners; i++) this.running.push(this.churner());
+    // A connection error is retried inside tx(); a conflict skips the transaction.
+    const tolerate = (err: unknown) => {
+      if (!this.opts.onError) return false;
+      this.opts.onError(err);
+      return true;
+    };
+    const common = { pauseMs: this.opts.pauseMs ?? [10, 40], tolerate };
+    this.running.push(
+      startWriters({ ...common, writers: this.opts.inserters ?? 2, rng: this.opts.rng.fork("inserters") }, (w) => this.insert(w.index + 1, w.rng)),
+      startWriters({ ...common, writers: this.opts.churners ?? 2, rng: this.opts.rng.fork("churners") }, (w) => this.churn(w.rng)),
+    );
     return this;
   }
 
   async stop() {
     this.stopping = true;
-    await Promise.all(this.running);
+    await Promise.all(this.running.map((w) => w.stop()));
   }
 
   get transactions() {
     return this.insertTransactions + this.churnTransactions;
-  }
-
-  private pause() {
-    const [lo, hi] = this.opts.pauseMs ?? [10, 40];
-    return sleep(lo + rnd(hi - lo));
   }
 
   /** One transaction; true if committed, false if skipped (conflict); retries after connection errors. */
@@ -149,62 +161,42 @@ export class Workload {
     }
   }
 
-  private async inserter(writer: number) {
-    let next = writer * 1_000_000_000;
-    while (!this.stopping) {
-      if (this.pauseInserts) {
-        await sleep(50);
-        continue;
-      }
-      const n = 1 + rnd(20);
-      const first = next;
-      next += n;
-      try {
-        const ok = await this.tx(
-          [[`insert into ${this.ins} select $1::int8 + g, $2, g, md5(g::text) from generate_series(1, $3::int) g`, [first, writer, n]]],
-          () => {
-            this.unsureTransactions++;
-            this.unsureRows += n;
-          },
-        );
-        if (ok) {
-          this.ranges.push([first + 1, n]);
-          this.insertedRows += n;
-          this.insertTransactions++;
-        }
-      } catch (err) {
-        this.fail(err);
-      }
-      await this.pause();
+  /** One insert transaction of a contiguous id range of writer `writer`'s own. */
+  private async insert(writer: number, rng: Rng) {
+    if (this.pauseInserts) return sleep(50);
+    const n = 1 + rng.below(20);
+    const first = this.nextId[writer] ?? writer * 1_000_000_000;
+    this.nextId[writer] = first + n;
+    const ok = await this.tx(
+      [[`insert into ${this.ins} select $1::int8 + g, $2, g, md5(g::text) from generate_series(1, $3::int) g`, [first, writer, n]]],
+      () => {
+        this.unsureTransactions++;
+        this.unsureRows += n;
+      },
+    );
+    if (ok) {
+      this.ranges.push([first + 1, n]);
+      this.insertedRows += n;
+      this.insertTransactions++;
     }
   }
 
-  private async churner() {
+  /** 1-4 of: updates, deletes, upserts, key changes, range updates of the kv table. */
+  private async churn(rng: Rng) {
     const keys = this.opts.kvKeys ?? 400;
     const kv = this.kv;
-    while (!this.stopping) {
-      const ops: [string, unknown[]][] = [];
-      for (let i = 1 + rnd(4); i > 0; i--) {
-        const k = 1 + rnd(keys);
-        const r = Math.random();
-        if (r < 0.4) ops.push([`update ${kv} set v = v + 1, note = 'upd' where k = $1`, [k]]);
-        else if (r < 0.55) ops.push([`delete from ${kv} where k = $1`, [k]]);
-        else if (r < 0.75) ops.push([`insert into ${kv} values ($1, 0, 'ins') on conflict (k) do update set v = ${kv}.v + 100, note = 'upsert'`, [k]]);
-        else if (r < 0.9) ops.push([`update ${kv} set k = $2 where k = $1`, [k, 1 + rnd(keys)]]); // key change (may collide)
-        else ops.push([`update ${kv} set v = v - 1 where k between $1 and $1 + 10`, [k]]);
-      }
-      try {
-        if (await this.tx(ops, () => this.unsureTransactions++)) this.churnTransactions++;
-      } catch (err) {
-        this.fail(err);
-      }
-      await this.pause();
+    const ops: [string, unknown[]][] = [];
+    for (let i = 1 + rng.below(4); i > 0; i--) {
+      const k = 1 + rng.below(keys);
+      const r = rng.next();
+      if (r < 0.4) ops.push([`update ${kv} set v = v + 1, note = 'upd' where k = $1`, [k]]);
+      else if (r < 0.55) ops.push([`delete from ${kv} where k = $1`, [k]]);
+      else if (r < 0.75) ops.push([`insert into ${kv} values ($1, 0, 'ins') on conflict (k) do update set v = ${kv}.v + 100, note = 'upsert'`, [k]]);
+      else if (r < 0.9) ops.push([`update ${kv} set k = $2 where k = $1`, [k, 1 + rng.below(keys)]]); // key change (may collide)
+      else ops.push([`update ${kv} set v = v - 1 where k between $1 and $1 + 10`, [k]]);
     }
-  }
-
-  private fail(err: unknown) {
-    if (this.opts.onError) this.opts.onError(err);
-    else throw err;
+    if (this.opts.crossTable && rng.chance(0.2)) ops.push([`insert into ${this.ins} values (-$1::int8, -1, 0, 'with kv')`, [Date.now() * 1000 + rng.below(1000)]]);
+    if (await this.tx(ops, () => this.unsureTransactions++)) this.churnTransactions++;
   }
 
   /**
