@@ -101,7 +101,8 @@ test("parallel processes setting up the copy agree on one, complete copy", async
   const go = Date.now() + 4000;
   const code = [
     `const { serverInstallation } = require(${JSON.stringify(module)});`,
-    `while (Date.now() < ${go});`,
+    // A blocking sleep that costs no CPU (a busy loop of six processes starved the suite).
+    `Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.max(0, ${go} - Date.now()));`,
     `process.stdout.write(serverInstallation(${JSON.stringify(inst)}, ${JSON.stringify(cache)}));`,
   ].join("\n");
   const results = await Promise.all(

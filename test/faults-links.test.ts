@@ -66,6 +66,8 @@ async function rig(label: string, args: string[] = []): Promise<Rig> {
   return { env, sourceProxy, targetProxy, sidecar, load };
 }
 
+const midCopyIds = seeded("faults-links/midcopy");
+
 /**
  * Commits one large transaction (so that its batch streams for a while) and waits
  * (up to 10 s) until the apply of it is inside its COPY on the given side: the fault
@@ -73,7 +75,7 @@ async function rig(label: string, args: string[] = []): Promise<Rig> {
  */
 async function midCopy(env: Env, load: Workload, side: "source" | "target"): Promise<string> {
   const n = 60_000;
-  const first = 9_000_000_000 + Math.floor(Math.random() * 1000) * 1_000_000;
+  const first = 9_000_000_000 + midCopyIds.below(1000) * 1_000_000;
   await env.source.query("insert into ins_only select $1::int8 + g, 9, g, repeat(md5(g::text), 3) from generate_series(1, $2::int) g", [first, n]);
   load.ranges.push([first + 1, n]);
   load.insertedRows += n;

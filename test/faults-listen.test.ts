@@ -35,7 +35,8 @@ test("LISTEN connection alone black-holed: replication goes on by polling, NOTIF
     DBSYNC_CONNECT_TIMEOUT_MS: "2000",
     DBSYNC_LOG_LEVEL: "info",
   });
-  const load = new Workload(env.source, { rng: seeded("faults-listen") }).start();
+  const rng = seeded("faults-listen");
+  const load = new Workload(env.source, { rng }).start();
   const isListen = (c: { applicationName?: string }) => c.applicationName === "dbsync listen";
   try {
     await until("sidecar running", async () => sidecar.output().includes("dbsync sidecar running"), 20000);
@@ -53,7 +54,7 @@ test("LISTEN connection alone black-holed: replication goes on by polling, NOTIF
       const t0 = Date.now();
       await until(`marker ${id}`, async () => (await value<number>(env.target, "select count(*)::int from ins_only where id = $1", [id])) === 1, POLL_MS + 10_000);
       const ms = Date.now() - t0;
-      await sleep(200 + Math.floor(Math.random() * 400));
+      await sleep(rng.int(200, 600));
       return ms;
     };
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -22,13 +22,14 @@ test("a CHECK on the target rejects one key: that subscription stops with 23514,
   await env.source.query("select dbsync.add_subscription('sa', 'a', $1, copy_data => false)", [env.targetUrl]);
   await env.source.query("select dbsync.add_subscription('sb', 'b', $1, copy_data => false)", [env.targetUrl]);
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"], { DBSYNC_LOG_LEVEL: "info" });
-  const load = new Workload(env.source, { rng: seeded("faults-reject") }).start();
+  const rng = seeded("faults-reject");
+  const load = new Workload(env.source, { rng }).start();
   // items gets its own churn that never writes 'poison'.
   const stop = { done: false };
   const itemsWriter = (async () => {
     while (!stop.done) {
-      await env.source.query("update items set v = v + 1, note = 'upd' where id = $1", [3 + Math.floor(Math.random() * 18)]);
-      await sleep(20 + Math.floor(Math.random() * 30));
+      await env.source.query("update items set v = v + 1, note = 'upd' where id = $1", [rng.int(3, 20)]);
+      await sleep(rng.int(20, 50));
     }
   })();
   const status = async (name: string) =>

@@ -32,7 +32,11 @@ async function main() {
   console.log(`seed ${seed} (replay: ${replay})`);
   ensureBuilt();
   const started = Date.now();
-  const [source, target] = await Promise.all([startCluster(), startCluster({ major: targetMajorFromEnv() })]);
+  // Prepared transactions: the two-phase commit tests (adversarial.test.ts).
+  const [source, target] = await Promise.all([
+    startCluster({ settings: { max_prepared_transactions: 10 } }),
+    startCluster({ major: targetMajorFromEnv() }),
+  ]);
   await createTemplate(source.url());
   console.log(
     `PostgreSQL ${source.major} source on port ${source.port}, PostgreSQL ${target.major} target on port ${target.port}; ` +

@@ -1,4 +1,4 @@
-// What the divergence and adversarial tests share: a group "g" subscribed as "s",
+// What the divergence, adversarial and apply tests share: a group "g" subscribed as "s",
 // and the verdict "the target equals the source, or dbsync says it does not".
 import assert from "node:assert/strict";
 import { compareTables, differences } from "../../src/embedded/compare";
@@ -51,4 +51,19 @@ export async function convergedOrError(env: Env, tables: string[], opts: { sub?:
   const diffs = differences(await compareTables(env.source, env.target, tables), 12);
   assert.deepEqual(diffs, [], `target differs from source (wait_for_sync=${inSync}, status ${st.state}, last_error ${st.last_error}):\n${diffs.join("\n")}`);
   assert.equal(inSync, true, `target equals source but wait_for_sync stayed false (status ${st.state}, last_error ${st.last_error})`);
+}
+
+/**
+ * convergedOrError without the error: in sync (waiting up to 150 s for the first
+ * batches of a loaded machine before the 30 s verdict), every table equal, and no
+ * error recorded on the subscription.
+ */
+export async function strictlyConverged(env: Env, tables: string[], sub = "s"): Promise<void> {
+  for (let i = 0; i < 15; i++) {
+    if ((await value(env.source, "select dbsync.wait_for_sync($1, '10 s')", [sub])) === true) break;
+    if ((await status(env, sub))?.last_error) break;
+  }
+  await convergedOrError(env, tables, { sub, errorOk: false });
+  const st = await status(env, sub);
+  assert.equal(st?.last_error ?? null, null, `no error expected: ${JSON.stringify(st)}`);
 }
