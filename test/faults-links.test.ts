@@ -114,19 +114,8 @@ async function finish(t: { diagnostic(m: string): void }, r: Rig) {
 
 /** Target == source table by table, exact rows on the insert-only table, each inserted on the target once. */
 async function assertSame(env: Env, load: Workload) {
-  for (const table of ["ins_only", "kv"]) {
-    const [src, dst] = await Promise.all([tableText(env.source, table), tableText(env.target, table)]);
-    assert.equal(dst.length, src.length, `${table}: row count`);
-    assert.deepEqual(dst, src, `${table} differs`);
-  }
   assert.equal(load.unsureTransactions, 0);
-  assert.equal(await value<number>(env.source, "select count(*)::int from ins_only"), load.insertedRows, "rows written");
-  const onTarget = await load.checkInserts(env.target);
-  assert.equal(onTarget.missingCount, 0, `acknowledged rows missing on the target: ${onTarget.missing.join(", ")}`);
-  assert.equal(onTarget.count, load.insertedRows, "rows on the target");
-  const audit = (await env.target.query("select count(*)::int as n, count(distinct id)::int as d from ins_only_audit")).rows[0];
-  assert.equal(audit.d, load.insertedRows, "rows of ins_only never inserted on the target");
-  assert.equal(audit.n, load.insertedRows, `${audit.n - audit.d} rows of ins_only were inserted on the target more than once`);
+  assert.deepEqual(await load.problems(env.source, env.target), []);
 }
 
 async function stopAll(r: Rig) {

@@ -93,17 +93,8 @@ test("a CHECK on the target rejects one key: that subscription stops with 23514,
     await load.stop();
     for (const s of ["sa", "sb"]) assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '40 s')", [s]), true, sidecar.output());
     assert.equal(await value(env.target, "select note from items where id = 2"), "poison");
-    for (const table of ["ins_only", "kv", "items"]) {
-      const [src, dst] = await Promise.all([tableText(env.source, table), tableText(env.target, table)]);
-      assert.equal(dst.length, src.length, `${table}: row count`);
-      assert.deepEqual(dst, src, `${table} differs`);
-    }
-    assert.equal(await value<number>(env.source, "select count(*)::int from ins_only"), load.insertedRows);
-    const onTarget = await load.checkInserts(env.target);
-    assert.equal(onTarget.missingCount, 0, onTarget.missing.join(", "));
-    assert.equal(onTarget.count, load.insertedRows);
-    const audit = (await env.target.query("select count(*)::int as n, count(distinct id)::int as d from ins_only_audit")).rows[0];
-    assert.deepEqual([audit.n, audit.d], [load.insertedRows, load.insertedRows], "each row inserted on the target exactly once");
+    assert.deepEqual(await tableText(env.target, "items"), await tableText(env.source, "items"), "items differs");
+    assert.deepEqual(await load.problems(env.source, env.target), []);
     t.diagnostic(`${load.insertedRows} rows inserted, ${load.churnTransactions} kv transactions; target == source`);
     assert.equal(await sidecar.stop(), 0, sidecar.output());
   } finally {

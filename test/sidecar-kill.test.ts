@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { SOURCE_DDL, TARGET_AUDIT, Workload } from "./kit/workload";
-import { compat, freshEnv, seeded, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { compat, freshEnv, seeded, sleep, startSidecar, until, value } from "./helpers";
 
 test("SIGKILL at random moments under concurrent writes: nothing lost, nothing applied twice", async (t) => {
   const env = await freshEnv("sidecar_kill");
@@ -56,28 +56,15 @@ test("SIGKILL at random moments under concurrent writes: nothing lost, nothing a
       const ok = await value(env.source, "select dbsync.wait_for_sync('ks', '90 s')");
       const catchUpMs = Date.now() - tw;
       assert.equal(ok, true, final.output() + lastOutput);
-      const srcCount = await value<number>(env.source, "select count(*)::int from ins_only where id > 0");
       t.diagnostic(
         `${KILLS} kills (${midApply} with an apply transaction open on the target); ` +
           `target reached tick ${tickAfterKills} during the kills (${killPhaseMs} ms); ${load.insertedRows} rows inserted, ` +
           `${load.churnTransactions} kv transactions; the last sidecar caught up in ${catchUpMs} ms`,
       );
       assert.ok(tickAfterKills > 5, `the killed sidecars applied almost nothing (tick ${tickAfterKills})`);
-      for (const table of ["ins_only", "kv"]) {
-        const [src, dst] = await Promise.all([tableText(env.source, table), tableText(env.target, table)]);
-        assert.equal(dst.length, src.length, `${table}: row count`);
-        assert.deepEqual(dst, src, `${table} differs`);
-      }
       assert.equal(load.unsureTransactions, 0, "a commit went unanswered");
-      assert.equal(srcCount, load.insertedRows, "every committed insert is on the source");
-      assert.equal(await value<number>(env.target, "select count(*)::int from ins_only where id > 0"), load.insertedRows);
-      // Exactly once: each row of ins_only was inserted by exactly one committed apply.
-      const audit = (await env.target.query(
-        "select count(*)::int as n, count(distinct id)::int as d from ins_only_audit",
-      )).rows[0];
-      const total = await value<number>(env.source, "select count(*)::int from ins_only");
-      assert.equal(audit.d, total, "rows of ins_only never inserted on the target");
-      assert.equal(audit.n, total, `${audit.n - audit.d} rows of ins_only were inserted on the target more than once`);
+      // Equal, and each row of ins_only inserted by exactly one committed apply.
+      assert.deepEqual(await load.problems(env.source, env.target), []);
     } finally {
       assert.equal(await final.stop(), 0, final.output());
     }

@@ -5,6 +5,7 @@
 // A transaction that meets a connection error (a server restarting) is retried; a
 // COMMIT that got no answer is counted as "unsure" (it may or may not have committed).
 import { Pool, PoolClient } from "pg";
+import { compareTables, differences } from "../../src/embedded/compare";
 import { Rng } from "../../src/embedded/random";
 import { startWriters, Writers } from "../../src/embedded/writers";
 
@@ -59,11 +60,7 @@ export interface WorkloadOptions {
   churners?: number;
   /** Key space of the kv churn. */
   kvKeys?: number;
-  /**
-   * Churn transactions also insert a row (negative id, writer -1) into the insert
-   * table now and then: one transaction across both tables. Those rows are not
-   * among the acknowledged ranges (count rows with id > 0 for those).
-   */
+  /** Churn transactions also insert a row into the insert table now and then: one transaction across both tables. */
   crossTable?: boolean;
   /** Pause between transactions of one writer: min and max ms. */
   pauseMs?: [number, number];
@@ -84,6 +81,7 @@ export class Workload {
   unsureRows = 0;
   retries = 0;
   private readonly nextId: Record<number, number> = {};
+  private crossRows = 0;
   /** Stop inserting (the churners go on). */
   pauseInserts = false;
   private stopping = false;
@@ -195,8 +193,19 @@ export class Workload {
       else if (r < 0.9) ops.push([`update ${kv} set k = $2 where k = $1`, [k, 1 + rng.below(keys)]]); // key change (may collide)
       else ops.push([`update ${kv} set v = v - 1 where k between $1 and $1 + 10`, [k]]);
     }
-    if (this.opts.crossTable && rng.chance(0.2)) ops.push([`insert into ${this.ins} values (-$1::int8, -1, 0, 'with kv')`, [Date.now() * 1000 + rng.below(1000)]]);
-    if (await this.tx(ops, () => this.unsureTransactions++)) this.churnTransactions++;
+    // A row of the insert table in the same transaction (writer -1, ids below -1e10).
+    const cross = this.opts.crossTable && rng.chance(0.2) ? -10_000_000_000 - ++this.crossRows : undefined;
+    if (cross !== undefined) ops.push([`insert into ${this.ins} values ($1, -1, 0, 'with kv')`, [cross]]);
+    const unsure = () => {
+      this.unsureTransactions++;
+      if (cross !== undefined) this.unsureRows++;
+    };
+    if (!(await this.tx(ops, unsure))) return;
+    this.churnTransactions++;
+    if (cross !== undefined) {
+      this.ranges.push([cross, 1]);
+      this.insertedRows++;
+    }
   }
 
   /**
@@ -216,37 +225,29 @@ export class Workload {
     );
     return { missing: rows[0].missing ?? [], missingCount: Number(rows[0].missing_count), count: Number(rows[0].count) };
   }
-}
 
-/** Every row of every table as text on both sides: rows compared and differences (0 when equal). */
-export async function compareTables(
-  source: Pool,
-  target: Pool,
-  tables: string[],
-): Promise<{ rows: number; differences: number; detail: string[] }> {
-  let rows = 0;
-  let differences = 0;
-  const detail: string[] = [];
-  for (const table of tables) {
-    const [a, b] = await Promise.all([rowText(source, table), rowText(target, table)]);
-    rows += a.length;
-    const bs = new Set(b);
-    const as = new Set(a);
-    const onlySource = a.filter((r) => !bs.has(r));
-    const onlyTarget = b.filter((r) => !as.has(r));
-    const d = onlySource.length + onlyTarget.length;
-    differences += d;
-    if (d) {
-      detail.push(
-        `${table}: ${onlySource.length} rows only on the source (${onlySource.slice(0, 3).join(" ")}), ` +
-          `${onlyTarget.length} only on the target (${onlyTarget.slice(0, 3).join(" ")})`,
-      );
+  /**
+   * What is wrong on the target once the load has stopped and the subscriptions have
+   * caught up (empty when nothing): tables that differ row by row, acknowledged
+   * inserts missing on either side, a row count outside [acknowledged, acknowledged
+   * + unanswered], rows a target apply inserted twice or never (the audit table of
+   * TARGET_AUDIT).
+   */
+  async problems(source: Pool, target: Pool): Promise<string[]> {
+    const out = differences(await compareTables(source, target, [this.ins, this.kv]));
+    for (const [side, pool] of [["source", source], ["target", target]] as const) {
+      const r = await this.checkInserts(pool);
+      if (r.missingCount) out.push(`${this.ins}: ${r.missingCount} acknowledged rows missing on the ${side} (${r.missing.join(", ")})`);
+      if (r.count < this.insertedRows || r.count > this.insertedRows + this.unsureRows) {
+        out.push(`${this.ins}: ${r.count} rows on the ${side}, expected ${this.insertedRows} (+ up to ${this.unsureRows} unanswered)`);
+      }
     }
+    const { rows } = await target.query(
+      `select count(*)::int8 as n, count(distinct id)::int8 as d, (select count(*) from ${this.ins})::int8 as t from ${this.ins}_audit`,
+    );
+    const [n, d, t] = [Number(rows[0].n), Number(rows[0].d), Number(rows[0].t)];
+    if (n !== d) out.push(`${this.ins}: ${n - d} rows inserted on the target more than once`);
+    if (d !== t) out.push(`${this.ins}: ${t} rows on the target but ${d} inserted by copies and batches`);
+    return out;
   }
-  return { rows, differences, detail };
-}
-
-async function rowText(p: Pool, table: string): Promise<string[]> {
-  const r = await p.query(`select t::text as r from ${table} t order by 1`);
-  return r.rows.map((x) => x.r as string);
 }
