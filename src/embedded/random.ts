@@ -46,9 +46,9 @@ export class Rng {
   chance(p: number): boolean {
     return this.next() < p;
   }
-  /** Another stream of the same seed (one per actor). */
-  fork(stream: string): Rng {
-    return new Rng(this.seed, `${this.stream}/${stream}`);
+  /** Another stream of the same seed (one per actor): `name` under this one's. */
+  fork(name: string): Rng {
+    return new Rng(this.seed, this.stream ? `${this.stream}/${name}` : name);
   }
 }
 

@@ -18,7 +18,7 @@ import path from "node:path";
 import { Client } from "pg";
 import { rowDiff } from "../../src/embedded/compare";
 import { Rng } from "../../src/embedded/random";
-import { sqlstate } from "../../src/embedded/writers";
+import { sqlstate, startWriters } from "../../src/embedded/writers";
 import { DbsyncProcess, runDbsync, spawnDbsync } from "../kit/dbsync";
 import { sleep } from "../kit/wait";
 
@@ -371,8 +371,7 @@ class Torture {
     this.startSidecar();
 
     const actors: Promise<void>[] = [];
-    const levels = ["read committed", "repeatable read", "serializable", "mixed"] as const;
-    for (let i = 0; i < this.o.writers; i++) actors.push(this.writer(i, levels[i % levels.length]));
+    actors.push(this.writers());
     if (this.ops.has("longtx")) actors.push(this.longTransactions());
     actors.push(
       (async () => {
@@ -425,26 +424,32 @@ class Torture {
 
   // ------------------------------------------------------------ writers
 
-  private async writer(i: number, level: "read committed" | "repeatable read" | "serializable" | "mixed") {
-    const rng = new Rng(this.o.seed, `writer${i}`);
-    const c = await connect(this.o.sourceUrl, `torture writer ${i}`);
-    await c.query("set lock_timeout = '4s'; set statement_timeout = '15s'");
-    let txn = 0;
+  /**
+   * The writers until the deadline, each on its own connection at its own isolation
+   * level ("mixed": one drawn per transaction), each from its stream "writer<i>".
+   */
+  private async writers(): Promise<void> {
+    const levels = ["read committed", "repeatable read", "serializable", "mixed"] as const;
+    const clients = await Promise.all(
+      Array.from({ length: this.o.writers }, async (_, i) => {
+        const c = await connect(this.o.sourceUrl, `torture writer ${i}`);
+        await c.query("set lock_timeout = '4s'; set statement_timeout = '15s'");
+        return c;
+      }),
+    );
+    const txns = clients.map(() => 0);
+    const options = { writers: clients.length, rng: new Rng(this.o.seed), durationMs: this.deadline - Date.now() };
     try {
-      while (this.running()) {
-        txn++;
+      await startWriters(options, async ({ index: i, rng }) => {
+        const level = levels[i % levels.length];
         const iso = level === "mixed" ? rng.pick(["read committed", "repeatable read", "serializable"] as const) : level;
-        const plan = this.plan(rng, `w${i}.${txn}`);
-        if (plan.length === 0) {
-          await this.nap(50);
-          continue;
-        }
-        const intentional = rng.chance(0.04);
-        await this.transaction(c, iso, plan, intentional);
+        const plan = this.plan(rng, `w${i}.${++txns[i]}`);
+        if (plan.length === 0) return this.nap(50);
+        await this.transaction(clients[i], iso, plan, rng.chance(0.04));
         if (rng.chance(0.3)) await this.nap(rng.int(0, 20));
-      }
+      }).done;
     } finally {
-      await c.end().catch(() => undefined);
+      await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
     }
   }
 
