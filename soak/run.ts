@@ -252,7 +252,7 @@ function faultList(loads: Workload[]): Fault[] {
 
 function pickFault(list: Fault[]): Fault {
   const total = list.reduce((n, f) => n + f.weight, 0);
-  let r = random() * total;
+  let r = faultRng.next() * total;
   for (const f of list) if ((r -= f.weight) < 0) return f;
   return list[list.length - 1];
 }

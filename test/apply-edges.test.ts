@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
-import { setup, status, strictlyConverged, synced } from "./kit/convergence";
+import { setup, status, settle, strictlyConverged, synced } from "./kit/convergence";
 
 test("a TRUNCATE of a wide table in the same batch as a change to a narrower table", async () => {
   const env = await freshEnv("advm_trunc_wide");

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
-import { setup, strictlyConverged, synced } from "./kit/convergence";
+import { setup, settle, strictlyConverged, synced } from "./kit/convergence";
 
 test("a key under a nondeterministic collation, unique case-sensitively; the target without that index", async (t) => {
   const env = await freshEnv("advm_ci_two_rows");

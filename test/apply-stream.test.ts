@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { freshEnv, startSidecar, tableText, value } from "./helpers";
-import { setup, strictlyConverged, synced } from "./kit/convergence";
+import { setup, settle, strictlyConverged, synced } from "./kit/convergence";
 
 test("awkward text and lines longer than a COPY chunk, in tables of different widths, narrow lines ending in NULLs", async () => {
   const env = await freshEnv("advm_text");

@@ -130,7 +130,10 @@ test("a transaction over two tables is never half-visible on the target (REPEATA
   })();
 
   try {
-    await sleep(8000);
+    // Until the reader has watched enough batches for the verdicts below (more than
+    // they ask), not for a fixed time: seconds on an idle machine, more on a busy one.
+    await until("the reader saw 25 applied ticks", async () => ticksSeen.size >= 25 && statesSeen.size >= 25 && stats.commits > 150, 60_000)
+      .catch(() => undefined); // the assertions below say what was missing
     stop.done = true;
     await Promise.all([...writers, readerDone]);
     const waitStart = Date.now();

@@ -47,7 +47,6 @@ export interface Writers {
   done: Promise<WriterStats>;
   stop(): Promise<WriterStats>;
   stats(): WriterStats;
-  readonly stopping: boolean;
 }
 
 /** The SQLSTATE of a pg error, or "no-code". */
@@ -55,12 +54,6 @@ export function sqlstate(err: unknown): string {
   const c = (err as { code?: unknown })?.code;
   return typeof c === "string" ? c : "no-code";
 }
-
-/** A `tolerate` for these SQLSTATEs. */
-export const sqlstateIn =
-  (...codes: string[]) =>
-  (err: unknown): boolean =>
-    codes.includes(sqlstate(err));
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
@@ -104,16 +97,14 @@ export function startWriters(opts: WritersOptions, step: (w: WriterContext) => P
   };
 
   const stats = (): WriterStats => ({ ...s, errors: { ...s.errors }, seconds: ((ended ?? performance.now()) - t0) / 1000 });
-  const done = Promise.all(Array.from({ length: opts.writers }, (_, i) => writer(i))).then(
-    () => {
-      ended = performance.now();
-      return stats();
-    },
-    (err) => {
-      ended = performance.now();
-      throw err;
-    },
-  );
+  // Settled once every writer has stopped (not at the first error: the others may
+  // still be in a transaction on a connection the caller is about to close).
+  const done = Promise.allSettled(Array.from({ length: opts.writers }, (_, i) => writer(i))).then((results) => {
+    ended = performance.now();
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+    return stats();
+  });
   // A rejection is the caller's to see through done or stop(); unobserved meanwhile.
   done.catch(() => undefined);
   return {
@@ -123,8 +114,5 @@ export function startWriters(opts: WritersOptions, step: (w: WriterContext) => P
       return done;
     },
     stats,
-    get stopping() {
-      return stopping;
-    },
   };
 }

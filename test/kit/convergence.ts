@@ -53,16 +53,17 @@ export async function convergedOrError(env: Env, tables: string[], opts: { sub?:
   assert.equal(inSync, true, `target equals source but wait_for_sync stayed false (status ${st.state}, last_error ${st.last_error})`);
 }
 
-/**
- * convergedOrError without the error: in sync (waiting up to 150 s for the first
- * batches of a loaded machine before the 30 s verdict), every table equal, and no
- * error recorded on the subscription.
- */
-export async function strictlyConverged(env: Env, tables: string[], sub = "s"): Promise<void> {
+/** The machine is shared and loaded: up to 150 s for the first batches, before the 30 s verdicts. */
+export async function settle(env: Env, sub = "s"): Promise<void> {
   for (let i = 0; i < 15; i++) {
-    if ((await value(env.source, "select dbsync.wait_for_sync($1, '10 s')", [sub])) === true) break;
-    if ((await status(env, sub))?.last_error) break;
+    if ((await value(env.source, "select dbsync.wait_for_sync($1, '10 s')", [sub])) === true) return;
+    if ((await status(env, sub))?.last_error) return;
   }
+}
+
+/** convergedOrError without the error: settled, every table equal, and no error recorded on the subscription. */
+export async function strictlyConverged(env: Env, tables: string[], sub = "s"): Promise<void> {
+  await settle(env, sub);
   await convergedOrError(env, tables, { sub, errorOk: false });
   const st = await status(env, sub);
   assert.equal(st?.last_error ?? null, null, `no error expected: ${JSON.stringify(st)}`);
