@@ -47,7 +47,7 @@ async function main() {
     [
       "--import", "tsx", "--test", `--test-concurrency=${CONCURRENCY}`,
       "--test-reporter=spec", "--test-reporter-destination=stdout",
-      `--test-reporter=${path.join(dir, "kit", "durations.ts")}`, "--test-reporter-destination=stdout",
+      `--test-reporter=${path.join(dir, "kit", "durations.mjs")}`, "--test-reporter-destination=stdout",
       // DBSYNC_TEST_NAME=regex runs only the tests whose name matches.
       ...(process.env.DBSYNC_TEST_NAME ? [`--test-name-pattern=${process.env.DBSYNC_TEST_NAME}`] : []),
       ...files,
