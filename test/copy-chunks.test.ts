@@ -63,6 +63,9 @@ function writer(source: Pool, table: string, rows: number, stop: { done: boolean
         // anything else is a test failure.
         if (!["23505", "40P01"].includes((err as { code?: string }).code ?? "")) throw err;
       }
+      // Paced: flat-out writers took the CPUs from the test files running alongside,
+      // and grew the backlog each killed copy has to read again.
+      await sleep(rng.int(1, 10));
     }
   })();
 }

@@ -20,6 +20,9 @@ function writer(source: Pool, table: string, stop: { done: boolean }, seed: numb
       else if (r < 0.6) await source.query(`update ${table} set amount = amount + 1, payload = 'upd' where id = $1`, [id]);
       else if (r < 0.8) await source.query(`delete from ${table} where id = $1`, [id]);
       else await source.query(`update ${table} set id = $2 where id = $1`, [id, next++]).catch(() => undefined);
+      // Paced: flat-out writers took the CPUs from the test files running alongside,
+      // and grew the backlog each killed copy has to read again.
+      await sleep(rng.int(1, 10));
     }
   })();
 }

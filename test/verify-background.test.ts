@@ -71,6 +71,9 @@ function writer(source: Pool, table: string, stop: { done: boolean }, seed: numb
       else if (r < 0.7) await source.query(`update ${table} set n = n + 1, v = 'upd' where id = $1`, [id]);
       else if (r < 0.85) await source.query(`delete from ${table} where id = $1`, [id]);
       else await source.query(`insert into ${table} values ($1, 're', 2) on conflict do nothing`, [id]);
+      // Paced: flat-out writers took the CPUs from the test files running alongside,
+      // and grew the backlog each killed copy has to read again.
+      await sleep(rng.int(1, 10));
     }
   })();
 }

@@ -3,7 +3,7 @@
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 
 /** Polls `check` every `intervalMs` until it is true; throws after `timeoutMs`, naming `what`. */
-export async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30000, intervalMs = 50): Promise<void> {
+export async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30000, intervalMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
