@@ -33,9 +33,15 @@ test("SIGKILL at random moments under concurrent writes: nothing lost, nothing a
         assert.equal(sidecar.proc.exitCode, null, sidecar.output());
       }
       // Every batch reads all that committed since the target's position, so a
-      // backlog is one batch: half the lives are long enough for it to commit,
-      // or the kills would only ever roll the same growing batch back.
-      await sleep(i % 2 === 0 ? rng.int(100, 700) : rng.int(1500, 3000));
+      // backlog is one batch: half the lives last until it commits (and a moment
+      // more), however busy the machine, or the kills would only ever roll the same
+      // growing batch back.
+      if (i % 2 === 0) await sleep(rng.int(100, 700));
+      else {
+        const before = await appliedTick();
+        await until("a batch applied", async () => (await appliedTick()) > before, 60_000).catch(() => undefined);
+        await sleep(rng.int(0, 1500));
+      }
       const busy = await value<number>(
         env.target,
         "select count(*)::int from pg_stat_activity where datname = current_database() and application_name like 'dbsync apply%' and xact_start is not null",
