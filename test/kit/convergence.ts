@@ -29,8 +29,9 @@ export async function setup(
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => $2)", [env.targetUrl, opts.copyData ?? false]);
 }
 
+/** The first sync; up to 120 s (it returns as soon as it is done): a busy machine may need more than 30. */
 export async function synced(env: Env, sub = "s"): Promise<void> {
-  assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '30 s')", [sub]), true,
+  assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '120 s')", [sub]), true,
     `initial sync failed: ${JSON.stringify(await status(env, sub))}`);
 }
 
