@@ -14,8 +14,8 @@ import { createTemplate, TEMPLATE } from "./kit/databases";
 import { ensureBuilt } from "./kit/dbsync";
 import { runSeed } from "./kit/random";
 
-/** Files at once: the tests wait on servers and sidecars more than they compute. */
-const CONCURRENCY = Number(process.env.DBSYNC_TEST_CONCURRENCY ?? 3);
+/** Files at once (2 CPUs here, shared: more made the waits of every file time out). */
+const CONCURRENCY = Number(process.env.DBSYNC_TEST_CONCURRENCY ?? 2);
 
 async function main() {
   reapOrphans();
