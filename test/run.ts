@@ -14,7 +14,7 @@ import { createTemplate, TEMPLATE } from "./kit/databases";
 import { ensureBuilt } from "./kit/dbsync";
 import { runSeed } from "./kit/random";
 
-/** Files at once (2 CPUs here, shared: more made the waits of every file time out). */
+/** Files at once: as many as the CPUs of the machines it runs on (2); more only pays on an idle machine. */
 const CONCURRENCY = Number(process.env.DBSYNC_TEST_CONCURRENCY ?? 2);
 
 async function main() {
