@@ -171,28 +171,38 @@ function copyState(dir: string): "absent" | "ok" | "incomplete" | "not ours" {
   }
 }
 
-function buildCopy(src: string, dest: string) {
+/**
+ * Makes a folder shared by every run of this machine: `fill` builds it in a private
+ * staging folder, which is then renamed to `dest`. The rename is atomic and fails if
+ * another run got there first; its folder is then the one (the caller checks it:
+ * someone else's folder may be in the way too). A folder in place is never changed.
+ */
+function publish(dest: string, fill: (staging: string) => void) {
   const staging = fs.mkdtempSync(`${dest}.partial-`);
   try {
     // reapOrphans() removes the staging folder if this process dies before the rename.
     fs.writeFileSync(path.join(staging, OWNER_FILE), String(process.pid));
-    const manifest: Manifest = [];
-    copyTree(src, staging, "", manifest);
-    fs.writeFileSync(path.join(staging, MANIFEST), JSON.stringify(manifest));
-    fs.chmodSync(path.join(staging, MANIFEST), 0o644);
+    fill(staging);
     fs.rmSync(path.join(staging, OWNER_FILE));
     fs.chmodSync(staging, 0o755); // mkdtemp made it 0700
     try {
       fs.renameSync(staging, dest);
     } catch (err) {
-      // Another run put its copy there first (or someone else's folder is in the way:
-      // copyState() sorts that out).
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
     }
   } finally {
     fs.rmSync(staging, { recursive: true, force: true });
   }
+}
+
+function buildCopy(src: string, dest: string) {
+  publish(dest, (staging) => {
+    const manifest: Manifest = [];
+    copyTree(src, staging, "", manifest);
+    fs.writeFileSync(path.join(staging, MANIFEST), JSON.stringify(manifest));
+    fs.chmodSync(path.join(staging, MANIFEST), 0o644);
+  });
 }
 
 /** Copy with fixed, world-readable modes: the source's may be anything npm's umask left. */
@@ -475,10 +485,10 @@ function initdb(bin: string, dataDir: string, user: ServerUser | undefined, majo
  * A data folder fresh from initdb that each cluster starts as a copy of: initdb
  * costs about ten times the CPU of the copy (1.4 s against 0.15 s here), and the
  * suite, the benchmark and the demo start many clusters. One per installation and
- * server user in the temp folder, made by the first start that needs it (in a
- * staging folder renamed into place, as serverInstallation() does) and never
- * changed afterwards: servers run on copies. Undefined when the folder there is
- * not one we can trust (anyone can create names in /tmp): then initdb runs as before.
+ * server user in the temp folder, made by the first start that needs it (publish())
+ * and never changed afterwards: servers run on copies. Undefined when the folder
+ * there is not one we can trust (anyone can create names in /tmp): then initdb runs
+ * in the cluster's own folder, as it did before.
  */
 function pristineData(bin: string, inst: Installation, user: ServerUser | undefined, major: number): string | undefined {
   const uid = user?.uid ?? process.getuid?.() ?? 0;
@@ -487,23 +497,13 @@ function pristineData(bin: string, inst: Installation, user: ServerUser | undefi
   const dest = path.join(os.tmpdir(), `${INSTALL_PREFIX}initdb-${inst.id.replace(/[^A-Za-z0-9.-]+/g, "_")}-${args}-u${uid}`);
   const data = path.join(dest, "data");
   if (!fs.existsSync(dest)) {
-    const staging = fs.mkdtempSync(`${dest}.partial-`);
-    try {
-      // reapOrphans() removes the staging folder if this process dies before the rename.
-      fs.writeFileSync(path.join(staging, OWNER_FILE), String(process.pid));
-      fs.chmodSync(staging, 0o755); // the server user creates data/ in it
+    publish(dest, (staging) => {
+      // The server user creates data/ in it.
+      fs.chmodSync(staging, 0o755);
       if (user) fs.chownSync(staging, user.uid, user.gid);
       initdb(bin, path.join(staging, "data"), user, major);
-      fs.rmSync(path.join(staging, OWNER_FILE));
       if (user) fs.chownSync(staging, process.getuid?.() ?? 0, process.getgid?.() ?? 0);
-      fs.renameSync(staging, dest);
-    } catch (err) {
-      // Another start put its folder there first.
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
-    } finally {
-      fs.rmSync(staging, { recursive: true, force: true });
-    }
+    });
   }
   try {
     const top = fs.lstatSync(dest);
