@@ -54,7 +54,8 @@ test("a CHECK on the target rejects one key: that subscription stops with 23514,
     const stuckAt = await appliedOnTarget();
     assert.equal(String(stuckAt), s.last_applied_tick, "the source's position is the target's");
     const sbTick = Number((await status("sb")).last_applied_tick);
-    await sleep(2500);
+    // Retried (not a fixed wait: the back-off stretches on a busy machine), and still there.
+    await until("sa retries", async () => (await status("sa")).error_count > s.error_count, 60_000);
     assert.equal(await appliedOnTarget(), stuckAt, "sa moved past the failing batch");
     assert.equal(await value(env.target, "select note from items where id = $1", [id]), "seed");
     const after = await tableText(env.target, "ins_only");
@@ -63,7 +64,6 @@ test("a CHECK on the target rejects one key: that subscription stops with 23514,
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('sb', '20 s')"), true, "sb was held up by sa's error");
     assert.ok(Number((await status("sb")).last_applied_tick) > sbTick);
     assert.equal((await status("sb")).last_error, null);
-    assert.ok((await status("sa")).error_count >= 2, "sa retries");
     return stuckAt;
   };
 

@@ -1,5 +1,6 @@
-// Shared test helpers: a fresh source and target database per test file on the
-// clusters that test/run.ts started, SQL shortcuts, and the sidecar as a child process.
+// What test files use: a fresh source (a copy of the migrated template) and target
+// database per test file on the clusters test/run.ts started, SQL shortcuts, and the
+// sidecar as a child process (bin/dbsync.js, see kit/dbsync.ts).
 import { after } from "node:test";
 import { Client, Pool } from "pg";
 import { compatSql } from "../src/compat";
