@@ -4,16 +4,16 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Pool } from "pg";
-import { createDatabase, freshEnv, pool, sleep, startSidecar, Sidecar, tableText, until, value } from "./helpers";
-
-const rnd = (n: number) => Math.floor(Math.random() * n);
+import { createDatabase, freshEnv, pool, seeded, Sidecar, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 /** Inserts, updates, deletes and key changes on `table (id int primary key, v int, note text)` until stopped. */
 function writer(p: Pool, table: string, stop: { done: boolean }, seed: number) {
   let next = seed * 1_000_000;
+  const rng = seeded(`sidecar-parallel/${table}/writer${seed}`);
+  const rnd = (n: number) => rng.below(n);
   return (async () => {
     while (!stop.done) {
-      const r = Math.random();
+      const r = rng.next();
       const id = seed * 1_000_000 + rnd(Math.max(1, next - seed * 1_000_000));
       try {
         if (r < 0.4) await p.query(`insert into ${table} select $1 + g, g, 'new' from generate_series(0, $2) g`, [next, rnd(5)]);

@@ -8,7 +8,7 @@ import { Pool } from "pg";
 import { createLog } from "../src/log";
 import { verifyCommand } from "../src/verify/cli";
 import { runVerify } from "../src/verify/verify";
-import { Env, SOURCE_MAJOR, TARGET_MAJOR, freshEnv, rows, sqlError, startSidecar, tableText, until, value } from "./helpers";
+import { Env, freshEnv, rows, seeded, sleep, SOURCE_MAJOR, sqlError, startSidecar, tableText, TARGET_MAJOR, until, value } from "./helpers";
 
 const log = createLog(process.env.DBSYNC_LOG_LEVEL ?? "warn");
 
@@ -29,10 +29,11 @@ async function setup(label: string, ddl: (t: string) => string, fill: string, ta
 function writer(source: Pool, table: string, stop: { done: boolean }, seed: number, maxId: number, composite = false) {
   let next = 10_000_000 + seed * 1_000_000;
   const key = composite ? "region = 'r' || ($1 % 3) and id = $1" : "id = $1";
+  const rng = seeded(`verify/${table}/writer${seed}`);
   return (async () => {
     while (!stop.done) {
-      const r = Math.random();
-      const id = 1 + Math.floor(Math.random() * maxId);
+      const r = rng.next();
+      const id = rng.int(1, maxId);
       if (r < 0.3) {
         const n = next++;
         if (composite) await source.query(`insert into ${table} values ('r' || ($1 % 3), $1, 'new', 1)`, [n]);
@@ -41,6 +42,9 @@ function writer(source: Pool, table: string, stop: { done: boolean }, seed: numb
       else if (r < 0.85) await source.query(`delete from ${table} where ${key}`, [id]);
       else if (composite) await source.query(`insert into ${table} values ('r' || ($1 % 3), $1, 're', 2) on conflict do nothing`, [id]);
       else await source.query(`insert into ${table} values ($1, 2, 're', 2) on conflict do nothing`, [id]);
+      // Paced: flat-out writers took the CPUs from the test files running alongside,
+      // and grew the backlog each killed copy has to read again.
+      await sleep(rng.int(1, 10));
     }
   })();
 }
