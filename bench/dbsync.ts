@@ -10,7 +10,7 @@ import { processMemory, sidecarNodePid } from "./measure";
 import { sleep } from "./workloads";
 
 const ROOT = path.join(__dirname, "..");
-/** The installed command: bin/dbsync.js requires the compiled dist/cli.js. */
+/** The installed command: bin/dbsync.js requires dist/dbsync.js, the compiled CLI bundled into one file. */
 export const SIDECAR_BIN = path.join(ROOT, "bin", "dbsync.js");
 
 /**
@@ -19,7 +19,7 @@ export const SIDECAR_BIN = path.join(ROOT, "bin", "dbsync.js");
  * code that is not the one checked out.
  */
 export function assertBuilt(): void {
-  const built = path.join(ROOT, "dist", "cli.js");
+  const built = path.join(ROOT, "dist", "dbsync.js");
   if (!fs.existsSync(built)) throw new Error(`${built} is missing: run \`npm run build\` (npm run bench does it)`);
   const builtAt = fs.statSync(built).mtimeMs;
   const newer: string[] = [];
