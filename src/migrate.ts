@@ -7,7 +7,6 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { Client, ClientConfig, Pool } from "pg";
-import { Logger, runMigrations } from "graphile-worker";
 import { compatSql, PRELUDES, ServerTraits, serverTraits } from "./compat";
 import { clientConfig } from "./db";
 import { DbsyncError } from "./errors";
@@ -214,7 +213,10 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
     pool.on("error", () => undefined);
     pool.on("connect", (c) => c.on("error", () => undefined));
     try {
-      await runMigrations({ pgPool: pool, schema: WORKER_SCHEMA, logger: quietLogger() });
+      // Loaded here: the sidecar imports this module for its constants, and loading
+      // graphile-worker would add to its start-up.
+      const { Logger, runMigrations } = await import("graphile-worker");
+      await runMigrations({ pgPool: pool, schema: WORKER_SCHEMA, logger: new Logger(() => () => undefined) });
     } finally {
       await pool.end();
     }
@@ -240,7 +242,3 @@ async function regrantSidecars(config: ClientConfig): Promise<void> {
   }
 }
 
-
-function quietLogger() {
-  return new Logger(() => () => undefined);
-}

@@ -7,9 +7,9 @@ import fs from "node:fs";
 import path from "node:path";
 
 export const ROOT = path.join(__dirname, "..", "..");
-/** The installed command: it requires dist/cli.js. */
+/** The installed command: it runs dist/dbsync.js, the compiled CLI bundled into one file. */
 export const DBSYNC_BIN = path.join(ROOT, "bin", "dbsync.js");
-const BUILT = path.join(ROOT, "dist", "cli.js");
+const BUILT = path.join(ROOT, "dist", "dbsync.js");
 
 /** Why dist/ is not the code checked out (missing, or older than these sources); empty when it is. */
 export function staleBuild(): string[] {
