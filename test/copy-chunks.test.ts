@@ -340,6 +340,27 @@ test("a big table whose statistics say it is empty (analyzed empty, or truncated
   }
 });
 
+test("a big table whose copy cannot start (missing on the target) holds up no other table's copy", async () => {
+  const env = await freshEnv("chunks_blocked");
+  // Added first: planned first, and big enough to take a whole batch's copy budget.
+  await env.source.query(bigDdl("big") + "create table later (id int primary key, v text)");
+  await env.target.query("create table later (id int primary key, v text)");
+  await fill(env, "big", 20_000);
+  await env.source.query("insert into later select g, 'v' from generate_series(1, 100) g");
+  await env.source.query("select dbsync.add_table('big', 'g'), dbsync.add_table('later', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl, ARGS);
+  try {
+    await copied(env, "later", "s", 30_000);
+    assert.equal((await chunkRow(env, "big")).state, "error");
+    await env.target.query(bigDdl("big"));
+    await copied(env, "big", "s", 90_000);
+    await assertSame(env, ["big", "later"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
 test("resync_table in the middle of a chunked copy starts it again (rows damaged below the boundary are repaired)", async () => {
   const env = await freshEnv("chunks_resync");
   await setupBig(env);

@@ -259,7 +259,11 @@ begin
                     v_chunk := null;
                 end if;
             end if;
-            v_copy_budget := v_copy_budget - coalesce(least(v_est, case when v_chunk is not null then p_chunk_rows end), 0);
+            -- A copy that could not start ('error': the sidecar leaves it out until
+            -- the target is fixed) takes no budget: a big one would otherwise hold
+            -- up the first copies of every table after it, batch after batch.
+            v_copy_budget := v_copy_budget - case when r.state = 'error' then 0
+                                                  else coalesce(least(v_est, case when v_chunk is not null then p_chunk_rows end), 0) end;
             v_sql := format('copy (select %s from %s) to stdout',
                             (select string_agg(quote_ident(c), ', ' order by o) from unnest(v_cols) with ordinality u(c, o)),
                             v_from);
