@@ -37,6 +37,8 @@ const NO_SLOT_RETRY_MS = 1000;
 
 export class ApplyTasks {
   readonly backoff = new Backoff();
+  /** First copies that cannot start, per subscription and table (see SubscriptionSession). */
+  private readonly copyRetries = new Backoff();
   private sessions = new Map<string, SubscriptionSession>();
   /** Subscriptions this process is applying now, whether to look again after, and the loop. */
   private running = new Map<string, { again: boolean; loop?: Promise<void> }>();
@@ -117,6 +119,7 @@ export class ApplyTasks {
           sourceUrl: this.opts.sourceUrl,
           statementTimeoutMs: 0,
           copyChunkRows: this.opts.copyChunkRows,
+          copyRetries: this.copyRetries,
           onBatch: (sub, events, seconds) => {
             this.firstBatch.get(sub)?.();
             this.firstBatch.delete(sub);
@@ -139,7 +142,7 @@ export class ApplyTasks {
       const outcome = await session.sync(this.signal);
       this.backoff.succeed(name);
       this.outages.ok(`subscription ${name}`, `subscription ${name}`, { subscription: name });
-      if (outcome !== "caught_up") {
+      if (outcome !== "caught_up" && outcome !== "waiting") {
         if (outcome !== "stopped") await this.drop(name);
         return;
       }
@@ -147,6 +150,9 @@ export class ApplyTasks {
       // Ask writers to notify from now on, then look once more: a change committed
       // before the flag was visible to them would otherwise wait for the next poll.
       await this.pool.query("select dbsync.set_sleeping($1, true)", [groupId]);
+      // Tables waiting to retry their copy are work to has_work: the poll comes back
+      // for them (and for a change committed meanwhile).
+      if (outcome === "waiting") return;
       const { rows } = await this.pool.query("select dbsync.has_work($1) as more", [name]);
       if (rows[0].more) await this.jobs.wakeSync(name);
     } catch (err) {
