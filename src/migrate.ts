@@ -146,6 +146,8 @@ language sql stable set search_path = pg_catalog, pg_temp as $$ select ${dollar(
 export interface MigrateResult {
   applied: string[];
   codeInstalled: boolean;
+  /** Tables whose capture an older dbsync generated, generated again. */
+  captureUpgraded: number;
   version: number;
 }
 
@@ -157,6 +159,7 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
   await client.connect();
   const applied: string[] = [];
   let codeInstalled = false;
+  let captureUpgraded = 0;
   const known = knownMigrations();
   const latest = known[known.length - 1].version;
   let traits: ServerTraits;
@@ -202,6 +205,11 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
       );
       codeInstalled = true;
     }
+    // Capture is generated per table: tables captured by an older version get the
+    // installed one (under a lock timeout; a table it could not lock is tried again
+    // by the next migrate).
+    const { rows: up } = await client.query<{ n: number }>("select dbsync._upgrade_capture() as n");
+    captureUpgraded = up[0].n;
     await client.query("commit");
   } catch (err) {
     await client.query("rollback").catch(() => undefined);
@@ -220,7 +228,7 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
     }
   }
   await regrantSidecars(config());
-  return { applied, codeInstalled, version: latest };
+  return { applied, codeInstalled, captureUpgraded, version: latest };
 }
 
 /**
