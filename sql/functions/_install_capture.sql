@@ -1,7 +1,8 @@
 -- dbsync._install_capture(p_table_id int) returns int
---   (Re)generates the capture trigger function dbsync.capture_<table_id>() for the
---   table's current key and (re)creates its triggers. Records a new shape when the
---   key (its columns or their types) changed, and the capture version in
+--   (Re)generates the capture trigger functions of the table for its current key,
+--   dbsync.capture_<table_id>() and its siblings capture_old_, capture_key_ and
+--   capture_trunc_<table_id>(), and (re)creates its triggers. Records a new shape
+--   when the key (its columns or their types) changed, and the capture version in
 --   dbsync.tables (see _capture_version). Returns the shape id in use.
 --
 --   Capture records which rows changed, not their values: one 'K' event per key a
@@ -11,11 +12,13 @@
 --   twice.
 --
 --   Plain tables get statement-level triggers with transition tables: one INSERT
---   into the queue per statement, whatever its row count. An UPDATE queues the keys
---   of its new rows; a row trigger WHEN the row's key changed (its text differs,
---   decided in C before any function is called) queues that row's old key. So a
---   1-row UPDATE keeps one transition table instead of two, and a bulk UPDATE needs
---   no union of old and new keys (bench/capture-profile.ts measures both).
+--   into the queue per statement, whatever its row count. INSERT and UPDATE queue
+--   the keys of the new rows (capture_), DELETE those of the old rows (capture_old_);
+--   a row trigger WHEN the row's key changed (its text differs, decided in C before
+--   any function is called) queues that row's old key (capture_key_). So an UPDATE
+--   keeps one transition table instead of two, and a bulk UPDATE needs no union of
+--   old and new keys (bench/capture-profile.ts measures both). One function per
+--   trigger: a test of TG_OP would cost every call an expression.
 --   Row-level triggers instead for partitioned tables, on the parent, which
 --   PostgreSQL clones to every present and future partition (statement triggers on
 --   the parent would miss statements aimed at a partition), plus a BEFORE TRUNCATE
@@ -57,12 +60,12 @@ declare
     v_colls oid[];
     v_shape int;
     v_fn text := format('dbsync.%I', 'capture_' || p_table_id);
-    v_seq text;
-    v_state text;
     v_pin text;
     v_rows boolean;
     v_changed text;
-    v_body text;
+    v_new text;
+    v_old text;
+    v_fn_each text;
 begin
     -- The table may have been renamed, or its key changed, since the last call.
     update dbsync.tables tb
@@ -79,8 +82,6 @@ begin
                       where not exists (select from pg_attribute a where a.attrelid = tb.relid
                                         and a.attname = k and not a.attisdropped)));
     select * into t from dbsync.tables where table_id = p_table_id;
-    v_seq := format('dbsync.%I', 'events_seq_' || t.group_id);
-    v_state := format('dbsync.%I', 'group_state_' || t.group_id);
     v_rows := t.partitioned or exists (select from pg_inherits i where i.inhrelid = t.relid);
 
     select array_agg(a.attname::text order by u.o), array_agg(a.attnum order by u.o),
@@ -119,66 +120,50 @@ begin
                         'or pg_catalog.current_setting(''bytea_output'') operator(pg_catalog.<>) ''hex''' else '' end;
     end if;
 
-    v_body := format($f$
-declare
-    v_state pg_catalog.int8 := pg_catalog.pg_sequence_last_value(%L::pg_catalog.regclass);
-    v_slot pg_catalog.int2 := (v_state operator(pg_catalog.%%) 4)::pg_catalog.int2;
-    v_saved pg_catalog.text[];
-begin
-    %s
-    if TG_LEVEL operator(pg_catalog.=) 'ROW' then
-        %s
-    elsif TG_OP operator(pg_catalog.=) 'DELETE' then
-        %s
-    elsif TG_OP operator(pg_catalog.=) 'TRUNCATE' then
-        %s
+    -- Triggers first: the functions of another kind of capture go (a plain table
+    -- that became an inheritance child).
+    perform dbsync._drop_capture_triggers(t.relid);
+    perform dbsync._drop_capture_functions(p_table_id);
+    v_new := dbsync._key_text(v_keys, v_types, 'NEW');
+    v_old := dbsync._key_text(v_keys, v_types, 'OLD');
+    if not v_rows then
+        execute dbsync._capture_function(v_fn, t.group_id, v_pin,
+            dbsync._capture_insert(t.group_id, v_shape, 'K', dbsync._key_text(v_keys, v_types, 'n'), 'from dbsync_new n'));
+        execute dbsync._capture_function(format('dbsync.%I', 'capture_old_' || p_table_id), t.group_id, v_pin,
+            dbsync._capture_insert(t.group_id, v_shape, 'K', dbsync._key_text(v_keys, v_types, 'o'), 'from dbsync_old o'));
+        -- Fired per row only by an UPDATE that changed the row's key.
+        execute dbsync._capture_function(format('dbsync.%I', 'capture_key_' || p_table_id), t.group_id, v_pin,
+            dbsync._capture_insert(t.group_id, v_shape, 'K', v_old, ''));
     else
+        -- Every row change of a partition or an inheritance child; the BEFORE
+        -- TRUNCATE trigger of a partition (_sync_partitions) queues its rows' keys.
+        execute dbsync._capture_function(v_fn, t.group_id, v_pin, format($r$if TG_OP operator(pg_catalog.=) 'INSERT' then
         %s
-    end if;
-    if v_saved is not null then
-        perform dbsync._restore_output(v_saved);
-    end if;
-    if v_state operator(pg_catalog.>=) 4
-       and (pg_catalog.current_setting('dbsync.notify', true) is null
-            or pg_catalog.current_setting('dbsync.notify', true) operator(pg_catalog.<>) 'off') then
-        perform pg_catalog.pg_notify('dbsync', %L);
-    end if;
-    return null;
-end
-$f$,
-        v_state,
-        case when v_pin is not null then format('if %s then v_saved := dbsync._pin_output(); end if;', v_pin) else '' end,
-        case when v_rows then
-            -- Every row change of a partition or an inheritance child.
-            format($r$if TG_OP operator(pg_catalog.<>) 'DELETE' then
+    elsif TG_OP operator(pg_catalog.=) 'UPDATE' then
+        %s
+        if %s operator(pg_catalog.<>) %s then
             %s
         end if;
-        if TG_OP operator(pg_catalog.=) 'DELETE'
-           or (TG_OP operator(pg_catalog.=) 'UPDATE' and %s operator(pg_catalog.<>) %s) then
-            %s
-        end if;$r$,
-                   dbsync._capture_insert(t.group_id, v_shape, 'K', dbsync._key_text(v_keys, v_types, 'NEW'), ''),
-                   dbsync._key_text(v_keys, v_types, 'OLD'), dbsync._key_text(v_keys, v_types, 'NEW'),
-                   dbsync._capture_insert(t.group_id, v_shape, 'K', dbsync._key_text(v_keys, v_types, 'OLD'), ''))
-        else
-            -- Only dbsync_capture_key fires per row: an UPDATE changed this row's key.
-            dbsync._capture_insert(t.group_id, v_shape, 'K', dbsync._key_text(v_keys, v_types, 'OLD'), '')
-        end,
-        dbsync._capture_insert(t.group_id, v_shape, 'K', 'x.k',
-                               format('from (select %s as k from dbsync_old o) x', dbsync._key_text(v_keys, v_types, 'o'))),
-        case when t.partitioned then
-            -- Only the BEFORE TRUNCATE trigger of a partition (_sync_partitions): its rows leave the table.
-            format('perform dbsync._queue_rows(%s, %s, TG_RELID::pg_catalog.regclass);', p_table_id, v_shape)
-        else dbsync._capture_insert(t.group_id, v_shape, 'T', null, '') end,
-        -- INSERT, and the new keys of an UPDATE.
-        dbsync._capture_insert(t.group_id, v_shape, 'K', 'x.k',
-                               format('from (select %s as k from dbsync_new n) x', dbsync._key_text(v_keys, v_types, 'n'))),
-        t.group_id);
-
-    execute format($f$create or replace function %s() returns trigger
-        language plpgsql security definer
-        as %L$f$, v_fn, v_body);
-    execute format('revoke all on function %s() from public', v_fn);
+    elsif TG_OP operator(pg_catalog.=) 'DELETE' then
+        %s
+    else
+        perform dbsync._queue_rows(%s, %s, TG_RELID::pg_catalog.regclass);
+    end if;$r$,
+            dbsync._capture_insert(t.group_id, v_shape, 'K', v_new, ''),
+            dbsync._capture_insert(t.group_id, v_shape, 'K', v_new, ''),
+            v_old, v_new,
+            dbsync._capture_insert(t.group_id, v_shape, 'K', v_old, ''),
+            dbsync._capture_insert(t.group_id, v_shape, 'K', v_old, ''),
+            p_table_id, v_shape));
+    end if;
+    execute dbsync._capture_function(format('dbsync.%I', 'capture_trunc_' || p_table_id), t.group_id, null,
+                                     dbsync._capture_insert(t.group_id, v_shape, 'T', null, ''));
+    for v_fn_each in select unnest(array[v_fn, format('dbsync.%I', 'capture_trunc_' || p_table_id)]
+                                   || case when v_rows then '{}'::text[]
+                                      else array[format('dbsync.%I', 'capture_old_' || p_table_id),
+                                                 format('dbsync.%I', 'capture_key_' || p_table_id)] end) loop
+        execute format('revoke all on function %s() from public', v_fn_each);
+    end loop;
     if t.partitioned then
         -- Creating or attaching a partition clones the row trigger, and PostgreSQL
         -- checks EXECUTE on its function for the role doing it: the table's owner.
@@ -186,7 +171,6 @@ $f$,
                        (select pg_get_userbyid(c.relowner) from pg_class c where c.oid = t.relid));
     end if;
 
-    perform dbsync._drop_capture_triggers(t.relid);
     if not v_rows then
         execute format('create trigger dbsync_capture_ins after insert on %s referencing new table as dbsync_new for each statement execute function %s()', t.relid::regclass, v_fn);
         execute format('create trigger dbsync_capture_upd after update on %s referencing new table as dbsync_new for each statement execute function %s()', t.relid::regclass, v_fn);
@@ -199,34 +183,16 @@ $f$,
                                            dbsync._text_of(u.ty, format('NEW.%I', u.k))) end, ' or ' order by u.o)
           into v_changed
         from unnest(v_keys, v_types, v_colls) with ordinality as u(k, ty, coll, o);
-        execute format('create trigger dbsync_capture_key after update on %s for each row when (%s) execute function %s()', t.relid::regclass, v_changed, v_fn);
-        execute format('create trigger dbsync_capture_del after delete on %s referencing old table as dbsync_old for each statement execute function %s()', t.relid::regclass, v_fn);
-        execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function %s()', t.relid::regclass, v_fn);
-    else
-        if not t.partitioned or dbsync._server_has('partitioned_row_trigger') then
-            execute format('create trigger dbsync_capture_row after insert or update or delete on %s for each row execute function %s()', t.relid::regclass, v_fn);
-        end if;
-        if not t.partitioned then
-            execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function %s()', t.relid::regclass, v_fn);
-        else
-            -- TRUNCATE of the whole table is one event; of a single partition, its keys.
-            -- The function first: the trigger below names it.
-            execute format($f$create or replace function dbsync.%I() returns trigger
-                language plpgsql security definer set search_path = pg_catalog, pg_temp as $b$
-                declare
-                    v_state int8 := pg_catalog.pg_sequence_last_value(%L::pg_catalog.regclass);
-                begin
-                    insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-                    values (%s, (v_state %% 4)::int2, pg_catalog.nextval(%L::pg_catalog.regclass), %s, 'T', null);
-                    if v_state >= 4 and pg_catalog.current_setting('dbsync.notify', true) is distinct from 'off' then
-                        perform pg_catalog.pg_notify('dbsync', '%s');
-                    end if;
-                    return null;
-                end $b$ $f$, 'capture_trunc_' || p_table_id, v_state, t.group_id, v_seq, v_shape, t.group_id);
-            execute format('revoke all on function dbsync.%I() from public', 'capture_trunc_' || p_table_id);
-            execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function dbsync.%I()', t.relid::regclass, 'capture_trunc_' || p_table_id);
-        end if;
+        execute format('create trigger dbsync_capture_key after update on %s for each row when (%s) execute function dbsync.%I()',
+                       t.relid::regclass, v_changed, 'capture_key_' || p_table_id);
+        execute format('create trigger dbsync_capture_del after delete on %s referencing old table as dbsync_old for each statement execute function dbsync.%I()',
+                       t.relid::regclass, 'capture_old_' || p_table_id);
+    elsif not t.partitioned or dbsync._server_has('partitioned_row_trigger') then
+        execute format('create trigger dbsync_capture_row after insert or update or delete on %s for each row execute function %s()', t.relid::regclass, v_fn);
     end if;
+    -- TRUNCATE of the whole table is one event; of a single partition, its keys (_sync_partitions).
+    execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function dbsync.%I()',
+                   t.relid::regclass, 'capture_trunc_' || p_table_id);
     perform dbsync._enable_always(t.relid);
     if t.partitioned then
         perform dbsync._sync_partitions(p_table_id, false);
