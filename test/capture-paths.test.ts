@@ -41,12 +41,12 @@ test("a source session with session_replication_role = replica is still captured
     c.release();
   }
   await env.target.query("create table p2 partition of p for values from (100) to (200)");
+  await converged(env, ["t", "p"]);
   assert.deepEqual(
     await value(env.source, `select array_agg(distinct tgenabled::text) from pg_trigger where tgname like 'dbsync\\_capture\\_%'`),
     ["A"],
     "every capture trigger fires ALWAYS",
   );
-  await converged(env, ["t", "p"]);
 });
 
 test("an inheritance child: changes made through its parent are captured (row triggers), and a table that becomes a child switches to them", async () => {
