@@ -151,3 +151,68 @@ test("capture under a hostile search_path and temporary objects: nothing runs as
     await s.cleanup();
   }
 });
+
+test("names a table owner controls: a renamed type under a domain key, a column named as capture's variable, regclass keys under the writer's search_path", async () => {
+  const s = await scene("capture_owner_names", {});
+  try {
+    const { env } = s;
+    const ddl = `
+      create table app.other (x int);
+      create table app.dk (k app.de primary key, v text);
+      create table app.vs (id int primary key, v_state int, v_saved int);
+      create table app.rc (r regclass primary key, v text)`;
+    await s.srcApp.query(ddl);
+    await s.tgtApp.query(ddl);
+    for (const t of ["app.dk", "app.vs", "app.rc"]) await env.source.query("select dbsync.add_table($1, 'g')", [t]);
+    await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+
+    // Capture keeps its SQL as text: a type renamed after it was generated, and
+    // another by the old name with a cast from the renamed one, must not be reached.
+    await s.srcApp.query(`
+      alter type app.e rename to e_old;
+      create type app.e as enum ('x', 'y', 'z');
+      create function app.e_convert(app.e_old) returns app.e language plpgsql as $f$
+      begin
+          perform app.mark('cast app.e_old -> app.e');
+          return 'x';
+      end $f$;
+      create cast (app.e_old as app.e) with function app.e_convert(app.e_old)`);
+    const c = await s.srcApp.connect();
+    try {
+      await c.query("select 'y'::app.de::app.e");
+      assert.deepEqual(ranAs(await s.marks(), "source", "cast app.e_old -> app.e"), [s.app], "the cast is reachable");
+      await s.clearMarks();
+      await c.query("insert into app.dk values ('y', 'a'), ('z', 'b')");
+      await c.query("update app.dk set k = 'x' where v = 'b'");
+      await c.query("insert into app.vs values (1, 2, 3), (2, 3, 4)");
+      await c.query("update app.vs set v_state = 5, id = 3 where id = 2");
+      // The writer's search_path finds app.other by its bare name.
+      await c.query("set search_path = app, public");
+      await c.query("insert into app.rc values ('app.other', 'a'), ('pg_catalog.pg_class', 'b')");
+      await c.query("update app.rc set v = 'a2' where r = 'app.other'::regclass");
+    } catch (err) {
+      await s.assertNoEscalation("capture");
+      throw err;
+    } finally {
+      c.release();
+    }
+    await s.assertNoEscalation("capture");
+    assert.deepEqual(
+      await value(env.source, "select array_agg(distinct e.row[1] order by e.row[1]) from dbsync.events e where e.shape_id = (select max(shape_id) from dbsync.shapes s join dbsync.tables t using (table_id) where t.relid = 'app.rc'::regclass)"),
+      ["app.other", "pg_class"],
+      "regclass keys recorded by the writer's search_path",
+    );
+    const sc = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+    try {
+      assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sc.output());
+    } finally {
+      await sc.stop();
+    }
+    for (const t of ["app.dk", "app.vs", "app.rc"]) {
+      assert.deepEqual(await tableText(env.target, t), await tableText(env.source, t), t);
+    }
+    await s.assertNoEscalation("apply");
+  } finally {
+    await s.cleanup();
+  }
+});

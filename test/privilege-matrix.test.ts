@@ -133,6 +133,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._key_is_unique(regclass,text[])": "admin",
   "dbsync._key_match(oid,text,text)": "admin",
   "dbsync._needs_pinned_output(oid[])": "admin",
+  "dbsync._prints_by_search_path(oid[])": "admin",
   "dbsync._pin_output()": "admin",
   "dbsync._publish_group_state(integer)": "admin",
   "dbsync._queue_ddl(integer,text,text)": "admin",

@@ -5,11 +5,14 @@
 --   output settings when p_pin (an expression) says so, runs p_body, and notifies a
 --   sleeping sidecar. Each test is a PL/pgSQL expression set up once per function
 --   and transaction, so the common path has as few as can be (the notify setting is
---   read only while the sidecar sleeps).
+--   read only while the sidecar sleeps). The table's columns are in scope in
+--   p_body's statements (transition tables): a column named as a variable here
+--   (v_state) must not make them ambiguous, hence use_variable.
 create or replace function dbsync._capture_function(p_fn text, p_group_id int, p_pin text, p_body text)
 returns text
 language sql stable set search_path = pg_catalog, pg_temp as $$
     select format('create or replace function %s() returns trigger language plpgsql security definer as %L', p_fn, format($f$
+#variable_conflict use_variable
 declare
     v_state pg_catalog.int8 := pg_catalog.pg_sequence_last_value(%L::pg_catalog.regclass);%s
 begin%s

@@ -36,10 +36,14 @@
 --   clause costs every captured statement a GUC save and restore): it names
 --   nothing through the search_path. Every function, table, sequence and type is
 --   schema-qualified, every operator is OPERATOR(pg_catalog.x), no IS DISTINCT FROM,
---   LIKE or CASE (which look up = or ~~ by name); the transition tables are named
---   by the trigger, and the parser looks such names up before any table or type of
---   the search_path (pg_temp included). test/capture-search-path.test.ts runs
---   capture under a hostile search_path and temporary objects.
+--   LIKE or CASE (which look up = or ~~ by name), no cast but between pg_catalog
+--   types (whose casts only a superuser can create) and no name of a type a table
+--   owner could rename (_text_of); the transition tables are named by the trigger,
+--   and the parser looks such names up before any table or type of the search_path
+--   (pg_temp included). test/capture-search-path.test.ts runs capture under a
+--   hostile search_path and temporary objects. Keys whose text names objects by
+--   the search_path (reg* types: _prints_by_search_path) keep SET search_path, so
+--   that the recorded text does not depend on the writer's.
 --
 --   Key values are written as text by their types' output functions (dbsync._text_of:
 --   never a cast, which a table owner could define); the output settings are pinned
@@ -163,6 +167,9 @@ begin
                                       else array[format('dbsync.%I', 'capture_old_' || p_table_id),
                                                  format('dbsync.%I', 'capture_key_' || p_table_id)] end) loop
         execute format('revoke all on function %s() from public', v_fn_each);
+        if dbsync._prints_by_search_path(v_types) then
+            execute format('alter function %s() set search_path = pg_catalog, pg_temp', v_fn_each);
+        end if;
     end loop;
     if t.partitioned then
         -- Creating or attaching a partition clones the row trigger, and PostgreSQL
