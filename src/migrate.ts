@@ -204,12 +204,18 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
       );
       codeInstalled = true;
     }
-    // Capture is generated per table: tables captured by an older version get the
-    // installed one (under a lock timeout; a table it could not lock is tried again
-    // by the next migrate).
-    const { rows: up } = await client.query<{ n: number }>("select dbsync._upgrade_capture() as n");
-    captureUpgraded = up[0].n;
     await client.query("commit");
+    // Capture is generated per table: tables captured by an older version get the
+    // installed one, each in a transaction of its own (see _upgrade_capture); a
+    // table it could not lock is tried again by the next migrate.
+    const { rows: stale } = await client.query<{ id: number }>(
+      `select table_id as id from dbsync.tables
+        where removed_at is null and capture_version < dbsync._capture_version() order by table_id`,
+    );
+    for (const { id } of stale) {
+      const { rows: up } = await client.query<{ done: boolean }>("select dbsync._upgrade_capture($1) as done", [id]);
+      if (up[0].done) captureUpgraded++;
+    }
   } catch (err) {
     await client.query("rollback").catch(() => undefined);
     throw err;

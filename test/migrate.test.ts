@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { knownMigrations, migrate } from "../src/migrate";
-import { createDatabase, freshEnv, pool, startSidecar, subscribeTables, tableText, value } from "./helpers";
+import { createDatabase, freshEnv, pool, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
 
 test("migrate installs once, re-runs as a no-op, and is safe from two processes at once", async () => {
   const url = await createDatabase(process.env.DBSYNC_TEST_SOURCE_URL!, "migrate");
@@ -76,7 +76,13 @@ test("upgrade from the capture before migration 0010: every table gets the new c
   try {
     await writer.query("begin");
     await writer.query("insert into busy values (500, 'held')");
-    upgraded = await migrate(env.sourceUrl);
+    const running = migrate(env.sourceUrl);
+    // Meanwhile t, upgraded before busy, takes writes: its upgrade has committed.
+    await until("migrate waits for busy's lock", async () =>
+      Number(await value(env.source, "select count(*) from pg_stat_activity where application_name = 'dbsync migrate' and wait_event_type = 'Lock'")) > 0,
+    );
+    await env.source.query("begin; set local lock_timeout = '5s'; insert into t values (900, 'while migrate waits'); commit");
+    upgraded = await running;
     await writer.query("commit");
   } finally {
     writer.release();

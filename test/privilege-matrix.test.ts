@@ -157,7 +157,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._drop_capture_functions(integer)": "admin",
   "dbsync._enable_always(regclass)": "admin",
   "dbsync._key_text(text[],oid[],text)": "admin",
-  "dbsync._upgrade_capture()": "admin",
+  "dbsync._upgrade_capture(integer)": "admin",
   "dbsync._uri_decode(text,text)": "admin",
   "dbsync._verify_hold(text)": "admin",
   // Before PostgreSQL 12 only (sql/compat/partition_tree.sql).
