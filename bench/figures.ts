@@ -468,7 +468,8 @@ export interface OverheadTpcb {
  * Then the capture profile (capture-profile.ts) on p, c and two reference sets.
  */
 export async function overheadTpcb(ctx: Ctx): Promise<OverheadTpcb> {
-  const pair = await tpcbPair(ctx, "overhead_tpcb", ["p", "c", "r", PROFILE_SETS.least, PROFILE_SETS.noIndex]);
+  const profiled = Object.values(PROFILE_SETS).filter((s) => s !== PROFILE_SETS.plain && s !== PROFILE_SETS.dbsync);
+  const pair = await tpcbPair(ctx, "overhead_tpcb", ["p", "c", "r", ...profiled]);
   let sidecar: SidecarProcess | undefined;
   try {
     await installDbsync(pair.sourceUrl);

@@ -145,6 +145,8 @@ language sql stable set search_path = pg_catalog, pg_temp as $$ select ${dollar(
 export interface MigrateResult {
   applied: string[];
   codeInstalled: boolean;
+  /** Tables whose capture an older dbsync generated, generated again. */
+  captureUpgraded: number;
   version: number;
 }
 
@@ -156,6 +158,7 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
   await client.connect();
   const applied: string[] = [];
   let codeInstalled = false;
+  let captureUpgraded = 0;
   const known = knownMigrations();
   const latest = known[known.length - 1].version;
   let traits: ServerTraits;
@@ -202,6 +205,17 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
       codeInstalled = true;
     }
     await client.query("commit");
+    // Capture is generated per table: tables captured by an older version get the
+    // installed one, each in a transaction of its own (see _upgrade_capture); a
+    // table it could not lock is tried again by the next migrate.
+    const { rows: stale } = await client.query<{ id: number }>(
+      `select table_id as id from dbsync.tables
+        where removed_at is null and capture_version < dbsync._capture_version() order by table_id`,
+    );
+    for (const { id } of stale) {
+      const { rows: up } = await client.query<{ done: boolean }>("select dbsync._upgrade_capture($1) as done", [id]);
+      if (up[0].done) captureUpgraded++;
+    }
   } catch (err) {
     await client.query("rollback").catch(() => undefined);
     throw err;
@@ -222,7 +236,7 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
     }
   }
   await regrantSidecars(config());
-  return { applied, codeInstalled, version: latest };
+  return { applied, codeInstalled, captureUpgraded, version: latest };
 }
 
 /**

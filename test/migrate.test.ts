@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
+import { execSync, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { test } from "node:test";
 import { knownMigrations, migrate } from "../src/migrate";
-import { createDatabase, pool, value } from "./helpers";
+import { createDatabase, freshEnv, pool, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
 
 test("migrate installs once, re-runs as a no-op, and is safe from two processes at once", async () => {
   const url = await createDatabase(process.env.DBSYNC_TEST_SOURCE_URL!, "migrate");
@@ -22,4 +26,95 @@ test("a database migrated by a newer dbsync is refused", async () => {
   const p = pool(url);
   await p.query("insert into dbsync.migrations (version, name) values (9999, '9999_future.sql')");
   await assert.rejects(migrate(url), /migrated by a newer dbsync \(schema version 9999/);
+});
+
+// The dbsync before migration 0010 (capture version 1: statement triggers with SET
+// search_path, an UPDATE queuing the union of old and new keys). Its tree comes
+// from git history, so this test needs the repository.
+const BEFORE_0010 = "e95665f92ff0f945141166fe0cad203e042c96bb";
+
+/** `dbsync migrate` of the version at `commit`, run from its own tree. */
+function migrateAs(commit: string, url: string): void {
+  const root = path.join(__dirname, "..");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-old-"));
+  try {
+    execSync(`git -C ${JSON.stringify(root)} archive ${commit} src sql migrations package.json | tar -x -C ${JSON.stringify(dir)}`);
+    fs.symlinkSync(path.join(root, "node_modules"), path.join(dir, "node_modules"));
+    const r = spawnSync(process.execPath, ["--import", "tsx", path.join(dir, "src", "cli.ts"), "migrate", "--source", url], { encoding: "utf8" });
+    assert.equal(r.status, 0, `migrate of ${commit}: ${r.stdout}${r.stderr}`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("upgrade from the capture before migration 0010: every table gets the new capture, one that stays locked keeps the old one until the next migrate, and nothing queued before or after is lost", async (t) => {
+  if (spawnSync("git", ["-C", path.join(__dirname, ".."), "cat-file", "-e", `${BEFORE_0010}^{commit}`]).status !== 0) {
+    t.skip("the git history with the version before 0010 is not here");
+    return;
+  }
+  const env = await freshEnv("migrate_upgrade", { migrate: false });
+  migrateAs(BEFORE_0010, env.sourceUrl);
+  const ddl = `create table t (id int primary key, v text);
+               create table busy (id int primary key, v text);
+               create table p (id int primary key, v text) partition by range (id);
+               create table p1 partition of p for values from (0) to (100);
+               create table p2 partition of p for values from (100) to (1000)`;
+  await subscribeTables(env, ddl, ["t", "busy", "p"]);
+  const write = async (base: number) => {
+    await env.source.query(`insert into t values (${base}, 'a'), (${base + 1}, 'b');
+                            update t set id = ${base + 50} where id = ${base + 1};
+                            insert into busy values (${base}, 'a');
+                            insert into p values (${base}, 'a'), (${base + 1}, 'b');
+                            update p set id = ${base + 150} where id = ${base};
+                            delete from p where id = ${base + 1}`);
+  };
+  await write(1);
+
+  // A writer holds busy while migrate runs: its capture cannot be regenerated (10 s lock timeout).
+  const writer = await env.source.connect();
+  let upgraded;
+  try {
+    await writer.query("begin");
+    await writer.query("insert into busy values (500, 'held')");
+    const running = migrate(env.sourceUrl);
+    // Meanwhile t, upgraded before busy, takes writes: its upgrade has committed.
+    await until("migrate waits for busy's lock", async () =>
+      Number(await value(env.source, "select count(*) from pg_stat_activity where application_name = 'dbsync migrate' and wait_event_type = 'Lock'")) > 0,
+    );
+    await env.source.query("begin; set local lock_timeout = '5s'; insert into t values (900, 'while migrate waits'); commit");
+    upgraded = await running;
+    await writer.query("commit");
+  } finally {
+    writer.release();
+  }
+  assert.ok(upgraded.applied.includes("0010_capture_v2.sql"), JSON.stringify(upgraded));
+  assert.equal(upgraded.captureUpgraded, 2);
+  const versions = async () =>
+    Object.fromEntries(
+      (await env.source.query<{ t: string; v: number }>("select table_name as t, capture_version as v from dbsync.tables")).rows.map((r) => [r.t, r.v]),
+    );
+  const current = Number(await value(env.source, "select dbsync._capture_version()"));
+  assert.deepEqual(await versions(), { t: current, p: current, busy: 1 });
+  // The new capture: a row trigger for changed keys, no SET clause, firing ALWAYS.
+  assert.equal(await value(env.source, "select count(*)::int from pg_trigger where tgrelid = 't'::regclass and tgname = 'dbsync_capture_key' and tgenabled = 'A'"), 1);
+  assert.equal(
+    await value(env.source, "select count(*)::int from pg_proc where pronamespace = 'dbsync'::regnamespace and proname ~ '^capture_' and proconfig is not null"),
+    1,
+    "only busy's old capture function still sets search_path",
+  );
+  await write(200);
+
+  // The next migrate upgrades it.
+  const again = await migrate(env.sourceUrl);
+  assert.equal(again.captureUpgraded, 1);
+  assert.deepEqual(await versions(), { t: current, p: current, busy: current });
+  await write(400);
+
+  const sc = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+  try {
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sc.output());
+  } finally {
+    await sc.stop();
+  }
+  for (const tbl of ["t", "busy", "p"]) assert.deepEqual(await tableText(env.target, tbl), await tableText(env.source, tbl), tbl);
 });

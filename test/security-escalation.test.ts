@@ -495,18 +495,49 @@ test("6 `set dbsync.in_execute_ddl = on` in the owner's session does not hide it
 
 // ---------------------------------------------------------------------------
 // 7. Catalog: every SECURITY DEFINER function of schema dbsync pins its search_path,
-//    to trusted schemas only, with pg_temp named last (unnamed, it is searched first).
+//    to trusted schemas only, with pg_temp named last (unnamed, it is searched first);
+//    but the generated capture functions, which run in every captured statement and
+//    would pay for the SET clause each time: their bodies must name nothing through
+//    the search_path (test/capture-search-path.test.ts tries it with a hostile one).
 
-test("7 every SECURITY DEFINER function in schema dbsync has a pinned search_path of trusted schemas, pg_temp last", async () => {
+/** What a capture function's body names through the search_path: unqualified calls, casts, operators, relations. */
+function unqualifiedNames(body: string): string[] {
+  const s = body
+    .replace(/^#variable_conflict \w+$/m, "")
+    .replace(/'(?:[^']|'')*'/g, "''")
+    .replace(/operator\(pg_catalog\.[^)\s]+\)/gi, " ")
+    .replace(/:=/g, " ");
+  const found: string[] = [];
+  for (const m of s.matchAll(/::\s*([\w."]+)/g)) if (!m[1].startsWith("pg_catalog.")) found.push(`cast to ${m[1]}`);
+  const rest = s.replace(/::\s*pg_catalog\.[\w"]+(\[\])?/g, " ");
+  for (const m of rest.matchAll(/([\w$]+)(\.[\w$"]+)?\s*\(/g)) {
+    const qualified = m[2] !== undefined;
+    if (qualified ? !["pg_catalog", "dbsync"].includes(m[1]) : !["select", "if", "elsif", "and", "or", "not", "in", "exists"].includes(m[1].toLowerCase())) {
+      found.push(`call of ${m[0]}`);
+    }
+  }
+  for (const m of rest.matchAll(/[<>=!~+\-*/%^|&#@?]+/g)) found.push(`operator ${m[0]}`);
+  for (const m of rest.matchAll(/\b(?:from|join|into|update|table)\s+([\w."]+)/gi)) {
+    if (!m[1].startsWith("dbsync.") && !["dbsync_new", "dbsync_old"].includes(m[1])) found.push(`relation ${m[1]}`);
+  }
+  return found;
+}
+
+test("7 every SECURITY DEFINER function in schema dbsync has a pinned search_path of trusted schemas, pg_temp last; capture functions name nothing through it", async () => {
   const env = await freshEnv("esc_catalog");
-  // Generated capture functions too: a plain and a partitioned table.
-  await env.source.query(`create table t (id int primary key, v text);
+  // Generated capture functions too: a plain and a partitioned table, keys of
+  // settings-dependent types (the output settings check) and of a domain.
+  await env.source.query(`create domain dk as int;
+                          create type e as enum ('a');
+                          create domain de as e;
+                          create table t (id int primary key, v text);
                           create table p (id int, k int, primary key (id, k)) partition by list (k);
-                          create table p1 partition of p for values in (1)`);
-  await env.source.query("select dbsync.add_table('t', 'g'), dbsync.add_table('p', 'g')");
-  const fns = await rows<{ fn: string; owner: string; proconfig: string[] | null }>(
+                          create table p1 partition of p for values in (1);
+                          create table ts (at timestamptz, d dk, x de, primary key (at, d, x))`);
+  await env.source.query("select dbsync.add_table('t', 'g'), dbsync.add_table('p', 'g'), dbsync.add_table('ts', 'g')");
+  const fns = await rows<{ fn: string; owner: string; proconfig: string[] | null; body: string }>(
     env.source,
-    `select p.oid::regprocedure::text as fn, pg_get_userbyid(p.proowner) as owner, p.proconfig
+    `select p.oid::regprocedure::text as fn, pg_get_userbyid(p.proowner) as owner, p.proconfig, p.prosrc as body
        from pg_proc p where p.pronamespace = 'dbsync'::regnamespace and p.prosecdef order by 1`,
   );
   assert.ok(fns.some((f) => f.fn.startsWith("dbsync.capture_")), `no capture function among ${fns.map((f) => f.fn)}`);
@@ -514,7 +545,11 @@ test("7 every SECURITY DEFINER function in schema dbsync has a pinned search_pat
   for (const f of fns) {
     const sp = (f.proconfig ?? []).find((c) => c.startsWith("search_path="));
     if (!sp) {
-      bad.push(`${f.fn}: no search_path (${JSON.stringify(f.proconfig)})`);
+      if (/^dbsync\.capture_(old_|key_|trunc_)?\d+\(\)$/.test(f.fn)) {
+        bad.push(...unqualifiedNames(f.body).map((n) => `${f.fn}: ${n}`));
+      } else {
+        bad.push(`${f.fn}: no search_path (${JSON.stringify(f.proconfig)})`);
+      }
       continue;
     }
     const path = sp
@@ -526,4 +561,11 @@ test("7 every SECURITY DEFINER function in schema dbsync has a pinned search_pat
     if (path[path.length - 1] !== "pg_temp") bad.push(`${f.fn}: pg_temp is not named last in ${sp}`);
   }
   assert.deepEqual(bad, []);
+  // The check finds what it looks for (it is not vacuous).
+  assert.deepEqual(unqualifiedNames("select x = 1, f(y)::public.t from events e, pg_catalog.g(z)"), [
+    "cast to public.t",
+    "call of f(",
+    "operator =",
+    "relation events",
+  ]);
 });

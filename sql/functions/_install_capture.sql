@@ -1,20 +1,49 @@
 -- dbsync._install_capture(p_table_id int) returns int
---   (Re)generates the capture trigger function dbsync.capture_<table_id>() for the
---   table's current key and (re)creates its triggers. Records a new shape when the
---   key (its columns or their types) changed. Returns the shape id in use.
+--   (Re)generates the capture trigger functions of the table for its current key,
+--   dbsync.capture_<table_id>() and its siblings capture_old_, capture_key_ and
+--   capture_trunc_<table_id>(), and (re)creates its triggers. Records a new shape
+--   when the key (its columns or their types) changed, and the capture version in
+--   dbsync.tables (see _capture_version). Returns the shape id in use.
 --
 --   Capture records which rows changed, not their values: one 'K' event per key a
---   statement touched (for an UPDATE the old and the new keys, once each), a 'T'
---   event per TRUNCATE. The sidecar reads the rows themselves from the table at the
---   batch's snapshot, so the order in which triggers fire does not matter.
+--   statement touched (for an UPDATE the old and the new keys), a 'T' event per
+--   TRUNCATE. The sidecar reads the rows themselves from the table at the batch's
+--   snapshot, so the order in which triggers fire does not matter, nor a key queued
+--   twice.
 --
 --   Plain tables get statement-level triggers with transition tables: one INSERT
---   into the queue per statement, whatever its row count. Partitioned tables get
---   row-level triggers on the parent, which PostgreSQL clones to every present and
---   future partition (statement triggers on the parent would miss statements aimed
---   at a partition), plus a BEFORE TRUNCATE trigger on each partition that queues
---   its keys. PostgreSQL 10 has no row triggers on a partitioned table: there
---   _sync_partitions puts the row trigger on each leaf partition itself.
+--   into the queue per statement, whatever its row count. INSERT and UPDATE queue
+--   the keys of the new rows (capture_), DELETE those of the old rows (capture_old_);
+--   a row trigger WHEN the row's key changed (its text differs, decided in C before
+--   any function is called) queues that row's old key (capture_key_). So an UPDATE
+--   keeps one transition table instead of two, and a bulk UPDATE needs no union of
+--   old and new keys (bench/capture-profile.ts measures both). One function per
+--   trigger: a test of TG_OP would cost every call an expression.
+--   Row-level triggers instead for partitioned tables, on the parent, which
+--   PostgreSQL clones to every present and future partition (statement triggers on
+--   the parent would miss statements aimed at a partition), plus a BEFORE TRUNCATE
+--   trigger on each partition that queues its keys; PostgreSQL 10 has no row
+--   triggers on a partitioned table: there _sync_partitions puts the row trigger on
+--   each leaf partition itself. Row-level too for inheritance children: a statement
+--   on the parent changes their rows without firing their statement triggers.
+--
+--   Capture triggers fire ALWAYS, also in sessions with session_replication_role =
+--   replica (a bulk load that skips foreign keys, a native logical replication or
+--   another replicator applying into this database): their changes would otherwise
+--   never reach the targets.
+--
+--   The trigger function runs SECURITY DEFINER without SET search_path (a SET
+--   clause costs every captured statement a GUC save and restore): it names
+--   nothing through the search_path. Every function, table, sequence and type is
+--   schema-qualified, every operator is OPERATOR(pg_catalog.x), no IS DISTINCT FROM,
+--   LIKE or CASE (which look up = or ~~ by name), no cast but between pg_catalog
+--   types (whose casts only a superuser can create) and no name of a type a table
+--   owner could rename (_text_of); the transition tables are named by the trigger,
+--   and the parser looks such names up before any table or type of the search_path
+--   (pg_temp included). test/capture-search-path.test.ts runs capture under a
+--   hostile search_path and temporary objects. Keys whose text names objects by
+--   the search_path (reg* types: _prints_by_search_path) keep SET search_path, so
+--   that the recorded text does not depend on the writer's.
 --
 --   Key values are written as text by their types' output functions (dbsync._text_of:
 --   never a cast, which a table owner could define); the output settings are pinned
@@ -32,14 +61,15 @@ declare
     v_keys text[];
     v_attnums int2[];
     v_types oid[];
+    v_colls oid[];
     v_shape int;
     v_fn text := format('dbsync.%I', 'capture_' || p_table_id);
-    v_seq text;
-    v_state text;
+    v_pin text;
+    v_rows boolean;
+    v_changed text;
     v_new text;
     v_old text;
-    v_pin text;
-    v_body text;
+    v_fn_each text;
 begin
     -- The table may have been renamed, or its key changed, since the last call.
     update dbsync.tables tb
@@ -56,12 +86,11 @@ begin
                       where not exists (select from pg_attribute a where a.attrelid = tb.relid
                                         and a.attname = k and not a.attisdropped)));
     select * into t from dbsync.tables where table_id = p_table_id;
-    v_seq := format('dbsync.%I', 'events_seq_' || t.group_id);
-    v_state := format('dbsync.%I', 'group_state_' || t.group_id);
+    v_rows := t.partitioned or exists (select from pg_inherits i where i.inhrelid = t.relid);
 
     select array_agg(a.attname::text order by u.o), array_agg(a.attnum order by u.o),
-           array_agg(a.atttypid order by u.o)
-      into v_keys, v_attnums, v_types
+           array_agg(a.atttypid order by u.o), array_agg(a.attcollation order by u.o)
+      into v_keys, v_attnums, v_types, v_colls
     from unnest(t.key_columns) with ordinality as u(k, o)
     join pg_attribute a on a.attrelid = t.relid and a.attname = u.k and not a.attisdropped;
     if cardinality(v_keys) is distinct from cardinality(t.key_columns) then
@@ -83,100 +112,65 @@ begin
         returning shape_id into v_shape;
     end if;
 
-    select 'array[' || string_agg(dbsync._text_of(u.ty, format('n.%I', u.k)), ', ' order by u.o) || ']',
-           'array[' || string_agg(dbsync._text_of(u.ty, format('o.%I', u.k)), ', ' order by u.o) || ']'
-      into v_new, v_old
-    from unnest(v_keys, v_types) with ordinality as u(k, ty, o);
-
     -- The settings check, inlined: well under a microsecond, and only for key types
     -- whose text depends on settings.
-    v_pin := case when dbsync._needs_pinned_output(v_types) then
-                 'pg_catalog.current_setting(''datestyle'') not like ''ISO%'' '
-                 'or pg_catalog.current_setting(''intervalstyle'') <> ''postgres'' '
-                 'or pg_catalog.current_setting(''extra_float_digits'')::pg_catalog.int4 < 1 '
-                 'or pg_catalog.current_setting(''lc_monetary'') <> ''C'''
+    if dbsync._needs_pinned_output(v_types) then
+        v_pin := 'pg_catalog.current_setting(''datestyle'') operator(pg_catalog.!~~) ''ISO%'' '
+                 'or pg_catalog.current_setting(''intervalstyle'') operator(pg_catalog.<>) ''postgres'' '
+                 'or pg_catalog.current_setting(''extra_float_digits'')::pg_catalog.int4 operator(pg_catalog.<) 1 '
+                 'or pg_catalog.current_setting(''lc_monetary'') operator(pg_catalog.<>) ''C'''
                  || case when dbsync._compared_as_text(v_types) then
-                        ' or pg_catalog.current_setting(''timezone'') <> ''UTC'' '
-                        'or pg_catalog.current_setting(''bytea_output'') <> ''hex''' else '' end
-             else 'false' end;
-
-    if not t.partitioned then
-        v_body := format($f$
-declare
-    v_state int8 := pg_catalog.pg_sequence_last_value(%2$L::pg_catalog.regclass);
-    v_slot int2 := (v_state %% 4)::int2;
-    saved text[];
-begin
-    if %7$s then
-        saved := dbsync._pin_output();
-    end if;
-    if TG_OP = 'INSERT' then
-        insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-        select %1$s, v_slot, pg_catalog.nextval(%3$L::pg_catalog.regclass), %4$s, 'K', %5$s from dbsync_new n;
-    elsif TG_OP = 'UPDATE' then
-        -- Old and new keys, each once: a changed key leaves the old one to delete.
-        insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-        select %1$s, v_slot, pg_catalog.nextval(%3$L::pg_catalog.regclass), %4$s, 'K', x.k
-        from (select %5$s as k from dbsync_new n union select %6$s from dbsync_old o) x;
-    elsif TG_OP = 'DELETE' then
-        insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-        select %1$s, v_slot, pg_catalog.nextval(%3$L::pg_catalog.regclass), %4$s, 'K', %6$s from dbsync_old o;
-    else
-        insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-        values (%1$s, v_slot, pg_catalog.nextval(%3$L::pg_catalog.regclass), %4$s, 'T', null);
-    end if;
-    if saved is not null then
-        perform dbsync._restore_output(saved);
-    end if;
-    if v_state >= 4 and pg_catalog.current_setting('dbsync.notify', true) is distinct from 'off' then
-        perform pg_catalog.pg_notify('dbsync', '%1$s');
-    end if;
-    return null;
-end
-$f$, t.group_id, v_state, v_seq, v_shape, v_new, v_old, v_pin);
-    else
-        v_body := format($f$
-declare
-    v_state int8 := pg_catalog.pg_sequence_last_value(%2$L::pg_catalog.regclass);
-    v_slot int2 := (v_state %% 4)::int2;
-    saved text[];
-    v_new text[];
-    v_old text[];
-begin
-    if %8$s then
-        saved := dbsync._pin_output();
-    end if;
-    if TG_OP = 'TRUNCATE' then
-        -- A partition is being truncated: its rows leave the table.
-        perform dbsync._queue_rows(%7$s, %4$s, TG_RELID::pg_catalog.regclass);
-    else
-        if TG_OP in ('INSERT', 'UPDATE') then
-            select %5$s into v_new from (select NEW.*) n;
-        end if;
-        if TG_OP in ('UPDATE', 'DELETE') then
-            select %6$s into v_old from (select OLD.*) o;
-        end if;
-        insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-        select %1$s, v_slot, pg_catalog.nextval(%3$L::pg_catalog.regclass), %4$s, 'K', k
-        from (values (v_new), (case when v_old is distinct from v_new then v_old end)) x(k)
-        where k is not null;
-    end if;
-    if saved is not null then
-        perform dbsync._restore_output(saved);
-    end if;
-    if v_state >= 4 and pg_catalog.current_setting('dbsync.notify', true) is distinct from 'off' then
-        perform pg_catalog.pg_notify('dbsync', '%1$s');
-    end if;
-    return null;
-end
-$f$, t.group_id, v_state, v_seq, v_shape, v_new, v_old, p_table_id, v_pin);
+                        ' or pg_catalog.current_setting(''timezone'') operator(pg_catalog.<>) ''UTC'' '
+                        'or pg_catalog.current_setting(''bytea_output'') operator(pg_catalog.<>) ''hex''' else '' end;
     end if;
 
-    execute format($f$create or replace function %s() returns trigger
-        language plpgsql security definer
-        set search_path = pg_catalog, pg_temp
-        as %L$f$, v_fn, v_body);
-    execute format('revoke all on function %s() from public', v_fn);
+    -- Triggers first: the functions of another kind of capture go (a plain table
+    -- that became an inheritance child).
+    perform dbsync._drop_capture_triggers(t.relid);
+    perform dbsync._drop_capture_functions(p_table_id);
+    v_new := dbsync._key_text(v_keys, v_types, 'NEW');
+    v_old := dbsync._key_text(v_keys, v_types, 'OLD');
+    if not v_rows then
+        execute dbsync._capture_function(v_fn, t.group_id, v_pin,
+            dbsync._capture_insert(t.group_id, v_shape, 'K', dbsync._key_text(v_keys, v_types, 'n'), 'from dbsync_new n'));
+        execute dbsync._capture_function(format('dbsync.%I', 'capture_old_' || p_table_id), t.group_id, v_pin,
+            dbsync._capture_insert(t.group_id, v_shape, 'K', dbsync._key_text(v_keys, v_types, 'o'), 'from dbsync_old o'));
+        -- Fired per row only by an UPDATE that changed the row's key.
+        execute dbsync._capture_function(format('dbsync.%I', 'capture_key_' || p_table_id), t.group_id, v_pin,
+            dbsync._capture_insert(t.group_id, v_shape, 'K', v_old, ''));
+    else
+        -- Every row change of a partition or an inheritance child; the BEFORE
+        -- TRUNCATE trigger of a partition (_sync_partitions) queues its rows' keys.
+        execute dbsync._capture_function(v_fn, t.group_id, v_pin, format($r$if TG_OP operator(pg_catalog.=) 'INSERT' then
+        %s
+    elsif TG_OP operator(pg_catalog.=) 'UPDATE' then
+        %s
+        if %s operator(pg_catalog.<>) %s then
+            %s
+        end if;
+    elsif TG_OP operator(pg_catalog.=) 'DELETE' then
+        %s
+    else
+        perform dbsync._queue_rows(%s, %s, TG_RELID::pg_catalog.regclass);
+    end if;$r$,
+            dbsync._capture_insert(t.group_id, v_shape, 'K', v_new, ''),
+            dbsync._capture_insert(t.group_id, v_shape, 'K', v_new, ''),
+            v_old, v_new,
+            dbsync._capture_insert(t.group_id, v_shape, 'K', v_old, ''),
+            dbsync._capture_insert(t.group_id, v_shape, 'K', v_old, ''),
+            p_table_id, v_shape));
+    end if;
+    execute dbsync._capture_function(format('dbsync.%I', 'capture_trunc_' || p_table_id), t.group_id, null,
+                                     dbsync._capture_insert(t.group_id, v_shape, 'T', null, ''));
+    for v_fn_each in select unnest(array[v_fn, format('dbsync.%I', 'capture_trunc_' || p_table_id)]
+                                   || case when v_rows then '{}'::text[]
+                                      else array[format('dbsync.%I', 'capture_old_' || p_table_id),
+                                                 format('dbsync.%I', 'capture_key_' || p_table_id)] end) loop
+        execute format('revoke all on function %s() from public', v_fn_each);
+        if dbsync._prints_by_search_path(v_types) then
+            execute format('alter function %s() set search_path = pg_catalog, pg_temp', v_fn_each);
+        end if;
+    end loop;
     if t.partitioned then
         -- Creating or attaching a partition clones the row trigger, and PostgreSQL
         -- checks EXECUTE on its function for the role doing it: the table's owner.
@@ -184,34 +178,34 @@ $f$, t.group_id, v_state, v_seq, v_shape, v_new, v_old, p_table_id, v_pin);
                        (select pg_get_userbyid(c.relowner) from pg_class c where c.oid = t.relid));
     end if;
 
-    perform dbsync._drop_capture_triggers(t.relid);
-    if not t.partitioned then
+    if not v_rows then
         execute format('create trigger dbsync_capture_ins after insert on %s referencing new table as dbsync_new for each statement execute function %s()', t.relid::regclass, v_fn);
-        execute format('create trigger dbsync_capture_upd after update on %s referencing old table as dbsync_old new table as dbsync_new for each statement execute function %s()', t.relid::regclass, v_fn);
-        execute format('create trigger dbsync_capture_del after delete on %s referencing old table as dbsync_old for each statement execute function %s()', t.relid::regclass, v_fn);
-        execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function %s()', t.relid::regclass, v_fn);
-    else
-        if dbsync._server_has('partitioned_row_trigger') then
-            execute format('create trigger dbsync_capture_row after insert or update or delete on %s for each row execute function %s()', t.relid::regclass, v_fn);
-        end if;
-        -- TRUNCATE of the whole table is one event; of a single partition, its keys.
-        -- The function first: the trigger below names it.
-        execute format($f$create or replace function dbsync.%I() returns trigger
-            language plpgsql security definer set search_path = pg_catalog, pg_temp as $b$
-            declare
-                v_state int8 := pg_catalog.pg_sequence_last_value(%L::pg_catalog.regclass);
-            begin
-                insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-                values (%s, (v_state %% 4)::int2, pg_catalog.nextval(%L::pg_catalog.regclass), %s, 'T', null);
-                if v_state >= 4 and pg_catalog.current_setting('dbsync.notify', true) is distinct from 'off' then
-                    perform pg_catalog.pg_notify('dbsync', '%s');
-                end if;
-                return null;
-            end $b$ $f$, 'capture_trunc_' || p_table_id, v_state, t.group_id, v_seq, v_shape, t.group_id);
-        execute format('revoke all on function dbsync.%I() from public', 'capture_trunc_' || p_table_id);
-        execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function dbsync.%I()', t.relid::regclass, 'capture_trunc_' || p_table_id);
+        execute format('create trigger dbsync_capture_upd after update on %s referencing new table as dbsync_new for each statement execute function %s()', t.relid::regclass, v_fn);
+        -- Compared as the reader matches keys: by value where equal values print
+        -- alike, else by text (1.0 and 1.00 are two keys to read).
+        select string_agg(case when dbsync._one_text_per_value(u.ty, u.coll)
+                               then format('OLD.%1$I operator(pg_catalog.<>) NEW.%1$I', u.k)
+                               else format('%s operator(pg_catalog.<>) (%s collate pg_catalog."C")',
+                                           dbsync._text_of(u.ty, format('OLD.%I', u.k)),
+                                           dbsync._text_of(u.ty, format('NEW.%I', u.k))) end, ' or ' order by u.o)
+          into v_changed
+        from unnest(v_keys, v_types, v_colls) with ordinality as u(k, ty, coll, o);
+        execute format('create trigger dbsync_capture_key after update on %s for each row when (%s) execute function dbsync.%I()',
+                       t.relid::regclass, v_changed, 'capture_key_' || p_table_id);
+        execute format('create trigger dbsync_capture_del after delete on %s referencing old table as dbsync_old for each statement execute function dbsync.%I()',
+                       t.relid::regclass, 'capture_old_' || p_table_id);
+    elsif not t.partitioned or dbsync._server_has('partitioned_row_trigger') then
+        execute format('create trigger dbsync_capture_row after insert or update or delete on %s for each row execute function %s()', t.relid::regclass, v_fn);
+    end if;
+    -- TRUNCATE of the whole table is one event; of a single partition, its keys (_sync_partitions).
+    execute format('create trigger dbsync_capture_trunc after truncate on %s for each statement execute function dbsync.%I()',
+                   t.relid::regclass, 'capture_trunc_' || p_table_id);
+    perform dbsync._enable_always(t.relid);
+    if t.partitioned then
         perform dbsync._sync_partitions(p_table_id, false);
     end if;
+    update dbsync.tables set capture_version = dbsync._capture_version() where table_id = p_table_id;
     return v_shape;
 end
 $$;
+

@@ -23,13 +23,19 @@ begin
                  where tb.removed_at is null
                    and (tb.relid = r.objid
                         or tb.relid in (select a.relid from pg_partition_ancestors(r.objid) a)) loop
-            if v_group is not null and t.group_id <> v_group then
+            if v_group is not null and v_group <> 0 and t.group_id <> v_group then
                 raise exception 'execute_ddl: %.% belongs to group "%", not "%"', t.schema_name, t.table_name,
                                 (select g.name from dbsync.groups g where g.group_id = t.group_id),
                                 (select g.name from dbsync.groups g where g.group_id = v_group)
                     using errcode = 'invalid_parameter_value',
                           hint = format('Run this DDL with dbsync.execute_ddl(%L, ...), so that the targets of that group get it.',
                                         (select g.name from dbsync.groups g where g.group_id = t.group_id));
+            end if;
+            -- Group 0: dbsync's own ALTER of its triggers (_enable_always), in the
+            -- middle of keeping this table's capture; only the check is left to do.
+            if v_group is not distinct from 0 then
+                perform dbsync._check_capturable(t.table_id);
+                continue;
             end if;
             perform dbsync._sync_partitions(t.table_id, true);
             if t.relid = r.objid then

@@ -9,16 +9,13 @@ language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     r record;
 begin
-    for r in select t.table_id, t.schema_name, t.table_name, t.partitioned
+    for r in select t.table_id, t.schema_name, t.table_name
              from pg_event_trigger_dropped_objects() d
              join dbsync.tables t on t.relid = d.objid and t.removed_at is null
              where d.classid = 'pg_class'::regclass and d.objsubid = 0 loop
         update dbsync.tables set removed_at = now() where table_id = r.table_id;
         delete from dbsync.partitions where table_id = r.table_id;
-        execute format('drop function if exists dbsync.%I()', 'capture_' || r.table_id);
-        if r.partitioned then
-            execute format('drop function if exists dbsync.%I()', 'capture_trunc_' || r.table_id);
-        end if;
+        perform dbsync._drop_capture_functions(r.table_id);
         raise warning 'dbsync: replicated table %.% was dropped; it is no longer replicated (its rows stay on the targets)',
                       r.schema_name, r.table_name
             using hint = 'Drop it on the targets too if it should go there as well (dbsync.execute_ddl runs DDL on both sides).';

@@ -37,7 +37,8 @@ $$;
 -- dbsync._capture_stale(p_table_id int) returns boolean
 --   Whether the table's capture no longer matches its key: a key column renamed,
 --   dropped or retyped, or (for a key that follows the primary key) another primary
---   key. Reads the catalog only, taking no lock.
+--   key; or a plain table that gained or lost an inheritance parent. Reads the
+--   catalog only, taking no lock.
 create or replace function dbsync._capture_stale(p_table_id int) returns boolean
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$
     select s.columns is distinct from (
@@ -52,6 +53,11 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
                select array_agg(k.attnum::int2 order by k.ord)
                from pg_index i cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
                where i.indrelid = t.relid and i.indisprimary))
+        -- A plain table that became an inheritance child, or stopped being one:
+        -- children are captured by row triggers (see _install_capture).
+        or (not t.partitioned
+            and exists (select from pg_inherits i where i.inhrelid = t.relid)
+                <> exists (select from pg_trigger tg where tg.tgrelid = t.relid and tg.tgname = 'dbsync_capture_row'))
     from dbsync.tables t
     join dbsync.shapes s on s.shape_id = (select max(s2.shape_id) from dbsync.shapes s2 where s2.table_id = t.table_id)
     where t.table_id = p_table_id

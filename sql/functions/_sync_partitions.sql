@@ -4,9 +4,10 @@
 --   statement triggers), and on PostgreSQL 10, which has no row triggers on a
 --   partitioned table, its row triggers too. With p_queue_rows, the keys of rows that entered the
 --   table by ATTACH PARTITION or left it by DETACH PARTITION are queued: no row
---   trigger sees either. Called by _install_capture (without queueing: the rows
---   present at add_table are the initial copy's business) and by the DDL event
---   trigger.
+--   trigger sees either. Its triggers, and the row trigger cloned onto the
+--   partition, fire ALWAYS (_enable_always). Called by _install_capture (without
+--   queueing: the rows present at add_table are the initial copy's business) and by
+--   the DDL event trigger.
 create or replace function dbsync._sync_partitions(p_table_id int, p_queue_rows boolean) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp
     set datestyle = 'ISO, YMD' set intervalstyle = 'postgres' set timezone = 'UTC'
@@ -52,6 +53,7 @@ begin
             execute format('create trigger dbsync_capture_row after insert or update or delete on %s for each row execute function %s',
                            r.rel, v_fn);
         end if;
+        perform dbsync._enable_always(r.rel);
     end loop;
     -- The partitions, for the sql_drop event trigger (see _on_drop).
     delete from dbsync.partitions p

@@ -25,22 +25,55 @@ $$;
 
 -- dbsync._text_of(p_type oid, p_expr text) returns text
 --   SQL for the text of p_expr, a value of type p_type, by the base type's output
---   function. A domain's value is first made a value of its base type (casts from a
---   domain are built in: PostgreSQL ignores any CREATE CAST for a domain), since
---   polymorphic output functions (enum_out, array_out...) do not take domains.
+--   function. Polymorphic output functions (enum_out, array_out...) do not take
+--   domains: a domain over a pg_catalog type is cast to it (a domain's casts are
+--   built in), a domain over any other type is printed by format('%s'), which calls
+--   the domain's output function, its base type's. Never the base type's name: capture
+--   functions keep this SQL as text, and the owner of a type can rename it, create
+--   another type by the old name and a cast to it whose function would then run
+--   inside capture, as dbsync (test/capture-search-path.test.ts).
 create or replace function dbsync._text_of(p_type oid, p_expr text) returns text
 language sql stable set search_path = pg_catalog, pg_temp as $$
     select case when b.oid = 'pg_catalog.text'::regtype then format('(%s)::pg_catalog.text', v.expr)
+                when v.expr is null then format('pg_catalog.format(''%%s'', %s)', p_expr)
                 else format('pg_catalog.textin(%I.%I(%s))', n.nspname, p.proname, v.expr) end
     from pg_type b
-    join pg_namespace bn on bn.oid = b.typnamespace
     join pg_proc p on p.oid = b.typoutput
     join pg_namespace n on n.oid = p.pronamespace
     cross join lateral (
         select case when b.oid = p_type then p_expr
-                    else format('(%s)::%I.%I', p_expr, bn.nspname, b.typname) end as expr
+                    when b.typnamespace = 'pg_catalog'::regnamespace then format('(%s)::pg_catalog.%I', p_expr, b.typname)
+                    end as expr
     ) v
     where b.oid = dbsync._base_type(p_type)
+$$;
+
+-- dbsync._prints_by_search_path(p_types oid[]) returns boolean
+--   Whether the output text of any of these types, or of a type inside them (array
+--   element, composite field, domain base), depends on the search_path: the reg*
+--   types print a name unqualified when the search_path finds it. Capture of such
+--   keys keeps SET search_path (see _install_capture), else a writer's search_path
+--   would decide which object the reader finds for a recorded key.
+create or replace function dbsync._prints_by_search_path(p_types oid[]) returns boolean
+language sql stable set search_path = pg_catalog, pg_temp as $$
+    with recursive inside(t) as (
+        select unnest(p_types)
+        union
+        select x.t
+        from inside i
+        join pg_type y on y.oid = i.t
+        cross join lateral (select y.typbasetype where y.typbasetype <> 0
+                            union all
+                            select y.typelem where y.typelem <> 0
+                            union all
+                            select a.atttypid from pg_attribute a
+                            where a.attrelid = y.typrelid and a.attnum > 0 and not a.attisdropped) x(t)
+    )
+    select exists (
+        select from inside i
+        where i.t in (select to_regtype(n) from unnest(array['pg_catalog.regproc', 'pg_catalog.regprocedure',
+                          'pg_catalog.regoper', 'pg_catalog.regoperator', 'pg_catalog.regclass', 'pg_catalog.regtype',
+                          'pg_catalog.regconfig', 'pg_catalog.regdictionary', 'pg_catalog.regcollation']) n))
 $$;
 
 -- dbsync._key_match(p_type oid, p_col text, p_key text) returns text

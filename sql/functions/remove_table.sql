@@ -15,10 +15,7 @@ begin
                   hint = 'See select * from dbsync.table_status for the tables that are.';
     end if;
     perform dbsync._drop_capture_triggers(tbl);
-    execute format('drop function if exists dbsync.%I()', 'capture_' || v_id);
-    if (select partitioned from dbsync.tables where table_id = v_id) then
-        execute format('drop function if exists dbsync.%I()', 'capture_trunc_' || v_id);
-    end if;
+    perform dbsync._drop_capture_functions(v_id);
     update dbsync.tables set removed_at = now() where table_id = v_id;
 end
 $$;

@@ -1,0 +1,11 @@
+-- 0010: cheaper capture (issue 15), generated anew for the tables already captured.
+--
+-- Capture functions are generated per table by dbsync._install_capture, so new code
+-- reaches a table only when its capture is generated again. Migrations run before
+-- the new functions are installed, so this migration cannot do it itself: it records
+-- which capture each table has (1: the one before this migration), and migrate,
+-- once the new code is in, generates capture again for every table whose version is
+-- below dbsync._capture_version() (dbsync._upgrade_capture), each under a lock
+-- timeout; a table it could not lock keeps its old capture, which still works, and
+-- the next migrate tries again.
+alter table dbsync.tables add column capture_version int not null default 1;

@@ -1,0 +1,29 @@
+-- dbsync._enable_always(p_rel regclass) returns void
+--   Makes dbsync's capture triggers on p_rel fire ALWAYS, also in sessions with
+--   session_replication_role = replica (see _install_capture). That is an ALTER
+--   TABLE, marked in dbsync.ddl_context as dbsync's own (group 0, which no group
+--   has): the DDL event trigger then neither reports it as DDL not run through
+--   execute_ddl nor starts over on the partitions dbsync is busy with; it still
+--   checks the table (_check_capturable). Restores the mark of an execute_ddl under
+--   way. Not SECURITY DEFINER: called from dbsync's capture code, which is.
+create or replace function dbsync._enable_always(p_rel regclass) returns void
+language plpgsql set search_path = pg_catalog, pg_temp as $$
+declare
+    v_group int := dbsync._ddl_group();
+    v_actions text;
+begin
+    select string_agg(format('enable always trigger %I', tg.tgname), ', ' order by tg.tgname) into v_actions
+    from pg_trigger tg
+    where tg.tgrelid = p_rel and tg.tgname like 'dbsync\_capture\_%' and tg.tgenabled <> 'A';
+    if v_actions is null then
+        return;
+    end if;
+    perform dbsync._begin_ddl(0);
+    execute format('alter table %s %s', p_rel, v_actions);
+    if v_group is null then
+        delete from dbsync.ddl_context where backend_pid = pg_backend_pid();
+    else
+        perform dbsync._begin_ddl(v_group);
+    end if;
+end
+$$;
