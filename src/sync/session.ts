@@ -13,6 +13,7 @@ import { sqlstateOf } from "../errors";
 import { Batch, Done, Plan, beginBatch, openReader } from "../source/batches";
 import { Subscription, loadSubscription } from "../source/catalog";
 import { TargetState, applyBatch } from "../target/apply";
+import { Phases } from "../target/phases";
 import { ensureTargetSchema, enterReplicaMode, readAppliedTick, setAppliedTick } from "../target/progress";
 import { SequenceSync } from "../target/sequences";
 import { StageTables } from "../target/stage";
@@ -122,9 +123,11 @@ export class SubscriptionSession {
       if (!batch) return "caught_up";
       this.currentTick = batch.to;
       const started = process.hrtime.bigint();
+      const phases = new Phases();
+      const reader = this.reader;
       let plan: Plan;
       try {
-        plan = await openReader(control, this.reader, batch, this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH);
+        plan = await phases.time("plan", () => openReader(control, reader, batch, this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH));
       } catch (err) {
         await this.reader.query("rollback").catch(() => undefined);
         // A table truncated or rewritten after the snapshot: take a new one.
@@ -153,13 +156,14 @@ export class SubscriptionSession {
               sub.sub_id, t.table_id, t.copy_request, rows + (t.chunk?.rows_before ?? 0), t.rows_estimated,
             ])
             .catch(() => undefined),
+        phases,
       });
       await this.reader.query("commit");
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       done = { tick: batch.to, events: result.events, seconds, copied: result.copied, sequences: result.sequences };
       this.currentTick = undefined;
       this.opts.onBatch?.(sub.name, result.events, seconds);
-      this.log.debug({ from: batch.from, to: batch.to, events: result.events, copied: result.copied.length, seconds }, "batch applied");
+      this.log.debug({ from: batch.from, to: batch.to, events: result.events, copied: result.copied.length, seconds, phases }, "batch applied");
     }
   }
 
