@@ -1,0 +1,144 @@
+// Batches whose tables come in several pieces of the stream (src/target/stream.ts
+// cuts a table's part every 20,000 lines; src/target/merge.ts merges each piece
+// while the reader reads the next): rows updated in place piece by piece; a unique
+// value that moves to a row of an earlier piece from a row of a later one (the
+// earlier piece's update fails, and the table is deleted and inserted from there
+// on); a target error in a late piece (nothing of the batch stays); the sidecar
+// killed while pieces are being merged (nothing of the batch stays, and it is
+// applied once after the restart).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
+import { convergedOrError, setup, status, synced } from "./kit/convergence";
+
+const ROWS = 50_000;
+
+async function strictlyConverged(env: Awaited<ReturnType<typeof freshEnv>>, tables: string[]) {
+  await until("caught up", async () => (await value(env.source, "select dbsync.wait_for_sync('s', '5 s')")) === true || !!(await status(env))?.last_error, 120_000);
+  await convergedOrError(env, tables, { errorOk: false });
+  const st = await status(env);
+  assert.equal(st?.last_error ?? null, null, `no error expected: ${JSON.stringify(st)}`);
+}
+
+async function targetCounts(env: Awaited<ReturnType<typeof freshEnv>>, table: string) {
+  const q = `select n_tup_ins::int as ins, n_tup_upd::int as upd, n_tup_del::int as del
+               from pg_stat_user_tables where relid = $1::regclass`;
+  return (await env.target.query(q, [table])).rows[0] as { ins: number; upd: number; del: number };
+}
+
+test("a table in several pieces: updated in place piece by piece, new keys inserted, gone keys deleted", async () => {
+  const env = await freshEnv("pieces_in_place");
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query(`insert into t select g, 'v' || g from generate_series(1, ${ROWS}) g`);
+    await synced(env);
+    await env.source.query(`
+      begin;
+      update t set v = 'changed ' || id where id % 5 <> 0;
+      delete from t where id % 5 = 0;
+      insert into t select g, 'new' || g from generate_series(${ROWS + 1}, ${ROWS + 10_000}) g;
+      commit`);
+    await strictlyConverged(env, ["t"]);
+    // Every row of a key the target had was updated, none deleted to be inserted again.
+    await until("the target's statistics show the batch", async () => {
+      const c = await targetCounts(env, "t");
+      return c.ins === ROWS + 10_000 && c.upd === ROWS * 0.8 && c.del === ROWS * 0.2;
+    }, 20_000).catch(async (err) => {
+      throw new Error(`${(err as Error).message}: ${JSON.stringify(await targetCounts(env, "t"))}`);
+    });
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("unique values moving between rows of different pieces: the same rows as the source, no error", async () => {
+  const env = await freshEnv("pieces_unique");
+  await setup(
+    env,
+    `create table t (id int primary key, u int not null unique, v text);
+     create table x (id int primary key, code text not null, constraint x_code unique (code))`,
+    ["t", "x"],
+  );
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query(`insert into t select g, g, 'v' from generate_series(1, ${ROWS}) g`);
+    await env.source.query(`insert into x select g, 'c' || g from generate_series(1, ${ROWS}) g`);
+    await synced(env);
+    // t: every row takes the next row's value, in whichever piece that row is.
+    // x: two values swapped between the first and the last key, everything else
+    // updated in place (the failing piece may be any one of them).
+    await env.source.query(`
+      begin;
+      update t set u = -u;
+      update t set u = -u % ${ROWS} + 1, v = 'rotated';
+      update x set code = 'tmp' where id = 1;
+      update x set code = 'c1' where id = ${ROWS};
+      update x set code = 'c${ROWS}' where id = 1;
+      update x set code = code || '+' where id between 2 and ${ROWS - 1};
+      delete from t where id % 1000 = 0;
+      commit`);
+    await strictlyConverged(env, ["t", "x"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("a value the target rejects in a late piece: nothing of the batch is applied, then all of it once fixed", async () => {
+  const env = await freshEnv("pieces_reject");
+  await setup(env, "create table t (id int primary key, v text); create table w (id int primary key, v text)", ["t", "w"]);
+  await env.target.query("alter table t add constraint no_bad check (v <> 'bad')");
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query(`insert into t select g, 'v' from generate_series(1, ${ROWS}) g`);
+    await synced(env);
+    const before = await tableText(env.target, "t");
+    // w comes first in the stream and is merged before t's pieces arrive.
+    await env.source.query(`
+      begin;
+      insert into w select g, 'w' from generate_series(1, 30000) g;
+      update t set v = 'changed';
+      update t set v = 'bad' where id = ${ROWS - 7};
+      commit`);
+    await until("the error shows in dbsync.status", async () => !!(await status(env))?.last_error, 120_000);
+    assert.match((await status(env))!.last_error!, /no_bad/);
+    assert.deepEqual(await tableText(env.target, "t"), before, "t keeps its rows from before the batch");
+    assert.equal(await value(env.target, "select count(*)::int from w"), 0, "w's rows were rolled back with the batch");
+    await env.target.query("alter table t drop constraint no_bad");
+    await strictlyConverged(env, ["t", "w"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("the sidecar killed while a batch's pieces are merged: nothing of it stays, and after a restart it is applied once", async () => {
+  const env = await freshEnv("pieces_kill");
+  await setup(env, "create table t (id int primary key, n int not null, v text)", ["t"]);
+  let sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query(`insert into t select g, 0, repeat('x', 100) from generate_series(1, ${ROWS * 2}) g`);
+    await synced(env);
+    await sidecar.stop();
+    const before = await tableText(env.target, "t");
+    const applied = await value<string>(env.target, "select tick_id::text from dbsync.applied");
+    // Two batches' worth of changes, applied as one batch by the restarted sidecar.
+    await env.source.query(`update t set n = n + 1, v = repeat('y', 100)`);
+    await env.source.query(`update t set n = n + 1 where id % 2 = 0`);
+    sidecar = startSidecar(env.sourceUrl);
+    // Killed once the target is writing the batch's rows.
+    await until("the target merges a piece", async () =>
+      Number(await value(env.target, `select count(*) from pg_stat_activity
+                                       where application_name like 'dbsync apply%' and query ~* '^(with updated|copy pg_temp)'`)) > 0,
+    60_000, );
+    await sidecar.stop("SIGKILL");
+    await until("the killed applier's transaction is gone", async () =>
+      Number(await value(env.target, "select count(*) from pg_stat_activity where application_name like 'dbsync apply%'")) === 0);
+    assert.deepEqual(await tableText(env.target, "t"), before, "no piece of the killed batch stayed");
+    assert.equal(await value<string>(env.target, "select tick_id::text from dbsync.applied"), applied);
+    sidecar = startSidecar(env.sourceUrl);
+    await strictlyConverged(env, ["t"]);
+    assert.equal(await value(env.target, "select count(*)::int from t where n = 2"), ROWS);
+  } finally {
+    await sidecar.stop();
+  }
+});
