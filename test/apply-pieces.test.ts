@@ -142,3 +142,72 @@ test("the sidecar killed while a batch's pieces are merged: nothing of it stays,
     await sidecar.stop();
   }
 });
+
+test("a backlog of several pieces per table with every key shifted by one, execute_ddl and resync_table in the middle", async () => {
+  const env = await freshEnv("pieces_backlog");
+  await setup(
+    env,
+    `create table t (id int primary key, u int not null unique, v text);
+     create table c (id int primary key, v text)`,
+    ["t", "c"],
+  );
+  let sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query(`insert into t select g, g, 'v' from generate_series(1, ${ROWS}) g`);
+    await env.source.query(`insert into c select g, 'c' from generate_series(1, ${ROWS}) g`);
+    await synced(env);
+    await sidecar.stop();
+    // One backlog, one batch: keys and unique values move to other rows (of other
+    // pieces), a column comes and is filled, c is copied again while it changes.
+    await env.source.query(`update t set id = -id`);
+    await env.source.query(`update t set id = -id + 1, v = 'shifted'`);
+    await env.source.query(`select dbsync.execute_ddl('g', 'alter table t add column w text')`);
+    await env.source.query(`update t set w = 'w' || id where id % 3 = 0`);
+    await env.source.query(`update c set v = 'before resync' where id % 2 = 0`);
+    await env.source.query(`select dbsync.resync_table('s', 'c')`);
+    await env.source.query(`update c set v = 'after resync' where id % 5 = 0`);
+    await env.source.query(`insert into t select g, -g, 'new' from generate_series(${ROWS + 2}, ${ROWS + 30_000}) g`);
+    sidecar = startSidecar(env.sourceUrl);
+    await strictlyConverged(env, ["t", "c"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("the stream is read with hash joins when every table has many keys against its rows, with index probes otherwise", async () => {
+  const env = await freshEnv("pieces_hash");
+  await setup(env, "create table big (id int primary key, v text); create table small (id int primary key, v text)", ["big", "small"]);
+  await env.source.query(`insert into big select g, 'v' from generate_series(1, ${ROWS}) g`);
+  await env.source.query("insert into small select g, 'v' from generate_series(1, 10) g");
+  await env.source.query("analyze big; analyze small");
+  const c = await env.source.connect();
+  const plan = async () => {
+    await c.query("begin isolation level repeatable read");
+    try {
+      return (await c.query(`select dbsync.batch_plan(s.sub_id, s.position_tick, s.position_tick, 1000000, 1000000) as p
+                               from dbsync.subscriptions s where s.name = 's'`)).rows[0].p as { stream: string | null; stream_hash_joins: boolean };
+    } finally {
+      await c.query("rollback");
+    }
+  };
+  try {
+    await env.source.query(`update big set v = 'few' where id <= ${ROWS / 20 - 1}; update small set v = 'few'`);
+    assert.equal((await plan()).stream_hash_joins, false, "a few keys of a big table: index probes");
+    await env.source.query(`update big set v = 'many' where id <= ${ROWS / 5}`);
+    const many = await plan();
+    assert.ok(many.stream);
+    assert.equal(many.stream_hash_joins, true, "a backlog: hash joins");
+  } finally {
+    c.release();
+  }
+  // Both kinds of reads give the source's rows (gone keys included).
+  await env.source.query(`delete from big where id % 7 = 0; insert into big values (${ROWS + 1}, 'new')`);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await strictlyConverged(env, ["big", "small"]);
+    await env.source.query("update big set v = 'one more' where id = 3; delete from big where id = 5");
+    await strictlyConverged(env, ["big", "small"]);
+  } finally {
+    await sidecar.stop();
+  }
+});

@@ -88,6 +88,8 @@ export async function applyBatch(
     }
     if (plan.stream) {
       const width = plan.stream_width ?? 0;
+      // Hash joins of each table with its many keys (see batch_plan).
+      if (plan.stream_hash_joins) await reader.query("set local enable_nestloop = off");
       const sink = new StreamMerge(target, staged, phases, withTable);
       const waits = await phases.time("stream", () =>
         readStream(reader, plan.stream!, (id) => {
@@ -97,6 +99,7 @@ export async function applyBatch(
       );
       phases.add("target waited for the source", waits.targetWaitedMs);
       phases.add("source waited for the target", waits.sourceWaitedMs);
+      if (plan.stream_hash_joins) await reader.query("set local enable_nestloop = default");
     }
 
     const copy = (t: PlanTable) =>

@@ -42,15 +42,20 @@ export interface StreamLimits {
 }
 
 /**
- * 20,000 lines: the target's per-statement costs (a COPY, a savepoint, the plan of
- * each merge statement) stay far below the work of so many rows, and the target
- * waits for the source only for the first piece. 64 MB queued at most: the reader
- * runs ahead of a slow target by a few pieces, and the sidecar's memory is bounded.
+ * 20,000 lines or 4 MB: the target's cost per piece (a COPY, a savepoint, the plans
+ * of the merge statements) stays small against the work of its rows, the target
+ * waits for the source only for the first piece, and a piece's stage fits in the
+ * default temp_buffers (8 MB), so it is not written out. 16 MB queued at most: the
+ * reader runs a few pieces ahead of the target, and the sidecar's memory stays bounded.
  */
-export const STREAM_LIMITS: StreamLimits = { pieceLines: 20_000, pieceBytes: 8 << 20, queuedBytes: 64 << 20 };
+export const STREAM_LIMITS: StreamLimits = { pieceLines: 20_000, pieceBytes: 4 << 20, queuedBytes: 16 << 20 };
 
 const NL = 10;
 const TAB = 9;
+const U = 85;
+const D = 68;
+/** The buffers lines are copied into: about a source chunk. */
+const OUT_BUFFER = 64 * 1024;
 /** One padding field: a tab and COPY's NULL, \N. */
 const PAD = Buffer.from("\t\\N");
 
@@ -78,54 +83,66 @@ export async function readStream(
   const out = reader.query(copyTo(sql));
   let piece: Piece | undefined;
   let padFields = 0;
-  /** Lines of the current piece since the last chunk ended, joined once per chunk. */
-  let parts: Buffer[] = [];
-  let partBytes = 0;
   let lines = 0;
+  // Lines are copied, without their table_id and padding, into buffers of about a
+  // chunk each; [staged, at) of the current one is the current piece's, not yet in it.
+  let buf = Buffer.alloc(0);
+  let staged = 0;
+  let at = 0;
 
   const gather = () => {
-    if (!parts.length) return;
-    piece!.data.push(parts.length === 1 ? parts[0] : Buffer.concat(parts, partBytes));
-    piece!.bytes += partBytes;
-    parts = [];
-    partBytes = 0;
+    if (at === staged) return;
+    piece!.data.push(buf.subarray(staged, at));
+    piece!.bytes += at - staged;
+    staged = at;
   };
-  const seal = async (ended: boolean) => {
+  const seal = (ended: boolean) => {
     if (!piece) return;
     gather();
-    const p = piece;
+    if (piece.bytes) queue.push(piece);
+    if (ended) queue.end(piece.id);
     piece = undefined;
     lines = 0;
-    if (p.bytes) await queue.push(p);
-    if (ended) await queue.end(p.id);
   };
-  /** One whole line, newline included, of `buf` from `start` to `nl`. */
-  const line = async (buf: Buffer, start: number, nl: number) => {
-    const tab = buf.indexOf(TAB, start);
-    if (tab === -1 || tab > nl) throw new DbsyncError("batch stream: a line without its table_id");
-    const id = Number(buf.toString("latin1", start, tab));
+  /** One whole line, newline included, of `chunk` from `start` to `nl`. */
+  const line = (chunk: Buffer, start: number, nl: number) => {
+    const tab = chunk.indexOf(TAB, start);
+    if (tab === -1 || tab > nl || tab === start) throw new DbsyncError("batch stream: a line without its table_id");
+    let id = 0;
+    for (let i = start; i < tab; i++) {
+      const digit = chunk[i] - 48;
+      if (digit < 0 || digit > 9) throw new DbsyncError("batch stream: a line without its table_id");
+      id = id * 10 + digit;
+    }
     if (id !== piece?.id) {
       if (piece && id < piece.id) throw protocolError(`lines of table_id ${id} out of order`);
       const p = pad(id);
       if (p === undefined) throw protocolError(`lines of table_id ${id} that the plan does not list`);
-      await seal(true);
+      seal(true);
       padFields = p;
       piece = { id, data: [], bytes: 0, counts: new Map() };
-    } else if (lines >= limits.pieceLines || piece.bytes + partBytes >= limits.pieceBytes) {
-      const id = piece.id;
-      await seal(false);
+    } else if (lines >= limits.pieceLines || piece.bytes + at - staged >= limits.pieceBytes) {
+      seal(false);
       piece = { id, data: [], bytes: 0, counts: new Map() };
     }
     const cur = piece!;
-    const opEnd = buf.indexOf(TAB, tab + 1);
-    const op = buf.toString("latin1", tab + 1, opEnd === -1 || opEnd > nl ? nl : opEnd);
+    const opEnd = chunk.indexOf(TAB, tab + 1);
+    const opStop = opEnd === -1 || opEnd > nl ? nl : opEnd;
+    const op = opStop === tab + 2 && chunk[tab + 1] === U ? "U" : opStop === tab + 2 && chunk[tab + 1] === D ? "D" : chunk.toString("latin1", tab + 1, opStop);
     cur.counts.set(op, (cur.counts.get(op) ?? 0) + 1);
     const end = nl - padFields * PAD.length;
-    if (end < tab + 1 || (padFields && buf.compare(PAD, 0, PAD.length, end, end + PAD.length) !== 0)) {
+    if (end < tab + 1 || (padFields && chunk.compare(PAD, 0, PAD.length, end, end + PAD.length) !== 0)) {
       throw new DbsyncError(`batch stream: a line of table_id ${id} does not end in the expected padding`);
     }
-    parts.push(buf.subarray(tab + 1, end), buf.subarray(nl, nl + 1));
-    partBytes += end - tab;
+    const len = end - tab; // the line without its table_id, its tab and its padding, plus a newline
+    if (buf.length - at < len) {
+      gather();
+      buf = Buffer.allocUnsafe(Math.max(len, OUT_BUFFER));
+      staged = at = 0;
+    }
+    chunk.copy(buf, at, tab + 1, end);
+    at += len;
+    buf[at - 1] = NL;
     lines++;
   };
 
@@ -138,20 +155,19 @@ export async function readStream(
       if (nl !== -1 && pending.length) {
         const whole = Buffer.concat([...pending, chunk.subarray(0, nl + 1)]);
         pending = [];
-        await line(whole, 0, whole.length - 1);
+        line(whole, 0, whole.length - 1);
         start = nl + 1;
         nl = chunk.indexOf(NL, start);
       }
       for (; nl !== -1; nl = chunk.indexOf(NL, start)) {
-        await line(chunk, start, nl);
+        line(chunk, start, nl);
         start = nl + 1;
       }
       if (start < chunk.length) pending.push(chunk.subarray(start));
-      gather();
-      queue.check();
+      await queue.room();
     }
     if (pending.length) throw new DbsyncError("batch stream: the source's COPY ended inside a line");
-    await seal(true);
+    seal(true);
     return await queue.finish();
   } catch (err) {
     // After a failure the reader is mid-COPY (the session drops it), and the
@@ -181,8 +197,8 @@ class PieceQueue {
   private closed = false;
   private error?: unknown;
   /** Wakes the reader waiting for room, or the sink's loop waiting for an item. */
-  private room?: () => void;
-  private more?: () => void;
+  private wakeRoom?: () => void;
+  private wakeMore?: () => void;
   private waits: StreamWaits = { targetWaitedMs: 0, sourceWaitedMs: 0 };
   private readonly done: Promise<void>;
 
@@ -193,22 +209,26 @@ class PieceQueue {
     this.done = this.run();
   }
 
-  async push(p: Piece) {
+  push(p: Piece) {
     this.add({ piece: p }, p.bytes);
-    if (this.bytes > this.maxBytes) {
-      const t0 = performance.now();
-      await new Promise<void>((resolve) => (this.room = resolve));
-      this.waits.sourceWaitedMs += performance.now() - t0;
-      this.check();
-    }
   }
 
-  async end(id: number) {
+  end(id: number) {
     this.add({ end: id }, 0);
   }
 
+  /** Waits while more than maxBytes wait for the sink; throws the sink's error. */
+  async room() {
+    this.check();
+    if (this.bytes <= this.maxBytes) return;
+    const t0 = performance.now();
+    await new Promise<void>((resolve) => (this.wakeRoom = resolve));
+    this.waits.sourceWaitedMs += performance.now() - t0;
+    this.check();
+  }
+
   /** Throws the sink's error, if any. */
-  check() {
+  private check() {
     if (this.error !== undefined) throw this.error;
   }
 
@@ -231,26 +251,26 @@ class PieceQueue {
     this.check();
     this.items.push(item);
     this.bytes += bytes;
-    this.wake("more");
+    this.wake("wakeMore");
   }
 
   private close() {
     this.closed = true;
-    this.wake("more");
+    this.wake("wakeMore");
   }
 
   private async run() {
     try {
       for (;;) {
         const t0 = performance.now();
-        while (!this.items.length && !this.closed) await new Promise<void>((resolve) => (this.more = resolve));
+        while (!this.items.length && !this.closed) await new Promise<void>((resolve) => (this.wakeMore = resolve));
         this.waits.targetWaitedMs += performance.now() - t0;
         const item = this.items.shift();
         if (!item) return;
         if ("piece" in item) {
           await this.sink.piece(item.piece);
           this.bytes -= item.piece.bytes;
-          if (this.bytes <= this.maxBytes) this.wake("room");
+          if (this.bytes <= this.maxBytes) this.wake("wakeRoom");
         } else {
           await this.sink.end(item.end);
         }
@@ -258,11 +278,11 @@ class PieceQueue {
     } catch (err) {
       this.error = err;
       this.items = [];
-      this.wake("room");
+      this.wake("wakeRoom");
     }
   }
 
-  private wake(which: "room" | "more") {
+  private wake(which: "wakeRoom" | "wakeMore") {
     const resolve = this[which];
     this[which] = undefined;
     resolve?.();
