@@ -177,8 +177,14 @@ test("a backlog of several pieces per table with every key shifted by one, execu
 test("the stream is read with hash joins when every table has many keys against its rows, with index probes otherwise", async () => {
   const env = await freshEnv("pieces_hash");
   await setup(env, "create table big (id int primary key, v text); create table small (id int primary key, v text)", ["big", "small"]);
-  await env.source.query(`insert into big select g, 'v' from generate_series(1, ${ROWS}) g`);
-  await env.source.query("insert into small select g, 'v' from generate_series(1, 10) g");
+  let sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query(`insert into big select g, 'v' from generate_series(1, ${ROWS}) g`);
+    await env.source.query("insert into small select g, 'v' from generate_series(1, 10) g");
+    await synced(env);
+  } finally {
+    await sidecar.stop();
+  }
   await env.source.query("analyze big; analyze small");
   const c = await env.source.connect();
   const plan = async () => {
@@ -202,7 +208,7 @@ test("the stream is read with hash joins when every table has many keys against 
   }
   // Both kinds of reads give the source's rows (gone keys included).
   await env.source.query(`delete from big where id % 7 = 0; insert into big values (${ROWS + 1}, 'new')`);
-  const sidecar = startSidecar(env.sourceUrl);
+  sidecar = startSidecar(env.sourceUrl);
   try {
     await strictlyConverged(env, ["big", "small"]);
     await env.source.query("update big set v = 'one more' where id = 3; delete from big where id = 5");
