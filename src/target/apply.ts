@@ -83,8 +83,11 @@ export async function applyBatch(
     // The refreshed tables' rows, merged piece by piece while the stream goes on.
     const staged = new Map<number, StagedTable>();
     for (const t of plan.tables.filter((t) => t.action === "refresh")) {
-      const stage = await withTable(t.target, () => state.stages.ensure(target, t.target, t.columns, now.get(t.target)));
-      staged.set(t.table_id, { t, stage, table: only(t) });
+      const desc = now.get(t.target);
+      const stage = await withTable(t.target, () => state.stages.ensure(target, t.target, t.columns, desc));
+      const key = t.upsert_key;
+      const refusesDuplicates = !!key && !!desc?.uniqueKeys.some((u) => u.every((c) => key.includes(c)));
+      staged.set(t.table_id, { t, stage, table: only(t), refusesDuplicates });
     }
     if (plan.stream) {
       const width = plan.stream_width ?? 0;

@@ -4,7 +4,10 @@
 //    shape, equal keys identical: see batch_plan's in_place), each piece is merged
 //    at once: its keys that are gone deleted, its rows updated in place (less WAL
 //    than a DELETE and an INSERT, no dead row, HOT where the pages have room) and
-//    the rest inserted; the stage is emptied for the next piece;
+//    the rest inserted; the stage is emptied for the next piece. Where a unique
+//    index of the target refuses a second row of a key, a piece of rows only (no
+//    key gone) is first copied straight into the table: new rows, as in a backlog
+//    of inserts, then cost one COPY (see copyRows);
 //  - otherwise (keys of several shapes, keys equal with different texts) the stage
 //    keeps every piece, and at the table's end every changed key is deleted and
 //    the rows inserted.
@@ -21,7 +24,7 @@ import { sqlstateOf } from "../errors";
 import { PlanTable } from "../source/batches";
 import { Phases } from "./phases";
 import { Stage } from "./stage";
-import { Piece, PieceSink, StagedCounts } from "./stream";
+import { Piece, PieceSink, StagedCounts, rowsOf } from "./stream";
 
 type WithTable = <T>(table: string, fn: () => Promise<T>) => Promise<T>;
 
@@ -30,6 +33,8 @@ export interface StagedTable {
   stage: Stage;
   /** The table's name in the target's DELETE and UPDATE (ONLY for a plain table). */
   table: string;
+  /** A unique index of the target refuses a row of a key it has, at once: new rows may be copied straight in. */
+  refusesDuplicates: boolean;
 }
 
 interface Progress {
@@ -39,6 +44,8 @@ interface Progress {
   merged: boolean;
   /** Merged piece by piece; false once an update in place failed. */
   inPlace: boolean;
+  /** A piece copied straight into the table failed: not again in this batch. */
+  copyFailed: boolean;
 }
 
 export class StreamMerge implements PieceSink {
@@ -55,11 +62,15 @@ export class StreamMerge implements PieceSink {
     const { t, stage } = this.tables.get(p.id)!;
     let pr = this.progress.get(p.id);
     if (!pr) {
-      pr = { counts: new Map(), merged: false, inPlace: mergesInPlace(t, stage) };
+      pr = { counts: new Map(), merged: false, inPlace: mergesInPlace(t, stage), copyFailed: false };
       this.progress.set(p.id, pr);
     }
     const progress = pr;
     await this.withTable(t.target, async () => {
+      if (progress.inPlace && this.tables.get(p.id)!.refusesDuplicates && !progress.copyFailed && p.counts.size === 1 && p.counts.has("U")) {
+        if (await this.phases.time(`COPY into ${t.target}`, () => this.copyRows(t, p))) return;
+        progress.copyFailed = true;
+      }
       await this.phases.time("stage COPY", async () => {
         if (progress.merged) {
           await this.target.query(`truncate ${stage.name}`);
@@ -80,6 +91,26 @@ export class StreamMerge implements PieceSink {
     if (!pr || pr.merged || !pr.counts.size) return;
     const { t } = this.tables.get(id)!;
     await this.withTable(t.target, () => this.phases.time(`merge ${t.target}`, () => this.replace(id, pr.counts)));
+  }
+
+  /**
+   * A piece of rows only, copied straight into the table (COPY writes many rows a
+   * page, where INSERT ... SELECT from the stage writes them one by one: for new
+   * rows, half the target's CPU). A row of a key the table has, or a value that a
+   * unique index or a constraint refuses, fails the COPY: it is rolled back to its
+   * savepoint, and the piece goes the way of the stage (whose update in place or
+   * error is the answer).
+   */
+  private async copyRows(t: PlanTable, p: Piece): Promise<boolean> {
+    await this.target.query("savepoint dbsync_copy");
+    try {
+      await copyLines(this.target, `copy ${t.target} (${columnList(t)}) from stdin`, rowsOf(p));
+      await this.target.query("release savepoint dbsync_copy");
+      return true;
+    } catch {
+      await this.target.query("rollback to savepoint dbsync_copy");
+      return false;
+    }
   }
 
   /**
@@ -140,18 +171,25 @@ function deleteWhere(table: string, stage: Stage, op: string, key: string[]): st
 }
 
 function insertRows(t: PlanTable, stage: Stage): string {
-  const cols = t.columns.map((c) => ident(c)).join(", ");
+  const cols = columnList(t);
   return `insert into ${t.target} (${cols}) overriding system value
           select ${cols} from ${stage.name} s where s.${stage.op} = 'U'`;
 }
 
+function columnList(t: PlanTable): string {
+  return t.columns.map((c) => ident(c)).join(", ");
+}
+
 async function copyPiece(target: Client, t: PlanTable, stage: Stage, p: Piece) {
-  const cols = t.columns.map((c) => ident(c)).join(", ");
-  const ws = target.query(copyFrom(`copy ${stage.name} (${stage.op}, ${cols}) from stdin`));
+  await copyLines(target, `copy ${stage.name} (${stage.op}, ${columnList(t)}) from stdin`, p.data);
+}
+
+async function copyLines(target: Client, sql: string, data: Buffer[]) {
+  const ws = target.query(copyFrom(sql));
   // pg-copy-streams reports a server error by an 'error' event only.
   let error: Error | undefined;
   ws.on("error", (err) => (error ??= err));
-  for (const b of p.data) ws.write(b);
+  for (const b of data) ws.write(b);
   ws.end();
   await finished(ws).catch((err) => {
     throw error ?? err;

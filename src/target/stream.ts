@@ -180,6 +180,23 @@ export async function readStream(
   }
 }
 
+/** A piece of 'U' lines only (its counts say so), each line without its op: the rows as COPY into the table itself reads them. */
+export function rowsOf(p: Piece): Buffer[] {
+  const lines = p.counts.get("U") ?? 0;
+  if (lines !== [...p.counts.values()].reduce((a, b) => a + b, 0)) throw new Error("rowsOf: a piece with lines other than rows");
+  return p.data.map((b) => {
+    // Each buffer holds whole lines, each "U\t" then the row and its newline.
+    const out = Buffer.allocUnsafe(b.length);
+    let to = 0;
+    for (let from = 0; from < b.length; ) {
+      const nl = b.indexOf(NL, from);
+      to += b.copy(out, to, from + 2, nl + 1);
+      from = nl + 1;
+    }
+    return out.subarray(0, to);
+  });
+}
+
 /** Whether bytes [from, to) of `b` are padding fields (a byte loop: Buffer.compare costs more on short ranges). */
 function padded(b: Buffer, from: number, to: number): boolean {
   for (let i = from; i < to; i += PAD.length) {
