@@ -308,13 +308,14 @@ export function whereTimeGoes(results: RunResult[], durabilities: Durability[]):
 /**
  * The batches' phases (src/target/phases.ts) as text: the reader's plan, then the
  * stream (the source reading and sending while the target copies each piece into
- * its stage and merges it: the two overlap), with what the target did in it and how
- * long each server waited for the other, then the rest.
+ * its stage and merges it, or copies it straight into its table: the two overlap),
+ * with what the target did in it and how long each server waited for the other,
+ * then the rest.
  */
 export function phasesLine(ms: Record<string, number> | undefined): string {
   if (!ms || !Object.keys(ms).length) return "";
   const s = (k: string) => `${((ms[k] ?? 0) / 1000).toFixed(2)} s`;
-  const merges = Object.keys(ms).filter((k) => k.startsWith("merge "));
+  const merges = Object.keys(ms).filter((k) => k.startsWith("merge ") || k.startsWith("COPY into "));
   const inStream = ["stage COPY", ...merges, "target waited for the source", "source waited for the target"];
   const rest = Object.keys(ms).filter((k) => k !== "plan" && k !== "stream" && !inStream.includes(k) && ms[k] >= 5);
   return (
