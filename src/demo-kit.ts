@@ -120,6 +120,8 @@ function connectionGone(err: unknown): boolean {
  */
 export async function runGuarded(demo: () => Promise<number>): Promise<number> {
   let interrupted = false;
+  // A reader gone (a pipe closed): nothing to tell, but everything to stop.
+  process.stdout.on("error", () => undefined);
   // Idle connections that a stopped component left in a pool see their server go
   // at shutdown; that is expected then.
   process.on("uncaughtException", (err) => {

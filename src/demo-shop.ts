@@ -53,7 +53,7 @@ select 'Customer ' || g, 'customer' || g || '@example.com',
        (array['DE','FR','US','GB','NL','SE','JP','BR'])[1 + g % 8], now() - make_interval(mins => g)
   from generate_series(1, ${n.customers}) g;
 insert into orders (customer_id, status, total, created_at)
-select 1 + (g * 7919) % ${n.customers}, (array['new','paid','shipped','delivered','cancelled'])[1 + g % 5], 0,
+select 1 + (g::bigint * 7919) % ${n.customers}, (array['new','paid','shipped','delivered','cancelled'])[1 + g % 5], 0,
        now() - make_interval(secs => g * 7)
   from generate_series(1, ${n.orders}) g;
 insert into order_items (order_id, line_no, product, qty, unit_price)

@@ -250,14 +250,20 @@ async function servers(opts: UpgradeOptions, supported: number[]): Promise<{ sou
   throw new Error(`no PostgreSQL older than ${opts.to} to upgrade from`);
 }
 
-/** Shows the status every second until every table streams, less than 2 s behind. */
+/**
+ * Shows the status every second until every table streams, less than 2 s behind;
+ * on a machine too busy for that, at most 30 s after every table streams (the
+ * cutover then waits for the lag, and says how long).
+ */
 async function waitStreaming(status: StatusView): Promise<void> {
   let failingSince: number | undefined;
+  let streamingSince: number | undefined;
   for (;;) {
     await sleep(1000);
     const subs = await status.show();
     const s = subs[0];
-    if (s.state === "streaming" && Number(s.lag_seconds) < 2) return;
+    streamingSince = s.state === "streaming" ? streamingSince ?? Date.now() : undefined;
+    if (streamingSince && (Number(s.lag_seconds) < 2 || Date.now() - streamingSince > 30_000)) return;
     failingSince = s.last_error ? failingSince ?? Date.now() : undefined;
     if (failingSince && Date.now() - failingSince > 60_000) throw new Error(`the subscription has failed for a minute: ${s.last_error}`);
   }

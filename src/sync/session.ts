@@ -82,32 +82,22 @@ export class SubscriptionSession {
       this.control = control;
     }
     const control = this.control;
+    // Read again under the lock: the last holder may have moved it since.
     const sub = await loadSubscription(control, this.name);
     this.sub = sub;
     if (!sub) return "gone";
     if (sub.paused) return "paused";
 
-    if (!this.target) {
-      const target = await connect(sub.target_conninfo, link);
-      try {
-        await ensureTargetSchema(target);
-        await enterReplicaMode(target);
-        const at = await readAppliedTick(target, sub.sub_uuid, sub.name, sub.position_tick);
-        const { rows } = await control.query("select dbsync.target_position($1, $2)::float8 as t", [sub.sub_id, at]);
-        if (rows[0].t !== at) await setAppliedTick(target, sub.sub_uuid, rows[0].t);
-        if (rows[0].t !== sub.position_tick || at !== sub.position_tick) {
-          this.log.info({ source: sub.position_tick, target: at, continuing: rows[0].t }, "position taken from the target");
-        }
-      } catch (err) {
-        await closeQuietly(target);
-        throw err;
-      }
-      this.target = target;
-      this.targetState = { stages: new StageTables(), sequences: new SequenceSync() };
-    }
-    if (!this.reader) {
-      this.reader = await connect(this.opts.sourceUrl, { ...link, applicationName: `dbsync read ${this.name}`.slice(0, 63) });
-    }
+    // The reader's connection opens while the target's is set up: one wait, not two.
+    const [opened, connected] = await Promise.allSettled([
+      this.target ?? this.openTarget(sub, control, link),
+      this.reader ?? connect(this.opts.sourceUrl, { ...link, applicationName: `dbsync read ${this.name}`.slice(0, 63) }),
+    ]);
+    // Kept even when the target failed: close() ends it with the session.
+    if (connected.status === "fulfilled") this.reader = connected.value;
+    if (opened.status === "rejected") throw opened.reason;
+    if (connected.status === "rejected") throw connected.reason;
+    const [target, reader] = [opened.value, connected.value];
 
     // Each batch's progress reaches the source with the request for the next one.
     let done: Done | undefined;
@@ -124,12 +114,11 @@ export class SubscriptionSession {
       this.currentTick = batch.to;
       const started = process.hrtime.bigint();
       const phases = new Phases();
-      const reader = this.reader;
       let plan: Plan;
       try {
         plan = await phases.time("plan", () => openReader(control, reader, batch, this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH));
       } catch (err) {
-        await this.reader.query("rollback").catch(() => undefined);
+        await reader.query("rollback").catch(() => undefined);
         // A table truncated or rewritten after the snapshot: take a new one.
         if (sqlstateOf(err) === "40001" && retries++ < PLAN_RETRIES) continue;
         throw err;
@@ -149,7 +138,7 @@ export class SubscriptionSession {
           JSON.stringify(chunks.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk }))),
         ]);
       }
-      const result = await applyBatch(control, this.reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
+      const result = await applyBatch(control, reader, target, sub.sub_uuid, batch, plan, this.targetState!, {
         copyProgress: (t, rows) =>
           void control
             .query("select dbsync.copy_progress($1, $2, $3, $4, $5)", [
@@ -158,13 +147,34 @@ export class SubscriptionSession {
             .catch(() => undefined),
         phases,
       });
-      await this.reader.query("commit");
+      await reader.query("commit");
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       done = { tick: batch.to, events: result.events, seconds, copied: result.copied, sequences: result.sequences };
       this.currentTick = undefined;
       this.opts.onBatch?.(sub.name, result.events, seconds);
       this.log.debug({ from: batch.from, to: batch.to, events: result.events, copied: result.copied.length, seconds, phases }, "batch applied");
     }
+  }
+
+  /** The target's connection: its position is read first and told to the source (see the header). */
+  private async openTarget(sub: Subscription, control: Client, link: { applicationName: string; statementTimeoutMs: number }): Promise<Client> {
+    const target = await connect(sub.target_conninfo, link);
+    try {
+      await ensureTargetSchema(target);
+      await enterReplicaMode(target);
+      const at = await readAppliedTick(target, sub.sub_uuid, sub.name, sub.position_tick);
+      const { rows } = await control.query("select dbsync.target_position($1, $2)::float8 as t", [sub.sub_id, at]);
+      if (rows[0].t !== at) await setAppliedTick(target, sub.sub_uuid, rows[0].t);
+      if (rows[0].t !== sub.position_tick || at !== sub.position_tick) {
+        this.log.info({ source: sub.position_tick, target: at, continuing: rows[0].t }, "position taken from the target");
+      }
+    } catch (err) {
+      await closeQuietly(target);
+      throw err;
+    }
+    this.target = target;
+    this.targetState = { stages: new StageTables(), sequences: new SequenceSync() };
+    return target;
   }
 
   /**
