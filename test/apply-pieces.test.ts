@@ -40,10 +40,13 @@ test("a table in several pieces: updated in place piece by piece, new keys inser
       insert into t select g, 'new' || g from generate_series(${ROWS + 1}, ${ROWS + 10_000}) g;
       commit`);
     await strictlyConverged(env, ["t"]);
-    // Every row of a key the target had was updated, none deleted to be inserted again.
+    // Every row of a key the target had was updated, none deleted to be inserted
+    // again. A piece of rows only is first tried straight into the table (merge.ts):
+    // the rows that COPY wrote before the first key the table has count as inserted
+    // though rolled back, at most one COPY buffer (1,000 rows) per table and batch.
     await until("the target's statistics show the batch", async () => {
       const c = await targetCounts(env, "t");
-      return c.ins === ROWS + 10_000 && c.upd === ROWS * 0.8 && c.del === ROWS * 0.2;
+      return c.ins >= ROWS + 10_000 && c.ins <= ROWS + 11_000 && c.upd === ROWS * 0.8 && c.del === ROWS * 0.2;
     }, 20_000).catch(async (err) => {
       throw new Error(`${(err as Error).message}: ${JSON.stringify(await targetCounts(env, "t"))}`);
     });
