@@ -104,7 +104,10 @@ test("a value the target rejects in a late piece: nothing of the batch is applie
       update t set v = 'bad' where id = ${ROWS - 7};
       commit`);
     await until("the error shows in dbsync.status", async () => !!(await status(env))?.last_error, 120_000);
-    assert.match((await status(env))!.last_error!, /no_bad/);
+    const st = (await status(env))!;
+    assert.match(st.last_error!, /no_bad/);
+    assert.equal(st.last_error_sqlstate, "23514", "the error keeps its SQLSTATE");
+    assert.match(st.last_error_table ?? "", /\bt\b/, "the error names its table");
     assert.deepEqual(await tableText(env.target, "t"), before, "t keeps its rows from before the batch");
     assert.equal(await value(env.target, "select count(*)::int from w"), 0, "w's rows were rolled back with the batch");
     await env.target.query("alter table t drop constraint no_bad");
@@ -280,6 +283,77 @@ test("new rows are copied straight into a table whose unique key refuses duplica
       insert into t (id, u, v) values (90001, 777777, 'took it');
       commit`);
     await strictlyConverged(env, ["t", "nokey", "deferred"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("an application trigger on the target table sees each row once: a piece tried straight into the table and rolled back leaves nothing", async () => {
+  const env = await freshEnv("pieces_trigger");
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  // An audit trigger that fires on the target (ENABLE ALWAYS: dbsync applies in
+  // session_replication_role replica), and the table it writes.
+  await env.target.query(`
+    create table audit (op text, id int);
+    create function audit_t() returns trigger language plpgsql as $$
+    begin
+      insert into audit values (tg_op, coalesce(new.id, old.id));
+      return null;
+    end $$;
+    create trigger t_audit after insert or update or delete on t for each row execute function audit_t();
+    alter table t enable always trigger t_audit`);
+  const audited = async () =>
+    (await env.target.query<{ op: string; n: number; twice: number }>(
+      `select op, count(*)::int as n, (count(*) - count(distinct id))::int as twice from audit group by op order by op`,
+    )).rows.map((r) => `${r.op} ${r.n} ${r.twice}`);
+  let sidecar = startSidecar(env.sourceUrl);
+  try {
+    // New rows only: pieces copied straight into t, the trigger firing for each.
+    await env.source.query(`insert into t select g, 'v' from generate_series(1, ${ROWS}) g`);
+    await strictlyConverged(env, ["t"]);
+    assert.deepEqual(await audited(), [`INSERT ${ROWS} 0`]);
+    await env.target.query("truncate audit");
+    await sidecar.stop();
+    // A backlog of updates, deletes and new rows: pieces of rows whose keys the
+    // target has are first tried straight into t, fail, and go through the stage.
+    await env.source.query(`
+      begin;
+      update t set v = 'changed' where id % 5 = 1;
+      delete from t where id % 10 = 2;
+      insert into t select g, 'new' from generate_series(${ROWS + 1}, ${ROWS + 30_000}) g;
+      commit`);
+    sidecar = startSidecar(env.sourceUrl);
+    await strictlyConverged(env, ["t"]);
+    assert.deepEqual(await audited(), [`DELETE ${ROWS / 10} 0`, `INSERT 30000 0`, `UPDATE ${ROWS / 5} 0`]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("a unique index dropped on the target while a batch streams an earlier table: no row of a key the target has is copied in beside it", async () => {
+  const env = await freshEnv("pieces_dropped_index");
+  // a comes first in the stream; its statement trigger holds the batch there.
+  await setup(env, "create table a (id int primary key, v text); create table t (id int primary key, v text)", ["a", "t"]);
+  await env.target.query(`
+    create function slow() returns trigger language plpgsql as $$ begin perform pg_sleep(3); return null; end $$;
+    create trigger a_slow after insert or update on a for each statement execute function slow();
+    alter table a enable always trigger a_slow`);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query(`insert into t select g, 'v' from generate_series(1, ${ROWS}) g`);
+    await strictlyConverged(env, ["a", "t"]);
+    // Rows of t only (existing keys among them), after a row of a; the same
+    // sidecar, whose stage of t was made by the batch before (making it locks t).
+    await env.source.query(`begin; insert into a values (1, 'x'); update t set v = 'changed' where id % 3 = 0; commit`);
+    await until("the batch waits in a's trigger", async () =>
+      Number(await value(env.target, "select count(*) from pg_stat_activity where wait_event = 'PgSleep'")) > 0, 60_000);
+    // A DBA rebuilding t's key: the old index dropped before the new one is made.
+    // Once the batch has t in hand this waits for it; a lock timeout is fine too.
+    await env.target.query("set lock_timeout = '10 s'");
+    await env.target.query("alter table t drop constraint t_pkey").catch((err: { code?: string }) => assert.equal(err.code, "55P03"));
+    await env.target.query("reset lock_timeout");
+    await strictlyConverged(env, ["a", "t"]);
+    assert.equal(await value(env.target, "select count(*) - count(distinct id) from t"), "0", "no key twice on the target");
   } finally {
     await sidecar.stop();
   }

@@ -75,6 +75,11 @@ export async function applyBatch(
     // whether they are partitioned there. DELETE, UPDATE and TRUNCATE say ONLY for a
     // plain table (its inheritance children are tables of their own), never for a
     // partitioned one (ONLY would touch no row of its partitions).
+    // Locked first: the unique indexes described cannot be dropped until the batch
+    // commits (merge.ts copies new rows straight into a table whose unique index
+    // refuses duplicates; without that index, rows of keys it has would be copied
+    // in beside the old ones).
+    await lockExisting(target, plan.tables.filter((t) => t.action === "refresh").map((t) => t.target));
     const now = await state.stages.describe(target, plan.tables.map((t) => t.target));
     const only = (t: PlanTable) => ((now.get(t.target)?.partitioned ?? t.partitioned) ? t.target : `only ${t.target}`);
     const emptied = plan.tables.filter((t) => (t.action === "copy" && !addsChunk(t)) || t.truncate);
@@ -129,6 +134,20 @@ export async function applyBatch(
   state.stages.committed();
   const events = plan.ddl.length + plan.tables.reduce((n, t) => n + Number(t.events), 0);
   return { events, copied, sequences };
+}
+
+/**
+ * ROW EXCLUSIVE locks (those of the writes to come) on the tables that exist; one
+ * that is missing fails later, with its own error. ONLY: a partitioned table's
+ * unique index is its own, and inheritance children are not written.
+ */
+async function lockExisting(target: Client, tables: string[]) {
+  if (!tables.length) return;
+  const { rows } = await target.query<{ name: string }>(
+    "select x as name from pg_catalog.unnest($1::pg_catalog.text[]) x where pg_catalog.to_regclass(x) is not null",
+    [tables],
+  );
+  if (rows.length) await target.query(`lock table ${rows.map((r) => `only ${r.name}`).join(", ")} in row exclusive mode`);
 }
 
 /** A chunk of a chunked copy after its first: it adds rows to the table, which is not emptied. */
