@@ -99,18 +99,23 @@ export class StreamMerge implements PieceSink {
    * rows, half the target's CPU). A row of a key the table has, or a value that a
    * unique index or a constraint refuses, fails the COPY: it is rolled back to its
    * savepoint, and the piece goes the way of the stage (whose update in place or
-   * error is the answer).
+   * error is the answer). So does a COPY that wrote fewer rows than it read: a
+   * target trigger skipped some (one that ignores keys the table has would
+   * otherwise leave their old rows in place).
    */
   private async copyRows(t: PlanTable, p: Piece): Promise<boolean> {
     await this.target.query("savepoint dbsync_copy");
     try {
-      await copyLines(this.target, `copy ${t.target} (${columnList(t)}) from stdin`, rowsOf(p));
-      await this.target.query("release savepoint dbsync_copy");
-      return true;
+      const written = await copyLines(this.target, `copy ${t.target} (${columnList(t)}) from stdin`, rowsOf(p));
+      if (written === p.counts.get("U")) {
+        await this.target.query("release savepoint dbsync_copy");
+        return true;
+      }
     } catch {
-      await this.target.query("rollback to savepoint dbsync_copy");
-      return false;
+      // The stage's way says why, if it fails too.
     }
+    await this.target.query("rollback to savepoint dbsync_copy");
+    return false;
   }
 
   /**
@@ -184,7 +189,8 @@ async function copyPiece(target: Client, t: PlanTable, stage: Stage, p: Piece) {
   await copyLines(target, `copy ${stage.name} (${stage.op}, ${columnList(t)}) from stdin`, p.data);
 }
 
-async function copyLines(target: Client, sql: string, data: Buffer[]) {
+/** The rows written (COPY's count: without those a BEFORE trigger skipped). */
+async function copyLines(target: Client, sql: string, data: Buffer[]): Promise<number> {
   const ws = target.query(copyFrom(sql));
   // pg-copy-streams reports a server error by an 'error' event only.
   let error: Error | undefined;
@@ -195,4 +201,5 @@ async function copyLines(target: Client, sql: string, data: Buffer[]) {
     throw error ?? err;
   });
   if (error) throw error;
+  return ws.rowCount;
 }
