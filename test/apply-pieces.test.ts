@@ -9,22 +9,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
-import { convergedOrError, setup, status, synced } from "./kit/convergence";
+import { setup, status, strictlyConverged, synced, targetCounts } from "./kit/convergence";
 
 const ROWS = 50_000;
-
-async function strictlyConverged(env: Awaited<ReturnType<typeof freshEnv>>, tables: string[]) {
-  await until("caught up", async () => (await value(env.source, "select dbsync.wait_for_sync('s', '5 s')")) === true || !!(await status(env))?.last_error, 120_000);
-  await convergedOrError(env, tables, { errorOk: false });
-  const st = await status(env);
-  assert.equal(st?.last_error ?? null, null, `no error expected: ${JSON.stringify(st)}`);
-}
-
-async function targetCounts(env: Awaited<ReturnType<typeof freshEnv>>, table: string) {
-  const q = `select n_tup_ins::int as ins, n_tup_upd::int as upd, n_tup_del::int as del
-               from pg_stat_user_tables where relid = $1::regclass`;
-  return (await env.target.query(q, [table])).rows[0] as { ins: number; upd: number; del: number };
-}
 
 test("a table in several pieces: updated in place piece by piece, new keys inserted, gone keys deleted", async () => {
   const env = await freshEnv("pieces_in_place");
