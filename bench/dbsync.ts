@@ -89,6 +89,12 @@ export interface BatchStats {
   medianBatchSeconds: number | null;
   maxBatchSeconds: number | null;
   medianBatchEvents: number | null;
+  /**
+   * Milliseconds per phase summed over the batches, by the sidecar's clock (the
+   * "batch applied" lines' phases: plan, stream, stage COPY, merge <table>, the
+   * waits of each server for the other, commit ...; src/target/phases.ts).
+   */
+  phases: Record<string, number>;
 }
 
 /**
@@ -123,7 +129,7 @@ export class SidecarProcess {
   private log: string[] = [];
   private readyLine = false;
   /** Every "batch applied" debug line: events, seconds inside applyBatch, and when it was logged (s from spawn). */
-  readonly batches: { events: number; seconds: number; at: number }[] = [];
+  readonly batches: { events: number; seconds: number; at: number; phases: Record<string, number> }[] = [];
   /** First time (s from spawn) each start-up line was seen; "loaded" from the child's own uptime. */
   private marks: Record<string, number> = {};
   private cpuMarks: Record<string, number> = {};
@@ -162,7 +168,8 @@ export class SidecarProcess {
     const at = j && typeof j.time === "number" ? (j.time - this.spawnedEpochMs) / 1000 : (performance.now() - this.spawnedAt) / 1000;
     const msg = j?.msg;
     if (msg === "batch applied") {
-      this.batches.push({ events: Number(j!.events), seconds: Number(j!.seconds), at });
+      const phases = typeof j!.phases === "object" && j!.phases ? (j!.phases as Record<string, number>) : {};
+      this.batches.push({ events: Number(j!.events), seconds: Number(j!.seconds), at, phases });
       return;
     }
     if (msg === "dbsync sidecar running") this.readyLine = true;
@@ -189,7 +196,10 @@ export class SidecarProcess {
   batchStats(): BatchStats {
     const secs = this.batches.map((b) => b.seconds).sort((a, b) => a - b);
     const evs = this.batches.map((b) => b.events).sort((a, b) => a - b);
+    const phases: Record<string, number> = {};
+    for (const b of this.batches) for (const [k, v] of Object.entries(b.phases)) phases[k] = (phases[k] ?? 0) + Number(v);
     return {
+      phases,
       batches: secs.length,
       events: evs.reduce((a, b) => a + b, 0),
       applySeconds: secs.reduce((a, b) => a + b, 0),

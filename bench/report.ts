@@ -282,6 +282,8 @@ export function whereTimeGoes(results: RunResult[], durabilities: Durability[]):
           `  ${ds.batches.batches} batch(es), ${f(inBatches, 2)} s inside them (reader transaction, plan, COPY, target statements, commit); ` +
             `sidecar CPU ${f(ds.sidecarCpuSeconds, 2)} s; CPUs busy ${Math.round(ds.cpuBusy * 100)}% (dbsync) / ${Math.round(a.native.cpuBusy * 100)}% (native)`,
         );
+        const phases = phasesLine(ds.batches.phases);
+        if (phases) out.push(`  per phase, by the sidecar's clock: ${phases}`);
       }
       const p = ds.profile;
       if (p) {
@@ -301,6 +303,27 @@ export function whereTimeGoes(results: RunResult[], durabilities: Durability[]):
     }
   }
   return out;
+}
+
+/**
+ * The batches' phases (src/target/phases.ts) as text: the reader's plan, then the
+ * stream (the source reading and sending while the target copies each piece into
+ * its stage and merges it, or copies it straight into its table: the two overlap),
+ * with what the target did in it and how long each server waited for the other,
+ * then the rest.
+ */
+export function phasesLine(ms: Record<string, number> | undefined): string {
+  if (!ms || !Object.keys(ms).length) return "";
+  const s = (k: string) => `${((ms[k] ?? 0) / 1000).toFixed(2)} s`;
+  const merges = Object.keys(ms).filter((k) => k.startsWith("merge ") || k.startsWith("COPY into "));
+  const inStream = ["stage COPY", ...merges, "target waited for the source", "source waited for the target"];
+  const rest = Object.keys(ms).filter((k) => k !== "plan" && k !== "stream" && !inStream.includes(k) && ms[k] >= 5);
+  return (
+    `plan (reader) ${s("plan")}, stream ${s("stream")} (in it, the target: stage COPY ${s("stage COPY")}` +
+    merges.map((k) => `, ${k.replace(/"/g, "")} ${s(k)}`).join("") +
+    `; the target waited for the source ${s("target waited for the source")}, the source for the target ${s("source waited for the target")})` +
+    rest.map((k) => `, ${k} ${s(k)}`).join("")
+  );
 }
 
 function fmt(v: number | null, unit: string): string {

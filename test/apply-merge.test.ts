@@ -7,14 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
-import { setup, strictlyConverged, synced } from "./kit/convergence";
-
-/** The target's counters for a table, once the statistics collector has them. */
-async function targetCounts(env: Awaited<ReturnType<typeof freshEnv>>, table: string) {
-  const q = `select n_tup_ins::int as ins, n_tup_upd::int as upd, n_tup_del::int as del
-               from pg_stat_user_tables where relid = $1::regclass`;
-  return (await env.target.query(q, [table])).rows[0] as { ins: number; upd: number; del: number };
-}
+import { setup, strictlyConverged, synced, targetCounts } from "./kit/convergence";
 
 test("rows of keys the target has are updated in place; new keys inserted; gone keys deleted", async () => {
   const env = await freshEnv("merge_in_place");

@@ -26,7 +26,13 @@
 --       where it can). Else null: the target deletes every row matching a
 --       'K<shape>' row and inserts the 'U' rows.
 --   stream: one COPY ... TO STDOUT for every refreshed table (one scan of the
---   batch's events serves them all), or null. Each line is the table_id, an op,
+--   batch's events serves them all), or null. stream_hash_joins: the reader should
+--   read it with nested loops off: every table in it has at least a tenth as many
+--   events as rows (a backlog), so reading each table once to hash join it with its
+--   keys costs less than probing its key index once per key (a tpcb-like backlog's
+--   163,000 keys: the reader's CPU for the whole stream 25% less). The planner
+--   cannot tell, not knowing how many keys a batch has; and one table with few keys
+--   against many rows keeps the probes for all (a hash join would read all its rows). Each line is the table_id, an op,
 --   then the table's columns as text, padded with NULLs to the widest table's;
 --   tables come one after another in table_id order. 'U' lines are the table's
 --   rows of the changed keys; 'D' lines carry a key that no longer has a row,
@@ -84,6 +90,8 @@ declare
     v_upsert jsonb;
     v_width int;
     v_stream text;
+    -- Every table of the stream has many keys against its rows (at least a tenth).
+    v_many boolean := true;
     v_keycols text[];
     v_from text;
     v_sql text;
@@ -231,20 +239,19 @@ begin
             v_chunk := null;
         end if;
 
-        v_est := null;
+        -- The rows counted by the last VACUUM or ANALYZE, unless none has run
+        -- since the table was created or truncated, or it ran on an empty table:
+        -- then guess from its size (about 100 bytes a row). PostgreSQL 14+ says
+        -- "never counted" with reltuples = -1; before, a created or truncated
+        -- table has reltuples = 0, as an empty one does, so relpages = 0 decides
+        -- (a table still empty has size 0). Reading 0 as 0 copied a big table
+        -- truncated and refilled, or loaded and not yet analyzed, in one batch.
+        v_est := (select nullif(sum(case when c.reltuples >= 0 and c.relpages > 0 then c.reltuples
+                                         else pg_relation_size(c.oid) / 100 end), 0)::bigint
+                  from pg_class c
+                  where c.relkind = 'r'
+                    and c.oid in (select p.relid from pg_partition_tree(r.relid) p union select r.relid));
         if v_action = 'copy' then
-            -- The rows counted by the last VACUUM or ANALYZE, unless none has run
-            -- since the table was created or truncated, or it ran on an empty table:
-            -- then guess from its size (about 100 bytes a row). PostgreSQL 14+ says
-            -- "never counted" with reltuples = -1; before, a created or truncated
-            -- table has reltuples = 0, as an empty one does, so relpages = 0 decides
-            -- (a table still empty has size 0). Reading 0 as 0 copied a big table
-            -- truncated and refilled, or loaded and not yet analyzed, in one batch.
-            v_est := (select nullif(sum(case when c.reltuples >= 0 and c.relpages > 0 then c.reltuples
-                                             else pg_relation_size(c.oid) / 100 end), 0)::bigint
-                      from pg_class c
-                      where c.relkind = 'r'
-                        and c.oid in (select p.relid from pg_partition_tree(r.relid) p union select r.relid));
             -- A table waiting for its copy can wait for the next batch; one whose
             -- events need the copy cannot.
             if v_copy_budget <= 0 and r.state <> 'streaming' and not v_restart then
@@ -305,12 +312,13 @@ begin
         if v_part is not null then
             v_parts := v_parts || format('select %s, p.*/*pad*/ from (%s) p', r.table_id, v_part);
             v_widths := v_widths || cardinality(v_cols);
+            v_many := v_many and r.events * 10 >= coalesce(v_est, 0);
         end if;
         v_entry := jsonb_build_object(
             'table_id', r.table_id, 'target', r.target, 'partitioned', r.partitioned,
             'columns', to_jsonb(v_cols), 'events', r.events,
             'action', v_action, 'forced', v_action = 'copy' and (r.state = 'streaming' or v_restart), 'truncate', coalesce(r.truncated, false) and v_action = 'refresh',
-            'copy_request', r.copy_request, 'rows_estimated', v_est, 'sql', v_sql, 'shapes', v_shapes,
+            'copy_request', r.copy_request, 'rows_estimated', case when v_action = 'copy' then v_est end, 'sql', v_sql, 'shapes', v_shapes,
             'upsert_key', v_upsert, 'chunk', null,
             -- Rows may be updated in place only where equal keys are identical
             -- (_one_text_per_value): else one target row could match two rows of the
@@ -347,6 +355,7 @@ begin
                            (select string_agg(replace(pt, '/*pad*/', repeat(', null', v_width - w)), ' union all ' order by o)
                             from unnest(v_parts, v_widths) with ordinality u(pt, w, o)));
     end if;
-    return jsonb_build_object('ddl', v_ddl, 'tables', v_tables, 'stream', v_stream, 'stream_width', v_width);
+    return jsonb_build_object('ddl', v_ddl, 'tables', v_tables, 'stream', v_stream, 'stream_width', v_width,
+                              'stream_hash_joins', v_many and v_stream is not null);
 end
 $$;

@@ -87,6 +87,8 @@ export interface Plan {
   stream: string | null;
   /** The columns of the stream's widest table: every line carries that many after its op. */
   stream_width: number | null;
+  /** Read the stream with nested loops off: its tables' keys are many against their rows. */
+  stream_hash_joins?: boolean;
 }
 
 /**

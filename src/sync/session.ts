@@ -13,6 +13,7 @@ import { sqlstateOf } from "../errors";
 import { Batch, Done, Plan, beginBatch, openReader } from "../source/batches";
 import { Subscription, loadSubscription } from "../source/catalog";
 import { TargetState, applyBatch } from "../target/apply";
+import { Phases } from "../target/phases";
 import { ensureTargetSchema, enterReplicaMode, readAppliedTick, setAppliedTick } from "../target/progress";
 import { SequenceSync } from "../target/sequences";
 import { StageTables } from "../target/stage";
@@ -117,9 +118,10 @@ export class SubscriptionSession {
       if (!batch) return "caught_up";
       this.currentTick = batch.to;
       const started = process.hrtime.bigint();
+      const phases = new Phases();
       let plan: Plan;
       try {
-        plan = await openReader(control, reader, batch, this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH);
+        plan = await phases.time("plan", () => openReader(control, reader, batch, this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH));
       } catch (err) {
         await reader.query("rollback").catch(() => undefined);
         // A table truncated or rewritten after the snapshot: take a new one.
@@ -150,13 +152,14 @@ export class SubscriptionSession {
               sub.sub_id, t.table_id, t.copy_request, rows + (t.chunk?.rows_before ?? 0), t.rows_estimated,
             ])
             .catch(() => undefined),
+        phases,
       });
       await reader.query("commit");
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       done = { tick: batch.to, events: result.events, seconds, copied: result.copied, sequences: result.sequences };
       this.currentTick = undefined;
       this.opts.onBatch?.(sub.name, result.events, seconds);
-      this.log.debug({ from: batch.from, to: batch.to, events: result.events, copied: result.copied.length, seconds }, "batch applied");
+      this.log.debug({ from: batch.from, to: batch.to, events: result.events, copied: result.copied.length, seconds, phases }, "batch applied");
       // Nothing but copies left out: begin_batch would take batch after empty batch
       // for them (a table not streaming is work to it) as fast as the round trips go.
       if (leftOut && result.events === 0 && result.copied.length === 0) {

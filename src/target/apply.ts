@@ -5,29 +5,33 @@
 //  1. the batch's DDL (execute_ddl) first, so the target has the shape the rows are
 //     read in; a DDL statement that fails there (a constraint that the rows of this
 //     batch will satisfy) runs again after the rows;
-//  2. tables to copy, and tables truncated in the batch, are emptied; each copy
-//     streams every row straight into its table (a chunk of a big table's copy
-//     only its key range: the first chunk empties the table, later ones add to it
-//     after step 3, see sql/functions/_copy_chunks.sql);
-//  3. the refreshed tables' rows and gone keys arrive in one stream (stream.ts),
-//     each table's part into its temp stage; then per table the keys that are gone
-//     are deleted first (so unique constraints never see a transient duplicate),
-//     then the rows are written over the target's rows of the same key by an
-//     UPDATE (less WAL than a DELETE and an INSERT, no dead row, and HOT where the
-//     pages have room) and the rest inserted. Where that cannot work (a unique
-//     value that moved between rows of the batch, keys of several shapes), every
-//     row of a changed key is deleted and the rows inserted: the result is the same;
-//  4. sequences, then the position.
+//  2. tables to copy, and tables truncated in the batch, are emptied;
+//  3. the refreshed tables' rows and gone keys arrive in one stream from the reader
+//     (stream.ts), cut into pieces that the target merges while the reader reads
+//     the next ones (merge.ts): the keys that are gone are deleted, the rows written
+//     over the target's rows of the same key by an UPDATE (less WAL than a DELETE
+//     and an INSERT, no dead row, and HOT where the pages have room) and the rest
+//     inserted. Where that cannot work (a unique value that moved between rows of
+//     the batch, keys of several shapes), every row of a changed key is deleted and
+//     the rows inserted: the result is the same;
+//  4. each copy streams every row straight into its table (a chunk of a big
+//     table's copy only its key range: the first chunk empties the table in step 2,
+//     later ones add to it after the table's refresh in step 3, see
+//     sql/functions/_copy_chunks.sql); tables differ from step 3's, so the order
+//     does not matter, and the reader is free once the stream is read;
+//  5. sequences, then the position.
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { DbsyncError, messageOf, sqlstateOf } from "../errors";
 import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";
+import { Phases } from "./phases";
 import { beginApply, commitApply, recordCopy } from "./progress";
 import { SequenceSync } from "./sequences";
-import { Stage, StageTables } from "./stage";
-import { StagedCounts, stageStream } from "./stream";
+import { StagedTable, StreamMerge } from "./merge";
+import { StageTables } from "./stage";
+import { readStream } from "./stream";
 
 export interface ApplyResult {
   events: number;
@@ -46,6 +50,8 @@ export interface TargetState {
 export interface ApplyHooks {
   /** A copy inside the batch has streamed `rows` rows so far (about every 250 ms). */
   copyProgress?: (t: PlanTable, rows: number) => void;
+  /** Where the batch's time goes (the "batch applied" debug line). */
+  phases?: Phases;
 }
 
 export async function applyBatch(
@@ -59,26 +65,50 @@ export async function applyBatch(
   hooks: ApplyHooks = {},
 ): Promise<ApplyResult> {
   const copied: ApplyResult["copied"] = [];
+  const phases = hooks.phases ?? new Phases();
   let sequences: ApplyResult["sequences"] = [];
   try {
     await beginApply(target, subUuid, batch.from);
-    const deferred = await runDdl(target, plan.ddl, true);
+    const deferred = await phases.time("DDL", () => runDdl(target, plan.ddl, true));
     if (plan.ddl.length) state.stages.forget();
     // The target's tables as they are after the DDL: their columns' types, and
     // whether they are partitioned there. DELETE, UPDATE and TRUNCATE say ONLY for a
     // plain table (its inheritance children are tables of their own), never for a
     // partitioned one (ONLY would touch no row of its partitions).
+    // Locked first: the unique indexes described cannot be dropped until the batch
+    // commits (merge.ts copies new rows straight into a table whose unique index
+    // refuses duplicates; without that index, rows of keys it has would be copied
+    // in beside the old ones).
+    await lockExisting(target, plan.tables.filter((t) => t.action === "refresh").map((t) => t.target));
     const now = await state.stages.describe(target, plan.tables.map((t) => t.target));
     const only = (t: PlanTable) => ((now.get(t.target)?.partitioned ?? t.partitioned) ? t.target : `only ${t.target}`);
     const emptied = plan.tables.filter((t) => (t.action === "copy" && !addsChunk(t)) || t.truncate);
     for (const t of emptied) await withTable(t.target, () => emptyTable(target, only(t)));
 
-    const refreshed = plan.tables.filter((t) => t.action === "refresh");
-    const stages = new Map<number, { t: PlanTable; stage: Stage }>();
-    for (const t of refreshed) {
-      stages.set(t.table_id, { t, stage: await withTable(t.target, () => state.stages.ensure(target, t.target, t.columns, now.get(t.target))) });
+    // The refreshed tables' rows, merged piece by piece while the stream goes on.
+    const staged = new Map<number, StagedTable>();
+    for (const t of plan.tables.filter((t) => t.action === "refresh")) {
+      const desc = now.get(t.target);
+      const stage = await withTable(t.target, () => state.stages.ensure(target, t.target, t.columns, desc));
+      const key = t.upsert_key;
+      const refusesDuplicates = !!key && !!desc?.uniqueKeys.some((u) => u.every((c) => key.includes(c)));
+      staged.set(t.table_id, { t, stage, table: only(t), refusesDuplicates });
     }
-    const counts = plan.stream ? await stageStream(reader, target, plan.stream, plan.stream_width ?? 0, stages, withTable) : new Map<number, StagedCounts>();
+    if (plan.stream) {
+      const width = plan.stream_width ?? 0;
+      // Hash joins of each table with its many keys (see batch_plan).
+      if (plan.stream_hash_joins) await reader.query("set local enable_nestloop = off");
+      const sink = new StreamMerge(target, staged, phases, withTable);
+      const waits = await phases.time("stream", () =>
+        readStream(reader, plan.stream!, (id) => {
+          const s = staged.get(id);
+          return s && width - s.t.columns.length;
+        }, sink),
+      );
+      phases.add("target waited for the source", waits.targetWaitedMs);
+      phases.add("source waited for the target", waits.sourceWaitedMs);
+      if (plan.stream_hash_joins) await reader.query("set local enable_nestloop = default");
+    }
 
     const copy = (t: PlanTable) =>
       withTable(t.target, async () => {
@@ -86,18 +116,15 @@ export async function applyBatch(
         await recordCopy(target, subUuid, t.table_id, batch.to, rows + (t.chunk?.rows_before ?? 0));
         copied.push([t.table_id, t.copy_request, rows]);
       });
-    for (const t of plan.tables.filter((t) => t.action === "copy" && !addsChunk(t))) await copy(t);
-    for (const { t, stage } of stages.values()) {
-      await withTable(t.target, () => merge(target, t, only(t), stage, counts.get(t.table_id)));
-    }
+    for (const t of plan.tables.filter((t) => t.action === "copy" && !addsChunk(t))) await phases.time("table copies", () => copy(t));
     // A later chunk of a chunked copy after its table's refresh: the rows at or
     // below the boundary are then the source's at this snapshot, and the chunk's
     // rows (above it) join a consistent set (a unique value that moved from a row
     // below the boundary to one in the chunk is off the first before the second comes).
-    for (const t of plan.tables.filter(addsChunk)) await copy(t);
-    await runDdl(target, deferred, false);
-    sequences = await state.sequences.push(source, target, batch.groupId);
-    await commitApply(target, subUuid, batch.to);
+    for (const t of plan.tables.filter(addsChunk)) await phases.time("table copies", () => copy(t));
+    if (deferred.length) await phases.time("DDL", () => runDdl(target, deferred, false));
+    sequences = await phases.time("sequences", () => state.sequences.push(source, target, batch.groupId));
+    await phases.time("commit", () => commitApply(target, subUuid, batch.to));
   } catch (err) {
     await target.query("rollback").catch(() => undefined);
     state.stages.rolledBack();
@@ -110,45 +137,17 @@ export async function applyBatch(
 }
 
 /**
- * A refreshed table's staged lines onto the target: the keys to delete, then the
- * rows. Statements with no staged line to act on are skipped.
+ * ROW EXCLUSIVE locks (those of the writes to come) on the tables that exist; one
+ * that is missing fails later, with its own error. ONLY: a partitioned table's
+ * unique index is its own, and inheritance children are not written.
  */
-async function merge(target: Client, t: PlanTable, table: string, stage: Stage, counts: StagedCounts | undefined) {
-  const has = (op: string) => (counts?.get(op) ?? 0) > 0;
-  const cols = t.columns.map((c) => ident(c)).join(", ");
-  const deleteWhere = (op: string, key: string[]) =>
-    `delete from ${table} t using ${stage.name} s where s.${stage.op} = '${op}' and ${stage.keyMatch(key)}`;
-  const deletes = t.shapes.filter((s) => has(s.op)).map((s) => deleteWhere(s.op, s.key_columns));
-  // Statements in one round trip (no parameters: the simple protocol allows it).
-  if (deletes.length) await target.query(deletes.join(";\n"));
-  if (!has("U")) return;
-  const insert = `insert into ${t.target} (${cols}) overriding system value
-                  select ${cols} from ${stage.name} s where s.${stage.op} = 'U'`;
-  const key = t.upsert_key;
-  if (key && t.in_place && stage.mayUpdate(key)) {
-    // Rows whose key the target has are updated in place; the others inserted
-    // (the stage's own row ids tell which: no second probe of the key index).
-    const set = stage.updateSet(key).map((c) => `${ident(c)} = s.${ident(c)}`);
-    await target.query("savepoint dbsync_update");
-    try {
-      await target.query(
-        `with updated as (
-           update ${table} t set ${set.join(", ")} from ${stage.name} s
-            where s.${stage.op} = 'U' and ${stage.keyMatch(key)}
-           returning s.ctid as row)
-         ${insert} and not exists (select from updated u where u.row OPERATOR(pg_catalog.=) s.ctid);
-         release savepoint dbsync_update`,
-      );
-      return;
-    } catch (err) {
-      await target.query("rollback to savepoint dbsync_update");
-      // A unique value that moved between rows of the batch, a deadlock or a
-      // timeout may let the next batch update; an identity column, a partition key
-      // that cannot move (an old server) or a missing right will not.
-      if (/^(428C9|0A000|42)/.test(sqlstateOf(err) ?? "")) stage.updateRefused = true;
-    }
-  }
-  await target.query((key ? deleteWhere("U", key) + ";\n" : "") + insert);
+async function lockExisting(target: Client, tables: string[]) {
+  if (!tables.length) return;
+  const { rows } = await target.query<{ name: string }>(
+    "select x as name from pg_catalog.unnest($1::pg_catalog.text[]) x where pg_catalog.to_regclass(x) is not null",
+    [tables],
+  );
+  if (rows.length) await target.query(`lock table ${rows.map((r) => `only ${r.name}`).join(", ")} in row exclusive mode`);
 }
 
 /** A chunk of a chunked copy after its first: it adds rows to the table, which is not emptied. */

@@ -10,6 +10,7 @@
 // with NULLs beside them, which a NOT NULL or CHECK domain would refuse; the target
 // table checks its domains when the rows reach it.
 import { Client, escapeIdentifier as ident } from "pg";
+import { forServer } from "../compat";
 
 /** What a batch needs to know of a target table (TargetTables.describe). */
 export interface TargetTable {
@@ -17,6 +18,12 @@ export interface TargetTable {
   partitioned: boolean;
   /** Its columns' names, types and typmods: a stage is made for one signature. */
   signature: string;
+  /**
+   * The key columns of its unique indexes that refuse a duplicate at once (not
+   * deferrable, not partial, no expressions): rows may be copied straight into the
+   * table when one of them is within the rows' key (see merge.ts).
+   */
+  uniqueKeys: string[][];
 }
 
 export interface Stage {
@@ -57,16 +64,25 @@ export class StageTables {
 
   /** The target tables as they are now, in one query; a table missing there is not in the map. */
   async describe(target: Client, tables: string[]): Promise<Map<string, TargetTable>> {
-    const { rows } = await target.query<{ name: string; partitioned: boolean; signature: string }>(
-      `select x.name, c.relkind = 'p' as partitioned,
+    // forServer: pg_index.indnkeyatts is indnatts before PostgreSQL 11.
+    const { rows } = await target.query<{ name: string; partitioned: boolean; signature: string; unique_keys: string[][] }>(
+      await forServer(target, `select x.name, c.relkind = 'p' as partitioned,
               (select pg_catalog.string_agg(pg_catalog.format('%s %s %s', a.attname, a.atttypid, a.atttypmod), ', ' order by a.attnum)
                  from pg_catalog.pg_attribute a
-                where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as signature
+                where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as signature,
+              (select coalesce(pg_catalog.jsonb_agg(k.cols), '[]')
+                 from (select pg_catalog.array_agg(a.attname::pg_catalog.text) as cols
+                         from pg_catalog.pg_index i
+                         cross join pg_catalog.unnest((i.indkey::pg_catalog.int2[])[0:i.indnkeyatts - 1]) u(attnum)
+                         join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = u.attnum
+                        where i.indrelid = c.oid and i.indisunique and i.indimmediate and i.indisvalid
+                          and i.indpred is null and i.indexprs is null
+                        group by i.indexrelid) k) as unique_keys
          from pg_catalog.unnest($1::pg_catalog.text[]) x(name)
-         join pg_catalog.pg_class c on c.oid = pg_catalog.to_regclass(x.name)`,
+         join pg_catalog.pg_class c on c.oid = pg_catalog.to_regclass(x.name)`),
       [tables],
     );
-    return new Map(rows.map((r) => [r.name, { partitioned: r.partitioned, signature: r.signature }]));
+    return new Map(rows.map((r) => [r.name, { partitioned: r.partitioned, signature: r.signature, uniqueKeys: r.unique_keys }]));
   }
 
   /** The stage of `table` with these columns, created if need be. Empty at each transaction's start. */

@@ -69,3 +69,10 @@ export async function strictlyConverged(env: Env, tables: string[], sub = "s"): 
   const st = await status(env, sub);
   assert.equal(st?.last_error ?? null, null, `no error expected: ${JSON.stringify(st)}`);
 }
+
+/** The target's counters for a table (pg_stat_user_tables), once the statistics collector has them. */
+export async function targetCounts(env: Env, table: string): Promise<{ ins: number; upd: number; del: number }> {
+  const q = `select n_tup_ins::int as ins, n_tup_upd::int as upd, n_tup_del::int as del
+               from pg_stat_user_tables where relid = $1::regclass`;
+  return (await env.target.query(q, [table])).rows[0];
+}

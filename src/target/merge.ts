@@ -1,0 +1,205 @@
+// A refreshed table's rows onto the target, piece by piece as the batch stream
+// brings them (stream.ts): each piece is copied into the table's stage, then
+//  - where the rows may be written over the target's rows of the same key (one key
+//    shape, equal keys identical: see batch_plan's in_place), each piece is merged
+//    at once: its keys that are gone deleted, its rows updated in place (less WAL
+//    than a DELETE and an INSERT, no dead row, HOT where the pages have room) and
+//    the rest inserted; the stage is emptied for the next piece. Where a unique
+//    index of the target refuses a second row of a key, a piece of rows only (no
+//    key gone) is first copied straight into the table: new rows, as in a backlog
+//    of inserts, then cost one COPY (see copyRows);
+//  - otherwise (keys of several shapes, keys equal with different texts) the stage
+//    keeps every piece, and at the table's end every changed key is deleted and
+//    the rows inserted.
+// An update in place that fails (a unique value that moved between rows of the
+// batch, the pieces merged one after the other; an identity column GENERATED
+// ALWAYS) is rolled back to its savepoint, and from that piece on the table is
+// merged as in the second case: its remaining rows and keys are deleted and
+// inserted at its end, which gives the same result (each key ends as the source's
+// row), since the pieces merged before hold the source's rows of their keys.
+import { Client, escapeIdentifier as ident } from "pg";
+import { from as copyFrom } from "pg-copy-streams";
+import { finished } from "node:stream/promises";
+import { sqlstateOf } from "../errors";
+import { PlanTable } from "../source/batches";
+import { Phases } from "./phases";
+import { Stage } from "./stage";
+import { Piece, PieceSink, StagedCounts, rowsOf } from "./stream";
+
+type WithTable = <T>(table: string, fn: () => Promise<T>) => Promise<T>;
+
+export interface StagedTable {
+  t: PlanTable;
+  stage: Stage;
+  /** The table's name in the target's DELETE and UPDATE (ONLY for a plain table). */
+  table: string;
+  /** A unique index of the target refuses a row of a key it has, at once: new rows may be copied straight in. */
+  refusesDuplicates: boolean;
+}
+
+interface Progress {
+  /** Lines in the stage not merged yet, per op. */
+  counts: StagedCounts;
+  /** The stage holds merged rows: empty it before the next piece. */
+  merged: boolean;
+  /** Merged piece by piece; false once an update in place failed. */
+  inPlace: boolean;
+  /** A piece copied straight into the table failed: not again in this batch. */
+  copyFailed: boolean;
+}
+
+export class StreamMerge implements PieceSink {
+  private progress = new Map<number, Progress>();
+
+  constructor(
+    private readonly target: Client,
+    private readonly tables: Map<number, StagedTable>,
+    private readonly phases: Phases,
+    private readonly withTable: WithTable,
+  ) {}
+
+  async piece(p: Piece) {
+    const { t, stage } = this.tables.get(p.id)!;
+    let pr = this.progress.get(p.id);
+    if (!pr) {
+      pr = { counts: new Map(), merged: false, inPlace: mergesInPlace(t, stage), copyFailed: false };
+      this.progress.set(p.id, pr);
+    }
+    const progress = pr;
+    await this.withTable(t.target, async () => {
+      if (progress.inPlace && this.tables.get(p.id)!.refusesDuplicates && !progress.copyFailed && p.counts.size === 1 && p.counts.has("U")) {
+        if (await this.phases.time(`COPY into ${t.target}`, () => this.copyRows(t, p))) return;
+        progress.copyFailed = true;
+      }
+      await this.phases.time("stage COPY", async () => {
+        if (progress.merged) {
+          await this.target.query(`truncate ${stage.name}`);
+          progress.merged = false;
+        }
+        await copyPiece(this.target, t, stage, p);
+      });
+      for (const [op, n] of p.counts) progress.counts.set(op, (progress.counts.get(op) ?? 0) + n);
+      if (!progress.inPlace) return;
+      progress.inPlace = await this.phases.time(`merge ${t.target}`, () => this.mergeInPlace(p.id, progress.counts));
+      progress.merged = progress.inPlace;
+      if (progress.merged) progress.counts = new Map();
+    });
+  }
+
+  async end(id: number) {
+    const pr = this.progress.get(id);
+    if (!pr || pr.merged || !pr.counts.size) return;
+    const { t } = this.tables.get(id)!;
+    await this.withTable(t.target, () => this.phases.time(`merge ${t.target}`, () => this.replace(id, pr.counts)));
+  }
+
+  /**
+   * A piece of rows only, copied straight into the table (COPY writes many rows a
+   * page, where INSERT ... SELECT from the stage writes them one by one: for new
+   * rows, half the target's CPU). A row of a key the table has, or a value that a
+   * unique index or a constraint refuses, fails the COPY: it is rolled back to its
+   * savepoint, and the piece goes the way of the stage (whose update in place or
+   * error is the answer). So does a COPY that wrote fewer rows than it read: a
+   * target trigger skipped some (one that ignores keys the table has would
+   * otherwise leave their old rows in place).
+   */
+  private async copyRows(t: PlanTable, p: Piece): Promise<boolean> {
+    await this.target.query("savepoint dbsync_copy");
+    try {
+      const written = await copyLines(this.target, `copy ${t.target} (${columnList(t)}) from stdin`, rowsOf(p));
+      if (written === p.counts.get("U")) {
+        await this.target.query("release savepoint dbsync_copy");
+        return true;
+      }
+    } catch {
+      // The stage's way says why, if it fails too.
+    }
+    await this.target.query("rollback to savepoint dbsync_copy");
+    return false;
+  }
+
+  /**
+   * The staged keys that are gone deleted, the staged rows written over the target's
+   * rows of their key and the others inserted (the stage's own row ids tell which:
+   * no second probe of the key index). False when the update failed (rolled back
+   * to its savepoint: the deletes stay, being right whatever comes after).
+   */
+  private async mergeInPlace(id: number, counts: StagedCounts): Promise<boolean> {
+    const { t, stage, table } = this.tables.get(id)!;
+    const key = t.upsert_key!;
+    const has = (op: string) => (counts.get(op) ?? 0) > 0;
+    if (has("D")) await this.target.query(deleteWhere(table, stage, "D", key));
+    if (!has("U")) return true;
+    const set = stage.updateSet(key).map((c) => `${ident(c)} = s.${ident(c)}`);
+    await this.target.query("savepoint dbsync_update");
+    try {
+      await this.target.query(
+        `with updated as (
+           update ${table} t set ${set.join(", ")} from ${stage.name} s
+            where s.${stage.op} = 'U' and ${stage.keyMatch(key)}
+           returning s.ctid as row)
+         ${insertRows(t, stage)} and not exists (select from updated u where u.row OPERATOR(pg_catalog.=) s.ctid);
+         release savepoint dbsync_update`,
+      );
+      return true;
+    } catch (err) {
+      await this.target.query("rollback to savepoint dbsync_update");
+      // A unique value that moved between rows of the batch, a deadlock or a
+      // timeout may let the next batch update; an identity column, a partition key
+      // that cannot move (an old server) or a missing right will not.
+      if (/^(428C9|0A000|42)/.test(sqlstateOf(err) ?? "")) stage.updateRefused = true;
+      return false;
+    }
+  }
+
+  /** Every staged key's rows deleted (gone keys, changed keys of any shape, the rows' keys), then the rows inserted. */
+  private async replace(id: number, counts: StagedCounts) {
+    const { t, stage, table } = this.tables.get(id)!;
+    const has = (op: string) => (counts.get(op) ?? 0) > 0;
+    const statements = t.shapes.filter((s) => has(s.op)).map((s) => deleteWhere(table, stage, s.op, s.key_columns));
+    if (has("U")) {
+      if (t.upsert_key) statements.push(deleteWhere(table, stage, "U", t.upsert_key));
+      statements.push(insertRows(t, stage));
+    }
+    // In one round trip (no parameters: the simple protocol allows it).
+    if (statements.length) await this.target.query(statements.join(";\n"));
+  }
+}
+
+/** Whether the table's pieces are merged as they come (see the header). */
+function mergesInPlace(t: PlanTable, stage: Stage): boolean {
+  return !!t.upsert_key && !!t.in_place && stage.mayUpdate(t.upsert_key);
+}
+
+function deleteWhere(table: string, stage: Stage, op: string, key: string[]): string {
+  return `delete from ${table} t using ${stage.name} s where s.${stage.op} = '${op}' and ${stage.keyMatch(key)}`;
+}
+
+function insertRows(t: PlanTable, stage: Stage): string {
+  const cols = columnList(t);
+  return `insert into ${t.target} (${cols}) overriding system value
+          select ${cols} from ${stage.name} s where s.${stage.op} = 'U'`;
+}
+
+function columnList(t: PlanTable): string {
+  return t.columns.map((c) => ident(c)).join(", ");
+}
+
+async function copyPiece(target: Client, t: PlanTable, stage: Stage, p: Piece) {
+  await copyLines(target, `copy ${stage.name} (${stage.op}, ${columnList(t)}) from stdin`, p.data);
+}
+
+/** The rows written (COPY's count: without those a BEFORE trigger skipped). */
+async function copyLines(target: Client, sql: string, data: Buffer[]): Promise<number> {
+  const ws = target.query(copyFrom(sql));
+  // pg-copy-streams reports a server error by an 'error' event only.
+  let error: Error | undefined;
+  ws.on("error", (err) => (error ??= err));
+  for (const b of data) ws.write(b);
+  ws.end();
+  await finished(ws).catch((err) => {
+    throw error ?? err;
+  });
+  if (error) throw error;
+  return ws.rowCount;
+}
