@@ -1,0 +1,103 @@
+// Two `dbsync run` processes share many subscriptions; one is SIGKILLed in the
+// middle of a copy and started again: the other takes its subscriptions, every
+// table reaches every target, and no target commits a table's copy twice (an
+// ALWAYS trigger on the target logs each TRUNCATE a committed copy made: a copy
+// rolled back takes its log row with it).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { createDatabase, freshEnv, pool, sleep, startSidecar, tableText, until, value } from "./helpers";
+
+const GROUPS = 4;
+const TABLES = 16;
+const ROWS = 2000;
+const name = (i: number) => `t${String(i).padStart(2, "0")}`;
+const group = (i: number) => `g${((i - 1) % GROUPS) + 1}`;
+
+const SOURCE_DDL = Array.from({ length: TABLES }, (_, k) => {
+  const t = name(k + 1);
+  return `create table ${t} (id int primary key, v int not null, note text);
+          insert into ${t} select g, g, md5(g::text) from generate_series(1, ${ROWS}) g;`;
+}).join("\n");
+
+const TARGET_DDL =
+  `create table copies (tbl text not null);
+   create function log_copy() returns trigger language plpgsql as $$
+   begin insert into public.copies values (tg_table_name); return null; end $$;` +
+  Array.from({ length: TABLES }, (_, k) => {
+    const t = name(k + 1);
+    return `create table ${t} (id int primary key, v int not null, note text);
+            create trigger log_copy after truncate on ${t} for each statement execute function log_copy();
+            alter table ${t} enable always trigger log_copy;`;
+  }).join("\n");
+
+test("two processes, one SIGKILLed mid-copy and restarted: the other takes over, every table copied once, nothing lost", async () => {
+  const env = await freshEnv("scale_takeover");
+  const target2Url = await createDatabase(process.env.DBSYNC_TEST_TARGET_URL!, "scale_takeover_t2");
+  const targets = [env.target, pool(target2Url)];
+  await env.source.query(SOURCE_DDL + "analyze;");
+  for (const t of targets) await t.query(TARGET_DDL);
+  for (let i = 1; i <= TABLES; i++) await env.source.query("select dbsync.add_table($1, $2)", [name(i), group(i)]);
+  const subs: string[] = [];
+  for (let g = 1; g <= GROUPS; g++) {
+    for (const [k, url] of [env.targetUrl, target2Url].entries()) {
+      subs.push(`g${g}_${k}`);
+      await env.source.query("select dbsync.add_subscription($1, $2, $3)", [`g${g}_${k}`, `g${g}`, url]);
+    }
+  }
+  // The first process gets stuck in the copy of t01 into the first target: its
+  // TRUNCATE waits for this lock, inside the batch's transaction.
+  const blocker = await env.target.connect();
+  await blocker.query("begin; lock table t01 in access exclusive mode");
+  const args = ["--poll-interval", "200", "--concurrency", "2"];
+  let first = startSidecar(env.sourceUrl, args);
+  const second = { proc: undefined as ReturnType<typeof startSidecar> | undefined };
+  const stop = { done: false };
+  let written = 0;
+  // Writes go on all along: the copies must include them, or the stream after them.
+  const writerDone = (async () => {
+    while (!stop.done) {
+      const i = 1 + (written % TABLES);
+      await env.source.query(`update ${name(i)} set v = v + 1 where id = $1`, [1 + (written % ROWS)]);
+      await env.source.query(`insert into ${name(i)} values ($1, 0, 'new')`, [ROWS + 1 + written]);
+      written++;
+      await sleep(5);
+    }
+  })();
+  try {
+    await until(
+      "the first process stuck in the copy of t01",
+      async () => (await value<number>(env.target, "select count(*)::int from pg_locks where relation = 't01'::regclass and not granted")) > 0,
+      30000,
+    );
+    second.proc = startSidecar(env.sourceUrl, args);
+    await sleep(2000);
+    first.proc.kill("SIGKILL");
+    await first.exited;
+    await blocker.query("commit");
+    // Started again while the other is at work.
+    first = startSidecar(env.sourceUrl, args);
+    await until(
+      "every table copied into every target",
+      async () => (await value<number>(env.source, "select count(*)::int from dbsync.subscription_tables where state <> 'streaming'")) === 0,
+      90000,
+    );
+    stop.done = true;
+    await writerDone;
+    for (const s of subs) {
+      assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '60 s')", [s]), true, `${s}\n${first.output()}\n${second.proc.output()}`);
+    }
+    for (const [k, t] of targets.entries()) {
+      const copies = await value<Record<string, number>>(t, "select coalesce(jsonb_object_agg(tbl, n), '{}') from (select tbl, count(*) as n from copies group by tbl) x");
+      for (let i = 1; i <= TABLES; i++) assert.equal(copies[name(i)], 1, `target ${k}: ${name(i)} copied ${copies[name(i)] ?? 0} times`);
+      for (let i = 1; i <= TABLES; i++) {
+        assert.deepEqual(await tableText(t, name(i)), await tableText(env.source, name(i)), `target ${k}: ${name(i)} differs`);
+      }
+    }
+    assert.ok(written > 0);
+  } finally {
+    stop.done = true;
+    await writerDone.catch(() => undefined);
+    blocker.release();
+    await Promise.all([first.stop(), second.proc?.stop()]);
+  }
+});
