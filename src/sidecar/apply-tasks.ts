@@ -5,6 +5,7 @@ import { Pool } from "pg";
 import { DbsyncError, isTransient, messageOf, reportOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
 import { PositionMoved } from "../target/progress";
+import { Links } from "../sync/links";
 import { SubscriptionSession } from "../sync/session";
 import { Backoff } from "./backoff";
 import { Jobs } from "./jobs";
@@ -28,6 +29,8 @@ export interface ApplyTaskOptions {
   sourceUrl: string | undefined;
   /** Rows copied per batch; bigger tables are copied in chunks of this many rows. */
   copyChunkRows?: number;
+  /** Sync jobs run at once (default 4): the bound on the reader and target connections. */
+  concurrency?: number;
 }
 
 export class ApplyTasks {
@@ -36,6 +39,7 @@ export class ApplyTasks {
   /** Subscriptions this process is applying now, and whether to look again after. */
   private running = new Map<string, { again: boolean }>();
   jobs!: Jobs;
+  private readonly links: Links;
 
   constructor(
     private readonly opts: ApplyTaskOptions,
@@ -44,7 +48,9 @@ export class ApplyTasks {
     private readonly log: Log,
     private readonly signal: AbortSignal,
     private readonly outages: Outages = new Outages(log),
-  ) {}
+  ) {
+    this.links = new Links({ sourceUrl: opts.sourceUrl, concurrency: opts.concurrency ?? 4, statementTimeoutMs: 0 });
+  }
 
   /**
    * The "sync" job. A wake-up for a subscription this process is applying right
@@ -80,6 +86,8 @@ export class ApplyTasks {
           sourceUrl: this.opts.sourceUrl,
           statementTimeoutMs: 0,
           copyChunkRows: this.opts.copyChunkRows,
+          links: this.links,
+          control: this.pool,
           onBatch: (sub, events, seconds) => {
             this.metrics.batches.inc({ subscription: sub });
             this.metrics.rows.inc({ subscription: sub }, events);
@@ -100,10 +108,10 @@ export class ApplyTasks {
       const outcome = await session.sync(this.signal);
       this.backoff.succeed(name);
       this.outages.ok(`subscription ${name}`, `subscription ${name}`, { subscription: name });
-      if (outcome !== "caught_up") {
-        if (outcome !== "stopped") await this.drop(name);
-        return;
-      }
+      if (outcome === "stopped") return;
+      // Caught up (or nothing to do): an idle subscription holds no connection.
+      await this.drop(name, false);
+      if (outcome !== "caught_up") return;
       const groupId = session.subscription!.group_id;
       // Ask writers to notify from now on, then look once more: a change committed
       // before the flag was visible to them would otherwise wait for the next poll.
@@ -122,10 +130,11 @@ export class ApplyTasks {
     }
   }
 
-  private async drop(name: string) {
+  /** Ends the subscription's session: its connections back to the pools, or closed when `broken`. */
+  private async drop(name: string, broken = true) {
     const session = this.sessions.get(name);
     this.sessions.delete(name);
-    await session?.close();
+    await session?.close(broken);
   }
 
   private async reportError(name: string, err: unknown, tick: number | undefined) {
@@ -159,5 +168,6 @@ export class ApplyTasks {
   async close() {
     await Promise.all([...this.sessions.values()].map((s) => s.close()));
     this.sessions.clear();
+    await this.links.close();
   }
 }

@@ -1,22 +1,23 @@
 // One subscription's applier: its connections, its lock, and the loop that takes a
 // tick, reads the batch at that tick's snapshot and applies it until the target has
-// caught up. Three connections: `control` on the source (the apply lock, ticks,
-// progress), `reader` on the source (each batch's REPEATABLE READ transaction at
-// the batch's snapshot), and the target.
+// caught up. While it applies it holds two connections, leased from the process's
+// Links (links.ts) and given back once it has caught up: `reader` on the source
+// (the apply lock, and each batch's REPEATABLE READ transaction at the batch's
+// snapshot) and the target. Ticks, progress and errors go through the process's
+// control pool: a batch's tick is exported by a control connection held only until
+// the reader has imported it.
 // The target is the truth: on (re)connect the session reads the target's position
 // first and tells the source (dbsync.target_position), so a crash between the target
 // commit and the source update neither skips nor repeats a batch, and a target that
 // went back in time is an error, never a skip.
-import { Client, escapeIdentifier as ident } from "pg";
-import { closeQuietly, connect } from "../db";
+import { Pool, PoolClient, escapeIdentifier as ident } from "pg";
 import { sqlstateOf } from "../errors";
 import { Batch, Done, Plan, beginBatch, openReader } from "../source/batches";
 import { Subscription, loadSubscription } from "../source/catalog";
 import { TargetState, applyBatch } from "../target/apply";
-import { ensureTargetSchema, enterReplicaMode, readAppliedTick, setAppliedTick } from "../target/progress";
-import { SequenceSync } from "../target/sequences";
-import { StageTables } from "../target/stage";
+import { readAppliedTick, setAppliedTick } from "../target/progress";
 import { Log } from "../log";
+import { Links } from "./links";
 
 // Key space of dbsync's session advisory locks ("dbsy"); the second key is sub_id.
 export const APPLY_LOCK_CLASS = 0x64627379;
@@ -39,12 +40,17 @@ export interface SessionOptions {
   copyChunkRows?: number;
   /** Called after each batch is committed on the target. */
   onBatch?: (subscription: string, events: number, seconds: number) => void;
+  /** The process's reader and target connections. */
+  links: Links;
+  /** The process's control pool on the source: ticks, progress, errors. */
+  control: Pool;
 }
 
 export class SubscriptionSession {
-  private control?: Client;
-  private reader?: Client;
-  private target?: Client;
+  private reader?: PoolClient;
+  /** The sub_id whose apply lock the reader holds. */
+  private locked?: number;
+  private target?: PoolClient;
   private sub?: Subscription;
   /** Created with the target connection: its stage tables are that session's. */
   private targetState?: TargetState;
@@ -63,34 +69,38 @@ export class SubscriptionSession {
 
   /** Applies batches until caught up, paused, or `signal` fires. */
   async sync(signal: AbortSignal): Promise<SyncOutcome> {
-    const appName = `dbsync apply ${this.name}`.slice(0, 63);
-    const link = { applicationName: appName, statementTimeoutMs: this.opts.statementTimeoutMs };
-    if (!this.control) {
-      const control = await connect(this.opts.sourceUrl, link);
-      const sub = await loadSubscription(control, this.name);
-      if (!sub) {
-        await closeQuietly(control);
-        return "gone";
+    const { links, control } = this.opts;
+    if (!this.reader) {
+      const reader = await links.reader(this.name);
+      try {
+        const sub = await loadSubscription(reader, this.name);
+        if (!sub) {
+          links.release(reader);
+          return "gone";
+        }
+        // Held until the session closes; a crashed process loses it at once.
+        const { rows } = await reader.query("select pg_try_advisory_lock($1, $2) as ok", [APPLY_LOCK_CLASS, sub.sub_id]);
+        if (!rows[0].ok) {
+          links.release(reader);
+          return "busy";
+        }
+        this.locked = sub.sub_id;
+      } catch (err) {
+        links.release(reader, true);
+        throw err;
       }
-      // Held for the session's life; a crashed process loses it at once.
-      const { rows } = await control.query("select pg_try_advisory_lock($1, $2) as ok", [APPLY_LOCK_CLASS, sub.sub_id]);
-      if (!rows[0].ok) {
-        await closeQuietly(control);
-        return "busy";
-      }
-      this.control = control;
+      this.reader = reader;
     }
-    const control = this.control;
-    const sub = await loadSubscription(control, this.name);
+    const reader = this.reader;
+    const sub = await loadSubscription(reader, this.name);
     this.sub = sub;
     if (!sub) return "gone";
     if (sub.paused) return "paused";
 
+    // The target is read at every lease: another process may have applied since.
     if (!this.target) {
-      const target = await connect(sub.target_conninfo, link);
+      const { client: target, state } = await links.target(sub.target_conninfo, this.name);
       try {
-        await ensureTargetSchema(target);
-        await enterReplicaMode(target);
         const at = await readAppliedTick(target, sub.sub_uuid, sub.name, sub.position_tick);
         const { rows } = await control.query("select dbsync.target_position($1, $2)::float8 as t", [sub.sub_id, at]);
         if (rows[0].t !== at) await setAppliedTick(target, sub.sub_uuid, rows[0].t);
@@ -98,14 +108,11 @@ export class SubscriptionSession {
           this.log.info({ source: sub.position_tick, target: at, continuing: rows[0].t }, "position taken from the target");
         }
       } catch (err) {
-        await closeQuietly(target);
+        links.release(target, true);
         throw err;
       }
       this.target = target;
-      this.targetState = { stages: new StageTables(), sequences: new SequenceSync() };
-    }
-    if (!this.reader) {
-      this.reader = await connect(this.opts.sourceUrl, { ...link, applicationName: `dbsync read ${this.name}`.slice(0, 63) });
+      this.targetState = state;
     }
 
     // Each batch's progress reaches the source with the request for the next one.
@@ -117,20 +124,31 @@ export class SubscriptionSession {
         ]);
         return "stopped";
       }
-      const batch = await beginBatch(control, sub.name, sub.sub_id, done);
-      done = undefined;
-      if (!batch) return "caught_up";
-      this.currentTick = batch.to;
-      const started = process.hrtime.bigint();
-      let plan: Plan;
+      // The tick's exporting transaction lives until the reader has imported it.
+      const exporter = await control.connect();
+      let batch: Batch | undefined;
+      let plan: Plan | undefined;
+      let started = process.hrtime.bigint();
       try {
-        plan = await openReader(control, this.reader, batch, this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH);
+        batch = await beginBatch(exporter, sub.name, sub.sub_id, done);
+        done = undefined;
+        if (batch) {
+          this.currentTick = batch.to;
+          started = process.hrtime.bigint();
+          plan = await openReader(exporter, reader, batch, this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH).catch(async (err) => {
+            await reader.query("rollback").catch(() => undefined);
+            // A table truncated or rewritten after the snapshot: take a new one.
+            if (sqlstateOf(err) === "40001" && retries++ < PLAN_RETRIES) return undefined;
+            throw err;
+          });
+        }
+        exporter.release();
       } catch (err) {
-        await this.reader.query("rollback").catch(() => undefined);
-        // A table truncated or rewritten after the snapshot: take a new one.
-        if (sqlstateOf(err) === "40001" && retries++ < PLAN_RETRIES) continue;
+        exporter.release(true);
         throw err;
       }
+      if (!batch) return "caught_up";
+      if (!plan) continue;
       retries = 0;
       plan = await this.withoutUncopyable(batch, plan);
       plan = await this.withoutSkippedDdl(sub.sub_id, plan);
@@ -146,7 +164,8 @@ export class SubscriptionSession {
           JSON.stringify(chunks.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk }))),
         ]);
       }
-      const result = await applyBatch(control, this.reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
+      // The reader, idle in its transaction by then, reads the sequences to carry.
+      const result = await applyBatch(reader, reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
         copyProgress: (t, rows) =>
           void control
             .query("select dbsync.copy_progress($1, $2, $3, $4, $5)", [
@@ -154,7 +173,7 @@ export class SubscriptionSession {
             ])
             .catch(() => undefined),
       });
-      await this.reader.query("commit");
+      await reader.query("commit");
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       done = { tick: batch.to, events: result.events, seconds, copied: result.copied, sequences: result.sequences };
       this.currentTick = undefined;
@@ -205,7 +224,7 @@ export class SubscriptionSession {
         continue;
       }
       this.log.warn({ table: t.target }, message);
-      await this.control!.query("select dbsync.table_error($1, $2, $3)", [batch.subId, t.table_id, message]);
+      await this.opts.control.query("select dbsync.table_error($1, $2, $3)", [batch.subId, t.table_id, message]);
     }
     return { ...plan, tables: kept };
   }
@@ -213,7 +232,7 @@ export class SubscriptionSession {
   /** execute_ddl statements a DBA chose to skip on this target (dbsync.skip_ddl). */
   private async withoutSkippedDdl(subId: number, plan: Plan): Promise<Plan> {
     if (!plan.ddl.length) return plan;
-    const { rows } = await this.control!.query<{ ids: string[] }>("select dbsync._skipped_ddl($1)::text[] as ids", [subId]);
+    const { rows } = await this.opts.control.query<{ ids: string[] }>("select dbsync._skipped_ddl($1)::text[] as ids", [subId]);
     const skipped = new Set(rows[0].ids.map(Number));
     if (!skipped.size) return plan;
     const ddl = plan.ddl.filter((d) => !skipped.has(Number(d.ev_id)));
@@ -221,9 +240,23 @@ export class SubscriptionSession {
     return { ...plan, ddl };
   }
 
-  async close() {
-    const { control, reader, target } = this;
-    this.control = this.reader = this.target = this.targetState = undefined;
-    await Promise.all([closeQuietly(control), closeQuietly(reader), closeQuietly(target)]);
+  /**
+   * Gives the connections back, the apply lock released; `broken` (after an error:
+   * their state is unknown) closes them instead, which releases the lock too.
+   */
+  async close(broken = true) {
+    const { reader, target, locked } = this;
+    const { links } = this.opts;
+    this.reader = this.target = this.targetState = this.locked = undefined;
+    if (target) links.release(target, broken);
+    if (!reader) return;
+    if (!broken) {
+      try {
+        await reader.query("select pg_advisory_unlock($1, $2)", [APPLY_LOCK_CLASS, locked]);
+      } catch {
+        broken = true;
+      }
+    }
+    links.release(reader, broken);
   }
 }
