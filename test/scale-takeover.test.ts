@@ -19,16 +19,18 @@ const SOURCE_DDL = Array.from({ length: TABLES }, (_, k) => {
           insert into ${t} select g, g, md5(g::text) from generate_series(1, ${ROWS}) g;`;
 }).join("\n");
 
+// Target only: every TRUNCATE a committed transaction made, by table.
+const COPY_LOG = `
+  create table copies (tbl text not null);
+  create function log_copy() returns trigger language plpgsql as $$
+  begin insert into public.copies values (tg_table_name); return null; end $$;`;
+const logCopies = (t: string) => `
+  create trigger log_copy after truncate on ${t} for each statement execute function log_copy();
+  alter table ${t} enable always trigger log_copy;`;
+
 const TARGET_DDL =
-  `create table copies (tbl text not null);
-   create function log_copy() returns trigger language plpgsql as $$
-   begin insert into public.copies values (tg_table_name); return null; end $$;` +
-  Array.from({ length: TABLES }, (_, k) => {
-    const t = name(k + 1);
-    return `create table ${t} (id int primary key, v int not null, note text);
-            create trigger log_copy after truncate on ${t} for each statement execute function log_copy();
-            alter table ${t} enable always trigger log_copy;`;
-  }).join("\n");
+  COPY_LOG +
+  Array.from({ length: TABLES }, (_, k) => `create table ${name(k + 1)} (id int primary key, v int not null, note text);` + logCopies(name(k + 1))).join("\n");
 
 test("two processes, one SIGKILLed mid-copy and restarted: the other takes over, every table copied once, nothing lost", async () => {
   const env = await freshEnv("scale_takeover");
@@ -99,5 +101,41 @@ test("two processes, one SIGKILLed mid-copy and restarted: the other takes over,
     await writerDone.catch(() => undefined);
     blocker.release();
     await Promise.all([first.stop(), second.proc?.stop()]);
+  }
+});
+
+test("a copy the target committed is not made again when the sidecar dies before reporting it", async () => {
+  const env = await freshEnv("scale_lost_report");
+  await env.source.query("create table t (id int primary key, v text); insert into t select g, md5(g::text) from generate_series(1, 500) g");
+  await env.target.query(COPY_LOG + "create table t (id int primary key, v text);" + logCopies("t"));
+  await env.source.query("select dbsync.add_table('t', 'g'), dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
+  const targetBlocker = await env.target.connect();
+  const sourceBlocker = await env.source.connect();
+  let sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+  try {
+    // The copy waits on the target (after the sidecar read the target's position)...
+    await targetBlocker.query("begin; lock table t in access exclusive mode");
+    await until("the copy waiting on the target", async () =>
+      (await value<number>(env.target, "select count(*)::int from pg_locks where relation = 't'::regclass and not granted")) > 0, 30000);
+    // ... then commits there, and its report waits on the source, where the sidecar dies.
+    await sourceBlocker.query("begin; select from dbsync.subscriptions where name = 's' for update");
+    await targetBlocker.query("commit");
+    await until("the copy committed on the target, its report waiting", async () =>
+      (await value<number>(env.target, "select count(*)::int from copies")) === 1 &&
+      (await value<number>(env.source,
+        "select count(*)::int from pg_stat_activity where datname = current_database() and application_name like 'dbsync%' and wait_event_type = 'Lock'")) > 0,
+      30000);
+    sidecar.proc.kill("SIGKILL");
+    await sidecar.exited;
+    await sourceBlocker.query("rollback");
+    assert.equal(await value(env.source, "select state from dbsync.table_status"), "copying", "the source does not know of the copy yet");
+    sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sidecar.output());
+    assert.equal(await value(env.target, "select count(*)::int from copies"), 1, "the copy was made again");
+    assert.deepEqual(await tableText(env.target, "t"), await tableText(env.source, "t"));
+  } finally {
+    targetBlocker.release();
+    sourceBlocker.release();
+    await sidecar.stop();
   }
 });

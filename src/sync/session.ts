@@ -102,10 +102,14 @@ export class SubscriptionSession {
       const { client: target, state } = await links.target(sub.target_conninfo, this.name);
       try {
         const at = await readAppliedTick(target, sub.sub_uuid, sub.name, sub.position_tick);
-        const { rows } = await control.query("select dbsync.target_position($1, $2)::float8 as t", [sub.sub_id, at]);
-        if (rows[0].t !== at) await setAppliedTick(target, sub.sub_uuid, rows[0].t);
-        if (rows[0].t !== sub.position_tick || at !== sub.position_tick) {
-          this.log.info({ source: sub.position_tick, target: at, continuing: rows[0].t }, "position taken from the target");
+        // (Where both agree, target_position would only take a row lock: a commit
+        // that waits for a WAL flush, at every sync job.)
+        if (at !== sub.position_tick || sub.reset_target) {
+          const { rows } = await control.query("select dbsync.target_position($1, $2)::float8 as t", [sub.sub_id, at]);
+          if (rows[0].t !== at) await setAppliedTick(target, sub.sub_uuid, rows[0].t);
+          if (rows[0].t !== sub.position_tick || at !== sub.position_tick) {
+            this.log.info({ source: sub.position_tick, target: at, continuing: rows[0].t }, "position taken from the target");
+          }
         }
       } catch (err) {
         links.release(target, true);
@@ -152,16 +156,17 @@ export class SubscriptionSession {
       retries = 0;
       plan = await this.withoutUncopyable(batch, plan);
       plan = await this.withoutSkippedDdl(sub.sub_id, plan);
-      // The chunks of chunked copies this batch copies, recorded on the source
-      // before the target commits them: if the batch's report (record_progress with
-      // the next begin_batch) is lost, the position taken from the target moves
-      // their boundaries too (see sql/functions/_copy_chunks.sql).
-      const chunks = plan.tables.filter((t) => t.action === "copy" && t.chunk);
-      if (chunks.length) {
+      // The copies (and chunks of chunked copies) this batch makes, recorded on the
+      // source before the target commits them: if the batch's report (record_progress
+      // with the next begin_batch) is lost, the position taken from the target ends
+      // those copies and moves those boundaries too, instead of copying again (see
+      // sql/functions/_copy_chunks.sql).
+      const copies = plan.tables.filter((t) => t.action === "copy");
+      if (copies.length) {
         await control.query("select dbsync.copy_chunks($1, $2, $3)", [
           sub.sub_id,
           batch.to,
-          JSON.stringify(chunks.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk }))),
+          JSON.stringify(copies.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk ?? { whole: true } }))),
         ]);
       }
       // The reader, idle in its transaction by then, reads the sequences to carry.
