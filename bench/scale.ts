@@ -3,7 +3,7 @@
 //
 //   npm run bench:scale -- [--tables 1000] [--groups 50] [--targets 2] [--rows 1000]
 //                          [--processes 2] [--concurrency N] [--apply-rounds 3]
-//                          [--durability default|off] [--no-kill] [--out FILE]
+//                          [--durability default|off] [--no-kill] [--profile] [--out FILE]
 //
 // Prints a table and writes JSON (bench/results/scale-<time>.json) of:
 //  - per-table and per-call costs as the number of tables grows (add_table, tick,
@@ -41,11 +41,13 @@ interface Shape {
   applyRounds: number;
   durability: Durability;
   kill: boolean;
+  /** pg_stat_statements (nested statements too) over the apply rounds, on source and targets. */
+  profile: boolean;
   out?: string;
 }
 
 function parseArgs(argv: string[]): Shape {
-  const o: Shape = { tables: 1000, groups: 50, targets: 2, rows: 1000, processes: 2, applyRounds: 3, durability: "default", kill: true };
+  const o: Shape = { tables: 1000, groups: 50, targets: 2, rows: 1000, processes: 2, applyRounds: 3, durability: "default", kill: true, profile: false };
   const int = (a: string, v: string | undefined, min: number) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < min) usage(`${a} takes an integer >= ${min}`);
@@ -65,6 +67,7 @@ function parseArgs(argv: string[]): Shape {
       if (d !== "default" && d !== "off") usage("--durability is default or off");
       o.durability = d as Durability;
     } else if (a === "--no-kill") o.kill = false;
+    else if (a === "--profile") o.profile = true;
     else if (a === "--out") o.out = argv[++i];
     else if (a === "--help" || a === "-h") usage();
     else usage(`unknown argument ${a}`);
@@ -78,7 +81,7 @@ function usage(msg?: string): never {
   if (msg) process.stderr.write(`bench:scale: ${msg}\n`);
   process.stderr.write(
     "usage: npm run bench:scale -- [--tables N] [--groups G] [--targets T] [--rows R] [--processes P]\n" +
-      "                              [--concurrency C] [--apply-rounds K] [--durability default|off] [--no-kill] [--out FILE]\n",
+      "                              [--concurrency C] [--apply-rounds K] [--durability default|off] [--no-kill] [--profile] [--out FILE]\n",
   );
   process.exit(msg ? 2 : 0);
 }
@@ -342,6 +345,23 @@ function procStats(ps: SidecarProcess[], cpuBefore: (number | null)[]): ProcStat
 
 const cpuNow = (ps: SidecarProcess[]) => ps.map((p) => processCpuSeconds(p.nodePid));
 
+/**
+ * The batches the processes logged since `from` (performance.now()): how many, the
+ * seconds spent inside them (sum, and the longest), so that time outside batches
+ * (waiting for a job, a connection, a lock) shows as the difference.
+ */
+function batchesSince(ps: SidecarProcess[], from: number) {
+  const all = ps.flatMap((p) => p.batches.filter((b) => p.spawnedAt + b.at * 1000 >= from));
+  const secs = all.map((b) => b.seconds);
+  return {
+    batches: all.length,
+    events: all.reduce((a, b) => a + b.events, 0),
+    insideS: round(secs.reduce((a, b) => a + b, 0), 2),
+    longestS: round(Math.max(0, ...secs), 3),
+    medianS: round(median(secs) ?? 0, 3),
+  };
+}
+
 function round(v: number, digits = 0): number {
   const f = 10 ** digits;
   return Math.round(v * f) / f;
@@ -365,6 +385,35 @@ async function checksums(url: string, n: Names): Promise<Map<string, string>> {
       for (const r of rows) out.set(r.t, r.s);
     }
     return out;
+  });
+}
+
+// ---- where the time goes (--profile) -----------------------------------------------------
+
+/** pg_stat_statements for sessions opened from now on, nested statements included. */
+async function profileOn(url: string) {
+  await withClient(url, async (c) => {
+    const db = (await c.query("select current_database() as d")).rows[0].d;
+    await c.query("create extension if not exists pg_stat_statements");
+    await c.query(`alter database "${db}" set compute_query_id = on`);
+    await c.query(`alter database "${db}" set pg_stat_statements.track = 'all'`);
+  });
+}
+
+async function profileReset(url: string) {
+  await withClient(url, (c) => c.query("select pg_stat_statements_reset(0, (select oid from pg_database where datname = current_database()), 0)"));
+}
+
+/** The statements that took most time since the reset, in this database. */
+async function profileTop(url: string, n = 15): Promise<{ ms: number; calls: number; query: string }[]> {
+  return withClient(url, async (c) => {
+    const { rows } = await c.query(
+      `select round(total_exec_time + total_plan_time)::int as ms, calls::int, regexp_replace(left(query, 160), '\\s+', ' ', 'g') as query
+         from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database())
+        order by total_exec_time + total_plan_time desc limit $1`,
+      [n],
+    );
+    return rows;
   });
 }
 
@@ -408,6 +457,7 @@ async function run(env: BenchEnv, n: Names, progress: Progress, sidecars: Sideca
   });
   for (const u of targetUrls) await withClient(u, (c) => c.query(COPY_LOG_DDL + tablesDdl(n, false)));
   await installDbsync(sourceUrl);
+  if (shape.profile) for (const u of [sourceUrl, ...targetUrls]) await profileOn(u);
 
   // Subscriptions first, then the tables in steps, with the per-call costs after each.
   const src = await connect(sourceUrl, "bench");
@@ -441,7 +491,10 @@ async function run(env: BenchEnv, n: Names, progress: Progress, sidecars: Sideca
       const t0 = performance.now();
       for (let p = 0; p < shape.processes; p++) sidecars.push(new SidecarProcess(sourceUrl, args));
       const copied = await waitEach(src, n.subs, t0, 3600, () => copiedSubs(src), () => sidecars, "initial copy", 250);
-      const copy = { ...spread(copied), ...procStats(sidecars, sidecars.map(() => 0)), conns: { source: sourceConns.stats(t0), target: targetConns.stats(t0) } };
+      const copy = {
+        ...spread(copied), perSubS: copied, ...procStats(sidecars, sidecars.map(() => 0)), batches: batchesSince(sidecars, t0),
+        conns: { source: sourceConns.stats(t0), target: targetConns.stats(t0) },
+      };
       result.copy = copy;
       progress.log(`initial copy: all ${n.subs.length} subscriptions in sync after ${copy.lastS} s`);
 
@@ -457,7 +510,8 @@ async function run(env: BenchEnv, n: Names, progress: Progress, sidecars: Sideca
       result.statusMsAfterCopy = statusMs;
 
       // One transaction touching every table.
-      const rounds: { lastS: number; medianS: number; cpuSeconds: (number | null)[]; conns: { source: ConnStats; target: ConnStats } }[] = [];
+      if (shape.profile) for (const u of [sourceUrl, ...targetUrls]) await profileReset(u);
+      const rounds: ({ lastS: number; medianS: number; cpuSeconds: (number | null)[] } & Record<string, unknown>)[] = [];
       for (let r = 0; r < shape.applyRounds; r++) {
         progress.step(`one transaction touching all ${shape.tables} tables, round ${r + 1}/${shape.applyRounds}`);
         await sleep(3000);
@@ -469,9 +523,13 @@ async function run(env: BenchEnv, n: Names, progress: Progress, sidecars: Sideca
         const t0 = performance.now();
         const xid = results[results.length - 2].rows[0].xid;
         const at = await waitEach(src, n.subs, t0, 600, () => subsPast(src, xid), () => sidecars, "one transaction", 20);
-        rounds.push({ ...spread(at), cpuSeconds: procStats(sidecars, cpu).cpuSeconds, conns: { source: sourceConns.stats(t0), target: targetConns.stats(t0) } });
+        rounds.push({
+          ...spread(at), perSubS: at, cpuSeconds: procStats(sidecars, cpu).cpuSeconds, batches: batchesSince(sidecars, t0),
+          conns: { source: sourceConns.stats(t0), target: targetConns.stats(t0) },
+        });
       }
       result.apply = { rounds, medianLastS: median(rounds.map((r) => r.lastS)) };
+      if (shape.profile) result.profile = { source: await profileTop(sourceUrl), target: await profileTop(targetUrls[0]) };
       progress.log(`one transaction: all in sync after ${rounds.map((r) => r.lastS).join(" / ")} s`);
 
       if (shape.kill) result.kill = await killPhase(src, n, progress, sidecars, sourceUrl, targetUrls, args);
@@ -552,9 +610,12 @@ function report(r: Record<string, any>, n: Names): string {
   rows.push(["initial copy, until every subscription streams (last / median)", `${c.lastS} / ${c.medianS} s`, "<= 60 s"]);
   rows.push(["  per table copied (last / tables x targets)", `${round((c.lastS * 1000) / (shape.tables * shape.targets), 1)} ms`, "<= 20 ms"]);
   rows.push(["  sidecar CPU (sum of processes)", `${sum(c.cpuSeconds)} s`, ""]);
+  const inside = (b: any) => `${b.batches} batches, ${b.insideS} s inside them (median ${b.medianS} s, longest ${b.longestS} s)`;
+  rows.push(["  batches", inside(c.batches), ""]);
   if (r.apply) {
     rows.push(["one transaction touching every table, until all in sync (median of rounds)", `${r.apply.medianLastS} s (${r.apply.rounds.map((x: any) => x.lastS).join(" / ")})`, "<= 3 s"]);
     rows.push(["  sidecar CPU per round (sum of processes)", `${r.apply.rounds.map((x: any) => sum(x.cpuSeconds)).join(" / ")} s`, ""]);
+    rows.push(["  batches (last round)", inside(r.apply.rounds.at(-1).batches), ""]);
   }
   const conns = (s: ConnStats) => `${s.max} (${Object.entries(s.maxBy).map(([k, v]) => `${k.replace(/^dbsync /, "")} ${v}`).join(", ")})`;
   rows.push(["connections on the source, max: while copying", conns(c.conns.source), ""]);
@@ -585,6 +646,12 @@ function report(r: Record<string, any>, n: Names): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   lines.push(head.map((h, i) => h.padStart(widths[i])).join("  "));
   for (const b of body) lines.push(b.map((x, i) => x.padStart(widths[i])).join("  "));
+  if (r.profile) {
+    for (const side of ["source", "target"]) {
+      lines.push("", `where the apply rounds' time went on the ${side}${side === "target" ? " (first target database)" : ""} (pg_stat_statements, nested statements included: ms, calls, statement):`);
+      for (const x of r.profile[side]) lines.push(`${String(x.ms).padStart(7)} ${String(x.calls).padStart(7)}  ${x.query}`);
+    }
+  }
   if (r.differences.length) lines.push("", "differences:", ...r.differences.slice(0, 20));
   const problems = (r.sidecarProblems as string[][]).flat();
   if (problems.length) lines.push("", `sidecar warnings/errors (last ${problems.length}):`, ...problems.slice(-10).map((l) => l.slice(0, 300)));

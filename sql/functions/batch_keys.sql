@@ -4,13 +4,18 @@
 --   the sidecar's reader, whose snapshot is the batch's end, joins them to the
 --   tables to read each key's row there (see dbsync.batch_plan). One scan of the
 --   batch's events serves every table of the batch. SECURITY DEFINER so that the
---   sidecar's role needs no right on the queue itself.
+--   sidecar's role needs no right on the queue itself. PL/pgSQL so that the query
+--   is planned with the group's value: only its queue partitions (see
+--   _has_new_writers).
 create or replace function dbsync.batch_keys(p_group_id int, p_from bigint)
 returns table (shape_id int, k text[])
-language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
+begin
+    return query
     select distinct e.shape_id, e.row
     from dbsync._events_between(p_group_id,
                                 (select a.snap from dbsync.ticks a where a.group_id = p_group_id and a.tick_id = p_from),
                                 pg_current_snapshot()) e
-    where e.op = 'K'
+    where e.op = 'K';
+end
 $$;

@@ -28,6 +28,8 @@ export const APPLY_LOCK_CLASS = 0x64627379;
  * (`dbsync run --copy-chunk-rows`).
  */
 export const COPY_ROWS_PER_BATCH = 1_000_000;
+/** Copies of fewer estimated rows report no progress when they start (see sync). */
+const SMALL_COPY_ROWS = 100_000;
 /** Batches started again at once when a table was truncated under their snapshot. */
 const PLAN_RETRIES = 5;
 
@@ -171,12 +173,16 @@ export class SubscriptionSession {
       }
       // The reader, idle in its transaction by then, reads the sequences to carry.
       const result = await applyBatch(reader, reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
-        copyProgress: (t, rows) =>
+        copyProgress: (t, rows) => {
+          // A small table's copy is over before anyone could watch it: no report (a
+          // source commit each) at its start; one that lasts reports every 250 ms.
+          if (rows === 0 && !t.chunk && (t.rows_estimated ?? 0) < SMALL_COPY_ROWS) return;
           void control
             .query("select dbsync.copy_progress($1, $2, $3, $4, $5)", [
               sub.sub_id, t.table_id, t.copy_request, rows + (t.chunk?.rows_before ?? 0), t.rows_estimated,
             ])
-            .catch(() => undefined),
+            .catch(() => undefined);
+        },
       });
       await reader.query("commit");
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
