@@ -151,3 +151,35 @@ test("a copy the target committed is not made again when the sidecar dies before
     await sidecar.stop();
   }
 });
+
+test("subscriptions of one group with nothing new move to the group's latest tick without taking ticks of their own", async () => {
+  const env = await freshEnv("scale_tick_jump");
+  const target2Url = await createDatabase(process.env.DBSYNC_TEST_TARGET_URL!, "scale_tick_jump_t2");
+  const target2 = pool(target2Url);
+  for (const p of [env.source, env.target, target2]) await p.query("create table t (id int primary key, v text)");
+  await env.source.query(`select dbsync.add_table('t', 'g'),
+                                 dbsync.add_subscription('a', 'g', $1, copy_data => false),
+                                 dbsync.add_subscription('b', 'g', $2, copy_data => false)`, [env.targetUrl, target2Url]);
+  // Ticks the group took after the subscriptions' position with nothing in them
+  // (as one subscription's batch, or upkeep, takes them for itself).
+  for (let i = 0; i < 3; i++) await env.source.query("select dbsync.tick(group_id, true) from dbsync.groups where name = 'g'");
+  const last = Number(await value(env.source, "select last_tick_id from dbsync.groups where name = 'g'"));
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+  try {
+    await until("both at the latest tick", async () =>
+      Number(await value(env.source, "select min(position_tick) from dbsync.subscriptions")) >= last, 30000);
+    await sleep(1500);
+    // Before: each one's empty batch took a tick that put the other behind, which
+    // then applied an empty batch for it, and so on.
+    assert.equal(Number(await value(env.source, "select last_tick_id from dbsync.groups where name = 'g'")), last, "a tick was taken");
+    for (const t of [env.target, target2]) {
+      assert.equal(Number(await value(t, "select tick_id from dbsync.applied")), last, "the target's position moved with the source's");
+    }
+    // And the stream goes on from there.
+    await env.source.query("insert into t values (1, 'x')");
+    for (const s of ["a", "b"]) assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '60 s')", [s]), true, sidecar.output());
+    for (const t of [env.target, target2]) assert.deepEqual(await tableText(t, "t"), ["(1,x)"]);
+  } finally {
+    await sidecar.stop();
+  }
+});

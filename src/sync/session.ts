@@ -15,7 +15,7 @@ import { sqlstateOf } from "../errors";
 import { Batch, Done, Plan, beginBatch, openReader } from "../source/batches";
 import { Subscription, loadSubscription } from "../source/catalog";
 import { TargetState, applyBatch } from "../target/apply";
-import { readAppliedTick, setAppliedTick } from "../target/progress";
+import { beginApply, commitApply, readAppliedTick, setAppliedTick } from "../target/progress";
 import { Log } from "../log";
 import { Links } from "./links";
 
@@ -138,7 +138,8 @@ export class SubscriptionSession {
       try {
         batch = await beginBatch(exporter, sub.name, sub.sub_id, done);
         done = undefined;
-        if (batch) {
+        if (batch?.snapshot === null) await exporter.query("commit");
+        else if (batch) {
           this.currentTick = batch.to;
           started = process.hrtime.bigint();
           plan = await openReader(exporter, reader, batch, this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH).catch(async (err) => {
@@ -154,6 +155,12 @@ export class SubscriptionSession {
         throw err;
       }
       if (!batch) return "caught_up";
+      if (batch.snapshot === null) {
+        // Nothing to read: the target's position only moves to the group's latest tick.
+        await moveTarget(this.target, sub.sub_uuid, batch.from, batch.to);
+        done = { tick: batch.to, events: 0, seconds: Number(process.hrtime.bigint() - started) / 1e9, copied: [], sequences: [] };
+        continue;
+      }
       if (!plan) continue;
       retries = 0;
       plan = await this.withoutUncopyable(batch, plan);
@@ -269,5 +276,16 @@ export class SubscriptionSession {
       }
     }
     links.release(reader, broken);
+  }
+}
+
+/** The target's position from `from` to `to`, in a transaction of its own (compare-and-set, as a batch's). */
+async function moveTarget(target: PoolClient, subUuid: string, from: number, to: number) {
+  try {
+    await beginApply(target, subUuid, from);
+    await commitApply(target, subUuid, to);
+  } catch (err) {
+    await target.query("rollback").catch(() => undefined);
+    throw err;
   }
 }
