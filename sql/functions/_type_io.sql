@@ -20,14 +20,20 @@
 --   The type under a (possibly nested) domain; the type itself otherwise.
 create or replace function dbsync._base_type(p_type oid) returns oid
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
+declare
+    v_type oid := p_type;
+    v_base oid;
 begin
-    return (
-        with recursive d(t, base) as (
-            select t.oid, t.typbasetype from pg_type t where t.oid = p_type
-            union all
-            select t.oid, t.typbasetype from d join pg_type t on t.oid = d.base where d.base <> 0
-        )
-        select t from d where base = 0);
+    -- Down the chain of domains (most types are not one: a single lookup).
+    loop
+        select t.typbasetype into v_base from pg_type t where t.oid = v_type;
+        if not found then
+            return null;
+        end if;
+        exit when v_base = 0;
+        v_type := v_base;
+    end loop;
+    return v_type;
 end
 $$;
 

@@ -77,6 +77,17 @@ export class ApplyTasks {
     }
   }
 
+  /**
+   * A wake-up for a subscription this process applies right now: its loop looks
+   * again when it is done, so no job is needed (each costs the source a commit).
+   * False when it is not running here.
+   */
+  poke(name: string): boolean {
+    const current = this.running.get(name);
+    if (current) current.again = true;
+    return current !== undefined;
+  }
+
   private session(name: string): SubscriptionSession {
     let session = this.sessions.get(name);
     if (!session) {
