@@ -11,7 +11,7 @@
 # passfile and set PGPASSFILE, or pass PGPASSWORD from a secret.
 ARG NODE_VERSION=24
 
-# --- build: compile TypeScript -----------------------------------------------------
+# --- build: compile TypeScript and bundle it ----------------------------------------
 FROM node:${NODE_VERSION}-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -20,7 +20,9 @@ COPY package.json package-lock.json ./
 # they stay in this stage.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
+COPY scripts/bundle.js ./scripts/
 COPY src ./src
+# tsc, then the bundle bin/dbsync.js runs (dist/dbsync.js).
 RUN npm run build
 
 # --- runtime: production dependencies, compiled code, SQL -------------------------

@@ -1,10 +1,12 @@
 // The benchmark's two throwaway clusters (the test harness's embedded binaries),
 // fresh databases per measurement, and small connection helpers.
-import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { Client } from "pg";
 import { Cluster, reapOrphans, startCluster } from "../src/embedded/cluster";
+import { createDatabase, databaseName, withClient } from "../test/kit/databases";
+
+export { withClient, withDatabase } from "../test/kit/databases";
 
 /**
  * The durabilities the benchmark measures at. Each gets its own pair of clusters,
@@ -126,26 +128,11 @@ function formatSetting(v: string, unit: string | null): string {
   return `${n * mult}${m[2]}`;
 }
 
-export async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = await connect(url);
-  try {
-    return await fn(c);
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
 export async function connect(url: string, applicationName = "bench"): Promise<Client> {
   const c = new Client({ connectionString: url, application_name: applicationName });
   c.on("error", () => undefined);
   await c.connect();
   return c;
-}
-
-export function withDatabase(url: string, db: string): string {
-  const u = new URL(url);
-  u.pathname = "/" + encodeURIComponent(db);
-  return u.toString();
 }
 
 /** A fresh pair of databases, one on each cluster, with the same name. */
@@ -157,12 +144,12 @@ export interface DbPair {
 }
 
 export async function createDbPair(env: BenchEnv, label: string): Promise<DbPair> {
-  const name = `${label.replace(/[^a-z0-9]+/gi, "_").toLowerCase().slice(0, 40)}_${crypto.randomBytes(2).toString("hex")}`;
-  await Promise.all([env.source, env.target].map((cl) => withClient(cl.url(), (c) => c.query(`create database "${name}"`))));
+  const name = databaseName(label);
+  const [sourceUrl, targetUrl] = await Promise.all([env.source, env.target].map((cl) => createDatabase(cl.url(), label, { name })));
   return {
     name,
-    sourceUrl: withDatabase(env.source.url(), name),
-    targetUrl: withDatabase(env.target.url(), name),
+    sourceUrl,
+    targetUrl,
     async drop() {
       for (const cl of [env.target, env.source]) {
         await withClient(cl.url(), (c) => c.query(`drop database if exists "${name}" with (force)`)).catch(() => undefined);

@@ -1,12 +1,13 @@
 // `npm run bench:copy-memory`: peak RSS (VmHWM) of the sidecar while it copies a
 // 1,000,000-row table into an empty target, sampled every 100 ms from /proc, and
 // the copy's duration. The issue's bound is 200 MB.
-import { spawn } from "node:child_process";
 import fs from "node:fs";
-import path from "node:path";
 import { Client } from "pg";
 import { startCluster, stopAll } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
+import { spawnDbsync } from "../test/kit/dbsync";
+import { sleep } from "../test/kit/wait";
+
 async function main() {
   const [s, t] = await Promise.all([startCluster(), startCluster()]);
   await migrate(s.url());
@@ -19,11 +20,11 @@ async function main() {
   await src.query("select dbsync.add_table('big', 'g')");
   await src.query("select dbsync.add_subscription('s', 'g', $1)", [t.url()]);
   const t0 = Date.now();
-  const child = spawn(process.execPath, [path.join(__dirname, "..", "bin", "dbsync.js"), "run", "--source", s.url()], { stdio: "ignore", env: { ...process.env, DBSYNC_LOG_LEVEL: "warn" } });
+  const sidecar = spawnDbsync(["run", "--source", s.url()], { onLine: () => undefined });
   let peak = 0;
   const timer = setInterval(() => {
     try {
-      const st = fs.readFileSync(`/proc/${child.pid}/status`, "utf8");
+      const st = fs.readFileSync(`/proc/${sidecar.proc.pid}/status`, "utf8");
       const hwm = Number(/VmHWM:\s+(\d+)/.exec(st)![1]);
       peak = Math.max(peak, hwm);
     } catch {
@@ -33,13 +34,13 @@ async function main() {
   for (;;) {
     const r = await src.query("select state, rows_copied from dbsync.table_status");
     if (r.rows[0].state === "streaming" || r.rows[0].state === "catching_up") break;
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
   const secs = (Date.now() - t0) / 1000;
   clearInterval(timer);
   const n = (await tgt.query("select count(*) from big")).rows[0].count;
   console.log(JSON.stringify({ rows: Number(n), seconds: secs, peakRssMB: Math.round(peak / 1024) }));
-  child.kill("SIGTERM");
+  await sidecar.stop();
   await src.end(); await tgt.end(); await stopAll();
 }
 main().catch(async (err) => {

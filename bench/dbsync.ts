@@ -1,40 +1,15 @@
 // dbsync's side of the benchmark: install it on a source database, put table sets
 // into groups and subscribe them, run the sidecar as a child process (exactly as a
 // user would: `node bin/dbsync.js run --source URL`, the built code), and wait for sync.
-import { ChildProcess, spawn } from "node:child_process";
-import fs from "node:fs";
-import path from "node:path";
+import { ChildProcess } from "node:child_process";
 import { migrate } from "../src/migrate";
+import { DbsyncProcess, spawnDbsync } from "../test/kit/dbsync";
 import { connect, withClient } from "./clusters";
 import { processMemory, sidecarNodePid } from "./measure";
 import { sleep } from "./workloads";
 
-const ROOT = path.join(__dirname, "..");
-/** The installed command: bin/dbsync.js requires the compiled dist/cli.js. */
-export const SIDECAR_BIN = path.join(ROOT, "bin", "dbsync.js");
-
-/**
- * The sidecar runs the compiled code in dist/ (`npm run bench` builds it first).
- * Refuses to measure a dist/ older than a source file: the figures would be of
- * code that is not the one checked out.
- */
-export function assertBuilt(): void {
-  const built = path.join(ROOT, "dist", "cli.js");
-  if (!fs.existsSync(built)) throw new Error(`${built} is missing: run \`npm run build\` (npm run bench does it)`);
-  const builtAt = fs.statSync(built).mtimeMs;
-  const newer: string[] = [];
-  const walk = (dir: string) => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const f = path.join(dir, e.name);
-      if (e.isDirectory()) walk(f);
-      else if (f.endsWith(".ts") && fs.statSync(f).mtimeMs > builtAt) newer.push(path.relative(ROOT, f));
-    }
-  };
-  walk(path.join(ROOT, "src"));
-  if (newer.length) {
-    throw new Error(`dist/ is older than ${newer.slice(0, 3).join(", ")}${newer.length > 3 ? " ..." : ""}: run \`npm run build\` (npm run bench does it)`);
-  }
-}
+/** The sidecar runs the compiled code in dist/ (`npm run bench` builds it first). */
+export { assertBuilt, DBSYNC_BIN as SIDECAR_BIN } from "../test/kit/dbsync";
 
 export async function installDbsync(sourceUrl: string): Promise<void> {
   await migrate(sourceUrl);
@@ -144,6 +119,7 @@ export interface StartupTimeline {
 /** `dbsync run` (the built bin/dbsync.js) as a child process, with its log kept for error reports. */
 export class SidecarProcess {
   readonly proc: ChildProcess;
+  private readonly child: DbsyncProcess;
   private log: string[] = [];
   private readyLine = false;
   /** Every "batch applied" debug line: events, seconds inside applyBatch, and when it was logged (s from spawn). */
@@ -160,32 +136,17 @@ export class SidecarProcess {
   constructor(readonly sourceUrl: string, args: string[] = SIDECAR_ARGS) {
     this.spawnedAt = performance.now();
     this.spawnedEpochMs = performance.timeOrigin + this.spawnedAt;
-    this.proc = spawn(process.execPath, [SIDECAR_BIN, "run", "--source", sourceUrl, ...args], {
-      cwd: ROOT,
+    this.child = spawnDbsync(["run", "--source", sourceUrl, ...args], {
       // debug: one "batch applied" line per batch (events, seconds) for the profile,
       // and the start-up lines for the timeline.
-      env: { ...process.env, DBSYNC_LOG_LEVEL: "debug" },
-      stdio: ["ignore", "pipe", "pipe"],
+      env: { DBSYNC_LOG_LEVEL: "debug" },
+      onLine: (line) => this.line(line),
     });
-    // Lines may be split across chunks: each stream keeps its unfinished line.
-    const partial = { stdout: "", stderr: "" };
-    const collect = (stream: "stdout" | "stderr") => (b: Buffer) => {
-      const lines = (partial[stream] + b.toString()).split("\n");
-      partial[stream] = lines.pop()!;
-      for (const line of lines) this.line(line);
-    };
-    this.proc.stdout!.on("data", collect("stdout"));
-    this.proc.stderr!.on("data", collect("stderr"));
-    // "close": the process exited and its stdout/stderr are read to the end.
-    this.exited = new Promise((r) =>
-      this.proc.once("close", (code, sig) => {
-        for (const rest of [partial.stdout, partial.stderr]) this.line(rest);
-        this.exitInfo = `exited with code ${code}${sig ? ` (signal ${sig})` : ""}`;
-        r(code);
-      }),
-    );
-    live.add(this.proc);
-    this.proc.once("exit", () => live.delete(this.proc));
+    this.proc = this.child.proc;
+    this.exited = this.child.exited.then((code) => {
+      this.exitInfo = `exited with code ${code}${this.proc.signalCode ? ` (signal ${this.proc.signalCode})` : ""}`;
+      return code;
+    });
   }
 
   private line(line: string) {
@@ -286,15 +247,8 @@ export class SidecarProcess {
   /** SIGTERM (the sidecar drains and exits 0); SIGKILL after 20 s. Returns the exit code. */
   async stop(): Promise<number | null> {
     if (this.exitInfo) return this.proc.exitCode;
-    this.proc.kill("SIGTERM");
-    const timer = setTimeout(() => this.proc.kill("SIGKILL"), 20_000);
-    const code = await this.exited;
-    clearTimeout(timer);
+    const code = await this.child.stop("SIGTERM", 20_000);
+    await this.exited;
     return code;
   }
 }
-
-const live = new Set<ChildProcess>();
-process.once("exit", () => {
-  for (const p of live) p.kill("SIGKILL");
-});

@@ -1,11 +1,12 @@
 // The measurements themselves: one function per figure (a..e), each on fresh
 // databases, each returning plain numbers for one run. run.ts repeats them and
 // takes medians; report.ts prints them.
+import { compareTables, differences } from "../src/embedded/compare";
 import { BenchEnv, checkpoint, connect, createDbPair, DbPair, onBoth, vacuumAnalyze, withClient } from "./clusters";
 import { BatchStats, installDbsync, SidecarProcess, setPaused, StartupTimeline, statusRows, subscribe, waitForSync } from "./dbsync";
 import { ApplyProfile, startProfile } from "./batch-profile";
 import { CaptureProfile, installReference, PROFILE_SETS, profileCapture } from "./capture-profile";
-import { compareTables, cpuBusy, cpuSample, LatencyProbe, median, percentile, processCpuSeconds, queueBytes } from "./measure";
+import { cpuBusy, cpuSample, LatencyProbe, median, percentile, processCpuSeconds, queueBytes } from "./measure";
 import { createNative, dropNative, NativeSub, setEnabled, waitMarkers, waitStopped, waitStreaming } from "./native";
 import {
   bulkDdl, bulkInsertSql, bulkUpdateSql, INSERT_ONLY_ROW_CHANGES, insertOnlyTransaction, manyTransactionsSql, runTpcb,
@@ -72,7 +73,7 @@ async function tpcbPair(ctx: Ctx, label: string, schemas: string[]): Promise<DbP
 async function mismatches(pair: DbPair, tables: string[]): Promise<string[]> {
   const [s, t] = await Promise.all([connect(pair.sourceUrl), connect(pair.targetUrl)]);
   try {
-    return await compareTables(s, t, tables);
+    return differences(await compareTables(s, t, tables, { by: "checksum" }));
   } finally {
     await Promise.all([s.end(), t.end()]);
   }

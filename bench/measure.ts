@@ -1,4 +1,4 @@
-// Measurement: statistics, process memory, queue size, table checksums, and the
+// Measurement: statistics, process memory, queue size, and the
 // commit-to-visible latency probe.
 import fs from "node:fs";
 import { Client } from "pg";
@@ -112,26 +112,6 @@ export async function queueBytes(source: Client): Promise<number> {
        from pg_partition_tree('dbsync.events') where isleaf`,
   );
   return rows[0].b;
-}
-
-// ---- checksums -------------------------------------------------------------------
-
-/** Row count and an order-independent checksum of every row's text. */
-export async function tableChecksum(c: Client, table: string): Promise<string> {
-  const { rows } = await c.query(
-    `select count(*)::text || ':' || coalesce(sum(hashtext(t::text)::bigint), 0)::text as s from ${table} t`,
-  );
-  return rows[0].s;
-}
-
-/** Tables whose checksum differs between source and target (empty when equal). */
-export async function compareTables(source: Client, target: Client, tables: string[]): Promise<string[]> {
-  const bad: string[] = [];
-  for (const t of tables) {
-    const [a, b] = await Promise.all([tableChecksum(source, t), tableChecksum(target, t)]);
-    if (a !== b) bad.push(`${t}: source ${a}, target ${b}`);
-  }
-  return bad;
 }
 
 // ---- latency probe -----------------------------------------------------------------

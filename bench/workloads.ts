@@ -16,6 +16,8 @@
 //    (a backlog of many transactions without a client round trip per transaction).
 // Every table set lives in its own schema (s1, s2, ...), so a database can hold
 // several independent sets (one dbsync group, or one publication, per set).
+import { newSeed, Rng } from "../src/embedded/random";
+import { startWriters } from "../src/embedded/writers";
 import { Client } from "pg";
 
 export interface TpcbScale {
@@ -53,12 +55,9 @@ export function tpcbTableNames(schema: string): string[] {
   return TPCB_TABLES.map((t) => `${ident(schema)}.${ident(t)}`);
 }
 
-function rnd(lo: number, hi: number): number {
-  return lo + Math.floor(Math.random() * (hi - lo + 1));
-}
-
 /** One tpcb-like transaction as one simple-query string. */
-export function tpcbTransaction(schema: string, scale: TpcbScale): string {
+export function tpcbTransaction(schema: string, scale: TpcbScale, rng: Rng): string {
+  const rnd = (lo: number, hi: number) => rng.int(lo, hi);
   const s = ident(schema);
   const aid = rnd(1, scale.branches * scale.accountsPerBranch);
   const tid = rnd(1, scale.branches * scale.tellersPerBranch);
@@ -83,7 +82,8 @@ export const TPCB_ROW_CHANGES = 4;
  * times (four single-row statements, four rows: as many row changes as a
  * tpcb-like transaction, none of them to an existing key).
  */
-export function insertOnlyTransaction(schema: string, scale: TpcbScale): string {
+export function insertOnlyTransaction(schema: string, scale: TpcbScale, rng: Rng): string {
+  const rnd = (lo: number, hi: number) => rng.int(lo, hi);
   const s = ident(schema);
   let sql = "begin;";
   for (let i = 0; i < INSERT_ONLY_ROW_CHANGES; i++) {
@@ -111,7 +111,7 @@ export interface TpcbRunOptions {
   ratePerSecond?: number;
   onProgress?: (done: number) => void;
   /** The transaction to run (default: tpcbTransaction). */
-  transaction?: (schema: string, scale: TpcbScale) => string;
+  transaction?: (schema: string, scale: TpcbScale, rng: Rng) => string;
 }
 
 export interface TpcbResult {
@@ -129,43 +129,31 @@ export async function runTpcb(o: TpcbRunOptions): Promise<TpcbResult> {
       return c;
     }),
   );
-  let issued = 0;
-  let done = 0;
-  let errors = 0;
-  let firstError: string | undefined;
-  const t0 = performance.now();
-  const deadline = o.durationMs !== undefined ? t0 + o.durationMs : Infinity;
-  const progress = o.onProgress ? setInterval(() => o.onProgress!(done), 500) : undefined;
+  const options = {
+    writers: o.clients,
+    rng: new Rng(newSeed(), "tpcb"),
+    ratePerSecond: o.ratePerSecond,
+    durationMs: o.durationMs,
+    transactions: o.transactions,
+    tolerate: () => true,
+  };
+  const writers = startWriters(options, async ({ index, rng }) => {
+    const c = clients[index];
+    try {
+      await c.query((o.transaction ?? tpcbTransaction)(o.schemas[index % o.schemas.length], o.scale, rng));
+    } catch (err) {
+      await c.query("rollback").catch(() => undefined);
+      throw err;
+    }
+  });
+  const progress = o.onProgress ? setInterval(() => o.onProgress!(writers.stats().committed), 500) : undefined;
   try {
-    await Promise.all(
-      clients.map(async (c, i) => {
-        const schema = o.schemas[i % o.schemas.length];
-        for (;;) {
-          if (o.transactions !== undefined && issued >= o.transactions) return;
-          const k = issued++;
-          if (o.ratePerSecond) {
-            const due = t0 + (k * 1000) / o.ratePerSecond;
-            if (due >= deadline) return;
-            const wait = due - performance.now();
-            if (wait > 0) await sleep(wait);
-          }
-          if (performance.now() >= deadline) return;
-          try {
-            await c.query((o.transaction ?? tpcbTransaction)(schema, o.scale));
-            done++;
-          } catch (err) {
-            errors++;
-            firstError ??= (err as Error).message;
-            await c.query("rollback").catch(() => undefined);
-          }
-        }
-      }),
-    );
+    const r = await writers.done;
+    return { transactions: r.committed, errors: r.failed, seconds: r.seconds, firstError: r.firstError };
   } finally {
     if (progress) clearInterval(progress);
     await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
   }
-  return { transactions: done, errors, seconds: (performance.now() - t0) / 1000, firstError };
 }
 
 // ---- bulk ------------------------------------------------------------------

@@ -2,7 +2,8 @@
 -- `dbsync migrate`; that role (or whoever it grants) administers replication.
 -- Application roles need nothing here: capture trigger functions are SECURITY
 -- DEFINER. PUBLIC can read nothing: events hold row data, subscriptions hold
--- conninfo. A monitoring role may be granted SELECT on the two status views only.
+-- conninfo. Monitoring roles (dbsync.grant_monitor) read the two status views and
+-- may wait_for_sync; sidecar roles (dbsync.grant_sidecar) get what `dbsync run` uses.
 revoke all on schema dbsync from public;
 revoke all on all tables in schema dbsync from public;
 revoke all on all sequences in schema dbsync from public;
@@ -17,7 +18,15 @@ grant execute on function dbsync._on_ddl() to public;
 grant execute on function dbsync._on_drop() to public;
 -- Which dbsync installed this: nothing secret.
 grant execute on function dbsync.version() to public;
+-- The status views call these with their reader's rights (as _last_ev_id): they
+-- only format text and decide what it may show; a monitoring role granted just the
+-- views by hand must still be able to read them.
+grant execute on function dbsync._shows_values() to public;
+grant execute on function dbsync._without_values(text, boolean) to public;
+grant execute on function dbsync._differences_message(text, name, name, bigint, bigint, text[], boolean) to public;
 -- Sidecar roles (dbsync.grant_sidecar) get their rights again: functions re-created
 -- by this migrate, tables added since. migrate runs this once more after
 -- graphile-worker's own migrations, for its schema.
 select dbsync._regrant_sidecars();
+-- Monitoring roles (dbsync.grant_monitor) likewise.
+select dbsync._regrant_monitors();

@@ -11,6 +11,7 @@ import { LOG_FORMATS, LOG_LEVELS, createLog } from "./log";
 import { migrate } from "./migrate";
 import { VERIFY_DEFAULTS } from "./sidecar/background-verify";
 import { DEFAULT_METRICS_HOST, Sidecar, startSidecar } from "./sidecar/run";
+import { GrantSet, explainDenied } from "./privileges";
 import { verifyCommand } from "./verify/cli";
 import { uninstall } from "./uninstall";
 import { VERSION } from "./version";
@@ -142,7 +143,7 @@ program
   .option("--json", "print JSON")
   .addHelpText("after", "\nExamples:\n  dbsync status --source postgres://monitor@db1/app\n  dbsync status --json | jq '.subscriptions[] | {name, lag_seconds}'")
   .action(async (o) => {
-    await withSource(o.source, async (c) => {
+    await withSource(o.source, "monitor", async (c) => {
       const { rows } = await c.query("select * from dbsync.status order by name");
       const { rows: tables } = await c.query("select * from dbsync.table_status order by subscription, table_name");
       if (o.json) {
@@ -170,9 +171,12 @@ program
   .argument("<subscription>")
   .addOption(sourceOption())
   .addOption(new Option("-t, --timeout <seconds>", "give up after").default(60).argParser(positiveNumber))
-  .addHelpText("after", "\nExit code 3 when not in sync after --timeout.\n\nExample:\n  dbsync wait orders_replica --source postgres://admin@db1/app --timeout 300")
+  .addHelpText(
+    "after",
+    "\nExit code 3 when not in sync after --timeout. A monitoring role may run it: select dbsync.grant_monitor('role').\n\nExample:\n  dbsync wait orders_replica --source postgres://monitor@db1/app --timeout 300",
+  )
   .action(async (subscription, o) => {
-    await withSource(o.source, async (c) => {
+    await withSource(o.source, "monitor", async (c) => {
       // At its timeout wait_for_sync says why in a NOTICE (paused, failing, copying ...).
       let why = "";
       c.on("notice", (n) => {
@@ -207,7 +211,7 @@ Examples:
   dbsync schema --group shop > shop-tables.sql`,
   )
   .action(async (o) => {
-    await withSource(o.source, async (c) => {
+    await withSource(o.source, "admin", async (c) => {
       const { rows } = await c.query<{ s: string }>("select dbsync.schema_ddl($1) as s", [o.group ?? null]);
       const { rows: [db] } = await c.query("select current_database() as name");
       console.log(`-- dbsync schema: the replicated tables of database ${db.name}${o.group ? `, group ${o.group}` : ""}`);
@@ -251,14 +255,27 @@ Examples:
 
 program
   .command("verify")
-  .description("compare a table on the source with a subscription's target at one point of the stream (dbsync.verify_table)")
+  .description(
+    "compare a table (or every table) of a subscription on the source with its target at one point of the stream (dbsync.verify_table, dbsync.verify_subscription)",
+  )
   .argument("<subscription>")
-  .argument("<table>")
+  .argument("[table]", "only this table (default: every table of the subscription)")
   .addOption(sourceOption())
   .option("--repair", "fix the rows that differ on the target")
   .option("--json", "print the result as JSON")
   .addOption(new Option("-t, --timeout <seconds>", "stop waiting after (the verification goes on)").argParser(positiveNumber))
-  .addHelpText("after", "\nExit codes: 0 no differences (or all repaired), 4 differences remain, 1 error.\nExample:\n  dbsync verify dr public.orders --repair")
+  .addHelpText(
+    "after",
+    `
+Without a table, every table of the subscription is verified (each at its own point
+of the stream) and the outcome is printed table by table.
+Exit codes: 0 no differences (or all repaired), 4 differences remain in some table,
+1 a verification failed or a table could not be verified yet, 3 --timeout reached.
+
+Examples:
+  dbsync verify dr
+  dbsync verify dr public.orders --repair`,
+  )
   .action(async (subscription, table, o) => {
     process.exitCode = await verifyCommand(resolveSourceUrl(o.source), subscription, table, {
       repair: !!o.repair,
@@ -301,11 +318,14 @@ function tcpPort(v: string): number {
   return n;
 }
 
-async function withSource(url: string | undefined, fn: (c: Client) => Promise<void>) {
+/** Runs a command on the source; a permission error names the grants `needs` (src/privileges.ts). */
+async function withSource(url: string | undefined, needs: GrantSet, fn: (c: Client) => Promise<void>) {
   const c = new Client(clientConfig(resolveSourceUrl(url), { applicationName: "dbsync cli" }));
   await c.connect();
   try {
-    await fn(c);
+    await fn(c).catch(async (err) => {
+      throw await explainDenied(c, err, needs);
+    });
   } finally {
     await c.end();
   }

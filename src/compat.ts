@@ -86,6 +86,13 @@ export const REWRITES: Rewrite[] = [
     why: "indexes on partitioned tables come with PostgreSQL 11; before, each leaf gets its own",
   },
   {
+    name: "index_include",
+    applies: (s) => s.major < 11,
+    pattern: /\b([a-z_][a-z0-9_]*)\.indnkeyatts\b/g,
+    replacement: "$1.indnatts",
+    why: "pg_index.indnkeyatts (the key columns, without INCLUDE columns) comes with PostgreSQL 11; before, every column of an index is a key column: indnatts",
+  },
+  {
     name: "pg_partition_tree",
     applies: (s) => s.major < 12,
     pattern: /\b(?:pg_catalog\.)?(pg_partition_tree|pg_partition_ancestors)\b/g,
@@ -105,6 +112,13 @@ export const REWRITES: Rewrite[] = [
     pattern: /\b[a-z_][a-z0-9_]*\.attgenerated\b/g,
     replacement: `''::pg_catalog."char"`,
     why: "generated columns (pg_attribute.attgenerated) come with PostgreSQL 12; before, no column is generated",
+  },
+  {
+    name: "regcollation",
+    applies: (s) => s.major < 13,
+    pattern: /'pg_catalog\."([^"]+)"'::regcollation\b/g,
+    replacement: "(select c.oid from pg_catalog.pg_collation c where c.collname = '$1' and c.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)",
+    why: "the regcollation type comes with PostgreSQL 13; before, a collation's oid is looked up in pg_collation",
   },
   {
     name: "tgparentid",

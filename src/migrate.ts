@@ -7,7 +7,6 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { Client, ClientConfig, Pool } from "pg";
-import { Logger, runMigrations } from "graphile-worker";
 import { compatSql, PRELUDES, ServerTraits, serverTraits } from "./compat";
 import { clientConfig } from "./db";
 import { DbsyncError } from "./errors";
@@ -214,7 +213,10 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
     pool.on("error", () => undefined);
     pool.on("connect", (c) => c.on("error", () => undefined));
     try {
-      await runMigrations({ pgPool: pool, schema: WORKER_SCHEMA, logger: quietLogger() });
+      // Loaded here: the sidecar imports this module for its constants, and loading
+      // graphile-worker would add to its start-up.
+      const { Logger, runMigrations } = await import("graphile-worker");
+      await runMigrations({ pgPool: pool, schema: WORKER_SCHEMA, logger: new Logger(() => () => undefined) });
     } finally {
       await pool.end();
     }
@@ -226,19 +228,17 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
 /**
  * The sidecar roles (dbsync.grant_sidecar) get their rights again once graphile-worker's
  * schema is there: on a first install it did not exist when sql/grants.sql ran, and
- * its migrations may have added tables or functions since.
+ * its migrations may have added tables or functions since. The monitoring roles
+ * (dbsync.grant_monitor) too: sql/grants.sql runs only when the code changed, and
+ * every migrate restores a revoked right.
  */
 async function regrantSidecars(config: ClientConfig): Promise<void> {
   const client = new Client(config);
   await client.connect();
   try {
-    await client.query("select dbsync._regrant_sidecars()");
+    await client.query("select dbsync._regrant_sidecars(), dbsync._regrant_monitors()");
   } finally {
     await client.end();
   }
 }
 
-
-function quietLogger() {
-  return new Logger(() => () => undefined);
-}

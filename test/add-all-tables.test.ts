@@ -93,3 +93,23 @@ test("tables added by add_all_tables are copied and streamed, sequences carried"
     await sidecar.stop();
   }
 });
+
+test("add_all_tables under write load: an application transaction writing its tables in another order neither deadlocks nor fails", async () => {
+  const env = await freshEnv("add_all_tables_locks");
+  await env.source.query("create schema app; create table app.a (id int primary key); create table app.b (id int primary key)");
+  const app = new Client({ connectionString: env.sourceUrl });
+  await app.connect();
+  try {
+    // The application holds b and will want a; add_all_tables goes in name order: a, then b.
+    await app.query("begin");
+    await app.query("insert into app.b values (1)");
+    const adding = env.source.query("select dbsync.add_all_tables('app', 'shop') as n");
+    await new Promise((r) => setTimeout(r, 500));
+    await app.query("insert into app.a values (1)");
+    await app.query("commit");
+    assert.equal((await adding).rows[0].n, 2);
+    assert.equal(await value(env.source, "select count(*)::int from app.a join app.b using (id)"), 1);
+  } finally {
+    await app.end();
+  }
+});

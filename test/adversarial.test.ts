@@ -4,9 +4,7 @@
 // Each test asserts the correct behaviour, so it fails while the bug exists.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { startCluster } from "../src/embedded/cluster";
-import { migrate } from "../src/migrate";
-import { Env, createDatabase, freshEnv, pool, sqlError, startSidecar, tableText, until, value } from "./helpers";
+import { freshEnv, sqlError, startSidecar, tableText, until, value } from "./helpers";
 import { convergedOrError, setup, synced } from "./kit/convergence";
 
 
@@ -160,79 +158,63 @@ test("enum key: execute_ddl renames a label and adds a new label with the old na
 });
 
 test("two-phase commit: with dbsync.notify = off a captured write can be PREPAREd while the sidecar sleeps, and arrives after COMMIT PREPARED", async () => {
-  const cluster = await startCluster({ settings: { max_prepared_transactions: 10 } });
+  const env = await freshEnv("adv_2pc"); // the shared source cluster allows prepared transactions (test/run.ts)
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  const sidecar = startSidecar(env.sourceUrl);
   try {
-    const sourceUrl = await createDatabase(cluster.url(), "adv_2pc");
-    await migrate(sourceUrl);
-    const base = await freshEnv("adv_2pc", { migrate: false });
-    const env: Env = { ...base, sourceUrl, source: pool(sourceUrl) };
-    await setup(env, "create table t (id int primary key, v text)", ["t"]);
-    const sidecar = startSidecar(env.sourceUrl);
+    await env.source.query("insert into t values (1, 'one')");
+    await synced(env);
+    // The sidecar has gone to sleep: the group's state asks writers to wake it.
+    await until("the sidecar sleeps", async () =>
+      Number(await value(env.source, "select last_value from dbsync.group_state_1")) >= 4, 15000);
+    const c = await env.source.connect();
     try {
-      await env.source.query("insert into t values (1, 'one')");
-      await synced(env);
-      // The sidecar has gone to sleep: the group's state asks writers to wake it.
-      await until("the sidecar sleeps", async () =>
-        Number(await value(env.source, "select last_value from dbsync.group_state_1")) >= 4, 15000);
-      const c = await env.source.connect();
-      try {
-        // The documented recipe for sessions that use two-phase commit (a transaction
-        // that notified cannot PREPARE): they do not wake the sidecar, its poll does.
-        await c.query("set dbsync.notify = off");
-        await c.query("begin");
-        await c.query("insert into t values (2, 'two')");
-        await c.query("prepare transaction 'adv_2pc_x'");
-      } catch (err) {
-        await c.query("rollback").catch(() => undefined);
-        throw new Error(`the application's PREPARE TRANSACTION failed because of dbsync: ${(err as Error).message}`);
-      } finally {
-        c.release();
-      }
-      await env.source.query("commit prepared 'adv_2pc_x'");
-      await convergedOrError(env, ["t"]);
+      // The documented recipe for sessions that use two-phase commit (a transaction
+      // that notified cannot PREPARE): they do not wake the sidecar, its poll does.
+      await c.query("set dbsync.notify = off");
+      await c.query("begin");
+      await c.query("insert into t values (2, 'two')");
+      await c.query("prepare transaction 'adv_2pc_x'");
+    } catch (err) {
+      await c.query("rollback").catch(() => undefined);
+      throw new Error(`the application's PREPARE TRANSACTION failed because of dbsync: ${(err as Error).message}`);
     } finally {
-      await sidecar.stop();
-      await env.source.query("rollback prepared 'adv_2pc_x'").catch(() => undefined);
+      c.release();
     }
+    await env.source.query("commit prepared 'adv_2pc_x'");
+    await convergedOrError(env, ["t"]);
   } finally {
-    await cluster.stop("immediate");
+    await sidecar.stop();
+    await env.source.query("rollback prepared 'adv_2pc_x'").catch(() => undefined);
   }
 });
 
 test("two-phase commit: a write PREPAREd before the batch's tick and committed later is not lost", async () => {
-  const cluster = await startCluster({ settings: { max_prepared_transactions: 10 } });
+  const env = await freshEnv("adv_2pc_late");
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  // Prepared before any sidecar ran: nobody asked writers to NOTIFY yet (see the test above).
+  await env.source.query("insert into t values (1, 'one')");
+  const c = await env.source.connect();
   try {
-    const sourceUrl = await createDatabase(cluster.url(), "adv_2pc_late");
-    await migrate(sourceUrl);
-    const base = await freshEnv("adv_2pc_late", { migrate: false });
-    const env: Env = { ...base, sourceUrl, source: pool(sourceUrl) };
-    await setup(env, "create table t (id int primary key, v text)", ["t"]);
-    // Prepared before any sidecar ran: nobody asked writers to NOTIFY yet (see the test above).
-    await env.source.query("insert into t values (1, 'one')");
-    const c = await env.source.connect();
-    try {
-      await c.query("begin");
-      await c.query("insert into t values (2, 'two')");
-      await c.query("prepare transaction 'adv_2pc_y'");
-    } finally {
-      c.release();
-    }
-    const sidecar = startSidecar(env.sourceUrl, ["--rotate-after", "1"]);
-    try {
-      // Batches and queue rotations go on while the prepared writer is in doubt.
-      for (let i = 0; i < 6; i++) {
-        await env.source.query("insert into t values ($1, 'later')", [10 + i]);
-        await value(env.source, "select dbsync.wait_for_sync('s', '20 s')");
-        await new Promise((r) => setTimeout(r, 700));
-      }
-      await env.source.query("commit prepared 'adv_2pc_y'");
-      await convergedOrError(env, ["t"]);
-    } finally {
-      await sidecar.stop();
-      await env.source.query("rollback prepared 'adv_2pc_y'").catch(() => undefined);
-    }
+    await c.query("begin");
+    await c.query("insert into t values (2, 'two')");
+    await c.query("prepare transaction 'adv_2pc_y'");
   } finally {
-    await cluster.stop("immediate");
+    c.release();
+  }
+  const sidecar = startSidecar(env.sourceUrl, ["--rotate-after", "1"]);
+  try {
+    // Batches and queue rotations go on while the prepared writer is in doubt.
+    for (let i = 0; i < 6; i++) {
+      await env.source.query("insert into t values ($1, 'later')", [10 + i]);
+      await value(env.source, "select dbsync.wait_for_sync('s', '20 s')");
+      await new Promise((r) => setTimeout(r, 700));
+    }
+    await env.source.query("commit prepared 'adv_2pc_y'");
+    await convergedOrError(env, ["t"]);
+  } finally {
+    await sidecar.stop();
+    await env.source.query("rollback prepared 'adv_2pc_y'").catch(() => undefined);
   }
 });
 

@@ -4,9 +4,12 @@
 // to administer or to monitor are granted explicitly. Capture runs as the dbsync
 // owner with a pinned search_path and settings, whatever the writer's session says.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import crypto from "node:crypto";
+import path from "node:path";
 import { after, before, test } from "node:test";
 import { Client, Pool } from "pg";
+import { migrate } from "../src/migrate";
 import { Env, freshEnv, rows, sqlError, value } from "./helpers";
 
 let env: Env;
@@ -18,11 +21,15 @@ const MON = `dbsync_mon_${sfx}`;
 const NOBODY = `dbsync_nobody_${sfx}`;
 const clients: Client[] = [];
 
-/** A session on the source database as `role` (trust auth: no password). */
-async function connectAs(role: string): Promise<Client> {
+function urlAs(role: string): string {
   const u = new URL(env.sourceUrl);
   u.username = role;
-  const c = new Client({ connectionString: u.toString() });
+  return u.toString();
+}
+
+/** A session on the source database as `role` (trust auth: no password). */
+async function connectAs(role: string): Promise<Client> {
+  const c = new Client({ connectionString: urlAs(role) });
   await c.connect();
   clients.push(c);
   return c;
@@ -184,8 +191,11 @@ test("(c) PUBLIC has no access to the schema, the queue, the conninfo or the fun
   assert.deepEqual(
     // _last_ev_id serves the status view; _on_ddl and _on_drop are the event triggers'
     // functions, fired by whoever alters or drops a replicated table and callable in no other way;
-    // version() says which dbsync installed this.
-    fnsForPublic.map((r) => r.proname).filter((n) => !["_last_ev_id", "_on_ddl", "_on_drop", "version"].includes(n)),
+    // version() says which dbsync installed this; the status views' helpers that withhold
+    // row values from their reader only format text (none is SECURITY DEFINER).
+    fnsForPublic
+      .map((r) => r.proname)
+      .filter((n) => !["_last_ev_id", "_on_ddl", "_on_drop", "version", "_shows_values", "_without_values", "_differences_message"].includes(n)),
     [],
   );
 
@@ -226,11 +236,14 @@ test("(d) a role granted usage and execute administers replication (functions ru
   await denied(adm, "select target_conninfo from dbsync.subscriptions");
 });
 
-test("(e) a monitoring role reads the status views, and nothing else", async () => {
-  await src.query(`
-    grant usage on schema dbsync to ${MON};
-    grant select on dbsync.status, dbsync.table_status to ${MON};
-  `);
+test("(e) a monitoring role (grant_monitor) reads the status views and waits, and nothing else", async () => {
+  await src.query(`select dbsync.grant_monitor('${MON}')`);
+  assert.deepEqual(await rows(src, "select role_name::text from dbsync.monitor_roles"), [{ role_name: MON }]);
+  // Every migrate grants the recorded roles again.
+  await src.query(`revoke execute on function dbsync.wait_for_sync(text, interval) from ${MON}`);
+  await migrate(env.sourceUrl);
+  assert.equal(await value(src, "select has_function_privilege($1, 'dbsync.wait_for_sync(text,interval)', 'execute')", [MON]), true);
+  assert.equal(await value(src, "select dbsync._regrant_monitors()"), 1);
   await src.query("insert into app.orders (id, note) values (100, 'x'), (101, 'y')");
   const mon = await connectAs(MON);
   const mine = await rows(mon, "select name, group_name, state, paused, backlog_events::int as backlog from dbsync.status order by name");
@@ -253,6 +266,11 @@ test("(e) a monitoring role reads the status views, and nothing else", async () 
     await denied(mon, `select * from dbsync.${rel}`);
   }
   await denied(mon, "select target_conninfo from dbsync.subscriptions");
+  await denied(mon, "select * from dbsync.verifications");
+  await denied(mon, "select * from app.orders");
+  assert.equal(await value(mon, "select dbsync.wait_for_sync('app_sub', '0 s')"), false);
+  await denied(mon, "select dbsync.verify_table('app_sub', 'app.orders')");
+  await denied(mon, "select dbsync.resync_table('app_sub', 'app.orders')");
   await denied(mon, "select dbsync.pause('app_sub')");
   await denied(mon, "select dbsync.add_table('app.orders')");
   await denied(mon, `select * from dbsync.batch_events(${groupId}, 0, 1)`);
@@ -380,4 +398,80 @@ test("(f) capture functions are SECURITY DEFINER with a pinned search_path; a ho
   );
   const ids = await rows<{ ev_id: string }>(src, "select ev_id::text from dbsync.events order by ev_id");
   assert.ok(ids.every((r) => Number(r.ev_id) > 0), "event ids come from the real sequence");
+});
+
+/** `dbsync ARGS` against the source as `role`. */
+function cliAs(role: string, args: string[]) {
+  const r = spawnSync(process.execPath, ["--import", "tsx", path.join(__dirname, "..", "src", "cli.ts"), ...args, "--source", urlAs(role)], {
+    encoding: "utf8",
+    env: { ...process.env, DBSYNC_LOG_LEVEL: "warn" },
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr, all: `exit ${r.status}\n${r.stdout}\n${r.stderr}` };
+}
+
+test("(g) the monitoring role sees no value of a replicated row; the owner and admin roles do; a missing grant is named", async () => {
+  // What dbsync records, as it would: background verification found rows of
+  // app.orders differing (their keys), it failed once on app.measures with a DETAIL
+  // quoting a row (one value imitating the start of a hint), a chunked copy of
+  // app.measures stands at a key, and the last batch failed with a unique
+  // violation whose DETAIL quotes a value.
+  await src.query(`
+    insert into dbsync.verify_progress (sub_id, table_id, differences, differing_keys, found_at)
+    select s.sub_id, t.table_id, 2, '{secret-key-1,secret-key-2}', now()
+      from dbsync.subscriptions s, dbsync.tables t where s.name = 'app_sub' and t.relid = 'app.orders'::regclass;
+    insert into dbsync.verify_progress (sub_id, table_id, errors, last_error, last_error_at)
+    select s.sub_id, t.table_id, 1, 'verification failed (detail: Failing row contains (7, secret-row (hint: secret-after)).)', now()
+      from dbsync.subscriptions s, dbsync.tables t where s.name = 'app_sub' and t.relid = 'app.measures'::regclass;
+    update dbsync.subscription_tables st set state = 'copying', chunk_request = st.copy_request, chunk_key = '{secret-key-3}'
+      from dbsync.tables t where t.table_id = st.table_id and t.relid = 'app.measures'::regclass;
+    update dbsync.subscriptions set last_error_table = '"app"."orders"',
+      last_error = 'duplicate key value violates unique constraint "orders_note" (detail: Key (note)=(secret-note) already exists.) (hint: Delete the row.)';
+    grant select on dbsync.status, dbsync.table_status, dbsync.verifications, dbsync.unreplicated_ddl to ${ADMIN};
+  `);
+  const mon = await connectAs(MON);
+  const adm = await connectAs(ADMIN);
+  const statusSql = "select * from dbsync.status where name = 'app_sub'";
+  const tablesSql = "select * from dbsync.table_status where subscription = 'app_sub' order by table_name";
+  for (const [who, c] of [["owner", src], ["admin", adm]] as const) {
+    const all = JSON.stringify([await rows(c, statusSql), await rows(c, tablesSql)]);
+    for (const secret of ["secret-note", "secret-key-1", "secret-key-3", "secret-row", "secret-after"]) assert.match(all, new RegExp(secret), `${who}: ${secret}`);
+  }
+  const [st] = await rows<{ last_error: string }>(mon, statusSql);
+  const tables = await rows<Record<string, unknown>>(mon, tablesSql);
+  assert.doesNotMatch(JSON.stringify([st, tables]), /secret/);
+  assert.equal(st.last_error, 'duplicate key value violates unique constraint "orders_note" (detail withheld: it may quote row values, which this role may not read)');
+  const orders = tables.find((t) => t.table_name === "app.orders")!;
+  const measures = tables.find((t) => t.table_name === "app.measures")!;
+  assert.equal(orders.verify_differences, "2");
+  assert.equal(orders.verify_differing_keys, null);
+  assert.match(String(measures.last_verify_error), /^verification failed \(detail withheld/);
+  assert.equal(measures.copied_up_to, null);
+  // The message of the differences, without the batch's error in front of it.
+  await src.query("update dbsync.subscriptions set last_error = null, last_error_table = null");
+  assert.match(
+    String(await value(mon, "select last_error from dbsync.table_status where table_name = 'app.orders'")),
+    /^2 row\(s\) of app.orders differ on the target \(found by background verification; its keys are in dbsync.verifications\); copy the table again with select dbsync.resync_table\('app_sub', 'app.orders'\)$/,
+  );
+  assert.match(String(await value(src, "select last_error from dbsync.table_status where table_name = 'app.orders'")), /keys: secret-key-1, secret-key-2\)/);
+  await src.query(`update dbsync.subscriptions set last_error_table = '"app"."orders"',
+    last_error = 'duplicate key value violates unique constraint "orders_note" (detail: Key (note)=(secret-note) already exists.)'`);
+
+  // The CLI as the monitoring role: status and wait work, and say nothing secret.
+  const status = cliAs(MON, ["status", "--json"]);
+  assert.equal(status.code, 0, status.all);
+  assert.doesNotMatch(status.out, /secret/);
+  const wait = cliAs(MON, ["wait", "app_sub", "--timeout", "1"]);
+  assert.equal(wait.code, 3, wait.all);
+  assert.match(wait.err, /not in sync after 1 s: applying failed on "app"."orders".*detail withheld/);
+  assert.doesNotMatch(wait.all, /secret/);
+  // What it may not do, each refused with the grants to run.
+  const verify = cliAs(MON, ["verify", "app_sub"]);
+  assert.equal(verify.code, 1, verify.all);
+  assert.match(verify.err, new RegExp(`^dbsync: permission denied for function verify_subscription \\(role ${MON} lacks dbsync's administration rights\\)$`, "m"));
+  assert.match(verify.err, new RegExp(`^hint: As the dbsync owner .*: grant usage on schema dbsync to ${MON}; grant execute on all functions in schema dbsync to ${MON}; grant select on dbsync.status, dbsync.table_status, dbsync.verifications, dbsync.unreplicated_ddl to ${MON};$`, "m"));
+  const nobody = cliAs(NOBODY, ["wait", "app_sub", "--timeout", "1"]);
+  assert.equal(nobody.code, 1, nobody.all);
+  assert.match(nobody.err, new RegExp(`^dbsync: permission denied for schema dbsync \\(role ${NOBODY} lacks the monitoring rights\\)$`, "m"));
+  assert.match(nobody.err, new RegExp(`^hint: As the dbsync owner \\(the role that ran dbsync migrate\\): select dbsync.grant_monitor\\('${NOBODY}'\\);$`, "m"));
+  await src.query("update dbsync.subscriptions set last_error = null, last_error_table = null");
 });

@@ -3,23 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
-import { convergedOrError, setup, status, synced } from "./kit/convergence";
-
-/** The machine is shared and loaded: give the first batches time before the 30 s verdicts. */
-async function settle(env: Awaited<ReturnType<typeof freshEnv>>) {
-  for (let i = 0; i < 15; i++) {
-    if ((await value(env.source, "select dbsync.wait_for_sync('s', '10 s')")) === true) return;
-    const st = await status(env);
-    if (st?.last_error) return;
-  }
-}
-
-async function strictlyConverged(env: Awaited<ReturnType<typeof freshEnv>>, tables: string[]) {
-  await settle(env);
-  await convergedOrError(env, tables, { errorOk: false });
-  const st = await status(env);
-  assert.equal(st?.last_error ?? null, null, `no error expected: ${JSON.stringify(st)}`);
-}
+import { setup, status, settle, strictlyConverged, synced } from "./kit/convergence";
 
 test("a TRUNCATE of a wide table in the same batch as a change to a narrower table", async () => {
   const env = await freshEnv("advm_trunc_wide");

@@ -7,13 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
-import { convergedOrError, setup, status, synced } from "./kit/convergence";
-
-async function strictlyConverged(env: Awaited<ReturnType<typeof freshEnv>>, tables: string[]) {
-  await convergedOrError(env, tables, { errorOk: false });
-  const st = await status(env);
-  assert.equal(st?.last_error ?? null, null, `no error expected: ${JSON.stringify(st)}`);
-}
+import { setup, strictlyConverged, synced } from "./kit/convergence";
 
 /** The target's counters for a table, once the statistics collector has them. */
 async function targetCounts(env: Awaited<ReturnType<typeof freshEnv>>, table: string) {

@@ -5,23 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { freshEnv, startSidecar, tableText, value } from "./helpers";
-import { convergedOrError, setup, status, synced } from "./kit/convergence";
-
-/** The machine is shared and loaded: give the first batches time before the 30 s verdicts. */
-async function settle(env: Awaited<ReturnType<typeof freshEnv>>) {
-  for (let i = 0; i < 15; i++) {
-    if ((await value(env.source, "select dbsync.wait_for_sync('s', '10 s')")) === true) return;
-    const st = await status(env);
-    if (st?.last_error) return;
-  }
-}
-
-async function strictlyConverged(env: Awaited<ReturnType<typeof freshEnv>>, tables: string[]) {
-  await settle(env);
-  await convergedOrError(env, tables, { errorOk: false });
-  const st = await status(env);
-  assert.equal(st?.last_error ?? null, null, `no error expected: ${JSON.stringify(st)}`);
-}
+import { setup, settle, strictlyConverged, synced } from "./kit/convergence";
 
 test("awkward text and lines longer than a COPY chunk, in tables of different widths, narrow lines ending in NULLs", async () => {
   const env = await freshEnv("advm_text");

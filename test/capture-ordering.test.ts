@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import { Client, Pool } from "pg";
-import { compat, freshEnv, rows, sleep, tableText, value } from "./helpers";
+import { compat, freshEnv, rows, seeded, sleep, tableText, value } from "./helpers";
 
 interface Ev {
   ev_id: number;
@@ -163,7 +163,6 @@ test("50 concurrent writers across 20+ ticks: every event in exactly one batch, 
   const g = await groupId("conc");
   const ticker = await client();
   const writers = await Promise.all(Array.from({ length: 50 }, () => client()));
-  const rnd = (n: number) => Math.floor(Math.random() * n);
   const stats = { committed: 0, rolledBack: 0, failed: 0 };
   /** Per committed transaction: its xid, the keys whose rows it changed, and its commit number per key it locked. */
   const txs: { xid: string; changed: Set<string>; n: Map<string, number> }[] = [];
@@ -172,9 +171,11 @@ test("50 concurrent writers across 20+ ticks: every event in exactly one batch, 
 
   type Op = { kind: "upsert" | "update" | "delete" | "pair" | "move"; k: number; k2: number };
   async function writer(c: Client, w: number) {
+    const rng = seeded(`capture-ordering/writer${w}`);
+    const rnd = (n: number) => rng.below(n);
     for (let j = 0; j < 6; j++) {
       const ops: Op[] = Array.from({ length: 1 + rnd(3) }, () => {
-        const r = Math.random();
+        const r = rng.next();
         const k = rnd(KEYS);
         const k2 = (k + 1 + rnd(KEYS - 1)) % KEYS;
         const kind = r < 0.4 ? "upsert" : r < 0.6 ? "update" : r < 0.75 ? "delete" : r < 0.88 ? "pair" : "move";
@@ -233,8 +234,8 @@ test("50 concurrent writers across 20+ ticks: every event in exactly one batch, 
           await sleep(rnd(8));
         }
         // Random commit order; some transactions stay open across several ticks.
-        await sleep(Math.random() < 0.1 ? 60 + rnd(120) : rnd(25));
-        if (Math.random() < 0.08) {
+        await sleep(rng.chance(0.1) ? 60 + rnd(120) : rnd(25));
+        if (rng.chance(0.08)) {
           await c.query("rollback");
           rolledBack.push(xid);
           stats.rolledBack++;
@@ -255,11 +256,12 @@ test("50 concurrent writers across 20+ ticks: every event in exactly one batch, 
     const first = await tick(ticker, g, true);
     let done = false;
     let during = 0;
+    const rng = seeded("capture-ordering/ticker");
     const ticking = (async () => {
       while (!done || during < 22) {
         await tick(ticker, g, true);
         during++;
-        await sleep(20 + rnd(30));
+        await sleep(rng.int(20, 50));
       }
     })();
     await Promise.all(writers.map((c, w) => writer(c, w)));

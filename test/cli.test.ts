@@ -1,34 +1,12 @@
 // The `dbsync` command line as users run it: a child process, its output and its
 // exit code (0 ok, 1 error, 2 bad usage, 3 `wait` timed out).
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import path from "node:path";
 import { test } from "node:test";
 import { freshEnv, rows, startSidecar, value } from "./helpers";
+import { DbsyncResult as Result, runDbsync } from "./kit/dbsync";
 
-const ROOT = path.join(__dirname, "..");
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** `dbsync ARGS` with stdin not a terminal. */
-function cli(args: string[]): Promise<Result> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DBSYNC_LOG_LEVEL: "warn" };
-  delete env.DBSYNC_SOURCE_URL;
-  delete env.DATABASE_URL;
-  const proc = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "cli.ts"), ...args], {
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  proc.stdout!.on("data", (b) => (stdout += b));
-  proc.stderr!.on("data", (b) => (stderr += b));
-  return new Promise((resolve) => proc.once("close", (code) => resolve({ code, stdout, stderr })));
-}
+/** `dbsync ARGS` with stdin not a terminal, and no source in the environment. */
+const cli = (args: string[]) => runDbsync(args, { env: { DBSYNC_LOG_LEVEL: "warn" }, unset: ["DBSYNC_SOURCE_URL", "DATABASE_URL"] });
 
 const show = (r: Result) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 

@@ -3,11 +3,11 @@
 // views) or sql/comments.sql (tables); dbsync.version() and `dbsync --version` agree
 // with package.json.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { freshEnv, rows, value } from "./helpers";
+import { runDbsync } from "./kit/dbsync";
 
 const ROOT = path.join(__dirname, "..");
 const VERSION = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")).version;
@@ -38,7 +38,7 @@ test("every function, view and table of schema dbsync has a comment", async () =
 test("select dbsync.version() and dbsync --version say package.json's version", async () => {
   const env = await freshEnv("version");
   assert.equal(await value(env.source, "select dbsync.version()"), VERSION);
-  const r = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "cli.ts"), "--version"], { encoding: "utf8" });
-  assert.equal(r.status, 0, r.stderr);
+  const r = await runDbsync(["--version"]);
+  assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout.trim(), VERSION);
 });

@@ -19,9 +19,9 @@ test("PostgreSQL 14+ installs the migrations and functions exactly as they are o
 
 test("older majors get no name they lack", () => {
   const missing: Record<number, RegExp> = {
-    10: /\b(xid8|pg_snapshot|pg_current_xact_id|pg_current_snapshot|pg_visible_in_snapshot|pg_partition_tree|pg_partition_ancestors|attgenerated|tgparentid|gen_random_uuid)\b|execute function|as materialized/i,
-    11: /\b(xid8|pg_snapshot|pg_current_xact_id|pg_current_snapshot|pg_visible_in_snapshot|pg_partition_tree|pg_partition_ancestors|attgenerated|tgparentid|gen_random_uuid)\b|as materialized/i,
-    12: /\b(xid8|pg_snapshot|pg_current_xact_id|pg_current_snapshot|pg_visible_in_snapshot|tgparentid|gen_random_uuid)\b/i,
+    10: /\b(xid8|pg_snapshot|pg_current_xact_id|pg_current_snapshot|pg_visible_in_snapshot|pg_partition_tree|pg_partition_ancestors|attgenerated|tgparentid|gen_random_uuid|indnkeyatts|regcollation)\b|execute function|as materialized/i,
+    11: /\b(xid8|pg_snapshot|pg_current_xact_id|pg_current_snapshot|pg_visible_in_snapshot|pg_partition_tree|pg_partition_ancestors|attgenerated|tgparentid|gen_random_uuid|regcollation)\b|as materialized/i,
+    12: /\b(xid8|pg_snapshot|pg_current_xact_id|pg_current_snapshot|pg_visible_in_snapshot|tgparentid|gen_random_uuid|regcollation)\b/i,
   };
   // Comments may name them; code may not.
   const code = (sql: string) => sql.replace(/--[^\n]*/g, "");
@@ -29,6 +29,12 @@ test("older majors get no name they lack", () => {
     const traits = { major: Number(major), bigintTxids: true };
     for (const m of knownMigrations()) assert.doesNotMatch(code(compatSql(m.sql, traits)), re, `${m.name} on ${major}`);
     assert.doesNotMatch(code(codeBundle(traits).sql), re, `the functions on ${major}`);
+  }
+  // Spellings no rewrite covers: PL/pgSQL on 10 takes no default for a row variable.
+  const rowDefault = /^\s+\w+\s+(dbsync\.\w+|\w+%rowtype|record)\s*(:=|=|default)/im;
+  for (const m of knownMigrations()) assert.doesNotMatch(code(m.sql), rowDefault, m.name);
+  for (const f of codeBundle().sql.split(/(?=^create or replace function)/m)) {
+    assert.doesNotMatch(code(f), rowDefault, `a row variable with a default (set it in the body): ${f.slice(0, 80)}`);
   }
   for (const r of REWRITES) assert.ok(r.why.length > 20, `rewrite ${r.name} says why`);
   // Every rewrite still finds something to rewrite: a rule matching nothing is dead.
@@ -105,4 +111,22 @@ test("execute_ddl and TRUNCATE reach a target of another major", async () => {
   } finally {
     await sidecar.stop();
   }
+});
+
+test("wait_for_sync at its timeout: false with a NOTICE saying why, on every major", async () => {
+  const env = await freshEnv("compat_wait_timeout");
+  await env.source.query("create table t (id int primary key)");
+  await env.source.query("select dbsync.add_table('t', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  await env.source.query("select dbsync.pause('s')");
+  await env.source.query("insert into t values (1)");
+  const c = await env.source.connect();
+  const notices: string[] = [];
+  c.on("notice", (n) => notices.push(n.message ?? ""));
+  try {
+    assert.equal((await c.query("select dbsync.wait_for_sync('s', '0.2 s') as ok")).rows[0].ok, false);
+  } finally {
+    c.release();
+  }
+  assert.ok(notices.some((n) => /"s" not in sync after 0\.2 s: .*paused/.test(n)), notices.join("; "));
 });

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Pool } from "pg";
-import { Env, createDatabase, freshEnv, pool, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { createDatabase, Env, freshEnv, pool, seeded, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 const CHUNK = 5000;
 const ARGS = ["--copy-chunk-rows", String(CHUNK)];
@@ -24,11 +24,13 @@ function bigDdl(t: string) {
  * deletes, inserts, key changes (the unique column u travels with the row), and
  * transactions that move a key above and back, or swap rows across the range.
  */
+let writersStarted = 0;
 function writer(source: Pool, table: string, rows: number, stop: { done: boolean }, counts?: { n: number }) {
-  const rnd = () => 1 + Math.floor(Math.random() * rows * 2);
+  const rng = seeded(`copy-chunks/writer${++writersStarted}`);
+  const rnd = () => rng.int(1, rows * 2);
   return (async () => {
     while (!stop.done) {
-      const r = Math.random();
+      const r = rng.next();
       const id = rnd();
       try {
         if (r < 0.2) await source.query(`update ${table} set amount = amount + 1, payload = 'upd' where id = $1`, [id]);
@@ -61,6 +63,9 @@ function writer(source: Pool, table: string, rows: number, stop: { done: boolean
         // anything else is a test failure.
         if (!["23505", "40P01"].includes((err as { code?: string }).code ?? "")) throw err;
       }
+      // Paced: flat-out writers took the CPUs from the test files running alongside,
+      // and grew the backlog each killed copy has to read again.
+      await sleep(rng.int(1, 10));
     }
   })();
 }
@@ -193,13 +198,14 @@ test("a sidecar SIGKILLed between and inside chunks, and after a chunk's commit 
   await setupBig(env);
   const stop = { done: false };
   const writers = [writer(env.source, "big", ROWS, stop), writer(env.source, "big", ROWS, stop)];
+  const rng = seeded("copy-chunks/kills");
   try {
     let seen = 0;
     let started: number | undefined;
     for (let i = 0; i < 4; i++) {
       const s = startSidecar(env.sourceUrl, ARGS);
       await waitChunks(env, "big", seen + 1);
-      await sleep(Math.random() * 300);
+      await sleep(rng.below(300));
       await s.stop("SIGKILL");
       const r = await chunkRow(env, "big");
       assert.equal(r.state, "copying", "still copying after kill " + i);
@@ -420,9 +426,10 @@ test("a composite key with a collation is chunked in the collation's order, a pa
   await env.source.query("select dbsync.add_table('names', 'g'), dbsync.add_table('colors', 'g'), dbsync.add_table('parts', 'g')");
   await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
   const stop = { done: false };
+  const rng = seeded("copy-chunks/names");
   const nameWriter = (async () => {
     while (!stop.done) {
-      const g = 1 + Math.floor(Math.random() * 20000);
+      const g = rng.int(1, 20000);
       const flip = (array: string) => `(array[${array}])[1 + (random() * 5)::int]`;
       await env.source
         .query(`update names set name = ${flip("'a','B','b','A','c','C'")} || substr(name, 2), v = v + 1

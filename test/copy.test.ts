@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Pool } from "pg";
-import { Env, freshEnv, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { Env, freshEnv, seeded, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 function ddl(t: string) {
   return `create table ${t} (id bigint primary key, grp int not null, payload text, amount numeric);`;
@@ -11,14 +11,18 @@ function ddl(t: string) {
 /** Random inserts, updates, deletes and key changes until stopped; returns the writer's promise. */
 function writer(source: Pool, table: string, stop: { done: boolean }, seed: number) {
   let next = 10_000_000 + seed * 1_000_000;
+  const rng = seeded(`copy/${table}/writer${seed}`);
   return (async () => {
     while (!stop.done) {
-      const r = Math.random();
-      const id = 1 + Math.floor(Math.random() * 200_000);
+      const r = rng.next();
+      const id = rng.int(1, 200_000);
       if (r < 0.3) await source.query(`insert into ${table} values ($1, 1, 'new', 1)`, [next++]);
       else if (r < 0.6) await source.query(`update ${table} set amount = amount + 1, payload = 'upd' where id = $1`, [id]);
       else if (r < 0.8) await source.query(`delete from ${table} where id = $1`, [id]);
       else await source.query(`update ${table} set id = $2 where id = $1`, [id, next++]).catch(() => undefined);
+      // Paced: flat-out writers took the CPUs from the test files running alongside,
+      // and grew the backlog each killed copy has to read again.
+      await sleep(rng.int(1, 10));
     }
   })();
 }
@@ -81,6 +85,7 @@ test("a sidecar killed 20 times during the copy restarts it and ends identical",
   await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
   const stop = { done: false };
   const writers = [writer(env.source, "big", stop, 1), writer(env.source, "big", stop, 2)];
+  const rng = seeded("copy/kills");
   try {
     for (let i = 0; i < 20; i++) {
       const s = startSidecar(env.sourceUrl);
@@ -92,7 +97,7 @@ test("a sidecar killed 20 times during the copy restarts it and ends identical",
           Number(await value(env.source, "select coalesce(max(rows_copied), 0) from dbsync.table_status")) > 0;
       }, 60_000);
       // Anywhere inside the copy: reading, writing, or about to commit.
-      await sleep(Math.random() * 400);
+      await sleep(rng.below(400));
       await s.stop("SIGKILL");
       await env.source.query("update dbsync.subscription_tables set rows_copied = 0 where state = 'copying'");
     }

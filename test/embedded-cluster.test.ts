@@ -6,6 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
+import { Client } from "pg";
 import { blockedPath, Installation, serverInstallation, ServerUser, startCluster, stopAll } from "../src/embedded/cluster";
 
 after(stopAll);
@@ -101,7 +102,8 @@ test("parallel processes setting up the copy agree on one, complete copy", async
   const go = Date.now() + 4000;
   const code = [
     `const { serverInstallation } = require(${JSON.stringify(module)});`,
-    `while (Date.now() < ${go});`,
+    // A blocking sleep that costs no CPU (a busy loop of six processes starved the suite).
+    `Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.max(0, ${go} - Date.now()));`,
     `process.stdout.write(serverInstallation(${JSON.stringify(inst)}, ${JSON.stringify(cache)}));`,
   ].join("\n");
   const results = await Promise.all(
@@ -128,4 +130,39 @@ test("a server that does not start says why: how it ended and what it printed", 
     assert.match(err.message, /invalid value for parameter "shared_buffers": "plenty"/);
     return true;
   });
+});
+
+test("clusters start from a copy of one initdb'd data folder, and not from one someone else could have changed", async () => {
+  // A temp folder of this test's own: the folder is shared by every run of this machine.
+  const tmp = tempDir(0o755);
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = tmp;
+  try {
+    const clusterName = async (c: { url(db?: string): string }) => {
+      const client = new Client({ connectionString: c.url() });
+      await client.connect();
+      try {
+        return (await client.query("show cluster_name")).rows[0].cluster_name as string;
+      } finally {
+        await client.end();
+      }
+    };
+    const first = await startCluster();
+    const pristine = fs.readdirSync(tmp).filter((n) => n.startsWith("dbsync-pginstall-initdb-"));
+    assert.equal(pristine.length, 1, `one initdb'd folder: ${fs.readdirSync(tmp).join(", ")}`);
+    const data = path.join(tmp, pristine[0], "data");
+    assert.equal(await clusterName(first), "");
+    // A planted setting in a copy that anyone may change: the next cluster must not have it.
+    fs.appendFileSync(path.join(data, "postgresql.conf"), "\ncluster_name = 'planted'\n");
+    fs.chmodSync(path.join(tmp, pristine[0]), 0o777);
+    const second = await startCluster();
+    assert.equal(await clusterName(second), "", "a data folder others can write to was used");
+    // Ours again: it is used (the planted line shows the copy is what starts).
+    fs.chmodSync(path.join(tmp, pristine[0]), 0o755);
+    assert.equal(await clusterName(await startCluster()), "planted");
+  } finally {
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+    await stopAll();
+  }
 });

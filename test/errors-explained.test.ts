@@ -3,21 +3,12 @@
 // unique conflict, a missing partition, a missing column), and `dbsync wait` says
 // why it timed out (paused, failing, copying, no sidecar).
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import path from "node:path";
 import { test } from "node:test";
 import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
+import { runDbsync } from "./kit/dbsync";
 
-const ROOT = path.join(__dirname, "..");
-
-function wait(sourceUrl: string, sub: string, seconds: number): Promise<{ code: number | null; stderr: string }> {
-  const proc = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "cli.ts"), "wait", sub, "--timeout", String(seconds), "--source", sourceUrl], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stderr = "";
-  proc.stderr!.on("data", (b) => (stderr += b));
-  return new Promise((resolve) => proc.once("close", (code) => resolve({ code, stderr })));
-}
+const wait = (sourceUrl: string, sub: string, seconds: number) =>
+  runDbsync(["wait", sub, "--timeout", String(seconds), "--source", sourceUrl], { env: { DBSYNC_LOG_LEVEL: "info" } });
 
 test("a unique conflict and a missing partition on the target: DETAIL kept, dbsync's hint added, `dbsync wait` says why", async () => {
   const env = await freshEnv("errors_explained");

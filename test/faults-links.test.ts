@@ -9,9 +9,9 @@
 // (The LISTEN connection alone: faults-listen.test.ts.)
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { SOURCE_DDL, TARGET_AUDIT, Workload } from "../soak/workload";
+import { SOURCE_DDL, TARGET_AUDIT, Workload } from "./kit/workload";
 import { FaultProxy, startFaultProxy } from "./harness/fault-proxy";
-import { Env, freshEnv, rows, sleep, startSidecar, Sidecar, tableText, until, value } from "./helpers";
+import { Env, freshEnv, rows, seeded, sleep, startSidecar, Sidecar, tableText, until, value } from "./helpers";
 
 const QUERY_TIMEOUT_MS = 2000;
 const LINK_ENV = {
@@ -59,12 +59,14 @@ async function rig(label: string, args: string[] = []): Promise<Rig> {
   const sidecar = startSidecar(sourceProxy.url(env.sourceUrl), ["--poll-interval", "200", ...args], LINK_ENV);
   await until("sidecar running", async () => sidecar.output().includes("dbsync sidecar running") || sidecar.proc.exitCode !== null, 20000);
   assert.equal(sidecar.proc.exitCode, null, sidecar.output());
-  const load = new Workload(env.source).start();
+  const load = new Workload(env.source, { rng: seeded("faults-links") }).start();
   for (const s of ["sa", "sb"]) {
     assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '30 s')", [s]), true, `${s}\n${sidecar.output()}`);
   }
   return { env, sourceProxy, targetProxy, sidecar, load };
 }
+
+const midCopyIds = seeded("faults-links/midcopy");
 
 /**
  * Commits one large transaction (so that its batch streams for a while) and waits
@@ -73,7 +75,7 @@ async function rig(label: string, args: string[] = []): Promise<Rig> {
  */
 async function midCopy(env: Env, load: Workload, side: "source" | "target"): Promise<string> {
   const n = 60_000;
-  const first = 9_000_000_000 + Math.floor(Math.random() * 1000) * 1_000_000;
+  const first = 9_000_000_000 + midCopyIds.below(1000) * 1_000_000;
   await env.source.query("insert into ins_only select $1::int8 + g, 9, g, repeat(md5(g::text), 3) from generate_series(1, $2::int) g", [first, n]);
   load.ranges.push([first + 1, n]);
   load.insertedRows += n;
@@ -112,19 +114,8 @@ async function finish(t: { diagnostic(m: string): void }, r: Rig) {
 
 /** Target == source table by table, exact rows on the insert-only table, each inserted on the target once. */
 async function assertSame(env: Env, load: Workload) {
-  for (const table of ["ins_only", "kv"]) {
-    const [src, dst] = await Promise.all([tableText(env.source, table), tableText(env.target, table)]);
-    assert.equal(dst.length, src.length, `${table}: row count`);
-    assert.deepEqual(dst, src, `${table} differs`);
-  }
   assert.equal(load.unsureTransactions, 0);
-  assert.equal(await value<number>(env.source, "select count(*)::int from ins_only"), load.insertedRows, "rows written");
-  const onTarget = await load.checkInserts(env.target);
-  assert.equal(onTarget.missingCount, 0, `acknowledged rows missing on the target: ${onTarget.missing.join(", ")}`);
-  assert.equal(onTarget.count, load.insertedRows, "rows on the target");
-  const audit = (await env.target.query("select count(*)::int as n, count(distinct id)::int as d from ins_only_audit")).rows[0];
-  assert.equal(audit.d, load.insertedRows, "rows of ins_only never inserted on the target");
-  assert.equal(audit.n, load.insertedRows, `${audit.n - audit.d} rows of ins_only were inserted on the target more than once`);
+  assert.deepEqual(await load.problems(env.source, env.target), []);
 }
 
 async function stopAll(r: Rig) {

@@ -7,8 +7,8 @@
 // then, for a second bad row, by dropping the CHECK on the target.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { SOURCE_DDL, TARGET_AUDIT, Workload } from "../soak/workload";
-import { freshEnv, rows, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { SOURCE_DDL, TARGET_AUDIT, Workload } from "./kit/workload";
+import { freshEnv, rows, seeded, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 test("a CHECK on the target rejects one key: that subscription stops with 23514, the other group goes on, the fix resumes it", async (t) => {
   const env = await freshEnv("faults_reject");
@@ -22,13 +22,14 @@ test("a CHECK on the target rejects one key: that subscription stops with 23514,
   await env.source.query("select dbsync.add_subscription('sa', 'a', $1, copy_data => false)", [env.targetUrl]);
   await env.source.query("select dbsync.add_subscription('sb', 'b', $1, copy_data => false)", [env.targetUrl]);
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"], { DBSYNC_LOG_LEVEL: "info" });
-  const load = new Workload(env.source).start();
+  const rng = seeded("faults-reject");
+  const load = new Workload(env.source, { rng }).start();
   // items gets its own churn that never writes 'poison'.
   const stop = { done: false };
   const itemsWriter = (async () => {
     while (!stop.done) {
-      await env.source.query("update items set v = v + 1, note = 'upd' where id = $1", [3 + Math.floor(Math.random() * 18)]);
-      await sleep(20 + Math.floor(Math.random() * 30));
+      await env.source.query("update items set v = v + 1, note = 'upd' where id = $1", [rng.int(3, 20)]);
+      await sleep(rng.int(20, 50));
     }
   })();
   const status = async (name: string) =>
@@ -53,7 +54,8 @@ test("a CHECK on the target rejects one key: that subscription stops with 23514,
     const stuckAt = await appliedOnTarget();
     assert.equal(String(stuckAt), s.last_applied_tick, "the source's position is the target's");
     const sbTick = Number((await status("sb")).last_applied_tick);
-    await sleep(2500);
+    // Retried (not a fixed wait: the back-off stretches on a busy machine), and still there.
+    await until("sa retries", async () => (await status("sa")).error_count > s.error_count, 60_000);
     assert.equal(await appliedOnTarget(), stuckAt, "sa moved past the failing batch");
     assert.equal(await value(env.target, "select note from items where id = $1", [id]), "seed");
     const after = await tableText(env.target, "ins_only");
@@ -62,7 +64,6 @@ test("a CHECK on the target rejects one key: that subscription stops with 23514,
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('sb', '20 s')"), true, "sb was held up by sa's error");
     assert.ok(Number((await status("sb")).last_applied_tick) > sbTick);
     assert.equal((await status("sb")).last_error, null);
-    assert.ok((await status("sa")).error_count >= 2, "sa retries");
     return stuckAt;
   };
 
@@ -92,17 +93,8 @@ test("a CHECK on the target rejects one key: that subscription stops with 23514,
     await load.stop();
     for (const s of ["sa", "sb"]) assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '40 s')", [s]), true, sidecar.output());
     assert.equal(await value(env.target, "select note from items where id = 2"), "poison");
-    for (const table of ["ins_only", "kv", "items"]) {
-      const [src, dst] = await Promise.all([tableText(env.source, table), tableText(env.target, table)]);
-      assert.equal(dst.length, src.length, `${table}: row count`);
-      assert.deepEqual(dst, src, `${table} differs`);
-    }
-    assert.equal(await value<number>(env.source, "select count(*)::int from ins_only"), load.insertedRows);
-    const onTarget = await load.checkInserts(env.target);
-    assert.equal(onTarget.missingCount, 0, onTarget.missing.join(", "));
-    assert.equal(onTarget.count, load.insertedRows);
-    const audit = (await env.target.query("select count(*)::int as n, count(distinct id)::int as d from ins_only_audit")).rows[0];
-    assert.deepEqual([audit.n, audit.d], [load.insertedRows, load.insertedRows], "each row inserted on the target exactly once");
+    assert.deepEqual(await tableText(env.target, "items"), await tableText(env.source, "items"), "items differs");
+    assert.deepEqual(await load.problems(env.source, env.target), []);
     t.diagnostic(`${load.insertedRows} rows inserted, ${load.churnTransactions} kv transactions; target == source`);
     assert.equal(await sidecar.stop(), 0, sidecar.output());
   } finally {

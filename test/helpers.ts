@@ -1,12 +1,17 @@
-// Shared test helpers: a fresh source and target database per test file on the
-// clusters that test/run.ts started, SQL shortcuts, and the sidecar as a child process.
-import { ChildProcess, spawn } from "node:child_process";
-import crypto from "node:crypto";
-import path from "node:path";
+// What test files use: a fresh source (a copy of the migrated template) and target
+// database per test file on the clusters test/run.ts started, SQL shortcuts, and the
+// sidecar as a child process (bin/dbsync.js, see kit/dbsync.ts).
 import { after } from "node:test";
 import { Client, Pool } from "pg";
 import { compatSql } from "../src/compat";
+import { tableRows } from "../src/embedded/compare";
 import { migrate } from "../src/migrate";
+import { createDatabase } from "./kit/databases";
+import { DbsyncProcess, killAll, spawnDbsync } from "./kit/dbsync";
+
+export { createDatabase, withDatabase } from "./kit/databases";
+export { seeded } from "./kit/random";
+export { sleep, until } from "./kit/wait";
 
 export interface Env {
   sourceUrl: string;
@@ -35,25 +40,6 @@ function clusterUrl(which: "SOURCE" | "TARGET"): string {
   return url;
 }
 
-export function withDatabase(url: string, db: string): string {
-  const u = new URL(url);
-  u.pathname = "/" + encodeURIComponent(db);
-  return u.toString();
-}
-
-/** A new, empty database on a cluster; returns its URL. */
-export async function createDatabase(clusterAdminUrl: string, label: string): Promise<string> {
-  const name = `${label.toLowerCase().replace(/[^a-z0-9]+/g, "_").slice(0, 40)}_${crypto.randomBytes(3).toString("hex")}`;
-  const c = new Client({ connectionString: clusterAdminUrl });
-  await c.connect();
-  try {
-    await c.query(`create database "${name}"`);
-  } finally {
-    await c.end();
-  }
-  return withDatabase(clusterAdminUrl, name);
-}
-
 const pools: Pool[] = [];
 after(async () => {
   await Promise.all(pools.splice(0).map((p) => p.end().catch(() => undefined)));
@@ -66,13 +52,17 @@ export function pool(url: string, max = 10): Pool {
   return p;
 }
 
-/** Fresh source and target databases; the source is migrated unless told not to. */
+/**
+ * Fresh source and target databases; the source is migrated unless told not to (a
+ * copy of the template test/run.ts migrated, or migrated here without one).
+ */
 export async function freshEnv(label: string, opts: { migrate?: boolean } = {}): Promise<Env> {
+  const template = opts.migrate === false ? undefined : process.env.DBSYNC_TEST_TEMPLATE;
   const [sourceUrl, targetUrl] = await Promise.all([
-    createDatabase(clusterUrl("SOURCE"), label),
+    createDatabase(clusterUrl("SOURCE"), label, { template }),
     createDatabase(clusterUrl("TARGET"), label),
   ]);
-  if (opts.migrate !== false) await migrate(sourceUrl);
+  if (opts.migrate !== false && !template) await migrate(sourceUrl);
   return { sourceUrl, targetUrl, source: pool(sourceUrl), target: pool(targetUrl) };
 }
 
@@ -103,59 +93,13 @@ export async function sqlError(p: Pool | Client, sql: string, params: unknown[] 
   throw new Error(`expected an error from: ${sql}`);
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** `dbsync run` (bin/dbsync.js) as a child process, killed at the end of the test file. */
+export type Sidecar = DbsyncProcess;
 
-export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await sleep(100);
-  }
-}
-
-const ROOT = path.join(__dirname, "..");
-
-export interface Sidecar {
-  proc: ChildProcess;
-  output: () => string;
-  /** The exit code, once the process has exited by itself or was stopped. */
-  exited: Promise<number | null>;
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
-}
-
-/** `dbsync run` as a real child process. */
 export function startSidecar(sourceUrl: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Sidecar {
-  const proc = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "cli.ts"), "run", "--source", sourceUrl, ...args], {
-    env: { ...process.env, DBSYNC_LOG_LEVEL: process.env.DBSYNC_LOG_LEVEL ?? "warn", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  proc.stdout!.on("data", (b) => (out += b));
-  proc.stderr!.on("data", (b) => (out += b));
-  const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
-  sidecars.add(proc);
-  proc.once("exit", () => sidecars.delete(proc));
-  return {
-    proc,
-    output: () => out,
-    exited,
-    async stop(signal: NodeJS.Signals = "SIGTERM") {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-      return exited;
-    },
-  };
+  return spawnDbsync(["run", "--source", sourceUrl, ...args], { env });
 }
-const sidecars = new Set<ChildProcess>();
-after(() => {
-  for (const p of sidecars) p.kill("SIGKILL");
-});
-process.once("exit", () => {
-  for (const p of sidecars) p.kill("SIGKILL");
-});
+after(killAll);
 
-/** Every row of a table as text, sorted: equal sets mean equal tables. */
-export async function tableText(p: Pool | Client, table: string): Promise<string[]> {
-  const r = await p.query(`select t::text as r from ${table} t order by 1`);
-  return r.rows.map((x) => x.r as string);
-}
+/** Every row of a table as text, sorted: equal lists mean equal tables. */
+export const tableText = tableRows;

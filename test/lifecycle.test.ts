@@ -132,3 +132,43 @@ test("a dropped subscription's series leave /metrics", async () => {
     assert.equal(await sidecar.stop(), 0, sidecar.output());
   }
 });
+
+test("a dropped replicated table leaves replication with a WARNING, not as a ghost (issue 20, bug 6)", async () => {
+  const env = await freshEnv("lifecycle_drop_table");
+  await env.source.query("create table keep (id int primary key); create table tmp (id int primary key)");
+  await env.source.query("select dbsync.add_table('keep', 'g'), dbsync.add_table('tmp', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const out = await messages(env, "drop table tmp");
+  assert.deepEqual(
+    out.filter((m) => m.severity === "WARNING").map((m) => m.message),
+    ["dbsync: replicated table public.tmp was dropped; it is no longer replicated (its rows stay on the targets)"],
+  );
+  assert.deepEqual((await env.source.query("select table_name from dbsync.table_status")).rows, [{ table_name: "public.keep" }]);
+  assert.equal(await value(env.source, "select state from dbsync.status where name = 's'"), "streaming");
+  // A table of the same name later is a new table: add_table takes it.
+  await env.source.query("create table tmp (id int primary key)");
+  assert.ok(Number(await value(env.source, "select dbsync.add_table('tmp', 'g')")) > 0);
+});
+
+test("a copy that cannot start makes the subscription an error in dbsync.status: the README's alert query finds it (issue 20, bug 3)", async () => {
+  const env = await freshEnv("lifecycle_copy_cannot_start");
+  await env.source.query("create table here (id int primary key); create table absent (id int primary key); insert into absent values (1)");
+  await env.target.query("create table here (id int primary key)");
+  await env.source.query("select dbsync.add_table('here', 'g'), dbsync.add_table('absent', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+  try {
+    const alert = `select name, state, lag_seconds, backlog_events, last_error from dbsync.status
+                    where state <> 'streaming' or lag_seconds > 60`;
+    await until("the alert", async () => (await env.source.query(alert)).rows[0]?.state === "error");
+    const [row] = (await env.source.query(alert)).rows;
+    assert.equal(row.name, "s");
+    assert.match(row.last_error, /absent/);
+    assert.equal(await value(env.source, "select last_error_table from dbsync.status"), "public.absent");
+    // The other table streams meanwhile.
+    await env.source.query("insert into here values (1)");
+    await until("here streams", async () => (await value(env.target, "select count(*)::int from here")) === 1);
+  } finally {
+    assert.equal(await sidecar.stop(), 0, sidecar.output());
+  }
+});

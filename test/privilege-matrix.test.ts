@@ -2,8 +2,8 @@
 // it cannot go stale: every function (each overload, by regprocedure), every table,
 // view, partition and sequence of the schema, and the event triggers' functions, for
 // each kind of role: superuser, the dbsync owner, an admin role granted the README's
-// recipe, a table owner, an application role, a monitoring role, the least-privilege
-// sidecar role (dbsync.grant_sidecar), and PUBLIC. What the catalog says
+// recipe, a table owner, an application role, a monitoring role (dbsync.grant_monitor),
+// the least-privilege sidecar role (dbsync.grant_sidecar), and PUBLIC. What the catalog says
 // (has_function_privilege, has_table_privilege, has_column_privilege, schema
 // USAGE) must equal the matrix written below; an object the matrix does not know
 // fails the test by name. Then sessions as each role prove a sample of the answers,
@@ -14,7 +14,7 @@ import crypto from "node:crypto";
 import { after, before, test } from "node:test";
 import { Client } from "pg";
 import { migrate } from "../src/migrate";
-import { SOURCE_MAJOR, compat, createDatabase, Env, freshEnv, rows, sqlError, startSidecar, tableText, value } from "./helpers";
+import { SOURCE_MAJOR, compat, createDatabase, Env, freshEnv, rows, sqlError, startSidecar, tableText, until, value } from "./helpers";
 
 const sfx = crypto.randomBytes(4).toString("hex");
 const KINDS = ["superuser", "owner", "admin", "tableOwner", "app", "monitor", "sidecar", "public"] as const;
@@ -37,11 +37,12 @@ const createdRoles = [...KINDS.filter((k) => k !== "owner" && k !== "public").ma
 
 // ---------------------------------------------------------------------------------
 // The expected matrix. Functions: who may EXECUTE each one.
-//   public:  PUBLIC (so every role); grants.sql names these three.
+//   public:  PUBLIC (so every role); grants.sql names them.
 //   sidecar: the sidecar role (grant_sidecar), the admin role, the owner.
+//   monitor: the monitoring role (grant_monitor), the admin role, the owner.
 //   admin:   the admin role and the owner only.
 // Superuser and owner may always do everything.
-type FnTier = "public" | "sidecar" | "admin";
+type FnTier = "public" | "sidecar" | "monitor" | "admin";
 const MATRIX: Record<string, FnTier> = {
   // grants.sql: the status view's helper, and the event triggers' functions.
   "dbsync._last_ev_id(integer)": "public",
@@ -49,6 +50,12 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._on_drop()": "public",
   // Which dbsync installed this (not SECURITY DEFINER).
   "dbsync.version()": "public",
+  // What the status views call with their reader's rights to withhold row values (not SECURITY DEFINER).
+  "dbsync._shows_values()": "public",
+  "dbsync._without_values(text,boolean)": "public",
+  "dbsync._differences_message(text,name,name,bigint,bigint,text[],boolean)": "public",
+  // grant_monitor: waiting for a subscription only reads.
+  "dbsync.wait_for_sync(text,interval)": "monitor",
   // grant_sidecar: what `dbsync run` calls.
   "dbsync.begin_batch(text)": "sidecar",
   "dbsync.batch_plan(integer,bigint,bigint,bigint,bigint)": "sidecar",
@@ -86,16 +93,18 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync.resync_table(text,regclass)": "admin",
   "dbsync.resync_subscription(text)": "admin",
   "dbsync.verify_table(text,regclass,boolean)": "admin",
-  "dbsync.wait_for_sync(text,interval)": "admin",
+  "dbsync.verify_subscription(text,boolean)": "admin",
   "dbsync.execute_ddl(text,text)": "admin",
   "dbsync.uninstall()": "admin",
   "dbsync.grant_sidecar(name)": "admin", // and then refused to anyone but the owner (_require_owner)
+  "dbsync.grant_monitor(name)": "admin", // likewise
   "dbsync.batch_events(integer,bigint,bigint)": "admin", // reads the queue: not the sidecar's
   // Internal helpers.
   "dbsync._base_type(oid)": "admin",
   "dbsync._begin_ddl(integer)": "admin",
   "dbsync._capture_stale(integer)": "admin",
   "dbsync._check_capturable(integer)": "admin",
+  "dbsync._check_grantee(text,name,name)": "admin",
   "dbsync._check_name(text,text)": "admin",
   "dbsync._chunk_cmp(text[],jsonb,text,text[])": "admin",
   "dbsync._chunk_entry(jsonb,oid,text,jsonb,bigint)": "admin",
@@ -113,6 +122,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._edit_distance(text,text)": "admin",
   "dbsync._events_between(integer,pg_snapshot,pg_snapshot)": "admin",
   "dbsync._export_tick(integer)": "admin",
+  "dbsync._grant_monitor_rights(name)": "admin",
   "dbsync._grant_select(regclass,name)": "admin",
   "dbsync._grant_sidecar_rights(name)": "admin",
   "dbsync._grant_to_sidecars(regclass)": "admin",
@@ -128,6 +138,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._queue_ddl(integer,text,text)": "admin",
   "dbsync._queue_rows(integer,integer,regclass)": "admin",
   "dbsync._regrant_sidecars()": "admin",
+  "dbsync._regrant_monitors()": "admin",
   "dbsync._require_owner(text)": "admin",
   "dbsync._restore_output(text[])": "admin",
   "dbsync._sequence_goal(integer)": "admin",
@@ -148,6 +159,12 @@ const MATRIX: Record<string, FnTier> = {
 const FUNCTIONS: Record<string, FnTier> = Object.fromEntries(Object.entries(MATRIX).map(([sig, tier]) => [compat(sig), tier]));
 // SECURITY DEFINER functions PUBLIC may execute: exactly these.
 const PUBLIC_SECDEF = ["dbsync._last_ev_id(integer)", "dbsync._on_ddl()", "dbsync._on_drop()"];
+// Not SECURITY DEFINER: what the status views call to withhold row values from their reader.
+const PUBLIC_HELPERS = [
+  "dbsync._differences_message(text,name,name,bigint,bigint,text[],boolean)",
+  "dbsync._shows_values()",
+  "dbsync._without_values(text,boolean)",
+];
 // Generated per replicated table (_install_capture): the capture trigger functions.
 // Admin (granted after they exist) and owner; for a partitioned table also its owner,
 // who clones the row trigger onto new partitions (PostgreSQL checks EXECUTE then).
@@ -160,21 +177,23 @@ function fnExpected(sig: string, kind: Kind, partitionedTableIds: Set<string>): 
   const tier = FUNCTIONS[sig];
   if (tier === "public") return true;
   if (tier === "sidecar") return kind === "admin" || kind === "sidecar";
+  if (tier === "monitor") return kind === "admin" || kind === "monitor";
   return kind === "admin";
 }
 
 // Relations: the privileges each kind holds (table-level, plus any column-level grant).
 // Only superuser and owner hold anything not listed here.
-type RelTier = "ownerOnly" | "sidecarRead" | "sidecarReadVerify" | "monitored";
+type RelTier = "ownerOnly" | "sidecarRead" | "sidecarReadVerify" | "monitored" | "adminRead";
 const RELATIONS: Record<string, RelTier> = {
-  // grant_sidecar: SELECT; the monitoring recipe adds status and table_status.
+  // grant_sidecar: SELECT; grant_monitor and the admin recipe: status and table_status.
   subscriptions: "sidecarRead", // target_conninfo: never PUBLIC, monitor or admin
   groups: "sidecarRead",
   tables: "sidecarRead",
   sequences: "sidecarRead",
-  verifications: "sidecarReadVerify", // + UPDATE of VERIFY_COLUMNS
+  verifications: "sidecarReadVerify", // + UPDATE of VERIFY_COLUMNS; the admin reads it (dbsync verify)
   status: "monitored",
   table_status: "monitored",
+  unreplicated_ddl: "adminRead",
   // Nobody's but the owner's: the queue (row data), its bookkeeping, dbsync's own state.
   events: "ownerOnly",
   ticks: "ownerOnly",
@@ -185,12 +204,12 @@ const RELATIONS: Record<string, RelTier> = {
   subscription_sequences: "ownerOnly",
   verify_progress: "ownerOnly", // read through table_status
   sidecar_roles: "ownerOnly",
+  monitor_roles: "ownerOnly",
   ddl_context: "ownerOnly", // execute_ddl's marker: only dbsync's functions write it
   ddl_log: "ownerOnly",
   skipped_ddl: "ownerOnly", // read by the sidecar through _skipped_ddl
   installed_code: "ownerOnly",
   migrations: "ownerOnly",
-  unreplicated_ddl: "ownerOnly",
   ddl_log_ddl_id_seq: "ownerOnly",
   groups_group_id_seq: "ownerOnly",
   sequences_seq_id_seq: "ownerOnly",
@@ -217,8 +236,9 @@ function relExpected(rel: string, kind: Kind, isSeq: boolean): string[] {
   if (kind === "superuser" || kind === "owner") return all;
   const tier = GROUP_REL.test(rel) ? "ownerOnly" : RELATIONS[rel];
   if (tier === "sidecarRead") return kind === "sidecar" ? ["SELECT"] : [];
-  if (tier === "sidecarReadVerify") return kind === "sidecar" ? ["SELECT", "UPDATE(columns)"] : [];
-  if (tier === "monitored") return kind === "sidecar" || kind === "monitor" ? ["SELECT"] : [];
+  if (tier === "sidecarReadVerify") return kind === "sidecar" ? ["SELECT", "UPDATE(columns)"] : kind === "admin" ? ["SELECT"] : [];
+  if (tier === "monitored") return kind === "sidecar" || kind === "monitor" || kind === "admin" ? ["SELECT"] : [];
+  if (tier === "adminRead") return kind === "admin" ? ["SELECT"] : [];
   return [];
 }
 // Schema USAGE: without it nothing of dbsync is reachable.
@@ -299,10 +319,10 @@ before(async () => {
   // functions existing at the time of the grant: the capture functions too).
   await env.source.query(`
     select dbsync.grant_sidecar('${r.sidecar}');
+    select dbsync.grant_monitor('${r.monitor}');
     grant usage on schema dbsync to ${r.admin};
     grant execute on all functions in schema dbsync to ${r.admin};
-    grant usage on schema dbsync to ${r.monitor};
-    grant select on dbsync.status, dbsync.table_status to ${r.monitor};`);
+    grant select on dbsync.status, dbsync.table_status, dbsync.verifications, dbsync.unreplicated_ddl to ${r.admin};`);
   partitionedTableIds = new Set(
     (await rows<{ id: string }>(env.source, "select table_id::text as id from dbsync.tables where partitioned")).map((x) => x.id),
   );
@@ -317,7 +337,8 @@ after(async () => {
     // The database of test (e) first: OWNER2 owns its dbsync, NOBODY holds rights in it.
     for (const db of extraDbs) {
       try {
-        await admin.query(`drop database "${db}" with (force)`);
+        // Its sessions are closed above; WITH (FORCE) is 13+.
+        await admin.query(`drop database "${db}"${SOURCE_MAJOR >= 13 ? " with (force)" : ""}`);
       } catch (err) {
         problems.push(`${db}: ${(err as Error).message}`);
       }
@@ -547,6 +568,18 @@ test("(c) sessions as each role: what the catalog says holds", async () => {
   assert.ok((await rows(s.monitor!, "select name, state from dbsync.status")).length === 1);
   assert.ok((await rows(s.monitor!, "select table_name from dbsync.table_status")).length === 2);
   await denied(s.monitor!, "select * from dbsync.subscriptions");
+  // The monitoring role waits (wait_for_sync only reads) and reads the views, and nothing more:
+  // not the verifications (their differing keys), not a replicated table, no admin call.
+  assert.equal(await value(s.monitor!, "select dbsync.wait_for_sync('s', '0 s')"), false);
+  await denied(s.monitor!, "select * from dbsync.verifications");
+  await denied(s.monitor!, "select * from app.orders");
+  await denied(s.monitor!, "select dbsync.verify_table('s', 'app.orders')");
+  await denied(s.monitor!, "select * from dbsync.verify_subscription('s')");
+  await denied(s.monitor!, "select dbsync.pause('s')");
+  await denied(s.monitor!, `select dbsync.grant_monitor('${ROLE.app}')`);
+  // The admin role reads the views and the verifications (README: the admin grants).
+  assert.equal((await rows(s.admin!, "select name from dbsync.status")).length, 1);
+  assert.equal((await rows(s.admin!, "select from dbsync.verifications limit 0")).length, 0);
   await denied(s.public!, "select * from dbsync.status");
   // The sidecar: begin_batch works (READ COMMITTED; rolled back), admin functions do not.
   const side = s.sidecar!;
@@ -565,6 +598,7 @@ test("(c) sessions as each role: what the catalog says holds", async () => {
   // The admin role runs administration, but not grant_sidecar (only the owner may).
   assert.equal(await value(s.admin!, "select dbsync.wait_for_sync('s', '0 s')"), false);
   await denied(s.admin!, `select dbsync.grant_sidecar('${ROLE.admin}')`);
+  await denied(s.admin!, `select dbsync.grant_monitor('${ROLE.app}')`);
   await denied(s.admin!, "select * from dbsync.subscriptions");
   // The superuser (not the owner) may do everything, grant_sidecar included.
   assert.equal(typeof (await value(s.superuser!, "select count(*)::int from dbsync.events")), "number");
@@ -587,6 +621,24 @@ test("(d) the sidecar copies and streams end to end as its least-privilege role"
     await app.query("insert into app.orders values (100, 'new'); update app.orders set note = 'x' where id < 5; delete from app.orders where id = 6");
     await app.query("update app.measures set k = 2 where id = 1; insert into app.measures values (100, 1, 'new')");
     await synced("stream");
+    // A batch that fails on the target with a DETAIL quoting a value: the owner reads
+    // it in dbsync.status, the monitoring role reads the error without it (the value
+    // is row data it was never granted), in the views and in wait_for_sync's reason.
+    await env.target.query("create unique index orders_note on app.orders (note) where note like 'secret%'; insert into app.orders values (999, 'secret-note-42')");
+    await app.query("insert into app.orders values (1000, 'secret-note-42')");
+    await until("the batch fails", async () => /secret-note-42/.test(String(await value(env.source, "select last_error from dbsync.status"))));
+    const mon = await connectAs(ROLE.monitor);
+    const monError = String(await value(mon, "select last_error from dbsync.status"));
+    assert.match(monError, /duplicate key value violates unique constraint "orders_note" \(detail withheld: /);
+    assert.doesNotMatch(monError, /secret-note-42/);
+    assert.doesNotMatch(JSON.stringify(await rows(mon, "select * from dbsync.table_status")), /secret-note-42/);
+    const notices: string[] = [];
+    mon.on("notice", (n) => notices.push(n.message ?? ""));
+    assert.equal(await value(mon, "select dbsync.wait_for_sync('s', '0.2 s')"), false);
+    assert.match(notices.join("\n"), /applying failed on "app"."orders".*detail withheld/);
+    assert.doesNotMatch(notices.join("\n"), /secret-note-42/);
+    await env.target.query("delete from app.orders where id = 999; drop index app.orders_note");
+    await synced("after the conflict");
     assert.ok(
       Number(await value(env.source, "select count(*) from pg_stat_activity where datname = current_database() and usename = $1", [ROLE.sidecar])) > 0,
       "the sidecar's sessions run as the sidecar role",
@@ -638,15 +690,27 @@ test("(e) a dbsync owner that is no superuser holds every right; the superuser t
     await rows(p, "select distinct pg_get_userbyid(p.proowner)::text as o from pg_proc p where p.pronamespace = 'dbsync'::regnamespace"),
     [{ o: OWNER2 }],
   );
-  // PUBLIC still has only the three functions and version(), and no USAGE.
+  // PUBLIC still has only the three functions, version() and the status views' helpers, and no USAGE.
   const pub = await rows<{ sig: string }>(
     p,
     `select p.oid::regprocedure::text as sig from pg_proc p
       where p.pronamespace = 'dbsync'::regnamespace and has_function_privilege('public', p.oid, 'execute') order by 1`,
   );
-  assert.deepEqual(pub.map((x) => x.sig), [...PUBLIC_SECDEF, "dbsync.version()"].sort());
+  assert.deepEqual(pub.map((x) => x.sig), [...PUBLIC_SECDEF, ...PUBLIC_HELPERS, "dbsync.version()"].sort());
   assert.equal(await value(p, "select has_schema_privilege('public', 'dbsync', 'USAGE')"), false);
-  // The non-superuser owner may grant the sidecar's rights.
+  // A table it may not create triggers on: refused up front, with the ways out.
+  await p.query(`create table app2.theirs (id int primary key); alter table app2.theirs owner to ${ROLE.tableOwner}`);
+  const refused = await sqlError(own, "select dbsync.add_table('app2.theirs', 'g')");
+  assert.equal(refused.code, "42501");
+  assert.equal(refused.message, `add_table: the dbsync owner ${OWNER2} cannot create triggers on app2.theirs (owned by ${ROLE.tableOwner})`);
+  assert.match(refused.hint ?? "", new RegExp(`alter table app2.theirs owner to ${OWNER2}\\), or .*\\(grant ${ROLE.tableOwner} to ${OWNER2}\\), or run dbsync migrate as a superuser`));
+  assert.equal(await value(p, "select count(*)::int from dbsync.tables where relid = 'app2.theirs'::regclass"), 0);
+  // The second way out works.
+  await p.query(`grant ${ROLE.tableOwner} to ${OWNER2}`);
+  assert.ok(Number(await value(own, "select dbsync.add_table('app2.theirs', 'g')")) > 0);
+  // The non-superuser owner may grant the sidecar's and the monitoring rights.
+  await own.query(`select dbsync.grant_monitor('${NOBODY}')`);
+  assert.equal(await value(p, "select has_function_privilege($1, 'dbsync.wait_for_sync(text,interval)', 'execute')", [NOBODY]), true);
   await own.query(`select dbsync.grant_sidecar('${NOBODY}')`);
   assert.equal(await value(p, "select has_function_privilege($1, 'dbsync.begin_batch(text)', 'execute')", [NOBODY]), true);
   assert.equal(await value(p, "select has_table_privilege($1, 'app2.t', 'select')", [NOBODY]), true);

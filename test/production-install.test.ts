@@ -47,8 +47,8 @@ function prodEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 test("production dependencies only: dbsync --help, migrate and run work from a clean folder", { timeout: 240_000 }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-prod-"));
   try {
-    // What the image's runtime stage holds: dist/ (compiled here, from the sources
-    // of this checkout), bin/, migrations/, sql/, package.json, package-lock.json.
+    // What the image's runtime stage holds: dist/ (compiled and bundled here, from
+    // the sources of this checkout), bin/, migrations/, sql/, package.json, package-lock.json.
     const tsc = await run(process.execPath, [path.join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json", "--outDir", path.join(dir, "dist")], { cwd: ROOT, timeoutMs: 90_000 });
     assert.equal(tsc.code, 0, `tsc failed:\n${tsc.out}`);
     for (const f of ["package.json", "package-lock.json"]) fs.copyFileSync(path.join(ROOT, f), path.join(dir, f));
@@ -60,6 +60,10 @@ test("production dependencies only: dbsync --help, migrate and run work from a c
       timeoutMs: 150_000,
     });
     assert.equal(ci.code, 0, `npm ci --omit=dev failed:\n${ci.out}`);
+    // The bundle bin/dbsync.js runs (npm run build's second step), made of the
+    // production dependencies installed there.
+    const bundle = await run(process.execPath, [path.join(ROOT, "scripts", "bundle.js"), path.join(dir, "dist")], { cwd: ROOT, timeoutMs: 60_000 });
+    assert.equal(bundle.code, 0, `bundling failed:\n${bundle.out}`);
     for (const dep of ["pg", "commander", "graphile-worker", "pg-listen", "pino", "prom-client"]) {
       assert.ok(fs.existsSync(path.join(dir, "node_modules", dep)), `${dep} is not installed`);
     }

@@ -1,12 +1,21 @@
-// `npm test`: start a source and a target cluster (majors from DBSYNC_PG_MAJOR,
-// default 17, and DBSYNC_PG_TARGET_MAJOR, default the source's), run every test
-// file with node's test runner against them, and stop both clusters whatever
-// happens. Arguments narrow the run to matching files, DBSYNC_TEST_NAME (a regular
-// expression) to matching test names.
+// `npm test`: build dist/ if it is older than src/ (the tests run `bin/dbsync.js`,
+// the built code), start a source and a target cluster (majors from DBSYNC_PG_MAJOR,
+// default 17, and DBSYNC_PG_TARGET_MAJOR, default the source's), migrate a template
+// database once, run every test file with node's test runner against them, and stop
+// both clusters whatever happens. Arguments narrow the run to matching files,
+// DBSYNC_TEST_NAME (a regular expression) to matching test names; DBSYNC_SEED replays
+// the random choices of a run (it prints its seed); DBSYNC_TEST_CONCURRENCY sets how
+// many files run at once.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { reapOrphans, startCluster, stopAll, targetMajorFromEnv } from "../src/embedded/cluster";
+import { createTemplate, TEMPLATE } from "./kit/databases";
+import { ensureBuilt } from "./kit/dbsync";
+import { runSeed } from "./kit/random";
+
+/** Files at once: as many as the CPUs of the machines it runs on (2); more only pays on an idle machine. */
+const CONCURRENCY = Number(process.env.DBSYNC_TEST_CONCURRENCY ?? 2);
 
 async function main() {
   reapOrphans();
@@ -18,14 +27,27 @@ async function main() {
     .filter((f) => filters.length === 0 || filters.some((p) => f.includes(p)))
     .sort()
     .map((f) => path.join(dir, f));
-  const [source, target] = await Promise.all([startCluster(), startCluster({ major: targetMajorFromEnv() })]);
+  const seed = runSeed();
+  const replay = `DBSYNC_SEED=${seed} npm test${filters.length ? " -- " + filters.join(" ") : ""}`;
+  console.log(`seed ${seed} (replay: ${replay})`);
+  ensureBuilt();
+  const started = Date.now();
+  // Prepared transactions: the two-phase commit tests (adversarial.test.ts).
+  const [source, target] = await Promise.all([
+    startCluster({ settings: { max_prepared_transactions: 10 } }),
+    startCluster({ major: targetMajorFromEnv() }),
+  ]);
+  await createTemplate(source.url());
   console.log(
-    `PostgreSQL ${source.major} source on port ${source.port}, PostgreSQL ${target.major} target on port ${target.port}`,
+    `PostgreSQL ${source.major} source on port ${source.port}, PostgreSQL ${target.major} target on port ${target.port}; ` +
+      `template ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
   );
   const child = spawn(
     process.execPath,
     [
-      "--import", "tsx", "--test", "--test-concurrency=2", "--test-reporter=spec",
+      "--import", "tsx", "--test", `--test-concurrency=${CONCURRENCY}`,
+      "--test-reporter=spec", "--test-reporter-destination=stdout",
+      `--test-reporter=${path.join(dir, "kit", "durations.mjs")}`, "--test-reporter-destination=stdout",
       // DBSYNC_TEST_NAME=regex runs only the tests whose name matches.
       ...(process.env.DBSYNC_TEST_NAME ? [`--test-name-pattern=${process.env.DBSYNC_TEST_NAME}`] : []),
       ...files,
@@ -34,12 +56,14 @@ async function main() {
       stdio: "inherit",
       env: {
         ...process.env,
+        DBSYNC_SEED: String(seed),
         DBSYNC_TEST_SOURCE_URL: source.url(),
         DBSYNC_TEST_TARGET_URL: target.url(),
         DBSYNC_TEST_SOURCE_DATA: source.dataDir,
         DBSYNC_TEST_TARGET_DATA: target.dataDir,
         DBSYNC_TEST_SOURCE_MAJOR: String(source.major),
         DBSYNC_TEST_TARGET_MAJOR: String(target.major),
+        DBSYNC_TEST_TEMPLATE: TEMPLATE,
       },
     },
   );
@@ -48,6 +72,8 @@ async function main() {
   process.on("SIGTERM", forward);
   const code: number = await new Promise((r) => child.once("exit", (c, s) => r(c ?? (s ? 1 : 0))));
   await stopAll();
+  console.log(`${code === 0 ? "passed" : "FAILED"} in ${((Date.now() - started) / 1000).toFixed(0)} s; seed ${seed}` +
+    (code === 0 ? "" : ` (replay: ${replay})`));
   process.exit(code);
 }
 

@@ -3,12 +3,10 @@
 // makes tables that dbsync then copies and streams into, with the source's columns,
 // keys, partitions and indexes, and no capture trigger.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import path from "node:path";
 import { test } from "node:test";
 import { freshEnv, rows, startSidecar, tableText, value } from "./helpers";
+import { runDbsync } from "./kit/dbsync";
 
-const ROOT = path.join(__dirname, "..");
 
 const APP = `
   create schema "Shop";
@@ -51,10 +49,8 @@ test("dbsync schema writes the replicated tables for an empty target, and nothin
                           insert into public.events values (1, '2024-03-01', 'a'), (2, '2026-01-01', 'b');
                           insert into public.audit values (1, 1)`);
 
-  const r = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "cli.ts"), "schema", "--group", "g", "--source", env.sourceUrl], {
-    encoding: "utf8",
-  });
-  assert.equal(r.status, 0, r.stderr);
+  const r = await runDbsync(["schema", "--group", "g", "--source", env.sourceUrl]);
+  assert.equal(r.code, 0, r.stderr);
   const sql = r.stdout;
   console.log(`# ${sql.trim().split("\n").join("\n# ")}`);
   assert.doesNotMatch(sql, /dbsync\.|trigger/i, "nothing of dbsync");

@@ -4,7 +4,6 @@
 // health endpoints, whether the target works, rejects the password, lacks a
 // table, or the conninfo does not even parse.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -14,6 +13,7 @@ import { Client } from "pg";
 import { Cluster } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
 import { Env, freshEnv, rows, sqlError, startSidecar, tableText, until, value } from "./helpers";
+import { runDbsync } from "./kit/dbsync";
 import { admin, freePort, privateCluster, setHba, socketDir } from "./security-cluster";
 
 const ROOT = path.join(__dirname, "..");
@@ -55,10 +55,8 @@ function metricsPortSupported(): boolean {
   return fs.readFileSync(path.join(ROOT, "src", "cli.ts"), "utf8").includes("--metrics-port");
 }
 
-function cliStatus(sourceUrl: string): string {
-  const r = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "cli.ts"), "status", "--json", "--source", sourceUrl], {
-    encoding: "utf8",
-  });
+async function cliStatus(sourceUrl: string): Promise<string> {
+  const r = await runDbsync(["status", "--json", "--source", sourceUrl]);
   return r.stdout + r.stderr;
 }
 
@@ -152,7 +150,7 @@ test("passwords never appear in logs, errors, dbsync.status, table_status, `dbsy
     assert.match(errors.filter((e) => e.name === "badpw").map((e) => e.e).join(" "), /password authentication failed/);
     assert.match(errors.filter((e) => e.name === "missing").map((e) => e.e).join(" "), /items.*does not exist/);
     await checkAll("with failing targets");
-    const cli = cliStatus(env.sourceUrl);
+    const cli = await cliStatus(env.sourceUrl);
     assert.match(cli, /password authentication failed/, cli);
     assertNoSecret("`dbsync status --json`", cli);
 

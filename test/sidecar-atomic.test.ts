@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Pool, PoolClient } from "pg";
-import { compat, freshEnv, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { compat, freshEnv, seeded, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 const ACCOUNTS = 40; // per table
 const START_BALANCE = 1000;
@@ -38,7 +38,6 @@ async function tx(pool: Pool, fn: (c: PoolClient) => Promise<boolean | void>): P
   }
 }
 
-const pick = (n: number) => Math.floor(Math.random() * n);
 const randomRow = (table: string) => `(select id from ${table} order by random() limit 1)`;
 
 /**
@@ -48,20 +47,21 @@ const randomRow = (table: string) => `(select id from ${table} order by random()
  * moving from one table to the other (delete + insert in one statement), key
  * changes, and multi-row updates.
  */
-function bankWriter(pool: Pool, stop: { done: boolean }, stats: { commits: number }) {
+function bankWriter(pool: Pool, stop: { done: boolean }, stats: { commits: number }, index: number) {
+  const rng = seeded(`sidecar-atomic/writer${index}`);
   return (async () => {
     while (!stop.done) {
-      const r = Math.random();
+      const r = rng.next();
       const ok = await tx(pool, async (c) => {
         if (r < 0.55) {
-          const amount = 1 + pick(50);
+          const amount = rng.int(1, 50);
           const a = await c.query(`update acct_a set balance = balance - $1 where id = ${randomRow("acct_a")}`, [amount]);
-          if (Math.random() < 0.3) await c.query("select pg_sleep(random() * 0.03)");
+          if (rng.chance(0.3)) await c.query("select pg_sleep(random() * 0.03)");
           const b = await c.query(`update acct_b set balance = balance + $1 where id = ${randomRow("acct_b")}`, [amount]);
           return a.rowCount === 1 && b.rowCount === 1;
         } else if (r < 0.7) {
           // A whole account moves to the other table, in one statement over both tables.
-          const [from, to] = Math.random() < 0.5 ? ["acct_a", "acct_b"] : ["acct_b", "acct_a"];
+          const [from, to] = rng.chance(0.5) ? ["acct_a", "acct_b"] : ["acct_b", "acct_a"];
           const m = await c.query(
             `with gone as (delete from ${from} where id = ${randomRow(from)} returning id, balance)
              insert into ${to} select id, balance from gone`,
@@ -69,9 +69,9 @@ function bankWriter(pool: Pool, stop: { done: boolean }, stats: { commits: numbe
           return m.rowCount === 1;
         } else if (r < 0.8) {
           // Key change: the account gets a fresh id (ids stay unique across both tables).
-          const t = Math.random() < 0.5 ? "acct_a" : "acct_b";
+          const t = rng.chance(0.5) ? "acct_a" : "acct_b";
           await c.query(`update ${t} set id = nextval('acct_ids') where id = ${randomRow(t)}`);
-          const amount = 1 + pick(20);
+          const amount = rng.int(1, 20);
           const a = await c.query(`update acct_a set balance = balance + $1 where id = ${randomRow("acct_a")}`, [amount]);
           const b = await c.query(`update acct_b set balance = balance - $1 where id = ${randomRow("acct_b")}`, [amount]);
           return a.rowCount === 1 && b.rowCount === 1;
@@ -80,7 +80,7 @@ function bankWriter(pool: Pool, stop: { done: boolean }, stats: { commits: numbe
           const n = await c.query(
             `update acct_a set balance = balance - 1 where id in (select id from acct_a order by random() limit 3)`,
           );
-          if (Math.random() < 0.3) await c.query("select pg_sleep(random() * 0.03)");
+          if (rng.chance(0.3)) await c.query("select pg_sleep(random() * 0.03)");
           const b = await c.query(`update acct_b set balance = balance + $1 where id = ${randomRow("acct_b")}`, [n.rowCount]);
           return b.rowCount === 1;
         }
@@ -104,7 +104,8 @@ test("a transaction over two tables is never half-visible on the target (REPEATA
   assert.equal(await value(env.source, "select dbsync.wait_for_sync('bank_sub', '90 s')"), true, sidecar.output());
   const stop = { done: false };
   const stats = { commits: 0 };
-  const writers = [0, 1, 2, 3].map(() => bankWriter(env.source, stop, stats));
+  const writers = [0, 1, 2, 3].map((i) => bankWriter(env.source, stop, stats, i));
+  const rng = seeded("sidecar-atomic/reader");
 
   const reader = await env.target.connect();
   const violations: string[] = [];
@@ -115,7 +116,7 @@ test("a transaction over two tables is never half-visible on the target (REPEATA
     while (!stop.done) {
       await reader.query("begin isolation level repeatable read");
       const a = (await reader.query("select coalesce(sum(balance), 0)::int8 as s, count(*)::int as n from acct_a")).rows[0];
-      await sleep(pick(5)); // let batches commit between the two statements
+      await sleep(rng.below(5)); // let batches commit between the two statements
       const b = (await reader.query("select coalesce(sum(balance), 0)::int8 as s, count(*)::int as n from acct_b")).rows[0];
       const tick = await value<string>(reader, "select max(tick_id)::text from dbsync.applied");
       await reader.query("commit");
@@ -129,7 +130,10 @@ test("a transaction over two tables is never half-visible on the target (REPEATA
   })();
 
   try {
-    await sleep(8000);
+    // Until the reader has watched enough batches for the verdicts below (more than
+    // they ask), not for a fixed time: seconds on an idle machine, more on a busy one.
+    await until("the reader saw 25 applied ticks", async () => ticksSeen.size >= 25 && statesSeen.size >= 25 && stats.commits > 150, 60_000)
+      .catch(() => undefined); // the assertions below say what was missing
     stop.done = true;
     await Promise.all([...writers, readerDone]);
     const waitStart = Date.now();

@@ -4,16 +4,17 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Pool } from "pg";
-import { createDatabase, freshEnv, pool, sleep, startSidecar, Sidecar, tableText, until, value } from "./helpers";
-
-const rnd = (n: number) => Math.floor(Math.random() * n);
+import { appliesPerTable, installApplyLog, overlappingApplies } from "./kit/apply-log";
+import { createDatabase, freshEnv, pool, seeded, Sidecar, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 /** Inserts, updates, deletes and key changes on `table (id int primary key, v int, note text)` until stopped. */
 function writer(p: Pool, table: string, stop: { done: boolean }, seed: number) {
   let next = seed * 1_000_000;
+  const rng = seeded(`sidecar-parallel/${table}/writer${seed}`);
+  const rnd = (n: number) => rng.below(n);
   return (async () => {
     while (!stop.done) {
-      const r = Math.random();
+      const r = rng.next();
       const id = seed * 1_000_000 + rnd(Math.max(1, next - seed * 1_000_000));
       try {
         if (r < 0.4) await p.query(`insert into ${table} select $1 + g, g, 'new' from generate_series(0, $2) g`, [next, rnd(5)]);
@@ -105,42 +106,6 @@ test("groups apply independently, and one group fans out to two target databases
   }
 });
 
-// On the target, statement triggers that fire during apply (ALWAYS triggers fire
-// under session_replication_role = replica) write (table, txid, backend pid, time)
-// at the start and end of each statement through a dblink connection: autonomous
-// writes, so attempts that roll back are logged too. Without dblink the log is
-// written in the apply transaction itself (committed applies only).
-function applyLogSql(targetUrl: string, tables: string[], dblink: boolean): string {
-  const write = dblink
-    ? `if not coalesce('applylog' = any (dblink_get_connections()), false) then
-         perform dblink_connect('applylog', ${literal(targetUrl)});
-       end if;
-       perform dblink_exec('applylog', format('insert into apply_log values (%L, %s, %s, %L, %L)',
-                           TG_TABLE_NAME, txid_current(), pg_backend_pid(), clock_timestamp(), TG_WHEN || ' ' || TG_OP));`
-    : `insert into apply_log values (TG_TABLE_NAME, txid_current(), pg_backend_pid(), clock_timestamp(), TG_WHEN || ' ' || TG_OP);`;
-  return `
-    create table apply_log (tbl text not null, txid bigint not null, pid int not null, at timestamptz not null, what text not null);
-    create function log_apply() returns trigger language plpgsql as $f$
-    begin
-      ${write}
-      -- Slow every applied statement a little: wider windows for an overlap to show.
-      if TG_WHEN = 'BEFORE' then perform pg_sleep(0.01); end if;
-      return null;
-    end $f$;
-    ${tables
-      .map(
-        (t) => `
-      create trigger log_start before insert or delete or truncate on ${t} for each statement execute function log_apply();
-      create trigger log_end after insert or delete or truncate on ${t} for each statement execute function log_apply();
-      alter table ${t} enable always trigger log_start, enable always trigger log_end;`,
-      )
-      .join("\n")}`;
-}
-
-function literal(s: string) {
-  return `'${s.replace(/'/g, "''")}'`;
-}
-
 test("two and three `dbsync run` processes never apply one subscription at the same time, and exit 0 on SIGTERM", async (t) => {
   const env = await freshEnv("sidecar_two_runs");
   const tables = ["p1", "p2", "p3"];
@@ -148,14 +113,7 @@ test("two and three `dbsync run` processes never apply one subscription at the s
     await env.source.query(TABLE(tbl));
     await env.target.query(TABLE(tbl));
   }
-  let dblink = true;
-  try {
-    await env.target.query("create extension dblink");
-  } catch {
-    dblink = false;
-    t.diagnostic("dblink is not available: only committed applies are logged");
-  }
-  await env.target.query(applyLogSql(env.targetUrl, tables, dblink));
+  if (!(await installApplyLog(env.target, env.targetUrl, tables))) t.diagnostic("dblink is not available: only committed applies are logged");
   for (const [i, tbl] of tables.entries()) {
     await env.source.query(`select dbsync.add_table($1, $2)`, [tbl, `g${i + 1}`]);
     await env.source.query(`select dbsync.add_subscription($1, $2, $3, copy_data => false)`, [`s${i + 1}`, `g${i + 1}`, env.targetUrl]);
@@ -199,21 +157,8 @@ test("two and three `dbsync run` processes never apply one subscription at the s
       assert.deepEqual(await tableText(env.target, tbl), await tableText(env.source, tbl), `${tbl} differs`);
     }
     // The log of apply transactions: per table (= per subscription), no two backends overlap.
-    const overlaps = (
-      await env.target.query(`
-        with tx as (
-          select tbl, pid, txid, min(at) as s, max(at) as e, count(*) as n
-          from apply_log group by tbl, pid, txid)
-        select x.tbl, x.pid as pid1, x.txid as tx1, x.s as s1, x.e as e1, y.pid as pid2, y.txid as tx2, y.s as s2, y.e as e2
-        from tx x join tx y on x.tbl = y.tbl and x.pid < y.pid and x.s <= y.e and y.s <= x.e
-        limit 5`)
-    ).rows;
-    assert.deepEqual(overlaps, [], "two backends applied one subscription at the same time");
-    const perTable = (
-      await env.target.query(`
-        select tbl, count(distinct (pid, txid))::int as txs, count(distinct pid)::int as pids
-        from apply_log group by tbl order by tbl`)
-    ).rows;
+    assert.deepEqual(await overlappingApplies(env.target), [], "two backends applied one subscription at the same time");
+    const perTable = await appliesPerTable(env.target);
     t.diagnostic(`start-up times: ${started.join(", ")} ms`);
     t.diagnostic(`apply transactions per table: ${perTable.map((r) => `${r.tbl} ${r.txs} by ${r.pids} backends`).join(", ")}`);
     assert.equal(perTable.length, tables.length, "every subscription was applied");

@@ -7,7 +7,7 @@ import { after, before, test } from "node:test";
 import { Pool, PoolClient } from "pg";
 import { Cluster, startCluster, stopAll, targetMajorFromEnv } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
-import { createDatabase, pool, sleep, startSidecar, Sidecar, tableText, until } from "./helpers";
+import { createDatabase, pool, seeded, sleep, startSidecar, Sidecar, tableText, until } from "./helpers";
 
 let source: Cluster;
 let target: Cluster;
@@ -61,9 +61,10 @@ const quiet = new WeakSet<PoolClient>();
 /** Inserts a few rows and bumps a counter per transaction; retries a transaction that met a connection error. */
 function writer(p: Pool, id: number, stop: { done: boolean }, stats: WriterStats) {
   let next = id * 1_000_000_000;
+  const rng = seeded(`sidecar-restart/writer${id}`);
   return (async () => {
     while (!stop.done) {
-      const n = 1 + Math.floor(Math.random() * 5);
+      const n = rng.int(1, 5);
       const first = next;
       next += n;
       let client: PoolClient | undefined;
@@ -77,7 +78,7 @@ function writer(p: Pool, id: number, stop: { done: boolean }, stats: WriterStats
         }
         await client.query("begin");
         await client.query("insert into entries select $1::int8 + g, $2, md5(g::text) from generate_series(1, $3::int) g", [first, id, n]);
-        await client.query("update counters set v = v + 1 where k = $1", [1 + Math.floor(Math.random() * 50)]);
+        await client.query("update counters set v = v + 1 where k = $1", [rng.int(1, 50)]);
         committing = true;
         await client.query("commit");
         client.release();
@@ -91,7 +92,7 @@ function writer(p: Pool, id: number, stop: { done: boolean }, stats: WriterStats
         await sleep(100);
         continue;
       }
-      await sleep(10 + Math.floor(Math.random() * 20));
+      await sleep(rng.int(10, 30));
     }
   })();
 }

@@ -14,13 +14,14 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { createDatabase } from "./helpers";
+import { runSeed } from "./kit/random";
 import { DDL_KINDS, FAULT_KINDS, OP_KINDS, TABLES, parseKinds, runTorture, summary } from "./torture/engine";
 
 test("torture: seeded random workload with DDL, resyncs, pauses and sidecar kills; both targets equal the source", async () => {
   const src = process.env.DBSYNC_TEST_SOURCE_URL;
   const tgt = process.env.DBSYNC_TEST_TARGET_URL;
   if (!src || !tgt) throw new Error("run the tests with `npm test`: it starts the PostgreSQL clusters");
-  const seed = process.env.DBSYNC_SEED !== undefined ? Number(process.env.DBSYNC_SEED) : Math.floor(Math.random() * 1_000_000_000);
+  const seed = runSeed();
   const seconds = Number(process.env.DBSYNC_TORTURE_SECONDS ?? 45);
   console.log(`torture seed ${seed} (replay: DBSYNC_SEED=${seed} npm test -- torture)`);
   const [sourceUrl, t1, t2] = await Promise.all([

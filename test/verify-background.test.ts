@@ -8,7 +8,7 @@ import { test } from "node:test";
 import { Pool } from "pg";
 import { freePort } from "../src/embedded/cluster";
 import { parseDuration } from "../src/duration";
-import { createDatabase, Env, freshEnv, pool, rows, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { createDatabase, Env, freshEnv, pool, rows, seeded, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 interface StatusRow {
   state: string;
@@ -62,14 +62,18 @@ async function setup(label: string, tables: Record<string, string>): Promise<Env
 /** Random writes to ids in [1, maxId] and new ids above 10,000,000 until stopped. */
 function writer(source: Pool, table: string, stop: { done: boolean }, seed: number, maxId: number) {
   let next = 10_000_000 + seed * 1_000_000;
+  const rng = seeded(`verify-background/${table}/writer${seed}`);
   return (async () => {
     while (!stop.done) {
-      const r = Math.random();
-      const id = 1 + Math.floor(Math.random() * maxId);
+      const r = rng.next();
+      const id = rng.int(1, maxId);
       if (r < 0.3) await source.query(`insert into ${table} values ($1, 'new', 1)`, [next++]);
       else if (r < 0.7) await source.query(`update ${table} set n = n + 1, v = 'upd' where id = $1`, [id]);
       else if (r < 0.85) await source.query(`delete from ${table} where id = $1`, [id]);
       else await source.query(`insert into ${table} values ($1, 're', 2) on conflict do nothing`, [id]);
+      // Paced: flat-out writers took the CPUs from the test files running alongside,
+      // and grew the backlog each killed copy has to read again.
+      await sleep(rng.int(1, 10));
     }
   })();
 }

@@ -8,7 +8,7 @@ import { Pool } from "pg";
 import { createLog } from "../src/log";
 import { verifyCommand } from "../src/verify/cli";
 import { runVerify } from "../src/verify/verify";
-import { Env, SOURCE_MAJOR, TARGET_MAJOR, freshEnv, rows, sqlError, startSidecar, tableText, until, value } from "./helpers";
+import { Env, freshEnv, rows, seeded, sleep, SOURCE_MAJOR, sqlError, startSidecar, tableText, TARGET_MAJOR, until, value } from "./helpers";
 
 const log = createLog(process.env.DBSYNC_LOG_LEVEL ?? "warn");
 
@@ -29,10 +29,11 @@ async function setup(label: string, ddl: (t: string) => string, fill: string, ta
 function writer(source: Pool, table: string, stop: { done: boolean }, seed: number, maxId: number, composite = false) {
   let next = 10_000_000 + seed * 1_000_000;
   const key = composite ? "region = 'r' || ($1 % 3) and id = $1" : "id = $1";
+  const rng = seeded(`verify/${table}/writer${seed}`);
   return (async () => {
     while (!stop.done) {
-      const r = Math.random();
-      const id = 1 + Math.floor(Math.random() * maxId);
+      const r = rng.next();
+      const id = rng.int(1, maxId);
       if (r < 0.3) {
         const n = next++;
         if (composite) await source.query(`insert into ${table} values ('r' || ($1 % 3), $1, 'new', 1)`, [n]);
@@ -41,6 +42,9 @@ function writer(source: Pool, table: string, stop: { done: boolean }, seed: numb
       else if (r < 0.85) await source.query(`delete from ${table} where ${key}`, [id]);
       else if (composite) await source.query(`insert into ${table} values ('r' || ($1 % 3), $1, 're', 2) on conflict do nothing`, [id]);
       else await source.query(`insert into ${table} values ($1, 2, 're', 2) on conflict do nothing`, [id]);
+      // Paced: flat-out writers took the CPUs from the test files running alongside,
+      // and grew the backlog each killed copy has to read again.
+      await sleep(rng.int(1, 10));
     }
   })();
 }
@@ -388,6 +392,69 @@ test("end to end: `dbsync verify` through the sidecar", async () => {
     assert.match(out.join("\n"), /no differences/);
   } finally {
     await sidecar.stop();
+  }
+});
+
+test("`dbsync verify <subscription>`: every table, one outcome each and one exit code; verify_subscription is all or nothing", async () => {
+  const env = await setup(
+    "verify_all",
+    (t) => `create table ${t} (id bigint primary key, payload text)`,
+    "insert into $T select g, 'p' || g from generate_series(1, 3000) g",
+    ["va", "vb"],
+  );
+  // A third table whose copy cannot start: the target lacks a column.
+  await env.source.query("create table vc (id int primary key, x text, y text); insert into vc values (1, 'a', 'b')");
+  await env.target.query("create table vc (id int primary key, x text)");
+  await env.source.query("select dbsync.add_table('vc', 'g')");
+  const run = async (repair = false) => {
+    const out: string[] = [];
+    const code = await verifyCommand(env.sourceUrl, "s", undefined, { repair, print: (l) => out.push(l), pollMs: 100, timeoutSeconds: 120 });
+    return { code, out: out.join("\n") };
+  };
+  // The SQL face refuses what verify_table refuses, and then queues nothing.
+  assert.match((await sqlError(env.source, "select * from dbsync.verify_subscription('nope')")).message, /unknown subscription "nope"/);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+  try {
+    await until("va and vb copied, vc failing", async () =>
+      JSON.stringify(await rows(env.source, "select table_name, state from dbsync.table_status order by 1")) ===
+      JSON.stringify([{ table_name: "public.va", state: "streaming" }, { table_name: "public.vb", state: "streaming" }, { table_name: "public.vc", state: "error" }]), 60_000);
+    await env.source.query("select dbsync.pause('s')");
+    const paused = await sqlError(env.source, "select * from dbsync.verify_subscription('s')");
+    assert.match(paused.message, /subscription "s" is paused/);
+    assert.match(paused.hint!, /dbsync\.resume\('s'\)/);
+    assert.equal(await value(env.source, "select count(*)::int from dbsync.verifications"), 0);
+    await env.source.query("select dbsync.resume('s')");
+
+    await env.target.query("delete from vb where id = 7; update vb set payload = 'x' where id = 2999; insert into vb values (5000, 'extra')");
+    const found = await run();
+    assert.equal(found.code, 4, found.out);
+    assert.match(found.out, /^verifications \d+, \d+: 3 table\(s\) of subscription "s"$/m);
+    assert.match(found.out, /^public\.va: 3000 rows in \d+ chunks compared at tick \d+.*\nno differences$/m);
+    assert.match(found.out, /^3 rows differ: 1 missing on the target, 1 only on the target, 1 different$/m);
+    assert.match(found.out, /^keys: .*\b7\b/m);
+    assert.match(found.out, /^public\.vc: not verified: not copied yet \(state error\): see dbsync\.table_status$/m);
+    assert.match(found.out, /^subscription "s": 3 table\(s\): 1 equal, 1 with differences, 1 failed or not verified$/m);
+
+    // Repaired: no differences left, but vc is still not verified.
+    const repaired = await run(true);
+    assert.equal(repaired.code, 1, repaired.out);
+    assert.match(repaired.out, /^repaired 3 rows on the target$/m);
+    assert.deepEqual(await tableText(env.target, "vb"), await tableText(env.source, "vb"));
+
+    // Once vc is copied, every table is equal: exit 0; as JSON, one entry per table.
+    await env.target.query("alter table vc add column y text");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '120 s')"), true, sidecar.output());
+    const out: string[] = [];
+    assert.equal(await verifyCommand(env.sourceUrl, "s", undefined, { json: true, print: (l) => out.push(l), pollMs: 100, timeoutSeconds: 120 }), 0);
+    const doc = JSON.parse(out.join("\n"));
+    assert.equal(doc.exit_code, 0);
+    assert.deepEqual(doc.tables.map((t: { table_name: string; state: string; differing_count: string }) => [t.table_name, t.state, t.differing_count]), [
+      ["public.va", "done", "0"],
+      ["public.vb", "done", "0"],
+      ["public.vc", "done", "0"],
+    ]);
+  } finally {
+    assert.equal(await sidecar.stop(), 0, sidecar.output());
   }
 });
 

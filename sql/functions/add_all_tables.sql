@@ -9,8 +9,16 @@
 --   nothing is added (an error) unless skip_unsupported, which adds the others and
 --   lists the refused ones in a WARNING. A table needing key_columns is added on
 --   its own with dbsync.add_table. Returns how many tables it added.
+--   Under write load: add_table takes SHARE ROW EXCLUSIVE on one table after the
+--   other (its triggers), while an application transaction that writes several of
+--   them locks them in its own order; each could wait for the other (a deadlock:
+--   add_all_tables or the application's transaction fails). So every table to add
+--   is locked first, in one LOCK that gives up after 100 ms and lets go of all it
+--   took (a subtransaction), then tries again a moment later: an application
+--   transaction waits at most that long, and none fails. The caller's lock_timeout,
+--   if set, bounds the whole wait.
 --   Errors: no such schema, dbsync's own schemas, some tables refused (without
---   skip_unsupported).
+--   skip_unsupported), the tables still locked at the caller's lock_timeout.
 create or replace function dbsync.add_all_tables(schema name, group_name text default 'default',
                                                  skip_unsupported boolean default false) returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -22,6 +30,10 @@ declare
     v_refused text[] := '{}';
     v_msg text;
     v_hint text;
+    v_todo text[];
+    v_timeout text := current_setting('lock_timeout');
+    v_deadline timestamptz;
+    v_tries int := 0;
 begin
     select n.oid into v_nsp from pg_namespace n where n.nspname = add_all_tables.schema;
     if v_nsp is null then
@@ -33,6 +45,30 @@ begin
         raise exception 'add_all_tables: schema "%" belongs to dbsync itself', add_all_tables.schema
             using errcode = 'wrong_object_type', hint = 'Pass the schema of your application''s tables.';
     end if;
+    select array_agg(c.oid::regclass::text order by c.relname) into v_todo
+    from pg_class c
+    where c.relnamespace = v_nsp and c.relkind in ('r', 'p') and not c.relispartition and c.relpersistence <> 't'
+      and not exists (select from dbsync.tables t join dbsync.groups g on g.group_id = t.group_id
+                      where t.relid = c.oid and t.removed_at is null and g.name = add_all_tables.group_name);
+    v_deadline := clock_timestamp() + case when v_timeout in ('0', '') then null else v_timeout::interval end;
+    while v_todo is not null loop
+        begin
+            perform set_config('lock_timeout', '100ms', true);
+            execute format('lock table %s in share row exclusive mode', array_to_string(v_todo, ', '));
+            perform set_config('lock_timeout', v_timeout, true);
+            exit;
+        exception when lock_not_available then
+            perform set_config('lock_timeout', v_timeout, true);
+            if clock_timestamp() > v_deadline then
+                raise exception 'add_all_tables: the tables of schema "%" stayed locked by other transactions for lock_timeout (%)',
+                                add_all_tables.schema, v_timeout
+                    using errcode = 'lock_not_available',
+                          hint = 'Call it again, or with a longer lock_timeout (set lock_timeout = 0 waits as long as it takes).';
+            end if;
+            v_tries := v_tries + 1;
+            perform pg_sleep(random() * least(0.5, 0.02 * v_tries));
+        end;
+    end loop;
     for r in select c.oid::regclass as tbl, g.name as in_group
              from pg_class c
              left join dbsync.tables t on t.relid = c.oid and t.removed_at is null

@@ -12,7 +12,8 @@
 --   and returns its id, so that setup scripts can run twice.
 --   Errors: not a table (view, foreign table, ...), a partition, a table of dbsync
 --   itself, already in another group or with another key, no usable key (the hint
---   names the ways out: a primary key, key_columns, or leaving the table out).
+--   names the ways out: a primary key, key_columns, or leaving the table out), a
+--   table the dbsync owner may not create triggers on (the hint says how to allow it).
 create or replace function dbsync.add_table(tbl regclass, group_name text default 'default',
                                             key_columns text[] default null) returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -28,7 +29,7 @@ begin
             using errcode = 'invalid_parameter_value',
                   hint = 'Pass the table to replicate, e.g. dbsync.add_table(''app.orders'').';
     end if;
-    select c.relkind, c.relispartition, c.relpersistence, n.nspname, c.relname
+    select c.relkind, c.relispartition, c.relpersistence, n.nspname, c.relname, c.relowner
       into v_rel
     from pg_class c join pg_namespace n on n.oid = c.relnamespace
     where c.oid = tbl;
@@ -76,6 +77,16 @@ begin
         return v_existing.table_id;
     end if;
 
+    -- Capture is triggers, which only the table's owner may create and drop (this
+    -- runs as the dbsync owner): refused here with the ways out, rather than by
+    -- CREATE TRIGGER with a bare "must be owner".
+    if not pg_has_role(current_user, v_rel.relowner, 'USAGE') then
+        raise exception 'add_table: the dbsync owner % cannot create triggers on % (owned by %)',
+                        current_user, tbl, v_rel.relowner::regrole
+            using errcode = 'insufficient_privilege',
+                  hint = format('Give the table to the dbsync owner (alter table %s owner to %I), or make the dbsync owner a member of its owner (grant %s to %I), or run dbsync migrate as a superuser.',
+                                tbl, current_user, v_rel.relowner::regrole, current_user);
+    end if;
     v_keys := dbsync._key_columns(tbl, key_columns);
     v_group := dbsync._group_id(group_name, true);
 

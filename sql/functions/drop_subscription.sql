@@ -9,10 +9,13 @@
 create or replace function dbsync.drop_subscription(name text) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-    v_sub dbsync.subscriptions := dbsync._sub(drop_subscription.name);
-    v_group text := (select g.name from dbsync.groups g where g.group_id = v_sub.group_id);
+    v_sub dbsync.subscriptions;
+    v_group text;
     v_tables int;
 begin
+    -- Set here: PostgreSQL 10 takes no default for a row variable.
+    v_sub := dbsync._sub(drop_subscription.name);
+    v_group := (select g.name from dbsync.groups g where g.group_id = v_sub.group_id);
     delete from dbsync.subscriptions s where s.sub_id = v_sub.sub_id;
     raise notice 'drop_subscription: "%" dropped; its target keeps its data and dbsync''s bookkeeping row', v_sub.name
         using hint = format('On the target, if nothing else applies to it: delete from dbsync.applied where sub_uuid = %L; '

@@ -26,16 +26,7 @@ create or replace function dbsync.grant_sidecar(role_name name) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
     perform dbsync._require_owner('grant_sidecar');
-    if role_name is null or not exists (select from pg_roles r where r.rolname = grant_sidecar.role_name) then
-        raise exception 'grant_sidecar: role "%" does not exist', role_name
-            using errcode = 'undefined_object',
-                  hint = 'Create it first, e.g. create role dbsync_sidecar login.';
-    end if;
-    if grant_sidecar.role_name like 'pg\_%' then
-        raise exception 'grant_sidecar: "%" is a predefined role', role_name
-            using errcode = 'reserved_name',
-                  hint = 'Create a login role for the sidecar, e.g. create role dbsync_sidecar login.';
-    end if;
+    perform dbsync._check_grantee('grant_sidecar', role_name, 'dbsync_sidecar');
     insert into dbsync.sidecar_roles (role_name) values (grant_sidecar.role_name) on conflict do nothing;
     perform dbsync._grant_sidecar_rights(grant_sidecar.role_name);
 end
@@ -194,9 +185,29 @@ declare
     v_owner oid := (select n.nspowner from pg_namespace n where n.nspname = 'dbsync');
 begin
     if not pg_has_role(session_user, v_owner, 'member') then
-        raise exception '%: only the dbsync owner (%) may grant the sidecar''s rights', p_what, v_owner::regrole
+        raise exception '%: only the dbsync owner (%) may grant dbsync''s rights', p_what, v_owner::regrole
             using errcode = 'insufficient_privilege',
                   hint = 'Connect as the role that ran `dbsync migrate`.';
+    end if;
+end
+$$;
+
+-- dbsync._check_grantee(p_what text, p_role name, p_example name) returns void
+--   Raises unless p_role is a role that may be granted dbsync's rights: one that
+--   exists (PUBLIC is none) and is not a predefined role (pg_*). p_what names the
+--   caller, p_example the role the hint suggests creating.
+create or replace function dbsync._check_grantee(p_what text, p_role name, p_example name) returns void
+language plpgsql stable set search_path = pg_catalog, pg_temp as $$
+begin
+    if p_role is null or not exists (select from pg_roles r where r.rolname = p_role) then
+        raise exception '%: role "%" does not exist', p_what, p_role
+            using errcode = 'undefined_object',
+                  hint = format('Create it first, e.g. create role %I login.', p_example);
+    end if;
+    if p_role like 'pg\_%' then
+        raise exception '%: "%" is a predefined role', p_what, p_role
+            using errcode = 'reserved_name',
+                  hint = format('Create a login role for it, e.g. create role %I login.', p_example);
     end if;
 end
 $$;

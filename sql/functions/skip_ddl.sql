@@ -9,9 +9,11 @@
 create or replace function dbsync.skip_ddl(subscription text, ev_id bigint) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-    v_sub dbsync.subscriptions := dbsync._sub(subscription);
+    v_sub dbsync.subscriptions;
     v_ev record;
 begin
+    -- Set here: PostgreSQL 10 takes no default for a row variable.
+    v_sub := dbsync._sub(subscription);
     select e.txid, e.row[1] as ddl into v_ev
     from dbsync.events e
     where e.group_id = v_sub.group_id and e.ev_id = skip_ddl.ev_id and e.op = 'X';

@@ -29,8 +29,9 @@ begin
         exit when clock_timestamp() >= v_deadline;
         perform pg_sleep(least(0.05, greatest(extract(epoch from v_deadline - clock_timestamp()), 0)));
     end loop;
+    -- extract() gives float8 before PostgreSQL 14, and round(float8, int) does not exist.
     raise notice 'wait_for_sync: "%" not in sync after % s: %', v_sub.name,
-                 round(extract(epoch from coalesce(timeout, '60 s')), 1)::float8, dbsync._sync_blocker(v_sub.sub_id);
+                 round(extract(epoch from coalesce(timeout, '60 s'))::numeric, 1)::float8, dbsync._sync_blocker(v_sub.sub_id);
     return false;
 end
 $$;

@@ -9,6 +9,9 @@
 --   --verify-interval`) found differing on the target, over the subscription's
 --   tables (see dbsync.table_status and dbsync.verify_progress); last_verified_at:
 --   when it last compared a range of them.
+--   A reader that may not read dbsync.verifications (a monitoring role,
+--   dbsync.grant_monitor) gets last_error without what may quote row values
+--   (dbsync._shows_values).
 create or replace view dbsync.status as
 select s.name,
        g.name as group_name,
@@ -30,7 +33,7 @@ select s.name,
        s.rows_per_second,
        s.batches_applied,
        s.events_applied,
-       coalesce(s.last_error, te.last_error, vd.message) as last_error,
+       dbsync._without_values(coalesce(s.last_error, te.last_error, vd.message), r.shows) as last_error,
        s.last_error_sqlstate,
        coalesce(s.last_error_table, te.table_name, vd.table_name) as last_error_table,
        s.last_error_tick,
@@ -41,6 +44,8 @@ select s.name,
        vs.verified_at as last_verified_at
 from dbsync.subscriptions s
 join dbsync.groups g using (group_id)
+-- What the reader may see of row values in the texts (dbsync._shows_values).
+cross join (select dbsync._shows_values() as shows) r
 -- A left join: a subscription whose tick the queue lost (see target_position) must
 -- still show, with its error.
 left join dbsync.ticks p on p.group_id = s.group_id and p.tick_id = s.position_tick
@@ -58,13 +63,8 @@ left join lateral (
 -- The table whose differences were found last; the message is table_status's.
 left join lateral (
     select format('%I.%I', t.schema_name, t.table_name) as table_name, v.found_at,
-           format('%s row(s) of %I.%I differ on the target (found by background verification, keys: %s)',
-                  v.differences, t.schema_name, t.table_name,
-                  array_to_string(v.differing_keys[1:10], ', ') || case when v.differences > 10 then ', ...' else '' end)
-           || format('; copy the table again with select dbsync.resync_table(%L, %L)',
-                     s.name, format('%I.%I', t.schema_name, t.table_name))
-           || case when vs.differences > v.differences
-                   then format(' (%s row(s) differ in all, see dbsync.table_status)', vs.differences) else '' end as message
+           dbsync._differences_message(s.name, t.schema_name, t.table_name, v.differences, vs.differences,
+                                       v.differing_keys, r.shows) as message
     from dbsync.verify_progress v join dbsync.tables t using (table_id)
     where v.sub_id = s.sub_id and t.removed_at is null and v.differences > 0
     order by v.found_at desc, v.table_id limit 1

@@ -12,6 +12,9 @@
 --   more; 0 again after a clean complete pass or a new copy); last_verified_at: when
 --   it last compared a range; verify_passes: complete passes over the table;
 --   last_verify_error: why its last attempt failed, if it did.
+--   A reader that may not read dbsync.verifications (a monitoring role,
+--   dbsync.grant_monitor) gets verify_differing_keys and copied_up_to NULL, and the
+--   error texts without what may quote row values (dbsync._shows_values).
 create or replace view dbsync.table_status as
 select s.name as subscription,
        g.name as group_name,
@@ -25,19 +28,22 @@ select s.name as subscription,
        st.copy_tick,
        st.copy_started_at,
        st.copy_ended_at,
-       coalesce(st.last_error, case when e.failed then s.last_error end,
-                case when v.differences > 0 and st.state <> 'pending' then d.message end) as last_error,
+       dbsync._without_values(coalesce(st.last_error, case when e.failed then s.last_error end,
+                                       case when v.differences > 0 and st.state <> 'pending'
+                                            then dbsync._differences_message(s.name, t.schema_name, t.table_name, v.differences,
+                                                                             null, v.differing_keys, r.shows) end),
+                              r.shows) as last_error,
        coalesce(st.last_error_at, case when e.failed then s.last_error_at end,
                 case when v.differences > 0 and st.state <> 'pending' then v.found_at end) as last_error_at,
        coalesce(v.differences, 0) as verify_differences,
-       coalesce(v.differing_keys, '{}') as verify_differing_keys,
+       case when r.shows then coalesce(v.differing_keys, '{}') end as verify_differing_keys,
        v.verified_at as last_verified_at,
        coalesce(v.passes, 0) as verify_passes,
-       v.last_error as last_verify_error,
+       dbsync._without_values(v.last_error, r.shows) as last_verify_error,
        -- A copy in key-range chunks (sql/functions/_copy_chunks.sql): the chunks
        -- copied so far, and the key up to which the target holds the table.
        case when st.chunk_request = st.copy_request then st.chunks_copied else 0 end as chunks_copied,
-       case when st.chunk_request = st.copy_request and st.state <> 'streaming'
+       case when st.chunk_request = st.copy_request and st.state <> 'streaming' and r.shows
             then array_to_string(st.chunk_key, ', ') end as copied_up_to
 from dbsync.subscription_tables st
 join dbsync.subscriptions s using (sub_id)
@@ -49,11 +55,6 @@ cross join lateral (
            and s.last_error_table = '"' || replace(t.schema_name, '"', '""') || '"."'
                                     || replace(t.table_name, '"', '""') || '"' as failed
 ) e
-cross join lateral (
-    select format('%s row(s) of %I.%I differ on the target (found by background verification, keys: %s)',
-                  v.differences, t.schema_name, t.table_name,
-                  array_to_string(v.differing_keys[1:10], ', ') || case when v.differences > 10 then ', ...' else '' end)
-           || format('; copy the table again with select dbsync.resync_table(%L, %L)',
-                     s.name, format('%I.%I', t.schema_name, t.table_name)) as message
-) d
+-- What the reader may see of row values (dbsync._shows_values).
+cross join (select dbsync._shows_values() as shows) r
 where t.removed_at is null;

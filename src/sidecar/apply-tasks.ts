@@ -27,17 +27,22 @@ export const NO_COUNTERS: ApplyCounters = { batches: ignore, rows: ignore, batch
 
 export interface ApplyTaskOptions {
   sourceUrl: string | undefined;
+  /** Subscriptions applied at once in this process (`dbsync run --concurrency`): the bound on its reader and target connections. */
+  concurrency: number;
   /** Rows copied per batch; bigger tables are copied in chunks of this many rows. */
   copyChunkRows?: number;
-  /** Sync jobs run at once (default 4): the bound on the reader and target connections. */
-  concurrency?: number;
 }
+
+/** A wake-up that found every apply slot of this process taken is queued again this much later. */
+const NO_SLOT_RETRY_MS = 1000;
 
 export class ApplyTasks {
   readonly backoff = new Backoff();
   private sessions = new Map<string, SubscriptionSession>();
-  /** Subscriptions this process is applying now, and whether to look again after. */
-  private running = new Map<string, { again: boolean }>();
+  /** Subscriptions this process is applying now, whether to look again after, and the loop. */
+  private running = new Map<string, { again: boolean; loop?: Promise<void> }>();
+  /** Start-up: called at a subscription's first batch applied (see startNow). */
+  private firstBatch = new Map<string, () => void>();
   jobs!: Jobs;
   private readonly links: Links;
 
@@ -49,7 +54,7 @@ export class ApplyTasks {
     private readonly signal: AbortSignal,
     private readonly outages: Outages = new Outages(log),
   ) {
-    this.links = new Links({ sourceUrl: opts.sourceUrl, concurrency: opts.concurrency ?? 4, statementTimeoutMs: 0 });
+    this.links = new Links({ sourceUrl: opts.sourceUrl, concurrency: opts.concurrency, statementTimeoutMs: 0 });
   }
 
   /**
@@ -63,18 +68,48 @@ export class ApplyTasks {
       current.again = true;
       return;
     }
-    const state = { again: true };
+    // Loops started at start-up (startNow) hold slots the job runner does not
+    // count: a wake-up beyond --concurrency goes back to the queue, where another
+    // process may take it, instead of waiting here.
+    if (this.running.size >= this.opts.concurrency) {
+      await this.jobs.wakeSync(name, NO_SLOT_RETRY_MS);
+      return;
+    }
+    const state: { again: boolean; loop?: Promise<void> } = { again: true };
     this.running.set(name, state);
     const cpu = process.cpuUsage();
     this.log.debug({ subscription: name, cpuMs: Math.round((cpu.user + cpu.system) / 1000) }, "sync job started");
-    try {
-      while (state.again && !this.signal.aborted) {
-        state.again = false;
-        await this.syncOnce(name);
+    state.loop = (async () => {
+      try {
+        while (state.again && !this.signal.aborted) {
+          state.again = false;
+          await this.syncOnce(name);
+        }
+      } finally {
+        this.running.delete(name);
       }
-    } finally {
-      this.running.delete(name);
-    }
+    })();
+    await state.loop;
+  }
+
+  /**
+   * Start-up: applies `name` from this process at once, without waiting for the
+   * job runner (which starts after). As safe as a job: the applier takes the
+   * subscription's advisory lock, and another process holding it makes this a
+   * no-op ("busy"). Resolves when its first batch is applied or the loop ended;
+   * the loop goes on until caught up, like a job's. False: no free slot.
+   */
+  startNow(name: string): Promise<void> | false {
+    if (this.running.has(name) || this.running.size >= this.opts.concurrency) return false;
+    return new Promise<void>((resolve) => {
+      this.firstBatch.set(name, resolve);
+      this.sync(name)
+        .catch((err) => this.log.error({ subscription: name, err: messageOf(err) }, "apply failed"))
+        .finally(() => {
+          this.firstBatch.delete(name);
+          resolve();
+        });
+    });
   }
 
   /**
@@ -100,6 +135,8 @@ export class ApplyTasks {
           links: this.links,
           control: this.pool,
           onBatch: (sub, events, seconds) => {
+            this.firstBatch.get(sub)?.();
+            this.firstBatch.delete(sub);
             this.metrics.batches.inc({ subscription: sub });
             this.metrics.rows.inc({ subscription: sub }, events);
             this.metrics.batchSeconds.observe({ subscription: sub }, seconds);
@@ -176,7 +213,9 @@ export class ApplyTasks {
     await this.jobs.wakeSync(name, delay).catch(() => undefined);
   }
 
+  /** After the abort signal: the loops finish their batch (those of jobs and of startNow), then the connections close. */
   async close() {
+    await Promise.all([...this.running.values()].map((r) => r.loop));
     await Promise.all([...this.sessions.values()].map((s) => s.close()));
     this.sessions.clear();
     await this.links.close();

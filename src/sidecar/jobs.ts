@@ -3,9 +3,11 @@
 // into one job, and nothing about ordering or exclusion depends on the queue.
 // graphile-worker needs PostgreSQL 12; on an older source the same wake-ups run
 // from an in-process queue (LocalJobs, see WORKER_MIN_MAJOR).
-import { Logger as WorkerLogger, Runner, Task, run as runWorker } from "graphile-worker";
-import { Client, Pool } from "pg";
-import { serverMajor } from "../compat";
+// Wake-ups can be added before the runner starts (the start-up pass applies first
+// and starts the runner after), and graphile-worker is loaded only then: loading
+// it takes tens of milliseconds that the first batch does not wait for.
+import type { Runner, Task } from "graphile-worker";
+import { Pool } from "pg";
 import { clientConfig } from "../db";
 import { isTransient, messageOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
@@ -24,74 +26,72 @@ export interface JobsOptions {
 
 /** Wake-ups for this process's tasks: "sync" (a subscription) and "verify" (a verification). */
 export interface Jobs {
+  /** Queues a wake-up; before start() too (it runs once a runner, here or elsewhere, takes it). */
   add(task: string, payload: object, jobKey: string, delayMs?: number): Promise<void>;
   wakeSync(subscription: string, delayMs?: number): Promise<void>;
   wakeVerify(verificationId: number): Promise<void>;
+  /** Starts running this process's share of the wake-ups. */
+  start(): Promise<void>;
   /** Waits for running jobs to return, then closes the queue's connections. */
   stop(): Promise<void>;
 }
 
 /**
  * graphile-worker's queue in the source database (PostgreSQL 12+), else the
- * in-process queue: a version switch, see WORKER_MIN_MAJOR.
+ * in-process queue: a version switch, see WORKER_MIN_MAJOR. `major` is the source's.
  */
-export async function startJobs(opts: JobsOptions): Promise<Jobs> {
-  const client = new Client(clientConfig(opts.sourceUrl, { applicationName: "dbsync worker" }));
-  await client.connect();
-  let major: number;
-  try {
-    major = await serverMajor(client);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-  if (major >= WORKER_MIN_MAJOR) return WorkerJobs.start(opts);
+export function createJobs(opts: JobsOptions, major: number): Jobs {
+  if (major >= WORKER_MIN_MAJOR) return new WorkerJobs(opts);
   opts.log.info({ major }, `PostgreSQL ${major}: wake-ups run in this process (graphile-worker needs ${WORKER_MIN_MAJOR})`);
   return new LocalJobs(opts);
 }
 
 class WorkerJobs implements Jobs {
-  private runner!: Runner;
+  private runner?: Runner;
   private stopping = false;
   private readonly pool: Pool;
-  private readonly logger: WorkerLogger;
 
-  private constructor(private readonly opts: JobsOptions) {
-    const { log } = opts;
+  constructor(private readonly opts: JobsOptions) {
     this.pool = new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync worker" }), max: opts.concurrency + 2 });
     this.pool.on("error", (err) => opts.outages.fail("source", "source unreachable; retrying", { err: messageOf(err) }));
     this.pool.on("connect", (client) => client.on("error", () => undefined));
+  }
+
+  async start() {
+    const { Logger, run } = await import("graphile-worker");
+    if (this.stopping) return;
+    const { log, outages } = this.opts;
     // graphile-worker's log metadata can hold whole client objects (with their
     // connection parameters): only the error's message and SQLSTATE go through.
     // A lost source makes graphile-worker log each of its retries (LISTEN, lock
     // resets ...): those are the "source" outage, logged once (log.ts, Outages).
-    this.logger = new WorkerLogger((scope) => (level, message, meta) => {
+    const logger = new Logger((scope) => (level, message, meta) => {
       const fn = level === "error" ? "error" : level === "warning" ? "warn" : level === "info" ? "debug" : "trace";
       const error = (meta as { error?: { message?: string; code?: string } } | undefined)?.error;
       const fields = { component: "graphile-worker", task: scope.taskIdentifier, err: error?.message, sqlstate: error?.code };
       if ((fn === "error" || fn === "warn") && (error ? isTransient(sqlstateOf(error)) : /connection|not queryable/i.test(message))) {
-        opts.outages.fail("source", "source unreachable; retrying", { ...fields, during: message });
+        outages.fail("source", "source unreachable; retrying", { ...fields, during: message });
         return;
       }
       log[fn](fields, message);
     });
+    await this.startRunner(() =>
+      run({
+        pgPool: this.pool,
+        schema: WORKER_SCHEMA,
+        concurrency: this.opts.concurrency,
+        noHandleSignals: true,
+        pollInterval: this.opts.pollIntervalMs,
+        logger,
+        taskList: this.opts.tasks,
+      }),
+    );
   }
 
-  static async start(opts: JobsOptions): Promise<WorkerJobs> {
-    const jobs = new WorkerJobs(opts);
-    await jobs.startRunner();
-    return jobs;
-  }
-
-  private async startRunner() {
-    this.runner = await runWorker({
-      pgPool: this.pool,
-      schema: WORKER_SCHEMA,
-      concurrency: this.opts.concurrency,
-      noHandleSignals: true,
-      pollInterval: this.opts.pollIntervalMs,
-      logger: this.logger,
-      taskList: this.opts.tasks,
-    });
+  private async startRunner(runWorker: () => Promise<Runner>) {
+    this.runner = await runWorker();
+    // Asked to stop while it started: stop() found no runner to stop.
+    if (this.stopping) await this.runner.stop().catch(() => undefined);
     // The runner gives up when the source goes away; start it again until it stays.
     this.runner.promise.catch(async (err) => {
       if (this.stopping) return;
@@ -101,7 +101,7 @@ class WorkerJobs implements Jobs {
         await new Promise((res) => setTimeout(res, 1000));
         if (this.stopping) return;
         try {
-          await this.startRunner();
+          await this.startRunner(runWorker);
           outages.ok("jobs", "job runner");
           await this.opts.onRestart();
           return;
@@ -112,13 +112,14 @@ class WorkerJobs implements Jobs {
     });
   }
 
+  /** graphile-worker's own SQL entry point (what its runner's addJob calls): no runner needed. */
   async add(task: string, payload: object, jobKey: string, delayMs = 0) {
     if (this.stopping) return;
-    await this.runner.addJob(task, payload, {
-      jobKey,
-      maxAttempts: 1,
-      runAt: delayMs ? new Date(Date.now() + delayMs) : undefined,
-    });
+    await this.pool.query(
+      `select from ${WORKER_SCHEMA}.add_job(identifier => $1, payload => $2::json, run_at => $3::timestamptz,
+                                            max_attempts => 1, job_key => $4)`,
+      [task, JSON.stringify(payload), delayMs ? new Date(Date.now() + delayMs).toISOString() : null, jobKey],
+    );
   }
 
   wakeSync(subscription: string, delayMs = 0) {
@@ -132,7 +133,7 @@ class WorkerJobs implements Jobs {
   /** Waits for running jobs to return, then closes the queue's connections. */
   async stop() {
     this.stopping = true;
-    await this.runner.stop().catch(() => undefined);
+    await this.runner?.stop().catch(() => undefined);
     await this.pool.end().catch(() => undefined);
   }
 }
@@ -148,6 +149,7 @@ class WorkerJobs implements Jobs {
  * finds the work again.
  */
 class LocalJobs implements Jobs {
+  private started = false;
   private stopping = false;
   /** Waiting jobs by key, with the time they may run. */
   private waiting = new Map<string, { task: string; payload: object; runAt: number }>();
@@ -170,11 +172,16 @@ class LocalJobs implements Jobs {
     return this.add("verify", { verificationId }, `verify:${verificationId}`);
   }
 
+  async start() {
+    this.started = true;
+    this.pump();
+  }
+
   /** Starts the due jobs that fit, oldest first, and sets a timer for the next one due. */
   private pump() {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.stopping) return;
+    if (this.stopping || !this.started) return;
     const now = Date.now();
     const due = [...this.waiting].filter(([, j]) => j.runAt <= now).sort((a, b) => a[1].runAt - b[1].runAt);
     for (const [key, job] of due) {

@@ -8,10 +8,10 @@ import { Pool } from "pg";
 import { clientConfig } from "../db";
 import { DbsyncError, isTransient, messageOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
-import { type Finished, runVerify } from "../verify/verify";
+import type { Finished } from "../verify/verify";
 import { ApplyCounters, ApplyTasks, NO_COUNTERS } from "./apply-tasks";
 import { BackgroundVerify, VERIFY_DEFAULTS } from "./background-verify";
-import { startJobs } from "./jobs";
+import { createJobs } from "./jobs";
 import { Wakeups } from "./wakeups";
 
 export const DEFAULT_METRICS_HOST = "127.0.0.1";
@@ -51,6 +51,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   // prom-client is loaded only when its metrics are served: it adds to every start.
   let counters: ApplyCounters & { verified(r: Finished): void } = { ...NO_COUNTERS, verified: () => undefined };
   let metricsServer: Server | undefined;
+  let source: SourceAtStart;
   try {
     // First: a port in use is a mistake to report at once, before anything starts.
     if (opts.metricsPort) {
@@ -63,7 +64,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     // down later is; a wrong password, database or a missing schema is an error.
     for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
       try {
-        await assertMigrated(pool);
+        source = await readSource(pool);
         outages.ok("source", "source connection");
         break;
       } catch (err) {
@@ -82,29 +83,33 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   const tasks = new ApplyTasks(opts, pool, counters, log, abort.signal, outages);
   let wakeups: Wakeups | undefined;
   let background: BackgroundVerify | undefined;
-  const jobs = await startJobs({
-    sourceUrl: opts.sourceUrl,
-    concurrency: opts.concurrency,
-    pollIntervalMs: opts.pollIntervalMs,
-    log,
-    outages,
-    onRestart: async () => wakeups?.scan(),
-    tasks: {
-      sync: async (payload) => tasks.sync((payload as { subscription: string }).subscription),
-      verify: async (payload) => {
-        // Leaves a worker free: a verification waits for a sync job to reach its tick.
-        await runVerify(opts.sourceUrl, pool, Number((payload as { verificationId: number }).verificationId), log, {
-          signal: abort.signal,
-          maxConcurrent: opts.concurrency - 1,
-          onFinished: (r) => {
-            counters.verified(r);
-            if (r.background) background?.nudge();
-          },
-        });
+  const jobs = createJobs(
+    {
+      sourceUrl: opts.sourceUrl,
+      concurrency: opts.concurrency,
+      pollIntervalMs: opts.pollIntervalMs,
+      log,
+      outages,
+      onRestart: async () => wakeups?.scan(),
+      tasks: {
+        sync: async (payload) => tasks.sync((payload as { subscription: string }).subscription),
+        verify: async (payload) => {
+          // Loaded with the first verification: the apply path does not need it.
+          const { runVerify } = await import("../verify/verify");
+          // Leaves a worker free: a verification waits for a sync job to reach its tick.
+          await runVerify(opts.sourceUrl, pool, Number((payload as { verificationId: number }).verificationId), log, {
+            signal: abort.signal,
+            maxConcurrent: opts.concurrency - 1,
+            onFinished: (r) => {
+              counters.verified(r);
+              if (r.background) background?.nudge();
+            },
+          });
+        },
       },
     },
-  });
-  log.debug({ cpuMs: cpuMs() }, "job runner started");
+    source.major,
+  );
   tasks.jobs = jobs;
   let reason: "stopped" | "uninstalled" = "stopped";
   let resolveDone!: (r: "stopped" | "uninstalled") => void;
@@ -124,6 +129,24 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
       log.info("dbsync sidecar stopped");
       resolveDone(reason);
     })());
+  // Once at start, every subscription reads its target's position, even with
+  // nothing new to apply: a target that lost commits (or was restored) while no
+  // sidecar ran is noticed now, not at the next write. Up to --concurrency of them
+  // are applied from here at once; the others are wake-ups for the job queue (this
+  // process's runner, or another process's). The job runner, LISTEN and the first
+  // scan start once these have applied their first batch (or ended), at the
+  // latest after one poll interval: their start-up would otherwise compete with
+  // the first batch for this process's one thread. Nothing is missed meanwhile:
+  // a loop applies until caught up, and the scan finds what came since.
+  const firstBatches: Promise<void>[] = [];
+  for (const name of source.subscriptions) {
+    const applying = tasks.startNow(name);
+    if (applying) firstBatches.push(applying);
+    else await jobs.wakeSync(name);
+  }
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(firstBatches), new Promise((r) => (timer = setTimeout(r, opts.pollIntervalMs)))]);
+  clearTimeout(timer);
   wakeups = new Wakeups(opts, pool, jobs, tasks, log, outages, () => {
     // Nothing is left to apply, and every call would fail: stop, once, and say why.
     reason = "uninstalled";
@@ -133,7 +156,10 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     );
     void stop();
   });
-  await wakeups.start();
+  await Promise.all([
+    jobs.start().then(() => log.debug({ cpuMs: cpuMs() }, "job runner started")),
+    wakeups.start(),
+  ]);
   background = new BackgroundVerify(
     {
       intervalMs: opts.verifyIntervalMs ?? VERIFY_DEFAULTS.intervalMs,
@@ -156,9 +182,22 @@ export function cpuMs(): number {
   return Math.round((u.user + u.system) / 1000);
 }
 
-async function assertMigrated(pool: Pool) {
-  const { rows } = await pool.query("select to_regclass('dbsync.subscriptions') is not null as ok");
+interface SourceAtStart {
+  /** The server's major version. */
+  major: number;
+  /** Subscriptions not paused, in the order they were created. */
+  subscriptions: string[];
+}
+
+/** What the start needs from the source; a source without dbsync is an error. */
+async function readSource(pool: Pool): Promise<SourceAtStart> {
+  const { rows } = await pool.query(
+    `select pg_catalog.current_setting('server_version_num')::pg_catalog.int4 / 10000 as major,
+            pg_catalog.to_regclass('dbsync.subscriptions') is not null as ok`,
+  );
   if (!rows[0].ok) {
     throw new DbsyncError("the source has no dbsync schema", { hint: "Run `dbsync migrate --source URL` first." });
   }
+  const { rows: subs } = await pool.query<{ name: string }>("select name from dbsync.subscriptions where not paused order by sub_id");
+  return { major: rows[0].major, subscriptions: subs.map((r) => r.name) };
 }

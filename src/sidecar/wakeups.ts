@@ -1,8 +1,9 @@
 // When to look for work: NOTIFY from capture triggers (pg-listen, reconnecting
 // forever), a modest poll so that a lost notification only delays, and the queue
 // upkeep timer. NOTIFYs sent while the LISTEN connection was down are gone, so
-// every (re)connect is followed by a full scan.
-import createSubscriber, { Subscriber } from "pg-listen";
+// every (re)connect is followed by a full scan. pg-listen is loaded at start(), after
+// the start-up pass's first batches (run.ts): they do not wait for its loading.
+import type { Subscriber } from "pg-listen";
 import { Pool } from "pg";
 import { clientConfig } from "../db";
 import { isTransient, messageOf, sqlstateOf } from "../errors";
@@ -56,15 +57,9 @@ export class Wakeups {
     return true;
   }
 
+  /** LISTEN, the poll and upkeep timers, and a first scan. (The start-up pass wakes every subscription: run.ts.) */
   async start() {
-    // Once at start, every subscription reads its target's position, even with
-    // nothing new to apply: a target that lost commits (or was restored) while no
-    // sidecar ran is noticed now, not at the next write. First of all: a backlog
-    // left while no sidecar ran starts applying without waiting for the LISTEN
-    // connection and the scan below. Nothing is missed meanwhile: a sync job
-    // applies until caught up, and the scan after the connect finds what came since.
-    const { rows } = await this.pool.query<{ name: string }>("select name from dbsync.subscriptions where not paused");
-    for (const r of rows) await this.jobs.wakeSync(r.name);
+    const { default: createSubscriber } = await import("pg-listen");
     const sub = createSubscriber(clientConfig(this.opts.sourceUrl, { applicationName: "dbsync listen" }), {
       retryLimit: Infinity,
       retryTimeout: Infinity,

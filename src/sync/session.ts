@@ -94,6 +94,7 @@ export class SubscriptionSession {
       this.reader = reader;
     }
     const reader = this.reader;
+    // Read again under the lock: the last holder may have moved it since.
     const sub = await loadSubscription(reader, this.name);
     this.sub = sub;
     if (!sub) return "gone";

@@ -1,7 +1,8 @@
-// What the divergence and adversarial tests share: a group "g" subscribed as "s",
+// What the divergence, adversarial and apply tests share: a group "g" subscribed as "s",
 // and the verdict "the target equals the source, or dbsync says it does not".
 import assert from "node:assert/strict";
-import { Env, compat, tableText, value } from "../helpers";
+import { compareTables, differences } from "../../src/embedded/compare";
+import { Env, compat, value } from "../helpers";
 
 export interface StatusRow {
   name: string;
@@ -28,17 +29,10 @@ export async function setup(
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => $2)", [env.targetUrl, opts.copyData ?? false]);
 }
 
+/** The first sync; up to 120 s (it returns as soon as it is done): a busy machine may need more than 30. */
 export async function synced(env: Env, sub = "s"): Promise<void> {
-  assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '30 s')", [sub]), true,
+  assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '120 s')", [sub]), true,
     `initial sync failed: ${JSON.stringify(await status(env, sub))}`);
-}
-
-async function textOrError(p: Env["source"], table: string): Promise<string[]> {
-  try {
-    return await tableText(p, table);
-  } catch (err) {
-    return [`ERROR reading ${table}: ${(err as Error).message}`];
-  }
 }
 
 /**
@@ -55,13 +49,23 @@ export async function convergedOrError(env: Env, tables: string[], opts: { sub?:
     console.log(`# ${sub} in error (acceptable): ${st.last_error}`);
     return;
   }
-  const diffs: string[] = [];
-  for (const t of tables) {
-    const [src, tgt] = [await textOrError(env.source, t), await textOrError(env.target, t)];
-    if (JSON.stringify(src) !== JSON.stringify(tgt)) {
-      diffs.push(`${t}: source ${JSON.stringify(src.slice(0, 12))} target ${JSON.stringify(tgt.slice(0, 12))}`);
-    }
-  }
+  const diffs = differences(await compareTables(env.source, env.target, tables), 12);
   assert.deepEqual(diffs, [], `target differs from source (wait_for_sync=${inSync}, status ${st.state}, last_error ${st.last_error}):\n${diffs.join("\n")}`);
   assert.equal(inSync, true, `target equals source but wait_for_sync stayed false (status ${st.state}, last_error ${st.last_error})`);
+}
+
+/** The machine is shared and loaded: up to 150 s for the first batches, before the 30 s verdicts. */
+export async function settle(env: Env, sub = "s"): Promise<void> {
+  for (let i = 0; i < 15; i++) {
+    if ((await value(env.source, "select dbsync.wait_for_sync($1, '10 s')", [sub])) === true) return;
+    if ((await status(env, sub))?.last_error) return;
+  }
+}
+
+/** convergedOrError without the error: settled, every table equal, and no error recorded on the subscription. */
+export async function strictlyConverged(env: Env, tables: string[], sub = "s"): Promise<void> {
+  await settle(env, sub);
+  await convergedOrError(env, tables, { sub, errorOk: false });
+  const st = await status(env, sub);
+  assert.equal(st?.last_error ?? null, null, `no error expected: ${JSON.stringify(st)}`);
 }

@@ -9,8 +9,10 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Client } from "pg";
 import { majorFromEnv, reapOrphans, startCluster, stopAll } from "../../src/embedded/cluster";
+import { createDatabase } from "../kit/databases";
+import { ensureBuilt } from "../kit/dbsync";
+import { runSeed } from "../kit/random";
 import { DDL_KINDS, FAULT_KINDS, OP_KINDS, TABLES, parseKinds, runTorture, summary } from "./engine";
 
 const USAGE =
@@ -30,27 +32,14 @@ function arg(name: string): string | undefined {
 }
 const flag = (name: string) => process.argv.slice(2).includes(`--${name}`);
 
-async function createDb(adminUrl: string, name: string): Promise<string> {
-  const c = new Client({ connectionString: adminUrl });
-  await c.connect();
-  try {
-    await c.query(`create database "${name}"`);
-  } finally {
-    await c.end();
-  }
-  const u = new URL(adminUrl);
-  u.pathname = "/" + name;
-  return u.toString();
-}
-
 async function main(): Promise<number> {
   if (flag("help") || flag("h")) {
     console.log(USAGE);
     return 0;
   }
   const minutes = Number(arg("minutes") ?? 1);
-  const seedText = arg("seed") ?? process.env.DBSYNC_SEED;
-  const seed = seedText !== undefined ? Number(seedText) : Math.floor(Math.random() * 1_000_000_000);
+  if (arg("seed") !== undefined) process.env.DBSYNC_SEED = arg("seed");
+  const seed = runSeed();
   const major = arg("major") !== undefined ? Number(arg("major")) : majorFromEnv();
   const writers = Number(arg("writers") ?? 4);
   const waitSeconds = Number(arg("wait-seconds") ?? 120);
@@ -76,11 +65,13 @@ async function main(): Promise<number> {
   );
 
   reapOrphans();
+  ensureBuilt();
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-torture-"));
   const [source, target] = await Promise.all([startCluster({ major }), startCluster({ major })]);
   console.log(`PostgreSQL ${source.major}: source on port ${source.port}, target on port ${target.port}`);
-  const sourceUrl = await createDb(source.url(), "torture_src");
-  const targetUrls: [string, string] = [await createDb(target.url(), "torture_t1"), await createDb(target.url(), "torture_t2")];
+  const db = (url: string, name: string) => createDatabase(url, name, { name });
+  const sourceUrl = await db(source.url(), "torture_src");
+  const targetUrls: [string, string] = [await db(target.url(), "torture_t1"), await db(target.url(), "torture_t2")];
   const t0 = Date.now();
   const stamp = () => {
     const s = Math.floor((Date.now() - t0) / 1000);

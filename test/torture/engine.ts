@@ -13,10 +13,14 @@
 // choices of each actor replays with the same seed. The interleaving of the actors is
 // up to the servers and the scheduler, so a replay is the same workload, not the same
 // history.
-import { ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { Client } from "pg";
+import { rowDiff } from "../../src/embedded/compare";
+import { Rng } from "../../src/embedded/random";
+import { sqlstate, startWriters } from "../../src/embedded/writers";
+import { DbsyncProcess, runDbsync, spawnDbsync } from "../kit/dbsync";
+import { sleep } from "../kit/wait";
 
 // ---------------------------------------------------------------- options
 
@@ -93,43 +97,6 @@ export interface TortureResult {
   ok: boolean;
 }
 
-// ---------------------------------------------------------------- PRNG
-
-/** xmur3 string hash: a 32-bit seed for each actor's stream. */
-function hash32(s: string): number {
-  let h = 1779033703 ^ s.length;
-  for (let i = 0; i < s.length; i++) {
-    h = Math.imul(h ^ s.charCodeAt(i), 3432918353);
-    h = (h << 13) | (h >>> 19);
-  }
-  h = Math.imul(h ^ (h >>> 16), 2246822507);
-  h = Math.imul(h ^ (h >>> 13), 3266489909);
-  return (h ^= h >>> 16) >>> 0;
-}
-
-/** mulberry32: small, fast, good enough for choosing workloads. */
-export class Rng {
-  private state: number;
-  constructor(seed: number, stream = "") {
-    this.state = (hash32(`${seed}/${stream}`) ^ (seed >>> 0)) >>> 0;
-  }
-  next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.next() * (hi - lo + 1));
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[Math.floor(this.next() * xs.length)];
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-}
-
 // ---------------------------------------------------------------- schema
 
 /** Logical table names (the physical names change with renametable). */
@@ -199,13 +166,8 @@ const SCHEMA = `
 
 // ---------------------------------------------------------------- helpers
 
-const ROOT = path.join(__dirname, "..", "..");
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 
-interface PgError extends Error {
-  code?: string;
-}
 const RETRYABLE = new Set(["40001", "40P01"]);
 /**
  * Errors an application meets under this workload and rolls back for: unique
@@ -215,19 +177,7 @@ const RETRYABLE = new Set(["40001", "40P01"]);
  */
 const EXPECTED = new Set(["23505", "42P01", "42703", "55P03", "57014", "55006"]);
 
-function codeOf(err: unknown): string {
-  const c = (err as PgError).code;
-  return typeof c === "string" ? c : "no-code";
-}
-
-/** A child process of this repository's CLI. */
-function dbsyncCli(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  return spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "cli.ts"), ...args], {
-    env: { ...process.env, DBSYNC_LOG_LEVEL: process.env.DBSYNC_LOG_LEVEL ?? "warn", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-    cwd: ROOT,
-  });
-}
+const codeOf = sqlstate;
 
 async function connect(url: string, appName: string): Promise<Client> {
   const c = new Client({ connectionString: url, application_name: appName });
@@ -255,9 +205,9 @@ class Torture {
   readonly shape: ShapeState;
   deadline: number;
   readonly r: TortureResult;
-  private sidecar: ChildProcess | undefined;
+  private sidecar: DbsyncProcess | undefined;
   private sidecarKilling = false;
-  private sidecarLogStream: fs.WriteStream;
+  private readonly sidecarLog: string;
   private subsReady = false;
   private paused = new Set<string>();
   private subs: string[] = ["s2"];
@@ -286,8 +236,7 @@ class Torture {
       tuKey: "id",
       counter: 0,
     };
-    const sidecarLog = path.join(this.o.workDir, "sidecar.log");
-    this.sidecarLogStream = fs.createWriteStream(sidecarLog);
+    const sidecarLog = (this.sidecarLog = path.join(this.o.workDir, "sidecar.log"));
     this.r = {
       seed: this.o.seed,
       durationMs: this.o.durationMs,
@@ -355,33 +304,9 @@ class Torture {
     }
   }
 
-  private cliOutput(args: string[]): Promise<string> {
-    return new Promise((resolve) => {
-      const p = dbsyncCli(args);
-      let out = "";
-      p.stdout!.on("data", (b) => (out += b));
-      p.stderr!.on("data", (b) => (out += b));
-      const timer = setTimeout(() => p.kill("SIGKILL"), 60000);
-      p.once("exit", () => {
-        clearTimeout(timer);
-        resolve(out);
-      });
-    });
-  }
-
-  private cli(args: string[], timeoutMs: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const p = dbsyncCli(args);
-      let out = "";
-      p.stdout!.on("data", (b) => (out += b));
-      p.stderr!.on("data", (b) => (out += b));
-      const timer = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
-      p.once("exit", (code) => {
-        clearTimeout(timer);
-        if (code === 0) resolve();
-        else reject(new Error(`dbsync ${args[0]} exited ${code}: ${out}`));
-      });
-    });
+  private async cli(args: string[], timeoutMs: number): Promise<void> {
+    const r = await runDbsync(args, { timeoutMs });
+    if (r.code !== 0) throw new Error(`dbsync ${args[0]} exited ${r.code}: ${r.stdout}${r.stderr}`);
   }
 
   // ------------------------------------------------------------ sidecar
@@ -389,12 +314,10 @@ class Torture {
   private sidecarArgs: string[] = [];
 
   startSidecar() {
-    const p = dbsyncCli(["run", "--source", this.o.sourceUrl, ...this.sidecarArgs]);
-    p.stdout!.pipe(this.sidecarLogStream, { end: false });
-    p.stderr!.pipe(this.sidecarLogStream, { end: false });
+    const p = spawnDbsync(["run", "--source", this.o.sourceUrl, ...this.sidecarArgs], { logFile: this.sidecarLog });
     this.sidecar = p;
-    p.once("exit", (code, signal) => {
-      this.sidecarLogStream.write(`--- sidecar exited: code ${code} signal ${signal}\n`);
+    p.proc.once("exit", (code, signal) => {
+      fs.appendFileSync(this.sidecarLog, `--- sidecar exited: code ${code} signal ${signal}\n`);
       if (this.sidecar === p && !this.sidecarKilling) {
         this.r.sidecarDiedByItself++;
         this.log(`sidecar died by itself (code ${code}, signal ${signal}); starting a new one in 1 s`);
@@ -405,22 +328,20 @@ class Torture {
     });
   }
 
+  /** `signal`, then SIGKILL after 20 s (exit code -1 then). */
   async stopSidecar(signal: NodeJS.Signals): Promise<number | null> {
     const p = this.sidecar;
     if (!p) return null;
     this.sidecarKilling = true;
     try {
-      if (p.exitCode !== null || p.signalCode !== null) return p.exitCode;
-      const exited = new Promise<number | null>((r) => p.once("exit", (code) => r(code)));
-      p.kill(signal);
-      const timeout = sleep(20000).then(() => "timeout" as const);
-      const res = await Promise.race([exited, timeout]);
-      if (res === "timeout") {
-        p.kill("SIGKILL");
-        await exited;
-        return -1;
-      }
-      return res;
+      let killed = false;
+      const timer = setTimeout(() => {
+        killed = true;
+        p.proc.kill("SIGKILL");
+      }, 20000);
+      const code = await p.stop(signal);
+      clearTimeout(timer);
+      return killed ? -1 : code;
     } finally {
       this.sidecar = undefined;
       this.sidecarKilling = false;
@@ -435,7 +356,7 @@ class Torture {
     const pollInterval = setupRng.pick([100, 250, 500]);
     const maxBatch = setupRng.pick([50, 500, 5000, 200000]);
     // Only the flags this version of `dbsync run` has (--max-batch-events came and went).
-    const help = await this.cliOutput(["run", "--help"]);
+    const help = (await runDbsync(["run", "--help"], { timeoutMs: 60000 })).stdout;
     this.sidecarArgs = ["--rotate-after", "1"];
     if (help.includes("--poll-interval")) this.sidecarArgs.push("--poll-interval", String(pollInterval));
     if (help.includes("--max-batch-events")) this.sidecarArgs.push("--max-batch-events", String(maxBatch));
@@ -450,8 +371,7 @@ class Torture {
     this.startSidecar();
 
     const actors: Promise<void>[] = [];
-    const levels = ["read committed", "repeatable read", "serializable", "mixed"] as const;
-    for (let i = 0; i < this.o.writers; i++) actors.push(this.writer(i, levels[i % levels.length]));
+    actors.push(this.writers());
     if (this.ops.has("longtx")) actors.push(this.longTransactions());
     actors.push(
       (async () => {
@@ -479,7 +399,7 @@ class Torture {
     try {
       for (const s of this.subs) await admin.query("select dbsync.resume($1)", [s]);
       this.paused.clear();
-      if (!this.sidecar || this.sidecar.exitCode !== null || this.sidecar.signalCode !== null) this.startSidecar();
+      if (!this.sidecar || this.sidecar.proc.exitCode !== null || this.sidecar.proc.signalCode !== null) this.startSidecar();
       const sinceSync = Date.now();
       for (const s of this.subs) {
         const ok = (await admin.query("select dbsync.wait_for_sync($1, make_interval(secs => $2)) as ok", [s, this.o.waitSeconds])).rows[0].ok as boolean;
@@ -496,7 +416,6 @@ class Torture {
       await admin.end();
       const code = await this.stopSidecar("SIGTERM");
       if (code !== 0) this.log(`sidecar stopped with exit code ${code}`);
-      await new Promise<void>((r) => this.sidecarLogStream.end(r));
     }
     this.r.durationMs = Date.now() - t0;
     this.r.ok = this.r.differences.length === 0 && this.subs.every((s) => this.r.synced[s]);
@@ -505,26 +424,32 @@ class Torture {
 
   // ------------------------------------------------------------ writers
 
-  private async writer(i: number, level: "read committed" | "repeatable read" | "serializable" | "mixed") {
-    const rng = new Rng(this.o.seed, `writer${i}`);
-    const c = await connect(this.o.sourceUrl, `torture writer ${i}`);
-    await c.query("set lock_timeout = '4s'; set statement_timeout = '15s'");
-    let txn = 0;
+  /**
+   * The writers until the deadline, each on its own connection at its own isolation
+   * level ("mixed": one drawn per transaction), each from its stream "writer<i>".
+   */
+  private async writers(): Promise<void> {
+    const levels = ["read committed", "repeatable read", "serializable", "mixed"] as const;
+    const clients = await Promise.all(
+      Array.from({ length: this.o.writers }, async (_, i) => {
+        const c = await connect(this.o.sourceUrl, `torture writer ${i}`);
+        await c.query("set lock_timeout = '4s'; set statement_timeout = '15s'");
+        return c;
+      }),
+    );
+    const txns = clients.map(() => 0);
+    const options = { writers: clients.length, rng: new Rng(this.o.seed), durationMs: this.deadline - Date.now() };
     try {
-      while (this.running()) {
-        txn++;
+      await startWriters(options, async ({ index: i, rng }) => {
+        const level = levels[i % levels.length];
         const iso = level === "mixed" ? rng.pick(["read committed", "repeatable read", "serializable"] as const) : level;
-        const plan = this.plan(rng, `w${i}.${txn}`);
-        if (plan.length === 0) {
-          await this.nap(50);
-          continue;
-        }
-        const intentional = rng.chance(0.04);
-        await this.transaction(c, iso, plan, intentional);
+        const plan = this.plan(rng, `w${i}.${++txns[i]}`);
+        if (plan.length === 0) return this.nap(50);
+        await this.transaction(clients[i], iso, plan, rng.chance(0.04));
         if (rng.chance(0.3)) await this.nap(rng.int(0, 20));
-      }
+      }).done;
     } finally {
-      await c.end().catch(() => undefined);
+      await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
     }
   }
 
@@ -1130,14 +1055,9 @@ class Torture {
     if (sk !== tk) diff("schema", `primary key (${sk}) on the source, (${tk}) on the target`);
     const text = async (c: Client) =>
       (await c.query(`select row(${common.map(q).join(", ")})::text as r from public.${q(name)}`)).rows.map((r) => r.r as string);
-    const [a, b] = [await text(src), await text(tgt)];
-    const counts = new Map<string, number>();
-    for (const r of a) counts.set(r, (counts.get(r) ?? 0) + 1);
-    for (const r of b) counts.set(r, (counts.get(r) ?? 0) - 1);
-    const rows = [...counts.entries()].filter(([, n]) => n !== 0).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
-    for (const [r, n] of rows) {
-      for (let k = 0; k < Math.abs(n); k++) diff(n > 0 ? "only-on-source" : "only-on-target", `(${common.join(",")}) = ${r}`);
-    }
+    const d = rowDiff(await text(src), await text(tgt));
+    for (const r of d.onlyA) diff("only-on-source", `(${common.join(",")}) = ${r}`);
+    for (const r of d.onlyB) diff("only-on-target", `(${common.join(",")}) = ${r}`);
   }
 }
 

@@ -1,10 +1,13 @@
-// The write load shared by `npm run soak` and the fault tests (test/faults-*.test.ts):
-// inserters on an insert-only table (each transaction inserts a contiguous id range,
+// The write load of `npm run soak`, the fault tests (test/faults-*.test.ts) and the
+// sidecar-kill test: inserters on an insert-only table (each transaction inserts a contiguous id range,
 // so every acknowledged row can be checked for on the target) and churners on a
 // key/value table (updates, deletes, upserts, key changes, multi-row updates).
 // A transaction that meets a connection error (a server restarting) is retried; a
 // COMMIT that got no answer is counted as "unsure" (it may or may not have committed).
 import { Pool, PoolClient } from "pg";
+import { compareTables, differences } from "../../src/embedded/compare";
+import { Rng } from "../../src/embedded/random";
+import { startWriters, Writers } from "../../src/embedded/writers";
 
 export const SOURCE_DDL = (ins: string, kv: string) => `
   create table ${ins} (id bigint primary key, writer int not null, n int not null, payload text);
@@ -46,16 +49,19 @@ export function isConnectionError(err: unknown): boolean {
 }
 
 const SKIPPABLE = new Set(["40P01", "40001", "23505"]);
-const rnd = (n: number) => Math.floor(Math.random() * n);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface WorkloadOptions {
+  /** Where the writers draw their choices from (one stream each). */
+  rng: Rng;
   insertTable?: string;
   kvTable?: string;
   inserters?: number;
   churners?: number;
   /** Key space of the kv churn. */
   kvKeys?: number;
+  /** Churn transactions also insert a row into the insert table now and then: one transaction across both tables. */
+  crossTable?: boolean;
   /** Pause between transactions of one writer: min and max ms. */
   pauseMs?: [number, number];
   /** Called for errors that are neither connection errors nor expected conflicts. */
@@ -74,40 +80,44 @@ export class Workload {
   unsureTransactions = 0;
   unsureRows = 0;
   retries = 0;
+  private readonly nextId: Record<number, number> = {};
+  private crossRows = 0;
   /** Stop inserting (the churners go on). */
   pauseInserts = false;
   private stopping = false;
-  private running: Promise<void>[] = [];
+  private running: Writers[] = [];
   private readonly quiet = new WeakSet<PoolClient>();
 
   constructor(
     private readonly pool: Pool,
-    private readonly opts: WorkloadOptions = {},
+    private readonly opts: WorkloadOptions,
   ) {
     this.ins = opts.insertTable ?? "ins_only";
     this.kv = opts.kvTable ?? "kv";
   }
 
   start(): this {
-    const inserters = this.opts.inserters ?? 2;
-    const churners = this.opts.churners ?? 2;
-    for (let i = 1; i <= inserters; i++) this.running.push(this.inserter(i));
-    for (let i = 0; i < churners; i++) this.running.push(this.churner());
+    // A connection error is retried inside tx(); a conflict skips the transaction.
+    const tolerate = (err: unknown) => {
+      if (!this.opts.onError) return false;
+      this.opts.onError(err);
+      return true;
+    };
+    const common = { pauseMs: this.opts.pauseMs ?? [10, 40], tolerate };
+    this.running.push(
+      startWriters({ ...common, writers: this.opts.inserters ?? 2, rng: this.opts.rng.fork("inserters") }, (w) => this.insert(w.index + 1, w.rng)),
+      startWriters({ ...common, writers: this.opts.churners ?? 2, rng: this.opts.rng.fork("churners") }, (w) => this.churn(w.rng)),
+    );
     return this;
   }
 
   async stop() {
     this.stopping = true;
-    await Promise.all(this.running);
+    await Promise.all(this.running.map((w) => w.stop()));
   }
 
   get transactions() {
     return this.insertTransactions + this.churnTransactions;
-  }
-
-  private pause() {
-    const [lo, hi] = this.opts.pauseMs ?? [10, 40];
-    return sleep(lo + rnd(hi - lo));
   }
 
   /** One transaction; true if committed, false if skipped (conflict); retries after connection errors. */
@@ -149,62 +159,53 @@ export class Workload {
     }
   }
 
-  private async inserter(writer: number) {
-    let next = writer * 1_000_000_000;
-    while (!this.stopping) {
-      if (this.pauseInserts) {
-        await sleep(50);
-        continue;
-      }
-      const n = 1 + rnd(20);
-      const first = next;
-      next += n;
-      try {
-        const ok = await this.tx(
-          [[`insert into ${this.ins} select $1::int8 + g, $2, g, md5(g::text) from generate_series(1, $3::int) g`, [first, writer, n]]],
-          () => {
-            this.unsureTransactions++;
-            this.unsureRows += n;
-          },
-        );
-        if (ok) {
-          this.ranges.push([first + 1, n]);
-          this.insertedRows += n;
-          this.insertTransactions++;
-        }
-      } catch (err) {
-        this.fail(err);
-      }
-      await this.pause();
+  /** One insert transaction of a contiguous id range of writer `writer`'s own. */
+  private async insert(writer: number, rng: Rng) {
+    if (this.pauseInserts) return sleep(50);
+    const n = 1 + rng.below(20);
+    const first = this.nextId[writer] ?? writer * 1_000_000_000;
+    this.nextId[writer] = first + n;
+    const ok = await this.tx(
+      [[`insert into ${this.ins} select $1::int8 + g, $2, g, md5(g::text) from generate_series(1, $3::int) g`, [first, writer, n]]],
+      () => {
+        this.unsureTransactions++;
+        this.unsureRows += n;
+      },
+    );
+    if (ok) {
+      this.ranges.push([first + 1, n]);
+      this.insertedRows += n;
+      this.insertTransactions++;
     }
   }
 
-  private async churner() {
+  /** 1-4 of: updates, deletes, upserts, key changes, range updates of the kv table. */
+  private async churn(rng: Rng) {
     const keys = this.opts.kvKeys ?? 400;
     const kv = this.kv;
-    while (!this.stopping) {
-      const ops: [string, unknown[]][] = [];
-      for (let i = 1 + rnd(4); i > 0; i--) {
-        const k = 1 + rnd(keys);
-        const r = Math.random();
-        if (r < 0.4) ops.push([`update ${kv} set v = v + 1, note = 'upd' where k = $1`, [k]]);
-        else if (r < 0.55) ops.push([`delete from ${kv} where k = $1`, [k]]);
-        else if (r < 0.75) ops.push([`insert into ${kv} values ($1, 0, 'ins') on conflict (k) do update set v = ${kv}.v + 100, note = 'upsert'`, [k]]);
-        else if (r < 0.9) ops.push([`update ${kv} set k = $2 where k = $1`, [k, 1 + rnd(keys)]]); // key change (may collide)
-        else ops.push([`update ${kv} set v = v - 1 where k between $1 and $1 + 10`, [k]]);
-      }
-      try {
-        if (await this.tx(ops, () => this.unsureTransactions++)) this.churnTransactions++;
-      } catch (err) {
-        this.fail(err);
-      }
-      await this.pause();
+    const ops: [string, unknown[]][] = [];
+    for (let i = 1 + rng.below(4); i > 0; i--) {
+      const k = 1 + rng.below(keys);
+      const r = rng.next();
+      if (r < 0.4) ops.push([`update ${kv} set v = v + 1, note = 'upd' where k = $1`, [k]]);
+      else if (r < 0.55) ops.push([`delete from ${kv} where k = $1`, [k]]);
+      else if (r < 0.75) ops.push([`insert into ${kv} values ($1, 0, 'ins') on conflict (k) do update set v = ${kv}.v + 100, note = 'upsert'`, [k]]);
+      else if (r < 0.9) ops.push([`update ${kv} set k = $2 where k = $1`, [k, 1 + rng.below(keys)]]); // key change (may collide)
+      else ops.push([`update ${kv} set v = v - 1 where k between $1 and $1 + 10`, [k]]);
     }
-  }
-
-  private fail(err: unknown) {
-    if (this.opts.onError) this.opts.onError(err);
-    else throw err;
+    // A row of the insert table in the same transaction (writer -1, ids below -1e10).
+    const cross = this.opts.crossTable && rng.chance(0.2) ? -10_000_000_000 - ++this.crossRows : undefined;
+    if (cross !== undefined) ops.push([`insert into ${this.ins} values ($1, -1, 0, 'with kv')`, [cross]]);
+    const unsure = () => {
+      this.unsureTransactions++;
+      if (cross !== undefined) this.unsureRows++;
+    };
+    if (!(await this.tx(ops, unsure))) return;
+    this.churnTransactions++;
+    if (cross !== undefined) {
+      this.ranges.push([cross, 1]);
+      this.insertedRows++;
+    }
   }
 
   /**
@@ -224,37 +225,29 @@ export class Workload {
     );
     return { missing: rows[0].missing ?? [], missingCount: Number(rows[0].missing_count), count: Number(rows[0].count) };
   }
-}
 
-/** Every row of every table as text on both sides: rows compared and differences (0 when equal). */
-export async function compareTables(
-  source: Pool,
-  target: Pool,
-  tables: string[],
-): Promise<{ rows: number; differences: number; detail: string[] }> {
-  let rows = 0;
-  let differences = 0;
-  const detail: string[] = [];
-  for (const table of tables) {
-    const [a, b] = await Promise.all([rowText(source, table), rowText(target, table)]);
-    rows += a.length;
-    const bs = new Set(b);
-    const as = new Set(a);
-    const onlySource = a.filter((r) => !bs.has(r));
-    const onlyTarget = b.filter((r) => !as.has(r));
-    const d = onlySource.length + onlyTarget.length;
-    differences += d;
-    if (d) {
-      detail.push(
-        `${table}: ${onlySource.length} rows only on the source (${onlySource.slice(0, 3).join(" ")}), ` +
-          `${onlyTarget.length} only on the target (${onlyTarget.slice(0, 3).join(" ")})`,
-      );
+  /**
+   * What is wrong on the target once the load has stopped and the subscriptions have
+   * caught up (empty when nothing): tables that differ row by row, acknowledged
+   * inserts missing on either side, a row count outside [acknowledged, acknowledged
+   * + unanswered], rows a target apply inserted twice or never (the audit table of
+   * TARGET_AUDIT).
+   */
+  async problems(source: Pool, target: Pool): Promise<string[]> {
+    const out = differences(await compareTables(source, target, [this.ins, this.kv]));
+    for (const [side, pool] of [["source", source], ["target", target]] as const) {
+      const r = await this.checkInserts(pool);
+      if (r.missingCount) out.push(`${this.ins}: ${r.missingCount} acknowledged rows missing on the ${side} (${r.missing.join(", ")})`);
+      if (r.count < this.insertedRows || r.count > this.insertedRows + this.unsureRows) {
+        out.push(`${this.ins}: ${r.count} rows on the ${side}, expected ${this.insertedRows} (+ up to ${this.unsureRows} unanswered)`);
+      }
     }
+    const { rows } = await target.query(
+      `select count(*)::int8 as n, count(distinct id)::int8 as d, (select count(*) from ${this.ins})::int8 as t from ${this.ins}_audit`,
+    );
+    const [n, d, t] = [Number(rows[0].n), Number(rows[0].d), Number(rows[0].t)];
+    if (n !== d) out.push(`${this.ins}: ${n - d} rows inserted on the target more than once`);
+    if (d !== t) out.push(`${this.ins}: ${t} rows on the target but ${d} inserted by copies and batches`);
+    return out;
   }
-  return { rows, differences, detail };
-}
-
-async function rowText(p: Pool, table: string): Promise<string[]> {
-  const r = await p.query(`select t::text as r from ${table} t order by 1`);
-  return r.rows.map((x) => x.r as string);
 }

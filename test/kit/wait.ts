@@ -1,0 +1,13 @@
+// Waiting on a condition instead of for a fixed time: as short as the machine allows
+// when it is idle, as long as it needs (up to the timeout) when it is loaded.
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
+
+/** Polls `check` every `intervalMs` until it is true; throws after `timeoutMs`, naming `what`. */
+export async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30000, intervalMs = 100): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+    await sleep(intervalMs);
+  }
+}

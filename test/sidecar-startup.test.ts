@@ -1,0 +1,99 @@
+// `dbsync run`'s start: up to --concurrency subscriptions are applied at once from
+// the process, before graphile-worker's runner starts; the advisory lock keeps two
+// processes from applying one subscription at the same time, the others wait for
+// the job queue, and a process started while another applies leaves it alone.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { appliesPerTable, installApplyLog, overlappingApplies } from "./kit/apply-log";
+import { freshEnv, Sidecar, sleep, startSidecar, tableText, until, value } from "./helpers";
+
+const TABLE = (t: string) => `create table ${t} (id int primary key, v int not null);`;
+const debug = { DBSYNC_LOG_LEVEL: "debug", DBSYNC_LOG_FORMAT: "json" };
+
+/** The messages of a sidecar's JSON log, in order (whole lines only). */
+function messages(s: Sidecar): string[] {
+  return s
+    .output()
+    .split("\n")
+    .filter((l) => l.startsWith("{") && l.endsWith("}"))
+    .map((l) => JSON.parse(l).msg as string);
+}
+
+test("two processes started at once on a backlog: each subscription applied by one at a time, the first batch before the job runner", async (t) => {
+  const env = await freshEnv("sidecar_startup_two");
+  const tables = ["a1", "a2", "a3"];
+  for (const tbl of tables) await Promise.all([env.source.query(TABLE(tbl)), env.target.query(TABLE(tbl))]);
+  if (!(await installApplyLog(env.target, env.targetUrl, tables))) t.diagnostic("dblink is not available: only committed applies are logged");
+  for (const [i, tbl] of tables.entries()) {
+    await env.source.query("select dbsync.add_table($1, $2)", [tbl, `g${i + 1}`]);
+    await env.source.query("select dbsync.add_subscription($1, $2, $3, copy_data => false)", [`s${i + 1}`, `g${i + 1}`, env.targetUrl]);
+  }
+  // The backlog left while no sidecar ran: many transactions per subscription.
+  for (let k = 0; k < 30; k++) {
+    for (const tbl of tables) await env.source.query(`insert into ${tbl} select g, g from generate_series($1::int, $1 + 99) g`, [k * 100]);
+  }
+  // --concurrency 1: each process applies one subscription from its start pass and
+  // leaves the others to the job queue (its own runner's, or the other process's).
+  // The runner waits for the first batch at most one poll interval: a long one here.
+  const args = ["--poll-interval", "3000", "--concurrency", "1"];
+  const [a, b] = [startSidecar(env.sourceUrl, args, debug), startSidecar(env.sourceUrl, args, debug)];
+  const t0 = Date.now();
+  try {
+    for (const s of ["s1", "s2", "s3"]) {
+      assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '90 s')", [s]), true, `${s}\n${a.output()}\n${b.output()}`);
+    }
+    t.diagnostic(`in sync ${Date.now() - t0} ms after the start`);
+    for (const tbl of tables) assert.deepEqual(await tableText(env.target, tbl), await tableText(env.source, tbl), `${tbl} differs`);
+    assert.deepEqual(await overlappingApplies(env.target), [], "two backends applied one subscription at the same time");
+    t.diagnostic(`apply transactions: ${(await appliesPerTable(env.target)).map((r) => `${r.tbl} ${r.txs} by ${r.pids} backends`).join(", ")}`);
+    // One of the two took s1's lock first and applied before its job runner was up.
+    const early = [a, b].filter((s) => {
+      const m = messages(s);
+      const applied = m.indexOf("batch applied");
+      return applied >= 0 && applied < m.indexOf("job runner started");
+    });
+    assert.ok(early.length >= 1, `no process applied a batch before its job runner started\n${a.output()}\n${b.output()}`);
+    assert.doesNotMatch(a.output() + b.output(), /another applier moved the target/);
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+  }
+});
+
+test("a process started while another applies leaves the subscription to it, and takes over when it dies", async () => {
+  const env = await freshEnv("sidecar_startup_busy");
+  await Promise.all([env.source.query(TABLE("t")), env.target.query(TABLE("t"))]);
+  await env.source.query("select dbsync.add_table('t', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const first = startSidecar(env.sourceUrl, ["--poll-interval", "100"], { DBSYNC_LOG_LEVEL: "info" });
+  const blocker = await env.target.connect();
+  let second: Sidecar | undefined;
+  try {
+    await until("first sidecar running", async () => first.output().includes("dbsync sidecar running") || first.proc.exitCode !== null);
+    // The first sidecar's next batch waits for the target's table, holding the subscription.
+    await blocker.query("begin; lock table t in access exclusive mode");
+    await env.source.query("insert into t select g, g from generate_series(1, 1000) g");
+    const appliers = () =>
+      value<number>(env.target, "select count(*)::int from pg_stat_activity where datname = current_database() and application_name = 'dbsync apply s'");
+    await until("the first sidecar is applying", async () =>
+      (await value<number>(env.target,
+        "select count(*)::int from pg_stat_activity where datname = current_database() and application_name = 'dbsync apply s' and wait_event_type = 'Lock'")) === 1);
+
+    second = startSidecar(env.sourceUrl, ["--poll-interval", "100"], debug);
+    await until("second sidecar running", async () => second!.output().includes("dbsync sidecar running") || second!.proc.exitCode !== null);
+    await sleep(500);
+    assert.equal(await appliers(), 1, "the second process opened the target while the first applies");
+    assert.doesNotMatch(second.output(), /batch applied/, "the second process applied a batch");
+
+    // A crash of the first: its batch is rolled back, the second applies it.
+    first.proc.kill("SIGKILL");
+    await first.stop();
+    await blocker.query("rollback");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, second.output());
+    assert.deepEqual(await tableText(env.target, "t"), await tableText(env.source, "t"));
+    assert.match(second.output(), /batch applied/);
+  } finally {
+    await blocker.query("rollback").catch(() => undefined);
+    blocker.release();
+    await Promise.all([first.stop(), second?.stop()]);
+  }
+});
