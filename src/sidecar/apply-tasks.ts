@@ -54,7 +54,7 @@ export class ApplyTasks {
     private readonly signal: AbortSignal,
     private readonly outages: Outages = new Outages(log),
   ) {
-    this.links = new Links({ sourceUrl: opts.sourceUrl, concurrency: opts.concurrency, statementTimeoutMs: 0 });
+    this.links = new Links({ sourceUrl: opts.sourceUrl, concurrency: opts.concurrency, statementTimeoutMs: 0, log });
   }
 
   /**

@@ -6,9 +6,14 @@
 // conninfo: the subscriptions of one target server and database share them, and
 // whatever a target session keeps between batches (stage tables, replica mode, the
 // sequences pushed: TargetState) stays with its connection. Connections idle for
-// IDLE_MS are closed.
+// IDLE_MS are closed. A connection given back is checked first (SESSION_CHECK): one
+// left in a transaction, under another role or with a session setting changed (by
+// DDL from execute_ddl, say `set session_replication_role = origin` or a
+// search_path) is closed, not handed to the next subscription, whose batches would
+// run under it without an error.
 import { Pool, PoolClient } from "pg";
 import { clientConfig } from "../db";
+import { Log } from "../log";
 import { TargetState } from "../target/apply";
 import { ensureTargetSchema, enterReplicaMode } from "../target/progress";
 import { SequenceSync } from "../target/sequences";
@@ -25,10 +30,32 @@ export interface LinkOptions {
   /** Subscriptions applying at once: each holds one source reader and one target connection. */
   concurrency: number;
   statementTimeoutMs: number;
+  log: Log;
 }
 
+/**
+ * Names it back to its pool's name ($1; null: the conninfo's own name) and lists
+ * what differs from a fresh connection of the pool: an open transaction (its
+ * start is older than this statement), a role set, an advisory lock (a
+ * subscription's apply lock) held, replica mode lost on a target
+ * ($2), a setting changed for the session (SET LOCAL ends with its transaction).
+ */
+const SESSION_CHECK = `
+  select pg_catalog.set_config('application_name', coalesce($1, pg_catalog.current_setting('application_name')), false),
+         pg_catalog.array_remove(array[
+           case when pg_catalog.statement_timestamp() <> pg_catalog.transaction_timestamp() then 'a transaction left open' end,
+           case when current_user <> session_user then pg_catalog.format('role %s set', current_user) end,
+           case when exists (select from pg_catalog.pg_locks l where l.pid = pg_catalog.pg_backend_pid() and l.locktype = 'advisory')
+                then 'an advisory lock held' end,
+           case when $2 and pg_catalog.current_setting('session_replication_role') <> 'replica'
+                then 'session_replication_role ' || pg_catalog.current_setting('session_replication_role') end
+         ] || array(select pg_catalog.format('%s = %s', s.name, s.setting) from pg_catalog.pg_settings s
+                     where s.source = 'session' and s.name <> 'application_name'
+                       and not ($2 and s.name = 'session_replication_role')), null) as changes`;
 interface Named {
   pool: Pool;
+  /** A target's: replica mode is part of its sessions' state. */
+  replica: boolean;
   /** The conninfo names none: the session is named after the subscription it serves. */
   rename: string | null;
 }
@@ -40,16 +67,16 @@ export class Links {
   private readonly owners = new WeakMap<PoolClient, Named>();
 
   constructor(private readonly opts: LinkOptions) {
-    this.source = this.pool(opts.sourceUrl, READER_NAME);
+    this.source = this.pool(opts.sourceUrl, READER_NAME, false);
   }
 
-  private pool(conninfo: string | undefined, name: string): Named {
+  private pool(conninfo: string | undefined, name: string, replica: boolean): Named {
     const config = clientConfig(conninfo, { applicationName: name, statementTimeoutMs: this.opts.statementTimeoutMs });
     const pool = new Pool({ ...config, max: this.opts.concurrency, idleTimeoutMillis: IDLE_MS });
     // A pooled connection that dies while idle is dropped by the pool; the next
     // statement on a leased one fails and the session closes it.
     pool.on("error", () => undefined);
-    return { pool, rename: config.application_name === name ? name : null };
+    return { pool, replica, rename: config.application_name === name ? name : null };
   }
 
   /** A source connection for a subscription's reader, named after it. */
@@ -64,7 +91,7 @@ export class Links {
   async target(conninfo: string, subscription: string): Promise<{ client: PoolClient; state: TargetState }> {
     let named = this.targets.get(conninfo);
     if (!named) {
-      named = this.pool(conninfo, TARGET_NAME);
+      named = this.pool(conninfo, TARGET_NAME, true);
       this.targets.set(conninfo, named);
     }
     const client = await this.lease(named, subscription);
@@ -98,18 +125,28 @@ export class Links {
   }
 
   /**
-   * Back to its pool, outside any transaction (its name back to the pool's), or
-   * closed when `broken`: after an error its session's state is unknown.
+   * Back to its pool, its name back to the pool's, once SESSION_CHECK found it as
+   * the pool gave it out; otherwise, or when `broken` (after an error its
+   * session's state is unknown), closed.
    */
   release(client: PoolClient, broken = false): void {
     const named = this.owners.get(client);
-    if (broken || !named?.rename) {
+    if (broken || !named) {
       client.release(broken || undefined);
       return;
     }
-    client
-      .query("select pg_catalog.set_config('application_name', $1, false)", [named.rename])
-      .then(() => client.release(), (err: Error) => client.release(err));
+    client.query<{ changes: string[] }>(SESSION_CHECK, [named.rename, named.replica]).then(
+      ({ rows }) => {
+        const changes = rows[0].changes;
+        if (!changes.length) return client.release();
+        this.opts.log.warn(
+          { changes, hint: "DDL for execute_ddl must not change the session (SET LOCAL lasts until its batch commits)" },
+          "a connection came back with its session changed; closed",
+        );
+        client.release(new Error(`session changed: ${changes.join(", ")}`));
+      },
+      (err: Error) => client.release(err),
+    );
   }
 
   async close(): Promise<void> {
