@@ -6,6 +6,8 @@
 // its rows without an error.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { createLog } from "../src/log";
+import { Links } from "../src/sync/links";
 import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
 import { synced } from "./kit/convergence";
 
@@ -43,5 +45,42 @@ test("a target connection whose session DDL changed is closed, not leased to ano
     await until("the warning logged", () => /session changed; closed/.test(sidecar.output()), 10_000);
   } finally {
     await sidecar.stop();
+  }
+});
+
+test("a connection given back as it was leased is leased again; one left in a transaction, with a setting or a lock is closed", async () => {
+  const env = await freshEnv("links_check");
+  // One connection per pool: the next lease waits for the one given back.
+  const links = new Links({ sourceUrl: env.sourceUrl, concurrency: 1, statementTimeoutMs: 0, log: createLog("silent") });
+  const pidOf = async (c: { query: (sql: string) => Promise<{ rows: { pid: number }[] }> }) =>
+    (await c.query("select pg_backend_pid() as pid")).rows[0].pid;
+  try {
+    let { client } = await links.target(env.targetUrl, "s1");
+    let pid = await pidOf(client);
+    for (const [dirty, kept] of [
+      ["select 1", true],
+      ["begin", false],
+      ["set search_path = public, pg_catalog", false],
+      ["set session_replication_role = origin", false],
+      ["select pg_advisory_lock(1)", false],
+      ["begin; set local search_path = public; commit", true],
+    ] as const) {
+      await client.query(dirty);
+      links.release(client);
+      ({ client } = await links.target(env.targetUrl, "s2"));
+      const again = await pidOf(client);
+      assert.equal(again === pid, kept, `after ${dirty}: ${kept ? "leased again" : "closed"}`);
+      assert.equal((await client.query("show session_replication_role")).rows[0].session_replication_role, "replica");
+      pid = again;
+    }
+    links.release(client);
+    const reader = await links.reader("s1");
+    const readerPid = await pidOf(reader);
+    links.release(reader);
+    const next = await links.reader("s2");
+    assert.equal(await pidOf(next), readerPid, "a reader given back clean is leased again");
+    links.release(next);
+  } finally {
+    await links.close();
   }
 });

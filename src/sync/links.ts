@@ -6,12 +6,12 @@
 // conninfo: the subscriptions of one target server and database share them, and
 // whatever a target session keeps between batches (stage tables, replica mode, the
 // sequences pushed: TargetState) stays with its connection. Connections idle for
-// IDLE_MS are closed. A connection given back is checked first (SESSION_CHECK): one
+// IDLE_MS are closed. A connection given back is checked first (sessionCheck): one
 // left in a transaction, under another role or with a session setting changed (by
 // DDL from execute_ddl, say `set session_replication_role = origin` or a
 // search_path) is closed, not handed to the next subscription, whose batches would
 // run under it without an error.
-import { Pool, PoolClient } from "pg";
+import { Pool, PoolClient, escapeLiteral } from "pg";
 import { clientConfig } from "../db";
 import { Log } from "../log";
 import { TargetState } from "../target/apply";
@@ -34,24 +34,30 @@ export interface LinkOptions {
 }
 
 /**
- * Names it back to its pool's name ($1; null: the conninfo's own name) and lists
- * what differs from a fresh connection of the pool: an open transaction (its
- * start is older than this statement), a role set, an advisory lock (a
- * subscription's apply lock) held, replica mode lost on a target
- * ($2), a setting changed for the session (SET LOCAL ends with its transaction).
+ * Names it back to its pool's name (`name`; null: the conninfo's own name) and
+ * lists what differs from a fresh connection of the pool: an open transaction, a
+ * role set, an advisory lock (a subscription's apply lock) held, replica mode lost
+ * on a target, a setting changed for the session (SET LOCAL ends with its
+ * transaction; client_connection_check_interval is set at connect, src/db.ts). One
+ * simple-protocol statement: its implicit transaction starts with it, so its
+ * transaction_timestamp() equals its statement_timestamp() unless a transaction
+ * was open before (the extended protocol's messages each move the latter).
  */
-const SESSION_CHECK = `
-  select pg_catalog.set_config('application_name', coalesce($1, pg_catalog.current_setting('application_name')), false),
+function sessionCheck(name: string | null, replica: boolean): string {
+  const appName = name === null ? "pg_catalog.current_setting('application_name')" : escapeLiteral(name);
+  return `
+  select pg_catalog.set_config('application_name', ${appName}, false),
          pg_catalog.array_remove(array[
            case when pg_catalog.statement_timestamp() <> pg_catalog.transaction_timestamp() then 'a transaction left open' end,
            case when current_user <> session_user then pg_catalog.format('role %s set', current_user) end,
            case when exists (select from pg_catalog.pg_locks l where l.pid = pg_catalog.pg_backend_pid() and l.locktype = 'advisory')
                 then 'an advisory lock held' end,
-           case when $2 and pg_catalog.current_setting('session_replication_role') <> 'replica'
+           case when ${replica} and pg_catalog.current_setting('session_replication_role') <> 'replica'
                 then 'session_replication_role ' || pg_catalog.current_setting('session_replication_role') end
          ] || array(select pg_catalog.format('%s = %s', s.name, s.setting) from pg_catalog.pg_settings s
-                     where s.source = 'session' and s.name <> 'application_name'
-                       and not ($2 and s.name = 'session_replication_role')), null) as changes`;
+                     where s.source = 'session' and s.name not in ('application_name', 'client_connection_check_interval')
+                       and not (${replica} and s.name = 'session_replication_role')), null) as changes`;
+}
 interface Named {
   pool: Pool;
   /** A target's: replica mode is part of its sessions' state. */
@@ -125,7 +131,7 @@ export class Links {
   }
 
   /**
-   * Back to its pool, its name back to the pool's, once SESSION_CHECK found it as
+   * Back to its pool, its name back to the pool's, once sessionCheck found it as
    * the pool gave it out; otherwise, or when `broken` (after an error its
    * session's state is unknown), closed.
    */
@@ -135,7 +141,7 @@ export class Links {
       client.release(broken || undefined);
       return;
     }
-    client.query<{ changes: string[] }>(SESSION_CHECK, [named.rename, named.replica]).then(
+    client.query<{ changes: string[] }>(sessionCheck(named.rename, named.replica)).then(
       ({ rows }) => {
         const changes = rows[0].changes;
         if (!changes.length) return client.release();
