@@ -29,9 +29,23 @@ export function isTransient(sqlstate: string | undefined): boolean {
   return TRANSIENT_CODES.has(sqlstate) || TRANSIENT_CLASSES.includes(sqlstate.slice(0, 2));
 }
 
+/**
+ * How node-postgres and Node say that a connection broke, when no server was there
+ * to send a SQLSTATE: the socket's errno, or pg's own words for a link that ended,
+ * timed out or was closed under a query.
+ */
+const LINK_ERRNOS = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTCONN", "ECONNABORTED"]);
+const LINK_MESSAGES = /^(Connection terminated|timeout expired|Query read timeout|Client has encountered a connection error|Client was closed|Connection ended)|socket hang up/;
+
+/**
+ * The error's SQLSTATE; a connection that broke without one is connection_failure
+ * (08006), so that dbsync.status and the logs say what happened and it is retried.
+ */
 export function sqlstateOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown })?.code;
-  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+  if (typeof code === "string" && LINK_ERRNOS.has(code)) return "08006";
+  return err instanceof Error && LINK_MESSAGES.test(err.message) ? "08006" : undefined;
 }
 
 export function messageOf(err: unknown): string {

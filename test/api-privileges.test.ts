@@ -473,5 +473,12 @@ test("(g) the monitoring role sees no value of a replicated row; the owner and a
   assert.equal(nobody.code, 1, nobody.all);
   assert.match(nobody.err, new RegExp(`^dbsync: permission denied for schema dbsync \\(role ${NOBODY} lacks the monitoring rights\\)$`, "m"));
   assert.match(nobody.err, new RegExp(`^hint: As the dbsync owner \\(the role that ran dbsync migrate\\): select dbsync.grant_monitor\\('${NOBODY}'\\);$`, "m"));
+  // `dbsync run` as a role without the sidecar's rights: the grant to run, not a bare 42501.
+  for (const role of [NOBODY, MON]) {
+    const run = cliAs(role, ["run"]);
+    assert.equal(run.code, 1, run.all);
+    assert.match(run.err, new RegExp(`^dbsync: permission denied for .* \\(role ${role} lacks the sidecar's rights\\)$`, "m"));
+    assert.match(run.err, new RegExp(`^hint: As the dbsync owner \\(the role that ran dbsync migrate\\): select dbsync.grant_sidecar\\('${role}'\\);$`, "m"));
+  }
   await src.query("update dbsync.subscriptions set last_error = null, last_error_table = null");
 });

@@ -96,7 +96,11 @@ test("target ENABLE ALWAYS triggers that count inserts and deletes per key stay 
   await env.target.query(compat(`
     create table log (id int, op text);
     create function t_log() returns trigger language plpgsql as $$
-    begin insert into log values (coalesce(new.id, old.id), tg_op); return coalesce(new, old); end $$;
+    begin
+      -- (Before PostgreSQL 11, reading NEW in a DELETE trigger is an error, not NULL.)
+      if tg_op = 'DELETE' then insert into log values (old.id, tg_op); return old; end if;
+      insert into log values (new.id, tg_op); return new;
+    end $$;
     create trigger t_log before insert or update or delete on t for each row execute function t_log();
     alter table t enable always trigger t_log`, "target"));
   const sidecar = startSidecar(env.sourceUrl);

@@ -131,9 +131,12 @@ test("target link black-holed mid-batch, then restored: noticed, recorded, resum
   try {
     const landed = await midCopy(env, r.load, "target");
     const before = { sa: await appliedTick(env, "sa"), sb: await appliedTick(env, "sb") };
+    const cutAt = await value<string>(env.source, "select pg_catalog.clock_timestamp()::text");
     const t0 = Date.now();
     targetProxy.blackhole();
     // Recorded on the source (which is reachable) within the bound, with a clear message.
+    // (An error the load caused before the cut, retried and cleared since, keeps its
+    // last_error_at: only an error present and newer than the cut counts.)
     let detectedMs = 0;
     let seen: { name: string; state: string; last_error: string; last_error_sqlstate: string } | undefined;
     await until(
@@ -141,7 +144,8 @@ test("target link black-holed mid-batch, then restored: noticed, recorded, resum
       async () => {
         [seen] = await rows<NonNullable<typeof seen>>(
           env.source,
-          "select name, state, last_error, last_error_sqlstate from dbsync.status where last_error_at >= now() - interval '30 s' order by name limit 1",
+          "select name, state, last_error, last_error_sqlstate from dbsync.status where last_error is not null and last_error_at >= $1::timestamptz order by name limit 1",
+          [cutAt],
         );
         if (seen && !detectedMs) detectedMs = Date.now() - t0;
         return !!seen;

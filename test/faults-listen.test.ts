@@ -112,3 +112,46 @@ test("LISTEN connection alone black-holed: replication goes on by polling, NOTIF
     sidecar.proc.kill("SIGKILL");
   }
 });
+
+test("LISTEN link that cannot be opened at start: the sidecar runs on by polling, and LISTENs once the link is back", async () => {
+  const env = await freshEnv("faults_listen_start");
+  await env.source.query("create table t (id int primary key, v int)");
+  await env.target.query("create table t (id int primary key, v int)");
+  await env.source.query("select dbsync.add_table('t', 'a')");
+  await env.source.query("select dbsync.add_subscription('sa', 'a', $1, copy_data => false)", [env.targetUrl]);
+  const proxy = await startFaultProxy({ port: Number(new URL(env.sourceUrl).port) });
+  proxies.push(proxy);
+  const isListen = (c: { applicationName?: string }) => c.applicationName === "dbsync listen";
+  proxy.blackhole(isListen);
+  const sidecar = startSidecar(proxy.url(env.sourceUrl), ["--poll-interval", String(POLL_MS)], {
+    DBSYNC_CONNECT_TIMEOUT_MS: "1500",
+    DBSYNC_LOG_LEVEL: "info",
+  });
+  const arrives = async (id: number, ms: number) => {
+    await env.source.query("insert into t values ($1, 0)", [id]);
+    const t0 = Date.now();
+    await until(`row ${id} on the target`, async () => (await value<number>(env.target, "select count(*)::int from t where id = $1", [id])) === 1, ms);
+    return Date.now() - t0;
+  };
+  try {
+    await until("the LISTEN connection attempted and timed out", async () => /LISTEN connection lost/.test(sidecar.output()), 30_000);
+    await arrives(1, 15_000);
+    await sleep(3000); // several connect timeouts later
+    assert.equal(sidecar.proc.exitCode, null, `the sidecar exited:\n${sidecar.output()}`);
+    await arrives(2, 15_000);
+
+    proxy.pass();
+    await until("LISTEN connected", async () => proxy.connections().some((c) => isListen(c) && !c.held && c.bytesDown > 0), 30_000);
+    await sleep(1000);
+    // With a 5 s poll, a wake-up well under it can only come from NOTIFY.
+    const latencies: number[] = [];
+    for (let i = 0; i < 5; i++) latencies.push(await arrives(10 + i, 10_000));
+    latencies.sort((a, b) => a - b);
+    assert.ok(latencies[2] < 1500, `NOTIFY wakes the sidecar again (median ${latencies[2]} ms)`);
+    const code = await Promise.race([sidecar.stop("SIGTERM"), sleep(12000).then(() => "still running after 12 s")]);
+    assert.equal(code, 0, sidecar.output());
+  } finally {
+    proxy.pass();
+    sidecar.proc.kill("SIGKILL");
+  }
+});

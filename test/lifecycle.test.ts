@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { freePort } from "../src/embedded/cluster";
-import { Env, freshEnv, sqlError, startSidecar, tableText, until, value } from "./helpers";
+import { Env, freshEnv, sleep, sqlError, startSidecar, tableText, until, value } from "./helpers";
 
 /** Runs sql on a connection of its own and returns its NOTICEs and WARNINGs. */
 async function messages(env: Env, sql: string, params: unknown[] = []): Promise<{ severity: string; message: string; hint?: string }[]> {
@@ -168,6 +168,18 @@ test("a copy that cannot start makes the subscription an error in dbsync.status:
     // The other table streams meanwhile.
     await env.source.query("insert into here values (1)");
     await until("here streams", async () => (await value(env.target, "select count(*)::int from here")) === 1);
+    // Retried with a back-off (1 s, 2 s ...), not at every batch, and no batch after
+    // batch meanwhile: one a poll (200 ms) at most. It took a tick and logged the
+    // error every few milliseconds.
+    const ticks = "select last_tick_id::int from dbsync.groups";
+    const [ticksBefore, logsBefore] = [await value<number>(env.source, ticks), sidecar.output().split("public.absent").length];
+    await sleep(4000);
+    const batches = await value<number>(env.source, ticks) - ticksBefore;
+    assert.ok(batches <= 4000 / 200 + 5, `${batches} batches in 4 s while only the copy waits`);
+    assert.ok(sidecar.output().split("public.absent").length - logsBefore <= 3, `logged at each retry only: ${sidecar.output().slice(-2000)}`);
+    // Fixed on the target: copied at its next retry.
+    await env.target.query("create table absent (id int primary key)");
+    await until("absent copied", async () => (await value(env.target, "select count(*)::int from absent")) === 1, 60_000);
   } finally {
     assert.equal(await sidecar.stop(), 0, sidecar.output());
   }

@@ -52,6 +52,15 @@ test("lag rises while paused and returns to zero after resume; /readyz fails whi
     assert.ok(metric(body, "dbsync_rows_applied_total", "s")! >= 101);
     assert.match(body, /dbsync_batch_duration_seconds_bucket\{[^}]*subscription="s"/);
 
+    // A subscription in error (a table missing on the target): not ready, and why.
+    await env.source.query("create table missing_on_target (id int primary key)");
+    await env.source.query("select dbsync.add_table('missing_on_target', 'g')");
+    await env.source.query("insert into missing_on_target values (1)");
+    await until("/readyz fails while a table is missing on the target", async () => (await get(port, "/readyz")).status === 503, 30_000);
+    assert.match((await get(port, "/readyz")).body, /subscription s: .*missing_on_target/);
+    await target.query("create table missing_on_target (id int primary key)");
+    await until("/readyz ready once the table exists", async () => (await get(port, "/readyz")).status === 200, 60_000);
+
     await targetCluster.stop("fast");
     const down = await get(port, "/readyz");
     assert.equal(down.status, 503);

@@ -78,32 +78,50 @@
 --   wrote), and a valid btree index must lead with exactly these columns in this
 --   order, each with its type's default operator class, the column's collation,
 --   ascending: the boundaries are found by a scan of that index, and the range
---   conditions use it.
+--   conditions use it. PostgreSQL 10 has no index on a partitioned table: there
+--   each leaf partition must have one (columns matched by name: a partition's
+--   attnums may differ), and the scan is a merge of theirs.
 create or replace function dbsync._chunk_order(p_relid oid, p_key text[]) returns jsonb
 language sql stable set search_path = pg_catalog, pg_temp as $$
     with k as (
-        select u.o::int as o, a.attnum, a.atttypid, a.attcollation
+        select u.o::int as o, a.attname, a.attnum, a.atttypid, a.attcollation
         from unnest(p_key) with ordinality u(c, o)
         join pg_attribute a on a.attrelid = p_relid and a.attname = u.c and a.attnum > 0 and not a.attisdropped
         join pg_type ty on ty.oid = a.atttypid
         where ty.typnamespace = 'pg_catalog'::regnamespace and ty.typtype = 'b' and ty.typcategory <> 'A'
+    ),
+    -- The relations whose index gives the order: the table, or its leaves.
+    indexed as (
+        select c.oid as relid
+        from pg_class c
+        where c.oid = p_relid and (c.relkind <> 'p' or dbsync._server_has('partitioned_index'))
+        union all
+        select p.relid
+        from pg_class c, pg_partition_tree(c.oid) p
+        where c.oid = p_relid and c.relkind = 'p' and not dbsync._server_has('partitioned_index') and p.isleaf
     )
     select jsonb_build_object('attnums', jsonb_agg(k.attnum order by k.o),
                               'types', jsonb_agg(k.atttypid order by k.o),
                               'collations', jsonb_agg(k.attcollation order by k.o))
     from k
     having count(*) = cardinality(p_key)
-       and exists (select from pg_index i
-                   join pg_class ic on ic.oid = i.indexrelid
-                   join pg_am am on am.oid = ic.relam
-                   where i.indrelid = p_relid and am.amname = 'btree' and i.indisvalid and i.indpred is null
-                     and i.indnkeyatts >= cardinality(p_key)
-                     and not exists (select from k k2
-                                     where i.indkey[k2.o - 1] <> k2.attnum
-                                        or i.indcollation[k2.o - 1] <> k2.attcollation
-                                        or i.indoption[k2.o - 1] <> 0
-                                        or not exists (select from pg_opclass oc
-                                                       where oc.oid = i.indclass[k2.o - 1] and oc.opcdefault)))
+       and exists (select from indexed)
+       and not exists (
+           select from indexed r
+           where not exists (
+               select from pg_index i
+               join pg_class ic on ic.oid = i.indexrelid
+               join pg_am am on am.oid = ic.relam
+               where i.indrelid = r.relid and am.amname = 'btree' and i.indisvalid and i.indpred is null
+                 and i.indnkeyatts >= cardinality(p_key)
+                 and not exists (select from k k2
+                                 left join pg_attribute ra on ra.attrelid = r.relid and ra.attname = k2.attname
+                                                          and ra.attnum > 0 and not ra.attisdropped
+                                 where ra.attnum is distinct from i.indkey[k2.o - 1]
+                                    or i.indcollation[k2.o - 1] <> k2.attcollation
+                                    or i.indoption[k2.o - 1] <> 0
+                                    or not exists (select from pg_opclass oc
+                                                   where oc.oid = i.indclass[k2.o - 1] and oc.opcdefault))))
 $$;
 
 -- dbsync._chunk_cmp(p_exprs text[], p_order jsonb, p_op text, p_bound text[]) returns text

@@ -233,9 +233,14 @@ begin
 
         v_est := null;
         if v_action = 'copy' then
-            -- reltuples is -1 until the table is first vacuumed or analyzed: then
-            -- guess from its size (about 100 bytes a row).
-            v_est := (select nullif(sum(case when c.reltuples >= 0 then c.reltuples
+            -- The rows counted by the last VACUUM or ANALYZE, unless none has run
+            -- since the table was created or truncated, or it ran on an empty table:
+            -- then guess from its size (about 100 bytes a row). PostgreSQL 14+ says
+            -- "never counted" with reltuples = -1; before, a created or truncated
+            -- table has reltuples = 0, as an empty one does, so relpages = 0 decides
+            -- (a table still empty has size 0). Reading 0 as 0 copied a big table
+            -- truncated and refilled, or loaded and not yet analyzed, in one batch.
+            v_est := (select nullif(sum(case when c.reltuples >= 0 and c.relpages > 0 then c.reltuples
                                              else pg_relation_size(c.oid) / 100 end), 0)::bigint
                       from pg_class c
                       where c.relkind = 'r'
@@ -254,7 +259,11 @@ begin
                     v_chunk := null;
                 end if;
             end if;
-            v_copy_budget := v_copy_budget - coalesce(least(v_est, case when v_chunk is not null then p_chunk_rows end), 0);
+            -- A copy that could not start ('error': the sidecar leaves it out until
+            -- the target is fixed) takes no budget: a big one would otherwise hold
+            -- up the first copies of every table after it, batch after batch.
+            v_copy_budget := v_copy_budget - case when r.state = 'error' then 0
+                                                  else coalesce(least(v_est, case when v_chunk is not null then p_chunk_rows end), 0) end;
             v_sql := format('copy (select %s from %s) to stdout',
                             (select string_agg(quote_ident(c), ', ' order by o) from unnest(v_cols) with ordinality u(c, o)),
                             v_from);

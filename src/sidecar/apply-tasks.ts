@@ -38,6 +38,8 @@ const NO_SLOT_RETRY_MS = 1000;
 
 export class ApplyTasks {
   readonly backoff = new Backoff();
+  /** First copies that cannot start, per subscription and table (see SubscriptionSession). */
+  private readonly copyRetries = new Backoff();
   private sessions = new Map<string, SubscriptionSession>();
   /** Subscriptions this process is applying now, whether to look again after, and the loop. */
   private running = new Map<string, { again: boolean; loop?: Promise<void> }>();
@@ -134,6 +136,7 @@ export class ApplyTasks {
           copyChunkRows: this.opts.copyChunkRows,
           links: this.links,
           control: this.pool,
+          copyRetries: this.copyRetries,
           onBatch: (sub, events, seconds) => {
             this.firstBatch.get(sub)?.();
             this.firstBatch.delete(sub);
@@ -159,11 +162,14 @@ export class ApplyTasks {
       if (outcome === "stopped") return;
       // Caught up (or nothing to do): an idle subscription holds no connection.
       await this.drop(name, false);
-      if (outcome !== "caught_up") return;
+      if (outcome !== "caught_up" && outcome !== "waiting") return;
       const groupId = session.subscription!.group_id;
       // Ask writers to notify from now on, then look once more: a change committed
       // before the flag was visible to them would otherwise wait for the next poll.
       await this.pool.query("select dbsync.set_sleeping($1, true)", [groupId]);
+      // Tables waiting to retry their copy are work to has_work: the poll comes back
+      // for them (and for a change committed meanwhile).
+      if (outcome === "waiting") return;
       const { rows } = await this.pool.query("select dbsync.has_work($1) as more", [name]);
       if (rows[0].more) await this.jobs.wakeSync(name);
     } catch (err) {

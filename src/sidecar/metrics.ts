@@ -125,12 +125,21 @@ export class Metrics {
   }
 }
 
-/** Ready: the source answers, and every active subscription's target accepts a connection. */
+/**
+ * Ready: the source answers, every active subscription's target accepts a
+ * connection, and no active subscription is in error (dbsync.status: a batch that
+ * fails, a table whose copy cannot start, rows found differing), so that a probe
+ * or a load balancer sees what the DBA's alert query sees.
+ */
 async function readiness(pool: Pool): Promise<{ ok: boolean; problems: string[] }> {
   const problems: string[] = [];
   let targets: { name: string; target_conninfo: string }[] = [];
   try {
     targets = (await pool.query("select name, target_conninfo from dbsync.subscriptions where not paused")).rows;
+    const { rows: failing } = await pool.query<{ name: string; last_error: string | null; last_error_table: string | null }>(
+      "select name, last_error, last_error_table from dbsync.status where state = 'error' order by name",
+    );
+    for (const f of failing) problems.push(`subscription ${f.name}: ${f.last_error_table ? `${f.last_error_table}: ` : ""}${f.last_error ?? "error"}`);
   } catch (err) {
     return { ok: false, problems: [`source: ${messageOf(err)}`] };
   }

@@ -7,6 +7,7 @@ import type { Server } from "node:http";
 import { Pool } from "pg";
 import { clientConfig } from "../db";
 import { DbsyncError, isTransient, messageOf, sqlstateOf } from "../errors";
+import { explainDenied } from "../privileges";
 import { Log, Outages } from "../log";
 import type { Finished } from "../verify/verify";
 import { ApplyCounters, ApplyTasks, NO_COUNTERS } from "./apply-tasks";
@@ -69,6 +70,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
         break;
       } catch (err) {
         // (SIGTERM meanwhile ends the process: see cli.ts.)
+        if (sqlstateOf(err) === "42501") throw await explainDenied(pool, err, "sidecar");
         if (!isTransient(sqlstateOf(err)) || err instanceof DbsyncError) throw err;
         outages.fail("source", "source unreachable at start; retrying", { err: messageOf(err) });
         await new Promise((r) => setTimeout(r, delay));

@@ -59,6 +59,8 @@ export class Wakeups {
 
   /** LISTEN, the poll and upkeep timers, and a first scan. (The start-up pass wakes every subscription: run.ts.) */
   async start() {
+    this.timers.push(setInterval(() => void this.once("scan", () => this.scan()), this.opts.pollIntervalMs));
+    this.timers.push(setInterval(() => void this.once("maintain", () => this.maintain()), 5000));
     const { default: createSubscriber } = await import("pg-listen");
     const sub = createSubscriber(clientConfig(this.opts.sourceUrl, { applicationName: "dbsync listen" }), {
       retryLimit: Infinity,
@@ -74,11 +76,17 @@ export class Wakeups {
       void this.scan();
     });
     sub.notifications.on("dbsync", (payload: string) => void this.onNotify(payload));
-    await sub.connect();
-    await sub.listenTo("dbsync");
     this.subscriber = sub;
-    this.timers.push(setInterval(() => void this.once("scan", () => this.scan()), this.opts.pollIntervalMs));
-    this.timers.push(setInterval(() => void this.once("maintain", () => this.maintain()), 5000));
+    // A LISTEN link that cannot be opened now (a busy or unreachable source) is an
+    // outage like any other, never a reason to stop: pg-listen reconnects by itself
+    // once its first client has ended, and LISTENs again on every channel named
+    // below, connected or not. Meanwhile the poll finds the work.
+    try {
+      await sub.connect();
+    } catch (err) {
+      this.outages.fail("listen", "LISTEN connection lost; reconnecting", { err: messageOf(err) });
+    }
+    await sub.listenTo("dbsync")?.catch((err) => this.outages.fail("listen", "LISTEN failed; the poll finds work until the link is back", { err: messageOf(err) }));
     await this.scan();
   }
 

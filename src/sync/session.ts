@@ -17,6 +17,7 @@ import { Subscription, loadSubscription } from "../source/catalog";
 import { TargetState, applyBatch } from "../target/apply";
 import { beginApply, commitApply, readAppliedTick, setAppliedTick } from "../target/progress";
 import { Log } from "../log";
+import { Backoff } from "../sidecar/backoff";
 import { Links } from "./links";
 
 // Key space of dbsync's session advisory locks ("dbsy"); the second key is sub_id.
@@ -33,13 +34,19 @@ const SMALL_COPY_ROWS = 100_000;
 /** Batches started again at once when a table was truncated under their snapshot. */
 const PLAN_RETRIES = 5;
 
-export type SyncOutcome = "caught_up" | "paused" | "busy" | "gone" | "stopped";
+/** "waiting": caught up but for first copies that cannot start yet (each waits out its back-off). */
+export type SyncOutcome = "caught_up" | "waiting" | "paused" | "busy" | "gone" | "stopped";
 
 export interface SessionOptions {
   sourceUrl: string | undefined;
   statementTimeoutMs: number;
   /** Rows copied per batch, and the size of a chunk of a big table's copy (default COPY_ROWS_PER_BATCH). */
   copyChunkRows?: number;
+  /**
+   * Retry pacing of first copies that cannot start (target table missing or short
+   * of columns), per subscription and table; kept by the caller across sessions.
+   */
+  copyRetries?: Backoff;
   /** Called after each batch is committed on the target. */
   onBatch?: (subscription: string, events: number, seconds: number) => void;
   /** The process's reader and target connections. */
@@ -126,9 +133,7 @@ export class SubscriptionSession {
     let done: Done | undefined;
     for (let retries = 0; ; ) {
       if (signal.aborted) {
-        if (done) await control.query("select dbsync.record_progress($1, $2, $3, $4, $5, $6)", [
-          sub.sub_id, done.tick, done.events, done.seconds, JSON.stringify(done.copied), JSON.stringify(done.sequences),
-        ]);
+        if (done) await this.report(sub.sub_id, done);
         return "stopped";
       }
       // The tick's exporting transaction lives until the reader has imported it.
@@ -164,7 +169,9 @@ export class SubscriptionSession {
       }
       if (!plan) continue;
       retries = 0;
+      const planned = plan.tables.length;
       plan = await this.withoutUncopyable(batch, plan);
+      const leftOut = planned - plan.tables.length;
       plan = await this.withoutSkippedDdl(sub.sub_id, plan);
       // The copies (and chunks of chunked copies) this batch makes, recorded on the
       // source before the target commits them: if the batch's report (record_progress
@@ -198,7 +205,20 @@ export class SubscriptionSession {
       this.currentTick = undefined;
       this.opts.onBatch?.(sub.name, result.events, seconds);
       this.log.debug({ from: batch.from, to: batch.to, events: result.events, copied: result.copied.length, seconds }, "batch applied");
+      // Nothing but copies left out: begin_batch would take batch after empty batch
+      // for them (a table not streaming is work to it) as fast as the round trips go.
+      if (leftOut && result.events === 0 && result.copied.length === 0) {
+        await this.report(sub.sub_id, done);
+        return "waiting";
+      }
     }
+  }
+
+  /** A batch's progress, when no begin_batch follows to carry it. */
+  private async report(subId: number, done: Done) {
+    await this.opts.control.query("select dbsync.record_progress($1, $2, $3, $4, $5, $6)", [
+      subId, done.tick, done.events, done.seconds, JSON.stringify(done.copied), JSON.stringify(done.sequences),
+    ]);
   }
 
   /**
@@ -206,9 +226,14 @@ export class SubscriptionSession {
    * columns is left out of the batch with the error on the table (table_status,
    * status), so that it does not stop the other tables. A table whose copy its
    * events need (a key change), or whose chunked copy is under way, stays in, and
-   * the batch fails on it.
+   * the batch fails on it. A table left out is looked at again after a back-off
+   * (1 s, 2 s ... a minute: opts.copyRetries), and left out unseen meanwhile.
    */
   private async withoutUncopyable(batch: Batch, plan: Plan): Promise<Plan> {
+    const retryKey = (t: Plan["tables"][number]) => `${this.name}/${t.table_id}`;
+    const optional = (t: Plan["tables"][number]) => t.action === "copy" && !t.forced && !(t.chunk && !t.chunk.first);
+    const waiting = new Set(plan.tables.filter((t) => optional(t) && this.opts.copyRetries?.waiting(retryKey(t))));
+    if (waiting.size) plan = { ...plan, tables: plan.tables.filter((t) => !waiting.has(t)) };
     const copies = plan.tables.filter((t) => t.action === "copy");
     if (!copies.length) return plan;
     const { rows } = await this.target!.query<{ target: string; missing: string[] | null; exists: boolean }>(
@@ -228,6 +253,7 @@ export class SubscriptionSession {
         bad.set(r.target, `target table ${r.target} lacks column(s) ${r.missing.map((c) => ident(c)).join(", ")} that the source has (hint: add them on the target; the copy is retried by itself)`);
       }
     }
+    for (const t of copies) if (!bad.has(t.target)) this.opts.copyRetries?.succeed(retryKey(t));
     if (!bad.size) return plan;
     const kept = [];
     for (const t of plan.tables) {
@@ -242,7 +268,8 @@ export class SubscriptionSession {
         kept.push(t);
         continue;
       }
-      this.log.warn({ table: t.target }, message);
+      const retryInMs = this.opts.copyRetries?.fail(retryKey(t));
+      this.log.warn({ table: t.target, retryInMs }, message);
       await this.opts.control.query("select dbsync.table_error($1, $2, $3)", [batch.subId, t.table_id, message]);
     }
     return { ...plan, tables: kept };
