@@ -84,9 +84,10 @@ export interface BenchEnv {
   settings: { source: Record<string, string>; target: Record<string, string> };
 }
 
-export async function startClusters(durability: Durability): Promise<BenchEnv> {
+/** `extra` settings go over the durability's (bench:scale raises max_connections). */
+export async function startClusters(durability: Durability, extra: Record<string, string | number> = {}): Promise<BenchEnv> {
   reapOrphans();
-  const settings = BENCH_SETTINGS[durability];
+  const settings = { ...BENCH_SETTINGS[durability], ...extra };
   const [source, target] = await Promise.all([startCluster({ settings }), startCluster({ settings })]);
   const [s, t] = await Promise.all([readSettings(source.url()), readSettings(target.url())]);
   return { durability, source, target, settings: { source: s, target: t } };

@@ -256,7 +256,7 @@ test("a sidecar SIGKILLed between and inside chunks, and after a chunk's commit 
       await until("the sidecar waits to report a batch", async () =>
         (await value<number>(env.source,
           `select count(*)::int from pg_stat_activity
-            where datname = current_database() and application_name = 'dbsync apply s' and wait_event_type = 'Lock'`)) > 0, 60_000);
+            where datname = current_database() and application_name like 'dbsync%' and wait_event_type = 'Lock'`)) > 0, 60_000);
       await s.stop("SIGKILL");
       await env.source.query(
         `select pg_terminate_backend(pid) from pg_stat_activity

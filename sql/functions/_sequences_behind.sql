@@ -1,16 +1,20 @@
 -- dbsync._sequences_behind(p_sub_id int, p_goal jsonb default null) returns boolean
 --   Whether a sequence carried by the subscription's group is ahead of the value
 --   last set on its target: of its value now, or of the values in p_goal
---   ({seq_id: value}, taken when a wait_for_sync began).
+--   ({seq_id: value}, taken when a wait_for_sync began). PL/pgSQL keeps its plan:
+--   has_work calls it for every subscription at every poll.
 create or replace function dbsync._sequences_behind(p_sub_id int, p_goal jsonb default null) returns boolean
-language sql stable security definer set search_path = pg_catalog, pg_temp as $$
-    select exists (
-        select from dbsync.subscriptions s
-        join dbsync.sequences q on q.group_id = s.group_id
-        left join dbsync.subscription_sequences p on p.sub_id = s.sub_id and p.seq_id = q.seq_id
-        where s.sub_id = p_sub_id
-          and coalesce((p_goal->>q.seq_id::text)::bigint, pg_sequence_last_value(q.relid))
-              > coalesce(p.pushed, -9223372036854775808))
+language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
+begin
+    return (
+        select exists (
+            select from dbsync.subscriptions s
+            join dbsync.sequences q on q.group_id = s.group_id
+            left join dbsync.subscription_sequences p on p.sub_id = s.sub_id and p.seq_id = q.seq_id
+            where s.sub_id = p_sub_id
+              and coalesce((p_goal->>q.seq_id::text)::bigint, pg_sequence_last_value(q.relid))
+                  > coalesce(p.pushed, -9223372036854775808)));
+end
 $$;
 
 -- dbsync._sequence_goal(p_sub_id int) returns jsonb

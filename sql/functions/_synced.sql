@@ -1,20 +1,31 @@
 -- dbsync._synced(p_sub_id int, p_goal pg_snapshot) returns boolean
 --   True when every event visible in p_goal is applied by the subscription (visible
 --   in its position tick's snapshot) and none of its tables is still to be copied.
+--   The queue is read with the group as a value, which prunes it to the group's
+--   partitions (see _has_new_writers).
 create or replace function dbsync._synced(p_sub_id int, p_goal pg_snapshot) returns boolean
-language sql stable security definer set search_path = pg_catalog, pg_temp as $$
-    select not exists (
+language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v_group int;
+    v_pos pg_snapshot;
+begin
+    select s.group_id, p.snap into v_group, v_pos
+    from dbsync.subscriptions s
+    join dbsync.ticks p on p.group_id = s.group_id and p.tick_id = s.position_tick
+    where s.sub_id = p_sub_id;
+    if not found then
+        return null;
+    end if;
+    return not exists (
                select from dbsync.subscription_tables st
                join dbsync.tables t using (table_id)
                where st.sub_id = p_sub_id and t.removed_at is null
                  and st.state <> 'streaming')
        and not exists (
                select from dbsync.events e
-               where e.group_id = s.group_id
-                 and (e.txid >= pg_snapshot_xmax(p.snap) or e.txid = any (array(select pg_snapshot_xip(p.snap))))
+               where e.group_id = v_group
+                 and (e.txid >= pg_snapshot_xmax(v_pos) or e.txid = any (array(select pg_snapshot_xip(v_pos))))
                  and pg_visible_in_snapshot(e.txid, p_goal)
-                 and not pg_visible_in_snapshot(e.txid, p.snap))
-    from dbsync.subscriptions s
-    join dbsync.ticks p on p.group_id = s.group_id and p.tick_id = s.position_tick
-    where s.sub_id = p_sub_id
+                 and not pg_visible_in_snapshot(e.txid, v_pos));
+end
 $$;

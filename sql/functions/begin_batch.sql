@@ -10,6 +10,10 @@
 --   2. a running verification that holds the subscription (dbsync._verify_hold)
 --      ends the batch at its tick instead, read through the snapshot the verify job
 --      exported; the subscription does not move past a hold it stands at.
+--   3. nothing committed since the position, but the group has a later tick (taken
+--      for another subscription of the group): the batch (position, latest tick]
+--      with no snapshot, since it holds no event: the sidecar only moves the
+--      target's position.
 --   No row: nothing to apply, paused, held, or no such subscription.
 --   Must run in READ COMMITTED, in a transaction the caller keeps open until the
 --   reader has run SET TRANSACTION SNAPSHOT (the export lives as long as it), then
@@ -60,11 +64,18 @@ begin
             using errcode = 'object_not_in_prerequisite_state',
                   hint = format('The target cannot be brought up to date from the queue: select dbsync.resync_subscription(%L).', p_subscription);
     end if;
-    if v_sub.position_tick >= v_last
-       and not exists (select from dbsync.subscription_tables st join dbsync.tables t using (table_id)
-                       where st.sub_id = v_sub.sub_id and t.removed_at is null and st.state <> 'streaming')
+    if not exists (select from dbsync.subscription_tables st join dbsync.tables t using (table_id)
+                   where st.sub_id = v_sub.sub_id and t.removed_at is null and st.state <> 'streaming')
        and not dbsync._has_new_writers(v_sub.group_id, v_pos)
        and not dbsync._sequences_behind(v_sub.sub_id) then
+        -- Nothing committed since the position: ticks that the group's other
+        -- subscriptions (or upkeep) took since hold no event for this one. It moves
+        -- to the latest without a tick of its own (which would put the others
+        -- behind in turn, and each then apply an empty batch for it) and without a
+        -- snapshot: there is nothing to read.
+        if v_sub.position_tick < v_last then
+            return query select v_sub.sub_id, v_sub.group_id, v_sub.position_tick, v_last, null::text;
+        end if;
         return;
     end if;
     return query

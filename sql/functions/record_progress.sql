@@ -5,7 +5,9 @@
 --   stats, clears the last error. p_copied lists [table_id, copy_request] pairs the
 --   batch copied: those tables stream from now on, unless a newer copy was requested
 --   meanwhile (resync_table after the batch's snapshot), and what background
---   verification found about them is cleared; a chunk of a chunked copy moves the
+--   verification found about them is cleared. Without p_copied (the report of the
+--   batch was lost: target_position), the whole copies copy_chunks recorded for the
+--   batch that ends at p_tick are the ones it made. A chunk of a chunked copy moves the
 --   table's boundary instead (the last one ends the copy; see
 --   sql/functions/_copy_chunks.sql), by what copy_chunks recorded for the batch that
 --   ends at p_tick. p_sequences lists
@@ -52,15 +54,22 @@ begin
                         s2.rows_copied) as rows
     ) n
     where st.sub_id = p_sub_id and s2.sub_id = st.sub_id and s2.table_id = st.table_id
-      and (st.chunk_next ->> 'tick')::bigint = p_tick
+      and (st.chunk_next ->> 'tick')::bigint = p_tick and not (st.chunk_next ? 'whole')
       and (st.chunk_next ->> 'copy_request')::bigint = st.copy_request and st.state <> 'streaming';
-    -- Whole copies.
+    -- Whole copies: the report's, or those recorded for this tick when the report
+    -- was lost (a copy the target committed must not be made again).
     update dbsync.subscription_tables st
     set state = 'streaming', copy_tick = p_tick, copy_ended_at = now(), last_error = null, last_error_at = null,
-        rows_copied = coalesce((c.value->>2)::bigint, st.rows_copied)
-    from jsonb_array_elements(coalesce(p_copied, '[]')) c
-    where st.sub_id = p_sub_id and st.table_id = (c.value->>0)::int
-      and st.copy_request = (c.value->>1)::bigint and st.state <> 'streaming'
+        rows_copied = coalesce(c.rows, st.rows_copied)
+    from (select (c.value->>0)::int as table_id, (c.value->>1)::bigint as copy_request, (c.value->>2)::bigint as rows
+          from jsonb_array_elements(coalesce(p_copied, '[]')) c
+          union all
+          select s.table_id, (s.chunk_next ->> 'copy_request')::bigint, null
+          from dbsync.subscription_tables s
+          where p_copied is null and s.sub_id = p_sub_id and s.chunk_next ? 'whole'
+            and (s.chunk_next ->> 'tick')::bigint = p_tick) c
+    where st.sub_id = p_sub_id and st.table_id = c.table_id
+      and st.copy_request = c.copy_request and st.state <> 'streaming'
       and st.chunk_tick is distinct from p_tick;
     -- A table copied again is what the source had at p_tick: background verification's
     -- findings about it are gone, and its walk over the keys starts over.

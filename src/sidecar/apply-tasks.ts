@@ -5,6 +5,7 @@ import { Pool } from "pg";
 import { DbsyncError, isTransient, messageOf, reportOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
 import { PositionMoved } from "../target/progress";
+import { Links } from "../sync/links";
 import { SubscriptionSession } from "../sync/session";
 import { Backoff } from "./backoff";
 import { Jobs } from "./jobs";
@@ -26,7 +27,7 @@ export const NO_COUNTERS: ApplyCounters = { batches: ignore, rows: ignore, batch
 
 export interface ApplyTaskOptions {
   sourceUrl: string | undefined;
-  /** Subscriptions applied at once in this process (`dbsync run --concurrency`). */
+  /** Subscriptions applied at once in this process (`dbsync run --concurrency`): the bound on its reader and target connections. */
   concurrency: number;
   /** Rows copied per batch; bigger tables are copied in chunks of this many rows. */
   copyChunkRows?: number;
@@ -45,6 +46,7 @@ export class ApplyTasks {
   /** Start-up: called at a subscription's first batch applied (see startNow). */
   private firstBatch = new Map<string, () => void>();
   jobs!: Jobs;
+  private readonly links: Links;
 
   constructor(
     private readonly opts: ApplyTaskOptions,
@@ -53,7 +55,9 @@ export class ApplyTasks {
     private readonly log: Log,
     private readonly signal: AbortSignal,
     private readonly outages: Outages = new Outages(log),
-  ) {}
+  ) {
+    this.links = new Links({ sourceUrl: opts.sourceUrl, concurrency: opts.concurrency, statementTimeoutMs: 0, log });
+  }
 
   /**
    * The "sync" job. A wake-up for a subscription this process is applying right
@@ -110,6 +114,17 @@ export class ApplyTasks {
     });
   }
 
+  /**
+   * A wake-up for a subscription this process applies right now: its loop looks
+   * again when it is done, so no job is needed (each costs the source a commit).
+   * False when it is not running here.
+   */
+  poke(name: string): boolean {
+    const current = this.running.get(name);
+    if (current) current.again = true;
+    return current !== undefined;
+  }
+
   private session(name: string): SubscriptionSession {
     let session = this.sessions.get(name);
     if (!session) {
@@ -119,6 +134,8 @@ export class ApplyTasks {
           sourceUrl: this.opts.sourceUrl,
           statementTimeoutMs: 0,
           copyChunkRows: this.opts.copyChunkRows,
+          links: this.links,
+          control: this.pool,
           copyRetries: this.copyRetries,
           onBatch: (sub, events, seconds) => {
             this.firstBatch.get(sub)?.();
@@ -142,10 +159,10 @@ export class ApplyTasks {
       const outcome = await session.sync(this.signal);
       this.backoff.succeed(name);
       this.outages.ok(`subscription ${name}`, `subscription ${name}`, { subscription: name });
-      if (outcome !== "caught_up" && outcome !== "waiting") {
-        if (outcome !== "stopped") await this.drop(name);
-        return;
-      }
+      if (outcome === "stopped") return;
+      // Caught up (or nothing to do): an idle subscription holds no connection.
+      await this.drop(name, false);
+      if (outcome !== "caught_up" && outcome !== "waiting") return;
       const groupId = session.subscription!.group_id;
       // Ask writers to notify from now on, then look once more: a change committed
       // before the flag was visible to them would otherwise wait for the next poll.
@@ -167,10 +184,11 @@ export class ApplyTasks {
     }
   }
 
-  private async drop(name: string) {
+  /** Ends the subscription's session: its connections back to the pools, or closed when `broken`. */
+  private async drop(name: string, broken = true) {
     const session = this.sessions.get(name);
     this.sessions.delete(name);
-    await session?.close();
+    await session?.close(broken);
   }
 
   private async reportError(name: string, err: unknown, tick: number | undefined) {
@@ -206,5 +224,6 @@ export class ApplyTasks {
     await Promise.all([...this.running.values()].map((r) => r.loop));
     await Promise.all([...this.sessions.values()].map((s) => s.close()));
     this.sessions.clear();
+    await this.links.close();
   }
 }

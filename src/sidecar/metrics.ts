@@ -143,11 +143,14 @@ async function readiness(pool: Pool): Promise<{ ok: boolean; problems: string[] 
   } catch (err) {
     return { ok: false, problems: [`source: ${messageOf(err)}`] };
   }
+  // One connection per target, however many subscriptions share it.
+  const byTarget = new Map<string, string[]>();
+  for (const t of targets) byTarget.set(t.target_conninfo, [...(byTarget.get(t.target_conninfo) ?? []), t.name]);
   await Promise.all(
-    targets.map(async (t) => {
+    [...byTarget].map(async ([conninfo, names]) => {
       // A readiness probe answers within seconds, whatever the link does.
       const c = new Client({
-        ...clientConfig(t.target_conninfo, { applicationName: "dbsync readyz", queryTimeoutMs: 3000 }),
+        ...clientConfig(conninfo, { applicationName: "dbsync readyz", queryTimeoutMs: 3000 }),
         connectionTimeoutMillis: 3000,
       });
       c.on("error", () => undefined);
@@ -155,7 +158,7 @@ async function readiness(pool: Pool): Promise<{ ok: boolean; problems: string[] 
         await c.connect();
         await c.query("select 1");
       } catch (err) {
-        problems.push(`target of ${t.name}: ${messageOf(err)}`);
+        problems.push(`target of ${names.join(", ")}: ${messageOf(err)}`);
       } finally {
         await closeQuietly(c); // bounded: a plain end() can wait for ever on a hung link
       }

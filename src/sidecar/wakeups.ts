@@ -117,7 +117,7 @@ export class Wakeups {
           "select name from dbsync.subscriptions where group_id = $1 and not paused",
           [groupId],
         );
-        for (const r of rows) await this.jobs.wakeSync(r.name);
+        for (const r of rows) if (!this.tasks.poke(r.name)) await this.jobs.wakeSync(r.name);
       } while (this.notified.get(groupId));
     } catch (err) {
       this.log.warn({ err: messageOf(err) }, "wake-up failed; the poll will catch up");
@@ -139,7 +139,7 @@ export class Wakeups {
       // while the LISTEN connection is down every captured transaction would notify.
       for (const g of new Set(rows.map((r) => r.group_id))) await this.pool.query("select dbsync.set_sleeping($1, false)", [g]);
       for (const r of rows) {
-        if (!this.tasks.backoff.waiting(r.name)) await this.jobs.wakeSync(r.name);
+        if (!this.tasks.backoff.waiting(r.name) && !this.tasks.poke(r.name)) await this.jobs.wakeSync(r.name);
       }
       const { rows: verifications } = await this.pool.query<{ id: string }>("select id::text from dbsync._verify_todo() id");
       for (const v of verifications) await this.jobs.wakeVerify(Number(v.id));

@@ -9,8 +9,11 @@ export interface Batch {
   groupId: number;
   from: number;
   to: number;
-  /** The exported snapshot of tick `to`, for the reader to import. */
-  snapshot: string;
+  /**
+   * The exported snapshot of tick `to`, for the reader to import; null when the
+   * batch holds nothing to read (dbsync.begin_batch: the position only moves).
+   */
+  snapshot: string | null;
 }
 
 /** What the previous batch did, reported to the source with the next request. */
@@ -144,6 +147,7 @@ function int(n: number): string {
  * estimated rows at most, a bigger table in key-range chunks of `chunkRows`.
  */
 export async function openReader(control: Client, reader: Client, batch: Batch, copyRows: number, chunkRows = copyRows): Promise<Plan> {
+  if (batch.snapshot === null) throw new Error(`batch (${batch.from}, ${batch.to}] has no snapshot to read`);
   try {
     await reader.query(
       `begin isolation level repeatable read read only;

@@ -1,24 +1,25 @@
 // One subscription's applier: its connections, its lock, and the loop that takes a
 // tick, reads the batch at that tick's snapshot and applies it until the target has
-// caught up. Three connections: `control` on the source (the apply lock, ticks,
-// progress), `reader` on the source (each batch's REPEATABLE READ transaction at
-// the batch's snapshot), and the target.
+// caught up. While it applies it holds two connections, leased from the process's
+// Links (links.ts) and given back once it has caught up: `reader` on the source
+// (the apply lock, and each batch's REPEATABLE READ transaction at the batch's
+// snapshot) and the target. Ticks, progress and errors go through the process's
+// control pool: a batch's tick is exported by a control connection held only until
+// the reader has imported it.
 // The target is the truth: on (re)connect the session reads the target's position
 // first and tells the source (dbsync.target_position), so a crash between the target
 // commit and the source update neither skips nor repeats a batch, and a target that
 // went back in time is an error, never a skip.
-import { Client, escapeIdentifier as ident } from "pg";
-import { closeQuietly, connect } from "../db";
+import { Pool, PoolClient, escapeIdentifier as ident } from "pg";
 import { sqlstateOf } from "../errors";
 import { Batch, Done, Plan, beginBatch, openReader } from "../source/batches";
 import { Subscription, loadSubscription } from "../source/catalog";
 import { TargetState, applyBatch } from "../target/apply";
 import { Phases } from "../target/phases";
-import { ensureTargetSchema, enterReplicaMode, readAppliedTick, setAppliedTick } from "../target/progress";
-import { SequenceSync } from "../target/sequences";
-import { StageTables } from "../target/stage";
+import { beginApply, commitApply, readAppliedTick, setAppliedTick } from "../target/progress";
 import { Log } from "../log";
 import { Backoff } from "../sidecar/backoff";
+import { Links } from "./links";
 
 // Key space of dbsync's session advisory locks ("dbsy"); the second key is sub_id.
 export const APPLY_LOCK_CLASS = 0x64627379;
@@ -29,6 +30,8 @@ export const APPLY_LOCK_CLASS = 0x64627379;
  * (`dbsync run --copy-chunk-rows`).
  */
 export const COPY_ROWS_PER_BATCH = 1_000_000;
+/** Copies of fewer estimated rows report no progress when they start (see sync). */
+const SMALL_COPY_ROWS = 100_000;
 /** Batches started again at once when a table was truncated under their snapshot. */
 const PLAN_RETRIES = 5;
 
@@ -47,12 +50,17 @@ export interface SessionOptions {
   copyRetries?: Backoff;
   /** Called after each batch is committed on the target. */
   onBatch?: (subscription: string, events: number, seconds: number) => void;
+  /** The process's reader and target connections. */
+  links: Links;
+  /** The process's control pool on the source: ticks, progress, errors. */
+  control: Pool;
 }
 
 export class SubscriptionSession {
-  private control?: Client;
-  private reader?: Client;
-  private target?: Client;
+  private reader?: PoolClient;
+  /** The sub_id whose apply lock the reader holds. */
+  private locked?: number;
+  private target?: PoolClient;
   private sub?: Subscription;
   /** Created with the target connection: its stage tables are that session's. */
   private targetState?: TargetState;
@@ -71,40 +79,56 @@ export class SubscriptionSession {
 
   /** Applies batches until caught up, paused, or `signal` fires. */
   async sync(signal: AbortSignal): Promise<SyncOutcome> {
-    const appName = `dbsync apply ${this.name}`.slice(0, 63);
-    const link = { applicationName: appName, statementTimeoutMs: this.opts.statementTimeoutMs };
-    if (!this.control) {
-      const control = await connect(this.opts.sourceUrl, link);
-      const sub = await loadSubscription(control, this.name);
-      if (!sub) {
-        await closeQuietly(control);
-        return "gone";
+    const { links, control } = this.opts;
+    if (!this.reader) {
+      const reader = await links.reader(this.name);
+      try {
+        const sub = await loadSubscription(reader, this.name);
+        if (!sub) {
+          links.release(reader);
+          return "gone";
+        }
+        // Held until the session closes; a crashed process loses it at once.
+        const { rows } = await reader.query("select pg_try_advisory_lock($1, $2) as ok", [APPLY_LOCK_CLASS, sub.sub_id]);
+        if (!rows[0].ok) {
+          links.release(reader);
+          return "busy";
+        }
+        this.locked = sub.sub_id;
+      } catch (err) {
+        links.release(reader, true);
+        throw err;
       }
-      // Held for the session's life; a crashed process loses it at once.
-      const { rows } = await control.query("select pg_try_advisory_lock($1, $2) as ok", [APPLY_LOCK_CLASS, sub.sub_id]);
-      if (!rows[0].ok) {
-        await closeQuietly(control);
-        return "busy";
-      }
-      this.control = control;
+      this.reader = reader;
     }
-    const control = this.control;
+    const reader = this.reader;
     // Read again under the lock: the last holder may have moved it since.
-    const sub = await loadSubscription(control, this.name);
+    const sub = await loadSubscription(reader, this.name);
     this.sub = sub;
     if (!sub) return "gone";
     if (sub.paused) return "paused";
 
-    // The reader's connection opens while the target's is set up: one wait, not two.
-    const [opened, connected] = await Promise.allSettled([
-      this.target ?? this.openTarget(sub, control, link),
-      this.reader ?? connect(this.opts.sourceUrl, { ...link, applicationName: `dbsync read ${this.name}`.slice(0, 63) }),
-    ]);
-    // Kept even when the target failed: close() ends it with the session.
-    if (connected.status === "fulfilled") this.reader = connected.value;
-    if (opened.status === "rejected") throw opened.reason;
-    if (connected.status === "rejected") throw connected.reason;
-    const [target, reader] = [opened.value, connected.value];
+    // The target is read at every lease: another process may have applied since.
+    if (!this.target) {
+      const { client: target, state } = await links.target(sub.target_conninfo, this.name);
+      try {
+        const at = await readAppliedTick(target, sub.sub_uuid, sub.name, sub.position_tick);
+        // (Where both agree, target_position would only take a row lock: a commit
+        // that waits for a WAL flush, at every sync job.)
+        if (at !== sub.position_tick || sub.reset_target) {
+          const { rows } = await control.query("select dbsync.target_position($1, $2)::float8 as t", [sub.sub_id, at]);
+          if (rows[0].t !== at) await setAppliedTick(target, sub.sub_uuid, rows[0].t);
+          if (rows[0].t !== sub.position_tick || at !== sub.position_tick) {
+            this.log.info({ source: sub.position_tick, target: at, continuing: rows[0].t }, "position taken from the target");
+          }
+        }
+      } catch (err) {
+        links.release(target, true);
+        throw err;
+      }
+      this.target = target;
+      this.targetState = state;
+    }
 
     // Each batch's progress reaches the source with the request for the next one.
     let done: Done | undefined;
@@ -113,45 +137,69 @@ export class SubscriptionSession {
         if (done) await this.report(sub.sub_id, done);
         return "stopped";
       }
-      const batch = await beginBatch(control, sub.name, sub.sub_id, done);
-      done = undefined;
-      if (!batch) return "caught_up";
-      this.currentTick = batch.to;
-      const started = process.hrtime.bigint();
+      // The tick's exporting transaction lives until the reader has imported it.
+      const exporter = await control.connect();
+      let batch: Batch | undefined;
+      let plan: Plan | undefined;
+      let started = process.hrtime.bigint();
       const phases = new Phases();
-      let plan: Plan;
       try {
-        plan = await phases.time("plan", () => openReader(control, reader, batch, this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH));
+        batch = await beginBatch(exporter, sub.name, sub.sub_id, done);
+        done = undefined;
+        if (batch?.snapshot === null) await exporter.query("commit");
+        else if (batch) {
+          this.currentTick = batch.to;
+          started = process.hrtime.bigint();
+          plan = await phases.time("plan", () => openReader(exporter, reader, batch!, this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH)).catch(async (err) => {
+            await reader.query("rollback").catch(() => undefined);
+            // A table truncated or rewritten after the snapshot: take a new one.
+            if (sqlstateOf(err) === "40001" && retries++ < PLAN_RETRIES) return undefined;
+            throw err;
+          });
+        }
+        exporter.release();
       } catch (err) {
-        await reader.query("rollback").catch(() => undefined);
-        // A table truncated or rewritten after the snapshot: take a new one.
-        if (sqlstateOf(err) === "40001" && retries++ < PLAN_RETRIES) continue;
+        exporter.release(true);
         throw err;
       }
+      if (!batch) return "caught_up";
+      if (batch.snapshot === null) {
+        // Nothing to read: the target's position only moves to the group's latest tick.
+        await moveTarget(this.target, sub.sub_uuid, batch.from, batch.to);
+        done = { tick: batch.to, events: 0, seconds: Number(process.hrtime.bigint() - started) / 1e9, copied: [], sequences: [] };
+        continue;
+      }
+      if (!plan) continue;
       retries = 0;
       const planned = plan.tables.length;
       plan = await this.withoutUncopyable(batch, plan);
       const leftOut = planned - plan.tables.length;
       plan = await this.withoutSkippedDdl(sub.sub_id, plan);
-      // The chunks of chunked copies this batch copies, recorded on the source
-      // before the target commits them: if the batch's report (record_progress with
-      // the next begin_batch) is lost, the position taken from the target moves
-      // their boundaries too (see sql/functions/_copy_chunks.sql).
-      const chunks = plan.tables.filter((t) => t.action === "copy" && t.chunk);
-      if (chunks.length) {
+      // The copies (and chunks of chunked copies) this batch makes, recorded on the
+      // source before the target commits them: if the batch's report (record_progress
+      // with the next begin_batch) is lost, the position taken from the target ends
+      // those copies and moves those boundaries too, instead of copying again (see
+      // sql/functions/_copy_chunks.sql).
+      const copies = plan.tables.filter((t) => t.action === "copy");
+      if (copies.length) {
         await control.query("select dbsync.copy_chunks($1, $2, $3)", [
           sub.sub_id,
           batch.to,
-          JSON.stringify(chunks.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk }))),
+          JSON.stringify(copies.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk ?? { whole: true } }))),
         ]);
       }
-      const result = await applyBatch(control, reader, target, sub.sub_uuid, batch, plan, this.targetState!, {
-        copyProgress: (t, rows) =>
+      // The reader, idle in its transaction by then, reads the sequences to carry.
+      const result = await applyBatch(reader, reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
+        copyProgress: (t, rows) => {
+          // A small table's copy is over before anyone could watch it: no report (a
+          // source commit each) at its start; one that lasts reports every 250 ms.
+          if (rows === 0 && !t.chunk && (t.rows_estimated ?? 0) < SMALL_COPY_ROWS) return;
           void control
             .query("select dbsync.copy_progress($1, $2, $3, $4, $5)", [
               sub.sub_id, t.table_id, t.copy_request, rows + (t.chunk?.rows_before ?? 0), t.rows_estimated,
             ])
-            .catch(() => undefined),
+            .catch(() => undefined);
+        },
         phases,
       });
       await reader.query("commit");
@@ -171,30 +219,9 @@ export class SubscriptionSession {
 
   /** A batch's progress, when no begin_batch follows to carry it. */
   private async report(subId: number, done: Done) {
-    await this.control!.query("select dbsync.record_progress($1, $2, $3, $4, $5, $6)", [
+    await this.opts.control.query("select dbsync.record_progress($1, $2, $3, $4, $5, $6)", [
       subId, done.tick, done.events, done.seconds, JSON.stringify(done.copied), JSON.stringify(done.sequences),
     ]);
-  }
-
-  /** The target's connection: its position is read first and told to the source (see the header). */
-  private async openTarget(sub: Subscription, control: Client, link: { applicationName: string; statementTimeoutMs: number }): Promise<Client> {
-    const target = await connect(sub.target_conninfo, link);
-    try {
-      await ensureTargetSchema(target);
-      await enterReplicaMode(target);
-      const at = await readAppliedTick(target, sub.sub_uuid, sub.name, sub.position_tick);
-      const { rows } = await control.query("select dbsync.target_position($1, $2)::float8 as t", [sub.sub_id, at]);
-      if (rows[0].t !== at) await setAppliedTick(target, sub.sub_uuid, rows[0].t);
-      if (rows[0].t !== sub.position_tick || at !== sub.position_tick) {
-        this.log.info({ source: sub.position_tick, target: at, continuing: rows[0].t }, "position taken from the target");
-      }
-    } catch (err) {
-      await closeQuietly(target);
-      throw err;
-    }
-    this.target = target;
-    this.targetState = { stages: new StageTables(), sequences: new SequenceSync() };
-    return target;
   }
 
   /**
@@ -246,7 +273,7 @@ export class SubscriptionSession {
       }
       const retryInMs = this.opts.copyRetries?.fail(retryKey(t));
       this.log.warn({ table: t.target, retryInMs }, message);
-      await this.control!.query("select dbsync.table_error($1, $2, $3)", [batch.subId, t.table_id, message]);
+      await this.opts.control.query("select dbsync.table_error($1, $2, $3)", [batch.subId, t.table_id, message]);
     }
     return { ...plan, tables: kept };
   }
@@ -254,7 +281,7 @@ export class SubscriptionSession {
   /** execute_ddl statements a DBA chose to skip on this target (dbsync.skip_ddl). */
   private async withoutSkippedDdl(subId: number, plan: Plan): Promise<Plan> {
     if (!plan.ddl.length) return plan;
-    const { rows } = await this.control!.query<{ ids: string[] }>("select dbsync._skipped_ddl($1)::text[] as ids", [subId]);
+    const { rows } = await this.opts.control.query<{ ids: string[] }>("select dbsync._skipped_ddl($1)::text[] as ids", [subId]);
     const skipped = new Set(rows[0].ids.map(Number));
     if (!skipped.size) return plan;
     const ddl = plan.ddl.filter((d) => !skipped.has(Number(d.ev_id)));
@@ -262,9 +289,34 @@ export class SubscriptionSession {
     return { ...plan, ddl };
   }
 
-  async close() {
-    const { control, reader, target } = this;
-    this.control = this.reader = this.target = this.targetState = undefined;
-    await Promise.all([closeQuietly(control), closeQuietly(reader), closeQuietly(target)]);
+  /**
+   * Gives the connections back, the apply lock released; `broken` (after an error:
+   * their state is unknown) closes them instead, which releases the lock too.
+   */
+  async close(broken = true) {
+    const { reader, target, locked } = this;
+    const { links } = this.opts;
+    this.reader = this.target = this.targetState = this.locked = undefined;
+    if (target) links.release(target, broken);
+    if (!reader) return;
+    if (!broken) {
+      try {
+        await reader.query("select pg_advisory_unlock($1, $2)", [APPLY_LOCK_CLASS, locked]);
+      } catch {
+        broken = true;
+      }
+    }
+    links.release(reader, broken);
+  }
+}
+
+/** The target's position from `from` to `to`, in a transaction of its own (compare-and-set, as a batch's). */
+async function moveTarget(target: PoolClient, subUuid: string, from: number, to: number) {
+  try {
+    await beginApply(target, subUuid, from);
+    await commitApply(target, subUuid, to);
+  } catch (err) {
+    await target.query("rollback").catch(() => undefined);
+    throw err;
   }
 }

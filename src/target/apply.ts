@@ -27,7 +27,7 @@ import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { DbsyncError, messageOf, sqlstateOf } from "../errors";
 import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";
 import { Phases } from "./phases";
-import { beginApply, commitApply, recordCopy } from "./progress";
+import { beginApply, commitApply, recordCopies } from "./progress";
 import { SequenceSync } from "./sequences";
 import { StagedTable, StreamMerge } from "./merge";
 import { StageTables } from "./stage";
@@ -82,8 +82,7 @@ export async function applyBatch(
     await lockExisting(target, plan.tables.filter((t) => t.action === "refresh").map((t) => t.target));
     const now = await state.stages.describe(target, plan.tables.map((t) => t.target));
     const only = (t: PlanTable) => ((now.get(t.target)?.partitioned ?? t.partitioned) ? t.target : `only ${t.target}`);
-    const emptied = plan.tables.filter((t) => (t.action === "copy" && !addsChunk(t)) || t.truncate);
-    for (const t of emptied) await withTable(t.target, () => emptyTable(target, only(t)));
+    await emptyTables(target, plan.tables.filter((t) => (t.action === "copy" && !addsChunk(t)) || t.truncate), only);
 
     // The refreshed tables' rows, merged piece by piece while the stream goes on.
     const staged = new Map<number, StagedTable>();
@@ -110,10 +109,11 @@ export async function applyBatch(
       if (plan.stream_hash_joins) await reader.query("set local enable_nestloop = default");
     }
 
+    const records: [number, number][] = [];
     const copy = (t: PlanTable) =>
       withTable(t.target, async () => {
         const rows = await copyInto(reader, target, t, hooks);
-        await recordCopy(target, subUuid, t.table_id, batch.to, rows + (t.chunk?.rows_before ?? 0));
+        records.push([t.table_id, rows + (t.chunk?.rows_before ?? 0)]);
         copied.push([t.table_id, t.copy_request, rows]);
       });
     for (const t of plan.tables.filter((t) => t.action === "copy" && !addsChunk(t))) await phases.time("table copies", () => copy(t));
@@ -122,6 +122,7 @@ export async function applyBatch(
     // rows (above it) join a consistent set (a unique value that moved from a row
     // below the boundary to one in the chunk is off the first before the second comes).
     for (const t of plan.tables.filter(addsChunk)) await phases.time("table copies", () => copy(t));
+    await recordCopies(target, subUuid, batch.to, records);
     if (deferred.length) await phases.time("DDL", () => runDdl(target, deferred, false));
     sequences = await phases.time("sequences", () => state.sequences.push(source, target, batch.groupId));
     await phases.time("commit", () => commitApply(target, subUuid, batch.to));
@@ -173,6 +174,24 @@ async function copyInto(reader: Client, target: Client, t: PlanTable, hooks: App
     if (timer) clearInterval(timer);
   }
   return rows;
+}
+
+/**
+ * Empties the tables a batch copies or truncates: one TRUNCATE for all of them in
+ * one round trip (with many small tables, a round trip per table was most of their
+ * copy's time), or table by table when that fails (a table referenced by a foreign
+ * key needs DELETE; an error then names its table).
+ */
+async function emptyTables(target: Client, tables: PlanTable[], only: (t: PlanTable) => string) {
+  if (tables.length > 1) {
+    try {
+      await target.query(`savepoint empty_tables; truncate ${tables.map(only).join(", ")}; release savepoint empty_tables`);
+      return;
+    } catch {
+      await target.query("rollback to savepoint empty_tables");
+    }
+  }
+  for (const t of tables) await withTable(t.target, () => emptyTable(target, only(t)));
 }
 
 /** TRUNCATE is fast and leaves no dead rows; a table referenced by a foreign key needs DELETE. */

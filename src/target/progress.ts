@@ -95,12 +95,14 @@ export async function enterReplicaMode(target: Client): Promise<void> {
   }
 }
 
-/** The target's record that a table was copied at `tick` (verify reads it). */
-export async function recordCopy(target: Client, subUuid: string, tableId: number, tick: number, rows: number): Promise<void> {
+/** The target's record that tables ([table_id, rows]) were copied at `tick` (verify reads it), in one statement. */
+export async function recordCopies(target: Client, subUuid: string, tick: number, copies: [number, number][]): Promise<void> {
+  if (!copies.length) return;
   await target.query(
-    `insert into dbsync.copied (sub_uuid, table_id, copy_tick, rows) values ($1, $2, $3, $4)
+    `insert into dbsync.copied (sub_uuid, table_id, copy_tick, rows)
+     select $1, c.t, $2, c.r from unnest($3::int[], $4::int8[]) c(t, r)
      on conflict (sub_uuid, table_id) do update set copy_tick = excluded.copy_tick, rows = excluded.rows, copied_at = now()`,
-    [subUuid, tableId, tick, rows],
+    [subUuid, tick, copies.map((c) => c[0]), copies.map((c) => c[1])],
   );
 }
 
