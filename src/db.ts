@@ -34,20 +34,33 @@
 //  - Client TCP keepalives start after DBSYNC_KEEPALIVE_IDLE_MS (10 s).
 import type { Socket } from "node:net";
 import { Client, ClientConfig } from "pg";
-import { DbsyncError } from "./errors";
+import { DbsyncError, sqlstateOf } from "./errors";
 import { connSettings } from "./conninfo";
 
-export const PINNED_SETTINGS = [
-  "set datestyle = 'ISO, YMD'",
-  "set intervalstyle = 'postgres'",
-  "set timezone = 'UTC'",
-  "set extra_float_digits = 3",
-  "set bytea_output = 'hex'",
-  "set lc_monetary = 'C'",
+/**
+ * The settings every session dbsync opens runs with, whatever the server, the
+ * database or the role says: they decide how a value is written as text. Sent at
+ * connection start-up (clientConfig's `options`), so that pooled connections have
+ * them from their first statement, and a SET by later DDL shows as a change
+ * (links.ts). After the conninfo's own options: these win.
+ */
+export const PINNED: readonly (readonly [string, string])[] = [
+  ["datestyle", "ISO, YMD"],
+  ["intervalstyle", "postgres"],
+  ["timezone", "UTC"],
+  ["extra_float_digits", "3"],
+  ["bytea_output", "hex"],
+  ["lc_monetary", "C"],
   // A row security policy is a table owner's code: never run it as the sidecar's
   // role, and never let it hide rows silently (an error says what is wrong).
-  "set row_security = off",
-].join("; ");
+  ["row_security", "off"],
+];
+
+/** The same as SET statements, for sessions dbsync did not open. */
+export const PINNED_SETTINGS = PINNED.map(([name, value]) => `set ${name} = '${value}'`).join("; ");
+
+/** `-c name=value` for the start-up packet's options: spaces and backslashes escaped. */
+const PINNED_OPTIONS = PINNED.map(([name, value]) => `-c ${name}=${value.replace(/[\\ ]/g, (c) => "\\" + c)}`).join(" ");
 
 export interface ConnectOptions {
   applicationName: string;
@@ -127,10 +140,11 @@ export function clientConfig(conninfo: string | undefined, opts: ConnectOptions)
   const queryTimeoutMs = opts.queryTimeoutMs ?? (INTERACTIVE.test(opts.applicationName) ? 0 : s.queryTimeoutMs);
   const ka = s.serverKeepalives;
   // Startup `options` reach every kind of client (pg-listen's too). The conninfo's
-  // own options (or PGOPTIONS) come last, so they win.
+  // own options (or PGOPTIONS) win over the keepalives; the pinned settings win over both.
   const options = [
     ka && `-c tcp_keepalives_idle=${ka.idle} -c tcp_keepalives_interval=${ka.interval} -c tcp_keepalives_count=${ka.count}`,
     conn.config.options,
+    PINNED_OPTIONS,
   ]
     .filter(Boolean)
     .join(" ");
@@ -273,11 +287,26 @@ function instrument(client: DbsyncClient, config: ClientConfig, guard: GuardConf
     }
   }
 
+  // node-postgres' own words for a statement on a link it lost ("Client has
+  // encountered a connection error and is not queryable", "Connection terminated")
+  // name no server: dbsync.status must say which link is down.
+  const named = (err: unknown): unknown => {
+    if (sqlstateOf(err) !== "08006" || err instanceof LinkLostError || !(err instanceof Error)) return err;
+    const lost = new LinkLostError(`connection to ${where(config, client)} lost: ${err.message}`);
+    return Object.assign(lost, { cause: err });
+  };
   (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
     const first = args[0] as { submit?: unknown; writableEnded?: boolean } | undefined;
     if (first && typeof first.submit === "function") submittable = first;
     begin();
-    return origQuery(...args);
+    const last = args.length - 1;
+    if (typeof args[last] === "function") {
+      const callback = args[last] as (err: unknown, res?: unknown) => void;
+      args[last] = (err: unknown, res?: unknown) => callback(err ? named(err) : err, res);
+      return origQuery(...args);
+    }
+    const result = origQuery(...args);
+    return result instanceof Promise ? result.catch((err: unknown) => Promise.reject(named(err))) : result;
   };
 
   (client as unknown as { connect: unknown }).connect = (callback?: (err: Error | null, c?: Client) => void) => {
@@ -445,12 +474,6 @@ export async function connect(conninfo: string | undefined, opts: ConnectOptions
   // query on it fails and the caller reconnects. (DbsyncClient also guards this.)
   client.on("error", () => undefined);
   await client.connect();
-  try {
-    await client.query(PINNED_SETTINGS);
-  } catch (err) {
-    await client.end().catch(() => undefined);
-    throw err;
-  }
   return client;
 }
 

@@ -49,6 +49,7 @@ test("the pg_restore list filter takes out dbsync's triggers and nothing else", 
     "2880; 2620 16420 TRIGGER public orders dbsync_capture_ins postgres",
     "2881; 2620 16421 TRIGGER public page_views_2026_07 dbsync_capture_row postgres",
     "2882; 2620 16422 TRIGGER app order_items dbsync_capture_part_trunc postgres",
+    "2885; 2620 16425 TRIGGER public audit_log dbsync_capture_key postgres",
     "3001; 3466 16600 EVENT TRIGGER - dbsync_ddl_watch postgres",
     "3002; 3466 16601 EVENT TRIGGER - dbsync_drop_watch postgres",
   ];

@@ -86,11 +86,12 @@ language sql stable set search_path = pg_catalog, pg_temp as $$
                             select a.atttypid from pg_attribute a
                             where a.attrelid = y.typrelid and a.attnum > 0 and not a.attisdropped) x(t)
     )
+    -- Every reg* type of pg_catalog (regclass, regproc, regtype ...: those of the
+    -- server's major, found by name so that a newer one is not missed).
     select exists (
         select from inside i
-        where i.t in (select to_regtype(n) from unnest(array['pg_catalog.regproc', 'pg_catalog.regprocedure',
-                          'pg_catalog.regoper', 'pg_catalog.regoperator', 'pg_catalog.regclass', 'pg_catalog.regtype',
-                          'pg_catalog.regconfig', 'pg_catalog.regdictionary', 'pg_catalog.regcollation']) n))
+        join pg_type y on y.oid = i.t
+        where y.typnamespace = 'pg_catalog'::regnamespace and y.typname ~ '^reg' and y.typcategory = 'N')
 $$;
 
 -- dbsync._key_match(p_type oid, p_col text, p_key text) returns text
