@@ -39,10 +39,12 @@ import { connSettings } from "./conninfo";
 
 /**
  * The settings every session dbsync opens runs with, whatever the server, the
- * database or the role says: they decide how a value is written as text. Sent at
- * connection start-up (clientConfig's `options`), so that pooled connections have
- * them from their first statement, and a SET by later DDL shows as a change
- * (links.ts). After the conninfo's own options: these win.
+ * database or the role says: they decide how a value is written as text, and
+ * (array_nulls, xmloption) how text is read back. Sent at connection start-up
+ * (clientConfig's `options` with `pinned`: connect() and the apply pools of
+ * links.ts), so that pooled connections have them from their first statement, and
+ * a SET by later DDL shows as a change (links.ts). After the conninfo's own
+ * options: these win.
  */
 export const PINNED: readonly (readonly [string, string])[] = [
   ["datestyle", "ISO, YMD"],
@@ -51,6 +53,10 @@ export const PINNED: readonly (readonly [string, string])[] = [
   ["extra_float_digits", "3"],
   ["bytea_output", "hex"],
   ["lc_monetary", "C"],
+  // Read side: array_nulls = off would make a NULL array element the string 'NULL';
+  // xmloption = document would refuse XML content that is not a document.
+  ["array_nulls", "on"],
+  ["xmloption", "content"],
   // A row security policy is a table owner's code: never run it as the sidecar's
   // role, and never let it hide rows silently (an error says what is wrong).
   ["row_security", "off"],
@@ -64,6 +70,13 @@ const PINNED_OPTIONS = PINNED.map(([name, value]) => `-c ${name}=${value.replace
 
 export interface ConnectOptions {
   applicationName: string;
+  /**
+   * Start the session with dbsync's pinned settings (PINNED): for sessions that read
+   * or write replicated values as text (readers, targets, verification). Not for the
+   * job queue, LISTEN or control sessions: graphile-worker's tables have row
+   * security policies that row_security = off would turn into errors.
+   */
+  pinned?: boolean;
   /** Abort a statement that runs longer (ms, server side); 0 = no limit. */
   statementTimeoutMs?: number;
   /**
@@ -144,7 +157,7 @@ export function clientConfig(conninfo: string | undefined, opts: ConnectOptions)
   const options = [
     ka && `-c tcp_keepalives_idle=${ka.idle} -c tcp_keepalives_interval=${ka.interval} -c tcp_keepalives_count=${ka.count}`,
     conn.config.options,
-    PINNED_OPTIONS,
+    opts.pinned && PINNED_OPTIONS,
   ]
     .filter(Boolean)
     .join(" ");
@@ -469,7 +482,7 @@ async function probe(config: ClientConfig, client: DbsyncClient, timeoutMs: numb
 }
 
 export async function connect(conninfo: string | undefined, opts: ConnectOptions): Promise<Client> {
-  const client = new DbsyncClient(clientConfig(conninfo, opts));
+  const client = new DbsyncClient(clientConfig(conninfo, { ...opts, pinned: true }));
   // An error on an idle client (server gone) must not crash the process; the next
   // query on it fails and the caller reconnects. (DbsyncClient also guards this.)
   client.on("error", () => undefined);

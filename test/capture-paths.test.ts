@@ -126,3 +126,24 @@ test("key changes the UPDATE does not name: an application BEFORE trigger, ON CO
   }
   await converged(env, ["t", "tt"]);
 });
+
+test("a table owner's ENABLE TRIGGER ALL does not stop capture of sessions in replica mode (the capture triggers are made ALWAYS again)", async () => {
+  const env = await freshEnv("capture_enable_all");
+  await subscribeTables(env, "create table t (id int primary key, v text)", ["t"]);
+  await env.source.query("alter table t enable trigger all");
+  await env.source.query("select dbsync.acknowledge_ddl(null)"); // nothing for the targets to do
+  assert.deepEqual(
+    await value(env.source, `select array_agg(distinct tgenabled::text) from pg_trigger where tgrelid = 't'::regclass and tgname like 'dbsync\\_capture\\_%'`),
+    ["A"],
+  );
+  const c = await env.source.connect();
+  try {
+    await c.query("set session_replication_role = replica");
+    await c.query("insert into t values (1, 'a'), (2, 'b')");
+    await c.query("update t set v = 'b2' where id = 2");
+  } finally {
+    await c.query("reset session_replication_role").catch(() => undefined);
+    c.release();
+  }
+  await converged(env, ["t"]);
+});

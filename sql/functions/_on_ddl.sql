@@ -8,7 +8,8 @@
 --   outside it the change is logged in dbsync.ddl_log and a WARNING says that the
 --   targets need the same change. DDL that would make capture miss rows (a key
 --   column made nullable or no longer unique, capture triggers disabled) is refused
---   (dbsync._check_capturable).
+--   (dbsync._check_capturable); capture triggers set back to fire ORIGIN only are
+--   made ALWAYS again.
 create or replace function dbsync._on_ddl() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -54,6 +55,10 @@ begin
                                      'error until the target matches.';
                 end if;
             end if;
+            -- ENABLE TRIGGER ALL (or ENABLE TRIGGER on one of dbsync's) makes a capture
+            -- trigger fire ORIGIN only: sessions in session_replication_role = replica
+            -- would then write without capture. Back to ALWAYS.
+            perform dbsync._enable_always(t.relid);
             -- After _install_capture: it may have moved the key to a new primary key.
             perform dbsync._check_capturable(t.table_id);
         end loop;

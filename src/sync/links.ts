@@ -77,7 +77,7 @@ export class Links {
   }
 
   private pool(conninfo: string | undefined, name: string, replica: boolean): Named {
-    const config = clientConfig(conninfo, { applicationName: name, statementTimeoutMs: this.opts.statementTimeoutMs });
+    const config = clientConfig(conninfo, { applicationName: name, statementTimeoutMs: this.opts.statementTimeoutMs, pinned: true });
     const pool = new Pool({ ...config, max: this.opts.concurrency, idleTimeoutMillis: IDLE_MS });
     // A pooled connection that dies while idle is dropped by the pool; the next
     // statement on a leased one fails and the session closes it.

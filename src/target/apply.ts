@@ -24,10 +24,11 @@ import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
+import { PINNED_SETTINGS } from "../db";
 import { DbsyncError, messageOf, sqlstateOf } from "../errors";
 import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";
 import { Phases } from "./phases";
-import { beginApply, commitApply, recordCopies } from "./progress";
+import { beginApply, commitApply, enterReplicaMode, recordCopies } from "./progress";
 import { SequenceSync } from "./sequences";
 import { StagedTable, StreamMerge } from "./merge";
 import { StageTables } from "./stage";
@@ -239,7 +240,21 @@ async function runDdl(target: Client, ddl: DdlEvent[], mayDefer: boolean): Promi
   } finally {
     await target.query("select pg_catalog.set_config('search_path', $1, true)", [rows[0].sp]).catch(() => undefined);
   }
+  await restoreSession(target);
   return deferred;
+}
+
+/**
+ * DDL from execute_ddl runs in the apply session and may change it (SET, SET LOCAL,
+ * SET ROLE, set_config): a session_replication_role of origin would fire the
+ * target's own triggers on the batch's rows, a client_encoding would change how
+ * they are read, a datestyle how they are parsed. Put back as dbsync set it up.
+ * (Session-level SETs: links.ts then closes the connection when it is given back,
+ * instead of leasing it to another subscription.)
+ */
+async function restoreSession(target: Client) {
+  await target.query(`reset role; ${PINNED_SETTINGS}; set client_encoding = 'UTF8'`);
+  await enterReplicaMode(target);
 }
 
 /** Re-raise with the table named and a hint for the errors a DBA fixes on the target. */
