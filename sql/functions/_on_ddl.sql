@@ -57,8 +57,12 @@ begin
             end if;
             -- ENABLE TRIGGER ALL (or ENABLE TRIGGER on one of dbsync's) makes a capture
             -- trigger fire ORIGIN only: sessions in session_replication_role = replica
-            -- would then write without capture. Back to ALWAYS.
-            perform dbsync._enable_always(t.relid);
+            -- would then write without capture. Back to ALWAYS; a disabled one (or one
+            -- firing in replica mode only) is refused below instead.
+            if not exists (select from pg_trigger tg
+                           where tg.tgrelid = t.relid and tg.tgname like 'dbsync\_capture\_%' and tg.tgenabled in ('D', 'R')) then
+                perform dbsync._enable_always(t.relid);
+            end if;
             -- After _install_capture: it may have moved the key to a new primary key.
             perform dbsync._check_capturable(t.table_id);
         end loop;
