@@ -77,3 +77,31 @@ test("execute_ddl that sets client_encoding: the rest of its batch is read as UT
     await sidecar.stop();
   }
 });
+
+test("execute_ddl's literals are read on the target under the settings of the session that ran it", async () => {
+  const env = await freshEnv("brk_ddlgucs");
+  await setup(env, "create table t (id int primary key, v text, ts timestamptz, d date, i interval);", ["t"], { copyData: true });
+  await env.source.query("insert into t values (1, 'x', null, null, null), (2, 'y', null, null, null)");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+  try {
+    await synced(env);
+    const c = await env.source.connect();
+    try {
+      await c.query("set timezone = 'Europe/Berlin'; set datestyle = 'SQL, DMY'; set standard_conforming_strings = off; " +
+        "set intervalstyle = 'sql_standard'; set extra_float_digits = 0");
+      await c.query(`select dbsync.execute_ddl('g', $$alter table t add column at timestamptz not null default '2024-01-01 00:00'$$)`);
+      // DMY: the 1st of February; a backslash escape; a mixed-sign sql_standard interval;
+      // a timestamp and a float written as text under the session's styles.
+      await c.query(`select dbsync.execute_ddl('g', $$update t set ts = '2024-06-01 12:00', d = '01/02/2024', v = 'a\\\\b',
+        i = '-1 2:03:04' where id = 1$$)`);
+      await c.query(`select dbsync.execute_ddl('g', $$update t set v = ts::text || ' ' || (0.1::float8 * 3)::text where id = 1$$)`);
+    } finally { c.release(true); }
+    // The apply session's own settings are back for rows after the DDL.
+    await env.source.query("insert into t (id, v, ts, d) values (3, 'z', '2024-03-04 05:06+00', '2024-03-04')");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true);
+    assert.deepEqual(await tableText(env.target, "t"), await tableText(env.source, "t"));
+    assert.equal(await value(env.target, "select d::text from t where id = 1"), "2024-02-01");
+  } finally {
+    await sidecar.stop();
+  }
+});

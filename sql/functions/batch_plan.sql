@@ -3,7 +3,7 @@
 --   What applying batch (p_from, p_to] to the subscription's target takes, read in
 --   the sidecar's reader transaction: REPEATABLE READ with the snapshot of tick
 --   p_to imported, so this sees dbsync's tables and the catalog as of the batch's end.
---   Returns {"ddl": [{ev_id, ddl, search_path}], "tables": [...], "stream": sql},
+--   Returns {"ddl": [{ev_id, ddl, search_path, settings}], "tables": [...], "stream": sql},
 --   one element of tables per table to apply:
 --     table_id, target (the table's name as of p_to, quoted, for the target),
 --     partitioned (else the target writes it with ONLY: inheritance children are
@@ -121,7 +121,9 @@ begin
         -- (DDL events have no shape.)
         select e.shape_id, count(*) as events, bool_or(e.op = 'T') as truncated, bool_or(e.op = 'K') as keys,
                -- (Sorted afterwards: an ORDER BY here could sort every event.)
-               jsonb_agg(jsonb_build_object('ev_id', e.ev_id, 'ddl', e.row[1], 'search_path', e.row[2]))
+               jsonb_agg(jsonb_build_object('ev_id', e.ev_id, 'ddl', e.row[1], 'search_path', e.row[2],
+                                            -- (null for DDL queued before settings were recorded)
+                                            'settings', e.row[3]::jsonb))
                    filter (where e.op = 'X') as ddl
         from dbsync._events_between(v_group, v_from_snap, v_to_snap) e
         group by e.shape_id

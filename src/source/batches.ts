@@ -31,6 +31,8 @@ export interface DdlEvent {
   ev_id: number;
   ddl: string;
   search_path: string;
+  /** The settings of the session that ran execute_ddl (sql/functions/_queue_ddl.sql); null if queued before they were recorded. */
+  settings: Record<string, string> | null;
 }
 
 export interface PlanShape {

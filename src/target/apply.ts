@@ -208,20 +208,28 @@ async function emptyTable(target: Client, table: string) {
 }
 
 /**
- * Runs DDL from execute_ddl, each statement with the search_path it ran with on the
- * source. With `mayDefer`, a statement that fails is rolled back to its savepoint
- * and returned, to run again after the batch's rows (a constraint or index that
- * the rows of this batch make valid); otherwise a failure is the batch's error.
+ * Runs DDL from execute_ddl, each statement with the search_path and the settings it
+ * ran with on the source (its literals read, and its values written as text, as
+ * there), set locally and put back after it. With `mayDefer`, a statement that fails
+ * is rolled back to its savepoint and returned, to run again after the batch's rows
+ * (a constraint or index that the rows of this batch make valid); otherwise a
+ * failure is the batch's error.
  */
 async function runDdl(target: Client, ddl: DdlEvent[], mayDefer: boolean): Promise<DdlEvent[]> {
   const deferred: DdlEvent[] = [];
   if (!ddl.length) return deferred;
-  const { rows } = await target.query("select pg_catalog.current_setting('search_path') as sp");
+  const names = [...new Set(ddl.flatMap((d) => ["search_path", ...Object.keys(d.settings ?? {})]))];
+  const { rows } = await target.query<{ before: Record<string, string> }>(
+    "select pg_catalog.jsonb_object_agg(n, pg_catalog.current_setting(n)) as before from pg_catalog.unnest($1::text[]) n",
+    [names],
+  );
+  const setLocally = (settings: Record<string, string>) =>
+    target.query("select pg_catalog.set_config(s.key, s.value, true) from pg_catalog.jsonb_each_text($1::jsonb) s", [settings]);
   try {
     for (const d of ddl) {
       if (mayDefer) await target.query("savepoint dbsync_ddl");
       try {
-        await target.query("select pg_catalog.set_config('search_path', $1, true)", [d.search_path]);
+        await setLocally({ ...rows[0].before, ...d.settings, search_path: d.search_path });
         await target.query(d.ddl);
         if (mayDefer) await target.query("release savepoint dbsync_ddl");
       } catch (err) {
@@ -238,7 +246,7 @@ async function runDdl(target: Client, ddl: DdlEvent[], mayDefer: boolean): Promi
       }
     }
   } finally {
-    await target.query("select pg_catalog.set_config('search_path', $1, true)", [rows[0].sp]).catch(() => undefined);
+    await setLocally(rows[0].before).catch(() => undefined);
   }
   await restoreSession(target);
   return deferred;
