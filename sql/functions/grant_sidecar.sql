@@ -51,7 +51,9 @@ begin
           and p.proname in ('begin_batch', 'batch_plan', 'batch_keys', 'record_progress', 'copy_progress', 'copy_chunks',
                             'table_error', 'record_error', 'target_position', 'has_work', 'set_sleeping',
                             'tick', 'maintain', 'table_layout', '_verify_begin', '_verify_todo',
-                            '_verify_schedule', '_verify_record', '_skipped_ddl')
+                            '_verify_schedule', '_verify_record', '_skipped_ddl',
+                            'sidecar_subscription', 'sidecar_subscriptions', 'sidecar_work', 'sidecar_groups',
+                            'sidecar_stop', 'sidecar_sequences', 'sidecar_readiness')
     loop
         execute format('grant execute on function %s to %I', r.fn, p_role);
     end loop;

@@ -13,7 +13,7 @@
 import { Pool, PoolClient, escapeIdentifier as ident } from "pg";
 import { sqlstateOf } from "../errors";
 import { Batch, Done, Plan, beginBatch, openReader } from "../source/batches";
-import { Subscription, loadSubscription } from "../source/catalog";
+import { Subscription, copyChunks, copyProgress, loadSubscription, recordProgress, skippedDdl, tableError, targetPosition } from "../source/protocol";
 import { TargetState, applyBatch } from "../target/apply";
 import { Phases } from "../target/phases";
 import { beginApply, commitApply, readAppliedTick, setAppliedTick } from "../target/progress";
@@ -116,10 +116,10 @@ export class SubscriptionSession {
         // (Where both agree, target_position would only take a row lock: a commit
         // that waits for a WAL flush, at every sync job.)
         if (at !== sub.position_tick || sub.reset_target) {
-          const { rows } = await control.query("select dbsync.target_position($1, $2)::float8 as t", [sub.sub_id, at]);
-          if (rows[0].t !== at) await setAppliedTick(target, sub.sub_uuid, rows[0].t);
-          if (rows[0].t !== sub.position_tick || at !== sub.position_tick) {
-            this.log.info({ source: sub.position_tick, target: at, continuing: rows[0].t }, "position taken from the target");
+          const continuing = await targetPosition(control, sub.sub_id, at);
+          if (continuing !== at) await setAppliedTick(target, sub.sub_uuid, continuing);
+          if (continuing !== sub.position_tick || at !== sub.position_tick) {
+            this.log.info({ source: sub.position_tick, target: at, continuing }, "position taken from the target");
           }
         }
       } catch (err) {
@@ -182,11 +182,12 @@ export class SubscriptionSession {
       // sql/functions/_copy_chunks.sql).
       const copies = plan.tables.filter((t) => t.action === "copy");
       if (copies.length) {
-        await control.query("select dbsync.copy_chunks($1, $2, $3)", [
+        await copyChunks(
+          control,
           sub.sub_id,
           batch.to,
-          JSON.stringify(copies.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk ?? { whole: true } }))),
-        ]);
+          copies.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk ?? { whole: true } })),
+        );
       }
       // The reader, idle in its transaction by then, reads the sequences to carry.
       const result = await applyBatch(reader, reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
@@ -194,11 +195,9 @@ export class SubscriptionSession {
           // A small table's copy is over before anyone could watch it: no report (a
           // source commit each) at its start; one that lasts reports every 250 ms.
           if (rows === 0 && !t.chunk && (t.rows_estimated ?? 0) < SMALL_COPY_ROWS) return;
-          void control
-            .query("select dbsync.copy_progress($1, $2, $3, $4, $5)", [
-              sub.sub_id, t.table_id, t.copy_request, rows + (t.chunk?.rows_before ?? 0), t.rows_estimated,
-            ])
-            .catch(() => undefined);
+          void copyProgress(control, sub.sub_id, t.table_id, t.copy_request, rows + (t.chunk?.rows_before ?? 0), t.rows_estimated).catch(
+            () => undefined,
+          );
         },
         phases,
       });
@@ -219,9 +218,7 @@ export class SubscriptionSession {
 
   /** A batch's progress, when no begin_batch follows to carry it. */
   private async report(subId: number, done: Done) {
-    await this.opts.control.query("select dbsync.record_progress($1, $2, $3, $4, $5, $6)", [
-      subId, done.tick, done.events, done.seconds, JSON.stringify(done.copied), JSON.stringify(done.sequences),
-    ]);
+    await recordProgress(this.opts.control, subId, done);
   }
 
   /**
@@ -273,7 +270,7 @@ export class SubscriptionSession {
       }
       const retryInMs = this.opts.copyRetries?.fail(retryKey(t));
       this.log.warn({ table: t.target, retryInMs }, message);
-      await this.opts.control.query("select dbsync.table_error($1, $2, $3)", [batch.subId, t.table_id, message]);
+      await tableError(this.opts.control, batch.subId, t.table_id, message);
     }
     return { ...plan, tables: kept };
   }
@@ -281,8 +278,7 @@ export class SubscriptionSession {
   /** execute_ddl statements a DBA chose to skip on this target (dbsync.skip_ddl). */
   private async withoutSkippedDdl(subId: number, plan: Plan): Promise<Plan> {
     if (!plan.ddl.length) return plan;
-    const { rows } = await this.opts.control.query<{ ids: string[] }>("select dbsync._skipped_ddl($1)::text[] as ids", [subId]);
-    const skipped = new Set(rows[0].ids.map(Number));
+    const skipped = await skippedDdl(this.opts.control, subId);
     if (!skipped.size) return plan;
     const ddl = plan.ddl.filter((d) => !skipped.has(Number(d.ev_id)));
     for (const d of plan.ddl) if (skipped.has(Number(d.ev_id))) this.log.info({ event: d.ev_id }, "execute_ddl event skipped on this target (dbsync.skip_ddl)");
