@@ -53,7 +53,9 @@ begin
                             'tick', 'maintain', 'table_layout', '_verify_begin', '_verify_todo',
                             '_verify_schedule', '_verify_record', '_skipped_ddl',
                             'sidecar_subscription', 'sidecar_subscriptions', 'sidecar_work', 'sidecar_groups',
-                            'sidecar_stop', 'sidecar_sequences', 'sidecar_readiness')
+                            'sidecar_stop', 'sidecar_sequences', 'sidecar_readiness', '_verify_job',
+                            '_verify_snapshot', '_verify_release', '_verify_comparing', '_verify_counts',
+                            '_verify_done', '_verify_requeue', '_verify_failed')
     loop
         execute format('grant execute on function %s to %I', r.fn, p_role);
     end loop;

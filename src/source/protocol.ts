@@ -1,8 +1,8 @@
 // The sidecar's side of the sidecar <-> source protocol: one typed call for each SQL
-// function of the protocol section of sql/manifest.ts (their headers say what they
-// read and write). Nothing else in src/ names a dbsync table; opening a batch
-// (begin_batch, batch_plan) lives beside this in batches.ts, and the verify job's
-// calls in src/verify/job-state.ts.
+// function the sidecar and the verify job call on the source (their headers in
+// sql/functions say what they read and write). Nothing else in src/ names a dbsync
+// table; opening a batch (begin_batch, batch_plan, several statements in one round
+// trip) lives beside this in batches.ts.
 import type { Client, Pool, PoolClient } from "pg";
 
 /** A source connection: a pool, one of its clients, or a client of its own. */
@@ -175,4 +175,95 @@ export interface Readiness {
 /** What /readyz reports: the active subscriptions, their targets, and why any fails. */
 export async function readiness(source: Source): Promise<Readiness[]> {
   return (await source.query("select * from dbsync.sidecar_readiness()")).rows;
+}
+
+/** One verification as a sidecar runs it (dbsync._verify_job). */
+export interface VerifyJob {
+  verification_id: number;
+  state: string;
+  repair: boolean;
+  sub_id: number;
+  table_id: number;
+  subscription: string;
+  sub_uuid: string;
+  target_conninfo: string;
+  copy_data: boolean;
+  schema_name: string;
+  table_name: string;
+  relid: number;
+  partitioned: boolean;
+  background: boolean;
+  key_after: string[] | null;
+  row_limit: number | null;
+  /** As dbsync.table_status names it. */
+  verified_name: string;
+}
+
+/** The verification, or undefined if it is gone (its subscription was dropped). */
+export async function loadVerification(source: Source, verificationId: number): Promise<VerifyJob | undefined> {
+  return (await source.query<VerifyJob>("select * from dbsync._verify_job($1)", [verificationId])).rows[0];
+}
+
+/**
+ * Step 1 of a verification (dbsync._verify_begin): its tick and that tick's snapshot,
+ * held; in the caller's transaction, which must also record the reader's export
+ * (verifySnapshot) before it commits.
+ */
+export async function beginVerification(source: Source, verificationId: number): Promise<{ tick: number; snapshot_name: string }> {
+  const { rows } = await source.query("select tick_id::pg_catalog.float8 as tick, snapshot_name from dbsync._verify_begin($1)", [verificationId]);
+  return rows[0];
+}
+
+/** The snapshot the verification's reader exported at its tick (dbsync._verify_snapshot). */
+export async function verifySnapshot(source: Source, verificationId: number, snapshot: string): Promise<void> {
+  await source.query("select dbsync._verify_snapshot($1, $2)", [verificationId, snapshot]);
+}
+
+/** The stream may go on past the verification's tick (dbsync._verify_release). */
+export async function releaseVerification(source: Source, verificationId: number): Promise<void> {
+  await source.query("select dbsync._verify_release($1)", [verificationId]);
+}
+
+/** Both sides are at the tick; comparing starts (dbsync._verify_comparing). */
+export async function verifyComparing(source: Source, verificationId: number): Promise<void> {
+  await source.query("select dbsync._verify_comparing($1)", [verificationId]);
+}
+
+export interface VerifyCounts {
+  rowsCompared: number;
+  chunks: number;
+  chunksDiffering: number;
+  missing: number;
+  extra: number;
+  different: number;
+  repaired: number;
+  /** The first keys that differ (capped by the caller). */
+  keys: string[];
+}
+
+/** A running verification's counts so far (dbsync._verify_counts). */
+export async function verifyCounts(source: Source, verificationId: number, c: VerifyCounts): Promise<void> {
+  await source.query("select dbsync._verify_counts($1, $2, $3, $4, $5, $6, $7, $8, $9)", [
+    verificationId, c.rowsCompared, c.chunks, c.chunksDiffering, c.missing, c.extra, c.different, c.keys, c.repaired,
+  ]);
+}
+
+/** The verification compared its range (dbsync._verify_done). */
+export async function verifyDone(source: Source, verificationId: number, keyReached: string[] | null, reachedEnd: boolean): Promise<void> {
+  await source.query("select dbsync._verify_done($1, $2, $3)", [verificationId, keyReached, reachedEnd]);
+}
+
+/** The verification was interrupted: queued again (dbsync._verify_requeue). */
+export async function verifyRequeue(source: Source, verificationId: number): Promise<void> {
+  await source.query("select dbsync._verify_requeue($1)", [verificationId]);
+}
+
+/** The verification failed (dbsync._verify_failed). */
+export async function verifyFailed(source: Source, verificationId: number, error: string, rowsCompared: number, chunks: number): Promise<void> {
+  await source.query("select dbsync._verify_failed($1, $2, $3, $4)", [verificationId, error, rowsCompared, chunks]);
+}
+
+/** A finished background verification, booked into its table's walk (dbsync._verify_record). */
+export async function recordBackgroundVerification(source: Source, verificationId: number): Promise<void> {
+  await source.query("select dbsync._verify_record($1)", [verificationId]);
 }
