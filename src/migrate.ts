@@ -253,10 +253,7 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
     // Capture is generated per table: tables captured by an older version get the
     // installed one, each in a transaction of its own (see _upgrade_capture); a
     // table it could not lock is tried again by the next migrate.
-    const { rows: stale } = await client.query<{ id: number }>(
-      `select table_id as id from dbsync.tables
-        where removed_at is null and capture_version < dbsync._capture_version() order by table_id`,
-    );
+    const { rows: stale } = await client.query<{ id: number }>("select id from dbsync._capture_outdated() id");
     for (const { id } of stale) {
       const { rows: up } = await client.query<{ done: boolean }>("select dbsync._upgrade_capture($1) as done", [id]);
       if (up[0].done) captureUpgraded++;

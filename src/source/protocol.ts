@@ -267,3 +267,50 @@ export async function verifyFailed(source: Source, verificationId: number, error
 export async function recordBackgroundVerification(source: Source, verificationId: number): Promise<void> {
   await source.query("select dbsync._verify_record($1)", [verificationId]);
 }
+
+// Not the sidecar's: what `dbsync uninstall` and the demo read. Plain queries, not
+// functions: uninstall must read any installed version, a half-removed one too.
+
+/** What `dbsync uninstall` would remove; the lists are empty where their table is gone. */
+export async function inventory(
+  source: Source,
+  workerSchema: string,
+  ddlTrigger: string,
+): Promise<{
+  db: string;
+  has_dbsync: boolean;
+  has_worker: boolean;
+  has_remove: boolean;
+  has_ddl_trigger: boolean;
+  tables: { relid: number; name: string }[];
+  subs: { name: string; target_conninfo: string }[];
+}> {
+  const { rows: [found] } = await source.query(
+    `select current_database() as db,
+            to_regnamespace('dbsync') is not null as has_dbsync,
+            to_regnamespace($1) is not null as has_worker,
+            to_regclass('dbsync.tables') is not null as has_tables,
+            to_regclass('dbsync.subscriptions') is not null as has_subs,
+            to_regprocedure('dbsync.remove_table(regclass)') is not null as has_remove,
+            exists (select from pg_event_trigger where evtname = $2) as has_ddl_trigger`,
+    [workerSchema, ddlTrigger],
+  );
+  const tables = found.has_tables
+    ? (await source.query(
+        `select t.relid::int as relid, coalesce(cl.oid::regclass::text, format('%I.%I (dropped)', t.schema_name, t.table_name)) as name
+           from dbsync.tables t left join pg_class cl on cl.oid = t.relid
+          where t.removed_at is null order by t.table_id`,
+      )).rows
+    : [];
+  const subs = found.has_subs ? (await source.query("select name, target_conninfo from dbsync.subscriptions order by name")).rows : [];
+  return { ...found, tables, subs };
+}
+
+/** The tables dbsync replicates from this source: qualified name and key columns. */
+export async function replicatedTables(source: Source): Promise<{ name: string; key: string[] }[]> {
+  const { rows } = await source.query(
+    `select format('%I.%I', schema_name, table_name) as name, key_columns as key
+       from dbsync.tables where removed_at is null order by schema_name, table_name`,
+  );
+  return rows;
+}
