@@ -10,6 +10,7 @@ import { Client, ClientConfig, Pool } from "pg";
 import { compatSql, PRELUDES, ServerTraits, serverTraits } from "./compat";
 import { clientConfig } from "./db";
 import { DbsyncError } from "./errors";
+import { DBSYNC_LOCK } from "./locks";
 import { VERSION } from "./version";
 
 export const WORKER_SCHEMA = "dbsync_worker";
@@ -20,8 +21,6 @@ export const WORKER_SCHEMA = "dbsync_worker";
  */
 export const WORKER_MIN_MAJOR = 12;
 const ROOT = path.join(__dirname, "..");
-// pg_advisory_xact_lock key: "dbsync" in ASCII, fixed forever.
-const MIGRATE_LOCK = 0x646273796e63;
 
 interface Migration {
   version: number;
@@ -209,7 +208,7 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
   let traits: ServerTraits;
   try {
     await client.query("begin");
-    await client.query("select pg_advisory_xact_lock($1)", [MIGRATE_LOCK]);
+    await client.query("select pg_advisory_xact_lock($1)", [DBSYNC_LOCK]);
     await client.query(`create schema if not exists dbsync`);
     await client.query(`create table if not exists dbsync.migrations (
         version int primary key, name text not null, applied_at timestamptz not null default now())`);

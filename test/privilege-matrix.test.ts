@@ -93,6 +93,9 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._verify_done(bigint,text[],boolean)": "sidecar",
   "dbsync._verify_requeue(bigint)": "sidecar",
   "dbsync._verify_failed(bigint,text,bigint,integer)": "sidecar",
+  "dbsync._lock_class(text)": "sidecar",
+  "dbsync.sidecar_try_lock(text,integer)": "sidecar",
+  "dbsync.sidecar_unlock(text,integer)": "sidecar",
   // Administration (README: SQL reference).
   "dbsync.create_group(text)": "admin",
   "dbsync.add_table(regclass,text,text[])": "admin",

@@ -41,6 +41,17 @@ export async function installation(source: Source): Promise<{ major: number; ins
   return rows[0];
 }
 
+/** An advisory lock of dbsync._lock_class, for this session; false if another holds it. */
+export async function tryLock(source: Source, lock: "apply" | "verify", key: number): Promise<boolean> {
+  const { rows } = await source.query<{ ok: boolean }>("select dbsync.sidecar_try_lock($1, $2) as ok", [lock, key]);
+  return rows[0].ok;
+}
+
+/** Releases a lock tryLock took. */
+export async function unlock(source: Source, lock: "apply" | "verify", key: number): Promise<void> {
+  await source.query("select dbsync.sidecar_unlock($1, $2)", [lock, key]);
+}
+
 /** Subscriptions not paused, oldest first; with groupId, that group's only. */
 export async function activeSubscriptions(source: Source, groupId?: number): Promise<{ name: string; group_id: number; target_conninfo: string }[]> {
   return (await source.query("select * from dbsync.sidecar_subscriptions($1)", [groupId ?? null])).rows;

@@ -13,7 +13,7 @@
 import { Pool, PoolClient, escapeIdentifier as ident } from "pg";
 import { sqlstateOf } from "../errors";
 import { Batch, Done, Plan, beginBatch, openReader } from "../source/batches";
-import { Subscription, copyChunks, copyProgress, loadSubscription, recordProgress, skippedDdl, tableError, targetPosition } from "../source/protocol";
+import { Subscription, copyChunks, copyProgress, loadSubscription, recordProgress, skippedDdl, tableError, targetPosition, tryLock, unlock } from "../source/protocol";
 import { TargetState, applyBatch } from "../target/apply";
 import { Phases } from "../target/phases";
 import { beginApply, commitApply, readAppliedTick, setAppliedTick } from "../target/progress";
@@ -21,8 +21,6 @@ import { Log } from "../log";
 import { Backoff } from "../sidecar/backoff";
 import { Links } from "./links";
 
-// Key space of dbsync's session advisory locks ("dbsy"); the second key is sub_id.
-export const APPLY_LOCK_CLASS = 0x64627379;
 
 /**
  * Estimated rows of the tables one batch copies (at least one table); a bigger
@@ -89,8 +87,8 @@ export class SubscriptionSession {
           return "gone";
         }
         // Held until the session closes; a crashed process loses it at once.
-        const { rows } = await reader.query("select pg_try_advisory_lock($1, $2) as ok", [APPLY_LOCK_CLASS, sub.sub_id]);
-        if (!rows[0].ok) {
+        const ok = await tryLock(reader, "apply", sub.sub_id);
+        if (!ok) {
           links.release(reader);
           return "busy";
         }
@@ -297,7 +295,7 @@ export class SubscriptionSession {
     if (!reader) return;
     if (!broken) {
       try {
-        await reader.query("select pg_advisory_unlock($1, $2)", [APPLY_LOCK_CLASS, locked]);
+        if (locked !== undefined) await unlock(reader, "apply", locked);
       } catch {
         broken = true;
       }

@@ -16,7 +16,7 @@
 //  2. Hold. dbsync.begin_batch ends the applier's batch at a held tick, read through
 //     hold_snapshot, and never moves the subscription past it (dbsync._verify_hold),
 //     so the target lands exactly on T and stops there. A hold counts only while
-//     this job holds its session advisory lock (0x64627376, verification_id): if
+//     this job holds its session advisory lock ('verify', dbsync._lock_class): if
 //     the process dies, the stream moves on. begin_batch looks for holds before it
 //     takes its own tick; a group lock (dbsync._verify_hold shared, _verify_begin
 //     exclusive) keeps T from falling between the two. Should the target still be
@@ -83,6 +83,7 @@ import {
   loadSubscription,
   loadVerification,
   recordBackgroundVerification,
+  tryLock,
   releaseVerification,
   verifyComparing,
   verifyCounts,
@@ -93,8 +94,6 @@ import {
 } from "../source/protocol";
 import { ensureTargetSchema, enterReplicaMode } from "../target/progress";
 
-/** Advisory lock class of verify jobs ("dbsv"); the second key is verification_id. */
-export const VERIFY_LOCK_CLASS = 0x64627376;
 /** How many differing keys dbsync.verifications keeps. */
 export const DIFF_KEYS_CAP = 1000;
 /** Fresh ticks taken when an applier's batch ended past the verification's tick. */
@@ -270,8 +269,7 @@ async function verifyJob(
   const counts: Counts = { rowsCompared: 0, chunks: 0, chunksDiffering: 0, missing: 0, extra: 0, different: 0, repaired: 0, keys: [] };
   try {
     holder = await connect(sourceUrl, { applicationName: appName });
-    const lock = await holder.query("select pg_catalog.pg_try_advisory_lock($1, $2::pg_catalog.int4) as ok", [VERIFY_LOCK_CLASS, verificationId]);
-    if (!lock.rows[0].ok) return "busy";
+    if (!(await tryLock(holder, "verify", verificationId))) return "busy";
     job = await load(); // another process may have finished it meanwhile
     if (!job || (job.state !== "queued" && job.state !== "running")) return "nothing";
 
