@@ -143,6 +143,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._events_between(integer,pg_snapshot,pg_snapshot)": "admin",
   "dbsync._export_tick(integer)": "admin",
   "dbsync._grant_monitor_rights(name)": "admin",
+  "dbsync._grant_set(text,name)": "admin",
   "dbsync._grant_select(regclass,name)": "admin",
   "dbsync._grant_sidecar_rights(name)": "admin",
   "dbsync._grant_to_sidecars(regclass)": "admin",

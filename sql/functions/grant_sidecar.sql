@@ -27,10 +27,7 @@
 create or replace function dbsync.grant_sidecar(role_name name) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
-    perform dbsync._require_owner('grant_sidecar');
-    perform dbsync._check_grantee('grant_sidecar', role_name, 'dbsync_sidecar');
-    insert into dbsync.sidecar_roles (role_name) values (grant_sidecar.role_name) on conflict do nothing;
-    perform dbsync._grant_sidecar_rights(grant_sidecar.role_name);
+    perform dbsync._grant_set('sidecar', role_name);
 end
 $$;
 
