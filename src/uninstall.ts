@@ -26,7 +26,7 @@ export interface UninstallOptions {
 
 /** Exit codes: 0 removed (or nothing to remove), 1 error or declined, 2 no confirmation possible. */
 export async function uninstall(opts: UninstallOptions): Promise<number> {
-  const c = new Client(clientConfig(opts.sourceUrl, { applicationName: "dbsync cli" }));
+  const c = new Client(clientConfig(opts.sourceUrl, { applicationName: "dbsync cli", pinned: true }));
   c.on("error", () => undefined);
   await c.connect();
   try {
