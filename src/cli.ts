@@ -320,7 +320,7 @@ function tcpPort(v: string): number {
 
 /** Runs a command on the source; a permission error names the grants `needs` (src/privileges.ts). */
 async function withSource(url: string | undefined, needs: GrantSet, fn: (c: Client) => Promise<void>) {
-  const c = new Client(clientConfig(resolveSourceUrl(url), { applicationName: "dbsync cli" }));
+  const c = new Client(clientConfig(resolveSourceUrl(url), { applicationName: "dbsync cli", pinned: true }));
   await c.connect();
   try {
     await fn(c).catch(async (err) => {

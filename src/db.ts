@@ -72,7 +72,9 @@ export interface ConnectOptions {
   applicationName: string;
   /**
    * Start the session with dbsync's pinned settings (PINNED): for sessions that read
-   * or write replicated values as text (readers, targets, verification). Not for the
+   * or write replicated values as text (readers, targets, verification), and the
+   * CLI's (what it prints, e.g. `dbsync schema`'s dates, must not depend on the
+   * database's or the role's DateStyle). Not for the
    * job queue, LISTEN or control sessions: graphile-worker's tables have row
    * security policies that row_security = off would turn into errors.
    */

@@ -4,6 +4,7 @@
 // `demo:upgrade`). It reads whole rows as text (`row::text`), which is the same
 // on every major from 10 for the demos' column types (no floats: their text
 // changed in 12). Independent of dbsync's own verify, on purpose.
+import { replicatedTables } from "./source/protocol";
 import { Client, escapeIdentifier } from "pg";
 import { to as copyTo } from "pg-copy-streams";
 import { green, more, num, red, say, seconds } from "./demo-kit";
@@ -19,15 +20,6 @@ export interface TableDiff {
   changed: number;
   /** A few differing keys, for the reader. */
   examples: string[];
-}
-
-/** The tables dbsync replicates from this source: qualified name and key columns. */
-export async function replicatedTables(source: Client): Promise<{ name: string; key: string[] }[]> {
-  const { rows } = await source.query(
-    `select format('%I.%I', schema_name, table_name) as name, key_columns as key
-       from dbsync.tables where removed_at is null order by schema_name, table_name`,
-  );
-  return rows;
 }
 
 /** Compares one table on both sides; both clients must have the same timezone and datestyle. */

@@ -10,6 +10,7 @@ import { Client, ClientConfig, Pool } from "pg";
 import { compatSql, PRELUDES, ServerTraits, serverTraits } from "./compat";
 import { clientConfig } from "./db";
 import { DbsyncError } from "./errors";
+import { DBSYNC_LOCK } from "./locks";
 import { VERSION } from "./version";
 
 export const WORKER_SCHEMA = "dbsync_worker";
@@ -20,8 +21,6 @@ export const WORKER_SCHEMA = "dbsync_worker";
  */
 export const WORKER_MIN_MAJOR = 12;
 const ROOT = path.join(__dirname, "..");
-// pg_advisory_xact_lock key: "dbsync" in ASCII, fixed forever.
-const MIGRATE_LOCK = 0x646273796e63;
 
 interface Migration {
   version: number;
@@ -38,38 +37,70 @@ export function knownMigrations(): Migration[] {
     .map((f) => ({ version: Number(f.slice(0, 4)), name: f, sql: fs.readFileSync(path.join(dir, f), "utf8") }));
 }
 
+type Section = "internal" | "views" | "protocol" | "api" | "finally";
+const SECTIONS: readonly Section[] = ["internal", "views", "protocol", "api", "finally"];
+
 /**
- * Functions (one per file), views, dbsync.version(), the DDL event trigger, grants,
- * and the comments psql shows (\\df+, \\dv+, \\dt+): the code re-installed on upgrade,
- * as the server of `traits` understands it (src/compat.ts). Unchanged, and so with the
- * same checksum, on PostgreSQL 14+.
+ * sql/manifest.txt: the files of sql/ in the order migrate installs them, each with
+ * its section. Every file of sql/functions and sql/views must be named exactly once,
+ * and nothing else: a file added without a place would install in no defined order.
+ */
+export function manifest(): { section: Section; file: string }[] {
+  const out: { section: Section; file: string }[] = [];
+  let section: Section | undefined;
+  for (const raw of fs.readFileSync(path.join(ROOT, "sql", "manifest.txt"), "utf8").split("\n")) {
+    const line = raw.trim();
+    if (!line || line.startsWith("#")) continue;
+    const m = /^\[(.+)\]$/.exec(line);
+    if (m) {
+      if (!SECTIONS.includes(m[1] as Section)) throw new Error(`sql/manifest.txt: unknown section [${m[1]}]`);
+      section = m[1] as Section;
+    } else if (!section) throw new Error(`sql/manifest.txt: ${line} comes before any section`);
+    else out.push({ section, file: line });
+  }
+  const named = out.map((e) => e.file);
+  const onDisk = ["functions", "views"].flatMap((d) =>
+    fs.readdirSync(path.join(ROOT, "sql", d)).filter((f) => f.endsWith(".sql")).map((f) => `${d}/${f}`),
+  );
+  const problems = [
+    ...onDisk.filter((f) => !named.includes(f)).map((f) => `sql/${f} is not in it: add it under its section`),
+    ...named.filter((f, i) => named.indexOf(f) !== i).map((f) => `${f} is named twice`),
+    ...named.filter((f) => !fs.existsSync(path.join(ROOT, "sql", f))).map((f) => `${f} does not exist`),
+  ];
+  if (problems.length) throw new Error(`sql/manifest.txt: ${problems.join("; ")}`);
+  return out;
+}
+
+/**
+ * Everything of sql/manifest.txt, in its order, with dbsync.version() and
+ * dbsync._protocol_functions() made here, and the comments psql shows (\\df+,
+ * \\dv+, \\dt+): the code re-installed on upgrade, as the server of `traits`
+ * understands it (src/compat.ts). Unchanged, and so with the same checksum, on
+ * PostgreSQL 14+.
  */
 export function codeBundle(traits?: ServerTraits): { sql: string; sha: string } {
-  const parts: string[] = [];
+  const code: string[] = [];
+  const last: string[] = [];
   const headers: Header[] = [];
-  for (const sub of ["functions", "views"]) {
-    const dir = path.join(ROOT, "sql", sub);
-    for (const f of fs.readdirSync(dir).filter((f) => f.endsWith(".sql")).sort()) {
-      const text = fs.readFileSync(path.join(dir, f), "utf8");
-      parts.push(text);
-      headers.push(...headersOf(text));
+  const protocol: string[] = [];
+  for (const { section, file } of manifest()) {
+    const text = fs.readFileSync(path.join(ROOT, "sql", file), "utf8");
+    if (section === "finally") {
+      last.push(text);
+      continue;
     }
+    const own = headersOf(text);
+    if (section === "protocol") protocol.push(...own.map((h) => h.name));
+    code.push(text);
+    headers.push(...own);
   }
-  const version = versionFunction();
-  parts.push(version);
-  headers.push(...headersOf(version));
-  for (const f of ["event_trigger.sql", "grants.sql", "comments.sql"]) parts.push(fs.readFileSync(path.join(ROOT, "sql", f), "utf8"));
-  parts.push(commentsFromHeaders(headers));
-  const joined = parts.join("\n");
+  // First: dbsync.grant_sidecar reads _protocol_functions() whenever it runs.
+  const generated = [versionFunction(), protocolFunction(protocol)];
+  for (const g of generated) headers.push(...headersOf(g));
+  const joined = [...generated, ...code, ...last, commentsFromHeaders(headers, new Set(protocol))].join("\n");
   const sql = traits ? compatSql(joined, traits) : joined;
   return { sql, sha: crypto.createHash("sha256").update(sql).digest("hex") };
 }
-
-/** The functions the sidecar calls (see dbsync.grant_sidecar): their comments say so. */
-const SIDECAR_FUNCTIONS = new Set([
-  "begin_batch", "batch_plan", "batch_keys", "batch_events", "record_progress", "copy_progress", "table_error",
-  "record_error", "target_position", "has_work", "set_sleeping", "tick", "maintain", "table_layout",
-]);
 
 interface Header {
   kind: "function" | "view";
@@ -108,11 +139,11 @@ const dollar = (s: string) => {
 };
 
 /** COMMENT ON every function (all overloads) and view of dbsync, from their headers. */
-function commentsFromHeaders(headers: Header[]): string {
+function commentsFromHeaders(headers: Header[], protocol: Set<string>): string {
   const rows = headers.map((h) => {
-    const prefix = h.kind === "view" ? "" : h.name.startsWith("_")
-      ? "Internal to dbsync, not an API. "
-      : SIDECAR_FUNCTIONS.has(h.name) ? "Called by the sidecar (dbsync run); not for DBAs. " : "";
+    const prefix = h.kind === "view" ? "" : protocol.has(h.name)
+      ? "Called by the sidecar (dbsync run); not for DBAs. "
+      : h.name.startsWith("_") ? "Internal to dbsync, not an API. " : "";
     return `(${dollar(h.kind)}, ${dollar(h.name)}, ${dollar(prefix + h.text)})`;
   });
   return `do $comments$
@@ -142,6 +173,19 @@ create or replace function dbsync.version() returns text
 language sql stable set search_path = pg_catalog, pg_temp as $$ select ${dollar(VERSION)}::text $$;`;
 }
 
+/**
+ * dbsync._protocol_functions(): the names of the functions of the manifest's protocol
+ * section, which dbsync.grant_sidecar grants: the one list of what a sidecar may call.
+ */
+function protocolFunction(names: string[]): string {
+  return `-- dbsync._protocol_functions() returns text[]
+--   The functions of the sidecar <-> source protocol (the protocol section of
+--   sql/manifest.txt, written here by \`dbsync migrate\`): what dbsync.grant_sidecar
+--   lets a sidecar role execute.
+create or replace function dbsync._protocol_functions() returns text[]
+language sql immutable set search_path = pg_catalog, pg_temp as $$ select array[${names.map((n) => `'${n}'`).join(", ")}]::text[] $$;`;
+}
+
 export interface MigrateResult {
   applied: string[];
   codeInstalled: boolean;
@@ -164,7 +208,7 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
   let traits: ServerTraits;
   try {
     await client.query("begin");
-    await client.query("select pg_advisory_xact_lock($1)", [MIGRATE_LOCK]);
+    await client.query("select pg_advisory_xact_lock($1)", [DBSYNC_LOCK]);
     await client.query(`create schema if not exists dbsync`);
     await client.query(`create table if not exists dbsync.migrations (
         version int primary key, name text not null, applied_at timestamptz not null default now())`);
@@ -208,10 +252,7 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
     // Capture is generated per table: tables captured by an older version get the
     // installed one, each in a transaction of its own (see _upgrade_capture); a
     // table it could not lock is tried again by the next migrate.
-    const { rows: stale } = await client.query<{ id: number }>(
-      `select table_id as id from dbsync.tables
-        where removed_at is null and capture_version < dbsync._capture_version() order by table_id`,
-    );
+    const { rows: stale } = await client.query<{ id: number }>("select id from dbsync._capture_outdated() id");
     for (const { id } of stale) {
       const { rows: up } = await client.query<{ done: boolean }>("select dbsync._upgrade_capture($1) as done", [id]);
       if (up[0].done) captureUpgraded++;

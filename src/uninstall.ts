@@ -11,6 +11,7 @@ import { redact } from "./config";
 import { clientConfig } from "./db";
 import { DbsyncError, sqlstateOf } from "./errors";
 import { WORKER_SCHEMA } from "./migrate";
+import { inventory } from "./source/protocol";
 
 /** Installed by migrate (sql/event_trigger.sql) when the migrating role is a superuser. */
 const DDL_TRIGGERS = ["dbsync_ddl_watch", "dbsync_drop_watch"];
@@ -25,35 +26,17 @@ export interface UninstallOptions {
 
 /** Exit codes: 0 removed (or nothing to remove), 1 error or declined, 2 no confirmation possible. */
 export async function uninstall(opts: UninstallOptions): Promise<number> {
-  const c = new Client(clientConfig(opts.sourceUrl, { applicationName: "dbsync cli" }));
+  const c = new Client(clientConfig(opts.sourceUrl, { applicationName: "dbsync cli", pinned: true }));
   c.on("error", () => undefined);
   await c.connect();
   try {
-    const { rows: [found] } = await c.query(
-      `select current_database() as db,
-              to_regnamespace('dbsync') is not null as has_dbsync,
-              to_regnamespace($1) is not null as has_worker,
-              to_regclass('dbsync.tables') is not null as has_tables,
-              to_regclass('dbsync.subscriptions') is not null as has_subs,
-              to_regprocedure('dbsync.remove_table(regclass)') is not null as has_remove,
-              exists (select from pg_event_trigger where evtname = $2) as has_ddl_trigger`,
-      [WORKER_SCHEMA, DDL_TRIGGERS[0]],
-    );
+    const found = await inventory(c, WORKER_SCHEMA, DDL_TRIGGERS[0]);
     const where = `database "${found.db}"`;
     if (!found.has_dbsync && !found.has_worker && !found.has_ddl_trigger) {
       console.log(`nothing to uninstall: ${where} has no dbsync schema`);
       return 0;
     }
-    const tables: { relid: number; name: string }[] = found.has_tables
-      ? (await c.query(
-          `select t.relid::int as relid, coalesce(cl.oid::regclass::text, format('%I.%I (dropped)', t.schema_name, t.table_name)) as name
-             from dbsync.tables t left join pg_class cl on cl.oid = t.relid
-            where t.removed_at is null order by t.table_id`,
-        )).rows
-      : [];
-    const subs: { name: string; target_conninfo: string }[] = found.has_subs
-      ? (await c.query("select name, target_conninfo from dbsync.subscriptions order by name")).rows
-      : [];
+    const { tables, subs } = found;
     const { rows: [act] } = await c.query(
       `select count(*)::int as n from pg_stat_activity
         where datname = current_database() and pid <> pg_backend_pid()

@@ -316,6 +316,56 @@ test("(c) the sidecar role can call no admin function and cannot read the queue 
   assert.equal(await value(env.source, "select count(*)::int from dbsync.tables where removed_at is null"), 2);
 });
 
+test("(c2) the protocol's functions give a role no more than its own grants: an admin role with EXECUTE on all of them cannot read a target's conninfo or change a verification", async () => {
+  // SECURITY INVOKER (sql/manifest.txt, protocol): what they read and write is checked
+  // against the caller's own table and column rights, which only a sidecar role has.
+  const protocol = await rows<{ fn: string; secdef: boolean; config: string[] | null }>(
+    env.source,
+    `select p.oid::regprocedure::text as fn, p.prosecdef as secdef, p.proconfig as config
+       from pg_proc p
+      where p.pronamespace = 'dbsync'::regnamespace and p.proname = any (dbsync._protocol_functions())
+        and (p.proname like 'sidecar\\_%' or p.proname in ('_verify_job', '_verify_snapshot', '_verify_release', '_verify_comparing',
+                                                        '_verify_counts', '_verify_done', '_verify_requeue', '_verify_failed'))`,
+  );
+  // sidecar_try_lock and sidecar_unlock too: they take an advisory lock, which any role may.
+  assert.equal(protocol.length, 17, protocol.map((p) => p.fn).join(", "));
+  for (const p of protocol) {
+    assert.equal(p.secdef, false, `${p.fn} must run with its caller's rights`);
+    assert.deepEqual(p.config, ["search_path=pg_catalog, pg_temp"], p.fn);
+  }
+  const id = await value<string>(env.source, "select max(verification_id)::text from dbsync.verifications");
+  assert.ok(id, "test (b) ran a verification");
+  const before = await rows(env.source, "select state, error, rows_compared::text, hold_snapshot, differing_keys from dbsync.verifications where verification_id = $1", [id]);
+  const adm = await connectAs(env.sourceUrl, OTHER_ADMIN); // EXECUTE on every dbsync function (test a)
+  const mon = await connectAs(env.sourceUrl, MON); // PUBLIC's EXECUTE only
+  const calls = [
+    "select * from dbsync.sidecar_subscription('s')",
+    "select * from dbsync.sidecar_subscriptions()",
+    "select * from dbsync.sidecar_work()",
+    "select * from dbsync.sidecar_groups()",
+    "select dbsync.sidecar_stop()",
+    `select * from dbsync.sidecar_sequences(${groupId})`,
+    "select * from dbsync.sidecar_readiness()",
+    `select * from dbsync._verify_job(${id})`,
+    `select dbsync._verify_snapshot(${id}, 'x')`,
+    `select dbsync._verify_release(${id})`,
+    `select dbsync._verify_comparing(${id})`,
+    `select dbsync._verify_counts(${id}, 1, 1, 1, 1, 1, 1, '{x}', 1)`,
+    `select dbsync._verify_done(${id}, '{x}', true)`,
+    `select dbsync._verify_requeue(${id})`,
+    `select dbsync._verify_failed(${id}, 'forged', 0, 0)`,
+  ];
+  for (const sql of calls) {
+    await denied(adm, sql);
+    await denied(mon, sql);
+  }
+  const side = await connectAs(env.sourceUrl, SIDECAR);
+  await denied(side, "select dbsync._protocol_functions()");
+  // What the sidecar role reads through them, it reads anyway.
+  assert.equal((await rows(side, "select * from dbsync.sidecar_subscription('s')"))[0].name, "s");
+  assert.deepEqual(await rows(env.source, "select state, error, rows_compared::text, hold_snapshot, differing_keys from dbsync.verifications where verification_id = $1", [id]), before);
+});
+
 test("(d) the target role is no superuser and owns only the replicated tables and dbsync's bookkeeping", async () => {
   assert.deepEqual(await rows(env.target, "select rolsuper, rolbypassrls from pg_roles where rolname = $1", [TARGET_ROLE]), [
     { rolsuper: false, rolbypassrls: false },

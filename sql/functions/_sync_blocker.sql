@@ -29,10 +29,9 @@ begin
                                 ', ' order by ts.table_name)
       into v_n, v_copying
     from dbsync.table_status ts where ts.subscription = s.name and ts.state = 'copying';
-    -- The session advisory lock every applier holds: (APPLY_LOCK_CLASS "dbsy", sub_id),
-    -- src/sync/session.ts.
+    -- The session advisory lock every applier holds (dbsync._lock_class).
     if not exists (select from pg_locks l
-                   where l.locktype = 'advisory' and l.classid = 1684173689 and l.objid = p_sub_id
+                   where l.locktype = 'advisory' and l.classid = dbsync._lock_class('apply')::oid and l.objid = p_sub_id
                      and l.objsubid = 2 and l.granted
                      -- Advisory locks are per cluster: another database's subscription
                      -- of the same id is not this one's applier.

@@ -31,7 +31,7 @@ begin
     -- Wait for the batch ticks being taken under a hold check that cannot see this
     -- hold, and keep new ones from being taken until it is committed (see
     -- dbsync._verify_hold): no batch then ends past this tick.
-    perform pg_advisory_xact_lock(1684174440, v_group); -- 0x64627668
+    perform pg_advisory_xact_lock(dbsync._lock_class('verify_group'), v_group);
     select x.tick_id, x.snapshot_name into v_tick, v_name from dbsync._export_tick(v_group) x;
     update dbsync.verifications v
     set state = 'running', tick_id = v_tick, hold_tick = v_tick, hold_snapshot = null,

@@ -26,7 +26,7 @@ begin
     if not found then
         return null;
     end if;
-    perform pg_advisory_xact_lock_shared(1684174440, v_group); -- 0x64627668
+    perform pg_advisory_xact_lock_shared(dbsync._lock_class('verify_group'), v_group);
     return (
         select min(v.hold_tick)
         from dbsync.verifications v
@@ -37,7 +37,7 @@ begin
           and exists (select from pg_locks l
                       where l.locktype = 'advisory'
                         and l.database = (select d.oid from pg_database d where d.datname = current_database())
-                        and l.classid = 1684173686 -- 0x64627376
+                        and l.classid = (select dbsync._lock_class('verify'))::oid
                         and l.objid::text::bigint = v.verification_id
                         and l.objsubid = 2
                         and l.granted));

@@ -28,7 +28,7 @@ begin
         raise exception '_verify_schedule: the interval must be positive and the rows at least 1 (got %, %)', p_interval, p_rows
             using errcode = 'invalid_parameter_value';
     end if;
-    if not pg_try_advisory_xact_lock(1684174451, 0) then -- 0x64627673
+    if not pg_try_advisory_xact_lock(dbsync._lock_class('verify_schedule'), 0) then
         return;
     end if;
 

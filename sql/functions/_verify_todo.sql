@@ -10,7 +10,7 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
       and not exists (select from pg_locks l
                       where l.locktype = 'advisory'
                         and l.database = (select d.oid from pg_database d where d.datname = current_database())
-                        and l.classid = 1684173686 -- 0x64627376
+                        and l.classid = (select dbsync._lock_class('verify'))::oid
                         and l.objid::text::bigint = v.verification_id
                         and l.objsubid = 2)
     order by v.verification_id

@@ -14,10 +14,7 @@
 create or replace function dbsync.grant_monitor(role_name name) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
-    perform dbsync._require_owner('grant_monitor');
-    perform dbsync._check_grantee('grant_monitor', role_name, 'dbsync_monitor');
-    insert into dbsync.monitor_roles (role_name) values (grant_monitor.role_name) on conflict do nothing;
-    perform dbsync._grant_monitor_rights(grant_monitor.role_name);
+    perform dbsync._grant_set('monitor', role_name);
 end
 $$;
 

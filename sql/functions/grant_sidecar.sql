@@ -3,8 +3,10 @@
 --   dbsync or being a superuser; the owner keeps `dbsync migrate`. Records the role
 --   in dbsync.sidecar_roles (add_table and add_sequence then grant it what they add,
 --   and every migrate grants it again) and grants it exactly what the sidecar uses:
---     * USAGE on schema dbsync; EXECUTE on the functions the sidecar calls (all
---       SECURITY DEFINER: they read and write dbsync's tables for it);
+--     * USAGE on schema dbsync; EXECUTE on the functions the sidecar calls (the
+--       protocol section of sql/manifest.txt, dbsync._protocol_functions()): those
+--       that change dbsync's state are SECURITY DEFINER; those that read, or write
+--       the columns of dbsync.verifications below, run with the role's own rights;
 --     * SELECT on the dbsync tables and views the sidecar reads directly
 --       (subscriptions with their target_conninfo, groups, tables, sequences,
 --       verifications, status, table_status) and UPDATE on the columns of
@@ -25,10 +27,7 @@
 create or replace function dbsync.grant_sidecar(role_name name) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
-    perform dbsync._require_owner('grant_sidecar');
-    perform dbsync._check_grantee('grant_sidecar', role_name, 'dbsync_sidecar');
-    insert into dbsync.sidecar_roles (role_name) values (grant_sidecar.role_name) on conflict do nothing;
-    perform dbsync._grant_sidecar_rights(grant_sidecar.role_name);
+    perform dbsync._grant_set('sidecar', role_name);
 end
 $$;
 
@@ -42,16 +41,13 @@ declare
 begin
     perform dbsync._require_owner('_grant_sidecar_rights');
     execute format('grant usage on schema dbsync to %I', p_role);
-    -- What the sidecar's sessions call by name (src/sidecar, src/source, src/sync,
-    -- src/verify), and batch_keys, which the COPY that batch_plan writes calls.
+    -- The sidecar <-> source protocol (the protocol section of sql/manifest.txt),
+    -- batch_keys among it: the COPY that batch_plan writes calls it.
     for r in
         select p.oid::regprocedure as fn
         from pg_proc p
         where p.pronamespace = 'dbsync'::regnamespace
-          and p.proname in ('begin_batch', 'batch_plan', 'batch_keys', 'record_progress', 'copy_progress', 'copy_chunks',
-                            'table_error', 'record_error', 'target_position', 'has_work', 'set_sleeping',
-                            'tick', 'maintain', 'table_layout', '_verify_begin', '_verify_todo',
-                            '_verify_schedule', '_verify_record', '_skipped_ddl')
+          and p.proname = any (dbsync._protocol_functions())
     loop
         execute format('grant execute on function %s to %I', r.fn, p_role);
     end loop;

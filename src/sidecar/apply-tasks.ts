@@ -9,6 +9,7 @@ import { Links } from "../sync/links";
 import { SubscriptionSession } from "../sync/session";
 import { Backoff } from "./backoff";
 import { Jobs } from "./jobs";
+import { hasWork, recordError, setSleeping } from "../source/protocol";
 
 /**
  * What the apply loop counts. With --metrics-port, prom-client's metrics
@@ -166,12 +167,11 @@ export class ApplyTasks {
       const groupId = session.subscription!.group_id;
       // Ask writers to notify from now on, then look once more: a change committed
       // before the flag was visible to them would otherwise wait for the next poll.
-      await this.pool.query("select dbsync.set_sleeping($1, true)", [groupId]);
+      await setSleeping(this.pool, groupId, true);
       // Tables waiting to retry their copy are work to has_work: the poll comes back
       // for them (and for a change committed meanwhile).
       if (outcome === "waiting") return;
-      const { rows } = await this.pool.query("select dbsync.has_work($1) as more", [name]);
-      if (rows[0].more) await this.jobs.wakeSync(name);
+      if (await hasWork(this.pool, name)) await this.jobs.wakeSync(name);
     } catch (err) {
       const tick = session.currentTick;
       await this.drop(name);
@@ -208,10 +208,7 @@ export class ApplyTasks {
       transient ? "warn" : "error",
     );
     try {
-      await this.pool.query(
-        "select dbsync.record_error(s.sub_id, $2, $3, $4, $5) from dbsync.subscriptions s where s.name = $1",
-        [name, message, sqlstate ?? null, ctx.table ?? null, tick ?? null],
-      );
+      await recordError(this.pool, name, { message, sqlstate, table: ctx.table, tick });
     } catch (e) {
       if (isTransient(sqlstateOf(e))) this.outages.fail("source", "source unreachable; retrying", { err: messageOf(e) });
       else this.log.warn({ subscription: name, err: messageOf(e) }, "could not record the error on the source");

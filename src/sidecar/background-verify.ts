@@ -4,12 +4,13 @@
 // compares one bounded key range of one table with its target, through the verify
 // job (one tick of the stream on both sides, see src/verify/verify.ts).
 // Which table, which range and whether a subscription is due is decided in SQL
-// (dbsync._verify_schedule) and remembered there (dbsync.verify_progress): several
+// (dbsync._verify_schedule) and remembered there, on the source: several
 // sidecars share one rotation, and a restarted one goes on where the last stopped.
 import { Pool } from "pg";
 import { messageOf } from "../errors";
 import { Log } from "../log";
 import { Jobs } from "./jobs";
+import { scheduleVerifications } from "../source/protocol";
 
 export interface BackgroundVerifyOptions {
   /** 0: off. */
@@ -65,11 +66,7 @@ export class BackgroundVerify {
     if (this.busy) return;
     this.busy = true;
     try {
-      const { rows } = await this.pool.query<{ id: string }>(
-        "select id::pg_catalog.text from dbsync._verify_schedule(pg_catalog.make_interval(secs => $1), $2) id",
-        [this.opts.intervalMs / 1000, this.opts.chunkRows],
-      );
-      for (const r of rows) await this.jobs.wakeVerify(Number(r.id));
+      for (const id of await scheduleVerifications(this.pool, this.opts.intervalMs / 1000, this.opts.chunkRows)) await this.jobs.wakeVerify(id);
       this.lastWarning = "";
     } catch (err) {
       // Once per distinct cause (a missing grant would repeat every few seconds).

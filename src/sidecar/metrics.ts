@@ -8,6 +8,7 @@ import client from "prom-client";
 import { clientConfig, closeQuietly } from "../db";
 import { DbsyncError, messageOf } from "../errors";
 import { Log } from "../log";
+import { Readiness, readiness as sourceReadiness } from "../source/protocol";
 import type { Finished } from "../verify/verify";
 
 export class Metrics {
@@ -133,13 +134,10 @@ export class Metrics {
  */
 async function readiness(pool: Pool): Promise<{ ok: boolean; problems: string[] }> {
   const problems: string[] = [];
-  let targets: { name: string; target_conninfo: string }[] = [];
+  let targets: Readiness[] = [];
   try {
-    targets = (await pool.query("select name, target_conninfo from dbsync.subscriptions where not paused")).rows;
-    const { rows: failing } = await pool.query<{ name: string; last_error: string | null; last_error_table: string | null }>(
-      "select name, last_error, last_error_table from dbsync.status where state = 'error' order by name",
-    );
-    for (const f of failing) problems.push(`subscription ${f.name}: ${f.last_error_table ? `${f.last_error_table}: ` : ""}${f.last_error ?? "error"}`);
+    targets = await sourceReadiness(pool);
+    for (const f of targets.filter((t) => t.failing)) problems.push(`subscription ${f.name}: ${f.last_error_table ? `${f.last_error_table}: ` : ""}${f.last_error ?? "error"}`);
   } catch (err) {
     return { ok: false, problems: [`source: ${messageOf(err)}`] };
   }

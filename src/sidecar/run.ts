@@ -14,6 +14,7 @@ import { ApplyCounters, ApplyTasks, NO_COUNTERS } from "./apply-tasks";
 import { BackgroundVerify, VERIFY_DEFAULTS } from "./background-verify";
 import { createJobs } from "./jobs";
 import { Wakeups } from "./wakeups";
+import { activeSubscriptions, installation, sidecarStopped } from "../source/protocol";
 
 export const DEFAULT_METRICS_HOST = "127.0.0.1";
 
@@ -125,7 +126,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
       await jobs.stop();
       await tasks.close();
       // Nobody listens now: writers should not pay for NOTIFY.
-      await pool.query("select dbsync.set_sleeping(group_id, false) from dbsync.groups where sleeping").catch(() => undefined);
+      await sidecarStopped(pool).catch(() => undefined);
       await new Promise((r) => (metricsServer ? metricsServer.close(r) : r(undefined)));
       await pool.end().catch(() => undefined);
       log.info("dbsync sidecar stopped");
@@ -193,13 +194,9 @@ interface SourceAtStart {
 
 /** What the start needs from the source; a source without dbsync is an error. */
 async function readSource(pool: Pool): Promise<SourceAtStart> {
-  const { rows } = await pool.query(
-    `select pg_catalog.current_setting('server_version_num')::pg_catalog.int4 / 10000 as major,
-            pg_catalog.to_regclass('dbsync.subscriptions') is not null as ok`,
-  );
-  if (!rows[0].ok) {
+  const { major, installed } = await installation(pool);
+  if (!installed) {
     throw new DbsyncError("the source has no dbsync schema", { hint: "Run `dbsync migrate --source URL` first." });
   }
-  const { rows: subs } = await pool.query<{ name: string }>("select name from dbsync.subscriptions where not paused order by sub_id");
-  return { major: rows[0].major, subscriptions: subs.map((r) => r.name) };
+  return { major, subscriptions: (await activeSubscriptions(pool)).map((r) => r.name) };
 }

@@ -10,6 +10,7 @@ import { isTransient, messageOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
 import { ApplyTasks } from "./apply-tasks";
 import { Jobs } from "./jobs";
+import { activeSubscriptions, groupIds, installation, maintain, setSleeping, subscriptionsWithWork, tick, verificationsToDo } from "../source/protocol";
 
 export interface WakeupOptions {
   sourceUrl: string | undefined;
@@ -47,8 +48,7 @@ export class Wakeups {
   private async checkGone(err: unknown): Promise<boolean> {
     if (!GONE_STATES.has(sqlstateOf(err) ?? "")) return false;
     try {
-      const { rows } = await this.pool.query("select pg_catalog.to_regclass('dbsync.subscriptions') is null as gone");
-      if (!rows[0].gone || this.stopped) return false;
+      if ((await installation(this.pool)).installed || this.stopped) return false;
     } catch {
       return false;
     }
@@ -112,12 +112,8 @@ export class Wakeups {
     try {
       do {
         this.notified.set(groupId, false);
-        await this.pool.query("select dbsync.set_sleeping($1, false)", [groupId]);
-        const { rows } = await this.pool.query<{ name: string }>(
-          "select name from dbsync.subscriptions where group_id = $1 and not paused",
-          [groupId],
-        );
-        for (const r of rows) if (!this.tasks.poke(r.name)) await this.jobs.wakeSync(r.name);
+        await setSleeping(this.pool, groupId, false);
+        for (const r of await activeSubscriptions(this.pool, groupId)) if (!this.tasks.poke(r.name)) await this.jobs.wakeSync(r.name);
       } while (this.notified.get(groupId));
     } catch (err) {
       this.log.warn({ err: messageOf(err) }, "wake-up failed; the poll will catch up");
@@ -131,18 +127,15 @@ export class Wakeups {
     if (this.stopped) return;
     try {
       // Subscriptions with events to apply or tables to copy.
-      const { rows } = await this.pool.query<{ name: string; group_id: number }>(
-        "select s.name, s.group_id from dbsync.subscriptions s where dbsync.has_work(s.name)",
-      );
+      const rows = await subscriptionsWithWork(this.pool);
       // Awake for these groups now: writers need not NOTIFY (it costs them a
       // cluster-wide lock at commit) until the applier sleeps again; without this,
       // while the LISTEN connection is down every captured transaction would notify.
-      for (const g of new Set(rows.map((r) => r.group_id))) await this.pool.query("select dbsync.set_sleeping($1, false)", [g]);
+      for (const g of new Set(rows.map((r) => r.group_id))) await setSleeping(this.pool, g, false);
       for (const r of rows) {
         if (!this.tasks.backoff.waiting(r.name) && !this.tasks.poke(r.name)) await this.jobs.wakeSync(r.name);
       }
-      const { rows: verifications } = await this.pool.query<{ id: string }>("select id::text from dbsync._verify_todo() id");
-      for (const v of verifications) await this.jobs.wakeVerify(Number(v.id));
+      for (const id of await verificationsToDo(this.pool)) await this.jobs.wakeVerify(id);
       this.outages.ok("source", "source connection");
     } catch (err) {
       if (await this.checkGone(err)) return;
@@ -153,14 +146,9 @@ export class Wakeups {
   private async maintain() {
     if (this.stopped) return;
     try {
-      const { rows } = await this.pool.query<{ group_id: number }>("select group_id from dbsync.groups");
-      for (const g of rows) {
-        const { rows: m } = await this.pool.query("select dbsync.maintain($1, make_interval(secs => $2)) as wants_tick", [
-          g.group_id,
-          this.opts.rotateAfterSeconds,
-        ]);
+      for (const g of await groupIds(this.pool)) {
         // An idle group's positions must move past a rotated slot before it can go.
-        if (m[0].wants_tick) await this.pool.query("select dbsync.tick($1, true)", [g.group_id]);
+        if (await maintain(this.pool, g, this.opts.rotateAfterSeconds)) await tick(this.pool, g, true);
       }
     } catch (err) {
       if (await this.checkGone(err)) return;

@@ -13,7 +13,7 @@
 import { Pool, PoolClient, escapeIdentifier as ident } from "pg";
 import { sqlstateOf } from "../errors";
 import { Batch, Done, Plan, beginBatch, openReader } from "../source/batches";
-import { Subscription, loadSubscription } from "../source/catalog";
+import { Subscription, copyChunks, copyProgress, loadSubscription, recordProgress, skippedDdl, tableError, targetPosition, tryLock, unlock } from "../source/protocol";
 import { TargetState, applyBatch } from "../target/apply";
 import { Phases } from "../target/phases";
 import { beginApply, commitApply, readAppliedTick, setAppliedTick } from "../target/progress";
@@ -21,8 +21,6 @@ import { Log } from "../log";
 import { Backoff } from "../sidecar/backoff";
 import { Links } from "./links";
 
-// Key space of dbsync's session advisory locks ("dbsy"); the second key is sub_id.
-export const APPLY_LOCK_CLASS = 0x64627379;
 
 /**
  * Estimated rows of the tables one batch copies (at least one table); a bigger
@@ -89,8 +87,8 @@ export class SubscriptionSession {
           return "gone";
         }
         // Held until the session closes; a crashed process loses it at once.
-        const { rows } = await reader.query("select pg_try_advisory_lock($1, $2) as ok", [APPLY_LOCK_CLASS, sub.sub_id]);
-        if (!rows[0].ok) {
+        const ok = await tryLock(reader, "apply", sub.sub_id);
+        if (!ok) {
           links.release(reader);
           return "busy";
         }
@@ -116,10 +114,10 @@ export class SubscriptionSession {
         // (Where both agree, target_position would only take a row lock: a commit
         // that waits for a WAL flush, at every sync job.)
         if (at !== sub.position_tick || sub.reset_target) {
-          const { rows } = await control.query("select dbsync.target_position($1, $2)::float8 as t", [sub.sub_id, at]);
-          if (rows[0].t !== at) await setAppliedTick(target, sub.sub_uuid, rows[0].t);
-          if (rows[0].t !== sub.position_tick || at !== sub.position_tick) {
-            this.log.info({ source: sub.position_tick, target: at, continuing: rows[0].t }, "position taken from the target");
+          const continuing = await targetPosition(control, sub.sub_id, at);
+          if (continuing !== at) await setAppliedTick(target, sub.sub_uuid, continuing);
+          if (continuing !== sub.position_tick || at !== sub.position_tick) {
+            this.log.info({ source: sub.position_tick, target: at, continuing }, "position taken from the target");
           }
         }
       } catch (err) {
@@ -182,11 +180,12 @@ export class SubscriptionSession {
       // sql/functions/_copy_chunks.sql).
       const copies = plan.tables.filter((t) => t.action === "copy");
       if (copies.length) {
-        await control.query("select dbsync.copy_chunks($1, $2, $3)", [
+        await copyChunks(
+          control,
           sub.sub_id,
           batch.to,
-          JSON.stringify(copies.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk ?? { whole: true } }))),
-        ]);
+          copies.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk ?? { whole: true } })),
+        );
       }
       // The reader, idle in its transaction by then, reads the sequences to carry.
       const result = await applyBatch(reader, reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
@@ -194,11 +193,9 @@ export class SubscriptionSession {
           // A small table's copy is over before anyone could watch it: no report (a
           // source commit each) at its start; one that lasts reports every 250 ms.
           if (rows === 0 && !t.chunk && (t.rows_estimated ?? 0) < SMALL_COPY_ROWS) return;
-          void control
-            .query("select dbsync.copy_progress($1, $2, $3, $4, $5)", [
-              sub.sub_id, t.table_id, t.copy_request, rows + (t.chunk?.rows_before ?? 0), t.rows_estimated,
-            ])
-            .catch(() => undefined);
+          void copyProgress(control, sub.sub_id, t.table_id, t.copy_request, rows + (t.chunk?.rows_before ?? 0), t.rows_estimated).catch(
+            () => undefined,
+          );
         },
         phases,
       });
@@ -219,9 +216,7 @@ export class SubscriptionSession {
 
   /** A batch's progress, when no begin_batch follows to carry it. */
   private async report(subId: number, done: Done) {
-    await this.opts.control.query("select dbsync.record_progress($1, $2, $3, $4, $5, $6)", [
-      subId, done.tick, done.events, done.seconds, JSON.stringify(done.copied), JSON.stringify(done.sequences),
-    ]);
+    await recordProgress(this.opts.control, subId, done);
   }
 
   /**
@@ -273,7 +268,7 @@ export class SubscriptionSession {
       }
       const retryInMs = this.opts.copyRetries?.fail(retryKey(t));
       this.log.warn({ table: t.target, retryInMs }, message);
-      await this.opts.control.query("select dbsync.table_error($1, $2, $3)", [batch.subId, t.table_id, message]);
+      await tableError(this.opts.control, batch.subId, t.table_id, message);
     }
     return { ...plan, tables: kept };
   }
@@ -281,8 +276,7 @@ export class SubscriptionSession {
   /** execute_ddl statements a DBA chose to skip on this target (dbsync.skip_ddl). */
   private async withoutSkippedDdl(subId: number, plan: Plan): Promise<Plan> {
     if (!plan.ddl.length) return plan;
-    const { rows } = await this.opts.control.query<{ ids: string[] }>("select dbsync._skipped_ddl($1)::text[] as ids", [subId]);
-    const skipped = new Set(rows[0].ids.map(Number));
+    const skipped = await skippedDdl(this.opts.control, subId);
     if (!skipped.size) return plan;
     const ddl = plan.ddl.filter((d) => !skipped.has(Number(d.ev_id)));
     for (const d of plan.ddl) if (skipped.has(Number(d.ev_id))) this.log.info({ event: d.ev_id }, "execute_ddl event skipped on this target (dbsync.skip_ddl)");
@@ -301,7 +295,7 @@ export class SubscriptionSession {
     if (!reader) return;
     if (!broken) {
       try {
-        await reader.query("select pg_advisory_unlock($1, $2)", [APPLY_LOCK_CLASS, locked]);
+        if (locked !== undefined) await unlock(reader, "apply", locked);
       } catch {
         broken = true;
       }

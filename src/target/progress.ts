@@ -3,6 +3,7 @@
 // re-created subscription never mix); dbsync.copied one row per copied table.
 import { Client, QueryResult, escapeLiteral } from "pg";
 import { DbsyncError, sqlstateOf } from "../errors";
+import { DBSYNC_LOCK } from "../locks";
 
 // CREATE SCHEMA IF NOT EXISTS checks CREATE on the database even when the schema
 // exists, so it runs only when it is missing: a DBA may create the schema for a
@@ -23,9 +24,6 @@ const TARGET_SCHEMA_SQL = `
       primary key (sub_uuid, table_id)
   );`;
 
-// "dbsync" in ASCII, as the migration lock on the source.
-const TARGET_SCHEMA_LOCK = 0x646273796e63;
-
 export async function ensureTargetSchema(target: Client): Promise<void> {
   const { rows } = await target.query(
     "select to_regclass('dbsync.applied') is not null and to_regclass('dbsync.copied') is not null as ok",
@@ -35,7 +33,7 @@ export async function ensureTargetSchema(target: Client): Promise<void> {
   await target.query("begin");
   try {
     // A parameter, not a hex literal: those parse only from PostgreSQL 16 on.
-    await target.query("select pg_advisory_xact_lock($1)", [TARGET_SCHEMA_LOCK]);
+    await target.query("select pg_advisory_xact_lock($1)", [DBSYNC_LOCK]);
     const { rows: schema } = await target.query("select to_regnamespace('dbsync') is not null as ok");
     if (!schema[0].ok) await target.query("create schema dbsync");
     await target.query(TARGET_SCHEMA_SQL);

@@ -3,6 +3,7 @@
 // the target's next values are above every value the source used.
 import { Client } from "pg";
 import { DbsyncError, messageOf, sqlstateOf } from "../errors";
+import { groupSequences } from "../source/protocol";
 
 export class SequenceSync {
   /** Last value pushed per sequence, so that unchanged ones cost nothing. */
@@ -10,11 +11,7 @@ export class SequenceSync {
 
   /** Returns [seq_id, value] of every sequence the target now has at least at `value`. */
   async push(source: Client, target: Client, groupId: number): Promise<[number, string][]> {
-    const { rows } = await source.query<{ seq_id: number; name: string; value: string | null }>(
-      `select seq_id, format('%I.%I', schema_name, seq_name) as name, pg_sequence_last_value(relid)::text as value
-         from dbsync.sequences where group_id = $1`,
-      [groupId],
-    );
+    const rows = await groupSequences(source, groupId);
     const at: [number, string][] = [];
     for (const r of rows) {
       if (r.value === null) continue;
@@ -29,7 +26,7 @@ export class SequenceSync {
       } catch (err) {
         throw new DbsyncError(`sequence ${r.name} on the target: ${messageOf(err)}`, {
           sqlstate: sqlstateOf(err),
-          hint: `Create sequence ${r.name} on the target, or remove it from dbsync.sequences.`,
+          hint: `Create sequence ${r.name} on the target (as it is on the source), then the batch is retried.`,
         });
       }
       this.pushed.set(r.name, r.value);

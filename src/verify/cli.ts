@@ -76,7 +76,7 @@ export async function verifyCommand(
   const print = opts.print ?? ((l: string) => process.stdout.write(l + "\n"));
   const tty = opts.tty ?? (!opts.json && !opts.print && process.stdout.isTTY === true);
   const pollMs = opts.pollMs ?? 500;
-  const c = new Client(clientConfig(sourceUrl, { applicationName: "dbsync verify" }));
+  const c = new Client(clientConfig(sourceUrl, { applicationName: "dbsync verify", pinned: true }));
   c.on("error", () => undefined);
   await c.connect();
   try {

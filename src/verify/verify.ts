@@ -11,12 +11,12 @@
 //     commits: tick, hold and snapshot become visible together. The reader sees the
 //     table exactly as of T and stays open while the hold is needed: the applier
 //     reads the batch that ends at T through its export (it does not see T's own
-//     row in dbsync.ticks, whose transaction was running in that snapshot, so
+//     tick row, whose transaction was running in that snapshot, so
 //     nothing here reads it there).
 //  2. Hold. dbsync.begin_batch ends the applier's batch at a held tick, read through
 //     hold_snapshot, and never moves the subscription past it (dbsync._verify_hold),
 //     so the target lands exactly on T and stops there. A hold counts only while
-//     this job holds its session advisory lock (0x64627376, verification_id): if
+//     this job holds its session advisory lock ('verify', dbsync._lock_class): if
 //     the process dies, the stream moves on. begin_batch looks for holds before it
 //     takes its own tick; a group lock (dbsync._verify_hold shared, _verify_begin
 //     exclusive) keeps T from falling between the two. Should the target still be
@@ -76,10 +76,24 @@ import { forServer } from "../compat";
 import { closeQuietly, connect } from "../db";
 import { DbsyncError, messageOf, sqlstateOf } from "../errors";
 import { Log } from "../log";
+import {
+  VerifyCounts as Counts,
+  VerifyJob as Job,
+  beginVerification,
+  loadSubscription,
+  loadVerification,
+  recordBackgroundVerification,
+  tryLock,
+  releaseVerification,
+  verifyComparing,
+  verifyCounts,
+  verifyDone,
+  verifyFailed,
+  verifyRequeue,
+  verifySnapshot,
+} from "../source/protocol";
 import { ensureTargetSchema, enterReplicaMode } from "../target/progress";
 
-/** Advisory lock class of verify jobs ("dbsv"); the second key is verification_id. */
-export const VERIFY_LOCK_CLASS = 0x64627376;
 /** How many differing keys dbsync.verifications keeps. */
 export const DIFF_KEYS_CAP = 1000;
 /** Fresh ticks taken when an applier's batch ended past the verification's tick. */
@@ -128,26 +142,6 @@ let active = 0;
 let activeBackground = 0;
 let warnedNoSlot = false;
 
-interface Job {
-  verification_id: number;
-  state: string;
-  repair: boolean;
-  sub_id: number;
-  table_id: number;
-  subscription: string;
-  sub_uuid: string;
-  target_conninfo: string;
-  copy_data: boolean;
-  schema_name: string;
-  table_name: string;
-  partitioned: boolean;
-  background: boolean;
-  key_after: string[] | null;
-  row_limit: number | null;
-  /** As dbsync.table_status names it. */
-  verified_name: string;
-}
-
 /** A column on one side, and how its values become text there. */
 interface Col {
   name: string;
@@ -191,17 +185,6 @@ interface SourceTable {
   cols: Map<string, Col>;
 }
 
-interface Counts {
-  rowsCompared: number;
-  chunks: number;
-  chunksDiffering: number;
-  missing: number;
-  extra: number;
-  different: number;
-  repaired: number;
-  keys: string[];
-}
-
 type Key = string[];
 interface RowSig {
   k: Key;
@@ -239,20 +222,7 @@ async function verifyOnce(
   log: Log,
   opts: VerifyOptions,
 ): Promise<VerifyOutcome> {
-  const load = async () =>
-    (
-      await control.query<Job>(
-        `select v.verification_id::pg_catalog.float8 as verification_id, v.state, v.repair, v.sub_id, v.table_id,
-                s.name as subscription, s.sub_uuid, s.target_conninfo, s.copy_data,
-                t.schema_name, t.table_name, t.partitioned,
-                v.background, v.key_after, v.row_limit::pg_catalog.float8 as row_limit, v.table_name as verified_name
-           from dbsync.verifications v
-           join dbsync.subscriptions s on s.sub_id OPERATOR(pg_catalog.=) v.sub_id
-           join dbsync.tables t on t.table_id OPERATOR(pg_catalog.=) v.table_id
-          where v.verification_id OPERATOR(pg_catalog.=) $1`,
-        [verificationId],
-      )
-    ).rows[0];
+  const load = () => loadVerification(control, verificationId);
   const job = await load();
   if (!job || (job.state !== "queued" && job.state !== "running")) return "nothing";
   if (!job.background) return verifyJob(sourceUrl, control, job, load, log, opts);
@@ -299,8 +269,7 @@ async function verifyJob(
   const counts: Counts = { rowsCompared: 0, chunks: 0, chunksDiffering: 0, missing: 0, extra: 0, different: 0, repaired: 0, keys: [] };
   try {
     holder = await connect(sourceUrl, { applicationName: appName });
-    const lock = await holder.query("select pg_catalog.pg_try_advisory_lock($1, $2::pg_catalog.int4) as ok", [VERIFY_LOCK_CLASS, verificationId]);
-    if (!lock.rows[0].ok) return "busy";
+    if (!(await tryLock(holder, "verify", verificationId))) return "busy";
     job = await load(); // another process may have finished it meanwhile
     if (!job || (job.state !== "queued" && job.state !== "running")) return "nothing";
 
@@ -322,7 +291,7 @@ async function verifyJob(
       tick = await holdTick(holder, reader, verificationId);
       info({ tick, repair: job.repair }, "verification started");
       try {
-        src = await sourceTable(reader, job.table_id, table);
+        src = await sourceTable(reader, job.table_id, job.relid, table);
         // 2 + 3. The target at exactly T.
         await waitForTarget(control, target, job, tick, waitTimeoutMs, src.targetName, opts.signal);
         break;
@@ -330,15 +299,15 @@ async function verifyJob(
         if (!(err instanceof MovedPast) || attempt >= TICK_ATTEMPTS) throw err;
         info({ tick }, `${err.message}; starting over at a new tick`);
         await reader.query("rollback");
-        await releaseHold(control, verificationId);
+        await releaseVerification(control, verificationId);
       }
     }
     const layout = await targetLayout(target, src);
     await checkNotRewritten(target, "pg_catalog.to_regclass($1)", src.targetName, "the target");
 
     // 4. Without repair, let the stream go on.
-    if (!job.repair) await releaseHold(control, verificationId);
-    await control.query("update dbsync.verifications set compare_started_at = pg_catalog.now() where verification_id OPERATOR(pg_catalog.=) $1", [verificationId]);
+    if (!job.repair) await releaseVerification(control, verificationId);
+    await verifyComparing(control, verificationId);
     vlog.debug({ tick }, "both sides at the verification tick; comparing");
 
     const cmp = new Comparer(reader, target, src, job.partitioned, layout, job.repair, counts, opts.signal);
@@ -346,14 +315,7 @@ async function verifyJob(
     const report = async (force = false) => {
       if (!force && Date.now() - lastReport < 250) return;
       lastReport = Date.now();
-      await control.query(
-        `update dbsync.verifications
-            set rows_compared = $2, chunks = $3, chunks_differing = $4, rows_missing = $5, rows_extra = $6,
-                rows_different = $7, differing_count = $5::pg_catalog.int8 OPERATOR(pg_catalog.+) $6::pg_catalog.int8 OPERATOR(pg_catalog.+) $7::pg_catalog.int8, differing_keys = $8, rows_repaired = $9
-          where verification_id OPERATOR(pg_catalog.=) $1`,
-        [verificationId, counts.rowsCompared, counts.chunks, counts.chunksDiffering, counts.missing, counts.extra,
-          counts.different, counts.keys, counts.repaired],
-      );
+      await verifyCounts(control, verificationId, counts);
     };
     // A start key of another shape (the table's key changed since it was stored)
     // means nothing here: the range starts at the first key.
@@ -362,20 +324,14 @@ async function verifyJob(
     await target.query("commit");
     await reader.query("commit");
     await report(true);
-    await control.query(
-      `update dbsync.verifications
-          set state = 'done', hold_tick = null, hold_snapshot = null, finished_at = pg_catalog.now(),
-              duration = pg_catalog.now() OPERATOR(pg_catalog.-) started_at, key_reached = $2, reached_end = $3
-        where verification_id OPERATOR(pg_catalog.=) $1`,
-      [verificationId, range.reached, range.end],
-    );
+    await verifyDone(control, verificationId, range.reached, range.end);
     const differing = counts.missing + counts.extra + counts.different;
     const outcome = { tick, rows: counts.rowsCompared, chunks: counts.chunks, differing, repaired: counts.repaired };
     if (job.background) {
       // The verification is done whatever happens here; _verify_schedule books it later.
-      await control
-        .query("select dbsync._verify_record($1)", [verificationId])
-        .catch((e) => vlog.warn({ err: messageOf(e) }, "could not book the background verification yet"));
+      await recordBackgroundVerification(control, verificationId).catch((e) =>
+        vlog.warn({ err: messageOf(e) }, "could not book the background verification yet"),
+      );
       if (differing > 0) {
         vlog.warn(
           { ...outcome, keys: counts.keys.slice(0, 10) },
@@ -389,34 +345,25 @@ async function verifyJob(
   } catch (err) {
     if (err instanceof Stopped) {
       vlog.info("verification interrupted: the sidecar is stopping; it will start over");
-      await control
-        .query("update dbsync.verifications set state = 'queued', hold_tick = null, hold_snapshot = null where verification_id OPERATOR(pg_catalog.=) $1", [verificationId])
-        .catch(() => undefined);
+      await verifyRequeue(control, verificationId).catch(() => undefined);
       return "stopped";
     }
     const ctx = err instanceof DbsyncError ? err.context : {};
     const message = messageOf(err) + (ctx.hint ? ` (hint: ${ctx.hint})` : "");
     vlog.error({ sqlstate: ctx.sqlstate ?? sqlstateOf(err) }, `verification failed: ${message}`);
-    await control
-      .query(
-        `update dbsync.verifications
-            set state = 'error', error = $2, hold_tick = null, hold_snapshot = null, finished_at = pg_catalog.now(),
-                duration = pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(started_at, requested_at),
-                rows_compared = $3, chunks = $4
-          where verification_id OPERATOR(pg_catalog.=) $1`,
-        [verificationId, message, counts.rowsCompared, counts.chunks],
-      )
-      .catch((e) => vlog.warn({ err: messageOf(e) }, "could not record the verification's error"));
+    await verifyFailed(control, verificationId, message, counts.rowsCompared, counts.chunks).catch((e) =>
+      vlog.warn({ err: messageOf(e) }, "could not record the verification's error"),
+    );
     if (first.background) {
-      await control
-        .query("select dbsync._verify_record($1)", [verificationId])
-        .catch((e) => vlog.warn({ err: messageOf(e) }, "could not book the background verification's error"));
+      await recordBackgroundVerification(control, verificationId).catch((e) =>
+        vlog.warn({ err: messageOf(e) }, "could not book the background verification's error"),
+      );
     }
     finished(false);
     return "error";
   } finally {
     // The hold goes before the reader whose snapshot it names.
-    if (begun) await releaseHold(control, verificationId).catch(() => undefined);
+    if (begun) await releaseVerification(control, verificationId).catch(() => undefined);
     // Closing the holder also releases the advisory lock (and with it any hold).
     await Promise.all([closeQuietly(reader), closeQuietly(target), closeQuietly(holder)]);
   }
@@ -429,30 +376,20 @@ async function verifyJob(
 async function holdTick(holder: Client, reader: Client, verificationId: number): Promise<number> {
   await holder.query("begin isolation level read committed");
   try {
-    const b = await holder.query("select tick_id::pg_catalog.float8 as tick, snapshot_name from dbsync._verify_begin($1)", [verificationId]);
+    const b = await beginVerification(holder, verificationId);
     await reader.query(
       `begin isolation level repeatable read read only;
-       set transaction snapshot ${escapeLiteral(b.rows[0].snapshot_name)}`,
+       set transaction snapshot ${escapeLiteral(b.snapshot_name)}`,
     );
     const { rows } = await reader.query("select pg_catalog.pg_export_snapshot() as s");
-    await holder.query("update dbsync.verifications set hold_snapshot = $2 where verification_id OPERATOR(pg_catalog.=) $1", [verificationId, rows[0].s]);
+    await verifySnapshot(holder, verificationId, rows[0].s);
     await holder.query("commit");
-    return b.rows[0].tick;
+    return b.tick;
   } catch (err) {
     await holder.query("rollback").catch(() => undefined);
     await reader.query("rollback").catch(() => undefined);
     throw err;
   }
-}
-
-async function releaseHold(control: Pool, verificationId: number) {
-  await control.query(
-    `with v as (update dbsync.verifications set hold_tick = null, hold_snapshot = null
-                 where verification_id OPERATOR(pg_catalog.=) $1 and (hold_tick is not null or hold_snapshot is not null) returning sub_id)
-     select pg_catalog.pg_notify('dbsync', s.group_id::pg_catalog.text)
-       from v join dbsync.subscriptions s on s.sub_id OPERATOR(pg_catalog.=) v.sub_id`,
-    [verificationId],
-  );
 }
 
 /**
@@ -494,7 +431,7 @@ async function columnsOf(client: Client, relExpr: string, rel: unknown): Promise
  * its names, its column types. Locks it and checks that it was not truncated or
  * rewritten since T.
  */
-async function sourceTable(reader: Client, tableId: number, table: string): Promise<SourceTable> {
+async function sourceTable(reader: Client, tableId: number, relid: number, table: string): Promise<SourceTable> {
   const { rows } = await reader.query<{
     columns: string[] | null;
     key_positions: number[];
@@ -510,9 +447,8 @@ async function sourceTable(reader: Client, tableId: number, table: string): Prom
             (select pg_catalog.concat('"', pg_catalog.replace(n.nspname, '"', '""'), '"."', pg_catalog.replace(c.relname, '"', '""'), '"')
                from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid OPERATOR(pg_catalog.=) c.relnamespace
               where c.oid OPERATOR(pg_catalog.=) t.relid) as target_name
-       from dbsync.table_layout($1) l, dbsync.tables t
-      where t.table_id OPERATOR(pg_catalog.=) $1`,
-    [tableId],
+       from dbsync.table_layout($1) l, (select $2::pg_catalog.int8::pg_catalog.oid as relid) t`,
+    [tableId, relid],
   );
   const r = rows[0];
   if (!r || !r.columns || !r.target_name || !r.name) {
@@ -608,12 +544,9 @@ async function waitForTarget(
     }
     if (Date.now() - lastCheck > 1000) {
       lastCheck = Date.now();
-      const { rows: s } = await control.query(
-        "select paused, last_error, last_error_at from dbsync.subscriptions where sub_id OPERATOR(pg_catalog.=) $1::pg_catalog.int4",
-        [job.sub_id],
-      );
-      if (!s[0]) throw new DbsyncError(`subscription "${job.subscription}" was dropped`, {});
-      if (s[0].paused) {
+      const sub = await loadSubscription(control, job.subscription);
+      if (!sub || sub.sub_id !== job.sub_id) throw new DbsyncError(`subscription "${job.subscription}" was dropped`, {});
+      if (sub.paused) {
         throw new DbsyncError(`subscription "${job.subscription}" was paused before its target reached tick ${tick}`, {
           hint: `Resume it (select dbsync.resume('${job.subscription}')) and verify again.`,
         });
@@ -621,7 +554,7 @@ async function waitForTarget(
       if (Date.now() > deadline) {
         throw new DbsyncError(
           `the target did not reach tick ${tick} within ${Math.round(timeoutMs / 1000)} s (it is at ${at ?? "none"})` +
-            (s[0].last_error ? `; the subscription's last error: ${s[0].last_error}` : ""),
+            (sub.last_error ? `; the subscription's last error: ${sub.last_error}` : ""),
           { hint: "See dbsync.status: the subscription must be applying for a verification to run." },
         );
       }

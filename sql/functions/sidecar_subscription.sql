@@ -1,0 +1,20 @@
+-- dbsync.sidecar_subscription(p_name text) returns table(...)
+--   What the sidecar reads about one subscription before it applies a batch (its
+--   target, position, whether it is paused) and while a verification waits for the
+--   target (its last error). No row for an unknown subscription.
+--   Parameters: p_name, the subscription.
+--   Returns: sub_id, name, sub_uuid, group_id, target_conninfo, paused,
+--     position_tick (float8: JavaScript reads it as a number), reset_target,
+--     last_error, last_error_at.
+--   Calls: nothing. Tables touched: dbsync.subscriptions (read).
+--   SECURITY INVOKER: the sidecar role reads dbsync.subscriptions itself
+--   (dbsync.grant_sidecar); a role that may not read it gets a permission error.
+create or replace function dbsync.sidecar_subscription(p_name text)
+returns table (sub_id int, name text, sub_uuid uuid, group_id int, target_conninfo text, paused boolean,
+               position_tick float8, reset_target boolean, last_error text, last_error_at timestamptz)
+language sql stable set search_path = pg_catalog, pg_temp as $$
+    select s.sub_id, s.name, s.sub_uuid, s.group_id, s.target_conninfo, s.paused, s.position_tick::float8,
+           s.reset_target, s.last_error, s.last_error_at
+    from dbsync.subscriptions s
+    where s.name = p_name;
+$$;
