@@ -6,14 +6,14 @@
 --   then), without a branch per slot (bench/capture-profile.ts).
 --   p_from '' queues the one row in scope (NEW or OLD). Otherwise p_from is a FROM
 --   clause over a transition table, and its keys go as 'M' events of up to 1,000
---   keys each, row being the two-dimensional array of their key arrays
---   (array_agg of text[]): a bulk statement then writes a thousandth of the heap
---   tuples, index entries and event ids, and a single-row statement the same one
---   row as before (a 1,000,000-row INSERT took 1.5-1.6x the time without capture
---   instead of 2.9x, fsync off). Chunks rather than one array per statement: an
---   array is limited to 1 GB, and a statement of tens of millions of rows must not
---   fail because it is captured. dbsync._events_between reads an 'M' event as the
---   'K' events of its keys.
+--   keys each, row holding each key as the text of its text[] (array_out, read
+--   back by array_in; a two-dimensional array would need the key's width to be
+--   taken apart again): a bulk statement then writes a thousandth of the heap
+--   tuples, index entries and event ids, and a single-row statement one row as
+--   before. Chunks rather than one array per statement: an array is limited to
+--   1 GB, and a statement of tens of millions of rows must not fail because it is
+--   captured. dbsync._events_between reads an 'M' event as the 'K' events of its
+--   keys.
 create or replace function dbsync._capture_insert(p_group_id int, p_shape_id int, p_op "char", p_key text, p_from text)
 returns text
 language sql stable set search_path = pg_catalog, pg_temp as $$
@@ -26,7 +26,7 @@ language sql stable set search_path = pg_catalog, pg_temp as $$
         -- (row_number() / 1000: a thousand keys per event; the first has 999.)
         format('insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
     select %s, (v_state operator(pg_catalog.%%) 4)::pg_catalog.int2, pg_catalog.nextval(%L::pg_catalog.regclass), %s, %L, pg_catalog.array_agg(x.k)
-    from (select %s as k, pg_catalog.row_number() over () operator(pg_catalog./) 1000 as c %s) x
+    from (select (%s)::pg_catalog.text as k, pg_catalog.row_number() over () operator(pg_catalog./) 1000 as c %s) x
     group by x.c;',
                p_group_id, format('dbsync.%I', 'events_seq_' || p_group_id), p_shape_id, 'M', p_key, p_from)
     end
