@@ -292,7 +292,7 @@ test("50 concurrent writers across 20+ ticks: every event in exactly one batch, 
     }));
     const all = (await rows<{ ev_id: string }>(source, "select ev_id from dbsync.events where group_id = $1", [g]))
       .map((r) => Number(r.ev_id)).sort((a, b) => a - b);
-    assert.deepEqual([...seen.keys()].sort((a, b) => a - b), all, JSON.stringify({ seen: [...seen.keys()].sort((a, b) => a - b).slice(0, 30), all: all.slice(0, 30) }));
+    assert.deepEqual([...seen.keys()].sort((a, b) => a - b), all);
     assert.ok(batches.filter((b) => b.length > 0).length >= 10, "writes spread over too few batches");
     // The test exercised the hazard: some batch holds an event older than the
     // newest event of an earlier batch.
@@ -376,7 +376,8 @@ test("50 concurrent writers across 20+ ticks: every event in exactly one batch, 
     assert.deepEqual(present.filter((k) => !changedKeys.includes(k)), []);
 
     // Batches over non-consecutive ticks are the union of the consecutive ones.
-    const idsOf = (evs: Ev[]) => evs.map((e) => e.ev_id).sort((a, b) => a - b);
+    // (Queue events: the keys of one 'M' event share its id.)
+    const idsOf = (evs: Ev[]) => [...new Set(evs.map((e) => e.ev_id))].sort((a, b) => a - b);
     for (let i = 0; i + 5 < ticks.length; i++) {
       const union = batches.slice(i, i + 5).flat();
       assert.deepEqual(idsOf(await batch(ticker, g, ticks[i], ticks[i + 5])), idsOf(union), `(t${i}, t${i + 5}]`);
