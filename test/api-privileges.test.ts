@@ -134,7 +134,8 @@ test("(a) an application role with only table rights writes a captured table, an
   const pev = await eventsOf("app.measures");
   assert.equal(pev.length, 10);
   assert.ok(pev.every((e) => JSON.stringify(e.columns) === '["id","k"]'), JSON.stringify(pev));
-  assert.equal(await value(src, "select backlog_events::int from dbsync.status where name = 'app_sub'"), ev.length + pev.length);
+  // (Queue events: the keys of one statement on a plain table are one 'M' event.)
+  assert.equal(await value(src, "select backlog_events::int from dbsync.status where name = 'app_sub'"), new Set([...ev, ...pev].map((e) => e.ev_id)).size);
 });
 
 test("(b) the application role can neither administer dbsync nor read it", async () => {
