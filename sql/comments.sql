@@ -4,7 +4,7 @@
 comment on table dbsync.groups is
     'Groups: one queue each (dbsync.events_<group_id>, three rotating slots), replayed in commit order. dbsync.create_group adds one.';
 comment on table dbsync.events is
-    'The capture queue, partitioned by group and slot: which keys each transaction changed (op K), TRUNCATE (T) and execute_ddl''s DDL (X), with the writer''s txid. Internal; holds keys of replicated rows.';
+    'The capture queue, partitioned by group and slot: which keys each transaction changed (op K: one key; M: up to 1,000 keys of one statement, each the text of its text[]), TRUNCATE (T) and execute_ddl''s DDL (X), with the writer''s txid. Internal; holds keys of replicated rows.';
 comment on table dbsync.queue_slots is
     'The three slots of each group''s queue and when they were switched and truncated (dbsync.maintain rotates them).';
 comment on table dbsync.ticks is

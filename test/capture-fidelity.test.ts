@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import { Client, Pool } from "pg";
 import { PINNED, connectWith, createSql } from "./fixtures/all-types";
-import { compat, freshEnv, rows, value } from "./helpers";
+import { compat, freshEnv, queueOf, rows, value } from "./helpers";
 
 let source: Pool;
 let sourceUrl: string;
@@ -258,8 +258,9 @@ const lastEvent = async (table: string) =>
 async function eventsOf(table: string, mark: number): Promise<Event[]> {
   return rows<Event>(
     source,
-    `select e.ev_id, e.op, e.row from dbsync.events e join dbsync.shapes s using (shape_id) join dbsync.tables t using (table_id)
-     where t.relid = $1::regclass and e.ev_id > $2 order by e.ev_id`,
+    `select e.ev_id, e.op, e.row from dbsync.tables t join dbsync.shapes s using (table_id)
+     cross join ${queueOf("t.group_id")} e
+     where t.relid = $1::regclass and e.shape_id = s.shape_id and e.ev_id > $2 order by e.ev_id`,
     [table, mark],
   );
 }
@@ -315,9 +316,9 @@ async function assertKeysMatch(c: Client, label: string, ref: string, table: str
   const on = match.join(" and ");
   const ids = evs.map((e) => e.ev_id);
   // Only these events' keys are read as the column's type: others may not be its text.
-  const evs_ = compat(`with e as materialized (select e.ev_id, e.row from dbsync.events e join dbsync.shapes s using (shape_id)
-                                       join dbsync.tables tb using (table_id)
-                                       where tb.relid = $2::regclass and e.ev_id = any ($1::int8[]))`);
+  const evs_ = compat(`with e as materialized (select e.ev_id, e.row from dbsync.tables tb join dbsync.shapes s using (table_id)
+                                       cross join ${queueOf("tb.group_id")} e
+                                       where tb.relid = $2::regclass and e.shape_id = s.shape_id and e.ev_id = any ($1::int8[]))`);
   const unmatched = await rows<{ row: string[]; n: number }>(
     c,
     `${evs_} select * from (select e.row, (select count(*)::int from ${ref} t where ${on}) as n from e) x where n <> 1`,
@@ -451,7 +452,7 @@ test("UPDATE (also of the key), upserts, DELETE and TRUNCATE queue the keys they
     const since = async () => {
       const evs = await rows<Event>(
         d,
-        "select e.ev_id, e.op, e.row from dbsync.events e where e.group_id = $1 and e.ev_id > $2 order by e.ev_id",
+        `select e.ev_id, e.op, e.row from ${queueOf("$1")} e where e.ev_id > $2 order by e.ev_id`,
         [g, last],
       );
       if (evs.length) last = Number(evs[evs.length - 1].ev_id);

@@ -8,7 +8,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { test } from "node:test";
 import { from as copyFrom } from "pg-copy-streams";
-import { Env, freshEnv, startSidecar, subscribeTables, tableText, value, SOURCE_MAJOR } from "./helpers";
+import { Env, freshEnv, queueOf, startSidecar, subscribeTables, tableText, value, SOURCE_MAJOR } from "./helpers";
 
 async function converged(env: Env, tables: string[]) {
   const sc = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
@@ -146,4 +146,43 @@ test("a table owner's ENABLE TRIGGER ALL does not stop capture of sessions in re
     c.release();
   }
   await converged(env, ["t"]);
+});
+
+test("statements of thousands of rows: their keys queued a thousand to an event ('M'), keys of several columns with quotes, braces, commas, backslashes, spaces and the text NULL, in savepoints rolled back and in REPEATABLE READ and SERIALIZABLE transactions", async () => {
+  const env = await freshEnv("capture_statement_keys");
+  const ddl = `create table k1 (id int primary key, v int);
+               create table k2 (a text, b int, v int, primary key (a, b))`;
+  await subscribeTables(env, ddl, ["k1", "k2"]);
+  // Key texts that array_out must quote, and one that reads as a NULL element.
+  const odd = `array['NULL', 'null', '', ' lead', 'trail ', 'a,b', '{x}', 'q"q', 'b\\\\s', 'x y']`;
+  await env.source.query(`insert into k1 select g, 0 from generate_series(1, 2500) g;
+                          insert into k2 select o.t, g, 0 from generate_series(1, 1200) g, unnest(${odd}) o(t)`);
+  const g = await value(env.source, "select group_id from dbsync.groups where name = 'g'");
+  assert.ok(
+    Number(await value(env.source, "select count(*) from dbsync.events where group_id = $1 and op = 'M' and cardinality(row) = 1000", [g])) >= 12,
+    "bulk statements queue 1,000 keys to an event",
+  );
+  await env.source.query(`begin isolation level repeatable read;
+                          update k1 set id = id + 100000 where id % 3 = 0;
+                          savepoint s; delete from k1 where id < 1000; rollback to savepoint s;
+                          delete from k1 where id between 1000 and 1500;
+                          commit;
+                          begin isolation level serializable;
+                          update k2 set b = -b, v = v + 1 where b % 5 = 0;
+                          delete from k2 where a like 'NULL%' and b > 600;
+                          commit`);
+  // A session with array_nulls = off reads the queue's keys as they were written.
+  const keys = `select count(*) filter (where e.row[1] = 'NULL') as nulls,
+                       md5(string_agg(e.ev_id || ':' || e.op::text || ':' || coalesce(e.row::text, ''), ',' order by e.ev_id, e.row::text)) as all
+                from ${queueOf("$1")} e`;
+  const c = await env.source.connect();
+  try {
+    const plain = (await c.query(keys, [g])).rows[0];
+    await c.query("set array_nulls = off");
+    assert.deepEqual((await c.query(keys, [g])).rows[0], plain);
+    assert.ok(Number(plain.nulls) > 1200, JSON.stringify(plain));
+  } finally {
+    c.release();
+  }
+  await converged(env, ["k1", "k2"]);
 });

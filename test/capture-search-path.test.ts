@@ -12,7 +12,7 @@
 // equal to the source.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { startSidecar, tableText, value } from "./helpers";
+import { queueOf, startSidecar, tableText, value } from "./helpers";
 import { ranAs, scene } from "./security-escalation-helpers";
 
 /** Traps for what capture evaluates, beyond the helpers' operators on int4, text and app.e. */
@@ -132,7 +132,7 @@ test("capture under a hostile search_path and temporary objects: nothing runs as
     }
     await s.assertNoEscalation("capture");
     assert.deepEqual(
-      await value(env.source, "select array_agg(distinct k order by k) from (select e.row[1] as k from dbsync.events e where e.op = 'K') x where k in ('666', '667')"),
+      await value(env.source, `select array_agg(distinct k order by k) from dbsync.groups g cross join lateral (select e.row[1] as k from ${queueOf("g.group_id")} e where e.op = 'K') x where k in ('666', '667')`),
       null,
       "capture read the session's temporary tables instead of its transition tables",
     );
@@ -198,7 +198,7 @@ test("names a table owner controls: a renamed type under a domain key, a column 
     }
     await s.assertNoEscalation("capture");
     assert.deepEqual(
-      await value(env.source, "select array_agg(distinct e.row[1] order by e.row[1]) from dbsync.events e where e.shape_id = (select max(shape_id) from dbsync.shapes s join dbsync.tables t using (table_id) where t.relid = 'app.rc'::regclass)"),
+      await value(env.source, `select array_agg(distinct e.row[1] order by e.row[1]) from dbsync.tables t cross join ${queueOf("t.group_id")} e where t.relid = 'app.rc'::regclass and e.shape_id = (select max(shape_id) from dbsync.shapes s where s.table_id = t.table_id)`),
       ["app.other", "pg_class"],
       "regclass keys recorded by the writer's search_path",
     );

@@ -68,7 +68,7 @@ test("status --json lists the subscriptions; wait exits 3 at its timeout and 0 o
   assert.equal(doc.subscriptions[0].name, "s");
   assert.equal(doc.subscriptions[0].group_name, "g");
   assert.equal(doc.subscriptions[0].state, "paused");
-  assert.ok(Number(doc.subscriptions[0].backlog_events) >= 10, st.stdout);
+  assert.ok(Number(doc.subscriptions[0].backlog_events) >= 1, st.stdout);
   assert.equal(doc.tables[0].table_name, "public.items");
   assert.doesNotMatch(st.stdout, new RegExp(env.targetUrl.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")), "no conninfo in status");
 

@@ -34,6 +34,16 @@ export function compat(sql: string, side: "source" | "target" = "source"): strin
   return compatSql(sql, { major, bigintTxids: major < 13 });
 }
 
+/**
+ * The committed events of group `group` (SQL: a value or a $n) as the batch readers
+ * see them (dbsync._events_between): an 'M' event, the keys of one statement, comes
+ * out as one 'K' event per key, with the 'M' event's id. For tests that read the
+ * queue itself; as a FROM item.
+ */
+export function queueOf(group: string): string {
+  return compat(`dbsync._events_between(${group}, '1:1:'::pg_snapshot, pg_current_snapshot())`);
+}
+
 function clusterUrl(which: "SOURCE" | "TARGET"): string {
   const url = process.env[`DBSYNC_TEST_${which}_URL`];
   if (!url) throw new Error("run the tests with `npm test`: it starts the PostgreSQL clusters");

@@ -118,3 +118,67 @@ test("upgrade from the capture before migration 0010: every table gets the new c
   }
   for (const tbl of ["t", "busy", "p"]) assert.deepEqual(await tableText(env.target, tbl), await tableText(env.source, tbl), tbl);
 });
+
+// The dbsync before capture version 3 (capture v2: one queue row per key).
+const BEFORE_CAPTURE_3 = "05a7893606a1c889ed77d34c28f450f61056f7a4";
+
+test("upgrade to capture version 3 (a statement's keys in 'M' events): the keys queued one row each before it, and those of writers running while migrate regenerates capture, all reach the target", async (t) => {
+  if (spawnSync("git", ["-C", path.join(__dirname, ".."), "cat-file", "-e", `${BEFORE_CAPTURE_3}^{commit}`]).status !== 0) {
+    t.skip("the git history with the version before capture 3 is not here");
+    return;
+  }
+  const env = await freshEnv("migrate_capture3", { migrate: false });
+  migrateAs(BEFORE_CAPTURE_3, env.sourceUrl);
+  await subscribeTables(env, `create table t (id int primary key, v int);
+                              create table m (a int, b text, v int, primary key (a, b))`, ["t", "m"]);
+  const sc0 = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+  try {
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sc0.output());
+  } finally {
+    await sc0.stop();
+  }
+  // Queued by the old capture, not applied yet: one 'K' row per key.
+  await env.source.query(`insert into t select g, 0 from generate_series(1, 2500) g;
+                          insert into m select g, 'k,"' || g, 0 from generate_series(1, 1500) g;
+                          update t set id = id + 10000 where id <= 10`);
+  assert.equal(await value(env.source, "select count(*)::int from dbsync.events where op = 'K'"), 4020);
+
+  // Writers of multi-row statements all through the upgrade.
+  let stop = false;
+  let rounds = 0;
+  const writing = (async () => {
+    const c = await env.source.connect();
+    try {
+      for (let i = 1; !stop; i++, rounds++) {
+        await c.query(`begin;
+                       update t set v = v + 1 where id % 7 = ${i % 7};
+                       insert into t select 100000 + ${i} * 10 + g, ${i} from generate_series(0, 4) g;
+                       update m set v = v + 1, b = b || 'x' where a % 50 = ${i % 50};
+                       delete from t where id between 20 + ${i} * 3 and 22 + ${i} * 3;
+                       commit`);
+      }
+    } finally {
+      c.release();
+    }
+  })();
+  try {
+    await until("the writers run", async () => rounds > 3);
+    const upgraded = await migrate(env.sourceUrl);
+    assert.equal(upgraded.captureUpgraded, 2, JSON.stringify(upgraded));
+    const before = rounds;
+    await until("the writers run on the new capture", async () => rounds > before + 3);
+  } finally {
+    stop = true;
+    await writing;
+  }
+  assert.ok(Number(await value(env.source, "select count(*) from dbsync.events where op = 'M'")) > 0, "the new capture queues 'M' events");
+  await env.source.query("update t set v = -v where id > 2000; insert into m select g, 'new', 1 from generate_series(1, 1200) g");
+
+  const sc = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+  try {
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '120 s')"), true, sc.output());
+  } finally {
+    await sc.stop();
+  }
+  for (const tbl of ["t", "m"]) assert.deepEqual(await tableText(env.target, tbl), await tableText(env.source, tbl), tbl);
+});

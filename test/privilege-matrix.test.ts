@@ -177,6 +177,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._capture_version()": "admin",
   "dbsync._capture_outdated()": "admin",
   "dbsync._protocol_functions()": "admin",
+  "dbsync._capture_triggers(oid,boolean)": "admin",
   "dbsync._drop_capture_functions(integer)": "admin",
   "dbsync._enable_always(regclass)": "admin",
   "dbsync._key_text(text[],oid[],text)": "admin",

@@ -1,15 +1,33 @@
 -- dbsync._capture_insert(p_group_id int, p_shape_id int, p_op "char", p_key text, p_from text) returns text
 --   The INSERT of a capture function (see _capture_function): p_key (SQL for one
---   key as text[], or NULL for a TRUNCATE marker) for every row of p_from (a FROM
---   clause, or '' for one row) as events of op p_op and shape p_shape_id, into the
---   group's current slot. Through dbsync.events: routing costs about what naming the
---   slot's table does (its partition constraint is checked then), without a branch
---   per slot (bench/capture-profile.ts).
+--   key as text[], or NULL for a TRUNCATE marker) as events of op p_op and shape
+--   p_shape_id, into the group's current slot. Through dbsync.events: routing costs
+--   about what naming the slot's table does (its partition constraint is checked
+--   then), without a branch per slot (bench/capture-profile.ts).
+--   p_from '' queues the one row in scope (NEW or OLD). Otherwise p_from is a FROM
+--   clause over a transition table, and its keys go as 'M' events of up to 1,000
+--   keys each, row holding each key as the text of its text[] (array_out, read
+--   back by array_in; a two-dimensional array would need the key's width to be
+--   taken apart again): a bulk statement then writes a thousandth of the heap
+--   tuples, index entries and event ids, and a single-row statement one row as
+--   before. Chunks rather than one array per statement: an array is limited to
+--   1 GB, and a statement of tens of millions of rows must not fail because it is
+--   captured. dbsync._events_between reads an 'M' event as the 'K' events of its
+--   keys.
 create or replace function dbsync._capture_insert(p_group_id int, p_shape_id int, p_op "char", p_key text, p_from text)
 returns text
 language sql stable set search_path = pg_catalog, pg_temp as $$
-    select format('insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
-    select %s, (v_state operator(pg_catalog.%%) 4)::pg_catalog.int2, pg_catalog.nextval(%L::pg_catalog.regclass), %s, %L, %s %s;',
-                  p_group_id, format('dbsync.%I', 'events_seq_' || p_group_id), p_shape_id, p_op,
-                  coalesce(p_key, 'null::pg_catalog.text[]'), p_from)
+    select case when p_from = '' then
+        format('insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
+    select %s, (v_state operator(pg_catalog.%%) 4)::pg_catalog.int2, pg_catalog.nextval(%L::pg_catalog.regclass), %s, %L, %s;',
+               p_group_id, format('dbsync.%I', 'events_seq_' || p_group_id), p_shape_id, p_op,
+               coalesce(p_key, 'null::pg_catalog.text[]'))
+    else
+        -- (row_number() / 1000: a thousand keys per event; the first has 999.)
+        format('insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
+    select %s, (v_state operator(pg_catalog.%%) 4)::pg_catalog.int2, pg_catalog.nextval(%L::pg_catalog.regclass), %s, %L, pg_catalog.array_agg(x.k)
+    from (select (%s)::pg_catalog.text as k, pg_catalog.row_number() over () operator(pg_catalog./) 1000 as c %s) x
+    group by x.c;',
+               p_group_id, format('dbsync.%I', 'events_seq_' || p_group_id), p_shape_id, 'M', p_key, p_from)
+    end
 $$;

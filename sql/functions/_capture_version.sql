@@ -8,5 +8,6 @@
 --     2  UPDATE queues new keys, a row trigger the old key of a changed key; no
 --        SET search_path (but for reg* keys); one function per trigger;
 --        inheritance children by row triggers; triggers ENABLE ALWAYS
+--     3  statement triggers queue 'M' events (up to 1,000 keys each)
 create or replace function dbsync._capture_version() returns int
-language sql immutable set search_path = pg_catalog, pg_temp as $$ select 2 $$;
+language sql immutable set search_path = pg_catalog, pg_temp as $$ select 3 $$;

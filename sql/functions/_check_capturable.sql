@@ -31,9 +31,7 @@ begin
                                    '(primary key (' || array_to_string(t.key_columns, ', ') || ')) for values ...'
                               else 'Drop and add the primary key in one ALTER TABLE statement, or keep a unique index on the key columns.' end;
     end if;
-    if exists (select from pg_trigger tg
-               where tg.tgrelid in (select p.relid from pg_partition_tree(t.relid) p union select t.relid)
-                 and tg.tgname like 'dbsync\_capture\_%' and tg.tgenabled not in ('O', 'A')) then
+    if exists (select from dbsync._capture_triggers(t.relid, true) tg where tg.enabled not in ('O', 'A')) then
         raise exception 'dbsync: the capture triggers of %.% cannot be disabled', t.schema_name, t.table_name
             using errcode = 'object_in_use',
                   hint = 'Writes made while they are off would never reach the targets. Disable only your own triggers, by name (DISABLE TRIGGER USER and ALL include dbsync''s), or remove the table with dbsync.remove_table.';

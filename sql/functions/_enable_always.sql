@@ -12,9 +12,9 @@ declare
     v_group int := dbsync._ddl_group();
     v_actions text;
 begin
-    select string_agg(format('enable always trigger %I', tg.tgname), ', ' order by tg.tgname) into v_actions
-    from pg_trigger tg
-    where tg.tgrelid = p_rel and tg.tgname like 'dbsync\_capture\_%' and tg.tgenabled <> 'A';
+    select string_agg(format('enable always trigger %I', tg.name), ', ' order by tg.name) into v_actions
+    from dbsync._capture_triggers(p_rel, false) tg
+    where tg.enabled <> 'A';
     if v_actions is null then
         return;
     end if;

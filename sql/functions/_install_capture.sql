@@ -6,13 +6,14 @@
 --   dbsync.tables (see _capture_version). Returns the shape id in use.
 --
 --   Capture records which rows changed, not their values: one 'K' event per key a
---   statement touched (for an UPDATE the old and the new keys), a 'T' event per
+--   statement touched (for an UPDATE the old and the new keys; statement triggers
+--   queue them a thousand to an 'M' event, see _capture_insert), a 'T' event per
 --   TRUNCATE. The sidecar reads the rows themselves from the table at the batch's
 --   snapshot, so the order in which triggers fire does not matter, nor a key queued
 --   twice.
 --
 --   Plain tables get statement-level triggers with transition tables: one INSERT
---   into the queue per statement, whatever its row count. INSERT and UPDATE queue
+--   into the queue per statement, of one queue row per 1,000 keys. INSERT and UPDATE queue
 --   the keys of the new rows (capture_), DELETE those of the old rows (capture_old_);
 --   a row trigger WHEN the row's key changed (its text differs, decided in C before
 --   any function is called) queues that row's old key (capture_key_). So an UPDATE

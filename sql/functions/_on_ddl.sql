@@ -59,8 +59,7 @@ begin
             -- trigger fire ORIGIN only: sessions in session_replication_role = replica
             -- would then write without capture. Back to ALWAYS; a disabled one (or one
             -- firing in replica mode only) is refused below instead.
-            if not exists (select from pg_trigger tg
-                           where tg.tgrelid = t.relid and tg.tgname like 'dbsync\_capture\_%' and tg.tgenabled in ('D', 'R')) then
+            if not exists (select from dbsync._capture_triggers(t.relid, false) tg where tg.enabled in ('D', 'R')) then
                 perform dbsync._enable_always(t.relid);
             end if;
             -- After _install_capture: it may have moved the key to a new primary key.

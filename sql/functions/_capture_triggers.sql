@@ -1,0 +1,16 @@
+-- dbsync._capture_triggers(p_relid oid, p_partitions boolean) returns table (rel regclass, name name, enabled "char")
+--   dbsync's capture triggers on the table (and, with p_partitions, on every
+--   partition below it, the clones of a partitioned table's row trigger included),
+--   with pg_trigger.tgenabled: 'A' fires always, 'O' only in origin mode (the
+--   default ENABLE), 'R' only in replica mode, 'D' never. The one place that knows
+--   how they are named: _enable_always, _on_ddl and _check_capturable read their
+--   states here.
+create or replace function dbsync._capture_triggers(p_relid oid, p_partitions boolean)
+returns table (rel regclass, name name, enabled "char")
+language sql stable set search_path = pg_catalog, pg_temp as $$
+    select tg.tgrelid::regclass, tg.tgname, tg.tgenabled
+    from pg_trigger tg
+    where tg.tgname like 'dbsync\_capture\_%'
+      and (tg.tgrelid = p_relid
+           or p_partitions and tg.tgrelid in (select p.relid from pg_partition_tree(p_relid) p))
+$$;
