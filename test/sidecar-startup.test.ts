@@ -107,13 +107,14 @@ test("the job runner waits for a long first batch, and starts at once when anoth
   const blocker = await env.target.connect();
   let s: Sidecar | undefined;
   try {
-    // One subscription whose first batch lasts many poll intervals (its target table locked).
+    // One subscription whose first batch lasts longer than a poll interval (its
+    // target table locked); the job runner waits for it up to 5 poll intervals (10 s).
     await blocker.query("begin; lock table slow in access exclusive mode");
-    s = startSidecar(env.sourceUrl, ["--poll-interval", "100"], debug);
+    s = startSidecar(env.sourceUrl, ["--poll-interval", "2000"], debug);
     await until("the first batch waits for the lock", async () =>
       (await value<number>(env.target,
         "select count(*)::int from pg_stat_activity where datname = current_database() and application_name = 'dbsync apply s_slow' and wait_event_type = 'Lock'")) === 1);
-    await sleep(1000);
+    await sleep(3000);
     await blocker.query("rollback");
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s_slow', '60 s')"), true, s.output());
     await until("job runner started", async () => messages(s!).includes("job runner started"));
@@ -128,14 +129,14 @@ test("the job runner waits for a long first batch, and starts at once when anoth
     await env.source.query("select dbsync.add_subscription('s_idle', 'g_idle', $1, copy_data => false)", [env.targetUrl]);
     await env.source.query("insert into slow select g, g from generate_series(1001, 2000) g");
     await blocker.query("begin; lock table slow in access exclusive mode");
-    s = startSidecar(env.sourceUrl, ["--poll-interval", "100"], debug);
+    s = startSidecar(env.sourceUrl, ["--poll-interval", "2000"], debug);
     await until("the first batch waits for the lock", async () =>
       (await value<number>(env.target,
         "select count(*)::int from pg_stat_activity where datname = current_database() and application_name = 'dbsync apply s_slow' and wait_event_type = 'Lock'")) === 1);
     // (s_idle's start-up loop, with nothing to apply, has ended by then.)
     await sleep(500);
     await env.source.query("insert into idle values (1, 1)");
-    // Well under STARTUP_RUNNER_DELAY_MS (10 s after the start): woken, not found once the delay is over.
+    // Well under 5 poll intervals (10 s after the start): woken, not found once the runner starts late.
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s_idle', '4 s')"), true, s.output());
     assert.deepEqual(await tableText(env.target, "idle"), await tableText(env.source, "idle"));
     await blocker.query("rollback");
