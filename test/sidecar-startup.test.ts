@@ -106,14 +106,16 @@ test("the job runner waits for a long first batch, and starts at once when anoth
   await env.source.query("insert into slow select g, g from generate_series(1, 1000) g");
   const blocker = await env.target.connect();
   let s: Sidecar | undefined;
+  const waitingForLock = () =>
+    until("s_slow's first batch waits for the lock", async () =>
+      (await value<number>(env.target,
+        "select count(*)::int from pg_stat_activity where datname = current_database() and application_name = 'dbsync apply s_slow' and wait_event_type = 'Lock'")) === 1);
   try {
     // One subscription whose first batch lasts longer than a poll interval (its
     // target table locked); the job runner waits for it up to 5 poll intervals (10 s).
     await blocker.query("begin; lock table slow in access exclusive mode");
     s = startSidecar(env.sourceUrl, ["--poll-interval", "2000"], debug);
-    await until("the first batch waits for the lock", async () =>
-      (await value<number>(env.target,
-        "select count(*)::int from pg_stat_activity where datname = current_database() and application_name = 'dbsync apply s_slow' and wait_event_type = 'Lock'")) === 1);
+    await waitingForLock();
     await sleep(3000);
     await blocker.query("rollback");
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s_slow', '60 s')"), true, s.output());
@@ -130,9 +132,7 @@ test("the job runner waits for a long first batch, and starts at once when anoth
     await env.source.query("insert into slow select g, g from generate_series(1001, 2000) g");
     await blocker.query("begin; lock table slow in access exclusive mode");
     s = startSidecar(env.sourceUrl, ["--poll-interval", "2000"], debug);
-    await until("the first batch waits for the lock", async () =>
-      (await value<number>(env.target,
-        "select count(*)::int from pg_stat_activity where datname = current_database() and application_name = 'dbsync apply s_slow' and wait_event_type = 'Lock'")) === 1);
+    await waitingForLock();
     // (s_idle's start-up loop, with nothing to apply, has ended by then.)
     await sleep(500);
     await env.source.query("insert into idle values (1, 1)");
