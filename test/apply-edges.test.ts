@@ -2,7 +2,7 @@
 // each asserts the correct behaviour, so it fails while the bug exists.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
+import { freshEnv, sleep, startSidecar, tableText, until, value } from "./helpers";
 import { setup, status, settle, strictlyConverged, synced } from "./kit/convergence";
 
 test("a TRUNCATE of a wide table in the same batch as a change to a narrower table", async () => {
@@ -133,6 +133,44 @@ test("a target column that rejects a value in the middle of a long stream: a cle
     assert.equal(st!.last_error_sqlstate, "22P02", JSON.stringify(st));
     assert.match(st!.last_error_table ?? "", /"a"/, JSON.stringify(st));
   } finally {
+    await sidecar.stop();
+  }
+});
+
+test("the source streams while the target's preparation waits for a lock: nothing applied before it, all rows after", async () => {
+  const env = await freshEnv("advm_prep_overlap");
+  await env.source.query("create table a (id int primary key, v text); create table b (id int primary key, v text)");
+  await env.target.query("create table a (id int primary key, v text); create table b (id int primary key, v text)");
+  await env.source.query("select dbsync.add_table('a', 'g'), dbsync.add_table('b', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl);
+  const blocker = await env.target.connect();
+  try {
+    await settle(env);
+    await synced(env);
+    await blocker.query("begin; lock table b in access exclusive mode");
+    // One batch: many pieces of a (more than the reader may queue ahead), a few rows of b.
+    await env.source.query(`begin;
+      insert into a select g, repeat('x', 300) || g from generate_series(1, 80000) g;
+      insert into b select g, g::text from generate_series(1, 10) g;
+      update a set v = 'u' || id where id % 7 = 0;
+      delete from a where id % 11 = 0;
+      commit`);
+    await until("the target's preparation waits for b's lock", async () =>
+      (await value<number>(env.target,
+        "select count(*)::int from pg_stat_activity where datname = current_database() and application_name = 'dbsync apply s' and wait_event_type = 'Lock'")) === 1, 60_000);
+    // Meanwhile the source reads the batch's stream, and not a row reached the target.
+    await until("the reader's COPY runs", async () =>
+      (await value<number>(env.source,
+        "select count(*)::int from pg_stat_activity where datname = current_database() and application_name = 'dbsync read s' and query ilike 'copy%' and state = 'active'")) === 1, 60_000);
+    await sleep(300);
+    assert.equal(await value(env.target, "select count(*)::int from a"), 0);
+    await blocker.query("rollback");
+    await strictlyConverged(env, ["a", "b"]);
+    assert.equal(await value(env.target, "select count(*)::int from a"), 80000 - Math.floor(80000 / 11));
+  } finally {
+    await blocker.query("rollback").catch(() => undefined);
+    blocker.release();
     await sidecar.stop();
   }
 });

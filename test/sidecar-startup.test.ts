@@ -97,3 +97,54 @@ test("a process started while another applies leaves the subscription to it, and
     await Promise.all([first.stop(), second?.stop()]);
   }
 });
+
+test("the job runner waits for a long first batch, and starts at once when another subscription caught up needs wake-ups", async () => {
+  const env = await freshEnv("sidecar_startup_runner");
+  for (const tbl of ["slow", "idle"]) await Promise.all([env.source.query(TABLE(tbl)), env.target.query(TABLE(tbl))]);
+  await env.source.query("select dbsync.add_table('slow', 'g_slow')");
+  await env.source.query("select dbsync.add_subscription('s_slow', 'g_slow', $1, copy_data => false)", [env.targetUrl]);
+  await env.source.query("insert into slow select g, g from generate_series(1, 1000) g");
+  const blocker = await env.target.connect();
+  let s: Sidecar | undefined;
+  const waitingForLock = () =>
+    until("s_slow's first batch waits for the lock", async () =>
+      (await value<number>(env.target,
+        "select count(*)::int from pg_stat_activity where datname = current_database() and application_name = 'dbsync apply s_slow' and wait_event_type = 'Lock'")) === 1);
+  try {
+    // One subscription whose first batch lasts longer than a poll interval (its
+    // target table locked); the job runner waits for it up to 5 poll intervals (10 s).
+    await blocker.query("begin; lock table slow in access exclusive mode");
+    s = startSidecar(env.sourceUrl, ["--poll-interval", "2000"], debug);
+    await waitingForLock();
+    await sleep(3000);
+    await blocker.query("rollback");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s_slow', '60 s')"), true, s.output());
+    await until("job runner started", async () => messages(s!).includes("job runner started"));
+    const m = messages(s);
+    assert.ok(m.indexOf("batch applied") >= 0 && m.indexOf("batch applied") < m.indexOf("job runner started"),
+      `the job runner started during the first batch\n${s.output()}`);
+    await s.stop();
+
+    // Now two: s_slow's first batch waits again, s_idle has nothing to apply. s_idle's
+    // loop ends at once and needs wake-ups: the runner and LISTEN must not wait for s_slow.
+    await env.source.query("select dbsync.add_table('idle', 'g_idle')");
+    await env.source.query("select dbsync.add_subscription('s_idle', 'g_idle', $1, copy_data => false)", [env.targetUrl]);
+    await env.source.query("insert into slow select g, g from generate_series(1001, 2000) g");
+    await blocker.query("begin; lock table slow in access exclusive mode");
+    s = startSidecar(env.sourceUrl, ["--poll-interval", "2000"], debug);
+    await waitingForLock();
+    // (s_idle's start-up loop, with nothing to apply, has ended by then.)
+    await sleep(500);
+    await env.source.query("insert into idle values (1, 1)");
+    // Well under 5 poll intervals (10 s after the start): woken, not found once the runner starts late.
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s_idle', '4 s')"), true, s.output());
+    assert.deepEqual(await tableText(env.target, "idle"), await tableText(env.source, "idle"));
+    await blocker.query("rollback");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s_slow', '60 s')"), true, s.output());
+    assert.deepEqual(await tableText(env.target, "slow"), await tableText(env.source, "slow"));
+  } finally {
+    await blocker.query("rollback").catch(() => undefined);
+    blocker.release();
+    await s?.stop();
+  }
+});

@@ -99,20 +99,23 @@ export class ApplyTasks {
    * Start-up: applies `name` from this process at once, without waiting for the
    * job runner (which starts after). As safe as a job: the applier takes the
    * subscription's advisory lock, and another process holding it makes this a
-   * no-op ("busy"). Resolves when its first batch is applied or the loop ended;
-   * the loop goes on until caught up, like a job's. False: no free slot.
+   * no-op ("busy"). `firstBatch` resolves when its first batch is applied or the
+   * loop ended, `ended` when the loop ended (caught up, stopped or failed: from then
+   * on it needs wake-ups); the loop goes on until caught up, like a job's. False:
+   * no free slot.
    */
-  startNow(name: string): Promise<void> | false {
+  startNow(name: string): { firstBatch: Promise<void>; ended: Promise<void> } | false {
     if (this.running.has(name) || this.running.size >= this.opts.concurrency) return false;
-    return new Promise<void>((resolve) => {
-      this.firstBatch.set(name, resolve);
-      this.sync(name)
-        .catch((err) => this.log.error({ subscription: name, err: messageOf(err) }, "apply failed"))
-        .finally(() => {
-          this.firstBatch.delete(name);
-          resolve();
-        });
-    });
+    let first!: () => void;
+    const firstBatch = new Promise<void>((resolve) => (first = resolve));
+    this.firstBatch.set(name, first);
+    const ended = this.sync(name)
+      .catch((err) => this.log.error({ subscription: name, err: messageOf(err) }, "apply failed"))
+      .finally(() => {
+        this.firstBatch.delete(name);
+        first();
+      });
+    return { firstBatch, ended };
   }
 
   /**
