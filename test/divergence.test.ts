@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Client } from "pg";
-import { Env, SOURCE_MAJOR, TARGET_MAJOR, compat, freshEnv, sleep, sqlError, startSidecar, tableText, until, value } from "./helpers";
+import { Env, SOURCE_MAJOR, TARGET_MAJOR, compat, freshEnv, sqlError, startSidecar, tableText, until, value } from "./helpers";
 import { StatusRow, convergedOrError, setup, status, synced } from "./kit/convergence";
 
 
@@ -66,20 +66,26 @@ test("case 3: a DEFERRABLE primary key holding the same key twice inside a trans
   }
 });
 
+/** The advisory lock the target's trigger on `slow` waits for while the test holds it. */
+const HOLD_BATCH = 4242;
+
 /**
  * Case 4 scaffolding: a batch holding t's older states is being applied (held up on the
- * target by a slow trigger on `slow`, a table applied before t in every batch) when
- * the table is copied again by `refresh`; the later changes must survive the batch.
+ * target by a trigger on `slow`, a table applied before t in every batch, that waits
+ * for an advisory lock the test holds) when the table is copied again by `refresh`;
+ * the later changes must survive the batch.
  */
 async function refreshDuringBatch(label: string, refresh: (env: Env) => Promise<void>): Promise<void> {
   const env = await freshEnv(label);
   // A copying subscription, so that add_table copies a re-added table.
   await setup(env, "create table slow (id int primary key); create table t (id int primary key, v text)", ["slow", "t"], { copyData: true });
   await env.target.query(compat(`
-    create function slow() returns trigger language plpgsql as $$ begin perform pg_sleep(4); return null; end $$;
+    create function slow() returns trigger language plpgsql as $$
+      begin perform pg_advisory_xact_lock_shared(${HOLD_BATCH}); return null; end $$;
     create trigger slow after insert on slow for each statement execute function slow();
     alter table slow enable always trigger slow`, "target"));
   const sidecar = startSidecar(env.sourceUrl);
+  const hold = await env.target.connect();
   try {
     await env.source.query("insert into t select g, 'v0' from generate_series(1, 10) g");
     await synced(env);
@@ -89,20 +95,30 @@ async function refreshDuringBatch(label: string, refresh: (env: Env) => Promise<
     await env.source.query("update t set v = 'batch' where id <= 5");
     await env.source.query("insert into t values (11, 'batch')");
     await env.source.query("delete from t where id = 6");
+    await hold.query("select pg_advisory_lock($1)", [HOLD_BATCH]);
     await env.source.query("select dbsync.resume('s')");
-    await until("the batch is being applied (slow trigger sleeping on the target)", async () =>
-      (await value<number>(env.target, "select count(*)::int from pg_stat_activity where wait_event = 'PgSleep'")) > 0, 15000);
+    await until("the batch is being applied (its trigger on slow waiting on the target)", async () =>
+      (await value<number>(env.target, `select count(*)::int from pg_locks where locktype = 'advisory' and objid = $1 and not granted
+          and database = (select oid from pg_database where datname = current_database())`, [HOLD_BATCH])) > 0, 15000);
     // Later changes, then a fresh copy while the batch is still running.
     await env.source.query("update t set v = 'later' where id in (1, 2)");
     await env.source.query("delete from t where id in (3, 11)");
     await env.source.query("insert into t values (6, 'reinserted')");
-    await refresh(env);
+    // The batch goes on once the refresh is done, or waits for the batch's locks
+    // (remove_table does), as it would once a slow trigger ended.
+    let refreshed = false;
+    const refreshing = refresh(env).finally(() => (refreshed = true));
+    await until("the refresh done or waiting for the batch", async () => refreshed ||
+      (await value<number>(env.source, "select count(*)::int from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'")) > 0);
+    await hold.query("select pg_advisory_unlock($1)", [HOLD_BATCH]);
+    await refreshing;
     await env.source.query("insert into slow values (2)");
     assert.deepEqual(await tableText(env.source, "t"), [
       "(1,later)", "(10,v0)", "(2,later)", "(4,batch)", "(5,batch)", "(6,reinserted)", "(7,v0)", "(8,v0)", "(9,v0)",
     ]);
     await convergedOrError(env, ["t", "slow"]);
   } finally {
+    hold.release(true); // its lock with it, should the test have failed holding it
     await sidecar.stop();
   }
 }
@@ -175,18 +191,22 @@ test("case 6: a REPEATABLE READ writer whose snapshot predates queue slot switch
     await rr.query("begin isolation level repeatable read");
     await rr.query("select 1"); // the snapshot is taken here; no xid yet
     // Rotations (--rotate-after 1; the sidecar's upkeep runs every few seconds) while the
-    // snapshot is held, with other writers: at least one slot switch is complete before
-    // the REPEATABLE READ transaction takes its xid.
-    for (let i = 1; i <= 9; i++) {
-      await env.source.query("insert into t values ($1, 'other')", [i]);
-      await sleep(1000);
-    }
+    // snapshot is held, with other writers: at least one slot switch is complete
+    // (switched_xmax taken) before the REPEATABLE READ transaction takes its xid.
+    const switched = "select count(*)::int from dbsync.queue_slots where switched_xmax is not null";
+    let i = 0;
+    await until("a slot switch complete while the snapshot is held", async () => {
+      await env.source.query("insert into t values ($1, 'other')", [++i]);
+      return (await value<number>(env.source, switched)) >= 1;
+    }, 60_000, 300);
     await rr.query("insert into t select g, 'rr' from generate_series(1000, 1099) g");
     await rr.query("commit");
     assert.equal(await value(env.source, "select count(*)::int from t where v = 'rr'"), 100);
+    const lastSwitch = await value<string>(env.source, "select max(switched_xmax)::text from dbsync.queue_slots");
     await env.source.query("select dbsync.resume('s')");
-    // Let the sidecar apply and rotate/truncate for a few more seconds before the check.
-    await sleep(3000);
+    // The sidecar applies, then truncates the slots switched while the writer ran, before the check.
+    await until("the slots switched before the writer's xid truncated", async () =>
+      (await value<boolean>(env.source, compat("select truncated_xmax >= $1::xid8 from dbsync.groups"), [lastSwitch])) === true, 60_000);
     await convergedOrError(env, ["t"]);
     assert.equal(await value(env.target, "select count(*)::int from t where v = 'rr'"), 100, "the REPEATABLE READ writer's rows reached the target");
   } finally {
@@ -322,20 +342,17 @@ test("case 11: a target restored from a backup behind the queue's retention is a
     await synced(env);
     const old = await value<string>(env.target, "select tick_id::text from dbsync.applied");
     assert.ok(old, "the target records its position in dbsync.applied");
-    // The queue moves on, rotates and truncates (rotate-after 1 s) past the old position.
-    const deadline = Date.now() + 7000;
+    // The queue moves on, rotates and truncates (rotate-after 1 s) past the old position:
+    // writes until a slot holding events after the old tick is gone (behind the queue's retention).
     let id = 1;
-    while (Date.now() < deadline) {
+    await until("the queue truncated events after the 'backup'", async () => {
       await env.source.query("insert into t select g, 'later' from generate_series($1::int, $1::int + 9) g", [id]);
       id += 10;
       await synced(env);
-      await sleep(300);
-    }
-    // Behind the queue's retention: a slot holding events after the old tick is gone.
-    await until("the queue truncated events after the 'backup'", async () =>
-      (await value<boolean | null>(env.source, compat(
+      return (await value<boolean | null>(env.source, compat(
         `select g.truncated_xmax > pg_snapshot_xmin(t.snap) from dbsync.groups g
-           join dbsync.ticks t on t.group_id = g.group_id and t.tick_id = $1::bigint`), [old])) === true, 30000);
+           join dbsync.ticks t on t.group_id = g.group_id and t.tick_id = $1::bigint`), [old])) === true;
+    }, 60_000, 300);
     assert.equal(await sidecar.stop(), 0, sidecar.output());
     const now = await value<string>(env.target, "select tick_id::text from dbsync.applied");
     assert.notEqual(now, old, "the position moved after the 'backup'");

@@ -5,7 +5,9 @@
 // both clusters whatever happens. Arguments narrow the run to matching files,
 // DBSYNC_TEST_NAME (a regular expression) to matching test names; DBSYNC_SEED replays
 // the random choices of a run (it prints its seed); DBSYNC_TEST_CONCURRENCY sets how
-// many files run at once.
+// many files run at once. The longest files start first (their times in
+// test/durations.json, which a whole-suite run rewrites): the run does not end on one
+// long file left alone at the tail.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -14,8 +16,23 @@ import { createTemplate, TEMPLATE } from "./kit/databases";
 import { ensureBuilt } from "./kit/dbsync";
 import { runSeed } from "./kit/random";
 
-/** Files at once: as many as the CPUs of the machines it runs on (2); more only pays on an idle machine. */
-const CONCURRENCY = Number(process.env.DBSYNC_TEST_CONCURRENCY ?? 2);
+/** Each test file's seconds in the last whole-suite run (written by kit/durations.mjs). */
+const DURATIONS = "durations.json";
+
+/**
+ * Longest first, by the last whole run's times; a file it did not have (new) first
+ * of all, as it may be long; alphabetical among equals.
+ */
+function longestFirst(file: string): (a: string, b: string) => number {
+  let known: Record<string, number> = {};
+  try {
+    known = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch {
+    // No times yet: alphabetical order.
+  }
+  const time = (f: string) => known[f] ?? Infinity;
+  return (a, b) => time(b) - time(a) || (a < b ? -1 : a > b ? 1 : 0);
+}
 
 async function main() {
   reapOrphans();
@@ -25,8 +42,9 @@ async function main() {
     .readdirSync(dir)
     .filter((f) => f.endsWith(".test.ts"))
     .filter((f) => filters.length === 0 || filters.some((p) => f.includes(p)))
-    .sort()
+    .sort(longestFirst(path.join(dir, DURATIONS)))
     .map((f) => path.join(dir, f));
+  const wholeSuite = filters.length === 0 && !process.env.DBSYNC_TEST_NAME;
   const seed = runSeed();
   const replay = `DBSYNC_SEED=${seed} npm test${filters.length ? " -- " + filters.join(" ") : ""}`;
   console.log(`seed ${seed} (replay: ${replay})`);
@@ -44,14 +62,7 @@ async function main() {
   );
   const child = spawn(
     process.execPath,
-    [
-      "--import", "tsx", "--test", `--test-concurrency=${CONCURRENCY}`,
-      "--test-reporter=spec", "--test-reporter-destination=stdout",
-      `--test-reporter=${path.join(dir, "kit", "durations.mjs")}`, "--test-reporter-destination=stdout",
-      // DBSYNC_TEST_NAME=regex runs only the tests whose name matches.
-      ...(process.env.DBSYNC_TEST_NAME ? [`--test-name-pattern=${process.env.DBSYNC_TEST_NAME}`] : []),
-      ...files,
-    ],
+    ["--import", "tsx", path.join(dir, "kit", "run-files.mjs"), ...files],
     {
       stdio: "inherit",
       env: {
@@ -64,6 +75,8 @@ async function main() {
         DBSYNC_TEST_SOURCE_MAJOR: String(source.major),
         DBSYNC_TEST_TARGET_MAJOR: String(target.major),
         DBSYNC_TEST_TEMPLATE: TEMPLATE,
+        // Read by kit/durations.mjs: only a whole run has every file's time.
+        ...(wholeSuite ? { DBSYNC_TEST_DURATIONS_FILE: path.join(dir, DURATIONS) } : {}),
       },
     },
   );
