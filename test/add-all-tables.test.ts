@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Client, Pool } from "pg";
-import { freshEnv, sqlError, startSidecar, tableText, value } from "./helpers";
+import { SOURCE_MAJOR, freshEnv, sqlError, startSidecar, tableText, value } from "./helpers";
 
 const SCHEMA = `
   create schema app;
@@ -112,4 +112,32 @@ test("add_all_tables under write load: an application transaction writing its ta
   } finally {
     await app.end();
   }
+});
+
+test("a partitioned table: added with its partitions; on PostgreSQL 10 (no primary key there) listed with the key_columns way out", async () => {
+  const env = await freshEnv("add_all_tables_partitioned");
+  // 10 has no primary key on a partitioned table: the key is each partition's.
+  const parentKey = SOURCE_MAJOR < 11 ? "" : ", primary key (day, id)";
+  const partKey = SOURCE_MAJOR < 11 ? " (primary key (day, id))" : "";
+  await env.source.query(`
+    create schema app;
+    create table app.views (day date not null, id int not null${parentKey}) partition by range (day);
+    create table app.views_2026 partition of app.views${partKey} for values from ('2026-01-01') to ('2027-01-01');
+    create table app.users (id int primary key)`);
+  if (SOURCE_MAJOR < 11) {
+    const err = await sqlError(env.source, "select dbsync.add_all_tables('app', 'shop')");
+    assert.equal(err.code, "42P16");
+    assert.match(err.detail ?? "", /app\.views: add_table: table app\.views has no primary key \(A partitioned table has no primary key on PostgreSQL 10: pass key_columns => array\[\.\.\.\]/);
+    assert.match(err.hint ?? "", /add it alone with dbsync\.add_table\(\.\.\., key_columns => array\[\.\.\.\]\)/);
+    assert.equal(await tableCount(env.source), 0, "nothing was added");
+    // The README's way: the partitioned table alone with its key, then the rest.
+    await env.source.query("select dbsync.add_table('app.views', 'shop', key_columns => array['day', 'id'])");
+    assert.equal(await value(env.source, "select dbsync.add_all_tables('app', 'shop')"), 1);
+  } else {
+    assert.equal(await value(env.source, "select dbsync.add_all_tables('app', 'shop')"), 2);
+  }
+  assert.deepEqual(
+    (await env.source.query("select table_name from dbsync.tables where removed_at is null order by 1")).rows.map((r) => r.table_name),
+    ["users", "views"],
+  );
 });
