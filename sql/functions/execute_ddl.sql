@@ -3,9 +3,14 @@
 --   target of the group runs it at this point of the stream, in the same target
 --   transaction as the batch around it (before that batch's rows are written; DDL
 --   that fails there because of rows the batch changes runs after them).
---   SECURITY INVOKER on purpose: the DDL runs with the caller's rights and
---   search_path (recorded, and used again on the targets); the bookkeeping is done
---   by the SECURITY DEFINER dbsync._begin_ddl and dbsync._queue_ddl.
+--   SECURITY INVOKER on purpose: the DDL runs with the caller's rights; the
+--   bookkeeping is done by the SECURITY DEFINER dbsync._begin_ddl and
+--   dbsync._queue_ddl. Its names are resolved as on the targets: through the
+--   caller's search_path as it resolves here ("$user" is the caller's schema, not
+--   the apply role's there), with the caller's temporary schema last (a temporary
+--   table must not stand in for a replicated one that the targets then change);
+--   that path and the settings its literals are read under (dbsync._ddl_settings)
+--   are read before the DDL runs (a SET at its end must not count) and recorded.
 --   Capture follows the tables the DDL touched (the DDL event trigger regenerates
 --   it; without the event trigger, _queue_ddl looks for tables of the group whose
 --   key changed). A table of another group is refused: its targets would not get
@@ -16,12 +21,23 @@ create or replace function dbsync.execute_ddl(group_name text, ddl text) returns
 language plpgsql as $$
 declare
     v_group int := dbsync._group_id(group_name, false);
+    v_caller_path text := pg_catalog.current_setting('search_path');
+    v_path text := (
+        select pg_catalog.concat_ws(', ', pg_catalog.string_agg(pg_catalog.quote_ident(n), ', ' order by o), 'pg_temp')
+        from pg_catalog.unnest(pg_catalog.current_schemas(false)) with ordinality u(n, o)
+        where pg_catalog.to_regnamespace(n) is distinct from pg_catalog.pg_my_temp_schema());
+    v_settings jsonb := dbsync._ddl_settings();
 begin
     if ddl is null or pg_catalog.btrim(ddl) = '' then
         raise exception 'execute_ddl: ddl must not be empty' using errcode = 'invalid_parameter_value';
     end if;
     perform dbsync._begin_ddl(v_group);
+    perform pg_catalog.set_config('search_path', v_path, true);
     execute ddl;
-    perform dbsync._queue_ddl(v_group, ddl, pg_catalog.current_setting('search_path'));
+    -- The caller's path back, unless the DDL set one of its own.
+    if pg_catalog.current_setting('search_path') = v_path then
+        perform pg_catalog.set_config('search_path', v_caller_path, true);
+    end if;
+    perform dbsync._queue_ddl(v_group, ddl, v_path, v_settings);
 end
 $$;
