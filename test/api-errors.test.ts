@@ -328,17 +328,18 @@ test("happy path: groups, tables, subscriptions as seen in dbsync.status and dbs
       [0, 0],
     ],
   );
-  await src.query("insert into public.items select g, 'x' from generate_series(1, 3) g");
+  // (Events: a statement's keys are one event, up to 1,000 of them: README Limits.)
+  for (const g of [1, 2, 3]) await src.query("insert into public.items values ($1, 'x')", [g]);
   assert.deepEqual(
     (await backlog()).map((r) => r.backlog),
     [3, 3],
   );
-  await src.query("insert into public.later values (1, 'a'), (2, 'b')");
+  await src.query("insert into public.later values (1, 'a'), (2, 'b')"); // one event
   await src.query("update public.items set v = 'y' where id = 1");
   const b = await backlog();
   assert.deepEqual(
     b.map((r) => r.backlog),
-    [6, 6],
+    [5, 5],
   );
   assert.ok(b.every((r) => r.lag >= 0));
 
