@@ -51,7 +51,7 @@ test("execute_ddl that sets session_replication_role = origin: the rest of its b
   const env = await freshEnv("brk_ddlset");
   await setup(env, "create table t (id int primary key, v int);", ["t"], { copyData: true });
   await env.target.query(`create function spoil() returns trigger language plpgsql as $$ begin new.v := -1; return new; end $$;
-    create trigger spoil before insert or update on t for each row execute function spoil();`);
+    create trigger spoil before insert or update on t for each row execute procedure spoil();`); // (procedure: PostgreSQL 10 knows no "execute function")
   await env.source.query("insert into t values (1, 1)");
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
   try {
