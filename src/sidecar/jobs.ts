@@ -75,7 +75,7 @@ class WorkerJobs implements Jobs {
       }
       log[fn](fields, message);
     });
-    await this.startRunner(() =>
+    const runWorker = () =>
       run({
         pgPool: this.pool,
         schema: WORKER_SCHEMA,
@@ -84,8 +84,16 @@ class WorkerJobs implements Jobs {
         pollInterval: this.opts.pollIntervalMs,
         logger,
         taskList: this.opts.tasks,
-      }),
-    );
+      });
+    try {
+      await this.startRunner(runWorker);
+    } catch (err) {
+      // The source went away while the runner started (a restart of the source in
+      // the sidecar's first seconds): retry as for a runner that stopped, not exit.
+      if (!isTransient(sqlstateOf(err))) throw err;
+      outages.fail("jobs", "job runner could not start; retrying", { err: messageOf(err) });
+      void this.restartUntilUp(runWorker);
+    }
   }
 
   private async startRunner(runWorker: () => Promise<Runner>) {
@@ -93,23 +101,26 @@ class WorkerJobs implements Jobs {
     // Asked to stop while it started: stop() found no runner to stop.
     if (this.stopping) await this.runner.stop().catch(() => undefined);
     // The runner gives up when the source goes away; start it again until it stays.
-    this.runner.promise.catch(async (err) => {
+    this.runner.promise.catch((err) => {
       if (this.stopping) return;
-      const outages = this.opts.outages;
-      outages.fail("jobs", "job runner stopped; restarting", { err: messageOf(err) });
-      for (;;) {
-        await new Promise((res) => setTimeout(res, 1000));
-        if (this.stopping) return;
-        try {
-          await this.startRunner(runWorker);
-          outages.ok("jobs", "job runner");
-          await this.opts.onRestart();
-          return;
-        } catch (e) {
-          outages.fail("jobs", "job runner stopped; restarting", { err: messageOf(e) });
-        }
-      }
+      this.opts.outages.fail("jobs", "job runner stopped; restarting", { err: messageOf(err) });
+      return this.restartUntilUp(runWorker);
     });
+  }
+
+  private async restartUntilUp(runWorker: () => Promise<Runner>) {
+    for (;;) {
+      await new Promise((res) => setTimeout(res, 1000));
+      if (this.stopping) return;
+      try {
+        await this.startRunner(runWorker);
+        this.opts.outages.ok("jobs", "job runner");
+        await this.opts.onRestart();
+        return;
+      } catch (e) {
+        this.opts.outages.fail("jobs", "job runner stopped; restarting", { err: messageOf(e) });
+      }
+    }
   }
 
   /** graphile-worker's own SQL entry point (what its runner's addJob calls): no runner needed. */
