@@ -174,3 +174,35 @@ test("the source streams while the target's preparation waits for a lock: nothin
     await sidecar.stop();
   }
 });
+
+test("pause() while a batch is opening: nothing committed after pause() returned is applied before resume", async () => {
+  const env = await freshEnv("advm_pause_opening");
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  const sidecar = startSidecar(env.sourceUrl);
+  const blocker = await env.source.connect();
+  try {
+    await settle(env);
+    await synced(env);
+    // The group's row lock stops begin_batch between its read of the subscription
+    // (not paused yet) and its tick: the window a pause from another session falls in.
+    await blocker.query("begin; select from dbsync.groups where name = 'g' for update");
+    await env.source.query("insert into t values (1, 'before the pause')");
+    await until("begin_batch waits for the group's lock", async () =>
+      (await value<number>(env.source,
+        "select count(*)::int from pg_stat_activity where datname = current_database() and query like '%begin_batch%' and wait_event_type = 'Lock'")) >= 1, 60_000);
+    await env.source.query("select dbsync.pause('s')");
+    await env.source.query("insert into t values (2, 'after the pause')");
+    await blocker.query("commit");
+    await until("begin_batch done", async () =>
+      (await value<number>(env.source,
+        "select count(*)::int from pg_stat_activity where datname = current_database() and query like '%begin_batch%' and wait_event_type = 'Lock'")) === 0, 60_000);
+    await sleep(1500);
+    assert.equal(await value(env.target, "select count(*)::int from t where id = 2"), 0, "a row committed after pause() returned was applied");
+    await env.source.query("select dbsync.resume('s')");
+    await strictlyConverged(env, ["t"]);
+  } finally {
+    await blocker.query("rollback").catch(() => undefined);
+    blocker.release();
+    await sidecar.stop();
+  }
+});

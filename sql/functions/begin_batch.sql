@@ -14,7 +14,9 @@
 --      for another subscription of the group): the batch (position, latest tick]
 --      with no snapshot, since it holds no event: the sidecar only moves the
 --      target's position.
---   No row: nothing to apply, paused, held, or no such subscription.
+--   No row: nothing to apply, paused (also by a pause that committed while this call
+--   ran: nothing committed after pause() returned is in a batch), held, or no such
+--   subscription.
 --   Must run in READ COMMITTED, in a transaction the caller keeps open until the
 --   reader has run SET TRANSACTION SNAPSHOT (the export lives as long as it), then
 --   commits (that also releases the group's tick lock). Called by the sidecar.
@@ -27,6 +29,8 @@ declare
     v_hold_snapshot text;
     v_last bigint;
     v_pos pg_snapshot;
+    v_tick bigint;
+    v_snapshot_name text;
 begin
     if current_setting('transaction_isolation') <> 'read committed' then
         raise exception 'begin_batch: must run in a READ COMMITTED transaction' using errcode = 'active_sql_transaction';
@@ -78,8 +82,15 @@ begin
         end if;
         return;
     end if;
-    return query
-    select v_sub.sub_id, v_sub.group_id, v_sub.position_tick, x.tick_id, x.snapshot_name
-    from dbsync._export_tick(v_sub.group_id) x;
+    select x.tick_id, x.snapshot_name into v_tick, v_snapshot_name from dbsync._export_tick(v_sub.group_id) x;
+    -- A pause that committed after this call read the subscription, but before the
+    -- tick's snapshot, would let the batch carry changes committed after pause()
+    -- returned: read it again (a new statement, so a new snapshot). A pause that
+    -- commits later cannot matter: the snapshot holds nothing committed after it.
+    -- The tick stays (the group's ticks are shared; an unused one costs nothing).
+    if (select s.paused from dbsync.subscriptions s where s.sub_id = v_sub.sub_id) then
+        return;
+    end if;
+    return query select v_sub.sub_id, v_sub.group_id, v_sub.position_tick, v_tick, v_snapshot_name;
 end
 $$;
