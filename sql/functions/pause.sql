@@ -1,6 +1,8 @@
 -- dbsync.pause(subscription text) returns void
---   Stops applying to that target after the batch in flight. Capture goes on and
---   the backlog waits in the queue. Errors: unknown subscription.
+--   Stops applying to that target after the batch in flight (which holds nothing
+--   committed after this call returns: begin_batch reads paused again after its
+--   tick). Capture goes on and the backlog waits in the queue. Errors: unknown
+--   subscription.
 create or replace function dbsync.pause(subscription text) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
