@@ -3,8 +3,9 @@
 // processes from applying one subscription at the same time, the others wait for
 // the job queue, and a process started while another applies leaves it alone.
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { after, test } from "node:test";
 import { appliesPerTable, installApplyLog, overlappingApplies } from "./kit/apply-log";
+import { FaultProxy, startFaultProxy } from "./harness/fault-proxy";
 import { freshEnv, Sidecar, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 const TABLE = (t: string) => `create table ${t} (id int primary key, v int not null);`;
@@ -146,5 +147,36 @@ test("the job runner waits for a long first batch, and starts at once when anoth
     await blocker.query("rollback").catch(() => undefined);
     blocker.release();
     await s?.stop();
+  }
+});
+
+const proxies: FaultProxy[] = [];
+after(async () => {
+  await Promise.all(proxies.splice(0).map((p) => p.close()));
+});
+
+test("the job runner cannot reach the source while it starts: retried, the sidecar runs on, wake-ups work once it is up", async () => {
+  const env = await freshEnv("sidecar_startup_runner_lost");
+  await Promise.all([env.source.query(TABLE("t")), env.target.query(TABLE("t"))]);
+  await env.source.query("select dbsync.add_table('t', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const proxy = await startFaultProxy({ port: Number(new URL(env.sourceUrl).port) });
+  proxies.push(proxy);
+  // Only the job runner's connections hang (a source that went away while the
+  // runner started): the start-up loop, LISTEN and the control pool pass.
+  proxy.blackhole((c) => c.applicationName === "dbsync worker");
+  const s = startSidecar(proxy.url(env.sourceUrl), ["--poll-interval", "200"], { ...debug, DBSYNC_CONNECT_TIMEOUT_MS: "1000" });
+  try {
+    await until("the runner's start failed", async () => messages(s).includes("job runner could not start; retrying"), 30_000);
+    assert.equal(s.proc.exitCode, null, `the sidecar exited\n${s.output()}`);
+    proxy.pass();
+    await until("job runner started again", async () => messages(s).some((m) => m.startsWith("job runner recovered")), 30_000);
+    // The start-up loop has caught up: this change needs a wake-up, carried by the runner.
+    await env.source.query("insert into t values (1, 1)");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true, s.output());
+    assert.deepEqual(await tableText(env.target, "t"), await tableText(env.source, "t"));
+  } finally {
+    proxy.pass();
+    await s.stop();
   }
 });
