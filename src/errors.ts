@@ -110,6 +110,12 @@ export function reportOf(err: unknown): string {
   return withHint(detail ? `${message} (detail: ${detail})` : message, hints.join(" "));
 }
 
+/** The hint an error carries: dbsync's own, else PostgreSQL's. */
+export function hintOf(err: unknown): string | undefined {
+  const hint = err instanceof DbsyncError ? err.context.hint : (err as { hint?: unknown } | undefined)?.hint;
+  return typeof hint === "string" && hint ? hint : undefined;
+}
+
 /** A one-line message with its hint, as dbsync writes them everywhere. */
 export function withHint(message: string, hint: string | undefined): string {
   return hint ? `${message} (hint: ${hint})` : message;

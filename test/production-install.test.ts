@@ -88,6 +88,10 @@ test("the packed package with production dependencies only: every command dbsync
     for (const shipped of ["bin/dbsync.js", "dist/dbsync.js", "migrations", "sql/manifest.txt"]) {
       assert.ok(fs.existsSync(path.join(pkg, shipped)), `${shipped} is not in the package`);
     }
+    // Development code stays out: the demo (and the embedded servers it starts) is
+    // not in the bundle, and tsc's other output is not shipped.
+    assert.deepEqual(fs.readdirSync(path.join(pkg, "dist")), ["dbsync.js"]);
+    assert.doesNotMatch(fs.readFileSync(path.join(pkg, "dist", "dbsync.js"), "utf8"), /embedded-pg-|function startCluster|SHOP_OPERATIONS/);
     for (const devOnly of ["src", "test", "bench", "soak", "scripts", "node_modules"]) {
       assert.ok(!fs.existsSync(path.join(pkg, devOnly)), `${devOnly}/ is in the package`);
     }
