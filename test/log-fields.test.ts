@@ -11,7 +11,7 @@ test("repeatedLogKeys finds a top-level key given twice, not one nested or insid
   assert.deepEqual(repeatedLogKeys('{"a":"x\\",\\"a\\":1","b":[{"a":1},{"a":2}],"c":{"c":1}}'), []);
 });
 
-test("the sidecar's log lines carry each field once: applier, copy, verification", async () => {
+test("the sidecar's log lines carry each field once: applier, copy, a failed batch, verification", async () => {
   const env = await freshEnv("log_fields");
   await env.source.query("create table t (id int primary key, v text); create table bad (id int primary key, x text, y text)");
   await env.target.query("create table t (id int primary key, v text); create table bad (id int primary key, x text)");
@@ -31,6 +31,13 @@ test("the sidecar's log lines carry each field once: applier, copy, verification
       (await value(env.source, "select state from dbsync.table_status where table_name = 'public.t'")) === "streaming");
     await env.source.query("insert into t values (101, 'later')");
     await until("the insert applied", async () => (await value(env.target, "select count(*)::int from t where id = 101")) === 1);
+    // A batch that fails (a unique index only the target has, and a row of its own in
+    // the way) and then recovers.
+    await env.target.query("create unique index on t (v); insert into t values (999, 'clash')");
+    await env.source.query("insert into t values (102, 'clash')");
+    await until("the batch failed", async () => /duplicate key/.test((await value<string | null>(env.source, "select last_error from dbsync.status")) ?? ""));
+    await env.target.query("delete from t where id = 999");
+    await until("recovered", async () => (await value(env.target, "select v from t where id = 102")) === "clash");
     const id = Number(await value(env.source, "select dbsync.verify_table('s', 't')"));
     await until("verified", async () =>
       (await value(env.source, "select state from dbsync.verifications where verification_id = $1", [id])) === "done", 60_000);
@@ -42,6 +49,8 @@ test("the sidecar's log lines carry each field once: applier, copy, verification
   assert.ok(copyWarning, `no warning about bad's copy:\n${lines.join("\n")}`);
   assert.match(copyWarning, /"subscription":"s"/);
   assert.ok(json.some((l) => /"msg":"verification done"/.test(l)), lines.join("\n"));
+  assert.ok(json.some((l) => /"subscription":"s".*duplicate key/.test(l)), lines.join("\n"));
+  assert.ok(json.some((l) => /"msg":"subscription s recovered/.test(l)), lines.join("\n"));
   const repeated = json.map((l) => ({ l, keys: repeatedLogKeys(l) })).filter((r) => r.keys.length);
   assert.deepEqual(repeated, [], "log lines with a field given twice");
 });
