@@ -13,8 +13,8 @@ import fs from "node:fs";
 import { builtinModules, createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
-import net from "node:net";
 import { test } from "node:test";
+import { freePort } from "../src/embedded/cluster";
 import { knownMigrations } from "../src/migrate";
 import { createDatabase, pool, until, value } from "./helpers";
 
@@ -48,17 +48,6 @@ function prodEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: "production", ...extra };
   for (const k of ["DBSYNC_SOURCE_URL", "DATABASE_URL", "NODE_OPTIONS", "NODE_TEST_CONTEXT", "DBSYNC_METRICS_PORT"]) if (!(k in extra)) delete env[k];
   return env;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**
