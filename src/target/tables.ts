@@ -22,12 +22,15 @@ export async function unreadyTargetTables(target: ClientBase, tables: TargetTabl
   const unready = new Map<string, DbsyncError>();
   if (!tables.length) return unready;
   const { rows } = await target.query<{ target: string; missing: string[] | null; exists: boolean }>(
+    // Every name and operator qualified: dbsync's target connections keep the
+    // search_path their conninfo or role gives (as src/verify/verify.ts columnsOf).
     `select x.target, pg_catalog.to_regclass(x.target) is not null as exists,
             (select pg_catalog.array_agg(c) from pg_catalog.unnest(x.columns) c
               where not exists (select from pg_catalog.pg_attribute a
-                                 where a.attrelid = pg_catalog.to_regclass(x.target) and a.attname = c
-                                   and a.attnum > 0 and not a.attisdropped)) as missing
-       from pg_catalog.jsonb_to_recordset($1::pg_catalog.jsonb) as x(target text, columns text[])`,
+                                 where a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(x.target)
+                                   and a.attname OPERATOR(pg_catalog.=) c
+                                   and a.attnum OPERATOR(pg_catalog.>) 0 and not a.attisdropped)) as missing
+       from pg_catalog.jsonb_to_recordset($1::pg_catalog.jsonb) as x(target pg_catalog.text, columns pg_catalog.text[])`,
     [JSON.stringify(tables.map((t) => ({ target: t.target, columns: t.columns })))],
   );
   for (const r of rows) {
