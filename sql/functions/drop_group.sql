@@ -8,7 +8,8 @@
 --   Returns: nothing.
 --   Calls: dbsync._group_id. Tables touched: dbsync.groups, dbsync.partitions,
 --     dbsync.sequences, dbsync.shapes, dbsync.tables (written); dbsync.subscriptions
---     (read); the group's queue tables dbsync.events_<group>_<slot> (dynamic).
+--     (read); drops the group's queue tables dbsync.events_<id> (with their slots) and
+--     sequences dbsync.events_seq_<id>, dbsync.group_state_<id>.
 create or replace function dbsync.drop_group(name text) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
