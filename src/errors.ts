@@ -23,6 +23,27 @@ export class DbsyncError extends Error {
   }
 }
 
+/** A connection string dbsync (or libpq) would refuse: invalid_parameter_value, with the keyword meant. */
+export class ConninfoError extends DbsyncError {
+  constructor(message: string, hint?: string) {
+    super(`invalid connection string: ${message}`, { hint, sqlstate: "22023" });
+    this.name = "ConninfoError";
+  }
+}
+
+/** The error of a statement whose link was found dead (src/db.ts). */
+export class LinkLostError extends Error {
+  /** connection_failure (08001 when connecting): transient, the sidecar retries. */
+  code = "08006";
+  constructor(message: string) {
+    super(message);
+    this.name = "LinkLostError";
+  }
+}
+
+/** The target's position is not where a batch began: another applier moved it (src/target/progress.ts). */
+export class PositionMoved extends Error {}
+
 /** Classes of SQLSTATE that mean "the link or the server", not "the data". */
 const TRANSIENT_CLASSES = ["08", "57", "53", "58"];
 const TRANSIENT_CODES = new Set(["40001", "40P01", "55P03", "25P03"]);
