@@ -7,7 +7,7 @@ import pino from "pino";
 import type { Cluster } from "./embedded/cluster";
 import { embeddedMissing } from "./dev-only";
 import { messageOf } from "./errors";
-import type { Log } from "./log";
+import { REDACT, type Log } from "./log";
 import type { Sidecar } from "./sidecar/run";
 
 // ---------------------------------------------------------------------------------
@@ -178,7 +178,7 @@ export async function startDemoSidecar(sourceUrl: string): Promise<{ warnings():
 function collectingLog(): { log: Log; lines(): string[] } {
   const lines: string[] = [];
   const log = pino(
-    { level: "warn", redact: { paths: ["*.password", "password", "*.target_conninfo", "target_conninfo"], censor: "***" } },
+    { level: "warn", redact: REDACT },
     {
       write(s: string) {
         try {
