@@ -37,7 +37,9 @@ COPY package.json package-lock.json ./
 # dependencies needs an install script.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
-COPY --from=build /app/dist ./dist
+# The bundle only, as the published package has it (package.json "files"): the
+# demo and the rest of tsc's output are development code.
+COPY --from=build /app/dist/dbsync.js ./dist/dbsync.js
 COPY bin ./bin
 COPY migrations ./migrations
 COPY sql ./sql

@@ -6,17 +6,34 @@
 // only when it needs them (the job runner and LISTEN after the first batch, metrics
 // with --metrics-port), and graphile-worker and pg-listen's pg-format find files of
 // their own at run time. pg-native is pg's optional native driver, unused.
+// The demo stays outside too: it is development code (src/demo*.ts, src/embedded/,
+// with the embedded PostgreSQL servers of the dev dependencies). `dbsync demo` loads
+// dist/demo.js, which tsc writes in a checkout and the published package leaves out
+// (package.json "files"); without it the command says what to install.
 // Usage: node scripts/bundle.js [dist folder, default ./dist]
 const path = require("node:path");
 const esbuild = require("esbuild");
 
 const dist = path.resolve(process.argv[2] ?? path.join(__dirname, "..", "dist"));
-esbuild.buildSync({
+// build, not buildSync: plugins need it.
+esbuild.build({
   entryPoints: [path.join(dist, "cli.js")],
   outfile: path.join(dist, "dbsync.js"),
   bundle: true,
   platform: "node",
   target: "node20",
   external: ["graphile-worker", "pg-listen", "prom-client", "pg-native"],
+  plugins: [
+    {
+      name: "demo-outside",
+      setup(build) {
+        build.onResolve({ filter: /^\.\/demo$/ }, (args) =>
+          path.basename(args.importer) === "cli.js" ? { path: "./demo.js", external: true } : undefined,
+        );
+      },
+    },
+  ],
   logLevel: "warning",
+}).catch(() => {
+  process.exitCode = 1; // esbuild has printed why
 });

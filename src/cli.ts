@@ -6,7 +6,8 @@ import { Client } from "pg";
 import { resolveSourceUrl } from "./config";
 import { clientConfig } from "./db";
 import { parseDuration } from "./duration";
-import { DbsyncError, messageOf } from "./errors";
+import { embeddedMissing, isMissingModule } from "./dev-only";
+import { hintOf, messageOf } from "./errors";
 import { LOG_FORMATS, LOG_LEVELS, createLog } from "./log";
 import { migrate } from "./migrate";
 import { VERIFY_DEFAULTS } from "./sidecar/background-verify";
@@ -229,7 +230,10 @@ program
     "\nDBSYNC_PG_MAJOR=10..18 picks the PostgreSQL major. Exit code 0 when the target equals the source.\n\nExamples:\n  npm run demo\n  dbsync demo --keep",
   )
   .action(async (o) => {
-    const { runDemo } = await import("./demo");
+    // Not in the published package (scripts/bundle.js leaves it out of the bundle).
+    const { runDemo } = await import("./demo").catch((err) => {
+      throw isMissingModule(err, "./demo") ? new Error(embeddedMissing("demo")) : err;
+    });
     process.exit(await runDemo({ keep: !!o.keep, seconds: o.seconds }));
   });
 
@@ -332,8 +336,8 @@ async function withSource(url: string | undefined, needs: GrantSet, fn: (c: Clie
 }
 
 program.parseAsync(process.argv).catch((err) => {
-  const hint = err instanceof DbsyncError && err.context.hint ? `\nhint: ${err.context.hint}` : (err as { hint?: string }).hint ? `\nhint: ${(err as { hint?: string }).hint}` : "";
-  // dbsync's SQL errors already start with "dbsync: ".
-  console.error(`dbsync: ${messageOf(err).replace(/^dbsync: /, "")}${hint}`);
+  const hint = hintOf(err);
+  // dbsync's SQL errors already start with "dbsync: ". On a terminal the hint gets a line of its own.
+  console.error(`dbsync: ${messageOf(err).replace(/^dbsync: /, "")}${hint ? `\nhint: ${hint}` : ""}`);
   process.exit(1);
 });

@@ -14,7 +14,7 @@ import os from "node:os";
 import path from "node:path";
 import tls from "node:tls";
 import type { ClientConfig } from "pg";
-import { DbsyncError } from "./errors";
+import { ConninfoError } from "./errors";
 import { NegotiatedSocket } from "./ssl-socket";
 
 /**
@@ -151,13 +151,6 @@ const ENV: Record<string, string> = {
   min_protocol_version: "PGMINPROTOCOLVERSION",
   max_protocol_version: "PGMAXPROTOCOLVERSION",
 };
-
-export class ConninfoError extends DbsyncError {
-  constructor(message: string, hint?: string) {
-    super(`invalid connection string: ${message}`, { hint, sqlstate: "22023" });
-    this.name = "ConninfoError";
-  }
-}
 
 /** A keyword libpq does not know: the hint names the nearest one. */
 function unknownKeyword(keyword: string, where: string): ConninfoError {

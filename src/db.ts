@@ -34,7 +34,7 @@
 //  - Client TCP keepalives start after DBSYNC_KEEPALIVE_IDLE_MS (10 s).
 import type { Socket } from "node:net";
 import { Client, ClientConfig } from "pg";
-import { DbsyncError, sqlstateOf } from "./errors";
+import { DbsyncError, LinkLostError, sqlstateOf } from "./errors";
 import { connSettings } from "./conninfo";
 
 /**
@@ -178,16 +178,6 @@ export function clientConfig(conninfo: string | undefined, opts: ConnectOptions)
     Client: DbsyncClient,
     [GUARD]: { linkTimeoutMs: queryTimeoutMs, clientCheckIntervalMs: s.clientCheckIntervalMs, targetSessionAttrs: conn.targetSessionAttrs },
   };
-}
-
-/** The error of a statement whose link was found dead. */
-export class LinkLostError extends Error {
-  /** connection_failure (08001 when connecting): transient, the sidecar retries. */
-  code = "08006";
-  constructor(message: string) {
-    super(message);
-    this.name = "LinkLostError";
-  }
 }
 
 const END_GRACE_MS = 2000;

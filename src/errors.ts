@@ -1,6 +1,9 @@
 // Errors that carry what a DBA needs to act on them. The SQLSTATE classification
 // decides whether a failure is worth retrying as-is (a connection or serialization
-// problem) or needs a person (a missing table, a constraint).
+// problem) or needs a person (a missing table, a constraint). Messages that are one
+// line of text (dbsync.status, table_status, verifications, logs) carry their hint
+// as "message (hint: ...)": withHint.
+import { escapeIdentifier as ident } from "pg";
 
 export class DbsyncError extends Error {
   constructor(
@@ -19,6 +22,27 @@ export class DbsyncError extends Error {
     this.name = "DbsyncError";
   }
 }
+
+/** A connection string dbsync (or libpq) would refuse: invalid_parameter_value, with the keyword meant. */
+export class ConninfoError extends DbsyncError {
+  constructor(message: string, hint?: string) {
+    super(`invalid connection string: ${message}`, { hint, sqlstate: "22023" });
+    this.name = "ConninfoError";
+  }
+}
+
+/** The error of a statement whose link was found dead (src/db.ts). */
+export class LinkLostError extends Error {
+  /** connection_failure (08001 when connecting): transient, the sidecar retries. */
+  code = "08006";
+  constructor(message: string) {
+    super(message);
+    this.name = "LinkLostError";
+  }
+}
+
+/** The target's position is not where a batch began: another applier moved it (src/target/progress.ts). */
+export class PositionMoved extends Error {}
 
 /** Classes of SQLSTATE that mean "the link or the server", not "the data". */
 const TRANSIENT_CLASSES = ["08", "57", "53", "58"];
@@ -72,9 +96,11 @@ export function knownHint(sqlstate: string | undefined, message: string, table?:
     case "23502":
       return `A column of ${t} is NOT NULL on the target but not on the source (or has no value on the source): make the target's column match the source's.`;
     case "42703":
-      return `Add the column to ${t} on the target (or use dbsync.execute_ddl for schema changes); replication resumes by itself.`;
+      return `Add the missing column(s) to ${t} on the target as the source has them (dbsync.execute_ddl makes a schema change on the source and its targets at one point of the stream); ` +
+        `a copy or batch that waits for them is retried by itself.`;
     case "42P01":
-      return `Create ${t} on the target with the source's columns; dbsync does not create tables.`;
+      return `Create ${t} on the target with the source's columns (\`dbsync schema\` prints the SQL); dbsync does not create tables. ` +
+        `A copy or batch that waits for it is retried by itself.`;
     case "22001":
     case "22003":
       return `A column of ${t} is narrower on the target than on the source: give it the source's type.`;
@@ -102,8 +128,36 @@ export function reportOf(err: unknown): string {
   // names the table): the same SQLSTATE on the source means something else.
   const ours = ctx?.hint ?? (ctx?.table ? knownHint(ctx.sqlstate ?? sqlstateOf(ctx.cause), message, ctx.table) : undefined);
   const hints = [pgHint, ours].filter((h, i, all) => h && all.indexOf(h) === i);
-  let out = message;
-  if (detail) out += ` (detail: ${detail})`;
-  if (hints.length) out += ` (hint: ${hints.join(" ")})`;
-  return out;
+  return withHint(detail ? `${message} (detail: ${detail})` : message, hints.join(" "));
+}
+
+/** The hint an error carries: dbsync's own, else PostgreSQL's. */
+export function hintOf(err: unknown): string | undefined {
+  const hint = err instanceof DbsyncError ? err.context.hint : (err as { hint?: unknown } | undefined)?.hint;
+  return typeof hint === "string" && hint ? hint : undefined;
+}
+
+/** A one-line message with its hint, as dbsync writes them everywhere. */
+export function withHint(message: string, hint: string | undefined): string {
+  return hint ? `${message} (hint: ${hint})` : message;
+}
+
+/**
+ * The target has no table `table` (quoted) to take the source's rows: the same
+ * message, SQLSTATE and hint whether the copy's check (src/target/tables.ts), a
+ * batch (PostgreSQL's error, `cause`) or a verification found it.
+ */
+export function targetTableMissing(table: string, cause?: unknown): DbsyncError {
+  const message = `target table ${table} does not exist${cause ? ` (${messageOf(cause)})` : ""}`;
+  return new DbsyncError(message, { table, sqlstate: "42P01", hint: knownHint("42P01", message, table), cause });
+}
+
+/**
+ * The target table lacks columns the source has: `columns` names them where dbsync
+ * looked (src/target/tables.ts); a batch knows only PostgreSQL's error, `cause`.
+ */
+export function targetColumnsMissing(table: string, columns: string[] | undefined, cause?: unknown): DbsyncError {
+  const which = columns?.length ? `column(s) ${columns.map((c) => ident(c)).join(", ")} that the source has` : "a column the source has";
+  const message = `target table ${table} lacks ${which}${cause ? ` (${messageOf(cause)})` : ""}`;
+  return new DbsyncError(message, { table, sqlstate: "42703", hint: knownHint("42703", message, table), cause });
 }

@@ -11,7 +11,8 @@ export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "
 export const LOG_FORMATS = ["json", "pretty"] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
-const REDACT = { paths: ["*.password", "password", "*.target_conninfo", "target_conninfo"], censor: "***" };
+/** Fields never logged as they are (demo-kit.ts's in-memory log uses them too). */
+export const REDACT = { paths: ["*.password", "password", "*.target_conninfo", "target_conninfo"], censor: "***" };
 
 export function createLog(level?: string, format?: string): Log {
   const chosen = (format || process.env.DBSYNC_LOG_FORMAT || (process.stdout.isTTY ? "pretty" : "json")) as LogFormat;

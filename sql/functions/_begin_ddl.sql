@@ -3,6 +3,9 @@
 --   DDL event trigger (dbsync.ddl_context). Unlike a setting, which any session can
 --   set, only dbsync's SECURITY DEFINER code writes that table; the row counts only
 --   for this backend and this transaction's xid. Called by execute_ddl.
+--   Parameters: p_group_id.
+--   Returns: nothing.
+--   Calls: nothing. Tables touched: dbsync.ddl_context (written).
 create or replace function dbsync._begin_ddl(p_group_id int) returns void
 language sql security definer set search_path = pg_catalog, pg_temp as $$
     insert into dbsync.ddl_context (backend_pid, txid, group_id)
@@ -12,6 +15,9 @@ $$;
 
 -- dbsync._ddl_group() returns int
 --   The group of the execute_ddl running in this transaction, or NULL.
+--   Parameters: none.
+--   Returns: the group id, or NULL.
+--   Calls: nothing. Tables touched: dbsync.ddl_context (read).
 create or replace function dbsync._ddl_group() returns int
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$
     select c.group_id from dbsync.ddl_context c

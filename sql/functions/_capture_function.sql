@@ -8,6 +8,9 @@
 --   read only while the sidecar sleeps). The table's columns are in scope in
 --   p_body's statements (transition tables): a column named as a variable here
 --   (v_state) must not make them ambiguous, hence use_variable.
+--   Parameters: p_fn, p_group_id, p_pin, p_body.
+--   Returns: text.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._capture_function(p_fn text, p_group_id int, p_pin text, p_body text)
 returns text
 language sql stable set search_path = pg_catalog, pg_temp as $$

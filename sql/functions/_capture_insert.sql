@@ -14,6 +14,9 @@
 --   1 GB, and a statement of tens of millions of rows must not fail because it is
 --   captured. dbsync._events_between reads an 'M' event as the 'K' events of its
 --   keys.
+--   Parameters: p_group_id, p_shape_id, p_op, p_key, p_from.
+--   Returns: text.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._capture_insert(p_group_id int, p_shape_id int, p_op "char", p_key text, p_from text)
 returns text
 language sql stable set search_path = pg_catalog, pg_temp as $$

@@ -5,6 +5,9 @@
 --   default ENABLE), 'R' only in replica mode, 'D' never. The one place that knows
 --   how they are named: _enable_always, _on_ddl and _check_capturable read their
 --   states here.
+--   Parameters: p_relid, p_partitions.
+--   Returns: rows of (rel, name, enabled).
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._capture_triggers(p_relid oid, p_partitions boolean)
 returns table (rel regclass, name name, enabled "char")
 language sql stable set search_path = pg_catalog, pg_temp as $$

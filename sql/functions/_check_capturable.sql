@@ -5,6 +5,10 @@
 --   trigger that is disabled (ALTER TABLE ... DISABLE TRIGGER) or set to fire only
 --   in replica mode. Called by the DDL event trigger, so such DDL is refused; the
 --   hint says how to do it instead.
+--   Parameters: p_table_id.
+--   Returns: nothing.
+--   Calls: dbsync._capture_triggers, dbsync._key_is_unique. Tables touched: dbsync.tables
+--     (read).
 create or replace function dbsync._check_capturable(p_table_id int) returns void
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -8,6 +8,9 @@
 --   pg_service.conf) is checked when it connects. p_what prefixes the messages.
 --   Values are never echoed (a misplaced password could be one), keywords are.
 --   The sidecar's twin is checkValues in src/conninfo.ts.
+--   Parameters: p_conninfo, p_what.
+--   Returns: nothing.
+--   Calls: dbsync._conninfo_keywords, dbsync._conninfo_parse. Tables touched: none.
 create or replace function dbsync._conninfo_check(p_conninfo text, p_what text) returns void
 language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 declare

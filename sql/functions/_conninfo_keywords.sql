@@ -5,6 +5,9 @@
 --   libpq accepts for an enumerated keyword. The sidecar's copy is LIBPQ_KEYWORDS,
 --   UNSUPPORTED_WHY and ENUM_VALUES in src/conninfo.ts; test/conninfo.test.ts keeps
 --   them equal.
+--   Parameters: none.
+--   Returns: rows of (keyword, support, why, allowed).
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._conninfo_keywords()
 returns table (keyword text, support text, why text, allowed text[])
 language sql immutable set search_path = pg_catalog, pg_temp as $$

@@ -1,6 +1,9 @@
 -- dbsync._conninfo_known(p_keyword text, p_message text) returns void
 --   Raises "<p_message> "<keyword>"" when libpq does not know the keyword, with a
 --   hint naming the nearest keyword it knows and all of them.
+--   Parameters: p_keyword, p_message.
+--   Returns: nothing.
+--   Calls: dbsync._conninfo_keywords, dbsync._edit_distance. Tables touched: none.
 create or replace function dbsync._conninfo_known(p_keyword text, p_message text) returns void
 language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 declare

@@ -7,6 +7,9 @@
 --   words prefixed by p_what, on a malformed string or a keyword libpq does not know
 --   (the hint names the nearest one). Never echoes a value: it may be a password.
 --   The sidecar's twin is parseConninfo in src/conninfo.ts.
+--   Parameters: p_conninfo, p_what.
+--   Returns: rows of (keyword, value).
+--   Calls: dbsync._conninfo_known, dbsync._uri_decode. Tables touched: none.
 create or replace function dbsync._conninfo_parse(p_conninfo text, p_what text)
 returns table (keyword text, value text)
 language plpgsql immutable set search_path = pg_catalog, pg_temp as $$

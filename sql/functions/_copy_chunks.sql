@@ -81,6 +81,9 @@
 --   conditions use it. PostgreSQL 10 has no index on a partitioned table: there
 --   each leaf partition must have one (columns matched by name: a partition's
 --   attnums may differ), and the scan is a merge of theirs.
+--   Parameters: p_relid, p_key.
+--   Returns: jsonb.
+--   Calls: dbsync._server_has. Tables touched: none.
 create or replace function dbsync._chunk_order(p_relid oid, p_key text[]) returns jsonb
 language sql stable set search_path = pg_catalog, pg_temp as $$
     with k as (
@@ -131,6 +134,9 @@ $$;
 --   index on the key serves. The boundary is cast by its type's input function and
 --   given the column's collation explicitly, so the comparison is the index's
 --   order whatever the expressions' own collations are. p_op: '<=' or '>'.
+--   Parameters: p_exprs, p_order, p_op, p_bound.
+--   Returns: text.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._chunk_cmp(p_exprs text[], p_order jsonb, p_op text, p_bound text[]) returns text
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 declare
@@ -169,6 +175,10 @@ $$;
 --   holds rows below the boundary that only a copy can put right, so the copy must
 --   start again in this very batch, which cannot leave the table out. Reads in the
 --   batch's snapshot.
+--   Parameters: p_sub_id, p_table_id, p_truncated, p_kshapes.
+--   Returns: jsonb.
+--   Calls: dbsync._chunk_cmp, dbsync._chunk_order. Tables touched: dbsync.shapes,
+--     dbsync.subscription_tables, dbsync.tables (read).
 create or replace function dbsync._chunk_state(p_sub_id int, p_table_id int, p_truncated boolean, p_kshapes int[])
 returns jsonb
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
@@ -216,6 +226,9 @@ $$;
 --   fewer are left (the last chunk). Returns {first, last, key (the new boundary,
 --   NULL for the last chunk), order, where (SQL on alias t selecting the chunk's
 --   rows)}. Run by batch_plan after it locked the table.
+--   Parameters: p_relid, p_from, p_order, p_after, p_rows.
+--   Returns: jsonb.
+--   Calls: dbsync._chunk_cmp, dbsync._text_of. Tables touched: none.
 create or replace function dbsync._chunk_next(p_relid oid, p_from text, p_order jsonb, p_after text[], p_rows bigint)
 returns jsonb
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
@@ -251,6 +264,9 @@ $$;
 --   into the copy of the next chunk after p_state ({order, after (none for the
 --   first chunk), rows_before, chunks_before}): its sql reads only the chunk's
 --   rows, and chunk says which chunk it is (see dbsync._chunk_next).
+--   Parameters: p_entry, p_relid, p_from, p_state, p_rows.
+--   Returns: jsonb.
+--   Calls: dbsync._chunk_next. Tables touched: none.
 create or replace function dbsync._chunk_entry(p_entry jsonb, p_relid oid, p_from text, p_state jsonb, p_rows bigint)
 returns jsonb
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$

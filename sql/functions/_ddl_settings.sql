@@ -9,6 +9,7 @@
 --   Left out: the locale settings lc_numeric and lc_time (a locale the target lacks
 --   would stop every execute_ddl there; README Limits).
 --   Returns: {name: value}. Calls: nothing. Tables touched: none.
+--   Parameters: none.
 create or replace function dbsync._ddl_settings() returns jsonb
 language sql stable set search_path = pg_catalog, pg_temp as $$
     select jsonb_object_agg(n, current_setting(n))

@@ -4,6 +4,9 @@
 --   dbsync.status with p_total, the subscription's count over all its tables): which
 --   table, its first keys (only when p_shows: see dbsync._shows_values), and the call
 --   that copies it again.
+--   Parameters: p_sub, p_schema, p_table, p_differences, p_total, p_keys, p_shows.
+--   Returns: text.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._differences_message(p_sub text, p_schema name, p_table name, p_differences bigint,
                                                        p_total bigint, p_keys text[], p_shows boolean) returns text
 language sql immutable set search_path = pg_catalog, pg_temp as $$

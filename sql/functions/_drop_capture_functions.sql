@@ -3,6 +3,9 @@
 --   (capture_, capture_old_, capture_key_, capture_trunc_<table_id>), those that
 --   exist (no NOTICE about the others). Their triggers must be gone first
 --   (_drop_capture_triggers).
+--   Parameters: p_table_id.
+--   Returns: nothing.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._drop_capture_functions(p_table_id int) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -1,5 +1,8 @@
 -- dbsync._drop_capture_triggers(p_relid oid) returns void
 --   Drops every dbsync capture trigger on the table and on its partitions.
+--   Parameters: p_relid.
+--   Returns: nothing.
+--   Calls: nothing. Tables touched: triggers on the replicated table (dynamic).
 create or replace function dbsync._drop_capture_triggers(p_relid oid) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -1,6 +1,9 @@
 -- dbsync._edit_distance(a text, b text) returns int
 --   Levenshtein distance (fuzzystrmatch is an extension dbsync does not require).
 --   Used to suggest the keyword a DBA meant in an error's hint.
+--   Parameters: a, b.
+--   Returns: the distance (NULL when either text is NULL).
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._edit_distance(a text, b text) returns int
 language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 declare

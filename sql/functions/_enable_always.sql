@@ -6,6 +6,10 @@
 --   execute_ddl nor starts over on the partitions dbsync is busy with; it still
 --   checks the table (_check_capturable). Restores the mark of an execute_ddl under
 --   way. Not SECURITY DEFINER: called from dbsync's capture code, which is.
+--   Parameters: p_rel.
+--   Returns: nothing.
+--   Calls: dbsync._begin_ddl, dbsync._capture_triggers, dbsync._ddl_group.
+--   Tables touched: dbsync.ddl_context (written).
 create or replace function dbsync._enable_always(p_rel regclass) returns void
 language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare

@@ -18,6 +18,9 @@
 --   element that reads NULL, and a key has no NULL.)
 --   A plain SQL function so that the planner inlines it into the caller's query; so
 --   no SET search_path either: every name is qualified instead.
+--   Parameters: p_group_id, p_from, p_to.
+--   Returns: a set of dbsync.events.
+--   Calls: nothing. Tables touched: dbsync.events (read).
 create or replace function dbsync._events_between(p_group_id int, p_from pg_snapshot, p_to pg_snapshot)
 returns setof dbsync.events
 language sql stable as $$

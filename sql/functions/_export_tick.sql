@@ -5,6 +5,9 @@
 --   takes the snapshot, exports it and reads the event sequence (one statement, so
 --   the exported snapshot is the tick's). The caller must run in READ COMMITTED and
 --   keep its transaction open until the reader has run SET TRANSACTION SNAPSHOT.
+--   Parameters: p_group_id.
+--   Returns: rows of (tick_id, snapshot_name).
+--   Calls: nothing. Tables touched: dbsync.groups, dbsync.ticks (written).
 create or replace function dbsync._export_tick(p_group_id int)
 returns table (tick_id bigint, snapshot_name text)
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$

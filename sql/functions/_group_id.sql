@@ -1,6 +1,9 @@
 -- dbsync._group_id(group_name text, create_missing boolean) returns int
 --   The id of a group by name; creates it when create_missing, else raises
 --   "unknown group" with a hint.
+--   Parameters: group_name, create_missing.
+--   Returns: the group's id.
+--   Calls: dbsync._check_name, dbsync.create_group. Tables touched: dbsync.groups (read).
 create or replace function dbsync._group_id(group_name text, create_missing boolean) returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -6,6 +6,9 @@
 --   the group as an unknown parameter, so over every group's queue partitions (and
 --   locking them all: 400 locks and 140 ms a call with 50 groups); PL/pgSQL plans
 --   with the group's value, which prunes the queue to the group's own partitions.
+--   Parameters: p_group_id, p_since.
+--   Returns: boolean.
+--   Calls: nothing. Tables touched: dbsync.events (read).
 create or replace function dbsync._has_new_writers(p_group_id int, p_since pg_snapshot) returns boolean
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 begin

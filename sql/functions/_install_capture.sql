@@ -55,6 +55,15 @@
 --   notified cannot PREPARE TRANSACTION, so applications using two-phase commit set
 --   it (ALTER ROLE app SET dbsync.notify = off); the sidecar then finds their
 --   changes by its poll.
+--   Parameters: p_table_id.
+--   Returns: int.
+--   Calls: dbsync._capture_function, dbsync._capture_insert, dbsync._capture_version,
+--     dbsync._compared_as_text, dbsync._drop_capture_functions,
+--     dbsync._drop_capture_triggers, dbsync._enable_always, dbsync._key_columns,
+--     dbsync._key_text, dbsync._needs_pinned_output, dbsync._one_text_per_value,
+--     dbsync._prints_by_search_path, dbsync._server_has, dbsync._sync_partitions,
+--     dbsync._text_of. Tables touched: dbsync.shapes, dbsync.tables (written); triggers
+--     on the replicated table (dynamic).
 create or replace function dbsync._install_capture(p_table_id int) returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -3,6 +3,9 @@
 --   NULL, else key_columns after checking that they exist, are NOT NULL, are not
 --   generated, and that a unique index (no predicate, no expression) covers a
 --   subset of them, which makes the set unique.
+--   Parameters: tbl, key_columns.
+--   Returns: text[].
+--   Calls: dbsync._key_is_unique. Tables touched: none.
 create or replace function dbsync._key_columns(tbl regclass, key_columns text[]) returns text[]
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 declare

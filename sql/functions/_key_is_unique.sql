@@ -6,6 +6,9 @@
 --   includes the partition key columns of every partitioned level (as PostgreSQL 11
 --   requires of a unique index on a partitioned table) and every leaf partition has
 --   such an index.
+--   Parameters: tbl, key_columns.
+--   Returns: boolean.
+--   Calls: dbsync._server_has. Tables touched: none.
 create or replace function dbsync._key_is_unique(tbl regclass, key_columns text[]) returns boolean
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 begin

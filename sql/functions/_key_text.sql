@@ -4,6 +4,9 @@
 --   (dbsync._text_of), in key order.
 --   (PL/pgSQL: a SQL function's body is checked when it is created, and _text_of is
 --   created after this file.)
+--   Parameters: p_columns, p_types, p_alias.
+--   Returns: text.
+--   Calls: dbsync._text_of. Tables touched: none.
 create or replace function dbsync._key_text(p_columns text[], p_types oid[], p_alias text) returns text
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 begin

@@ -10,6 +10,12 @@
 --   column made nullable or no longer unique, capture triggers disabled) is refused
 --   (dbsync._check_capturable); capture triggers set back to fire ORIGIN only are
 --   made ALWAYS again.
+--   Parameters: none.
+--   Returns: nothing (an event trigger).
+--   Calls: dbsync._capture_stale, dbsync._capture_triggers, dbsync._check_capturable,
+--     dbsync._ddl_group, dbsync._enable_always, dbsync._install_capture,
+--     dbsync._sync_partitions. Tables touched: dbsync.ddl_log (written); dbsync.tables
+--     (read).
 create or replace function dbsync._on_ddl() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -4,6 +4,10 @@
 --   dbsync.table_status, with a WARNING. A dropped partition of a replicated table
 --   took its rows with it without any trigger seeing them: every subscription copies
 --   that table again, so no target keeps rows the source no longer has.
+--   Parameters: none.
+--   Returns: nothing (an event trigger).
+--   Calls: dbsync._drop_capture_functions. Tables touched: dbsync.partitions,
+--     dbsync.subscription_tables, dbsync.tables (written).
 create or replace function dbsync._on_drop() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -10,6 +10,9 @@
 --   matched by their text (composites: see _compared_as_text), where the text must
 --   be the reader's; elsewhere timestamptz text carries its offset, and both bytea
 --   formats read back exactly.
+--   Parameters: none.
+--   Returns: text[].
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._pin_output() returns text[]
 language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
@@ -28,6 +31,9 @@ $$;
 --   Puts back what _pin_output changed, so the writer's session sees its own settings.
 --   (PL/pgSQL: before PostgreSQL 11 a SQL function returning void may not end in a
 --   SELECT of values.)
+--   Parameters: saved.
+--   Returns: nothing.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._restore_output(saved text[]) returns void
 language plpgsql set search_path = pg_catalog, pg_temp as $$
 begin

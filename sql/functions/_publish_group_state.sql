@@ -8,6 +8,9 @@
 --   every maintain call publishes again, so a rolled-back change is undone there.
 --   (PL/pgSQL: before PostgreSQL 11 a SQL function returning void may not end in a
 --   SELECT of values.)
+--   Parameters: p_group_id.
+--   Returns: nothing.
+--   Calls: nothing. Tables touched: dbsync.groups (read).
 create or replace function dbsync._publish_group_state(p_group_id int) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin

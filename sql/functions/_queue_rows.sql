@@ -3,6 +3,10 @@
 --   detached or truncated) as 'K' events of the shape: the sidecar then reads what
 --   those keys hold at the batch's snapshot. The caller pins the output settings
 --   when the key's types need it (see _install_capture).
+--   Parameters: p_table_id, p_shape_id, rel.
+--   Returns: nothing.
+--   Calls: dbsync._text_of. Tables touched: dbsync.events (written); dbsync.shapes,
+--     dbsync.tables (read).
 create or replace function dbsync._queue_rows(p_table_id int, p_shape_id int, rel regclass)
 returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$

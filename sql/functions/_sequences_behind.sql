@@ -3,6 +3,10 @@
 --   last set on its target: of its value now, or of the values in p_goal
 --   ({seq_id: value}, taken when a wait_for_sync began). PL/pgSQL keeps its plan:
 --   has_work calls it for every subscription at every poll.
+--   Parameters: p_sub_id, p_goal.
+--   Returns: boolean.
+--   Calls: nothing. Tables touched: dbsync.sequences, dbsync.subscription_sequences,
+--     dbsync.subscriptions (read).
 create or replace function dbsync._sequences_behind(p_sub_id int, p_goal jsonb default null) returns boolean
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 begin
@@ -19,6 +23,9 @@ $$;
 
 -- dbsync._sequence_goal(p_sub_id int) returns jsonb
 --   The current value of each sequence the subscription's group carries, {seq_id: value}.
+--   Parameters: p_sub_id.
+--   Returns: jsonb.
+--   Calls: nothing. Tables touched: dbsync.sequences, dbsync.subscriptions (read).
 create or replace function dbsync._sequence_goal(p_sub_id int) returns jsonb
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$
     select coalesce(jsonb_object_agg(q.seq_id::text, pg_sequence_last_value(q.relid)), '{}')

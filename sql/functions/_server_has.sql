@@ -11,6 +11,9 @@
 --       (11+; before, a key is unique when every leaf has a unique index on it
 --       and it includes the partition keys)
 --   Errors: an unknown feature.
+--   Parameters: p_feature.
+--   Returns: boolean.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._server_has(p_feature text) returns boolean
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 declare

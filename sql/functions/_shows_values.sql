@@ -9,6 +9,9 @@
 --   (dbsync.grant_monitor). The login role (session_user), not current_user: inside
 --   SECURITY DEFINER code such as wait_for_sync current_user is the dbsync owner,
 --   and a session can only SET ROLE to roles whose rights it has anyway.
+--   Parameters: none.
+--   Returns: boolean.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._shows_values() returns boolean
 language sql stable set search_path = pg_catalog, pg_temp as $$
     select coalesce(has_table_privilege(session_user, 'dbsync.verifications'::regclass, 'SELECT'), false)

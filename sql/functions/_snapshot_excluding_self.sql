@@ -5,6 +5,9 @@
 --   tick taken that way would treat the caller's own later writes as already
 --   delivered. Used where a snapshot is taken inside a user's transaction
 --   (create_group's first tick, wait_for_sync's goal).
+--   Parameters: none.
+--   Returns: pg_snapshot.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._snapshot_excluding_self() returns pg_snapshot
 language plpgsql volatile set search_path = pg_catalog, pg_temp as $$
 declare

@@ -1,5 +1,8 @@
 -- dbsync._sub(name text) returns dbsync.subscriptions
 --   The subscription of that name; raises "unknown subscription" with a hint.
+--   Parameters: name.
+--   Returns: the subscription's row of dbsync.subscriptions.
+--   Calls: nothing. Tables touched: dbsync.subscriptions (read).
 create or replace function dbsync._sub(name text) returns dbsync.subscriptions
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare

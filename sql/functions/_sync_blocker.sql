@@ -4,6 +4,10 @@
 --   being copied (with their progress); no sidecar applying it (nobody holds its
 --   apply lock: dbsync run is not running, or cannot reach the target); else how far
 --   behind it is. wait_for_sync says it when it times out; `dbsync wait` prints it.
+--   Parameters: p_sub_id.
+--   Returns: text.
+--   Calls: dbsync._lock_class. Tables touched: dbsync.status, dbsync.subscriptions,
+--     dbsync.table_status (read).
 create or replace function dbsync._sync_blocker(p_sub_id int) returns text
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare

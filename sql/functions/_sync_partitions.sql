@@ -8,6 +8,11 @@
 --   partition, fire ALWAYS (_enable_always). Called by _install_capture (without
 --   queueing: the rows present at add_table are the initial copy's business) and by
 --   the DDL event trigger.
+--   Parameters: p_table_id, p_queue_rows.
+--   Returns: nothing.
+--   Calls: dbsync._enable_always, dbsync._queue_rows, dbsync._server_has. Tables touched:
+--     dbsync.partitions (written); dbsync.shapes, dbsync.tables (read); triggers on the
+--     replicated table (dynamic).
 create or replace function dbsync._sync_partitions(p_table_id int, p_queue_rows boolean) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp
     set datestyle = 'ISO, YMD' set intervalstyle = 'postgres' set timezone = 'UTC'

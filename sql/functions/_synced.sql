@@ -3,6 +3,10 @@
 --   in its position tick's snapshot) and none of its tables is still to be copied.
 --   The queue is read with the group as a value, which prunes it to the group's
 --   partitions (see _has_new_writers).
+--   Parameters: p_sub_id, p_goal.
+--   Returns: boolean.
+--   Calls: nothing. Tables touched: dbsync.events, dbsync.subscription_tables,
+--     dbsync.subscriptions, dbsync.tables, dbsync.ticks (read).
 create or replace function dbsync._synced(p_sub_id int, p_goal pg_snapshot) returns boolean
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare

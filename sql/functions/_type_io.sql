@@ -18,6 +18,9 @@
 
 -- dbsync._base_type(p_type oid) returns oid
 --   The type under a (possibly nested) domain; the type itself otherwise.
+--   Parameters: p_type.
+--   Returns: oid.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._base_type(p_type oid) returns oid
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 declare
@@ -46,6 +49,9 @@ $$;
 --   functions keep this SQL as text, and the owner of a type can rename it, create
 --   another type by the old name and a cast to it whose function would then run
 --   inside capture, as dbsync (test/capture-search-path.test.ts).
+--   Parameters: p_type, p_expr.
+--   Returns: text.
+--   Calls: dbsync._base_type. Tables touched: none.
 create or replace function dbsync._text_of(p_type oid, p_expr text) returns text
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 begin
@@ -71,6 +77,9 @@ $$;
 --   types print a name unqualified when the search_path finds it. Capture of such
 --   keys keeps SET search_path (see _install_capture), else a writer's search_path
 --   would decide which object the reader finds for a recorded key.
+--   Parameters: p_types.
+--   Returns: boolean.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._prints_by_search_path(p_types oid[]) returns boolean
 language sql stable set search_path = pg_catalog, pg_temp as $$
     with recursive inside(t) as (
@@ -98,6 +107,9 @@ $$;
 --   SQL that is true when column p_col (of type p_type) equals p_key, the text a
 --   capture trigger recorded for it. Types of pg_catalog compare as values (an index
 --   on the column serves); other types compare by output text.
+--   Parameters: p_type, p_col, p_key.
+--   Returns: text.
+--   Calls: dbsync._base_type, dbsync._text_of. Tables touched: none.
 create or replace function dbsync._key_match(p_type oid, p_col text, p_key text) returns text
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 begin
@@ -115,6 +127,9 @@ $$;
 --   then their text must be printed exactly as the sidecar's reader prints it, so
 --   capture also pins TimeZone and bytea_output (a composite's text holds its
 --   timestamptz fields in the session's zone).
+--   Parameters: p_types.
+--   Returns: boolean.
+--   Calls: dbsync._base_type. Tables touched: none.
 create or replace function dbsync._compared_as_text(p_types oid[]) returns boolean
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 begin
@@ -131,6 +146,9 @@ $$;
 --   (DateStyle, IntervalStyle, extra_float_digits, lc_monetary), or is matched as
 --   text (_compared_as_text), so that capture must pin the settings (see
 --   _pin_output). pg_catalog types known to print the same everywhere need not.
+--   Parameters: p_types.
+--   Returns: boolean.
+--   Calls: dbsync._base_type, dbsync._compared_as_text. Tables touched: none.
 create or replace function dbsync._needs_pinned_output(p_types oid[]) returns boolean
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 begin
@@ -159,6 +177,9 @@ $$;
 --   find the keys that are gone. Not so for numeric (1.0 = 1.00), floats (-0 = 0),
 --   intervals ('1 day' = '24 hours'), types whose text depends on a setting
 --   (timestamptz, bytea), or text under a nondeterministic collation.
+--   Parameters: p_type, p_collation.
+--   Returns: boolean.
+--   Calls: dbsync._base_type. Tables touched: none.
 create or replace function dbsync._one_text_per_value(p_type oid, p_collation oid) returns boolean
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 begin

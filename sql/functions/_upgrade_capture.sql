@@ -8,6 +8,10 @@
 --   timeout of 10 s: a table whose writers hold it longer, or whose capture cannot
 --   be generated (a key column gone without the event trigger), keeps its old
 --   capture, which still works, with a WARNING; the next migrate tries again.
+--   Parameters: p_table_id.
+--   Returns: boolean.
+--   Calls: dbsync._capture_version, dbsync._install_capture. Tables touched:
+--     dbsync.tables (read).
 create or replace function dbsync._upgrade_capture(p_table_id int) returns boolean
 language plpgsql security definer set search_path = pg_catalog, pg_temp
     set lock_timeout = '10s' as $$

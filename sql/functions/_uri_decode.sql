@@ -1,6 +1,9 @@
 -- dbsync._uri_decode(p_text text, p_what text) returns text
 --   Percent-decodes one part of a connection URI (as UTF-8), as libpq does; raises
 --   on a malformed %XX or %00.
+--   Parameters: p_text, p_what.
+--   Returns: text.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._uri_decode(p_text text, p_what text) returns text
 language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 declare

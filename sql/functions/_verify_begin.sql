@@ -14,6 +14,10 @@
 --   dbsync._export_tick): the tick, the hold and its snapshot become visible together.
 --   The reading transaction must stay open while the hold is needed.
 --   Called by the sidecar.
+--   Parameters: p_verification_id.
+--   Returns: rows of (tick_id, snapshot_name).
+--   Calls: dbsync._export_tick, dbsync._lock_class. Tables touched: dbsync.verifications
+--     (written); dbsync.subscriptions (read).
 create or replace function dbsync._verify_begin(p_verification_id bigint)
 returns table (tick_id bigint, snapshot_name text)
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$

@@ -17,6 +17,10 @@
 --   (the read below takes a new snapshot after the lock: VOLATILE, in the caller's
 --   READ COMMITTED transaction).
 --   The file name sorts before begin_batch.sql.
+--   Parameters: subscription.
+--   Returns: bigint.
+--   Calls: dbsync._lock_class. Tables touched: dbsync.subscriptions, dbsync.verifications
+--     (read).
 create or replace function dbsync._verify_hold(subscription text) returns bigint
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -16,6 +16,10 @@
 --   it compared).
 --   Called by the verify job when it ends, and by _verify_schedule for jobs that
 --   ended without booking.
+--   Parameters: p_verification_id.
+--   Returns: nothing.
+--   Calls: nothing. Tables touched: dbsync.verify_progress (written);
+--     dbsync.subscription_tables, dbsync.verifications (read).
 create or replace function dbsync._verify_record(p_verification_id bigint) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

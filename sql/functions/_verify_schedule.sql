@@ -17,6 +17,11 @@
 --   days ago (but the ones whose differences are shown).
 --   Several sidecars may call it at once: one schedules (advisory lock 0x64627673
 --   "dbvs", not waited for), the others return nothing. Called by the sidecar.
+--   Parameters: p_interval, p_rows.
+--   Returns: a set of bigint.
+--   Calls: dbsync._lock_class, dbsync._verify_record. Tables touched:
+--     dbsync.verifications, dbsync.verify_progress (written); dbsync.subscription_tables,
+--     dbsync.subscriptions, dbsync.tables (read).
 create or replace function dbsync._verify_schedule(p_interval interval, p_rows bigint) returns setof bigint
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

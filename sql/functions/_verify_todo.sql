@@ -2,6 +2,9 @@
 --   Verifications the sidecar should run now: queued ones, and running ones whose
 --   job is gone (its advisory lock 0x64627376/verification_id is not held), which
 --   start over. Called by the sidecar's scan.
+--   Parameters: none.
+--   Returns: a set of bigint.
+--   Calls: dbsync._lock_class. Tables touched: dbsync.verifications (read).
 create or replace function dbsync._verify_todo() returns setof bigint
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$
     select v.verification_id

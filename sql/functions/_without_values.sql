@@ -4,6 +4,9 @@
 --   starts (" (detail: ", as src/errors.ts reportOf writes it). Everything after that
 --   goes too: the hint that follows the detail could not be told apart from a value
 --   in the detail that imitates its start.
+--   Parameters: p_text, p_shows.
+--   Returns: text.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._without_values(p_text text, p_shows boolean) returns text
 language sql immutable set search_path = pg_catalog, pg_temp as $$
     select case when p_shows or strpos(p_text, ' (detail: ') = 0 then p_text

@@ -5,6 +5,9 @@
 --   dbsync.acknowledge_ddl(NULL) acknowledges every entry listed. Returns how many
 --   entries it acknowledged.
 --   Errors: no such entry, or one that was run through execute_ddl.
+--   Parameters: ddl_id.
+--   Returns: how many changes it took off dbsync.unreplicated_ddl.
+--   Calls: nothing. Tables touched: dbsync.ddl_log (written).
 create or replace function dbsync.acknowledge_ddl(ddl_id bigint) returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -19,6 +19,9 @@
 --   if set, bounds the whole wait.
 --   Errors: no such schema, dbsync's own schemas, some tables refused (without
 --   skip_unsupported), the tables still locked at the caller's lock_timeout.
+--   Parameters: schema, group_name, skip_unsupported.
+--   Returns: int.
+--   Calls: dbsync.add_table. Tables touched: dbsync.groups, dbsync.tables (read).
 create or replace function dbsync.add_all_tables(schema name, group_name text default 'default',
                                                  skip_unsupported boolean default false) returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$

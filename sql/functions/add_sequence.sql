@@ -4,6 +4,10 @@
 --   after a cutover the target's next values do not collide. add_table adds the
 --   sequences a table owns (serial, identity) by itself.
 --   Errors: not a sequence; already added.
+--   Parameters: seq, group_name.
+--   Returns: the sequence's id (dbsync.sequences.seq_id).
+--   Calls: dbsync._grant_to_sidecars, dbsync._group_id. Tables touched: dbsync.sequences
+--     (written).
 create or replace function dbsync.add_sequence(seq regclass, group_name text default 'default') returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -7,6 +7,11 @@
 --   a malformed string, a keyword libpq does not know, a wrong sslmode ... are
 --   refused here, not found later by the sidecar. Returns the subscription id.
 --   Errors: empty name or conninfo, invalid conninfo, unknown group, duplicate name.
+--   Parameters: name, group_name, target_conninfo, copy_data.
+--   Returns: the subscription's id (dbsync.subscriptions.sub_id).
+--   Calls: dbsync._check_name, dbsync._conninfo_check, dbsync._group_id. Tables touched:
+--     dbsync.subscription_tables, dbsync.subscriptions (written); dbsync.groups,
+--     dbsync.tables (read).
 create or replace function dbsync.add_subscription(name text, group_name text, target_conninfo text,
                                                    copy_data boolean default true) returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$

@@ -14,6 +14,13 @@
 --   itself, already in another group or with another key, no usable key (the hint
 --   names the ways out: a primary key, key_columns, or leaving the table out), a
 --   table the dbsync owner may not create triggers on (the hint says how to allow it).
+--   Parameters: tbl, group_name, key_columns.
+--   Returns: the table's id (dbsync.tables.table_id; the existing one when the table is
+--     already in the group with this key).
+--   Calls: dbsync._grant_to_sidecars, dbsync._group_id, dbsync._install_capture,
+--     dbsync._key_columns, dbsync._server_has. Tables touched: dbsync.sequences,
+--     dbsync.subscription_tables, dbsync.tables (written); dbsync.groups,
+--     dbsync.subscriptions (read); triggers on the replicated table (dynamic).
 create or replace function dbsync.add_table(tbl regclass, group_name text default 'default',
                                             key_columns text[] default null) returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$

@@ -55,6 +55,13 @@
 --   Reads only; values and names are never evaluated as code, so it runs no code a
 --   table owner wrote. Called by the sidecar, which reads the stream with parallel
 --   query off (the tables' lines must not interleave).
+--   Parameters: p_sub_id, p_from, p_to, p_copy_rows, p_chunk_rows.
+--   Returns: jsonb.
+--   Calls: dbsync._base_type, dbsync._chunk_entry, dbsync._chunk_order,
+--     dbsync._chunk_state, dbsync._events_between, dbsync._key_match,
+--     dbsync._one_text_per_value, dbsync._text_of. Tables touched: dbsync.shapes,
+--     dbsync.subscription_tables, dbsync.subscriptions, dbsync.tables, dbsync.ticks
+--     (read).
 create or replace function dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint,
                                              p_copy_rows bigint default 1000000,
                                              p_chunk_rows bigint default null) returns jsonb

@@ -20,6 +20,12 @@
 --   Must run in READ COMMITTED, in a transaction the caller keeps open until the
 --   reader has run SET TRANSACTION SNAPSHOT (the export lives as long as it), then
 --   commits (that also releases the group's tick lock). Called by the sidecar.
+--   Parameters: p_subscription.
+--   Returns: rows of (sub_id, group_id, tick_from, tick_to, snapshot_name).
+--   Calls: dbsync._export_tick, dbsync._has_new_writers, dbsync._sequences_behind,
+--     dbsync._verify_hold. Tables touched: dbsync.subscription_tables (written);
+--     dbsync.groups, dbsync.subscriptions, dbsync.tables, dbsync.ticks,
+--     dbsync.verifications (read).
 create or replace function dbsync.begin_batch(p_subscription text)
 returns table (sub_id int, group_id int, tick_from bigint, tick_to bigint, snapshot_name text)
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$

@@ -9,6 +9,9 @@
 --   and the position is taken from the target: a copy the target committed is not
 --   made again. begin_batch clears what a batch that never committed
 --   left. See sql/functions/_copy_chunks.sql. Called by the sidecar.
+--   Parameters: p_sub_id, p_tick, p_chunks.
+--   Returns: nothing.
+--   Calls: nothing. Tables touched: dbsync.subscription_tables (written).
 create or replace function dbsync.copy_chunks(p_sub_id int, p_tick bigint, p_chunks jsonb) returns void
 language sql security definer set search_path = pg_catalog, pg_temp as $$
     update dbsync.subscription_tables st

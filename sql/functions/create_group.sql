@@ -5,6 +5,13 @@
 --   dbsync.group_state_<id> tells capture triggers the slot and whether to NOTIFY.
 --   Writes: groups, queue_slots, ticks (tick 0). Returns the group id.
 --   Errors: empty name; a group of that name exists.
+--   Parameters: name.
+--   Returns: the group's id (dbsync.groups.group_id).
+--   Calls: dbsync._check_name, dbsync._publish_group_state, dbsync._server_has,
+--     dbsync._snapshot_excluding_self. Tables touched: dbsync.groups, dbsync.queue_slots,
+--     dbsync.ticks (written); creates the group's queue tables dbsync.events_<id> and
+--     its slots (partitions of dbsync.events) and sequences dbsync.events_seq_<id>,
+--     dbsync.group_state_<id>.
 create or replace function dbsync.create_group(name text) returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -4,6 +4,12 @@
 --   sequences it carried are no longer carried.
 --   Errors: unknown group; subscriptions still deliver it (drop them first); tables
 --   are still captured in it (the hint gives the remove_table calls).
+--   Parameters: name.
+--   Returns: nothing.
+--   Calls: dbsync._group_id. Tables touched: dbsync.groups, dbsync.partitions,
+--     dbsync.sequences, dbsync.shapes, dbsync.tables (written); dbsync.subscriptions
+--     (read); drops the group's queue tables dbsync.events_<id> (with their slots) and
+--     sequences dbsync.events_seq_<id>, dbsync.group_state_<id>.
 create or replace function dbsync.drop_group(name text) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

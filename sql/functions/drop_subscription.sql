@@ -6,6 +6,10 @@
 --   says when the group is left without any subscription: its tables are still
 --   captured (writers pay for it) until they are removed or the group is dropped.
 --   Errors: unknown subscription.
+--   Parameters: name.
+--   Returns: nothing.
+--   Calls: dbsync._sub. Tables touched: dbsync.subscriptions (written); dbsync.groups,
+--     dbsync.tables (read).
 create or replace function dbsync.drop_subscription(name text) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -17,6 +17,10 @@
 --   the DDL.
 --   Errors: unknown group, empty ddl, a table of another group, and whatever the
 --   DDL itself raises (then nothing is queued: it is one transaction).
+--   Parameters: group_name, ddl.
+--   Returns: nothing.
+--   Calls: dbsync._begin_ddl, dbsync._ddl_settings, dbsync._group_id, dbsync._queue_ddl.
+--     Tables touched: none.
 create or replace function dbsync.execute_ddl(group_name text, ddl text) returns void
 language plpgsql as $$
 declare

@@ -11,6 +11,9 @@
 --   (see dbsync._shows_values), and so does wait_for_sync's reason.
 --   Only the dbsync owner (or a member of it) may call it, as for grant_sidecar.
 --   Errors: no such role; a predefined role (pg_*); caller not the dbsync owner.
+--   Parameters: role_name.
+--   Returns: nothing.
+--   Calls: dbsync._grant_set. Tables touched: none.
 create or replace function dbsync.grant_monitor(role_name name) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
@@ -21,6 +24,10 @@ $$;
 -- dbsync._grant_monitor_rights(p_role name) returns void
 --   The grants of grant_monitor, idempotent: migrate runs them again for every
 --   recorded role (a function re-created by an upgrade loses its grants).
+--   Parameters: p_role.
+--   Returns: nothing.
+--   Calls: dbsync._require_owner, dbsync.wait_for_sync. Tables touched: dbsync.status,
+--     dbsync.table_status (read).
 create or replace function dbsync._grant_monitor_rights(p_role name) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
@@ -35,6 +42,10 @@ $$;
 --   grant_monitor's rights again for every recorded role that still exists; the
 --   number of roles. Run by every migrate (sql/grants.sql, and src/migrate.ts even
 --   when the code did not change, so that migrate restores a revoked right).
+--   Parameters: none.
+--   Returns: the number of roles.
+--   Calls: dbsync._grant_monitor_rights, dbsync._require_owner. Tables touched:
+--     dbsync.monitor_roles (read).
 create or replace function dbsync._regrant_monitors() returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

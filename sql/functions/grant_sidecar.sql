@@ -24,6 +24,9 @@
 --   Only the dbsync owner (or a member of it) may call it: the rights include
 --   reading every replicated table.
 --   Errors: no such role; a predefined role (pg_*); caller not the dbsync owner.
+--   Parameters: role_name.
+--   Returns: nothing.
+--   Calls: dbsync._grant_set. Tables touched: none.
 create or replace function dbsync.grant_sidecar(role_name name) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
@@ -34,6 +37,10 @@ $$;
 -- dbsync._grant_sidecar_rights(p_role name) returns void
 --   The grants of grant_sidecar, idempotent: migrate runs them again for every
 --   recorded role (after graphile-worker's migrations too).
+--   Parameters: p_role.
+--   Returns: nothing.
+--   Calls: dbsync._grant_select, dbsync._require_owner. Tables touched: dbsync.sequences,
+--     dbsync.tables, dbsync.verifications (read).
 create or replace function dbsync._grant_sidecar_rights(p_role name) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -100,6 +107,10 @@ $$;
 --   SELECT on a table just added (and the sequences it owns that dbsync carries) or
 --   a sequence just added, for every recorded sidecar role. Called by add_table and
 --   add_sequence.
+--   Parameters: p_rel.
+--   Returns: nothing.
+--   Calls: dbsync._grant_select. Tables touched: dbsync.sequences, dbsync.sidecar_roles,
+--     dbsync.tables (read).
 create or replace function dbsync._grant_to_sidecars(p_rel regclass) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -131,6 +142,10 @@ $$;
 --   reader cannot name the table), to a recorded sidecar role. Anything else is
 --   refused: an admin role may hold EXECUTE on every dbsync function, and this runs
 --   as the dbsync owner (often a superuser), who can grant SELECT on any table.
+--   Parameters: p_rel, p_role.
+--   Returns: nothing.
+--   Calls: nothing. Tables touched: dbsync.sequences, dbsync.sidecar_roles, dbsync.tables
+--     (read).
 create or replace function dbsync._grant_select(p_rel regclass, p_role name) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
@@ -151,6 +166,10 @@ $$;
 --   grant_sidecar's rights again for every recorded role that still exists; the
 --   number of roles. Run by every migrate (sql/grants.sql, and after graphile-worker's
 --   migrations).
+--   Parameters: none.
+--   Returns: the number of roles.
+--   Calls: dbsync._grant_sidecar_rights, dbsync._require_owner. Tables touched:
+--     dbsync.sidecar_roles (read).
 create or replace function dbsync._regrant_sidecars() returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -175,6 +194,9 @@ $$;
 --   superuser is). SECURITY DEFINER code runs as the owner whoever calls it, and an
 --   admin role may hold EXECUTE on every function of the schema: what only the owner
 --   may do checks the session's role.
+--   Parameters: p_what.
+--   Returns: nothing.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._require_owner(p_what text) returns void
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 declare
@@ -192,6 +214,9 @@ $$;
 --   Raises unless p_role is a role that may be granted dbsync's rights: one that
 --   exists (PUBLIC is none) and is not a predefined role (pg_*). p_what names the
 --   caller, p_example the role the hint suggests creating.
+--   Parameters: p_what, p_role, p_example.
+--   Returns: nothing.
+--   Calls: nothing. Tables touched: none.
 create or replace function dbsync._check_grantee(p_what text, p_role name, p_example name) returns void
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 begin

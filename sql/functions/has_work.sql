@@ -3,6 +3,11 @@
 --   the subscription's position, tables to copy, or sequences to carry. Takes no tick and no lock. False
 --   for a paused or unknown subscription. Called by the sidecar before it sleeps,
 --   and for every subscription at every poll: PL/pgSQL keeps its plan for the session.
+--   Parameters: p_subscription.
+--   Returns: true when there is work.
+--   Calls: dbsync._has_new_writers, dbsync._sequences_behind. Tables touched:
+--     dbsync.groups, dbsync.subscription_tables, dbsync.subscriptions, dbsync.tables,
+--     dbsync.ticks (read).
 create or replace function dbsync.has_work(p_subscription text) returns boolean
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 begin

@@ -16,6 +16,11 @@
 --   4. Ticks no subscription stands on or will need are deleted.
 --   Returns true when a slot waits only for the subscriptions' positions to move
 --   past it: an idle group takes no ticks, so the caller should force one.
+--   Parameters: p_group_id, rotate_after.
+--   Returns: see above.
+--   Calls: dbsync._publish_group_state. Tables touched: dbsync.groups,
+--     dbsync.queue_slots, dbsync.ticks (written); dbsync.subscriptions (read); truncates
+--     the group's queue slots dbsync.events_<id>_<slot>.
 drop function if exists dbsync.maintain(int, interval);
 create function dbsync.maintain(p_group_id int, rotate_after interval default '30 s')
 returns boolean

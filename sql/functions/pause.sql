@@ -3,6 +3,9 @@
 --   committed after this call returns: begin_batch reads paused again after its
 --   tick). Capture goes on and the backlog waits in the queue. Errors: unknown
 --   subscription.
+--   Parameters: subscription.
+--   Returns: nothing.
+--   Calls: dbsync._sub. Tables touched: dbsync.subscriptions (written).
 create or replace function dbsync.pause(subscription text) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin

@@ -13,6 +13,11 @@
 --   ends at p_tick. p_sequences lists
 --   [seq_id, value] pairs: what the target's sequences were set to (or already were
 --   at, or above). Called by the sidecar.
+--   Parameters: p_sub_id, p_tick, p_events, p_seconds, p_copied, p_sequences.
+--   Returns: nothing.
+--   Calls: nothing. Tables touched: dbsync.subscription_sequences,
+--     dbsync.subscription_tables, dbsync.subscriptions, dbsync.verify_progress (written);
+--     dbsync.sequences (read).
 create or replace function dbsync.record_progress(p_sub_id int, p_tick bigint, p_events bigint,
                                                   p_seconds double precision, p_copied jsonb default null,
                                                   p_sequences jsonb default null)

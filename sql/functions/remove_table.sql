@@ -3,6 +3,10 @@
 --   batch applies anything to it (changes captured but not yet applied are not
 --   delivered); the data on targets stays as it is.
 --   Errors: the table is not added.
+--   Parameters: tbl.
+--   Returns: nothing.
+--   Calls: dbsync._drop_capture_functions, dbsync._drop_capture_triggers. Tables touched:
+--     dbsync.tables (written).
 create or replace function dbsync.remove_table(tbl regclass) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

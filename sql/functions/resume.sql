@@ -1,5 +1,8 @@
 -- dbsync.resume(subscription text) returns void
 --   Applies again from where the subscription stopped. Errors: unknown subscription.
+--   Parameters: subscription.
+--   Returns: nothing.
+--   Calls: dbsync._sub. Tables touched: dbsync.subscriptions (written).
 create or replace function dbsync.resume(subscription text) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -4,6 +4,10 @@
 --   to a lagging standby (dbsync.status says so). The next batches empty and fill
 --   each target table, as resync_table does.
 --   Errors: unknown subscription.
+--   Parameters: subscription.
+--   Returns: nothing.
+--   Calls: dbsync._sub. Tables touched: dbsync.subscription_tables, dbsync.subscriptions
+--     (written).
 create or replace function dbsync.resync_subscription(subscription text) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

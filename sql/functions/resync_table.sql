@@ -5,6 +5,10 @@
 --   transaction. Being part of the stream, the copy cannot race it: no batch planned
 --   before can write older rows over it, and DDL queued before it runs first.
 --   Errors: unknown subscription; the table is not in the subscription's group.
+--   Parameters: subscription, tbl.
+--   Returns: nothing.
+--   Calls: dbsync._sub. Tables touched: dbsync.subscription_tables (written);
+--     dbsync.subscriptions, dbsync.tables (read).
 create or replace function dbsync.resync_table(subscription text, tbl regclass) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

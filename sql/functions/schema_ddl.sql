@@ -11,6 +11,9 @@
 --   are the DBA's: a comment names the types. One statement per row, without the
 --   final semicolon. The CLI face is `dbsync schema`.
 --   Errors: unknown group.
+--   Parameters: group_name.
+--   Returns: a set of text.
+--   Calls: dbsync._group_id. Tables touched: dbsync.tables (read).
 create or replace function dbsync.schema_ddl(group_name text default null) returns setof text
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare

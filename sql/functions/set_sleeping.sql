@@ -2,6 +2,9 @@
 --   The sidecar says whether it sleeps for this group: while it does, capture
 --   triggers NOTIFY (a notifying transaction takes a cluster-wide lock at commit, so
 --   writers notify only then). Called by the sidecar.
+--   Parameters: p_group_id, p_sleeping.
+--   Returns: nothing.
+--   Calls: dbsync._publish_group_state. Tables touched: dbsync.groups (written).
 create or replace function dbsync.set_sleeping(p_group_id int, p_sleeping boolean) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin

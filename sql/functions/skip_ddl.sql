@@ -6,6 +6,10 @@
 --   choice is kept in dbsync.skipped_ddl (who, when, the statement).
 --   Errors: unknown subscription; no such execute_ddl event queued for its group;
 --   the event is already applied on that target.
+--   Parameters: subscription, ev_id.
+--   Returns: nothing.
+--   Calls: dbsync._sub. Tables touched: dbsync.skipped_ddl (written); dbsync.events,
+--     dbsync.subscriptions, dbsync.ticks (read).
 create or replace function dbsync.skip_ddl(subscription text, ev_id bigint) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -3,6 +3,9 @@
 --   their types (format_type) and the 1-based positions of its key columns among
 --   them, as of the caller's snapshot: verify reads it in the transaction that
 --   imported the verification's tick. Called by the sidecar.
+--   Parameters: p_table_id.
+--   Returns: rows of (columns, types, key_positions).
+--   Calls: nothing. Tables touched: dbsync.tables (read).
 create or replace function dbsync.table_layout(p_table_id int)
 returns table (columns text[], types text[], key_positions int[])
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$

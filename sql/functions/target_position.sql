@@ -14,6 +14,11 @@
 --   restored from a backup) cannot be brought up to date from the queue: that
 --   raises an error that names the fix, so the subscription shows it in
 --   dbsync.status instead of skipping batches. Called by the sidecar.
+--   Parameters: p_sub_id, p_target_tick.
+--   Returns: bigint.
+--   Calls: dbsync.record_progress. Tables touched: dbsync.subscription_sequences,
+--     dbsync.subscription_tables, dbsync.subscriptions (written); dbsync.groups,
+--     dbsync.ticks (read).
 create or replace function dbsync.target_position(p_sub_id int, p_target_tick bigint) returns bigint
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -6,6 +6,11 @@
 --   tick id is returned.
 --   Must run in READ COMMITTED: each statement below needs its own snapshot.
 --   Called by the sidecar. Writes: groups.last_tick_id, ticks.
+--   Parameters: p_group_id, p_force.
+--   Returns: the group's last tick id: the new tick's, or the previous one when none was
+--     needed.
+--   Calls: dbsync._has_new_writers. Tables touched: dbsync.groups, dbsync.ticks
+--     (written).
 create or replace function dbsync.tick(p_group_id int, p_force boolean default false) returns bigint
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

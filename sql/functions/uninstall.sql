@@ -13,6 +13,10 @@
 --   Stop every `dbsync run` first: the drops wait for the locks the sidecar holds.
 --   Runs with the caller's rights: only the owner of both schemas (the role that ran
 --   `dbsync migrate`; a superuser when the event trigger exists) can call it. The CLI face is `dbsync uninstall`.
+--   Parameters: none.
+--   Returns: nothing.
+--   Calls: dbsync.remove_table. Tables touched: dbsync.tables (read); drops dbsync's
+--     event triggers and schemas dbsync_worker and dbsync, with everything in them.
 create or replace function dbsync.uninstall() returns void
 language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare

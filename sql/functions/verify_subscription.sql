@@ -6,6 +6,10 @@
 --   id and the reason in not_verified. All or nothing: an error queues none.
 --   `dbsync verify <subscription>` is its face.
 --   Errors: unknown subscription; the subscription is paused (as verify_table).
+--   Parameters: subscription, repair.
+--   Returns: rows of (table_name, verification_id, not_verified).
+--   Calls: dbsync._sub, dbsync.verify_table. Tables touched: dbsync.subscription_tables,
+--     dbsync.subscriptions, dbsync.tables (read).
 create or replace function dbsync.verify_subscription(subscription text, repair boolean default false)
 returns table (table_name text, verification_id bigint, not_verified text)
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$

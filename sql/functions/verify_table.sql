@@ -11,6 +11,10 @@
 --   on and the target catches up afterwards. Returns the verification id.
 --   Errors: unknown subscription; the table is not replicated by it or not copied
 --   yet; the subscription is paused.
+--   Parameters: subscription, tbl, repair.
+--   Returns: bigint.
+--   Calls: dbsync._sub. Tables touched: dbsync.verifications (written);
+--     dbsync.subscription_tables, dbsync.subscriptions, dbsync.tables (read).
 create or replace function dbsync.verify_table(subscription text, tbl regclass, repair boolean default false)
 returns bigint
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$

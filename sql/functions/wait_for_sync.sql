@@ -4,6 +4,11 @@
 --   least at its value at the call; true then, false at the timeout.
 --   Reads only: the sidecar does the work. Must not run inside REPEATABLE READ or
 --   SERIALIZABLE, where it could not see the sidecar's progress.
+--   Parameters: subscription, timeout.
+--   Returns: true once in sync, false at the timeout.
+--   Calls: dbsync._sequence_goal, dbsync._sequences_behind,
+--     dbsync._snapshot_excluding_self, dbsync._sub, dbsync._synced. Tables touched:
+--     dbsync.subscriptions (read).
 create or replace function dbsync.wait_for_sync(subscription text, timeout interval default '60 s')
 returns boolean
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$

@@ -2,9 +2,8 @@
 // also copies its tables, inside its batches), pace retries, and record failures
 // where a DBA looks (dbsync.status / dbsync.table_status), not only in the log.
 import { Pool } from "pg";
-import { DbsyncError, isTransient, messageOf, reportOf, sqlstateOf } from "../errors";
+import { DbsyncError, PositionMoved, isTransient, messageOf, reportOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
-import { PositionMoved } from "../target/progress";
 import { Links } from "../sync/links";
 import { SubscriptionSession } from "../sync/session";
 import { Backoff } from "./backoff";

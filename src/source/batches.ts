@@ -3,6 +3,7 @@
 // transaction that imports the tick's snapshot, so every row it sends is the
 // source's row at the batch's end (dbsync.begin_batch, dbsync.batch_plan).
 import { Client, QueryResult, escapeLiteral } from "pg";
+import { readAtSnapshot } from "./snapshot";
 
 export interface Batch {
   subId: number;
@@ -151,11 +152,7 @@ function int(n: number): string {
 export async function openReader(control: Client, reader: Client, batch: Batch, copyRows: number, chunkRows = copyRows): Promise<Plan> {
   if (batch.snapshot === null) throw new Error(`batch (${batch.from}, ${batch.to}] has no snapshot to read`);
   try {
-    await reader.query(
-      `begin isolation level repeatable read read only;
-       set transaction snapshot ${escapeLiteral(batch.snapshot)};
-       ${READER_SETTINGS}`,
-    );
+    await readAtSnapshot(reader, batch.snapshot, READER_SETTINGS);
   } finally {
     await control.query("commit");
   }

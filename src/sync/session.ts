@@ -10,12 +10,13 @@
 // first and tells the source (dbsync.target_position), so a crash between the target
 // commit and the source update neither skips nor repeats a batch, and a target that
 // went back in time is an error, never a skip.
-import { Pool, PoolClient, escapeIdentifier as ident } from "pg";
-import { sqlstateOf } from "../errors";
+import { Pool, PoolClient } from "pg";
+import { reportOf, sqlstateOf } from "../errors";
 import { Batch, Done, Plan, beginBatch, openReader } from "../source/batches";
 import { Subscription, copyChunks, copyProgress, loadSubscription, recordProgress, skippedDdl, tableError, targetPosition, tryLock, unlock } from "../source/protocol";
 import { TargetState, applyBatch } from "../target/apply";
 import { Phases } from "../target/phases";
+import { unreadyTargetTables } from "../target/tables";
 import { beginApply, commitApply, readAppliedTick, setAppliedTick } from "../target/progress";
 import { Log } from "../log";
 import { Backoff } from "../sidecar/backoff";
@@ -234,29 +235,13 @@ export class SubscriptionSession {
     if (waiting.size) plan = { ...plan, tables: plan.tables.filter((t) => !waiting.has(t)) };
     const copies = plan.tables.filter((t) => t.action === "copy");
     if (!copies.length) return plan;
-    const { rows } = await this.target!.query<{ target: string; missing: string[] | null; exists: boolean }>(
-      `select x.target, pg_catalog.to_regclass(x.target) is not null as exists,
-              (select pg_catalog.array_agg(c) from pg_catalog.unnest(x.columns) c
-                where not exists (select from pg_catalog.pg_attribute a
-                                   where a.attrelid = pg_catalog.to_regclass(x.target) and a.attname = c
-                                     and a.attnum > 0 and not a.attisdropped)) as missing
-         from pg_catalog.jsonb_to_recordset($1::pg_catalog.jsonb) as x(target text, columns text[])`,
-      [JSON.stringify(copies.map((t) => ({ target: t.target, columns: t.columns })))],
-    );
-    const bad = new Map<string, string>();
-    for (const r of rows) {
-      if (!r.exists) {
-        bad.set(r.target, `target table ${r.target} does not exist (hint: create it on the target with the source's columns; dbsync does not create tables, and the copy is retried by itself)`);
-      } else if (r.missing?.length) {
-        bad.set(r.target, `target table ${r.target} lacks column(s) ${r.missing.map((c) => ident(c)).join(", ")} that the source has (hint: add them on the target; the copy is retried by itself)`);
-      }
-    }
+    const bad = await unreadyTargetTables(this.target!, copies);
     for (const t of copies) if (!bad.has(t.target)) this.opts.copyRetries?.succeed(retryKey(t));
     if (!bad.size) return plan;
     const kept = [];
     for (const t of plan.tables) {
-      const message = t.action === "copy" ? bad.get(t.target) : undefined;
-      if (message === undefined) {
+      const unready = t.action === "copy" ? bad.get(t.target) : undefined;
+      if (unready === undefined) {
         kept.push(t);
         continue;
       }
@@ -267,6 +252,7 @@ export class SubscriptionSession {
         continue;
       }
       const retryInMs = this.opts.copyRetries?.fail(retryKey(t));
+      const message = reportOf(unready);
       this.log.warn({ table: t.target, retryInMs }, message);
       await tableError(this.opts.control, batch.subId, t.table_id, message);
     }

@@ -32,6 +32,7 @@ import { beginApply, commitApply, enterReplicaMode, recordCopies } from "./progr
 import { SequenceSync } from "./sequences";
 import { StagedTable, StreamMerge } from "./merge";
 import { StageTables, TargetTable } from "./stage";
+import { withTable } from "./tables";
 import { Piece, readStream } from "./stream";
 
 export interface ApplyResult {
@@ -281,24 +282,4 @@ async function runDdl(target: Client, ddl: DdlEvent[], mayDefer: boolean): Promi
 async function restoreSession(target: Client) {
   await target.query(`reset role; ${PINNED_SETTINGS}; set client_encoding = 'UTF8'`);
   await enterReplicaMode(target);
-}
-
-/** Re-raise with the table named and a hint for the errors a DBA fixes on the target. */
-export async function withTable<T>(table: string, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof DbsyncError) throw err;
-    const sqlstate = sqlstateOf(err);
-    let message = messageOf(err);
-    let hint: string | undefined;
-    if (sqlstate === "42P01") {
-      message = `target table ${table} does not exist (${message})`;
-      hint = `Create ${table} on the target with the source's columns; dbsync does not create tables.`;
-    } else if (sqlstate === "42703") {
-      message = `target table ${table} lacks a column the source has (${message})`;
-      hint = `Add the column to ${table} on the target (or use dbsync.execute_ddl for schema changes); replication resumes by itself.`;
-    }
-    throw new DbsyncError(message, { table, sqlstate, hint, cause: err });
-  }
 }

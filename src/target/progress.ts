@@ -2,7 +2,7 @@
 // dbsync.applied has one row per subscription (by uuid, so two sources or a
 // re-created subscription never mix); dbsync.copied one row per copied table.
 import { Client, QueryResult, escapeLiteral } from "pg";
-import { DbsyncError, sqlstateOf } from "../errors";
+import { DbsyncError, PositionMoved, sqlstateOf } from "../errors";
 import { DBSYNC_LOCK } from "../locks";
 
 // CREATE SCHEMA IF NOT EXISTS checks CREATE on the database even when the schema
@@ -145,4 +145,3 @@ export async function commitApply(target: Client, subUuid: string, tick: number)
   );
 }
 
-export class PositionMoved extends Error {}

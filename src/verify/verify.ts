@@ -70,11 +70,11 @@
 // transaction at T, with session_replication_role = replica.
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { Client, Pool, escapeIdentifier as ident, escapeLiteral } from "pg";
+import { Client, Pool, escapeIdentifier as ident } from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { forServer } from "../compat";
 import { closeQuietly, connect } from "../db";
-import { DbsyncError, messageOf, sqlstateOf } from "../errors";
+import { DbsyncError, messageOf, sqlstateOf, withHint } from "../errors";
 import { Log } from "../log";
 import {
   VerifyCounts as Counts,
@@ -92,7 +92,9 @@ import {
   verifyRequeue,
   verifySnapshot,
 } from "../source/protocol";
+import { readAtSnapshot } from "../source/snapshot";
 import { ensureTargetSchema, enterReplicaMode } from "../target/progress";
+import { unreadyTargetTables, withTable } from "../target/tables";
 
 /** How many differing keys dbsync.verifications keeps. */
 export const DIFF_KEYS_CAP = 1000;
@@ -349,7 +351,7 @@ async function verifyJob(
       return "stopped";
     }
     const ctx = err instanceof DbsyncError ? err.context : {};
-    const message = messageOf(err) + (ctx.hint ? ` (hint: ${ctx.hint})` : "");
+    const message = withHint(messageOf(err), ctx.hint);
     vlog.error({ sqlstate: ctx.sqlstate ?? sqlstateOf(err) }, `verification failed: ${message}`);
     await verifyFailed(control, verificationId, message, counts.rowsCompared, counts.chunks).catch((e) =>
       vlog.warn({ err: messageOf(e) }, "could not record the verification's error"),
@@ -377,10 +379,7 @@ async function holdTick(holder: Client, reader: Client, verificationId: number):
   await holder.query("begin isolation level read committed");
   try {
     const b = await beginVerification(holder, verificationId);
-    await reader.query(
-      `begin isolation level repeatable read read only;
-       set transaction snapshot ${escapeLiteral(b.snapshot_name)}`,
-    );
+    await readAtSnapshot(reader, b.snapshot_name);
     const { rows } = await reader.query("select pg_catalog.pg_export_snapshot() as s");
     await verifySnapshot(holder, verificationId, rows[0].s);
     await holder.query("commit");
@@ -569,24 +568,11 @@ async function waitForTarget(
  */
 async function targetLayout(target: Client, src: SourceTable): Promise<Layout> {
   const table = src.targetName;
-  const { rows } = await target.query<{ exists: boolean }>("select pg_catalog.to_regclass($1) is not null as exists", [table]);
-  if (!rows[0].exists) {
-    throw new DbsyncError(`target table ${table} does not exist`, {
-      table,
-      sqlstate: "42P01",
-      hint: `Create ${table} on the target with the source's columns; dbsync does not create tables.`,
-    });
-  }
-  await target.query(`lock table ${table} in access share mode`);
+  await withTable(table, () => target.query(`lock table ${table} in access share mode`));
+  // After the lock: no column can go before columnsOf reads them.
+  const unready = (await unreadyTargetTables(target, [{ target: table, columns: src.columns }])).get(table);
+  if (unready) throw unready;
   const cols = await columnsOf(target, "pg_catalog.to_regclass($1)", table);
-  const missing = src.columns.filter((c) => !cols.has(c));
-  if (missing.length) {
-    throw new DbsyncError(`target table ${table} lacks column(s) ${missing.map(ident).join(", ")} that the source has`, {
-      table,
-      sqlstate: "42703",
-      hint: `Add them to ${table} on the target (dbsync.execute_ddl makes a schema change on the source and its targets at one point of the stream).`,
-    });
-  }
   const side = (m: Map<string, Col>): SideLayout => ({ cols: src.columns.map((c) => m.get(c)!), keys: [] });
   const source = side(src.cols);
   const dest = side(cols);

@@ -142,3 +142,34 @@ export async function runDbsync(args: string[], opts: SpawnOptions & { timeoutMs
   clearTimeout(timer);
   return { code, ...r };
 }
+
+/**
+ * The keys a JSON log line (one object) holds more than once at its top level:
+ * pino writes a child logger's fields and those of the call both, so a field given
+ * twice shows twice (JSON.parse keeps only the last).
+ */
+export function repeatedLogKeys(line: string): string[] {
+  const seen = new Set<string>();
+  const repeated = new Set<string>();
+  let depth = 0;
+  let expectKey = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i];
+    if (ch === '"') {
+      let j = i + 1;
+      while (j < line.length && line[j] !== '"') j += line[j] === "\\" ? 2 : 1;
+      if (depth === 1 && expectKey) {
+        const key = JSON.parse(line.slice(i, j + 1)) as string;
+        if (seen.has(key)) repeated.add(key);
+        seen.add(key);
+        expectKey = false;
+      }
+      i = j;
+    } else if (ch === "{" || ch === "[") {
+      depth++;
+      expectKey = ch === "{" && depth === 1;
+    } else if (ch === "}" || ch === "]") depth--;
+    else if (ch === "," && depth === 1) expectKey = true;
+  }
+  return [...repeated];
+}
