@@ -56,12 +56,14 @@ export interface Stage {
 }
 
 /**
- * A stage written this many lines since its last TRUNCATE is emptied by TRUNCATE
- * (new files for the table, its TOAST table and index: about 1.5 ms), below by
- * DELETE (of a few rows: far less). The dead rows DELETE leaves stay until a
- * TRUNCATE (autovacuum does not vacuum temp tables): this bounds them.
+ * A stage written more lines than this since its last TRUNCATE is emptied by
+ * TRUNCATE (new files for the table, its TOAST table and index: about 1.5 ms,
+ * little beside writing that many rows), below by DELETE (of a few rows: far
+ * less). This bounds what a connection's stages keep between batches, live rows
+ * and the dead ones DELETE leaves (autovacuum does not vacuum temp tables), to
+ * that many lines a stage.
  */
-const TRUNCATE_AFTER_ROWS = 10_000;
+const TRUNCATE_AFTER_ROWS = 1_000;
 
 interface ColumnType {
   attname: string;
