@@ -353,7 +353,17 @@ const cpuNow = (ps: SidecarProcess[]) => ps.map((p) => processCpuSeconds(p.nodeP
 function batchesSince(ps: SidecarProcess[], from: number) {
   const all = ps.flatMap((p) => p.batches.filter((b) => p.spawnedAt + b.at * 1000 >= from));
   const secs = all.map((b) => b.seconds);
+  // Summed over the batches, per-table phases ("merge <table>", "COPY into <table>") as one each.
+  const phases: Record<string, number> = {};
+  for (const b of all) {
+    for (const [k, v] of Object.entries(b.phases)) {
+      const k1 = k.replace(/^(merge|COPY into) .*$/, "$1 <table>");
+      phases[k1] = (phases[k1] ?? 0) + Number(v) / 1000;
+    }
+  }
+  for (const k of Object.keys(phases)) phases[k] = round(phases[k], 2);
   return {
+    phases,
     batches: all.length,
     events: all.reduce((a, b) => a + b.events, 0),
     insideS: round(secs.reduce((a, b) => a + b, 0), 2),
@@ -610,12 +620,20 @@ function report(r: Record<string, any>, n: Names): string {
   rows.push(["initial copy, until every subscription streams (last / median)", `${c.lastS} / ${c.medianS} s`, "<= 60 s"]);
   rows.push(["  per table copied (last / tables x targets)", `${round((c.lastS * 1000) / (shape.tables * shape.targets), 1)} ms`, "<= 20 ms"]);
   rows.push(["  sidecar CPU (sum of processes)", `${sum(c.cpuSeconds)} s`, ""]);
+  const phasesOf = (b: any) =>
+    Object.entries(b.phases as Record<string, number>)
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, 6)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ");
   const inside = (b: any) => `${b.batches} batches, ${b.insideS} s inside them (median ${b.medianS} s, longest ${b.longestS} s)`;
   rows.push(["  batches", inside(c.batches), ""]);
+  rows.push(["  their phases (s, summed; overlapping)", phasesOf(c.batches), ""]);
   if (r.apply) {
     rows.push(["one transaction touching every table, until all in sync (median of rounds)", `${r.apply.medianLastS} s (${r.apply.rounds.map((x: any) => x.lastS).join(" / ")})`, "<= 3 s"]);
     rows.push(["  sidecar CPU per round (sum of processes)", `${r.apply.rounds.map((x: any) => sum(x.cpuSeconds)).join(" / ")} s`, ""]);
     rows.push(["  batches (last round)", inside(r.apply.rounds.at(-1).batches), ""]);
+    rows.push(["  their phases (s, summed; overlapping)", phasesOf(r.apply.rounds.at(-1).batches), ""]);
   }
   const conns = (s: ConnStats) => `${s.max} (${Object.entries(s.maxBy).map(([k, v]) => `${k.replace(/^dbsync /, "")} ${v}`).join(", ")})`;
   rows.push(["connections on the source, max: while copying", conns(c.conns.source), ""]);

@@ -96,6 +96,7 @@ export async function applyBatch(
       const refusesDuplicates = !!key && !!desc?.uniqueKeys.some((u) => u.every((c) => key.includes(c)));
       staged.set(t.table_id, { t, stage, table: only(t), refusesDuplicates });
     }
+    await state.stages.emptyReused(target);
     return staged;
   };
   // The target's preparation (its transaction, the DDL, locks, stages) runs while
@@ -142,6 +143,7 @@ export async function applyBatch(
     await recordCopies(target, subUuid, batch.to, records);
     if (deferred.length) await phases.time("DDL", () => runDdl(target, deferred, false));
     sequences = await phases.time("sequences", () => state.sequences.push(source, target, batch.groupId));
+    await state.stages.trim(target);
     await phases.time("commit", () => commitApply(target, subUuid, batch.to));
   } catch (err) {
     // A target statement still running would be followed by the rollback, and its

@@ -186,6 +186,7 @@ function columnList(t: PlanTable): string {
 }
 
 async function copyPiece(target: Client, t: PlanTable, stage: Stage, p: Piece) {
+  for (const n of p.counts.values()) stage.written += n;
   await copyLines(target, `copy ${stage.name} (${stage.op}, ${columnList(t)}) from stdin`, p.data);
 }
 
