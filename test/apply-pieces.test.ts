@@ -22,10 +22,11 @@ const ROWS = 5_000;
 const NEW_ROWS = 3_000;
 
 /**
- * The killed batch's rows: enough pieces that their merging lasts long enough to
- * be seen (and killed) from the test's poll, however fast the machine.
+ * The killed batch's rows: 15 pieces, whose merging (from the first piece's merge to
+ * the batch's commit, the window the test looks for every 20 ms) lasts long enough to
+ * be seen and killed however fast the machine.
  */
-const KILL_ROWS = 100_000;
+const KILL_ROWS = 30_000;
 
 function startSidecar(sourceUrl: string, args: string[] = [], env: NodeJS.ProcessEnv = {}) {
   return startAnySidecar(sourceUrl, args, { DBSYNC_STREAM_PIECE_LINES: String(PIECE_LINES), ...env });
@@ -140,7 +141,7 @@ test("the sidecar killed while a batch's pieces are merged: nothing of it stays,
     await until("the target merges a piece", async () =>
       Number(await value(env.target, `select count(*) from pg_stat_activity
                                        where application_name like 'dbsync apply%' and query ~* '^(with updated|copy pg_temp)'`)) > 0,
-    60_000, );
+    60_000, 20);
     await sidecar.stop("SIGKILL");
     await until("the killed applier's transaction is gone", async () =>
       Number(await value(env.target, "select count(*) from pg_stat_activity where application_name like 'dbsync apply%'")) === 0);
