@@ -2,12 +2,10 @@
 // modules it requires) into one file, dist/dbsync.js, which bin/dbsync.js runs.
 // Node then reads, wraps and compiles one file instead of about 150, which is most
 // of what `dbsync run` spends before its first batch (README, Performance).
-// graphile-worker is bundled too (its modules are initialised only when the job
-// runner starts, and then come compiled from bin/dbsync.js's code cache), without
-// cosmiconfig: see no-cosmiconfig.js. pg-listen and prom-client stay outside: the
-// sidecar loads them only when it needs them (LISTEN after the first batch, metrics
-// with --metrics-port), and pg-listen's pg-format finds a file of its own at run time.
-// pg-native is pg's optional native driver, unused.
+// graphile-worker, pg-listen and prom-client stay outside: the sidecar loads them
+// only when it needs them (the job runner and LISTEN after the first batch, metrics
+// with --metrics-port), and graphile-worker and pg-listen's pg-format find files of
+// their own at run time. pg-native is pg's optional native driver, unused.
 // Usage: node scripts/bundle.js [dist folder, default ./dist]
 const path = require("node:path");
 const esbuild = require("esbuild");
@@ -19,7 +17,6 @@ esbuild.buildSync({
   bundle: true,
   platform: "node",
   target: "node20",
-  external: ["pg-listen", "prom-client", "pg-native"],
-  alias: { cosmiconfig: path.join(__dirname, "no-cosmiconfig.js") },
+  external: ["graphile-worker", "pg-listen", "prom-client", "pg-native"],
   logLevel: "warning",
 });
