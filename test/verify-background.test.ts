@@ -181,7 +181,7 @@ test("no false differences while writers run on the source; the walk goes on acr
   const env = await setup("bgverify_load", {
     big: "insert into $T select g, repeat('x', 40) || g, g from generate_series(1, 20000) g",
   });
-  const args = ["--verify-interval", "300ms", "--verify-chunk-rows", "2500"];
+  const args = ["--verify-interval", "300ms", "--verify-chunk-rows", "2500", "--poll-interval", "200"];
   let sidecar = startSidecar(env.sourceUrl, args);
   const stop = { done: false };
   let writers: Promise<void>[] = [];
