@@ -1,6 +1,6 @@
 // Batches whose tables come in several pieces of the stream (src/target/stream.ts
-// cuts a table's part every 20,000 lines; src/target/merge.ts merges each piece
-// while the reader reads the next): rows updated in place piece by piece; a unique
+// cuts a table's part every 20,000 lines, every PIECE_LINES lines here; src/target/merge.ts
+// merges each piece while the reader reads the next): rows updated in place piece by piece; a unique
 // value that moves to a row of an earlier piece from a row of a later one (the
 // earlier piece's update fails, and the table is deleted and inserted from there
 // on); a target error in a late piece (nothing of the batch stays); the sidecar
@@ -8,10 +8,29 @@
 // applied once after the restart).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
+import { freshEnv, startSidecar as startAnySidecar, tableText, until, value } from "./helpers";
 import { setup, status, strictlyConverged, synced, targetCounts } from "./kit/convergence";
 
-const ROWS = 50_000;
+/**
+ * Pieces of 2,000 lines (DBSYNC_STREAM_PIECE_LINES) and tables of 5,000 rows: a table
+ * in three pieces, as 50,000 rows are at the default 20,000 lines a piece, for a
+ * tenth of the rows to write, capture, stream and compare.
+ */
+const PIECE_LINES = 2_000;
+const ROWS = 5_000;
+/** New rows in a batch: two pieces' worth (more than one COPY buffer, see below). */
+const NEW_ROWS = 3_000;
+
+/**
+ * The killed batch's rows: 15 pieces, whose merging (from the first piece's merge to
+ * the batch's commit, the window the test looks for every 20 ms) lasts long enough to
+ * be seen and killed however fast the machine.
+ */
+const KILL_ROWS = 30_000;
+
+function startSidecar(sourceUrl: string, args: string[] = [], env: NodeJS.ProcessEnv = {}) {
+  return startAnySidecar(sourceUrl, args, { DBSYNC_STREAM_PIECE_LINES: String(PIECE_LINES), ...env });
+}
 
 test("a table in several pieces: updated in place piece by piece, new keys inserted, gone keys deleted", async () => {
   const env = await freshEnv("pieces_in_place");
@@ -24,16 +43,19 @@ test("a table in several pieces: updated in place piece by piece, new keys inser
       begin;
       update t set v = 'changed ' || id where id % 5 <> 0;
       delete from t where id % 5 = 0;
-      insert into t select g, 'new' || g from generate_series(${ROWS + 1}, ${ROWS + 10_000}) g;
+      insert into t select g, 'new' || g from generate_series(${ROWS + 1}, ${ROWS + NEW_ROWS}) g;
       commit`);
     await strictlyConverged(env, ["t"]);
+    // Stopped: its sessions' statistics reach pg_stat_user_tables as they end (an
+    // idle session's only after 10 s, since PostgreSQL 15).
+    await sidecar.stop();
     // Every row of a key the target had was updated, none deleted to be inserted
     // again. A piece of rows only is first tried straight into the table (merge.ts):
     // the rows that COPY wrote before the first key the table has count as inserted
     // though rolled back, at most one COPY buffer (1,000 rows) per table and batch.
     await until("the target's statistics show the batch", async () => {
       const c = await targetCounts(env, "t");
-      return c.ins >= ROWS + 10_000 && c.ins <= ROWS + 11_000 && c.upd === ROWS * 0.8 && c.del === ROWS * 0.2;
+      return c.ins >= ROWS + NEW_ROWS && c.ins <= ROWS + NEW_ROWS + 1_000 && c.upd === ROWS * 0.8 && c.del === ROWS * 0.2;
     }, 20_000).catch(async (err) => {
       throw new Error(`${(err as Error).message}: ${JSON.stringify(await targetCounts(env, "t"))}`);
     });
@@ -86,7 +108,7 @@ test("a value the target rejects in a late piece: nothing of the batch is applie
     // w comes first in the stream and is merged before t's pieces arrive.
     await env.source.query(`
       begin;
-      insert into w select g, 'w' from generate_series(1, 30000) g;
+      insert into w select g, 'w' from generate_series(1, ${NEW_ROWS}) g;
       update t set v = 'changed';
       update t set v = 'bad' where id = ${ROWS - 7};
       commit`);
@@ -109,7 +131,7 @@ test("the sidecar killed while a batch's pieces are merged: nothing of it stays,
   await setup(env, "create table t (id int primary key, n int not null, v text)", ["t"]);
   let sidecar = startSidecar(env.sourceUrl);
   try {
-    await env.source.query(`insert into t select g, 0, repeat('x', 100) from generate_series(1, ${ROWS * 2}) g`);
+    await env.source.query(`insert into t select g, 0, repeat('x', 100) from generate_series(1, ${KILL_ROWS}) g`);
     await synced(env);
     await sidecar.stop();
     const before = await tableText(env.target, "t");
@@ -122,7 +144,7 @@ test("the sidecar killed while a batch's pieces are merged: nothing of it stays,
     await until("the target merges a piece", async () =>
       Number(await value(env.target, `select count(*) from pg_stat_activity
                                        where application_name like 'dbsync apply%' and query ~* '^(with updated|copy pg_temp)'`)) > 0,
-    60_000, );
+    60_000, 20);
     await sidecar.stop("SIGKILL");
     await until("the killed applier's transaction is gone", async () =>
       Number(await value(env.target, "select count(*) from pg_stat_activity where application_name like 'dbsync apply%'")) === 0);
@@ -130,7 +152,7 @@ test("the sidecar killed while a batch's pieces are merged: nothing of it stays,
     assert.equal(await value<string>(env.target, "select tick_id::text from dbsync.applied"), applied);
     sidecar = startSidecar(env.sourceUrl);
     await strictlyConverged(env, ["t"]);
-    assert.equal(await value(env.target, "select count(*)::int from t where n = 2"), ROWS);
+    assert.equal(await value(env.target, "select count(*)::int from t where n = 2"), KILL_ROWS / 2);
   } finally {
     await sidecar.stop();
   }
@@ -159,7 +181,7 @@ test("a backlog of several pieces per table with every key shifted by one, execu
     await env.source.query(`update c set v = 'before resync' where id % 2 = 0`);
     await env.source.query(`select dbsync.resync_table('s', 'c')`);
     await env.source.query(`update c set v = 'after resync' where id % 5 = 0`);
-    await env.source.query(`insert into t select g, -g, 'new' from generate_series(${ROWS + 2}, ${ROWS + 30_000}) g`);
+    await env.source.query(`insert into t select g, -g, 'new' from generate_series(${ROWS + 2}, ${ROWS + NEW_ROWS}) g`);
     sidecar = startSidecar(env.sourceUrl);
     await strictlyConverged(env, ["t", "c"]);
   } finally {
@@ -239,7 +261,7 @@ test("new rows are copied straight into a table whose unique key refuses duplica
     await synced(env);
     // Only new rows: copied straight in.
     for (const tb of ["t", "nokey", "deferred"]) {
-      await env.source.query(`insert into ${tb} (id, v) select g, 'new' from generate_series(101, 30100) g`);
+      await env.source.query(`insert into ${tb} (id, v) select g, 'new' from generate_series(101, ${100 + NEW_ROWS}) g`);
     }
     await strictlyConverged(env, ["t", "nokey", "deferred"]);
     const copied = phasesOf(sidecar.output());
@@ -251,7 +273,7 @@ test("new rows are copied straight into a table whose unique key refuses duplica
     // on the source): that piece goes through the stage, and is updated in place.
     await env.source.query(`
       begin;
-      insert into t (id, v) select g, 'newer' from generate_series(30101, 60000) g;
+      insert into t (id, v) select g, 'newer' from generate_series(${101 + NEW_ROWS}, ${100 + 2 * NEW_ROWS}) g;
       delete from t where id = 50;
       insert into t (id, v) values (50, 'again');
       update t set u = 777777 where id = 31;
@@ -265,9 +287,9 @@ test("new rows are copied straight into a table whose unique key refuses duplica
     // A new row takes a unique value from a row the target has, in whichever piece.
     await env.source.query(`
       begin;
-      insert into t (id, u, v) select g, g, 'newest' from generate_series(60001, 90000) g;
+      insert into t (id, u, v) select g, g, 'newest' from generate_series(${101 + 2 * NEW_ROWS}, ${100 + 3 * NEW_ROWS}) g;
       update t set u = null where id = 31;
-      insert into t (id, u, v) values (90001, 777777, 'took it');
+      insert into t (id, u, v) values (${101 + 3 * NEW_ROWS}, 777777, 'took it');
       commit`);
     await strictlyConverged(env, ["t", "nokey", "deferred"]);
   } finally {
@@ -307,11 +329,11 @@ test("an application trigger on the target table sees each row once: a piece tri
       begin;
       update t set v = 'changed' where id % 5 = 1;
       delete from t where id % 10 = 2;
-      insert into t select g, 'new' from generate_series(${ROWS + 1}, ${ROWS + 30_000}) g;
+      insert into t select g, 'new' from generate_series(${ROWS + 1}, ${ROWS + NEW_ROWS}) g;
       commit`);
     sidecar = startSidecar(env.sourceUrl);
     await strictlyConverged(env, ["t"]);
-    assert.deepEqual(await audited(), [`DELETE ${ROWS / 10} 0`, `INSERT 30000 0`, `UPDATE ${ROWS / 5} 0`]);
+    assert.deepEqual(await audited(), [`DELETE ${ROWS / 10} 0`, `INSERT ${NEW_ROWS} 0`, `UPDATE ${ROWS / 5} 0`]);
   } finally {
     await sidecar.stop();
   }

@@ -17,6 +17,7 @@ import { test } from "node:test";
 import { freePort } from "../src/embedded/cluster";
 import { knownMigrations } from "../src/migrate";
 import { createDatabase, pool, until, value } from "./helpers";
+import { staleBuild } from "./kit/dbsync";
 
 const ROOT = path.join(__dirname, "..");
 
@@ -67,6 +68,7 @@ function requiredPackages(bundle: string): string[] {
 test("the packed package with production dependencies only: every command dbsync --help offers works, or says it needs the dev install", { timeout: 240_000 }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-prod-"));
   try {
+    assert.deepEqual(staleBuild(), [], "dist/ is the code checked out (npm test builds it when older than the sources)");
     const pack = await run("npm", ["pack", "--ignore-scripts", "--pack-destination", dir], { cwd: ROOT, env: prodEnv(), timeoutMs: 60_000 });
     assert.equal(pack.code, 0, `npm pack failed:\n${pack.out}`);
     const tarball = fs.readdirSync(dir).find((f) => f.endsWith(".tgz"));

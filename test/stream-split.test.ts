@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { Readable } from "node:stream";
 import { test } from "node:test";
-import { Piece, readStream } from "../src/target/stream";
+import { Piece, STREAM_LIMITS, readStream, streamLimits } from "../src/target/stream";
 
 const CHUNK = 64 * 1024;
 
@@ -158,4 +158,13 @@ test("pieces: the reader runs ahead of a slow target by at most queuedBytes, and
   assert.equal(pieces, 3, "no piece goes to a target that failed");
   await new Promise((r) => setImmediate(r)); // (the stream's 'close' comes on the next turn)
   assert.equal(failing.state.destroyed, true, "the source's COPY is stopped");
+});
+
+test("DBSYNC_STREAM_PIECE_LINES sets the lines of a piece (apply-pieces.test.ts cuts small tables with it); anything but a whole number is refused", () => {
+  assert.deepEqual(streamLimits({}), STREAM_LIMITS);
+  assert.deepEqual(streamLimits({ DBSYNC_STREAM_PIECE_LINES: "" }), STREAM_LIMITS);
+  assert.deepEqual(streamLimits({ DBSYNC_STREAM_PIECE_LINES: "2000" }), { ...STREAM_LIMITS, pieceLines: 2000 });
+  for (const bad of ["0", "-5", "1.5", "2k", "x"]) {
+    assert.throws(() => streamLimits({ DBSYNC_STREAM_PIECE_LINES: bad }), /DBSYNC_STREAM_PIECE_LINES must be a positive whole number of lines, got "/);
+  }
 });

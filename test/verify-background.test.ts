@@ -113,7 +113,8 @@ test("rows written on the target show in dbsync.status, table_status and /metric
     b: "insert into $T select g, 'b' || g, g from generate_series(1, 500) g",
   });
   const port = await freePort();
-  const sidecar = startSidecar(env.sourceUrl, ["--verify-interval", "1s", "--verify-chunk-rows", "1000", "--metrics-port", String(port)]);
+  // Every 300 ms: the test waits for five passes or so over five ranges, one range an interval.
+  const sidecar = startSidecar(env.sourceUrl, ["--verify-interval", "300ms", "--verify-chunk-rows", "1000", "--metrics-port", String(port)]);
   try {
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
     // A complete pass over each table first: equal tables, nothing to report.
@@ -180,7 +181,7 @@ test("no false differences while writers run on the source; the walk goes on acr
   const env = await setup("bgverify_load", {
     big: "insert into $T select g, repeat('x', 40) || g, g from generate_series(1, 20000) g",
   });
-  const args = ["--verify-interval", "300ms", "--verify-chunk-rows", "2500"];
+  const args = ["--verify-interval", "300ms", "--verify-chunk-rows", "2500", "--poll-interval", "200"];
   let sidecar = startSidecar(env.sourceUrl, args);
   const stop = { done: false };
   let writers: Promise<void>[] = [];

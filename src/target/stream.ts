@@ -50,6 +50,23 @@ export interface StreamLimits {
  */
 export const STREAM_LIMITS: StreamLimits = { pieceLines: 20_000, pieceBytes: 4 << 20, queuedBytes: 16 << 20 };
 
+/**
+ * STREAM_LIMITS, with DBSYNC_STREAM_PIECE_LINES lines a piece when it is set: the
+ * tests cut tables of a few thousand rows into several pieces with it, instead of
+ * writing tens of thousands of rows per test to reach 20,000 lines a piece.
+ */
+export function streamLimits(env: NodeJS.ProcessEnv = process.env): StreamLimits {
+  const lines = env.DBSYNC_STREAM_PIECE_LINES;
+  if (lines === undefined || lines === "") return STREAM_LIMITS;
+  const n = Number(lines);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new DbsyncError(`DBSYNC_STREAM_PIECE_LINES must be a positive whole number of lines, got "${lines}"`, {
+      hint: "Unset it (20,000 lines a piece) or set a number such as 2000.",
+    });
+  }
+  return { ...STREAM_LIMITS, pieceLines: n };
+}
+
 const NL = 10;
 const TAB = 9;
 const U = 85;
@@ -79,7 +96,7 @@ export async function readStream(
   sql: string,
   pad: (id: number) => number | undefined,
   sink: PieceSink,
-  limits: StreamLimits = STREAM_LIMITS,
+  limits: StreamLimits = streamLimits(),
 ): Promise<StreamWaits> {
   const queue = new PieceQueue(sink, limits.queuedBytes);
   const out = reader.query(copyTo(sql));
