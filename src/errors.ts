@@ -67,8 +67,10 @@ const LINK_MESSAGES = /^(Connection terminated|timeout expired|Query read timeou
  */
 export function sqlstateOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown })?.code;
-  if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+  // Node's errno names are words of capitals, and some are five long (EPIPE): a
+  // link's errno first, and a SQLSTATE has a digit (every class and subclass does).
   if (typeof code === "string" && LINK_ERRNOS.has(code)) return "08006";
+  if (typeof code === "string" && /^(?=.*[0-9])[0-9A-Z]{5}$/.test(code)) return code;
   return err instanceof Error && LINK_MESSAGES.test(err.message) ? "08006" : undefined;
 }
 

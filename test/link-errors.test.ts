@@ -55,3 +55,12 @@ test("a link reset, closed or timed out without a SQLSTATE is connection_failure
   assert.equal(sqlstateOf(serverErr), "22012");
   assert.equal(sqlstateOf(new TypeError("x is undefined")), undefined);
 });
+
+test("an errno of five capitals (EPIPE: a write to a link the server closed, as a source restart does) is a broken link, not a SQLSTATE", () => {
+  // Node's own shape for it (a real one depends on the kernel's timing: a reset
+  // usually comes first and gives ECONNRESET, tested above).
+  const epipe = Object.assign(new Error("write EPIPE"), { errno: -32, code: "EPIPE", syscall: "write" });
+  assert.equal(sqlstateOf(epipe), "08006");
+  // An errno that is no link is no SQLSTATE either.
+  assert.equal(sqlstateOf(Object.assign(new Error("EPERM"), { code: "EPERM" })), undefined);
+});
