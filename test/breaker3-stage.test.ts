@@ -81,8 +81,8 @@ test("the target connection terminated mid-batch (pg_terminate_backend), then th
     await env.source.query("insert into a select g, 'a' || g from generate_series(1, 200) g");
     await inSync(env, "s1");
     for (let round = 0; round < 4; round++) {
-      await env.source.query(`begin; update a set v = v || '.'; insert into a select g, 'r${round}' from generate_series(1000 + ${round} * 20000, 1000 + ${round} * 20000 + 20000) g; commit`);
-      await env.source.query("update b set v = 'x' where id = 1; insert into b values ($1, 'b')", [round]);
+      await env.source.query(`begin; update a set v = v || '.'; insert into a select g, 'r${round}' from generate_series(1000 + ${round} * 20000, 1000 + ${round} * 20000 + 19999) g; commit`);
+      await env.source.query(`update b set v = 'x' where id = 1; insert into b values (${round}, 'b')`);
       await until("the target applies", async () =>
         (await value<number>(env.target, "select count(*)::int from pg_stat_activity where datname = current_database() and application_name like 'dbsync apply%' and state = 'active'")) > 0, 30_000, 5);
       await env.target.query("select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and application_name like 'dbsync apply%'");
@@ -103,7 +103,7 @@ test("execute_ddl between batches (add, rename, drop a column, change a type) wh
     const write = async (tag: string) => {
       await env.source.query(`begin; update a set v = v || '${tag}' where id % 3 = 0; delete from a where id % 11 = 0 and id > 0;
         insert into a (id, v) select max(id) + 1, '${tag}' from a; commit`);
-      await env.source.query("update b set v = $1 where id % 4 = 0; insert into b select coalesce(max(id), 0) + 1, $1 from b", [tag]);
+      await env.source.query(`update b set v = '${tag}' where id % 4 = 0; insert into b select coalesce(max(id), 0) + 1, '${tag}' from b`);
     };
     await env.source.query("insert into a select g, 'a' || g from generate_series(1, 300) g; insert into b select g, 'b' || g from generate_series(1, 300) g");
     await inSync(env, "s1");
@@ -115,7 +115,7 @@ test("execute_ddl between batches (add, rename, drop a column, change a type) wh
       "alter table a rename column v to v2",
       "alter table a drop column w",
       "alter table a add column w int",
-      "alter table a alter column id type bigint",
+      "alter table a alter column w type bigint",
       "alter table a rename column v2 to v",
       "alter table a alter column v type varchar(200)",
     ];
