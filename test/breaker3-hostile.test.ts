@@ -1,0 +1,138 @@
+// Breaker 3: hostile non-superuser roles on the target. The sidecar's target role
+// (README, Security: "a non-superuser that can write the replicated tables and
+// nothing more") must never run code that another role wrote, other than the
+// replicated tables' own triggers and constraints (the README's accepted case).
+//  - a role with CREATE on the target database makes schema dbsync, with
+//    dbsync.applied and dbsync.copied, before the sidecar's first connect: the
+//    sidecar finds them (to_regclass) and writes its position into that role's table
+//    at every batch, so that role's ENABLE ALWAYS trigger runs as the target role;
+//  - a role with CREATE on schema public defines public.pg_advisory_xact_lock(text):
+//    the sidecar's first connect calls pg_advisory_xact_lock($1) with an untyped
+//    parameter, which resolves to the text variant (unknown prefers the string
+//    category; the search_path order does not matter between different argument types).
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { Client } from "pg";
+import { Env, freshEnv, startSidecar, until, value } from "./helpers";
+import { TARGET_MAJOR } from "./helpers";
+
+const sfx = String(process.pid);
+const APPLIER = `b3_applier_${sfx}`;
+const MALLORY = `b3_mallory_${sfx}`;
+const made: { url: string; role: string }[] = [];
+
+function asRole(url: string, role: string): string {
+  const u = new URL(url);
+  u.username = role;
+  u.password = "";
+  return u.toString();
+}
+
+async function connectAs(url: string, role: string): Promise<Client> {
+  const c = new Client({ connectionString: asRole(url, role) });
+  await c.connect();
+  c.on("error", () => undefined);
+  return c;
+}
+
+after(async () => {
+  for (const { url, role } of made.reverse()) {
+    const admin = new Client({ connectionString: url });
+    await admin.connect();
+    try {
+      await admin.query(`drop owned by ${role} cascade`).catch(() => undefined);
+      await admin.query(`drop role if exists ${role}`).catch(() => undefined);
+    } finally {
+      await admin.end();
+    }
+  }
+});
+
+/** The target role of the README's Security section, owning the replicated table t (which Mallory may not read). */
+async function targetRoles(env: Env, label: string) {
+  const applier = `${APPLIER}_${label}`;
+  const mallory = `${MALLORY}_${label}`;
+  await env.target.query(`create role ${applier} login; create role ${mallory} login`);
+  made.push({ url: env.targetUrl, role: applier }, { url: env.targetUrl, role: mallory });
+  if (TARGET_MAJOR >= 15) await env.target.query(`grant set on parameter session_replication_role to ${applier}`);
+  const ddl = "create table t (id int primary key, v text)";
+  await env.source.query(ddl);
+  await env.target.query(`${ddl}; alter table t owner to ${applier}; revoke all on t from public`);
+  await env.source.query("select dbsync.add_table('t', 'g')");
+  return { applier, mallory };
+}
+
+test("a role with CREATE on the target database makes schema dbsync first: its trigger on dbsync.applied must not run as the sidecar's target role", async () => {
+  const env = await freshEnv("b3_hostile_schema");
+  const { applier, mallory } = await targetRoles(env, "schema");
+  const db = new URL(env.targetUrl).pathname.slice(1);
+  await env.target.query(`grant create on database "${db}" to ${mallory}`);
+  const m = await connectAs(env.targetUrl, mallory);
+  try {
+    await m.query(`create schema dbsync;
+      create table dbsync.applied (sub_uuid uuid primary key, subscription text not null, tick_id bigint not null,
+                                   applied_at timestamptz not null default now());
+      create table dbsync.copied (sub_uuid uuid not null, table_id int not null, copy_tick bigint not null, rows bigint not null,
+                                  copied_at timestamptz not null default now(), primary key (sub_uuid, table_id));
+      create table dbsync.loot (who text, data text);
+      grant usage on schema dbsync to public;
+      grant all on dbsync.applied, dbsync.copied, dbsync.loot to public;
+      create function dbsync.spy() returns trigger language plpgsql as $$
+      begin
+        insert into dbsync.loot select current_user, (select string_agg(v, ',' order by id) from public.t);
+        return new;
+      end $$;
+      create trigger spy after insert or update on dbsync.applied for each row execute function dbsync.spy();
+      alter table dbsync.applied enable always trigger spy`);
+    await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [asRole(env.targetUrl, applier)]);
+    const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+    try {
+      await env.source.query("insert into t values (1, 'secret-1'), (2, 'secret-2')");
+      await until("applied, or an error", async () =>
+        (await value(env.source, "select dbsync.wait_for_sync('s', '2 s')")) === true ||
+        !!(await value(env.source, "select last_error from dbsync.status where name = 's'")), 60_000);
+      const loot = (await m.query("select who, data from dbsync.loot where data is not null")).rows;
+      const st = await value(env.source, "select last_error from dbsync.status where name = 's'");
+      assert.deepEqual(loot, [], `Mallory's trigger ran as ${loot[0]?.who} and read t (which Mallory may not read): ${JSON.stringify(loot)}; status error: ${st}`);
+    } finally {
+      await sidecar.stop();
+    }
+  } finally {
+    await m.end();
+  }
+});
+
+test("a role with CREATE on schema public defines public.pg_advisory_xact_lock(text): the sidecar's first connect must not call it", async () => {
+  const env = await freshEnv("b3_hostile_public");
+  const { applier, mallory } = await targetRoles(env, "public");
+  const db = new URL(env.targetUrl).pathname.slice(1);
+  // The target role makes dbsync's schema itself at its first connect (README: CREATE on the database).
+  await env.target.query(`grant create on database "${db}" to ${applier}; grant create on schema public to ${mallory}`);
+  const m = await connectAs(env.targetUrl, mallory);
+  try {
+    await m.query(`create table public.loot (who text, data text);
+      grant all on public.loot to public;
+      create function public.pg_advisory_xact_lock(k text) returns void language plpgsql as $$
+      begin
+        insert into public.loot select current_user, (select string_agg(v, ',' order by id) from public.t);
+      end $$;
+      grant execute on function public.pg_advisory_xact_lock(text) to public`);
+    await env.source.query("insert into t values (1, 'secret-1'), (2, 'secret-2')");
+    // The target has the rows too (a copy made earlier), so Mallory's function has something to read.
+    await env.target.query("insert into t values (1, 'secret-1'), (2, 'secret-2')");
+    await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [asRole(env.targetUrl, applier)]);
+    const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+    try {
+      await env.source.query("update t set v = 'secret-3' where id = 1");
+      await until("applied, or an error", async () =>
+        (await value(env.source, "select dbsync.wait_for_sync('s', '2 s')")) === true ||
+        !!(await value(env.source, "select last_error from dbsync.status where name = 's'")), 60_000);
+      const loot = (await m.query("select who, data from public.loot")).rows;
+      assert.deepEqual(loot, [], `Mallory's public.pg_advisory_xact_lock(text) ran as ${loot[0]?.who}: ${JSON.stringify(loot)}`);
+    } finally {
+      await sidecar.stop();
+    }
+  } finally {
+    await m.end();
+  }
+});
