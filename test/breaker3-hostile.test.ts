@@ -136,3 +136,26 @@ test("a role with CREATE on schema public defines public.pg_advisory_xact_lock(t
     await m.end();
   }
 });
+
+test("a role with CREATE on schema public of the source defines public.pg_advisory_xact_lock(text): dbsync migrate (a superuser) must not call it", async () => {
+  const env = await freshEnv("b3_hostile_migrate", { migrate: false });
+  const mallory = `${MALLORY}_migrate`;
+  await env.source.query(`create role ${mallory} login; grant create on schema public to ${mallory}`);
+  made.push({ url: env.sourceUrl, role: mallory });
+  const m = await connectAs(env.sourceUrl, mallory);
+  try {
+    await m.query(`create table public.loot (who text, superuser boolean);
+      grant all on public.loot to public;
+      create function public.pg_advisory_xact_lock(k text) returns void language plpgsql as $$
+      begin
+        insert into public.loot select current_user, (select rolsuper from pg_roles where rolname = current_user);
+      end $$;
+      grant execute on function public.pg_advisory_xact_lock(text) to public`);
+    const { migrate } = await import("../src/migrate");
+    await migrate(env.sourceUrl);
+    const loot = (await m.query("select who, superuser from public.loot")).rows;
+    assert.deepEqual(loot, [], `Mallory's public.pg_advisory_xact_lock(text) ran inside dbsync migrate as ${JSON.stringify(loot)}`);
+  } finally {
+    await m.end();
+  }
+});
