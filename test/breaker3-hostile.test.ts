@@ -159,3 +159,32 @@ test("a role with CREATE on schema public of the source defines public.pg_adviso
     await m.end();
   }
 });
+
+test("a table owner with CREATE on schema public defines public.format(text, text, text), drops its replicated table: dbsync uninstall (a superuser) must not call it", async () => {
+  const env = await freshEnv("b3_hostile_uninstall");
+  const mallory = `${MALLORY}_uninstall`;
+  await env.source.query(`create role ${mallory} login; grant create on schema public to ${mallory}`);
+  made.push({ url: env.sourceUrl, role: mallory });
+  // Without the DDL event triggers (a dbsync owner that is not a superuser), a dropped table's row stays.
+  await env.source.query("alter event trigger dbsync_drop_watch disable").catch(() => undefined);
+  const m = await connectAs(env.sourceUrl, mallory);
+  try {
+    await m.query(`create table public.m (id int primary key);
+      create table public.loot (who text, superuser boolean);
+      grant all on public.loot to public;
+      create function public.format(f text, a text, b text) returns text language plpgsql as $$
+      begin
+        insert into public.loot select current_user, (select rolsuper from pg_roles where rolname = current_user);
+        return a || '.' || b;
+      end $$;
+      grant execute on function public.format(text, text, text) to public`);
+    await env.source.query("select dbsync.add_table('public.m', 'g')");
+    await m.query("drop table public.m");
+    const { uninstall } = await import("../src/uninstall");
+    const code = await uninstall({ sourceUrl: env.sourceUrl, yes: true });
+    const loot = (await m.query("select who, superuser from public.loot")).rows;
+    assert.deepEqual(loot, [], `Mallory's public.format(text, text, text) ran inside dbsync uninstall (exit ${code}) as ${JSON.stringify(loot)}`);
+  } finally {
+    await m.end();
+  }
+});
