@@ -14,7 +14,10 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { Client } from "pg";
 import { Env, freshEnv, startSidecar, until, value } from "./helpers";
-import { TARGET_MAJOR } from "./helpers";
+import { SOURCE_MAJOR, TARGET_MAJOR } from "./helpers";
+
+/** Before PostgreSQL 15 every role may create in schema public: no grant needed for the attacks below. */
+const publicCreate = (major: number, role: string) => (major >= 15 ? `; grant create on schema public to ${role}` : "");
 
 const sfx = String(process.pid);
 const APPLIER = `b3_applier_${sfx}`;
@@ -84,6 +87,13 @@ test("a role with CREATE on the target database makes schema dbsync first: its t
       end $$;
       create trigger spy after insert or update on dbsync.applied for each row execute function dbsync.spy();
       alter table dbsync.applied enable always trigger spy`);
+    // Before 15 the target role may not set session_replication_role: the sidecar then calls
+    // dbsync.enter_replica_mode() (README, Security), here Mallory's, which runs as the target role.
+    if (TARGET_MAJOR < 15) {
+      await m.query(`create function dbsync.enter_replica_mode() returns void language plpgsql as $$
+        begin insert into dbsync.loot values (current_user, 'enter_replica_mode'); end $$;
+        grant execute on function dbsync.enter_replica_mode() to public`);
+    }
     await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [asRole(env.targetUrl, applier)]);
     const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
     try {
@@ -107,7 +117,7 @@ test("a role with CREATE on schema public defines public.pg_advisory_xact_lock(t
   const { applier, mallory } = await targetRoles(env, "public");
   const db = new URL(env.targetUrl).pathname.slice(1);
   // The target role makes dbsync's schema itself at its first connect (README: CREATE on the database).
-  await env.target.query(`grant create on database "${db}" to ${applier}; grant create on schema public to ${mallory}`);
+  await env.target.query(`grant create on database "${db}" to ${applier}${publicCreate(TARGET_MAJOR, mallory)}`);
   const m = await connectAs(env.targetUrl, mallory);
   try {
     await m.query(`create table public.loot (who text, data text);
@@ -140,7 +150,7 @@ test("a role with CREATE on schema public defines public.pg_advisory_xact_lock(t
 test("a role with CREATE on schema public of the source defines public.pg_advisory_xact_lock(text): dbsync migrate (a superuser) must not call it", async () => {
   const env = await freshEnv("b3_hostile_migrate", { migrate: false });
   const mallory = `${MALLORY}_migrate`;
-  await env.source.query(`create role ${mallory} login; grant create on schema public to ${mallory}`);
+  await env.source.query(`create role ${mallory} login${publicCreate(SOURCE_MAJOR, mallory)}`);
   made.push({ url: env.sourceUrl, role: mallory });
   const m = await connectAs(env.sourceUrl, mallory);
   try {
@@ -163,7 +173,7 @@ test("a role with CREATE on schema public of the source defines public.pg_adviso
 test("a table owner with CREATE on schema public defines public.format(text, text, text), drops its replicated table: dbsync uninstall (a superuser) must not call it", async () => {
   const env = await freshEnv("b3_hostile_uninstall");
   const mallory = `${MALLORY}_uninstall`;
-  await env.source.query(`create role ${mallory} login; grant create on schema public to ${mallory}`);
+  await env.source.query(`create role ${mallory} login${publicCreate(SOURCE_MAJOR, mallory)}`);
   made.push({ url: env.sourceUrl, role: mallory });
   // Without the DDL event triggers (a dbsync owner that is not a superuser), a dropped table's row stays.
   await env.source.query("alter event trigger dbsync_drop_watch disable").catch(() => undefined);
