@@ -132,9 +132,9 @@ test("the source restarted (immediate) while the sidecar starts its job runner: 
   }
 });
 
-test("the source restarted again and again (fast/immediate, down 0.2 to 12 s) under steady writes, --poll-interval 200: in sync within seconds each time", async (t) => {
-  const env = await setup("b3_restart_cycles");
-  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"], { DBSYNC_LOG_LEVEL: "info" });
+for (const concurrency of ["4", "1"]) test(`the source restarted again and again (fast/immediate, down 0.2 to 12 s) under steady writes, --poll-interval 200 --concurrency ${concurrency}: in sync within seconds each time`, async (t) => {
+  const env = await setup(`b3_restart_cycles_${concurrency}`);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200", "--concurrency", concurrency], { DBSYNC_LOG_LEVEL: "info" });
   const stop = { done: false };
   let next = 1_000_000;
   const writer = (async () => {
