@@ -198,3 +198,35 @@ test("a table owner with CREATE on schema public defines public.format(text, tex
     await m.end();
   }
 });
+
+test("a role with CREATE on the source database makes schema dbsync before dbsync migrate: it must not get code run by the migrating superuser", async () => {
+  const env = await freshEnv("b3_hostile_src_schema", { migrate: false });
+  const mallory = `${MALLORY}_srcschema`;
+  const db = new URL(env.sourceUrl).pathname.slice(1);
+  await env.source.query(`create role ${mallory} login; grant create on database "${db}" to ${mallory}`);
+  made.push({ url: env.sourceUrl, role: mallory });
+  const m = await connectAs(env.sourceUrl, mallory);
+  try {
+    await m.query("create schema dbsync; create schema mal; grant usage on schema mal to public; create table mal.loot (who text, superuser boolean); grant all on mal.loot to public");
+    const { migrate } = await import("../src/migrate");
+    let first: string | undefined;
+    try {
+      await migrate(env.sourceUrl);
+    } catch (err) {
+      first = String(err);
+    }
+    if (first === undefined) {
+      // Installed into Mallory's schema: as its owner she may drop any object in it and put her own in its place.
+      await m.query(`drop function dbsync._regrant_sidecars();
+        create function dbsync._regrant_sidecars() returns void language plpgsql as $$
+        begin
+          insert into mal.loot select current_user, (select rolsuper from pg_roles where rolname = current_user);
+        end $$`);
+      await migrate(env.sourceUrl).catch((err) => (first = String(err)));
+    }
+    const loot = (await m.query("select who, superuser from mal.loot")).rows;
+    assert.deepEqual(loot, [], `dbsync migrate installed into a schema owned by ${mallory} and ran her function as ${JSON.stringify(loot)}`);
+  } finally {
+    await m.end();
+  }
+});
