@@ -230,3 +230,47 @@ test("a role with CREATE on the source database makes schema dbsync before dbsyn
     await m.end();
   }
 });
+
+test("a role with CREATE on schema public of the source defines an aggregate public.jsonb_object_agg(text, boolean): the sidecar's wake-ups (graphile-worker's add_job) must not run it", async () => {
+  const env = await freshEnv("b3_hostile_add_job");
+  const mallory = `${MALLORY}_addjob`;
+  await env.source.query(`create role ${mallory} login${publicCreate(SOURCE_MAJOR, mallory)}`);
+  made.push({ url: env.sourceUrl, role: mallory });
+  const m = await connectAs(env.sourceUrl, mallory);
+  try {
+    await m.query(`create table public.loot (who text, conninfo text);
+      grant all on public.loot to public;
+      create function public.spy_final(s jsonb) returns jsonb language plpgsql as $$
+      begin
+        insert into public.loot select current_user, (select string_agg(target_conninfo, ' | ') from dbsync.subscriptions);
+        return s;
+      exception when others then
+        insert into public.loot values (current_user, sqlerrm);
+        return s;
+      end $$;
+      create function public.spy_step(s jsonb, k text, v boolean) returns jsonb language sql as $$ select s $$;
+      create aggregate public.jsonb_object_agg(text, boolean) (sfunc = public.spy_step, stype = jsonb, finalfunc = public.spy_final, initcond = '{}');
+      grant execute on function public.spy_final(jsonb), public.spy_step(jsonb, text, boolean) to public`);
+    // Two subscriptions, one apply slot: the second is a wake-up in the job queue at start (add_job).
+    await env.source.query("create table t (id int primary key); create table u (id int primary key)");
+    await env.target.query("create table t (id int primary key); create table u (id int primary key)");
+    await env.source.query("select dbsync.add_table('t', 'g1'), dbsync.add_table('u', 'g2')");
+    await env.source.query("select dbsync.add_subscription('s1', 'g1', $1, copy_data => false)", [env.targetUrl]);
+    await env.source.query("select dbsync.add_subscription('s2', 'g2', $1, copy_data => false)", [env.targetUrl]);
+    await env.source.query("insert into t values (1); insert into u values (1)");
+    const sidecar = startSidecar(env.sourceUrl, ["--concurrency", "1", "--poll-interval", "200"]);
+    try {
+      await until("both applied", async () =>
+        (await value(env.source, "select dbsync.wait_for_sync('s1', '1 s') and dbsync.wait_for_sync('s2', '1 s')")) === true, 60_000);
+      await env.source.query("insert into t values (2); insert into u values (2)");
+      await until("both applied again", async () =>
+        (await value(env.source, "select dbsync.wait_for_sync('s1', '1 s') and dbsync.wait_for_sync('s2', '1 s')")) === true, 60_000);
+      const loot = (await m.query("select who, conninfo from public.loot")).rows;
+      assert.deepEqual(loot, [], `Mallory's aggregate ran inside the sidecar's add_job as ${JSON.stringify(loot).slice(0, 400)}`);
+    } finally {
+      await sidecar.stop();
+    }
+  } finally {
+    await m.end();
+  }
+});
