@@ -79,6 +79,14 @@ export interface ConnectOptions {
    * security policies that row_security = off would turn into errors.
    */
   pinned?: boolean;
+  /**
+   * search_path = pg_catalog, pg_temp: for sessions that name every object of their
+   * own (the job queue, control): a function or aggregate another role made in a
+   * schema of the role's search_path (public.jsonb_object_agg(text, boolean)) would
+   * otherwise be picked by graphile-worker's SECURITY INVOKER functions, unpinned,
+   * and run as the sidecar's role.
+   */
+  catalogPath?: boolean;
   /** Abort a statement that runs longer (ms, server side); 0 = no limit. */
   statementTimeoutMs?: number;
   /**
@@ -160,6 +168,7 @@ export function clientConfig(conninfo: string | undefined, opts: ConnectOptions)
     ka && `-c tcp_keepalives_idle=${ka.idle} -c tcp_keepalives_interval=${ka.interval} -c tcp_keepalives_count=${ka.count}`,
     conn.config.options,
     opts.pinned && PINNED_OPTIONS,
+    opts.catalogPath && "-c search_path=pg_catalog,pg_temp",
   ]
     .filter(Boolean)
     .join(" ");

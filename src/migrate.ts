@@ -194,6 +194,35 @@ export interface MigrateResult {
   version: number;
 }
 
+/**
+ * A schema dbsync that another role made before dbsync was installed in it (CREATE
+ * on the database is enough), or that changed hands since: its owner may replace
+ * any function in it, and migrate (often a superuser) and the capture triggers
+ * would then run that role's code. dbsync's schema belongs to the role that
+ * installed dbsync (README, Security).
+ */
+async function refuseForeignSchema(client: Client): Promise<void> {
+  const { rows } = await client.query<{ owner: string; mine: boolean; installer: string | null }>(
+    `select pg_catalog.pg_get_userbyid(n.nspowner) as owner, pg_catalog.pg_get_userbyid(n.nspowner) = current_user as mine,
+            (select pg_catalog.pg_get_userbyid(c.relowner) from pg_catalog.pg_class c
+              where c.oid = pg_catalog.to_regclass('dbsync.migrations')) as installer
+       from pg_catalog.pg_namespace n where n.nspname = 'dbsync'`,
+  );
+  const s = rows[0];
+  if (!s || (s.installer === null ? s.mine : s.installer === s.owner)) return;
+  throw new DbsyncError(
+    s.installer === null
+      ? `schema dbsync exists, owned by ${s.owner}, and dbsync is not installed in it: dbsync will not install into a schema another role controls`
+      : `schema dbsync is owned by ${s.owner}, but dbsync was installed by ${s.installer}: dbsync will not run code from a schema another role controls`,
+    {
+      sqlstate: "42501",
+      hint:
+        "Check what that role put in schema dbsync (functions, triggers), then, as a superuser, drop the schema (before dbsync is installed) " +
+        "or give it to the role that installs dbsync (ALTER SCHEMA dbsync OWNER TO ...), and run migrate again.",
+    },
+  );
+}
+
 export async function migrate(conninfo: string | undefined): Promise<MigrateResult> {
   // Long statements are fine here; a person waits for them (no watchdog).
   const config = () => clientConfig(conninfo, { applicationName: "dbsync migrate", queryTimeoutMs: 0 });
@@ -208,7 +237,10 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
   let traits: ServerTraits;
   try {
     await client.query("begin");
-    await client.query("select pg_advisory_xact_lock($1)", [DBSYNC_LOCK]);
+    // Typed and qualified: an untyped parameter would pick a pg_advisory_xact_lock(text)
+    // that any role with CREATE on a schema of the search_path made.
+    await client.query("select pg_catalog.pg_advisory_xact_lock($1::int8)", [DBSYNC_LOCK]);
+    await refuseForeignSchema(client);
     await client.query(`create schema if not exists dbsync`);
     await client.query(`create table if not exists dbsync.migrations (
         version int primary key, name text not null, applied_at timestamptz not null default now())`);

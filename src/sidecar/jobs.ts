@@ -52,7 +52,7 @@ class WorkerJobs implements Jobs {
   private readonly pool: Pool;
 
   constructor(private readonly opts: JobsOptions) {
-    this.pool = new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync worker" }), max: opts.concurrency + 2 });
+    this.pool = new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync worker", catalogPath: true }), max: opts.concurrency + 2 });
     this.pool.on("error", (err) => opts.outages.fail("source", "source unreachable; retrying", { err: messageOf(err) }));
     this.pool.on("connect", (client) => client.on("error", () => undefined));
   }

@@ -297,19 +297,19 @@ export async function inventory(
   subs: { name: string; target_conninfo: string }[];
 }> {
   const { rows: [found] } = await source.query(
-    `select current_database() as db,
-            to_regnamespace('dbsync') is not null as has_dbsync,
-            to_regnamespace($1) is not null as has_worker,
-            to_regclass('dbsync.tables') is not null as has_tables,
-            to_regclass('dbsync.subscriptions') is not null as has_subs,
-            to_regprocedure('dbsync.remove_table(regclass)') is not null as has_remove,
-            exists (select from pg_event_trigger where evtname = $2) as has_ddl_trigger`,
+    `select pg_catalog.current_database() as db,
+            pg_catalog.to_regnamespace('dbsync') is not null as has_dbsync,
+            pg_catalog.to_regnamespace($1::text) is not null as has_worker,
+            pg_catalog.to_regclass('dbsync.tables') is not null as has_tables,
+            pg_catalog.to_regclass('dbsync.subscriptions') is not null as has_subs,
+            pg_catalog.to_regprocedure('dbsync.remove_table(regclass)') is not null as has_remove,
+            exists (select from pg_catalog.pg_event_trigger where evtname = $2) as has_ddl_trigger`,
     [workerSchema, ddlTrigger],
   );
   const tables = found.has_tables
     ? (await source.query(
-        `select t.relid::int as relid, coalesce(cl.oid::regclass::text, format('%I.%I (dropped)', t.schema_name, t.table_name)) as name
-           from dbsync.tables t left join pg_class cl on cl.oid = t.relid
+        `select t.relid::int as relid, coalesce(cl.oid::regclass::text, pg_catalog.format('%I.%I (dropped)', t.schema_name, t.table_name)) as name
+           from dbsync.tables t left join pg_catalog.pg_class cl on cl.oid = t.relid
           where t.removed_at is null order by t.table_id`,
       )).rows
     : [];
@@ -320,7 +320,7 @@ export async function inventory(
 /** The tables dbsync replicates from this source: qualified name and key columns. */
 export async function replicatedTables(source: Source): Promise<{ name: string; key: string[] }[]> {
   const { rows } = await source.query(
-    `select format('%I.%I', schema_name, table_name) as name, key_columns as key
+    `select pg_catalog.format('%I.%I', schema_name, table_name) as name, key_columns as key
        from dbsync.tables where removed_at is null order by schema_name, table_name`,
   );
   return rows;

@@ -24,23 +24,58 @@ const TARGET_SCHEMA_SQL = `
       primary key (sub_uuid, table_id)
   );`;
 
+/**
+ * What in schema dbsync the target role would trust without reason: the schema and
+ * its two tables must belong to the role itself, to a role it is a member of (not
+ * through a superuser's bypass), or to a superuser. Another role that made them
+ * first (CREATE on the database is enough) would own the table the sidecar writes
+ * its position into at every batch: its triggers there would run as this role (or
+ * as a superuser applier), and it could move the position past batches.
+ */
+const UNTRUSTED_OWNERS_SQL = `
+  with me as (select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user),
+  owned as (
+    select 'schema dbsync' as what, n.nspowner as owner
+      from pg_catalog.pg_namespace n where n.nspname = 'dbsync'
+    union all
+    select pg_catalog.format('table dbsync.%I', c.relname), c.relowner
+      from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+     where n.nspname = 'dbsync' and c.relname in ('applied', 'copied'))
+  select pg_catalog.string_agg(pg_catalog.format('%s (owned by %I)', o.what, r.rolname), ', ') as untrusted
+    from owned o join pg_catalog.pg_roles r on r.oid = o.owner, me
+   where not (r.rolname = current_user or r.rolsuper
+              or (not me.rolsuper and pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')))`;
+
 export async function ensureTargetSchema(target: Client): Promise<void> {
   const { rows } = await target.query(
-    "select to_regclass('dbsync.applied') is not null and to_regclass('dbsync.copied') is not null as ok",
+    "select pg_catalog.to_regclass('dbsync.applied') is not null and pg_catalog.to_regclass('dbsync.copied') is not null as ok",
   );
-  if (rows[0].ok) return;
-  // Serialize the first creation between two sidecars on one target.
-  await target.query("begin");
-  try {
-    // A parameter, not a hex literal: those parse only from PostgreSQL 16 on.
-    await target.query("select pg_advisory_xact_lock($1)", [DBSYNC_LOCK]);
-    const { rows: schema } = await target.query("select to_regnamespace('dbsync') is not null as ok");
-    if (!schema[0].ok) await target.query("create schema dbsync");
-    await target.query(TARGET_SCHEMA_SQL);
-    await target.query("commit");
-  } catch (err) {
-    await target.query("rollback").catch(() => undefined);
-    throw err;
+  if (!rows[0].ok) {
+    // Serialize the first creation between two sidecars on one target.
+    await target.query("begin");
+    try {
+      // A parameter, not a hex literal: those parse only from PostgreSQL 16 on. Typed
+      // and qualified: an untyped one would pick a pg_advisory_xact_lock(text) that
+      // a role with CREATE on a schema of the search_path made.
+      await target.query("select pg_catalog.pg_advisory_xact_lock($1::int8)", [DBSYNC_LOCK]);
+      const { rows: schema } = await target.query("select pg_catalog.to_regnamespace('dbsync') is not null as ok");
+      if (!schema[0].ok) await target.query("create schema dbsync");
+      await target.query(TARGET_SCHEMA_SQL);
+      await target.query("commit");
+    } catch (err) {
+      await target.query("rollback").catch(() => undefined);
+      throw err;
+    }
+  }
+  const { rows: owners } = await target.query(UNTRUSTED_OWNERS_SQL);
+  if (owners[0]?.untrusted) {
+    throw new DbsyncError(`the target's ${owners[0].untrusted}: another role controls where dbsync records its position`, {
+      sqlstate: "42501",
+      hint:
+        "As a superuser on the target, check what that role put in schema dbsync (triggers, functions), then drop the schema " +
+        "or give it and its tables to the sidecar's target role (ALTER SCHEMA dbsync OWNER TO ..., ALTER TABLE dbsync.applied OWNER TO ...); " +
+        "the sidecar retries by itself.",
+    });
   }
 }
 
@@ -70,10 +105,13 @@ export async function enterReplicaMode(target: Client): Promise<void> {
   } catch (err) {
     if (sqlstateOf(err) !== "42501") throw err;
   }
-  // From the catalog: to_regprocedure itself needs USAGE on the schema.
+  // From the catalog: to_regprocedure itself needs USAGE on the schema. Only a
+  // superuser's function can set the parameter before 15; one of another owner is
+  // not called (it would run that role's code as this one, and could do nothing).
   const { rows } = await target.query(
     `select exists (select from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
-                     where n.nspname = 'dbsync' and p.proname = 'enter_replica_mode' and p.pronargs = 0) as ok`,
+                      join pg_catalog.pg_roles r on r.oid = p.proowner
+                     where n.nspname = 'dbsync' and p.proname = 'enter_replica_mode' and p.pronargs = 0 and r.rolsuper) as ok`,
   );
   const refused = () =>
     new DbsyncError("the target role may not set session_replication_role", {
@@ -90,6 +128,15 @@ export async function enterReplicaMode(target: Client): Promise<void> {
   } catch (err) {
     if (sqlstateOf(err) === "42501") throw refused();
     throw err;
+  }
+  // A function that returned without setting it would let the target's triggers and
+  // foreign keys fire on replicated rows, silently.
+  const { rows: mode } = await target.query("select pg_catalog.current_setting('session_replication_role') as mode");
+  if (mode[0].mode !== "replica") {
+    throw new DbsyncError(`dbsync.enter_replica_mode() on the target left session_replication_role at '${mode[0].mode}'`, {
+      sqlstate: "42501",
+      hint: "Create it again as a superuser, as the README's Security section shows (it must set session_replication_role to replica).",
+    });
   }
 }
 
