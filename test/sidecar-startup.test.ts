@@ -3,10 +3,14 @@
 // processes from applying one subscription at the same time, the others wait for
 // the job queue, and a process started while another applies leaves it alone.
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { after, test } from "node:test";
 import { appliesPerTable, installApplyLog, overlappingApplies } from "./kit/apply-log";
 import { FaultProxy, startFaultProxy } from "./harness/fault-proxy";
 import { freshEnv, Sidecar, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { spawnDbsync } from "./kit/dbsync";
 
 const TABLE = (t: string) => `create table ${t} (id int primary key, v int not null);`;
 const debug = { DBSYNC_LOG_LEVEL: "debug", DBSYNC_LOG_FORMAT: "json" };
@@ -178,5 +182,26 @@ test("the job runner cannot reach the source while it starts: retried, the sidec
   } finally {
     proxy.pass();
     await s.stop();
+  }
+});
+
+test("a crontab file in the sidecar's working directory schedules nothing (graphile-worker reads ./crontab unless told not to)", async () => {
+  const env = await freshEnv("sidecar_startup_crontab");
+  await Promise.all([env.source.query(TABLE("t")), env.target.query(TABLE("t"))]);
+  await env.source.query("select dbsync.add_table('t', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-cwd-"));
+  // A task of dbsync's every minute, with a payload of somebody else's choosing.
+  fs.writeFileSync(path.join(cwd, "crontab"), '* * * * * sync ?fill=1h {"subscription":"s"}\n');
+  const s = spawnDbsync(["run", "--source", env.sourceUrl, "--poll-interval", "200"], { cwd, env: debug });
+  try {
+    await until("the job runner started", async () => messages(s).includes("job runner started"), 30_000);
+    const known = await value(env.source, "select count(*)::int from dbsync_worker._private_known_crontabs");
+    assert.equal(known, 0, `graphile-worker took the crontab of the working directory\n${s.output()}`);
+    await env.source.query("insert into t values (1, 1)");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true, s.output());
+  } finally {
+    await s.stop();
+    fs.rmSync(cwd, { recursive: true, force: true });
   }
 });

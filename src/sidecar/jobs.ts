@@ -84,6 +84,9 @@ class WorkerJobs implements Jobs {
         pollInterval: this.opts.pollIntervalMs,
         logger,
         taskList: this.opts.tasks,
+        // Without it graphile-worker reads ./crontab of whatever directory the
+        // sidecar was started in and schedules dbsync's tasks from it.
+        parsedCronItems: [],
       });
     try {
       await this.startRunner(runWorker);

@@ -62,6 +62,8 @@ export interface SpawnOptions {
   onLine?: (line: string, stream: "stdout" | "stderr") => void;
   /** Append the output to this file instead of keeping it in memory. */
   logFile?: string;
+  /** Its working directory (default: the checkout). */
+  cwd?: string;
 }
 
 const live = new Set<ChildProcess>();
@@ -80,7 +82,7 @@ export function spawnDbsync(args: string[], opts: SpawnOptions = {}): DbsyncProc
   for (const k of opts.unset ?? []) delete env[k];
   const log = opts.logFile ? fs.openSync(opts.logFile, "a") : undefined;
   const proc = spawn(process.execPath, [DBSYNC_BIN, ...args], {
-    cwd: ROOT,
+    cwd: opts.cwd ?? ROOT,
     env,
     stdio: ["ignore", log ?? "pipe", log ?? "pipe"],
   });
