@@ -1,4 +1,4 @@
-// Breaker 3: applications with their own triggers (a BEFORE trigger that changes the
+// Applications with their own triggers (a BEFORE trigger that changes the
 // row and writes another replicated table, an AFTER trigger that keeps a replicated
 // audit table) writing in READ COMMITTED, REPEATABLE READ and SERIALIZABLE, while
 // the target's apply connection is terminated, the subscription is paused and

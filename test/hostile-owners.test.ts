@@ -1,4 +1,4 @@
-// Breaker 3: hostile non-superuser roles on the target. The sidecar's target role
+// Hostile non-superuser roles on the target. The sidecar's target role
 // (README, Security: "a non-superuser that can write the replicated tables and
 // nothing more") must never run code that another role wrote, other than the
 // replicated tables' own triggers and constraints (the README's accepted case).

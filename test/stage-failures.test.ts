@@ -1,4 +1,4 @@
-// Breaker 3: stage tables keep their rows after a commit and target connections
+// Stage tables keep their rows after a commit and target connections
 // are shared by the subscriptions of one target database (src/target/stage.ts,
 // src/sync/links.ts). Rows left in a stage by one batch must never reach the
 // target through a later batch: of the same subscription or of another, after a

@@ -1,4 +1,4 @@
-// Breaker 3: pause, resume, resync_table and remove_table racing batches that are
+// Pause, resume, resync_table and remove_table racing batches that are
 // opening (held in begin_batch by a row lock on dbsync.groups) or in flight (held
 // on the target by a lock on the target table, which the batch needs before it
 // writes). Each ends in a target equal to the source, or an error the DBA sees.
