@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { Client } from "pg";
 import { Env, freshEnv, startSidecar, until, value } from "./helpers";
+import { asRole, connectAs } from "./kit/roles";
 import { SOURCE_MAJOR, TARGET_MAJOR } from "./helpers";
 
 /** Before PostgreSQL 15 every role may create in schema public: no grant needed for the attacks below. */
@@ -23,20 +24,6 @@ const sfx = String(process.pid);
 const APPLIER = `b3_applier_${sfx}`;
 const MALLORY = `b3_mallory_${sfx}`;
 const made: { url: string; role: string }[] = [];
-
-function asRole(url: string, role: string): string {
-  const u = new URL(url);
-  u.username = role;
-  u.password = "";
-  return u.toString();
-}
-
-async function connectAs(url: string, role: string): Promise<Client> {
-  const c = new Client({ connectionString: asRole(url, role) });
-  await c.connect();
-  c.on("error", () => undefined);
-  return c;
-}
 
 after(async () => {
   for (const { url, role } of made.reverse()) {

@@ -3,27 +3,17 @@
 // resumes by itself (the sidecar is not restarted) and nothing is lost.
 // These tests restart servers, so they run on private clusters, not the shared ones.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { Pool, PoolClient } from "pg";
-import { Cluster, startCluster, stopAll, targetMajorFromEnv } from "../src/embedded/cluster";
+import { Cluster } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
 import { createDatabase, pool, seeded, sleep, startSidecar, Sidecar, tableText, until } from "./helpers";
+import { privateClusters } from "./kit/private-clusters";
 
-let source: Cluster;
-let target: Cluster;
-
-before(async () => {
-  // Acknowledged commits on the source must survive an immediate stop: the writers
-  // count them. The target keeps the suite's settings (asynchronous commit): an
-  // immediate stop may then lose its last applied batches, which the sidecar must notice.
-  // allSettled: if one fails to start, the other is registered before after() stops them.
-  const started = await Promise.allSettled([startCluster({ settings: { synchronous_commit: "on" } }), startCluster({ major: targetMajorFromEnv() })]);
-  for (const r of started) if (r.status === "rejected") throw r.reason;
-  [source, target] = started.map((r) => (r as PromiseFulfilledResult<Cluster>).value);
-});
-after(async () => {
-  await stopAll();
-});
+// The source commits synchronously: the writers count acknowledged commits across an
+// immediate stop. The target keeps the suite's asynchronous commit: an immediate stop
+// may then lose its last applied batches, which the sidecar must notice.
+const clusters = privateClusters();
 
 const DDL = `
   create table entries (id bigint primary key, writer int not null, payload text);
@@ -98,7 +88,7 @@ function writer(p: Pool, id: number, stop: { done: boolean }, stats: WriterStats
 }
 
 async function setup(label: string) {
-  const [sourceUrl, targetUrl] = await Promise.all([createDatabase(source.url(), label), createDatabase(target.url(), label)]);
+  const [sourceUrl, targetUrl] = await Promise.all([createDatabase(clusters.source().url(), label), createDatabase(clusters.target().url(), label)]);
   await migrate(sourceUrl);
   const src = pool(sourceUrl);
   const dst = pool(targetUrl);
@@ -176,9 +166,9 @@ async function restartScenario(t: { diagnostic(msg: string): void }, label: stri
 }
 
 test("the target server restarted mid-run: replication resumes by itself, nothing lost", async (t) => {
-  await restartScenario(t, "restart_target", () => target);
+  await restartScenario(t, "restart_target", () => clusters.target());
 });
 
 test("the source server restarted mid-run: replication resumes by itself, nothing lost", async (t) => {
-  await restartScenario(t, "restart_source", () => source);
+  await restartScenario(t, "restart_source", () => clusters.source());
 });

@@ -13,6 +13,7 @@ import { Client } from "pg";
 import { migrate } from "../src/migrate";
 import { enterReplicaMode } from "../src/target/progress";
 import { Env, freshEnv, rows, sqlError, startSidecar, tableText, until, value } from "./helpers";
+import { asRole, connectAs as connectAsRole } from "./kit/roles";
 
 const sfx = crypto.randomBytes(4).toString("hex");
 const SIDECAR = `dbsync_sidecar_${sfx}`; // source
@@ -31,18 +32,9 @@ let groupId = 0;
 const clients: Client[] = [];
 const rolesOn = { source: [] as string[], target: [] as string[] };
 
-function asRole(url: string, role: string): string {
-  const u = new URL(url);
-  u.username = role;
-  u.password = "";
-  return u.toString();
-}
-
 /** A session as `role` (the test clusters trust local connections). */
 async function connectAs(url: string, role: string): Promise<Client> {
-  const c = new Client({ connectionString: asRole(url, role) });
-  await c.connect();
-  c.on("error", () => undefined);
+  const c = await connectAsRole(url, role);
   clients.push(c);
   return c;
 }

@@ -4,23 +4,16 @@
 // interval, as in production) must be in sync within seconds after the source is
 // back, and the target must equal the source. Private clusters (they restart).
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { Pool } from "pg";
-import { Cluster, startCluster, stopAll, targetMajorFromEnv } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
 import { createDatabase, pool, sleep, startSidecar, Sidecar, tableText, until } from "./helpers";
+import { privateClusters } from "./kit/private-clusters";
 
-let source: Cluster;
-let target: Cluster;
-
-before(async () => {
-  const started = await Promise.allSettled([startCluster({ settings: { synchronous_commit: "on" } }), startCluster({ major: targetMajorFromEnv() })]);
-  for (const r of started) if (r.status === "rejected") throw r.reason;
-  [source, target] = started.map((r) => (r as PromiseFulfilledResult<Cluster>).value);
-});
-after(async () => {
-  await stopAll();
-});
+// The source commits synchronously: the writers count acknowledged commits across an
+// immediate stop. The target keeps the suite's asynchronous commit: an immediate stop
+// may then lose its last applied batches, which the sidecar must notice.
+const clusters = privateClusters();
 
 /** After a restart: how long a caught-up sidecar may take (the source's own start excluded). */
 const IN_SYNC_WITHIN_MS = 20_000;
@@ -38,7 +31,7 @@ async function retrying<T>(fn: () => Promise<T>, timeoutMs = 60_000): Promise<T>
 }
 
 async function setup(label: string) {
-  const [sourceUrl, targetUrl] = await Promise.all([createDatabase(source.url(), label), createDatabase(target.url(), label)]);
+  const [sourceUrl, targetUrl] = await Promise.all([createDatabase(clusters.source().url(), label), createDatabase(clusters.target().url(), label)]);
   await migrate(sourceUrl);
   const src = pool(sourceUrl);
   const dst = pool(targetUrl);
@@ -84,9 +77,9 @@ for (const mode of ["fast", "immediate"] as const) {
       await env.src.query("insert into big select g, md5(g::text) from generate_series(1, 300000) g");
       await until("the target applies the big batch", () => targetApplying(env.dst), 60_000, 20);
       await sleep(300);
-      await source.stop(mode);
+      await clusters.source().stop(mode);
       await sleep(1000);
-      await source.start();
+      await clusters.source().start();
       const ms = await msToSync(env.src, sidecar, 90_000, `${mode} restart`);
       t.diagnostic(`${mode}: in sync ${ms} ms after the source was back`);
       assert.equal(sidecar.proc.exitCode, null, "the sidecar exited");
@@ -112,9 +105,9 @@ test("the source restarted (immediate) while the sidecar starts its job runner: 
       // The runner starts after the start-up pass's first batch (or its loop's end).
       await until("the sidecar is starting", () => /sidecar starting/.test(sidecar.output()), 30_000, 10);
       await sleep(delayMs);
-      await source.stop("immediate");
+      await clusters.source().stop("immediate");
       await sleep(1000);
-      await source.start();
+      await clusters.source().start();
       await retrying(() => env.src.query("insert into big values ($1, 'after restart') on conflict (id) do update set v = excluded.v", [100_000 + delayMs]));
       const ms = await msToSync(env.src, sidecar, 60_000, `restart ${delayMs} ms into the start`);
       t.diagnostic(`restart ${delayMs} ms into the start: in sync ${ms} ms after the source was back`);
