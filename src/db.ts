@@ -34,7 +34,7 @@
 //  - Client TCP keepalives start after DBSYNC_KEEPALIVE_IDLE_MS (10 s).
 import type { Socket } from "node:net";
 import { Client, ClientConfig } from "pg";
-import { DbsyncError, LinkLostError, sqlstateOf } from "./errors";
+import { DbsyncError, isSqlstate, LinkLostError, sqlstateOf } from "./errors";
 import { connSettings } from "./conninfo";
 
 /**
@@ -376,7 +376,7 @@ function instrument(client: DbsyncClient, config: ClientConfig, guard: GuardConf
  */
 function connectError(config: ClientConfig, client: Client, err: unknown): unknown {
   const e = err as { code?: unknown; message?: string };
-  if (typeof e.code === "string" && /^[0-9A-Z]{5}$/.test(e.code)) return err;
+  if (isSqlstate(e.code)) return err;
   const reason = e.message ?? String(err);
   // node-postgres' words when the server asks for a password and there is none: a
   // configuration error, not a link that is down (invalid_authorization_specification).
@@ -467,7 +467,7 @@ async function probe(config: ClientConfig, client: DbsyncClient, timeoutMs: numb
     const e = err as { code?: unknown; message?: string };
     // The server answered with an SQL error (too many connections, a permission...):
     // the link works; this check cannot tell more.
-    if (typeof e.code === "string" && /^[0-9A-Z]{5}$/.test(e.code) && e.code.slice(0, 2) !== "08") {
+    if (isSqlstate(e.code) && e.code.slice(0, 2) !== "08") {
       return { alive: true, why: "the check was refused" };
     }
     return { alive: false, why: `the server cannot be reached (${e.message ?? String(err)})` };

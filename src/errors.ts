@@ -65,12 +65,18 @@ const LINK_MESSAGES = /^(Connection terminated|timeout expired|Query read timeou
  * The error's SQLSTATE; a connection that broke without one is connection_failure
  * (08006), so that dbsync.status and the logs say what happened and it is retried.
  */
+/**
+ * A SQLSTATE, not one of Node's errno names: those are words of capitals, and some
+ * are five long (EPIPE), while every SQLSTATE class and subclass has a digit.
+ */
+export function isSqlstate(code: unknown): code is string {
+  return typeof code === "string" && /^(?=.*[0-9])[0-9A-Z]{5}$/.test(code);
+}
+
 export function sqlstateOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown })?.code;
-  // Node's errno names are words of capitals, and some are five long (EPIPE): a
-  // link's errno first, and a SQLSTATE has a digit (every class and subclass does).
   if (typeof code === "string" && LINK_ERRNOS.has(code)) return "08006";
-  if (typeof code === "string" && /^(?=.*[0-9])[0-9A-Z]{5}$/.test(code)) return code;
+  if (isSqlstate(code)) return code;
   return err instanceof Error && LINK_MESSAGES.test(err.message) ? "08006" : undefined;
 }
 

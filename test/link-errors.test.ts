@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { Client } from "pg";
-import { sqlstateOf } from "../src/errors";
+import { isSqlstate, sqlstateOf } from "../src/errors";
 import { FaultProxy, startFaultProxy } from "./harness/fault-proxy";
 import { freshEnv, until } from "./helpers";
 
@@ -63,4 +63,6 @@ test("an errno of five capitals (EPIPE: a write to a link the server closed, as 
   assert.equal(sqlstateOf(epipe), "08006");
   // An errno that is no link is no SQLSTATE either.
   assert.equal(sqlstateOf(Object.assign(new Error("EPERM"), { code: "EPERM" })), undefined);
+  // The same test where a connect failure or a liveness check asks "did the server answer?".
+  assert.deepEqual(["EPIPE", "57P01", "XX000", "HV00B", "42501", "ECONNRESET"].map(isSqlstate), [false, true, true, true, true, false]);
 });
