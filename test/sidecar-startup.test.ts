@@ -205,3 +205,23 @@ test("a crontab file in the sidecar's working directory schedules nothing (graph
     fs.rmSync(cwd, { recursive: true, force: true });
   }
 });
+
+test("a NOTIFY of a 'breaking migration' on graphile-worker's channel (any role may send one) does not stop the job runner for good", async () => {
+  const env = await freshEnv("sidecar_startup_runner_notify");
+  await Promise.all([env.source.query(TABLE("t")), env.target.query(TABLE("t"))]);
+  await env.source.query("select dbsync.add_table('t', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const s = startSidecar(env.sourceUrl, ["--poll-interval", "200"], debug);
+  try {
+    await until("the job runner started", async () => messages(s).includes("job runner started"), 30_000);
+    // graphile-worker shuts its runner down, cleanly, on this message from anyone.
+    await env.source.query(`notify "worker:migrate", '{"migrationNumber": 999999, "breaking": true}'`);
+    await until("the runner was started again", async () => messages(s).some((m) => m.startsWith("job runner recovered")), 30_000);
+    // Applying after the start-up pass needs the runner: the scan's wake-ups are its jobs.
+    await env.source.query("insert into t values (1, 1)");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true, s.output());
+    assert.deepEqual(await tableText(env.target, "t"), await tableText(env.source, "t"));
+  } finally {
+    await s.stop();
+  }
+});

@@ -103,12 +103,18 @@ class WorkerJobs implements Jobs {
     this.runner = await runWorker();
     // Asked to stop while it started: stop() found no runner to stop.
     if (this.stopping) await this.runner.stop().catch(() => undefined);
-    // The runner gives up when the source goes away; start it again until it stays.
-    this.runner.promise.catch((err) => {
+    // The runner gives up when the source goes away, and stops cleanly on a NOTIFY
+    // "worker:migrate" that says "breaking" (which any role that can connect may
+    // send): start it again until it stays, or the wake-ups stop being run. A real
+    // breaking migration by a newer graphile-worker makes the restart fail, loudly.
+    const stopped = (err: unknown) => {
       if (this.stopping) return;
-      this.opts.outages.fail("jobs", "job runner stopped; restarting", { err: messageOf(err) });
+      // graphile-worker set it for that NOTIFY; this process has not failed.
+      process.exitCode = undefined;
+      this.opts.outages.fail("jobs", "job runner stopped; restarting", { err: err === undefined ? "it stopped by itself" : messageOf(err) });
       return this.restartUntilUp(runWorker);
-    });
+    };
+    this.runner.promise.then(() => stopped(undefined), stopped);
   }
 
   private async restartUntilUp(runWorker: () => Promise<Runner>) {
