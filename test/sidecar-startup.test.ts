@@ -214,8 +214,12 @@ test("a NOTIFY of a 'breaking migration' on graphile-worker's channel (any role 
   const s = startSidecar(env.sourceUrl, ["--poll-interval", "200"], debug);
   try {
     await until("the job runner started", async () => messages(s).includes("job runner started"), 30_000);
-    // graphile-worker shuts its runner down, cleanly, on this message from anyone.
-    await env.source.query(`notify "worker:migrate", '{"migrationNumber": 999999, "breaking": true}'`);
+    // graphile-worker shuts its runner down, cleanly, on this message from anyone;
+    // sent until it did (its LISTEN session may open after "job runner started").
+    await until("the runner stopped on the NOTIFY", async () => {
+      await env.source.query(`notify "worker:migrate", '{"migrationNumber": 999999, "breaking": true}'`);
+      return messages(s).includes("job runner stopped; restarting");
+    }, 30_000);
     await until("the runner was started again", async () => messages(s).some((m) => m.startsWith("job runner recovered")), 30_000);
     // Applying after the start-up pass needs the runner: the scan's wake-ups are its jobs.
     await env.source.query("insert into t values (1, 1)");
