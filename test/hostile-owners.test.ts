@@ -72,7 +72,7 @@ test("a role with CREATE on the target database makes schema dbsync first: its t
         insert into dbsync.loot select current_user, (select string_agg(v, ',' order by id) from public.t);
         return new;
       end $$;
-      create trigger spy after insert or update on dbsync.applied for each row execute function dbsync.spy();
+      create trigger spy after insert or update on dbsync.applied for each row execute procedure dbsync.spy();
       alter table dbsync.applied enable always trigger spy`);
     // Before 15 the target role may not set session_replication_role: the sidecar then calls
     // dbsync.enter_replica_mode() (README, Security), here Mallory's, which runs as the target role.

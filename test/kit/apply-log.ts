@@ -39,8 +39,8 @@ function applyLogSql(targetUrl: string, tables: string[], dblink: boolean): stri
     ${tables
       .map(
         (t) => `
-      create trigger log_start before insert or delete or truncate on ${t} for each statement execute function log_apply();
-      create trigger log_end after insert or delete or truncate on ${t} for each statement execute function log_apply();
+      create trigger log_start before insert or delete or truncate on ${t} for each statement execute procedure log_apply();
+      create trigger log_end after insert or delete or truncate on ${t} for each statement execute procedure log_apply();
       alter table ${t} enable always trigger log_start, enable always trigger log_end;`,
       )
       .join("\n")}`;
