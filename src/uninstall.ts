@@ -38,8 +38,8 @@ export async function uninstall(opts: UninstallOptions): Promise<number> {
     }
     const { tables, subs } = found;
     const { rows: [act] } = await c.query(
-      `select count(*)::int as n from pg_stat_activity
-        where datname = current_database() and pid <> pg_backend_pid()
+      `select pg_catalog.count(*)::int as n from pg_catalog.pg_stat_activity
+        where datname = pg_catalog.current_database() and pid <> pg_catalog.pg_backend_pid()
           and application_name like 'dbsync%' and application_name <> 'dbsync cli'`,
     );
 
