@@ -10,6 +10,7 @@ import { Client, ClientConfig, Pool } from "pg";
 import { compatSql, PRELUDES, ServerTraits, serverTraits } from "./compat";
 import { clientConfig } from "./db";
 import { DbsyncError } from "./errors";
+import { loadGraphileWorker } from "./graphile-worker";
 import { DBSYNC_LOCK } from "./locks";
 import { VERSION } from "./version";
 
@@ -302,7 +303,7 @@ export async function migrate(conninfo: string | undefined): Promise<MigrateResu
     try {
       // Loaded here: the sidecar imports this module for its constants, and loading
       // graphile-worker would add to its start-up.
-      const { Logger, runMigrations } = await import("graphile-worker");
+      const { Logger, runMigrations } = loadGraphileWorker();
       await runMigrations({ pgPool: pool, schema: WORKER_SCHEMA, logger: new Logger(() => () => undefined) });
     } finally {
       await pool.end();

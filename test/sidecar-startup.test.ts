@@ -232,3 +232,26 @@ test("a NOTIFY of a 'breaking migration' on graphile-worker's channel (any role 
     await s.stop();
   }
 });
+
+test("a .graphile-workerrc.js in the sidecar's working directory (or a parent: /tmp is anyone's) is not run", { skip: NO_WORKER }, async () => {
+  const env = await freshEnv("sidecar_startup_rc");
+  await Promise.all([env.source.query(TABLE("t")), env.target.query(TABLE("t"))]);
+  await env.source.query("select dbsync.add_table('t', 'g')");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const parent = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-rc-"));
+  const cwd = path.join(parent, "work");
+  fs.mkdirSync(cwd);
+  const marker = path.join(parent, "ran");
+  // In the parent: cosmiconfig searches from the working directory upwards.
+  fs.writeFileSync(path.join(parent, ".graphile-workerrc.js"), `require("fs").writeFileSync(${JSON.stringify(marker)}, "x"); module.exports = {};\n`);
+  const s = spawnDbsync(["run", "--source", env.sourceUrl, "--poll-interval", "200"], { cwd, env: debug });
+  try {
+    await until("the job runner started", async () => messages(s).includes("job runner started"), 30_000);
+    assert.equal(fs.existsSync(marker), false, "graphile-worker ran the config file of a parent of the working directory");
+    await env.source.query("insert into t values (1, 1)");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true, s.output());
+  } finally {
+    await s.stop();
+    fs.rmSync(parent, { recursive: true, force: true });
+  }
+});

@@ -10,6 +10,7 @@ import type { Runner, Task } from "graphile-worker";
 import { Pool } from "pg";
 import { clientConfig } from "../db";
 import { isTransient, messageOf, sqlstateOf } from "../errors";
+import { loadGraphileWorker } from "../graphile-worker";
 import { Log, Outages } from "../log";
 import { WORKER_MIN_MAJOR, WORKER_SCHEMA } from "../migrate";
 
@@ -58,7 +59,7 @@ class WorkerJobs implements Jobs {
   }
 
   async start() {
-    const { Logger, run } = await import("graphile-worker");
+    const { Logger, run } = loadGraphileWorker();
     if (this.stopping) return;
     const { log, outages } = this.opts;
     // graphile-worker's log metadata can hold whole client objects (with their
@@ -84,8 +85,8 @@ class WorkerJobs implements Jobs {
         pollInterval: this.opts.pollIntervalMs,
         logger,
         taskList: this.opts.tasks,
-        // Without it graphile-worker reads ./crontab of whatever directory the
-        // sidecar was started in and schedules dbsync's tasks from it.
+        // Without it graphile-worker reads the crontab file its load left as
+        // default (see loadGraphileWorker) and schedules dbsync's tasks from it.
         parsedCronItems: [],
       });
     try {
