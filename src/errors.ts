@@ -62,10 +62,6 @@ const LINK_ERRNOS = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT",
 const LINK_MESSAGES = /^(Connection terminated|timeout expired|Query read timeout|Client has encountered a connection error|Client was closed|Connection ended)|socket hang up/;
 
 /**
- * The error's SQLSTATE; a connection that broke without one is connection_failure
- * (08006), so that dbsync.status and the logs say what happened and it is retried.
- */
-/**
  * A SQLSTATE, not one of Node's errno names: those are words of capitals, and some
  * are five long (EPIPE), while every SQLSTATE class and subclass has a digit.
  */
@@ -73,6 +69,10 @@ export function isSqlstate(code: unknown): code is string {
   return typeof code === "string" && /^(?=.*[0-9])[0-9A-Z]{5}$/.test(code);
 }
 
+/**
+ * The error's SQLSTATE; a connection that broke without one is connection_failure
+ * (08006), so that dbsync.status and the logs say what happened and it is retried.
+ */
 export function sqlstateOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown })?.code;
   if (typeof code === "string" && LINK_ERRNOS.has(code)) return "08006";
