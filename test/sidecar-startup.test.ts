@@ -3,29 +3,14 @@
 // processes from applying one subscription at the same time, the others wait for
 // the job queue, and a process started while another applies leaves it alone.
 import assert from "node:assert/strict";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { after, test } from "node:test";
 import { appliesPerTable, installApplyLog, overlappingApplies } from "./kit/apply-log";
 import { FaultProxy, startFaultProxy } from "./harness/fault-proxy";
-import { WORKER_MIN_MAJOR } from "../src/migrate";
-import { freshEnv, Sidecar, sleep, SOURCE_MAJOR, startSidecar, tableText, until, value } from "./helpers";
-import { spawnDbsync } from "./kit/dbsync";
+import { freshEnv, Sidecar, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { DEBUG_JSON as debug, logMessages as messages, NO_WORKER, oneSubscription } from "./kit/sidecar-start";
 
 const TABLE = (t: string) => `create table ${t} (id int primary key, v int not null);`;
-/** Before PostgreSQL 12 the wake-ups run in the sidecar, without graphile-worker (src/sidecar/jobs.ts). */
-const NO_WORKER = SOURCE_MAJOR < WORKER_MIN_MAJOR && `graphile-worker needs PostgreSQL ${WORKER_MIN_MAJOR}`;
-const debug = { DBSYNC_LOG_LEVEL: "debug", DBSYNC_LOG_FORMAT: "json" };
 
-/** The messages of a sidecar's JSON log, in order (whole lines only). */
-function messages(s: Sidecar): string[] {
-  return s
-    .output()
-    .split("\n")
-    .filter((l) => l.startsWith("{") && l.endsWith("}"))
-    .map((l) => JSON.parse(l).msg as string);
-}
 
 test("two processes started at once on a backlog: each subscription applied by one at a time, the first batch before the job runner", async (t) => {
   const env = await freshEnv("sidecar_startup_two");
@@ -163,10 +148,7 @@ after(async () => {
 });
 
 test("the job runner cannot reach the source while it starts: retried, the sidecar runs on, wake-ups work once it is up", { skip: NO_WORKER }, async () => {
-  const env = await freshEnv("sidecar_startup_runner_lost");
-  await Promise.all([env.source.query(TABLE("t")), env.target.query(TABLE("t"))]);
-  await env.source.query("select dbsync.add_table('t', 'g')");
-  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const env = await oneSubscription("sidecar_startup_runner_lost");
   const proxy = await startFaultProxy({ port: Number(new URL(env.sourceUrl).port) });
   proxies.push(proxy);
   // Only the job runner's connections hang (a source that went away while the
@@ -188,32 +170,8 @@ test("the job runner cannot reach the source while it starts: retried, the sidec
   }
 });
 
-test("a crontab file in the sidecar's working directory schedules nothing (graphile-worker reads ./crontab unless told not to)", { skip: NO_WORKER }, async () => {
-  const env = await freshEnv("sidecar_startup_crontab");
-  await Promise.all([env.source.query(TABLE("t")), env.target.query(TABLE("t"))]);
-  await env.source.query("select dbsync.add_table('t', 'g')");
-  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
-  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-cwd-"));
-  // A task of dbsync's every minute, with a payload of somebody else's choosing.
-  fs.writeFileSync(path.join(cwd, "crontab"), '* * * * * sync ?fill=1h {"subscription":"s"}\n');
-  const s = spawnDbsync(["run", "--source", env.sourceUrl, "--poll-interval", "200"], { cwd, env: debug });
-  try {
-    await until("the job runner started", async () => messages(s).includes("job runner started"), 30_000);
-    const known = await value(env.source, "select count(*)::int from dbsync_worker._private_known_crontabs");
-    assert.equal(known, 0, `graphile-worker took the crontab of the working directory\n${s.output()}`);
-    await env.source.query("insert into t values (1, 1)");
-    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true, s.output());
-  } finally {
-    await s.stop();
-    fs.rmSync(cwd, { recursive: true, force: true });
-  }
-});
-
 test("a NOTIFY of a 'breaking migration' on graphile-worker's channel (any role may send one) does not stop the job runner for good", { skip: NO_WORKER }, async () => {
-  const env = await freshEnv("sidecar_startup_runner_notify");
-  await Promise.all([env.source.query(TABLE("t")), env.target.query(TABLE("t"))]);
-  await env.source.query("select dbsync.add_table('t', 'g')");
-  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const env = await oneSubscription("sidecar_startup_runner_notify");
   const s = startSidecar(env.sourceUrl, ["--poll-interval", "200"], debug);
   try {
     await until("the job runner started", async () => messages(s).includes("job runner started"), 30_000);
@@ -230,28 +188,5 @@ test("a NOTIFY of a 'breaking migration' on graphile-worker's channel (any role 
     assert.deepEqual(await tableText(env.target, "t"), await tableText(env.source, "t"));
   } finally {
     await s.stop();
-  }
-});
-
-test("a .graphile-workerrc.js in the sidecar's working directory (or a parent: /tmp is anyone's) is not run", { skip: NO_WORKER }, async () => {
-  const env = await freshEnv("sidecar_startup_rc");
-  await Promise.all([env.source.query(TABLE("t")), env.target.query(TABLE("t"))]);
-  await env.source.query("select dbsync.add_table('t', 'g')");
-  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
-  const parent = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-rc-"));
-  const cwd = path.join(parent, "work");
-  fs.mkdirSync(cwd);
-  const marker = path.join(parent, "ran");
-  // In the parent: cosmiconfig searches from the working directory upwards.
-  fs.writeFileSync(path.join(parent, ".graphile-workerrc.js"), `require("fs").writeFileSync(${JSON.stringify(marker)}, "x"); module.exports = {};\n`);
-  const s = spawnDbsync(["run", "--source", env.sourceUrl, "--poll-interval", "200"], { cwd, env: debug });
-  try {
-    await until("the job runner started", async () => messages(s).includes("job runner started"), 30_000);
-    assert.equal(fs.existsSync(marker), false, "graphile-worker ran the config file of a parent of the working directory");
-    await env.source.query("insert into t values (1, 1)");
-    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true, s.output());
-  } finally {
-    await s.stop();
-    fs.rmSync(parent, { recursive: true, force: true });
   }
 });
