@@ -25,14 +25,16 @@ const TARGET_SCHEMA_SQL = `
   );`;
 
 /**
- * What in schema dbsync the target role would trust without reason: the schema and
- * its two tables must belong to the role itself, to a role it is a member of (not
- * through a superuser's bypass), or to a superuser. Another role that made them
- * first (CREATE on the database is enough) would own the table the sidecar writes
- * its position into at every batch: its triggers there would run as this role (or
- * as a superuser applier), and it could move the position past batches.
+ * Whether dbsync.applied and dbsync.copied exist, and what in schema dbsync the
+ * target role would trust without reason: the schema and its two tables must belong
+ * to the role itself, to a role it is a member of (not through a superuser's
+ * bypass), or to a superuser. Another role that made them first (CREATE on the
+ * database is enough) would own the table the sidecar writes its position into at
+ * every batch: its triggers there would run as this role (or as a superuser
+ * applier), and it could move the position past batches. One statement: every new
+ * target connection runs it.
  */
-const UNTRUSTED_OWNERS_SQL = `
+const SCHEMA_STATE_SQL = `
   with me as (select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user),
   owned as (
     select 'schema dbsync' as what, n.nspowner as owner
@@ -41,16 +43,15 @@ const UNTRUSTED_OWNERS_SQL = `
     select pg_catalog.format('table dbsync.%I', c.relname), c.relowner
       from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
      where n.nspname = 'dbsync' and c.relname in ('applied', 'copied'))
-  select pg_catalog.string_agg(pg_catalog.format('%s (owned by %I)', o.what, r.rolname), ', ') as untrusted
-    from owned o join pg_catalog.pg_roles r on r.oid = o.owner, me
-   where not (r.rolname = current_user or r.rolsuper
-              or (not me.rolsuper and pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')))`;
+  select pg_catalog.to_regclass('dbsync.applied') is not null and pg_catalog.to_regclass('dbsync.copied') is not null as ok,
+         (select pg_catalog.string_agg(pg_catalog.format('%s (owned by %I)', o.what, r.rolname), ', ')
+            from owned o join pg_catalog.pg_roles r on r.oid = o.owner, me
+           where not (r.rolname = current_user or r.rolsuper
+                      or (not me.rolsuper and pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')))) as untrusted`;
 
 export async function ensureTargetSchema(target: Client): Promise<void> {
-  const { rows } = await target.query(
-    "select pg_catalog.to_regclass('dbsync.applied') is not null and pg_catalog.to_regclass('dbsync.copied') is not null as ok",
-  );
-  if (!rows[0].ok) {
+  let state = (await target.query<{ ok: boolean; untrusted: string | null }>(SCHEMA_STATE_SQL)).rows[0];
+  if (!state.ok) {
     // Serialize the first creation between two sidecars on one target.
     await target.query("begin");
     try {
@@ -66,10 +67,10 @@ export async function ensureTargetSchema(target: Client): Promise<void> {
       await target.query("rollback").catch(() => undefined);
       throw err;
     }
+    state = (await target.query<{ ok: boolean; untrusted: string | null }>(SCHEMA_STATE_SQL)).rows[0];
   }
-  const { rows: owners } = await target.query(UNTRUSTED_OWNERS_SQL);
-  if (owners[0]?.untrusted) {
-    throw new DbsyncError(`the target's ${owners[0].untrusted}: another role controls where dbsync records its position`, {
+  if (state.untrusted) {
+    throw new DbsyncError(`the target's ${state.untrusted}: another role controls where dbsync records its position`, {
       sqlstate: "42501",
       hint:
         "As a superuser on the target, check what that role put in schema dbsync (triggers, functions), then drop the schema " +
