@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Pool } from "pg";
-import { Env, freshEnv, seeded, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { Env, freshEnv, seeded, sleep, startSidecar, until, value } from "./helpers";
+import { assertTablesEqual } from "./kit/convergence";
 
 function ddl(t: string) {
   return `create table ${t} (id bigint primary key, grp int not null, payload text, amount numeric);`;
@@ -41,11 +42,7 @@ async function setup(env: Env, tables: string[], rowsEach: number) {
 
 async function assertSame(env: Env, tables: string[]) {
   assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '120 s')"), true);
-  for (const t of tables) {
-    const [a, b] = await Promise.all([tableText(env.source, t), tableText(env.target, t)]);
-    assert.equal(b.length, a.length, `${t}: row count`);
-    assert.deepEqual(b, a, `${t}: rows differ`);
-  }
+  await assertTablesEqual(env.source, env.target, tables);
 }
 
 for (const n of [1, 3]) {

@@ -13,6 +13,17 @@ language sql security definer set search_path = pg_catalog, pg_temp as $$
     on conflict (backend_pid) do update set txid = excluded.txid, group_id = excluded.group_id;
 $$;
 
+-- dbsync._end_ddl() returns void
+--   The end of execute_ddl's statement when nothing is queued (dbsync._queue_ddl
+--   ends it otherwise): later DDL of the transaction is not execute_ddl's.
+--   Parameters: none.
+--   Returns: nothing.
+--   Calls: nothing. Tables touched: dbsync.ddl_context (written).
+create or replace function dbsync._end_ddl() returns void
+language sql security definer set search_path = pg_catalog, pg_temp as $$
+    delete from dbsync.ddl_context where backend_pid = pg_catalog.pg_backend_pid();
+$$;
+
 -- dbsync._ddl_group() returns int
 --   The group of the execute_ddl running in this transaction, or NULL.
 --   Parameters: none.

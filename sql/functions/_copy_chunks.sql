@@ -50,9 +50,10 @@
 -- below the boundary, so the batch that holds them copies the table's first chunk
 -- (or the whole table, when its key no longer allows chunks) whatever the copy
 -- budget, and it is never left out of its batch: otherwise a later batch would go
--- on from the old boundary without those changes. DDL that keeps the key (add/drop/rename a column, an UPDATE through
--- execute_ddl) runs on the rows the target has at the batch's start, as on the
--- source, and later chunks are read in the new shape: the copy goes on. A chunk
+-- on from the old boundary without those changes. DDL that keeps the key (add/drop/rename a column)
+-- runs on the rows the target has at the batch's start, as on the source, and later
+-- chunks are read in the new shape: the copy goes on. (Row changes through
+-- execute_ddl are not run on the target: they are captured keys like any others.) A chunk
 -- after the first is never left out of its batch (the sidecar leaves out a first
 -- copy whose target table is missing or lacks columns, with the error in
 -- table_status): the batch fails instead, as for a streaming table. remove_table

@@ -21,7 +21,7 @@ begin
     if current_setting('transaction_isolation') <> 'read committed' then
         raise exception '_export_tick: must run in a READ COMMITTED transaction' using errcode = 'active_sql_transaction';
     end if;
-    select g.last_tick_id into v_last from dbsync.groups g where g.group_id = p_group_id for update;
+    select g.last_tick_id into v_last from dbsync.groups g where g.group_id = p_group_id for no key update;
     select pg_current_snapshot(), pg_export_snapshot(), coalesce(pg_sequence_last_value(v_seq), 0)
       into v_snap, v_name, v_hi;
     insert into dbsync.ticks (group_id, tick_id, snap, max_ev_id) values (p_group_id, v_last + 1, v_snap, v_hi);

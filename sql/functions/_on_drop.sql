@@ -6,7 +6,7 @@
 --   that table again, so no target keeps rows the source no longer has.
 --   Parameters: none.
 --   Returns: nothing (an event trigger).
---   Calls: dbsync._drop_capture_functions. Tables touched: dbsync.partitions,
+--   Calls: dbsync._drop_capture_functions, dbsync._request_copy. Tables touched: dbsync.partitions,
 --     dbsync.subscription_tables, dbsync.tables (written).
 create or replace function dbsync._on_drop() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -30,10 +30,7 @@ begin
                  where d.classid = 'pg_class'::regclass and d.objsubid = 0 and d.objid = p.relid
                  returning p.table_id)
              select distinct g.table_id from gone g loop
-        update dbsync.subscription_tables st
-        set state = 'pending', copy_request = st.copy_request + 1, copy_tick = null, rows_copied = 0,
-            copy_started_at = null, copy_ended_at = null
-        where st.table_id = r.table_id;
+        perform dbsync._request_copy(null, array[r.table_id]);
         raise notice 'dbsync: a partition of a replicated table was dropped; its subscriptions copy the table again';
     end loop;
 end

@@ -4,7 +4,7 @@
 --   A sequence's value is not MVCC: a writer whose snapshot predates a slot switch
 --   (REPEATABLE READ, SERIALIZABLE) still reads the new slot, so no write can land in
 --   a slot that maintain judged free. setval is not transactional either: callers
---   hold the group's row lock (FOR UPDATE) and call this as their last step, and
+--   hold the group's row lock (FOR NO KEY UPDATE) and call this as their last step, and
 --   every maintain call publishes again, so a rolled-back change is undone there.
 --   (PL/pgSQL: before PostgreSQL 11 a SQL function returning void may not end in a
 --   SELECT of values.)

@@ -11,15 +11,23 @@
 --   table must not stand in for a replicated one that the targets then change);
 --   that path and the settings its literals are read under (dbsync._ddl_settings)
 --   are read before the DDL runs (a SET at its end must not count) and recorded.
+--   A statement that changes no schema and only reads or changes rows of replicated
+--   tables is not queued: its rows reach the targets as rows (see
+--   sql/functions/_ddl_effects.sql for why running it there would not be the same).
+--   A table that gained a column whose values each server computes for itself (a
+--   default of now(), a sequence...) is copied again (dbsync._ddl_recopy).
 --   Capture follows the tables the DDL touched (the DDL event trigger regenerates
 --   it; without the event trigger, _queue_ddl looks for tables of the group whose
 --   key changed). A table of another group is refused: its targets would not get
 --   the DDL.
---   Errors: unknown group, empty ddl, a table of another group, and whatever the
---   DDL itself raises (then nothing is queued: it is one transaction).
+--   Errors: unknown group, empty ddl, a table of another group, track_counts off,
+--   schema and replicated rows changed by one statement (or other tables' rows
+--   written from replicated ones), and whatever the DDL itself raises (then nothing
+--   is queued: it is one transaction).
 --   Parameters: group_name, ddl.
 --   Returns: nothing.
---   Calls: dbsync._begin_ddl, dbsync._ddl_settings, dbsync._group_id, dbsync._queue_ddl.
+--   Calls: dbsync._begin_ddl, dbsync._ddl_effects, dbsync._ddl_recopy, dbsync._ddl_settings,
+--     dbsync._ddl_to_queue, dbsync._end_ddl, dbsync._group_id, dbsync._queue_ddl.
 --     Tables touched: none.
 create or replace function dbsync.execute_ddl(group_name text, ddl text) returns void
 language plpgsql as $$
@@ -31,17 +39,30 @@ declare
         from pg_catalog.unnest(pg_catalog.current_schemas(false)) with ordinality u(n, o)
         where pg_catalog.to_regnamespace(n) is distinct from pg_catalog.pg_my_temp_schema());
     v_settings jsonb := dbsync._ddl_settings();
+    v_before jsonb;
 begin
     if ddl is null or pg_catalog.btrim(ddl) = '' then
         raise exception 'execute_ddl: ddl must not be empty' using errcode = 'invalid_parameter_value';
     end if;
+    if not pg_catalog.current_setting('track_counts')::boolean then
+        raise exception 'execute_ddl: track_counts is off, so execute_ddl cannot tell DDL from row changes'
+            using errcode = 'object_not_in_prerequisite_state',
+                  hint = 'Turn track_counts on (the default; autovacuum needs it) in postgresql.conf, or for the '
+                         'database with ALTER DATABASE ... SET track_counts = on.';
+    end if;
     perform dbsync._begin_ddl(v_group);
+    v_before := dbsync._ddl_effects();
     perform pg_catalog.set_config('search_path', v_path, true);
     execute ddl;
     -- The caller's path back, unless the DDL set one of its own.
     if pg_catalog.current_setting('search_path') = v_path then
         perform pg_catalog.set_config('search_path', v_caller_path, true);
     end if;
-    perform dbsync._queue_ddl(v_group, ddl, v_path, v_settings);
+    if dbsync._ddl_to_queue(v_before, dbsync._ddl_effects()) then
+        perform dbsync._queue_ddl(v_group, ddl, v_path, v_settings);
+        perform dbsync._ddl_recopy(v_group, v_before);
+    else
+        perform dbsync._end_ddl();
+    end if;
 end
 $$;

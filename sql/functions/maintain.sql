@@ -34,7 +34,7 @@ declare
 begin
     -- The group's row first, as dbsync.tick takes it: tick then reads the queue
     -- partitions that the TRUNCATE below locks, and the other order deadlocks.
-    select * into v_group from dbsync.groups where group_id = p_group_id for update;
+    select * into v_group from dbsync.groups where group_id = p_group_id for no key update;
     if not found then
         return false;
     end if;

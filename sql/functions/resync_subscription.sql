@@ -6,7 +6,7 @@
 --   Errors: unknown subscription.
 --   Parameters: subscription.
 --   Returns: nothing.
---   Calls: dbsync._sub. Tables touched: dbsync.subscription_tables, dbsync.subscriptions
+--   Calls: dbsync._request_copy, dbsync._sub. Tables touched: dbsync.subscription_tables, dbsync.subscriptions
 --     (written).
 create or replace function dbsync.resync_subscription(subscription text) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -14,10 +14,7 @@ declare
     v_sub dbsync.subscriptions; -- set first thing: no row variable defaults before PostgreSQL 11
 begin
     v_sub := dbsync._sub(subscription);
-    update dbsync.subscription_tables st
-    set state = 'pending', copy_request = st.copy_request + 1, copy_tick = null, rows_copied = 0,
-        copy_started_at = null, copy_ended_at = null, last_error = null, last_error_at = null
-    where st.sub_id = v_sub.sub_id;
+    perform dbsync._request_copy(v_sub.sub_id, null);
     update dbsync.subscriptions set reset_target = true, last_error = null where sub_id = v_sub.sub_id;
     perform pg_notify('dbsync', v_sub.group_id::text);
 end

@@ -7,7 +7,7 @@
 --   Errors: unknown subscription; the table is not in the subscription's group.
 --   Parameters: subscription, tbl.
 --   Returns: nothing.
---   Calls: dbsync._sub. Tables touched: dbsync.subscription_tables (written);
+--   Calls: dbsync._request_copy, dbsync._sub. Tables touched: dbsync.subscription_tables (written);
 --     dbsync.subscriptions, dbsync.tables (read).
 create or replace function dbsync.resync_table(subscription text, tbl regclass) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -15,12 +15,8 @@ declare
     v_sub dbsync.subscriptions; -- set first thing: no row variable defaults before PostgreSQL 11
 begin
     v_sub := dbsync._sub(subscription);
-    update dbsync.subscription_tables st
-    set state = 'pending', copy_request = st.copy_request + 1, copy_tick = null, rows_copied = 0, copy_started_at = null,
-        copy_ended_at = null, last_error = null, last_error_at = null
-    from dbsync.tables t
-    where t.table_id = st.table_id and t.relid = tbl and t.removed_at is null and st.sub_id = v_sub.sub_id;
-    if not found then
+    if dbsync._request_copy(v_sub.sub_id, array(select t.table_id from dbsync.tables t
+                                                where t.relid = tbl and t.removed_at is null)) = 0 then
         raise exception 'resync_table: % is not replicated by subscription "%"', tbl, subscription
             using errcode = 'undefined_object',
                   hint = 'See select * from dbsync.table_status for the tables of each subscription.';

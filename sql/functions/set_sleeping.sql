@@ -12,7 +12,7 @@ begin
     if not found then
         return;
     end if;
-    perform from dbsync.groups g where g.group_id = p_group_id for update;
+    perform from dbsync.groups g where g.group_id = p_group_id for no key update;
     update dbsync.groups set sleeping = p_sleeping where group_id = p_group_id;
     perform dbsync._publish_group_state(p_group_id);
 end

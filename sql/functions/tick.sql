@@ -22,8 +22,12 @@ begin
         raise exception 'tick: must run in a READ COMMITTED transaction'
             using errcode = 'active_sql_transaction';
     end if;
-    -- Statement 1: the group's tick lock.
-    select last_tick_id into v_id from dbsync.groups where group_id = p_group_id for update;
+    -- Statement 1: the group's tick lock. NO KEY: the rows that reference the group
+    -- (dbsync.ddl_log, written by execute_ddl; dbsync.tables, by add_table) hold FOR
+    -- KEY SHARE on it until their transaction ends, and replication of the whole
+    -- group must not wait for a DBA's open transaction. (maintain, set_sleeping and
+    -- _export_tick take the same lock for the same reason.)
+    select last_tick_id into v_id from dbsync.groups where group_id = p_group_id for no key update;
     if not found then
         raise exception 'tick: group % not found', p_group_id using errcode = 'undefined_object';
     end if;

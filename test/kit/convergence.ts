@@ -1,7 +1,7 @@
 // What the divergence, adversarial and apply tests share: a group "g" subscribed as "s",
 // and the verdict "the target equals the source, or dbsync says it does not".
 import assert from "node:assert/strict";
-import { compareTables, differences } from "../../src/embedded/compare";
+import { compareTables, differences, Queryable } from "../../src/embedded/compare";
 import { Env, compat, value } from "../helpers";
 
 export interface StatusRow {
@@ -27,6 +27,16 @@ export async function setup(
   await env.target.query(compat(ddl, "target"));
   for (const t of tables) await env.source.query("select dbsync.add_table($1, 'g', $2)", [t, opts.keyColumns?.[t] ?? null]);
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => $2)", [env.targetUrl, opts.copyData ?? false]);
+}
+
+/**
+ * Every table in `tables` holds the same rows on `target` as on `source`; a failure
+ * names the rows that differ on each side (a whole-table deepEqual printed only the
+ * last lines of 50,000 and hid which rows they were).
+ */
+export async function assertTablesEqual(source: Queryable, target: Queryable, tables: string[], label = ""): Promise<void> {
+  const diffs = differences(await compareTables(source, target, tables), 12);
+  assert.deepEqual(diffs, [], `${label}${label ? ": " : ""}target differs from source:\n${diffs.join("\n")}`);
 }
 
 /** The first sync; up to 120 s (it returns as soon as it is done): a busy machine may need more than 30. */

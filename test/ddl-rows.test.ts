@@ -1,0 +1,133 @@
+// Statements run through execute_ddl whose effect on rows a target cannot reproduce
+// by running them again. Row changes rather than schema changes: the
+// target runs a queued statement on its rows as of the start of the batch that holds
+// it, which are not the rows the source's statement saw: a transaction that committed
+// after the statement's snapshot and before its commit can be in an earlier batch. So
+// row changes of replicated tables reach the targets as rows (captured like any
+// other), never by running the statement again there. Columns added with values that
+// each server computes for itself (now(), random(), a sequence): the table is copied
+// again.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { freshEnv, SOURCE_MAJOR, sqlError, startSidecar, TARGET_MAJOR, until, value } from "./helpers";
+import { assertTablesEqual, setup, synced } from "./kit/convergence";
+
+test("an UPDATE and a DELETE through execute_ddl leave alone the rows that transactions committed after their snapshot, in an earlier batch", async () => {
+  const env = await freshEnv("ddlrows_race");
+  await setup(env, "create table t (id int primary key, v text)", ["t"], { copyData: true });
+  await env.source.query("insert into t select g, 'old' from generate_series(1, 20) g");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const ddl = await env.source.connect();
+  try {
+    await synced(env);
+    await ddl.query("begin");
+    await ddl.query("select dbsync.execute_ddl('g', 'update t set v = ''ddl'' where id % 7 = 0')");
+    await ddl.query("select dbsync.execute_ddl('g', 'delete from t where id in (29, 30)')");
+    // After both statements' snapshots: rows they did not see, on keys they match.
+    await env.source.query("insert into t values (21, 'new'), (29, 'new'), (30, 'new')");
+    await env.source.query("update t set id = 35 where id = 3");
+    // (Also: replication goes on while a transaction that called execute_ddl is open;
+    // the row lock that execute_ddl's log row took on its group stopped every tick.)
+    await until("the target has the later rows (their batch came before the DDL's)", async () =>
+      (await value<number>(env.target, "select count(*)::int from t where id in (21, 29, 30, 35)")) === 4);
+    await ddl.query("commit");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    assert.equal(await value(env.source, "select string_agg(id || v, ',' order by id) from t where v <> 'old'"), "7ddl,14ddl,21new,29new,30new");
+    await assertTablesEqual(env.source, env.target, ["t"]);
+  } finally {
+    ddl.release();
+    await sidecar.stop();
+  }
+});
+
+test("execute_ddl of statements that only change rows of replicated tables: the rows reach the targets, nothing is queued, a NOTICE says so", async () => {
+  const env = await freshEnv("ddlrows_only");
+  await setup(env, "create table t (id int primary key, v int)", ["t"], { copyData: true });
+  await env.source.query("insert into t select g, g from generate_series(1, 10) g");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const c = await env.source.connect();
+  const notices: string[] = [];
+  c.on("notice", (n) => notices.push(n.message ?? ""));
+  try {
+    await synced(env);
+    await c.query("select dbsync.execute_ddl('g', 'update t set v = v * 100 where id <= 5')");
+    await c.query("select dbsync.execute_ddl('g', 'insert into t values (11, 11); delete from t where id = 1')");
+    // A statement that writes no row at all (its key is not there yet) is not run on the targets either.
+    await c.query("select dbsync.execute_ddl('g', 'update t set v = -1 where id = 12')");
+    // Keys enough for capture's queue row to be TOASTed (a TOAST table is not a catalog).
+    await c.query("select dbsync.execute_ddl('g', 'insert into t select g, g from generate_series(100, 30000) g')");
+    assert.equal(notices.filter((n) => /^execute_ddl: not run on the targets/.test(n)).length, 4, notices.join("; "));
+    assert.equal(await value(env.source, "select count(*)::int from dbsync.ddl_log"), 0);
+    assert.equal(await value(env.source, "select count(*)::int from dbsync.events where op = 'X'"), 0);
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    await assertTablesEqual(env.source, env.target, ["t"]);
+  } finally {
+    c.release();
+    await sidecar.stop();
+  }
+});
+
+test("execute_ddl that changes the schema and rows of a replicated table in one call, or rows of a replicated table and of another, is refused with a hint", async () => {
+  const env = await freshEnv("ddlrows_mixed");
+  await setup(env, "create table t (id int primary key, v int); create table notes (n text)", ["t"], { copyData: true });
+  await env.source.query("insert into t select g, g from generate_series(1, 10) g");
+  const mixed = await sqlError(env.source, "select dbsync.execute_ddl('g', 'alter table t add column w int; update t set w = v * 2')");
+  assert.equal(mixed.code, "0A000");
+  assert.match(mixed.message, /changes the schema and writes rows of public\.t/);
+  assert.match(mixed.hint ?? "", /execute_ddl.*alter table|plain statement/i);
+  const both = await sqlError(env.source, "select dbsync.execute_ddl('g', 'with u as (update t set v = 0 where id = 1 returning id) insert into notes select id::text from u')");
+  assert.equal(both.code, "0A000");
+  assert.match(both.message, /writes rows of public\.notes from rows of replicated tables/);
+  // Nothing was done: one transaction.
+  assert.equal(await value(env.source, "select count(*)::int from pg_attribute where attrelid = 't'::regclass and attname = 'w'"), 0);
+  assert.equal(await value(env.source, "select count(*)::int from notes"), 0);
+  assert.equal(await value(env.source, "select count(*)::int from dbsync.events where op = 'X'"), 0);
+});
+
+test("execute_ddl of DDL, and of row changes of tables outside every group, still runs on the targets", async () => {
+  const env = await freshEnv("ddlrows_other");
+  await setup(env, "create table t (id int primary key, v int); create table lookup (k int primary key, label text)", ["t"], { copyData: true });
+  await env.target.query("insert into lookup values (1, 'one')");
+  await env.source.query("insert into lookup values (1, 'one')");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await synced(env);
+    await env.source.query("select dbsync.execute_ddl('g', 'insert into lookup values (2, ''two''); update lookup set label = ''uno'' where k = 1')");
+    await env.source.query("select dbsync.execute_ddl('g', 'alter table t add column w int default 5')");
+    await env.source.query("insert into t values (1, 1, 1)");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    await assertTablesEqual(env.source, env.target, ["t", "lookup"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("a column added with values each server computes for itself (clock_timestamp(), now(), random(), identity, serial) is copied again; one with a constant default is not", async () => {
+  const env = await freshEnv("ddlrows_recopy");
+  await setup(env, "create table t (id int primary key, v int); create table c (id int primary key)", ["t", "c"], { copyData: true });
+  await env.source.query("insert into t select g, g from generate_series(1, 50) g; insert into c select g from generate_series(1, 50) g");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const conn = await env.source.connect();
+  const notices: string[] = [];
+  conn.on("notice", (n) => notices.push(n.message ?? ""));
+  const requests = () => value<number>(env.source, "select sum(copy_request)::int from dbsync.subscription_tables st join dbsync.tables t using (table_id) where t.table_name = 'c'");
+  try {
+    await synced(env);
+    const before = await requests();
+    // (No generated columns before PostgreSQL 12.)
+    const generated = Math.min(SOURCE_MAJOR, TARGET_MAJOR) >= 12 ? ", add column g int generated always as (id * 2) stored" : "";
+    await conn.query(`select dbsync.execute_ddl('g', 'alter table c add column k int default 5, add column d date default ''2024-01-02''${generated}')`);
+    assert.equal(await requests(), before, "a constant default and a generated column need no copy");
+    await conn.query(`select dbsync.execute_ddl('g', $$alter table t add column at timestamptz not null default clock_timestamp(),
+      add column day timestamptz default now(), add column r text default md5(random()::text), add column n bigint generated always as identity,
+      add column s serial$$)`);
+    assert.ok(notices.some((n) => /public\.t is copied again by every subscription: its new column at, day, r, n, s/.test(n)), notices.join("; "));
+    assert.equal(notices.length, 1, notices.join("; "));
+    await env.source.query("insert into t (id, v) values (51, 51)");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    await assertTablesEqual(env.source, env.target, ["t", "c"]);
+  } finally {
+    conn.release();
+    await sidecar.stop();
+  }
+});
