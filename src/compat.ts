@@ -107,6 +107,13 @@ export const REWRITES: Rewrite[] = [
     why: "WITH ... AS MATERIALIZED comes with PostgreSQL 12; before it every CTE is materialized, so the meaning is the same",
   },
   {
+    name: "fast_defaults",
+    applies: (s) => s.major < 11,
+    pattern: /\b[a-z_][a-z0-9_]*\.atthasmissing\b/g,
+    replacement: "false",
+    why: "a column added with a default keeps it as a missing value (pg_attribute.atthasmissing) from PostgreSQL 11; before, every row is rewritten with it",
+  },
+  {
     name: "generated_columns",
     applies: (s) => s.major < 12,
     pattern: /\b[a-z_][a-z0-9_]*\.attgenerated\b/g,

@@ -9,7 +9,7 @@
 // again.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, SOURCE_MAJOR, sqlError, startSidecar, TARGET_MAJOR, until, value } from "./helpers";
+import { compat, freshEnv, SOURCE_MAJOR, sqlError, startSidecar, TARGET_MAJOR, until, value } from "./helpers";
 import { assertTablesEqual, setup, synced } from "./kit/convergence";
 
 test("an UPDATE and a DELETE through execute_ddl leave alone the rows that transactions committed after their snapshot, in an earlier batch", async () => {
@@ -67,21 +67,79 @@ test("execute_ddl of statements that only change rows of replicated tables: the 
   }
 });
 
-test("execute_ddl that changes the schema and rows of a replicated table in one call, or rows of a replicated table and of another, is refused with a hint", async () => {
+test("DDL that changes rows of a replicated table in the same call (an UPDATE after the ALTER, a TRUNCATE of a table written before it, an event trigger's audit row) runs on the targets, and those tables are copied again", async () => {
   const env = await freshEnv("ddlrows_mixed");
-  await setup(env, "create table t (id int primary key, v int); create table notes (n text)", ["t"], { copyData: true });
-  await env.source.query("insert into t select g, g from generate_series(1, 10) g");
-  const mixed = await sqlError(env.source, "select dbsync.execute_ddl('g', 'alter table t add column w int; update t set w = v * 2')");
-  assert.equal(mixed.code, "0A000");
-  assert.match(mixed.message, /changes the schema and writes rows of public\.t/);
-  assert.match(mixed.hint ?? "", /execute_ddl.*alter table|plain statement/i);
+  await setup(env, `create table t (id serial primary key, v int); create table staging (id int primary key);
+    create table ddl_audit (id serial primary key, tag text, at timestamptz default clock_timestamp())`, ["t", "staging", "ddl_audit"], { copyData: true });
+  await env.source.query("insert into t (v) select g from generate_series(1, 10) g");
+  // An application's own DDL log, itself replicated: every DDL writes a row of it.
+  await env.source.query(compat(`create function audit_ddl() returns event_trigger language plpgsql as $f$
+      begin insert into public.ddl_audit (tag) values (tg_tag); end $f$;
+    create event trigger ddlrows_audit on ddl_command_end execute function audit_ddl()`));
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const c = await env.source.connect();
+  const notices: string[] = [];
+  c.on("notice", (n) => notices.push(n.message ?? ""));
+  try {
+    await synced(env);
+    await c.query("select dbsync.execute_ddl('g', 'alter table t add column w int; update t set w = v * 2; insert into t (v, w) values (0, 0)')");
+    // A TRUNCATE sets the transaction's counts of a table back to zero: the rows
+    // written after it still count (the target's run would insert a row of its own serial).
+    await c.query("begin");
+    await c.query("insert into staging select g from generate_series(1, 10) g");
+    await c.query("select dbsync.execute_ddl('g', 'truncate staging; insert into t (v) values (7)')");
+    await c.query("commit");
+    assert.ok(notices.some((n) => /public\.t is copied again by every subscription: the statement changed its rows besides its DDL/.test(n)), notices.join("; "));
+    assert.ok(notices.some((n) => /public\.ddl_audit is copied again/.test(n)), notices.join("; "));
+    await env.source.query("insert into t (v, w) values (100, 100)");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    await assertTablesEqual(env.source, env.target, ["t", "staging", "ddl_audit"]);
+  } finally {
+    c.release();
+    await env.source.query("drop event trigger ddlrows_audit");
+    await sidecar.stop();
+  }
+});
+
+test("execute_ddl refuses a statement that writes other tables from replicated rows, a TRUNCATE of another group's table, an ALTER that recurses into one", async () => {
+  const env = await freshEnv("ddlrows_refused");
+  await setup(env, `create table t (id int primary key, v int); create table notes (n text); create table h1 (id int primary key);
+    create table parent (id int primary key); create table child (primary key (id)) inherits (parent)`, ["t", "parent"], { copyData: true });
+  await env.source.query("select dbsync.add_table('h1', 'h'), dbsync.add_table('child', 'h')");
+  await env.source.query("insert into t select g, g from generate_series(1, 10) g; insert into h1 values (1)");
   const both = await sqlError(env.source, "select dbsync.execute_ddl('g', 'with u as (update t set v = 0 where id = 1 returning id) insert into notes select id::text from u')");
   assert.equal(both.code, "0A000");
   assert.match(both.message, /writes rows of public\.notes from rows of replicated tables/);
+  // TRUNCATE fires no DDL event trigger: group g's targets would truncate h1 at g's point.
+  const truncate = await sqlError(env.source, "select dbsync.execute_ddl('g', 'truncate h1')");
+  assert.equal(truncate.code, "22023");
+  assert.match(truncate.message, /changes public\.h1 of group "h"/);
+  // ALTER TABLE of a parent recurses into its inheritance child, of group h.
+  const child = await sqlError(env.source, "select dbsync.execute_ddl('g', 'alter table parent add column w int')");
+  assert.equal(child.code, "22023");
+  assert.match(child.message, /changes public\.child of group "h" too$/);
   // Nothing was done: one transaction.
-  assert.equal(await value(env.source, "select count(*)::int from pg_attribute where attrelid = 't'::regclass and attname = 'w'"), 0);
   assert.equal(await value(env.source, "select count(*)::int from notes"), 0);
+  assert.equal(await value(env.source, "select count(*)::int from h1"), 1);
   assert.equal(await value(env.source, "select count(*)::int from dbsync.events where op = 'X'"), 0);
+});
+
+test("a DELETE through execute_ddl that touches no row here (a filter false on the source, true on a target) is not run on the targets", async () => {
+  const env = await freshEnv("ddlrows_onetime");
+  await setup(env, "create table t (id int primary key, v int); create table purge_requests (id int)", ["t"], { copyData: true });
+  await env.source.query("insert into t select g, g from generate_series(1, 10) g");
+  // Not replicated, and not the same on both servers (a local work table).
+  await env.target.query("insert into purge_requests values (1)");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await synced(env);
+    await env.source.query("select dbsync.execute_ddl('g', 'delete from t where (select count(*) from purge_requests) > 0')");
+    await env.source.query("insert into t values (11, 11)");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    await assertTablesEqual(env.source, env.target, ["t"]);
+  } finally {
+    await sidecar.stop();
+  }
 });
 
 test("execute_ddl of DDL, and of row changes of tables outside every group, still runs on the targets", async () => {
@@ -102,7 +160,7 @@ test("execute_ddl of DDL, and of row changes of tables outside every group, stil
   }
 });
 
-test("a column added with values each server computes for itself (clock_timestamp(), now(), random(), identity, serial) is copied again; one with a constant default is not", async () => {
+test("a column added with values each server computes for itself (clock_timestamp(), now(), random(), identity, serial, a conversion through text, a default dropped at once) is copied again; one with a constant default is not", async () => {
   const env = await freshEnv("ddlrows_recopy");
   await setup(env, "create table t (id int primary key, v int); create table c (id int primary key)", ["t", "c"], { copyData: true });
   await env.source.query("insert into t select g, g from generate_series(1, 50) g; insert into c select g from generate_series(1, 50) g");
@@ -120,9 +178,14 @@ test("a column added with values each server computes for itself (clock_timestam
     assert.equal(await requests(), before, "a constant default and a generated column need no copy");
     await conn.query(`select dbsync.execute_ddl('g', $$alter table t add column at timestamptz not null default clock_timestamp(),
       add column day timestamptz default now(), add column r text default md5(random()::text), add column n bigint generated always as identity,
-      add column s serial$$)`);
-    assert.ok(notices.some((n) => /public\.t is copied again by every subscription: its new column at, day, r, n, s/.test(n)), notices.join("; "));
+      add column s serial, add column io timestamptz default ('now'::text)::timestamptz$$)`);
+    assert.ok(notices.some((n) => /public\.t is copied again by every subscription: its new column at, day, r, n, s, io/.test(n)), notices.join("; "));
     assert.equal(notices.length, 1, notices.join("; "));
+    // The new columns' sequences travel with the table (a cutover needs them).
+    assert.equal(await value(env.source, "select count(*)::int from dbsync.sequences where seq_name in ('t_n_seq', 't_s_seq')"), 2);
+    // The backfill idiom: existing rows get now(), new ones NULL.
+    await conn.query("select dbsync.execute_ddl('g', 'alter table c add column created timestamptz default now(); alter table c alter column created drop default')");
+    assert.ok(notices.some((n) => /public\.c is copied again by every subscription: its new column created/.test(n)), notices.join("; "));
     await env.source.query("insert into t (id, v) values (51, 51)");
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
     await assertTablesEqual(env.source, env.target, ["t", "c"]);

@@ -8,93 +8,126 @@
 -- meanwhile; a DELETE of a key not there yet would delete it. DDL does not have that
 -- problem (it takes its table's lock, and what it does to a row depends on that row
 -- alone), but row changes do. Row changes of replicated tables are captured like any
--- others, and reach the targets as the rows they left: so a statement that only
--- reads or writes rows of replicated tables is not queued at all.
+-- others, and reach the targets as the rows they left. So:
+--   * a statement that changes no schema and only reads or changes rows of
+--     replicated tables is not queued at all;
+--   * DDL that also changed rows of replicated tables (an UPDATE in the same script,
+--     an application's event trigger writing an audit table) is queued, and the
+--     tables whose rows it changed are copied again (dbsync._ddl_recopy): what the
+--     target's run of it did to their rows is replaced by the source's rows;
+--   * a statement that writes other tables from replicated ones, or that changes a
+--     table of another group (TRUNCATE fires no DDL event trigger), is refused.
 --
--- The transaction's own statistics (pg_stat_xact_*) say what the statement touched:
--- taken before and after it, rows written to system catalogs mean DDL (as do
--- TRUNCATE, GRANT, COMMENT, ANALYZE), scans and row writes of replicated tables
--- (their partitions included) mean it read or changed replicated rows, and row
--- writes elsewhere (outside dbsync's schemas, which capture writes) mean it changed
--- other tables.
+-- The transaction's own statistics and locks say what the statement touched, taken
+-- before and after it: rows written to system catalogs mean DDL (as do TRUNCATE,
+-- GRANT, COMMENT, ANALYZE); per table, rows written (pg_stat_xact_*: a TRUNCATE in
+-- the statement sets a table's counts back to zero, so a count that went down and
+-- is not zero is a write after it), scans, a ROW EXCLUSIVE lock taken (every INSERT,
+-- UPDATE, DELETE, MERGE and COPY FROM takes it, also when it changes no row), and a
+-- new relfilenode (TRUNCATE, a rewrite).
 
 -- dbsync._ddl_effects() returns jsonb
---   This backend's counts so far: {"catalog": rows written to system catalogs
---   (pg_catalog),
---   "replicated": scans and row writes of replicated tables, "written": {table name:
---   rows written} of the tables with rows written, replicated ones under
---   "replicated_written", others (outside schemas dbsync and dbsync_worker) under
---   "other_written", "last_attnum": {table_id: its highest attnum}}. Only differences between two calls in one transaction mean
---   anything: the counts of earlier transactions not yet flushed to the shared
---   statistics are in them too. Needs track_counts (on by default; autovacuum needs
---   it too): without it nothing is counted, and execute_ddl refuses to guess.
+--   This backend's counts and locks so far: {"catalog": rows written to pg_catalog,
+--   "tables": {relid: [rows written, scans]} of the tables it touched (outside
+--   schemas dbsync and dbsync_worker, which capture writes), "locked": {relid: true}
+--   of the relations it holds ROW EXCLUSIVE locks on, "replicated": {relid: [table_id, group_id]} of
+--   the replicated tables and their partitions, "filenodes": {relid: relfilenode}
+--   of those, "last_attnum": {table_id: its highest attnum}}. Only differences
+--   between two calls in one transaction mean anything: the counts of earlier
+--   transactions not yet flushed to the shared statistics are in them too. Needs
+--   track_counts (on by default; autovacuum needs it too).
 --   Parameters: none.
 --   Returns: jsonb.
 --   Calls: nothing. Tables touched: dbsync.tables (read).
 create or replace function dbsync._ddl_effects() returns jsonb
 language sql volatile security definer set search_path = pg_catalog, pg_temp as $$
     with replicated as (
-        select t.relid from dbsync.tables t where t.removed_at is null
+        select t.relid, t.table_id, t.group_id from dbsync.tables t where t.removed_at is null
         union
-        select p.relid from dbsync.tables t, pg_partition_tree(t.relid) p where t.removed_at is null
-    ),
-    tables as (
-        select format('%I.%I', s.schemaname, s.relname) as name,
-               s.n_tup_ins + s.n_tup_upd + s.n_tup_del as written,
-               coalesce(s.seq_scan, 0) + coalesce(s.idx_scan, 0) as scans,
-               s.relid in (select r.relid from replicated r) as replicated
-        from pg_stat_xact_user_tables s
-        where s.schemaname not in ('dbsync', 'dbsync_worker')
+        select p.relid, t.table_id, t.group_id
+        from dbsync.tables t, pg_partition_tree(t.relid) p where t.removed_at is null
     )
     select jsonb_build_object(
         -- (Not the TOAST tables, which pg_stat_xact_sys_tables also lists: capture's
         -- own queue rows of a big statement are TOASTed.)
         'catalog', (select coalesce(sum(c.n_tup_ins + c.n_tup_upd + c.n_tup_del), 0) from pg_stat_xact_sys_tables c
                     where c.schemaname = 'pg_catalog'),
-        'replicated', (select coalesce(sum(t.written + t.scans), 0) from tables t where t.replicated),
-        'replicated_written', (select coalesce(jsonb_object_agg(t.name, t.written), '{}') from tables t where t.replicated and t.written > 0),
-        'other_written', (select coalesce(jsonb_object_agg(t.name, t.written), '{}') from tables t where not t.replicated and t.written > 0),
+        'tables', (select coalesce(jsonb_object_agg(s.relid, jsonb_build_array(
+                                       s.n_tup_ins + s.n_tup_upd + s.n_tup_del, coalesce(s.seq_scan, 0) + coalesce(s.idx_scan, 0))), '{}')
+                   from pg_stat_xact_user_tables s
+                   where s.schemaname not in ('dbsync', 'dbsync_worker')
+                     and s.n_tup_ins + s.n_tup_upd + s.n_tup_del + coalesce(s.seq_scan, 0) + coalesce(s.idx_scan, 0) > 0),
+        'locked', (select coalesce(jsonb_object_agg(l.relation, true), '{}') from pg_locks l
+                   where l.pid = pg_backend_pid() and l.locktype = 'relation' and l.mode = 'RowExclusiveLock' and l.granted
+                     and l.database = (select d.oid from pg_database d where d.datname = current_database())),
+        'replicated', (select coalesce(jsonb_object_agg(r.relid, jsonb_build_array(r.table_id, r.group_id)), '{}') from replicated r),
+        'filenodes', (select coalesce(jsonb_object_agg(r.relid, pg_relation_filenode(r.relid)), '{}') from replicated r),
         -- A column added later has a higher attnum (dbsync._ddl_recopy).
         'last_attnum', (select coalesce(jsonb_object_agg(t.table_id, (select max(a.attnum) from pg_attribute a where a.attrelid = t.relid)), '{}')
                         from dbsync.tables t where t.removed_at is null))
 $$;
 
--- dbsync._ddl_to_queue(p_before jsonb, p_after jsonb) returns boolean
---   Given dbsync._ddl_effects() before and after execute_ddl's statement: true
---   when the targets must run it (DDL, or a statement that touches no replicated
---   table: SET LOCAL, setval, rows of tables outside every group); false when it
---   changed no schema and only read or changed rows of replicated tables (they reach
---   the targets as rows; a zero-row UPDATE would find rows there that it did not
---   find here), with a NOTICE that says so. Refuses, with a hint, a statement that
---   both changes the schema and writes rows of a replicated table, or that writes
---   rows of other tables from replicated ones: no target could be given either
---   faithfully.
---   Parameters: p_before, p_after.
---   Returns: boolean.
---   Calls: nothing. Tables touched: none.
-create or replace function dbsync._ddl_to_queue(p_before jsonb, p_after jsonb) returns boolean
-language plpgsql stable set search_path = pg_catalog, pg_temp as $$
+-- dbsync._ddl_plan(p_group_id int, p_before jsonb, p_after jsonb) returns jsonb
+--   Given dbsync._ddl_effects() before and after execute_ddl's statement for group
+--   p_group_id: {"queue": whether the targets run it, "written": the table_ids of
+--   the group's tables whose rows it changed, "rewritten": those it truncated or
+--   rewrote}. Not queued: it changed no schema, and touched rows of replicated
+--   tables (a NOTICE says they reach the targets as rows). Refused, with a hint: a
+--   statement that writes rows of other tables from replicated ones, or DDL that
+--   changes a table of another group (its rows, its file, its columns).
+--   Parameters: p_group_id, p_before, p_after.
+--   Returns: jsonb.
+--   Calls: nothing. Tables touched: dbsync.groups, dbsync.tables (read).
+create or replace function dbsync._ddl_plan(p_group_id int, p_before jsonb, p_after jsonb) returns jsonb
+language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare
     v_catalog boolean := (p_after ->> 'catalog')::bigint > (p_before ->> 'catalog')::bigint;
-    v_replicated boolean := (p_after ->> 'replicated')::bigint > (p_before ->> 'replicated')::bigint;
-    -- The tables whose rows this statement wrote.
-    v_written text := (select string_agg(w.key, ', ' order by w.key) from jsonb_each_text(p_after -> 'replicated_written') w
-                       where w.value::bigint > coalesce((p_before -> 'replicated_written' ->> w.key)::bigint, 0));
-    v_other text := (select string_agg(w.key, ', ' order by w.key) from jsonb_each_text(p_after -> 'other_written') w
-                     where w.value::bigint > coalesce((p_before -> 'other_written' ->> w.key)::bigint, 0));
+    v_touched boolean;
+    v_other text;
+    v_foreign_ids jsonb;
+    v_foreign text;
+    v_written jsonb;
+    v_rewritten jsonb;
 begin
-    if not v_replicated then
-        return true;
-    end if;
-    if v_catalog then
-        if v_written is not null then
-            raise exception 'execute_ddl: the statement changes the schema and writes rows of %', v_written
-                using errcode = 'feature_not_supported',
-                      hint = 'Run the DDL (e.g. the ALTER TABLE) with execute_ddl and the row changes as a plain statement, '
-                             'in the same transaction if they must commit together: rows of replicated tables reach the '
-                             'targets as rows.';
-        end if;
-        return true;
+    with rel as (
+        select k.relid,
+               coalesce(p_before -> 'replicated' -> k.relid, p_after -> 'replicated' -> k.relid) as rep,
+               coalesce((p_before -> 'tables' -> k.relid ->> 0)::bigint, 0) as wb,
+               coalesce((p_after -> 'tables' -> k.relid ->> 0)::bigint, 0) as wa,
+               coalesce((p_before -> 'tables' -> k.relid ->> 1)::bigint, 0) as sb,
+               coalesce((p_after -> 'tables' -> k.relid ->> 1)::bigint, 0) as sa,
+               p_after -> 'locked' ? k.relid and not p_before -> 'locked' ? k.relid as newlock,
+               (p_before -> 'filenodes' ->> k.relid) is distinct from (p_after -> 'filenodes' ->> k.relid)
+                   and p_after -> 'filenodes' ? k.relid and p_before -> 'filenodes' ? k.relid as refiled
+        from (select jsonb_object_keys(p_after -> 'tables') union select jsonb_object_keys(p_before -> 'replicated')
+              union select jsonb_object_keys(p_after -> 'replicated')
+              union select jsonb_object_keys(p_after -> 'locked')) k(relid)
+    ),
+    judged as (
+        select r.*, (r.rep ->> 0)::int as table_id, (r.rep ->> 1)::int as group_id,
+               -- Rows written: the count grew, or went down (a TRUNCATE in the
+               -- statement zeroes it) and is not zero; or a ROW EXCLUSIVE lock taken.
+               r.wa > r.wb or (r.wa < r.wb and r.wa > 0) or r.newlock as written
+        from rel r
+    )
+    select bool_or(j.rep is not null and (j.written or j.sa <> j.sb)),
+           string_agg(j.relid::oid::regclass::text, ', ' order by j.relid) filter (where j.rep is null and j.wa <> j.wb),
+           coalesce(jsonb_agg(distinct j.table_id) filter (where j.group_id <> p_group_id and (j.written or j.refiled)), '[]'),
+           coalesce(jsonb_agg(distinct j.table_id) filter (where j.group_id = p_group_id and j.written), '[]'),
+           coalesce(jsonb_agg(distinct j.table_id) filter (where j.group_id = p_group_id and j.refiled), '[]')
+      into v_touched, v_other, v_foreign_ids, v_written, v_rewritten
+    from judged j;
+    -- Tables of other groups it changed: their rows or file, or their columns (an
+    -- inheritance child of a table of this group: ALTER TABLE recurses, and the DDL
+    -- event trigger sees only the parent).
+    select string_agg(format('%I.%I of group "%s"', t.schema_name, t.table_name, g.name), ', ' order by t.table_id)
+      into v_foreign
+    from dbsync.tables t join dbsync.groups g using (group_id)
+    where t.group_id <> p_group_id and t.removed_at is null
+      and (v_foreign_ids @> to_jsonb(t.table_id)
+           or (p_after -> 'last_attnum' ->> t.table_id::text) is distinct from (p_before -> 'last_attnum' ->> t.table_id::text));
+    if not coalesce(v_touched, false) and v_foreign is null then
+        return jsonb_build_object('queue', true, 'written', '[]'::jsonb, 'rewritten', v_rewritten);
     end if;
     if v_other is not null then
         raise exception 'execute_ddl: the statement writes rows of % from rows of replicated tables', v_other
@@ -103,8 +136,15 @@ begin
                          'replicated tables with a plain statement (they reach the targets as rows), and the others '
                          'on each server, or through execute_ddl from values that are not read from replicated tables.';
     end if;
-    raise notice 'execute_ddl: not run on the targets: the statement changes no schema, only rows of replicated tables (%), which reach the targets as rows',
-                 coalesce(v_written, 'here none, and there it could find rows that it did not find here');
-    return false;
+    if not v_catalog then
+        raise notice 'execute_ddl: not run on the targets: the statement changes no schema, only rows of replicated tables, which reach the targets as rows';
+        return jsonb_build_object('queue', false, 'written', v_written, 'rewritten', v_rewritten);
+    end if;
+    if v_foreign is not null then
+        raise exception 'execute_ddl: the statement changes % too', v_foreign
+            using errcode = 'invalid_parameter_value',
+                  hint = 'Run what concerns a table with dbsync.execute_ddl of its own group, so that the targets of that group get it.';
+    end if;
+    return jsonb_build_object('queue', true, 'written', v_written, 'rewritten', v_rewritten);
 end
 $$;

@@ -17,7 +17,7 @@
 --   Parameters: tbl, group_name, key_columns.
 --   Returns: the table's id (dbsync.tables.table_id; the existing one when the table is
 --     already in the group with this key).
---   Calls: dbsync._grant_to_sidecars, dbsync._group_id, dbsync._install_capture,
+--   Calls: dbsync._add_owned_sequences, dbsync._group_id, dbsync._install_capture,
 --     dbsync._key_columns, dbsync._server_has. Tables touched: dbsync.sequences,
 --     dbsync.subscription_tables, dbsync.tables (written); dbsync.groups,
 --     dbsync.subscriptions (read); triggers on the replicated table (dynamic).
@@ -108,23 +108,14 @@ begin
         raise warning 'add_table: partitions of % created from now on are not captured: PostgreSQL 10 without dbsync''s DDL event trigger', tbl
             using hint = format('Run dbsync migrate as a superuser (it installs the event trigger), or call select dbsync._install_capture(%s) after creating a partition.', v_id);
     end if;
-    -- The sequences the table owns (serial, identity) travel with it.
-    insert into dbsync.sequences (relid, group_id, schema_name, seq_name)
-    select c.oid, v_group, n.nspname, c.relname
-    from pg_depend d
-    join pg_class c on c.oid = d.objid and c.relkind = 'S'
-    join pg_namespace n on n.oid = c.relnamespace
-    where d.classid = 'pg_class'::regclass and d.refclassid = 'pg_class'::regclass
-      and d.refobjid = tbl and d.deptype in ('a', 'i')
-    on conflict (relid) do nothing;
-
     insert into dbsync.subscription_tables (sub_id, table_id, state, copy_tick)
     select s.sub_id, v_id,
            case when s.copy_data then 'pending' else 'streaming' end,
            case when s.copy_data then null else 0 end
     from dbsync.subscriptions s where s.group_id = v_group;
-    -- The sidecar's reader reads the table (and its sequences) as its own role.
-    perform dbsync._grant_to_sidecars(tbl);
+    -- The sequences the table owns (serial, identity) travel with it, and the
+    -- sidecar's reader reads the table (and them) as its own role.
+    perform dbsync._add_owned_sequences(tbl, v_group);
     return v_id;
 end
 $$;

@@ -14,20 +14,21 @@
 --   A statement that changes no schema and only reads or changes rows of replicated
 --   tables is not queued: its rows reach the targets as rows (see
 --   sql/functions/_ddl_effects.sql for why running it there would not be the same).
---   A table that gained a column whose values each server computes for itself (a
---   default of now(), a sequence...) is copied again (dbsync._ddl_recopy).
+--   A table whose rows DDL changed with it, or that gained a column whose values
+--   each server computes for itself (a default of now(), a sequence...), is copied
+--   again (dbsync._ddl_recopy).
 --   Capture follows the tables the DDL touched (the DDL event trigger regenerates
 --   it; without the event trigger, _queue_ddl looks for tables of the group whose
 --   key changed). A table of another group is refused: its targets would not get
 --   the DDL.
---   Errors: unknown group, empty ddl, a table of another group, track_counts off,
---   schema and replicated rows changed by one statement (or other tables' rows
---   written from replicated ones), and whatever the DDL itself raises (then nothing
---   is queued: it is one transaction).
+--   Errors: unknown group, empty ddl, a table of another group (altered, truncated
+--   or written by DDL), track_counts off, other tables' rows written from
+--   replicated ones, and whatever the DDL itself raises (then nothing is queued: it
+--   is one transaction).
 --   Parameters: group_name, ddl.
 --   Returns: nothing.
---   Calls: dbsync._begin_ddl, dbsync._ddl_effects, dbsync._ddl_recopy, dbsync._ddl_settings,
---     dbsync._ddl_to_queue, dbsync._end_ddl, dbsync._group_id, dbsync._queue_ddl.
+--   Calls: dbsync._begin_ddl, dbsync._ddl_effects, dbsync._ddl_plan, dbsync._ddl_recopy,
+--     dbsync._ddl_settings, dbsync._end_ddl, dbsync._group_id, dbsync._queue_ddl.
 --     Tables touched: none.
 create or replace function dbsync.execute_ddl(group_name text, ddl text) returns void
 language plpgsql as $$
@@ -40,6 +41,7 @@ declare
         where pg_catalog.to_regnamespace(n) is distinct from pg_catalog.pg_my_temp_schema());
     v_settings jsonb := dbsync._ddl_settings();
     v_before jsonb;
+    v_plan jsonb;
 begin
     if ddl is null or pg_catalog.btrim(ddl) = '' then
         raise exception 'execute_ddl: ddl must not be empty' using errcode = 'invalid_parameter_value';
@@ -58,9 +60,10 @@ begin
     if pg_catalog.current_setting('search_path') = v_path then
         perform pg_catalog.set_config('search_path', v_caller_path, true);
     end if;
-    if dbsync._ddl_to_queue(v_before, dbsync._ddl_effects()) then
+    v_plan := dbsync._ddl_plan(v_group, v_before, dbsync._ddl_effects());
+    if (v_plan ->> 'queue')::boolean then
         perform dbsync._queue_ddl(v_group, ddl, v_path, v_settings);
-        perform dbsync._ddl_recopy(v_group, v_before);
+        perform dbsync._ddl_recopy(v_group, v_before, v_plan);
     else
         perform dbsync._end_ddl();
     end if;
