@@ -9,8 +9,24 @@
 // again.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { compat, freshEnv, SOURCE_MAJOR, sqlError, startSidecar, TARGET_MAJOR, until, value } from "./helpers";
+import { PoolClient } from "pg";
+import { compat, Env, freshEnv, SOURCE_MAJOR, sqlError, startSidecar, TARGET_MAJOR, until, value } from "./helpers";
 import { assertTablesEqual, setup, synced } from "./kit/convergence";
+
+/** With the sidecar running and the first sync done: fn gets a source session and the NOTICEs it received. */
+async function withSession(env: Env, fn: (c: PoolClient, notices: string[]) => Promise<void>): Promise<void> {
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const c = await env.source.connect();
+  const notices: string[] = [];
+  c.on("notice", (n) => notices.push(n.message ?? ""));
+  try {
+    await synced(env);
+    await fn(c, notices);
+  } finally {
+    c.release();
+    await sidecar.stop();
+  }
+}
 
 test("an UPDATE and a DELETE through execute_ddl leave alone the rows that transactions committed after their snapshot, in an earlier batch", async () => {
   const env = await freshEnv("ddlrows_race");
@@ -44,12 +60,7 @@ test("execute_ddl of statements that only change rows of replicated tables: the 
   const env = await freshEnv("ddlrows_only");
   await setup(env, "create table t (id int primary key, v int)", ["t"], { copyData: true });
   await env.source.query("insert into t select g, g from generate_series(1, 10) g");
-  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
-  const c = await env.source.connect();
-  const notices: string[] = [];
-  c.on("notice", (n) => notices.push(n.message ?? ""));
-  try {
-    await synced(env);
+  await withSession(env, async (c, notices) => {
     await c.query("select dbsync.execute_ddl('g', 'update t set v = v * 100 where id <= 5')");
     await c.query("select dbsync.execute_ddl('g', 'insert into t values (11, 11); delete from t where id = 1')");
     // A statement that writes no row at all (its key is not there yet) is not run on the targets either.
@@ -61,10 +72,7 @@ test("execute_ddl of statements that only change rows of replicated tables: the 
     assert.equal(await value(env.source, "select count(*)::int from dbsync.events where op = 'X'"), 0);
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
     await assertTablesEqual(env.source, env.target, ["t"]);
-  } finally {
-    c.release();
-    await sidecar.stop();
-  }
+  });
 });
 
 test("DDL that changes rows of a replicated table in the same call (an UPDATE after the ALTER, a TRUNCATE of a table written before it, an event trigger's audit row) runs on the targets, and those tables are copied again", async () => {
@@ -76,28 +84,23 @@ test("DDL that changes rows of a replicated table in the same call (an UPDATE af
   await env.source.query(compat(`create function audit_ddl() returns event_trigger language plpgsql as $f$
       begin insert into public.ddl_audit (tag) values (tg_tag); end $f$;
     create event trigger ddlrows_audit on ddl_command_end execute function audit_ddl()`));
-  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
-  const c = await env.source.connect();
-  const notices: string[] = [];
-  c.on("notice", (n) => notices.push(n.message ?? ""));
   try {
-    await synced(env);
-    await c.query("select dbsync.execute_ddl('g', 'alter table t add column w int; update t set w = v * 2; insert into t (v, w) values (0, 0)')");
-    // A TRUNCATE sets the transaction's counts of a table back to zero: the rows
-    // written after it still count (the target's run would insert a row of its own serial).
-    await c.query("begin");
-    await c.query("insert into staging select g from generate_series(1, 10) g");
-    await c.query("select dbsync.execute_ddl('g', 'truncate staging; insert into t (v) values (7)')");
-    await c.query("commit");
-    assert.ok(notices.some((n) => /public\.t is copied again by every subscription: the statement changed its rows besides its DDL/.test(n)), notices.join("; "));
-    assert.ok(notices.some((n) => /public\.ddl_audit is copied again/.test(n)), notices.join("; "));
-    await env.source.query("insert into t (v, w) values (100, 100)");
-    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
-    await assertTablesEqual(env.source, env.target, ["t", "staging", "ddl_audit"]);
+    await withSession(env, async (c, notices) => {
+      await c.query("select dbsync.execute_ddl('g', 'alter table t add column w int; update t set w = v * 2; insert into t (v, w) values (0, 0)')");
+      // A TRUNCATE sets the transaction's counts of a table back to zero: the rows
+      // written after it still count (the target's run would insert a row of its own serial).
+      await c.query("begin");
+      await c.query("insert into staging select g from generate_series(1, 10) g");
+      await c.query("select dbsync.execute_ddl('g', 'truncate staging; insert into t (v) values (7)')");
+      await c.query("commit");
+      assert.ok(notices.some((n) => /public\.t is copied again by every subscription: the statement changed its rows besides its DDL/.test(n)), notices.join("; "));
+      assert.ok(notices.some((n) => /public\.ddl_audit is copied again/.test(n)), notices.join("; "));
+      await env.source.query("insert into t (v, w) values (100, 100)");
+      assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+      await assertTablesEqual(env.source, env.target, ["t", "staging", "ddl_audit"]);
+    });
   } finally {
-    c.release();
     await env.source.query("drop event trigger ddlrows_audit");
-    await sidecar.stop();
   }
 });
 
@@ -164,13 +167,8 @@ test("a column added with values each server computes for itself (clock_timestam
   const env = await freshEnv("ddlrows_recopy");
   await setup(env, "create table t (id int primary key, v int); create table c (id int primary key)", ["t", "c"], { copyData: true });
   await env.source.query("insert into t select g, g from generate_series(1, 50) g; insert into c select g from generate_series(1, 50) g");
-  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
-  const conn = await env.source.connect();
-  const notices: string[] = [];
-  conn.on("notice", (n) => notices.push(n.message ?? ""));
   const requests = () => value<number>(env.source, "select sum(copy_request)::int from dbsync.subscription_tables st join dbsync.tables t using (table_id) where t.table_name = 'c'");
-  try {
-    await synced(env);
+  await withSession(env, async (conn, notices) => {
     const before = await requests();
     // (No generated columns before PostgreSQL 12.)
     const generated = Math.min(SOURCE_MAJOR, TARGET_MAJOR) >= 12 ? ", add column g int generated always as (id * 2) stored" : "";
@@ -189,8 +187,5 @@ test("a column added with values each server computes for itself (clock_timestam
     await env.source.query("insert into t (id, v) values (51, 51)");
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
     await assertTablesEqual(env.source, env.target, ["t", "c"]);
-  } finally {
-    conn.release();
-    await sidecar.stop();
-  }
+  });
 });
