@@ -225,8 +225,11 @@ async function refuseForeignSchema(client: Client): Promise<void> {
 }
 
 export async function migrate(conninfo: string | undefined): Promise<MigrateResult> {
-  // Long statements are fine here; a person waits for them (no watchdog).
-  const config = () => clientConfig(conninfo, { applicationName: "dbsync migrate", queryTimeoutMs: 0 });
+  // Long statements are fine here; a person waits for them (no watchdog). Names
+  // resolve in pg_catalog first whatever the database's search_path: its owner may
+  // set one with public first, and a public.now() would be bound into dbsync's column
+  // defaults (called as the dbsync owner) by the superuser running this.
+  const config = () => clientConfig(conninfo, { applicationName: "dbsync migrate", queryTimeoutMs: 0, catalogPath: true });
   const client = new Client(config());
   client.on("error", () => undefined);
   await client.connect();

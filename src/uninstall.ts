@@ -26,7 +26,9 @@ export interface UninstallOptions {
 
 /** Exit codes: 0 removed (or nothing to remove), 1 error or declined, 2 no confirmation possible. */
 export async function uninstall(opts: UninstallOptions): Promise<number> {
-  const c = new Client(clientConfig(opts.sourceUrl, { applicationName: "dbsync cli", pinned: true }));
+  // (pg_catalog first: uninstall runs as a superuser, and a database owner can set
+  // the database's search_path; see migrate.)
+  const c = new Client(clientConfig(opts.sourceUrl, { applicationName: "dbsync cli", pinned: true, catalogPath: true }));
   c.on("error", () => undefined);
   await c.connect();
   try {

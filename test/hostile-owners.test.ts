@@ -157,6 +157,47 @@ test("a role with CREATE on schema public of the source defines public.pg_adviso
   }
 });
 
+test("the source database's owner puts public before pg_catalog in its search_path and defines public.now(): dbsync migrate (a superuser) must not bind dbsync's defaults to it", async () => {
+  const env = await freshEnv("b3_hostile_dbowner", { migrate: false });
+  const mallory = `${MALLORY}_dbowner`;
+  const db = new URL(env.sourceUrl).pathname.slice(1);
+  await env.source.query(`create role ${mallory} login; alter database ${db} owner to ${mallory}${publicCreate(SOURCE_MAJOR, mallory)}`);
+  made.push({ url: env.sourceUrl, role: mallory });
+  const m = await connectAs(env.sourceUrl, mallory);
+  try {
+    // A database's owner may set its settings; before 15 anyone may create in public.
+    await m.query(`alter database ${db} set search_path = public, pg_catalog;
+      create table public.loot (who text, superuser boolean);
+      grant all on public.loot to public;
+      create function public.now() returns timestamptz language plpgsql as $$
+      begin
+        insert into public.loot select current_user, (select rolsuper from pg_roles where rolname = current_user);
+        return pg_catalog.now();
+      end $$;
+      grant execute on function public.now() to public`);
+    const { migrate } = await import("../src/migrate");
+    await migrate(env.sourceUrl);
+    // Every default dbsync made calls pg_catalog's functions only.
+    const bound = await value<string[]>(env.source, `select coalesce(array_agg(distinct p.oid::regprocedure::text), '{}') from pg_depend d
+      join pg_attrdef ad on ad.oid = d.objid join pg_class c on c.oid = ad.adrelid
+      join pg_proc p on p.oid = d.refobjid
+      where d.classid = 'pg_attrdef'::regclass and d.refclassid = 'pg_proc'::regclass
+        and c.relnamespace = 'dbsync'::regnamespace and p.pronamespace <> 'pg_catalog'::regnamespace`);
+    assert.deepEqual(bound, [], "dbsync's column defaults call a function of Mallory's");
+    const fresh = new Client({ connectionString: env.sourceUrl });
+    await fresh.connect();
+    try {
+      await fresh.query("create table t (id int primary key); select dbsync.add_table('t', 'g')");
+    } finally {
+      await fresh.end();
+    }
+    const loot = (await m.query("select who, superuser from public.loot")).rows;
+    assert.deepEqual(loot, [], `Mallory's public.now() ran as ${JSON.stringify(loot)}`);
+  } finally {
+    await m.end();
+  }
+});
+
 test("a table owner with CREATE on schema public defines public.format(text, text, text), drops its replicated table: dbsync uninstall (a superuser) must not call it", async () => {
   const env = await freshEnv("b3_hostile_uninstall");
   const mallory = `${MALLORY}_uninstall`;
