@@ -8,7 +8,7 @@
 --   way. Not SECURITY DEFINER: called from dbsync's capture code, which is.
 --   Parameters: p_rel.
 --   Returns: nothing.
---   Calls: dbsync._begin_ddl, dbsync._capture_triggers, dbsync._ddl_group.
+--   Calls: dbsync._begin_ddl, dbsync._capture_triggers, dbsync._ddl_group, dbsync._end_ddl.
 --   Tables touched: dbsync.ddl_context (written).
 create or replace function dbsync._enable_always(p_rel regclass) returns void
 language plpgsql set search_path = pg_catalog, pg_temp as $$
@@ -25,7 +25,7 @@ begin
     perform dbsync._begin_ddl(0);
     execute format('alter table %s %s', p_rel, v_actions);
     if v_group is null then
-        delete from dbsync.ddl_context where backend_pid = pg_backend_pid();
+        perform dbsync._end_ddl();
     else
         perform dbsync._begin_ddl(v_group);
     end if;

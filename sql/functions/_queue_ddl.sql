@@ -9,8 +9,8 @@
 --   Parameters: p_group_id, p_ddl, p_search_path, p_settings.
 --   Returns: nothing.
 --   Calls: dbsync._capture_stale, dbsync._check_capturable, dbsync._ddl_settings,
---     dbsync._install_capture, dbsync._sync_partitions. Tables touched:
---     dbsync.ddl_context, dbsync.ddl_log, dbsync.events (written); dbsync.tables (read).
+--     dbsync._end_ddl, dbsync._install_capture, dbsync._sync_partitions. Tables touched:
+--     dbsync.ddl_log, dbsync.events (written); dbsync.tables (read).
 create or replace function dbsync._queue_ddl(p_group_id int, p_ddl text, p_search_path text, p_settings jsonb) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -25,7 +25,7 @@ begin
                 where s.key in (select jsonb_object_keys(dbsync._ddl_settings())))]);
     insert into dbsync.ddl_log (group_id, command_tag, statement, via_execute_ddl)
     values (p_group_id, 'execute_ddl', p_ddl, true);
-    delete from dbsync.ddl_context where backend_pid = pg_backend_pid();
+    perform dbsync._end_ddl();
     if not exists (select from pg_event_trigger where evtname = 'dbsync_ddl_watch' and evtenabled <> 'D') then
         for v_table in select t.table_id from dbsync.tables t
                        where t.group_id = p_group_id and t.removed_at is null
