@@ -32,10 +32,7 @@ test("an UPDATE and a DELETE through execute_ddl leave alone the rows that trans
   const env = await freshEnv("ddlrows_race");
   await setup(env, "create table t (id int primary key, v text)", ["t"], { copyData: true });
   await env.source.query("insert into t select g, 'old' from generate_series(1, 20) g");
-  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
-  const ddl = await env.source.connect();
-  try {
-    await synced(env);
+  await withSession(env, async (ddl) => {
     await ddl.query("begin");
     await ddl.query("select dbsync.execute_ddl('g', 'update t set v = ''ddl'' where id % 7 = 0')");
     await ddl.query("select dbsync.execute_ddl('g', 'delete from t where id in (29, 30)')");
@@ -50,10 +47,7 @@ test("an UPDATE and a DELETE through execute_ddl leave alone the rows that trans
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
     assert.equal(await value(env.source, "select string_agg(id || v, ',' order by id) from t where v <> 'old'"), "7ddl,14ddl,21new,29new,30new");
     await assertTablesEqual(env.source, env.target, ["t"]);
-  } finally {
-    ddl.release();
-    await sidecar.stop();
-  }
+  });
 });
 
 test("execute_ddl of statements that only change rows of replicated tables: the rows reach the targets, nothing is queued, a NOTICE says so", async () => {
@@ -133,16 +127,12 @@ test("a DELETE through execute_ddl that touches no row here (a filter false on t
   await env.source.query("insert into t select g, g from generate_series(1, 10) g");
   // Not replicated, and not the same on both servers (a local work table).
   await env.target.query("insert into purge_requests values (1)");
-  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
-  try {
-    await synced(env);
+  await withSession(env, async () => {
     await env.source.query("select dbsync.execute_ddl('g', 'delete from t where (select count(*) from purge_requests) > 0')");
     await env.source.query("insert into t values (11, 11)");
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
     await assertTablesEqual(env.source, env.target, ["t"]);
-  } finally {
-    await sidecar.stop();
-  }
+  });
 });
 
 test("execute_ddl of DDL, and of row changes of tables outside every group, still runs on the targets", async () => {
@@ -150,17 +140,13 @@ test("execute_ddl of DDL, and of row changes of tables outside every group, stil
   await setup(env, "create table t (id int primary key, v int); create table lookup (k int primary key, label text)", ["t"], { copyData: true });
   await env.target.query("insert into lookup values (1, 'one')");
   await env.source.query("insert into lookup values (1, 'one')");
-  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
-  try {
-    await synced(env);
+  await withSession(env, async () => {
     await env.source.query("select dbsync.execute_ddl('g', 'insert into lookup values (2, ''two''); update lookup set label = ''uno'' where k = 1')");
     await env.source.query("select dbsync.execute_ddl('g', 'alter table t add column w int default 5')");
     await env.source.query("insert into t values (1, 1, 1)");
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
     await assertTablesEqual(env.source, env.target, ["t", "lookup"]);
-  } finally {
-    await sidecar.stop();
-  }
+  });
 });
 
 test("a column added with values each server computes for itself (clock_timestamp(), now(), random(), identity, serial, a conversion through text, a default dropped at once) is copied again; one with a constant default is not", async () => {
