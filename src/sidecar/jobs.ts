@@ -31,6 +31,11 @@ export interface Jobs {
   add(task: string, payload: object, jobKey: string, delayMs?: number): Promise<void>;
   wakeSync(subscription: string, delayMs?: number): Promise<void>;
   wakeVerify(verificationId: number): Promise<void>;
+  /**
+   * The subscriptions whose wake-up waits in the queue, due now, for a runner
+   * (here or in another process) to take it: another wake-up would add nothing.
+   */
+  dueSyncs(): Promise<Set<string>>;
   /** Starts running this process's share of the wake-ups. */
   start(): Promise<void>;
   /** Waits for running jobs to return, then closes the queue's connections. */
@@ -151,6 +156,17 @@ class WorkerJobs implements Jobs {
     return this.add("verify", { verificationId }, `verify:${verificationId}`);
   }
 
+  async dueSyncs() {
+    // graphile-worker's jobs view; a job that failed for good (attempts used up)
+    // keeps its key but is never run again.
+    const { rows } = await this.pool.query<{ key: string }>(
+      `select j.key from ${WORKER_SCHEMA}.jobs j
+        where j.task_identifier = 'sync' and j.locked_at is null and j.run_at <= now()
+          and j.attempts < j.max_attempts and j.key like 'sync:%'`,
+    );
+    return new Set(rows.map((r) => r.key.slice("sync:".length)));
+  }
+
   /** Waits for running jobs to return, then closes the queue's connections. */
   async stop() {
     this.stopping = true;
@@ -191,6 +207,13 @@ class LocalJobs implements Jobs {
 
   wakeVerify(verificationId: number) {
     return this.add("verify", { verificationId }, `verify:${verificationId}`);
+  }
+
+  async dueSyncs() {
+    const now = Date.now();
+    return new Set(
+      [...this.waiting].filter(([key, j]) => j.task === "sync" && j.runAt <= now && key.startsWith("sync:")).map(([key]) => key.slice("sync:".length)),
+    );
   }
 
   async start() {

@@ -132,8 +132,12 @@ export class Wakeups {
       // cluster-wide lock at commit) until the applier sleeps again; without this,
       // while the LISTEN connection is down every captured transaction would notify.
       for (const g of new Set(rows.map((r) => r.group_id))) await setSleeping(this.pool, g, false);
+      // Subscriptions waiting for a free runner keep their wake-up: adding it again
+      // at every poll cost the source about 1 ms each (100 subscriptions behind,
+      // --concurrency 4: 18 wake-ups per batch applied).
+      const due = rows.length ? await this.jobs.dueSyncs() : new Set<string>();
       for (const r of rows) {
-        if (!this.tasks.backoff.waiting(r.name) && !this.tasks.poke(r.name)) await this.jobs.wakeSync(r.name);
+        if (!this.tasks.backoff.waiting(r.name) && !this.tasks.poke(r.name) && !due.has(r.name)) await this.jobs.wakeSync(r.name);
       }
       for (const id of await verificationsToDo(this.pool)) await this.jobs.wakeVerify(id);
       this.outages.ok("source", "source connection");
