@@ -8,7 +8,7 @@
 // it takes tens of milliseconds that the first batch does not wait for.
 import type { Runner, Task } from "graphile-worker";
 import { Pool } from "pg";
-import { clientConfig } from "../db";
+import { clientConfig } from "../db/connect";
 import { isTransient, messageOf, sqlstateOf } from "../errors";
 import { loadGraphileWorker } from "../graphile-worker";
 import { Log, Outages } from "../log";

@@ -5,7 +5,7 @@
 import http from "node:http";
 import { Client, Pool } from "pg";
 import client from "prom-client";
-import { clientConfig, closeQuietly } from "../db";
+import { clientConfig, closeQuietly } from "../db/connect";
 import { DbsyncError, messageOf } from "../errors";
 import { Log } from "../log";
 import { Readiness, readiness as sourceReadiness } from "../source/protocol";

@@ -5,7 +5,7 @@
 // source and a row lock on the target's dbsync.applied guard every apply.
 import type { Server } from "node:http";
 import { Pool } from "pg";
-import { clientConfig } from "../db";
+import { clientConfig } from "../db/connect";
 import { DbsyncError, isTransient, messageOf, sqlstateOf } from "../errors";
 import { explainDenied } from "../privileges";
 import { Log, Outages } from "../log";

@@ -5,7 +5,7 @@
 // the start-up pass's first batches (run.ts): they do not wait for its loading.
 import type { Subscriber } from "pg-listen";
 import { Pool } from "pg";
-import { clientConfig } from "../db";
+import { clientConfig } from "../db/connect";
 import { isTransient, messageOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
 import { ApplyTasks } from "./apply-tasks";

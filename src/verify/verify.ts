@@ -73,7 +73,7 @@ import { pipeline } from "node:stream/promises";
 import { Client, Pool, escapeIdentifier as ident } from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { forServer } from "../compat";
-import { closeQuietly, connect } from "../db";
+import { closeQuietly, connect } from "../db/connect";
 import { DbsyncError, messageOf, sqlstateOf, withHint } from "../errors";
 import { Log } from "../log";
 import {
