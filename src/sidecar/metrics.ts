@@ -9,7 +9,7 @@ import { clientConfig, closeQuietly } from "../db/connect";
 import { DbsyncError, messageOf } from "../errors";
 import { Log } from "../log";
 import { Readiness, readiness as sourceReadiness } from "../source/protocol";
-import type { Finished } from "../verify/verify";
+import type { Finished } from "../verify/report";
 
 export class Metrics {
   readonly registry = new client.Registry();

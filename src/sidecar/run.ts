@@ -9,7 +9,7 @@ import { clientConfig } from "../db/connect";
 import { DbsyncError, isTransient, messageOf, sqlstateOf } from "../errors";
 import { explainDenied } from "../privileges";
 import { Log, Outages } from "../log";
-import type { Finished } from "../verify/verify";
+import type { Finished } from "../verify/report";
 import { ApplyCounters, ApplyTasks, NO_COUNTERS } from "./apply-tasks";
 import { BackgroundVerify, VERIFY_DEFAULTS } from "./background-verify";
 import { createJobs } from "./jobs";
@@ -101,7 +101,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
         sync: async (payload) => tasks.sync((payload as { subscription: string }).subscription),
         verify: async (payload) => {
           // Loaded with the first verification: the apply path does not need it.
-          const { runVerify } = await import("../verify/verify");
+          const { runVerify } = await import("../verify/jobs");
           // Leaves a worker free: a verification waits for a sync job to reach its tick.
           await runVerify(opts.sourceUrl, pool, Number((payload as { verificationId: number }).verificationId), log, {
             signal: abort.signal,
