@@ -8,7 +8,7 @@ import { Pool } from "pg";
 import { clientConfig } from "../db/connect";
 import { isTransient, messageOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
-import { ApplyTasks } from "./apply-tasks";
+import { Appliers } from "./appliers";
 import { Jobs } from "./jobs";
 import { activeSubscriptions, groupIds, installation, maintain, setSleeping, subscriptionsWithWork, tick, verificationsToDo } from "../source/protocol";
 
@@ -34,7 +34,7 @@ export class Wakeups {
     private readonly opts: WakeupOptions,
     private readonly pool: Pool,
     private readonly jobs: Jobs,
-    private readonly tasks: ApplyTasks,
+    private readonly appliers: Appliers,
     private readonly log: Log,
     private readonly outages: Outages,
     /** Called once when dbsync's schema is gone from the source (dbsync uninstall). */
@@ -113,7 +113,7 @@ export class Wakeups {
       do {
         this.notified.set(groupId, false);
         await setSleeping(this.pool, groupId, false);
-        for (const r of await activeSubscriptions(this.pool, groupId)) if (!this.tasks.poke(r.name)) await this.jobs.wakeSync(r.name);
+        for (const r of await activeSubscriptions(this.pool, groupId)) if (!this.appliers.poke(r.name)) await this.jobs.wakeApplier(r.name);
       } while (this.notified.get(groupId));
     } catch (err) {
       this.log.warn({ err: messageOf(err) }, "wake-up failed; the poll will catch up");
@@ -133,7 +133,7 @@ export class Wakeups {
       // while the LISTEN connection is down every captured transaction would notify.
       for (const g of new Set(rows.map((r) => r.group_id))) await setSleeping(this.pool, g, false);
       for (const r of rows) {
-        if (!this.tasks.backoff.waiting(r.name) && !this.tasks.poke(r.name)) await this.jobs.wakeSync(r.name);
+        if (!this.appliers.backoff.waiting(r.name) && !this.appliers.poke(r.name)) await this.jobs.wakeApplier(r.name);
       }
       for (const id of await verificationsToDo(this.pool)) await this.jobs.wakeVerify(id);
       this.outages.ok("source", "source connection");

@@ -1,6 +1,6 @@
 // The connections a process applies with, shared by all its subscriptions, so that
 // their number follows --concurrency, not the number of subscriptions. A
-// subscription takes a source reader and a target connection when its sync job
+// subscription takes a source reader and a target connection when its apply loop
 // starts and gives them back when it has caught up (or fails: then they are
 // closed); an idle subscription holds neither. Target connections are pooled per
 // conninfo: the subscriptions of one target server and database share them, and
