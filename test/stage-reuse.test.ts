@@ -1,5 +1,5 @@
 // Stage tables (src/target/stage.ts) live as long as their target connection, and
-// a pooled connection serves the tables of many subscriptions (src/sync/links.ts).
+// a pooled connection serves the tables of many subscriptions (src/apply/links.ts).
 // A batch's cost must follow its own tables, not every table the connection ever
 // staged: ON COMMIT DELETE ROWS stages made each commit empty all of them (about
 // 0.45 ms each: a connection that had applied 300 tables paid well over 100 ms at

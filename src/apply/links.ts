@@ -1,6 +1,6 @@
 // The connections a process applies with, shared by all its subscriptions, so that
 // their number follows --concurrency, not the number of subscriptions. A
-// subscription takes a source reader and a target connection when its sync job
+// subscription takes a source reader and a target connection when its apply loop
 // starts and gives them back when it has caught up (or fails: then they are
 // closed); an idle subscription holds neither. Target connections are pooled per
 // conninfo: the subscriptions of one target server and database share them, and
@@ -12,7 +12,7 @@
 // search_path) is closed, not handed to the next subscription, whose batches would
 // run under it without an error.
 import { Pool, PoolClient, escapeLiteral } from "pg";
-import { clientConfig } from "../db";
+import { clientConfig } from "../db/connect";
 import { Log } from "../log";
 import { TargetState } from "../target/apply";
 import { ensureTargetSchema, enterReplicaMode } from "../target/progress";
@@ -38,7 +38,7 @@ export interface LinkOptions {
  * lists what differs from a fresh connection of the pool: an open transaction, a
  * role set, an advisory lock (a subscription's apply lock) held, replica mode lost
  * on a target, a setting changed for the session (SET LOCAL ends with its
- * transaction; client_connection_check_interval is set at connect, src/db.ts). One
+ * transaction; client_connection_check_interval is set at connect, src/db/client.ts). One
  * simple-protocol statement: its implicit transaction starts with it, so its
  * transaction_timestamp() equals its statement_timestamp() unless a transaction
  * was open before (the extended protocol's messages each move the latter).
