@@ -108,7 +108,7 @@ export async function applyBatch(
       // Hash joins of each table with its many keys (see batch_plan).
       if (plan.stream_hash_joins) await reader.query("set local enable_nestloop = off");
       prepared = prepare();
-      const ready = prepared.then((staged) => new StreamMerge(target, staged, phases, withTable));
+      const ready = prepared.then((staged) => new StreamMerge(target, staged, phases, withTable, state.stages));
       // (Awaited by the pieces, after the stream and before any rollback: a failure
       // before the first piece is not an unhandled rejection.)
       ready.catch(() => undefined);

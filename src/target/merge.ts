@@ -20,10 +20,10 @@
 import { Client, escapeIdentifier as ident } from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { finished } from "node:stream/promises";
-import { sqlstateOf } from "../errors";
+import { DbsyncError, sqlstateOf } from "../errors";
 import { PlanTable } from "../source/batches";
 import { Phases } from "./phases";
-import { Stage } from "./stage";
+import { Stage, StageTables } from "./stage";
 import { Piece, PieceSink, StagedCounts, rowsOf } from "./stream";
 
 type WithTable = <T>(table: string, fn: () => Promise<T>) => Promise<T>;
@@ -56,6 +56,7 @@ export class StreamMerge implements PieceSink {
     private readonly tables: Map<number, StagedTable>,
     private readonly phases: Phases,
     private readonly withTable: WithTable,
+    private readonly stages: StageTables,
   ) {}
 
   async piece(p: Piece) {
@@ -72,6 +73,7 @@ export class StreamMerge implements PieceSink {
         progress.copyFailed = true;
       }
       await this.phases.time("stage COPY", async () => {
+        await this.stages.take(this.target, stage);
         if (progress.merged) {
           await this.target.query(`truncate ${stage.name}`);
           progress.merged = false;
@@ -89,7 +91,9 @@ export class StreamMerge implements PieceSink {
   async end(id: number) {
     const pr = this.progress.get(id);
     if (!pr || pr.merged || !pr.counts.size) return;
-    const { t } = this.tables.get(id)!;
+    const { t, stage } = this.tables.get(id)!;
+    // Tables come one after another: no other table's rows can have taken its stage.
+    if (!this.stages.holds(stage)) throw new DbsyncError(`internal error: the stage of ${t.target} was taken by another table before its rows were merged`);
     await this.withTable(t.target, () => this.phases.time(`merge ${t.target}`, () => this.replace(id, pr.counts)));
   }
 
