@@ -290,10 +290,13 @@ begin
                             v_from);
         elsif cardinality(v_match) > 0 then
             -- (No shapes: only a TRUNCATE, and emptying the target table is all.)
-            v_part := format('select %L, %s from %s t where %s',
-                             'U', (select string_agg(dbsync._text_of(ty, format('t.%I', c)), ', ' order by o)
-                                   from unnest(v_cols, v_types) with ordinality u(c, ty, o)),
-                             v_from, array_to_string(v_match, ' or '));
+            -- The rows of the changed keys, unless one lookup per key gives them.
+            if cardinality(v_match) > 1 or v_lookup is null then
+                v_part := format('select %L, %s from %s t where %s',
+                                 'U', (select string_agg(dbsync._text_of(ty, format('t.%I', c)), ', ' order by o)
+                                       from unnest(v_cols, v_types) with ordinality u(c, ty, o)),
+                                 v_from, array_to_string(v_match, ' or '));
+            end if;
             if cardinality(v_match) = 1 then
                 -- One key: the keys that are gone, and the target writes the rows
                 -- over its rows of the same key.
