@@ -18,6 +18,7 @@ import { TargetState } from "../target/apply";
 import { ensureTargetSchema, enterReplicaMode } from "../target/progress";
 import { SequenceSync } from "../target/sequences";
 import { StageTables } from "../target/stage";
+import { StraightCopies } from "../target/straight-copies";
 
 /** A pooled connection left idle this long is closed (ms). */
 export const IDLE_MS = 10_000;
@@ -64,6 +65,8 @@ interface Named {
   replica: boolean;
   /** The conninfo names none: the session is named after the subscription it serves. */
   rename: string | null;
+  /** A target's: which tables' new rows are worth a straight COPY. */
+  straight: StraightCopies;
 }
 
 export class Links {
@@ -82,7 +85,7 @@ export class Links {
     // A pooled connection that dies while idle is dropped by the pool; the next
     // statement on a leased one fails and the session closes it.
     pool.on("error", () => undefined);
-    return { pool, replica, rename: config.application_name === name ? name : null };
+    return { pool, replica, rename: config.application_name === name ? name : null, straight: new StraightCopies() };
   }
 
   /** A source connection for a subscription's reader, named after it. */
@@ -110,7 +113,7 @@ export class Links {
         this.release(client, true);
         throw err;
       }
-      state = { stages: new StageTables(), sequences: new SequenceSync() };
+      state = { stages: new StageTables(), sequences: new SequenceSync(), straight: named.straight };
       this.states.set(client, state);
     }
     return { client, state };

@@ -7,7 +7,8 @@
 //    the rest inserted; the stage is emptied for the next piece. Where a unique
 //    index of the target refuses a second row of a key, a piece of rows only (no
 //    key gone) is first copied straight into the table: new rows, as in a backlog
-//    of inserts, then cost one COPY (see copyRows);
+//    of inserts, then cost one COPY (see copyRows; not for a table whose last
+//    such COPY failed, for a while: straight-copies.ts);
 //  - otherwise (keys of several shapes, keys equal with different texts) the stage
 //    keeps every piece, and at the table's end every changed key is deleted and
 //    the rows inserted.
@@ -24,6 +25,7 @@ import { DbsyncError, sqlstateOf } from "../errors";
 import { PlanTable } from "../source/batches";
 import { Phases } from "./phases";
 import { Stage, StageTables } from "./stage";
+import { StraightCopies } from "./straight-copies";
 import { Piece, PieceSink, StagedCounts, rowsOf } from "./stream";
 
 type WithTable = <T>(table: string, fn: () => Promise<T>) => Promise<T>;
@@ -57,6 +59,7 @@ export class StreamMerge implements PieceSink {
     private readonly phases: Phases,
     private readonly withTable: WithTable,
     private readonly stages: StageTables,
+    private readonly straight: StraightCopies,
   ) {}
 
   async piece(p: Piece) {
@@ -68,8 +71,17 @@ export class StreamMerge implements PieceSink {
     }
     const progress = pr;
     await this.withTable(t.target, async () => {
-      if (progress.inPlace && this.tables.get(p.id)!.refusesDuplicates && !progress.copyFailed && p.counts.size === 1 && p.counts.has("U")) {
-        if (await this.phases.time(`COPY into ${t.target}`, () => this.copyRows(t, p))) return;
+      if (
+        progress.inPlace &&
+        this.tables.get(p.id)!.refusesDuplicates &&
+        !progress.copyFailed &&
+        p.counts.size === 1 &&
+        p.counts.has("U") &&
+        this.straight.attempt(t.target)
+      ) {
+        const ok = await this.phases.time(`COPY into ${t.target}`, () => this.copyRows(t, p));
+        this.straight.record(t.target, ok);
+        if (ok) return;
         progress.copyFailed = true;
       }
       await this.phases.time("stage COPY", async () => {
