@@ -203,7 +203,7 @@ async function microOps(c: Client, n: Names, tables: number, addTableMs: number[
   });
   const statusMs = await medianMs(3, () => c.query("select * from dbsync.status"));
   const tableStatusMs = await medianMs(3, () => c.query("select * from dbsync.table_status"));
-  const scanMs = await medianMs(3, () => c.query("select s.name, s.group_id from dbsync.subscriptions s where dbsync.has_work(s.name)"));
+  const scanMs = await medianMs(3, () => c.query("select * from dbsync.sidecar_work()"));
   return {
     tables,
     tablesInGroup: Math.ceil(tables / n.shape.groups),

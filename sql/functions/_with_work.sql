@@ -13,6 +13,10 @@
 --     dbsync.ticks (read).
 create or replace function dbsync._with_work(p_sub_id int default null) returns setof int
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    -- (An array, so that one subscription's rows are found by index.)
+    v_subs int[] := case when p_sub_id is null then array(select s.sub_id from dbsync.subscriptions s)
+                         else array[p_sub_id] end;
 begin
     -- (PL/pgSQL: its plans are kept for the session.)
     return query
@@ -23,11 +27,11 @@ begin
                s.position_tick < g.last_tick_id
                or s.sub_id in (select st.sub_id from dbsync.subscription_tables st join dbsync.tables t using (table_id)
                                where t.removed_at is null and st.state <> 'streaming'
-                                 and (p_sub_id is null or st.sub_id = p_sub_id)) as ready
+                                 and st.sub_id = any (v_subs)) as ready
         from dbsync.subscriptions s
         join dbsync.groups g using (group_id)
         join dbsync.ticks p on p.group_id = s.group_id and p.tick_id = s.position_tick
-        where (p_sub_id is null or s.sub_id = p_sub_id)
+        where s.sub_id = any (v_subs)
           and not s.paused
     ),
     -- Events without a tick yet: asked once per group and position, where a
