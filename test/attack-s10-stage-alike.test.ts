@@ -93,3 +93,42 @@ test("tables alike in one batch, rows every way, a failed first batch, DDL, a se
     await sidecar.stop();
   }
 });
+
+test("two tables alike with big pieces (cut by bytes) and over 1,000 lines: TRUNCATE of the shared stage, a failed batch between", async () => {
+  const env = await freshEnv("attack_stage_alike_big");
+  const ddl = "create table a (k int primary key, u int unique, v text); create table b (k int primary key, u int unique, v text);";
+  await env.source.query(ddl);
+  await env.target.query(ddl);
+  for (const t of ["a", "b"]) await env.source.query("select dbsync.add_table($1, 'g')", [t]);
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl, ["--concurrency", "1", "--poll-interval", "200"]);
+  // Values of about 40 kB that do not compress: 300 of them make about 12 MB, three pieces or more by bytes.
+  const big = (t: string, from: number, to: number, tag: string) =>
+    `insert into ${t} select g, g, (select string_agg(md5('${tag}' || g || '.' || i), '') from generate_series(1, 1250) i) from generate_series(${from}, ${to}) g;`;
+  try {
+    await env.source.query(`begin; ${big("a", 1, 300, "a")} ${big("b", 1, 300, "b")} insert into a select g, g, 'small' from generate_series(1001, 2500) g; commit`);
+    await inSync(env, "s");
+    await assertTablesEqual(env.source, env.target, ["a", "b"], "after the first big batch");
+    // a: updates in place (over 1,000 lines); b: a key change (replace mode), big rows.
+    await env.source.query(`begin;
+      update a set v = v || '+' where k > 1000;
+      update a set v = md5(v) where k <= 150;
+      update b set k = k + 10000 where k % 2 = 0;
+      update b set v = v || '!' where k % 3 = 0;
+      commit`);
+    await inSync(env, "s");
+    await assertTablesEqual(env.source, env.target, ["a", "b"], "after the second batch");
+    // A batch that fails at its end (b's last row), then goes through.
+    await env.target.query("alter table b add constraint no_bad check (v <> 'bad')");
+    await env.source.query(`begin; update a set v = 'again' where k > 1200; delete from a where k % 10 = 0;
+      update b set v = v || '?' where k < 200; update b set v = 'bad' where k = 299; commit`);
+    await until("the error shows", async () => !!(await status(env, "s"))?.last_error, 60_000);
+    await env.target.query("alter table b drop constraint no_bad");
+    await inSync(env, "s");
+    await env.source.query("begin; update b set v = 'last' where k < 50; update a set u = -u where k > 2400; commit");
+    await inSync(env, "s");
+    await assertTablesEqual(env.source, env.target, ["a", "b"], "at the end");
+  } finally {
+    await sidecar.stop();
+  }
+});
