@@ -89,6 +89,10 @@ test("tables alike in one batch, rows every way, a failed first batch, DDL, a se
     await inSync(env, "s2");
     await assertTablesEqual(env.source, env.target, G.concat(G2), "after the rounds");
     for (const sub of ["s", "s2"]) assert.equal((await status(env, sub))?.last_error ?? null, null, `${sub}: no error expected`);
+    // The attack ran on shared stages: far fewer temp stages than tables (9) on the apply connection.
+    const stages = await value<number>(env.target, "select count(*)::int from pg_class where relname like 'dbsync_stage%' and relpersistence = 't'");
+    console.log(`# temp stages on the target: ${stages} for ${G.length + G2.length} tables`);
+    assert.ok(stages > 0 && stages < G.length + G2.length, `${stages} temp stages`);
   } finally {
     await sidecar.stop();
   }
