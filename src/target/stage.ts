@@ -148,8 +148,8 @@ export class StageTables {
     // forServer: pg_index.indnkeyatts is indnatts before PostgreSQL 11.
     const { rows } = await target.query<{ name: string; partitioned: boolean; signature: string; unique_keys: string[][] }>(
       await forServer(target, `select x.name, c.relkind = 'p' as partitioned,
-              (select pg_catalog.string_agg(pg_catalog.format('%s %s %s %s %s', a.attname, a.atttypid, a.atttypmod, a.attcollation, a.attidentity),
-                                            ', ' order by a.attnum)
+              (select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(a.attname, a.atttypid, a.atttypmod, a.attcollation, a.attidentity)
+                                           order by a.attnum)::pg_catalog.text
                  from pg_catalog.pg_attribute a
                 where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as signature,
               (select coalesce(pg_catalog.jsonb_agg(k.cols), '[]')
