@@ -1,4 +1,4 @@
-// Attack on the stages shared by tables alike (src/target/stage.ts, 1fd88b8): two
+// The stages shared by tables alike (src/target/stage.ts): two
 // target tables share a temp stage when their "signature" strings are equal. The
 // signature joins each column's "name type typmod collation identity" with ", ",
 // and a column name may hold ", " and spaces: two tables whose columns differ can
@@ -14,7 +14,7 @@ const N10_2 = ((10 << 16) | 2) + 4;
 const N12_4 = ((12 << 16) | 4) + 4;
 
 test("tables whose columns differ but whose signature strings are equal share a stage: the second one's values are rounded", async () => {
-  const env = await freshEnv("attack_stage_signature");
+  const env = await freshEnv("stage_signature");
   const source = `create table a (k int primary key, v numeric(12,4));
                   create table b (k int primary key, v numeric(12,4));`;
   await env.source.query(source);

@@ -1,4 +1,4 @@
-// Attack on batch_plan's relations looked up by OID (d66c625: v_rels, the table or
+// batch_plan's relations looked up by OID (v_rels: the table, or
 // pg_partition_tree of a partitioned one): a partitioned table with sub-partitions,
 // one leaf TRUNCATEd after the batch's snapshot (must raise serialization_failure,
 // not read an empty leaf), the row estimate of a copy of a partitioned table (the
@@ -42,7 +42,7 @@ async function waitingForCopy(label: string): Promise<Env> {
 }
 
 test("a sub-partition's leaf truncated after the batch's snapshot: serialization_failure, not an empty leaf; the estimate sums the leaves", async () => {
-  const env = await waitingForCopy("attack_plan_parts");
+  const env = await waitingForCopy("plan_parts");
   const c = await env.source.connect();
   try {
     const plan = await planOf(c);
@@ -61,7 +61,7 @@ test("a sub-partition's leaf truncated after the batch's snapshot: serialization
 });
 
 test("the copy and the stream of a partitioned table with sub-partitions, in chunks, rows moving between leaves", async () => {
-  const env = await waitingForCopy("attack_plan_parts_e2e");
+  const env = await waitingForCopy("plan_parts_e2e");
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200", "--copy-chunk-rows", "700"], { DBSYNC_STREAM_PIECE_LINES: "50" });
   try {
     await synced(env);

@@ -1,6 +1,6 @@
-// Attack on the poll and its wake-ups (3ead517 dbsync._with_work for every
-// subscription in one query; d627268 _has_new_writers by EXECUTE; 7d60895 a
-// subscription whose wake-up waits in the queue, due, is not woken again): with no
+// The poll and its wake-ups (dbsync._with_work for every subscription in one
+// query; _has_new_writers planned per group; a subscription whose wake-up waits in
+// the queue, due, is not woken again): with no
 // NOTIFY at all (writers' dbsync.notify = off), work of every kind must be applied
 // within a few poll intervals: rows, a transaction that wrote events and committed
 // late, a paused then resumed subscription, a table waiting for its copy (resync), a
@@ -49,7 +49,7 @@ async function start(label: string): Promise<Env> {
 const count = (n: number) => `select count(*) = ${n} from t`;
 
 test("no NOTIFY at all: rows, a late commit, pause and resume, a table to copy, a sequence behind: applied within a few polls", async () => {
-  const env = await start("attack_wake_poll");
+  const env = await start("wake_poll");
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", String(POLL_MS)]);
   try {
     await applyMs(env, "insert into t values (1, 'a')", count(1), "first row");
@@ -92,7 +92,7 @@ test("no NOTIFY at all: rows, a late commit, pause and resume, a table to copy, 
 });
 
 test("a wake-up job that failed for good (graphile-worker's queue), and two `dbsync run` processes: still applied within a few polls", async () => {
-  const env = await start("attack_wake_jobs");
+  const env = await start("wake_jobs");
   const a = startSidecar(env.sourceUrl, ["--poll-interval", String(POLL_MS), "--concurrency", "1"]);
   const b = startSidecar(env.sourceUrl, ["--poll-interval", String(POLL_MS), "--concurrency", "1"]);
   try {
