@@ -104,7 +104,7 @@ export interface BatchStats {
  *    carries the process's own uptime, which is more exact than its log time);
  *  - runnerStarted: graphile-worker's runner is up;
  *  - running: every subscription woken, LISTEN connected, first scan done;
- *  - firstJob: the first "sync" job started (graphile-worker picked up the wake-up);
+ *  - firstJob: the first apply job started (graphile-worker picked up the wake-up);
  *  - firstBatchStart / firstBatchEnd: the first batch with events (its start is its
  *    end minus the seconds it reports: reader transaction, plan, apply, commit).
  * `cpu` holds the CPU seconds (user + system) the process had used at the first
@@ -175,7 +175,7 @@ export class SidecarProcess {
     if (msg === "dbsync sidecar running") this.readyLine = true;
     if (msg === "sidecar starting" && typeof j!.uptimeMs === "number") this.marks.loaded ??= j!.uptimeMs / 1000;
     const mark = {
-      "sidecar starting": "loaded", "job runner started": "runnerStarted", "dbsync sidecar running": "running", "sync job started": "firstJob",
+      "sidecar starting": "loaded", "job runner started": "runnerStarted", "dbsync sidecar running": "running", "apply job started": "firstJob",
     }[msg as string];
     if (mark && mark !== "loaded") this.marks[mark] ??= at;
     if (mark && typeof j!.cpuMs === "number") this.cpuMarks[mark] ??= j!.cpuMs / 1000;

@@ -1,6 +1,7 @@
 // Measurement: statistics, process memory, queue size, and the
 // commit-to-visible latency probe.
 import fs from "node:fs";
+import path from "node:path";
 import { Client } from "pg";
 import { ident, sleep } from "./workloads";
 
@@ -98,6 +99,34 @@ export function processCpuSeconds(pid: number): number | null {
     // Fields after the command name, which is in parentheses and may hold spaces.
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return (Number(f[11]) + Number(f[12])) / 100; // utime, stime (fields 14 and 15); USER_HZ is 100 on Linux
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU time (user + system) a PostgreSQL server has used so far, seconds: its
+ * postmaster's, its live backends' and, through the postmaster's children
+ * counters, those of the backends that have exited.
+ */
+export function serverCpuSeconds(dataDir: string): number | null {
+  try {
+    const pm = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+    const stat = fs.readFileSync(`/proc/${pm}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime, stime, cutime, cstime (fields 14 to 17).
+    let ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    for (const d of fs.readdirSync("/proc")) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const s = fs.readFileSync(`/proc/${d}/stat`, "utf8");
+        const g = s.slice(s.lastIndexOf(")") + 2).split(" ");
+        if (Number(g[1]) === pm) ticks += Number(g[11]) + Number(g[12]);
+      } catch {
+        // Gone meanwhile: its time is in the postmaster's children counters.
+      }
+    }
+    return ticks / 100;
   } catch {
     return null;
   }

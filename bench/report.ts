@@ -240,7 +240,7 @@ export function startupLine(t: StartupTimeline): string {
   return (
     `start-up, s from the spawn (sidecar CPU s by then): node started + modules loaded ${f(t.loaded)} (${f(t.cpu.loaded)}), ` +
     `job runner up ${f(t.runnerStarted)} (${f(t.cpu.runnerStarted)}), wake-ups + listening + first scan ${f(t.running)} (${f(t.cpu.running)}), ` +
-    `first sync job ${f(t.firstJob)} (${f(t.cpu.firstJob)}), first batch starts ${f(t.firstBatchStart)} and commits ${f(t.firstBatchEnd)} ` +
+    `first apply job ${f(t.firstJob)} (${f(t.cpu.firstJob)}), first batch starts ${f(t.firstBatchStart)} and commits ${f(t.firstBatchEnd)} ` +
     `(${t.firstBatchEvents ?? "-"} events)`
   );
 }

@@ -26,7 +26,7 @@ import { Client } from "pg";
 import { stopAll } from "../src/embedded/cluster";
 import { BenchEnv, connect, Durability, startClusters, stopClusters, withClient, withDatabase } from "./clusters";
 import { assertBuilt, installDbsync, SidecarProcess } from "./dbsync";
-import { median, processCpuSeconds, processMemory } from "./measure";
+import { median, processCpuSeconds, processMemory, serverCpuSeconds } from "./measure";
 import { Progress } from "./progress";
 import { writeJson } from "./report";
 import { sleep } from "./workloads";
@@ -203,7 +203,7 @@ async function microOps(c: Client, n: Names, tables: number, addTableMs: number[
   });
   const statusMs = await medianMs(3, () => c.query("select * from dbsync.status"));
   const tableStatusMs = await medianMs(3, () => c.query("select * from dbsync.table_status"));
-  const scanMs = await medianMs(3, () => c.query("select s.name, s.group_id from dbsync.subscriptions s where dbsync.has_work(s.name)"));
+  const scanMs = await medianMs(3, () => c.query("select * from dbsync.sidecar_work()"));
   return {
     tables,
     tablesInGroup: Math.ceil(tables / n.shape.groups),
@@ -344,6 +344,11 @@ function procStats(ps: SidecarProcess[], cpuBefore: (number | null)[]): ProcStat
 }
 
 const cpuNow = (ps: SidecarProcess[]) => ps.map((p) => processCpuSeconds(p.nodePid));
+
+/** The source's and the target cluster's server CPU seconds since `before` (serversCpu). */
+const serversCpu = (env: BenchEnv) => [serverCpuSeconds(env.source.dataDir), serverCpuSeconds(env.target.dataDir)];
+const serversCpuSince = (env: BenchEnv, before: (number | null)[]) =>
+  serversCpu(env).map((x, i) => (x === null || before[i] === null ? null : round(x - before[i]!, 1)));
 
 /**
  * The batches the processes logged since `from` (performance.now()): how many, the
@@ -513,8 +518,12 @@ async function run(env: BenchEnv, n: Names, progress: Progress, sidecars: Sideca
       await sleep(5000);
       const idle0 = performance.now();
       const cpu0 = cpuNow(sidecars);
+      const srv0 = serversCpu(env);
       await sleep(10_000);
-      const idle = { seconds: 10, ...procStats(sidecars, cpu0), conns: { source: sourceConns.stats(idle0), target: targetConns.stats(idle0) } };
+      const idle = {
+        seconds: 10, ...procStats(sidecars, cpu0), serverCpuSeconds: serversCpuSince(env, srv0),
+        conns: { source: sourceConns.stats(idle0), target: targetConns.stats(idle0) },
+      };
       result.idle = idle;
       const statusMs = await medianMs(5, () => src.query("select * from dbsync.status"));
       result.statusMsAfterCopy = statusMs;
@@ -529,12 +538,14 @@ async function run(env: BenchEnv, n: Names, progress: Progress, sidecars: Sideca
         for (let i = 1; i <= shape.tables; i++) sql.push(`update ${n.table(i)} set val = val || '+' where id <= 10`);
         sql.push("select pg_current_xact_id()::text as xid", "commit");
         const cpu = cpuNow(sidecars);
+        const srv = serversCpu(env);
         const results = (await src.query(sql.join(";\n"))) as unknown as { rows: { xid: string }[] }[];
         const t0 = performance.now();
         const xid = results[results.length - 2].rows[0].xid;
         const at = await waitEach(src, n.subs, t0, 600, () => subsPast(src, xid), () => sidecars, "one transaction", 20);
         rounds.push({
-          ...spread(at), perSubS: at, cpuSeconds: procStats(sidecars, cpu).cpuSeconds, batches: batchesSince(sidecars, t0),
+          ...spread(at), perSubS: at, cpuSeconds: procStats(sidecars, cpu).cpuSeconds, serverCpuSeconds: serversCpuSince(env, srv),
+          batches: batchesSince(sidecars, t0),
           conns: { source: sourceConns.stats(t0), target: targetConns.stats(t0) },
         });
       }
@@ -632,6 +643,7 @@ function report(r: Record<string, any>, n: Names): string {
   if (r.apply) {
     rows.push(["one transaction touching every table, until all in sync (median of rounds)", `${r.apply.medianLastS} s (${r.apply.rounds.map((x: any) => x.lastS).join(" / ")})`, "<= 3 s"]);
     rows.push(["  sidecar CPU per round (sum of processes)", `${r.apply.rounds.map((x: any) => sum(x.cpuSeconds)).join(" / ")} s`, ""]);
+    rows.push(["  server CPU per round, source + target cluster", r.apply.rounds.map((x: any) => x.serverCpuSeconds.join(" + ")).join(" / ") + " s", ""]);
     rows.push(["  batches (last round)", inside(r.apply.rounds.at(-1).batches), ""]);
     rows.push(["  their phases (s, summed; overlapping)", phasesOf(r.apply.rounds.at(-1).batches), ""]);
   }
@@ -643,6 +655,7 @@ function report(r: Record<string, any>, n: Names): string {
   if (r.apply) rows.push(["  while applying (last round)", conns(r.apply.rounds.at(-1).conns.target), ""]);
   rows.push(["  idle", conns(r.idle.conns.target), "none, or one per target"]);
   rows.push(["sidecar RSS after the copy, per process (peak)", `${r.idle.rssMB.join(" / ")} MB (${c.peakRssMB.join(" / ")})`, "<= 300 MB"]);
+  rows.push(["server CPU while idle, source / target cluster", r.idle.serverCpuSeconds.map((x: number | null) => (x === null ? "?" : `${round((x / r.idle.seconds) * 100, 1)}%`)).join(" / "), ""]);
   rows.push(["sidecar CPU while idle, per process", `${r.idle.cpuSeconds.map((x: number | null) => (x === null ? "?" : `${round((x / r.idle.seconds) * 100, 1)}%`)).join(" / ")}`, ""]);
   rows.push([`select * from dbsync.status, ${n.subs.length} subscriptions (after the copy)`, `${round(r.statusMsAfterCopy, 1)} ms`, "<= 100 ms"]);
   if (r.kill) {

@@ -62,7 +62,7 @@ const stamp = () => {
 };
 const say = (msg: string) => console.log(`${stamp()} ${msg}`);
 
-// The sidecar notices a hung link within a few seconds (src/db.ts).
+// The sidecar notices a hung link within a few seconds (src/db/liveness.ts).
 const SIDECAR_ENV = {
   DBSYNC_QUERY_TIMEOUT_MS: "3000",
   DBSYNC_CONNECT_TIMEOUT_MS: "3000",

@@ -4,7 +4,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { Client } from "pg";
 import { resolveSourceUrl } from "./config";
-import { clientConfig } from "./db";
+import { clientConfig } from "./db/connect";
 import { parseDuration } from "./duration";
 import { embeddedMissing, isMissingModule } from "./dev-only";
 import { hintOf, messageOf } from "./errors";

@@ -31,7 +31,7 @@ export class ConninfoError extends DbsyncError {
   }
 }
 
-/** The error of a statement whose link was found dead (src/db.ts). */
+/** The error of a statement whose link was found dead (src/db/liveness.ts). */
 export class LinkLostError extends Error {
   /** connection_failure (08001 when connecting): transient, the sidecar retries. */
   code = "08006";

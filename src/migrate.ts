@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { Client, ClientConfig, Pool } from "pg";
 import { compatSql, PRELUDES, ServerTraits, serverTraits } from "./compat";
-import { clientConfig } from "./db";
+import { clientConfig } from "./db/connect";
 import { DbsyncError } from "./errors";
 import { loadGraphileWorker } from "./graphile-worker";
 import { DBSYNC_LOCK } from "./locks";

@@ -8,7 +8,7 @@
 import readline from "node:readline/promises";
 import { Client } from "pg";
 import { redact } from "./config";
-import { clientConfig } from "./db";
+import { clientConfig } from "./db/connect";
 import { DbsyncError, sqlstateOf } from "./errors";
 import { WORKER_SCHEMA } from "./migrate";
 import { inventory } from "./source/protocol";

@@ -1,4 +1,4 @@
-// The CLI's sessions on the source run with dbsync's pinned settings (src/db.ts,
+// The CLI's sessions on the source run with dbsync's pinned settings (src/db/settings.ts,
 // PINNED), as the sidecar's do: what it prints must not depend on the DateStyle a
 // DBA or the database set. `dbsync schema` prints partition bounds and defaults
 // through pg_get_expr, which writes a date as the session's DateStyle says; printed

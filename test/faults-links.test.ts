@@ -2,7 +2,7 @@
 // stands between the sidecar and a server; the test black-holes it mid-batch (no
 // RST, no FIN: every socket stays open and nothing moves, new connections hang
 // too) while clients keep writing directly to the source, then restores it. The
-// sidecar must notice within a bounded time (src/db.ts: DBSYNC_QUERY_TIMEOUT_MS
+// sidecar must notice within a bounded time (src/db/liveness.ts: DBSYNC_QUERY_TIMEOUT_MS
 // and DBSYNC_CONNECT_TIMEOUT_MS, set low here), record it, reconnect and resume;
 // the target then equals the source table by table, the insert-only table has
 // exactly the rows written, and each of them was inserted on the target exactly once.

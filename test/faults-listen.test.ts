@@ -3,7 +3,7 @@
 // reconnection attempts hang too), while every other connection of the sidecar goes
 // through the same proxy unharmed and clients keep writing. Replication must go on
 // by polling; the hung LISTEN is noticed (pg-listen's periodic check, bounded by
-// src/db.ts's query timeout) and, once the link is back, NOTIFY wakes the sidecar again.
+// src/db/liveness.ts's query timeout) and, once the link is back, NOTIFY wakes the sidecar again.
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { SOURCE_DDL, TARGET_AUDIT, Workload } from "./kit/workload";

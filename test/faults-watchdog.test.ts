@@ -1,4 +1,4 @@
-// src/db.ts's hung-link detection, directly and through the sidecar, with a very
+// src/db/liveness.ts's hung-link detection, directly and through the sidecar, with a very
 // short DBSYNC_QUERY_TIMEOUT_MS (1 s): what is legitimately slow (a long statement,
 // a lock wait, a COPY whose first row takes long, a COPY held back by the other side
 // of its pipeline, a 1,000,000-row transaction replicated as one batch) is never
@@ -10,7 +10,7 @@ import { pipeline } from "node:stream/promises";
 import { after, before, test } from "node:test";
 import { Client } from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
-import { clientConfig, closeQuietly, connect } from "../src/db";
+import { clientConfig, closeQuietly, connect } from "../src/db/connect";
 import { FaultProxy, startFaultProxy } from "./harness/fault-proxy";
 import { Env, freshEnv, orAfter, sleep, startSidecar, until, value } from "./helpers";
 

@@ -1,4 +1,4 @@
-// Subscriptions of one process share its target connections (src/sync/links.ts).
+// Subscriptions of one process share its target connections (src/apply/links.ts).
 // Whatever one subscription's batches leave in a connection's session must not
 // reach another's batches: here DDL from execute_ddl turns replica mode off for
 // the rest of the session, and the other subscription (another group, the same
@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createLog } from "../src/log";
-import { Links } from "../src/sync/links";
+import { Links } from "../src/apply/links";
 import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
 import { synced } from "./kit/convergence";
 

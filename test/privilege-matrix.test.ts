@@ -67,6 +67,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync.record_error(integer,text,text,text,bigint)": "sidecar",
   "dbsync.target_position(integer,bigint)": "sidecar",
   "dbsync.has_work(text)": "sidecar",
+  "dbsync._with_work(integer)": "sidecar",
   "dbsync.set_sleeping(integer,boolean)": "sidecar",
   "dbsync.tick(integer,boolean)": "sidecar",
   "dbsync.maintain(integer,interval)": "sidecar",

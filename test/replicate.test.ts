@@ -7,6 +7,7 @@ import { applyBatch } from "../src/target/apply";
 import { ensureTargetSchema, readAppliedTick } from "../src/target/progress";
 import { SequenceSync } from "../src/target/sequences";
 import { StageTables } from "../src/target/stage";
+import { StraightCopies } from "../src/target/straight-copies";
 import { compat, freshEnv, orAfter, sleep, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
 
 const DDL = `
@@ -159,7 +160,7 @@ test("applyBatch fails with the link's own error when the source link breaks bef
     // The target stalls on table a (its stage is created from a) while a's COPY is
     // already running on the source; then the source's socket breaks.
     await locker.query("begin; lock table a");
-    const applying = applyBatch(control, source, target, sub.sub_uuid, batch, plan, { stages: new StageTables(), sequences: new SequenceSync() })
+    const applying = applyBatch(control, source, target, sub.sub_uuid, batch, plan, { stages: new StageTables(), sequences: new SequenceSync(), straight: new StraightCopies() })
       .then(() => "applied", (err: Error) => `failed: ${err.message}`);
     await until("the target waits for the lock", async () =>
       (await value<number>(env.target, "select count(*)::int from pg_locks where relation = 'a'::regclass and not granted")) > 0);

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Pool, escapeIdentifier as q } from "pg";
 import { createLog } from "../src/log";
-import { runVerify } from "../src/verify/verify";
+import { runVerify } from "../src/verify/jobs";
 import { Env, freshEnv, rows, startSidecar, tableText, until, value } from "./helpers";
 
 const log = createLog(process.env.DBSYNC_LOG_LEVEL ?? "warn");

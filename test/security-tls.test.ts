@@ -17,7 +17,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { Client } from "pg";
 import { connSettings } from "../src/conninfo";
-import { closeQuietly, connect } from "../src/db";
+import { closeQuietly, connect } from "../src/db/connect";
 import { Cluster } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
 import { rows, startSidecar, tableText, until, value } from "./helpers";
@@ -183,7 +183,7 @@ test("a libpq keyword/value conninfo with sslmode=verify-full sslrootcert=... ho
   }
 });
 
-/** Connects as the sidecar does (src/db.ts) and says whether the session is encrypted. */
+/** Connects as the sidecar does (src/db/connect.ts) and says whether the session is encrypted. */
 async function sslOf(conninfo: string): Promise<boolean> {
   const c = await connect(conninfo, { applicationName: "dbsync tls test" });
   try {

@@ -1,6 +1,6 @@
 // What a DBA, a table owner or execute_ddl can set on a session, on either side, must
 // not change what the target receives: dbsync pins how values are written and read
-// (src/db.ts PINNED), puts its apply session back after execute_ddl's DDL
+// (src/db/settings.ts PINNED), puts its apply session back after execute_ddl's DDL
 // (src/target/apply.ts restoreSession), and keeps capture firing ALWAYS
 // (sql/functions/_on_ddl.sql). Found by an adversarial review of the merged main.
 import assert from "node:assert/strict";

@@ -1,6 +1,6 @@
 // Stage tables keep their rows after a commit and target connections
 // are shared by the subscriptions of one target database (src/target/stage.ts,
-// src/sync/links.ts). Rows left in a stage by one batch must never reach the
+// src/apply/links.ts). Rows left in a stage by one batch must never reach the
 // target through a later batch: of the same subscription or of another, after a
 // batch that failed (a constraint in a late piece, the connection terminated),
 // after DDL between batches, a resync, a table dropped and made again.

@@ -1,10 +1,13 @@
 // Stage tables (src/target/stage.ts) live as long as their target connection, and
-// a pooled connection serves the tables of many subscriptions (src/sync/links.ts).
+// a pooled connection serves the tables of many subscriptions (src/apply/links.ts).
 // A batch's cost must follow its own tables, not every table the connection ever
 // staged: ON COMMIT DELETE ROWS stages made each commit empty all of them (about
 // 0.45 ms each: a connection that had applied 300 tables paid well over 100 ms at
 // every commit). And a stage must be empty when a batch starts using it, whether
-// the batch that used it last committed or rolled back.
+// the batch that used it last committed or rolled back. Tables alike share a stage
+// (creating one per table cost the target about 2 ms each, again and again, with
+// a thousand tables spread over a pool's connections), and a table's rows never
+// meet another's there.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { PoolClient } from "pg";
@@ -47,7 +50,8 @@ async function medianCommitMs(c: PoolClient, stages: StageTables, table: string)
 
 test("a batch's commit costs the same whatever other tables the connection has staged", async () => {
   const env = await freshEnv("stage_reuse_cost", { migrate: false });
-  await env.target.query(Array.from({ length: OTHERS + 1 }, (_, i) => `create table ${name(i)} (id int primary key, v text);`).join("\n"));
+  // (Each of its own shape: tables alike share one stage.)
+  await env.target.query(Array.from({ length: OTHERS + 1 }, (_, i) => `create table ${name(i)} (id int primary key, v varchar(${i + 1}));`).join("\n"));
   const c = await env.target.connect();
   try {
     const stages = new StageTables();
@@ -104,6 +108,39 @@ test("a stage is empty when a batch starts using it: after a commit, a rollback,
     assert.equal(await count(c, s), 1, "the rollback brought the committed row back");
     [s] = await begin(c, stages, ["t"]);
     assert.equal(await count(c, s), 0, "emptied after a batch whose TRUNCATE was rolled back");
+    await c.query("rollback");
+    stages.rolledBack();
+  } finally {
+    c.release(true);
+  }
+});
+
+test("tables alike share one stage, and a table's rows are gone from it before the next table's come", async () => {
+  const env = await freshEnv("stage_reuse_shared", { migrate: false });
+  await env.target.query(`create table a (id int primary key, v text); create table b (id int primary key, v text);
+                          create table c (id int primary key, v text collate "C"); create table d (id int generated always as identity primary key, v text)`);
+  const c = await env.target.connect();
+  try {
+    const stages = new StageTables();
+    const [a, b, cc, d] = await begin(c, stages, ["a", "b", "c", "d"]);
+    assert.equal(a.name, b.name, "a and b are alike: one stage");
+    assert.notEqual(a.name, cc.name, "another collation: another stage");
+    assert.notEqual(a.name, d.name, "an identity column: another stage");
+    await stages.take(c, a);
+    await c.query(`insert into ${a.name} values ('U', 1, 'a')`);
+    assert.ok(stages.holds(a) && !stages.holds(b));
+    await stages.take(c, b);
+    assert.equal(await count(c, b), 0, "a's rows are gone before b's come");
+    await c.query(`insert into ${b.name} values ('U', 2, 'b')`);
+    assert.ok(stages.holds(b) && !stages.holds(a));
+    b.updateRefused = true;
+    assert.ok(a.mayUpdate(["id"]) && !b.mayUpdate(["id"]), "what the target refused of one table is not held against another");
+    assert.ok(!d.mayUpdate(["v"]) && d.mayUpdate(["id"]), "d's identity column GENERATED ALWAYS");
+    await commit(c, stages);
+    // The next batch: b's rows from the last one are still there until it empties them.
+    const [a2] = await begin(c, stages, ["a"]);
+    assert.equal(a2.name, a.name);
+    assert.equal(await count(c, a2), 0, "emptied for the next batch");
     await c.query("rollback");
     stages.rolledBack();
   } finally {

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { Pool } from "pg";
 import { createLog } from "../src/log";
 import { verifyCommand } from "../src/verify/cli";
-import { runVerify } from "../src/verify/verify";
+import { runVerify } from "../src/verify/jobs";
 import { Env, freshEnv, rows, seeded, sleep, SOURCE_MAJOR, sqlError, startSidecar, tableText, TARGET_MAJOR, until, value } from "./helpers";
 
 const log = createLog(process.env.DBSYNC_LOG_LEVEL ?? "warn");

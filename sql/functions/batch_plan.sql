@@ -104,6 +104,7 @@ declare
     v_sql text;
     v_est bigint;
     v_stale regclass;
+    v_rels oid[];
     v_kshapes int[];
     v_shape_events jsonb;
     -- A chunked copy: the state earlier batches got to, and this batch's chunk.
@@ -162,6 +163,11 @@ begin
         from pg_attribute a
         where a.attrelid = r.relid and a.attnum > 0 and not a.attisdropped and a.attgenerated = '';
         v_from := case when r.partitioned then '' else 'only ' end || r.relid::regclass::text;
+        -- The table, or its partitions: looked up by OID (an IN over
+        -- pg_partition_tree() read the whole of pg_class, about 4 ms a table with
+        -- 1,000 replicated tables).
+        v_rels := case when r.partitioned then array(select p.relid::oid from pg_partition_tree(r.relid) p)
+                       else array[r.relid] end;
         v_action := case when r.state <> 'streaming' then 'copy' else 'refresh' end;
         -- A chunked copy under way: refresh the keys at or below its boundary; or
         -- start it again now, when this batch's changes cannot be placed against it
@@ -258,8 +264,7 @@ begin
         v_est := (select nullif(sum(case when c.reltuples >= 0 and c.relpages > 0 then c.reltuples
                                          else pg_relation_size(c.oid) / 100 end), 0)::bigint
                   from pg_class c
-                  where c.relkind = 'r'
-                    and c.oid in (select p.relid from pg_partition_tree(r.relid) p union select r.relid));
+                  where c.relkind = 'r' and c.oid = any (v_rels));
         if v_action = 'copy' then
             -- A table waiting for its copy can wait for the next batch; one whose
             -- events need the copy cannot.
@@ -285,10 +290,13 @@ begin
                             v_from);
         elsif cardinality(v_match) > 0 then
             -- (No shapes: only a TRUNCATE, and emptying the target table is all.)
-            v_part := format('select %L, %s from %s t where %s',
-                             'U', (select string_agg(dbsync._text_of(ty, format('t.%I', c)), ', ' order by o)
-                                   from unnest(v_cols, v_types) with ordinality u(c, ty, o)),
-                             v_from, array_to_string(v_match, ' or '));
+            -- The rows of the changed keys, unless one lookup per key gives them.
+            if cardinality(v_match) > 1 or v_lookup is null then
+                v_part := format('select %L, %s from %s t where %s',
+                                 'U', (select string_agg(dbsync._text_of(ty, format('t.%I', c)), ', ' order by o)
+                                       from unnest(v_cols, v_types) with ordinality u(c, ty, o)),
+                                 v_from, array_to_string(v_match, ' or '));
+            end if;
             if cardinality(v_match) = 1 then
                 -- One key: the keys that are gone, and the target writes the rows
                 -- over its rows of the same key.
@@ -310,8 +318,7 @@ begin
         execute format('lock table %s in access share mode', r.relid::regclass);
         select c.oid::regclass into v_stale
         from pg_class c
-        where c.oid in (select p.relid from pg_partition_tree(r.relid) p where p.isleaf union select r.relid)
-          and c.relkind = 'r' and c.relfilenode <> pg_relation_filenode(c.oid)
+        where c.oid = any (v_rels) and c.relkind = 'r' and c.relfilenode <> pg_relation_filenode(c.oid)
         limit 1;
         if v_stale is not null then
             raise exception 'batch_plan: % was truncated or rewritten after the batch''s snapshot', v_stale

@@ -2,7 +2,7 @@
 // caused through dbsync (a write on the target, a restored table, a bug) would
 // otherwise stay unseen until the data is used. Every interval each subscription
 // compares one bounded key range of one table with its target, through the verify
-// job (one tick of the stream on both sides, see src/verify/verify.ts).
+// job (one tick of the stream on both sides, see src/verify/snapshot.ts).
 // Which table, which range and whether a subscription is due is decided in SQL
 // (dbsync._verify_schedule) and remembered there, on the source: several
 // sidecars share one rotation, and a restarted one goes on where the last stopped.

@@ -1,5 +1,5 @@
 // The graphile-worker runner and the wake-ups it carries. Jobs are only wake-ups
-// ("sync subscription X", "verify V"); jobKey folds repeated wake-ups
+// ("apply subscription X", "verify V"); jobKey folds repeated wake-ups
 // into one job, and nothing about ordering or exclusion depends on the queue.
 // graphile-worker needs PostgreSQL 12; on an older source the same wake-ups run
 // from an in-process queue (LocalJobs, see WORKER_MIN_MAJOR).
@@ -8,11 +8,21 @@
 // it takes tens of milliseconds that the first batch does not wait for.
 import type { Runner, Task } from "graphile-worker";
 import { Pool } from "pg";
-import { clientConfig } from "../db";
+import { clientConfig } from "../db/connect";
 import { isTransient, messageOf, sqlstateOf } from "../errors";
 import { loadGraphileWorker } from "../graphile-worker";
 import { Log, Outages } from "../log";
 import { WORKER_MIN_MAJOR, WORKER_SCHEMA } from "../migrate";
+
+/**
+ * The queue's name for "apply subscription X" (task identifier, and the prefix of
+ * its jobKey): "sync", as every sidecar version queues and runs it. A new name
+ * would split a source's processes during a rolling upgrade (same database, one
+ * sidecar restarted at a time): jobs queued under one name are run only by the
+ * processes that know it, and those left under the old name once every process is
+ * upgraded would stay in the queue for good.
+ */
+export const APPLY_JOB = "sync";
 
 export interface JobsOptions {
   sourceUrl: string | undefined;
@@ -25,16 +35,27 @@ export interface JobsOptions {
   onRestart: () => Promise<void>;
 }
 
-/** Wake-ups for this process's tasks: "sync" (a subscription) and "verify" (a verification). */
-export interface Jobs {
+/** Wake-ups for this process's tasks: APPLY_JOB (a subscription) and "verify" (a verification). */
+export abstract class Jobs {
   /** Queues a wake-up; before start() too (it runs once a runner, here or elsewhere, takes it). */
-  add(task: string, payload: object, jobKey: string, delayMs?: number): Promise<void>;
-  wakeSync(subscription: string, delayMs?: number): Promise<void>;
-  wakeVerify(verificationId: number): Promise<void>;
+  abstract add(task: string, payload: object, jobKey: string, delayMs?: number): Promise<void>;
+  /**
+   * The subscriptions whose applier's wake-up waits in the queue, due now, for a
+   * runner (here or in another process) to take it: another would add nothing.
+   */
+  abstract dueAppliers(): Promise<Set<string>>;
   /** Starts running this process's share of the wake-ups. */
-  start(): Promise<void>;
+  abstract start(): Promise<void>;
   /** Waits for running jobs to return, then closes the queue's connections. */
-  stop(): Promise<void>;
+  abstract stop(): Promise<void>;
+
+  wakeApplier(subscription: string, delayMs = 0) {
+    return this.add(APPLY_JOB, { subscription }, `${APPLY_JOB}:${subscription}`, delayMs);
+  }
+
+  wakeVerify(verificationId: number) {
+    return this.add("verify", { verificationId }, `verify:${verificationId}`);
+  }
 }
 
 /**
@@ -47,12 +68,13 @@ export function createJobs(opts: JobsOptions, major: number): Jobs {
   return new LocalJobs(opts);
 }
 
-class WorkerJobs implements Jobs {
+class WorkerJobs extends Jobs {
   private runner?: Runner;
   private stopping = false;
   private readonly pool: Pool;
 
   constructor(private readonly opts: JobsOptions) {
+    super();
     this.pool = new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync worker", catalogPath: true }), max: opts.concurrency + 2 });
     this.pool.on("error", (err) => opts.outages.fail("source", "source unreachable; retrying", { err: messageOf(err) }));
     this.pool.on("connect", (client) => client.on("error", () => undefined));
@@ -143,12 +165,16 @@ class WorkerJobs implements Jobs {
     );
   }
 
-  wakeSync(subscription: string, delayMs = 0) {
-    return this.add("sync", { subscription }, `sync:${subscription}`, delayMs);
-  }
-
-  wakeVerify(verificationId: number) {
-    return this.add("verify", { verificationId }, `verify:${verificationId}`);
+  async dueAppliers() {
+    // graphile-worker's jobs view; a job that failed for good (attempts used up)
+    // keeps its key but is never run again.
+    const { rows } = await this.pool.query<{ key: string }>(
+      `select j.key from ${WORKER_SCHEMA}.jobs j
+        where j.task_identifier = $1 and j.locked_at is null and j.run_at <= now()
+          and j.attempts < j.max_attempts and j.key like $1 || ':%'`,
+      [APPLY_JOB],
+    );
+    return new Set(rows.map((r) => r.key.slice(APPLY_JOB.length + 1)));
   }
 
   /** Waits for running jobs to return, then closes the queue's connections. */
@@ -169,7 +195,7 @@ class WorkerJobs implements Jobs {
  * delayed for a retry is lost if the process stops: the next process's start scan
  * finds the work again.
  */
-class LocalJobs implements Jobs {
+class LocalJobs extends Jobs {
   private started = false;
   private stopping = false;
   /** Waiting jobs by key, with the time they may run. */
@@ -177,7 +203,9 @@ class LocalJobs implements Jobs {
   private timer?: NodeJS.Timeout;
   private running = new Set<Promise<void>>();
 
-  constructor(private readonly opts: JobsOptions) {}
+  constructor(private readonly opts: JobsOptions) {
+    super();
+  }
 
   async add(task: string, payload: object, jobKey: string, delayMs = 0) {
     if (this.stopping) return;
@@ -185,12 +213,10 @@ class LocalJobs implements Jobs {
     this.pump();
   }
 
-  wakeSync(subscription: string, delayMs = 0) {
-    return this.add("sync", { subscription }, `sync:${subscription}`, delayMs);
-  }
-
-  wakeVerify(verificationId: number) {
-    return this.add("verify", { verificationId }, `verify:${verificationId}`);
+  async dueAppliers() {
+    const now = Date.now();
+    const due = [...this.waiting].filter(([, j]) => j.task === APPLY_JOB && j.runAt <= now);
+    return new Set(due.map(([key]) => key.slice(APPLY_JOB.length + 1)));
   }
 
   async start() {

@@ -5,11 +5,11 @@
 import http from "node:http";
 import { Client, Pool } from "pg";
 import client from "prom-client";
-import { clientConfig, closeQuietly } from "../db";
+import { clientConfig, closeQuietly } from "../db/connect";
 import { DbsyncError, messageOf } from "../errors";
 import { Log } from "../log";
 import { Readiness, readiness as sourceReadiness } from "../source/protocol";
-import type { Finished } from "../verify/verify";
+import type { Finished } from "../verify/report";
 
 export class Metrics {
   readonly registry = new client.Registry();
@@ -20,39 +20,18 @@ export class Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [this.registry],
   });
-  readonly batches = new client.Counter({
-    name: "dbsync_batches_applied_total",
-    help: "Batches applied by this process",
-    labelNames: ["subscription"],
-    registers: [this.registry],
-  });
-  readonly rows = new client.Counter({
-    name: "dbsync_rows_applied_total",
-    help: "Row changes applied by this process",
-    labelNames: ["subscription"],
-    registers: [this.registry],
-  });
-  readonly errors = new client.Counter({
-    name: "dbsync_apply_errors_total",
-    help: "Failed batch or copy attempts in this process",
-    labelNames: ["subscription"],
-    registers: [this.registry],
-  });
+  readonly batches = this.counter("dbsync_batches_applied_total", "Batches applied by this process", ["subscription"]);
+  readonly rows = this.counter("dbsync_rows_applied_total", "Row changes applied by this process", ["subscription"]);
+  readonly errors = this.counter("dbsync_apply_errors_total", "Failed batch or copy attempts in this process", ["subscription"]);
 
-  readonly verifyRows = new client.Counter({
-    name: "dbsync_verify_rows_total",
-    help: "Source rows compared with the target by background verification in this process",
-    labelNames: ["subscription", "table"],
-    registers: [this.registry],
-  });
-  readonly verifyFailures = new client.Counter({
-    name: "dbsync_verify_failures_total",
-    help: "Background verifications that failed in this process (the error is in dbsync.table_status.last_verify_error)",
-    labelNames: ["subscription", "table"],
-    registers: [this.registry],
-  });
+  readonly verifyRows = this.counter("dbsync_verify_rows_total", "Source rows compared with the target by background verification in this process", ["subscription", "table"]);
+  readonly verifyFailures = this.counter("dbsync_verify_failures_total", "Background verifications that failed in this process (the error is in dbsync.table_status.last_verify_error)", ["subscription", "table"]);
 
   readonly refresh: () => Promise<void>;
+
+  private counter(name: string, help: string, labelNames: string[]) {
+    return new client.Counter({ name, help, labelNames, registers: [this.registry] });
+  }
 
   constructor(private readonly pool: Pool) {
     const gauge = (name: string, help: string, labelNames: string[]) =>

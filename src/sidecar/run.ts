@@ -1,18 +1,18 @@
 // `dbsync run`: the sidecar. Wake-ups (wakeups.ts) turn into jobs (jobs.ts) that
-// apply subscriptions, copies included (apply-tasks.ts), or verify tables, on request
+// apply subscriptions, copies included (appliers.ts), or verify tables, on request
 // or in the background (background-verify.ts). Ordering and
 // mutual exclusion do not depend on the job queue: a session advisory lock on the
 // source and a row lock on the target's dbsync.applied guard every apply.
 import type { Server } from "node:http";
 import { Pool } from "pg";
-import { clientConfig } from "../db";
+import { clientConfig } from "../db/connect";
 import { DbsyncError, isTransient, messageOf, sqlstateOf } from "../errors";
 import { explainDenied } from "../privileges";
 import { Log, Outages } from "../log";
-import type { Finished } from "../verify/verify";
-import { ApplyCounters, ApplyTasks, NO_COUNTERS } from "./apply-tasks";
+import type { Finished } from "../verify/report";
+import { ApplyCounters, Appliers, NO_COUNTERS } from "./appliers";
 import { BackgroundVerify, VERIFY_DEFAULTS } from "./background-verify";
-import { createJobs } from "./jobs";
+import { APPLY_JOB, createJobs } from "./jobs";
 import { Wakeups } from "./wakeups";
 import { activeSubscriptions, installation, sidecarStopped } from "../source/protocol";
 
@@ -86,7 +86,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     throw err;
   }
   const abort = new AbortController();
-  const tasks = new ApplyTasks(opts, pool, counters, log, abort.signal, outages);
+  const appliers = new Appliers(opts, pool, counters, log, abort.signal, outages);
   let wakeups: Wakeups | undefined;
   let background: BackgroundVerify | undefined;
   const jobs = createJobs(
@@ -98,11 +98,11 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
       outages,
       onRestart: async () => wakeups?.scan(),
       tasks: {
-        sync: async (payload) => tasks.sync((payload as { subscription: string }).subscription),
+        [APPLY_JOB]: async (payload) => appliers.run((payload as { subscription: string }).subscription),
         verify: async (payload) => {
           // Loaded with the first verification: the apply path does not need it.
-          const { runVerify } = await import("../verify/verify");
-          // Leaves a worker free: a verification waits for a sync job to reach its tick.
+          const { runVerify } = await import("../verify/jobs");
+          // Leaves a worker free: a verification waits for an applier to reach its tick.
           await runVerify(opts.sourceUrl, pool, Number((payload as { verificationId: number }).verificationId), log, {
             signal: abort.signal,
             maxConcurrent: opts.concurrency - 1,
@@ -116,7 +116,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     },
     source.major,
   );
-  tasks.jobs = jobs;
+  appliers.jobs = jobs;
   let reason: "stopped" | "uninstalled" = "stopped";
   let resolveDone!: (r: "stopped" | "uninstalled") => void;
   const done = new Promise<"stopped" | "uninstalled">((r) => (resolveDone = r));
@@ -127,7 +127,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
       background?.stop();
       await wakeups?.stop();
       await jobs.stop();
-      await tasks.close();
+      await appliers.close();
       // Nobody listens now: writers should not pay for NOTIFY.
       await sidecarStopped(pool).catch(() => undefined);
       await new Promise((r) => (metricsServer ? metricsServer.close(r) : r(undefined)));
@@ -153,11 +153,11 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   const starts: { firstBatch: Promise<void>; ended: Promise<void> }[] = [];
   let queued = false;
   for (const name of source.subscriptions) {
-    const applying = tasks.startNow(name);
+    const applying = appliers.startNow(name);
     if (applying) starts.push(applying);
     else {
       queued = true;
-      await jobs.wakeSync(name);
+      await jobs.wakeApplier(name);
     }
   }
   let timer: NodeJS.Timeout | undefined;
@@ -168,7 +168,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     new Promise((r) => (timer = setTimeout(r, delayMs))),
   ]);
   clearTimeout(timer);
-  wakeups = new Wakeups(opts, pool, jobs, tasks, log, outages, () => {
+  wakeups = new Wakeups(opts, pool, jobs, appliers, log, outages, () => {
     // Nothing is left to apply, and every call would fail: stop, once, and say why.
     reason = "uninstalled";
     log.error(

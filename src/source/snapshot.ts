@@ -1,6 +1,6 @@
 // The one way dbsync reads the source as of a tick: a REPEATABLE READ, READ ONLY
 // transaction that imports the snapshot exported with the tick. A batch's reader
-// (batches.ts, openReader) and a verification's (src/verify/verify.ts) both open
+// (batches.ts, openReader) and a verification's (src/verify/snapshot.ts) both open
 // theirs here, so both see exactly what the tick's transaction saw.
 import { ClientBase, escapeLiteral } from "pg";
 

@@ -24,7 +24,7 @@ import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
-import { PINNED_SETTINGS } from "../db";
+import { PINNED_SETTINGS } from "../db/settings";
 import { DbsyncError, messageOf, sqlstateOf } from "../errors";
 import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";
 import { Phases } from "./phases";
@@ -32,6 +32,7 @@ import { beginApply, commitApply, enterReplicaMode, recordCopies } from "./progr
 import { SequenceSync } from "./sequences";
 import { StagedTable, StreamMerge } from "./merge";
 import { StageTables, TargetTable } from "./stage";
+import { StraightCopies } from "./straight-copies";
 import { withTable } from "./tables";
 import { Piece, readStream } from "./stream";
 
@@ -47,6 +48,8 @@ export interface ApplyResult {
 export interface TargetState {
   stages: StageTables;
   sequences: SequenceSync;
+  /** Shared by the connections to one target database. */
+  straight: StraightCopies;
 }
 
 export interface ApplyHooks {
@@ -108,7 +111,7 @@ export async function applyBatch(
       // Hash joins of each table with its many keys (see batch_plan).
       if (plan.stream_hash_joins) await reader.query("set local enable_nestloop = off");
       prepared = prepare();
-      const ready = prepared.then((staged) => new StreamMerge(target, staged, phases, withTable));
+      const ready = prepared.then((staged) => new StreamMerge(target, staged, phases, withTable, state.stages, state.straight));
       // (Awaited by the pieces, after the stream and before any rollback: a failure
       // before the first piece is not an unhandled rejection.)
       ready.catch(() => undefined);

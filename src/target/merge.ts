@@ -7,7 +7,8 @@
 //    the rest inserted; the stage is emptied for the next piece. Where a unique
 //    index of the target refuses a second row of a key, a piece of rows only (no
 //    key gone) is first copied straight into the table: new rows, as in a backlog
-//    of inserts, then cost one COPY (see copyRows);
+//    of inserts, then cost one COPY (see copyRows; not for a table whose last
+//    such COPY failed, for a while: straight-copies.ts);
 //  - otherwise (keys of several shapes, keys equal with different texts) the stage
 //    keeps every piece, and at the table's end every changed key is deleted and
 //    the rows inserted.
@@ -20,10 +21,11 @@
 import { Client, escapeIdentifier as ident } from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { finished } from "node:stream/promises";
-import { sqlstateOf } from "../errors";
+import { DbsyncError, sqlstateOf } from "../errors";
 import { PlanTable } from "../source/batches";
 import { Phases } from "./phases";
-import { Stage } from "./stage";
+import { Stage, StageTables } from "./stage";
+import { StraightCopies } from "./straight-copies";
 import { Piece, PieceSink, StagedCounts, rowsOf } from "./stream";
 
 type WithTable = <T>(table: string, fn: () => Promise<T>) => Promise<T>;
@@ -56,6 +58,8 @@ export class StreamMerge implements PieceSink {
     private readonly tables: Map<number, StagedTable>,
     private readonly phases: Phases,
     private readonly withTable: WithTable,
+    private readonly stages: StageTables,
+    private readonly straight: StraightCopies,
   ) {}
 
   async piece(p: Piece) {
@@ -67,11 +71,21 @@ export class StreamMerge implements PieceSink {
     }
     const progress = pr;
     await this.withTable(t.target, async () => {
-      if (progress.inPlace && this.tables.get(p.id)!.refusesDuplicates && !progress.copyFailed && p.counts.size === 1 && p.counts.has("U")) {
-        if (await this.phases.time(`COPY into ${t.target}`, () => this.copyRows(t, p))) return;
+      if (
+        progress.inPlace &&
+        this.tables.get(p.id)!.refusesDuplicates &&
+        !progress.copyFailed &&
+        p.counts.size === 1 &&
+        p.counts.has("U") &&
+        this.straight.attempt(t.target)
+      ) {
+        const ok = await this.phases.time(`COPY into ${t.target}`, () => this.copyRows(t, p));
+        this.straight.record(t.target, ok);
+        if (ok) return;
         progress.copyFailed = true;
       }
       await this.phases.time("stage COPY", async () => {
+        await this.stages.take(this.target, stage);
         if (progress.merged) {
           await this.target.query(`truncate ${stage.name}`);
           progress.merged = false;
@@ -89,7 +103,9 @@ export class StreamMerge implements PieceSink {
   async end(id: number) {
     const pr = this.progress.get(id);
     if (!pr || pr.merged || !pr.counts.size) return;
-    const { t } = this.tables.get(id)!;
+    const { t, stage } = this.tables.get(id)!;
+    // Tables come one after another: no other table's rows can have taken its stage.
+    if (!this.stages.holds(stage)) throw new DbsyncError(`internal error: the stage of ${t.target} was taken by another table before its rows were merged`);
     await this.withTable(t.target, () => this.phases.time(`merge ${t.target}`, () => this.replace(id, pr.counts)));
   }
 

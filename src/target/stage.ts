@@ -1,19 +1,25 @@
-// Stage tables on a target connection: one temp table per replicated table and
-// column list, with the target table's column types (text from the source parses
-// into them) and an op column. A stage lives as long as its connection, so it is
-// created once, not per batch; one created in a transaction that rolled back is
-// gone, so a stage only counts as there once its transaction committed. A stage
-// keeps its rows after a commit (not ON COMMIT DELETE ROWS: that empties every
-// such table of the session at every commit of a transaction that touched any,
-// so a connection that had applied 200 tables paid about 90 ms at each commit,
-// whatever its batch held): a batch empties the stages it uses before it copies
-// into them (emptyReused), so the cost follows the batch's tables only. The target
-// table's columns are read at each batch (one query for all its tables): a type or
-// typmod changed by DDL, in the batch or by hand, makes a new stage, so that no value
-// is parsed into an old type (numeric(10,2) would round a numeric(12,4) value). A
-// column of a domain type is staged as the domain's base type: the stage holds keys
-// with NULLs beside them, which a NOT NULL or CHECK domain would refuse; the target
-// table checks its domains when the rows reach it.
+// Stage tables on a target connection: temp tables with the target table's column
+// types (text from the source parses into them) and an op column. A stage lives as
+// long as its connection, so it is created once, not per batch; one created in a
+// transaction that rolled back is gone, so a stage only counts as there once its
+// transaction committed. Tables whose columns are alike (names, types, typmods,
+// collations, identity) share one: a pooled connection serves the tables of many
+// subscriptions (src/apply/links.ts), and a stage per table (about 2 ms of the
+// target's CPU to create) was made again and again, a thousand tables of one shape
+// spread over the pool's connections. The tables of a batch come one after another
+// (stream.ts), and a table's rows go into a shared stage only once the table before
+// it is done and its rows are gone (take). A stage keeps its rows after a commit
+// (not ON COMMIT DELETE ROWS: that empties every such table of the session at every
+// commit of a transaction that touched any, so a connection that had applied 200
+// tables paid about 90 ms at each commit, whatever its batch held): a batch empties
+// the stages it uses before it copies into them (emptyReused), so the cost follows
+// the batch's tables only. The target table's columns are read at each batch (one
+// query for all its tables): a type or typmod changed by DDL, in the batch or by
+// hand, makes a new stage, so that no value is parsed into an old type
+// (numeric(10,2) would round a numeric(12,4) value). A column of a domain type is
+// staged as the domain's base type: the stage holds keys with NULLs beside them,
+// which a NOT NULL or CHECK domain would refuse; the target table checks its
+// domains when the rows reach it.
 import { Client, escapeIdentifier as ident } from "pg";
 import { forServer } from "../compat";
 
@@ -21,7 +27,7 @@ import { forServer } from "../compat";
 export interface TargetTable {
   /** Partitioned on the target: DELETE/UPDATE ONLY would touch no row of its partitions. */
   partitioned: boolean;
-  /** Its columns' names, types and typmods: a stage is made for one signature. */
+  /** Its columns' names, types, typmods, collations and identity: a stage is made for one signature. */
   signature: string;
   /**
    * The key columns of its unique indexes that refuse a duplicate at once (not
@@ -32,10 +38,10 @@ export interface TargetTable {
 }
 
 export interface Stage {
-  /** The temp table, qualified and quoted. */
-  name: string;
+  /** The temp table, qualified and quoted (shared by the tables of its signature). */
+  readonly name: string;
   /** Its op column ('U': a row to write, 'D' or 'K<shape>': a key to delete), quoted. */
-  op: string;
+  readonly op: string;
   /** SQL matching target row t to stage row s on these key columns, per column. */
   keyMatch(columns: string[]): string;
   /**
@@ -46,11 +52,12 @@ export interface Stage {
   mayUpdate(key: string[]): boolean;
   /** The columns an UPDATE matching on `key` sets (key columns too: equal is not always identical, 1.0 = 1.00). */
   updateSet(key: string[]): string[];
-  /** The target refused such an UPDATE for a reason that data will not change. */
+  /** The target refused such an UPDATE of this table for a reason that data will not change. */
   updateRefused: boolean;
   /**
-   * Lines copied in since its last TRUNCATE, at most (committed or not): beyond
-   * TRUNCATE_AFTER_ROWS it is emptied by TRUNCATE, else by DELETE (see emptyReused).
+   * Lines copied into the temp table since its last TRUNCATE, at most (committed
+   * or not): beyond TRUNCATE_AFTER_ROWS it is emptied by TRUNCATE, else by DELETE
+   * (see emptyReused).
    */
   written: number;
 }
@@ -77,15 +84,63 @@ interface ColumnType {
   stagedAs: string | null;
 }
 
+/** A temp table, and what its signature says of its columns. */
+interface Temp {
+  name: string;
+  op: string;
+  columns: string[];
+  types: Map<string, ColumnType>;
+  /** Identity columns GENERATED ALWAYS of the tables of its signature: an UPDATE may not set them. */
+  always: Set<string>;
+  written: number;
+  /** The table whose rows it holds in this transaction, if any (take). */
+  holder?: string;
+}
+
+/** One target table's stage: its temp table, and what the target refused of this table. */
+class TableStage implements Stage {
+  updateRefused = false;
+
+  constructor(
+    readonly temp: Temp,
+    readonly table: string,
+  ) {}
+
+  get name() {
+    return this.temp.name;
+  }
+  get op() {
+    return this.temp.op;
+  }
+  get written() {
+    return this.temp.written;
+  }
+  set written(n: number) {
+    this.temp.written = n;
+  }
+  keyMatch(keys: string[]) {
+    return keys.map((k) => match(this.temp.types.get(k)!, k)).join(" and ");
+  }
+  mayUpdate(keys: string[]) {
+    return !this.updateRefused && this.temp.columns.every((c) => !this.temp.always.has(c) || keys.includes(c));
+  }
+  updateSet(keys: string[]) {
+    return this.temp.columns.filter((c) => !(this.temp.always.has(c) && keys.includes(c)));
+  }
+}
+
 export class StageTables {
-  private ready = new Map<string, Stage>();
-  private pending = new Map<string, Stage>();
-  /** Stages of earlier transactions handed out in this one, which may hold their rows: emptyReused. */
-  private reused = new Set<Stage>();
-  /** Stages emptied in this transaction, with `written` before: a rollback brings their rows back. */
-  private emptied = new Map<Stage, number>();
-  /** Stages handed out in this transaction: trim. */
-  private used = new Set<Stage>();
+  /** Temp tables by column list and signature: committed, and created in this transaction. */
+  private ready = new Map<string, Temp>();
+  private pending = new Map<string, Temp>();
+  /** Each table's stage, by table, column list and signature. */
+  private stages = new Map<string, TableStage>();
+  /** Temp tables of earlier transactions handed out in this one, which may hold their rows: emptyReused. */
+  private reused = new Set<Temp>();
+  /** Temp tables emptied in this transaction, with `written` before: a rollback brings their rows back. */
+  private emptied = new Map<Temp, number>();
+  /** Temp tables handed out in this transaction: trim. */
+  private used = new Set<Temp>();
   private next = 0;
 
   /** The target tables as they are now, in one query; a table missing there is not in the map. */
@@ -93,7 +148,8 @@ export class StageTables {
     // forServer: pg_index.indnkeyatts is indnatts before PostgreSQL 11.
     const { rows } = await target.query<{ name: string; partitioned: boolean; signature: string; unique_keys: string[][] }>(
       await forServer(target, `select x.name, c.relkind = 'p' as partitioned,
-              (select pg_catalog.string_agg(pg_catalog.format('%s %s %s', a.attname, a.atttypid, a.atttypmod), ', ' order by a.attnum)
+              (select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(a.attname, a.atttypid, a.atttypmod, a.attcollation, a.attidentity)
+                                           order by a.attnum)::pg_catalog.text
                  from pg_catalog.pg_attribute a
                 where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as signature,
               (select coalesce(pg_catalog.jsonb_agg(k.cols), '[]')
@@ -114,18 +170,33 @@ export class StageTables {
   /**
    * The stage of `table` with these columns, created if need be. A stage of an
    * earlier transaction may still hold that batch's rows: emptyReused must run
-   * before anything is copied into this transaction's stages.
+   * before anything is copied into this transaction's stages, and take before
+   * each piece of a table.
    */
   async ensure(target: Client, table: string, columns: string[], now: TargetTable | undefined): Promise<Stage> {
-    const key = JSON.stringify([table, columns, now?.signature]);
-    const pending = this.pending.get(key);
-    if (pending) return pending;
-    const ready = this.ready.get(key);
-    if (ready) {
-      if (!this.emptied.has(ready)) this.reused.add(ready);
-      this.used.add(ready);
-      return ready;
+    // (A table missing on the target shares nothing: creating its stage fails.)
+    const shape = JSON.stringify([columns, now?.signature ?? `missing ${table}`]);
+    const key = JSON.stringify([table, shape]);
+    let temp = this.pending.get(shape);
+    if (!temp) {
+      temp = this.ready.get(shape);
+      if (temp) {
+        if (!this.emptied.has(temp)) this.reused.add(temp);
+      } else {
+        temp = await this.create(target, table, columns);
+        this.pending.set(shape, temp);
+      }
     }
+    this.used.add(temp);
+    let stage = this.stages.get(key);
+    if (!stage || stage.temp !== temp) {
+      stage = new TableStage(temp, table);
+      this.stages.set(key, stage);
+    }
+    return stage;
+  }
+
+  private async create(target: Client, table: string, columns: string[]): Promise<Temp> {
     let op = "dbsync_op";
     while (columns.includes(op)) op += "_";
     const name = `pg_temp.${ident(`dbsync_stage_${this.next++}`)}`;
@@ -139,19 +210,24 @@ export class StageTables {
          select null::pg_catalog.text as ${ident(op)}, ${columns.map((c) => `${staged(c)} as ${ident(c)}`).join(", ")}
            from ${table} t with no data`,
     );
-    const always = await identityAlways(target, table);
-    const stage: Stage = {
-      name,
-      op: ident(op),
-      keyMatch: (keys) => keys.map((k) => match(types.get(k)!, k)).join(" and "),
-      mayUpdate: (keys) => !stage.updateRefused && columns.every((c) => !always.has(c) || keys.includes(c)),
-      updateSet: (keys) => columns.filter((c) => !(always.has(c) && keys.includes(c))),
-      updateRefused: false,
-      written: 0,
-    };
-    this.pending.set(key, stage);
-    this.used.add(stage);
-    return stage;
+    return { name, op: ident(op), columns, types, always: await identityAlways(target, table), written: 0 };
+  }
+
+  /**
+   * Before a piece of `stage`'s table goes into it: a temp table that holds the
+   * rows of another table of the batch (whose turn is over: tables come one after
+   * another) is emptied first, so that no statement of this table reads them.
+   */
+  async take(target: Client, stage: Stage) {
+    const { temp, table } = stage as TableStage;
+    if (temp.holder !== undefined && temp.holder !== table) await target.query(this.emptying(temp));
+    temp.holder = table;
+  }
+
+  /** Whether `stage`'s temp table holds its table's rows (take), and no other table's. */
+  holds(stage: Stage): boolean {
+    const { temp, table } = stage as TableStage;
+    return temp.holder === table;
   }
 
   /**
@@ -161,7 +237,7 @@ export class StageTables {
    */
   async emptyReused(target: Client) {
     if (!this.reused.size) return;
-    const statements = [...this.reused].map((s) => (this.truncates(s) ? `truncate ${s.name}` : `delete from ${s.name}`));
+    const statements = [...this.reused].map((t) => this.emptying(t));
     this.reused.clear();
     await target.query(statements.join(";\n"));
   }
@@ -172,31 +248,40 @@ export class StageTables {
    * on disk until the stage's next batch); none in a small batch.
    */
   async trim(target: Client) {
-    const big = [...this.used].filter((s) => s.written > TRUNCATE_AFTER_ROWS && this.truncates(s));
-    if (big.length) await target.query(`truncate ${big.map((s) => s.name).join(", ")}`);
+    const big = [...this.used].filter((t) => t.written > TRUNCATE_AFTER_ROWS);
+    if (big.length) await target.query(big.map((t) => this.emptying(t)).join(";\n"));
   }
 
-  /** Whether `s` is emptied by TRUNCATE (else DELETE); its count as of this transaction's start is kept for a rollback. */
-  private truncates(s: Stage): boolean {
-    if (!this.emptied.has(s)) this.emptied.set(s, s.written);
-    if (s.written <= TRUNCATE_AFTER_ROWS) return false;
-    s.written = 0;
-    return true;
+  /**
+   * The statement that empties `t`: TRUNCATE past TRUNCATE_AFTER_ROWS lines, else
+   * DELETE; its count as of this transaction's start is kept for a rollback.
+   */
+  private emptying(t: Temp): string {
+    if (!this.emptied.has(t)) this.emptied.set(t, t.written);
+    t.holder = undefined;
+    if (t.written <= TRUNCATE_AFTER_ROWS) return `delete from ${t.name}`;
+    t.written = 0;
+    return `truncate ${t.name}`;
   }
 
   committed() {
-    for (const [k, s] of this.pending) this.ready.set(k, s);
-    this.pending.clear();
-    this.reused.clear();
-    this.emptied.clear();
-    this.used.clear();
+    for (const [k, t] of this.pending) this.ready.set(k, t);
+    this.endTransaction();
   }
 
   rolledBack() {
+    // Temp tables created in the transaction are gone, and so are their stages.
+    const gone = new Set(this.pending.values());
+    for (const [k, s] of this.stages) if (gone.has(s.temp)) this.stages.delete(k);
+    // A TRUNCATE rolled back with the rest: the rows before it are back.
+    for (const [t, written] of this.emptied) t.written = Math.max(t.written, written);
+    this.endTransaction();
+  }
+
+  private endTransaction() {
+    for (const t of this.used) t.holder = undefined;
     this.pending.clear();
     this.reused.clear();
-    // A TRUNCATE rolled back with the rest: the rows before it are back.
-    for (const [s, written] of this.emptied) s.written = Math.max(s.written, written);
     this.emptied.clear();
     this.used.clear();
   }
@@ -205,6 +290,7 @@ export class StageTables {
   forget() {
     this.ready.clear();
     this.pending.clear();
+    this.stages.clear();
     this.reused.clear();
     this.used.clear();
   }

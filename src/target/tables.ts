@@ -1,7 +1,7 @@
 // Whether the target has the tables the source sends rows for: each one there, with
 // every column the source sends. The copy looks before it starts (a table waiting
 // for its first copy is left out while its target table is not ready:
-// src/sync/session.ts), a verification before it compares (src/verify/verify.ts);
+// src/apply/applier.ts), a verification before it compares (src/verify/layout.ts);
 // a batch meets the same cases as PostgreSQL's errors (withTable). All three say it
 // with the same errors (src/errors.ts: targetTableMissing, targetColumnsMissing).
 import type { ClientBase } from "pg";
@@ -23,7 +23,7 @@ export async function unreadyTargetTables(target: ClientBase, tables: TargetTabl
   if (!tables.length) return unready;
   const { rows } = await target.query<{ target: string; missing: string[] | null; exists: boolean }>(
     // Every name and operator qualified: dbsync's target connections keep the
-    // search_path their conninfo or role gives (as src/verify/verify.ts columnsOf).
+    // search_path their conninfo or role gives (as src/verify/layout.ts columnsOf).
     `select x.target, pg_catalog.to_regclass(x.target) is not null as exists,
             (select pg_catalog.array_agg(c) from pg_catalog.unnest(x.columns) c
               where not exists (select from pg_catalog.pg_attribute a

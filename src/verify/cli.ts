@@ -7,7 +7,7 @@
 // running at --timeout. SQL errors such as an unknown subscription are thrown, for
 // the CLI's common error handler.
 import { Client } from "pg";
-import { clientConfig } from "../db";
+import { clientConfig } from "../db/connect";
 import { explainDenied } from "../privileges";
 
 export interface VerifyCommandOptions {

@@ -29,15 +29,15 @@ import { Links } from "./links";
  * (`dbsync run --copy-chunk-rows`).
  */
 export const COPY_ROWS_PER_BATCH = 1_000_000;
-/** Copies of fewer estimated rows report no progress when they start (see sync). */
+/** Copies of fewer estimated rows report no progress when they start (see apply). */
 const SMALL_COPY_ROWS = 100_000;
 /** Batches started again at once when a table was truncated under their snapshot. */
 const PLAN_RETRIES = 5;
 
 /** "waiting": caught up but for first copies that cannot start yet (each waits out its back-off). */
-export type SyncOutcome = "caught_up" | "waiting" | "paused" | "busy" | "gone" | "stopped";
+export type ApplyOutcome = "caught_up" | "waiting" | "paused" | "busy" | "gone" | "stopped";
 
-export interface SessionOptions {
+export interface ApplierOptions {
   sourceUrl: string | undefined;
   statementTimeoutMs: number;
   /** Rows copied per batch, and the size of a chunk of a big table's copy (default COPY_ROWS_PER_BATCH). */
@@ -55,7 +55,7 @@ export interface SessionOptions {
   control: Pool;
 }
 
-export class SubscriptionSession {
+export class Applier {
   private reader?: PoolClient;
   /** The sub_id whose apply lock the reader holds. */
   private locked?: number;
@@ -68,7 +68,7 @@ export class SubscriptionSession {
 
   constructor(
     readonly name: string,
-    private readonly opts: SessionOptions,
+    private readonly opts: ApplierOptions,
     private readonly log: Log,
   ) {}
 
@@ -77,7 +77,7 @@ export class SubscriptionSession {
   }
 
   /** Applies batches until caught up, paused, or `signal` fires. */
-  async sync(signal: AbortSignal): Promise<SyncOutcome> {
+  async apply(signal: AbortSignal): Promise<ApplyOutcome> {
     const { links, control } = this.opts;
     if (!this.reader) {
       const reader = await links.reader(this.name);
@@ -113,7 +113,7 @@ export class SubscriptionSession {
       try {
         const at = await readAppliedTick(target, sub.sub_uuid, sub.name, sub.position_tick);
         // (Where both agree, target_position would only take a row lock: a commit
-        // that waits for a WAL flush, at every sync job.)
+        // that waits for a WAL flush, at every apply job.)
         if (at !== sub.position_tick || sub.reset_target) {
           const continuing = await targetPosition(control, sub.sub_id, at);
           if (continuing !== at) await setAppliedTick(target, sub.sub_uuid, continuing);

@@ -1,11 +1,12 @@
-// What the "sync" job does in this process: run a subscription's apply loop (which
-// also copies its tables, inside its batches), pace retries, and record failures
+// This process's appliers: a subscription's apply loop (src/apply/applier.ts, which
+// also copies its tables: a copy is part of a batch) run for the apply job and at
+// start-up, at most --concurrency at once; retries paced, and failures recorded
 // where a DBA looks (dbsync.status / dbsync.table_status), not only in the log.
 import { Pool } from "pg";
 import { DbsyncError, PositionMoved, isTransient, messageOf, reportOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
-import { Links } from "../sync/links";
-import { SubscriptionSession } from "../sync/session";
+import { Links } from "../apply/links";
+import { Applier } from "../apply/applier";
 import { Backoff } from "./backoff";
 import { Jobs } from "./jobs";
 import { hasWork, recordError, setSleeping } from "../source/protocol";
@@ -25,7 +26,7 @@ export interface ApplyCounters {
 const ignore = { inc: () => undefined, observe: () => undefined };
 export const NO_COUNTERS: ApplyCounters = { batches: ignore, rows: ignore, batchSeconds: ignore, errors: ignore };
 
-export interface ApplyTaskOptions {
+export interface AppliersOptions {
   sourceUrl: string | undefined;
   /** Subscriptions applied at once in this process (`dbsync run --concurrency`): the bound on its reader and target connections. */
   concurrency: number;
@@ -36,11 +37,11 @@ export interface ApplyTaskOptions {
 /** A wake-up that found every apply slot of this process taken is queued again this much later. */
 const NO_SLOT_RETRY_MS = 1000;
 
-export class ApplyTasks {
+export class Appliers {
   readonly backoff = new Backoff();
-  /** First copies that cannot start, per subscription and table (see SubscriptionSession). */
+  /** First copies that cannot start, per subscription and table (see Applier). */
   private readonly copyRetries = new Backoff();
-  private sessions = new Map<string, SubscriptionSession>();
+  private appliers = new Map<string, Applier>();
   /** Subscriptions this process is applying now, whether to look again after, and the loop. */
   private running = new Map<string, { again: boolean; loop?: Promise<void> }>();
   /** Start-up: called at a subscription's first batch applied (see startNow). */
@@ -49,7 +50,7 @@ export class ApplyTasks {
   private readonly links: Links;
 
   constructor(
-    private readonly opts: ApplyTaskOptions,
+    private readonly opts: AppliersOptions,
     private readonly pool: Pool,
     private readonly metrics: ApplyCounters,
     private readonly log: Log,
@@ -60,11 +61,11 @@ export class ApplyTasks {
   }
 
   /**
-   * The "sync" job. A wake-up for a subscription this process is applying right
-   * now must not start a second loop on the same connections: it asks the running
-   * one to look again.
+   * The apply job (APPLY_JOB): applies `name` until caught up. A wake-up for a
+   * subscription this process is applying right now must not start a second loop
+   * on the same connections: it asks the running one to look again.
    */
-  async sync(name: string) {
+  async run(name: string) {
     const current = this.running.get(name);
     if (current) {
       current.again = true;
@@ -74,18 +75,18 @@ export class ApplyTasks {
     // count: a wake-up beyond --concurrency goes back to the queue, where another
     // process may take it, instead of waiting here.
     if (this.running.size >= this.opts.concurrency) {
-      await this.jobs.wakeSync(name, NO_SLOT_RETRY_MS);
+      await this.jobs.wakeApplier(name, NO_SLOT_RETRY_MS);
       return;
     }
     const state: { again: boolean; loop?: Promise<void> } = { again: true };
     this.running.set(name, state);
     const cpu = process.cpuUsage();
-    this.log.debug({ subscription: name, cpuMs: Math.round((cpu.user + cpu.system) / 1000) }, "sync job started");
+    this.log.debug({ subscription: name, cpuMs: Math.round((cpu.user + cpu.system) / 1000) }, "apply job started");
     state.loop = (async () => {
       try {
         while (state.again && !this.signal.aborted) {
           state.again = false;
-          await this.syncOnce(name);
+          await this.applyOnce(name);
         }
       } finally {
         this.running.delete(name);
@@ -108,7 +109,7 @@ export class ApplyTasks {
     let first!: () => void;
     const firstBatch = new Promise<void>((resolve) => (first = resolve));
     this.firstBatch.set(name, first);
-    const ended = this.sync(name)
+    const ended = this.run(name)
       .catch((err) => this.log.error({ subscription: name, err: messageOf(err) }, "apply failed"))
       .finally(() => {
         this.firstBatch.delete(name);
@@ -128,10 +129,10 @@ export class ApplyTasks {
     return current !== undefined;
   }
 
-  private session(name: string): SubscriptionSession {
-    let session = this.sessions.get(name);
-    if (!session) {
-      session = new SubscriptionSession(
+  private applier(name: string): Applier {
+    let applier = this.appliers.get(name);
+    if (!applier) {
+      applier = new Applier(
         name,
         {
           sourceUrl: this.opts.sourceUrl,
@@ -150,47 +151,47 @@ export class ApplyTasks {
         },
         this.log.child({ subscription: name }),
       );
-      this.sessions.set(name, session);
+      this.appliers.set(name, applier);
     }
-    return session;
+    return applier;
   }
 
-  private async syncOnce(name: string) {
+  private async applyOnce(name: string) {
     if (this.backoff.waiting(name)) return;
-    const session = this.session(name);
+    const applier = this.applier(name);
     try {
-      const outcome = await session.sync(this.signal);
+      const outcome = await applier.apply(this.signal);
       this.backoff.succeed(name);
       this.outages.ok(`subscription ${name}`, `subscription ${name}`, { subscription: name });
       if (outcome === "stopped") return;
       // Caught up (or nothing to do): an idle subscription holds no connection.
       await this.drop(name, false);
       if (outcome !== "caught_up" && outcome !== "waiting") return;
-      const groupId = session.subscription!.group_id;
+      const groupId = applier.subscription!.group_id;
       // Ask writers to notify from now on, then look once more: a change committed
       // before the flag was visible to them would otherwise wait for the next poll.
       await setSleeping(this.pool, groupId, true);
       // Tables waiting to retry their copy are work to has_work: the poll comes back
       // for them (and for a change committed meanwhile).
       if (outcome === "waiting") return;
-      if (await hasWork(this.pool, name)) await this.jobs.wakeSync(name);
+      if (await hasWork(this.pool, name)) await this.jobs.wakeApplier(name);
     } catch (err) {
-      const tick = session.currentTick;
+      const tick = applier.currentTick;
       await this.drop(name);
       if (err instanceof PositionMoved) {
         this.log.warn({ subscription: name, err: err.message }, "another applier moved the target; re-reading");
-        await this.jobs.wakeSync(name, 1000);
+        await this.jobs.wakeApplier(name, 1000);
         return;
       }
       await this.reportError(name, err, tick);
     }
   }
 
-  /** Ends the subscription's session: its connections back to the pools, or closed when `broken`. */
+  /** Ends the subscription's applier: its connections back to the pools, or closed when `broken`. */
   private async drop(name: string, broken = true) {
-    const session = this.sessions.get(name);
-    this.sessions.delete(name);
-    await session?.close(broken);
+    const applier = this.appliers.get(name);
+    this.appliers.delete(name);
+    await applier?.close(broken);
   }
 
   private async reportError(name: string, err: unknown, tick: number | undefined) {
@@ -215,14 +216,14 @@ export class ApplyTasks {
       if (isTransient(sqlstateOf(e))) this.outages.fail("source", "source unreachable; retrying", { err: messageOf(e) });
       else this.log.warn({ subscription: name, err: messageOf(e) }, "could not record the error on the source");
     }
-    await this.jobs.wakeSync(name, delay).catch(() => undefined);
+    await this.jobs.wakeApplier(name, delay).catch(() => undefined);
   }
 
   /** After the abort signal: the loops finish their batch (those of jobs and of startNow), then the connections close. */
   async close() {
     await Promise.all([...this.running.values()].map((r) => r.loop));
-    await Promise.all([...this.sessions.values()].map((s) => s.close()));
-    this.sessions.clear();
+    await Promise.all([...this.appliers.values()].map((a) => a.close()));
+    this.appliers.clear();
     await this.links.close();
   }
 }

@@ -1,6 +1,6 @@
 // The connections a process applies with, shared by all its subscriptions, so that
 // their number follows --concurrency, not the number of subscriptions. A
-// subscription takes a source reader and a target connection when its sync job
+// subscription takes a source reader and a target connection when its apply loop
 // starts and gives them back when it has caught up (or fails: then they are
 // closed); an idle subscription holds neither. Target connections are pooled per
 // conninfo: the subscriptions of one target server and database share them, and
@@ -12,12 +12,13 @@
 // search_path) is closed, not handed to the next subscription, whose batches would
 // run under it without an error.
 import { Pool, PoolClient, escapeLiteral } from "pg";
-import { clientConfig } from "../db";
+import { clientConfig } from "../db/connect";
 import { Log } from "../log";
 import { TargetState } from "../target/apply";
 import { ensureTargetSchema, enterReplicaMode } from "../target/progress";
 import { SequenceSync } from "../target/sequences";
 import { StageTables } from "../target/stage";
+import { StraightCopies } from "../target/straight-copies";
 
 /** A pooled connection left idle this long is closed (ms). */
 export const IDLE_MS = 10_000;
@@ -38,7 +39,7 @@ export interface LinkOptions {
  * lists what differs from a fresh connection of the pool: an open transaction, a
  * role set, an advisory lock (a subscription's apply lock) held, replica mode lost
  * on a target, a setting changed for the session (SET LOCAL ends with its
- * transaction; client_connection_check_interval is set at connect, src/db.ts). One
+ * transaction; client_connection_check_interval is set at connect, src/db/client.ts). One
  * simple-protocol statement: its implicit transaction starts with it, so its
  * transaction_timestamp() equals its statement_timestamp() unless a transaction
  * was open before (the extended protocol's messages each move the latter).
@@ -64,6 +65,8 @@ interface Named {
   replica: boolean;
   /** The conninfo names none: the session is named after the subscription it serves. */
   rename: string | null;
+  /** A target's: which tables' new rows are worth a straight COPY. */
+  straight: StraightCopies;
 }
 
 export class Links {
@@ -82,7 +85,7 @@ export class Links {
     // A pooled connection that dies while idle is dropped by the pool; the next
     // statement on a leased one fails and the session closes it.
     pool.on("error", () => undefined);
-    return { pool, replica, rename: config.application_name === name ? name : null };
+    return { pool, replica, rename: config.application_name === name ? name : null, straight: new StraightCopies() };
   }
 
   /** A source connection for a subscription's reader, named after it. */
@@ -110,7 +113,7 @@ export class Links {
         this.release(client, true);
         throw err;
       }
-      state = { stages: new StageTables(), sequences: new SequenceSync() };
+      state = { stages: new StageTables(), sequences: new SequenceSync(), straight: named.straight };
       this.states.set(client, state);
     }
     return { client, state };

@@ -1,0 +1,117 @@
+// Connections. Every session dbsync opens can pin the settings that change how a
+// value is written as text (settings.ts PINNED), and every connection is bounded
+// so that a link that hangs is noticed in bounded time. The DBSYNC_* environment
+// variables (milliseconds unless said; settings.ts linkSettings):
+//  - Connecting: DBSYNC_CONNECT_TIMEOUT_MS (10 s).
+//  - A statement in flight on a sidecar connection (DbsyncClient: connect() and
+//    pools built from clientConfig) is watched for progress (liveness.ts): after
+//    DBSYNC_QUERY_TIMEOUT_MS (30 s) without any, the server is asked whether it is
+//    still working on it.
+//  - Plain pg clients built from clientConfig (pg-listen's LISTEN connection and
+//    its periodic check, /readyz) get node-postgres' own query_timeout with the
+//    same value: they only run short statements. Interactive CLI connections
+//    ("dbsync cli", "dbsync verify") get none: `dbsync wait` may wait for long.
+//  - Closing never hangs: end() destroys the socket after a short grace.
+//  - Server side, each session asks the server to notice a vanished sidecar:
+//    TCP keepalives (DBSYNC_SERVER_KEEPALIVES, "idle,interval,count" in seconds,
+//    default "30,10,3", "off" to leave the server's) so that a backend holding
+//    dbsync's locks dies within about a minute of losing us, and (PostgreSQL 14+)
+//    client_connection_check_interval (DBSYNC_CLIENT_CHECK_INTERVAL_MS, 10 s) so that
+//    a statement we gave up on is cancelled instead of running on.
+//  - idle_in_transaction_session_timeout (DBSYNC_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+//    60 s) ends a transaction whose sidecar stopped talking, releasing its locks.
+//  - Client TCP keepalives start after DBSYNC_KEEPALIVE_IDLE_MS (10 s).
+import { Client } from "pg";
+import { connSettings } from "../conninfo";
+import { DbsyncClient, DbsyncClientConfig, GUARD } from "./client";
+import { END_GRACE_MS, socketOf } from "./liveness";
+import { PINNED_OPTIONS, linkSettings } from "./settings";
+
+export interface ConnectOptions {
+  applicationName: string;
+  /**
+   * Start the session with dbsync's pinned settings (PINNED): for sessions that read
+   * or write replicated values as text (readers, targets, verification), and the
+   * CLI's (what it prints, e.g. `dbsync schema`'s dates, must not depend on the
+   * database's or the role's DateStyle). Not for the
+   * job queue, LISTEN or control sessions: graphile-worker's tables have row
+   * security policies that row_security = off would turn into errors.
+   */
+  pinned?: boolean;
+  /**
+   * search_path = pg_catalog, pg_temp: for sessions that name every object of their
+   * own (the job queue, control): a function or aggregate another role made in a
+   * schema of the role's search_path (public.jsonb_object_agg(text, boolean)) would
+   * otherwise be picked by graphile-worker's SECURITY INVOKER functions, unpinned,
+   * and run as the sidecar's role.
+   */
+  catalogPath?: boolean;
+  /** Abort a statement that runs longer (ms, server side); 0 = no limit. */
+  statementTimeoutMs?: number;
+  /**
+   * Silence on a busy connection before its liveness is checked (ms); 0 = never.
+   * Default DBSYNC_QUERY_TIMEOUT_MS, or 0 for interactive CLI connections.
+   */
+  queryTimeoutMs?: number;
+}
+
+/** Connections a person waits on: their statements may legitimately wait for long. */
+const INTERACTIVE = /^dbsync (cli|verify)$/;
+
+/**
+ * Settings for a pg Client or Pool. Spread into `new Pool({...})` it also makes the
+ * pool use DbsyncClient (the `Client` key); `new Client(config)` ignores that key
+ * and gets node-postgres' plain query_timeout instead.
+ */
+export function clientConfig(conninfo: string | undefined, opts: ConnectOptions): DbsyncClientConfig {
+  const s = linkSettings();
+  // The conninfo as libpq reads it (src/conninfo.ts), environment and files included.
+  const conn = connSettings(conninfo);
+  const queryTimeoutMs = opts.queryTimeoutMs ?? (INTERACTIVE.test(opts.applicationName) ? 0 : s.queryTimeoutMs);
+  const ka = s.serverKeepalives;
+  // Startup `options` reach every kind of client (pg-listen's too). The conninfo's
+  // own options (or PGOPTIONS) win over the keepalives; the pinned settings win over both.
+  const options = [
+    ka && `-c tcp_keepalives_idle=${ka.idle} -c tcp_keepalives_interval=${ka.interval} -c tcp_keepalives_count=${ka.count}`,
+    conn.config.options,
+    opts.pinned && PINNED_OPTIONS,
+    opts.catalogPath && "-c search_path=pg_catalog,pg_temp",
+  ]
+    .filter(Boolean)
+    .join(" ");
+  return {
+    // dbsync's name for the session, unless the conninfo names it (libpq: the
+    // program's name is the fallback); connect_timeout too.
+    application_name: opts.applicationName,
+    connectionTimeoutMillis: s.connectTimeoutMs,
+    ...conn.config,
+    keepAlive: conn.keepAlive,
+    keepAliveInitialDelayMillis: conn.keepAliveIdleMs ?? s.keepAliveIdleMs,
+    statement_timeout: opts.statementTimeoutMs ?? 0,
+    idle_in_transaction_session_timeout: s.idleInTransactionTimeoutMs,
+    ...(options ? { options } : {}),
+    ...(queryTimeoutMs > 0 ? { query_timeout: queryTimeoutMs } : {}),
+    Client: DbsyncClient,
+    [GUARD]: { linkTimeoutMs: queryTimeoutMs, clientCheckIntervalMs: s.clientCheckIntervalMs, targetSessionAttrs: conn.targetSessionAttrs },
+  };
+}
+
+/** A DbsyncClient with the pinned settings, connected. */
+export async function connect(conninfo: string | undefined, opts: ConnectOptions): Promise<Client> {
+  const client = new DbsyncClient(clientConfig(conninfo, { ...opts, pinned: true }));
+  // An error on an idle client (server gone) must not crash the process; the next
+  // query on it fails and the caller reconnects. (DbsyncClient also guards this.)
+  client.on("error", () => undefined);
+  await client.connect();
+  return client;
+}
+
+export async function closeQuietly(client: Client | undefined) {
+  if (!client) return;
+  const ending = client.end().catch(() => undefined);
+  // Plain pg clients do not bound end(): on a hung link it would wait for ever.
+  const t = setTimeout(() => socketOf(client)?.destroy(), END_GRACE_MS + 500);
+  t.unref();
+  await ending;
+  clearTimeout(t);
+}
