@@ -2,7 +2,7 @@
 // exit code (0 ok, 1 error, 2 bad usage, 3 `wait` timed out).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, rows, startSidecar, value } from "./helpers";
+import { freshEnv, orAfter, rows, startSidecar, value } from "./helpers";
 import { DbsyncResult as Result, runDbsync } from "./kit/dbsync";
 
 /** `dbsync ARGS` with stdin not a terminal, and no source in the environment. */
@@ -220,7 +220,7 @@ test("a running sidecar stops with one clear message when dbsync is uninstalled 
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true, sidecar.output());
     const r = await cli(["uninstall", "--yes", "--source", env.sourceUrl]);
     assert.equal(r.code, 0, show(r));
-    const code = await Promise.race([sidecar.exited, new Promise((res) => setTimeout(() => res("still running"), 20_000))]);
+    const code = await orAfter(sidecar.exited, 20_000, "still running");
     assert.equal(code, 0, sidecar.output());
     assert.match(sidecar.output(), /dbsync was removed from the source.*the sidecar stops/);
     // Not a line per retry of a missing relation.

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ENUM_VALUES, LIBPQ_KEYWORDS, UNSUPPORTED_WHY, connSettings, parseConninfo } from "../src/conninfo";
-import { freshEnv, rows, sqlError, startSidecar, until, value } from "./helpers";
+import { freshEnv, orAfter, rows, sqlError, startSidecar, until, value } from "./helpers";
 
 const BAD: [string, RegExp, RegExp][] = [
   ["this is not a conninfo", /missing "=" after "this" in connection info string/, /keyword=value pairs/],
@@ -80,7 +80,7 @@ test("SQL and the sidecar read a conninfo alike: same keywords, same values, sam
 test("the sidecar refuses a bad conninfo with libpq's words: the source at start (exit 1), a target in dbsync.status", async () => {
   const env = await freshEnv("conninfo_sidecar");
   const bad = startSidecar("hostt=localhost dbname=x");
-  assert.equal(await Promise.race([bad.exited, new Promise((r) => setTimeout(() => r("running"), 20_000))]), 1, bad.output());
+  assert.equal(await orAfter(bad.exited, 20_000, "running"), 1, bad.output());
   await bad.stop("SIGKILL");
   assert.match(bad.output(), /dbsync: invalid connection string: invalid connection option "hostt"\nhint: Did you mean "host"\?/);
   assert.doesNotMatch(bad.output(), /^\s+at /m, "no stack trace");

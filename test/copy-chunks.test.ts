@@ -11,9 +11,16 @@ import { Pool } from "pg";
 import { compat, createDatabase, Env, freshEnv, pool, seeded, sleep, SOURCE_MAJOR, startSidecar, TARGET_MAJOR, until, value } from "./helpers";
 import { assertTablesEqual } from "./kit/convergence";
 
-const CHUNK = 5000;
+// Ten chunks a table: what the tests need is the number of chunks, not their size.
+const CHUNK = 2000;
 const ARGS = ["--copy-chunk-rows", String(CHUNK)];
-const ROWS = 50_000;
+const ROWS = 20_000;
+/**
+ * The kill test's table: its chunks must outlast a sidecar's start and a random
+ * wait, or four lives would copy it all before the last kill.
+ */
+const KILL_CHUNK = 5000;
+const KILL_ROWS = 50_000;
 
 function bigDdl(t: string) {
   return `create table ${t} (id bigint primary key, grp int not null, u text not null unique, payload text, amount numeric);`;
@@ -105,11 +112,11 @@ async function assertSame(env: Env, tables: string[], sub = "s", target: Pool = 
   await assertTablesEqual(env.source, target, tables, sub);
 }
 
-/** Big table `big` of ROWS rows and a small `other`, both in group g, subscription s (copying). */
-async function setupBig(env: Env) {
+/** Big table `big` of `rows` rows and a small `other`, both in group g, subscription s (copying). */
+async function setupBig(env: Env, rows = ROWS) {
   await env.source.query(bigDdl("big") + "create table other (id int primary key, v text)");
   await env.target.query(bigDdl("big") + "create table other (id int primary key, v text)");
-  await fill(env, "big", ROWS);
+  await fill(env, "big", rows);
   await env.source.query("insert into other select g, 'v' from generate_series(1, 100) g");
   await env.source.query("select dbsync.add_table('big', 'g'), dbsync.add_table('other', 'g')");
   await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
@@ -219,15 +226,16 @@ test("a big table is copied in key-range chunks under writes across the boundari
 
 test("a sidecar SIGKILLed between and inside chunks, and after a chunk's commit whose report was lost, goes on from its boundary", async () => {
   const env = await freshEnv("chunks_kill");
-  await setupBig(env);
+  await setupBig(env, KILL_ROWS);
+  const args = ["--copy-chunk-rows", String(KILL_CHUNK)];
   const stop = { done: false };
-  const writers = [writer(env.source, "big", ROWS, stop), writer(env.source, "big", ROWS, stop)];
+  const writers = [writer(env.source, "big", KILL_ROWS, stop), writer(env.source, "big", KILL_ROWS, stop)];
   const rng = seeded("copy-chunks/kills");
   try {
     let seen = 0;
     let started: number | undefined;
     for (let i = 0; i < 4; i++) {
-      const s = startSidecar(env.sourceUrl, ARGS);
+      const s = startSidecar(env.sourceUrl, args);
       await waitChunks(env, "big", seen + 1);
       await sleep(rng.below(300));
       await s.stop("SIGKILL");
@@ -245,7 +253,7 @@ test("a sidecar SIGKILLed between and inside chunks, and after a chunk's commit 
     // it is killed there.
     const lock = await env.source.connect();
     try {
-      const s = startSidecar(env.sourceUrl, ARGS);
+      const s = startSidecar(env.sourceUrl, args);
       await waitChunks(env, "big", seen + 1);
       await lock.query("begin");
       await lock.query("select 1 from dbsync.subscriptions where name = 's' for update");
@@ -268,7 +276,7 @@ test("a sidecar SIGKILLed between and inside chunks, and after a chunk's commit 
     const before = await chunkRow(env, "big");
     assert.equal(before.chunks_copied, seen, "the lost batch's chunk is not on the source's record yet");
 
-    const s = startSidecar(env.sourceUrl, ARGS);
+    const s = startSidecar(env.sourceUrl, args);
     try {
       await until("the chunk after the lost report", async () => {
         const r = await chunkRow(env, "big");
@@ -300,8 +308,8 @@ test("TRUNCATE of the table in the middle of its chunked copy starts it again", 
     // Rows the copy had placed on the target must go; keys after the TRUNCATE come back.
     await env.source.query(
       `begin; truncate big;
-       insert into big select g, 0, md5('t' || g), 'after truncate', 0 from generate_series(1, 30000) g; commit`);
-    const writers = [writer(env.source, "big", 30_000, stop)];
+       insert into big select g, 0, md5('t' || g), 'after truncate', 0 from generate_series(1, ${ROWS * 0.6}) g; commit`);
+    const writers = [writer(env.source, "big", ROWS * 0.6, stop)];
     await copied(env, "big");
     const counts = await chunkCounts(env, "big");
     const before = counts.findIndex((n) => n >= 3);
@@ -342,7 +350,7 @@ test("a big table whose copy cannot start (missing on the target) holds up no ot
   // Added first: planned first, and big enough to take a whole batch's copy budget.
   await env.source.query(bigDdl("big") + "create table later (id int primary key, v text)");
   await env.target.query("create table later (id int primary key, v text)");
-  await fill(env, "big", 20_000);
+  await fill(env, "big", ROWS * 0.4);
   await env.source.query("insert into later select g, 'v' from generate_series(1, 100) g");
   await env.source.query("select dbsync.add_table('big', 'g'), dbsync.add_table('later', 'g')");
   await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
@@ -366,8 +374,8 @@ test("resync_table in the middle of a chunked copy starts it again (rows damaged
   const sidecar = startSidecar(env.sourceUrl, ARGS);
   try {
     await waitChunks(env, "big", 3);
-    // Below the boundary: a copy that went on would never look at these rows again.
-    await env.target.query("delete from big where id <= 2000; update big set payload = 'damaged' where id between 2001 and 4000");
+    // Below the boundary (3 chunks): a copy that went on would never look at these rows again.
+    await env.target.query(`delete from big where id <= ${CHUNK}; update big set payload = 'damaged' where id between ${CHUNK + 1} and ${2 * CHUNK}`);
     await env.source.query("select dbsync.resync_table('s', 'big')");
     await copied(env, "big");
     stop.done = true;
@@ -547,7 +555,7 @@ test("the plan of a batch in the middle of a chunked copy; a sidecar that knows 
   } finally {
     assert.equal(await sidecar.stop(), 0);
   }
-  await env.source.query("update big set payload = 'changed' where id in (1, 2, 40000)");
+  await env.source.query(`update big set payload = 'changed' where id in (1, 2, ${ROWS * 0.8})`);
   const c = await env.source.connect();
   try {
     const plan = async (args: string) => {

@@ -190,7 +190,7 @@ test("case 6: a REPEATABLE READ writer whose snapshot predates queue slot switch
     await env.source.query("select dbsync.pause('s')");
     await rr.query("begin isolation level repeatable read");
     await rr.query("select 1"); // the snapshot is taken here; no xid yet
-    // Rotations (--rotate-after 1; the sidecar's upkeep runs every few seconds) while the
+    // Rotations (--rotate-after 1; the sidecar's upkeep then runs every second) while the
     // snapshot is held, with other writers: at least one slot switch is complete
     // (switched_xmax taken) before the REPEATABLE READ transaction takes its xid.
     const switched = "select count(*)::int from dbsync.queue_slots where switched_xmax is not null";

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { SOURCE_DDL, TARGET_AUDIT, Workload } from "./kit/workload";
 import { FaultProxy, startFaultProxy } from "./harness/fault-proxy";
-import { Env, freshEnv, rows, seeded, sleep, startSidecar, Sidecar, tableText, until, value } from "./helpers";
+import { Env, freshEnv, orAfter, rows, seeded, Sidecar, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 const QUERY_TIMEOUT_MS = 2000;
 const LINK_ENV = {
@@ -108,7 +108,7 @@ async function finish(t: { diagnostic(m: string): void }, r: Rig) {
   }
   await assertSame(env, load);
   t.diagnostic(`${load.insertedRows} rows inserted in ${load.insertTransactions} transactions, ${load.churnTransactions} kv transactions; target == source`);
-  const code = await Promise.race([sidecar.stop("SIGTERM"), sleep(12000).then(() => "still running after 12 s")]);
+  const code = await orAfter(sidecar.stop("SIGTERM"), 12000, "still running after 12 s");
   assert.equal(code, 0, sidecar.output());
 }
 

@@ -8,11 +8,11 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { SOURCE_DDL, TARGET_AUDIT, Workload } from "./kit/workload";
 import { FaultProxy, startFaultProxy } from "./harness/fault-proxy";
-import { freshEnv, seeded, sleep, startSidecar, until, value } from "./helpers";
+import { freshEnv, orAfter, seeded, sleep, startSidecar, until, value } from "./helpers";
 
 const POLL_MS = 5000;
-/** pg-listen checks its connection every 30 s (its default, run.ts keeps it). */
-const LISTEN_CHECK_MS = 30_000;
+/** pg-listen checks its connection every 30 s; here every 5 s (DBSYNC_LISTEN_CHECK_MS), not to wait half a minute. */
+const LISTEN_CHECK_MS = 5000;
 
 const proxies: FaultProxy[] = [];
 after(async () => {
@@ -33,6 +33,7 @@ test("LISTEN connection alone black-holed: replication goes on by polling, NOTIF
   const sidecar = startSidecar(proxy.url(env.sourceUrl), ["--poll-interval", String(POLL_MS)], {
     DBSYNC_QUERY_TIMEOUT_MS: "2000",
     DBSYNC_CONNECT_TIMEOUT_MS: "2000",
+    DBSYNC_LISTEN_CHECK_MS: String(LISTEN_CHECK_MS),
     DBSYNC_LOG_LEVEL: "info",
   });
   const rng = seeded("faults-listen");
@@ -72,9 +73,10 @@ test("LISTEN connection alone black-holed: replication goes on by polling, NOTIF
     load.pauseInserts = true;
     await sleep(300);
     const cut: number[] = [];
-    // Markers until pg-listen's check has had time to find the hung connection.
+    // Markers until pg-listen's check has had time to find the hung connection (each
+    // takes most of a poll interval: four of them outlast a check and its timeout).
     let noticedMs = 0;
-    while (cut.length < 6 || (!noticedMs && Date.now() - cutAt < LISTEN_CHECK_MS + 10_000)) {
+    while (cut.length < 4 || (!noticedMs && Date.now() - cutAt < LISTEN_CHECK_MS + 10_000)) {
       cut.push(await latency());
       if (!noticedMs && /LISTEN (connection lost; )?reconnecting/.test(sidecar.output().slice(logFrom))) noticedMs = Date.now() - cutAt;
     }
@@ -104,7 +106,7 @@ test("LISTEN connection alone black-holed: replication goes on by polling, NOTIF
     for (const s of ["sa", "sb"]) assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '40 s')", [s]), true);
     assert.deepEqual(await load.problems(env.source, env.target), []);
     t.diagnostic(`${load.insertedRows} rows inserted, ${load.churnTransactions} kv transactions; target == source`);
-    const code = await Promise.race([sidecar.stop("SIGTERM"), sleep(12000).then(() => "still running after 12 s")]);
+    const code = await orAfter(sidecar.stop("SIGTERM"), 12000, "still running after 12 s");
     assert.equal(code, 0, sidecar.output());
   } finally {
     await load.stop().catch(() => undefined);
@@ -148,7 +150,7 @@ test("LISTEN link that cannot be opened at start: the sidecar runs on by polling
     for (let i = 0; i < 5; i++) latencies.push(await arrives(10 + i, 10_000));
     latencies.sort((a, b) => a - b);
     assert.ok(latencies[2] < 1500, `NOTIFY wakes the sidecar again (median ${latencies[2]} ms)`);
-    const code = await Promise.race([sidecar.stop("SIGTERM"), sleep(12000).then(() => "still running after 12 s")]);
+    const code = await orAfter(sidecar.stop("SIGTERM"), 12000, "still running after 12 s");
     assert.equal(code, 0, sidecar.output());
   } finally {
     proxy.pass();

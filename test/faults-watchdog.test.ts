@@ -12,7 +12,7 @@ import { Client } from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { clientConfig, closeQuietly, connect } from "../src/db/connect";
 import { FaultProxy, startFaultProxy } from "./harness/fault-proxy";
-import { freshEnv, Env, sleep, startSidecar, until, value } from "./helpers";
+import { Env, freshEnv, orAfter, sleep, startSidecar, until, value } from "./helpers";
 
 const TIMEOUT_MS = 1000;
 process.env.DBSYNC_QUERY_TIMEOUT_MS = String(TIMEOUT_MS);
@@ -229,7 +229,7 @@ test("the fault proxy: delay keeps order, drop RST and FIN, black-hole holds new
   sp.blackhole((x) => x.applicationName === "proxy h");
   assert.equal((await k.query("select 2 as x")).rows[0].x, 2);
   const held = h.query("select 3 as x");
-  const raced = await Promise.race([held.then(() => "answered", () => "failed"), sleep(500).then(() => "hanging")]);
+  const raced = await orAfter(held.then(() => "answered", () => "failed"), 500, "hanging");
   assert.equal(raced, "hanging");
   // A raw new connection with that name hangs; restoring delivers it.
   const raw = new Client({ connectionString: sp.url(env.sourceUrl), application_name: "proxy h" });

@@ -5,7 +5,7 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { after, test } from "node:test";
 import { freePort, startCluster, stopAll, targetMajorFromEnv } from "../src/embedded/cluster";
-import { createDatabase, freshEnv, pool, sleep, startSidecar, until } from "./helpers";
+import { createDatabase, freshEnv, orAfter, pool, sleep, startSidecar, until } from "./helpers";
 
 after(stopAll);
 
@@ -79,7 +79,7 @@ test("--metrics-port already in use: a clear error, exit 1, no stack; --metrics-
   await new Promise<void>((r) => busy.listen(port, "127.0.0.1", r));
   try {
     const sidecar = startSidecar(env.sourceUrl, ["--metrics-port", String(port)]);
-    const code = await Promise.race([sidecar.exited, sleep(20000).then(() => "still running")]);
+    const code = await orAfter(sidecar.exited, 20000, "still running");
     await sidecar.stop("SIGKILL");
     assert.equal(code, 1, sidecar.output());
     assert.match(sidecar.output(), /--metrics-port \d+: 127\.0\.0\.1:\d+ is already in use/);
@@ -90,7 +90,7 @@ test("--metrics-port already in use: a clear error, exit 1, no stack; --metrics-
   }
   // An address this host does not have.
   const bad = startSidecar(env.sourceUrl, ["--metrics-port", String(port), "--metrics-host", "192.0.2.1"]);
-  assert.equal(await Promise.race([bad.exited, sleep(20000).then(() => "still running")]), 1, bad.output());
+  assert.equal(await orAfter(bad.exited, 20000, "still running"), 1, bad.output());
   await bad.stop("SIGKILL");
   assert.match(bad.output(), /--metrics-host 192\.0\.2\.1: not an address of this host/);
   // The port now free, on the address asked for (loopback by default).

@@ -2,10 +2,12 @@
 // subscription still needs, and a dropped subscription frees its backlog.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, queueOf, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { freshEnv, queueOf, startSidecar, tableText, until, value } from "./helpers";
 
 /** The keys queued, over every group. */
 const EVENTS = `select count(*)::int from dbsync.groups g cross join ${queueOf("g.group_id")} e`;
+/** The queue slots writers have left (switched from) and that are not truncated yet. */
+const SWITCHED = "select count(*)::int from dbsync.queue_slots where switched_at is not null";
 
 test("rotation truncates applied events, spares a transaction open across rotations, loses nothing", async () => {
   const env = await freshEnv("queue_rotate");
@@ -18,14 +20,15 @@ test("rotation truncates applied events, spares a transaction open across rotati
   try {
     await long.query("begin");
     await long.query("insert into q select g, 'long' from generate_series(1000000, 1000999) g");
+    // Writes until both other slots have been switched to: the slot the long
+    // transaction wrote to cannot be truncated while it is open (the third switch
+    // waits for that), so this is every rotation there can be meanwhile.
     let id = 0;
-    const deadline = Date.now() + 9000;
-    while (Date.now() < deadline) {
+    await until("two slot switches while a transaction is open", async () => {
       await env.source.query("insert into q select g, 'x' from generate_series($1::int, $1::int + 99) g", [id]);
       id += 100;
-      await sleep(50);
-    }
-    const rotations = await value<number>(env.source, "select count(*)::int from dbsync.queue_slots where switched_at is not null");
+      return (await value<number>(env.source, SWITCHED)) >= 2;
+    }, 60_000, 50);
     assert.ok(Number(await value(env.source, "select count(*) from q")) > 0);
     await long.query("commit");
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
@@ -34,7 +37,6 @@ test("rotation truncates applied events, spares a transaction open across rotati
     // Rotation went on during the load: old slots were truncated, so the queue
     // holds far fewer events than were written.
     await until("queue truncated", async () => (await value<number>(env.source, EVENTS)) < id / 2, 30_000);
-    assert.ok(rotations >= 0);
   } finally {
     long.release();
     await sidecar.stop();
@@ -51,7 +53,9 @@ test("drop_subscription frees the backlog it held", async () => {
   const sidecar = startSidecar(env.sourceUrl, ["--rotate-after", "1"]);
   try {
     await env.source.query("insert into q select generate_series(1, 5000)");
-    await sleep(3000);
+    // Rotations go on (the other two slots, empty, switched to) and truncate nothing.
+    await until("two slot switches, or events truncated", async () =>
+      (await value<number>(env.source, SWITCHED)) >= 2 || (await value<number>(env.source, EVENTS)) < 5000, 30_000);
     assert.equal(await value(env.source, EVENTS), 5000, "a paused subscription keeps its backlog");
     await env.source.query("select dbsync.drop_subscription('s')");
     await until("backlog freed", async () => (await value<number>(env.source, EVENTS)) === 0, 30_000);

@@ -8,7 +8,7 @@ import { ensureTargetSchema, readAppliedTick } from "../src/target/progress";
 import { SequenceSync } from "../src/target/sequences";
 import { StageTables } from "../src/target/stage";
 import { StraightCopies } from "../src/target/straight-copies";
-import { compat, freshEnv, sleep, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
+import { compat, freshEnv, orAfter, sleep, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
 
 const DDL = `
   create table items (id int primary key, name text, qty int);
@@ -167,7 +167,7 @@ test("applyBatch fails with the link's own error when the source link breaks bef
     (source as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
     await sleep(200);
     await locker.query("rollback");
-    const outcome = await Promise.race([applying, sleep(15000).then(() => "still running after 15 s")]);
+    const outcome = await orAfter(applying, 15000, "still running after 15 s");
     // The link's own error, not a hang nor an error from inside the COPY stream.
     assert.match(outcome, /^failed: (Connection terminated|Client has encountered a connection error)/);
   } finally {

@@ -12,7 +12,7 @@ import { before, test } from "node:test";
 import { Client } from "pg";
 import { Cluster } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
-import { Env, freshEnv, rows, sqlError, startSidecar, tableText, until, value } from "./helpers";
+import { Env, freshEnv, orAfter, rows, sqlError, startSidecar, tableText, until, value } from "./helpers";
 import { runDbsync } from "./kit/dbsync";
 import { admin, freePort, privateCluster, setHba, socketDir } from "./security-cluster";
 
@@ -204,7 +204,7 @@ test("source and target passwords can come from PGPASSFILE or PGPASSWORD instead
 
     // Without a password anywhere the sidecar cannot even reach the source: it says so and exits.
     const none = startSidecar(sourceUrl, ["--poll-interval", "200"], { PGPASSFILE: path.join(dir, "none") });
-    const code = await Promise.race([new Promise((r) => none.proc.once("exit", r)), new Promise((r) => setTimeout(() => r("running"), 15_000))]);
+    const code = await orAfter(new Promise((r) => none.proc.once("exit", r)), 15_000, "running");
     await none.stop("SIGKILL");
     console.log(`# without a password: exit ${code}: ${none.output().trim().split("\n").at(-1)}`);
     assert.notEqual(code, 0, none.output());

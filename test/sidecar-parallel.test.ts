@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Pool } from "pg";
 import { appliesPerTable, installApplyLog, overlappingApplies } from "./kit/apply-log";
-import { createDatabase, freshEnv, pool, seeded, Sidecar, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { createDatabase, freshEnv, orAfter, pool, seeded, Sidecar, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 /** Inserts, updates, deletes and key changes on `table (id int primary key, v int, note text)` until stopped. */
 function writer(p: Pool, table: string, stop: { done: boolean }, seed: number) {
@@ -33,7 +33,7 @@ function writer(p: Pool, table: string, stop: { done: boolean }, seed: number) {
 /** SIGTERM; resolves to the exit code and the time it took (code null: still running after 12 s). */
 async function terminate(s: Sidecar): Promise<{ code: number | null; ms: number }> {
   const t0 = Date.now();
-  const code = await Promise.race([s.stop("SIGTERM"), sleep(12000).then(() => null)]);
+  const code = await orAfter(s.stop("SIGTERM"), 12000, null);
   return { code, ms: Date.now() - t0 };
 }
 

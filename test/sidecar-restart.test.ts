@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { Pool, PoolClient } from "pg";
 import { Cluster } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
-import { createDatabase, pool, seeded, sleep, startSidecar, Sidecar, tableText, until } from "./helpers";
+import { createDatabase, orAfter, pool, seeded, Sidecar, sleep, startSidecar, tableText, until } from "./helpers";
 import { privateClusters } from "./kit/private-clusters";
 
 // The source commits synchronously: the writers count acknowledged commits across an
@@ -122,7 +122,7 @@ async function assertSame(src: Pool, dst: Pool, stats: WriterStats) {
 
 async function terminate(s: Sidecar) {
   const t0 = Date.now();
-  const code = await Promise.race([s.stop("SIGTERM"), sleep(12000).then(() => "still running after 12 s")]);
+  const code = await orAfter(s.stop("SIGTERM"), 12000, "still running after 12 s");
   assert.equal(code, 0, s.output());
   assert.ok(Date.now() - t0 < 10000, `SIGTERM took ${Date.now() - t0} ms`);
 }

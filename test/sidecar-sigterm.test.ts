@@ -3,12 +3,12 @@
 // and completed by the next run), and while it is still starting up.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, Sidecar, sleep, startSidecar, until, value } from "./helpers";
+import { freshEnv, orAfter, Sidecar, sleep, startSidecar, until, value } from "./helpers";
 
 /** SIGTERM; the exit code (null: killed by a signal, or still running after 12 s) and the time it took. */
 async function terminate(s: Sidecar): Promise<{ code: number | null; signal: string | null; ms: number }> {
   const t0 = Date.now();
-  const code = await Promise.race([s.stop("SIGTERM"), sleep(12000).then(() => null)]);
+  const code = await orAfter(s.stop("SIGTERM"), 12000, null);
   return { code, signal: s.proc.signalCode, ms: Date.now() - t0 };
 }
 

@@ -8,7 +8,7 @@
 // false because the sidecar's own upkeep rotated the queue during the wait.)
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, sleep, startSidecar, tableText, value } from "./helpers";
+import { freshEnv, orAfter, sleep, startSidecar, tableText, value } from "./helpers";
 
 test("replication goes on while a wait_for_sync waits and queue upkeep truncates a rotated slot", async (t) => {
   const env = await freshEnv("sidecar_upkeep_lock");
@@ -22,7 +22,7 @@ test("replication goes on while a wait_for_sync waits and queue upkeep truncates
     [env.targetUrl],
   );
   const gid = await value<number>(env.source, "select group_id from dbsync.groups where name = 'g'");
-  // The test rotates the queue itself (the sidecar's upkeep would, every 5 s, with a short --rotate-after).
+  // The test rotates the queue itself (the sidecar's upkeep would, with a short --rotate-after).
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100", "--rotate-after", "3600"]);
   const waiter = await env.source.connect();
   const upkeep = await env.source.connect();
@@ -69,7 +69,7 @@ test("replication goes on while a wait_for_sync waits and queue upkeep truncates
     await env.source.query("insert into t values (3, 'c')");
     // wait_for_sync itself may block on the queue lock, beyond its own timeout: race it.
     check = value(env.source, "select dbsync.wait_for_sync('s', '10 s')").catch((e) => e);
-    const ok = await Promise.race([check, sleep(12000).then(() => "no answer after 12 s")]);
+    const ok = await orAfter(check, 12000, "no answer after 12 s");
     t.diagnostic(`wait_for_sync('s') answered ${String(ok)} after ${Date.now() - t0} ms while wait_for_sync('s2') waited`);
     assert.equal(ok, true, "replication of group g stalled behind queue upkeep and a waiting wait_for_sync");
   } finally {

@@ -6,7 +6,7 @@
 import type { Subscriber } from "pg-listen";
 import { Pool } from "pg";
 import { clientConfig } from "../db/connect";
-import { isTransient, messageOf, sqlstateOf } from "../errors";
+import { DbsyncError, isTransient, messageOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
 import { Appliers } from "./appliers";
 import { Jobs } from "./jobs";
@@ -20,6 +20,32 @@ export interface WakeupOptions {
 
 /** undefined_table, undefined_function, invalid_schema_name: what dbsync's calls meet once it is uninstalled. */
 const GONE_STATES = new Set(["42P01", "42883", "3F000"]);
+
+/**
+ * How often the queue upkeep runs: every 5 s, or every `--rotate-after` when that is
+ * shorter. A switch takes three upkeeps (switch, its switched_xmax, the truncate), so
+ * at 5 s a rotation period of 1 s would be a 15 s one in fact.
+ */
+function upkeepIntervalMs(rotateAfterSeconds: number): number {
+  return Math.min(5000, rotateAfterSeconds * 1000);
+}
+
+/**
+ * How often pg-listen checks its LISTEN connection (a SELECT 1, bounded by the query
+ * timeout of src/db/liveness.ts): 30 s, or DBSYNC_LISTEN_CHECK_MS, with which the tests see
+ * a hung LISTEN link noticed without waiting half a minute.
+ */
+function listenCheckMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.DBSYNC_LISTEN_CHECK_MS;
+  if (v === undefined || v === "") return 30_000;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new DbsyncError(`DBSYNC_LISTEN_CHECK_MS must be a positive whole number of milliseconds, got "${v}"`, {
+      hint: "Unset it (a check every 30 s) or set a number such as 5000.",
+    });
+  }
+  return n;
+}
 
 export class Wakeups {
   private subscriber?: Subscriber;
@@ -60,12 +86,13 @@ export class Wakeups {
   /** LISTEN, the poll and upkeep timers, and a first scan. (The start-up pass wakes every subscription: run.ts.) */
   async start() {
     this.timers.push(setInterval(() => void this.once("scan", () => this.scan()), this.opts.pollIntervalMs));
-    this.timers.push(setInterval(() => void this.once("maintain", () => this.maintain()), 5000));
+    this.timers.push(setInterval(() => void this.once("maintain", () => this.maintain()), upkeepIntervalMs(this.opts.rotateAfterSeconds)));
     const { default: createSubscriber } = await import("pg-listen");
     const sub = createSubscriber(clientConfig(this.opts.sourceUrl, { applicationName: "dbsync listen" }), {
       retryLimit: Infinity,
       retryTimeout: Infinity,
       retryInterval: (attempt) => Math.min(5000, 250 * attempt),
+      paranoidChecking: listenCheckMs(),
       parse: (s: string) => s, // payloads are group ids, not JSON
     });
     // One line when the LISTEN link goes, one when it is back; attempts at debug level.

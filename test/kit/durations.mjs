@@ -1,29 +1,48 @@
 // A node:test reporter that test/run.ts adds to the spec reporter: at the end of a
 // run, the slowest test files and the sum of every file's time, to say where the
-// suite's time goes. On a whole-suite run (DBSYNC_TEST_DURATIONS_FILE set by run.ts)
-// it writes every file's time to that file: the next run starts the longest files
-// first. Plain JavaScript: node loads reporters before tsx's hooks are in place.
+// suite's time goes. A file's time is its process's, from start to exit (node's
+// test:complete event of the file): loading included, and the time it stays after
+// its last test, which a timer or handle left open costs (a Promise.race with a 12 s
+// sleep kept faults-links 13 s longer); a file with 5 s or more outside its tests is
+// named. On a whole-suite run (DBSYNC_TEST_DURATIONS_FILE set by run.ts) it writes
+// every file's time to that file: the next run starts the longest files first. Plain
+// JavaScript: node loads reporters before tsx's hooks are in place.
 import fs from "node:fs";
 import path from "node:path";
 import process from "node:process";
 
+/** Time a file may spend outside its tests (loading, hooks, clusters of its own) before it is named. */
+const OUTSIDE_MS = 5000;
+
 export default async function* durations(source) {
-  const perFile = new Map();
+  const tests = new Map();
+  const files = new Map();
   for await (const e of source) {
-    if ((e.type !== "test:pass" && e.type !== "test:fail") || e.data.nesting !== 0 || !e.data.file) continue;
-    // Tests of one file run one after another: their durations add up to the file's.
-    perFile.set(e.data.file, (perFile.get(e.data.file) ?? 0) + (e.data.details?.duration_ms ?? 0));
+    if (e.data?.nesting !== 0 || !e.data.file) continue;
+    const ms = e.data.details?.duration_ms ?? 0;
+    // The file itself (a test named by its path), once its process has exited.
+    if (e.type === "test:complete" && e.data.name === e.data.file) files.set(e.data.file, ms);
+    // Tests of one file run one after another: their durations add up.
+    else if (e.type === "test:pass" || e.type === "test:fail") tests.set(e.data.file, (tests.get(e.data.file) ?? 0) + ms);
   }
-  const all = [...perFile.entries()].sort((a, b) => b[1] - a[1]);
+  const all = [...new Set([...tests.keys(), ...files.keys()])]
+    .map((file) => ({ file, ms: files.get(file) ?? tests.get(file) ?? 0, tests: tests.get(file) ?? 0 }))
+    .sort((a, b) => b.ms - a.ms);
   if (!all.length) return;
   const seconds = (ms) => Math.round(ms / 100) / 10;
-  yield "\nslowest test files (s, the tests of a file one after another):\n";
-  for (const [file, ms] of all.slice(0, 12)) yield `  ${seconds(ms).toFixed(1).padStart(6)}  ${path.basename(file)}\n`;
-  const sum = all.reduce((s, [, ms]) => s + ms, 0);
-  yield `  ${seconds(sum).toFixed(1).padStart(6)}  sum over ${all.length} files\n`;
+  const s = (ms) => seconds(ms).toFixed(1).padStart(6);
+  yield "\nslowest test files (s, from the start of the file's process to its exit):\n";
+  for (const { file, ms } of all.slice(0, 12)) yield `  ${s(ms)}  ${path.basename(file)}\n`;
+  const sum = all.reduce((n, f) => n + f.ms, 0);
+  yield `  ${s(sum)}  sum over ${all.length} files\n`;
+  const outside = all.filter((f) => f.ms - f.tests >= OUTSIDE_MS && files.has(f.file));
+  if (outside.length) {
+    yield "time outside the tests (s: loading, before/after hooks, or a timer or handle left open that kept the process):\n";
+    for (const f of outside) yield `  ${s(f.ms - f.tests)}  ${path.basename(f.file)}\n`;
+  }
   const out = process.env.DBSYNC_TEST_DURATIONS_FILE;
   if (out) {
-    const json = Object.fromEntries(all.map(([file, ms]) => [path.basename(file), seconds(ms)]));
+    const json = Object.fromEntries(all.map(({ file, ms }) => [path.basename(file), seconds(ms)]));
     fs.writeFileSync(out, JSON.stringify(json, null, 1) + "\n");
   }
 }

@@ -11,3 +11,17 @@ export async function until(what: string, check: () => Promise<boolean> | boolea
     await sleep(intervalMs);
   }
 }
+
+/**
+ * What `p` settles to, or `late` if it has not settled within `ms`. The timer is
+ * cleared once `p` settles: a timer left pending keeps the test file's process alive
+ * for the rest of its `ms` after the last test (Promise.race with a sleep did that).
+ */
+export async function orAfter<T, U>(p: Promise<T>, ms: number, late: U): Promise<T | U> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<U>((r) => (timer = setTimeout(() => r(late), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
