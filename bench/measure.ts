@@ -92,16 +92,26 @@ export function processMemory(pid: number): { hwm: number; rss: number } | null 
   }
 }
 
-/** CPU time (user + system) a live process has used so far, seconds (clock ticks of 10 ms). */
-export function processCpuSeconds(pid: number): number | null {
+/**
+ * The fields of /proc/<pid>/stat after the command name (which is in parentheses
+ * and may hold spaces): [0] is field 3 of proc(5), state. Null when the process is gone.
+ */
+function procStat(pid: number | string): string[] | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime (fields 14 and 15); USER_HZ is 100 on Linux
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   } catch {
     return null;
   }
+}
+
+/** Clock ticks (USER_HZ: 100 on Linux) of the stat fields at these indexes, summed. */
+const ticksOf = (f: string[], ...at: number[]) => at.reduce((sum, i) => sum + Number(f[i]), 0);
+
+/** CPU time (user + system) a live process has used so far, seconds (clock ticks of 10 ms). */
+export function processCpuSeconds(pid: number): number | null {
+  const f = procStat(pid);
+  return f && ticksOf(f, 11, 12) / 100; // utime, stime (fields 14 and 15)
 }
 
 /**
@@ -110,26 +120,22 @@ export function processCpuSeconds(pid: number): number | null {
  * counters, those of the backends that have exited.
  */
 export function serverCpuSeconds(dataDir: string): number | null {
+  let pm: number;
   try {
-    const pm = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
-    const stat = fs.readFileSync(`/proc/${pm}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime, stime, cutime, cstime (fields 14 to 17).
-    let ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-    for (const d of fs.readdirSync("/proc")) {
-      if (!/^\d+$/.test(d)) continue;
-      try {
-        const s = fs.readFileSync(`/proc/${d}/stat`, "utf8");
-        const g = s.slice(s.lastIndexOf(")") + 2).split(" ");
-        if (Number(g[1]) === pm) ticks += Number(g[11]) + Number(g[12]);
-      } catch {
-        // Gone meanwhile: its time is in the postmaster's children counters.
-      }
-    }
-    return ticks / 100;
+    pm = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
   } catch {
     return null;
   }
+  const f = procStat(pm);
+  if (!f) return null;
+  // utime, stime, cutime, cstime (fields 14 to 17).
+  let ticks = ticksOf(f, 11, 12, 13, 14);
+  for (const d of fs.readdirSync("/proc")) {
+    // (A child gone meanwhile: its time is in the postmaster's children counters.)
+    const g = /^\d+$/.test(d) ? procStat(d) : null;
+    if (g && Number(g[1]) === pm) ticks += ticksOf(g, 11, 12);
+  }
+  return ticks / 100;
 }
 
 // ---- queue size ----------------------------------------------------------------
