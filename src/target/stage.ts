@@ -286,13 +286,15 @@ export class StageTables {
     this.used.clear();
   }
 
-  /** After DDL the target tables' types may differ from their stages'. */
+  /**
+   * After DDL: what the target refused of a table (updateRefused) may have changed.
+   * The temp tables stay: a stage is found by the signature its tables have after
+   * the DDL (describe), so a table whose columns changed gets a new one, and the
+   * others keep theirs (forgetting them all made every table of the next batches
+   * create a stage again, about 2 ms each, and left the old ones in the session).
+   */
   forget() {
-    this.ready.clear();
-    this.pending.clear();
     this.stages.clear();
-    this.reused.clear();
-    this.used.clear();
   }
 }
 
