@@ -187,17 +187,13 @@ test("a transaction held open across many batches is replicated when it commits,
     await long.query("insert into ledger values (100, 7)");
     const longTxid = await value<string>(long, compat("select pg_current_xact_id()::text"));
 
-    // Short transactions commit and get applied while the long one stays open (~3 s).
-    const deadline = Date.now() + 3000;
-    let shortId = 1000;
-    let appliedWhileOpen = 0;
-    while (Date.now() < deadline) {
-      const id = shortId++;
+    // Ten short transactions commit and get applied, one after another, while the
+    // long one stays open (a count, not a time: under load, 3 s saw only 3 of them).
+    for (let id = 1000; id < 1010; id++) {
       await env.source.query("insert into journal values ($1, 'short', 0)", [id]);
       await env.source.query("insert into ledger values ($1, 1)", [id]);
       await until(`short transaction ${id} applied`, async () =>
         (await value<number>(env.target, "select count(*)::int from journal where id = $1", [id])) === 1, 30000);
-      appliedWhileOpen++;
       if (id === 1005) {
         // More rows in the middle of its life, some in a savepoint, some rolled back.
         await long.query("savepoint s1; insert into journal select g, 'long', 0 from generate_series(200, 249) g; release s1");
@@ -207,7 +203,6 @@ test("a transaction held open across many batches is replicated when it commits,
     }
     await long.query("insert into journal select g, 'long', 0 from generate_series(250, 299) g");
     const tickBeforeCommit = await appliedTick();
-    assert.ok(appliedWhileOpen >= 8, `only ${appliedWhileOpen} short transactions applied while it was open`);
     assert.ok(tickBeforeCommit - tickAtStart >= 8, `the target moved only from tick ${tickAtStart} to ${tickBeforeCommit} meanwhile`);
     // Nothing of the open transaction is on the target yet.
     assert.equal(await value<number>(env.target, "select count(*)::int from journal where src <> 'short' and id >= 100"), 0);
