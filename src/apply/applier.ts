@@ -34,8 +34,11 @@ const SMALL_COPY_ROWS = 100_000;
 /** Batches started again at once when a table was truncated under their snapshot. */
 const PLAN_RETRIES = 5;
 
-/** "waiting": caught up but for first copies that cannot start yet (each waits out its back-off). */
-export type ApplyOutcome = "caught_up" | "waiting" | "paused" | "busy" | "gone" | "stopped";
+/**
+ * "waiting": caught up but for first copies that cannot start yet (each waits out its back-off);
+ * "yielded": not caught up, but its turn is over (ApplierOptions.turnOver).
+ */
+export type ApplyOutcome = "caught_up" | "waiting" | "yielded" | "paused" | "busy" | "gone" | "stopped";
 
 export interface ApplierOptions {
   sourceUrl: string | undefined;
@@ -49,6 +52,11 @@ export interface ApplierOptions {
   copyRetries?: Backoff;
   /** Called after each batch is committed on the target. */
   onBatch?: (subscription: string, events: number, seconds: number) => void;
+  /**
+   * Asked after each batch: true when this applier should give its slot to another
+   * subscription before it has caught up (under writes that never pause, it never does).
+   */
+  turnOver?: (subscription: string) => Promise<boolean>;
   /** The process's reader and target connections. */
   links: Links;
   /** The process's control pool on the source: ticks, progress, errors. */
@@ -211,6 +219,10 @@ export class Applier {
       if (leftOut && result.events === 0 && result.copied.length === 0) {
         await this.report(sub.sub_id, done);
         return "waiting";
+      }
+      if (await this.opts.turnOver?.(sub.name)) {
+        await this.report(sub.sub_id, done);
+        return "yielded";
       }
     }
   }

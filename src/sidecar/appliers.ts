@@ -6,7 +6,7 @@ import { Pool } from "pg";
 import { DbsyncError, PositionMoved, isTransient, messageOf, reportOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
 import { Links } from "../apply/links";
-import { Applier } from "../apply/applier";
+import { Applier, ApplyOutcome } from "../apply/applier";
 import { Backoff } from "./backoff";
 import { Jobs } from "./jobs";
 import { hasWork, recordError, setSleeping } from "../source/protocol";
@@ -36,6 +36,15 @@ export interface AppliersOptions {
 
 /** A wake-up that found every apply slot of this process taken is queued again this much later. */
 const NO_SLOT_RETRY_MS = 1000;
+/**
+ * Slots are taken in turns: an applier that has held its slot this long gives it
+ * up after its next batch when another subscription waits for one, and its own
+ * next wake-up waits behind that one (see run). Without turns, an applier under
+ * writes that never pause (it never catches up) kept its slot for ever.
+ */
+const TURN_MS = 2000;
+/** A subscription turned away for want of a slot counts as waiting this long: its wake-up comes back every NO_SLOT_RETRY_MS, here or in another process. */
+const WAITING_MS = 5 * NO_SLOT_RETRY_MS;
 
 export class Appliers {
   readonly backoff = new Backoff();
@@ -46,6 +55,12 @@ export class Appliers {
   private running = new Map<string, { again: boolean; loop?: Promise<void> }>();
   /** Start-up: called at a subscription's first batch applied (see startNow). */
   private firstBatch = new Map<string, () => void>();
+  /** When each subscription applying here took its slot; when each was last turned away, or last gave its slot up. */
+  private turnStarted = new Map<string, number>();
+  private turnedAway = new Map<string, number>();
+  private yielded = new Map<string, number>();
+  /** When each loop last asked the queue whether others wait (turnOver). */
+  private asked = new Map<string, number>();
   jobs!: Jobs;
   private readonly links: Links;
 
@@ -73,23 +88,30 @@ export class Appliers {
     }
     // Loops started at start-up (startNow) hold slots the job runner does not
     // count: a wake-up beyond --concurrency goes back to the queue, where another
-    // process may take it, instead of waiting here.
-    if (this.running.size >= this.opts.concurrency) {
+    // process may take it, instead of waiting here. So does one whose turn just
+    // ended while others wait: the slot it gave up is theirs.
+    if (this.running.size >= this.opts.concurrency || (this.recently(this.yielded, name) && this.othersWaiting(name))) {
+      this.turnedAway.set(name, Date.now());
       await this.jobs.wakeApplier(name, NO_SLOT_RETRY_MS);
       return;
     }
+    this.turnedAway.delete(name);
+    this.yielded.delete(name);
     const state: { again: boolean; loop?: Promise<void> } = { again: true };
     this.running.set(name, state);
+    this.turnStarted.set(name, Date.now());
     const cpu = process.cpuUsage();
     this.log.debug({ subscription: name, cpuMs: Math.round((cpu.user + cpu.system) / 1000) }, "apply job started");
     state.loop = (async () => {
       try {
         while (state.again && !this.signal.aborted) {
           state.again = false;
-          await this.applyOnce(name);
+          if ((await this.applyOnce(name)) === "yielded") break;
         }
       } finally {
         this.running.delete(name);
+        this.turnStarted.delete(name);
+        this.asked.delete(name);
       }
     })();
     await state.loop;
@@ -129,6 +151,40 @@ export class Appliers {
     return current !== undefined;
   }
 
+  /**
+   * Whether `name`'s turn is over: it has held its slot TURN_MS, and another
+   * subscription waits for one: turned away here lately, or its wake-up due in the
+   * queue and not taken (this process's job runner may be busy with the loops that
+   * hold its slots, so nothing here turns it away; asked at most once a
+   * NO_SLOT_RETRY_MS per loop).
+   */
+  private async turnOver(name: string): Promise<boolean> {
+    const started = this.turnStarted.get(name);
+    if (started === undefined || Date.now() - started < TURN_MS) return false;
+    if (this.othersWaiting(name)) return true;
+    if (this.recently(this.asked, name, NO_SLOT_RETRY_MS)) return false;
+    this.asked.set(name, Date.now());
+    try {
+      for (const other of await this.jobs.dueAppliers()) if (other !== name && !this.running.has(other)) return true;
+    } catch {
+      // (The source is unreachable: the batch after this one fails anyway.)
+    }
+    return false;
+  }
+
+  private othersWaiting(name: string): boolean {
+    for (const other of this.turnedAway.keys()) {
+      if (!this.recently(this.turnedAway, other)) this.turnedAway.delete(other);
+      else if (other !== name && !this.running.has(other)) return true;
+    }
+    return false;
+  }
+
+  private recently(times: Map<string, number>, name: string, ms = WAITING_MS): boolean {
+    const at = times.get(name);
+    return at !== undefined && Date.now() - at < ms;
+  }
+
   private applier(name: string): Applier {
     let applier = this.appliers.get(name);
     if (!applier) {
@@ -141,6 +197,7 @@ export class Appliers {
           links: this.links,
           control: this.pool,
           copyRetries: this.copyRetries,
+          turnOver: (sub) => this.turnOver(sub),
           onBatch: (sub, events, seconds) => {
             this.firstBatch.get(sub)?.();
             this.firstBatch.delete(sub);
@@ -156,17 +213,22 @@ export class Appliers {
     return applier;
   }
 
-  private async applyOnce(name: string) {
+  private async applyOnce(name: string): Promise<ApplyOutcome | undefined> {
     if (this.backoff.waiting(name)) return;
     const applier = this.applier(name);
     try {
       const outcome = await applier.apply(this.signal);
       this.backoff.succeed(name);
       this.outages.ok(`subscription ${name}`, `subscription ${name}`, { subscription: name });
-      if (outcome === "stopped") return;
-      // Caught up (or nothing to do): an idle subscription holds no connection.
+      if (outcome === "stopped") return outcome;
+      // Caught up (or nothing to do, or its turn is over): an idle subscription holds no connection.
       await this.drop(name, false);
-      if (outcome !== "caught_up" && outcome !== "waiting") return;
+      if (outcome === "yielded") {
+        this.yielded.set(name, Date.now());
+        this.turnedAway.set(name, Date.now());
+        await this.jobs.wakeApplier(name, NO_SLOT_RETRY_MS);
+      }
+      if (outcome !== "caught_up" && outcome !== "waiting") return outcome;
       const groupId = applier.subscription!.group_id;
       // Ask writers to notify from now on, then look once more: a change committed
       // before the flag was visible to them would otherwise wait for the next poll.
