@@ -1,5 +1,6 @@
 // `npm test`: build dist/ if it is older than src/ (the tests run `bin/dbsync.js`,
-// the built code), start a source and a target cluster (majors from DBSYNC_PG_MAJOR,
+// the built code), start a source and a target cluster (on /dev/shm when it has
+// room, see memoryClustersDir; majors from DBSYNC_PG_MAJOR,
 // default 17, and DBSYNC_PG_TARGET_MAJOR, default the source's), migrate a template
 // database once, run every test file with node's test runner against them, and stop
 // both clusters whatever happens. Arguments narrow the run to matching files,
