@@ -1,8 +1,8 @@
 // The test files of `npm test`, run by node:test's run() in the order test/run.ts gives
 // them (`node --test` sorts its files by name, so the longest could not start first),
 // DBSYNC_TEST_CONCURRENCY at once, reported by the spec reporter and then by
-// kit/durations.mjs. Started as `node --import tsx test/kit/run-files.mjs FILE...`:
-// each file's process gets the same --import. Plain JavaScript: it loads the
+// kit/durations.mjs. Started as `node --require tsx/cjs test/kit/run-files.mjs FILE...`:
+// each file's process gets the same --require. Plain JavaScript: it loads the
 // reporters, which node loads before tsx's hooks are in place.
 import process from "node:process";
 import { PassThrough } from "node:stream";
