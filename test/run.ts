@@ -38,7 +38,11 @@ function longestFirst(file: string): (a: string, b: string) => number {
 
 /** statfs's f_type of a tmpfs. */
 const TMPFS_MAGIC = 0x01021994;
-/** Room for a whole run's clusters, twice what they take (1.9 to 4 GB at the end, WAL included). */
+/**
+ * Room for a whole run's clusters, with a margin: their WAL (up to 1 GB each), the
+ * databases of the files running (each file's are dropped when it ends, see
+ * kit/run-files.mjs) and the files' private clusters.
+ */
 const MEMORY_NEEDED = 8 * 2 ** 30;
 
 /**
@@ -76,6 +80,7 @@ async function main() {
   console.log(`seed ${seed} (replay: ${replay})`);
   ensureBuilt();
   const started = Date.now();
+  const databasesDir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-test-databases-"));
   // Prepared transactions: the two-phase commit tests (adversarial.test.ts).
   const [source, target] = await Promise.all([
     startCluster({ settings: { max_prepared_transactions: 10 } }),
@@ -105,6 +110,8 @@ async function main() {
         DBSYNC_TEST_SOURCE_MAJOR: String(source.major),
         DBSYNC_TEST_TARGET_MAJOR: String(target.major),
         DBSYNC_TEST_TEMPLATE: TEMPLATE,
+        // Each file's databases, dropped once it has ended (kit/run-files.mjs).
+        DBSYNC_TEST_DATABASES_DIR: databasesDir,
         // Read by kit/durations.mjs: only a whole run has every file's time.
         ...(wholeSuite ? { DBSYNC_TEST_DURATIONS_FILE: path.join(dir, DURATIONS) } : {}),
       },
@@ -117,6 +124,7 @@ async function main() {
   // Said apart: deleting a whole run's databases from a disk took 40 s and more (see memoryClustersDir).
   const stopping = Date.now();
   await stopAll();
+  fs.rmSync(databasesDir, { recursive: true, force: true });
   const seconds = (since: number) => ((Date.now() - since) / 1000).toFixed(0);
   console.log(`${code === 0 ? "passed" : "FAILED"} in ${seconds(started)} s (clusters stopped and deleted in ${seconds(stopping)} s); seed ${seed}` +
     (code === 0 ? "" : ` (replay: ${replay})`));
