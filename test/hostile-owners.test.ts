@@ -13,6 +13,8 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { Client } from "pg";
+import { migrate } from "../src/migrate";
+import { uninstall } from "../src/uninstall";
 import { Env, freshEnv, startSidecar, until, value } from "./helpers";
 import { asRole, connectAs } from "./kit/roles";
 import { SOURCE_MAJOR, TARGET_MAJOR } from "./helpers";
@@ -148,7 +150,6 @@ test("a role with CREATE on schema public of the source defines public.pg_adviso
         insert into public.loot select current_user, (select rolsuper from pg_roles where rolname = current_user);
       end $$;
       grant execute on function public.pg_advisory_xact_lock(text) to public`);
-    const { migrate } = await import("../src/migrate");
     await migrate(env.sourceUrl);
     const loot = (await m.query("select who, superuser from public.loot")).rows;
     assert.deepEqual(loot, [], `Mallory's public.pg_advisory_xact_lock(text) ran inside dbsync migrate as ${JSON.stringify(loot)}`);
@@ -175,7 +176,6 @@ test("the source database's owner puts public before pg_catalog in its search_pa
         return pg_catalog.now();
       end $$;
       grant execute on function public.now() to public`);
-    const { migrate } = await import("../src/migrate");
     await migrate(env.sourceUrl);
     // Every default dbsync made calls pg_catalog's functions only.
     const bound = await value<string[]>(env.source, `select coalesce(array_agg(distinct p.oid::regprocedure::text), '{}') from pg_depend d
@@ -218,7 +218,6 @@ test("a table owner with CREATE on schema public defines public.format(text, tex
       grant execute on function public.format(text, text, text) to public`);
     await env.source.query("select dbsync.add_table('public.m', 'g')");
     await m.query("drop table public.m");
-    const { uninstall } = await import("../src/uninstall");
     const code = await uninstall({ sourceUrl: env.sourceUrl, yes: true });
     const loot = (await m.query("select who, superuser from public.loot")).rows;
     assert.deepEqual(loot, [], `Mallory's public.format(text, text, text) ran inside dbsync uninstall (exit ${code}) as ${JSON.stringify(loot)}`);
@@ -236,7 +235,6 @@ test("a role with CREATE on the source database makes schema dbsync before dbsyn
   const m = await connectAs(env.sourceUrl, mallory);
   try {
     await m.query("create schema dbsync; create schema mal; grant usage on schema mal to public; create table mal.loot (who text, superuser boolean); grant all on mal.loot to public");
-    const { migrate } = await import("../src/migrate");
     let first: string | undefined;
     try {
       await migrate(env.sourceUrl);

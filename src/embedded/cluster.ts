@@ -310,9 +310,22 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Where clusters keep their folders: DBSYNC_PG_CLUSTERS_DIR, else the temp folder.
+ * `npm test` points it at a memory file system when there is room (test/run.ts):
+ * deleting a whole run's 2 GB of databases from an ext4 disk mounted with `discard`
+ * took 40 s, from tmpfs 2 s.
+ */
+export function clustersDir(): string {
+  return process.env.DBSYNC_PG_CLUSTERS_DIR || os.tmpdir();
+}
+
 /** Clusters left behind by a run that was SIGKILLed: stop them and free their folders. */
 export function reapOrphans() {
-  const tmp = os.tmpdir();
+  for (const tmp of new Set([os.tmpdir(), clustersDir()])) reapOrphansIn(tmp);
+}
+
+function reapOrphansIn(tmp: string) {
   for (const name of fs.readdirSync(tmp)) {
     // Also half-built copies of the installation (see buildCopy()), never finished ones.
     const staging = name.startsWith(INSTALL_PREFIX) && name.includes(".partial-");
@@ -355,7 +368,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const inst = findInstallation(major);
   const user = serverUser();
   const bin = path.join(user ? serverInstallation(inst) : inst.dir, "bin");
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), TMP_PREFIX));
+  const root = fs.mkdtempSync(path.join(clustersDir(), TMP_PREFIX));
   // Written atomically: reapOrphans of a concurrent run must never read it half-made.
   fs.writeFileSync(path.join(root, "owner.pid.tmp"), String(process.pid));
   fs.renameSync(path.join(root, "owner.pid.tmp"), path.join(root, "owner.pid"));
@@ -543,12 +556,18 @@ function exited(child: ChildProcess): boolean {
 
 const clusters: { cluster: Cluster; root: string }[] = [];
 
-/** Stop every cluster this process started and remove its files. */
+/**
+ * Stop every cluster this process started and remove its files, all at once. An
+ * immediate stop: the files are deleted next, so the shutdown checkpoint would be
+ * written for nothing.
+ */
 export async function stopAll() {
-  for (const { cluster, root } of clusters.splice(0)) {
-    await cluster.stop("fast").catch(() => undefined);
-    fs.rmSync(root, { recursive: true, force: true });
-  }
+  await Promise.all(
+    clusters.splice(0).map(async ({ cluster, root }) => {
+      await cluster.stop("immediate").catch(() => undefined);
+      await fs.promises.rm(root, { recursive: true, force: true });
+    }),
+  );
 }
 
 async function waitReady(child: ChildProcess, port: number): Promise<boolean> {

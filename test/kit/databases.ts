@@ -3,6 +3,8 @@
 // from: CREATE DATABASE ... TEMPLATE copies the files of a migrated database in a
 // fraction of the time `dbsync migrate` takes to install the schema again.
 import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
 import { Client } from "pg";
 import { migrate } from "../../src/migrate";
 
@@ -31,11 +33,17 @@ export function databaseName(label: string): string {
   return `${label.toLowerCase().replace(/[^a-z0-9]+/g, "_").slice(0, 40)}_${crypto.randomBytes(3).toString("hex")}`;
 }
 
-/** A new database on a cluster (empty, or a copy of `template`); returns its URL. */
+/**
+ * A new database on a cluster (empty, or a copy of `template`); returns its URL.
+ * Listed in DBSYNC_TEST_DATABASES_DIR (a file per process) when `npm test` sets it:
+ * test/kit/run-files.mjs drops a test file's databases once its process has ended.
+ */
 export async function createDatabase(clusterAdminUrl: string, label: string, opts: { template?: string; name?: string } = {}): Promise<string> {
   const name = opts.name ?? databaseName(label);
   const template = opts.template ? ` template "${opts.template}"` : "";
   await withClient(clusterAdminUrl, (c) => c.query(`create database "${name}"${template}`));
+  const listed = process.env.DBSYNC_TEST_DATABASES_DIR;
+  if (listed) fs.appendFileSync(path.join(listed, String(process.pid)), JSON.stringify([clusterAdminUrl, name]) + "\n");
   return withDatabase(clusterAdminUrl, name);
 }
 
