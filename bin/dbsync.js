@@ -28,7 +28,12 @@ function runWithCodeCache() {
   const key = crypto.createHash("sha256").update(`${process.version} ${process.arch}\n`).update(source).digest("hex").slice(0, 32);
   // One per command: what `dbsync run` compiles is not what `dbsync status` does.
   const command = /^[a-z]+$/.test(process.argv[2] ?? "") ? process.argv[2] : "other";
-  const cacheFile = path.join(cacheDir, `v8-${command}-${key}.bin`);
+  // And one per installation: two of them (another checkout, a second version during
+  // an upgrade) each threw the other's away at every start, and code compiled from
+  // another one's file named that file in its stack traces.
+  const place = crypto.createHash("sha256").update(bundle).digest("hex").slice(0, 12);
+  const mine = `v8-${command}-${place}-`;
+  const cacheFile = path.join(cacheDir, `${mine}${key}.bin`);
   let cachedData;
   try {
     cachedData = fs.readFileSync(cacheFile);
@@ -43,9 +48,11 @@ function runWithCodeCache() {
         const tmp = `${cacheFile}.${process.pid}`;
         fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
         fs.renameSync(tmp, cacheFile);
-        // Those of an older bundle or Node are of no use any more.
+        // Those of this installation's older bundle or Node are of no use any more,
+        // nor those named before caches were kept per installation (v8-<command>-<key>.bin).
+        const unplaced = new RegExp(`^v8-${command}-[0-9a-f]{32}\\.bin$`);
         for (const f of fs.readdirSync(cacheDir)) {
-          if (f.startsWith(`v8-${command}-`) && f !== path.basename(cacheFile)) fs.rmSync(path.join(cacheDir, f), { force: true });
+          if ((f.startsWith(mine) || unplaced.test(f)) && f !== path.basename(cacheFile)) fs.rmSync(path.join(cacheDir, f), { force: true });
         }
       } catch {
         // no cache this time

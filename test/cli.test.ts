@@ -223,8 +223,12 @@ test("a running sidecar stops with one clear message when dbsync is uninstalled 
     const code = await orAfter(sidecar.exited, 20_000, "still running");
     assert.equal(code, 0, sidecar.output());
     assert.match(sidecar.output(), /dbsync was removed from the source.*the sidecar stops/);
-    // Not a line per retry of a missing relation.
-    assert.ok((sidecar.output().match(/does not exist/g) ?? []).length <= 3, sidecar.output());
+    // Not a line per retry of a missing relation. Each of graphile-worker's workers
+    // (--concurrency, 4) that asked for a job after the uninstall and before the stop
+    // reports it once, in two lines (its console.trace and its logger's error): under
+    // load all four did, which a bound of 3 lines for the whole output took for a retry loop.
+    const lines = sidecar.output().split("\n").filter((l) => /does not exist/.test(l));
+    assert.ok(lines.length <= 3 + 2 * 4, sidecar.output());
   } finally {
     await sidecar.stop("SIGKILL");
   }
