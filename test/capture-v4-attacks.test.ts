@@ -550,3 +550,36 @@ test("upgrade from capture version 3: events queued by v3 (statements of 1,000, 
   await env.source.query("update t set v = -v where id > 2000; insert into m select g, 'new', 1 from generate_series(1, 1000) g");
   await converged(env, ["t", "m"]);
 });
+
+test("changes made by PostgreSQL for the statement: foreign key cascades changing a child's key and deleting 1,001 children, TRUNCATE ... CASCADE, a rule's DO ALSO, a view's INSTEAD OF trigger", async () => {
+  const env = await freshEnv("capv4_cascades");
+  await subscribeTables(env, `
+    create table par (id int primary key, v int);
+    create table kid (par_id int references par on update cascade on delete cascade, n int, v int, primary key (par_id, n));
+    create table ref (id int primary key, par_id int references par on update cascade on delete set null);
+    create table audit (id bigserial primary key, par_id int);
+    create rule par_audit as on update to par do also insert into audit (par_id) values (new.id);
+    create view par_view as select id, v from par;
+    create function par_view_ins() returns trigger language plpgsql as $f$
+    begin
+        insert into par values (NEW.id, NEW.v);
+        return NEW;
+    end $f$;
+    create trigger par_view_ins instead of insert on par_view for each row execute function par_view_ins()`,
+  ["par", "kid", "ref", "audit"]);
+  await env.target.query("alter table par disable rule par_audit");
+  await env.source.query(`insert into par_view select g, 0 from generate_series(1, 3) g;
+                          insert into kid select 1 + g % 3, g, 0 from generate_series(1, 3003) g;
+                          insert into ref select g, 1 + g % 3 from generate_series(1, 1001) g`);
+  // The cascade changes the key of 1,001 kid rows.
+  await env.source.query("update par set id = 10 where id = 1");
+  await env.source.query("delete from par where id = 2");
+  await env.source.query(`create table gone (id int primary key, par_id int references par);
+                          insert into gone select g, 3 from generate_series(1, 1000) g`);
+  await env.target.query("create table gone (id int primary key, par_id int references par)");
+  await env.source.query("select dbsync.acknowledge_ddl(null); select dbsync.add_table('gone', 'g')");
+  await env.source.query("insert into gone select g, 10 from generate_series(1001, 2001) g");
+  await env.source.query("truncate par cascade");
+  await env.source.query("insert into par values (1, 1); insert into kid select 1, g, 0 from generate_series(1, 1000) g");
+  await converged(env, ["par", "kid", "ref", "audit", "gone"]);
+});
