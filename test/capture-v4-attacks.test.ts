@@ -475,7 +475,11 @@ const V4_TRAPS = ["app", "public"].flatMap((schema) => [
    end $f$;`,
 ]);
 
-test("a hostile table owner's operators and functions on the search_path (cardinality, nextval, / and the int4 operators) and temporary tables named as the transition tables, at 1,000 and 1,001 rows: none runs, nothing captured wrong", async () => {
+test("a hostile table owner's operators and functions on the search_path (cardinality, nextval, / and the int4 operators) and temporary tables named as the transition tables, at 1,000 and 1,001 rows: none runs, nothing captured wrong", async (t) => {
+  if (SOURCE_MAJOR < 11) {
+    t.skip("the owner's traps are CREATE OPERATOR ... FUNCTION, PostgreSQL 11+ (security-escalation-helpers)");
+    return;
+  }
   const s = await scene("capv4_hostile", { operators: true });
   try {
     const { env } = s;
