@@ -17,9 +17,9 @@
 --   A statement of at most 1,000 rows (nearly every one) is queued by the first
 --   INSERT: the ARRAY of at most 1,001 of its keys, kept when it holds 1 to 1,000.
 --   Only when it kept nothing (no row, or more than 1,000) does the chunking
---   INSERT run: its window and aggregate cost a single-row statement some 10 µs
---   (of about 40 µs of capture), a quarter of a tpcb-like transaction's capture
---   (bench/capture-profile.ts). OFFSET 0 keeps the ARRAY a subquery's output,
+--   INSERT run: its window and aggregate cost a single-row statement 2 to 5 µs
+--   more, of 31 to 51 µs of capture on a loaded machine (README, Benchmarks:
+--   capture version 4). OFFSET 0 keeps the ARRAY a subquery's output,
 --   computed once: pulled up, each of its three mentions would scan the
 --   transition table.
 --   Parameters: p_group_id, p_shape_id, p_op, p_key, p_from.
