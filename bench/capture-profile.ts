@@ -27,7 +27,9 @@
 //   no_index    the same into a queue table with no index at all.
 // least - plain is the floor for any capture that writes one queue row per row
 // change from PL/pgSQL, so plain / least bounds the throughput ratio such a
-// capture can reach on a CPU-bound server.
+// capture can reach on a CPU-bound server. Each statement of the transaction is
+// also timed on its own, so that a capture's cost can be set against the least
+// possible one statement kind by statement kind.
 import { Client } from "pg";
 import { TPCB_ROW_CHANGES, TpcbScale } from "./workloads";
 
@@ -58,9 +60,14 @@ const LABEL: Record<Variant, string> = {
   noIndex: "least possible without index",
 };
 
+/** The timed parts of the profile's transaction, in the order tpcb_loop times them. */
+export const STATEMENTS = ["UPDATE accounts", "SELECT accounts", "UPDATE tellers", "UPDATE branches", "INSERT history", "COMMIT"] as const;
+
 export interface CaptureProfile {
   /** Server-side microseconds per tpcb-like transaction: the fastest round of each variant. */
   usPerTx: Record<Variant, number>;
+  /** Microseconds per transaction spent in each of STATEMENTS: the fastest round of each, per variant. */
+  usPerStatement: Record<Variant, number[]>;
   /** Every round's figure, per variant. */
   rounds: Record<Variant, number[]>;
   transactionsPerRound: number;
@@ -89,24 +96,36 @@ const REFERENCE_SQL = `
       execute format('create trigger bench_capture after insert or update on %s for each row execute function %s()', tbl, fn);
   end $$;
 
-  -- The tpcb-like transaction n times, committing each; returns microseconds per transaction.
+  -- The tpcb-like transaction n times, committing each; returns microseconds per
+  -- transaction, and per statement of it (in STATEMENTS' order, the COMMIT last).
   create procedure bench_ref.tpcb_loop(s text, n int, accounts int, tellers int, branches int,
-                                       inout us double precision default 0) language plpgsql as $$
+                                       inout us double precision default 0,
+                                       inout parts double precision[] default null) language plpgsql as $$
   declare
       t0 timestamptz := clock_timestamp();
+      t timestamptz;
+      sums double precision[] := array[0, 0, 0, 0, 0, 0];
       aid int; tid int; bid int; delta int;
   begin
       for i in 1..n loop
           aid := (i * 7919) % accounts + 1; tid := (i * 31) % tellers + 1; bid := i % branches + 1; delta := i % 10000 - 5000;
+          t := clock_timestamp();
           execute format('update %I.accounts set abalance = abalance + $2 where aid = $1', s) using aid, delta;
+          sums[1] := sums[1] + extract(epoch from clock_timestamp() - t); t := clock_timestamp();
           execute format('select abalance from %I.accounts where aid = $1', s) using aid;
+          sums[2] := sums[2] + extract(epoch from clock_timestamp() - t); t := clock_timestamp();
           execute format('update %I.tellers set tbalance = tbalance + $2 where tid = $1', s) using tid, delta;
+          sums[3] := sums[3] + extract(epoch from clock_timestamp() - t); t := clock_timestamp();
           execute format('update %I.branches set bbalance = bbalance + $2 where bid = $1', s) using bid, delta;
+          sums[4] := sums[4] + extract(epoch from clock_timestamp() - t); t := clock_timestamp();
           execute format('insert into %I.history (tid, bid, aid, delta, mtime) values ($1, $2, $3, $4, clock_timestamp())', s)
               using tid, bid, aid, delta;
+          sums[5] := sums[5] + extract(epoch from clock_timestamp() - t); t := clock_timestamp();
           commit;
+          sums[6] := sums[6] + extract(epoch from clock_timestamp() - t);
       end loop;
       us := extract(epoch from clock_timestamp() - t0) * 1e6 / n;
+      parts := array(select x * 1e6 / n from unnest(sums) x);
   end $$;`;
 
 /** How a candidate capture differs from dbsync's, one lever at a time. */
@@ -233,22 +252,29 @@ export async function installReference(source: Client): Promise<void> {
 export async function profileCapture(source: Client, scale: TpcbScale, n: number, rounds: number): Promise<CaptureProfile> {
   const variants = Object.keys(PROFILE_SETS) as Variant[];
   const all = Object.fromEntries(variants.map((v) => [v, [] as number[]])) as Record<Variant, number[]>;
+  const parts = Object.fromEntries(variants.map((v) => [v, STATEMENTS.map(() => Infinity)])) as Record<Variant, number[]>;
   const args = [scale.branches * scale.accountsPerBranch, scale.branches * scale.tellersPerBranch, scale.branches];
   for (const v of variants) await source.query("call bench_ref.tpcb_loop($1, 50, $2, $3, $4)", [PROFILE_SETS[v], ...args]);
   for (let r = 0; r < rounds; r++) {
     for (const v of variants) {
       const { rows } = await source.query("call bench_ref.tpcb_loop($1, $2, $3, $4, $5)", [PROFILE_SETS[v], n, ...args]);
       all[v].push(rows[0].us);
+      parts[v] = parts[v].map((us, i) => Math.min(us, rows[0].parts[i]));
     }
   }
   const usPerTx = Object.fromEntries(variants.map((v) => [v, Math.min(...all[v])])) as Record<Variant, number>;
-  return { usPerTx, rounds: all, transactionsPerRound: n };
+  return { usPerTx, usPerStatement: parts, rounds: all, transactionsPerRound: n };
 }
 
-/** Lines for the log: each variant's cost per single-row statement and the bound it implies. */
+/**
+ * Lines for the log: each variant's cost per single-row statement and the bound it
+ * implies, then what capture adds to each statement of the transaction (its
+ * fastest round against the fastest round without capture).
+ */
 export function describeProfile(p: CaptureProfile): string {
   const { plain } = p.usPerTx;
   const variants = Object.keys(PROFILE_SETS) as Variant[];
+  const statements = STATEMENTS.map((_, i) => i).filter((i) => STATEMENTS[i] !== "SELECT accounts");
   return (
     `server-side µs per tpcb-like transaction (fastest of ${p.rounds.plain.length} rounds of ${p.transactionsPerRound}; ` +
     `capture µs per single-row statement; time ratio without / with):\n` +
@@ -257,6 +283,17 @@ export function describeProfile(p: CaptureProfile): string {
         const us = p.usPerTx[v];
         const per = v === "plain" ? "" : ` (+${((us - plain) / TPCB_ROW_CHANGES).toFixed(1)} per statement, ${(plain / us).toFixed(2)})`;
         return `    ${LABEL[v].padEnd(52)} ${us.toFixed(0).padStart(5)}${per}`;
+      })
+      .join("\n") +
+    `\n  per statement (µs without capture, then what each capture adds):\n` +
+    `    ${"".padEnd(52)} ${statements.map((i) => STATEMENTS[i].padStart(16)).join("")}\n` +
+    variants
+      .map((v) => {
+        const cells = statements.map((i) => {
+          const us = p.usPerStatement[v][i];
+          return (v === "plain" ? us.toFixed(1) : `+${(us - p.usPerStatement.plain[i]).toFixed(1)}`).padStart(16);
+        });
+        return `    ${LABEL[v].padEnd(52)} ${cells.join("")}`;
       })
       .join("\n")
   );

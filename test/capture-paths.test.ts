@@ -148,6 +148,31 @@ test("a table owner's ENABLE TRIGGER ALL does not stop capture of sessions in re
   await converged(env, ["t"]);
 });
 
+test("statements of 0, 1, 1,000, 1,001 and 2,001 rows: a statement of up to 1,000 rows is one 'M' event, a larger one is cut into events of up to 1,000 keys, one of no row queues nothing", async () => {
+  const env = await freshEnv("capture_statement_sizes");
+  await subscribeTables(env, "create table b (id int primary key, v int)", ["b"]);
+  const g = await value(env.source, "select group_id from dbsync.groups where name = 'g'");
+  // Per statement: the sizes of the events it queued, smallest first (the chunks
+  // come out of a hash aggregate in no particular order).
+  const sizes = async (sql: string) => {
+    const before = await value(env.source, "select coalesce(max(ev_id), 0) from dbsync.events where group_id = $1", [g]);
+    await env.source.query(sql);
+    const { rows } = await env.source.query(
+      "select op, cardinality(row) as n from dbsync.events where group_id = $1 and ev_id > $2 order by n",
+      [g, before],
+    );
+    return rows.map((r) => `${r.op}${r.n}`);
+  };
+  assert.deepEqual(await sizes("update b set v = 1 where id < 0"), []);
+  assert.deepEqual(await sizes("insert into b values (0, 0)"), ["M1"]);
+  assert.deepEqual(await sizes("insert into b select g, 0 from generate_series(1, 1000) g"), ["M1000"]);
+  assert.deepEqual(await sizes("insert into b select g, 0 from generate_series(1001, 2001) g"), ["M2", "M999"]);
+  assert.deepEqual(await sizes("update b set v = 2 where id between 1 and 2001"), ["M2", "M999", "M1000"]);
+  assert.deepEqual(await sizes("delete from b where id between 1 and 1000"), ["M1000"]);
+  assert.deepEqual(await sizes("delete from b where id > 1000"), ["M2", "M999"]);
+  await converged(env, ["b"]);
+});
+
 test("statements of thousands of rows: their keys queued a thousand to an event ('M'), keys of several columns with quotes, braces, commas, backslashes, spaces and the text NULL, in savepoints rolled back and in REPEATABLE READ and SERIALIZABLE transactions", async () => {
   const env = await freshEnv("capture_statement_keys");
   const ddl = `create table k1 (id int primary key, v int);

@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
-import { execSync, spawnSync } from "node:child_process";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { test } from "node:test";
 import { knownMigrations, migrate } from "../src/migrate";
-import { createDatabase, freshEnv, pool, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
+import { createDatabase, pool, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
+import { freshEnvAs, migrateUnderWriter } from "./kit/migrate-as";
 
 test("migrate installs once, re-runs as a no-op, and is safe from two processes at once", async () => {
   const url = await createDatabase(process.env.DBSYNC_TEST_SOURCE_URL!, "migrate");
@@ -33,27 +30,9 @@ test("a database migrated by a newer dbsync is refused", async () => {
 // from git history, so this test needs the repository.
 const BEFORE_0010 = "e95665f92ff0f945141166fe0cad203e042c96bb";
 
-/** `dbsync migrate` of the version at `commit`, run from its own tree. */
-function migrateAs(commit: string, url: string): void {
-  const root = path.join(__dirname, "..");
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-old-"));
-  try {
-    execSync(`git -C ${JSON.stringify(root)} archive ${commit} src sql migrations package.json | tar -x -C ${JSON.stringify(dir)}`);
-    fs.symlinkSync(path.join(root, "node_modules"), path.join(dir, "node_modules"));
-    const r = spawnSync(process.execPath, ["--import", "tsx", path.join(dir, "src", "cli.ts"), "migrate", "--source", url], { encoding: "utf8" });
-    assert.equal(r.status, 0, `migrate of ${commit}: ${r.stdout}${r.stderr}`);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 test("upgrade from the capture before migration 0010: every table gets the new capture, one that stays locked keeps the old one until the next migrate, and nothing queued before or after is lost", async (t) => {
-  if (spawnSync("git", ["-C", path.join(__dirname, ".."), "cat-file", "-e", `${BEFORE_0010}^{commit}`]).status !== 0) {
-    t.skip("the git history with the version before 0010 is not here");
-    return;
-  }
-  const env = await freshEnv("migrate_upgrade", { migrate: false });
-  migrateAs(BEFORE_0010, env.sourceUrl);
+  const env = await freshEnvAs(t, BEFORE_0010, "the version before 0010", "migrate_upgrade");
+  if (!env) return;
   const ddl = `create table t (id int primary key, v text);
                create table busy (id int primary key, v text);
                create table p (id int primary key, v text) partition by range (id);
@@ -123,12 +102,8 @@ test("upgrade from the capture before migration 0010: every table gets the new c
 const BEFORE_CAPTURE_3 = "05a7893606a1c889ed77d34c28f450f61056f7a4";
 
 test("upgrade to capture version 3 (a statement's keys in 'M' events): the keys queued one row each before it, and those of writers running while migrate regenerates capture, all reach the target", async (t) => {
-  if (spawnSync("git", ["-C", path.join(__dirname, ".."), "cat-file", "-e", `${BEFORE_CAPTURE_3}^{commit}`]).status !== 0) {
-    t.skip("the git history with the version before capture 3 is not here");
-    return;
-  }
-  const env = await freshEnv("migrate_capture3", { migrate: false });
-  migrateAs(BEFORE_CAPTURE_3, env.sourceUrl);
+  const env = await freshEnvAs(t, BEFORE_CAPTURE_3, "the version before capture 3", "migrate_capture3");
+  if (!env) return;
   await subscribeTables(env, `create table t (id int primary key, v int);
                               create table m (a int, b text, v int, primary key (a, b))`, ["t", "m"]);
   const sc0 = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
@@ -144,33 +119,12 @@ test("upgrade to capture version 3 (a statement's keys in 'M' events): the keys 
   assert.equal(await value(env.source, "select count(*)::int from dbsync.events where op = 'K'"), 4020);
 
   // Writers of multi-row statements all through the upgrade.
-  let stop = false;
-  let rounds = 0;
-  const writing = (async () => {
-    const c = await env.source.connect();
-    try {
-      for (let i = 1; !stop; i++, rounds++) {
-        await c.query(`begin;
+  await migrateUnderWriter(env, (i) => `begin;
                        update t set v = v + 1 where id % 7 = ${i % 7};
                        insert into t select 100000 + ${i} * 10 + g, ${i} from generate_series(0, 4) g;
                        update m set v = v + 1, b = b || 'x' where a % 50 = ${i % 50};
                        delete from t where id between 20 + ${i} * 3 and 22 + ${i} * 3;
-                       commit`);
-      }
-    } finally {
-      c.release();
-    }
-  })();
-  try {
-    await until("the writers run", async () => rounds > 3);
-    const upgraded = await migrate(env.sourceUrl);
-    assert.equal(upgraded.captureUpgraded, 2, JSON.stringify(upgraded));
-    const before = rounds;
-    await until("the writers run on the new capture", async () => rounds > before + 3);
-  } finally {
-    stop = true;
-    await writing;
-  }
+                       commit`, 2);
   assert.ok(Number(await value(env.source, "select count(*) from dbsync.events where op = 'M'")) > 0, "the new capture queues 'M' events");
   await env.source.query("update t set v = -v where id > 2000; insert into m select g, 'new', 1 from generate_series(1, 1200) g");
 

@@ -512,7 +512,8 @@ function unqualifiedNames(body: string): string[] {
   const rest = s.replace(/::\s*pg_catalog\.[\w"]+(\[\])?/g, " ");
   for (const m of rest.matchAll(/([\w$]+)(\.[\w$"]+)?\s*\(/g)) {
     const qualified = m[2] !== undefined;
-    if (qualified ? !["pg_catalog", "dbsync"].includes(m[1]) : !["select", "if", "elsif", "and", "or", "not", "in", "exists", "from", "over"].includes(m[1].toLowerCase())) {
+    // (Keywords, not functions: ARRAY(subquery) and EXISTS(subquery) are syntax.)
+    if (qualified ? !["pg_catalog", "dbsync"].includes(m[1]) : !["select", "if", "elsif", "and", "or", "not", "in", "exists", "array", "from", "over"].includes(m[1].toLowerCase())) {
       found.push(`call of ${m[0]}`);
     }
   }

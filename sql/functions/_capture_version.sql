@@ -9,8 +9,10 @@
 --        SET search_path (but for reg* keys); one function per trigger;
 --        inheritance children by row triggers; triggers ENABLE ALWAYS
 --     3  statement triggers queue 'M' events (up to 1,000 keys each)
+--     4  a statement of at most 1,000 rows is one INSERT without window or
+--        aggregate (see _capture_insert)
 --   Parameters: none.
 --   Returns: the version.
 --   Calls: nothing. Tables touched: none.
 create or replace function dbsync._capture_version() returns int
-language sql immutable set search_path = pg_catalog, pg_temp as $$ select 3 $$;
+language sql immutable set search_path = pg_catalog, pg_temp as $$ select 4 $$;

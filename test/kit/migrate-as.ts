@@ -1,0 +1,66 @@
+// An older dbsync's `migrate`, run from its own tree taken out of git history: the
+// upgrade tests start from a database an older version installed.
+import assert from "node:assert/strict";
+import { execSync, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { TestContext } from "node:test";
+import { migrate } from "../../src/migrate";
+import { Env, freshEnv, until } from "../helpers";
+
+/** `dbsync migrate` of the version at `commit`, run from its own tree. */
+export function migrateAs(commit: string, url: string): void {
+  const root = path.join(__dirname, "..", "..");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-old-"));
+  try {
+    execSync(`git -C ${JSON.stringify(root)} archive ${commit} src sql migrations package.json | tar -x -C ${JSON.stringify(dir)}`);
+    fs.symlinkSync(path.join(root, "node_modules"), path.join(dir, "node_modules"));
+    const r = spawnSync(process.execPath, ["--import", "tsx", path.join(dir, "src", "cli.ts"), "migrate", "--source", url], { encoding: "utf8" });
+    assert.equal(r.status, 0, `migrate of ${commit}: ${r.stdout}${r.stderr}`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Fresh databases whose source the dbsync at `commit` (`what`, for the skip
+ * message) migrated; undefined, the test skipped, where the git history lacks it.
+ */
+export async function freshEnvAs(t: TestContext, commit: string, what: string, label: string): Promise<Env | undefined> {
+  if (spawnSync("git", ["-C", path.join(__dirname, "..", ".."), "cat-file", "-e", `${commit}^{commit}`]).status !== 0) {
+    t.skip(`the git history with ${what} is not here`);
+    return undefined;
+  }
+  const env = await freshEnv(label, { migrate: false });
+  migrateAs(commit, env.sourceUrl);
+  return env;
+}
+
+/**
+ * Today's `migrate` while a writer commits `round(i)` (i = 1, 2, ...) in a loop: it
+ * starts after a few rounds, must regenerate the capture of `upgraded` tables, and
+ * the writer goes on for a few rounds on the new capture before it stops.
+ */
+export async function migrateUnderWriter(env: Env, round: (i: number) => string, upgraded: number): Promise<void> {
+  let stop = false;
+  let rounds = 0;
+  const writing = (async () => {
+    const c = await env.source.connect();
+    try {
+      for (let i = 1; !stop; i++, rounds++) await c.query(round(i));
+    } finally {
+      c.release();
+    }
+  })();
+  try {
+    await until("the writers run", async () => rounds > 3, 60_000);
+    const result = await migrate(env.sourceUrl);
+    assert.equal(result.captureUpgraded, upgraded, JSON.stringify(result));
+    const before = rounds;
+    await until("the writers run on the new capture", async () => rounds > before + 3, 60_000);
+  } finally {
+    stop = true;
+    await writing;
+  }
+}
