@@ -52,6 +52,15 @@ for (const [n, rowsEach] of [[1, 200_000], [3, 100_000]]) {
     const env = await freshEnv(`copy_${n}`);
     const tables = Array.from({ length: n }, (_, i) => `big${i}`);
     await setup(env, tables, rowsEach);
+    // A copy lasts at least 2 s whatever the machine's speed (10 ms every 1,000 rows,
+    // in a trigger that fires in replica mode): on an idle machine it had ended after
+    // one progress report, and the test failed on the machine being fast.
+    await env.target.query(`create function slow_copy() returns trigger language plpgsql as $$
+      begin if new.id % 1000 = 0 then perform pg_sleep(0.01); end if; return new; end $$`);
+    for (const t of tables) {
+      await env.target.query(`create trigger slow_copy before insert on ${t} for each row execute procedure slow_copy();
+                              alter table ${t} enable always trigger slow_copy`);
+    }
     await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
     const stop = { done: false };
     const writers = tables.flatMap((t, i) => [writer(env.source, t, stop, i * 2, rowsEach), writer(env.source, t, stop, i * 2 + 1, rowsEach)]);
