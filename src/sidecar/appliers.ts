@@ -91,8 +91,7 @@ export class Appliers {
     // process may take it, instead of waiting here. So does one whose turn just
     // ended while others wait: the slot it gave up is theirs.
     if (this.running.size >= this.opts.concurrency || (this.recently(this.yielded, name) && this.othersWaiting(name))) {
-      this.turnedAway.set(name, Date.now());
-      await this.jobs.wakeApplier(name, NO_SLOT_RETRY_MS);
+      await this.waitForSlot(name);
       return;
     }
     this.turnedAway.delete(name);
@@ -172,6 +171,12 @@ export class Appliers {
     return false;
   }
 
+  /** `name` waits for a slot: counted as waiting, its wake-up queued again NO_SLOT_RETRY_MS later (here or in another process). */
+  private async waitForSlot(name: string) {
+    this.turnedAway.set(name, Date.now());
+    await this.jobs.wakeApplier(name, NO_SLOT_RETRY_MS);
+  }
+
   private othersWaiting(name: string): boolean {
     for (const other of this.turnedAway.keys()) {
       if (!this.recently(this.turnedAway, other)) this.turnedAway.delete(other);
@@ -225,8 +230,7 @@ export class Appliers {
       await this.drop(name, false);
       if (outcome === "yielded") {
         this.yielded.set(name, Date.now());
-        this.turnedAway.set(name, Date.now());
-        await this.jobs.wakeApplier(name, NO_SLOT_RETRY_MS);
+        await this.waitForSlot(name);
       }
       if (outcome !== "caught_up" && outcome !== "waiting") return outcome;
       const groupId = applier.subscription!.group_id;
