@@ -66,7 +66,8 @@ async function main() {
   const memory = process.env.DBSYNC_PG_CLUSTERS_DIR ? undefined : memoryClustersDir();
   if (memory) process.env.DBSYNC_PG_CLUSTERS_DIR = memory;
   reapOrphans();
-  const filters = process.argv.slice(2);
+  // A file's path (test/x.test.ts, as a shell completes it) or any part of its name.
+  const filters = process.argv.slice(2).map((f) => path.basename(f));
   const dir = __dirname;
   const files = fs
     .readdirSync(dir)
@@ -74,6 +75,10 @@ async function main() {
     .filter((f) => filters.length === 0 || filters.some((p) => f.includes(p)))
     .sort(longestFirst(path.join(dir, DURATIONS)))
     .map((f) => path.join(dir, f));
+  if (files.length === 0) {
+    console.error(`no test file in ${dir} has a name containing ${filters.join(" or ")}`);
+    process.exit(2);
+  }
   const wholeSuite = filters.length === 0 && !process.env.DBSYNC_TEST_NAME;
   const seed = runSeed();
   const replay = `DBSYNC_SEED=${seed} npm test${filters.length ? " -- " + filters.join(" ") : ""}`;
