@@ -10,6 +10,7 @@ import { Applier } from "../apply/applier";
 import { Backoff } from "./backoff";
 import { Jobs } from "./jobs";
 import { hasWork, recordError, setSleeping } from "../source/protocol";
+import { epochMs } from "../target/phases";
 
 /**
  * What the apply loop counts. With --metrics-port, prom-client's metrics
@@ -44,6 +45,8 @@ export class Appliers {
   private appliers = new Map<string, Applier>();
   /** Subscriptions this process is applying now, whether to look again after, and the loop. */
   private running = new Map<string, { again: boolean; loop?: Promise<void> }>();
+  /** When a wake-up for a subscription not running here arrived (epoch ms): its next loop's first batch logs it. */
+  private wokenAt = new Map<string, number>();
   /** Start-up: called at a subscription's first batch applied (see startNow). */
   private firstBatch = new Map<string, () => void>();
   jobs!: Jobs;
@@ -80,13 +83,16 @@ export class Appliers {
     }
     const state: { again: boolean; loop?: Promise<void> } = { again: true };
     this.running.set(name, state);
+    let since: { woke?: number; job?: number } = { woke: this.wokenAt.get(name), job: epochMs() };
+    this.wokenAt.delete(name);
     const cpu = process.cpuUsage();
     this.log.debug({ subscription: name, cpuMs: Math.round((cpu.user + cpu.system) / 1000) }, "apply job started");
     state.loop = (async () => {
       try {
         while (state.again && !this.signal.aborted) {
           state.again = false;
-          await this.applyOnce(name);
+          await this.applyOnce(name, since);
+          since = {};
         }
       } finally {
         this.running.delete(name);
@@ -121,11 +127,12 @@ export class Appliers {
   /**
    * A wake-up for a subscription this process applies right now: its loop looks
    * again when it is done, so no job is needed (each costs the source a commit).
-   * False when it is not running here.
+   * False when it is not running here. `at`: when the wake-up arrived.
    */
-  poke(name: string): boolean {
+  poke(name: string, at = epochMs()): boolean {
     const current = this.running.get(name);
     if (current) current.again = true;
+    else if (!this.wokenAt.has(name)) this.wokenAt.set(name, at);
     return current !== undefined;
   }
 
@@ -156,11 +163,11 @@ export class Appliers {
     return applier;
   }
 
-  private async applyOnce(name: string) {
+  private async applyOnce(name: string, since: { woke?: number; job?: number }) {
     if (this.backoff.waiting(name)) return;
     const applier = this.applier(name);
     try {
-      const outcome = await applier.apply(this.signal);
+      const outcome = await applier.apply(this.signal, since);
       this.backoff.succeed(name);
       this.outages.ok(`subscription ${name}`, `subscription ${name}`, { subscription: name });
       if (outcome === "stopped") return;

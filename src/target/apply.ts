@@ -124,6 +124,7 @@ export async function applyBatch(
           return t && width - t.columns.length;
         }, sink),
       );
+      phases.mark("streamed");
       phases.add("target waited for the source", waits.targetWaitedMs);
       phases.add("source waited for the target", waits.sourceWaitedMs);
       if (plan.stream_hash_joins) await reader.query("set local enable_nestloop = default");
@@ -147,6 +148,7 @@ export async function applyBatch(
     if (deferred.length) await phases.time("DDL", () => runDdl(target, deferred, false));
     sequences = await phases.time("sequences", () => state.sequences.push(source, target, batch.groupId));
     await state.stages.trim(target);
+    phases.mark("committing");
     await phases.time("commit", () => commitApply(target, subUuid, batch.to));
   } catch (err) {
     // A target statement still running would be followed by the rollback, and its
