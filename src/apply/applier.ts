@@ -208,9 +208,9 @@ export class Applier {
           );
         },
         phases,
+        sourceRead: () => reader.query("commit"),
       });
       phases.mark("applied");
-      await reader.query("commit");
       phases.mark("end");
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       done = { tick: batch.to, events: result.events, seconds, copied: result.copied, sequences: result.sequences };

@@ -38,13 +38,28 @@ export interface AppliersOptions {
 /** A wake-up that found every apply slot of this process taken is queued again this much later. */
 const NO_SLOT_RETRY_MS = 1000;
 
+/**
+ * How long a subscription that caught up keeps its connections and apply lock,
+ * waiting for a wake-up (see linger): one that comes meanwhile starts the next
+ * batch at once, without a job, new sessions and the position read again.
+ */
+const LINGER_MS = 2000;
+
+interface Running {
+  /** Look again when the current pass is done. */
+  again: boolean;
+  loop?: Promise<void>;
+  /** While the loop lingers: ends it, true to apply again, false to let go. */
+  wake?: (again: boolean) => void;
+}
+
 export class Appliers {
   readonly backoff = new Backoff();
   /** First copies that cannot start, per subscription and table (see Applier). */
   private readonly copyRetries = new Backoff();
   private appliers = new Map<string, Applier>();
   /** Subscriptions this process is applying now, whether to look again after, and the loop. */
-  private running = new Map<string, { again: boolean; loop?: Promise<void> }>();
+  private running = new Map<string, Running>();
   /** When a wake-up for a subscription not running here arrived (epoch ms): its next loop's first batch logs it. */
   private wokenAt = new Map<string, number>();
   /** Start-up: called at a subscription's first batch applied (see startNow). */
@@ -81,8 +96,10 @@ export class Appliers {
       await this.jobs.wakeApplier(name, NO_SLOT_RETRY_MS);
       return;
     }
-    const state: { again: boolean; loop?: Promise<void> } = { again: true };
+    const state: Running = { again: true };
     this.running.set(name, state);
+    // The last free slot taken: lingering loops let go of theirs.
+    if (this.running.size >= this.opts.concurrency) for (const r of this.running.values()) r.wake?.(false);
     let since: { woke?: number; job?: number } = { woke: this.wokenAt.get(name), job: epochMs() };
     this.wokenAt.delete(name);
     const cpu = process.cpuUsage();
@@ -91,7 +108,7 @@ export class Appliers {
       try {
         while (state.again && !this.signal.aborted) {
           state.again = false;
-          await this.applyOnce(name, since);
+          await this.applyOnce(name, state, since);
           since = {};
         }
       } finally {
@@ -131,9 +148,20 @@ export class Appliers {
    */
   poke(name: string, at = epochMs()): boolean {
     const current = this.running.get(name);
-    if (current) current.again = true;
-    else if (!this.wokenAt.has(name)) this.wokenAt.set(name, at);
+    if (current) {
+      current.again = true;
+      current.wake?.(true);
+    } else if (!this.wokenAt.has(name)) this.wokenAt.set(name, at);
     return current !== undefined;
+  }
+
+  /**
+   * A NOTIFY for group `groupId`: its subscriptions lingering here (see linger) go
+   * on at once, before the wake-up's round trips (the sleeping flag cleared, the
+   * group's subscriptions read) that follow it.
+   */
+  pokeGroup(groupId: number, at: number) {
+    for (const [name, r] of this.running) if (r.wake && this.appliers.get(name)?.subscription?.group_id === groupId) this.poke(name, at);
   }
 
   private applier(name: string): Applier {
@@ -163,7 +191,7 @@ export class Appliers {
     return applier;
   }
 
-  private async applyOnce(name: string, since: { woke?: number; job?: number }) {
+  private async applyOnce(name: string, state: Running, since: { woke?: number; job?: number }) {
     if (this.backoff.waiting(name)) return;
     const applier = this.applier(name);
     try {
@@ -171,9 +199,11 @@ export class Appliers {
       this.backoff.succeed(name);
       this.outages.ok(`subscription ${name}`, `subscription ${name}`, { subscription: name });
       if (outcome === "stopped") return;
+      const lingered = outcome === "caught_up" ? await this.linger(name, state, applier.subscription!.group_id) : undefined;
+      if (lingered) return;
       // Caught up (or nothing to do): an idle subscription holds no connection.
       await this.drop(name, false);
-      if (outcome !== "caught_up" && outcome !== "waiting") return;
+      if ((outcome !== "caught_up" && outcome !== "waiting") || lingered === false) return;
       const groupId = applier.subscription!.group_id;
       // Ask writers to notify from now on, then look once more: a change committed
       // before the flag was visible to them would otherwise wait for the next poll.
@@ -192,6 +222,36 @@ export class Appliers {
       }
       await this.reportError(name, err, tick);
     }
+  }
+
+  /**
+   * A subscription that caught up waits up to LINGER_MS for a wake-up (poke: a
+   * NOTIFY, the poll), its connections and apply lock kept, its writers asked to
+   * notify first (and the queue looked at once more, for a change committed before
+   * they saw that). True: apply again now (state.again is set). False: let go, as
+   * when the time is up, the process stops, or another subscription took this
+   * process's last free slot (the writers notify, and the queue was looked at).
+   * Undefined: it did not linger, which would have taken that last free slot (one
+   * is always left for the others' wake-ups). Waiting costs no CPU: a timer.
+   */
+  private async linger(name: string, state: Running, groupId: number): Promise<boolean | undefined> {
+    if (this.running.size >= this.opts.concurrency || this.signal.aborted) return undefined;
+    await setSleeping(this.pool, groupId, true);
+    if (await hasWork(this.pool, name)) state.again = true;
+    return new Promise<boolean>((resolve) => {
+      const done = (again: boolean) => {
+        clearTimeout(timer);
+        this.signal.removeEventListener("abort", stop);
+        state.wake = undefined;
+        resolve(again);
+      };
+      const stop = () => done(false);
+      const timer = setTimeout(stop, LINGER_MS);
+      this.signal.addEventListener("abort", stop);
+      state.wake = done;
+      // A wake-up that came during the round trips above.
+      if (state.again) done(true);
+    });
   }
 
   /** Ends the subscription's applier: its connections back to the pools, or closed when `broken`. */

@@ -134,6 +134,7 @@ export class Wakeups {
     if (!Number.isInteger(groupId)) return;
     // NOTIFYs held while the LISTEN link hung arrive all at once (thousands): one
     // wake-up per group at a time, plus one more if any came meanwhile.
+    this.appliers.pokeGroup(groupId, at);
     if (this.notified.has(groupId)) {
       this.notified.set(groupId, true);
       return;

@@ -147,10 +147,12 @@ export class StreamMerge implements PieceSink {
     if (has("D")) await this.target.query(deleteWhere(table, stage, "D", key));
     if (!has("U")) return true;
     const set = stage.updateSet(key).map((c) => `${ident(c)} = s.${ident(c)}`);
-    await this.target.query("savepoint dbsync_update");
+    // One round trip: a failed statement skips the rest of the string, and the
+    // savepoint set before it is there to roll back to.
     try {
       await this.target.query(
-        `with updated as (
+        `savepoint dbsync_update;
+         with updated as (
            update ${table} t set ${set.join(", ")} from ${stage.name} s
             where s.${stage.op} = 'U' and ${stage.keyMatch(key)}
            returning s.ctid as row)
