@@ -18,7 +18,7 @@
 // merged as in the second case: its remaining rows and keys are deleted and
 // inserted at its end, which gives the same result (each key ends as the source's
 // row), since the pieces merged before hold the source's rows of their keys.
-import { Client, escapeIdentifier as ident } from "pg";
+import { Client, escapeIdentifier as ident, escapeLiteral } from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { finished } from "node:stream/promises";
 import { DbsyncError, sqlstateOf } from "../errors";
@@ -84,17 +84,23 @@ export class StreamMerge implements PieceSink {
         if (ok) return;
         progress.copyFailed = true;
       }
+      // A small piece of rows to merge in place goes into the stage in the merge's
+      // round trip (see inlineRows); otherwise by a COPY before it.
+      const inline = progress.inPlace && p.counts.size === 1 && p.counts.has("U") && p.counts.get("U")! <= INLINE_LINES;
       await this.phases.time("stage COPY", async () => {
         await this.stages.take(this.target, stage);
         if (progress.merged) {
           await this.target.query(`truncate ${stage.name}`);
           progress.merged = false;
         }
-        await copyPiece(this.target, t, stage, p);
+        if (!inline) await copyPiece(this.target, t, stage, p);
       });
       for (const [op, n] of p.counts) progress.counts.set(op, (progress.counts.get(op) ?? 0) + n);
       if (!progress.inPlace) return;
-      progress.inPlace = await this.phases.time(`merge ${t.target}`, () => this.mergeInPlace(p.id, progress.counts));
+      progress.inPlace = await this.phases.time(`merge ${t.target}`, () => this.mergeInPlace(p.id, progress.counts, inline ? p : undefined));
+      // The update failed, rolled back with the rows staged in its round trip: the
+      // piece is staged again for the table's merge at its end.
+      if (inline && !progress.inPlace) await this.phases.time("stage COPY", () => copyPiece(this.target, t, stage, p));
       progress.merged = progress.inPlace;
       if (progress.merged) progress.counts = new Map();
     });
@@ -140,7 +146,7 @@ export class StreamMerge implements PieceSink {
    * no second probe of the key index). False when the update failed (rolled back
    * to its savepoint: the deletes stay, being right whatever comes after).
    */
-  private async mergeInPlace(id: number, counts: StagedCounts): Promise<boolean> {
+  private async mergeInPlace(id: number, counts: StagedCounts, inline?: Piece): Promise<boolean> {
     const { t, stage, table } = this.tables.get(id)!;
     const key = t.upsert_key!;
     const has = (op: string) => (counts.get(op) ?? 0) > 0;
@@ -151,7 +157,7 @@ export class StreamMerge implements PieceSink {
     // savepoint set before it is there to roll back to.
     try {
       await this.target.query(
-        `savepoint dbsync_update;
+        `savepoint dbsync_update;${inline ? `\n${inlineRows(t, stage, inline)};` : ""}
          with updated as (
            update ${table} t set ${set.join(", ")} from ${stage.name} s
             where s.${stage.op} = 'U' and ${stage.keyMatch(key)}
@@ -206,6 +212,44 @@ function columnList(t: PlanTable): string {
 async function copyPiece(target: Client, t: PlanTable, stage: Stage, p: Piece) {
   for (const n of p.counts.values()) stage.written += n;
   await copyLines(target, `copy ${stage.name} (${stage.op}, ${columnList(t)}) from stdin`, p.data);
+}
+
+/**
+ * Pieces of at most this many lines are staged by an INSERT in the merge's round
+ * trip rather than by a COPY (two round trips of their own: a batch of a few
+ * dozen changes to a few tables spent most of its target time waiting on them).
+ */
+const INLINE_LINES = 500;
+
+/**
+ * The piece's lines into the stage by an INSERT of literals: each field the text
+ * COPY would have read (COPY's escapes undone, \N a NULL), given to the column's
+ * type input function as COPY gives it (an untyped literal). The stage is a temp
+ * table of dbsync's: no rule or trigger sees the INSERT.
+ */
+function inlineRows(t: PlanTable, stage: Stage, p: Piece): string {
+  for (const n of p.counts.values()) stage.written += n;
+  const rows: string[] = [];
+  for (const b of p.data) {
+    for (const line of b.toString("utf8").split("\n")) {
+      if (line) rows.push(`(${line.split("\t").map(copyFieldLiteral).join(", ")})`);
+    }
+  }
+  return `insert into ${stage.name} (${stage.op}, ${columnList(t)}) values ${rows.join(", ")}`;
+}
+
+/** The escapes the source's COPY TO writes (besides \N), and their characters. */
+const COPY_ESCAPES: Record<string, string> = { b: "\b", f: "\f", n: "\n", r: "\r", t: "\t", v: "\v" };
+
+/**
+ * A field of COPY's text format, as the source's COPY TO writes it, as an SQL
+ * literal (NULL for \N). COPY TO escapes a backslash, the delimiter and these
+ * control characters, never a byte by its octal or hex code.
+ */
+function copyFieldLiteral(field: string): string {
+  if (field === "\\N") return "NULL";
+  if (!field.includes("\\")) return escapeLiteral(field);
+  return escapeLiteral(field.replace(/\\(.)/gs, (_, c: string) => COPY_ESCAPES[c] ?? c));
 }
 
 /** The rows written (COPY's count: without those a BEFORE trigger skipped). */
