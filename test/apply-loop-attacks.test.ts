@@ -13,6 +13,7 @@ import { Env, SOURCE_MAJOR, TARGET_MAJOR, compat, createDatabase, freshEnv, slee
 import { settle, status } from "./kit/convergence";
 import { databaseName, withClient } from "./kit/databases";
 import { migrate } from "../src/migrate";
+import { privateClusters } from "./kit/private-clusters";
 import { TARGET_AUDIT } from "./kit/workload";
 
 /** Each row of `sql` as text, sorted, read in a session with dbsync's pinned settings (the target database has others). */
@@ -314,6 +315,70 @@ test("bytes that are not UTF-8, between SQL_ASCII databases, in a piece small en
     if (applied.length) assert.deepEqual(applied, await hex(source), "the row's bytes changed on the way");
     else assert.equal(await value(source, "select last_error_sqlstate from dbsync.status"), "22021");
   } finally {
+    await sidecar.stop();
+    await source.end();
+    await target.end();
+  }
+});
+
+/** Private clusters, for the restarts below (the shared ones serve the other files). */
+const clusters = privateClusters();
+
+test("immediate stops of the target and of the source while the applier lingers and while it applies: nothing lost, nothing applied twice", async (t) => {
+  const label = "attack_linger_restarts";
+  const [sourceUrl, targetUrl] = await Promise.all([createDatabase(clusters.source().url(), label), createDatabase(clusters.target().url(), label)]);
+  await migrate(sourceUrl);
+  const source = new Pool({ connectionString: sourceUrl });
+  const target = new Pool({ connectionString: targetUrl });
+  for (const p of [source, target]) p.on("error", () => undefined);
+  await source.query("create table t (id bigint primary key, v text)");
+  await target.query("create table t (id bigint primary key, v text);" + compat(TARGET_AUDIT("t"), "target"));
+  await source.query("select dbsync.add_table('t', 'g')");
+  await source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [targetUrl]);
+  const sidecar = startSidecar(sourceUrl);
+  let next = 1;
+  let writing = false;
+  let writer = Promise.resolve();
+  // Small transactions every 30 ms until `writing` is false; one that meets a stopped source is given up.
+  const write = () => {
+    writing = true;
+    writer = (async () => {
+      while (writing) {
+        await source.query("insert into t values ($1, 'x')", [next++]).catch(() => undefined);
+        await sleep(30);
+      }
+    })();
+  };
+  write();
+  const inSync = () =>
+    until("in sync", () => source.query("select dbsync.wait_for_sync('s', '1 s') as ok").then((r) => r.rows[0].ok === true, () => false), 120_000, 0);
+  try {
+    for (const [side, lingering] of [["target", false], ["source", false], ["target", true], ["source", true]] as const) {
+      await sleep(1500);
+      if (lingering) {
+        // Writes held back until the applier caught up: it lingers when the server stops.
+        writing = false;
+        await writer;
+        await inSync();
+      }
+      await clusters[side]().stop("immediate");
+      await sleep(1000);
+      await clusters[side]().start();
+      if (lingering) write();
+    }
+    writing = false;
+    await writer;
+    await inSync();
+    const rows = (p: Pool) => value<number>(p, "select count(*)::int from t");
+    assert.equal(await rows(target), await rows(source));
+    assert.equal(await value<number>(target, "select count(*)::int from t where id not in (select id from t_audit)"), 0);
+    const twice = await value<number>(target, "select count(*)::int from (select id from t_audit group by id having count(*) > 1) x");
+    assert.equal(twice, 0, "rows inserted twice by committed applies");
+    assert.equal(sidecar.proc.exitCode, null, sidecar.output());
+    t.diagnostic(`${await rows(source)} rows`);
+  } finally {
+    writing = false;
+    await writer;
     await sidecar.stop();
     await source.end();
     await target.end();
