@@ -86,7 +86,7 @@ export class StreamMerge implements PieceSink {
       }
       // A small piece of rows to merge in place goes into the stage in the merge's
       // round trip (see inlineRows); otherwise by a COPY before it.
-      const inline = progress.inPlace && p.counts.size === 1 && p.counts.has("U") && p.counts.get("U")! <= INLINE_LINES;
+      const inline = progress.inPlace && p.counts.size === 1 && p.counts.has("U") && inlinable(p);
       await this.phases.time("stage COPY", async () => {
         await this.stages.take(this.target, stage);
         if (progress.merged) {
@@ -123,15 +123,15 @@ export class StreamMerge implements PieceSink {
    * savepoint, and the piece goes the way of the stage (whose update in place or
    * error is the answer). So does a COPY that wrote fewer rows than it read: a
    * target trigger skipped some (one that ignores keys the table has would
-   * otherwise leave their old rows in place). A piece of at most INLINE_LINES
-   * lines is an INSERT of literals instead, sent with the savepoint: two round
-   * trips where the COPY's way takes four.
+   * otherwise leave their old rows in place). A small piece (see inlinable) is
+   * an INSERT of literals instead, sent with the savepoint: two round trips where
+   * the COPY's way takes four.
    */
   private async copyRows(t: PlanTable, p: Piece): Promise<boolean> {
     const lines = p.counts.get("U")!;
     try {
       let written: number | null;
-      if (lines <= INLINE_LINES) {
+      if (inlinable(p)) {
         // A small piece: an INSERT of literals, in the savepoint's round trip (see inlineRows).
         const results = (await this.target.query(
           `savepoint dbsync_copy;
@@ -228,11 +228,24 @@ async function copyPiece(target: Client, t: PlanTable, stage: Stage, p: Piece) {
 }
 
 /**
- * Pieces of at most this many lines are staged by an INSERT in the merge's round
- * trip rather than by a COPY (two round trips of their own: a batch of a few
- * dozen changes to a few tables spent most of its target time waiting on them).
+ * Pieces of at most this many lines and bytes are staged by an INSERT in the
+ * merge's round trip rather than by a COPY (two round trips of their own: a batch
+ * of a few dozen changes to a few tables spent most of its target time waiting on
+ * them).
  */
 const INLINE_LINES = 500;
+const INLINE_BYTES = 1 << 20;
+
+/**
+ * Whether piece `p` goes by an INSERT of literals (see inlineRows). Not a piece of
+ * more bytes: the round trips saved are nothing against its rows' time, and a line
+ * longer than a JavaScript string can be (a value of about half a GB) would fail
+ * the statement's building, where COPY takes it (its savepoint then never set, the
+ * batch failed at every retry).
+ */
+function inlinable(p: Piece): boolean {
+  return p.bytes <= INLINE_BYTES && [...p.counts.values()].reduce((a, b) => a + b, 0) <= INLINE_LINES;
+}
 
 /**
  * The piece's lines into the stage by an INSERT of literals: each field the text
