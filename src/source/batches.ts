@@ -174,12 +174,17 @@ export async function openReader(control: Client, reader: Client, batch: Batch, 
     throw err;
   }
   // Literals (integers), not parameters: the plan and the sequences in one round trip.
-  const [, results] = await Promise.all([
+  // Both settled before returning, also on an error: the caller gives the control
+  // connection back to its pool, which must not get it with its commit in flight.
+  const [committed, planned] = await Promise.allSettled([
     control.query("commit"),
     reader.query(
       `select dbsync.batch_plan(${[batch.subId, batch.from, batch.to, copyRows, chunkRows].map(int).join(", ")}) as plan;
        select * from dbsync.sidecar_sequences(${int(batch.groupId)})`,
     ) as unknown as Promise<QueryResult[]>,
   ]);
+  if (committed.status === "rejected") throw committed.reason;
+  if (planned.status === "rejected") throw planned.reason;
+  const results = planned.value;
   return { ...(results[0].rows[0].plan as Omit<Plan, "sequences">), sequences: results[1].rows };
 }
