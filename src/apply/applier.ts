@@ -197,8 +197,7 @@ export class Applier {
           copies.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk ?? { whole: true } })),
         );
       }
-      // The reader, idle in its transaction by then, reads the sequences to carry.
-      const result = await applyBatch(reader, reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
+      const result = await applyBatch(reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
         copyProgress: (t, rows) => {
           // A small table's copy is over before anyone could watch it: no report (a
           // source commit each) at its start; one that lasts reports every 250 ms.

@@ -3,6 +3,7 @@
 // transaction that imports the tick's snapshot, so every row it sends is the
 // source's row at the batch's end (dbsync.begin_batch, dbsync.batch_plan).
 import { Client, QueryResult, escapeLiteral } from "pg";
+import { GroupSequence } from "./protocol";
 import { readAtSnapshot } from "./snapshot";
 
 export interface Batch {
@@ -95,6 +96,12 @@ export interface Plan {
   stream_width: number | null;
   /** Read the stream with nested loops off: its tables' keys are many against their rows. */
   stream_hash_joins?: boolean;
+  /**
+   * The group's carried sequences and their values (dbsync.sidecar_sequences), read
+   * with the plan: at least the values of the batch's rows, which were taken before
+   * its snapshot.
+   */
+  sequences: GroupSequence[];
 }
 
 /**
@@ -166,9 +173,18 @@ export async function openReader(control: Client, reader: Client, batch: Batch, 
     await control.query("commit");
     throw err;
   }
-  const [, { rows }] = await Promise.all([
+  // Literals (integers), not parameters: the plan and the sequences in one round trip.
+  // Both settled before returning, also on an error: the caller gives the control
+  // connection back to its pool, which must not get it with its commit in flight.
+  const [committed, planned] = await Promise.allSettled([
     control.query("commit"),
-    reader.query("select dbsync.batch_plan($1, $2, $3, $4, $5) as plan", [batch.subId, batch.from, batch.to, copyRows, chunkRows]),
+    reader.query(
+      `select dbsync.batch_plan(${[batch.subId, batch.from, batch.to, copyRows, chunkRows].map(int).join(", ")}) as plan;
+       select * from dbsync.sidecar_sequences(${int(batch.groupId)})`,
+    ) as unknown as Promise<QueryResult[]>,
   ]);
-  return rows[0].plan as Plan;
+  if (committed.status === "rejected") throw committed.reason;
+  if (planned.status === "rejected") throw planned.reason;
+  const results = planned.value;
+  return { ...(results[0].rows[0].plan as Omit<Plan, "sequences">), sequences: results[1].rows };
 }

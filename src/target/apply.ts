@@ -22,10 +22,10 @@
 //  5. sequences, then the position.
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { Client, escapeIdentifier as ident, escapeLiteral } from "pg";
+import { Client, escapeIdentifier as ident } from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { PINNED_SETTINGS } from "../db/settings";
-import { DbsyncError, messageOf, sqlstateOf } from "../errors";
+import { DbsyncError, PositionMoved, messageOf, sqlstateOf } from "../errors";
 import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";
 import { Phases } from "./phases";
 import { beginApply, commitApply, enterReplicaMode, recordCopies } from "./progress";
@@ -62,7 +62,6 @@ export interface ApplyHooks {
 }
 
 export async function applyBatch(
-  source: Client,
   reader: Client,
   target: Client,
   subUuid: string,
@@ -81,8 +80,17 @@ export async function applyBatch(
   /** The target's side up to the refreshed tables' rows: their stages by table_id. */
   const prepare = async (): Promise<Map<number, StagedTable>> => {
     const refreshed = plan.tables.filter((t) => t.action === "refresh").map((t) => t.target);
-    // Without DDL in the batch, which tables exist is known at the transaction's start.
-    const [existing] = await beginApply(target, subUuid, batch.from, plan.ddl.length || !refreshed.length ? "" : existingTables(refreshed));
+    // Without DDL in the batch, the tables are locked in the transaction's first
+    // round trip; when that fails (a table missing on the target), as below.
+    const locked = !plan.ddl.length && refreshed.length > 0 && (await beginApply(target, subUuid, batch.from, lockTables(refreshed)).then(
+      () => true,
+      async (err) => {
+        if (err instanceof PositionMoved) throw err;
+        await target.query("rollback");
+        return false;
+      },
+    ));
+    if (!locked) await beginApply(target, subUuid, batch.from);
     deferred = await phases.time("DDL", () => runDdl(target, plan.ddl, true));
     if (plan.ddl.length) state.stages.forget();
     // The target's tables as they are after the DDL: their columns' types, and
@@ -93,7 +101,7 @@ export async function applyBatch(
     // commits (merge.ts copies new rows straight into a table whose unique index
     // refuses duplicates; without that index, rows of keys it has would be copied
     // in beside the old ones).
-    await lockExisting(target, existing ? existing.rows.map((r: { name: string }) => r.name) : await present(target, refreshed));
+    if (!locked) await lockExisting(target, refreshed);
     now = await state.stages.describe(target, plan.tables.map((t) => t.target));
     await emptyTables(target, plan.tables.filter((t) => (t.action === "copy" && !addsChunk(t)) || t.truncate), only);
     const staged = new Map<number, StagedTable>();
@@ -151,7 +159,7 @@ export async function applyBatch(
     for (const t of plan.tables.filter(addsChunk)) await phases.time("table copies", () => copy(t));
     await recordCopies(target, subUuid, batch.to, records);
     if (deferred.length) await phases.time("DDL", () => runDdl(target, deferred, false));
-    const pushed = await phases.time("sequences", () => state.sequences.push(source, target, batch.groupId));
+    const pushed = await phases.time("sequences", () => state.sequences.push(plan.sequences, target));
     sequences = pushed.at;
     // Nothing more is read on the source: its transaction ends while the target commits.
     sourceDone = hooks.sourceRead?.();
@@ -174,25 +182,22 @@ export async function applyBatch(
   return { events, copied, sequences };
 }
 
-/** The query of the tables of `names` that exist (column name), with literals. */
-function existingTables(names: string[]): string {
-  return `select x as name from pg_catalog.unnest(array[${names.map((n) => escapeLiteral(n)).join(", ")}]::pg_catalog.text[]) x
-           where pg_catalog.to_regclass(x) is not null`;
-}
-
-/** The tables of `names` that exist. */
-async function present(target: Client, names: string[]): Promise<string[]> {
-  if (!names.length) return [];
-  return (await target.query<{ name: string }>(existingTables(names))).rows.map((r) => r.name);
-}
-
 /**
- * ROW EXCLUSIVE locks (those of the writes to come) on `tables` (those that exist:
- * one that is missing fails later, with its own error). ONLY: a partitioned table's
- * unique index is its own, and inheritance children are not written.
+ * ROW EXCLUSIVE locks (those of the writes to come) on the tables of `names` that
+ * exist; one that is missing fails later, with its own error. ONLY: a partitioned
+ * table's unique index is its own, and inheritance children are not written.
  */
-async function lockExisting(target: Client, tables: string[]) {
-  if (tables.length) await target.query(`lock table ${tables.map((t) => `only ${t}`).join(", ")} in row exclusive mode`);
+async function lockExisting(target: Client, names: string[]) {
+  if (!names.length) return;
+  const { rows } = await target.query<{ name: string }>(
+    "select x as name from pg_catalog.unnest($1::pg_catalog.text[]) x where pg_catalog.to_regclass(x) is not null",
+    [names],
+  );
+  if (rows.length) await target.query(lockTables(rows.map((r) => r.name)));
+}
+
+function lockTables(names: string[]): string {
+  return `lock table ${names.map((t) => `only ${t}`).join(", ")} in row exclusive mode`;
 }
 
 /** A chunk of a chunked copy after its first: it adds rows to the table, which is not emptied. */

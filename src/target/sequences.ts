@@ -3,21 +3,21 @@
 // the target's next values are above every value the source used.
 import { Client, escapeLiteral } from "pg";
 import { DbsyncError, messageOf, sqlstateOf } from "../errors";
-import { groupSequences } from "../source/protocol";
+import { GroupSequence } from "../source/protocol";
 
 export class SequenceSync {
   /** Last value pushed per sequence, so that unchanged ones cost nothing. */
   private pushed = new Map<string, string>();
 
   /**
-   * Reads the group's sequences on the source. Returns [seq_id, value] of every
+   * Brings the target's sequences up to `rows` (the source's, read with the batch's
+   * plan). Returns [seq_id, value] of every
    * sequence the target will have at least at `value` once the batch commits, and
    * `atCommit`: the statements that move the sequences this session has set before,
    * for the commit's round trip. A sequence not set before in this session is set
    * now, on its own: a missing one fails with an error that names it.
    */
-  async push(source: Client, target: Client, groupId: number): Promise<{ at: [number, string][]; atCommit: string }> {
-    const rows = await groupSequences(source, groupId);
+  async push(rows: GroupSequence[], target: Client): Promise<{ at: [number, string][]; atCommit: string }> {
     const at: [number, string][] = [];
     const atCommit: string[] = [];
     for (const r of rows) {
