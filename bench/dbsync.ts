@@ -128,8 +128,12 @@ export class SidecarProcess {
   private readonly child: DbsyncProcess;
   private log: string[] = [];
   private readyLine = false;
-  /** Every "batch applied" debug line: events, seconds inside applyBatch, and when it was logged (s from spawn). */
-  readonly batches: { events: number; seconds: number; at: number; phases: Record<string, number> }[] = [];
+  /**
+   * Every "batch applied" debug line: events, seconds inside applyBatch, when it was
+   * logged (s from spawn), and the moments it passed its steps (epoch ms; see
+   * latency-breakdown.ts).
+   */
+  readonly batches: { events: number; seconds: number; at: number; phases: Record<string, number>; steps: Record<string, number> }[] = [];
   /** First time (s from spawn) each start-up line was seen; "loaded" from the child's own uptime. */
   private marks: Record<string, number> = {};
   private cpuMarks: Record<string, number> = {};
@@ -168,8 +172,8 @@ export class SidecarProcess {
     const at = j && typeof j.time === "number" ? (j.time - this.spawnedEpochMs) / 1000 : (performance.now() - this.spawnedAt) / 1000;
     const msg = j?.msg;
     if (msg === "batch applied") {
-      const phases = typeof j!.phases === "object" && j!.phases ? (j!.phases as Record<string, number>) : {};
-      this.batches.push({ events: Number(j!.events), seconds: Number(j!.seconds), at, phases });
+      const record = (v: unknown) => (typeof v === "object" && v ? (v as Record<string, number>) : {});
+      this.batches.push({ events: Number(j!.events), seconds: Number(j!.seconds), at, phases: record(j!.phases), steps: record(j!.at) });
       return;
     }
     if (msg === "dbsync sidecar running") this.readyLine = true;

@@ -6,6 +6,7 @@ import { BenchEnv, checkpoint, connect, createDbPair, DbPair, onBoth, vacuumAnal
 import { BatchStats, installDbsync, SidecarProcess, setPaused, StartupTimeline, statusRows, subscribe, waitForSync } from "./dbsync";
 import { ApplyProfile, startProfile } from "./batch-profile";
 import { CaptureProfile, installReference, PROFILE_SETS, profileCapture } from "./capture-profile";
+import { Breakdown, breakdown, LatencyRow } from "./latency-breakdown";
 import { cpuBusy, cpuSample, LatencyProbe, median, percentile, processCpuSeconds, queueBytes } from "./measure";
 import { createNative, dropNative, NativeSub, setEnabled, waitMarkers, waitStopped, waitStreaming } from "./native";
 import {
@@ -24,7 +25,10 @@ export interface Sizes {
   /** Capture profile: transactions per round, and rounds (see capture-profile.ts). */
   profileTransactions: number;
   profileRounds: number;
+  /** Paced tpcb-like load of the queue figure (tx/s). */
   rate: number;
+  /** The latency figure's rates (tx/s), each measured in every run. */
+  latencyRates: number[];
   latencySeconds: number;
   latencyWarmupSeconds: number;
   memoryEvents: number;
@@ -532,16 +536,27 @@ export interface LatencySide {
   probePolls: number;
   /** dbsync only: the sidecar's batches during the whole load. */
   batches?: BatchStats;
+  /** dbsync only: where the rows' commit-to-visible time went (latency-breakdown.ts). */
+  breakdown?: Breakdown;
 }
 
 export interface LatencyResult {
+  rate: number;
   dbsync: LatencySide;
   native: LatencySide;
 }
 
-/** Paced tpcb-like load at `rate` tx/s; every history row's commit-to-visible time (see LatencyProbe). */
-async function measureLatency(ctx: Ctx, pair: DbPair, label: string): Promise<LatencySide> {
-  const { rate, latencySeconds, latencyWarmupSeconds } = ctx.sizes;
+/** Writers of the paced load: 4 up to 500 tx/s, one more per 125 tx/s above (a commit waits for its flush at default durability). */
+export function pacedClients(rate: number): number {
+  return Math.max(4, Math.ceil(rate / 125));
+}
+
+/**
+ * Paced tpcb-like load at `rate` tx/s; every history row's commit-to-visible time
+ * (see LatencyProbe), and each measured row's commit and visible times (epoch ms).
+ */
+async function measureLatency(ctx: Ctx, pair: DbPair, label: string, rate: number): Promise<{ side: LatencySide; rows: LatencyRow[] }> {
+  const { latencySeconds, latencyWarmupSeconds } = ctx.sizes;
   const target = await connect(pair.targetUrl, "bench probe");
   const source = await connect(pair.sourceUrl, "bench");
   try {
@@ -551,24 +566,36 @@ async function measureLatency(ctx: Ctx, pair: DbPair, label: string): Promise<La
     const windowStart: string = rows[0].ws;
     ctx.step(`${label}: ${rate} tx/s for ${latencyWarmupSeconds} + ${latencySeconds} s`);
     const res = await runTpcb({
-      url: pair.sourceUrl, schemas: ["s1"], scale: ctx.sizes.scale, clients: 4, ratePerSecond: rate,
+      url: pair.sourceUrl, schemas: ["s1"], scale: ctx.sizes.scale, clients: pacedClients(rate), ratePerSecond: rate,
       durationMs: (latencyWarmupSeconds + latencySeconds) * 1000,
     });
     if (res.errors) ctx.note(`latency ${label}: ${res.errors} failed transactions, e.g. ${res.firstError}`);
-    const expected = (await source.query("select hid::float8 as h from s1.history where mtime >= $1::timestamptz order by hid", [windowStart])).rows.map((r) => r.h as number);
+    const committed = (
+      await source.query("select hid::float8 as h, (extract(epoch from mtime) * 1000)::float8 as ms from s1.history where mtime >= $1::timestamptz order by hid", [windowStart])
+    ).rows as { h: number; ms: number }[];
     ctx.step(`${label}: waiting for the last rows`);
-    const { latencies, missing } = await probe.finish(expected, ctx.sizes.timeoutSeconds * 1000);
-    if (missing) throw new Error(`latency ${label}: ${missing} of ${expected.length} rows never became visible on the target`);
+    const { latencies, missing, byHid } = await probe.finish(committed.map((r) => r.h), ctx.sizes.timeoutSeconds * 1000);
+    if (missing) throw new Error(`latency ${label}: ${missing} of ${committed.length} rows never became visible on the target`);
     return {
-      p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), maxMs: latencies.at(-1) ?? null,
-      samples: latencies.length, missing, achievedTps: expected.length / latencySeconds, probePolls: probe.polls,
+      side: {
+        p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), maxMs: latencies.at(-1) ?? null,
+        samples: latencies.length, missing, achievedTps: committed.length / latencySeconds, probePolls: probe.polls,
+      },
+      rows: committed.map((r) => ({ commitMs: r.ms, visibleMs: r.ms + byHid.get(r.h)! })),
     };
   } finally {
     await Promise.all([target.end(), source.end()]);
   }
 }
 
-export async function latency(ctx: Ctx): Promise<LatencyResult> {
+/** The latency figure at each of the sizes' rates. */
+export async function latency(ctx: Ctx): Promise<LatencyResult[]> {
+  const out: LatencyResult[] = [];
+  for (const rate of ctx.sizes.latencyRates) out.push(await latencyAt(ctx, rate));
+  return out;
+}
+
+async function latencyAt(ctx: Ctx, rate: number): Promise<LatencyResult> {
   const dbsyncSide = async () => {
     ctx.step("dbsync: setting up");
     const pair = await tpcbPair(ctx, "latency_dbsync", ["s1"]);
@@ -578,16 +605,18 @@ export async function latency(ctx: Ctx): Promise<LatencyResult> {
       await subscribe(pair.sourceUrl, pair.targetUrl, "g_s1", tpcbTableNames("s1"), "sub_s1");
       sidecar = new SidecarProcess(pair.sourceUrl);
       await sidecar.ready();
-      let side: LatencySide;
+      let measured: { side: LatencySide; rows: LatencyRow[] };
       try {
-        side = await measureLatency(ctx, pair, "dbsync");
+        measured = await measureLatency(ctx, pair, "dbsync", rate);
       } catch (err) {
         const status = await statusRows(pair.sourceUrl);
         throw new Error(`${(err as Error).message}\ndbsync.status: ${JSON.stringify(status)}\nsidecar log:\n${sidecar.output(20)}`);
       }
       sidecar.assertAlive();
       await stopSidecar(ctx, sidecar, "latency");
+      const side = measured.side;
       side.batches = sidecar.batchStats();
+      side.breakdown = breakdown(measured.rows, sidecar.batches);
       sidecar = undefined;
       return side;
     } finally {
@@ -602,7 +631,7 @@ export async function latency(ctx: Ctx): Promise<LatencyResult> {
     try {
       subs.push(await createNative(pair.sourceUrl, pair.targetUrl, "s1", tpcbTableNames("s1"), { enabled: true }));
       await waitStreaming(pair.targetUrl, subs);
-      return await measureLatency(ctx, pair, "native");
+      return (await measureLatency(ctx, pair, "native", rate)).side;
     } finally {
       await dropNative(pair.sourceUrl, pair.targetUrl, subs);
       await pair.drop();
@@ -610,10 +639,10 @@ export async function latency(ctx: Ctx): Promise<LatencyResult> {
   };
   if (ctx.run % 2 === 1) {
     const dbsync = await dbsyncSide();
-    return { dbsync, native: await nativeSide() };
+    return { rate, dbsync, native: await nativeSide() };
   }
   const native = await nativeSide();
-  return { dbsync: await dbsyncSide(), native };
+  return { rate, dbsync: await dbsyncSide(), native };
 }
 
 // ---- d. sidecar memory ----------------------------------------------------------
@@ -735,7 +764,7 @@ export async function queue(ctx: Ctx): Promise<QueueResult> {
       }
     })();
     const res = await runTpcb({
-      url: pair.sourceUrl, schemas: ["s1"], scale: ctx.sizes.scale, clients: 4, ratePerSecond: ctx.sizes.rate, durationMs: ms,
+      url: pair.sourceUrl, schemas: ["s1"], scale: ctx.sizes.scale, clients: pacedClients(ctx.sizes.rate), ratePerSecond: ctx.sizes.rate, durationMs: ms,
     });
     stop = true;
     await sampler;

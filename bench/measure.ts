@@ -220,7 +220,7 @@ export class LatencyProbe {
    * Waits until every hid in `expected` was seen, then stops. Gives up at the
    * timeout, or when no new row arrived for `stallMs`.
    */
-  async finish(expected: number[], timeoutMs: number, stallMs = 60_000): Promise<{ latencies: number[]; missing: number }> {
+  async finish(expected: number[], timeoutMs: number, stallMs = 60_000): Promise<{ latencies: number[]; missing: number; byHid: Map<number, number> }> {
     const deadline = now() + timeoutMs;
     const has = (h: number) => this.done.has(h) || this.seen.has(h);
     let count = -1;
@@ -237,12 +237,16 @@ export class LatencyProbe {
     await this.loop;
     if (this.error) throw this.error;
     const latencies: number[] = [];
+    const byHid = new Map<number, number>();
     let missing = 0;
     for (const h of expected) {
       const v = this.done.get(h) ?? this.seen.get(h);
       if (v === undefined) missing++;
-      else latencies.push(v);
+      else {
+        latencies.push(v);
+        byHid.set(h, v);
+      }
     }
-    return { latencies: latencies.sort((a, b) => a - b), missing };
+    return { latencies: latencies.sort((a, b) => a - b), missing, byHid };
   }
 }

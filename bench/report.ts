@@ -7,6 +7,7 @@ import { describeStatements, describeWal } from "./batch-profile";
 import type { Durability } from "./clusters";
 import type { StartupTimeline } from "./dbsync";
 import type { ApplyResult, ApplySide, LatencyResult, MemoryResult, OverheadBulk, OverheadTpcb, QueueResult, Sizes, StartupResult } from "./figures";
+import { breakdownText } from "./latency-breakdown";
 import { median } from "./measure";
 
 export interface RunResult {
@@ -19,7 +20,7 @@ export interface RunResult {
   applyBulk?: ApplyResult;
   overheadTpcb?: OverheadTpcb;
   overheadBulk?: OverheadBulk;
-  latency?: LatencyResult;
+  latency?: LatencyResult[];
   memory?: MemoryResult;
   queue?: QueueResult;
 }
@@ -191,16 +192,23 @@ export function summarize(results: RunResult[], sizes: Sizes, durabilities: Dura
       baselineLabel: "no capture", ratio: (r) => r.overheadBulk?.updateRatio, ratioLabel: "with / without",
       target: "<= 1.5x", check: (_, q) => q !== null && q <= 1.5,
     },
-    {
-      id: "latency_p50", figure: `c. latency commit -> visible at ${sizes.rate} tx/s, p50`, unit: "ms",
-      value: (r) => r.latency?.dbsync.p50Ms, baseline: (r) => r.latency?.native.p50Ms, baselineLabel: "native",
-      target: "<= 50 ms", check: (v) => v <= 50,
-    },
-    {
-      id: "latency_p99", figure: `c. latency commit -> visible at ${sizes.rate} tx/s, p99`, unit: "ms",
-      value: (r) => r.latency?.dbsync.p99Ms, baseline: (r) => r.latency?.native.p99Ms, baselineLabel: "native",
-      target: "<= 500 ms", check: (v) => v <= 500,
-    },
+    ...[...new Set(results.flatMap((r) => (r.latency ?? []).map((l) => l.rate)))].sort((a, b) => a - b).flatMap((rate): Spec[] => {
+      const at = (r: RunResult) => r.latency?.find((l) => l.rate === rate);
+      // Issue 5's targets at 500 tx/s, issue 15's at 1,000.
+      const [p50, p99] = rate >= 1000 ? [20, 100] : [50, 500];
+      return [
+        {
+          id: `latency_p50_${rate}`, figure: `c. latency commit -> visible at ${rate} tx/s, p50`, unit: "ms",
+          value: (r) => at(r)?.dbsync.p50Ms, baseline: (r) => at(r)?.native.p50Ms, baselineLabel: "native",
+          target: `<= ${p50} ms`, check: (v) => v <= p50,
+        },
+        {
+          id: `latency_p99_${rate}`, figure: `c. latency commit -> visible at ${rate} tx/s, p99`, unit: "ms",
+          value: (r) => at(r)?.dbsync.p99Ms, baseline: (r) => at(r)?.native.p99Ms, baselineLabel: "native",
+          target: `<= ${p99} ms`, check: (v) => v <= p99,
+        },
+      ];
+    }),
     {
       id: "rss_backlog", figure: `d. sidecar peak RSS, ${count(sizes.memoryEvents)}-event backlog`, unit: "MB",
       value: (r) => (r.memory ? r.memory.backlogPeakRssBytes / MB : undefined),
@@ -260,6 +268,18 @@ export function whereTimeGoes(results: RunResult[], durabilities: Durability[]):
     ["applyBulk", "bulk backlog"],
   ] as const;
   for (const d of durabilities) {
+    for (const rate of [...new Set(results.flatMap((r) => (r.durability === d ? (r.latency ?? []) : []).map((l) => l.rate)))].sort((a, b) => a - b)) {
+      const runs = results
+        .map((r) => (r.durability === d ? r.latency?.find((l) => l.rate === rate) : undefined))
+        .filter((l): l is LatencyResult => !!l?.dbsync.breakdown && l.dbsync.p50Ms !== null)
+        .sort((a, b) => a.dbsync.p50Ms! - b.dbsync.p50Ms!);
+      if (!runs.length) continue;
+      const l = runs[Math.floor((runs.length - 1) / 2)];
+      const b = l.dbsync.breakdown!;
+      out.push(`[${d}] latency at ${rate} tx/s (the run of the median p50, ${f(l.dbsync.p50Ms, 1)} ms; ${b.rows} rows): mean per piece of a change's path, ms`);
+      out.push(`  all rows: ${breakdownText(b.mean)}`, `  slowest 1%: ${breakdownText(b.slowest)}`);
+      if (l.dbsync.batches) out.push(`  ${l.dbsync.batches.batches} batches, median ${f((l.dbsync.batches.medianBatchSeconds ?? 0) * 1000, 1)} ms / ${l.dbsync.batches.medianBatchEvents} events; per phase: ${phasesLine(l.dbsync.batches.phases)}`);
+    }
     const su = results.filter((r) => r.durability === d && r.startup).sort((a, b) => a.startup!.dbsync.seconds - b.startup!.dbsync.seconds);
     if (su.length) {
       const r = su[Math.floor((su.length - 1) / 2)];

@@ -2,7 +2,7 @@
 // (the comparison in the same run), prints the table of medians and writes JSON.
 //
 //   npm run bench -- [--quick] [--runs N] [--only NAME[,NAME...]] [--durability default,off] [--out FILE]
-//                    [--steady-minutes M] [--backlog-tx N]
+//                    [--steady-minutes M] [--backlog-tx N] [--rates R[,R]]
 //
 // Every figure is measured at each durability (clusters.ts), on a pair of clusters
 // started for it: first every run at initdb's defaults, then every run with fsync off.
@@ -17,6 +17,7 @@ import * as figures from "./figures";
 import { Ctx, Sizes } from "./figures";
 import { Progress } from "./progress";
 import { describeProfile } from "./capture-profile";
+import { breakdownText } from "./latency-breakdown";
 import { RunResult, summarize, table, whereTimeGoes, writeJson } from "./report";
 
 const FULL: Sizes = {
@@ -28,6 +29,7 @@ const FULL: Sizes = {
   profileTransactions: 3_000,
   profileRounds: 5,
   rate: 500,
+  latencyRates: [500, 1000],
   latencySeconds: 20,
   latencyWarmupSeconds: 3,
   memoryEvents: 1_000_000,
@@ -83,6 +85,7 @@ interface Options {
   out?: string;
   steadyMinutes?: number;
   backlogTransactions?: number;
+  latencyRates?: number[];
   durabilities: Durability[];
 }
 
@@ -114,6 +117,9 @@ function parseArgs(argv: string[]): Options {
     } else if (a === "--backlog-tx") {
       o.backlogTransactions = Number(val());
       if (!Number.isInteger(o.backlogTransactions) || o.backlogTransactions < 1) usage("--backlog-tx takes a positive integer");
+    } else if (a === "--rates") {
+      o.latencyRates = val().split(",").map(Number);
+      if (!o.latencyRates.every((r) => Number.isInteger(r) && r > 0)) usage("--rates takes positive integers (tx/s)");
     } else if (a === "--help" || a === "-h") usage();
     else usage(`unknown argument ${a}`);
   }
@@ -125,14 +131,15 @@ function parseArgs(argv: string[]): Options {
 }
 
 function usage(problem?: string): never {
-  const text = `usage: npm run bench -- [--quick] [--runs N] [--only NAME[,NAME...]] [--durability D[,D]] [--out FILE] [--steady-minutes M] [--backlog-tx N]
+  const text = `usage: npm run bench -- [--quick] [--runs N] [--only NAME[,NAME...]] [--durability D[,D]] [--out FILE] [--steady-minutes M] [--backlog-tx N] [--rates R[,R]]
   --quick             small sizes, 1 run (a smoke run)
   --runs N            runs per figure; every figure is the median of its runs (default 3)
   --only NAMES        figures to run, by name or prefix: ${FIGURES.map((f) => f.name).join(", ")}
   --durability D,D    server settings to measure at: default (initdb's: fsync on), off (fsync off); default both
   --out FILE          JSON output (default bench/results/<timestamp>.json)
   --steady-minutes M  length of the steady load of the queue-size figure (default 2; 0.5 with --quick)
-  --backlog-tx N      tpcb-like transactions in the apply backlogs (default 100000; 4000 with --quick)`;
+  --backlog-tx N      tpcb-like transactions in the apply backlogs (default 100000; 4000 with --quick)
+  --rates R,R         the latency figure's paced loads, tx/s (default 500,1000)`;
   (problem ? console.error : console.log)(problem ? `${problem}\n${text}` : text);
   process.exit(problem ? 2 : 0);
 }
@@ -142,6 +149,7 @@ async function main() {
   const sizes: Sizes = { ...(opts.quick ? QUICK : FULL) };
   if (opts.steadyMinutes !== undefined) sizes.steadyMinutes = opts.steadyMinutes;
   if (opts.backlogTransactions !== undefined) sizes.backlogTransactions = opts.backlogTransactions;
+  if (opts.latencyRates !== undefined) sizes.latencyRates = opts.latencyRates;
   const selected = FIGURES.filter((f) => !opts.only.length || opts.only.some((n) => f.name.startsWith(n)));
   const startedAt = new Date();
   const progress = new Progress();
@@ -260,9 +268,8 @@ function brief(r: Partial<RunResult>): string {
     const o = r.overheadTpcb;
     parts.push(`${n(o.plainTps)} tx/s without capture, ${n(o.capturedTps)} with (${o.ratio.toFixed(2)}), ${n(o.capturedApplyingTps)} with the sidecar applying (${o.ratioApplying.toFixed(2)}); ${describeProfile(o.profile)}`);
   }
-  if (r.latency) {
-    const l = r.latency;
-    parts.push(`dbsync p50 ${l.dbsync.p50Ms?.toFixed(1)} ms p99 ${l.dbsync.p99Ms?.toFixed(1)} ms (${l.dbsync.samples} rows, ${n(l.dbsync.achievedTps)} tx/s${batchText(l.dbsync.batches)}); native p50 ${l.native.p50Ms?.toFixed(1)} ms p99 ${l.native.p99Ms?.toFixed(1)} ms`);
+  for (const l of r.latency ?? []) {
+    parts.push(`${n(l.rate)} tx/s: dbsync p50 ${l.dbsync.p50Ms?.toFixed(1)} ms p99 ${l.dbsync.p99Ms?.toFixed(1)} ms (${l.dbsync.samples} rows, ${n(l.dbsync.achievedTps)} tx/s${batchText(l.dbsync.batches)}); native p50 ${l.native.p50Ms?.toFixed(1)} ms p99 ${l.native.p99Ms?.toFixed(1)} ms${l.dbsync.breakdown ? `; dbsync's path, mean ms: ${breakdownText(l.dbsync.breakdown.mean)}` : ""}`);
   }
   if (r.memory) {
     const m = r.memory;

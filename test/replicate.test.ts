@@ -127,7 +127,7 @@ test("the source reader lost while the target merges a table: nothing is lost, a
     await until("a's merge running", async () =>
       (await value<number>(env.target, "select count(*)::int from pg_stat_activity where (query like '%update only \"public\".\"a\"%' or query like 'copy \"public\".\"a\"%') and state = 'active' and pid <> pg_backend_pid()")) > 0);
     const killed = await value<number>(env.source,
-      "select count(pg_terminate_backend(pid))::int from (select pid from pg_stat_activity where application_name = 'dbsync read s' offset 0) x");
+      "select count(pg_terminate_backend(pid))::int from (select pid from pg_stat_activity where datname = current_database() and application_name = 'dbsync read s' offset 0) x");
     assert.ok(killed >= 1);
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true,
       `not in sync: ${await value(env.source, "select last_error from dbsync.status")}`);
@@ -160,7 +160,7 @@ test("applyBatch fails with the link's own error when the source link breaks bef
     // The target stalls on table a (its stage is created from a) while a's COPY is
     // already running on the source; then the source's socket breaks.
     await locker.query("begin; lock table a");
-    const applying = applyBatch(control, source, target, sub.sub_uuid, batch, plan, { stages: new StageTables(), sequences: new SequenceSync(), straight: new StraightCopies() })
+    const applying = applyBatch(source, target, sub.sub_uuid, batch, plan, { stages: new StageTables(), sequences: new SequenceSync(), straight: new StraightCopies() })
       .then(() => "applied", (err: Error) => `failed: ${err.message}`);
     await until("the target waits for the lock", async () =>
       (await value<number>(env.target, "select count(*)::int from pg_locks where relation = 'a'::regclass and not granted")) > 0);

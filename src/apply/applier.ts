@@ -84,8 +84,12 @@ export class Applier {
     return this.sub;
   }
 
-  /** Applies batches until caught up, paused, or `signal` fires. */
-  async apply(signal: AbortSignal): Promise<ApplyOutcome> {
+  /**
+   * Applies batches until caught up, paused, or `signal` fires. `since`: when the
+   * wake-up that started this loop arrived and when the loop started (epoch ms), for
+   * the first batch's log line.
+   */
+  async apply(signal: AbortSignal, since: { woke?: number; job?: number } = {}): Promise<ApplyOutcome> {
     const { links, control } = this.opts;
     if (!this.reader) {
       const reader = await links.reader(this.name);
@@ -150,8 +154,12 @@ export class Applier {
       let plan: Plan | undefined;
       let started = process.hrtime.bigint();
       const phases = new Phases();
+      for (const [step, at] of Object.entries(since)) if (at !== undefined) phases.mark(step, at);
+      since = {};
+      phases.mark("begin");
       try {
         batch = await beginBatch(exporter, sub.name, sub.sub_id, done);
+        phases.mark("tick");
         done = undefined;
         if (batch?.snapshot === null) await exporter.query("commit");
         else if (batch) {
@@ -163,6 +171,7 @@ export class Applier {
             if (sqlstateOf(err) === "40001" && retries++ < PLAN_RETRIES) return undefined;
             throw err;
           });
+          phases.mark("plan");
         }
         exporter.release();
       } catch (err) {
@@ -196,8 +205,7 @@ export class Applier {
           copies.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk ?? { whole: true } })),
         );
       }
-      // The reader, idle in its transaction by then, reads the sequences to carry.
-      const result = await applyBatch(reader, reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
+      const result = await applyBatch(reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
         copyProgress: (t, rows) => {
           // A small table's copy is over before anyone could watch it: no report (a
           // source commit each) at its start; one that lasts reports every 250 ms.
@@ -207,13 +215,15 @@ export class Applier {
           );
         },
         phases,
+        sourceRead: () => reader.query("commit"),
       });
-      await reader.query("commit");
+      phases.mark("applied");
+      phases.mark("end");
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       done = { tick: batch.to, events: result.events, seconds, copied: result.copied, sequences: result.sequences };
       this.currentTick = undefined;
       this.opts.onBatch?.(sub.name, result.events, seconds);
-      this.log.debug({ from: batch.from, to: batch.to, events: result.events, copied: result.copied.length, seconds, phases }, "batch applied");
+      this.log.debug({ from: batch.from, to: batch.to, events: result.events, copied: result.copied.length, seconds, phases, at: phases.at }, "batch applied");
       // Nothing but copies left out: begin_batch would take batch after empty batch
       // for them (a table not streaming is work to it) as fast as the round trips go.
       if (leftOut && result.events === 0 && result.copied.length === 0) {

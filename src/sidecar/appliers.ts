@@ -10,6 +10,7 @@ import { Applier, ApplyOutcome } from "../apply/applier";
 import { Backoff } from "./backoff";
 import { Jobs } from "./jobs";
 import { hasWork, recordError, setSleeping } from "../source/protocol";
+import { epochMs } from "../target/phases";
 
 /**
  * What the apply loop counts. With --metrics-port, prom-client's metrics
@@ -46,13 +47,30 @@ const TURN_MS = 2000;
 /** A subscription turned away for want of a slot counts as waiting this long: its wake-up comes back every NO_SLOT_RETRY_MS, here or in another process. */
 const WAITING_MS = 5 * NO_SLOT_RETRY_MS;
 
+/**
+ * How long a subscription that caught up keeps its connections and apply lock,
+ * waiting for a wake-up (see linger): one that comes meanwhile starts the next
+ * batch at once, without a job, new sessions and the position read again.
+ */
+const LINGER_MS = 2000;
+
+interface Running {
+  /** Look again when the current pass is done. */
+  again: boolean;
+  loop?: Promise<void>;
+  /** While the loop lingers: ends it, true to apply again, false to let go. */
+  wake?: (again: boolean) => void;
+}
+
 export class Appliers {
   readonly backoff = new Backoff();
   /** First copies that cannot start, per subscription and table (see Applier). */
   private readonly copyRetries = new Backoff();
   private appliers = new Map<string, Applier>();
   /** Subscriptions this process is applying now, whether to look again after, and the loop. */
-  private running = new Map<string, { again: boolean; loop?: Promise<void> }>();
+  private running = new Map<string, Running>();
+  /** When a wake-up for a subscription not running here arrived (epoch ms): its next loop's first batch logs it. */
+  private wokenAt = new Map<string, number>();
   /** Start-up: called at a subscription's first batch applied (see startNow). */
   private firstBatch = new Map<string, () => void>();
   /** When each subscription applying here took its slot; when each was last turned away, or last gave its slot up. */
@@ -96,16 +114,22 @@ export class Appliers {
     }
     this.turnedAway.delete(name);
     this.yielded.delete(name);
-    const state: { again: boolean; loop?: Promise<void> } = { again: true };
+    const state: Running = { again: true };
     this.running.set(name, state);
     this.turnStarted.set(name, Date.now());
+    // The last free slot taken: lingering loops let go of theirs.
+    if (this.running.size >= this.opts.concurrency) this.endLingering();
+    let since: { woke?: number; job?: number } = { woke: this.wokenAt.get(name), job: epochMs() };
+    this.wokenAt.delete(name);
     const cpu = process.cpuUsage();
     this.log.debug({ subscription: name, cpuMs: Math.round((cpu.user + cpu.system) / 1000) }, "apply job started");
     state.loop = (async () => {
       try {
         while (state.again && !this.signal.aborted) {
           state.again = false;
-          if ((await this.applyOnce(name)) === "yielded") break;
+          const outcome = await this.applyOnce(name, state, since);
+          since = {};
+          if (outcome === "yielded") break;
         }
       } finally {
         this.running.delete(name);
@@ -142,11 +166,14 @@ export class Appliers {
   /**
    * A wake-up for a subscription this process applies right now: its loop looks
    * again when it is done, so no job is needed (each costs the source a commit).
-   * False when it is not running here.
+   * False when it is not running here. `at`: when the wake-up arrived.
    */
-  poke(name: string): boolean {
+  poke(name: string, at = epochMs()): boolean {
     const current = this.running.get(name);
-    if (current) current.again = true;
+    if (current) {
+      current.again = true;
+      current.wake?.(true);
+    } else if (!this.wokenAt.has(name)) this.wokenAt.set(name, at);
     return current !== undefined;
   }
 
@@ -174,6 +201,7 @@ export class Appliers {
   /** `name` waits for a slot: counted as waiting, its wake-up queued again NO_SLOT_RETRY_MS later (here or in another process). */
   private async waitForSlot(name: string) {
     this.turnedAway.set(name, Date.now());
+    this.endLingering();
     await this.jobs.wakeApplier(name, NO_SLOT_RETRY_MS);
   }
 
@@ -188,6 +216,20 @@ export class Appliers {
   private recently(times: Map<string, number>, name: string, ms = WAITING_MS): boolean {
     const at = times.get(name);
     return at !== undefined && Date.now() - at < ms;
+  }
+
+  /** Lingering loops (see linger) let go of their slots: another subscription needs one. */
+  private endLingering() {
+    for (const r of this.running.values()) r.wake?.(false);
+  }
+
+  /**
+   * A NOTIFY for group `groupId`: its subscriptions lingering here (see linger) go
+   * on at once, before the wake-up's round trips (the sleeping flag cleared, the
+   * group's subscriptions read) that follow it.
+   */
+  pokeGroup(groupId: number, at: number) {
+    for (const [name, r] of this.running) if (r.wake && this.appliers.get(name)?.subscription?.group_id === groupId) this.poke(name, at);
   }
 
   private applier(name: string): Applier {
@@ -218,21 +260,23 @@ export class Appliers {
     return applier;
   }
 
-  private async applyOnce(name: string): Promise<ApplyOutcome | undefined> {
+  private async applyOnce(name: string, state: Running, since: { woke?: number; job?: number }): Promise<ApplyOutcome | undefined> {
     if (this.backoff.waiting(name)) return;
     const applier = this.applier(name);
     try {
-      const outcome = await applier.apply(this.signal);
+      const outcome = await applier.apply(this.signal, since);
       this.backoff.succeed(name);
       this.outages.ok(`subscription ${name}`, `subscription ${name}`, { subscription: name });
       if (outcome === "stopped") return outcome;
+      const lingered = outcome === "caught_up" ? await this.linger(name, state, applier.subscription!.group_id) : undefined;
+      if (lingered) return outcome;
       // Caught up (or nothing to do, or its turn is over): an idle subscription holds no connection.
       await this.drop(name, false);
       if (outcome === "yielded") {
         this.yielded.set(name, Date.now());
         await this.waitForSlot(name);
       }
-      if (outcome !== "caught_up" && outcome !== "waiting") return outcome;
+      if ((outcome !== "caught_up" && outcome !== "waiting") || lingered === false) return outcome;
       const groupId = applier.subscription!.group_id;
       // Ask writers to notify from now on, then look once more: a change committed
       // before the flag was visible to them would otherwise wait for the next poll.
@@ -251,6 +295,36 @@ export class Appliers {
       }
       await this.reportError(name, err, tick);
     }
+  }
+
+  /**
+   * A subscription that caught up waits up to LINGER_MS for a wake-up (poke: a
+   * NOTIFY, the poll), its connections and apply lock kept, its writers asked to
+   * notify first (and the queue looked at once more, for a change committed before
+   * they saw that). True: apply again now (state.again is set). False: let go, as
+   * when the time is up, the process stops, or another subscription took this
+   * process's last free slot (the writers notify, and the queue was looked at).
+   * Undefined: it did not linger, which would have taken that last free slot (one
+   * is always left for the others' wake-ups). Waiting costs no CPU: a timer.
+   */
+  private async linger(name: string, state: Running, groupId: number): Promise<boolean | undefined> {
+    if (this.running.size >= this.opts.concurrency || this.signal.aborted || this.othersWaiting(name)) return undefined;
+    await setSleeping(this.pool, groupId, true);
+    if (await hasWork(this.pool, name)) state.again = true;
+    return new Promise<boolean>((resolve) => {
+      const done = (again: boolean) => {
+        clearTimeout(timer);
+        this.signal.removeEventListener("abort", stop);
+        state.wake = undefined;
+        resolve(again);
+      };
+      const stop = () => done(false);
+      const timer = setTimeout(stop, LINGER_MS);
+      this.signal.addEventListener("abort", stop);
+      state.wake = done;
+      // A wake-up that came during the round trips above.
+      if (state.again) done(true);
+    });
   }
 
   /** Ends the subscription's applier: its connections back to the pools, or closed when `broken`. */

@@ -10,6 +10,7 @@ import { DbsyncError, isTransient, messageOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
 import { Appliers } from "./appliers";
 import { Jobs } from "./jobs";
+import { epochMs } from "../target/phases";
 import { activeSubscriptions, groupIds, installation, maintain, setSleeping, subscriptionsWithWork, tick, verificationsToDo } from "../source/protocol";
 
 export interface WakeupOptions {
@@ -128,10 +129,12 @@ export class Wakeups {
   }
 
   private async onNotify(payload: string) {
+    const at = epochMs();
     const groupId = Number(payload);
     if (!Number.isInteger(groupId)) return;
     // NOTIFYs held while the LISTEN link hung arrive all at once (thousands): one
     // wake-up per group at a time, plus one more if any came meanwhile.
+    this.appliers.pokeGroup(groupId, at);
     if (this.notified.has(groupId)) {
       this.notified.set(groupId, true);
       return;
@@ -140,7 +143,7 @@ export class Wakeups {
       do {
         this.notified.set(groupId, false);
         await setSleeping(this.pool, groupId, false);
-        for (const r of await activeSubscriptions(this.pool, groupId)) if (!this.appliers.poke(r.name)) await this.jobs.wakeApplier(r.name);
+        for (const r of await activeSubscriptions(this.pool, groupId)) if (!this.appliers.poke(r.name, at)) await this.jobs.wakeApplier(r.name);
       } while (this.notified.get(groupId));
     } catch (err) {
       this.log.warn({ err: messageOf(err) }, "wake-up failed; the poll will catch up");

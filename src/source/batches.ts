@@ -3,6 +3,7 @@
 // transaction that imports the tick's snapshot, so every row it sends is the
 // source's row at the batch's end (dbsync.begin_batch, dbsync.batch_plan).
 import { Client, QueryResult, escapeLiteral } from "pg";
+import { GroupSequence } from "./protocol";
 import { readAtSnapshot } from "./snapshot";
 
 export interface Batch {
@@ -95,6 +96,12 @@ export interface Plan {
   stream_width: number | null;
   /** Read the stream with nested loops off: its tables' keys are many against their rows. */
   stream_hash_joins?: boolean;
+  /**
+   * The group's carried sequences and their values (dbsync.sidecar_sequences), read
+   * with the plan: at least the values of the batch's rows, which were taken before
+   * its snapshot.
+   */
+  sequences: GroupSequence[];
 }
 
 /**
@@ -113,10 +120,16 @@ const READER_SETTINGS = `set local max_parallel_workers_per_gather = 0;
  * which takes an exported tick; one round trip. Undefined: nothing to apply (the
  * transaction is committed then). Otherwise the caller must import the snapshot on
  * its reader and then commit the control transaction (see openReader).
+ * The report's commit does not wait for its WAL flush: the tick's commit that
+ * follows flushes it, and a report lost with the source's last WAL is a report
+ * lost as when the sidecar dies before sending it (the target is the truth: the
+ * next session takes its position from there). At initdb's durability that is
+ * one disk flush less between two batches.
  */
 export async function beginBatch(control: Client, subscription: string, subId: number, done: Done | undefined): Promise<Batch | undefined> {
   const report = done
-    ? `select dbsync.record_progress(${subId}, ${int(done.tick)}, ${int(done.events)}, ${Number(done.seconds)}, ` +
+    ? `begin; set local synchronous_commit = off;
+       select dbsync.record_progress(${subId}, ${int(done.tick)}, ${int(done.events)}, ${Number(done.seconds)}, ` +
       `${escapeLiteral(JSON.stringify(done.copied))}, ${escapeLiteral(JSON.stringify(done.sequences))});\n commit;\n`
     : "";
   try {
@@ -146,22 +159,32 @@ function int(n: number): string {
 /**
  * Starts the reader's REPEATABLE READ transaction on the batch's snapshot, then
  * commits the control transaction that exported it (which also releases the
- * group's tick lock), and reads the batch's plan: copies of about `copyRows`
- * estimated rows at most, a bigger table in key-range chunks of `chunkRows`.
+ * group's tick lock) while the reader reads the batch's plan: copies of about
+ * `copyRows` estimated rows at most, a bigger table in key-range chunks of
+ * `chunkRows`. Both are done when this returns: the tick is on disk before
+ * anything of its batch is committed on the target (a tick lost with the source's
+ * last WAL would have its id taken again by another snapshot).
  */
 export async function openReader(control: Client, reader: Client, batch: Batch, copyRows: number, chunkRows = copyRows): Promise<Plan> {
   if (batch.snapshot === null) throw new Error(`batch (${batch.from}, ${batch.to}] has no snapshot to read`);
   try {
     await readAtSnapshot(reader, batch.snapshot, READER_SETTINGS);
-  } finally {
+  } catch (err) {
     await control.query("commit");
+    throw err;
   }
-  const { rows } = await reader.query("select dbsync.batch_plan($1, $2, $3, $4, $5) as plan", [
-    batch.subId,
-    batch.from,
-    batch.to,
-    copyRows,
-    chunkRows,
+  // Literals (integers), not parameters: the plan and the sequences in one round trip.
+  // Both settled before returning, also on an error: the caller gives the control
+  // connection back to its pool, which must not get it with its commit in flight.
+  const [committed, planned] = await Promise.allSettled([
+    control.query("commit"),
+    reader.query(
+      `select dbsync.batch_plan(${[batch.subId, batch.from, batch.to, copyRows, chunkRows].map(int).join(", ")}) as plan;
+       select * from dbsync.sidecar_sequences(${int(batch.groupId)})`,
+    ) as unknown as Promise<QueryResult[]>,
   ]);
-  return rows[0].plan as Plan;
+  if (committed.status === "rejected") throw committed.reason;
+  if (planned.status === "rejected") throw planned.reason;
+  const results = planned.value;
+  return { ...(results[0].rows[0].plan as Omit<Plan, "sequences">), sequences: results[1].rows };
 }

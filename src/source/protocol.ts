@@ -169,9 +169,11 @@ export async function skippedDdl(source: Source, subId: number): Promise<Set<num
   return new Set(rows[0].ids.map(Number));
 }
 
-/** The group's carried sequences with their value on the source (null: never used). */
-export async function groupSequences(source: Source, groupId: number): Promise<{ seq_id: number; name: string; value: string | null }[]> {
-  return (await source.query("select * from dbsync.sidecar_sequences($1)", [groupId])).rows;
+/** A group's carried sequence with its value on the source (null: never used): dbsync.sidecar_sequences. */
+export interface GroupSequence {
+  seq_id: number;
+  name: string;
+  value: string | null;
 }
 
 export interface Readiness {

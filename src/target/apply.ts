@@ -25,7 +25,7 @@ import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { PINNED_SETTINGS } from "../db/settings";
-import { DbsyncError, messageOf, sqlstateOf } from "../errors";
+import { DbsyncError, PositionMoved, messageOf, sqlstateOf } from "../errors";
 import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";
 import { Phases } from "./phases";
 import { beginApply, commitApply, enterReplicaMode, recordCopies } from "./progress";
@@ -57,10 +57,11 @@ export interface ApplyHooks {
   copyProgress?: (t: PlanTable, rows: number) => void;
   /** Where the batch's time goes (the "batch applied" debug line). */
   phases?: Phases;
+  /** Called once the batch has read all it reads on the source (before the target commits). */
+  sourceRead?: () => Promise<unknown>;
 }
 
 export async function applyBatch(
-  source: Client,
   reader: Client,
   target: Client,
   subUuid: string,
@@ -73,11 +74,23 @@ export async function applyBatch(
   const phases = hooks.phases ?? new Phases();
   let sequences: ApplyResult["sequences"] = [];
   let deferred: DdlEvent[] = [];
+  let sourceDone: Promise<unknown> | undefined;
   let now = new Map<string, TargetTable>();
   const only = (t: PlanTable) => ((now.get(t.target)?.partitioned ?? t.partitioned) ? t.target : `only ${t.target}`);
   /** The target's side up to the refreshed tables' rows: their stages by table_id. */
   const prepare = async (): Promise<Map<number, StagedTable>> => {
-    await beginApply(target, subUuid, batch.from);
+    const refreshed = plan.tables.filter((t) => t.action === "refresh").map((t) => t.target);
+    // Without DDL in the batch, the tables are locked in the transaction's first
+    // round trip; when that fails (a table missing on the target), as below.
+    const locked = !plan.ddl.length && refreshed.length > 0 && (await beginApply(target, subUuid, batch.from, lockTables(refreshed)).then(
+      () => true,
+      async (err) => {
+        if (err instanceof PositionMoved) throw err;
+        await target.query("rollback");
+        return false;
+      },
+    ));
+    if (!locked) await beginApply(target, subUuid, batch.from);
     deferred = await phases.time("DDL", () => runDdl(target, plan.ddl, true));
     if (plan.ddl.length) state.stages.forget();
     // The target's tables as they are after the DDL: their columns' types, and
@@ -88,7 +101,7 @@ export async function applyBatch(
     // commits (merge.ts copies new rows straight into a table whose unique index
     // refuses duplicates; without that index, rows of keys it has would be copied
     // in beside the old ones).
-    await lockExisting(target, plan.tables.filter((t) => t.action === "refresh").map((t) => t.target));
+    if (!locked) await lockExisting(target, refreshed);
     now = await state.stages.describe(target, plan.tables.map((t) => t.target));
     await emptyTables(target, plan.tables.filter((t) => (t.action === "copy" && !addsChunk(t)) || t.truncate), only);
     const staged = new Map<number, StagedTable>();
@@ -124,6 +137,7 @@ export async function applyBatch(
           return t && width - t.columns.length;
         }, sink),
       );
+      phases.mark("streamed");
       phases.add("target waited for the source", waits.targetWaitedMs);
       phases.add("source waited for the target", waits.sourceWaitedMs);
       if (plan.stream_hash_joins) await reader.query("set local enable_nestloop = default");
@@ -145,9 +159,14 @@ export async function applyBatch(
     for (const t of plan.tables.filter(addsChunk)) await phases.time("table copies", () => copy(t));
     await recordCopies(target, subUuid, batch.to, records);
     if (deferred.length) await phases.time("DDL", () => runDdl(target, deferred, false));
-    sequences = await phases.time("sequences", () => state.sequences.push(source, target, batch.groupId));
+    const pushed = await phases.time("sequences", () => state.sequences.push(plan.sequences, target));
+    sequences = pushed.at;
+    // Nothing more is read on the source: its transaction ends while the target commits.
+    sourceDone = hooks.sourceRead?.();
+    sourceDone?.catch(() => undefined);
     await state.stages.trim(target);
-    await phases.time("commit", () => commitApply(target, subUuid, batch.to));
+    phases.mark("committing");
+    await phases.time("commit", () => commitApply(target, subUuid, batch.to, pushed.atCommit));
   } catch (err) {
     // A target statement still running would be followed by the rollback, and its
     // next statement would then run outside the batch's transaction.
@@ -158,22 +177,27 @@ export async function applyBatch(
     throw err;
   }
   state.stages.committed();
+  await sourceDone;
   const events = plan.ddl.length + plan.tables.reduce((n, t) => n + Number(t.events), 0);
   return { events, copied, sequences };
 }
 
 /**
- * ROW EXCLUSIVE locks (those of the writes to come) on the tables that exist; one
- * that is missing fails later, with its own error. ONLY: a partitioned table's
- * unique index is its own, and inheritance children are not written.
+ * ROW EXCLUSIVE locks (those of the writes to come) on the tables of `names` that
+ * exist; one that is missing fails later, with its own error. ONLY: a partitioned
+ * table's unique index is its own, and inheritance children are not written.
  */
-async function lockExisting(target: Client, tables: string[]) {
-  if (!tables.length) return;
+async function lockExisting(target: Client, names: string[]) {
+  if (!names.length) return;
   const { rows } = await target.query<{ name: string }>(
     "select x as name from pg_catalog.unnest($1::pg_catalog.text[]) x where pg_catalog.to_regclass(x) is not null",
-    [tables],
+    [names],
   );
-  if (rows.length) await target.query(`lock table ${rows.map((r) => `only ${r.name}`).join(", ")} in row exclusive mode`);
+  if (rows.length) await target.query(lockTables(rows.map((r) => r.name)));
+}
+
+function lockTables(names: string[]): string {
+  return `lock table ${names.map((t) => `only ${t}`).join(", ")} in row exclusive mode`;
 }
 
 /** A chunk of a chunked copy after its first: it adds rows to the table, which is not emptied. */

@@ -18,7 +18,7 @@
 // merged as in the second case: its remaining rows and keys are deleted and
 // inserted at its end, which gives the same result (each key ends as the source's
 // row), since the pieces merged before hold the source's rows of their keys.
-import { Client, escapeIdentifier as ident } from "pg";
+import { Client, QueryResult, escapeIdentifier as ident, escapeLiteral } from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { finished } from "node:stream/promises";
 import { DbsyncError, sqlstateOf } from "../errors";
@@ -84,17 +84,23 @@ export class StreamMerge implements PieceSink {
         if (ok) return;
         progress.copyFailed = true;
       }
+      // A small piece of rows to merge in place goes into the stage in the merge's
+      // round trip (see inlineRows); otherwise by a COPY before it.
+      const inline = progress.inPlace && p.counts.size === 1 && p.counts.has("U") && inlinable(p);
       await this.phases.time("stage COPY", async () => {
         await this.stages.take(this.target, stage);
         if (progress.merged) {
           await this.target.query(`truncate ${stage.name}`);
           progress.merged = false;
         }
-        await copyPiece(this.target, t, stage, p);
+        if (!inline) await copyPiece(this.target, t, stage, p);
       });
       for (const [op, n] of p.counts) progress.counts.set(op, (progress.counts.get(op) ?? 0) + n);
       if (!progress.inPlace) return;
-      progress.inPlace = await this.phases.time(`merge ${t.target}`, () => this.mergeInPlace(p.id, progress.counts));
+      progress.inPlace = await this.phases.time(`merge ${t.target}`, () => this.mergeInPlace(p.id, progress.counts, inline ? p : undefined));
+      // The update failed, rolled back with the rows staged in its round trip: the
+      // piece is staged again for the table's merge at its end.
+      if (inline && !progress.inPlace) await this.phases.time("stage COPY", () => copyPiece(this.target, t, stage, p));
       progress.merged = progress.inPlace;
       if (progress.merged) progress.counts = new Map();
     });
@@ -117,13 +123,26 @@ export class StreamMerge implements PieceSink {
    * savepoint, and the piece goes the way of the stage (whose update in place or
    * error is the answer). So does a COPY that wrote fewer rows than it read: a
    * target trigger skipped some (one that ignores keys the table has would
-   * otherwise leave their old rows in place).
+   * otherwise leave their old rows in place). A small piece (see inlinable) is
+   * an INSERT of literals instead, sent with the savepoint: two round trips where
+   * the COPY's way takes four.
    */
   private async copyRows(t: PlanTable, p: Piece): Promise<boolean> {
-    await this.target.query("savepoint dbsync_copy");
+    const lines = p.counts.get("U")!;
     try {
-      const written = await copyLines(this.target, `copy ${t.target} (${columnList(t)}) from stdin`, rowsOf(p));
-      if (written === p.counts.get("U")) {
+      let written: number | null;
+      if (inlinable(p)) {
+        // A small piece: an INSERT of literals, in the savepoint's round trip (see inlineRows).
+        const results = (await this.target.query(
+          `savepoint dbsync_copy;
+           insert into ${t.target} (${columnList(t)}) overriding system value values ${literalRows(rowsOf(p))}`,
+        )) as unknown as QueryResult[];
+        written = results[1].rowCount;
+      } else {
+        await this.target.query("savepoint dbsync_copy");
+        written = await copyLines(this.target, `copy ${t.target} (${columnList(t)}) from stdin`, rowsOf(p));
+      }
+      if (written === lines) {
         await this.target.query("release savepoint dbsync_copy");
         return true;
       }
@@ -140,17 +159,19 @@ export class StreamMerge implements PieceSink {
    * no second probe of the key index). False when the update failed (rolled back
    * to its savepoint: the deletes stay, being right whatever comes after).
    */
-  private async mergeInPlace(id: number, counts: StagedCounts): Promise<boolean> {
+  private async mergeInPlace(id: number, counts: StagedCounts, inline?: Piece): Promise<boolean> {
     const { t, stage, table } = this.tables.get(id)!;
     const key = t.upsert_key!;
     const has = (op: string) => (counts.get(op) ?? 0) > 0;
     if (has("D")) await this.target.query(deleteWhere(table, stage, "D", key));
     if (!has("U")) return true;
     const set = stage.updateSet(key).map((c) => `${ident(c)} = s.${ident(c)}`);
-    await this.target.query("savepoint dbsync_update");
+    // One round trip: a failed statement skips the rest of the string, and the
+    // savepoint set before it is there to roll back to.
     try {
       await this.target.query(
-        `with updated as (
+        `savepoint dbsync_update;${inline ? `\n${inlineRows(t, stage, inline)};` : ""}
+         with updated as (
            update ${table} t set ${set.join(", ")} from ${stage.name} s
             where s.${stage.op} = 'U' and ${stage.keyMatch(key)}
            returning s.ctid as row)
@@ -204,6 +225,62 @@ function columnList(t: PlanTable): string {
 async function copyPiece(target: Client, t: PlanTable, stage: Stage, p: Piece) {
   for (const n of p.counts.values()) stage.written += n;
   await copyLines(target, `copy ${stage.name} (${stage.op}, ${columnList(t)}) from stdin`, p.data);
+}
+
+/**
+ * Pieces of at most this many lines and bytes are staged by an INSERT in the
+ * merge's round trip rather than by a COPY (two round trips of their own: a batch
+ * of a few dozen changes to a few tables spent most of its target time waiting on
+ * them).
+ */
+const INLINE_LINES = 500;
+const INLINE_BYTES = 1 << 20;
+
+/**
+ * Whether piece `p` goes by an INSERT of literals (see inlineRows). Not a piece of
+ * more bytes: the round trips saved are nothing against its rows' time, and a line
+ * longer than a JavaScript string can be (a value of about half a GB) would fail
+ * the statement's building, where COPY takes it (its savepoint then never set, the
+ * batch failed at every retry).
+ */
+function inlinable(p: Piece): boolean {
+  return p.bytes <= INLINE_BYTES && [...p.counts.values()].reduce((a, b) => a + b, 0) <= INLINE_LINES;
+}
+
+/**
+ * The piece's lines into the stage by an INSERT of literals: each field the text
+ * COPY would have read (COPY's escapes undone, \N a NULL), given to the column's
+ * type input function as COPY gives it (an untyped literal). The stage is a temp
+ * table of dbsync's: no rule or trigger sees the INSERT.
+ */
+function inlineRows(t: PlanTable, stage: Stage, p: Piece): string {
+  for (const n of p.counts.values()) stage.written += n;
+  return `insert into ${stage.name} (${stage.op}, ${columnList(t)}) values ${literalRows(p.data)}`;
+}
+
+/** Lines of COPY's text format as the rows of a VALUES list. */
+function literalRows(data: Buffer[]): string {
+  const rows: string[] = [];
+  for (const b of data) {
+    for (const line of b.toString("utf8").split("\n")) {
+      if (line) rows.push(`(${line.split("\t").map(copyFieldLiteral).join(", ")})`);
+    }
+  }
+  return rows.join(", ");
+}
+
+/** The escapes the source's COPY TO writes (besides \N), and their characters. */
+const COPY_ESCAPES: Record<string, string> = { b: "\b", f: "\f", n: "\n", r: "\r", t: "\t", v: "\v" };
+
+/**
+ * A field of COPY's text format, as the source's COPY TO writes it, as an SQL
+ * literal (NULL for \N). COPY TO escapes a backslash, the delimiter and these
+ * control characters, never a byte by its octal or hex code.
+ */
+function copyFieldLiteral(field: string): string {
+  if (field === "\\N") return "NULL";
+  if (!field.includes("\\")) return escapeLiteral(field);
+  return escapeLiteral(field.replace(/\\(.)/gs, (_, c: string) => COPY_ESCAPES[c] ?? c));
 }
 
 /** The rows written (COPY's count: without those a BEFORE trigger skipped). */

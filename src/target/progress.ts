@@ -170,25 +170,26 @@ const PROBE_PAGE_COST = 1.1;
  * then locks the subscription's row and checks it still stands at `from`. The row
  * lock serializes appliers even if two processes both believe they own the
  * subscription; the check makes a stale one give up. One round trip: literals, not
- * parameters, allow several statements.
+ * parameters, allow several statements; `then`, more of them (literals too) for
+ * the same round trip.
  */
-export async function beginApply(target: Client, subUuid: string, from: number): Promise<void> {
+export async function beginApply(target: Client, subUuid: string, from: number, then = ""): Promise<void> {
   const results = (await target.query(
     `begin;
      select set_config('random_page_cost', least(current_setting('random_page_cost')::float8, ${PROBE_PAGE_COST})::text, true);
-     select tick_id::float8 as t from dbsync.applied where sub_uuid = ${escapeLiteral(subUuid)} for update`,
+     select tick_id::float8 as t from dbsync.applied where sub_uuid = ${escapeLiteral(subUuid)} for update${then ? `;\n${then}` : ""}`,
   )) as unknown as QueryResult[];
-  const at = results[results.length - 1].rows[0]?.t;
+  const at = results[2].rows[0]?.t;
   if (at !== from) {
     throw new PositionMoved(`target stands at tick ${at ?? "none"}, not ${from}`);
   }
 }
 
-/** Moves the position to `tick` and commits the apply transaction, in one round trip. */
-export async function commitApply(target: Client, subUuid: string, tick: number): Promise<void> {
+/** Runs `first` (statements with literals), moves the position to `tick` and commits the apply transaction, in one round trip. */
+export async function commitApply(target: Client, subUuid: string, tick: number, first = ""): Promise<void> {
   if (!Number.isSafeInteger(tick)) throw new Error(`not a tick: ${tick}`);
   await target.query(
-    `update dbsync.applied set tick_id = ${tick}, applied_at = now() where sub_uuid = ${escapeLiteral(subUuid)};
+    `${first ? `${first};\n` : ""}update dbsync.applied set tick_id = ${tick}, applied_at = now() where sub_uuid = ${escapeLiteral(subUuid)};
      commit`,
   );
 }
