@@ -80,6 +80,12 @@ export class Appliers {
   /** When each loop last asked the queue whether others wait (turnOver). */
   private asked = new Map<string, number>();
   jobs!: Jobs;
+  /**
+   * Wake-ups reach running loops (LISTEN and the poll have started): until then a
+   * caught-up loop does not linger, since nothing could poke it, and its end is what
+   * starts them at start-up (run.ts).
+   */
+  wakeupsRunning = false;
   private readonly links: Links;
 
   constructor(
@@ -305,10 +311,11 @@ export class Appliers {
    * when the time is up, the process stops, or another subscription took this
    * process's last free slot (the writers notify, and the queue was looked at).
    * Undefined: it did not linger, which would have taken that last free slot (one
-   * is always left for the others' wake-ups). Waiting costs no CPU: a timer.
+   * is always left for the others' wake-ups), or no wake-up could reach it yet
+   * (wakeupsRunning). Waiting costs no CPU: a timer.
    */
   private async linger(name: string, state: Running, groupId: number): Promise<boolean | undefined> {
-    if (this.running.size >= this.opts.concurrency || this.signal.aborted || this.othersWaiting(name)) return undefined;
+    if (!this.wakeupsRunning || this.running.size >= this.opts.concurrency || this.signal.aborted || this.othersWaiting(name)) return undefined;
     await setSleeping(this.pool, groupId, true);
     if (await hasWork(this.pool, name)) state.again = true;
     return new Promise<boolean>((resolve) => {

@@ -181,6 +181,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     jobs.start().then(() => log.debug({ cpuMs: cpuMs() }, "job runner started")),
     wakeups.start(),
   ]);
+  appliers.wakeupsRunning = true;
   background = new BackgroundVerify(
     {
       intervalMs: opts.verifyIntervalMs ?? VERIFY_DEFAULTS.intervalMs,
