@@ -29,7 +29,9 @@ test("SIGKILL at random moments under concurrent writes: nothing lost, nothing a
       // Most lives are counted from the moment the sidecar runs, so that it dies while
       // applying; every fourth one dies at a random moment of its start-up.
       if (i % 4 !== 3) {
-        await until("sidecar running", async () => sidecar.output().includes("dbsync sidecar running") || sidecar.proc.exitCode !== null, 20000);
+        await until("sidecar running", async () => sidecar.output().includes("dbsync sidecar running") || sidecar.proc.exitCode !== null, 20000).catch((err: Error) => {
+          throw new Error(`${err.message} (life ${i + 1}); the sidecar printed:\n${sidecar.output()}`);
+        });
         assert.equal(sidecar.proc.exitCode, null, sidecar.output());
       }
       // Every batch reads all that committed since the target's position, so a
