@@ -23,7 +23,8 @@
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
-import { from as copyFrom, to as copyTo } from "pg-copy-streams";
+import { to as copyTo } from "pg-copy-streams";
+import { copyFrom } from "../db/copy-from";
 import { PINNED_SETTINGS } from "../db/settings";
 import { DbsyncError, PositionMoved, messageOf, sqlstateOf } from "../errors";
 import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";

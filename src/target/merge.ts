@@ -19,8 +19,7 @@
 // inserted at its end, which gives the same result (each key ends as the source's
 // row), since the pieces merged before hold the source's rows of their keys.
 import { Client, QueryResult, escapeIdentifier as ident, escapeLiteral } from "pg";
-import { from as copyFrom } from "pg-copy-streams";
-import { finished } from "node:stream/promises";
+import { copyLines } from "../db/copy-from";
 import { DbsyncError, sqlstateOf } from "../errors";
 import { PlanTable } from "../source/batches";
 import { Phases } from "./phases";
@@ -283,17 +282,3 @@ function copyFieldLiteral(field: string): string {
   return escapeLiteral(field.replace(/\\(.)/gs, (_, c: string) => COPY_ESCAPES[c] ?? c));
 }
 
-/** The rows written (COPY's count: without those a BEFORE trigger skipped). */
-async function copyLines(target: Client, sql: string, data: Buffer[]): Promise<number> {
-  const ws = target.query(copyFrom(sql));
-  // pg-copy-streams reports a server error by an 'error' event only.
-  let error: Error | undefined;
-  ws.on("error", (err) => (error ??= err));
-  for (const b of data) ws.write(b);
-  ws.end();
-  await finished(ws).catch((err) => {
-    throw error ?? err;
-  });
-  if (error) throw error;
-  return ws.rowCount;
-}

@@ -8,10 +8,8 @@
 // a cast to a pg_catalog type, or by COPY into the target table (input functions
 // run as the target role, as the applier's do); every function and operator is
 // qualified.
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
-import { from as copyFrom } from "pg-copy-streams";
+import { copyLines } from "../db/copy-from";
 import { Col, KeyCol, SideLayout } from "./layout";
 
 export type Key = string[];
@@ -195,6 +193,6 @@ export class Side {
     if (!rows.length) return;
     const cols = this.cols.map((c) => ident(c.name)).join(", ");
     const data = rows.map((r) => r.map(copyField).join("\t") + "\n").join("");
-    await pipeline(Readable.from([Buffer.from(data, "utf8")]), this.client.query(copyFrom(`copy ${this.rel} (${cols}) from stdin`)));
+    await copyLines(this.client, `copy ${this.rel} (${cols}) from stdin`, [Buffer.from(data, "utf8")]);
   }
 }
