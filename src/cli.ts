@@ -107,6 +107,14 @@ Example:
     // A lost connection inside a library's background work (graphile-worker completes
     // jobs in batches) must not end the process: everything it did is retried.
     process.on("unhandledRejection", (err) => log.error({ err: messageOf(err) }, "background operation failed"));
+    // A throw from an event handler (a library's or ours) leaves state nobody can
+    // vouch for: exit, with one log line in the format the DBA's tools read (Node's
+    // default is a bare stack on stderr). Nothing is lost: the next start resumes
+    // from each target's position.
+    process.on("uncaughtException", (err) => {
+      log.fatal({ err: err.stack ?? messageOf(err) }, "dbsync failed on an unexpected error (please report it): exiting; a restart resumes where each target is");
+      process.exit(1);
+    });
     // Signals are handled from the first moment: a stop during start-up exits 0 too.
     let sidecar: Sidecar | undefined;
     let stopRequested = false;

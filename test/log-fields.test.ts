@@ -2,6 +2,9 @@
 // logger's fields (a subscription's applier and a verification log through one)
 // and the call's both, so a field given by both shows twice in the line.
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { test } from "node:test";
 import { freshEnv, until, value } from "./helpers";
 import { repeatedLogKeys, spawnDbsync } from "./kit/dbsync";
@@ -53,4 +56,27 @@ test("the sidecar's log lines carry each field once: applier, copy, a failed bat
   assert.ok(json.some((l) => /"msg":"subscription s recovered/.test(l)), lines.join("\n"));
   const repeated = json.map((l) => ({ l, keys: repeatedLogKeys(l) })).filter((r) => r.keys.length);
   assert.deepEqual(repeated, [], "log lines with a field given twice");
+});
+
+test("a throw from an event handler ends the sidecar with one fatal JSON line, not a bare stack", async () => {
+  const env = await freshEnv("log_fatal");
+  // Loaded before dbsync (NODE_OPTIONS): a timer that throws once the sidecar runs.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-throw-"));
+  const preload = path.join(dir, "throw-later.js");
+  fs.writeFileSync(preload, "setTimeout(() => { throw new Error('thrown from a timer'); }, 1500);\n");
+  const lines: string[] = [];
+  const sidecar = spawnDbsync(["run", "--source", env.sourceUrl, "--poll-interval", "200"], {
+    env: { DBSYNC_LOG_FORMAT: "json", NODE_OPTIONS: `--require ${preload}` },
+    onLine: (line) => lines.push(line),
+  });
+  try {
+    assert.equal(await sidecar.exited, 1, lines.join("\n"));
+    const fatal = lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { level: number; msg: string; err?: string }).filter((l) => l.level === 60);
+    assert.equal(fatal.length, 1, lines.join("\n"));
+    assert.match(fatal[0].msg, /unexpected error/);
+    assert.match(fatal[0].err ?? "", /thrown from a timer/);
+  } finally {
+    await sidecar.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
