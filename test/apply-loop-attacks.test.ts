@@ -249,7 +249,7 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-test("20 caught-up subscriptions: no lock held once the linger is over, and the sidecar's CPU idle and under a change a second each", async (t) => {
+test("20 caught-up subscriptions: no lock held once the linger is over, and the sidecar's CPU idle and under a change every second or so each", async (t) => {
   const env = await freshEnv("attack_linger_cpu");
   const N = 20;
   for (let i = 1; i <= N; i++) {
@@ -267,19 +267,22 @@ test("20 caught-up subscriptions: no lock held once the linger is over, and the 
   try {
     for (let i = 1; i <= N; i++) await env.source.query(`insert into t${i} values (0, 'x')`);
     await allSynced();
-    await until("every linger over", async () => !(await value<boolean>(env.source, "select exists (select from pg_locks where locktype = 'advisory' and classid = dbsync._lock_class('apply')::oid)")), 15_000, 100);
+    // (This database's locks: the cluster serves other test files' sidecars at the same time.)
+    await until("every linger over", async () => !(await value<boolean>(env.source,
+      `select exists (select from pg_locks l join pg_database d on d.oid = l.database
+                       where l.locktype = 'advisory' and l.classid = dbsync._lock_class('apply')::oid and d.datname = current_database())`)), 15_000, 100);
     let cpu = cpuSeconds(pid);
-    await sleep(30_000);
+    await sleep(10_000);
     const idle = cpuSeconds(pid) - cpu;
     cpu = cpuSeconds(pid);
     const t0 = Date.now();
-    for (let k = 1; Date.now() - t0 < 30_000; k++) {
+    for (let k = 1; Date.now() - t0 < 10_000; k++) {
       await env.source.query(`insert into t${1 + (k % N)} values (${k}, 'y')`);
       await sleep(50);
     }
     const busy = cpuSeconds(pid) - cpu;
     await allSynced();
-    t.diagnostic(`sidecar CPU-seconds over 30 s with ${N} caught-up subscriptions: idle ${idle.toFixed(2)}, a change a second each ${busy.toFixed(2)}`);
+    t.diagnostic(`sidecar CPU-seconds over 10 s with ${N} caught-up subscriptions: idle ${idle.toFixed(2)}, a change every 50 ms spread over them ${busy.toFixed(2)}`);
     for (let i = 1; i <= N; i++) assert.equal(await value<number>(env.target, `select count(*)::int from t${i}`), await value<number>(env.source, `select count(*)::int from t${i}`), `t${i}`);
   } finally {
     assert.equal(await sidecar.stop(), 0, sidecar.output());
