@@ -78,7 +78,7 @@ test("the sidecar killed (SIGKILL) in the middle of a batch's stream, then resta
     await env.source.query(`begin; update a set v = repeat('n', 100) where id % 2 = 0; delete from a where id % 7 = 0;
                             update b set v = 'changed' where id % 3 = 0; insert into b select g, 'new' from generate_series(50001, 90000) g; commit`);
     await until("the batch is being applied", async () =>
-      (await value<number>(env.target, "select count(*)::int from pg_stat_activity where query ilike 'copy%dbsync_stage%'")) > 0, 30000).catch(() => undefined);
+      (await value<number>(env.target, "select count(*)::int from pg_stat_activity where datname = current_database() and query ilike 'copy%dbsync_stage%'")) > 0, 30000).catch(() => undefined);
     sidecar.proc.kill("SIGKILL");
     await sidecar.stop();
     sidecar = startSidecar(env.sourceUrl);

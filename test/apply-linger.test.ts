@@ -13,7 +13,8 @@ function applyLockHeld(env: Env): Promise<boolean> {
   return value<boolean>(
     env.source,
     `select exists (select from pg_locks l join dbsync.subscriptions s on l.objid = s.sub_id
-                    where l.locktype = 'advisory' and l.classid = dbsync._lock_class('apply')::oid and s.name = 's')`,
+                    where l.locktype = 'advisory' and l.classid = dbsync._lock_class('apply')::oid
+                      and l.database = (select oid from pg_database where datname = current_database()) and s.name = 's')`,
   );
 }
 

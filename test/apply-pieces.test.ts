@@ -143,11 +143,11 @@ test("the sidecar killed while a batch's pieces are merged: nothing of it stays,
     // Killed once the target is writing the batch's rows.
     await until("the target merges a piece", async () =>
       Number(await value(env.target, `select count(*) from pg_stat_activity
-                                       where application_name like 'dbsync apply%' and query ~* '^(with updated|copy pg_temp)'`)) > 0,
+                                       where datname = current_database() and application_name like 'dbsync apply%' and query ~* '^(with updated|copy pg_temp)'`)) > 0,
     60_000, 20);
     await sidecar.stop("SIGKILL");
     await until("the killed applier's transaction is gone", async () =>
-      Number(await value(env.target, "select count(*) from pg_stat_activity where application_name like 'dbsync apply%'")) === 0);
+      Number(await value(env.target, "select count(*) from pg_stat_activity where datname = current_database() and application_name like 'dbsync apply%'")) === 0);
     assert.deepEqual(await tableText(env.target, "t"), before, "no piece of the killed batch stayed");
     assert.equal(await value<string>(env.target, "select tick_id::text from dbsync.applied"), applied);
     sidecar = startSidecar(env.sourceUrl);
@@ -355,7 +355,7 @@ test("a unique index dropped on the target while a batch streams an earlier tabl
     // sidecar, whose stage of t was made by the batch before (making it locks t).
     await env.source.query(`begin; insert into a values (1, 'x'); update t set v = 'changed' where id % 3 = 0; commit`);
     await until("the batch waits in a's trigger", async () =>
-      Number(await value(env.target, "select count(*) from pg_stat_activity where wait_event = 'PgSleep'")) > 0, 60_000);
+      Number(await value(env.target, "select count(*) from pg_stat_activity where datname = current_database() and wait_event = 'PgSleep'")) > 0, 60_000);
     // A DBA rebuilding t's key: the old index dropped before the new one is made.
     // Once the batch has t in hand this waits for it; a lock timeout is fine too.
     await env.target.query("set lock_timeout = '10 s'");

@@ -58,7 +58,7 @@ test("upgrade from the capture before migration 0010: every table gets the new c
     const running = migrate(env.sourceUrl);
     // Meanwhile t, upgraded before busy, takes writes: its upgrade has committed.
     await until("migrate waits for busy's lock", async () =>
-      Number(await value(env.source, "select count(*) from pg_stat_activity where application_name = 'dbsync migrate' and wait_event_type = 'Lock'")) > 0,
+      Number(await value(env.source, "select count(*) from pg_stat_activity where datname = current_database() and application_name = 'dbsync migrate' and wait_event_type = 'Lock'")) > 0,
     );
     await env.source.query("begin; set local lock_timeout = '5s'; insert into t values (900, 'while migrate waits'); commit");
     upgraded = await running;

@@ -125,7 +125,7 @@ test("the source reader lost while the target merges a table: nothing is lost, a
   try {
     await env.source.query("select dbsync.resume('s')");
     await until("a's merge running", async () =>
-      (await value<number>(env.target, "select count(*)::int from pg_stat_activity where (query like '%update only \"public\".\"a\"%' or query like 'copy \"public\".\"a\"%') and state = 'active' and pid <> pg_backend_pid()")) > 0);
+      (await value<number>(env.target, "select count(*)::int from pg_stat_activity where datname = current_database() and (query like '%update only \"public\".\"a\"%' or query like 'copy \"public\".\"a\"%') and state = 'active' and pid <> pg_backend_pid()")) > 0);
     const killed = await value<number>(env.source,
       "select count(pg_terminate_backend(pid))::int from (select pid from pg_stat_activity where datname = current_database() and application_name = 'dbsync read s' offset 0) x");
     assert.ok(killed >= 1);

@@ -74,7 +74,7 @@ test("replication goes on while a wait_for_sync waits and queue upkeep truncates
     assert.equal(ok, true, "replication of group g stalled behind queue upkeep and a waiting wait_for_sync");
   } finally {
     // Let everything go: end the waiting call, then upkeep can finish.
-    await env.source.query("select pg_cancel_backend(pid) from pg_stat_activity where query like 'select dbsync.wait_for_sync(''s2''%' and pid <> pg_backend_pid()");
+    await env.source.query("select pg_cancel_backend(pid) from pg_stat_activity where datname = current_database() and query like 'select dbsync.wait_for_sync(''s2''%' and pid <> pg_backend_pid()");
     await waiting;
     await maintaining;
     await check;

@@ -558,7 +558,8 @@ test("a verification's tick never falls between an applier's look for holds and 
     running.catch(() => undefined);
     await until("the verification waits for the tick being taken", async () =>
       Number(await value(env.source,
-        "select count(*) from pg_locks where locktype = 'advisory' and classid = 1684174440 and not granted")) > 0);
+        `select count(*) from pg_locks where locktype = 'advisory' and classid = 1684174440 and not granted
+          and database = (select oid from pg_database where datname = current_database())`)) > 0);
     const batchTick = Number(await value(c,
       "select tick_id from dbsync._export_tick((select group_id from dbsync.subscriptions where name = 's'))"));
     await c.query("commit");

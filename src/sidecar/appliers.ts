@@ -79,13 +79,9 @@ export class Appliers {
   private yielded = new Map<string, number>();
   /** When each loop last asked the queue whether others wait (turnOver). */
   private asked = new Map<string, number>();
+  /** Start-up: called when a subscription's loop waits for wake-ups: it ended, or lingers (see startNow). */
+  private waitsForWakeups = new Map<string, () => void>();
   jobs!: Jobs;
-  /**
-   * Wake-ups reach running loops (LISTEN and the poll have started): until then a
-   * caught-up loop does not linger, since nothing could poke it, and its end is what
-   * starts them at start-up (run.ts).
-   */
-  wakeupsRunning = false;
   private readonly links: Links;
 
   constructor(
@@ -151,22 +147,27 @@ export class Appliers {
    * job runner (which starts after). As safe as a job: the applier takes the
    * subscription's advisory lock, and another process holding it makes this a
    * no-op ("busy"). `firstBatch` resolves when its first batch is applied or the
-   * loop ended, `ended` when the loop ended (caught up, stopped or failed: from then
-   * on it needs wake-ups); the loop goes on until caught up, like a job's. False:
-   * no free slot.
+   * loop ended, `waiting` when the loop waits for wake-ups: it caught up and
+   * lingers, or it ended (caught up, stopped or failed); the loop goes on until
+   * caught up, like a job's. False: no free slot.
    */
-  startNow(name: string): { firstBatch: Promise<void>; ended: Promise<void> } | false {
+  startNow(name: string): { firstBatch: Promise<void>; waiting: Promise<void> } | false {
     if (this.running.has(name) || this.running.size >= this.opts.concurrency) return false;
     let first!: () => void;
     const firstBatch = new Promise<void>((resolve) => (first = resolve));
     this.firstBatch.set(name, first);
-    const ended = this.run(name)
+    let waits!: () => void;
+    const waiting = new Promise<void>((resolve) => (waits = resolve));
+    this.waitsForWakeups.set(name, waits);
+    void this.run(name)
       .catch((err) => this.log.error({ subscription: name, err: messageOf(err) }, "apply failed"))
       .finally(() => {
         this.firstBatch.delete(name);
+        this.waitsForWakeups.delete(name);
         first();
+        waits();
       });
-    return { firstBatch, ended };
+    return { firstBatch, waiting };
   }
 
   /**
@@ -311,12 +312,13 @@ export class Appliers {
    * when the time is up, the process stops, or another subscription took this
    * process's last free slot (the writers notify, and the queue was looked at).
    * Undefined: it did not linger, which would have taken that last free slot (one
-   * is always left for the others' wake-ups), or no wake-up could reach it yet
-   * (wakeupsRunning). Waiting costs no CPU: a timer.
+   * is always left for the others' wake-ups). Waiting costs no CPU: a timer.
    */
   private async linger(name: string, state: Running, groupId: number): Promise<boolean | undefined> {
-    if (!this.wakeupsRunning || this.running.size >= this.opts.concurrency || this.signal.aborted || this.othersWaiting(name)) return undefined;
+    if (this.running.size >= this.opts.concurrency || this.signal.aborted || this.othersWaiting(name)) return undefined;
     await setSleeping(this.pool, groupId, true);
+    // At start-up, LISTEN and the poll start now: only they can cut the wait short.
+    this.waitsForWakeups.get(name)?.();
     if (await hasWork(this.pool, name)) state.again = true;
     return new Promise<boolean>((resolve) => {
       const done = (again: boolean) => {

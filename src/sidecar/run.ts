@@ -144,13 +144,13 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   // (graphile-worker's modules alone cost about 0.2 s of CPU) would otherwise
   // compete with the first batch for this process's one thread and the machine's
   // CPUs. They start sooner when something needs them: a subscription waits in the
-  // job queue (after one poll interval, as a job would), a start-up loop ended (it
-  // caught up and waits for wake-ups now), and at the latest after
+  // job queue (after one poll interval, as a job would), a start-up loop caught
+  // up (it lingers or ended: it waits for wake-ups now), and at the latest after
   // STARTUP_RUNNER_POLLS poll intervals (new work that only the job runner or a
   // scan would find waits that long at start-up: 5 s by default, which covers a
   // backlog of 400,000 changes on a 2-core machine). Nothing is missed meanwhile:
   // a loop applies until caught up, and the scan finds what came since.
-  const starts: { firstBatch: Promise<void>; ended: Promise<void> }[] = [];
+  const starts: { firstBatch: Promise<void>; waiting: Promise<void> }[] = [];
   let queued = false;
   for (const name of source.subscriptions) {
     const applying = appliers.startNow(name);
@@ -164,7 +164,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   const delayMs = opts.pollIntervalMs * (queued ? 1 : STARTUP_RUNNER_POLLS);
   await Promise.race([
     Promise.all(starts.map((s) => s.firstBatch)),
-    ...starts.map((s) => s.ended),
+    ...starts.map((s) => s.waiting),
     new Promise((r) => (timer = setTimeout(r, delayMs))),
   ]);
   clearTimeout(timer);
@@ -181,7 +181,6 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     jobs.start().then(() => log.debug({ cpuMs: cpuMs() }, "job runner started")),
     wakeups.start(),
   ]);
-  appliers.wakeupsRunning = true;
   background = new BackgroundVerify(
     {
       intervalMs: opts.verifyIntervalMs ?? VERIFY_DEFAULTS.intervalMs,
