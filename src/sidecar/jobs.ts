@@ -131,13 +131,13 @@ class WorkerJobs extends Jobs {
 
   /**
    * Stops the runner, to be started again (startRunner's `stopped`), saying why as
-   * an error: wake-ups were not being run.
+   * an error (wake-ups were not being run), and once it is back that it recovered.
    */
   private restart(reason: string) {
     const runner = this.runner;
     if (this.stopping || this.restartReason !== undefined || !runner) return;
     this.restartReason = reason;
-    this.opts.log.error(`${reason}; starting it again`);
+    this.opts.outages.fail("jobs", `${reason}; starting it again`, {}, "error");
     void runner.stop().catch(() => undefined);
   }
 
