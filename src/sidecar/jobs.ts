@@ -6,7 +6,8 @@
 // Wake-ups can be added before the runner starts (the start-up pass applies first
 // and starts the runner after), and graphile-worker is loaded only then: loading
 // it takes tens of milliseconds that the first batch does not wait for.
-import type { Runner, Task } from "graphile-worker";
+import { EventEmitter } from "node:events";
+import type { Runner, Task, WorkerEvents } from "graphile-worker";
 import { Pool } from "pg";
 import { clientConfig } from "../db/connect";
 import { isTransient, messageOf, sqlstateOf } from "../errors";
@@ -68,16 +69,76 @@ export function createJobs(opts: JobsOptions, major: number): Jobs {
   return new LocalJobs(opts);
 }
 
+/**
+ * A wake-up due this long, while one of this process's workers has been free for
+ * RUNNER_FREE_POLLS poll intervals, means that the runner takes no job: it is
+ * started again, at most once in this long (see watchDue).
+ */
+const RUNNER_STUCK_MS = 30_000;
+const RUNNER_FREE_POLLS = 3;
+
 class WorkerJobs extends Jobs {
   private runner?: Runner;
   private stopping = false;
   private readonly pool: Pool;
+  /** What graphile-worker tells of its workers, for every runner this process starts. */
+  private readonly events = new EventEmitter() as WorkerEvents;
+  /** The last failure of a worker to take a job (see start). */
+  private lastGetJobError?: unknown;
+  /** Why the runner is being started again, once it has stopped; undefined while none is asked for. */
+  private restartReason?: string;
+  /** When the runner last started. */
+  private runnerStarted = 0;
+  /** Jobs this process's workers are running, and since when one of them is free (undefined: all busy). */
+  private inFlight = 0;
+  private freeSince: number | undefined = Date.now();
 
   constructor(private readonly opts: JobsOptions) {
     super();
     this.pool = new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync worker", catalogPath: true }), max: opts.concurrency + 2 });
     this.pool.on("error", (err) => opts.outages.fail("source", "source unreachable; retrying", { err: messageOf(err) }));
     this.pool.on("connect", (client) => client.on("error", () => undefined));
+    // graphile-worker 0.17 reads its task list once per runner, at a worker's first
+    // attempt to take a job, and keeps a failure of that read (the source restarted
+    // or a connection timed out just then): every later attempt of every worker
+    // rethrows the very same error, which it logs at debug level only, and the
+    // runner never takes a job again (seen: a sidecar alive, 32 events behind,
+    // nothing logged). The same error object twice is that kept failure: a new
+    // attempt that fails makes a new one.
+    this.events.on("worker:getJob:error", ({ error }) => {
+      if (error === this.lastGetJobError) {
+        this.restart(`the job runner takes no wake-up: graphile-worker kept its failure to read its task list (${messageOf(error)})`);
+      }
+      this.lastGetJobError = error;
+    });
+  }
+
+  /** The tasks, counted while they run (watchDue). */
+  private counted(tasks: Record<string, Task>): Record<string, Task> {
+    const counted: Record<string, Task> = {};
+    for (const [name, task] of Object.entries(tasks)) {
+      counted[name] = async (payload, helpers) => {
+        if (++this.inFlight >= this.opts.concurrency) this.freeSince = undefined;
+        try {
+          return await task(payload, helpers);
+        } finally {
+          if (--this.inFlight < this.opts.concurrency) this.freeSince ??= Date.now();
+        }
+      };
+    }
+    return counted;
+  }
+
+  /**
+   * Stops the runner, to be started again (startRunner's `stopped`), saying why as
+   * an error (wake-ups were not being run), and once it is back that it recovered.
+   */
+  private restart(reason: string) {
+    const runner = this.runner;
+    if (this.stopping || this.restartReason !== undefined || !runner) return;
+    this.restartReason = reason;
+    this.opts.outages.fail("jobs", `${reason}; starting it again`, {}, "error");
+    void runner.stop().catch(() => undefined);
   }
 
   async start() {
@@ -106,7 +167,8 @@ class WorkerJobs extends Jobs {
         noHandleSignals: true,
         pollInterval: this.opts.pollIntervalMs,
         logger,
-        taskList: this.opts.tasks,
+        events: this.events,
+        taskList: this.counted(this.opts.tasks),
         // Without it graphile-worker reads the crontab file its load left as
         // default (see loadGraphileWorker) and schedules dbsync's tasks from it.
         parsedCronItems: [],
@@ -124,6 +186,8 @@ class WorkerJobs extends Jobs {
 
   private async startRunner(runWorker: () => Promise<Runner>) {
     this.runner = await runWorker();
+    this.restartReason = this.lastGetJobError = undefined;
+    this.runnerStarted = Date.now();
     // Asked to stop while it started: stop() found no runner to stop.
     if (this.stopping) await this.runner.stop().catch(() => undefined);
     // The runner gives up when the source goes away, and stops cleanly on a NOTIFY
@@ -134,7 +198,8 @@ class WorkerJobs extends Jobs {
       if (this.stopping) return;
       // graphile-worker set it for that NOTIFY; this process has not failed.
       process.exitCode = undefined;
-      this.opts.outages.fail("jobs", "job runner stopped; restarting", { err: err === undefined ? "it stopped by itself" : messageOf(err) });
+      const why = this.restartReason ?? (err === undefined ? "it stopped by itself" : messageOf(err));
+      this.opts.outages.fail("jobs", "job runner stopped; restarting", { err: why });
       return this.restartUntilUp(runWorker);
     };
     this.runner.promise.then(() => stopped(undefined), stopped);
@@ -168,13 +233,33 @@ class WorkerJobs extends Jobs {
   async dueAppliers() {
     // graphile-worker's jobs view; a job that failed for good (attempts used up)
     // keeps its key but is never run again.
-    const { rows } = await this.pool.query<{ key: string }>(
-      `select j.key from ${WORKER_SCHEMA}.jobs j
+    const { rows } = await this.pool.query<{ key: string; overdue_ms: number }>(
+      `select j.key, extract(epoch from now() - j.run_at)::float8 * 1000 as overdue_ms from ${WORKER_SCHEMA}.jobs j
         where j.task_identifier = $1 and j.locked_at is null and j.run_at <= now()
           and j.attempts < j.max_attempts and j.key like $1 || ':%'`,
       [APPLY_JOB],
     );
+    this.watchDue(Math.max(0, ...rows.map((r) => r.overdue_ms)));
     return new Set(rows.map((r) => r.key.slice(APPLY_JOB.length + 1)));
+  }
+
+  /**
+   * Whatever else may stop a runner from taking jobs, it does not stay silent: a
+   * free worker asks for a job every poll interval and gets the one due the
+   * longest (jobs of one priority are taken by run_at), so that one being due
+   * RUNNER_STUCK_MS while a worker here has been free for RUNNER_FREE_POLLS poll
+   * intervals means that this runner takes none, whatever other processes do
+   * (started again, it is given RUNNER_STUCK_MS before the next such verdict). A
+   * wake-up waits legitimately while every worker is busy (a long apply), and then
+   * nothing is said. Looked at whenever the due wake-ups are read (the scans, the
+   * appliers' turns); `overdueMs`: how long the oldest has been due.
+   */
+  private watchDue(overdueMs: number) {
+    const free = this.freeSince;
+    const now = Date.now();
+    if (overdueMs < RUNNER_STUCK_MS || now - this.runnerStarted < RUNNER_STUCK_MS) return;
+    if (free === undefined || now - free < RUNNER_FREE_POLLS * this.opts.pollIntervalMs) return;
+    this.restart(`the job runner takes no wake-up: one has been due for ${Math.round(overdueMs / 1000)} s with a worker of this process free`);
   }
 
   /** Waits for running jobs to return, then closes the queue's connections. */
