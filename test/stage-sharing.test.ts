@@ -9,7 +9,7 @@
 // same connection (--concurrency 1). Every table must equal the source, no error.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Env, freshEnv, Sidecar, startSidecar, until, value } from "./helpers";
+import { Env, freshEnv, Sidecar, SOURCE_MAJOR, startSidecar, TARGET_MAJOR, until, value } from "./helpers";
 import { assertTablesEqual, status } from "./kit/convergence";
 
 const PIECES = { DBSYNC_STREAM_PIECE_LINES: "7" };
@@ -56,7 +56,9 @@ function churn(tables: string[], round: number): string {
     .join("\n");
 }
 
-test("tables alike in one batch, rows every way, a failed first batch, DDL, a second group on the same connection", async () => {
+test("tables alike in one batch, rows every way, a failed first batch, DDL, a second group on the same connection", {
+  skip: Math.min(SOURCE_MAJOR, TARGET_MAJOR) < 11 && "a partitioned table has no primary key before PostgreSQL 11",
+}, async () => {
   const env = await freshEnv("stage_alike");
   await env.source.query(DDL);
   await env.target.query(DDL);
