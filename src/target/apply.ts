@@ -24,7 +24,7 @@ import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
-import { PINNED_SETTINGS } from "../db/settings";
+import { PINNED_RESET } from "../db/settings";
 import { DbsyncError, PositionMoved, messageOf, sqlstateOf } from "../errors";
 import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";
 import { Phases } from "./phases";
@@ -304,11 +304,13 @@ async function runDdl(target: Client, ddl: DdlEvent[], mayDefer: boolean): Promi
  * DDL from execute_ddl runs in the apply session and may change it (SET, SET LOCAL,
  * SET ROLE, set_config): a session_replication_role of origin would fire the
  * target's own triggers on the batch's rows, a client_encoding would change how
- * they are read, a datestyle how they are parsed. Put back as dbsync set it up.
- * (Session-level SETs: links.ts then closes the connection when it is given back,
- * instead of leasing it to another subscription.)
+ * they are read, a datestyle how they are parsed. Put back as dbsync set it up:
+ * RESET, to the values of the session's start (a SET would show as the session's
+ * own to links.ts, which then closed the connection, its stages with it, after
+ * every batch with DDL). Other session-level SETs: links.ts closes the connection
+ * when it is given back, instead of leasing it to another subscription.
  */
 async function restoreSession(target: Client) {
-  await target.query(`reset role; ${PINNED_SETTINGS}; set client_encoding = 'UTF8'`);
+  await target.query(`reset role; ${PINNED_RESET}; reset client_encoding`);
   await enterReplicaMode(target);
 }
