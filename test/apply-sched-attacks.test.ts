@@ -11,6 +11,9 @@ import { test } from "node:test";
 import { Pool } from "pg";
 import { beginBatch } from "../src/source/batches";
 import { readAtSnapshot } from "../src/source/snapshot";
+import { Appliers, NO_COUNTERS } from "../src/sidecar/appliers";
+import { APPLY_JOB, createJobs } from "../src/sidecar/jobs";
+import { Outages, createLog } from "../src/log";
 import { Env, Sidecar, compat, freshEnv, sqlError, startSidecar, until, value } from "./helpers";
 import { assertTablesEqual } from "./kit/convergence";
 import { TARGET_AUDIT } from "./kit/workload";
@@ -311,4 +314,65 @@ test("a column dropped by execute_ddl after a batch's snapshot, before its plan 
     control.release();
     reader.release();
   }
+});
+
+/** What the turns test reaches of an Appliers (private at compile time only). */
+interface AppliersInside {
+  applier(name: string): unknown;
+  turnOver(name: string): Promise<boolean>;
+  waitForSlot(name: string): Promise<void>;
+  running: Map<string, unknown>;
+}
+
+/**
+ * `subs` subscriptions whose writes never pause (appliers that never catch up: a
+ * 100 ms batch after another) in one process of `concurrency` slots, wake-ups in
+ * the in-process queue, for `ms`: how many wake-ups were queued again while a slot
+ * was free, and how many turns each subscription had.
+ */
+async function turns(subs: string[], concurrency: number, ms: number) {
+  const log = createLog("silent");
+  const abort = new AbortController();
+  const appliers = new Appliers({ sourceUrl: "postgres://nobody@127.0.0.1:1/none", concurrency }, null as never, NO_COUNTERS, log, abort.signal);
+  const inside = appliers as unknown as AppliersInside;
+  const started = new Map(subs.map((s) => [s, 0]));
+  inside.applier = (name: string) => ({
+    subscription: { group_id: 1 },
+    async apply(signal: AbortSignal) {
+      started.set(name, started.get(name)! + 1);
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 100));
+        if (signal.aborted) return "stopped";
+        if (await inside.turnOver(name)) return "yielded";
+      }
+    },
+    close: async () => undefined,
+  });
+  let refusedWithFreeSlot = 0;
+  const waitForSlot = inside.waitForSlot.bind(appliers);
+  inside.waitForSlot = (name: string) => {
+    if (inside.running.size < concurrency && !inside.running.has(name)) refusedWithFreeSlot++;
+    return waitForSlot(name);
+  };
+  const outages = new Outages(log);
+  const tasks = { [APPLY_JOB]: async (p: unknown) => appliers.run((p as { subscription: string }).subscription) };
+  // (Major 10: the in-process queue, LocalJobs.)
+  const jobs = createJobs({ sourceUrl: undefined, concurrency, pollIntervalMs: 1000, log, outages, onRestart: async () => undefined, tasks }, 10);
+  appliers.jobs = jobs;
+  await jobs.start();
+  for (const s of subs) await jobs.wakeApplier(s);
+  await new Promise((r) => setTimeout(r, ms));
+  abort.abort();
+  await jobs.stop();
+  await appliers.close();
+  return { refusedWithFreeSlot, started: Object.fromEntries(started) };
+}
+
+test("slots in turns: a subscription that gave up its slot is not refused a free one for another that gave its own up since (the slot stayed free up to 3 s of every 5)", async () => {
+  const [two, three] = await Promise.all([turns(["sa", "sb"], 1, 9000), turns(["sa", "sb", "sc"], 2, 9000)]);
+  console.log(`# turns of 2 subscriptions at --concurrency 1: ${JSON.stringify(two)}; of 3 at --concurrency 2: ${JSON.stringify(three)}`);
+  assert.equal(two.refusedWithFreeSlot, 0, JSON.stringify(two));
+  // Each turn lasts at least 2 s: in 9 s, 4 of them at the most; the slot never idle, 3 at least.
+  assert.ok(Object.values(two.started).reduce((a, b) => a + b) >= 3, JSON.stringify(two));
+  assert.ok(Object.values(three.started).every((n) => n >= 2), JSON.stringify(three));
 });

@@ -107,8 +107,9 @@ export class Appliers {
     // Loops started at start-up (startNow) hold slots the job runner does not
     // count: a wake-up beyond --concurrency goes back to the queue, where another
     // process may take it, instead of waiting here. So does one whose turn just
-    // ended while others wait: the slot it gave up is theirs.
-    if (this.running.size >= this.opts.concurrency || (this.recently(this.yielded, name) && this.othersWaiting(name))) {
+    // ended while others wait: the slot it gave up is theirs (but not theirs that
+    // gave theirs up after it: two such refused each other, and the slot stayed free).
+    if (this.running.size >= this.opts.concurrency || (this.recently(this.yielded, name) && this.othersWaiting(name, this.yielded.get(name)))) {
       await this.waitForSlot(name);
       return;
     }
@@ -205,10 +206,11 @@ export class Appliers {
     await this.jobs.wakeApplier(name, NO_SLOT_RETRY_MS);
   }
 
-  private othersWaiting(name: string): boolean {
+  /** Whether another subscription waits for a slot; with `yieldedAt`, one that has not given up its slot since. */
+  private othersWaiting(name: string, yieldedAt?: number): boolean {
     for (const other of this.turnedAway.keys()) {
       if (!this.recently(this.turnedAway, other)) this.turnedAway.delete(other);
-      else if (other !== name && !this.running.has(other)) return true;
+      else if (other !== name && !this.running.has(other) && !(yieldedAt !== undefined && (this.yielded.get(other) ?? -Infinity) >= yieldedAt)) return true;
     }
     return false;
   }
