@@ -199,6 +199,32 @@ test("two dbsync run processes of --concurrency 1 share four subscriptions in tu
   }
 });
 
+test("two dbsync run processes of --concurrency 1 and two subscriptions under writes that never pause: no slot given up, as no subscription waits for one (it was, every 3 s, for the other process's subscription)", async () => {
+  const env = await groups("sched_two_two", 2);
+  const writers = new Writers(env.source);
+  for (let i = 1; i <= 2; i++) writers.start(i);
+  const start = () => startSidecar(env.sourceUrl, ["--concurrency", "1", "--poll-interval", "200"], { DBSYNC_LOG_LEVEL: "debug", DBSYNC_LOG_FORMAT: "json" });
+  const procs = [start(), start()];
+  const yields = () => procs.map((p) => p.output().split("\n").filter((l) => l.includes('"apply slot given up')).length);
+  try {
+    // (At start-up both processes start both subscriptions' loops: a loop that did
+    // not count for the job runner turned a wake-up away, and gave its slot up for it.)
+    await progressed(env, ["t1", "t2"], procs, "start");
+    await progressed(env, ["t1", "t2"], procs, "settled");
+    const before = yields();
+    // Writers going on for a while: with the bug a slot was given up every 3 s.
+    const end = Date.now() + 8000;
+    for (let round = 1; Date.now() < end; round++) await progressed(env, ["t1", "t2"], procs, `round ${round}`);
+    const after = yields();
+    console.log(`# slots given up by each process: ${before.join(", ")} once settled, ${after.join(", ")} 8 s later`);
+    // A wake-up queued for the subscription the other process applies is not one waiting for a slot.
+    assert.deepEqual(after, before, "slots given up while no subscription waited for one");
+  } finally {
+    await writers.stop();
+    for (const p of procs) await p.stop();
+  }
+});
+
 test("a subscription whose target refuses its rows, among others at --concurrency 1: its retries and the others' turns go on, its error stays visible, and it catches up once the target is fixed", async () => {
   const env = await groups("sched_error", 3);
   await env.target.query("alter table t3 add constraint refuse check (v < 0)");

@@ -9,7 +9,7 @@ import { Links } from "../apply/links";
 import { Applier, ApplyOutcome } from "../apply/applier";
 import { Backoff } from "./backoff";
 import { Jobs } from "./jobs";
-import { hasWork, recordError, setSleeping } from "../source/protocol";
+import { hasWork, notApplying, recordError, setSleeping } from "../source/protocol";
 import { epochMs } from "../target/phases";
 
 /**
@@ -130,7 +130,10 @@ export class Appliers {
           state.again = false;
           const outcome = await this.applyOnce(name, state, since);
           since = {};
-          if (outcome === "yielded") break;
+          if (outcome === "yielded") {
+            this.log.debug({ subscription: name }, "apply slot given up: another subscription waits");
+            break;
+          }
         }
       } finally {
         this.running.delete(name);
@@ -183,7 +186,9 @@ export class Appliers {
    * subscription waits for one: turned away here lately, or its wake-up due in the
    * queue and not taken (this process's job runner may be busy with the loops that
    * hold its slots, so nothing here turns it away; asked at most once a
-   * NO_SLOT_RETRY_MS per loop).
+   * NO_SLOT_RETRY_MS per loop) while no process applies it (each process's poll
+   * queues a wake-up for every subscription with work: one that another process
+   * applies made this one give up its slot every 3 s, for nobody).
    */
   private async turnOver(name: string): Promise<boolean> {
     const started = this.turnStarted.get(name);
@@ -192,7 +197,8 @@ export class Appliers {
     if (this.recently(this.asked, name, NO_SLOT_RETRY_MS)) return false;
     this.asked.set(name, Date.now());
     try {
-      for (const other of await this.jobs.dueAppliers()) if (other !== name && !this.running.has(other)) return true;
+      const due = [...(await this.jobs.dueAppliers())].filter((other) => other !== name && !this.running.has(other));
+      if (due.length && (await notApplying(this.pool, due)).length) return true;
     } catch {
       // (The source is unreachable: the batch after this one fails anyway.)
     }
