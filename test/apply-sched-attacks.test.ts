@@ -208,6 +208,38 @@ test("two dbsync run processes of --concurrency 1 share four subscriptions in tu
   }
 });
 
+test("--concurrency 3 (a slot left free: the caught-up applier lingers), one subscription flat out and one caught up: SIGKILL while the caught-up one lingers with its lock, twice, then restart: nothing lost, nothing applied twice", async () => {
+  const env = await groups("sched_linger_kill", 2);
+  const writers = new Writers(env.source);
+  writers.start(1);
+  const start = () => startSidecar(env.sourceUrl, ["--concurrency", "3", "--poll-interval", "200"]);
+  let sidecar = start();
+  let next = 0;
+  // s2's applier lingers: in sync, its lock held.
+  const lingering = async () =>
+    (await maxId(env.target, "t2")) === next &&
+    (await value<boolean>(env.source, `select exists (select from pg_locks l join dbsync.subscriptions s on l.objid = s.sub_id
+       where l.locktype = 'advisory' and l.classid = dbsync._lock_class('apply')::oid and l.granted and s.name = 's2')`));
+  try {
+    for (let k = 1; k <= 2; k++) {
+      await env.source.query("insert into t2 (id, v) values ($1, 0)", [++next]);
+      await explained(env, [sidecar], until(`s2 applied row ${next} and lingers`, lingering, 60_000, 20));
+      sidecar.proc.kill("SIGKILL");
+      await sidecar.stop();
+      await env.source.query("insert into t2 (id, v) values ($1, 0)", [++next]);
+      sidecar = start();
+      await progressed(env, ["t1", "t2"], [sidecar], `restart ${k}`);
+    }
+    await writers.stop();
+    await inSync(env, ["s1", "s2"], [sidecar]);
+    await assertTablesEqual(env.source, env.target, ["t1", "t2", "k1", "k2"]);
+    assert.deepEqual(await twice(env, ["t1", "t2"]), {}, "rows inserted twice by committed applies");
+  } finally {
+    await writers.stop();
+    await sidecar.stop();
+  }
+});
+
 test("two dbsync run processes of --concurrency 1 and two subscriptions under writes that never pause: no slot given up, as no subscription waits for one (it was, every 3 s, for the other process's subscription)", async () => {
   const env = await groups("sched_two_two", 2);
   const writers = new Writers(env.source);

@@ -185,24 +185,25 @@ export class Appliers {
    * Whether `name`'s turn is over: it has held its slot TURN_MS, and another
    * subscription waits for one: turned away here lately, or its wake-up due in the
    * queue and not taken (this process's job runner may be busy with the loops that
-   * hold its slots, so nothing here turns it away; asked at most once a
-   * NO_SLOT_RETRY_MS per loop) while no process applies it (each process's poll
-   * queues a wake-up for every subscription with work: one that another process
-   * applies made this one give up its slot every 3 s, for nobody).
+   * hold its slots, so nothing here turns it away), while no process applies it:
+   * each process's poll queues a wake-up for every subscription with work, and one
+   * that another process applied made this one give its slot up every 3 s, for
+   * nobody (so did one turned away here while a start-up loop held the slot the job
+   * runner did not count). Asked at most once a NO_SLOT_RETRY_MS per loop.
    */
   private async turnOver(name: string): Promise<boolean> {
     const started = this.turnStarted.get(name);
     if (started === undefined || Date.now() - started < TURN_MS) return false;
-    if (this.othersWaiting(name)) return true;
     if (this.recently(this.asked, name, NO_SLOT_RETRY_MS)) return false;
     this.asked.set(name, Date.now());
     try {
-      const due = [...(await this.jobs.dueAppliers())].filter((other) => other !== name && !this.running.has(other));
-      if (due.length && (await notApplying(this.pool, due)).length) return true;
+      const others = new Set(this.waitingOthers(name));
+      for (const other of await this.jobs.dueAppliers()) if (other !== name && !this.running.has(other)) others.add(other);
+      return others.size > 0 && (await notApplying(this.pool, [...others])).length > 0;
     } catch {
       // (The source is unreachable: the batch after this one fails anyway.)
+      return false;
     }
-    return false;
   }
 
   /** `name` waits for a slot: counted as waiting, its wake-up queued again NO_SLOT_RETRY_MS later (here or in another process). */
@@ -212,13 +213,18 @@ export class Appliers {
     await this.jobs.wakeApplier(name, NO_SLOT_RETRY_MS);
   }
 
-  /** Whether another subscription waits for a slot; with `yieldedAt`, one that has not given up its slot since. */
+  /** Whether another subscription was turned away here lately; with `yieldedAt`, one that has not given up its slot since. */
   private othersWaiting(name: string, yieldedAt?: number): boolean {
+    return this.waitingOthers(name, yieldedAt).length > 0;
+  }
+
+  private waitingOthers(name: string, yieldedAt?: number): string[] {
+    const waiting = [];
     for (const other of this.turnedAway.keys()) {
       if (!this.recently(this.turnedAway, other)) this.turnedAway.delete(other);
-      else if (other !== name && !this.running.has(other) && !(yieldedAt !== undefined && (this.yielded.get(other) ?? -Infinity) >= yieldedAt)) return true;
+      else if (other !== name && !this.running.has(other) && !(yieldedAt !== undefined && (this.yielded.get(other) ?? -Infinity) >= yieldedAt)) waiting.push(other);
     }
-    return false;
+    return waiting;
   }
 
   private recently(times: Map<string, number>, name: string, ms = WAITING_MS): boolean {
