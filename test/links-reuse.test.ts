@@ -33,7 +33,8 @@ test("a target connection whose session DDL changed is closed, not leased to ano
     const source = await env.source.connect();
     try {
       // (On the source too it lasts for the session: this connection is not reused.)
-      await source.query("select dbsync.execute_ddl('ga', 'alter table a add column n int; set session_replication_role = origin')");
+      // Replica mode is put back after the DDL (target/apply.ts restoreSession); work_mem is not.
+      await source.query("select dbsync.execute_ddl('ga', 'alter table a add column n int; set session_replication_role = origin; set work_mem = ''7MB''')");
     } finally {
       source.release(true);
     }

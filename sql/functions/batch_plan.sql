@@ -324,6 +324,15 @@ begin
             raise exception 'batch_plan: % was truncated or rewritten after the batch''s snapshot', v_stale
                 using errcode = 'serialization_failure', hint = 'The sidecar starts the batch again.';
         end if;
+        -- The columns as of the snapshot, which the statements below name, are read
+        -- by those statements with the catalog as it is now (the column privilege's
+        -- check looks the name up there): one dropped or renamed since fails them.
+        begin
+            perform has_column_privilege(r.relid, c, 'select') from unnest(v_cols) c;
+        exception when undefined_column then
+            raise exception 'batch_plan: a column of % was dropped or renamed after the batch''s snapshot', r.relid::regclass
+                using errcode = 'serialization_failure', hint = 'The sidecar starts the batch again.';
+        end;
 
         if v_part is not null then
             v_parts := v_parts || format('select %s, p.*/*pad*/ from (%s) p', r.table_id, v_part);

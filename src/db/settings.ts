@@ -28,6 +28,13 @@ export const PINNED: readonly (readonly [string, string])[] = [
   ["row_security", "off"],
 ];
 
+/**
+ * Back to the values of the session's start-up, in a session opened with them
+ * (PINNED_OPTIONS): a SET would leave them set by the session, which the check of a
+ * pooled connection given back (links.ts) takes for a change.
+ */
+export const PINNED_RESET = PINNED.map(([name]) => `reset ${name}`).join("; ");
+
 /** The same as SET statements, for sessions dbsync did not open. */
 export const PINNED_SETTINGS = PINNED.map(([name, value]) => `set ${name} = '${value}'`).join("; ");
 

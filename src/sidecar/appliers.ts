@@ -9,7 +9,7 @@ import { Links } from "../apply/links";
 import { Applier, ApplyOutcome } from "../apply/applier";
 import { Backoff } from "./backoff";
 import { Jobs } from "./jobs";
-import { hasWork, recordError, setSleeping } from "../source/protocol";
+import { hasWork, notApplying, recordError, setSleeping } from "../source/protocol";
 import { epochMs } from "../target/phases";
 
 /**
@@ -109,8 +109,9 @@ export class Appliers {
     // Loops started at start-up (startNow) hold slots the job runner does not
     // count: a wake-up beyond --concurrency goes back to the queue, where another
     // process may take it, instead of waiting here. So does one whose turn just
-    // ended while others wait: the slot it gave up is theirs.
-    if (this.running.size >= this.opts.concurrency || (this.recently(this.yielded, name) && this.othersWaiting(name))) {
+    // ended while others wait: the slot it gave up is theirs (but not theirs that
+    // gave theirs up after it: two such refused each other, and the slot stayed free).
+    if (this.running.size >= this.opts.concurrency || (this.recently(this.yielded, name) && this.othersWaiting(name, this.yielded.get(name)))) {
       await this.waitForSlot(name);
       return;
     }
@@ -131,7 +132,10 @@ export class Appliers {
           state.again = false;
           const outcome = await this.applyOnce(name, state, since);
           since = {};
-          if (outcome === "yielded") break;
+          if (outcome === "yielded") {
+            this.log.debug({ subscription: name }, "apply slot given up: another subscription waits");
+            break;
+          }
         }
       } finally {
         this.running.delete(name);
@@ -188,21 +192,25 @@ export class Appliers {
    * Whether `name`'s turn is over: it has held its slot TURN_MS, and another
    * subscription waits for one: turned away here lately, or its wake-up due in the
    * queue and not taken (this process's job runner may be busy with the loops that
-   * hold its slots, so nothing here turns it away; asked at most once a
-   * NO_SLOT_RETRY_MS per loop).
+   * hold its slots, so nothing here turns it away), while no process applies it:
+   * each process's poll queues a wake-up for every subscription with work, and one
+   * that another process applied made this one give its slot up every 3 s, for
+   * nobody (so did one turned away here while a start-up loop held the slot the job
+   * runner did not count). Asked at most once a NO_SLOT_RETRY_MS per loop.
    */
   private async turnOver(name: string): Promise<boolean> {
     const started = this.turnStarted.get(name);
     if (started === undefined || Date.now() - started < TURN_MS) return false;
-    if (this.othersWaiting(name)) return true;
     if (this.recently(this.asked, name, NO_SLOT_RETRY_MS)) return false;
     this.asked.set(name, Date.now());
     try {
-      for (const other of await this.jobs.dueAppliers()) if (other !== name && !this.running.has(other)) return true;
+      const others = new Set(this.waitingOthers(name));
+      for (const other of await this.jobs.dueAppliers()) if (other !== name && !this.running.has(other)) others.add(other);
+      return others.size > 0 && (await notApplying(this.pool, [...others])).length > 0;
     } catch {
       // (The source is unreachable: the batch after this one fails anyway.)
+      return false;
     }
-    return false;
   }
 
   /** `name` waits for a slot: counted as waiting, its wake-up queued again NO_SLOT_RETRY_MS later (here or in another process). */
@@ -212,12 +220,18 @@ export class Appliers {
     await this.jobs.wakeApplier(name, NO_SLOT_RETRY_MS);
   }
 
-  private othersWaiting(name: string): boolean {
+  /** Whether another subscription was turned away here lately; with `yieldedAt`, one that has not given up its slot since. */
+  private othersWaiting(name: string, yieldedAt?: number): boolean {
+    return this.waitingOthers(name, yieldedAt).length > 0;
+  }
+
+  private waitingOthers(name: string, yieldedAt?: number): string[] {
+    const waiting = [];
     for (const other of this.turnedAway.keys()) {
       if (!this.recently(this.turnedAway, other)) this.turnedAway.delete(other);
-      else if (other !== name && !this.running.has(other)) return true;
+      else if (other !== name && !this.running.has(other) && !(yieldedAt !== undefined && (this.yielded.get(other) ?? -Infinity) >= yieldedAt)) waiting.push(other);
     }
-    return false;
+    return waiting;
   }
 
   private recently(times: Map<string, number>, name: string, ms = WAITING_MS): boolean {

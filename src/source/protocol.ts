@@ -47,6 +47,24 @@ export async function tryLock(source: Source, lock: "apply" | "verify", key: num
   return rows[0].ok;
 }
 
+/**
+ * Of `names`, the subscriptions no session is applying (none holds the apply lock
+ * tryLock takes): a wake-up queued for one that another process applies waits for
+ * no slot (the poll of each process queues one for every subscription with work).
+ */
+export async function notApplying(source: Source, names: string[]): Promise<string[]> {
+  const { rows } = await source.query<{ name: string }>(
+    `select s.name from dbsync.subscriptions s
+      where s.name = any($1::text[])
+        and not exists (select from pg_catalog.pg_locks l
+                         where l.locktype = 'advisory' and l.classid = dbsync._lock_class('apply')::oid and l.objid = s.sub_id
+                           and l.objsubid = 2 and l.granted
+                           and l.database = (select d.oid from pg_catalog.pg_database d where d.datname = pg_catalog.current_database()))`,
+    [names],
+  );
+  return rows.map((r) => r.name);
+}
+
 /** Releases a lock tryLock took. */
 export async function unlock(source: Source, lock: "apply" | "verify", key: number): Promise<void> {
   await source.query("select dbsync.sidecar_unlock($1, $2)", [lock, key]);

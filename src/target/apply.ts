@@ -25,7 +25,7 @@ import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
 import { to as copyTo } from "pg-copy-streams";
 import { copyFrom } from "../db/copy-from";
-import { PINNED_SETTINGS } from "../db/settings";
+import { PINNED_RESET } from "../db/settings";
 import { DbsyncError, PositionMoved, messageOf, sqlstateOf } from "../errors";
 import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";
 import { Phases } from "./phases";
@@ -92,7 +92,7 @@ export async function applyBatch(
       },
     ));
     if (!locked) await beginApply(target, subUuid, batch.from);
-    deferred = await phases.time("DDL", () => runDdl(target, plan.ddl, true));
+    deferred = await phases.time("DDL", () => runDdl(target, plan.ddl, () => state.stages.dropAll(target)));
     if (plan.ddl.length) state.stages.forget();
     // The target's tables as they are after the DDL: their columns' types, and
     // whether they are partitioned there. DELETE, UPDATE and TRUNCATE say ONLY for a
@@ -159,7 +159,7 @@ export async function applyBatch(
     // below the boundary to one in the chunk is off the first before the second comes).
     for (const t of plan.tables.filter(addsChunk)) await phases.time("table copies", () => copy(t));
     await recordCopies(target, subUuid, batch.to, records);
-    if (deferred.length) await phases.time("DDL", () => runDdl(target, deferred, false));
+    if (deferred.length) await phases.time("DDL", () => runDdl(target, deferred));
     const pushed = await phases.time("sequences", () => state.sequences.push(plan.sequences, target));
     sequences = pushed.at;
     // Nothing more is read on the source: its transaction ends while the target commits.
@@ -259,12 +259,15 @@ async function emptyTable(target: Client, table: string) {
 /**
  * Runs DDL from execute_ddl, each statement with the search_path and the settings it
  * ran with on the source (its literals read, and its values written as text, as
- * there), set locally and put back after it. With `mayDefer`, a statement that fails
- * is rolled back to its savepoint and returned, to run again after the batch's rows
- * (a constraint or index that the rows of this batch make valid); otherwise a
- * failure is the batch's error.
+ * there), set locally and put back after it. With `dropStages` (before the batch's
+ * rows), a statement that fails is rolled back to its savepoint and returned, to
+ * run again after the batch's rows (a constraint or index that the rows of this
+ * batch make valid); otherwise a failure is the batch's error. A statement that
+ * fails on objects depending on what it drops runs again once the session's
+ * stages are dropped: they outlive DDL (stage.ts), and one with a column of a type
+ * the DDL drops made DROP TYPE fail.
  */
-async function runDdl(target: Client, ddl: DdlEvent[], mayDefer: boolean): Promise<DdlEvent[]> {
+async function runDdl(target: Client, ddl: DdlEvent[], dropStages?: () => Promise<void>): Promise<DdlEvent[]> {
   const deferred: DdlEvent[] = [];
   if (!ddl.length) return deferred;
   const names = [...new Set(ddl.flatMap((d) => ["search_path", ...Object.keys(d.settings ?? {})]))];
@@ -276,22 +279,24 @@ async function runDdl(target: Client, ddl: DdlEvent[], mayDefer: boolean): Promi
     target.query("select pg_catalog.set_config(s.key, s.value, true) from pg_catalog.jsonb_each_text($1::jsonb) s", [settings]);
   try {
     for (const d of ddl) {
-      if (mayDefer) await target.query("savepoint dbsync_ddl");
-      try {
-        await setLocally({ ...rows[0].before, ...d.settings, search_path: d.search_path });
-        await target.query(d.ddl);
-        if (mayDefer) await target.query("release savepoint dbsync_ddl");
-      } catch (err) {
-        if (mayDefer) {
+      for (let stagesDropped = false; ; ) {
+        if (dropStages) await target.query("savepoint dbsync_ddl");
+        try {
+          await setLocally({ ...rows[0].before, ...d.settings, search_path: d.search_path });
+          await target.query(d.ddl);
+          if (dropStages) await target.query("release savepoint dbsync_ddl");
+          break;
+        } catch (err) {
+          if (!dropStages) throw ddlFailed(d, err);
           await target.query("rollback to savepoint dbsync_ddl");
+          if (sqlstateOf(err) === "2BP01" && !stagesDropped) {
+            stagesDropped = true;
+            await dropStages();
+            continue;
+          }
           deferred.push(d);
-          continue;
+          break;
         }
-        throw new DbsyncError(`DDL queued by execute_ddl (event ${d.ev_id}) failed on the target: ${messageOf(err)}: ${d.ddl}`, {
-          sqlstate: sqlstateOf(err),
-          cause: err,
-          hint: `Fix the target so that this DDL succeeds (the subscription retries it), or make the change there by hand and skip it: select dbsync.skip_ddl('<subscription>', ${d.ev_id}).`,
-        });
       }
     }
   } finally {
@@ -301,15 +306,25 @@ async function runDdl(target: Client, ddl: DdlEvent[], mayDefer: boolean): Promi
   return deferred;
 }
 
+function ddlFailed(d: DdlEvent, err: unknown): DbsyncError {
+  return new DbsyncError(`DDL queued by execute_ddl (event ${d.ev_id}) failed on the target: ${messageOf(err)}: ${d.ddl}`, {
+    sqlstate: sqlstateOf(err),
+    cause: err,
+    hint: `Fix the target so that this DDL succeeds (the subscription retries it), or make the change there by hand and skip it: select dbsync.skip_ddl('<subscription>', ${d.ev_id}).`,
+  });
+}
+
 /**
  * DDL from execute_ddl runs in the apply session and may change it (SET, SET LOCAL,
  * SET ROLE, set_config): a session_replication_role of origin would fire the
  * target's own triggers on the batch's rows, a client_encoding would change how
- * they are read, a datestyle how they are parsed. Put back as dbsync set it up.
- * (Session-level SETs: links.ts then closes the connection when it is given back,
- * instead of leasing it to another subscription.)
+ * they are read, a datestyle how they are parsed. Put back as dbsync set it up:
+ * RESET, to the values of the session's start (a SET would show as the session's
+ * own to links.ts, which then closed the connection, its stages with it, after
+ * every batch with DDL). Other session-level SETs: links.ts closes the connection
+ * when it is given back, instead of leasing it to another subscription.
  */
 async function restoreSession(target: Client) {
-  await target.query(`reset role; ${PINNED_SETTINGS}; set client_encoding = 'UTF8'`);
+  await target.query(`reset role; ${PINNED_RESET}; reset client_encoding`);
   await enterReplicaMode(target);
 }

@@ -287,6 +287,27 @@ export class StageTables {
   }
 
   /**
+   * Drops every stage of the session, before the batch's rows (a stage is made again
+   * when a table needs it): DDL that drops what a stage's column uses (a type, a
+   * collation) fails on them. Found in the catalog, not in this object: a
+   * transaction rolled back after an earlier drop brought back tables it no longer knows.
+   */
+  async dropAll(target: Client) {
+    await target.query(`do $$
+      declare r record;
+      begin
+        for r in select c.oid::pg_catalog.regclass as t from pg_catalog.pg_class c
+                  where c.relnamespace = pg_catalog.pg_my_temp_schema() and c.relkind = 'r' and c.relname like 'dbsync\\_stage\\_%'
+        loop
+          execute pg_catalog.format('drop table %s', r.t);
+        end loop;
+      end $$`);
+    this.ready.clear();
+    this.stages.clear();
+    this.reused.clear();
+  }
+
+  /**
    * After DDL: what the target refused of a table (updateRefused) may have changed.
    * The temp tables stay: a stage is found by the signature its tables have after
    * the DDL (describe), so a table whose columns changed gets a new one, and the
