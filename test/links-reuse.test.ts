@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createLog } from "../src/log";
 import { Links } from "../src/apply/links";
-import { freshEnv, startSidecar, tableText, until, value } from "./helpers";
+import { compat, freshEnv, startSidecar, tableText, until, value } from "./helpers";
 import { synced } from "./kit/convergence";
 
 const DDL = `create table a (id int primary key, v int not null);
@@ -22,7 +22,7 @@ const TARGET_TRIGGER = `
 test("a target connection whose session DDL changed is closed, not leased to another subscription", async () => {
   const env = await freshEnv("links_reuse");
   await env.source.query(DDL + "insert into a values (1, 1); insert into b values (1, 1);");
-  await env.target.query(DDL + TARGET_TRIGGER);
+  await env.target.query(DDL + compat(TARGET_TRIGGER, "target"));
   await env.source.query("select dbsync.add_table('a', 'ga'), dbsync.add_table('b', 'gb')");
   await env.source.query("select dbsync.add_subscription('sa', 'ga', $1), dbsync.add_subscription('sb', 'gb', $1)", [env.targetUrl]);
   // One apply slot: both subscriptions take turns on one target connection.
