@@ -50,3 +50,17 @@ test("execute_ddl inside a savepoint still refuses a TRUNCATE and an ALTER of an
     }
   }
 });
+
+test("without the DDL event triggers, execute_ddl refuses to drop another group's table (its lock is all that is left of it)", async () => {
+  const env = await freshEnv("ddlscope_drop");
+  await setup(env, "create table t (id int primary key); create table h1 (id int primary key)", ["t"]);
+  await env.source.query("select dbsync.add_table('h1', 'h')");
+  // As where migrate could not create them (not a superuser): nothing marks h1 removed.
+  await env.source.query("alter event trigger dbsync_drop_watch disable; alter event trigger dbsync_ddl_watch disable");
+  await assert.rejects(env.source.query("select dbsync.execute_ddl('g', 'drop table h1')"), (e: Error & { code?: string }) => {
+    assert.equal(e.code, "22023", e.message);
+    assert.match(e.message, /changes public\.h1 of group "h"/);
+    return true;
+  });
+  assert.equal(await value(env.source, "select count(*)::int from pg_class where relname = 'h1'"), 1);
+});

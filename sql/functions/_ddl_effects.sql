@@ -41,7 +41,7 @@
 --   "filenodes": {relid: relfilenode} of those, "last_attnum": {table_id: its
 --   highest attnum}, "changed": {relid: true} of the tables locked whose pg_class
 --   or pg_attribute rows this transaction wrote (xmin at or after its xid: a
---   TRUNCATE, a rewrite, a column, a table created)}. Only differences
+--   TRUNCATE, a rewrite, a column, a table created) or that it dropped}. Only differences
 --   between two calls in one transaction mean anything: the counts of earlier
 --   transactions not yet flushed to the shared statistics are in them too. Needs
 --   track_counts (on by default; autovacuum needs it too).
@@ -106,11 +106,15 @@ language sql volatile security definer set search_path = pg_catalog, pg_temp as 
                         from (select distinct r.table_id, r.table_relid from replicated r) r),
         -- (age() counts from this transaction's xid: a (sub)transaction of its
         -- own, or one that began after it, wrote the row.)
-        'changed', (select coalesce(jsonb_object_agg(c.oid, true), '{}')
-                    from pg_class c
-                    where c.oid = any (array(select k.relid from locked k)) and c.relkind in ('r', 'm', 'p')
-                      and (age(c.xmin) <= 0
-                           or exists (select from pg_attribute a where a.attrelid = c.oid and a.attnum > 0 and age(a.xmin) <= 0))))
+        'changed', (select coalesce(jsonb_object_agg(x.relid, true), '{}')
+                    from (select c.oid as relid
+                          from pg_class c
+                          where c.oid = any (array(select k.relid from locked k)) and c.relkind in ('r', 'm', 'p')
+                            and (age(c.xmin) <= 0
+                                 or exists (select from pg_attribute a where a.attrelid = c.oid and a.attnum > 0 and age(a.xmin) <= 0))
+                          union
+                          -- Dropped (by this transaction: it holds the lock).
+                          select k.relid from locked k where not exists (select from pg_class c where c.oid = k.relid)) x))
 $$;
 
 -- dbsync._ddl_plan(p_group_id int, p_before jsonb, p_after jsonb) returns jsonb
