@@ -79,6 +79,9 @@ declare
     sh record;
     v_cols text[];
     v_types oid[];
+    -- "type name": the SQL for the text of column name (of that type) of table t
+    -- (dbsync._text_of), once per batch: tables alike share them.
+    v_texts jsonb := '{}';
     v_action text;
     v_shapes jsonb;
     -- The batch stream: its shapes' key sets, each table's part and width.
@@ -105,6 +108,12 @@ declare
     v_est bigint;
     v_stale regclass;
     v_rels oid[];
+    -- Every table listed, and with their partitions, locked and checked at once
+    -- (a statement each cost as much as the rest of a table's plan).
+    v_locks text[] := '{}';
+    v_all_rels oid[] := '{}';
+    v_col_checks jsonb[] := '{}';
+    v_checking oid;
     v_kshapes int[];
     v_shape_events jsonb;
     -- A chunked copy: the state earlier batches got to, and this batch's chunk.
@@ -148,26 +157,52 @@ begin
                (select coalesce(sum(ev.events), 0) from ev join dbsync.shapes s using (shape_id)
                 where s.table_id = t.table_id) as events,
                (select bool_or(ev.truncated) from ev join dbsync.shapes s using (shape_id)
-                where s.table_id = t.table_id) as truncated
+                where s.table_id = t.table_id) as truncated,
+               a.cols, a.types, p.rels,
+               -- The rows counted by the last VACUUM or ANALYZE, unless none has run
+               -- since the table was created or truncated, or it ran on an empty table:
+               -- then guess from its size (about 100 bytes a row). PostgreSQL 14+ says
+               -- "never counted" with reltuples = -1; before, a created or truncated
+               -- table has reltuples = 0, as an empty one does, so relpages = 0 decides
+               -- (a table still empty has size 0). Reading 0 as 0 copied a big table
+               -- truncated and refilled, or loaded and not yet analyzed, in one batch.
+               (select nullif(sum(case when x.reltuples >= 0 and x.relpages > 0 then x.reltuples
+                                       else pg_relation_size(x.oid) / 100 end), 0)::bigint
+                from pg_class x
+                where x.relkind = 'r' and x.oid = any (p.rels)) as est
         from dbsync.subscription_tables st
         join dbsync.tables t using (table_id)
         join pg_class c on c.oid = t.relid
         join pg_namespace n on n.oid = c.relnamespace
+        -- Its stored columns (the columns of the batch's tables read in one query,
+        -- with their texts below once per batch: 1 ms a table was spent reading and
+        -- writing them table by table, half of batch_plan).
+        cross join lateral (
+            select array_agg(a.attname::text order by a.attnum) as cols, array_agg(a.atttypid order by a.attnum) as types
+            from pg_attribute a
+            where a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
+        ) a
+        -- The table, or its partitions: looked up by OID (an IN over
+        -- pg_partition_tree() read the whole of pg_class, about 4 ms a table with
+        -- 1,000 replicated tables).
+        cross join lateral (
+            select case when t.partitioned then array(select p.relid::oid from pg_partition_tree(t.relid) p)
+                        else array[t.relid] end as rels
+        ) p
         where st.sub_id = p_sub_id and t.removed_at is null
           and (st.state <> 'streaming'
                or exists (select from ev join dbsync.shapes s using (shape_id) where s.table_id = t.table_id))
         order by t.table_id
     loop
-        select array_agg(a.attname::text order by a.attnum), array_agg(a.atttypid order by a.attnum)
-          into v_cols, v_types
-        from pg_attribute a
-        where a.attrelid = r.relid and a.attnum > 0 and not a.attisdropped and a.attgenerated = '';
+        v_cols := r.cols;
+        v_types := r.types;
+        v_rels := r.rels;
         v_from := case when r.partitioned then '' else 'only ' end || r.relid::regclass::text;
-        -- The table, or its partitions: looked up by OID (an IN over
-        -- pg_partition_tree() read the whole of pg_class, about 4 ms a table with
-        -- 1,000 replicated tables).
-        v_rels := case when r.partitioned then array(select p.relid::oid from pg_partition_tree(r.relid) p)
-                       else array[r.relid] end;
+        -- The texts of its columns not met yet in this batch.
+        v_texts := v_texts || coalesce((
+            select jsonb_object_agg(u.ty::text || ' ' || u.c, dbsync._text_of(u.ty, format('t.%I', u.c)))
+            from unnest(v_cols, v_types) u(c, ty)
+            where not v_texts ? (u.ty::text || ' ' || u.c)), '{}');
         v_action := case when r.state <> 'streaming' then 'copy' else 'refresh' end;
         -- A chunked copy under way: refresh the keys at or below its boundary; or
         -- start it again now, when this batch's changes cannot be placed against it
@@ -239,8 +274,8 @@ begin
                 v_lookup := case when sh.one_text then
                     format('select case when t.ctid is null then %L else %L end, %s from k%s left join %s t on %s',
                            'D', 'U',
-                           (select string_agg(case when array_position(sh.names, c) is null then dbsync._text_of(ty, format('t.%I', c))
-                                                   else format('coalesce(%s, k%s.k[%s])', dbsync._text_of(ty, format('t.%I', c)),
+                           (select string_agg(case when array_position(sh.names, c) is null then v_texts ->> (ty::text || ' ' || c)
+                                                   else format('coalesce(%s, k%s.k[%s])', v_texts ->> (ty::text || ' ' || c),
                                                                sh.shape_id, array_position(sh.names, c)) end,
                                               ', ' order by o)
                             from unnest(v_cols, v_types) with ordinality u(c, ty, o)),
@@ -254,17 +289,7 @@ begin
             v_chunk := null;
         end if;
 
-        -- The rows counted by the last VACUUM or ANALYZE, unless none has run
-        -- since the table was created or truncated, or it ran on an empty table:
-        -- then guess from its size (about 100 bytes a row). PostgreSQL 14+ says
-        -- "never counted" with reltuples = -1; before, a created or truncated
-        -- table has reltuples = 0, as an empty one does, so relpages = 0 decides
-        -- (a table still empty has size 0). Reading 0 as 0 copied a big table
-        -- truncated and refilled, or loaded and not yet analyzed, in one batch.
-        v_est := (select nullif(sum(case when c.reltuples >= 0 and c.relpages > 0 then c.reltuples
-                                         else pg_relation_size(c.oid) / 100 end), 0)::bigint
-                  from pg_class c
-                  where c.relkind = 'r' and c.oid = any (v_rels));
+        v_est := r.est;
         if v_action = 'copy' then
             -- A table waiting for its copy can wait for the next batch; one whose
             -- events need the copy cannot.
@@ -293,7 +318,7 @@ begin
             -- The rows of the changed keys, unless one lookup per key gives them.
             if cardinality(v_match) > 1 or v_lookup is null then
                 v_part := format('select %L, %s from %s t where %s',
-                                 'U', (select string_agg(dbsync._text_of(ty, format('t.%I', c)), ', ' order by o)
+                                 'U', (select string_agg(v_texts ->> (ty::text || ' ' || c), ', ' order by o)
                                        from unnest(v_cols, v_types) with ordinality u(c, ty, o)),
                                  v_from, array_to_string(v_match, ' or '));
             end if;
@@ -315,24 +340,9 @@ begin
         if has_table_privilege(r.relid, 'select') is null then
             continue;
         end if;
-        execute format('lock table %s in access share mode', r.relid::regclass);
-        select c.oid::regclass into v_stale
-        from pg_class c
-        where c.oid = any (v_rels) and c.relkind = 'r' and c.relfilenode <> pg_relation_filenode(c.oid)
-        limit 1;
-        if v_stale is not null then
-            raise exception 'batch_plan: % was truncated or rewritten after the batch''s snapshot', v_stale
-                using errcode = 'serialization_failure', hint = 'The sidecar starts the batch again.';
-        end if;
-        -- The columns as of the snapshot, which the statements below name, are read
-        -- by those statements with the catalog as it is now (the column privilege's
-        -- check looks the name up there): one dropped or renamed since fails them.
-        begin
-            perform has_column_privilege(r.relid, c, 'select') from unnest(v_cols) c;
-        exception when undefined_column then
-            raise exception 'batch_plan: a column of % was dropped or renamed after the batch''s snapshot', r.relid::regclass
-                using errcode = 'serialization_failure', hint = 'The sidecar starts the batch again.';
-        end;
+        v_locks := v_locks || r.relid::regclass::text;
+        v_all_rels := v_all_rels || v_rels;
+        v_col_checks := v_col_checks || jsonb_build_object('relid', r.relid, 'cols', to_jsonb(v_cols));
 
         if v_part is not null then
             v_parts := v_parts || format('select %s, p.*/*pad*/ from (%s) p', r.table_id, v_part);
@@ -367,6 +377,30 @@ begin
                 'relid', r.relid, 'from', v_from, 'state', v_chunk);
         end if;
     end loop;
+    if cardinality(v_locks) > 0 then
+        execute format('lock table %s in access share mode', array_to_string(v_locks, ', '));
+        select c.oid::regclass into v_stale
+        from pg_class c
+        where c.oid = any (v_all_rels) and c.relkind = 'r' and c.relfilenode <> pg_relation_filenode(c.oid)
+        limit 1;
+        if v_stale is not null then
+            raise exception 'batch_plan: % was truncated or rewritten after the batch''s snapshot', v_stale
+                using errcode = 'serialization_failure', hint = 'The sidecar starts the batch again.';
+        end if;
+        -- The columns as of the snapshot, which the statements above name, are read
+        -- by those statements with the catalog as it is now (the column privilege's
+        -- check looks the name up there): one dropped or renamed since fails them.
+        -- One block (one subtransaction) for all the batch's tables.
+        begin
+            for r in select (c ->> 'relid')::oid as relid, c -> 'cols' as cols from unnest(v_col_checks) c loop
+                v_checking := r.relid;
+                perform has_column_privilege(r.relid, c, 'select') from jsonb_array_elements_text(r.cols) c;
+            end loop;
+        exception when undefined_column then
+            raise exception 'batch_plan: a column of % was dropped or renamed after the batch''s snapshot', v_checking::regclass
+                using errcode = 'serialization_failure', hint = 'The sidecar starts the batch again.';
+        end;
+    end if;
     for r in select c.value as c from jsonb_array_elements(v_chunks) c loop
         exit when v_copy_budget <= 0;
         v_copy_budget := v_copy_budget - p_chunk_rows;
