@@ -11,6 +11,7 @@ import { test } from "node:test";
 import { PoolClient } from "pg";
 import { compat, Env, freshEnv, SOURCE_MAJOR, sqlError, startSidecar, value } from "./helpers";
 import { assertTablesEqual, firstBatchEqual, setup, synced } from "./kit/convergence";
+import { planErrorAfterDdl } from "./kit/plan-race";
 
 // (A partitioned table's primary key comes with PostgreSQL 11.)
 const PARTITIONED = SOURCE_MAJOR >= 11;
@@ -158,4 +159,12 @@ test("200 tables changed in one batch, alike and not", async () => {
   await setup(env, tables.map((t, i) => `create table ${t} (id int primary key, v ${["int", "text", "numeric", "bigint"][i % 4]}, w text)`).join(";"), tables);
   await env.source.query(`begin; ${tables.map((t) => `insert into ${t} select g, g, 'w' || g from generate_series(1, 5) g; update ${t} set w = null where id = 2`).join(";")}; commit`);
   await firstBatchEqual(env, tables);
+});
+
+test("columns of one type swapped by renames after a batch's snapshot, before its plan locked the table: the plan asks for a new snapshot, not the rows under each other's names", async () => {
+  const env = await freshEnv("scatk_swap");
+  await setup(env, "create table a (id int primary key, v int, m text); create table b (id int primary key, v int, w int)", ["a", "b"]);
+  await env.source.query("insert into a values (1, 1, 'x'); insert into b values (1, 10, 20)");
+  const err = await planErrorAfterDdl(env, "alter table b rename v to x; alter table b rename w to v; alter table b rename x to w");
+  assert.equal(err.code, "40001", err.message);
 });
