@@ -168,3 +168,14 @@ test("columns of one type swapped by renames after a batch's snapshot, before it
   const err = await planErrorAfterDdl(env, "alter table b rename v to x; alter table b rename w to v; alter table b rename x to w");
   assert.equal(err.code, "40001", err.message);
 });
+
+test("a statement that turns track_counts off (a superuser's) before it writes a table the transaction had locked: refused, not run unseen", async () => {
+  await withGroups("scatk_counts", async (env, c) => {
+    await c.query("begin");
+    await c.query("update u set v = v where id = 1");
+    const e = await sqlError(c, `select dbsync.execute_ddl('g', 'alter table t add column a int; set local track_counts = off; ${WRITE_U}')`);
+    await c.query("rollback");
+    assert.equal(e.code, "55000", e.message);
+    await converged(env);
+  });
+});
