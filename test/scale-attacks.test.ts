@@ -179,3 +179,11 @@ test("a statement that turns track_counts off (a superuser's) before it writes a
     await converged(env);
   });
 });
+
+test("a foreign key from a table of the group to another group's table (its triggers made on that table) is not refused", async () => {
+  await withGroups("scatk_fk", async (env, c) => {
+    await env.target.query("delete from h1; insert into h1 select g, 0 from generate_series(1, 10) g");
+    await c.query("select dbsync.execute_ddl('g', 'alter table t add constraint t_h1 foreign key (id) references h1 (id)')");
+    await converged(env);
+  });
+});
