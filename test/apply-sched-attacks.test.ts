@@ -9,13 +9,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Pool } from "pg";
-import { beginBatch } from "../src/source/batches";
-import { readAtSnapshot } from "../src/source/snapshot";
 import { Appliers, NO_COUNTERS } from "../src/sidecar/appliers";
 import { APPLY_JOB, createJobs } from "../src/sidecar/jobs";
 import { Outages, createLog } from "../src/log";
-import { Env, Sidecar, compat, freshEnv, sqlError, startSidecar, until, value } from "./helpers";
+import { Env, Sidecar, compat, freshEnv, startSidecar, until, value } from "./helpers";
 import { assertTablesEqual } from "./kit/convergence";
+import { planErrorAfterDdl } from "./kit/plan-race";
 import { TARGET_AUDIT } from "./kit/workload";
 
 /**
@@ -359,21 +358,9 @@ test("a column dropped by execute_ddl after a batch's snapshot, before its plan 
   await env.source.query("select dbsync.add_table('t', 'g')");
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
   await env.source.query("insert into t values (1, 1, 'x')");
-  const [control, reader] = [await env.source.connect(), await env.source.connect()];
-  try {
-    // As the applier opens a batch (src/source/batches.ts), with execute_ddl between the tick and the plan.
-    const batch = (await beginBatch(control, "s", 0, undefined))!;
-    await readAtSnapshot(reader, batch.snapshot!);
-    await control.query("commit");
-    await env.source.query("select dbsync.execute_ddl('g', 'alter table t drop column m')");
-    // (The plan's statements name t's columns as of the snapshot, and are parsed with the catalog of now.)
-    const err = await sqlError(reader, `select dbsync.batch_plan(${batch.subId}, ${batch.from}, ${batch.to})`);
-    assert.equal(err.code, "40001", err.message);
-  } finally {
-    await reader.query("rollback").catch(() => undefined);
-    control.release();
-    reader.release();
-  }
+  // (The plan's statements name t's columns as of the snapshot, and are parsed with the catalog of now.)
+  const err = await planErrorAfterDdl(env, "alter table t drop column m");
+  assert.equal(err.code, "40001", err.message);
 });
 
 /** What the turns test reaches of an Appliers (private at compile time only). */

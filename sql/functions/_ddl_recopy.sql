@@ -43,7 +43,9 @@ $$;
 --   the row) whose values in the existing rows are not the same on every server:
 --   an identity column, a default (its own or its domain's) that is not immutable,
 --   or none left while the rows got values (a default dropped in the same
---   statement: a missing value, or a rewrite). A NOTICE names each. The sequences
+--   statement: a missing value, or a rewrite), and each whose existing columns a
+--   rewrite wrote again (ALTER COLUMN ... TYPE, whose USING each server computes
+--   for itself). A NOTICE names each. The sequences
 --   that new columns made (serial, identity) travel with their table.
 --   Parameters: p_group_id, p_before, p_plan.
 --   Returns: nothing.
@@ -70,12 +72,27 @@ begin
                        and (a.atthasmissing or p_plan -> 'rewritten' @> to_jsonb(t.table_id))))
             group by t.table_id
         ),
+        -- A column of the table before the statement, written again by a rewrite:
+        -- ALTER COLUMN ... TYPE computes each row's new value on each server, with
+        -- a USING expression that may read anything (another table, the clock), and
+        -- a rewrite writes no row that the counts would show. (Its pg_attribute row
+        -- written by this transaction: age() counts from its xid.)
+        retyped as (
+            select t.table_id, format('its column %s was rewritten, with values each server computes for itself (ALTER COLUMN ... TYPE ... USING)',
+                                      string_agg(quote_ident(a.attname), ', ' order by a.attnum)) as why
+            from dbsync.tables t
+            join pg_attribute a on a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped
+                               and a.attnum <= coalesce((p_before -> 'last_attnum' ->> t.table_id::text)::int, 0)
+            where t.group_id = p_group_id and t.removed_at is null and a.attgenerated = ''
+              and p_plan -> 'rewritten' @> to_jsonb(t.table_id) and age(a.xmin) <= 0
+            group by t.table_id
+        ),
         written as (
             select x::int as table_id, 'the statement changed its rows besides its DDL' as why
             from jsonb_array_elements_text(p_plan -> 'written') x
         )
         select t.table_id, format('%I.%I', t.schema_name, t.table_name) as name, string_agg(w.why, '; ') as why
-        from (select * from columns union all select * from written) w
+        from (select * from columns union all select * from retyped union all select * from written) w
         join dbsync.tables t using (table_id)
         group by t.table_id, t.schema_name, t.table_name
     loop

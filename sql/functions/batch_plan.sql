@@ -113,7 +113,6 @@ declare
     v_locks text[] := '{}';
     v_all_rels oid[] := '{}';
     v_col_checks jsonb[] := '{}';
-    v_checking oid;
     v_kshapes int[];
     v_shape_events jsonb;
     -- A chunked copy: the state earlier batches got to, and this batch's chunk.
@@ -158,7 +157,7 @@ begin
                 where s.table_id = t.table_id) as events,
                (select bool_or(ev.truncated) from ev join dbsync.shapes s using (shape_id)
                 where s.table_id = t.table_id) as truncated,
-               a.cols, a.types, p.rels,
+               a.cols, a.types, a.nums, p.rels,
                -- The rows counted by the last VACUUM or ANALYZE, unless none has run
                -- since the table was created or truncated, or it ran on an empty table:
                -- then guess from its size (about 100 bytes a row). PostgreSQL 14+ says
@@ -178,7 +177,8 @@ begin
         -- with their texts below once per batch: 1 ms a table was spent reading and
         -- writing them table by table, half of batch_plan).
         cross join lateral (
-            select array_agg(a.attname::text order by a.attnum) as cols, array_agg(a.atttypid order by a.attnum) as types
+            select array_agg(a.attname::text order by a.attnum) as cols, array_agg(a.atttypid order by a.attnum) as types,
+                   array_agg(a.attnum order by a.attnum) as nums
             from pg_attribute a
             where a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
         ) a
@@ -342,7 +342,7 @@ begin
         end if;
         v_locks := v_locks || r.relid::regclass::text;
         v_all_rels := v_all_rels || v_rels;
-        v_col_checks := v_col_checks || jsonb_build_object('relid', r.relid, 'cols', to_jsonb(v_cols));
+        v_col_checks := v_col_checks || jsonb_build_object('relid', r.relid, 'cols', to_jsonb(v_cols), 'nums', to_jsonb(r.nums));
 
         if v_part is not null then
             v_parts := v_parts || format('select %s, p.*/*pad*/ from (%s) p', r.table_id, v_part);
@@ -388,18 +388,20 @@ begin
                 using errcode = 'serialization_failure', hint = 'The sidecar starts the batch again.';
         end if;
         -- The columns as of the snapshot, which the statements above name, are read
-        -- by those statements with the catalog as it is now (the column privilege's
-        -- check looks the name up there): one dropped or renamed since fails them.
-        -- One block (one subtransaction) for all the batch's tables.
-        begin
-            for r in select (c ->> 'relid')::oid as relid, c -> 'cols' as cols from unnest(v_col_checks) c loop
-                v_checking := r.relid;
-                perform has_column_privilege(r.relid, c, 'select') from jsonb_array_elements_text(r.cols) c;
-            end loop;
-        exception when undefined_column then
-            raise exception 'batch_plan: a column of % was dropped or renamed after the batch''s snapshot', v_checking::regclass
+        -- by those statements with the catalog as it is now: each name must still be
+        -- its column's (pg_identify_object looks the attnum up there). A column
+        -- dropped or renamed since fails them; columns of one type whose names were
+        -- swapped would read each other's values.
+        select (x ->> 'relid')::oid::regclass into v_stale
+        from unnest(v_col_checks) x
+        cross join lateral jsonb_array_elements_text(x -> 'cols') with ordinality c(name, o)
+        where (pg_identify_object('pg_class'::regclass, (x ->> 'relid')::oid, (x -> 'nums' ->> (c.o::int - 1))::int)).identity
+              is distinct from (pg_identify_object('pg_class'::regclass, (x ->> 'relid')::oid, 0)).identity || '.' || quote_ident(c.name)
+        limit 1;
+        if v_stale is not null then
+            raise exception 'batch_plan: a column of % was dropped or renamed after the batch''s snapshot', v_stale
                 using errcode = 'serialization_failure', hint = 'The sidecar starts the batch again.';
-        end;
+        end if;
     end if;
     for r in select c.value as c from jsonb_array_elements(v_chunks) c loop
         exit when v_copy_budget <= 0;

@@ -22,7 +22,7 @@
 --   key changed). A table of another group is refused: its targets would not get
 --   the DDL.
 --   Errors: unknown group, empty ddl, a table of another group (altered, truncated
---   or written by DDL), track_counts off, other tables' rows written from
+--   or written by DDL), track_counts off (before the DDL or after it), other tables' rows written from
 --   replicated ones, and whatever the DDL itself raises (then nothing is queued: it
 --   is one transaction).
 --   Parameters: group_name, ddl.
@@ -59,6 +59,12 @@ begin
     -- The caller's path back, unless the DDL set one of its own.
     if pg_catalog.current_setting('search_path') = v_path then
         perform pg_catalog.set_config('search_path', v_caller_path, true);
+    end if;
+    -- (A superuser's script may turn it off: its row changes would not be counted.)
+    if not pg_catalog.current_setting('track_counts')::boolean then
+        raise exception 'execute_ddl: the statement turned track_counts off, so execute_ddl cannot tell what it changed'
+            using errcode = 'object_not_in_prerequisite_state',
+                  hint = 'Leave track_counts on in statements run by execute_ddl.';
     end if;
     v_plan := dbsync._ddl_plan(v_group, v_before, dbsync._ddl_effects());
     if (v_plan ->> 'queue')::boolean then

@@ -2,7 +2,7 @@
 // and the verdict "the target equals the source, or dbsync says it does not".
 import assert from "node:assert/strict";
 import { compareTables, differences, Queryable } from "../../src/embedded/compare";
-import { Env, compat, value } from "../helpers";
+import { Env, compat, startSidecar, value } from "../helpers";
 
 export interface StatusRow {
   name: string;
@@ -43,6 +43,18 @@ export async function assertTablesEqual(source: Queryable, target: Queryable, ta
 export async function synced(env: Env, sub = "s"): Promise<void> {
   assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '120 s')", [sub]), true,
     `initial sync failed: ${JSON.stringify(await status(env, sub))}`);
+}
+
+/** The sidecar started now (so that its first batch holds every change made before), the first sync, then every table equal. */
+export async function firstBatchEqual(env: Env, tables: string[]): Promise<void> {
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await synced(env);
+    await assertTablesEqual(env.source, env.target, tables);
+    assert.equal(await value(env.source, "select last_error from dbsync.status where name = 's'"), null);
+  } finally {
+    await sidecar.stop();
+  }
 }
 
 /**
