@@ -13,7 +13,7 @@ import { Appliers, NO_COUNTERS } from "../src/sidecar/appliers";
 import { APPLY_JOB, createJobs } from "../src/sidecar/jobs";
 import { Outages, createLog } from "../src/log";
 import { Env, Sidecar, compat, freshEnv, startSidecar, until, value } from "./helpers";
-import { assertTablesEqual } from "./kit/convergence";
+import { assertTablesEqual, setup } from "./kit/convergence";
 import { planErrorAfterDdl } from "./kit/plan-race";
 import { TARGET_AUDIT } from "./kit/workload";
 
@@ -352,11 +352,7 @@ test("execute_ddl between batches on a target two groups share (one apply connec
 
 test("a column dropped by execute_ddl after a batch's snapshot, before its plan locked the table: the plan asks for a new snapshot (40001), not a read of the dropped column", async () => {
   const env = await freshEnv("sched_ddl_snapshot");
-  const ddl = "create table t (id int primary key, v int, m text)";
-  await env.source.query(ddl);
-  await env.target.query(ddl);
-  await env.source.query("select dbsync.add_table('t', 'g')");
-  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  await setup(env, "create table t (id int primary key, v int, m text)", ["t"]);
   await env.source.query("insert into t values (1, 1, 'x')");
   // (The plan's statements name t's columns as of the snapshot, and are parsed with the catalog of now.)
   const err = await planErrorAfterDdl(env, "alter table t drop column m");
