@@ -40,6 +40,12 @@ const PLAN_RETRIES = 5;
  */
 export type ApplyOutcome = "caught_up" | "waiting" | "yielded" | "paused" | "busy" | "gone" | "stopped";
 
+/** When the wake-up that started a loop arrived, and when the loop started (epoch ms): its first batch's log line. */
+export interface LoopStart {
+  woke?: number;
+  job?: number;
+}
+
 export interface ApplierOptions {
   sourceUrl: string | undefined;
   statementTimeoutMs: number;
@@ -84,12 +90,8 @@ export class Applier {
     return this.sub;
   }
 
-  /**
-   * Applies batches until caught up, paused, or `signal` fires. `since`: when the
-   * wake-up that started this loop arrived and when the loop started (epoch ms), for
-   * the first batch's log line.
-   */
-  async apply(signal: AbortSignal, since: { woke?: number; job?: number } = {}): Promise<ApplyOutcome> {
+  /** Applies batches until caught up, paused, or `signal` fires (`since`: see LoopStart). */
+  async apply(signal: AbortSignal, since: LoopStart = {}): Promise<ApplyOutcome> {
     const { links, control } = this.opts;
     if (!this.reader) {
       const reader = await links.reader(this.name);

@@ -6,7 +6,7 @@ import { Pool } from "pg";
 import { DbsyncError, PositionMoved, isTransient, messageOf, reportOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
 import { Links } from "../apply/links";
-import { Applier, ApplyOutcome } from "../apply/applier";
+import { Applier, ApplyOutcome, LoopStart } from "../apply/applier";
 import { Backoff } from "./backoff";
 import { Jobs } from "./jobs";
 import { hasWork, notApplying, recordError, setSleeping } from "../source/protocol";
@@ -122,7 +122,7 @@ export class Appliers {
     this.turnStarted.set(name, Date.now());
     // The last free slot taken: lingering loops let go of theirs.
     if (this.running.size >= this.opts.concurrency) this.endLingering();
-    let since: { woke?: number; job?: number } = { woke: this.wokenAt.get(name), job: epochMs() };
+    let since: LoopStart = { woke: this.wokenAt.get(name), job: epochMs() };
     this.wokenAt.delete(name);
     const cpu = process.cpuUsage();
     this.log.debug({ subscription: name, cpuMs: Math.round((cpu.user + cpu.system) / 1000) }, "apply job started");
@@ -281,7 +281,7 @@ export class Appliers {
     return applier;
   }
 
-  private async applyOnce(name: string, state: Running, since: { woke?: number; job?: number }): Promise<ApplyOutcome | undefined> {
+  private async applyOnce(name: string, state: Running, since: LoopStart): Promise<ApplyOutcome | undefined> {
     if (this.backoff.waiting(name)) return;
     const applier = this.applier(name);
     try {
