@@ -84,19 +84,26 @@ export class StreamMerge implements PieceSink {
         progress.copyFailed = true;
       }
       // A small piece of rows to merge in place goes into the stage in the merge's
-      // round trip (see inlineRows); otherwise by a COPY before it.
+      // round trip (see inlineRows), and so does the emptying of the stage (the rows
+      // of the table before it, of its own piece before): a round trip of its own
+      // for every table of a batch, where tables alike share a stage. Otherwise the
+      // emptying, then a COPY, before the merge.
       const inline = progress.inPlace && p.counts.size === 1 && p.counts.has("U") && inlinable(p);
+      const emptying: string[] = [];
       await this.phases.time("stage COPY", async () => {
-        await this.stages.take(this.target, stage);
-        if (progress.merged) {
-          await this.target.query(`truncate ${stage.name}`);
-          progress.merged = false;
-        }
-        if (!inline) await copyPiece(this.target, t, stage, p);
+        const other = this.stages.taking(stage);
+        if (other) emptying.push(other);
+        if (progress.merged) emptying.push(`truncate ${stage.name}`);
+        progress.merged = false;
+        if (inline) return;
+        if (emptying.length) await this.target.query(emptying.join(";\n"));
+        await copyPiece(this.target, t, stage, p);
       });
       for (const [op, n] of p.counts) progress.counts.set(op, (progress.counts.get(op) ?? 0) + n);
       if (!progress.inPlace) return;
-      progress.inPlace = await this.phases.time(`merge ${t.target}`, () => this.mergeInPlace(p.id, progress.counts, inline ? p : undefined));
+      progress.inPlace = await this.phases.time(`merge ${t.target}`, () =>
+        this.mergeInPlace(p.id, progress.counts, inline ? { piece: p, emptying } : undefined),
+      );
       // The update failed, rolled back with the rows staged in its round trip: the
       // piece is staged again for the table's merge at its end.
       if (inline && !progress.inPlace) await this.phases.time("stage COPY", () => copyPiece(this.target, t, stage, p));
@@ -156,20 +163,24 @@ export class StreamMerge implements PieceSink {
    * The staged keys that are gone deleted, the staged rows written over the target's
    * rows of their key and the others inserted (the stage's own row ids tell which:
    * no second probe of the key index). False when the update failed (rolled back
-   * to its savepoint: the deletes stay, being right whatever comes after).
+   * to its savepoint: the deletes stay, being right whatever comes after, and so
+   * does the emptying of the stage sent before it, its rows being staged again).
+   * An inline piece (rows only) comes with its rows, and the statements that empty
+   * the stage for them, to send in the same round trip.
    */
-  private async mergeInPlace(id: number, counts: StagedCounts, inline?: Piece): Promise<boolean> {
+  private async mergeInPlace(id: number, counts: StagedCounts, inline?: { piece: Piece; emptying: string[] }): Promise<boolean> {
     const { t, stage, table } = this.tables.get(id)!;
     const key = t.upsert_key!;
     const has = (op: string) => (counts.get(op) ?? 0) > 0;
     if (has("D")) await this.target.query(deleteWhere(table, stage, "D", key));
     if (!has("U")) return true;
     const set = stage.updateSet(key).map((c) => `${ident(c)} = s.${ident(c)}`);
+    const before = inline?.emptying.map((e) => `${e};\n`).join("") ?? "";
     // One round trip: a failed statement skips the rest of the string, and the
     // savepoint set before it is there to roll back to.
     try {
       await this.target.query(
-        `savepoint dbsync_update;${inline ? `\n${inlineRows(t, stage, inline)};` : ""}
+        `${before}savepoint dbsync_update;${inline ? `\n${inlineRows(t, stage, inline.piece)};` : ""}
          with updated as (
            update ${table} t set ${set.join(", ")} from ${stage.name} s
             where s.${stage.op} = 'U' and ${stage.keyMatch(key)}
@@ -179,7 +190,12 @@ export class StreamMerge implements PieceSink {
       );
       return true;
     } catch (err) {
-      await this.target.query("rollback to savepoint dbsync_update");
+      // Released too: a statement sent ahead of the next piece's savepoint that fails
+      // must find none to roll back to (an older one would undo the tables merged
+      // since), and that failure is then the error.
+      await this.target.query("rollback to savepoint dbsync_update; release savepoint dbsync_update").catch(() => {
+        throw err;
+      });
       // A unique value that moved between rows of the batch, a deadlock or a
       // timeout may let the next batch update; an identity column, a partition key
       // that cannot move (an old server) or a missing right will not.

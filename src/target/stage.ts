@@ -219,9 +219,21 @@ export class StageTables {
    * another) is emptied first, so that no statement of this table reads them.
    */
   async take(target: Client, stage: Stage) {
+    const emptying = this.taking(stage);
+    if (emptying) await target.query(emptying);
+  }
+
+  /**
+   * take's bookkeeping, with the statement that empties the temp table returned
+   * rather than run (undefined when there is nothing to empty): the caller sends it
+   * ahead of its next statement, in that statement's round trip, before anything
+   * else reads or writes the stage.
+   */
+  taking(stage: Stage): string | undefined {
     const { temp, table } = stage as TableStage;
-    if (temp.holder !== undefined && temp.holder !== table) await target.query(this.emptying(temp));
+    const emptying = temp.holder !== undefined && temp.holder !== table ? this.emptying(temp) : undefined;
     temp.holder = table;
+    return emptying;
   }
 
   /** Whether `stage`'s temp table holds its table's rows (take), and no other table's. */
