@@ -412,6 +412,7 @@ async function profileOn(url: string) {
     await c.query("create extension if not exists pg_stat_statements");
     await c.query(`alter database "${db}" set compute_query_id = on`);
     await c.query(`alter database "${db}" set pg_stat_statements.track = 'all'`);
+    await c.query(`alter database "${db}" set pg_stat_statements.track_planning = on`);
   });
 }
 
@@ -419,13 +420,18 @@ async function profileReset(url: string) {
   await withClient(url, (c) => c.query("select pg_stat_statements_reset(0, (select oid from pg_database where datname = current_database()), 0)"));
 }
 
-/** The statements that took most time since the reset, in this database. */
-async function profileTop(url: string, n = 15): Promise<{ ms: number; calls: number; query: string }[]> {
+/**
+ * The statements that took most time since the reset, in this database: those that
+ * differ only by the tables they name (a merge of each table, quoted "schema"."name",
+ * and the stages, pg_temp."dbsync_stage_<n>") as one, their planning apart.
+ */
+async function profileTop(url: string, n = 15): Promise<{ ms: number; planMs: number; calls: number; query: string }[]> {
   return withClient(url, async (c) => {
     const { rows } = await c.query(
-      `select round(total_exec_time + total_plan_time)::int as ms, calls::int, regexp_replace(left(query, 160), '\\s+', ' ', 'g') as query
-         from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database())
-        order by total_exec_time + total_plan_time desc limit $1`,
+      `select round(sum(total_exec_time + total_plan_time))::int as ms, round(sum(total_plan_time))::int as "planMs", sum(calls)::int as calls, q as query
+         from (select s.*, regexp_replace(left(regexp_replace(query, '(pg_temp|"[^"]*")\\."[^"]*"', '<rel>', 'g'), 160), '\\s+', ' ', 'g') as q
+                 from pg_stat_statements s where dbid = (select oid from pg_database where datname = current_database())) x
+        group by q order by 1 desc limit $1`,
       [n],
     );
     return rows;
@@ -679,8 +685,8 @@ function report(r: Record<string, any>, n: Names): string {
   for (const b of body) lines.push(b.map((x, i) => x.padStart(widths[i])).join("  "));
   if (r.profile) {
     for (const side of ["source", "target"]) {
-      lines.push("", `where the apply rounds' time went on the ${side}${side === "target" ? " (first target database)" : ""} (pg_stat_statements, nested statements included: ms, calls, statement):`);
-      for (const x of r.profile[side]) lines.push(`${String(x.ms).padStart(7)} ${String(x.calls).padStart(7)}  ${x.query}`);
+      lines.push("", `where the apply rounds' time went on the ${side}${side === "target" ? " (first target database)" : ""} (pg_stat_statements, nested statements included, those differing by their tables as one: ms, of it planning, calls, statement):`);
+      for (const x of r.profile[side]) lines.push(`${String(x.ms).padStart(7)} ${String(x.planMs).padStart(6)} ${String(x.calls).padStart(7)}  ${x.query}`);
     }
   }
   if (r.differences.length) lines.push("", "differences:", ...r.differences.slice(0, 20));
