@@ -30,7 +30,7 @@ test("every function, view and table of schema dbsync has a comment", async () =
   // The text is the header's.
   const addTable = await value<string>(env.source, "select obj_description('dbsync.add_table(regclass,text,text[])'::regprocedure, 'pg_proc')");
   assert.match(addTable, /^Starts capturing tbl into the group \(created if missing\)\./);
-  assert.match(await value<string>(env.source, "select obj_description('dbsync.begin_batch(text)'::regprocedure, 'pg_proc')"), /^Called by the sidecar \(dbsync run\); not for DBAs\./);
+  assert.match(await value<string>(env.source, "select obj_description('dbsync.begin_batch(text,bigint)'::regprocedure, 'pg_proc')"), /^Called by the sidecar \(dbsync run\); not for DBAs\./);
   assert.match(await value<string>(env.source, "select obj_description('dbsync._sub(text)'::regprocedure, 'pg_proc')"), /^Internal to dbsync, not an API\./);
   assert.match(await value<string>(env.source, "select obj_description('dbsync.status'::regclass, 'pg_class')"), /one row per subscription/);
 });

@@ -57,7 +57,7 @@ const MATRIX: Record<string, FnTier> = {
   // grant_monitor: waiting for a subscription only reads.
   "dbsync.wait_for_sync(text,interval)": "monitor",
   // grant_sidecar: what `dbsync run` calls.
-  "dbsync.begin_batch(text)": "sidecar",
+  "dbsync.begin_batch(text,bigint)": "sidecar",
   "dbsync.batch_plan(integer,bigint,bigint,bigint,bigint)": "sidecar",
   "dbsync.batch_keys(integer,bigint)": "sidecar",
   "dbsync.record_progress(integer,bigint,bigint,double precision,jsonb,jsonb)": "sidecar",
@@ -755,6 +755,6 @@ test("(e) a dbsync owner that is no superuser holds every right; the superuser t
   await own.query(`select dbsync.grant_monitor('${NOBODY}')`);
   assert.equal(await value(p, "select has_function_privilege($1, 'dbsync.wait_for_sync(text,interval)', 'execute')", [NOBODY]), true);
   await own.query(`select dbsync.grant_sidecar('${NOBODY}')`);
-  assert.equal(await value(p, "select has_function_privilege($1, 'dbsync.begin_batch(text)', 'execute')", [NOBODY]), true);
+  assert.equal(await value(p, "select has_function_privilege($1, 'dbsync.begin_batch(text,bigint)', 'execute')", [NOBODY]), true);
   assert.equal(await value(p, "select has_table_privilege($1, 'app2.t', 'select')", [NOBODY]), true);
 });

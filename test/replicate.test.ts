@@ -207,3 +207,27 @@ test("a batch whose only change to a table is a TRUNCATE empties it on the targe
     await sidecar.stop();
   }
 });
+
+test("a batch's reader has a work_mem of at least 64MB, and keeps a larger one of its session", async () => {
+  const env = await freshEnv("replicate_reader_work_mem");
+  await subscribeTables(env, "create table a (id int primary key)", ["a"]);
+  const [control, reader] = [new Client(env.sourceUrl), new Client(env.sourceUrl)];
+  await Promise.all([control.connect(), reader.connect()]);
+  try {
+    const subId = await value<number>(env.source, "select sub_id from dbsync.subscriptions where name = 's'");
+    const seen: string[] = [];
+    for (const session of ["4MB", "1GB"]) {
+      await reader.query(`set work_mem = '${session}'`);
+      await env.source.query("insert into a select coalesce(max(id), 0) + 1 from a");
+      const batch = await beginBatch(control, "s", subId, undefined);
+      assert.ok(batch?.snapshot);
+      await openReader(control, reader, batch, 1000);
+      seen.push(await value<string>(reader, "show work_mem"));
+      await reader.query("commit");
+      await env.source.query("select dbsync.record_progress($1, $2, 1, 0.1)", [subId, batch.to]);
+    }
+    assert.deepEqual(seen, ["64MB", "1GB"]);
+  } finally {
+    await Promise.all([control, reader].map((c) => c.end()));
+  }
+});

@@ -1,8 +1,11 @@
--- dbsync.begin_batch(p_subscription text) returns table
+-- dbsync.begin_batch(p_subscription text, p_from bigint default null) returns table
 --   (sub_id int, group_id int, tick_from bigint, tick_to bigint, snapshot_name text)
 --   The sidecar's apply loop, one call per batch on its control connection (right
 --   after record_progress of the previous batch has committed: the reader must see
---   it, and it cannot see what this transaction writes):
+--   it, and it cannot see what this transaction writes), or with p_from while the
+--   target commits the previous batch, which ends at tick p_from and copies nothing
+--   (its report comes with the call after this one, once that commit is done: no
+--   position reaches the source before the target has it):
 --   1. when there is something to apply (events committed since the position,
 --      tables to copy, or sequences that moved), takes a tick of the group whose snapshot it exports: the
 --      batch is (position, tick], and the sidecar's reader transaction imports the
@@ -16,17 +19,19 @@
 --      target's position.
 --   No row: nothing to apply, paused (also by a pause that committed while this call
 --   ran: nothing committed after pause() returned is in a batch), held, or no such
---   subscription.
+--   subscription. With p_from, also when only sequences moved (the previous batch's
+--   are not reported yet: the sidecar asks again without p_from).
 --   Must run in READ COMMITTED, in a transaction the caller keeps open until the
 --   reader has run SET TRANSACTION SNAPSHOT (the export lives as long as it), then
 --   commits (that also releases the group's tick lock). Called by the sidecar.
---   Parameters: p_subscription.
+--   Parameters: p_subscription, p_from (the position the batch starts at, at or
+--     after the recorded one; null: the recorded position).
 --   Returns: rows of (sub_id, group_id, tick_from, tick_to, snapshot_name).
 --   Calls: dbsync._export_tick, dbsync._has_new_writers, dbsync._sequences_behind,
 --     dbsync._verify_hold. Tables touched: dbsync.subscription_tables (written);
 --     dbsync.groups, dbsync.subscriptions, dbsync.tables, dbsync.ticks,
 --     dbsync.verifications (read).
-create or replace function dbsync.begin_batch(p_subscription text)
+create or replace function dbsync.begin_batch(p_subscription text, p_from bigint default null)
 returns table (sub_id int, group_id int, tick_from bigint, tick_to bigint, snapshot_name text)
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -48,9 +53,15 @@ begin
     if v_sub.paused then
         return;
     end if;
+    if p_from < v_sub.position_tick then
+        raise exception 'begin_batch: subscription "%" stands at tick %, after %', p_subscription, v_sub.position_tick, p_from
+            using errcode = 'invalid_parameter_value';
+    end if;
+    v_sub.position_tick := coalesce(p_from, v_sub.position_tick);
     -- Chunks recorded for a batch that did not commit (dbsync.copy_chunks): every
     -- batch the target committed was reported before this call (record_progress
-    -- with it, or target_position when the sidecar connected).
+    -- with it, or target_position when the sidecar connected), but the one ending
+    -- at p_from, which recorded none.
     update dbsync.subscription_tables st set chunk_next = null
     where st.sub_id = v_sub.sub_id and st.chunk_next is not null;
 
@@ -77,7 +88,7 @@ begin
     if not exists (select from dbsync.subscription_tables st join dbsync.tables t using (table_id)
                    where st.sub_id = v_sub.sub_id and t.removed_at is null and st.state <> 'streaming')
        and not dbsync._has_new_writers(v_sub.group_id, v_pos)
-       and not dbsync._sequences_behind(v_sub.sub_id) then
+       and (p_from is not null or not dbsync._sequences_behind(v_sub.sub_id)) then
         -- Nothing committed since the position: ticks that the group's other
         -- subscriptions (or upkeep) took since hold no event for this one. It moves
         -- to the latest without a tick of its own (which would put the others

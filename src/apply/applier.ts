@@ -69,6 +69,16 @@ export interface ApplierOptions {
   control: Pool;
 }
 
+/** A batch begun (undefined: nothing to apply), its reader at its snapshot with its plan (see Applier.open). */
+interface Opened {
+  batch: Batch | undefined;
+  plan?: Plan;
+  stale?: unknown;
+  phases: Phases;
+  /** When its tick came (process.hrtime). */
+  started: bigint;
+}
+
 export class Applier {
   private reader?: PoolClient;
   /** The sub_id whose apply lock the reader holds. */
@@ -143,51 +153,44 @@ export class Applier {
       this.targetState = state;
     }
 
-    // Each batch's progress reaches the source with the request for the next one.
+    // Each batch's progress reaches the source with the request for a later one.
     let done: Done | undefined;
+    // The next batch, opened while the target commits this one (see sourceRead below).
+    let next: Promise<Opened> | undefined;
     for (let retries = 0; ; ) {
       if (signal.aborted) {
+        await this.discard(next);
         if (done) await this.report(sub.sub_id, done);
         return "stopped";
       }
-      // The tick's exporting transaction lives until the reader has imported it.
-      const exporter = await control.connect();
-      let batch: Batch | undefined;
-      let plan: Plan | undefined;
-      let started = process.hrtime.bigint();
-      const phases = new Phases();
-      for (const [step, at] of Object.entries(since)) if (at !== undefined) phases.mark(step, at);
-      since = {};
-      phases.mark("begin");
-      try {
-        batch = await beginBatch(exporter, sub.name, sub.sub_id, done);
-        phases.mark("tick");
+      let opened = await next;
+      next = undefined;
+      // Nothing for the batch opened early: ask again, with the last report (the
+      // early request did not look at sequences, which that report moves).
+      if (!opened?.batch) {
+        const phases = new Phases();
+        for (const [step, at] of Object.entries(since)) if (at !== undefined) phases.mark(step, at);
+        since = {};
+        opened = await this.open(sub, done, phases);
         done = undefined;
-        if (batch?.snapshot === null) await exporter.query("commit");
-        else if (batch) {
-          this.currentTick = batch.to;
-          started = process.hrtime.bigint();
-          plan = await phases.time("plan", () => openReader(exporter, reader, batch!, this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH)).catch(async (err) => {
-            await reader.query("rollback").catch(() => undefined);
-            // A table truncated or rewritten after the snapshot: take a new one.
-            if (sqlstateOf(err) === "40001" && retries++ < PLAN_RETRIES) return undefined;
-            throw err;
-          });
-          phases.mark("plan");
-        }
-        exporter.release();
-      } catch (err) {
-        exporter.release(true);
-        throw err;
       }
+      const { batch, phases } = opened;
+      let { plan } = opened;
       if (!batch) return "caught_up";
+      if (opened.stale !== undefined) {
+        if (retries++ < PLAN_RETRIES) continue;
+        throw opened.stale;
+      }
+      const { started } = opened;
       if (batch.snapshot === null) {
         // Nothing to read: the target's position only moves to the group's latest tick.
         await moveTarget(this.target, sub.sub_uuid, batch.from, batch.to);
+        if (done) await this.report(sub.sub_id, done);
         done = { tick: batch.to, events: 0, seconds: Number(process.hrtime.bigint() - started) / 1e9, copied: [], sequences: [] };
         continue;
       }
       if (!plan) continue;
+      this.currentTick = batch.to;
       retries = 0;
       const planned = plan.tables.length;
       plan = await this.withoutUncopyable(batch, plan);
@@ -207,21 +210,45 @@ export class Applier {
           copies.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk ?? { whole: true } })),
         );
       }
-      const result = await applyBatch(reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
-        copyProgress: (t, rows) => {
-          // A small table's copy is over before anyone could watch it: no report (a
-          // source commit each) at its start; one that lasts reports every 250 ms.
-          if (rows === 0 && !t.chunk && (t.rows_estimated ?? 0) < SMALL_COPY_ROWS) return;
-          void copyProgress(control, sub.sub_id, t.table_id, t.copy_request, rows + (t.chunk?.rows_before ?? 0), t.rows_estimated).catch(
-            () => undefined,
-          );
-        },
-        phases,
-        sourceRead: () => reader.query("commit"),
-      });
+      let result;
+      try {
+        result = await applyBatch(reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
+          copyProgress: (t, rows) => {
+            // A small table's copy is over before anyone could watch it: no report (a
+            // source commit each) at its start; one that lasts reports every 250 ms.
+            if (rows === 0 && !t.chunk && (t.rows_estimated ?? 0) < SMALL_COPY_ROWS) return;
+            void copyProgress(control, sub.sub_id, t.table_id, t.copy_request, rows + (t.chunk?.rows_before ?? 0), t.rows_estimated).catch(
+              () => undefined,
+            );
+          },
+          phases,
+          sourceRead: () => {
+            const read = reader.query("commit");
+            // The next batch's tick, the reader's snapshot and plan (about half of a
+            // small batch's cycle) while the target commits this one. Not after a
+            // batch that copies: its report ends copies and moves chunk boundaries,
+            // which the next plan must see, and begin_batch clears the chunks
+            // recorded for batches not committed.
+            if (!copies.length) {
+              const report = done;
+              done = undefined;
+              next = read.then(() => this.open(sub, report, new Phases(), batch.to));
+              next.catch(() => undefined);
+            }
+            return read;
+          },
+        });
+      } catch (err) {
+        // A batch opened on the position this one would have reached is of no use.
+        await this.discard(next);
+        throw err;
+      }
       phases.mark("applied");
       phases.mark("end");
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      // (The report of the batch before, if the next batch's request did not take it,
+      // goes first: reports come in order.)
+      if (done) await this.report(sub.sub_id, done);
       done = { tick: batch.to, events: result.events, seconds, copied: result.copied, sequences: result.sequences };
       this.currentTick = undefined;
       this.opts.onBatch?.(sub.name, result.events, seconds);
@@ -229,14 +256,61 @@ export class Applier {
       // Nothing but copies left out: begin_batch would take batch after empty batch
       // for them (a table not streaming is work to it) as fast as the round trips go.
       if (leftOut && result.events === 0 && result.copied.length === 0) {
+        await this.discard(next);
         await this.report(sub.sub_id, done);
         return "waiting";
       }
       if (await this.opts.turnOver?.(sub.name)) {
+        await this.discard(next);
         await this.report(sub.sub_id, done);
         return "yielded";
       }
     }
+  }
+
+  /**
+   * begin_batch (with `report`, the last batch's progress) and, when the batch has
+   * something to read, the reader's transaction at its snapshot with its plan.
+   * `from`: the batch starts there (the batch ending there is being committed).
+   * `stale`: the plan failed with a serialization failure (a table truncated or
+   * rewritten after the snapshot): the caller may start again with a new tick.
+   */
+  private async open(sub: Subscription, report: Done | undefined, phases: Phases, from?: number): Promise<Opened> {
+    const reader = this.reader!;
+    // The tick's exporting transaction lives until the reader has imported it.
+    const exporter = await this.opts.control.connect();
+    let started = process.hrtime.bigint();
+    phases.mark("begin");
+    try {
+      const batch = await beginBatch(exporter, sub.name, sub.sub_id, report, from);
+      phases.mark("tick");
+      let plan: Plan | undefined;
+      let stale: unknown;
+      if (batch?.snapshot === null) await exporter.query("commit");
+      else if (batch) {
+        // (An early batch's errors come when the loop takes it.)
+        if (from === undefined) this.currentTick = batch.to;
+        started = process.hrtime.bigint();
+        plan = await phases.time("plan", () => openReader(exporter, reader, batch, this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH)).catch(async (err) => {
+          await reader.query("rollback").catch(() => undefined);
+          if (sqlstateOf(err) !== "40001") throw err;
+          stale = err;
+          return undefined;
+        });
+        phases.mark("plan");
+      }
+      exporter.release();
+      return { batch, plan, stale, phases, started };
+    } catch (err) {
+      exporter.release(true);
+      throw err;
+    }
+  }
+
+  /** Waits for a batch opened early and ends its reader's transaction: it will not be applied. */
+  private async discard(next: Promise<Opened> | undefined) {
+    const opened = await next?.catch(() => undefined);
+    if (opened?.plan) await this.reader?.query("rollback").catch(() => undefined);
   }
 
   /** A batch's progress, when no begin_batch follows to carry it. */
