@@ -156,7 +156,7 @@ test("applyBatch fails with the link's own error when the source link breaks bef
     await readAppliedTick(target, sub.sub_uuid, "s", sub.tick);
     const batch = await beginBatch(control, "s", sub.sub_id, undefined);
     assert.ok(batch);
-    const plan = await openReader(control, source, batch, 1000);
+    const plan = await openReader(control, source, batch, { copyRows: 1000, readers: 1, splitEvents: 1 });
     // The target stalls on table a (its stage is created from a) while a's COPY is
     // already running on the source; then the source's socket breaks.
     await locker.query("begin; lock table a");
