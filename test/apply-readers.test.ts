@@ -58,6 +58,9 @@ test("batch_plan cuts a big batch's stream for its readers: each table in one st
     const one = await planNow(c, 1, 100);
     assert.equal(one.streams, null, "one reader: one stream");
     assert.equal((await planNow(c, 2, 1_000_000)).streams, null, "a small batch: one stream");
+    // 1,285 events: a and b 550, c 375, d 360. Every reader gets at least p_split_events.
+    assert.equal((await planNow(c, 2, 600)).streams, null, "two readers would get 550 and 735: one reader");
+    assert.equal((await planNow(c, 3, 400)).streams?.length, 2, "three would get 550, 375 and 360: two readers");
     const ids = new Map(one.tables.map((t) => [t.target.replace(/^"public"\."|"$/g, ""), t.table_id]));
     const whole = await copyOut(c, one.stream!);
     for (const readers of [2, 3, 4]) {
