@@ -16,7 +16,7 @@ import { readStreams } from "../src/target/readers";
 import { Piece } from "../src/target/stream";
 import { Env, freshEnv, startSidecar, until, value } from "./helpers";
 import { phasesOf } from "./kit/apply-log";
-import { setup, status, strictlyConverged } from "./kit/convergence";
+import { setup, status, strictlyConverged, synced } from "./kit/convergence";
 
 const SPLIT_ENV = { DBSYNC_SPLIT_EVENTS: "100", DBSYNC_STREAM_PIECE_LINES: "200", DBSYNC_LOG_LEVEL: "debug", DBSYNC_LOG_FORMAT: "json" };
 /** a and b alike (one stage on the target: one stream), c and d each their own columns. */
@@ -58,6 +58,9 @@ test("batch_plan cuts a big batch's stream for its readers: each table in one st
     const one = await planNow(c, 1, 100);
     assert.equal(one.streams, null, "one reader: one stream");
     assert.equal((await planNow(c, 2, 1_000_000)).streams, null, "a small batch: one stream");
+    // 1,285 events: a and b 550, c 375, d 360. Every reader gets at least p_split_events.
+    assert.equal((await planNow(c, 2, 600)).streams, null, "two readers would get 550 and 735: one reader");
+    assert.equal((await planNow(c, 3, 400)).streams?.length, 2, "three would get 550, 375 and 360: two readers");
     const ids = new Map(one.tables.map((t) => [t.target.replace(/^"public"\."|"$/g, ""), t.table_id]));
     const whole = await copyOut(c, one.stream!);
     for (const readers of [2, 3, 4]) {
@@ -140,9 +143,10 @@ test("both readers at exactly the batch's snapshot: a writer committing meanwhil
       w.release();
     }
   })();
-  const sidecar = startSidecar(env.sourceUrl, [], SPLIT_ENV);
+  // The batches after the first come while the writer writes (a few dozen events
+  // each on a loaded machine): big at 5 events a reader.
+  const sidecar = startSidecar(env.sourceUrl, [], { ...SPLIT_ENV, DBSYNC_SPLIT_EVENTS: "5" });
   try {
-    // The batches after the first come while the writer writes (a few hundred events each: big here).
     try {
       await until("ten batches read by two readers", async () => splitBatches(sidecar.output()) >= 10, 60_000).catch((err) => {
         const out = sidecar.output().split("\n");
@@ -165,6 +169,9 @@ function splitBatches(output: string): number {
   return output.split("\n").filter((l) => l.includes('"batch applied"') && l.includes('"stream of reader 2"')).length;
 }
 
+/** Rows of each table of the killed batch: 100 pieces each (200 lines a piece), a window to kill a reader in. */
+const KILL_ROWS = 20_000;
+
 for (const victim of ["a", "c"]) {
   test(`the reader of ${victim} killed in the middle of a two-reader batch: the batch rolled back, its error in dbsync.status, then applied once`, async () => {
     const env = await freshEnv(`readers_kill_${victim}`);
@@ -181,8 +188,8 @@ for (const victim of ["a", "c"]) {
       create trigger c_rows after insert on c referencing new table as new_rows for each statement execute procedure count_rows();
       alter table a enable always trigger a_rows;
       alter table c enable always trigger c_rows`);
-    await env.source.query(`insert into a select g, repeat('a', 200) from generate_series(1, 40000) g;
-                            insert into c select g, g, repeat('c', 200) from generate_series(1, 40000) g`);
+    await env.source.query(`insert into a select g, repeat('a', 200) from generate_series(1, ${KILL_ROWS}) g;
+                            insert into c select g, g, repeat('c', 200) from generate_series(1, ${KILL_ROWS}) g`);
     const sidecar = startSidecar(env.sourceUrl, [], SPLIT_ENV);
     try {
       // Its reader, once the target has merged a piece of either table.
@@ -203,10 +210,12 @@ for (const victim of ["a", "c"]) {
         );
       }, 60_000, 1);
       await until("the error in dbsync.status", async () => (await status(env))?.last_error !== null, 60_000);
+      // Then applied (a loaded machine may take more than strictlyConverged's 30 s after an error).
+      await synced(env);
       await strictlyConverged(env, ["a", "c"]);
       assert.deepEqual(
         (await env.target.query("select tbl, sum(n)::int as n from written group by 1 order by 1")).rows,
-        [{ tbl: "a", n: 40000 }, { tbl: "c", n: 40000 }],
+        [{ tbl: "a", n: KILL_ROWS }, { tbl: "c", n: KILL_ROWS }],
         "each row written once, by the batch that committed",
       );
       assert.ok(phasesOf(sidecar.output())["stream of reader 2"] !== undefined, "two readers");

@@ -114,8 +114,11 @@ test("the target's commit fails, then dies, while the next batch is being opened
       .filter((l) => l.includes('"batch applied"'))
       .map((l) => JSON.parse(l).at as Record<string, number>)
       .sort((x, y) => x.tick - y.tick);
-    const early = batches.filter((b, i) => i > 0 && b.tick < batches[i - 1].applied).length;
-    assert.ok(early > 0, `no batch opened while the one before committed (of ${batches.length})`);
+    // (begin_batch sent before the batch before was committed; its tick may come
+    // after that commit, which the tests' clusters make without a disk flush. About
+    // half of them here: the others found nothing yet and asked again after it.)
+    const early = batches.filter((b, i) => i > 0 && b.begin < batches[i - 1].applied).length;
+    assert.ok(early >= 3, `${early} of ${batches.length} batches opened while the one before committed`);
     assert.match(sidecar.output(), /tripped at commit/);
   } finally {
     writing = false;

@@ -45,7 +45,7 @@
 --   p_readers, each of at least p_split_events events), for readers that imported
 --   this snapshot to read at once: [{sql, tables: [table_id]}], each table in one
 --   of them only, tables of the same columns together (the target may stage them
---   in one temp table, one after the other), balanced by events; each hashes only
+--   in one temp table, one after the other), balanced by events and rows; each hashes only
 --   its own tables' keys (batch_keys' p_shapes). Else null.
 --   Copies are limited to about p_copy_rows estimated rows per batch (at least one
 --   table), so the stream of the other tables goes on between copies. With
@@ -100,8 +100,10 @@ declare
     v_infos jsonb := '[]';
     v_tshapes int[];
     v_tctes text[];
-    v_readers int;
+    v_readers int := 1;
+    v_stream_events bigint := 0;
     v_loads bigint[];
+    v_counts bigint[];
     v_least int;
     v_reader jsonb := '{}';
     v_streams jsonb := '[]';
@@ -367,9 +369,14 @@ begin
         if v_part is not null then
             v_parts := v_parts || format('select %s, p.*/*pad*/ from (%s) p', r.table_id, v_part);
             v_widths := v_widths || cardinality(v_cols);
+            -- Its weight for a reader: each event hashed, each row read (at most one a
+            -- key, at most the table's rows) about as much as four events (a tpcb-like
+            -- backlog's 400,000 events hashed took 40% of its stream, its 163,000 rows the rest).
             v_infos := v_infos || jsonb_build_object('id', r.table_id, 'shapes', to_jsonb(v_tshapes), 'ctes', to_jsonb(v_tctes),
-                                                     'events', r.events, 'cols', to_jsonb(v_cols)::text);
+                                                     'events', r.events, 'cols', to_jsonb(v_cols)::text,
+                                                     'weight', r.events + 4 * least(r.events, coalesce(v_est, r.events)));
             v_many := v_many and r.events * 10 >= coalesce(v_est, 0);
+            v_stream_events := v_stream_events + r.events;
         end if;
         v_entry := jsonb_build_object(
             'table_id', r.table_id, 'target', r.target, 'partitioned', r.partitioned,
@@ -434,22 +441,29 @@ begin
         -- Narrower tables' lines padded with NULLs, so that every part has the widest's columns.
         v_width := (select max(w) from unnest(v_widths) w);
         -- Readers for a big batch: tables of the same columns stay together, each
-        -- group goes to the reader with the fewest events so far, biggest first.
-        v_readers := least(p_readers,
-                           (select count(distinct x ->> 'cols') from jsonb_array_elements(v_infos) x),
-                           coalesce((select sum((x ->> 'events')::bigint) from jsonb_array_elements(v_infos) x) / p_split_events, 0)::int);
-        if v_readers > 1 then
+        -- group goes to the reader of the least weight so far, heaviest first;
+        -- fewer readers while one of them would get fewer than p_split_events (a
+        -- backlog of one big table and a few changes to another: one reader).
+        if p_readers > 1 and v_stream_events >= 2 * p_split_events then
+            v_readers := least(p_readers, v_stream_events / p_split_events,
+                               (select count(distinct x ->> 'cols') from jsonb_array_elements(v_infos) x));
+        end if;
+        while v_readers > 1 loop
             v_loads := array_fill(0::bigint, array[v_readers]);
-            for r in select x ->> 'cols' as cols, sum((x ->> 'events')::bigint) as events
+            v_counts := v_loads;
+            v_reader := '{}';
+            for r in select x ->> 'cols' as cols, sum((x ->> 'weight')::bigint) as weight, sum((x ->> 'events')::bigint) as events
                      from jsonb_array_elements(v_infos) x group by 1 order by 2 desc, 1 loop
                 v_least := (select o from unnest(v_loads) with ordinality u(l, o) order by l, o limit 1);
-                v_loads[v_least] := v_loads[v_least] + r.events;
+                v_loads[v_least] := v_loads[v_least] + r.weight;
+                v_counts[v_least] := v_counts[v_least] + r.events;
                 v_reader := v_reader || jsonb_build_object(r.cols, v_least);
             end loop;
-        end if;
+            exit when (select min(n) from unnest(v_counts) n) >= p_split_events;
+            v_readers := v_readers - 1;
+        end loop;
         -- 0: the whole stream, for one reader; then each reader's part, if any.
-        for i in 0 .. coalesce(v_readers, 0) loop
-            continue when i = 1 and v_readers = 1;
+        for i in 0 .. case when v_readers > 1 then v_readers else 0 end loop
             v_mine := array(select o from jsonb_array_elements(v_infos) with ordinality x(x, o)
                             where i = 0 or (v_reader ->> (x ->> 'cols'))::int = i);
             v_sql := format('copy (with ks as materialized (select b.shape_id, b.k from dbsync.batch_keys(%s, %s%s) b), %s %s) to stdout',
