@@ -150,8 +150,9 @@ test("two processes on one subscription, each SIGKILLed again and again between 
   }
 });
 
-test("TRUNCATE and ALTER of tables in two-reader batches, three subscriptions on --concurrency 2: no stall, every table equal", async () => {
-  const env = await freshEnv("pipe_attack_truncate");
+for (const concurrency of [1, 2]) {
+test(`TRUNCATE and ALTER of tables in two-reader batches, three subscriptions on --concurrency ${concurrency}: no stall, every table equal`, async () => {
+  const env = await freshEnv(`pipe_attack_truncate_${concurrency}`);
   await setup(env, DDL, TABLES);
   // Two more groups, each its subscription to the same target: they and s share the two readers.
   for (const g of ["h", "i"]) {
@@ -172,7 +173,7 @@ test("TRUNCATE and ALTER of tables in two-reader batches, three subscriptions on
       await sleep(5);
     }
   })();
-  const sidecar = startSidecar(env.sourceUrl, ["--concurrency", "2"], SPLIT_ENV);
+  const sidecar = startSidecar(env.sourceUrl, ["--concurrency", String(concurrency)], SPLIT_ENV);
   const w = writers(env);
   try {
     await flowing(env, sidecar);
@@ -194,6 +195,43 @@ test("TRUNCATE and ALTER of tables in two-reader batches, three subscriptions on
     writing = false;
     await w.stop();
     await otherWriter.catch(() => undefined);
+    await sidecar.stop();
+  }
+});
+}
+
+test("one backlog batch read by two readers holding a key that changes shape, a partitioned table, DDL and a new table's copy", async () => {
+  const env = await freshEnv("pipe_attack_backlog");
+  const parts = `create table p (id int primary key, v text) partition by range (id);
+                 create table p1 partition of p for values from (0) to (5000);
+                 create table p2 partition of p for values from (5000) to (100000)`;
+  await setup(env, `${DDL}; ${parts}; create table e (id int primary key, v text)`, [...TABLES, "p"]);
+  const all = [...TABLES, "p", "e"];
+  // Started and stopped once: the subscription's position is set, then the backlog comes.
+  let sidecar = startSidecar(env.sourceUrl, [], SPLIT_ENV);
+  await syncedAndEqual(env, TABLES);
+  await sidecar.stop();
+  await env.source.query(`insert into a select g, 'a' || g from generate_series(1, 3000) g;
+    insert into b select g, 'b' || g from generate_series(1, 2000) g;
+    insert into c select g, g, 'c' from generate_series(1, 3000) g;
+    insert into d select 'k' || g, g, -g, 'd' from generate_series(1, 3000) g;
+    insert into p select g, 'p' || g from generate_series(1, 9000, 3) g;
+    insert into e select g, 'e' || g from generate_series(1, 2000) g`);
+  // (s copies no data of its own accord: copy_data => false.)
+  await env.source.query("select dbsync.add_table('e', 'g'); select dbsync.resync_table('s', 'e')");
+  // d's key moves from k to x: its batch has keys of both shapes.
+  await env.source.query(`select dbsync.execute_ddl('g', 'alter table d drop constraint d_pkey, add primary key (x)')`);
+  await env.source.query(`update d set z = 'after' where x % 3 = 0; delete from d where x % 7 = 0;
+    update p set v = 'moved', id = id + 4000 where id % 5 = 1 and id < 5000;
+    update a set v = 'u' where id % 4 = 0; delete from c where id % 6 = 0`);
+  await env.source.query("select dbsync.execute_ddl('g', 'alter table c add column extra text default ''x''')");
+  await env.source.query("update c set extra = 'y' where id % 5 = 0; insert into e values (5000, 'late')");
+  sidecar = startSidecar(env.sourceUrl, [], SPLIT_ENV);
+  try {
+    await syncedAndEqual(env, all);
+    await strictlyConverged(env, all);
+    assert.ok(sidecar.output().includes("stream of reader 2"), "two readers read the backlog");
+  } finally {
     await sidecar.stop();
   }
 });
