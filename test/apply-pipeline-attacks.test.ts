@@ -202,11 +202,14 @@ test(`TRUNCATE and ALTER of tables in two-reader batches, three subscriptions on
 
 test("one backlog batch read by two readers holding a key that changes shape, a partitioned table, DDL and a new table's copy", async () => {
   const env = await freshEnv("pipe_attack_backlog");
+  // No unique key on a partitioned table before PostgreSQL 11: p only from 11 on.
+  const partitioned = (await value<number>(env.source, "select current_setting('server_version_num')::int")) >= 110000;
   const parts = `create table p (id int primary key, v text) partition by range (id);
                  create table p1 partition of p for values from (0) to (5000);
                  create table p2 partition of p for values from (5000) to (100000)`;
-  await setup(env, `${DDL}; ${parts}; create table e (id int primary key, v text)`, [...TABLES, "p"]);
-  const all = [...TABLES, "p", "e"];
+  const mine = partitioned ? [...TABLES, "p"] : TABLES;
+  await setup(env, `${DDL}; ${partitioned ? parts : ""}; create table e (id int primary key, v text)`, mine);
+  const all = [...mine, "e"];
   // Started and stopped once: the subscription's position is set, then the backlog comes.
   let sidecar = startSidecar(env.sourceUrl, [], SPLIT_ENV);
   await syncedAndEqual(env, TABLES);
@@ -215,14 +218,14 @@ test("one backlog batch read by two readers holding a key that changes shape, a 
     insert into b select g, 'b' || g from generate_series(1, 2000) g;
     insert into c select g, g, 'c' from generate_series(1, 3000) g;
     insert into d select 'k' || g, g, -g, 'd' from generate_series(1, 3000) g;
-    insert into p select g, 'p' || g from generate_series(1, 9000, 3) g;
+    ${partitioned ? "insert into p select g, 'p' || g from generate_series(1, 9000, 3) g;" : ""}
     insert into e select g, 'e' || g from generate_series(1, 2000) g`);
   // (s copies no data of its own accord: copy_data => false.)
   await env.source.query("select dbsync.add_table('e', 'g'); select dbsync.resync_table('s', 'e')");
   // d's key moves from k to x: its batch has keys of both shapes.
   await env.source.query(`select dbsync.execute_ddl('g', 'alter table d drop constraint d_pkey, add primary key (x)')`);
   await env.source.query(`update d set z = 'after' where x % 3 = 0; delete from d where x % 7 = 0;
-    update p set v = 'moved', id = id + 4000 where id % 5 = 1 and id < 5000;
+    ${partitioned ? "update p set v = 'moved', id = id + 4000 where id % 5 = 1 and id < 5000;" : ""}
     update a set v = 'u' where id % 4 = 0; delete from c where id % 6 = 0`);
   await env.source.query("select dbsync.execute_ddl('g', 'alter table c add column extra text default ''x''')");
   await env.source.query("update c set extra = 'y' where id % 5 = 0; insert into e values (5000, 'late')");
