@@ -67,7 +67,7 @@ async function syncedAndEqual(env: Env, tables: string[], sub = "s") {
   await assertTablesEqual(env.source, env.target, tables, "right after wait_for_sync");
 }
 
-test("control calls while a batch commits and the next is planned: pause, resume, resync_table, execute_ddl, add_table, remove_table", async () => {
+test("control calls while a batch commits and the next is planned: pause, resume, resync_table, resync_subscription, execute_ddl, add_table, remove_table", async () => {
   const env = await freshEnv("pipe_attack_control");
   await setup(env, `${DDL}; create table e (id int primary key, v text)`, TABLES);
   const sidecar = startSidecar(env.sourceUrl, [], SPLIT_ENV);
@@ -82,6 +82,7 @@ test("control calls while a batch commits and the next is planned: pause, resume
       "insert into e select g, 'e' || g from generate_series(1, 500) g",
       "select dbsync.add_table('e', 'g')",
       "select dbsync.resync_table('s', 'a')",
+      "select dbsync.resync_subscription('s')",
       "select dbsync.execute_ddl('g', 'alter table d drop column y')",
       "select dbsync.pause('s')",
       "select dbsync.resume('s')",
@@ -235,6 +236,27 @@ test("one backlog batch read by two readers holding a key that changes shape, a 
     await strictlyConverged(env, all);
     assert.ok(sidecar.output().includes("stream of reader 2"), "two readers read the backlog");
   } finally {
+    await sidecar.stop();
+  }
+});
+
+test("the subscription dropped and added again under its name while batches are committed and the next ones planned", async () => {
+  const env = await freshEnv("pipe_attack_readd");
+  await setup(env, DDL, TABLES);
+  const sidecar = startSidecar(env.sourceUrl, [], SPLIT_ENV);
+  const w = writers(env);
+  try {
+    await flowing(env, sidecar);
+    for (let round = 0; round < 3; round++) {
+      await env.source.query("select dbsync.drop_subscription('s')");
+      await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => true)", [env.targetUrl]);
+      await sleep(700);
+    }
+    await w.stop();
+    await syncedAndEqual(env, TABLES);
+    await strictlyConverged(env, TABLES);
+  } finally {
+    await w.stop();
     await sidecar.stop();
   }
 });
