@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { freshEnv, startSidecar as startAnySidecar, tableText, until, value } from "./helpers";
+import { phasesOf } from "./kit/apply-log";
 import { setup, status, strictlyConverged, synced, targetCounts } from "./kit/convergence";
 
 /**
@@ -232,16 +233,6 @@ test("the stream is read with hash joins when every table has many keys against 
     await sidecar.stop();
   }
 });
-
-/** The phases of the sidecar's "batch applied" debug lines so far, summed. */
-function phasesOf(output: string): Record<string, number> {
-  const sum: Record<string, number> = {};
-  for (const line of output.split("\n")) {
-    if (!line.includes('"batch applied"')) continue;
-    for (const [k, v] of Object.entries(JSON.parse(line).phases ?? {})) sum[k] = (sum[k] ?? 0) + Number(v);
-  }
-  return sum;
-}
 
 test("new rows are copied straight into a table whose unique key refuses duplicates; a key it has, or a unique value it holds, sends the piece through the stage", async () => {
   const env = await freshEnv("pieces_copy");

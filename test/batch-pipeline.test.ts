@@ -19,14 +19,14 @@ test("begin_batch from a position not recorded yet: the batch starts there; behi
     await env.source.query("insert into a (v) values ('one')");
     const first = await beginBatch(control, "s", subId, undefined);
     assert.ok(first?.snapshot);
-    await openReader(control, reader, first, 1000);
+    await openReader(control, reader, first, { copyRows: 1000, readers: 1, splitEvents: 1 });
     await reader.query("commit");
     // Not reported: the source still has the subscription at first.from.
     await env.source.query("insert into a (v) values ('two')");
     const second = await beginBatch(control, "s", subId, undefined, first.to);
     assert.ok(second?.snapshot);
     assert.equal(second.from, first.to);
-    const plan = await openReader(control, reader, second, 1000);
+    const plan = await openReader(control, reader, second, { copyRows: 1000, readers: 1, splitEvents: 1 });
     await reader.query("commit");
     assert.deepEqual(plan.tables.map((t) => [t.target, t.events]), [['"public"."a"', 1]]);
     assert.equal(await value<number>(env.source, "select position_tick::int from dbsync.subscriptions where name = 's'"), first.from);

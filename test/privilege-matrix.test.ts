@@ -58,8 +58,8 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync.wait_for_sync(text,interval)": "monitor",
   // grant_sidecar: what `dbsync run` calls.
   "dbsync.begin_batch(text,bigint)": "sidecar",
-  "dbsync.batch_plan(integer,bigint,bigint,bigint,bigint)": "sidecar",
-  "dbsync.batch_keys(integer,bigint)": "sidecar",
+  "dbsync.batch_plan(integer,bigint,bigint,bigint,bigint,integer,bigint)": "sidecar",
+  "dbsync.batch_keys(integer,bigint,integer[])": "sidecar",
   "dbsync.record_progress(integer,bigint,bigint,double precision,jsonb,jsonb)": "sidecar",
   "dbsync.copy_progress(integer,integer,bigint,bigint,bigint)": "sidecar",
   "dbsync.copy_chunks(integer,bigint,jsonb)": "sidecar",

@@ -1,9 +1,12 @@
--- dbsync.batch_keys(p_group_id int, p_from bigint) returns table (shape_id int, k text[])
+-- dbsync.batch_keys(p_group_id int, p_from bigint, p_shapes int[] default null)
+--   returns table (shape_id int, k text[])
 --   The distinct keys that changed in the batch from tick p_from to the caller's
 --   snapshot, with the shape (one table's key at one time) each was recorded in:
 --   the sidecar's reader, whose snapshot is the batch's end, joins them to the
 --   tables to read each key's row there (see dbsync.batch_plan). One scan of the
---   batch's events serves every table of the batch. SECURITY DEFINER so that the
+--   batch's events serves every table of the batch; with p_shapes, only the keys
+--   of those shapes (a big batch read by several readers, each its own tables:
+--   each hashes only its own keys). SECURITY DEFINER so that the
 --   sidecar's role needs no right on the queue itself.
 --   Written for many groups and for big batches (a backlog is one batch):
 --   - PL/pgSQL, so that the query is planned with the group's value: only its queue
@@ -14,10 +17,10 @@
 --   - the keys are made distinct by hashing (enable_sort off: the planner cannot
 --     know the batch's size, and chose to sort). Inlining and hashing together:
 --     0.45 s of CPU instead of 1.5 s for a batch of 400,000 events.
---   Parameters: p_group_id, p_from.
+--   Parameters: p_group_id, p_from, p_shapes (null: every shape).
 --   Returns: rows of (shape_id, k).
 --   Calls: dbsync._events_between. Tables touched: dbsync.ticks (read).
-create or replace function dbsync.batch_keys(p_group_id int, p_from bigint)
+create or replace function dbsync.batch_keys(p_group_id int, p_from bigint, p_shapes int[] default null)
 returns table (shape_id int, k text[])
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp set enable_sort = off as $$
 declare
@@ -26,7 +29,7 @@ begin
     return query
     select e.shape_id, e.row
     from dbsync._events_between(p_group_id, v_from, pg_current_snapshot()) e
-    where e.op = 'K'
+    where e.op = 'K' and (p_shapes is null or e.shape_id = any (p_shapes))
     group by e.shape_id, e.row;
 end
 $$;

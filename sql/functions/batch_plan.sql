@@ -1,5 +1,6 @@
 -- dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint, p_copy_rows bigint default 1000000,
---                   p_chunk_rows bigint default null) returns jsonb
+--                   p_chunk_rows bigint default null, p_readers int default 1,
+--                   p_split_events bigint default null) returns jsonb
 --   What applying batch (p_from, p_to] to the subscription's target takes, read in
 --   the sidecar's reader transaction: REPEATABLE READ with the snapshot of tick
 --   p_to imported, so this sees dbsync's tables and the catalog as of the batch's end.
@@ -39,6 +40,13 @@
 --   'K<shape>' lines any changed key of that shape (in the key columns, the others
 --   NULL). Whatever order the changes happened in, each key ends as the source's
 --   row at p_to, and a key that is gone is deleted.
+--   streams (a big batch): with p_readers > 1 and at least p_split_events events
+--   in the stream per reader, the same lines cut into that many COPYs (at most
+--   p_readers, each of at least p_split_events events), for readers that imported
+--   this snapshot to read at once: [{sql, tables: [table_id]}], each table in one
+--   of them only, tables of the same columns together (the target may stage them
+--   in one temp table, one after the other), balanced by events and rows; each hashes only
+--   its own tables' keys (batch_keys' p_shapes). Else null.
 --   Copies are limited to about p_copy_rows estimated rows per batch (at least one
 --   table), so the stream of the other tables goes on between copies. With
 --   p_chunk_rows (a sidecar that knows chunks), a table estimated above it whose
@@ -55,7 +63,7 @@
 --   Reads only; values and names are never evaluated as code, so it runs no code a
 --   table owner wrote. Called by the sidecar, which reads the stream with parallel
 --   query off (the tables' lines must not interleave).
---   Parameters: p_sub_id, p_from, p_to, p_copy_rows, p_chunk_rows.
+--   Parameters: p_sub_id, p_from, p_to, p_copy_rows, p_chunk_rows, p_readers, p_split_events.
 --   Returns: jsonb.
 --   Calls: dbsync._base_type, dbsync._chunk_entry, dbsync._chunk_order,
 --     dbsync._chunk_state, dbsync._events_between, dbsync._key_match,
@@ -64,7 +72,8 @@
 --     (read).
 create or replace function dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint,
                                              p_copy_rows bigint default 1000000,
-                                             p_chunk_rows bigint default null) returns jsonb
+                                             p_chunk_rows bigint default null, p_readers int default 1,
+                                             p_split_events bigint default null) returns jsonb
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     v_group int := (select s.group_id from dbsync.subscriptions s where s.sub_id = p_sub_id);
@@ -84,11 +93,21 @@ declare
     v_texts jsonb := '{}';
     v_action text;
     v_shapes jsonb;
-    -- The batch stream: its shapes' key sets, each table's part and width.
-    v_ctes text[] := '{}';
+    -- The batch stream: each table's part and width, and its shapes, their key
+    -- sets, its events and columns (for a split among readers).
     v_parts text[] := '{}';
     v_widths int[] := '{}';
-    v_ids int[] := '{}';
+    v_infos jsonb := '[]';
+    v_tshapes int[];
+    v_tctes text[];
+    v_readers int := 1;
+    v_stream_events bigint := 0;
+    v_loads bigint[];
+    v_counts bigint[];
+    v_least int;
+    v_reader jsonb := '{}';
+    v_streams jsonb := '[]';
+    v_mine int[];
     -- Per table: its shapes' semi-join conditions, and their K and D lines.
     v_match text[];
     v_krows text[];
@@ -217,6 +236,8 @@ begin
         end if;
 
         v_shapes := '[]';
+        v_tshapes := '{}';
+        v_tctes := '{}';
         v_match := '{}';
         v_krows := '{}';
         v_drows := '{}';
@@ -256,8 +277,9 @@ begin
                     v_action := 'copy';
                     exit;
                 end if;
-                v_ctes := v_ctes || format('k%s as materialized (select ks.k from ks where ks.shape_id = %s%s)',
-                                           sh.shape_id, sh.shape_id, ' and ' || (v_chunk ->> 'filter'));
+                v_tshapes := v_tshapes || sh.shape_id;
+                v_tctes := v_tctes || format('k%s as materialized (select ks.k from ks where ks.shape_id = %s%s)',
+                                             sh.shape_id, sh.shape_id, ' and ' || (v_chunk ->> 'filter'));
                 v_cond := (select string_agg(dbsync._key_match(u.ty, format('t.%I', u.nm), format('k%s.k[%s]', sh.shape_id, u.o)),
                                              ' and ' order by u.o)
                            from unnest(sh.names, sh.types) with ordinality u(nm, ty, o));
@@ -347,7 +369,14 @@ begin
         if v_part is not null then
             v_parts := v_parts || format('select %s, p.*/*pad*/ from (%s) p', r.table_id, v_part);
             v_widths := v_widths || cardinality(v_cols);
+            -- Its weight for a reader: each event hashed, each row read (at most one a
+            -- key, at most the table's rows) about as much as four events (a tpcb-like
+            -- backlog's 400,000 events hashed took 40% of its stream, its 163,000 rows the rest).
+            v_infos := v_infos || jsonb_build_object('id', r.table_id, 'shapes', to_jsonb(v_tshapes), 'ctes', to_jsonb(v_tctes),
+                                                     'events', r.events, 'cols', to_jsonb(v_cols)::text,
+                                                     'weight', r.events + 4 * least(r.events, coalesce(v_est, r.events)));
             v_many := v_many and r.events * 10 >= coalesce(v_est, 0);
+            v_stream_events := v_stream_events + r.events;
         end if;
         v_entry := jsonb_build_object(
             'table_id', r.table_id, 'target', r.target, 'partitioned', r.partitioned,
@@ -411,12 +440,51 @@ begin
     if cardinality(v_parts) > 0 then
         -- Narrower tables' lines padded with NULLs, so that every part has the widest's columns.
         v_width := (select max(w) from unnest(v_widths) w);
-        v_stream := format('copy (with ks as materialized (select b.shape_id, b.k from dbsync.batch_keys(%s, %s) b), %s %s) to stdout',
-                           v_group, p_from, array_to_string(v_ctes, ', '),
-                           (select string_agg(replace(pt, '/*pad*/', repeat(', null', v_width - w)), ' union all ' order by o)
-                            from unnest(v_parts, v_widths) with ordinality u(pt, w, o)));
+        -- Readers for a big batch: tables of the same columns stay together, each
+        -- group goes to the reader of the least weight so far, heaviest first;
+        -- fewer readers while one of them would get fewer than p_split_events (a
+        -- backlog of one big table and a few changes to another: one reader).
+        if p_readers > 1 and v_stream_events >= 2 * p_split_events then
+            v_readers := least(p_readers, v_stream_events / p_split_events,
+                               (select count(distinct x ->> 'cols') from jsonb_array_elements(v_infos) x));
+        end if;
+        while v_readers > 1 loop
+            v_loads := array_fill(0::bigint, array[v_readers]);
+            v_counts := v_loads;
+            v_reader := '{}';
+            for r in select x ->> 'cols' as cols, sum((x ->> 'weight')::bigint) as weight, sum((x ->> 'events')::bigint) as events
+                     from jsonb_array_elements(v_infos) x group by 1 order by 2 desc, 1 loop
+                v_least := (select o from unnest(v_loads) with ordinality u(l, o) order by l, o limit 1);
+                v_loads[v_least] := v_loads[v_least] + r.weight;
+                v_counts[v_least] := v_counts[v_least] + r.events;
+                v_reader := v_reader || jsonb_build_object(r.cols, v_least);
+            end loop;
+            exit when (select min(n) from unnest(v_counts) n) >= p_split_events;
+            v_readers := v_readers - 1;
+        end loop;
+        -- 0: the whole stream, for one reader; then each reader's part, if any.
+        for i in 0 .. case when v_readers > 1 then v_readers else 0 end loop
+            v_mine := array(select o from jsonb_array_elements(v_infos) with ordinality x(x, o)
+                            where i = 0 or (v_reader ->> (x ->> 'cols'))::int = i);
+            v_sql := format('copy (with ks as materialized (select b.shape_id, b.k from dbsync.batch_keys(%s, %s%s) b), %s %s) to stdout',
+                            v_group, p_from,
+                            case when i > 0 then format(', %L', (select array_agg(sid order by sid)
+                                                                  from unnest(v_mine) m,
+                                                                       jsonb_array_elements_text(v_infos -> (m - 1) -> 'shapes') sid)::int[]) end,
+                            (select string_agg(c, ', ' order by m, o) from unnest(v_mine) m,
+                                    jsonb_array_elements_text(v_infos -> (m - 1) -> 'ctes') with ordinality c(c, o)),
+                            (select string_agg(replace(v_parts[m], '/*pad*/', repeat(', null', v_width - v_widths[m])), ' union all ' order by m)
+                             from unnest(v_mine) m));
+            if i = 0 then
+                v_stream := v_sql;
+            else
+                v_streams := v_streams || jsonb_build_object('sql', v_sql,
+                    'tables', (select jsonb_agg((v_infos -> (m - 1) ->> 'id')::int order by m) from unnest(v_mine) m));
+            end if;
+        end loop;
     end if;
     return jsonb_build_object('ddl', v_ddl, 'tables', v_tables, 'stream', v_stream, 'stream_width', v_width,
+                              'streams', case when jsonb_array_length(v_streams) > 0 then v_streams end,
                               'stream_hash_joins', v_many and v_stream is not null);
 end
 $$;

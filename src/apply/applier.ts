@@ -12,7 +12,7 @@
 // went back in time is an error, never a skip.
 import { Pool, PoolClient } from "pg";
 import { reportOf, sqlstateOf } from "../errors";
-import { Batch, Done, Plan, beginBatch, openReader } from "../source/batches";
+import { Batch, Done, Plan, beginBatch, openReader, splitEvents } from "../source/batches";
 import { Subscription, copyChunks, copyProgress, loadSubscription, recordProgress, skippedDdl, tableError, targetPosition, tryLock, unlock } from "../source/protocol";
 import { TargetState, applyBatch } from "../target/apply";
 import { Phases } from "../target/phases";
@@ -31,6 +31,11 @@ import { Links } from "./links";
 export const COPY_ROWS_PER_BATCH = 1_000_000;
 /** Copies of fewer estimated rows report no progress when they start (see apply). */
 const SMALL_COPY_ROWS = 100_000;
+/**
+ * Source readers a big batch reads with at most (src/target/readers.ts), its own
+ * included, when the process has that many free (--concurrency bounds them all).
+ */
+const READERS_PER_BATCH = 2;
 /** Batches started again at once when a table was truncated under their snapshot. */
 const PLAN_RETRIES = 5;
 
@@ -237,6 +242,7 @@ export class Applier {
             }
             return read;
           },
+          helpers: { take: (n) => links.spareReader(this.name, n), release: (c, broken) => links.release(c, broken) },
         });
       } catch (err) {
         // A batch opened on the position this one would have reached is of no use.
@@ -291,7 +297,12 @@ export class Applier {
         // (An early batch's errors come when the loop takes it.)
         if (from === undefined) this.currentTick = batch.to;
         started = process.hrtime.bigint();
-        plan = await phases.time("plan", () => openReader(exporter, reader, batch, this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH)).catch(async (err) => {
+        const limits = {
+          copyRows: this.opts.copyChunkRows ?? COPY_ROWS_PER_BATCH,
+          readers: Math.min(READERS_PER_BATCH, 1 + this.opts.links.spareReaders()),
+          splitEvents: splitEvents(),
+        };
+        plan = await phases.time("plan", () => openReader(exporter, reader, batch, limits)).catch(async (err) => {
           await reader.query("rollback").catch(() => undefined);
           if (sqlstateOf(err) !== "40001") throw err;
           stale = err;

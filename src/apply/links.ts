@@ -10,7 +10,11 @@
 // left in a transaction, under another role or with a session setting changed (by
 // DDL from execute_ddl, say `set session_replication_role = origin` or a
 // search_path) is closed, not handed to the next subscription, whose batches would
-// run under it without an error.
+// run under it without an error. A big batch reads with more than its one reader
+// (src/target/readers.ts) only from readers free at that moment (spareReaders): so a
+// process holds at most --concurrency source readers in all, and an applier never
+// waits for a second one while holding its first (every applier doing so at once
+// with the pool full would wait for ever).
 import { Pool, PoolClient, escapeLiteral } from "pg";
 import { clientConfig } from "../db/connect";
 import { Log } from "../log";
@@ -91,6 +95,26 @@ export class Links {
   /** A source connection for a subscription's reader, named after it. */
   async reader(subscription: string): Promise<PoolClient> {
     return this.lease(this.source, subscription);
+  }
+
+  /** Source readers that could be leased now without waiting: none while a lease waits for one. */
+  spareReaders(): number {
+    const { pool } = this.source;
+    if (pool.waitingCount) return 0;
+    return pool.idleCount + this.opts.concurrency - pool.totalCount;
+  }
+
+  /**
+   * Up to `n` more source readers for a big batch of `subscription`, as many as
+   * are free now (spareReaders), never waiting for one; given back by release.
+   */
+  async spareReader(subscription: string, n: number): Promise<PoolClient[]> {
+    const leases = await Promise.allSettled(Array.from({ length: Math.min(n, this.spareReaders()) }, () => this.reader(subscription)));
+    const got = leases.flatMap((l) => (l.status === "fulfilled" ? [l.value] : []));
+    const failed = leases.find((l) => l.status === "rejected");
+    if (!failed) return got;
+    for (const c of got) this.release(c);
+    throw failed.reason;
   }
 
   /**

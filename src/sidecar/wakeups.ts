@@ -6,7 +6,8 @@
 import type { Subscriber } from "pg-listen";
 import { Pool } from "pg";
 import { clientConfig } from "../db/connect";
-import { DbsyncError, isTransient, messageOf, sqlstateOf } from "../errors";
+import { positiveEnv } from "../config";
+import { isTransient, messageOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
 import { Appliers } from "./appliers";
 import { Jobs } from "./jobs";
@@ -37,15 +38,7 @@ function upkeepIntervalMs(rotateAfterSeconds: number): number {
  * a hung LISTEN link noticed without waiting half a minute.
  */
 function listenCheckMs(env: NodeJS.ProcessEnv = process.env): number {
-  const v = env.DBSYNC_LISTEN_CHECK_MS;
-  if (v === undefined || v === "") return 30_000;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) {
-    throw new DbsyncError(`DBSYNC_LISTEN_CHECK_MS must be a positive whole number of milliseconds, got "${v}"`, {
-      hint: "Unset it (a check every 30 s) or set a number such as 5000.",
-    });
-  }
-  return n;
+  return positiveEnv(env, "DBSYNC_LISTEN_CHECK_MS", "milliseconds", 30_000, "Unset it (a check every 30 s) or set a number such as 5000.");
 }
 
 export class Wakeups {

@@ -2,7 +2,8 @@
 // subscription's position and a fresh tick; the sidecar reads it in a reader
 // transaction that imports the tick's snapshot, so every row it sends is the
 // source's row at the batch's end (dbsync.begin_batch, dbsync.batch_plan).
-import { Client, QueryResult, escapeLiteral } from "pg";
+import { Client, ClientBase, QueryResult, escapeLiteral } from "pg";
+import { positiveEnv } from "../config";
 import { GroupSequence } from "./protocol";
 import { readAtSnapshot } from "./snapshot";
 
@@ -97,11 +98,42 @@ export interface Plan {
   /** Read the stream with nested loops off: its tables' keys are many against their rows. */
   stream_hash_joins?: boolean;
   /**
+   * A big batch's stream cut for several readers at its snapshot, each its own
+   * tables (`tables`, in table_id order): read together, the same lines as `stream`.
+   */
+  streams?: PlanStream[] | null;
+  /**
    * The group's carried sequences and their values (dbsync.sidecar_sequences), read
    * with the plan: at least the values of the batch's rows, which were taken before
    * its snapshot.
    */
   sequences: GroupSequence[];
+}
+
+export interface PlanStream {
+  sql: string;
+  tables: number[];
+}
+
+/** How a batch is read: copies and chunks (see openReader), and by how many readers. */
+export interface ReadLimits {
+  copyRows: number;
+  chunkRows?: number;
+  /** Readers the batch may use (its own and the spare ones, see Links.spareReaders). */
+  readers: number;
+  /** Each reader of a big batch gets at least this many of its events (batch_plan's p_split_events). */
+  splitEvents: number;
+}
+
+/**
+ * Events of a batch's stream that are worth a reader of their own: 50,000 (a
+ * stream of that size takes the source about 0.3 s, of which the keys' hashing and
+ * the reads of the rows split among readers; each reader costs a round trip more
+ * and a scan of the batch's events). DBSYNC_SPLIT_EVENTS sets another for tests,
+ * which read small batches with several readers with it.
+ */
+export function splitEvents(env: NodeJS.ProcessEnv = process.env): number {
+  return positiveEnv(env, "DBSYNC_SPLIT_EVENTS", "events", 50_000, "Unset it (50,000 events a reader) or set a number such as 1000.");
 }
 
 /**
@@ -170,7 +202,8 @@ function int(n: number): string {
  * anything of its batch is committed on the target (a tick lost with the source's
  * last WAL would have its id taken again by another snapshot).
  */
-export async function openReader(control: Client, reader: Client, batch: Batch, copyRows: number, chunkRows = copyRows): Promise<Plan> {
+export async function openReader(control: Client, reader: Client, batch: Batch, limits: ReadLimits): Promise<Plan> {
+  const { copyRows, chunkRows = copyRows, readers, splitEvents } = limits;
   if (batch.snapshot === null) throw new Error(`batch (${batch.from}, ${batch.to}] has no snapshot to read`);
   try {
     await readAtSnapshot(reader, batch.snapshot, READER_SETTINGS);
@@ -184,7 +217,7 @@ export async function openReader(control: Client, reader: Client, batch: Batch, 
   const [committed, planned] = await Promise.allSettled([
     control.query("commit"),
     reader.query(
-      `select dbsync.batch_plan(${[batch.subId, batch.from, batch.to, copyRows, chunkRows].map(int).join(", ")}) as plan;
+      `select dbsync.batch_plan(${[batch.subId, batch.from, batch.to, copyRows, chunkRows, readers, splitEvents].map(int).join(", ")}) as plan;
        select * from dbsync.sidecar_sequences(${int(batch.groupId)})`,
     ) as unknown as Promise<QueryResult[]>,
   ]);
@@ -192,4 +225,28 @@ export async function openReader(control: Client, reader: Client, batch: Batch, 
   if (planned.status === "rejected") throw planned.reason;
   const results = planned.value;
   return { ...(results[0].rows[0].plan as Omit<Plan, "sequences">), sequences: results[1].rows };
+}
+
+/**
+ * Another reader of the batch that `reader` reads (a big batch's, see
+ * src/target/readers.ts): its transaction on exactly `reader`'s snapshot
+ * (exported there: `snapshot`), with the reader's settings. Its locks wait at most
+ * HELPER_LOCK_TIMEOUT: a lock request queued on one of its tables (an ALTER TABLE
+ * waiting for the first reader, which holds its locks until the batch ends) would
+ * otherwise hold it, and the batch, for as long as that request waits.
+ */
+export async function openHelper(helper: ClientBase, snapshot: string, hashJoins: boolean): Promise<void> {
+  await readAtSnapshot(
+    helper,
+    snapshot,
+    `${READER_SETTINGS}; set local lock_timeout = ${HELPER_LOCK_TIMEOUT_MS}${hashJoins ? "; set local enable_nestloop = off" : ""}`,
+  );
+}
+
+/** See openHelper: a lock not granted within this (ms) fails the helper's read (55P03), before it read a line. */
+export const HELPER_LOCK_TIMEOUT_MS = 200;
+
+/** The snapshot of `reader`'s transaction, exported for the batch's other readers (openHelper). */
+export async function exportSnapshot(reader: ClientBase): Promise<string> {
+  return (await reader.query<{ s: string }>("select pg_catalog.pg_export_snapshot() as s")).rows[0].s;
 }

@@ -35,7 +35,8 @@ import { StagedTable, StreamMerge } from "./merge";
 import { StageTables, TargetTable } from "./stage";
 import { StraightCopies } from "./straight-copies";
 import { withTable } from "./tables";
-import { Piece, readStream } from "./stream";
+import { Helpers, readStreams } from "./readers";
+import { Piece } from "./stream";
 
 export interface ApplyResult {
   events: number;
@@ -60,6 +61,8 @@ export interface ApplyHooks {
   phases?: Phases;
   /** Called once the batch has read all it reads on the source (before the target commits). */
   sourceRead?: () => Promise<unknown>;
+  /** More source readers for a big batch's streams (readers.ts); without, one reader. */
+  helpers?: Helpers;
 }
 
 export async function applyBatch(
@@ -133,10 +136,10 @@ export async function applyBatch(
       const width = plan.stream_width ?? 0;
       const refreshed = new Map(plan.tables.filter((t) => t.action === "refresh").map((t) => [t.table_id, t]));
       const waits = await phases.time("stream", () =>
-        readStream(reader, plan.stream!, (id) => {
+        readStreams(reader, plan, (id) => {
           const t = refreshed.get(id);
           return t && width - t.columns.length;
-        }, sink),
+        }, sink, phases, hooks.helpers),
       );
       phases.mark("streamed");
       phases.add("target waited for the source", waits.targetWaitedMs);

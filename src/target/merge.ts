@@ -116,7 +116,8 @@ export class StreamMerge implements PieceSink {
     const pr = this.progress.get(id);
     if (!pr || pr.merged || !pr.counts.size) return;
     const { t, stage } = this.tables.get(id)!;
-    // Tables come one after another: no other table's rows can have taken its stage.
+    // Tables that may share a stage come one after another (in one stream, readers.ts):
+    // no other table's rows can have taken its stage.
     if (!this.stages.holds(stage)) throw new DbsyncError(`internal error: the stage of ${t.target} was taken by another table before its rows were merged`);
     await this.withTable(t.target, () => this.phases.time(`merge ${t.target}`, () => this.replace(id, pr.counts)));
   }

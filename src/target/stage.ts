@@ -6,9 +6,10 @@
 // collations, identity) share one: a pooled connection serves the tables of many
 // subscriptions (src/apply/links.ts), and a stage per table (about 2 ms of the
 // target's CPU to create) was made again and again, a thousand tables of one shape
-// spread over the pool's connections. The tables of a batch come one after another
-// (stream.ts), and a table's rows go into a shared stage only once the table before
-// it is done and its rows are gone (take). A stage keeps its rows after a commit
+// spread over the pool's connections. The tables of a batch's stream come one after
+// another (stream.ts; a big batch's several streams, readers.ts, keep tables of the
+// same columns in one), and a table's rows go into a shared stage only once the
+// table before it is done and its rows are gone (take). A stage keeps its rows after a commit
 // (not ON COMMIT DELETE ROWS: that empties every such table of the session at every
 // commit of a transaction that touched any, so a connection that had applied 200
 // tables paid about 90 ms at each commit, whatever its batch held): a batch empties

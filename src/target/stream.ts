@@ -9,6 +9,7 @@
 // and the target waited while the source read (a 400,000-event batch left a third
 // of the 2 CPUs idle). Each byte is looked at once: a line longer than a chunk is
 // gathered and joined once, when its end arrives.
+import { positiveEnv } from "../config";
 import { DbsyncError } from "../errors";
 import { Client } from "pg";
 import { to as copyTo } from "pg-copy-streams";
@@ -56,15 +57,8 @@ export const STREAM_LIMITS: StreamLimits = { pieceLines: 20_000, pieceBytes: 4 <
  * writing tens of thousands of rows per test to reach 20,000 lines a piece.
  */
 export function streamLimits(env: NodeJS.ProcessEnv = process.env): StreamLimits {
-  const lines = env.DBSYNC_STREAM_PIECE_LINES;
-  if (lines === undefined || lines === "") return STREAM_LIMITS;
-  const n = Number(lines);
-  if (!Number.isInteger(n) || n < 1) {
-    throw new DbsyncError(`DBSYNC_STREAM_PIECE_LINES must be a positive whole number of lines, got "${lines}"`, {
-      hint: "Unset it (20,000 lines a piece) or set a number such as 2000.",
-    });
-  }
-  return { ...STREAM_LIMITS, pieceLines: n };
+  const pieceLines = positiveEnv(env, "DBSYNC_STREAM_PIECE_LINES", "lines", STREAM_LIMITS.pieceLines, "Unset it (20,000 lines a piece) or set a number such as 2000.");
+  return { ...STREAM_LIMITS, pieceLines };
 }
 
 const NL = 10;

@@ -4,7 +4,7 @@
 // statement through a dblink connection: autonomous writes, so attempts that roll
 // back are logged too. Without dblink the log is written in the apply transaction
 // itself (committed applies only). Used to show that two appliers of one
-// subscription never overlap.
+// subscription never overlap. And the sidecar's own log of its batches (phasesOf).
 import { Pool } from "pg";
 
 /** Creates apply_log and its triggers on `tables` of the target; false: dblink is not available. */
@@ -68,4 +68,14 @@ export async function appliesPerTable(target: Pool): Promise<{ tbl: string; txs:
     select tbl, count(distinct (pid, txid))::int as txs, count(distinct pid)::int as pids
     from apply_log group by tbl order by tbl`);
   return rows;
+}
+
+/** The phases of the sidecar's "batch applied" debug lines so far (DBSYNC_LOG_LEVEL debug, json), summed. */
+export function phasesOf(output: string): Record<string, number> {
+  const sum: Record<string, number> = {};
+  for (const line of output.split("\n")) {
+    if (!line.includes('"batch applied"')) continue;
+    for (const [k, v] of Object.entries(JSON.parse(line).phases ?? {})) sum[k] = (sum[k] ?? 0) + Number(v);
+  }
+  return sum;
 }
