@@ -479,7 +479,7 @@ begin
                 v_stream := v_sql;
             else
                 v_streams := v_streams || jsonb_build_object('sql', v_sql,
-                    'tables', (select jsonb_agg((v_infos -> (m - 1) -> 'id')::int order by m) from unnest(v_mine) m));
+                    'tables', (select jsonb_agg((v_infos -> (m - 1) ->> 'id')::int order by m) from unnest(v_mine) m));
             end if;
         end loop;
     end if;
