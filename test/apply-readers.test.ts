@@ -169,7 +169,11 @@ function splitBatches(output: string): number {
   return output.split("\n").filter((l) => l.includes('"batch applied"') && l.includes('"stream of reader 2"')).length;
 }
 
-/** Rows of each table of the killed batch: 100 pieces each (200 lines a piece), a window to kill a reader in. */
+/**
+ * Rows of each table of the killed batch: 100 pieces each (200 lines a piece) of
+ * 20 MB in all, more than the 16 MB a reader reads ahead of the target: the readers
+ * are still reading while the target merges, the window to kill one in.
+ */
 const KILL_ROWS = 20_000;
 
 for (const victim of ["a", "c"]) {
@@ -188,8 +192,8 @@ for (const victim of ["a", "c"]) {
       create trigger c_rows after insert on c referencing new table as new_rows for each statement execute procedure count_rows();
       alter table a enable always trigger a_rows;
       alter table c enable always trigger c_rows`);
-    await env.source.query(`insert into a select g, repeat('a', 200) from generate_series(1, ${KILL_ROWS}) g;
-                            insert into c select g, g, repeat('c', 200) from generate_series(1, ${KILL_ROWS}) g`);
+    await env.source.query(`insert into a select g, repeat('a', 1000) from generate_series(1, ${KILL_ROWS}) g;
+                            insert into c select g, g, repeat('c', 1000) from generate_series(1, ${KILL_ROWS}) g`);
     const sidecar = startSidecar(env.sourceUrl, [], SPLIT_ENV);
     try {
       // Its reader, once the target has merged a piece of either table.
