@@ -145,6 +145,8 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._ddl_recopy(integer,jsonb,jsonb)": "admin",
   "dbsync._expr_immutable(pg_node_tree)": "admin",
   "dbsync._request_copy(integer,integer[])": "admin",
+  "dbsync._unlogged_lost()": "admin",
+  "dbsync._unlogged_tables()": "admin",
   "dbsync._add_owned_sequences(regclass,integer)": "admin",
   "dbsync._drop_capture_triggers(oid)": "admin",
   "dbsync._edit_distance(text,text)": "admin",
@@ -247,6 +249,7 @@ const RELATIONS: Record<string, RelTier> = {
   sidecar_roles: "ownerOnly",
   monitor_roles: "ownerOnly",
   ddl_context: "ownerOnly", // execute_ddl's marker: only dbsync's functions write it
+  unlogged_intact: "ownerOnly", // its row goes with the unlogged tables at crash recovery: only maintain puts it back
   ddl_log: "ownerOnly",
   skipped_ddl: "ownerOnly", // read by the sidecar through _skipped_ddl
   installed_code: "ownerOnly",
