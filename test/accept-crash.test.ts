@@ -54,3 +54,38 @@ test("an unlogged table emptied by the source's crash recovery is emptied on the
     await sidecar.stop();
   }
 });
+
+test("a target's unlogged table emptied by the target's crash recovery is filled again", {
+  skip: "not fixed yet (fails: the 100 rows only on the source, wait_for_sync true): the target's position in dbsync.applied " +
+    "(logged) survives its crash while its unlogged tables are emptied. Fix: an unlogged marker row per subscription on the " +
+    "target (next to dbsync.applied), checked where the applier reads the target's position (src/apply/applier.ts), and a " +
+    "protocol call that requests a copy of the subscription's tables that are unlogged on the target before the row is put back",
+}, async () => {
+  const [sourceUrl, targetUrl] = await Promise.all([
+    createDatabase(clusters.source().url(), "acc_unlogged_target_crash"),
+    createDatabase(clusters.target().url(), "acc_unlogged_target_crash"),
+  ]);
+  await migrate(sourceUrl);
+  const src = pool(sourceUrl);
+  const dst = pool(targetUrl);
+  await src.query("create table cache (id int primary key, v text)");
+  // A reporting copy kept unlogged on the target only: cheaper writes there.
+  await dst.query("create unlogged table cache (id int primary key, v text)");
+  await src.query("select dbsync.add_table('cache', 'g')");
+  await src.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [targetUrl]);
+  const sidecar = startSidecar(sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await src.query("insert into cache select g, 'before' from generate_series(1, 100) g");
+    assert.equal((await src.query("select dbsync.wait_for_sync('s', '60 s') as ok")).rows[0].ok, true);
+    await clusters.target().stop("immediate");
+    await clusters.target().start();
+    assert.equal((await retrying(() => dst.query("select count(*)::int as n from cache"))).rows[0].n, 0);
+    await src.query("insert into cache values (1000, 'after')");
+    await retrying(async () => {
+      if (!(await src.query("select dbsync.wait_for_sync('s', '5 s') as ok")).rows[0].ok) throw new Error("not in sync yet");
+    });
+    await assertTablesEqual(src, dst, ["cache"], "after the target's crash");
+  } finally {
+    await sidecar.stop();
+  }
+});
