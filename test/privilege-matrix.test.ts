@@ -57,6 +57,7 @@ const MATRIX: Record<string, FnTier> = {
   // grant_monitor: waiting for a subscription only reads.
   "dbsync.wait_for_sync(text,interval)": "monitor",
   // grant_sidecar: what `dbsync run` calls.
+  "dbsync.copy_lost_unlogged(integer,text[],text[])": "sidecar",
   "dbsync.begin_batch(text)": "sidecar",
   "dbsync.batch_plan(integer,bigint,bigint,bigint,bigint)": "sidecar",
   "dbsync.batch_keys(integer,bigint)": "sidecar",

@@ -13,11 +13,11 @@
 import { Pool, PoolClient } from "pg";
 import { reportOf, sqlstateOf } from "../errors";
 import { Batch, Done, Plan, beginBatch, openReader } from "../source/batches";
-import { Subscription, copyChunks, copyProgress, loadSubscription, recordProgress, skippedDdl, tableError, targetPosition, tryLock, unlock } from "../source/protocol";
+import { Subscription, copyChunks, copyLostUnlogged, copyProgress, loadSubscription, recordProgress, skippedDdl, tableError, targetPosition, tryLock, unlock } from "../source/protocol";
 import { TargetState, applyBatch } from "../target/apply";
 import { Phases } from "../target/phases";
 import { unreadyTargetTables } from "../target/tables";
-import { beginApply, commitApply, readAppliedTick, setAppliedTick } from "../target/progress";
+import { beginApply, commitApply, lostUnloggedTables, markUnloggedIntact, readAppliedTick, setAppliedTick } from "../target/progress";
 import { Log } from "../log";
 import { Backoff } from "../sidecar/backoff";
 import { Links } from "./links";
@@ -134,6 +134,14 @@ export class Applier {
           if (continuing !== sub.position_tick || at !== sub.position_tick) {
             this.log.info({ source: sub.position_tick, target: at, continuing }, "position taken from the target");
           }
+        }
+        const lost = await lostUnloggedTables(target, sub.sub_uuid);
+        if (lost) {
+          if (lost.length) {
+            await copyLostUnlogged(control, sub.sub_id, lost);
+            this.log.warn({ tables: lost.map((t) => `${t.schema}.${t.name}`) }, "the target's unlogged tables were emptied (crash recovery): copying them again");
+          }
+          await markUnloggedIntact(target, sub.sub_uuid);
         }
       } catch (err) {
         links.release(target, true);

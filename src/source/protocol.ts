@@ -153,6 +153,11 @@ export async function targetPosition(source: Source, subId: number, at: number):
   return rows[0].t;
 }
 
+/** Tables unlogged on the target, which its crash recovery emptied: copied again (dbsync.copy_lost_unlogged). */
+export async function copyLostUnlogged(source: Source, subId: number, tables: { schema: string; name: string }[]): Promise<void> {
+  await source.query("select dbsync.copy_lost_unlogged($1, $2, $3)", [subId, tables.map((t) => t.schema), tables.map((t) => t.name)]);
+}
+
 /** The chunks a batch copies, recorded before it applies them (dbsync.copy_chunks). */
 export async function copyChunks(source: Source, subId: number, tick: number, chunks: unknown[]): Promise<void> {
   await source.query("select dbsync.copy_chunks($1, $2, $3)", [subId, tick, JSON.stringify(chunks)]);
