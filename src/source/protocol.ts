@@ -147,8 +147,8 @@ export async function tableError(source: Source, subId: number, tableId: number,
   await source.query("select dbsync.table_error($1, $2, $3)", [subId, tableId, message]);
 }
 
-/** The target's position, told to the source; the position to continue from (dbsync.target_position). */
-export async function targetPosition(source: Source, subId: number, at: number): Promise<number> {
+/** The target's position (null: it has no record of the subscription), told to the source; the position to continue from (dbsync.target_position). */
+export async function targetPosition(source: Source, subId: number, at: number | null): Promise<number> {
   const { rows } = await source.query<{ t: number }>("select dbsync.target_position($1, $2)::float8 as t", [subId, at]);
   return rows[0].t;
 }

@@ -84,20 +84,24 @@ export async function ensureTargetSchema(target: Client): Promise<void> {
   }
 }
 
+/** The tick the target stands at; undefined when it has no record of the subscription. */
+export async function readAppliedTick(target: Client, subUuid: string): Promise<number | undefined> {
+  const { rows } = await target.query("select tick_id::float8 as t from dbsync.applied where sub_uuid = $1", [subUuid]);
+  return rows[0]?.t;
+}
+
 /**
- * The tick the target stands at; a subscription new to it starts at `startTick`,
- * with its row of dbsync.unlogged_intact (nothing of it was lost yet).
+ * The target's record of a subscription it had none of, at `tick`, with its row of
+ * dbsync.unlogged_intact (nothing of it was lost yet).
  */
-export async function readAppliedTick(target: Client, subUuid: string, name: string, startTick: number): Promise<number> {
+export async function startAppliedTick(target: Client, subUuid: string, name: string, tick: number): Promise<void> {
   await target.query(
     `with fresh as (
        insert into dbsync.applied (sub_uuid, subscription, tick_id) values ($1, $2, $3)
        on conflict (sub_uuid) do nothing returning sub_uuid)
      insert into dbsync.unlogged_intact (sub_uuid) select f.sub_uuid from fresh f on conflict (sub_uuid) do nothing`,
-    [subUuid, name, startTick],
+    [subUuid, name, tick],
   );
-  const { rows } = await target.query("select tick_id::float8 as t from dbsync.applied where sub_uuid = $1", [subUuid]);
-  return rows[0].t;
 }
 
 /**
