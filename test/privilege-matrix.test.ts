@@ -147,6 +147,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._expr_immutable(pg_node_tree)": "admin",
   "dbsync._request_copy(integer,integer[])": "admin",
   "dbsync._unlogged_lost()": "admin",
+  "dbsync._own_ddl(text)": "admin",
   "dbsync._unlogged_tables()": "admin",
   "dbsync._add_owned_sequences(regclass,integer)": "admin",
   "dbsync._drop_capture_triggers(oid)": "admin",
