@@ -162,8 +162,12 @@ test("inheritance: parent and children replicated, statements on the parent chan
       "update ip set id = id + 10 where id in (2, 4, 5)",
       "delete from ip where id = 3",
       "update only ip set v = 'only'",
+      "truncate only ip",
+      "insert into ip values (8, 'p8'); insert into ic1 values (9, 'c9', 9)",
+      "delete from only ip where id = 8",
       "truncate ip",
-      "insert into ic2 values (6, 'x'); insert into ip values (7, 'y')",
+      "insert into ic2 values (6, 'x'); insert into ip values (7, 'y'); insert into ic1 values (10, 'c10', 10)",
+      "select dbsync.resync_table('s', 'ip')",
     ],
   });
 });
