@@ -3,37 +3,36 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { migrate } from "../src/migrate";
-import { createDatabase, pool, sleep, startSidecar } from "./helpers";
+import { Pool } from "pg";
+import { createDatabase, pool, retrying, startSidecar } from "./helpers";
 import { assertTablesEqual } from "./kit/convergence";
 import { privateClusters } from "./kit/private-clusters";
 
 const clusters = privateClusters();
 
-async function retrying<T>(fn: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(200);
-    }
-  }
-}
-
-test("an unlogged table emptied by the source's crash recovery is emptied on the target too", async () => {
-  const [sourceUrl, targetUrl] = await Promise.all([
-    createDatabase(clusters.source().url(), "acc_unlogged_crash"),
-    createDatabase(clusters.target().url(), "acc_unlogged_crash"),
-  ]);
+/** Databases on the private clusters, the source migrated, each side's DDL run, tables added to group g, subscription s. */
+async function subscribed(label: string, sourceDdl: string, targetDdl: string, tables: string[], copyData: boolean) {
+  const [sourceUrl, targetUrl] = await Promise.all([createDatabase(clusters.source().url(), label), createDatabase(clusters.target().url(), label)]);
   await migrate(sourceUrl);
   const src = pool(sourceUrl);
   const dst = pool(targetUrl);
+  await src.query(sourceDdl);
+  await dst.query(targetDdl);
+  for (const t of tables) await src.query("select dbsync.add_table($1, 'g')", [t]);
+  await src.query("select dbsync.add_subscription('s', 'g', $1, copy_data => $2)", [targetUrl, copyData]);
+  return { sourceUrl, src, dst };
+}
+
+/** wait_for_sync('s') true, the source's connection errors (a restart) waited out. */
+async function inSync(src: Pool) {
+  await retrying(async () => {
+    if (!(await src.query("select dbsync.wait_for_sync('s', '5 s') as ok")).rows[0].ok) throw new Error("not in sync yet");
+  });
+}
+
+test("an unlogged table emptied by the source's crash recovery is emptied on the target too", async () => {
   const ddl = "create unlogged table cache (id int primary key, v text); create table kept (id int primary key, v text)";
-  await src.query(ddl);
-  await dst.query(ddl);
-  await src.query("select dbsync.add_table('cache', 'g'); select dbsync.add_table('kept', 'g')");
-  await src.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [targetUrl]);
+  const { sourceUrl, src, dst } = await subscribed("acc_unlogged_crash", ddl, ddl, ["cache", "kept"], false);
   const sidecar = startSidecar(sourceUrl, ["--poll-interval", "100"]);
   try {
     await src.query("insert into cache select g, 'before' from generate_series(1, 100) g; insert into kept values (1, 'before')");
@@ -43,12 +42,7 @@ test("an unlogged table emptied by the source's crash recovery is emptied on the
     await clusters.source().start();
     assert.equal((await retrying(() => src.query("select count(*)::int as n from cache"))).rows[0].n, 0);
     await src.query("insert into cache values (1000, 'after'); update kept set v = 'after'");
-    const synced = await retrying(async () => {
-      const ok = (await src.query("select dbsync.wait_for_sync('s', '5 s') as ok")).rows[0].ok as boolean;
-      if (!ok) throw new Error("not in sync yet");
-      return ok;
-    });
-    assert.equal(synced, true);
+    await inSync(src);
     await assertTablesEqual(src, dst, ["cache", "kept"], "after the source's crash");
   } finally {
     await sidecar.stop();
@@ -56,18 +50,9 @@ test("an unlogged table emptied by the source's crash recovery is emptied on the
 });
 
 test("a target's unlogged table emptied by the target's crash recovery is filled again", async () => {
-  const [sourceUrl, targetUrl] = await Promise.all([
-    createDatabase(clusters.source().url(), "acc_unlogged_target_crash"),
-    createDatabase(clusters.target().url(), "acc_unlogged_target_crash"),
-  ]);
-  await migrate(sourceUrl);
-  const src = pool(sourceUrl);
-  const dst = pool(targetUrl);
-  await src.query("create table cache (id int primary key, v text)");
   // A reporting copy kept unlogged on the target only: cheaper writes there.
-  await dst.query("create unlogged table cache (id int primary key, v text)");
-  await src.query("select dbsync.add_table('cache', 'g')");
-  await src.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [targetUrl]);
+  const { sourceUrl, src, dst } = await subscribed("acc_unlogged_target_crash", "create table cache (id int primary key, v text)",
+    "create unlogged table cache (id int primary key, v text)", ["cache"], false);
   const sidecar = startSidecar(sourceUrl, ["--poll-interval", "100"]);
   try {
     await src.query("insert into cache select g, 'before' from generate_series(1, 100) g");
@@ -78,9 +63,7 @@ test("a target's unlogged table emptied by the target's crash recovery is filled
     await clusters.target().start();
     assert.equal((await retrying(() => dst.query("select count(*)::int as n from cache"))).rows[0].n, 0);
     await src.query("insert into cache values (1000, 'after')");
-    await retrying(async () => {
-      if (!(await src.query("select dbsync.wait_for_sync('s', '5 s') as ok")).rows[0].ok) throw new Error("not in sync yet");
-    });
+    await inSync(src);
     await assertTablesEqual(src, dst, ["cache"], "after the target's crash");
   } finally {
     await sidecar.stop();
@@ -88,18 +71,8 @@ test("a target's unlogged table emptied by the target's crash recovery is filled
 });
 
 test("a target restored from a backup older than its subscription (no dbsync.applied row) is not taken as a new one", async () => {
-  const [sourceUrl, targetUrl] = await Promise.all([
-    createDatabase(clusters.source().url(), "acc_target_no_position"),
-    createDatabase(clusters.target().url(), "acc_target_no_position"),
-  ]);
-  await migrate(sourceUrl);
-  const src = pool(sourceUrl);
-  const dst = pool(targetUrl);
   const ddl = "create table t (id int primary key, v text)";
-  await src.query(ddl);
-  await dst.query(ddl);
-  await src.query("select dbsync.add_table('t', 'g')");
-  await src.query("select dbsync.add_subscription('s', 'g', $1)", [targetUrl]);
+  const { sourceUrl, src, dst } = await subscribed("acc_target_no_position", ddl, ddl, ["t"], true);
   await src.query("insert into t select g, 'before' from generate_series(1, 100) g");
   let sidecar = startSidecar(sourceUrl, ["--poll-interval", "100"]);
   try {
