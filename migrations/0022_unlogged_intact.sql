@@ -1,4 +1,4 @@
--- 0020: a row that says the source's unlogged tables still hold their rows. Crash
+-- 0022: a row that says the source's unlogged tables still hold their rows. Crash
 -- recovery empties every unlogged table (and a standby promoted to be the source
 -- has them empty) without firing a trigger, so a replicated unlogged table lost its
 -- rows on the source while its targets kept them. This table is unlogged too: its
