@@ -25,6 +25,8 @@ comment on table dbsync.ddl_log is
     'DDL on replicated tables seen by the event trigger: through execute_ddl, or not (those are listed in dbsync.unreplicated_ddl).';
 comment on table dbsync.skipped_ddl is
     'execute_ddl statements a DBA chose to skip on one subscription''s target (dbsync.skip_ddl): who, when, what.';
+comment on table dbsync.unlogged_intact is
+    'One row while the source''s unlogged tables keep their rows; crash recovery empties it with them, and the next dbsync.maintain copies the replicated unlogged tables again. Internal.';
 comment on table dbsync.ddl_context is
     'Which session is running dbsync.execute_ddl, for the DDL event trigger. Internal.';
 comment on table dbsync.partitions is

@@ -114,6 +114,13 @@ export const REWRITES: Rewrite[] = [
     why: "a column added with a default keeps it as a missing value (pg_attribute.atthasmissing) from PostgreSQL 11; before, every row is rewritten with it",
   },
   {
+    name: "conparentid",
+    applies: (s) => s.major < 11,
+    pattern: /\b[a-z_][a-z0-9_]*\.conparentid = 0\b/g,
+    replacement: "true",
+    why: "pg_constraint.conparentid comes with PostgreSQL 11; before, no constraint is cloned from a partitioned table onto its partitions (inheritance children's copies are not conislocal, which the same queries test)",
+  },
+  {
     name: "generated_columns",
     applies: (s) => s.major < 12,
     pattern: /\b[a-z_][a-z0-9_]*\.attgenerated\b/g,

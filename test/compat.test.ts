@@ -19,7 +19,7 @@ test("PostgreSQL 14+ installs the migrations and functions exactly as they are o
 
 test("older majors get no name they lack", () => {
   const missing: Record<number, RegExp> = {
-    10: /\b(xid8|pg_snapshot|pg_current_xact_id|pg_current_snapshot|pg_visible_in_snapshot|pg_partition_tree|pg_partition_ancestors|attgenerated|tgparentid|gen_random_uuid|indnkeyatts|regcollation)\b|execute function|as materialized/i,
+    10: /\b(xid8|pg_snapshot|pg_current_xact_id|pg_current_snapshot|pg_visible_in_snapshot|pg_partition_tree|pg_partition_ancestors|attgenerated|tgparentid|conparentid|gen_random_uuid|indnkeyatts|regcollation)\b|execute function|as materialized/i,
     11: /\b(xid8|pg_snapshot|pg_current_xact_id|pg_current_snapshot|pg_visible_in_snapshot|pg_partition_tree|pg_partition_ancestors|attgenerated|tgparentid|gen_random_uuid|regcollation)\b|as materialized/i,
     12: /\b(xid8|pg_snapshot|pg_current_xact_id|pg_current_snapshot|pg_visible_in_snapshot|tgparentid|gen_random_uuid|regcollation)\b/i,
   };

@@ -11,7 +11,7 @@ import { DbsyncProcess, killAll, spawnDbsync } from "./kit/dbsync";
 
 export { createDatabase, withDatabase } from "./kit/databases";
 export { seeded } from "./kit/random";
-export { orAfter, sleep, until } from "./kit/wait";
+export { orAfter, retrying, sleep, until } from "./kit/wait";
 
 export interface Env {
   sourceUrl: string;

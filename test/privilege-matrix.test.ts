@@ -57,6 +57,7 @@ const MATRIX: Record<string, FnTier> = {
   // grant_monitor: waiting for a subscription only reads.
   "dbsync.wait_for_sync(text,interval)": "monitor",
   // grant_sidecar: what `dbsync run` calls.
+  "dbsync.copy_lost_unlogged(integer,text[],text[])": "sidecar",
   "dbsync.begin_batch(text,bigint)": "sidecar",
   "dbsync.batch_plan(integer,bigint,bigint,bigint,bigint,integer,bigint)": "sidecar",
   "dbsync.batch_keys(integer,bigint,integer[])": "sidecar",
@@ -145,6 +146,9 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._ddl_recopy(integer,jsonb,jsonb)": "admin",
   "dbsync._expr_immutable(pg_node_tree)": "admin",
   "dbsync._request_copy(integer,integer[])": "admin",
+  "dbsync._unlogged_lost()": "admin",
+  "dbsync._own_ddl(text)": "admin",
+  "dbsync._unlogged_tables()": "admin",
   "dbsync._add_owned_sequences(regclass,integer)": "admin",
   "dbsync._drop_capture_triggers(oid)": "admin",
   "dbsync._edit_distance(text,text)": "admin",
@@ -247,6 +251,7 @@ const RELATIONS: Record<string, RelTier> = {
   sidecar_roles: "ownerOnly",
   monitor_roles: "ownerOnly",
   ddl_context: "ownerOnly", // execute_ddl's marker: only dbsync's functions write it
+  unlogged_intact: "ownerOnly", // its row goes with the unlogged tables at crash recovery: only maintain puts it back
   ddl_log: "ownerOnly",
   skipped_ddl: "ownerOnly", // read by the sidecar through _skipped_ddl
   installed_code: "ownerOnly",

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { Client } from "pg";
 import { beginBatch, openReader } from "../src/source/batches";
 import { applyBatch } from "../src/target/apply";
-import { ensureTargetSchema, readAppliedTick } from "../src/target/progress";
+import { ensureTargetSchema, startAppliedTick } from "../src/target/progress";
 import { SequenceSync } from "../src/target/sequences";
 import { StageTables } from "../src/target/stage";
 import { StraightCopies } from "../src/target/straight-copies";
@@ -153,7 +153,7 @@ test("applyBatch fails with the link's own error when the source link breaks bef
   try {
     const sub = (await control.query("select sub_id, sub_uuid, position_tick::float8 as tick from dbsync.subscriptions where name = 's'")).rows[0];
     await ensureTargetSchema(target);
-    await readAppliedTick(target, sub.sub_uuid, "s", sub.tick);
+    await startAppliedTick(target, sub.sub_uuid, "s", sub.tick);
     const batch = await beginBatch(control, "s", sub.sub_id, undefined);
     assert.ok(batch);
     const plan = await openReader(control, source, batch, { copyRows: 1000, readers: 1, splitEvents: 1 });

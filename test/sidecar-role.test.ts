@@ -371,6 +371,7 @@ test("(d) the target role is no superuser and owns only the replicated tables an
     [
       { relname: "applied", owner: TARGET_ROLE },
       { relname: "copied", owner: TARGET_ROLE },
+      { relname: "unlogged_intact", owner: TARGET_ROLE },
     ],
   );
 });

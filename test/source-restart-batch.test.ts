@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Pool } from "pg";
 import { migrate } from "../src/migrate";
-import { createDatabase, pool, sleep, startSidecar, Sidecar, tableText, until } from "./helpers";
+import { createDatabase, pool, retrying, sleep, startSidecar, Sidecar, tableText, until } from "./helpers";
 import { privateClusters } from "./kit/private-clusters";
 
 // The source commits synchronously: the writers count acknowledged commits across an
@@ -17,18 +17,6 @@ const clusters = privateClusters();
 
 /** After a restart: how long a caught-up sidecar may take (the source's own start excluded). */
 const IN_SYNC_WITHIN_MS = 20_000;
-
-async function retrying<T>(fn: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(200);
-    }
-  }
-}
 
 async function setup(label: string) {
   const [sourceUrl, targetUrl] = await Promise.all([createDatabase(clusters.source().url(), label), createDatabase(clusters.target().url(), label)]);

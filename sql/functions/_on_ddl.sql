@@ -8,8 +8,8 @@
 --   outside it the change is logged in dbsync.ddl_log and a WARNING says that the
 --   targets need the same change. DDL that would make capture miss rows (a key
 --   column made nullable or no longer unique, capture triggers disabled) is refused
---   (dbsync._check_capturable); capture triggers set back to fire ORIGIN only are
---   made ALWAYS again.
+--   (dbsync._check_capturable), as is renaming a capture trigger; capture triggers
+--   set back to fire ORIGIN only are made ALWAYS again.
 --   Parameters: none.
 --   Returns: nothing (an event trigger).
 --   Calls: dbsync._capture_stale, dbsync._capture_triggers, dbsync._check_capturable,
@@ -23,6 +23,18 @@ declare
     t dbsync.tables;
     v_group int := dbsync._ddl_group();
 begin
+    -- A capture trigger renamed could then be dropped as if it were the owner's own
+    -- (the drop event trigger knows them by name).
+    for r in select tg.tgrelid::regclass as rel
+             from pg_event_trigger_ddl_commands() c
+             join pg_trigger tg on tg.oid = c.objid
+             join pg_proc p on p.oid = tg.tgfoid
+             where c.classid = 'pg_trigger'::regclass and p.pronamespace = 'dbsync'::regnamespace
+               and p.proname like 'capture\_%' and tg.tgname not like 'dbsync\_capture\_%' loop
+        raise exception 'dbsync: the capture triggers of % cannot be renamed', r.rel
+            using errcode = 'object_in_use',
+                  hint = 'dbsync finds them by name. Remove the table from replication with dbsync.remove_table first.';
+    end loop;
     for r in select distinct c.objid, c.command_tag
              from pg_event_trigger_ddl_commands() c
              where c.object_type in ('table', 'table column') and c.classid = 'pg_class'::regclass loop

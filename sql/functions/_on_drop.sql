@@ -3,16 +3,31 @@
 --   table stops being captured (its rows stay on the targets) and leaves
 --   dbsync.table_status, with a WARNING. A dropped partition of a replicated table
 --   took its rows with it without any trigger seeing them: every subscription copies
---   that table again, so no target keeps rows the source no longer has.
+--   that table again, so no target keeps rows the source no longer has. A DROP
+--   TRIGGER of a capture trigger is refused unless dbsync runs it (_own_ddl).
 --   Parameters: none.
 --   Returns: nothing (an event trigger).
---   Calls: dbsync._drop_capture_functions, dbsync._request_copy. Tables touched: dbsync.partitions,
+--   Calls: dbsync._ddl_group, dbsync._drop_capture_functions, dbsync._request_copy. Tables touched: dbsync.partitions,
 --     dbsync.subscription_tables, dbsync.tables (written).
 create or replace function dbsync._on_drop() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     r record;
 begin
+    -- A capture trigger dropped by anyone but dbsync: writes would go uncaptured.
+    if tg_tag = 'DROP TRIGGER' and dbsync._ddl_group() is distinct from 0 then
+        for r in select t.schema_name, t.table_name
+                 from pg_event_trigger_dropped_objects() d
+                 join dbsync.tables t on t.removed_at is null
+                  and (t.relid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', d.address_names[1], d.address_names[2]))
+                       or t.relid in (select a.relid from pg_partition_ancestors(
+                                          pg_catalog.to_regclass(pg_catalog.format('%I.%I', d.address_names[1], d.address_names[2]))) a))
+                 where d.object_type = 'trigger' and d.address_names[3] like 'dbsync\_capture\_%' loop
+            raise exception 'dbsync: the capture triggers of %.% cannot be dropped', r.schema_name, r.table_name
+                using errcode = 'object_in_use',
+                      hint = 'Writes made without them would never reach the targets. Remove the table from replication with dbsync.remove_table first.';
+        end loop;
+    end if;
     for r in select t.table_id, t.schema_name, t.table_name
              from pg_event_trigger_dropped_objects() d
              join dbsync.tables t on t.relid = d.objid and t.removed_at is null

@@ -14,11 +14,12 @@
 --      before the trigger reads the slot, so a writer that still used the old slot
 --      has an xid below any later transaction's, including step 1's).
 --   4. Ticks no subscription stands on or will need are deleted.
+--   Also: unlogged tables that crash recovery emptied are copied again (_unlogged_lost).
 --   Returns true when a slot waits only for the subscriptions' positions to move
 --   past it: an idle group takes no ticks, so the caller should force one.
 --   Parameters: p_group_id, rotate_after.
 --   Returns: see above.
---   Calls: dbsync._publish_group_state. Tables touched: dbsync.groups,
+--   Calls: dbsync._publish_group_state, dbsync._unlogged_lost. Tables touched: dbsync.groups,
 --     dbsync.queue_slots, dbsync.ticks (written); dbsync.subscriptions (read); truncates
 --     the group's queue slots dbsync.events_<id>_<slot>.
 drop function if exists dbsync.maintain(int, interval);
@@ -38,6 +39,7 @@ begin
     if not found then
         return false;
     end if;
+    perform dbsync._unlogged_lost();
     update dbsync.queue_slots
     set switched_xmax = pg_current_xact_id()
     where group_id = p_group_id and switched_at is not null and switched_xmax is null;

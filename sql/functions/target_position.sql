@@ -8,7 +8,9 @@
 --   * an earlier tick whose later events the queue still holds: the target lost
 --     commits (synchronous_commit = off and a crash): the position goes back there;
 --   * after resync_subscription, the position, whatever the target says: every
---     table is copied again (the sidecar writes it to the target).
+--     table is copied again (the sidecar writes it to the target);
+--   * p_target_tick NULL (the target has no row for the subscription): the position,
+--     if no batch was ever recorded as applied; else an error (the target lost it).
 --   A target behind the queue's retention (restored from an older backup, or a
 --   failover to a standby that lagged for long) or at a tick this queue never made (another source, a source
 --   restored from a backup) cannot be brought up to date from the queue: that
@@ -28,6 +30,19 @@ begin
     if v_sub.reset_target then
         update dbsync.subscriptions set reset_target = false where sub_id = p_sub_id;
         return v_sub.position_tick;
+    end if;
+    -- No record on the target: new to the subscription, unless the source recorded
+    -- batches it applied there (applied_at is set by the first report that moved
+    -- the position).
+    if p_target_tick is null then
+        if v_sub.applied_at is null then
+            return v_sub.position_tick;
+        end if;
+        raise exception 'the target of subscription "%" has no record of it, but the source recorded it applied up to tick %',
+                        v_sub.name, v_sub.position_tick
+            using errcode = 'object_not_in_prerequisite_state',
+                  detail = 'Its row in dbsync.applied is gone: restored from a backup older than the subscription, a crash that lost its last commits (synchronous_commit = off), or schema dbsync dropped there. What it holds is unknown.',
+                  hint = format('Copy every table again with select dbsync.resync_subscription(%L); nothing is applied until then.', v_sub.name);
     end if;
     if p_target_tick = v_sub.position_tick then
         return p_target_tick;

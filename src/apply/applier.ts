@@ -13,11 +13,11 @@
 import { Pool, PoolClient } from "pg";
 import { reportOf, sqlstateOf } from "../errors";
 import { Batch, Done, Plan, beginBatch, openReader, splitEvents } from "../source/batches";
-import { Subscription, copyChunks, copyProgress, loadSubscription, recordProgress, skippedDdl, tableError, targetPosition, tryLock, unlock } from "../source/protocol";
+import { Subscription, copyChunks, copyLostUnlogged, copyProgress, loadSubscription, recordProgress, skippedDdl, tableError, targetPosition, tryLock, unlock } from "../source/protocol";
 import { TargetState, applyBatch } from "../target/apply";
 import { Phases } from "../target/phases";
 import { unreadyTargetTables } from "../target/tables";
-import { beginApply, commitApply, readAppliedTick, setAppliedTick } from "../target/progress";
+import { beginApply, commitApply, lostUnloggedTables, markUnloggedIntact, readAppliedTick, setAppliedTick, startAppliedTick } from "../target/progress";
 import { Log } from "../log";
 import { Backoff } from "../sidecar/backoff";
 import { Links } from "./links";
@@ -140,15 +140,25 @@ export class Applier {
     if (!this.target) {
       const { client: target, state } = await links.target(sub.target_conninfo, this.name);
       try {
-        const at = await readAppliedTick(target, sub.sub_uuid, sub.name, sub.position_tick);
+        const at = await readAppliedTick(target, sub.sub_uuid);
         // (Where both agree, target_position would only take a row lock: a commit
-        // that waits for a WAL flush, at every apply job.)
+        // that waits for a WAL flush, at every apply job.) A target without a record
+        // is new to the subscription only if the source says so: else it lost it.
         if (at !== sub.position_tick || sub.reset_target) {
-          const continuing = await targetPosition(control, sub.sub_id, at);
-          if (continuing !== at) await setAppliedTick(target, sub.sub_uuid, continuing);
+          const continuing = await targetPosition(control, sub.sub_id, at ?? null);
+          if (at === undefined) await startAppliedTick(target, sub.sub_uuid, sub.name, continuing);
+          else if (continuing !== at) await setAppliedTick(target, sub.sub_uuid, continuing);
           if (continuing !== sub.position_tick || at !== sub.position_tick) {
             this.log.info({ source: sub.position_tick, target: at, continuing }, "position taken from the target");
           }
+        }
+        const lost = await lostUnloggedTables(target, sub.sub_uuid);
+        if (lost) {
+          if (lost.length) {
+            await copyLostUnlogged(control, sub.sub_id, lost);
+            this.log.warn({ tables: lost.map((t) => `${t.schema}.${t.name}`) }, "the target's unlogged tables were emptied (crash recovery): copying them again");
+          }
+          await markUnloggedIntact(target, sub.sub_uuid);
         }
       } catch (err) {
         links.release(target, true);

@@ -147,10 +147,15 @@ export async function tableError(source: Source, subId: number, tableId: number,
   await source.query("select dbsync.table_error($1, $2, $3)", [subId, tableId, message]);
 }
 
-/** The target's position, told to the source; the position to continue from (dbsync.target_position). */
-export async function targetPosition(source: Source, subId: number, at: number): Promise<number> {
+/** The target's position (null: it has no record of the subscription), told to the source; the position to continue from (dbsync.target_position). */
+export async function targetPosition(source: Source, subId: number, at: number | null): Promise<number> {
   const { rows } = await source.query<{ t: number }>("select dbsync.target_position($1, $2)::float8 as t", [subId, at]);
   return rows[0].t;
+}
+
+/** Tables unlogged on the target, which its crash recovery emptied: copied again (dbsync.copy_lost_unlogged). */
+export async function copyLostUnlogged(source: Source, subId: number, tables: { schema: string; name: string }[]): Promise<void> {
+  await source.query("select dbsync.copy_lost_unlogged($1, $2, $3)", [subId, tables.map((t) => t.schema), tables.map((t) => t.name)]);
 }
 
 /** The chunks a batch copies, recorded before it applies them (dbsync.copy_chunks). */

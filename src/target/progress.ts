@@ -22,11 +22,14 @@ const TARGET_SCHEMA_SQL = `
       rows       bigint not null,
       copied_at  timestamptz not null default now(),
       primary key (sub_uuid, table_id)
+  );
+  create unlogged table if not exists dbsync.unlogged_intact (
+      sub_uuid   uuid primary key
   );`;
 
 /**
- * Whether dbsync.applied and dbsync.copied exist, and what in schema dbsync the
- * target role would trust without reason: the schema and its two tables must belong
+ * Whether dbsync.applied, dbsync.copied and dbsync.unlogged_intact exist, and what in schema dbsync the
+ * target role would trust without reason: the schema and its tables must belong
  * to the role itself, to a role it is a member of (not through a superuser's
  * bypass), or to a superuser. Another role that made them first (CREATE on the
  * database is enough) would own the table the sidecar writes its position into at
@@ -42,8 +45,9 @@ const SCHEMA_STATE_SQL = `
     union all
     select pg_catalog.format('table dbsync.%I', c.relname), c.relowner
       from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-     where n.nspname = 'dbsync' and c.relname in ('applied', 'copied'))
-  select pg_catalog.to_regclass('dbsync.applied') is not null and pg_catalog.to_regclass('dbsync.copied') is not null as ok,
+     where n.nspname = 'dbsync' and c.relname in ('applied', 'copied', 'unlogged_intact'))
+  select pg_catalog.to_regclass('dbsync.applied') is not null and pg_catalog.to_regclass('dbsync.copied') is not null
+         and pg_catalog.to_regclass('dbsync.unlogged_intact') is not null as ok,
          (select pg_catalog.string_agg(pg_catalog.format('%s (owned by %I)', o.what, r.rolname), ', ')
             from owned o join pg_catalog.pg_roles r on r.oid = o.owner, me
            where not (r.rolname = current_user or r.rolsuper
@@ -80,15 +84,51 @@ export async function ensureTargetSchema(target: Client): Promise<void> {
   }
 }
 
-/** The tick the target stands at; a subscription new to it starts at `startTick`. */
-export async function readAppliedTick(target: Client, subUuid: string, name: string, startTick: number): Promise<number> {
-  await target.query(
-    `insert into dbsync.applied (sub_uuid, subscription, tick_id) values ($1, $2, $3)
-     on conflict (sub_uuid) do nothing`,
-    [subUuid, name, startTick],
-  );
+/** The tick the target stands at; undefined when it has no record of the subscription. */
+export async function readAppliedTick(target: Client, subUuid: string): Promise<number | undefined> {
   const { rows } = await target.query("select tick_id::float8 as t from dbsync.applied where sub_uuid = $1", [subUuid]);
-  return rows[0].t;
+  return rows[0]?.t;
+}
+
+/**
+ * The target's record of a subscription it had none of, at `tick`, with its row of
+ * dbsync.unlogged_intact (nothing of it was lost yet).
+ */
+export async function startAppliedTick(target: Client, subUuid: string, name: string, tick: number): Promise<void> {
+  await target.query(
+    `with fresh as (
+       insert into dbsync.applied (sub_uuid, subscription, tick_id) values ($1, $2, $3)
+       on conflict (sub_uuid) do nothing returning sub_uuid)
+     insert into dbsync.unlogged_intact (sub_uuid) select f.sub_uuid from fresh f on conflict (sub_uuid) do nothing`,
+    [subUuid, name, tick],
+  );
+}
+
+/**
+ * The target's unlogged tables (with the partitioned tables above an unlogged
+ * partition), when the subscription's row of dbsync.unlogged_intact is gone: crash
+ * recovery (or a failover) emptied them with it, while dbsync.applied, logged, still
+ * says they hold every batch. Undefined while the row is there.
+ */
+export async function lostUnloggedTables(target: Client, subUuid: string): Promise<{ schema: string; name: string }[] | undefined> {
+  const { rows: intact } = await target.query("select from dbsync.unlogged_intact where sub_uuid = $1", [subUuid]);
+  if (intact.length) return undefined;
+  const { rows } = await target.query<{ schema: string; name: string }>(
+    `with recursive up (top) as (
+       select c.oid from pg_catalog.pg_class c where c.relpersistence = 'u' and c.relkind = 'r'
+       union
+       select i.inhparent from up join pg_catalog.pg_inherits i on i.inhrelid = up.top
+        join pg_catalog.pg_class p on p.oid = i.inhparent and p.relkind = 'p')
+     select n.nspname::text as schema, c.relname::text as name
+       from up join pg_catalog.pg_class c on c.oid = up.top join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+      where n.nspname operator(pg_catalog.<>) 'dbsync'`,
+  );
+  return rows;
+}
+
+/** The subscription's row of dbsync.unlogged_intact, once the copies of what its absence says was lost are requested. */
+export async function markUnloggedIntact(target: Client, subUuid: string): Promise<void> {
+  await target.query("insert into dbsync.unlogged_intact (sub_uuid) values ($1) on conflict (sub_uuid) do nothing", [subUuid]);
 }
 
 /**

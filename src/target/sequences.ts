@@ -1,6 +1,7 @@
 // Sequences travel with the batches: after each batch, a target sequence is set to
-// the source's last value when that is higher. Never backwards, so after a cutover
-// the target's next values are above every value the source used.
+// the source's last value when that is further in the sequence's direction (higher,
+// lower for a negative increment). Never backwards, so after a cutover the target's
+// next values are beyond every value the source used.
 import { Client, escapeLiteral } from "pg";
 import { DbsyncError, messageOf, sqlstateOf } from "../errors";
 import { GroupSequence } from "../source/protocol";
@@ -49,8 +50,15 @@ export class SequenceSync {
   }
 }
 
-/** Sets sequence `name` to `value` unless it is there already or beyond (never backwards). */
+/**
+ * Sets sequence `name` to `value` unless it is there already or beyond (never
+ * backwards): beyond is lower for a descending sequence, which "higher" kept at its
+ * first value while the source handed out the ones below.
+ */
 function setval(name: string, value: string): string {
-  return `select pg_catalog.setval(${name}::regclass, ${value}::bigint)
-            where ${value}::bigint > coalesce(pg_catalog.pg_sequence_last_value(${name}::regclass), -9223372036854775808)`;
+  return `select pg_catalog.setval(q.seqrelid, ${value}::bigint) from pg_catalog.pg_sequence q
+            where q.seqrelid = ${name}::regclass
+              and case when q.seqincrement > 0
+                       then ${value}::bigint > coalesce(pg_catalog.pg_sequence_last_value(q.seqrelid), -9223372036854775808)
+                       else ${value}::bigint < coalesce(pg_catalog.pg_sequence_last_value(q.seqrelid), 9223372036854775807) end`;
 }

@@ -12,6 +12,19 @@ export async function until(what: string, check: () => Promise<boolean> | boolea
   }
 }
 
+/** Runs `fn` until it succeeds (a server restarting refuses for a while); throws its last error after `timeoutMs`. */
+export async function retrying<T>(fn: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await sleep(200);
+    }
+  }
+}
+
 /**
  * What `p` settles to, or `late` if it has not settled within `ms`. The timer is
  * cleared once `p` settles: a timer left pending keeps the test file's process alive
