@@ -24,9 +24,13 @@ language plpgsql stable security definer set search_path = pg_catalog, pg_temp a
 declare
     -- Running when p_since was taken, committed since (no table read: computed here).
     v_ended xid8[] := array(select x from pg_snapshot_xip(p_since) x where pg_visible_in_snapshot(x, pg_current_snapshot()));
+    -- The caller's own transaction, which a snapshot leaves out of its xip: once a
+    -- later transaction (of any database) has ended, its xmax is past the caller's
+    -- xid, and the caller's uncommitted events read as visible to it.
+    v_self xid8 := pg_current_xact_id_if_assigned();
     v_found boolean;
 begin
-    -- (%1$s: the group id, an int; $1: p_since, $2: v_ended.) The later writers in
+    -- (%1$s: the group id, an int; $1: p_since, $2: v_ended, $3: v_self.) The later writers in
     -- txid order, as an index gives them: without the ORDER BY, a queue slot most of
     -- whose rows are later than p_since is read as a table from its start, the
     -- older rows first (the planner expects the later ones spread out).
@@ -34,12 +38,13 @@ begin
         select exists (select from (select from dbsync.events e
                                     where e.group_id = %1$s and e.txid >= pg_snapshot_xmax($1)
                                       and pg_visible_in_snapshot(e.txid, pg_current_snapshot())
+                                      and e.txid is distinct from $3
                                     order by e.txid limit 1) x)$q$, p_group_id)
         || case when cardinality(v_ended) > 0 then format($q$
             or exists (select from dbsync.events e
-                       where e.group_id = %1$s and e.txid = any ($2)
+                       where e.group_id = %1$s and e.txid = any ($2) and e.txid is distinct from $3
                          and pg_visible_in_snapshot(e.txid, pg_current_snapshot()))$q$, p_group_id) else '' end
-    into v_found using p_since, v_ended;
+    into v_found using p_since, v_ended, v_self;
     return v_found;
 end
 $$;
