@@ -172,115 +172,125 @@ export class Applier {
     let done: Done | undefined;
     // The next batch, opened while the target commits this one (see sourceRead below).
     let next: Promise<Opened> | undefined;
-    for (let retries = 0; ; ) {
-      if (signal.aborted) {
-        await this.discard(next);
+    try {
+      for (let retries = 0; ; ) {
+        if (signal.aborted) {
+          await this.discard(next);
+          if (done) await this.report(sub.sub_id, done);
+          return "stopped";
+        }
+        let opened = await next;
+        next = undefined;
+        // Nothing for the batch opened early: ask again, with the last report (the
+        // early request did not look at sequences, which that report moves).
+        if (!opened?.batch) {
+          const phases = new Phases();
+          for (const [step, at] of Object.entries(since)) if (at !== undefined) phases.mark(step, at);
+          since = {};
+          opened = await this.open(sub, done, phases);
+          done = undefined;
+        }
+        const { batch, phases } = opened;
+        let { plan } = opened;
+        if (!batch) return "caught_up";
+        if (opened.stale !== undefined) {
+          if (retries++ < PLAN_RETRIES) continue;
+          throw opened.stale;
+        }
+        const { started } = opened;
+        if (batch.snapshot === null) {
+          // Nothing to read: the target's position only moves to the group's latest tick.
+          await moveTarget(this.target, sub.sub_uuid, batch.from, batch.to);
+          if (done) await this.report(sub.sub_id, done);
+          done = { tick: batch.to, events: 0, seconds: Number(process.hrtime.bigint() - started) / 1e9, copied: [], sequences: [] };
+          continue;
+        }
+        if (!plan) continue;
+        this.currentTick = batch.to;
+        retries = 0;
+        const planned = plan.tables.length;
+        plan = await this.withoutUncopyable(batch, plan);
+        const leftOut = planned - plan.tables.length;
+        plan = await this.withoutSkippedDdl(sub.sub_id, plan);
+        // The copies (and chunks of chunked copies) this batch makes, recorded on the
+        // source before the target commits them: if the batch's report (record_progress
+        // with the next begin_batch) is lost, the position taken from the target ends
+        // those copies and moves those boundaries too, instead of copying again (see
+        // sql/functions/_copy_chunks.sql).
+        const copies = plan.tables.filter((t) => t.action === "copy");
+        if (copies.length) {
+          await copyChunks(
+            control,
+            sub.sub_id,
+            batch.to,
+            copies.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk ?? { whole: true } })),
+          );
+        }
+        let result;
+        try {
+          result = await applyBatch(reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
+            copyProgress: (t, rows) => {
+              // A small table's copy is over before anyone could watch it: no report (a
+              // source commit each) at its start; one that lasts reports every 250 ms.
+              if (rows === 0 && !t.chunk && (t.rows_estimated ?? 0) < SMALL_COPY_ROWS) return;
+              void copyProgress(control, sub.sub_id, t.table_id, t.copy_request, rows + (t.chunk?.rows_before ?? 0), t.rows_estimated).catch(
+                () => undefined,
+              );
+            },
+            phases,
+            sourceRead: () => {
+              const read = reader.query("commit");
+              // The next batch's tick, the reader's snapshot and plan (about half of a
+              // small batch's cycle) while the target commits this one. Not after a
+              // batch that copies: its report ends copies and moves chunk boundaries,
+              // which the next plan must see, and begin_batch clears the chunks
+              // recorded for batches not committed. Nor after a batch that left tables
+              // out (copies that cannot start yet): the next one would take another tick
+              // for them, only to be discarded when this loop returns "waiting".
+              if (!copies.length && !leftOut) {
+                const report = done;
+                done = undefined;
+                next = read.then(() => this.open(sub, report, new Phases(), batch.to));
+                next.catch(() => undefined);
+              }
+              return read;
+            },
+            helpers: { take: (n) => links.spareReader(this.name, n), release: (c, broken) => links.release(c, broken) },
+          });
+        } catch (err) {
+          // A batch opened on the position this one would have reached is of no use.
+          await this.discard(next);
+          throw err;
+        }
+        phases.mark("applied");
+        phases.mark("end");
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        // (The report of the batch before, if the next batch's request did not take it,
+        // goes first: reports come in order.)
         if (done) await this.report(sub.sub_id, done);
-        return "stopped";
+        done = { tick: batch.to, events: result.events, seconds, copied: result.copied, sequences: result.sequences };
+        this.currentTick = undefined;
+        this.opts.onBatch?.(sub.name, result.events, seconds);
+        this.log.debug({ from: batch.from, to: batch.to, events: result.events, copied: result.copied.length, seconds, phases, at: phases.at }, "batch applied");
+        // Nothing but copies left out: begin_batch would take batch after empty batch
+        // for them (a table not streaming is work to it) as fast as the round trips go.
+        if (leftOut && result.events === 0 && result.copied.length === 0) {
+          await this.discard(next);
+          await this.report(sub.sub_id, done);
+          return "waiting";
+        }
+        if (await this.opts.turnOver?.(sub.name)) {
+          await this.discard(next);
+          await this.report(sub.sub_id, done);
+          return "yielded";
+        }
       }
-      let opened = await next;
-      next = undefined;
-      // Nothing for the batch opened early: ask again, with the last report (the
-      // early request did not look at sequences, which that report moves).
-      if (!opened?.batch) {
-        const phases = new Phases();
-        for (const [step, at] of Object.entries(since)) if (at !== undefined) phases.mark(step, at);
-        since = {};
-        opened = await this.open(sub, done, phases);
-        done = undefined;
-      }
-      const { batch, phases } = opened;
-      let { plan } = opened;
-      if (!batch) return "caught_up";
-      if (opened.stale !== undefined) {
-        if (retries++ < PLAN_RETRIES) continue;
-        throw opened.stale;
-      }
-      const { started } = opened;
-      if (batch.snapshot === null) {
-        // Nothing to read: the target's position only moves to the group's latest tick.
-        await moveTarget(this.target, sub.sub_uuid, batch.from, batch.to);
-        if (done) await this.report(sub.sub_id, done);
-        done = { tick: batch.to, events: 0, seconds: Number(process.hrtime.bigint() - started) / 1e9, copied: [], sequences: [] };
-        continue;
-      }
-      if (!plan) continue;
-      this.currentTick = batch.to;
-      retries = 0;
-      const planned = plan.tables.length;
-      plan = await this.withoutUncopyable(batch, plan);
-      const leftOut = planned - plan.tables.length;
-      plan = await this.withoutSkippedDdl(sub.sub_id, plan);
-      // The copies (and chunks of chunked copies) this batch makes, recorded on the
-      // source before the target commits them: if the batch's report (record_progress
-      // with the next begin_batch) is lost, the position taken from the target ends
-      // those copies and moves those boundaries too, instead of copying again (see
-      // sql/functions/_copy_chunks.sql).
-      const copies = plan.tables.filter((t) => t.action === "copy");
-      if (copies.length) {
-        await copyChunks(
-          control,
-          sub.sub_id,
-          batch.to,
-          copies.map((t) => ({ table_id: t.table_id, copy_request: t.copy_request, chunk: t.chunk ?? { whole: true } })),
-        );
-      }
-      let result;
-      try {
-        result = await applyBatch(reader, this.target, sub.sub_uuid, batch, plan, this.targetState!, {
-          copyProgress: (t, rows) => {
-            // A small table's copy is over before anyone could watch it: no report (a
-            // source commit each) at its start; one that lasts reports every 250 ms.
-            if (rows === 0 && !t.chunk && (t.rows_estimated ?? 0) < SMALL_COPY_ROWS) return;
-            void copyProgress(control, sub.sub_id, t.table_id, t.copy_request, rows + (t.chunk?.rows_before ?? 0), t.rows_estimated).catch(
-              () => undefined,
-            );
-          },
-          phases,
-          sourceRead: () => {
-            const read = reader.query("commit");
-            // The next batch's tick, the reader's snapshot and plan (about half of a
-            // small batch's cycle) while the target commits this one. Not after a
-            // batch that copies: its report ends copies and moves chunk boundaries,
-            // which the next plan must see, and begin_batch clears the chunks
-            // recorded for batches not committed.
-            if (!copies.length) {
-              const report = done;
-              done = undefined;
-              next = read.then(() => this.open(sub, report, new Phases(), batch.to));
-              next.catch(() => undefined);
-            }
-            return read;
-          },
-          helpers: { take: (n) => links.spareReader(this.name, n), release: (c, broken) => links.release(c, broken) },
-        });
-      } catch (err) {
-        // A batch opened on the position this one would have reached is of no use.
-        await this.discard(next);
-        throw err;
-      }
-      phases.mark("applied");
-      phases.mark("end");
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      // (The report of the batch before, if the next batch's request did not take it,
-      // goes first: reports come in order.)
-      if (done) await this.report(sub.sub_id, done);
-      done = { tick: batch.to, events: result.events, seconds, copied: result.copied, sequences: result.sequences };
-      this.currentTick = undefined;
-      this.opts.onBatch?.(sub.name, result.events, seconds);
-      this.log.debug({ from: batch.from, to: batch.to, events: result.events, copied: result.copied.length, seconds, phases, at: phases.at }, "batch applied");
-      // Nothing but copies left out: begin_batch would take batch after empty batch
-      // for them (a table not streaming is work to it) as fast as the round trips go.
-      if (leftOut && result.events === 0 && result.copied.length === 0) {
-        await this.discard(next);
-        await this.report(sub.sub_id, done);
-        return "waiting";
-      }
-      if (await this.opts.turnOver?.(sub.name)) {
-        await this.discard(next);
-        await this.report(sub.sub_id, done);
-        return "yielded";
-      }
+    } catch (err) {
+      // The target committed the batch of `done`: its report goes before the error.
+      // (A failure of the batch after it, opened early, left it unreported, and the
+      // source's position one batch behind the target's, dbsync.status's too.)
+      if (done) await this.report(sub.sub_id, done).catch(() => undefined);
+      throw err;
     }
   }
 
