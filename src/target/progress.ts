@@ -92,6 +92,13 @@ export async function readAppliedTick(target: Client, subUuid: string, name: str
 }
 
 /**
+ * How each session entered replica mode, learned on its first call (outside any
+ * transaction): a refused SET inside one, as when execute_ddl's DDL has run in a
+ * batch (apply.ts restoreSession), would abort the batch.
+ */
+const replicaWays = new WeakMap<Client, "set" | "function">();
+
+/**
  * Puts the apply connection in replica mode for its whole life, so that the
  * target's own triggers and foreign keys do not fire for replicated rows. A role
  * that is not a superuser needs `grant set on parameter session_replication_role`
@@ -100,11 +107,14 @@ export async function readAppliedTick(target: Client, subUuid: string, name: str
  * and grants it to the apply role.
  */
 export async function enterReplicaMode(target: Client): Promise<void> {
-  try {
-    await target.query("set session_replication_role = replica");
-    return;
-  } catch (err) {
-    if (sqlstateOf(err) !== "42501") throw err;
+  if (replicaWays.get(target) !== "function") {
+    try {
+      await target.query("set session_replication_role = replica");
+      replicaWays.set(target, "set");
+      return;
+    } catch (err) {
+      if (sqlstateOf(err) !== "42501" || replicaWays.has(target)) throw err;
+    }
   }
   // From the catalog: to_regprocedure itself needs USAGE on the schema. Only a
   // superuser's function can set the parameter before 15; one of another owner is
@@ -139,6 +149,7 @@ export async function enterReplicaMode(target: Client): Promise<void> {
       hint: "Create it again as a superuser, as the README's Security section shows (it must set session_replication_role to replica).",
     });
   }
+  replicaWays.set(target, "function");
 }
 
 /** The target's record that tables ([table_id, rows]) were copied at `tick` (verify reads it), in one statement. */
