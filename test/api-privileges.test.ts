@@ -10,7 +10,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { Client, Pool } from "pg";
 import { migrate } from "../src/migrate";
-import { Env, freshEnv, queueOf, rows, sqlError, value } from "./helpers";
+import { Env, freshEnv, queueOf, rows, SOURCE_MAJOR, sqlError, value } from "./helpers";
 
 let env: Env;
 let src: Pool;
@@ -311,7 +311,8 @@ test("(f) capture functions are SECURITY DEFINER and look nothing up through the
       as $$ insert into evil.hits values ('nextval'); select -1::bigint $$;
     create function evil.pg_notify(text, text) returns void language sql
       as $$ insert into evil.hits values ('pg_notify') $$;
-    create function evil.array_position(anycompatiblearray, anycompatible) returns int language sql
+    -- pg_catalog's own argument types (anycompatible from PostgreSQL 14), so that the path's order decides.
+    create function evil.array_position(${SOURCE_MAJOR >= 14 ? "anycompatiblearray, anycompatible" : "anyarray, anyelement"}) returns int language sql
       as $$ insert into evil.hits values ('array_position'); select 1 $$;
     -- An exact match beats pg_catalog.format(text, variadic "any") wherever evil is in the path.
     create function evil.format(text, smallint, name, name) returns text language sql
