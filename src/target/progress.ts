@@ -92,6 +92,14 @@ export async function readAppliedTick(target: Client, subUuid: string, name: str
 }
 
 /**
+ * The function a superuser creates on a target before PostgreSQL 15 (README,
+ * Security). PL/pgSQL: PostgreSQL 10 refuses a void SQL function ending in a SELECT.
+ */
+export const REPLICA_MODE_FUNCTION =
+  "create function dbsync.enter_replica_mode() returns void language plpgsql security definer set search_path = pg_catalog " +
+  "as $$ begin perform set_config('session_replication_role', 'replica', false); end $$";
+
+/**
  * How each session entered replica mode, learned on its first call (outside any
  * transaction): a refused SET inside one, as when execute_ddl's DDL has run in a
  * batch (apply.ts restoreSession), would abort the batch.
@@ -129,8 +137,7 @@ export async function enterReplicaMode(target: Client): Promise<void> {
       sqlstate: "42501",
       hint:
         "On PostgreSQL 15 and later: grant set on parameter session_replication_role to the role. " +
-        "Before 15, as a superuser on the target: create function dbsync.enter_replica_mode() returns void " +
-        "language sql security definer set search_path = pg_catalog as $$ select set_config('session_replication_role', 'replica', false) $$; " +
+        `Before 15, as a superuser on the target: ${REPLICA_MODE_FUNCTION}; ` +
         "then grant usage on schema dbsync and execute on it to the role.",
     });
   if (!rows[0].ok) throw refused();
