@@ -14,6 +14,7 @@ import crypto from "node:crypto";
 import { after, before, test } from "node:test";
 import { Client } from "pg";
 import { migrate, WORKER_MIN_MAJOR } from "../src/migrate";
+import { measuresDdl, measuresKeyColumns, partitionKey } from "./kit/measures";
 import { SOURCE_MAJOR, TARGET_MAJOR, compat, createDatabase, Env, freshEnv, rows, sqlError, startSidecar, tableText, until, value } from "./helpers";
 
 const sfx = crypto.randomBytes(4).toString("hex");
@@ -323,15 +324,10 @@ async function denied(c: Client, sql: string) {
   assert.equal(err.code, "42501", `${sql}: expected permission denied, got ${err.code} ${err.message}`);
 }
 
-// PostgreSQL 10 has no primary key on a partitioned table: each partition has its
-// own, and add_table takes the key as key_columns.
-const partitionKey = (major: number) => (major < 11 ? " (primary key (id, k))" : "");
 const tableDdl = (major: number) => `
   create schema app;
   create table app.orders (id int primary key, note text);
-  create table app.measures (id int not null, k int not null, v text${major < 11 ? "" : ", primary key (id, k)"}) partition by list (k);
-  create table app.measures_1 partition of app.measures${partitionKey(major)} for values in (1);
-  create table app.measures_2 partition of app.measures${partitionKey(major)} for values in (2);`;
+  ${measuresDdl(major)}`;
 
 before(async () => {
   env = await freshEnv("privilege_matrix");
@@ -357,7 +353,7 @@ before(async () => {
     insert into app.measures select g, 1 + g % 2, 'm' || g from generate_series(1, 20) g;`);
   await env.target.query(tableDdl(TARGET_MAJOR));
   groupId = await value<number>(env.source, "select dbsync.create_group('g')");
-  await env.source.query("select dbsync.add_table('app.orders', 'g'), dbsync.add_table('app.measures', 'g', key_columns => $1)", [SOURCE_MAJOR < 11 ? ["id", "k"] : null]);
+  await env.source.query("select dbsync.add_table('app.orders', 'g'), dbsync.add_table('app.measures', 'g', key_columns => $1)", [measuresKeyColumns(SOURCE_MAJOR)]);
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => true)", [env.targetUrl]);
   // The documented grants, after everything exists (the admin recipe covers the
   // functions existing at the time of the grant: the capture functions too).
