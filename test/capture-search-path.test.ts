@@ -34,7 +34,7 @@ const MORE_TRAPS = ["app", "public"].flatMap((schema) => [
           perform app.mark('operator ${op} (${l}, ${r})');
           return pg_catalog.${fn}($1, $2);
       end $f$;
-      create operator ${schema}.${op} (leftarg = ${l}, rightarg = ${r}, function = ${f});`;
+      create operator ${schema}.${op} (leftarg = ${l}, rightarg = ${r}, procedure = ${f});`;
   }),
   ...[
     ["pg_sequence_last_value(regclass)", "int8", "pg_catalog.pg_sequence_last_value($1)"],
