@@ -98,6 +98,10 @@ export function codeBundle(traits?: ServerTraits): { sql: string; sha: string } 
   // First: dbsync.grant_sidecar reads _protocol_functions() whenever it runs.
   const generated = [versionFunction(), protocolFunction(protocol)];
   for (const g of generated) headers.push(...headersOf(g));
+  // The functions an older server gets before the migrations are commented like the rest.
+  for (const p of PRELUDES) {
+    if (traits && p.applies(traits)) headers.push(...headersOf(fs.readFileSync(path.join(ROOT, "sql", p.file), "utf8")));
+  }
   const joined = [...generated, ...code, ...last, commentsFromHeaders(headers, new Set(protocol))].join("\n");
   const sql = traits ? compatSql(joined, traits) : joined;
   return { sql, sha: crypto.createHash("sha256").update(sql).digest("hex") };

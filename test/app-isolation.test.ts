@@ -22,13 +22,13 @@ const APP_TRIGGERS = `
     update totals set n = n + (new.balance - old.balance) where k = 1;
     return new;
   end $$;
-  create trigger app_before before update on acct for each row execute function app_before();
+  create trigger app_before before update on acct for each row execute procedure app_before();
   create function app_after() returns trigger language plpgsql as $$
   begin
     insert into audit (acct, delta, iso) values (new.id, new.balance - old.balance, current_setting('transaction_isolation'));
     return null;
   end $$;
-  create trigger app_after after update on acct for each row execute function app_after();`;
+  create trigger app_after after update on acct for each row execute procedure app_after();`;
 
 test("application triggers and RR/SERIALIZABLE writers while the apply connection is killed, pauses, execute_ddl and a SIGKILLed sidecar", async () => {
   const env = await freshEnv("b3_apps");

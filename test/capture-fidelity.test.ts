@@ -53,10 +53,9 @@ const KEY_TYPES: KeyType[] = [
       "'-123456789012345678901234567890.123456789012345678901234567890123456789'",
       "'0.000000000000000000000000000000000000001'",
       "'1.10'",
-      "'Infinity'",
-      "'-Infinity'",
     ],
   },
+  { name: "numinf", type: "numeric", values: ["'Infinity'", "'-Infinity'", "'1.10'"], since: 140000 },
   { name: "nump", type: "numeric(40,20)", values: ["'12345678901234567890.12345678901234567890'", "'-0.00000000000000000001'"] },
   {
     name: "f4",
@@ -158,7 +157,13 @@ const KEY_TYPES: KeyType[] = [
   { name: "dm", type: "public.posint", values: ["1", "42", "2147483647"] },
   { name: "dmts", type: "public.stamp", values: ["'2020-06-01 12:00+02'", "'infinity'"] },
   { name: "dmen", type: "public.moodd", values: ["'sad'", "'ok'"] },
-  { name: "dmcp", type: "public.kpaird", values: ["row(1, 'a', null, null, null, null, null)", "row(2, 'b', null, null, null, null, null)"] },
+  // Domains over composite types come with PostgreSQL 11.
+  {
+    name: "dmcp",
+    type: "public.kpaird",
+    values: ["row(1, 'a', null, null, null, null, null)", "row(2, 'b', null, null, null, null, null)"],
+    since: 110000,
+  },
   {
     name: "ia",
     type: "int[]",
@@ -227,7 +232,7 @@ before(async () => {
     create type kpair as (a int, b text, c timestamptz, d date, f float8, iv interval, ba bytea);
     create domain stamp as timestamptz;
     create domain moodd as mood;
-    create domain kpaird as kpair;`);
+    ${pgVersion >= 110000 ? "create domain kpaird as kpair;" : ""}`);
   for (const k of KEY_TYPES) {
     if (k.since && pgVersion < k.since) continue;
     await source.query(`create table ${tableOf(k)} (k ${k.type} primary key, n int)`);
@@ -421,11 +426,14 @@ test("the key text is the one capture pins, so keys of settings-dependent types 
   // ambiguous (DateStyle, IntervalStyle, extra_float_digits), capture's own decide it.
   const keysOf = async (name: string) =>
     (await eventsOf(`public.k_${name}`, 0)).map((e) => e.row![0]);
-  assert.ok((await keysOf("f8")).includes("0.30000000000000004"));
+  // Floats: from PostgreSQL 12 the shortest text that reads back exactly; before,
+  // extra_float_digits = 3 prints 18 significant digits of a float8, 9 of a float4.
+  const shortest = pgVersion >= 120000;
+  assert.ok((await keysOf("f8")).includes(shortest ? "0.30000000000000004" : "0.300000000000000044"));
   assert.ok((await keysOf("f8")).includes("-0"));
-  assert.ok((await keysOf("f8")).includes("1e-310"));
+  assert.ok((await keysOf("f8")).includes(shortest ? "1e-310" : "9.99999999999996945e-311"));
   assert.ok((await keysOf("f8")).includes("NaN"));
-  assert.ok((await keysOf("f4")).includes("-1.1754944e-38"));
+  assert.ok((await keysOf("f4")).includes(shortest ? "-1.1754944e-38" : "-1.17549435e-38"));
   assert.ok((await keysOf("d")).includes("2021-01-13"));
   assert.ok((await keysOf("d")).includes("0044-03-15 BC"));
   assert.ok((await keysOf("ts")).includes("2021-01-13 10:00:00.5"));

@@ -25,7 +25,7 @@ const COPY_LOG = `
   create function log_copy() returns trigger language plpgsql as $$
   begin insert into public.copies values (tg_table_name); return null; end $$;`;
 const logCopies = (t: string) => `
-  create trigger log_copy after truncate on ${t} for each statement execute function log_copy();
+  create trigger log_copy after truncate on ${t} for each statement execute procedure log_copy();
   alter table ${t} enable always trigger log_copy;`;
 
 const TARGET_DDL =

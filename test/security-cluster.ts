@@ -26,7 +26,9 @@ export function giveToServer(file: string, mode: number) {
 }
 
 export async function privateCluster(opts: ClusterOptions = {}): Promise<Cluster> {
-  return startCluster(opts);
+  // Passwords stored as the scram-sha-256 that pg_hba.conf asks for: the default from
+  // PostgreSQL 14, md5 before (a role's md5 password cannot answer scram).
+  return startCluster({ ...opts, settings: { password_encryption: "scram-sha-256", ...opts.settings } });
 }
 
 /** The cluster's Unix socket folder: the harness's way in, whatever pg_hba says about TCP. */

@@ -148,9 +148,9 @@ function trapSql(traps: Traps, side: "source" | "target"): string {
         end $f$;`);
       for (const schema of ["public", "app"]) {
         parts.push(`
-          create operator ${schema}.${op} (leftarg = app.e, rightarg = app.e, function = app.enum_${name}_hostile);
-          create operator ${schema}.${op} (leftarg = int4, rightarg = int4, function = app.int4${name}_hostile);
-          create operator ${schema}.${op} (leftarg = text, rightarg = text, function = app.text${name}_hostile);`);
+          create operator ${schema}.${op} (leftarg = app.e, rightarg = app.e, procedure = app.enum_${name}_hostile);
+          create operator ${schema}.${op} (leftarg = int4, rightarg = int4, procedure = app.int4${name}_hostile);
+          create operator ${schema}.${op} (leftarg = text, rightarg = text, procedure = app.text${name}_hostile);`);
       }
     }
     // Shadows of built-ins a generated statement might call unqualified.
@@ -219,10 +219,17 @@ export async function scene(label: string, traps: Traps): Promise<Scene> {
   const tgtApp = new Pool({ connectionString: asRole(env.targetUrl, app, password), max: 2 });
   srcApp.on("error", () => undefined);
   tgtApp.on("error", () => undefined);
-  await srcApp.query(markerSql(app, channel));
-  await tgtApp.query(markerSql(app, channel));
-  await srcApp.query(trapSql(traps, "source"));
-  await tgtApp.query(trapSql(traps, "target"));
+  const disconnect = () => Promise.all([srcApp.end(), tgtApp.end(), ...listeners.map((l) => l.end())].map((p) => p.catch(() => undefined)));
+  try {
+    await srcApp.query(markerSql(app, channel));
+    await tgtApp.query(markerSql(app, channel));
+    await srcApp.query(trapSql(traps, "source"));
+    await tgtApp.query(trapSql(traps, "target"));
+  } catch (err) {
+    // Open connections would keep the file's process, and the run, from ever ending.
+    await disconnect();
+    throw err;
+  }
 
   const allowed = new Set<string>([app]);
   const s: Scene = {
@@ -261,7 +268,7 @@ export async function scene(label: string, traps: Traps): Promise<Scene> {
       assert.equal(superTgt, false, `${context}: the table owner became superuser on the target`);
     },
     async cleanup() {
-      await Promise.all([srcApp.end(), tgtApp.end(), ...listeners.map((l) => l.end())].map((p) => p.catch(() => undefined)));
+      await disconnect();
       const problems: string[] = [];
       for (const side of ["source", "target"] as const) {
         const roles = [app, ...extraRoles.filter((r) => r.side === side).map((r) => r.role)];

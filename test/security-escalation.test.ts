@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { test } from "node:test";
 import { Pool } from "pg";
-import { Env, Sidecar, freshEnv, rows, startSidecar, tableText, until, value } from "./helpers";
+import { Env, SOURCE_MAJOR, Sidecar, freshEnv, rows, startSidecar, tableText, until, value } from "./helpers";
 import { Scene, Traps, ranAs, scene } from "./security-escalation-helpers";
 
 const SIDECAR_ARGS = ["--poll-interval", "200"];
@@ -57,8 +57,11 @@ const OPERATORS: Array<[string, string]> = [
   ["set search_path = public, pg_catalog; select text('x'::app.e)", "function public.text"],
 ];
 
-async function subscribe(s: Scene, tables: string[], copyData: boolean, targetConninfo = s.env.targetUrl) {
-  for (const t of tables) await s.env.source.query("select dbsync.add_table($1, 'g')", [t]);
+// PostgreSQL 10 has no primary key on a partitioned table: one per partition, and key_columns for add_table.
+const PG10 = SOURCE_MAJOR < 11;
+
+async function subscribe(s: Scene, tables: string[], copyData: boolean, targetConninfo = s.env.targetUrl, keyColumns: string[] | null = null) {
+  for (const t of tables) await s.env.source.query("select dbsync.add_table($1, 'g', key_columns => $2)", [t, keyColumns]);
   await s.env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => $2)", [targetConninfo, copyData]);
 }
 
@@ -170,7 +173,7 @@ test("1a capture: a hostile cast (enum -> text) on a column added by a plain ALT
   });
 });
 
-const KEY_CASES: Array<{ name: string; ddl: string; table: string; keys: [string, string, string, string]; keyType?: string; more?: string[] }> = [
+const KEY_CASES: Array<{ name: string; ddl: string; table: string; keys: [string, string, string, string]; keyType?: string; more?: string[]; keyColumns?: string[] | null }> = [
   {
     name: "an enum primary key",
     ddl: "create table app.tk (k app.e primary key, v text)",
@@ -186,9 +189,10 @@ const KEY_CASES: Array<{ name: string; ddl: string; table: string; keys: [string
   },
   {
     name: "an enum key of a partitioned table (row triggers, partition TRUNCATE)",
-    ddl: `create table app.tk (k app.e, v text, primary key (k)) partition by list (k);
-          create table app.tk_x partition of app.tk for values in ('x');
-          create table app.tk_yz partition of app.tk for values in ('y', 'z')`,
+    ddl: `create table app.tk (k app.e not null, v text${PG10 ? "" : ", primary key (k)"}) partition by list (k);
+          create table app.tk_x partition of app.tk${PG10 ? " (primary key (k))" : ""} for values in ('x');
+          create table app.tk_yz partition of app.tk${PG10 ? " (primary key (k))" : ""} for values in ('y', 'z')`,
+    keyColumns: PG10 ? ["k"] : null,
     table: "app.tk",
     keys: ["x", "y", "z", "y"],
     more: ["insert into app.tk values ('y', 'again')", "truncate app.tk_yz", "truncate app.tk"],
@@ -202,7 +206,7 @@ for (const kc of KEY_CASES) {
       await reach(s, "source", CAST_TO_TEXT);
       await s.srcApp.query(kc.ddl);
       await s.tgtApp.query(kc.ddl);
-      await subscribe(s, [kc.table], false);
+      await subscribe(s, [kc.table], false, s.env.targetUrl, kc.keyColumns ?? null);
       // A write that fails is a bug too, but the escalation is reported first.
       let writeError: unknown;
       try {
@@ -532,10 +536,12 @@ test("7 every SECURITY DEFINER function in schema dbsync has a pinned search_pat
                           create type e as enum ('a');
                           create domain de as e;
                           create table t (id int primary key, v text);
-                          create table p (id int, k int, primary key (id, k)) partition by list (k);
-                          create table p1 partition of p for values in (1);
+                          create table p (id int not null, k int not null${PG10 ? "" : ", primary key (id, k)"}) partition by list (k);
+                          create table p1 partition of p${PG10 ? " (primary key (id, k))" : ""} for values in (1);
                           create table ts (at timestamptz, d dk, x de, primary key (at, d, x))`);
-  await env.source.query("select dbsync.add_table('t', 'g'), dbsync.add_table('p', 'g'), dbsync.add_table('ts', 'g')");
+  await env.source.query("select dbsync.add_table('t', 'g'), dbsync.add_table('p', 'g', key_columns => $1), dbsync.add_table('ts', 'g')", [
+    PG10 ? ["id", "k"] : null,
+  ]);
   const fns = await rows<{ fn: string; owner: string; proconfig: string[] | null; body: string }>(
     env.source,
     `select p.oid::regprocedure::text as fn, pg_get_userbyid(p.proowner) as owner, p.proconfig, p.prosrc as body

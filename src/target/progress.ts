@@ -132,6 +132,21 @@ export async function markUnloggedIntact(target: Client, subUuid: string): Promi
 }
 
 /**
+ * The function a superuser creates on a target before PostgreSQL 15 (README,
+ * Security). PL/pgSQL: PostgreSQL 10 refuses a void SQL function ending in a SELECT.
+ */
+export const REPLICA_MODE_FUNCTION =
+  "create function dbsync.enter_replica_mode() returns void language plpgsql security definer set search_path = pg_catalog " +
+  "as $$ begin perform set_config('session_replication_role', 'replica', false); end $$";
+
+/**
+ * How each session entered replica mode, learned on its first call (outside any
+ * transaction): a refused SET inside one, as when execute_ddl's DDL has run in a
+ * batch (apply.ts restoreSession), would abort the batch.
+ */
+const replicaWays = new WeakMap<Client, "set" | "function">();
+
+/**
  * Puts the apply connection in replica mode for its whole life, so that the
  * target's own triggers and foreign keys do not fire for replicated rows. A role
  * that is not a superuser needs `grant set on parameter session_replication_role`
@@ -140,11 +155,14 @@ export async function markUnloggedIntact(target: Client, subUuid: string): Promi
  * and grants it to the apply role.
  */
 export async function enterReplicaMode(target: Client): Promise<void> {
-  try {
-    await target.query("set session_replication_role = replica");
-    return;
-  } catch (err) {
-    if (sqlstateOf(err) !== "42501") throw err;
+  if (replicaWays.get(target) !== "function") {
+    try {
+      await target.query("set session_replication_role = replica");
+      replicaWays.set(target, "set");
+      return;
+    } catch (err) {
+      if (sqlstateOf(err) !== "42501" || replicaWays.has(target)) throw err;
+    }
   }
   // From the catalog: to_regprocedure itself needs USAGE on the schema. Only a
   // superuser's function can set the parameter before 15; one of another owner is
@@ -159,8 +177,7 @@ export async function enterReplicaMode(target: Client): Promise<void> {
       sqlstate: "42501",
       hint:
         "On PostgreSQL 15 and later: grant set on parameter session_replication_role to the role. " +
-        "Before 15, as a superuser on the target: create function dbsync.enter_replica_mode() returns void " +
-        "language sql security definer set search_path = pg_catalog as $$ select set_config('session_replication_role', 'replica', false) $$; " +
+        `Before 15, as a superuser on the target: ${REPLICA_MODE_FUNCTION}; ` +
         "then grant usage on schema dbsync and execute on it to the role.",
     });
   if (!rows[0].ok) throw refused();
@@ -179,6 +196,7 @@ export async function enterReplicaMode(target: Client): Promise<void> {
       hint: "Create it again as a superuser, as the README's Security section shows (it must set session_replication_role to replica).",
     });
   }
+  replicaWays.set(target, "function");
 }
 
 /** The target's record that tables ([table_id, rows]) were copied at `tick` (verify reads it), in one statement. */

@@ -85,12 +85,24 @@ export async function columnsOf(client: Client, relExpr: string, rel: unknown): 
 }
 
 /**
+ * Locks `table` in ACCESS SHARE mode until the end of the transaction, as reading it
+ * does, with its partitions (and inheritance children). A query rather than LOCK
+ * TABLE: before PostgreSQL 13 LOCK TABLE of a parent needs a right on each child,
+ * which a role granted SELECT on the parent alone (the sidecar's: grant_sidecar)
+ * lacks; a query plans every child, prunes none here, and locks each, checking the
+ * parent's rights only.
+ */
+export async function lockForRead(client: Client, table: string): Promise<void> {
+  await client.query(`select from ${table} limit 0`);
+}
+
+/**
  * The target table at T (the caller's snapshot): every column the source has must
  * be there. Locks it, as reading it would, until the end of the transaction.
  */
 export async function targetLayout(target: Client, src: SourceTable): Promise<Layout> {
   const table = src.targetName;
-  await withTable(table, () => target.query(`lock table ${table} in access share mode`));
+  await withTable(table, () => lockForRead(target, table));
   // After the lock: no column can go before columnsOf reads them.
   const unready = (await unreadyTargetTables(target, [{ target: table, columns: src.columns }])).get(table);
   if (unready) throw unready;

@@ -36,7 +36,7 @@ import { Client, Pool } from "pg";
 import { DbsyncError } from "../errors";
 import { VerifyJob as Job, beginVerification, loadSubscription, verifySnapshot } from "../source/protocol";
 import { readAtSnapshot } from "../source/snapshot";
-import { SourceTable, columnsOf } from "./layout";
+import { SourceTable, columnsOf, lockForRead } from "./layout";
 
 /** The sidecar is stopping: the verification is given back, queued. */
 export class Stopped extends Error {}
@@ -96,7 +96,7 @@ export async function sourceTable(reader: Client, tableId: number, relid: number
   if (keyCols.some((k) => k === undefined)) {
     throw new DbsyncError(`the key of ${table} is not among its stored columns at the verification's tick`, { table });
   }
-  await reader.query(`lock table ${r.name} in access share mode`);
+  await lockForRead(reader, r.name);
   await checkNotRewritten(reader, "$1::pg_catalog.oid", r.relid, "the source");
   const cols = await columnsOf(reader, "$1::pg_catalog.oid", r.relid);
   return { name: r.name, targetName: r.target_name, relid: r.relid, columns, keyCols, cols };

@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { TestContext } from "node:test";
 import { migrate } from "../../src/migrate";
-import { Env, freshEnv, until } from "../helpers";
+import { Env, freshEnv, SOURCE_MAJOR, until } from "../helpers";
 
 /** `dbsync migrate` of the version at `commit`, run from its own tree. */
 export function migrateAs(commit: string, url: string): void {
@@ -23,13 +23,22 @@ export function migrateAs(commit: string, url: string): void {
   }
 }
 
+// The commit from which migrate installs on PostgreSQL 10 (before it, pg_index.indnkeyatts fails there).
+const FIRST_ON_PG10 = "0d9fa8c4a588437fd7b223d2f84a722f80cb0b20";
+
 /**
  * Fresh databases whose source the dbsync at `commit` (`what`, for the skip
- * message) migrated; undefined, the test skipped, where the git history lacks it.
+ * message) migrated; undefined, the test skipped, where the git history lacks it
+ * or that dbsync did not install on the source's major.
  */
 export async function freshEnvAs(t: TestContext, commit: string, what: string, label: string): Promise<Env | undefined> {
-  if (spawnSync("git", ["-C", path.join(__dirname, "..", ".."), "cat-file", "-e", `${commit}^{commit}`]).status !== 0) {
+  const git = (...args: string[]) => spawnSync("git", ["-C", path.join(__dirname, "..", ".."), ...args]).status === 0;
+  if (!git("cat-file", "-e", `${commit}^{commit}`)) {
     t.skip(`the git history with ${what} is not here`);
+    return undefined;
+  }
+  if (SOURCE_MAJOR < 11 && !git("merge-base", "--is-ancestor", FIRST_ON_PG10, commit)) {
+    t.skip(`${what} did not install on PostgreSQL 10 (it predates ${FIRST_ON_PG10.slice(0, 7)}): no database to upgrade`);
     return undefined;
   }
   const env = await freshEnv(label, { migrate: false });

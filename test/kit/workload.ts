@@ -20,7 +20,7 @@ export const SOURCE_DDL = (ins: string, kv: string) => `
  * replica), so a batch applied twice shows even though delete-then-insert would hide
  * it in the table itself (a TRUNCATE, as an initial copy or a resync does, starts the
  * count again). `sleepSeconds` slows each applied statement (a fault then
- * lands inside a batch).
+ * lands inside a batch). EXECUTE PROCEDURE: PostgreSQL 10 knows no EXECUTE FUNCTION.
  */
 export const TARGET_AUDIT = (ins: string, sleepSeconds = 0) => `
   create table ${ins}_audit (id bigint not null);
@@ -31,7 +31,7 @@ export const TARGET_AUDIT = (ins: string, sleepSeconds = 0) => `
     return null;
   end $$;
   create trigger audit after insert on ${ins} referencing new table as new_rows
-    for each statement execute function ${ins}_audit_fn();
+    for each statement execute procedure ${ins}_audit_fn();
   alter table ${ins} enable always trigger audit;
   -- A (re)copy empties the table first: the count starts again with it.
   create function ${ins}_audit_reset() returns trigger language plpgsql as $$
@@ -39,7 +39,7 @@ export const TARGET_AUDIT = (ins: string, sleepSeconds = 0) => `
     truncate ${ins}_audit;
     return null;
   end $$;
-  create trigger audit_reset after truncate on ${ins} for each statement execute function ${ins}_audit_reset();
+  create trigger audit_reset after truncate on ${ins} for each statement execute procedure ${ins}_audit_reset();
   alter table ${ins} enable always trigger audit_reset;`;
 
 export function isConnectionError(err: unknown): boolean {

@@ -111,7 +111,7 @@ const KEYS = 120; // id space of the single-key tables: small, so keys are reuse
 const TENANTS = 4;
 const TC_IDS = 40;
 
-/** Run identically on the source and on both targets (application triggers included). */
+/** Run identically on the source and on both targets (application triggers included: EXECUTE PROCEDURE, which PostgreSQL 10 knows too). */
 const SCHEMA = `
   create table ti (id int not null primary key, v text, n int);
   create table tc (tenant int not null, id int not null, v text, n int, primary key (tenant, id));
@@ -138,13 +138,13 @@ const SCHEMA = `
       using new.id;
     return null;
   end $$;
-  create trigger tp_after_ins after insert on tp for each row execute function tp_after_ins();
+  create trigger tp_after_ins after insert on tp for each row execute procedure tp_after_ins();
   create function tp_before_upd() returns trigger language plpgsql as $$
   begin
     new.upd_count := old.upd_count + 1;
     return new;
   end $$;
-  create trigger tp_before_upd before update on tp for each row execute function tp_before_upd();
+  create trigger tp_before_upd before update on tp for each row execute procedure tp_before_upd();
 
   -- tord: a row trigger that maintains per-tenant totals in another replicated table.
   create function tord_totals() returns trigger language plpgsql as $$
@@ -162,7 +162,7 @@ const SCHEMA = `
     end if;
     return null;
   end $$;
-  create trigger tord_totals after insert or update or delete on tord for each row execute function tord_totals();`;
+  create trigger tord_totals after insert or update or delete on tord for each row execute procedure tord_totals();`;
 
 // ---------------------------------------------------------------- helpers
 
