@@ -193,6 +193,12 @@ export class Applier {
         const { batch, phases } = opened;
         let { plan } = opened;
         if (!batch) return "caught_up";
+        // begin_batch finds the subscription by name: one dropped and added again
+        // under it is another subscription (its own lock, position and target row).
+        if (batch.subId !== sub.sub_id) {
+          if (plan) await reader.query("rollback");
+          return "gone";
+        }
         if (opened.stale !== undefined) {
           if (retries++ < PLAN_RETRIES) continue;
           throw opened.stale;
