@@ -9,15 +9,12 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Env, Sidecar, freshEnv, sleep, startSidecar, until, value } from "./helpers";
 import { assertTablesEqual, setup, strictlyConverged } from "./kit/convergence";
+import { TWO_STREAMS_DDL, TWO_STREAMS_TABLES } from "./kit/two-streams";
 
 /** Batches of a few dozen events read by two readers; small pieces. */
 const SPLIT_ENV = { DBSYNC_SPLIT_EVENTS: "20", DBSYNC_STREAM_PIECE_LINES: "50", DBSYNC_LOG_LEVEL: "debug", DBSYNC_LOG_FORMAT: "json" };
-/** a and b alike (one stream), c and d each their own columns. */
-const DDL = `create table a (id int primary key, v text);
-             create table b (id int primary key, v text);
-             create table c (id int primary key, n int, w text);
-             create table d (k text primary key, x int, y int, z text)`;
-const TABLES = ["a", "b", "c", "d"];
+const DDL = TWO_STREAMS_DDL;
+const TABLES = TWO_STREAMS_TABLES;
 
 /** Writers on the four tables until `stop()`: inserts, updates of earlier rows, deletes. */
 function writers(env: Env, count = 2): { stop: () => Promise<number> } {

@@ -17,14 +17,11 @@ import { Piece } from "../src/target/stream";
 import { Env, freshEnv, startSidecar, until, value } from "./helpers";
 import { phasesOf } from "./kit/apply-log";
 import { setup, status, strictlyConverged, synced } from "./kit/convergence";
+import { TWO_STREAMS_DDL, TWO_STREAMS_TABLES } from "./kit/two-streams";
 
 const SPLIT_ENV = { DBSYNC_SPLIT_EVENTS: "100", DBSYNC_STREAM_PIECE_LINES: "200", DBSYNC_LOG_LEVEL: "debug", DBSYNC_LOG_FORMAT: "json" };
-/** a and b alike (one stage on the target: one stream), c and d each their own columns. */
-const DDL = `create table a (id int primary key, v text);
-             create table b (id int primary key, v text);
-             create table c (id int primary key, n int, w text);
-             create table d (k text primary key, x int, y int, z text)`;
-const TABLES = ["a", "b", "c", "d"];
+const DDL = TWO_STREAMS_DDL;
+const TABLES = TWO_STREAMS_TABLES;
 
 async function backlog(env: Env, rows: number) {
   await env.source.query(`insert into a select g, 'a' || g from generate_series(1, ${rows}) g;
