@@ -17,10 +17,13 @@ const ARGS = ["--copy-chunk-rows", String(CHUNK)];
 const ROWS = 20_000;
 /**
  * The kill test's table: its chunks must outlast a sidecar's start and a random
- * wait, or four lives would copy it all before the last kill.
+ * wait, or four lives would copy it all before the last kill. A loaded machine
+ * polls slowly while the sidecar goes on, so the kills also stop while
+ * KILL_CHUNKS_KEPT chunks are left for the lost report's part.
  */
 const KILL_CHUNK = 5000;
-const KILL_ROWS = 50_000;
+const KILL_ROWS = 80_000;
+const KILL_CHUNKS_KEPT = 6;
 
 function bigDdl(t: string) {
   return `create table ${t} (id bigint primary key, grp int not null, u text not null unique, payload text, amount numeric);`;
@@ -161,11 +164,13 @@ async function copied(env: Env, table: string, sub = "s", timeoutMs = 240_000) {
     .catch(withStatus(env));
 }
 
+/** Until `atLeast` chunks of `table` are copied and its copy goes on; a copy that ended first fails at once. */
 async function waitChunks(env: Env, table: string, atLeast: number, sub = "s", timeoutMs = 120_000) {
   await until(`${sub}: ${atLeast} chunks of ${table} copied`, async () => {
     const r = await chunkRow(env, table, sub);
+    if (r.state === "streaming") throw new Error(`${table} was copied whole before ${atLeast} chunks were seen while copying`);
     return r.state === "copying" && r.chunks_copied >= atLeast;
-  }, timeoutMs);
+  }, timeoutMs).catch(withStatus(env));
 }
 
 test("a big table is copied in key-range chunks under writes across the boundaries, while another table streams", async () => {
@@ -234,7 +239,8 @@ test("a sidecar SIGKILLed between and inside chunks, and after a chunk's commit 
   try {
     let seen = 0;
     let started: number | undefined;
-    for (let i = 0; i < 4; i++) {
+    let kills = 0;
+    for (let i = 0; i < 4 && seen < KILL_ROWS / KILL_CHUNK - KILL_CHUNKS_KEPT; i++, kills++) {
       const s = startSidecar(env.sourceUrl, args);
       await waitChunks(env, "big", seen + 1);
       await sleep(rng.below(300));
@@ -246,6 +252,7 @@ test("a sidecar SIGKILLed between and inside chunks, and after a chunk's commit 
       assert.equal(r.copy_started_at!.getTime(), started, "the copy did not start again");
       seen = r.chunks_copied;
     }
+    assert.ok(kills >= 2, `only ${kills} kill(s) before ${seen} chunks were copied`);
 
     // The report of a committed chunk lost: once the sidecar runs batches, the
     // source's record of the position is held (a row lock on the subscription), so
