@@ -166,3 +166,30 @@ test("clusters start from a copy of one initdb'd data folder, and not from one s
     await stopAll();
   }
 });
+
+test("a server restarted on a port another server took meanwhile fails to start, not taken for the other; a first start moves on", async () => {
+  const dataDirOf = async (url: string) => {
+    const client = new Client({ connectionString: url });
+    await client.connect();
+    try {
+      return (await client.query("show data_directory")).rows[0].data_directory as string;
+    } finally {
+      await client.end();
+    }
+  };
+  try {
+    const first = await startCluster();
+    const port = first.port;
+    await first.stop();
+    // Another run's server on the freed port (what freePort() can hand another process).
+    const other = await startCluster({ port });
+    assert.equal(other.port, port);
+    await assert.rejects(first.start(), /restart: port \d+ was taken by another server/, "the restarted server reported ready on the other's port");
+    const third = await startCluster({ port });
+    assert.notEqual(third.port, port);
+    assert.equal(fs.realpathSync(await dataDirOf(third.url())), fs.realpathSync(third.dataDir));
+    assert.equal(fs.realpathSync(await dataDirOf(other.url())), fs.realpathSync(other.dataDir));
+  } finally {
+    await stopAll();
+  }
+});

@@ -361,6 +361,8 @@ export interface ClusterOptions {
   /** Extra `-c name=value` server settings. */
   settings?: Record<string, string | number>;
   log?: (line: string) => void;
+  /** The port to try first (another is taken if it is in use). */
+  port?: number;
 }
 
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
@@ -406,8 +408,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     ...opts.settings,
   };
   const postgres = path.join(bin, "postgres");
-  let port = 0;
+  let port = opts.port ?? 0;
   let proc: ChildProcess | undefined;
+  let started = false;
 
   const start = async () => {
     for (let attempt = 0; ; attempt++) {
@@ -432,14 +435,20 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       });
       live.add(child);
       child.once("exit", () => live.delete(child));
-      if (await waitReady(child, port)) {
+      if (await waitReady(child, port, dataDir)) {
         proc = child;
+        started = true;
         return;
       }
       const ended = { status: child.exitCode, signal: child.signalCode };
       await kill(child, "SIGQUIT");
+      const taken = /could not (bind|create listen)/.test(output);
+      if (taken && started) {
+        // Its clients' URLs name the port: on another one they would reach the stranger.
+        throw new Error(`PostgreSQL ${major} restart: port ${port} was taken by another server while this one was stopped`);
+      }
       // A port taken between our probe and the server's bind is the one race we retry.
-      if (spawnError || attempt >= 4 || !/could not (bind|create listen)/.test(output)) {
+      if (spawnError || attempt >= 4 || !taken) {
         const run = { error: spawnError, ...ended, output };
         throw failure(`PostgreSQL ${major} start`, postgres, run, user, [
           [postgres, 0o500],
@@ -570,20 +579,31 @@ export async function stopAll() {
   );
 }
 
-async function waitReady(child: ChildProcess, port: number): Promise<boolean> {
+async function waitReady(child: ChildProcess, port: number, dataDir: string): Promise<boolean> {
   for (let i = 0; i < 300; i++) {
     if (exited(child)) return false;
     const c = new Client({ host: "127.0.0.1", port, user: "postgres", database: "postgres" });
     try {
       await c.connect();
+      // Another server may hold the port (ours, not yet failed to bind it, would then
+      // be taken for ready and its user sent to a stranger, stopped by its owner).
+      const { rows } = await c.query<{ data_directory: string }>("show data_directory");
       await c.end();
-      return true;
+      if (sameFolder(rows[0].data_directory, dataDir)) return true;
     } catch {
       await c.end().catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 100));
     }
+    await new Promise((r) => setTimeout(r, 100));
   }
   return false;
+}
+
+function sameFolder(a: string, b: string): boolean {
+  try {
+    return fs.realpathSync(a) === fs.realpathSync(b);
+  } catch {
+    return false;
+  }
 }
 
 export function majorFromEnv(): number {
