@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { PoolClient } from "pg";
-import { Env, freshEnv, startSidecar } from "./helpers";
+import { Env, freshEnv, startSidecar, until, value } from "./helpers";
 import { assertTablesEqual, setup, status, synced } from "./kit/convergence";
 
 const DDL = `create table p (id int primary key, region int not null, v text) partition by range (id);
@@ -57,6 +57,28 @@ test("a sub-partition's leaf truncated after the batch's snapshot: serialization
     assert.equal(err?.code, "40001", `a leaf of a sub-partition truncated after the snapshot: ${err?.message ?? "no error: the plan read it as empty"}`);
   } finally {
     c.release();
+  }
+});
+
+test("a partitioned table locked before its partitions, as DETACH PARTITION locks them: no deadlock with the plan", async () => {
+  const env = await waitingForCopy("plan_parts_lock");
+  const c = await env.source.connect();
+  const ddl = await env.source.connect();
+  try {
+    // DETACH PARTITION's order, in two steps so that the plan can come between:
+    // the parent, then the partition.
+    const pid = (await c.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0].pid;
+    await ddl.query("begin");
+    await ddl.query("lock table only p in access exclusive mode");
+    const plan = planOf(c).then(() => "planned", (e: { code?: string; message?: string }) => `${e.code}: ${e.message}`);
+    await until("the plan waits for a lock", async () =>
+      (await value<number>(env.source, "select count(*)::int from pg_locks where pid = $1 and not granted", [pid])) > 0);
+    const leaf = await ddl.query("lock table p_lo_a in access exclusive mode").then(() => "locked", (e: { code?: string; message?: string }) => `${e.code}: ${e.message}`);
+    await ddl.query("rollback");
+    assert.deepEqual([leaf, await plan], ["locked", "planned"], "the plan locked a partition before its parent");
+  } finally {
+    c.release();
+    ddl.release();
   }
 });
 

@@ -131,6 +131,7 @@ declare
     -- (a statement each cost as much as the rest of a table's plan).
     v_locks text[] := '{}';
     v_all_rels oid[] := '{}';
+    v_parents text[];
     v_col_checks jsonb[] := '{}';
     v_kshapes int[];
     v_shape_events jsonb;
@@ -163,6 +164,23 @@ begin
         from dbsync._events_between(v_group, v_from_snap, v_to_snap) e
         group by e.shape_id
     ) g;
+
+    -- The batch's partitioned tables are locked before the loop opens their
+    -- partitions (pg_partition_tree and pg_relation_size take ACCESS SHARE on each):
+    -- a partition locked before its parent deadlocks with DETACH PARTITION, DROP of
+    -- a partition and the like, which lock the parent first (seen: 40P01 in an
+    -- application's DETACH PARTITION).
+    select array_agg(t.relid::regclass::text order by t.table_id) into v_parents
+    from dbsync.subscription_tables st
+    join dbsync.tables t using (table_id)
+    where st.sub_id = p_sub_id and t.removed_at is null and t.partitioned
+      and has_table_privilege(t.relid, 'select') is not null
+      and (st.state <> 'streaming'
+           or exists (select from jsonb_each(v_shape_events) e join dbsync.shapes s on s.shape_id = e.key::int
+                      where s.table_id = t.table_id));
+    if v_parents is not null then
+        execute format('lock table %s in access share mode', array_to_string(v_parents, ', '));
+    end if;
 
     for r in
         with ev as (
