@@ -635,11 +635,22 @@ async function latencyAt(ctx: Ctx, rate: number): Promise<LatencyResult> {
     try {
       await installDbsync(pair.sourceUrl);
       await subscribe(pair.sourceUrl, pair.targetUrl, "g_s1", tpcbTableNames("s1"), "sub_s1");
+      // pg_stat_statements for the sidecar's sessions, printed per batch (bench/README.md, c.).
+      const prof = process.env.BENCH_LATENCY_STATEMENTS ? await startProfile(pair, true) : undefined;
       sidecar = new SidecarProcess(pair.sourceUrl);
       await sidecar.ready();
       let measured: { side: LatencySide; rows: LatencyRow[] };
       try {
         measured = await measureLatency(ctx, pair, "dbsync", rate, sidecar);
+        if (prof) {
+          const p = await prof.finish();
+          const n = measured.side.cpuPerBatch?.batches ?? 1;
+          for (const [side, gs] of [["source", p.sourceStatements], ["target", p.targetStatements]] as const) {
+            for (const g of gs ?? []) {
+              ctx.note(`latency statements, ${side}: ${(g.ms / n).toFixed(3)} ms and ${(g.calls / n).toFixed(2)} calls a batch: ${g.what}\n    ${g.examples.join("\n    ")}`);
+            }
+          }
+        }
       } catch (err) {
         const status = await statusRows(pair.sourceUrl);
         throw new Error(`${(err as Error).message}\ndbsync.status: ${JSON.stringify(status)}\nsidecar log:\n${sidecar.output(20)}`);
