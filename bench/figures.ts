@@ -7,7 +7,7 @@ import { BatchStats, installDbsync, SidecarProcess, setPaused, StartupTimeline, 
 import { ApplyProfile, startProfile } from "./batch-profile";
 import { CaptureProfile, installReference, PROFILE_SETS, profileCapture } from "./capture-profile";
 import { Breakdown, breakdown, LatencyRow } from "./latency-breakdown";
-import { cpuBusy, cpuSample, LatencyProbe, median, percentile, processCpuSeconds, queueBytes } from "./measure";
+import { backendCpuDelta, backendCpuSeconds, cpuBusy, cpuSample, LatencyProbe, median, percentile, processCpuSeconds, queueBytes } from "./measure";
 import { createNative, dropNative, NativeSub, setEnabled, waitMarkers, waitStopped, waitStreaming } from "./native";
 import {
   bulkDdl, bulkInsertSql, bulkUpdateSql, INSERT_ONLY_ROW_CHANGES, insertOnlyTransaction, manyTransactionsSql, runTpcb,
@@ -538,6 +538,21 @@ export interface LatencySide {
   batches?: BatchStats;
   /** dbsync only: where the rows' commit-to-visible time went (latency-breakdown.ts). */
   breakdown?: Breakdown;
+  /** dbsync only: CPU per batch over the load and its catch-up (see measureLatency). */
+  cpuPerBatch?: BatchCpu;
+}
+
+/**
+ * CPU milliseconds per batch applied while the paced load ran and until its last
+ * row was seen: the sidecar's node process, and the backends of its connections on
+ * each server (application_name dbsync...; the load's and the probe's left out).
+ * On a shared machine the latency stretches with the load, CPU time much less.
+ */
+export interface BatchCpu {
+  batches: number;
+  sidecarMs: number;
+  sourceMs: number;
+  targetMs: number;
 }
 
 export interface LatencyResult {
@@ -555,7 +570,13 @@ export function pacedClients(rate: number): number {
  * Paced tpcb-like load at `rate` tx/s; every history row's commit-to-visible time
  * (see LatencyProbe), and each measured row's commit and visible times (epoch ms).
  */
-async function measureLatency(ctx: Ctx, pair: DbPair, label: string, rate: number): Promise<{ side: LatencySide; rows: LatencyRow[] }> {
+async function measureLatency(
+  ctx: Ctx,
+  pair: DbPair,
+  label: string,
+  rate: number,
+  sidecar?: SidecarProcess,
+): Promise<{ side: LatencySide; rows: LatencyRow[] }> {
   const { latencySeconds, latencyWarmupSeconds } = ctx.sizes;
   const target = await connect(pair.targetUrl, "bench probe");
   const source = await connect(pair.sourceUrl, "bench");
@@ -565,6 +586,11 @@ async function measureLatency(ctx: Ctx, pair: DbPair, label: string, rate: numbe
     const { rows } = await source.query("select (clock_timestamp() + make_interval(secs => $1))::text as ws", [latencyWarmupSeconds]);
     const windowStart: string = rows[0].ws;
     ctx.step(`${label}: ${rate} tx/s for ${latencyWarmupSeconds} + ${latencySeconds} s`);
+    const cpu = async () => ({
+      batches: sidecar!.batches.length, sidecar: processCpuSeconds(sidecar!.nodePid) ?? NaN,
+      source: await backendCpuSeconds(source, "dbsync"), target: await backendCpuSeconds(target, "dbsync"),
+    });
+    const cpu0 = sidecar && (await cpu());
     const res = await runTpcb({
       url: pair.sourceUrl, schemas: ["s1"], scale: ctx.sizes.scale, clients: pacedClients(rate), ratePerSecond: rate,
       durationMs: (latencyWarmupSeconds + latencySeconds) * 1000,
@@ -576,10 +602,16 @@ async function measureLatency(ctx: Ctx, pair: DbPair, label: string, rate: numbe
     ctx.step(`${label}: waiting for the last rows`);
     const { latencies, missing, byHid } = await probe.finish(committed.map((r) => r.h), ctx.sizes.timeoutSeconds * 1000);
     if (missing) throw new Error(`latency ${label}: ${missing} of ${committed.length} rows never became visible on the target`);
+    const cpu1 = cpu0 && (await cpu());
+    const n = cpu0 && cpu1 && cpu1.batches - cpu0.batches;
     return {
       side: {
         p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), maxMs: latencies.at(-1) ?? null,
         samples: latencies.length, missing, achievedTps: committed.length / latencySeconds, probePolls: probe.polls,
+        cpuPerBatch: cpu0 && cpu1 && n ? {
+          batches: n, sidecarMs: ((cpu1.sidecar - cpu0.sidecar) * 1000) / n,
+          sourceMs: (backendCpuDelta(cpu0.source, cpu1.source) * 1000) / n, targetMs: (backendCpuDelta(cpu0.target, cpu1.target) * 1000) / n,
+        } : undefined,
       },
       rows: committed.map((r) => ({ commitMs: r.ms, visibleMs: r.ms + byHid.get(r.h)! })),
     };
@@ -603,11 +635,22 @@ async function latencyAt(ctx: Ctx, rate: number): Promise<LatencyResult> {
     try {
       await installDbsync(pair.sourceUrl);
       await subscribe(pair.sourceUrl, pair.targetUrl, "g_s1", tpcbTableNames("s1"), "sub_s1");
+      // pg_stat_statements for the sidecar's sessions, printed per batch (bench/README.md, c.).
+      const prof = process.env.BENCH_LATENCY_STATEMENTS ? await startProfile(pair, true) : undefined;
       sidecar = new SidecarProcess(pair.sourceUrl);
       await sidecar.ready();
       let measured: { side: LatencySide; rows: LatencyRow[] };
       try {
-        measured = await measureLatency(ctx, pair, "dbsync", rate);
+        measured = await measureLatency(ctx, pair, "dbsync", rate, sidecar);
+        if (prof) {
+          const p = await prof.finish();
+          const n = measured.side.cpuPerBatch?.batches ?? 1;
+          for (const [side, gs] of [["source", p.sourceStatements], ["target", p.targetStatements]] as const) {
+            for (const g of gs ?? []) {
+              ctx.note(`latency statements, ${side}: ${(g.ms / n).toFixed(3)} ms and ${(g.calls / n).toFixed(2)} calls a batch: ${g.what}\n    ${g.examples.join("\n    ")}`);
+            }
+          }
+        }
       } catch (err) {
         const status = await statusRows(pair.sourceUrl);
         throw new Error(`${(err as Error).message}\ndbsync.status: ${JSON.stringify(status)}\nsidecar log:\n${sidecar.output(20)}`);

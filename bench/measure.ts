@@ -138,6 +138,32 @@ export function serverCpuSeconds(dataDir: string): number | null {
   return ticks / 100;
 }
 
+/**
+ * CPU time (user + system, seconds) of each live backend of the database `client`
+ * is connected to whose application_name starts with `prefix`, by pid: a server's
+ * share of the work of one program (the sidecar's connections) while other
+ * sessions (the paced load, the probe) use the same server.
+ */
+export async function backendCpuSeconds(client: Client, prefix: string): Promise<Map<number, number>> {
+  const { rows } = await client.query<{ pid: number }>(
+    "select pid from pg_stat_activity where datname = current_database() and application_name like $1 || '%'",
+    [prefix],
+  );
+  const out = new Map<number, number>();
+  for (const { pid } of rows) {
+    const s = processCpuSeconds(pid);
+    if (s !== null) out.set(pid, s);
+  }
+  return out;
+}
+
+/** CPU seconds used between two backendCpuSeconds samples (a backend new since the first: all of its time). */
+export function backendCpuDelta(before: Map<number, number>, after: Map<number, number>): number {
+  let sum = 0;
+  for (const [pid, s] of after) sum += s - (before.get(pid) ?? 0);
+  return sum;
+}
+
 // ---- queue size ----------------------------------------------------------------
 
 /** On-disk bytes of every leaf partition of dbsync.events (heap, TOAST, indexes). */

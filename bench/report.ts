@@ -279,6 +279,11 @@ export function whereTimeGoes(results: RunResult[], durabilities: Durability[]):
       out.push(`[${d}] latency at ${rate} tx/s (the run of the median p50, ${f(l.dbsync.p50Ms, 1)} ms; ${b.rows} rows): mean per piece of a change's path, ms`);
       out.push(`  all rows: ${breakdownText(b.mean)}`, `  slowest 1%: ${breakdownText(b.slowest)}`);
       if (l.dbsync.batches) out.push(`  ${l.dbsync.batches.batches} batches, median ${f((l.dbsync.batches.medianBatchSeconds ?? 0) * 1000, 1)} ms / ${l.dbsync.batches.medianBatchEvents} events; per phase: ${phasesLine(l.dbsync.batches.phases)}`);
+      const cpus = runs.map((r) => r.dbsync.cpuPerBatch).filter((c) => !!c);
+      if (cpus.length) {
+        const med = (k: "sidecarMs" | "sourceMs" | "targetMs") => `${f(median(cpus.map((c) => c[k])), 2)} (${cpus.map((c) => f(c[k], 2)).join(" / ")})`;
+        out.push(`  CPU ms per batch, medians of ${cpus.length} runs (runs): sidecar ${med("sidecarMs")}, source backends ${med("sourceMs")}, target backends ${med("targetMs")}; batches ${cpus.map((c) => c.batches).join(" / ")}`);
+      }
     }
     const su = results.filter((r) => r.durability === d && r.startup).sort((a, b) => a.startup!.dbsync.seconds - b.startup!.dbsync.seconds);
     if (su.length) {

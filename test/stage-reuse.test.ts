@@ -23,7 +23,8 @@ async function begin(c: PoolClient, stages: StageTables, tables: string[]): Prom
   const now = await stages.describe(c, tables);
   const out: Stage[] = [];
   for (const t of tables) out.push(await stages.ensure(c, t, ["id", "v"], now.get(t)));
-  await stages.emptyReused(c);
+  // As the first piece of each table does (merge.ts), before it writes the stage.
+  for (const s of out) await stages.take(c, s);
   return out;
 }
 

@@ -84,16 +84,21 @@ export async function applyBatch(
   /** The target's side up to the refreshed tables' rows: their stages by table_id. */
   const prepare = async (): Promise<Map<number, StagedTable>> => {
     const refreshed = plan.tables.filter((t) => t.action === "refresh").map((t) => t.target);
-    // Without DDL in the batch, the tables are locked in the transaction's first
-    // round trip; when that fails (a table missing on the target), as below.
-    const locked = !plan.ddl.length && refreshed.length > 0 && (await beginApply(target, subUuid, batch.from, lockTables(refreshed)).then(
-      () => true,
+    const names = plan.tables.map((t) => t.target);
+    // Without DDL in the batch, the tables are locked and described (see below) in
+    // the transaction's first round trip; when that fails (a table missing on the
+    // target), as below.
+    const first = !plan.ddl.length && refreshed.length > 0 && (await beginApply(
+      target, subUuid, batch.from, `${lockTables(refreshed)};\n${await state.stages.describing(target, names)}`,
+    ).then(
+      (results) => results,
       async (err) => {
         if (err instanceof PositionMoved) throw err;
         await target.query("rollback");
-        return false;
+        return undefined;
       },
     ));
+    const locked = !!first;
     if (!locked) await beginApply(target, subUuid, batch.from);
     deferred = await phases.time("DDL", () => runDdl(target, plan.ddl, () => state.stages.dropAll(target)));
     if (plan.ddl.length) state.stages.forget();
@@ -106,7 +111,7 @@ export async function applyBatch(
     // refuses duplicates; without that index, rows of keys it has would be copied
     // in beside the old ones).
     if (!locked) await lockExisting(target, refreshed);
-    now = await state.stages.describe(target, plan.tables.map((t) => t.target));
+    now = first ? state.stages.described(first[1].rows) : await state.stages.describe(target, names);
     await emptyTables(target, plan.tables.filter((t) => (t.action === "copy" && !addsChunk(t)) || t.truncate), only);
     const staged = new Map<number, StagedTable>();
     for (const t of plan.tables.filter((t) => t.action === "refresh")) {
@@ -116,7 +121,6 @@ export async function applyBatch(
       const refusesDuplicates = !!key && !!desc?.uniqueKeys.some((u) => u.every((c) => key.includes(c)));
       staged.set(t.table_id, { t, stage, table: only(t), refusesDuplicates });
     }
-    await state.stages.emptyReused(target);
     return staged;
   };
   // The target's preparation (its transaction, the DDL, locks, stages) runs while

@@ -18,7 +18,7 @@
 // merged as in the second case: its remaining rows and keys are deleted and
 // inserted at its end, which gives the same result (each key ends as the source's
 // row), since the pieces merged before hold the source's rows of their keys.
-import { Client, QueryResult, escapeIdentifier as ident, escapeLiteral } from "pg";
+import { Client, escapeIdentifier as ident, escapeLiteral } from "pg";
 import { copyLines } from "../db/copy-from";
 import { DbsyncError, sqlstateOf } from "../errors";
 import { PlanTable } from "../source/batches";
@@ -131,24 +131,24 @@ export class StreamMerge implements PieceSink {
    * error is the answer). So does a COPY that wrote fewer rows than it read: a
    * target trigger skipped some (one that ignores keys the table has would
    * otherwise leave their old rows in place). A small piece (see inlinable) is
-   * an INSERT of literals instead, sent with the savepoint: two round trips where
-   * the COPY's way takes four.
+   * an INSERT of literals instead, sent with the savepoint and its release: one
+   * round trip where the COPY's way takes four. Its rows are counted there: fewer
+   * than the piece's fail the statement (a division by zero) before the release.
    */
   private async copyRows(t: PlanTable, p: Piece): Promise<boolean> {
     const lines = p.counts.get("U")!;
     try {
-      let written: number | null;
       if (inlinable(p)) {
-        // A small piece: an INSERT of literals, in the savepoint's round trip (see inlineRows).
-        const results = (await this.target.query(
+        await this.target.query(
           `savepoint dbsync_copy;
-           insert into ${t.target} (${columnList(t)}) overriding system value values ${literalRows(rowsOf(p))}`,
-        )) as unknown as QueryResult[];
-        written = results[1].rowCount;
-      } else {
-        await this.target.query("savepoint dbsync_copy");
-        written = await copyLines(this.target, `copy ${t.target} (${columnList(t)}) from stdin`, rowsOf(p));
+           with written as (insert into ${t.target} (${columnList(t)}) overriding system value values ${literalRows(rowsOf(p))} returning 1)
+           select 1 / (pg_catalog.count(*) = ${lines})::int from written;
+           release savepoint dbsync_copy`,
+        );
+        return true;
       }
+      await this.target.query("savepoint dbsync_copy");
+      const written = await copyLines(this.target, `copy ${t.target} (${columnList(t)}) from stdin`, rowsOf(p));
       if (written === lines) {
         await this.target.query("release savepoint dbsync_copy");
         return true;

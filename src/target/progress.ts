@@ -229,9 +229,9 @@ const PROBE_PAGE_COST = 1.1;
  * lock serializes appliers even if two processes both believe they own the
  * subscription; the check makes a stale one give up. One round trip: literals, not
  * parameters, allow several statements; `then`, more of them (literals too) for
- * the same round trip.
+ * the same round trip, whose results are returned.
  */
-export async function beginApply(target: Client, subUuid: string, from: number, then = ""): Promise<void> {
+export async function beginApply(target: Client, subUuid: string, from: number, then = ""): Promise<QueryResult[]> {
   const results = (await target.query(
     `begin;
      select set_config('random_page_cost', least(current_setting('random_page_cost')::float8, ${PROBE_PAGE_COST})::text, true);
@@ -241,6 +241,7 @@ export async function beginApply(target: Client, subUuid: string, from: number, 
   if (at !== from) {
     throw new PositionMoved(`target stands at tick ${at ?? "none"}, not ${from}`);
   }
+  return results.slice(3);
 }
 
 /** Runs `first` (statements with literals), moves the position to `tick` and commits the apply transaction, in one round trip. */

@@ -21,7 +21,7 @@
 // staged as the domain's base type: the stage holds keys with NULLs beside them,
 // which a NOT NULL or CHECK domain would refuse; the target table checks its
 // domains when the rows reach it.
-import { Client, escapeIdentifier as ident } from "pg";
+import { Client, escapeLiteral, escapeIdentifier as ident } from "pg";
 import { forServer } from "../compat";
 
 /** What a batch needs to know of a target table (TargetTables.describe). */
@@ -136,7 +136,10 @@ export class StageTables {
   private pending = new Map<string, Temp>();
   /** Each table's stage, by table, column list and signature. */
   private stages = new Map<string, TableStage>();
-  /** Temp tables of earlier transactions handed out in this one, which may hold their rows: emptyReused. */
+  /**
+   * Temp tables of earlier transactions handed out in this one, which may hold their
+   * rows: emptied by the statement that first takes them (taking), in its round trip.
+   */
   private reused = new Set<Temp>();
   /** Temp tables emptied in this transaction, with `written` before: a rollback brings their rows back. */
   private emptied = new Map<Temp, number>();
@@ -146,9 +149,16 @@ export class StageTables {
 
   /** The target tables as they are now, in one query; a table missing there is not in the map. */
   async describe(target: Client, tables: string[]): Promise<Map<string, TargetTable>> {
+    return this.described((await target.query(await this.describing(target, tables))).rows);
+  }
+
+  /**
+   * describe's statement (literals only: it may share a round trip with others), whose
+   * rows `described` reads.
+   */
+  async describing(target: Client, tables: string[]): Promise<string> {
     // forServer: pg_index.indnkeyatts is indnatts before PostgreSQL 11.
-    const { rows } = await target.query<{ name: string; partitioned: boolean; signature: string; unique_keys: string[][] }>(
-      await forServer(target, `select x.name, c.relkind = 'p' as partitioned,
+    return forServer(target, `select x.name, c.relkind = 'p' as partitioned,
               (select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(a.attname, a.atttypid, a.atttypmod, a.attcollation, a.attidentity)
                                            order by a.attnum)::pg_catalog.text
                  from pg_catalog.pg_attribute a
@@ -161,10 +171,11 @@ export class StageTables {
                         where i.indrelid = c.oid and i.indisunique and i.indimmediate and i.indisvalid
                           and i.indpred is null and i.indexprs is null
                         group by i.indexrelid) k) as unique_keys
-         from pg_catalog.unnest($1::pg_catalog.text[]) x(name)
-         join pg_catalog.pg_class c on c.oid = pg_catalog.to_regclass(x.name)`),
-      [tables],
-    );
+         from pg_catalog.jsonb_array_elements_text(${escapeLiteral(JSON.stringify(tables))}::pg_catalog.jsonb) x(name)
+         join pg_catalog.pg_class c on c.oid = pg_catalog.to_regclass(x.name)`);
+  }
+
+  described(rows: { name: string; partitioned: boolean; signature: string; unique_keys: string[][] }[]): Map<string, TargetTable> {
     return new Map(rows.map((r) => [r.name, { partitioned: r.partitioned, signature: r.signature, uniqueKeys: r.unique_keys }]));
   }
 
@@ -217,7 +228,8 @@ export class StageTables {
   /**
    * Before a piece of `stage`'s table goes into it: a temp table that holds the
    * rows of another table of the batch (whose turn is over: tables come one after
-   * another) is emptied first, so that no statement of this table reads them.
+   * another), or that an earlier transaction used (its rows may still be there), is
+   * emptied first, so that no statement of this table reads them.
    */
   async take(target: Client, stage: Stage) {
     const emptying = this.taking(stage);
@@ -232,7 +244,8 @@ export class StageTables {
    */
   taking(stage: Stage): string | undefined {
     const { temp, table } = stage as TableStage;
-    const emptying = temp.holder !== undefined && temp.holder !== table ? this.emptying(temp) : undefined;
+    const reused = this.reused.delete(temp);
+    const emptying = reused || (temp.holder !== undefined && temp.holder !== table) ? this.emptying(temp) : undefined;
     temp.holder = table;
     return emptying;
   }
@@ -241,18 +254,6 @@ export class StageTables {
   holds(stage: Stage): boolean {
     const { temp, table } = stage as TableStage;
     return temp.holder === table;
-  }
-
-  /**
-   * Empties the stages of earlier transactions that ensure() handed out since the
-   * last call, in one round trip: the rows of the batch that last used one are
-   * still there.
-   */
-  async emptyReused(target: Client) {
-    if (!this.reused.size) return;
-    const statements = [...this.reused].map((t) => this.emptying(t));
-    this.reused.clear();
-    await target.query(statements.join(";\n"));
   }
 
   /**
