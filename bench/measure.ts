@@ -138,6 +138,31 @@ export function serverCpuSeconds(dataDir: string): number | null {
   return ticks / 100;
 }
 
+/**
+ * A PostgreSQL server's CPU time so far, seconds, per live child of its postmaster
+ * (by pid), and what its exited children used ("exited", the postmaster's children
+ * counters) and the postmaster itself: to split a phase's server CPU by backend.
+ */
+export function serverCpuByPid(dataDir: string): Map<number | "exited" | "postmaster", number> | null {
+  let pm: number;
+  try {
+    pm = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  } catch {
+    return null;
+  }
+  const f = procStat(pm);
+  if (!f) return null;
+  const out = new Map<number | "exited" | "postmaster", number>([
+    ["postmaster", ticksOf(f, 11, 12) / 100],
+    ["exited", ticksOf(f, 13, 14) / 100],
+  ]);
+  for (const kid of childrenOf(pm)) {
+    const g = procStat(kid);
+    if (g) out.set(kid, ticksOf(g, 11, 12) / 100);
+  }
+  return out;
+}
+
 // ---- queue size ----------------------------------------------------------------
 
 /** On-disk bytes of every leaf partition of dbsync.events (heap, TOAST, indexes). */
