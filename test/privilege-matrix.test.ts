@@ -162,8 +162,6 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._grant_to_sidecars(regclass)": "admin",
   "dbsync._group_id(text,boolean)": "admin",
   "dbsync._has_new_writers(integer,pg_snapshot)": "admin",
-  "dbsync._writers_since(integer,pg_snapshot,xid8[],xid8)": "admin",
-  "dbsync._groups_with_new_writers(integer[],pg_snapshot[])": "admin",
   "dbsync._install_capture(integer)": "admin",
   "dbsync._key_columns(regclass,text[])": "admin",
   "dbsync._key_is_unique(regclass,text[])": "admin",

@@ -10,10 +10,6 @@
 --     partitioned_unique: a primary key or unique index on a partitioned table
 --       (11+; before, a key is unique when every leaf has a unique index on it
 --       and it includes the partition keys)
---     runtime_pruning: the executor prunes the partitions of an ordered scan
---       (MergeAppend) by a parameter known only as it runs, such as a join's
---       (12+; before, a plan over every group's queue partitions reads them all
---       for each group: dbsync._groups_with_new_writers looks at each group apart)
 --   Errors: an unknown feature.
 --   Parameters: p_feature.
 --   Returns: boolean.
@@ -25,7 +21,6 @@ declare
                        when 'partitioned_index' then 110000
                        when 'partitioned_row_trigger' then 110000
                        when 'partitioned_unique' then 110000
-                       when 'runtime_pruning' then 120000
                    end;
 begin
     if v_since is null then
