@@ -139,6 +139,31 @@ export function serverCpuSeconds(dataDir: string): number | null {
 }
 
 /**
+ * A PostgreSQL server's CPU time so far, seconds, per live child of its postmaster
+ * (by pid), and what its exited children used ("exited", the postmaster's children
+ * counters) and the postmaster itself: to split a phase's server CPU by backend.
+ */
+export function serverCpuByPid(dataDir: string): Map<number | "exited" | "postmaster", number> | null {
+  let pm: number;
+  try {
+    pm = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  } catch {
+    return null;
+  }
+  const f = procStat(pm);
+  if (!f) return null;
+  const out = new Map<number | "exited" | "postmaster", number>([
+    ["postmaster", ticksOf(f, 11, 12) / 100],
+    ["exited", ticksOf(f, 13, 14) / 100],
+  ]);
+  for (const kid of childrenOf(pm)) {
+    const g = procStat(kid);
+    if (g) out.set(kid, ticksOf(g, 11, 12) / 100);
+  }
+  return out;
+}
+
+/**
  * CPU time (user + system, seconds) of each live backend of the database `client`
  * is connected to whose application_name starts with `prefix`, by pid: a server's
  * share of the work of one program (the sidecar's connections) while other

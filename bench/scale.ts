@@ -26,7 +26,7 @@ import { Client } from "pg";
 import { stopAll } from "../src/embedded/cluster";
 import { BenchEnv, connect, Durability, startClusters, stopClusters, withClient, withDatabase } from "./clusters";
 import { assertBuilt, installDbsync, SidecarProcess } from "./dbsync";
-import { median, processCpuSeconds, processMemory, serverCpuSeconds } from "./measure";
+import { median, processCpuSeconds, processMemory, serverCpuByPid, serverCpuSeconds } from "./measure";
 import { Progress } from "./progress";
 import { writeJson } from "./report";
 import { sleep } from "./workloads";
@@ -280,6 +280,54 @@ class ConnSampler {
   }
 }
 
+/**
+ * A cluster's server CPU over a phase split by backend kind (--profile): dbsync's
+ * connections by application_name (the subscription's name dropped), the others by
+ * backend_type; backends gone by the phase's end are "exited".
+ */
+class CpuByKind {
+  private constructor(
+    private readonly c: Client,
+    private readonly dataDir: string,
+  ) {}
+
+  static async open(url: string, dataDir: string): Promise<CpuByKind> {
+    return new CpuByKind(await connect(url, "bench cpu"), dataDir);
+  }
+
+  private async kinds(): Promise<Map<number, string>> {
+    const { rows } = await this.c.query(
+      `select pid, coalesce(nullif(regexp_replace(application_name, '^(dbsync (apply|read|verify)) .*$', '\\1'), ''), backend_type) as kind
+         from pg_stat_activity`,
+    );
+    return new Map(rows.map((r) => [r.pid, r.kind]));
+  }
+
+  async mark(): Promise<{ cpu: Map<number | string, number>; kinds: Map<number, string> } | null> {
+    const cpu = serverCpuByPid(this.dataDir);
+    return cpu && { cpu, kinds: await this.kinds() };
+  }
+
+  /** CPU-seconds by kind since `before` (mark). */
+  async since(before: Awaited<ReturnType<CpuByKind["mark"]>>): Promise<Record<string, number>> {
+    const now = await this.mark();
+    if (!before || !now) return {};
+    const out: Record<string, number> = {};
+    const add = (k: string, v: number) => (out[k] = round((out[k] ?? 0) + v, 2));
+    for (const [pid, v] of now.cpu) {
+      if (typeof pid === "string") add(pid, v - (before.cpu.get(pid) ?? 0));
+      else add(now.kinds.get(pid) ?? before.kinds.get(pid) ?? "other", v - (before.cpu.get(pid) ?? 0));
+    }
+    // A backend gone since: its CPU before the phase is in the exited counter too.
+    for (const [pid, v] of before.cpu) if (typeof pid === "number" && !now.cpu.has(pid)) add("exited", -v);
+    return out;
+  }
+
+  async close() {
+    await this.c.end().catch(() => undefined);
+  }
+}
+
 /** Per subscription, ms from t0 until `done` first lists it; throws at the timeout. */
 async function waitEach(
   c: Client,
@@ -425,7 +473,7 @@ async function profileReset(url: string) {
  * differ only by the tables they name (a merge of each table, quoted "schema"."name",
  * and the stages, pg_temp."dbsync_stage_<n>") as one, their planning apart.
  */
-async function profileTop(url: string, n = 15): Promise<{ ms: number; planMs: number; calls: number; query: string }[]> {
+async function profileTop(url: string, n = 25): Promise<{ ms: number; planMs: number; calls: number; query: string }[]> {
   return withClient(url, async (c) => {
     const { rows } = await c.query(
       `select round(sum(total_exec_time + total_plan_time))::int as ms, round(sum(total_plan_time))::int as "planMs", sum(calls)::int as calls, q as query
@@ -537,6 +585,7 @@ async function run(env: BenchEnv, n: Names, progress: Progress, sidecars: Sideca
       // One transaction touching every table.
       if (shape.profile) for (const u of [sourceUrl, ...targetUrls]) await profileReset(u);
       const rounds: ({ lastS: number; medianS: number; cpuSeconds: (number | null)[] } & Record<string, unknown>)[] = [];
+      const byKind = shape.profile ? [await CpuByKind.open(env.source.url(), env.source.dataDir), await CpuByKind.open(env.target.url(), env.target.dataDir)] : [];
       for (let r = 0; r < shape.applyRounds; r++) {
         progress.step(`one transaction touching all ${shape.tables} tables, round ${r + 1}/${shape.applyRounds}`);
         await sleep(3000);
@@ -545,6 +594,7 @@ async function run(env: BenchEnv, n: Names, progress: Progress, sidecars: Sideca
         sql.push("select pg_current_xact_id()::text as xid", "commit");
         const cpu = cpuNow(sidecars);
         const srv = serversCpu(env);
+        const kinds0 = await Promise.all(byKind.map((k) => k.mark()));
         const results = (await src.query(sql.join(";\n"))) as unknown as { rows: { xid: string }[] }[];
         const t0 = performance.now();
         const xid = results[results.length - 2].rows[0].xid;
@@ -553,8 +603,10 @@ async function run(env: BenchEnv, n: Names, progress: Progress, sidecars: Sideca
           ...spread(at), perSubS: at, cpuSeconds: procStats(sidecars, cpu).cpuSeconds, serverCpuSeconds: serversCpuSince(env, srv),
           batches: batchesSince(sidecars, t0),
           conns: { source: sourceConns.stats(t0), target: targetConns.stats(t0) },
+          ...(shape.profile ? { serverCpuByKind: await Promise.all(byKind.map((k, i) => k.since(kinds0[i]))) } : {}),
         });
       }
+      for (const k of byKind) await k.close();
       result.apply = { rounds, medianLastS: median(rounds.map((r) => r.lastS)) };
       if (shape.profile) result.profile = { source: await profileTop(sourceUrl), target: await profileTop(targetUrls[0]) };
       progress.log(`one transaction: all in sync after ${rounds.map((r) => r.lastS).join(" / ")} s`);
@@ -683,6 +735,15 @@ function report(r: Record<string, any>, n: Names): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   lines.push(head.map((h, i) => h.padStart(widths[i])).join("  "));
   for (const b of body) lines.push(b.map((x, i) => x.padStart(widths[i])).join("  "));
+  if (r.apply?.rounds[0]?.serverCpuByKind) {
+    lines.push("", "server CPU per round by backend kind (s, rounds separated by /):");
+    for (const [i, side] of ["source", "target cluster"].entries()) {
+      const kinds = [...new Set(r.apply.rounds.flatMap((x: any) => Object.keys(x.serverCpuByKind[i])))] as string[];
+      const per = kinds.map((k) => [k, r.apply.rounds.map((x: any) => x.serverCpuByKind[i][k] ?? 0)] as [string, number[]]);
+      per.sort((a, b) => median(b[1])! - median(a[1])!);
+      lines.push(`  ${side}: ` + per.filter(([, v]) => v.some((x) => x >= 0.05)).map(([k, v]) => `${k} ${v.join("/")}`).join(", "));
+    }
+  }
   if (r.profile) {
     for (const side of ["source", "target"]) {
       lines.push("", `where the apply rounds' time went on the ${side}${side === "target" ? " (first target database)" : ""} (pg_stat_statements, nested statements included, those differing by their tables as one: ms, of it planning, calls, statement):`);
