@@ -30,3 +30,106 @@ test("a descending sequence: the target follows it down, and wait_for_sync waits
     await sidecar.stop();
   }
 });
+
+/**
+ * wait_for_sync says the target has everything, and then the target's next nextval
+ * of each of `seqs` gives what the source's gives (both are called: they agree after).
+ */
+async function sameNext(env: Env, seqs: string[], label: string, sub = "s"): Promise<void> {
+  assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '20 s')", [sub]), true, `${label}: wait_for_sync`);
+  for (const seq of seqs) {
+    const target = await value<string>(env.target, `select nextval('${seq}')::text`);
+    const source = await value<string>(env.source, `select nextval('${seq}')::text`);
+    assert.equal(target, source, `${label}: the target's next ${seq} after wait_for_sync said true`);
+  }
+}
+
+test("setval with is_called false, RESTART, is_called back and forth: the target's next nextval is the source's", async () => {
+  const env = await freshEnv("accept_seq_setval");
+  await setup(env, "create sequence sq; create table t (id int primary key)", ["t"]);
+  await env.source.query("select dbsync.add_sequence('sq', 'g')");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("select nextval('sq') from generate_series(1, 40)");
+    await sameNext(env, ["sq"], "nextval x40");
+    // pg_sequence_last_value() is NULL while is_called is false: none of these was carried.
+    await env.source.query("select setval('sq', 500, false)");
+    await sameNext(env, ["sq"], "setval higher, is_called false");
+    await env.source.query("select setval('sq', 3, false)");
+    await sameNext(env, ["sq"], "setval lower, is_called false");
+    await env.source.query("select setval('sq', 2)");
+    await sameNext(env, ["sq"], "setval lower, is_called true");
+    await env.source.query("select setval('sq', 60)");
+    await sameNext(env, ["sq"], "setval 60");
+    await env.source.query("select setval('sq', 60, false)");
+    await sameNext(env, ["sq"], "setval 60 is_called false");
+    await env.source.query("select setval('sq', 60, true)");
+    await sameNext(env, ["sq"], "setval 60 is_called true again");
+    await env.source.query("alter sequence sq restart");
+    await sameNext(env, ["sq"], "alter sequence restart");
+    await env.source.query("alter sequence sq restart with 1000");
+    await sameNext(env, ["sq"], "alter sequence restart with 1000");
+    await env.source.query("select dbsync.pause('s')");
+    await env.source.query("select setval('sq', 7, false)");
+    await env.source.query("select dbsync.resume('s')");
+    await sameNext(env, ["sq"], "setval while paused");
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("a sequence whose INCREMENT, MAXVALUE or CYCLE changed on the source only: the target's next nextval is the source's", async () => {
+  const env = await freshEnv("accept_seq_alter");
+  await setup(env, "create sequence sq; create table t (id int primary key)", ["t"]);
+  await env.source.query("select dbsync.add_sequence('sq', 'g')");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("select nextval('sq') from generate_series(1, 5)");
+    await sameNext(env, ["sq"], "nextval x5");
+    await env.source.query("alter sequence sq increment by 10");
+    await sameNext(env, ["sq"], "increment 10 on the source only");
+    await env.source.query("alter sequence sq increment by 1 maxvalue 100 cycle");
+    await env.source.query("select setval('sq', 100)");
+    // The source's next wraps to its minvalue; the target's own sequence does not cycle.
+    await sameNext(env, ["sq"], "at maxvalue, cycling on the source only");
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("identity and serial columns after TRUNCATE ... RESTART IDENTITY and a RESTART of the identity", async () => {
+  const env = await freshEnv("accept_seq_identity");
+  await setup(env, `create table i (id int generated always as identity primary key, v int);
+                    create table sr (id serial primary key, v int)`, ["i", "sr"]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into i (v) select g from generate_series(1, 30) g; insert into sr (v) select g from generate_series(1, 30) g");
+    await sameNext(env, ["i_id_seq", "sr_id_seq"], "30 rows each");
+    await env.source.query("truncate i, sr restart identity");
+    await sameNext(env, ["i_id_seq", "sr_id_seq"], "truncate restart identity");
+    await env.source.query("truncate i, sr restart identity");
+    await env.source.query("insert into i (v) values (1); insert into sr (v) values (1)");
+    await sameNext(env, ["i_id_seq", "sr_id_seq"], "truncate restart identity, one row each");
+    await env.source.query("alter table i alter column id restart with 500");
+    await sameNext(env, ["i_id_seq"], "identity restart with 500");
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("a sequence owned by a table of another group, used by this group's table", async () => {
+  const env = await freshEnv("accept_seq_other_group");
+  const ddl = "create table o (id serial primary key); create table t (id int primary key default nextval('o_id_seq'))";
+  await setup(env, ddl, ["t"]);
+  await env.source.query("select dbsync.add_table('o', 'g2')");
+  await env.source.query("select dbsync.add_subscription('s2', 'g2', $1, copy_data => false)", [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into t select from generate_series(1, 25)");
+    await sameNext(env, ["o_id_seq"], "used by the other group's table", "s2");
+    await env.source.query("truncate o restart identity");
+    await sameNext(env, ["o_id_seq"], "its table truncated with restart identity", "s2");
+  } finally {
+    await sidecar.stop();
+  }
+});
