@@ -13,16 +13,16 @@
 --     dbsync.subscriptions (read).
 create or replace function dbsync._sequences_behind(p_sub_id int, p_goal jsonb default null) returns boolean
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v_group int := (select s.group_id from dbsync.subscriptions s where s.sub_id = p_sub_id);
 begin
     return (
         select exists (
-            select from dbsync.subscriptions s
-            cross join lateral dbsync.sidecar_sequences(s.group_id) q
-            left join dbsync.subscription_sequences p on p.sub_id = s.sub_id and p.seq_id = q.seq_id
+            select from dbsync.sidecar_sequences(v_group) q
+            left join dbsync.subscription_sequences p on p.sub_id = p_sub_id and p.seq_id = q.seq_id
             cross join lateral (select coalesce(q.next_value, q.value)::bigint as now, q.increment::bigint > 0 as up) n
             cross join lateral (select coalesce((p_goal->>q.seq_id::text)::bigint, n.now) as goal) g
-            where s.sub_id = p_sub_id
-              and p.pushed is distinct from n.now and p.pushed is distinct from g.goal
+            where p.pushed is distinct from n.now and p.pushed is distinct from g.goal
               and not case when n.up then p.pushed > g.goal and p.pushed <= n.now
                            else p.pushed < g.goal and p.pushed >= n.now end is true));
 end
