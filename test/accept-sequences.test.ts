@@ -32,12 +32,14 @@ test("a descending sequence: the target follows it down, and wait_for_sync waits
 });
 
 /**
- * wait_for_sync says the target has everything, and then the target's next nextval
- * of each of `seqs` gives what the source's gives. Both are called, and the source's
- * call is carried before the next step: the target's own call, as after a failover,
- * is one dbsync does not know of, and the state it left must be the one dbsync set.
+ * `sql` on the source; then wait_for_sync says the target has everything, and the
+ * target's next nextval of each of `seqs` gives what the source's gives. Both are
+ * called, and the source's call is carried before the next step: the target's own
+ * call, as after a failover, is one dbsync does not know of, and the state it left
+ * must be the one dbsync set.
  */
-async function sameNext(env: Env, seqs: string[], label: string, sub = "s"): Promise<void> {
+async function sameNextAfter(env: Env, sql: string, seqs: string[], label: string, sub = "s"): Promise<void> {
+  await env.source.query(sql);
   assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '20 s')", [sub]), true, `${label}: wait_for_sync`);
   for (const seq of seqs) {
     const target = await value<string>(env.target, `select nextval('${seq}')::text`);
@@ -47,77 +49,65 @@ async function sameNext(env: Env, seqs: string[], label: string, sub = "s"): Pro
   assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '20 s')", [sub]), true, `${label}: wait_for_sync after`);
 }
 
-test("setval with is_called false, RESTART, is_called back and forth: the target's next nextval is the source's", async () => {
-  const env = await freshEnv("accept_seq_setval");
-  await setup(env, "create sequence sq; create table t (id int primary key)", ["t"]);
-  await env.source.query("select dbsync.add_sequence('sq', 'g')");
+/** A sidecar runs `body`, and is stopped after it. */
+async function running(env: Env, body: () => Promise<void>): Promise<void> {
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
   try {
-    await env.source.query("select nextval('sq') from generate_series(1, 40)");
-    await sameNext(env, ["sq"], "nextval x40");
-    // pg_sequence_last_value() is NULL while is_called is false: none of these was carried.
-    await env.source.query("select setval('sq', 500, false)");
-    await sameNext(env, ["sq"], "setval higher, is_called false");
-    await env.source.query("select setval('sq', 3, false)");
-    await sameNext(env, ["sq"], "setval lower, is_called false");
-    await env.source.query("select setval('sq', 2)");
-    await sameNext(env, ["sq"], "setval lower, is_called true");
-    await env.source.query("select setval('sq', 60)");
-    await sameNext(env, ["sq"], "setval 60");
-    await env.source.query("select setval('sq', 60, false)");
-    await sameNext(env, ["sq"], "setval 60 is_called false");
-    await env.source.query("select setval('sq', 60, true)");
-    await sameNext(env, ["sq"], "setval 60 is_called true again");
-    await env.source.query("alter sequence sq restart");
-    await sameNext(env, ["sq"], "alter sequence restart");
-    await env.source.query("alter sequence sq restart with 1000");
-    await sameNext(env, ["sq"], "alter sequence restart with 1000");
-    await env.source.query("select dbsync.pause('s')");
-    await env.source.query("select setval('sq', 7, false)");
-    await env.source.query("select dbsync.resume('s')");
-    await sameNext(env, ["sq"], "setval while paused");
+    await body();
   } finally {
     await sidecar.stop();
   }
+}
+
+/** Sequence sq carried by group g (its subscription s without tables of use). */
+async function carriedSq(label: string): Promise<Env> {
+  const env = await freshEnv(label);
+  await setup(env, "create sequence sq; create table t (id int primary key)", ["t"]);
+  await env.source.query("select dbsync.add_sequence('sq', 'g')");
+  return env;
+}
+
+test("setval with is_called false, RESTART, is_called back and forth: the target's next nextval is the source's", async () => {
+  const env = await carriedSq("accept_seq_setval");
+  await running(env, async () => {
+    await sameNextAfter(env, "select nextval('sq') from generate_series(1, 40)", ["sq"], "nextval x40");
+    // pg_sequence_last_value() is NULL while is_called is false: none of these was carried.
+    await sameNextAfter(env, "select setval('sq', 500, false)", ["sq"], "setval higher, is_called false");
+    await sameNextAfter(env, "select setval('sq', 3, false)", ["sq"], "setval lower, is_called false");
+    await sameNextAfter(env, "select setval('sq', 2)", ["sq"], "setval lower, is_called true");
+    await sameNextAfter(env, "select setval('sq', 60)", ["sq"], "setval 60");
+    await sameNextAfter(env, "select setval('sq', 60, false)", ["sq"], "setval 60 is_called false");
+    await sameNextAfter(env, "select setval('sq', 60, true)", ["sq"], "setval 60 is_called true again");
+    await sameNextAfter(env, "alter sequence sq restart", ["sq"], "alter sequence restart");
+    await sameNextAfter(env, "alter sequence sq restart with 1000", ["sq"], "alter sequence restart with 1000");
+    await env.source.query("select dbsync.pause('s')");
+    await env.source.query("select setval('sq', 7, false)");
+    await sameNextAfter(env, "select dbsync.resume('s')", ["sq"], "setval while paused");
+  });
 });
 
 test("a sequence whose INCREMENT, MAXVALUE or CYCLE changed on the source only: the target's next nextval is the source's", async () => {
-  const env = await freshEnv("accept_seq_alter");
-  await setup(env, "create sequence sq; create table t (id int primary key)", ["t"]);
-  await env.source.query("select dbsync.add_sequence('sq', 'g')");
-  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
-  try {
-    await env.source.query("select nextval('sq') from generate_series(1, 5)");
-    await sameNext(env, ["sq"], "nextval x5");
-    await env.source.query("alter sequence sq increment by 10");
-    await sameNext(env, ["sq"], "increment 10 on the source only");
-    await env.source.query("alter sequence sq increment by 1 maxvalue 100 cycle");
-    await env.source.query("select setval('sq', 100)");
+  const env = await carriedSq("accept_seq_alter");
+  await running(env, async () => {
+    await sameNextAfter(env, "select nextval('sq') from generate_series(1, 5)", ["sq"], "nextval x5");
+    await sameNextAfter(env, "alter sequence sq increment by 10", ["sq"], "increment 10 on the source only");
     // The source's next wraps to its minvalue; the target's own sequence does not cycle.
-    await sameNext(env, ["sq"], "at maxvalue, cycling on the source only");
-  } finally {
-    await sidecar.stop();
-  }
+    await sameNextAfter(env, "alter sequence sq increment by 1 maxvalue 100 cycle; select setval('sq', 100)", ["sq"],
+      "at maxvalue, cycling on the source only");
+  });
 });
 
 test("identity and serial columns after TRUNCATE ... RESTART IDENTITY and a RESTART of the identity", async () => {
   const env = await freshEnv("accept_seq_identity");
   await setup(env, `create table i (id int generated always as identity primary key, v int);
                     create table sr (id serial primary key, v int)`, ["i", "sr"]);
-  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
-  try {
-    await env.source.query("insert into i (v) select g from generate_series(1, 30) g; insert into sr (v) select g from generate_series(1, 30) g");
-    await sameNext(env, ["i_id_seq", "sr_id_seq"], "30 rows each");
+  await running(env, async () => {
+    await sameNextAfter(env, "insert into i (v) select g from generate_series(1, 30) g; insert into sr (v) select g from generate_series(1, 30) g", ["i_id_seq", "sr_id_seq"], "30 rows each");
+    await sameNextAfter(env, "truncate i, sr restart identity", ["i_id_seq", "sr_id_seq"], "truncate restart identity");
     await env.source.query("truncate i, sr restart identity");
-    await sameNext(env, ["i_id_seq", "sr_id_seq"], "truncate restart identity");
-    await env.source.query("truncate i, sr restart identity");
-    await env.source.query("insert into i (v) values (1); insert into sr (v) values (1)");
-    await sameNext(env, ["i_id_seq", "sr_id_seq"], "truncate restart identity, one row each");
-    await env.source.query("alter table i alter column id restart with 500");
-    await sameNext(env, ["i_id_seq"], "identity restart with 500");
-  } finally {
-    await sidecar.stop();
-  }
+    await sameNextAfter(env, "insert into i (v) values (1); insert into sr (v) values (1)", ["i_id_seq", "sr_id_seq"], "truncate restart identity, one row each");
+    await sameNextAfter(env, "alter table i alter column id restart with 500", ["i_id_seq"], "identity restart with 500");
+  });
 });
 
 test("a sequence owned by a table of another group, used by this group's table", async () => {
@@ -126,13 +116,8 @@ test("a sequence owned by a table of another group, used by this group's table",
   await setup(env, ddl, ["t"]);
   await env.source.query("select dbsync.add_table('o', 'g2')");
   await env.source.query("select dbsync.add_subscription('s2', 'g2', $1, copy_data => false)", [env.targetUrl]);
-  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
-  try {
-    await env.source.query("insert into t select from generate_series(1, 25)");
-    await sameNext(env, ["o_id_seq"], "used by the other group's table", "s2");
-    await env.source.query("truncate o restart identity");
-    await sameNext(env, ["o_id_seq"], "its table truncated with restart identity", "s2");
-  } finally {
-    await sidecar.stop();
-  }
+  await running(env, async () => {
+    await sameNextAfter(env, "insert into t select from generate_series(1, 25)", ["o_id_seq"], "used by the other group's table", "s2");
+    await sameNextAfter(env, "truncate o restart identity", ["o_id_seq"], "its table truncated with restart identity", "s2");
+  });
 });
