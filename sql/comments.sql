@@ -18,9 +18,9 @@ comment on table dbsync.subscriptions is
 comment on table dbsync.subscription_tables is
     'Per subscription and table: copy state (pending, copying, catching_up, streaming, error) and progress. See dbsync.table_status.';
 comment on table dbsync.sequences is
-    'Sequences carried to the targets (dbsync.add_sequence, or owned by a replicated table); targets never go backwards.';
+    'Sequences carried to the targets (dbsync.add_sequence, or owned by a replicated table); each target''s next nextval gives the source''s.';
 comment on table dbsync.subscription_sequences is
-    'The value of each carried sequence last set on each subscription''s target (wait_for_sync waits for sequences too).';
+    'The next value of each carried sequence as last set on each subscription''s target (wait_for_sync waits for sequences too).';
 comment on table dbsync.ddl_log is
     'DDL on replicated tables seen by the event trigger: through execute_ddl, or not (those are listed in dbsync.unreplicated_ddl).';
 comment on table dbsync.skipped_ddl is

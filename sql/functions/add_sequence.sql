@@ -1,8 +1,7 @@
 -- dbsync.add_sequence(seq regclass, group_name text default 'default') returns int
 --   Carries a sequence to every target of the group: with each batch the target's
---   sequence is set to the source's last value when that is further along (higher,
---   lower for a negative increment), never back, so after a cutover the target's
---   next values do not collide. add_table adds the
+--   sequence is set to the source's state, backwards too (dbsync.sidecar_sequences),
+--   so after a cutover the target's next nextval gives the source's. add_table adds the
 --   sequences a table owns (serial, identity) by itself.
 --   Errors: not a sequence; already added.
 --   Parameters: seq, group_name.

@@ -11,13 +11,13 @@
 --   table's boundary instead (the last one ends the copy; see
 --   sql/functions/_copy_chunks.sql), by what copy_chunks recorded for the batch that
 --   ends at p_tick. p_sequences lists
---   [seq_id, value] pairs: what the target's sequences were set to (or already were
---   at, or beyond: above, below for a descending one). Called by the sidecar.
+--   [seq_id, value] pairs: the next value each of the target's sequences gives,
+--   as set with the batch (dbsync.sidecar_sequences). Called by the sidecar.
 --   Parameters: p_sub_id, p_tick, p_events, p_seconds, p_copied, p_sequences.
 --   Returns: nothing.
 --   Calls: nothing. Tables touched: dbsync.subscription_sequences,
 --     dbsync.subscription_tables, dbsync.subscriptions, dbsync.verify_progress (written);
---     dbsync.sequences, pg_sequence (read).
+--     dbsync.sequences (read).
 create or replace function dbsync.record_progress(p_sub_id int, p_tick bigint, p_events bigint,
                                                   p_seconds double precision, p_copied jsonb default null,
                                                   p_sequences jsonb default null)
@@ -88,11 +88,7 @@ begin
     select p_sub_id, (q.value->>0)::int, (q.value->>1)::bigint
     from jsonb_array_elements(coalesce(p_sequences, '[]')) q
     where exists (select from dbsync.sequences x where x.seq_id = (q.value->>0)::int)
-    -- The furthest value pushed, in the sequence's direction.
-    on conflict (sub_id, seq_id) do update
-    set pushed = case when (select q.seqincrement < 0 from dbsync.sequences x join pg_sequence q on q.seqrelid = x.relid
-                            where x.seq_id = excluded.seq_id)
-                      then least(subscription_sequences.pushed, excluded.pushed)
-                      else greatest(subscription_sequences.pushed, excluded.pushed) end;
+    -- What the batch set, backwards too: reports come in the order of the batches.
+    on conflict (sub_id, seq_id) do update set pushed = excluded.pushed;
 end
 $$;

@@ -1,7 +1,8 @@
 -- dbsync.wait_for_sync(subscription text, timeout interval default '60 s') returns boolean
 --   Waits until every change committed before the call is applied on the target,
---   every table of the subscription is copied, and every sequence it carries is at
---   least at its value at the call; true then, false at the timeout.
+--   every table of the subscription is copied, and every sequence it carries is on
+--   the target as the source had it at the call or since (dbsync._sequences_behind);
+--   true then, false at the timeout.
 --   Reads only: the sidecar does the work. Must not run inside REPEATABLE READ or
 --   SERIALIZABLE, where it could not see the sidecar's progress.
 --   Parameters: subscription, timeout.

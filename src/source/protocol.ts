@@ -192,11 +192,16 @@ export async function skippedDdl(source: Source, subId: number): Promise<Set<num
   return new Set(rows[0].ids.map(Number));
 }
 
-/** A group's carried sequence with its value on the source (null: never used): dbsync.sidecar_sequences. */
+/** A group's carried sequence with its state on the source: dbsync.sidecar_sequences. */
 export interface GroupSequence {
   seq_id: number;
   name: string;
-  value: string | null;
+  /** last_value and is_called (a cycling sequence at its end: the value it wraps to, not called). */
+  value: string;
+  called: boolean;
+  /** What the source's next nextval gives; null when it would fail (at the end, no CYCLE). */
+  next_value: string | null;
+  increment: string;
 }
 
 export interface Readiness {
