@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { Client, Pool } from "pg";
 import { migrate } from "../src/migrate";
+import { REPLICA_MODE_FUNCTION } from "../src/target/progress";
 import { uninstall } from "../src/uninstall";
 import { Env, freshEnv, startSidecar, until, value } from "./helpers";
 import { asRole, connectAs } from "./kit/roles";
@@ -350,6 +351,10 @@ test("the target database's owner puts public before pg_catalog in its search_pa
   // The target role makes dbsync's schema itself at its first connect; Mallory owns the database
   // (a database's owner may set its settings; from 15 on, public is hers).
   await env.target.query(`grant create on database "${db}" to ${applier}; alter database "${db}" owner to ${mallory}${publicCreate(TARGET_MAJOR, mallory)}`);
+  // Before 15 the target role enters replica mode through the README's function, made by a superuser.
+  if (TARGET_MAJOR < 15) {
+    await env.target.query(`create schema dbsync authorization ${applier}; ${REPLICA_MODE_FUNCTION}; grant execute on function dbsync.enter_replica_mode() to ${applier}`);
+  }
   const m = await connectAs(env.targetUrl, mallory);
   try {
     await shadowBuiltins(m, env.targetUrl);
