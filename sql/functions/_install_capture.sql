@@ -206,9 +206,10 @@ begin
         -- nor be dropped. Polymorphic, so that it does not depend on the table's row
         -- type either (DROP TABLE), and a plain SQL function, which the planner
         -- inlines into the WHEN clause: no call per row. Run as the writer: EXECUTE
-        -- stays granted to PUBLIC.
+        -- granted to PUBLIC, whatever the dbsync owner's default privileges say.
         execute format('create function dbsync.%I(o anyelement, n anyelement) returns boolean language sql immutable as %L',
                        'key_changed_' || p_table_id, 'select ' || v_changed);
+        execute format('grant execute on function dbsync.%I(anyelement, anyelement) to public', 'key_changed_' || p_table_id);
         execute format('create trigger dbsync_capture_key after update on %s for each row when (dbsync.%I(OLD, NEW)) execute function dbsync.%I()',
                        t.relid::regclass, 'key_changed_' || p_table_id, 'capture_key_' || p_table_id);
         execute format('create trigger dbsync_capture_del after delete on %s referencing old table as dbsync_old for each statement execute function dbsync.%I()',
