@@ -12,8 +12,9 @@
 //    category; the search_path order does not matter between different argument types).
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { Client } from "pg";
+import { Client, Pool } from "pg";
 import { migrate } from "../src/migrate";
+import { REPLICA_MODE_FUNCTION } from "../src/target/progress";
 import { uninstall } from "../src/uninstall";
 import { Env, freshEnv, startSidecar, until, value } from "./helpers";
 import { asRole, connectAs } from "./kit/roles";
@@ -298,5 +299,107 @@ test("a role with CREATE on schema public of the source defines an aggregate pub
     }
   } finally {
     await m.end();
+  }
+});
+
+/**
+ * As `mallory`, the owner of the database at `url`: public before pg_catalog in the
+ * database's search_path, and in public a now() and the operators text = text and
+ * name = name that log who called them into public.loot.
+ */
+async function shadowBuiltins(m: Client, url: string) {
+  const db = new URL(url).pathname.slice(1);
+  await m.query(`alter database "${db}" set search_path = public, pg_catalog;
+    create table public.loot (who text, what text);
+    grant all on public.loot to public;
+    create function public.now() returns timestamptz language plpgsql as $$
+    begin
+      insert into public.loot values (current_user, 'now()');
+      return pg_catalog.now();
+    end $$;
+    create function public.spy_texteq(a text, b text) returns boolean language plpgsql as $$
+    begin
+      insert into public.loot values (current_user, 'text = text');
+      return pg_catalog.texteq(a, b);
+    end $$;
+    create operator public.= (leftarg = text, rightarg = text, procedure = public.spy_texteq);
+    create function public.spy_nameeq(a name, b name) returns boolean language plpgsql as $$
+    begin
+      insert into public.loot values (current_user, 'name = name');
+      return pg_catalog.nameeq(a, b);
+    end $$;
+    create operator public.= (leftarg = name, rightarg = name, procedure = public.spy_nameeq);
+    grant execute on function public.now(), public.spy_texteq(text, text), public.spy_nameeq(name, name) to public`);
+}
+
+/** Rows inserted, updated in place and deleted (each way the target merges a piece), then applied or an error; the error. */
+async function writeAndWait(source: Client | Pool): Promise<unknown> {
+  await source.query("insert into t values (1, 'one'), (2, 'two')");
+  await source.query("update t set v = 'uno' where id = 1; delete from t where id = 2");
+  await until("applied, or an error", async () =>
+    (await value(source, "select dbsync.wait_for_sync('s', '2 s')")) === true ||
+    !!(await value(source, "select last_error from dbsync.status where name = 's'")), 60_000);
+  return value(source, "select last_error from dbsync.status where name = 's'");
+}
+
+const lootOf = async (m: Client) => (await m.query("select who, what, count(*)::int as n from public.loot group by 1, 2 order by 2")).rows;
+
+test("the target database's owner puts public before pg_catalog in its search_path and shadows now() and text = text: the sidecar's target role must not run them", async () => {
+  const env = await freshEnv("b3_hostile_tgt_dbowner");
+  const { applier, mallory } = await targetRoles(env, "tdbowner");
+  const db = new URL(env.targetUrl).pathname.slice(1);
+  // The target role makes dbsync's schema itself at its first connect; Mallory owns the database
+  // (a database's owner may set its settings; from 15 on, public is hers).
+  await env.target.query(`grant create on database "${db}" to ${applier}; alter database "${db}" owner to ${mallory}${publicCreate(TARGET_MAJOR, mallory)}`);
+  // Before 15 the target role enters replica mode through the README's function, made by a superuser.
+  if (TARGET_MAJOR < 15) {
+    await env.target.query(`create schema dbsync authorization ${applier}; ${REPLICA_MODE_FUNCTION}; grant execute on function dbsync.enter_replica_mode() to ${applier}`);
+  }
+  const m = await connectAs(env.targetUrl, mallory);
+  try {
+    await shadowBuiltins(m, env.targetUrl);
+    await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [asRole(env.targetUrl, applier)]);
+    const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+    try {
+      const st = await writeAndWait(env.source);
+      const loot = await lootOf(m);
+      assert.deepEqual(loot, [], `Mallory's functions ran as the sidecar's target role: ${JSON.stringify(loot)}; status error: ${st}`);
+      assert.equal(st, null);
+    } finally {
+      await sidecar.stop();
+    }
+  } finally {
+    await m.end();
+  }
+});
+
+test("the source database's owner puts public before pg_catalog in its search_path and shadows now() and text = text: the sidecar must not run them", async () => {
+  const env = await freshEnv("b3_hostile_src_dbowner");
+  const mallory = `${MALLORY}_sdbowner`;
+  const db = new URL(env.sourceUrl).pathname.slice(1);
+  await env.source.query(`create role ${mallory} login; alter database "${db}" owner to ${mallory}${publicCreate(SOURCE_MAJOR, mallory)}`);
+  made.push({ url: env.sourceUrl, role: mallory });
+  const ddl = "create table t (id int primary key, v text)";
+  await env.source.query(`${ddl}; select dbsync.add_table('t', 'g')`);
+  await env.target.query(ddl);
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  // The test's own session keeps the search_path it started with (the shadows would log its statements too).
+  const admin = new Client({ connectionString: env.sourceUrl });
+  await admin.connect();
+  const m = await connectAs(env.sourceUrl, mallory);
+  try {
+    await shadowBuiltins(m, env.sourceUrl);
+    const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
+    try {
+      const st = await writeAndWait(admin);
+      const loot = await lootOf(m);
+      assert.deepEqual(loot, [], `Mallory's functions ran in the sidecar's sessions: ${JSON.stringify(loot)}; status error: ${st}`);
+      assert.equal(st, null);
+    } finally {
+      await sidecar.stop();
+    }
+  } finally {
+    await m.end();
+    await admin.end();
   }
 });

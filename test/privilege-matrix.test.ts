@@ -215,9 +215,13 @@ const PUBLIC_HELPERS = [
 // Admin (granted after they exist) and owner; for a partitioned table also its owner,
 // who clones the row trigger onto new partitions (PostgreSQL checks EXECUTE then).
 const CAPTURE_FN = /^dbsync\.capture_(trunc_|old_|key_)?(\d+)\(\)$/;
+// Also generated per plain table: the key comparison in the WHEN of its key trigger,
+// run as the writer (any role that may update the table): PUBLIC, not SECURITY
+// DEFINER, and it reads nothing but its two arguments.
+const KEY_CHANGED_FN = /^dbsync\.key_changed_\d+\(anyelement,anyelement\)$/;
 
 function fnExpected(sig: string, kind: Kind, partitionedTableIds: Set<string>): boolean {
-  if (kind === "superuser" || kind === "owner") return true;
+  if (kind === "superuser" || kind === "owner" || KEY_CHANGED_FN.test(sig)) return true;
   const cap = CAPTURE_FN.exec(sig);
   if (cap) return kind === "admin" || (kind === "tableOwner" && !cap[1] && partitionedTableIds.has(cap[2]));
   const tier = FUNCTIONS[sig];
@@ -414,7 +418,7 @@ test("(a) every function of schema dbsync is in the matrix, and the catalog gran
   // All differences at once: objects the matrix does not know, then rights it does not expect.
   const problems = [
     ...fns
-      .filter((f) => !(f.sig in FUNCTIONS) && !CAPTURE_FN.test(f.sig))
+      .filter((f) => !(f.sig in FUNCTIONS) && !CAPTURE_FN.test(f.sig) && !KEY_CHANGED_FN.test(f.sig))
       .map((f) => `new function ${f.sig}: decide who may call it and add it to the matrix`),
     ...Object.keys(FUNCTIONS)
       .filter((s) => !fns.some((f) => f.sig === s))
@@ -741,13 +745,13 @@ test("(e) a dbsync owner that is no superuser holds every right; the superuser t
     await rows(p, "select distinct pg_get_userbyid(p.proowner)::text as o from pg_proc p where p.pronamespace = 'dbsync'::regnamespace"),
     [{ o: OWNER2 }],
   );
-  // PUBLIC still has only the three functions, version() and the status views' helpers, and no USAGE.
+  // PUBLIC still has only the three functions, version(), the status views' helpers and the generated key comparisons, and no USAGE.
   const pub = await rows<{ sig: string }>(
     p,
     `select p.oid::regprocedure::text as sig from pg_proc p
       where p.pronamespace = 'dbsync'::regnamespace and has_function_privilege('public', p.oid, 'execute') order by 1`,
   );
-  assert.deepEqual(pub.map((x) => x.sig), [...PUBLIC_SECDEF, ...PUBLIC_HELPERS, "dbsync.version()"].sort());
+  assert.deepEqual(pub.map((x) => x.sig).filter((sig) => !KEY_CHANGED_FN.test(sig)), [...PUBLIC_SECDEF, ...PUBLIC_HELPERS, "dbsync.version()"].sort());
   assert.equal(await value(p, "select has_schema_privilege('public', 'dbsync', 'USAGE')"), false);
   // A table it may not create triggers on: refused up front, with the ways out.
   await p.query(`create table app2.theirs (id int primary key); alter table app2.theirs owner to ${ROLE.tableOwner}`);

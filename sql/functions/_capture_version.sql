@@ -11,8 +11,10 @@
 --     3  statement triggers queue 'M' events (up to 1,000 keys each)
 --     4  a statement of at most 1,000 rows is one INSERT without window or
 --        aggregate (see _capture_insert)
+--     5  the key trigger's WHEN calls key_changed_<table_id>(OLD, NEW): a key
+--        column may change type or be dropped
 --   Parameters: none.
 --   Returns: the version.
 --   Calls: nothing. Tables touched: none.
 create or replace function dbsync._capture_version() returns int
-language sql immutable set search_path = pg_catalog, pg_temp as $$ select 4 $$;
+language sql immutable set search_path = pg_catalog, pg_temp as $$ select 5 $$;

@@ -194,14 +194,24 @@ begin
         -- Compared as the reader matches keys: by value where equal values print
         -- alike, else by text (1.0 and 1.00 are two keys to read).
         select string_agg(case when dbsync._one_text_per_value(u.ty, u.coll)
-                               then format('OLD.%1$I operator(pg_catalog.<>) NEW.%1$I', u.k)
+                               then format('o.%1$I operator(pg_catalog.<>) n.%1$I', u.k)
                                else format('%s operator(pg_catalog.<>) (%s collate pg_catalog."C")',
-                                           dbsync._text_of(u.ty, format('OLD.%I', u.k)),
-                                           dbsync._text_of(u.ty, format('NEW.%I', u.k))) end, ' or ' order by u.o)
+                                           dbsync._text_of(u.ty, format('o.%I', u.k)),
+                                           dbsync._text_of(u.ty, format('n.%I', u.k))) end, ' or ' order by u.o)
           into v_changed
         from unnest(v_keys, v_types, v_colls) with ordinality as u(k, ty, coll, o);
-        execute format('create trigger dbsync_capture_key after update on %s for each row when (%s) execute function dbsync.%I()',
-                       t.relid::regclass, v_changed, 'capture_key_' || p_table_id);
+        -- The comparison in a function of the rows, not in the WHEN clause: a column
+        -- that a trigger's WHEN names cannot change type (ALTER COLUMN ... TYPE fails,
+        -- "used in a trigger definition"; int to bigint of a key is a common migration)
+        -- nor be dropped. Polymorphic, so that it does not depend on the table's row
+        -- type either (DROP TABLE), and a plain SQL function, which the planner
+        -- inlines into the WHEN clause: no call per row. Run as the writer: EXECUTE
+        -- granted to PUBLIC, whatever the dbsync owner's default privileges say.
+        execute format('create function dbsync.%I(o anyelement, n anyelement) returns boolean language sql immutable as %L',
+                       'key_changed_' || p_table_id, 'select ' || v_changed);
+        execute format('grant execute on function dbsync.%I(anyelement, anyelement) to public', 'key_changed_' || p_table_id);
+        execute format('create trigger dbsync_capture_key after update on %s for each row when (dbsync.%I(OLD, NEW)) execute function dbsync.%I()',
+                       t.relid::regclass, 'key_changed_' || p_table_id, 'capture_key_' || p_table_id);
         execute format('create trigger dbsync_capture_del after delete on %s referencing old table as dbsync_old for each statement execute function dbsync.%I()',
                        t.relid::regclass, 'capture_old_' || p_table_id);
     elsif not t.partitioned or dbsync._server_has('partitioned_row_trigger') then

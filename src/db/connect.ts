@@ -25,12 +25,13 @@ import { Client } from "pg";
 import { connSettings } from "../conninfo";
 import { DbsyncClient, DbsyncClientConfig, GUARD } from "./client";
 import { END_GRACE_MS, socketOf } from "./liveness";
-import { PINNED_OPTIONS, linkSettings } from "./settings";
+import { CATALOG_FIRST_OPTIONS, PINNED_OPTIONS, linkSettings } from "./settings";
 
 export interface ConnectOptions {
   applicationName: string;
   /**
-   * Start the session with dbsync's pinned settings (PINNED): for sessions that read
+   * Start the session with dbsync's pinned settings (PINNED), pg_catalog first in its
+   * search_path unless the conninfo gives one (CATALOG_FIRST_OPTIONS): for sessions that read
    * or write replicated values as text (readers, targets, verification), and the
    * CLI's (what it prints, e.g. `dbsync schema`'s dates, must not depend on the
    * database's or the role's DateStyle). Not for the
@@ -70,9 +71,11 @@ export function clientConfig(conninfo: string | undefined, opts: ConnectOptions)
   const queryTimeoutMs = opts.queryTimeoutMs ?? (INTERACTIVE.test(opts.applicationName) ? 0 : s.queryTimeoutMs);
   const ka = s.serverKeepalives;
   // Startup `options` reach every kind of client (pg-listen's too). The conninfo's
-  // own options (or PGOPTIONS) win over the keepalives; the pinned settings win over both.
+  // own options (or PGOPTIONS) win over the keepalives and the pinned search_path;
+  // the other pinned settings win over all of them.
   const options = [
     ka && `-c tcp_keepalives_idle=${ka.idle} -c tcp_keepalives_interval=${ka.interval} -c tcp_keepalives_count=${ka.count}`,
+    opts.pinned && !opts.catalogPath && CATALOG_FIRST_OPTIONS,
     conn.config.options,
     opts.pinned && PINNED_OPTIONS,
     opts.catalogPath && "-c search_path=pg_catalog,pg_temp",

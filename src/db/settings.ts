@@ -41,6 +41,17 @@ export const PINNED_SETTINGS = PINNED.map(([name, value]) => `set ${name} = '${v
 /** `-c name=value` for the start-up packet's options: spaces and backslashes escaped. */
 export const PINNED_OPTIONS = PINNED.map(([name, value]) => `-c ${name}=${value.replace(/[\\ ]/g, (c) => "\\" + c)}`).join(" ");
 
+/**
+ * The search_path of pinned sessions (readers, targets, verification), unless the
+ * conninfo's own options give one: PostgreSQL's default with pg_catalog named
+ * first. The path a database or role sets otherwise applies, and a database's owner
+ * may set one with public before pg_catalog: a public.now() or an operator
+ * public.= (uuid, uuid) of theirs would then be picked, as the sidecar's role, by
+ * every statement of dbsync's that names a built-in without its schema (and by
+ * dbsync.applied's defaults, bound when the target's first connect creates it).
+ */
+export const CATALOG_FIRST_OPTIONS = '-c search_path=pg_catalog,"$user",public';
+
 /** Connection timeouts and keepalives, from the environment (read on each call). */
 export interface LinkSettings {
   connectTimeoutMs: number;

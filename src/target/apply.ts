@@ -224,9 +224,24 @@ async function copyInto(reader: Client, target: Client, t: PlanTable, hooks: App
   });
   hooks.copyProgress?.(t, 0);
   const timer = hooks.copyProgress && setInterval(() => hooks.copyProgress!(t, rows), 250);
+  // Which side failed first (the other is then destroyed with the same error): an
+  // error the source raised while its rows were read (a permission, a row security
+  // policy) must not get the advice for the target's errors on the table.
+  let failed: "source" | "target" | undefined;
   try {
     const cols = t.columns.map((c) => ident(c)).join(", ");
-    await pipeline(reader.query(copyTo(t.sql!)), counter, target.query(copyFrom(`copy ${t.target} (${cols}) from stdin`)));
+    const from = reader.query(copyTo(t.sql!)).once("error", () => (failed ??= "source"));
+    const to = target.query(copyFrom(`copy ${t.target} (${cols}) from stdin`)).once("error", () => (failed ??= "target"));
+    await pipeline(from, counter, to);
+  } catch (err) {
+    const sqlstate = sqlstateOf(err);
+    if (failed !== "source" || !sqlstate || /^(08|57)/.test(sqlstate)) throw err;
+    throw new DbsyncError(messageOf(err), {
+      table: t.target,
+      sqlstate,
+      cause: err,
+      hint: `The source raised it while the sidecar read the rows of ${t.target} there, as its source role (see README, Security: sidecar, source side).`,
+    });
   } finally {
     if (timer) clearInterval(timer);
   }

@@ -22,8 +22,8 @@ export async function unreadyTargetTables(target: ClientBase, tables: TargetTabl
   const unready = new Map<string, DbsyncError>();
   if (!tables.length) return unready;
   const { rows } = await target.query<{ target: string; missing: string[] | null; exists: boolean }>(
-    // Every name and operator qualified: dbsync's target connections keep the
-    // search_path their conninfo or role gives (as src/verify/layout.ts columnsOf).
+    // Every name and operator qualified: a search_path the conninfo gives applies
+    // (src/db/settings.ts CATALOG_FIRST_OPTIONS; as src/verify/layout.ts columnsOf).
     `select x.target, pg_catalog.to_regclass(x.target) is not null as exists,
             (select pg_catalog.array_agg(c) from pg_catalog.unnest(x.columns) c
               where not exists (select from pg_catalog.pg_attribute a

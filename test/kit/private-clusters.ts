@@ -10,7 +10,7 @@ export function privateClusters(): { source(): Cluster; target(): Cluster } {
   let source: Cluster | undefined;
   let target: Cluster | undefined;
   before(async () => {
-    const started = await Promise.allSettled([startCluster({ settings: { synchronous_commit: "on" } }), startCluster({ major: targetMajorFromEnv() })]);
+    const started = await Promise.allSettled([startCluster({ settings: { synchronous_commit: "on", max_prepared_transactions: 10 } }), startCluster({ major: targetMajorFromEnv() })]);
     for (const r of started) if (r.status === "rejected") throw r.reason;
     [source, target] = started.map((r) => (r as PromiseFulfilledResult<Cluster>).value);
   });
