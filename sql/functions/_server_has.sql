@@ -10,6 +10,8 @@
 --     partitioned_unique: a primary key or unique index on a partitioned table
 --       (11+; before, a key is unique when every leaf has a unique index on it
 --       and it includes the partition keys)
+--     enum_add_in_transaction: ALTER TYPE ... ADD VALUE in a transaction block or
+--       a function (12+; before, execute_ddl cannot run it: it says so, with a hint)
 --   Errors: an unknown feature.
 --   Parameters: p_feature.
 --   Returns: boolean.
@@ -21,6 +23,7 @@ declare
                        when 'partitioned_index' then 110000
                        when 'partitioned_row_trigger' then 110000
                        when 'partitioned_unique' then 110000
+                       when 'enum_add_in_transaction' then 120000
                    end;
 begin
     if v_since is null then
