@@ -7,7 +7,8 @@
 //     PostgreSQL 14+ runs them byte for byte (same checksum: an existing install
 //     re-installs nothing). The sidecar's own catalog queries go through forServer().
 //  2. Behaviour (dbsync._server_has in sql/functions/_server_has.sql):
-//     partitioned_index, partitioned_row_trigger, partitioned_unique (PostgreSQL 10).
+//     partitioned_index, partitioned_row_trigger, partitioned_unique,
+//     trigger_keeps_class_row (PostgreSQL 10); enum_add_in_transaction (10 and 11).
 //  3. The job queue (WORKER_MIN_MAJOR in migrate.ts): graphile-worker needs 12; an
 //     older source's sidecar wakes its jobs in-process (src/sidecar/jobs.ts).
 // Plus a few spellings every major accepts, chosen for 10 (PL/pgSQL where a void

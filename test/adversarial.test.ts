@@ -4,7 +4,7 @@
 // Each test asserts the correct behaviour, so it fails while the bug exists.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, sqlError, startSidecar, tableText, until, value } from "./helpers";
+import { freshEnv, parentKey, partitionKey, partitionKeyColumns, SOURCE_MAJOR, sqlError, startSidecar, tableText, until, value } from "./helpers";
 import { convergedOrError, setup, synced } from "./kit/convergence";
 
 
@@ -135,7 +135,7 @@ test("sequences: wait_for_sync covers nextval calls that changed no row", async 
   }
 });
 
-test("enum key: execute_ddl renames a label and adds a new label with the old name, in the batch of an update keyed by it", async () => {
+test("enum key: execute_ddl renames a label and adds a new label with the old name, in the batch of an update keyed by it", { skip: SOURCE_MAJOR < 12 && "ALTER TYPE ... ADD VALUE runs in a function from PostgreSQL 12 (the next test is the one before)" }, async () => {
   const env = await freshEnv("adv_enum_readd");
   await setup(env, `
     create type color as enum ('red', 'green');
@@ -151,6 +151,30 @@ test("enum key: execute_ddl renames a label and adds a new label with the old na
     await env.source.query("select dbsync.execute_ddl('g', $$alter type color add value 'red'$$)");
     await env.source.query("select dbsync.resume('s')");
     assert.deepEqual(await tableText(env.source, "t"), ["(crimson,r1)", "(green,g0)"]);
+    await convergedOrError(env, ["t"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("enum: before PostgreSQL 12, execute_ddl of ALTER TYPE ... ADD VALUE is refused with a hint, whose recipe replicates the new label", { skip: SOURCE_MAJOR >= 12 && "ALTER TYPE ... ADD VALUE runs in a function from PostgreSQL 12 (the test before)" }, async () => {
+  const env = await freshEnv("adv_enum_add_old");
+  await setup(env, `
+    create type color as enum ('red', 'green');
+    create table t (k color primary key, v text)`, ["t"]);
+  const sidecar = startSidecar(env.sourceUrl);
+  try {
+    await env.source.query("insert into t values ('red', 'r0')");
+    await synced(env);
+    const err = await sqlError(env.source, "select dbsync.execute_ddl('g', $$alter type color add value 'blue'$$)");
+    assert.equal(err.code, "0A000");
+    assert.match(err.message, /ALTER TYPE \.\.\. ADD VALUE cannot run in a function before PostgreSQL 12/);
+    assert.match(err.hint ?? "", /by itself on each server, the targets first, then the source/);
+    assert.equal(await value(env.source, "select count(*)::int from pg_enum where enumtypid = 'color'::regtype"), 2);
+    // The hint's recipe: the label where rows are applied first, then where they are written.
+    await env.target.query("alter type color add value 'blue'");
+    await env.source.query("alter type color add value 'blue'");
+    await env.source.query("insert into t values ('blue', 'b0'); update t set v = 'r1' where k = 'red'");
     await convergedOrError(env, ["t"]);
   } finally {
     await sidecar.stop();
@@ -257,9 +281,9 @@ test("TRUNCATE then INSERT in one transaction, TRUNCATE of two tables at once, T
 test("partitioned table: execute_ddl DETACH then ATTACH of a partition with rows changed in between, in one batch", async () => {
   const env = await freshEnv("adv_part_detach");
   await setup(env, `
-    create table p (id int primary key, v text) partition by range (id);
-    create table p1 partition of p for values from (0) to (100);
-    create table p2 partition of p for values from (100) to (200)`, ["p"]);
+    create table p (id int not null, v text${parentKey("id")}) partition by range (id);
+    create table p1 partition of p${partitionKey("id")} for values from (0) to (100);
+    create table p2 partition of p${partitionKey("id")} for values from (100) to (200)`, ["p"], { keyColumns: { p: partitionKeyColumns(["id"]) } });
   const sidecar = startSidecar(env.sourceUrl);
   try {
     await env.source.query("insert into p select g, 'v' || g from generate_series(1, 150, 10) g");

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import { Pool } from "pg";
-import { Env, freshEnv, rows, sqlError, value } from "./helpers";
+import { Env, freshEnv, parentKey, partitionKey, rows, sqlError, value } from "./helpers";
 
 let env: Env;
 let src: Pool;
@@ -70,8 +70,8 @@ test("add_table refuses tables it cannot capture, with a hint, and changes nothi
     create foreign data wrapper dummy;
     create server s foreign data wrapper dummy;
     create foreign table public.a_foreign (id int, v text) server s;
-    create table public.parted (id int, k int, primary key (id, k)) partition by list (k);
-    create table public.parted_1 partition of public.parted for values in (1);
+    create table public.parted (id int not null, k int not null${parentKey("id, k")}) partition by list (k);
+    create table public.parted_1 partition of public.parted${partitionKey("id, k")} for values in (1);
   `);
   await value(src, "select dbsync.add_table('public.grouped', 'g1')");
   await value(src, "select dbsync.create_group('g2')");

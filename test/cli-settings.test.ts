@@ -6,16 +6,16 @@
 // not January 3rd.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv } from "./helpers";
+import { freshEnv, parentKey, partitionKey, partitionKeyColumns } from "./helpers";
 import { runDbsync } from "./kit/dbsync";
 
 test("dbsync schema prints dates in ISO whatever the source database's DateStyle", async () => {
   const env = await freshEnv("cli_settings");
   try {
     await env.source.query(`
-      create table public.events (id bigint, at date not null default '2024-01-03', primary key (id, at)) partition by range (at);
-      create table public.events_2024 partition of public.events for values from ('2024-01-03') to ('2025-01-01');
-      select dbsync.add_table('public.events', 'g');`);
+      create table public.events (id bigint not null, at date not null default '2024-01-03'${parentKey("id, at")}) partition by range (at);
+      create table public.events_2024 partition of public.events${partitionKey("id, at")} for values from ('2024-01-03') to ('2025-01-01');`);
+    await env.source.query("select dbsync.add_table('public.events', 'g', $1)", [partitionKeyColumns(["id", "at"])]);
     const db = (await env.source.query("select current_database() as d")).rows[0].d;
     await env.source.query(`alter database ${db} set datestyle = 'SQL, DMY'`);
     const r = await runDbsync(["schema", "--source", env.sourceUrl], { env: { DBSYNC_LOG_LEVEL: "warn" }, unset: ["DBSYNC_SOURCE_URL", "DATABASE_URL"] });

@@ -25,6 +25,34 @@ export const SOURCE_MAJOR = Number(process.env.DBSYNC_TEST_SOURCE_MAJOR ?? 17);
 export const TARGET_MAJOR = Number(process.env.DBSYNC_TEST_TARGET_MAJOR ?? SOURCE_MAJOR);
 
 /**
+ * PostgreSQL 10 has no primary key on a partitioned table: there the key is declared
+ * on each leaf partition instead (`partitionKey`, where `parentKey` is empty), and
+ * add_table is told it (`partitionKeyColumns`), as README "PostgreSQL versions" says.
+ * The same rows and the same uniqueness per partition, so what a test proves holds.
+ */
+export const PARTITIONED_KEYS = Math.min(SOURCE_MAJOR, TARGET_MAJOR) >= 11;
+
+/** `, primary key (cols)` in a partitioned table's column list, from PostgreSQL 11. */
+export function parentKey(cols: string): string {
+  return PARTITIONED_KEYS ? `, primary key (${cols})` : "";
+}
+
+/** ` (primary key (cols))` after `partition of parent` of a leaf, before PostgreSQL 11. */
+export function partitionKey(cols: string): string {
+  return PARTITIONED_KEYS ? "" : ` (primary key (${cols}))`;
+}
+
+/** `, primary key (cols)` in the column list of a table made to be attached as a leaf, before 11. */
+export function attachedKey(cols: string): string {
+  return PARTITIONED_KEYS ? "" : `, primary key (${cols})`;
+}
+
+/** add_table's key_columns for a partitioned table keyed by `cols`: null (its primary key) from 11. */
+export function partitionKeyColumns(cols: string[]): string[] | null {
+  return PARTITIONED_KEYS ? null : cols;
+}
+
+/**
  * Test SQL written for current PostgreSQL as the source's (or the target's) major
  * spells it: the same rewrites migrate applies (src/compat.ts), e.g. `execute
  * procedure` before 11, txid_snapshot before 13.

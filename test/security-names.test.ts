@@ -10,7 +10,7 @@ import { test } from "node:test";
 import { Pool, escapeIdentifier as q } from "pg";
 import { createLog } from "../src/log";
 import { runVerify } from "../src/verify/jobs";
-import { Env, freshEnv, rows, startSidecar, tableText, until, value } from "./helpers";
+import { attachedKey, Env, freshEnv, parentKey, partitionKey, partitionKeyColumns, rows, SOURCE_MAJOR, startSidecar, tableText, until, value } from "./helpers";
 
 const log = createLog(process.env.DBSYNC_LOG_LEVEL ?? "warn");
 
@@ -37,6 +37,7 @@ const T1 = `${S}.${q("Order Items")}`;
 const T2 = `public.${q("window")}`;
 const T3 = `${S}.${q('Ünï "part" %s %I $1')}`;
 const T3P1 = `${S}.${q("p 1; %s")}`;
+const T3_KEY = ["k%s", "id; %I"];
 const T3P2 = `${S}.${q('p"2 $$')}`;
 const T4 = `${S}.${q("uniq key; drop table t")}`;
 const MOOD = `${S}.${q('mood"; create table pwned(); --')}`;
@@ -72,11 +73,10 @@ const DDL = `
     ${q("k%s")} int not null,
     ${q("id; %I")} int not null,
     ${q("v$1 %L")} text,
-    ${q("o.%I::text")} text,
-    primary key (${q("k%s")}, ${q("id; %I")})
+    ${q("o.%I::text")} text${parentKey(T3_KEY.map(q).join(", "))}
   ) partition by list (${q("k%s")});
-  create table ${T3P1} partition of ${T3} for values in (1);
-  create table ${T3P2} partition of ${T3} for values in (2);
+  create table ${T3P1} partition of ${T3}${partitionKey(T3_KEY.map(q).join(", "))} for values in (1);
+  create table ${T3P2} partition of ${T3}${partitionKey(T3_KEY.map(q).join(", "))} for values in (2);
   create type ${MOOD} as enum ('a''b', 'c"d', 'e\\f');
   create table ${T4} (
     ${q("m ood")} ${MOOD} not null,
@@ -134,7 +134,8 @@ test("hostile identifiers replicate as names through copy, stream, key changes a
   await fill(env.source, 1, 12);
 
   const started = Date.now();
-  for (const tbl of [T1, T2, T3]) await env.source.query("select dbsync.add_table($1, $2)", [tbl, GROUP]);
+  for (const tbl of [T1, T2]) await env.source.query("select dbsync.add_table($1, $2)", [tbl, GROUP]);
+  await env.source.query("select dbsync.add_table($1, $2, $3)", [T3, GROUP, partitionKeyColumns(T3_KEY)]);
   await env.source.query("select dbsync.add_table($1, $2, $3)", [T4, GROUP, ["m ood", "n\\"]]);
   await env.source.query("select dbsync.add_subscription($1, $2, $3, copy_data => true)", [SUB, GROUP, env.targetUrl]);
   assert.ok(Date.now() - started < 5000, "a name was executed (pg_sleep)");
@@ -170,7 +171,12 @@ test("hostile identifiers replicate as names through copy, stream, key changes a
     await env.source.query(`update ${T2} set ${q("x'y; drop table t; --")} = -${q("x'y; drop table t; --")} where ${q("x'y; drop table t; --")} % 2 = 0`);
     await env.source.query(`update ${T2} set ${q("order")} = 'o' where ${q("x'y; drop table t; --")} % 3 = 0`);
     await env.source.query(`delete from ${T2} where ${q("x'y; drop table t; --")} = 5`);
-    await env.source.query(`update ${T3} set ${q("k%s")} = 3 - ${q("k%s")} where ${q("id; %I")} % 3 = 0`); // moves partitions
+    // Moves partitions (before 11 an UPDATE cannot: a delete and an insert in one statement).
+    const [k, id, ...rest] = ["k%s", "id; %I", "v$1 %L", "o.%I::text"].map(q);
+    await env.source.query(SOURCE_MAJOR >= 11
+      ? `update ${T3} set ${k} = 3 - ${k} where ${id} % 3 = 0`
+      : `with d as (delete from ${T3} where ${id} % 3 = 0 returning *)
+         insert into ${T3} (${[k, id, ...rest].join(", ")}) select 3 - ${k}, ${[id, ...rest].join(", ")} from d`);
     await env.source.query(`update ${T3} set ${q("id; %I")} = ${q("id; %I")} + 100 where ${q("id; %I")} % 5 = 0`);
     await env.source.query(`delete from ${T3} where ${q("id; %I")} = 7`);
     await env.source.query(`update ${T4} set ${q("m ood")} = 'e\\f' where ${q("n\\")} % 2 = 0`);
@@ -310,15 +316,15 @@ test("a column named %3$s cannot turn a partition's name into SQL run by the cap
   const env = await freshEnv("security_names_format");
   // %3$s would splice the partition's name; %1$s then resets format()'s argument
   // counter so that the statement's own %I.%I find their arguments.
-  const ddl = `create table parted (${q("%3$s")} int not null, ${q("%1$s")} int, k int not null,
-                 primary key (${q("%3$s")}, k)) partition by list (k)`;
+  const ddl = `create table parted (${q("%3$s")} int not null, ${q("%1$s")} int, k int not null${parentKey(`${q("%3$s")}, k`)}) partition by list (k)`;
   const evil = `x"::text]from(select 1 x)o;create table public.pwned()--`;
   await env.source.query(ddl);
   await env.target.query(ddl);
-  await env.source.query(`create table ${q(evil)} partition of parted for values in (1)`);
-  await env.target.query(`create table ${q(evil)} partition of parted for values in (1)`);
+  const leaf = `create table ${q(evil)} partition of parted${partitionKey(`${q("%3$s")}, k`)} for values in (1)`;
+  await env.source.query(leaf);
+  await env.target.query(leaf);
   await env.source.query("insert into parted values (1, 1, 1), (2, 2, 1)");
-  await env.source.query("select dbsync.add_table('parted', 'g')");
+  await env.source.query("select dbsync.add_table('parted', 'g', $1)", [partitionKeyColumns(["%3$s", "k"])]);
   await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
   try {
@@ -350,9 +356,9 @@ test("a table owner cannot run SQL as the dbsync owner by adding a %-named colum
   const owner = await ownerRole(env);
   try {
     const evil = `x"::text]from(select 1 x)o;create table dbsync.p()--`;
-    await owner.query("create table appz.parted (id int, k int, primary key (id, k)) partition by list (k)");
-    await owner.query(`create table appz.${q(evil)} partition of appz.parted for values in (2)`);
-    await env.source.query("select dbsync.add_table('appz.parted', 'g')");
+    await owner.query(`create table appz.parted (id int not null, k int not null${parentKey("id, k")}) partition by list (k)`);
+    await owner.query(`create table appz.${q(evil)} partition of appz.parted${partitionKey("id, k")} for values in (2)`);
+    await env.source.query("select dbsync.add_table('appz.parted', 'g', $1)", [partitionKeyColumns(["id", "k"])]);
     assert.equal(await value(env.source, "select count(*)::int from pg_event_trigger where evtname = 'dbsync_ddl_watch'"), 1);
     await owner.query(`alter table appz.parted add column ${q("%3$s")} int, add column ${q("%1$s")} int`);
     await owner.query("insert into appz.parted (id, k) values (1, 2)");
@@ -369,11 +375,11 @@ test("a table owner who is not superuser can still create and attach partitions 
   const env = await freshEnv("security_names_owner_partitions");
   const owner = await ownerRole(env);
   try {
-    await owner.query("create table appz.parted (id int, k int, primary key (id, k)) partition by list (k)");
-    await owner.query("create table appz.p1 partition of appz.parted for values in (1)");
-    await env.source.query("select dbsync.add_table('appz.parted', 'g')");
-    await owner.query("create table appz.p2 partition of appz.parted for values in (2)");
-    await owner.query("create table appz.p3 (id int not null, k int not null)");
+    await owner.query(`create table appz.parted (id int not null, k int not null${parentKey("id, k")}) partition by list (k)`);
+    await owner.query(`create table appz.p1 partition of appz.parted${partitionKey("id, k")} for values in (1)`);
+    await env.source.query("select dbsync.add_table('appz.parted', 'g', $1)", [partitionKeyColumns(["id", "k"])]);
+    await owner.query(`create table appz.p2 partition of appz.parted${partitionKey("id, k")} for values in (2)`);
+    await owner.query(`create table appz.p3 (id int not null, k int not null${attachedKey("id, k")})`);
     await owner.query("alter table appz.parted attach partition appz.p3 for values in (3)");
     await owner.query("insert into appz.parted values (1, 1), (2, 2), (3, 3)");
     assert.equal(

@@ -47,11 +47,12 @@
 --   track_counts (on by default; autovacuum needs it too).
 --   Parameters: none.
 --   Returns: jsonb.
---   Calls: dbsync._ddl_group. Tables touched: dbsync.tables (read).
+--   Calls: dbsync._ddl_group, dbsync._server_has. Tables touched: dbsync.tables (read).
 create or replace function dbsync._ddl_effects() returns jsonb
 language sql volatile security definer set search_path = pg_catalog, pg_temp as $$
     with locked as materialized (
-        select l.relation as relid, bool_or(l.mode = 'RowExclusiveLock') as row_exclusive
+        select l.relation as relid, bool_or(l.mode = 'RowExclusiveLock') as row_exclusive,
+               bool_or(l.mode = 'AccessExclusiveLock') as access_exclusive
         from pg_locks l
         where l.pid = pg_backend_pid() and l.locktype = 'relation' and l.granted
           and l.database = (select d.oid from pg_database d where d.datname = current_database())
@@ -110,7 +111,16 @@ language sql volatile security definer set search_path = pg_catalog, pg_temp as 
                     from (select c.oid as relid
                           from pg_class c
                           where c.oid = any (array(select k.relid from locked k)) and c.relkind in ('r', 'm', 'p')
-                            and (age(c.xmin) <= 0
+                            and ((age(c.xmin) <= 0
+                                  -- PostgreSQL 10's CREATE TRIGGER writes its table's
+                                  -- pg_class row again even when relhastriggers is set
+                                  -- (a foreign key's triggers on the table it references):
+                                  -- there, a row written under a lock weaker than ACCESS
+                                  -- EXCLUSIVE (which TRUNCATE, a rewrite, a column take) of
+                                  -- a table that got a trigger is the trigger's.
+                                  and (dbsync._server_has('trigger_keeps_class_row')
+                                       or exists (select from locked k where k.relid = c.oid and k.access_exclusive)
+                                       or not exists (select from pg_trigger g where g.tgrelid = c.oid and age(g.xmin) <= 0)))
                                  or exists (select from pg_attribute a where a.attrelid = c.oid and a.attnum > 0 and age(a.xmin) <= 0))
                           union
                           -- Dropped (by this transaction: it holds the lock).

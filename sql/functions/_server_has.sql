@@ -10,6 +10,11 @@
 --     partitioned_unique: a primary key or unique index on a partitioned table
 --       (11+; before, a key is unique when every leaf has a unique index on it
 --       and it includes the partition keys)
+--     trigger_keeps_class_row: CREATE TRIGGER leaves its table's pg_class row
+--       alone when relhastriggers is already set (11+; before, dbsync._ddl_effects
+--       tells that write from a change of the table by the lock taken)
+--     enum_add_in_transaction: ALTER TYPE ... ADD VALUE in a transaction block or
+--       a function (12+; before, execute_ddl cannot run it: it says so, with a hint)
 --   Errors: an unknown feature.
 --   Parameters: p_feature.
 --   Returns: boolean.
@@ -21,6 +26,8 @@ declare
                        when 'partitioned_index' then 110000
                        when 'partitioned_row_trigger' then 110000
                        when 'partitioned_unique' then 110000
+                       when 'trigger_keeps_class_row' then 110000
+                       when 'enum_add_in_transaction' then 120000
                    end;
 begin
     if v_since is null then

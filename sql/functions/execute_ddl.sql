@@ -22,13 +22,15 @@
 --   key changed). A table of another group is refused: its targets would not get
 --   the DDL.
 --   Errors: unknown group, empty ddl, a table of another group (altered, truncated
---   or written by DDL), track_counts off (before the DDL or after it), other tables' rows written from
+--   or written by DDL), ALTER TYPE ... ADD VALUE before PostgreSQL 12 (with a
+--   hint), track_counts off (before the DDL or after it), other tables' rows written from
 --   replicated ones, and whatever the DDL itself raises (then nothing is queued: it
 --   is one transaction).
 --   Parameters: group_name, ddl.
 --   Returns: nothing.
 --   Calls: dbsync._begin_ddl, dbsync._ddl_effects, dbsync._ddl_plan, dbsync._ddl_recopy,
---     dbsync._ddl_settings, dbsync._end_ddl, dbsync._group_id, dbsync._queue_ddl.
+--     dbsync._ddl_settings, dbsync._end_ddl, dbsync._group_id, dbsync._queue_ddl,
+--     dbsync._server_has.
 --     Tables touched: none.
 create or replace function dbsync.execute_ddl(group_name text, ddl text) returns void
 language plpgsql as $$
@@ -55,7 +57,23 @@ begin
     perform dbsync._begin_ddl(v_group);
     v_before := dbsync._ddl_effects();
     perform pg_catalog.set_config('search_path', v_path, true);
-    execute ddl;
+    if dbsync._server_has('enum_add_in_transaction') then
+        execute ddl;
+    else
+        -- (A subtransaction, so only where the error can come: its text names the
+        -- statement untranslated, whatever lc_messages says.)
+        begin
+            execute ddl;
+        exception when active_sql_transaction then
+            if pg_catalog.strpos(sqlerrm, 'ALTER TYPE ... ADD') > 0 then
+                raise exception 'execute_ddl: ALTER TYPE ... ADD VALUE cannot run in a function before PostgreSQL 12, and execute_ddl runs its statement in one'
+                    using errcode = 'feature_not_supported',
+                          hint = 'Run the ALTER TYPE ... ADD VALUE by itself on each server, the targets first, then the '
+                                 'source: a label a target has before the source writes it is harmless.';
+            end if;
+            raise;
+        end;
+    end if;
     -- The caller's path back, unless the DDL set one of its own.
     if pg_catalog.current_setting('search_path') = v_path then
         perform pg_catalog.set_config('search_path', v_caller_path, true);

@@ -21,7 +21,7 @@ export async function setup(
   env: Env,
   ddl: string,
   tables: string[],
-  opts: { copyData?: boolean; keyColumns?: Record<string, string[]> } = {},
+  opts: { copyData?: boolean; keyColumns?: Record<string, string[] | null> } = {},
 ): Promise<void> {
   await env.source.query(compat(ddl, "source"));
   await env.target.query(compat(ddl, "target"));
