@@ -14,7 +14,7 @@ import { Plan } from "../src/source/batches";
 import { Phases } from "../src/target/phases";
 import { readStreams } from "../src/target/readers";
 import { Piece } from "../src/target/stream";
-import { Env, freshEnv, startSidecar, until, value } from "./helpers";
+import { Env, compat, freshEnv, startSidecar, until, value } from "./helpers";
 import { phasesOf } from "./kit/apply-log";
 import { setup, status, strictlyConverged, synced } from "./kit/convergence";
 import { TWO_STREAMS_DDL, TWO_STREAMS_TABLES } from "./kit/two-streams";
@@ -85,6 +85,43 @@ test("batch_plan cuts a big batch's stream for its readers: each table in one st
       [shapes],
     );
     assert.deepEqual(keyed.rows.map((r) => [r.shape_id, Number(r.n)]), [[shapes[0], 300]]);
+  } finally {
+    await c.query("rollback");
+    c.release();
+  }
+});
+
+test("batch_plan counts a table's events as the readers see them: a statement's keys one by one, one, a thousand or more, a TRUNCATE", async () => {
+  const env = await freshEnv("readers_counts");
+  await setup(env, DDL, TABLES);
+  // One key, 1,000 keys (one 'M' event), 2,500 keys (three), keys of several
+  // statements, rows gone and a TRUNCATE marker: the plan counts the stored events
+  // (_batch_events) where the readers get one event per key (_events_between).
+  await env.source.query(`insert into a values (1, 'a');
+    insert into b select g, 'b' from generate_series(1, 1000) g;
+    insert into c select g, g, 'c' from generate_series(1, 2500) g;
+    insert into d select 'k' || g, g, g, 'd' from generate_series(1, 10) g;
+    update d set z = 'z' where x <= 5; delete from d where x = 1;
+    truncate a`);
+  const c = await env.source.connect();
+  try {
+    await c.query("begin isolation level repeatable read");
+    const plan = await planNow(c, 1, 100);
+    const read = await c.query<{ target: string; n: number }>(
+      compat(`select format('%I.%I', n.nspname, r.relname) as target, count(*)::int as n
+         from dbsync.subscriptions s
+         join dbsync.ticks k on k.group_id = s.group_id and k.tick_id = s.position_tick
+         cross join lateral dbsync._events_between(s.group_id, k.snap, pg_current_snapshot()) e
+         join dbsync.shapes h on h.shape_id = e.shape_id
+         join dbsync.tables t on t.table_id = h.table_id
+         join pg_class r on r.oid = t.relid
+         join pg_namespace n on n.oid = r.relnamespace
+        where s.name = 's' group by 1 order by 1`),
+    );
+    const planned = plan.tables.map((t) => ({ target: t.target.replace(/"/g, ""), n: Number(t.events) })).sort((x, y) => x.target.localeCompare(y.target));
+    assert.deepEqual(planned, read.rows);
+    assert.deepEqual(planned.map((t) => t.n), [2, 1000, 2500, 16]);
+    assert.equal(plan.tables.find((t) => t.target.endsWith('"a"'))?.truncate, true);
   } finally {
     await c.query("rollback");
     c.release();
