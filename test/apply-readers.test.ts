@@ -128,6 +128,33 @@ test("batch_plan counts a table's events as the readers see them: a statement's 
   }
 });
 
+test("batch_keys: a key queued by a statement ('M') and by a key change ('K') in one batch comes out once, as its key", async () => {
+  const env = await freshEnv("readers_keys");
+  await setup(env, DDL, TABLES);
+  // Keys whose text array_out quotes. A key moved away and back: its old key is
+  // queued by the row trigger of key changes ('K'), its new one by the statement ('M').
+  await env.source.query(`insert into d values ('a "b"', 1, 1, 'd'), ('c,d', 2, 2, 'd'), ('e', 3, 3, 'd');
+    update d set k = 'moved' where k = 'a "b"';
+    update d set k = 'a "b"' where k = 'moved';
+    update d set z = 'z' where k in ('c,d', 'e')`);
+  const c = await env.source.connect();
+  try {
+    await c.query("begin isolation level repeatable read");
+    const [{ group_id: group, position_tick: from }] = (await c.query("select group_id, position_tick from dbsync.subscriptions where name = 's'")).rows;
+    const ops = await c.query<{ op: string }>(
+      compat(`select distinct e.op from dbsync._batch_events($1, (select snap from dbsync.ticks where group_id = $1 and tick_id = $2), pg_current_snapshot()) e
+               where e.shape_id is not null order by 1`),
+      [group, from],
+    );
+    assert.deepEqual(ops.rows.map((r) => r.op), ["K", "M"], "both kinds of events in the batch");
+    const keys = await c.query<{ k: string[] }>("select k from dbsync.batch_keys($1, $2) order by k", [group, from]);
+    assert.deepEqual(keys.rows.map((r) => r.k), [['a "b"'], ["c,d"], ["e"], ["moved"]]);
+  } finally {
+    await c.query("rollback");
+    c.release();
+  }
+});
+
 test("a backlog read by two readers: every table equal, tables alike merged one after the other", async () => {
   const env = await freshEnv("readers_backlog");
   await setup(env, DDL, TABLES);
