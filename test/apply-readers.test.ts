@@ -14,7 +14,7 @@ import { Plan } from "../src/source/batches";
 import { Phases } from "../src/target/phases";
 import { readStreams } from "../src/target/readers";
 import { Piece } from "../src/target/stream";
-import { Env, freshEnv, startSidecar, until, value } from "./helpers";
+import { Env, compat, freshEnv, startSidecar, until, value } from "./helpers";
 import { phasesOf } from "./kit/apply-log";
 import { setup, status, strictlyConverged, synced } from "./kit/convergence";
 import { TWO_STREAMS_DDL, TWO_STREAMS_TABLES } from "./kit/two-streams";
@@ -44,14 +44,27 @@ async function copyOut(c: Client, sql: string): Promise<string[]> {
   return Buffer.concat(chunks).toString().split("\n").filter(Boolean);
 }
 
-test("batch_plan cuts a big batch's stream for its readers: each table in one stream, tables alike together, the same lines", async () => {
-  const env = await freshEnv("readers_plan");
+/** `writes` on a fresh pair of databases, then `check` in a reader's transaction at the end of the batch they make. */
+async function atBatchEnd(name: string, writes: (env: Env) => Promise<unknown>, check: (c: PoolClient) => Promise<void>) {
+  const env = await freshEnv(name);
   await setup(env, DDL, TABLES);
-  await backlog(env, 300);
-  await env.source.query("update a set v = 'u' where id % 3 = 0; delete from c where id % 4 = 0; delete from d where x % 5 = 0");
+  await writes(env);
   const c = await env.source.connect();
   try {
     await c.query("begin isolation level repeatable read");
+    await check(c);
+  } finally {
+    await c.query("rollback");
+    c.release();
+  }
+}
+
+test("batch_plan cuts a big batch's stream for its readers: each table in one stream, tables alike together, the same lines", async () => {
+  const writes = async (env: Env) => {
+    await backlog(env, 300);
+    await env.source.query("update a set v = 'u' where id % 3 = 0; delete from c where id % 4 = 0; delete from d where x % 5 = 0");
+  };
+  await atBatchEnd("readers_plan", writes, async (c) => {
     const one = await planNow(c, 1, 100);
     assert.equal(one.streams, null, "one reader: one stream");
     assert.equal((await planNow(c, 2, 1_000_000)).streams, null, "a small batch: one stream");
@@ -85,10 +98,57 @@ test("batch_plan cuts a big batch's stream for its readers: each table in one st
       [shapes],
     );
     assert.deepEqual(keyed.rows.map((r) => [r.shape_id, Number(r.n)]), [[shapes[0], 300]]);
-  } finally {
-    await c.query("rollback");
-    c.release();
-  }
+  });
+});
+
+test("batch_plan counts a table's events as the readers see them: a statement's keys one by one, one, a thousand or more, a TRUNCATE", async () => {
+  // One key, 1,000 keys (one 'M' event), 2,500 keys (three), keys of several
+  // statements, rows gone and a TRUNCATE marker: the plan counts the stored events
+  // (_batch_events) where the readers get one event per key (_events_between).
+  const writes = (env: Env) => env.source.query(`insert into a values (1, 'a');
+    insert into b select g, 'b' from generate_series(1, 1000) g;
+    insert into c select g, g, 'c' from generate_series(1, 2500) g;
+    insert into d select 'k' || g, g, g, 'd' from generate_series(1, 10) g;
+    update d set z = 'z' where x <= 5; delete from d where x = 1;
+    truncate a`);
+  await atBatchEnd("readers_counts", writes, async (c) => {
+    const plan = await planNow(c, 1, 100);
+    const read = await c.query<{ target: string; n: number }>(
+      compat(`select format('%I.%I', n.nspname, r.relname) as target, count(*)::int as n
+         from dbsync.subscriptions s
+         join dbsync.ticks k on k.group_id = s.group_id and k.tick_id = s.position_tick
+         cross join lateral dbsync._events_between(s.group_id, k.snap, pg_current_snapshot()) e
+         join dbsync.shapes h on h.shape_id = e.shape_id
+         join dbsync.tables t on t.table_id = h.table_id
+         join pg_class r on r.oid = t.relid
+         join pg_namespace n on n.oid = r.relnamespace
+        where s.name = 's' group by 1 order by 1`),
+    );
+    const planned = plan.tables.map((t) => ({ target: t.target.replace(/"/g, ""), n: Number(t.events) })).sort((x, y) => x.target.localeCompare(y.target));
+    assert.deepEqual(planned, read.rows);
+    assert.deepEqual(planned.map((t) => t.n), [2, 1000, 2500, 16]);
+    assert.equal(plan.tables.find((t) => t.target.endsWith('"a"'))?.truncate, true);
+  });
+});
+
+test("batch_keys: a key queued by a statement ('M') and by a key change ('K') in one batch comes out once, as its key", async () => {
+  // Keys whose text array_out quotes. A key moved away and back: its old key is
+  // queued by the row trigger of key changes ('K'), its new one by the statement ('M').
+  const writes = (env: Env) => env.source.query(`insert into d values ('a "b"', 1, 1, 'd'), ('c,d', 2, 2, 'd'), ('e', 3, 3, 'd');
+    update d set k = 'moved' where k = 'a "b"';
+    update d set k = 'a "b"' where k = 'moved';
+    update d set z = 'z' where k in ('c,d', 'e')`);
+  await atBatchEnd("readers_keys", writes, async (c) => {
+    const [{ group_id: group, position_tick: from }] = (await c.query("select group_id, position_tick from dbsync.subscriptions where name = 's'")).rows;
+    const ops = await c.query<{ op: string }>(
+      compat(`select distinct e.op from dbsync._batch_events($1, (select snap from dbsync.ticks where group_id = $1 and tick_id = $2), pg_current_snapshot()) e
+               where e.shape_id is not null order by 1`),
+      [group, from],
+    );
+    assert.deepEqual(ops.rows.map((r) => r.op), ["K", "M"], "both kinds of events in the batch");
+    const keys = await c.query<{ k: string[] }>("select k from dbsync.batch_keys($1, $2) order by k", [group, from]);
+    assert.deepEqual(keys.rows.map((r) => r.k), [['a "b"'], ["c,d"], ["e"], ["moved"]]);
+  });
 });
 
 test("a backlog read by two readers: every table equal, tables alike merged one after the other", async () => {

@@ -153,6 +153,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._add_owned_sequences(regclass,integer)": "admin",
   "dbsync._drop_capture_triggers(oid)": "admin",
   "dbsync._edit_distance(text,text)": "admin",
+  "dbsync._batch_events(integer,pg_snapshot,pg_snapshot)": "admin",
   "dbsync._events_between(integer,pg_snapshot,pg_snapshot)": "admin",
   "dbsync._export_tick(integer)": "admin",
   "dbsync._grant_monitor_rights(name)": "admin",
