@@ -120,22 +120,8 @@ export function processCpuSeconds(pid: number): number | null {
  * counters, those of the backends that have exited.
  */
 export function serverCpuSeconds(dataDir: string): number | null {
-  let pm: number;
-  try {
-    pm = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
-  } catch {
-    return null;
-  }
-  const f = procStat(pm);
-  if (!f) return null;
-  // utime, stime, cutime, cstime (fields 14 to 17).
-  let ticks = ticksOf(f, 11, 12, 13, 14);
-  for (const d of fs.readdirSync("/proc")) {
-    // (A child gone meanwhile: its time is in the postmaster's children counters.)
-    const g = /^\d+$/.test(d) ? procStat(d) : null;
-    if (g && Number(g[1]) === pm) ticks += ticksOf(g, 11, 12);
-  }
-  return ticks / 100;
+  const byPid = serverCpuByPid(dataDir);
+  return byPid && [...byPid.values()].reduce((sum, s) => sum + s, 0);
 }
 
 /**

@@ -4,28 +4,14 @@
 // with fewer or older rows while wait_for_sync says it is in sync.
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
-import { after, test } from "node:test";
-import { Client } from "pg";
+import { test } from "node:test";
 import { REPLICA_MODE_FUNCTION } from "../src/target/progress";
 import { Env, TARGET_MAJOR, freshEnv, startSidecar, until, value } from "./helpers";
 import { assertTablesEqual, status } from "./kit/convergence";
-import { asRole } from "./kit/roles";
+import { asRole, rolesDroppedAfter } from "./kit/roles";
 
 const sfx = crypto.randomBytes(4).toString("hex");
-const made: { url: string; role: string }[] = [];
-
-after(async () => {
-  for (const { url, role } of made.reverse()) {
-    const admin = new Client({ connectionString: url });
-    await admin.connect();
-    try {
-      await admin.query(`drop owned by ${role} cascade`).catch(() => undefined);
-      await admin.query(`drop role if exists ${role}`).catch(() => undefined);
-    } finally {
-      await admin.end();
-    }
-  }
-});
+const made = rolesDroppedAfter();
 
 /** A login role on the server of `url`, dropped after the file. */
 async function role(env: Env, side: "source" | "target", name: string): Promise<string> {

@@ -11,13 +11,13 @@
 //    parameter, which resolves to the text variant (unknown prefers the string
 //    category; the search_path order does not matter between different argument types).
 import assert from "node:assert/strict";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { Client, Pool } from "pg";
 import { migrate } from "../src/migrate";
 import { REPLICA_MODE_FUNCTION } from "../src/target/progress";
 import { uninstall } from "../src/uninstall";
 import { Env, freshEnv, startSidecar, until, value } from "./helpers";
-import { asRole, connectAs } from "./kit/roles";
+import { asRole, connectAs, rolesDroppedAfter } from "./kit/roles";
 import { SOURCE_MAJOR, TARGET_MAJOR } from "./helpers";
 
 /** Before PostgreSQL 15 every role may create in schema public: no grant needed for the attacks below. */
@@ -26,20 +26,7 @@ const publicCreate = (major: number, role: string) => (major >= 15 ? `; grant cr
 const sfx = String(process.pid);
 const APPLIER = `b3_applier_${sfx}`;
 const MALLORY = `b3_mallory_${sfx}`;
-const made: { url: string; role: string }[] = [];
-
-after(async () => {
-  for (const { url, role } of made.reverse()) {
-    const admin = new Client({ connectionString: url });
-    await admin.connect();
-    try {
-      await admin.query(`drop owned by ${role} cascade`).catch(() => undefined);
-      await admin.query(`drop role if exists ${role}`).catch(() => undefined);
-    } finally {
-      await admin.end();
-    }
-  }
-});
+const made = rolesDroppedAfter();
 
 /** The target role of the README's Security section, owning the replicated table t (which Mallory may not read). */
 async function targetRoles(env: Env, label: string) {
