@@ -205,9 +205,12 @@ begin
         -- "used in a trigger definition"; int to bigint of a key is a common migration)
         -- nor be dropped. Polymorphic, so that it does not depend on the table's row
         -- type either (DROP TABLE), and a plain SQL function, which the planner
-        -- inlines into the WHEN clause: no call per row. Run as the writer: EXECUTE
+        -- inlines into the WHEN clause: no call per row. STABLE, not IMMUTABLE: the
+        -- planner does not inline a function labelled IMMUTABLE whose body is not
+        -- (timestamptz_out, enum_out, format), and every row then paid a call of
+        -- the SQL function. Run as the writer: EXECUTE
         -- granted to PUBLIC, whatever the dbsync owner's default privileges say.
-        execute format('create function dbsync.%I(o anyelement, n anyelement) returns boolean language sql immutable as %L',
+        execute format('create function dbsync.%I(o anyelement, n anyelement) returns boolean language sql stable as %L',
                        'key_changed_' || p_table_id, 'select ' || v_changed);
         execute format('grant execute on function dbsync.%I(anyelement, anyelement) to public', 'key_changed_' || p_table_id);
         execute format('create trigger dbsync_capture_key after update on %s for each row when (dbsync.%I(OLD, NEW)) execute function dbsync.%I()',

@@ -1,0 +1,57 @@
+// Attacks on the s14 changes that broke something (each test failed before its fix).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { SOURCE_MAJOR, freshEnv, startSidecar, value } from "./helpers";
+import { setup, strictlyConverged } from "./kit/convergence";
+
+// Held, kept as a guard. Capture v5 lets ALTER COLUMN ... TYPE reach a key column
+// (the WHEN no longer names it). A change of the key's collation alone leaves the key
+// trigger's comparison as it was (_capture_stale looks at types, not collations):
+// by value, so 'k1' -> 'K1' under the new case-insensitive collation does not fire
+// it. The target, altered alike by execute_ddl, finds the row by the new key all
+// the same.
+test("a text key's collation changed to a nondeterministic one through execute_ddl: a change of case of the key is captured", async (t) => {
+  const env = await freshEnv("brk14_key_collation");
+  const icu = SOURCE_MAJOR >= 12 && Number(await value(env.source, "select count(*) from pg_collation where collprovider = 'i'")) > 0;
+  if (!icu) return t.skip("no ICU collations (or PostgreSQL < 12)");
+  const ddl = "create collation ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false); create table k (k text primary key, v int)";
+  await setup(env, ddl, ["k"]);
+  await env.source.query("insert into k select 'k' || g, g from generate_series(1, 20) g");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await strictlyConverged(env, ["k"]);
+    await env.source.query(`select dbsync.execute_ddl('g', 'alter table k alter column k type text collate ci')`);
+    await env.source.query("update k set k = upper(k) where v <= 10");
+    await strictlyConverged(env, ["k"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+// The key trigger's WHEN calls key_changed_<table_id>, meant to be inlined (no call
+// per row). Keys printed by a function that is not immutable (timestamptz, an enum)
+// made it a call of a SQL function for every row updated, when it was labelled
+// IMMUTABLE.
+test("the key trigger's comparison is inlined for timestamptz and enum keys: no call of key_changed_ per row, and a key change still reaches the target", async () => {
+  const env = await freshEnv("brk14_key_inlined");
+  await setup(env, `create type mood as enum ('a', 'b');
+    create table t (k timestamptz primary key, v int);
+    create table e (k mood, n int, v int, primary key (k, n))`, ["t", "e"]);
+  const c = await env.source.connect();
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await c.query(`insert into t select '2026-01-01 00:00+00'::timestamptz + g * interval '1 s', g from generate_series(1, 50) g;
+      insert into e select 'a', g, g from generate_series(1, 50) g`);
+    await c.query("begin; set local track_functions = 'all'");
+    await c.query("update t set v = v + 1; update e set v = v + 1");
+    const calls = await c.query<{ calls: number | null }>(
+      "select sum(pg_stat_get_xact_function_calls(p.oid))::int as calls from pg_proc p where p.proname like 'key\\_changed\\_%'");
+    await c.query("commit");
+    assert.equal(calls.rows[0].calls, null, "key_changed_ called per row, not inlined");
+    await c.query("update t set k = k + interval '1 hour' where v <= 10; update e set k = 'b' where v <= 10");
+    await strictlyConverged(env, ["t", "e"]);
+  } finally {
+    c.release();
+    await sidecar.stop();
+  }
+});
