@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SOURCE_MAJOR, freshEnv, startSidecar, value } from "./helpers";
-import { setup, strictlyConverged } from "./kit/convergence";
+import { setup, strictlyConverged, synced } from "./kit/convergence";
 
 // Held, kept as a guard. Capture v5 lets ALTER COLUMN ... TYPE reach a key column
 // (the WHEN no longer names it). A change of the key's collation alone leaves the key
@@ -52,6 +52,27 @@ test("the key trigger's comparison is inlined for timestamptz and enum keys: no 
     await strictlyConverged(env, ["t", "e"]);
   } finally {
     c.release();
+    await sidecar.stop();
+  }
+});
+
+// Sequences were set on the target by the name add_sequence recorded: once renamed
+// through execute_ddl (on the target too, in the batch with that DDL), the batch set
+// the old name, failed, and was retried forever with a hint to create it.
+test("a carried sequence renamed through execute_ddl: the target's, renamed alike, follows it under its new name", async () => {
+  const env = await freshEnv("brk14_seq_rename");
+  await setup(env, "create sequence sq; create table t (id int primary key)", ["t"]);
+  await env.source.query("select dbsync.add_sequence('sq', 'g')");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("select nextval('sq') from generate_series(1, 5); insert into t values (1)");
+    await synced(env);
+    await env.source.query("select dbsync.execute_ddl('g', 'alter sequence sq rename to sq2')");
+    await env.source.query("select nextval('sq2') from generate_series(1, 5); insert into t values (2)");
+    await synced(env);
+    assert.equal(await value(env.target, "select last_value::text from sq2"), "10");
+    await strictlyConverged(env, ["t"]);
+  } finally {
     await sidecar.stop();
   }
 });
