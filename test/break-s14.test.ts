@@ -76,3 +76,27 @@ test("a carried sequence renamed through execute_ddl: the target's, renamed alik
     await sidecar.stop();
   }
 });
+
+// key_changed_'s body is parsed as the writer (inlined into the WHEN, or run as a
+// SQL function): a name in it is looked up with the writer's rights. v4's WHEN was
+// parsed once, by dbsync, when the trigger was made.
+test("a writer without USAGE on the schema of the key's type (citext in schema ext) updates the table, its key too", async () => {
+  const env = await freshEnv("brk14_key_ext_type");
+  await setup(env, "create schema ext; create extension citext schema ext; create table k (k ext.citext primary key, v int)", ["k"]);
+  await env.source.query(`create role brk14_writer; grant select, update, insert on k to brk14_writer;
+    insert into k values ('a', 1), ('B', 2)`);
+  const c = await env.source.connect();
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await c.query("set role brk14_writer");
+    await c.query("update k set v = v + 1");
+    await c.query("update k set k = k || 'x' where v = 3");
+    await c.query("reset role");
+    await strictlyConverged(env, ["k"]);
+  } finally {
+    await c.query("reset role");
+    c.release();
+    await sidecar.stop();
+    await env.source.query("drop owned by brk14_writer; drop role brk14_writer");
+  }
+});

@@ -192,12 +192,15 @@ begin
         execute format('create trigger dbsync_capture_ins after insert on %s referencing new table as dbsync_new for each statement execute function %s()', t.relid::regclass, v_fn);
         execute format('create trigger dbsync_capture_upd after update on %s referencing new table as dbsync_new for each statement execute function %s()', t.relid::regclass, v_fn);
         -- Compared as the reader matches keys: by value where equal values print
-        -- alike, else by text (1.0 and 1.00 are two keys to read).
+        -- alike, else by text (1.0 and 1.00 are two keys to read). The text by
+        -- pg_catalog.format, which calls the type's output function by its oid, not
+        -- by _text_of's name of it: the body of key_changed_ is parsed as the writer,
+        -- who may lack USAGE on the schema of that function (an extension's type,
+        -- citext in its own schema: every UPDATE of the table was refused).
         select string_agg(case when dbsync._one_text_per_value(u.ty, u.coll)
                                then format('o.%1$I operator(pg_catalog.<>) n.%1$I', u.k)
-                               else format('%s operator(pg_catalog.<>) (%s collate pg_catalog."C")',
-                                           dbsync._text_of(u.ty, format('o.%I', u.k)),
-                                           dbsync._text_of(u.ty, format('n.%I', u.k))) end, ' or ' order by u.o)
+                               else format('pg_catalog.format(''%%s'', o.%1$I) operator(pg_catalog.<>) (pg_catalog.format(''%%s'', n.%1$I) collate pg_catalog."C")',
+                                           u.k) end, ' or ' order by u.o)
           into v_changed
         from unnest(v_keys, v_types, v_colls) with ordinality as u(k, ty, coll, o);
         -- The comparison in a function of the rows, not in the WHEN clause: a column
