@@ -100,3 +100,27 @@ test("a writer without USAGE on the schema of the key's type (citext in schema e
     await env.source.query("drop owned by brk14_writer; drop role brk14_writer");
   }
 });
+
+// Held, kept as a guard of the comparison by text: keys equal as values but printed
+// otherwise (numeric scale, a float's -0) are key changes, each under the writer's
+// own TimeZone for a timestamptz key that moves by an hour and back to the same
+// instant printed in another zone.
+test("key changes that keep the value but not its text (numeric 1.0 -> 1.00, float -0), and timestamptz keys under a writer's TimeZone", async () => {
+  const env = await freshEnv("brk14_key_texts");
+  await setup(env, `create table n (k numeric primary key, v int); create table f (k float8 primary key, v int);
+    create table z (k timestamptz primary key, v int)`, ["n", "f", "z"]);
+  await env.source.query(`insert into n values (1.0, 1), (2.5, 2); insert into f values (0, 1), (1.5, 2);
+    insert into z values ('2026-01-01 00:00+00', 1), ('2026-06-01 00:00+00', 2)`);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await strictlyConverged(env, ["n", "f", "z"]);
+    await env.source.query(`set timezone = 'Asia/Kolkata';
+      update n set k = 1.00 where v = 1; update n set k = 2.50, v = 3 where v = 2;
+      update f set k = '-0' where v = 1;
+      update z set k = k + interval '1 hour' where v = 1; update z set k = k at time zone 'UTC' at time zone 'UTC', v = 4 where v = 2;
+      reset timezone`);
+    await strictlyConverged(env, ["n", "f", "z"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
