@@ -1,8 +1,10 @@
 // Attacks on the s14 changes that broke something (each test failed before its fix).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { SOURCE_MAJOR, freshEnv, startSidecar, value } from "./helpers";
-import { setup, strictlyConverged, synced } from "./kit/convergence";
+import { REPLICA_MODE_FUNCTION } from "../src/target/progress";
+import { SOURCE_MAJOR, TARGET_MAJOR, freshEnv, startSidecar, value } from "./helpers";
+import { setup, status, strictlyConverged, synced } from "./kit/convergence";
+import { asRole } from "./kit/roles";
 
 // Held, kept as a guard. Capture v5 lets ALTER COLUMN ... TYPE reach a key column
 // (the WHEN no longer names it). A change of the key's collation alone leaves the key
@@ -122,5 +124,35 @@ test("key changes that keep the value but not its text (numeric 1.0 -> 1.00, flo
     await strictlyConverged(env, ["n", "f", "z"]);
   } finally {
     await sidecar.stop();
+  }
+});
+
+// The error was loud, but its hint said to create the sequence, which was there.
+test("a target role without UPDATE on a carried sequence: the subscription fails loudly, with a hint to grant it", async () => {
+  const env = await freshEnv("brk14_seq_rights");
+  const applier = `brk14_applier_${process.pid}`;
+  await env.target.query(`create role ${applier} login`);
+  const db = new URL(env.targetUrl).pathname.slice(1);
+  try {
+    await env.target.query(`grant create on database "${db}" to ${applier}`);
+    if (TARGET_MAJOR >= 15) await env.target.query(`grant set on parameter session_replication_role to ${applier}`);
+    else await env.target.query(`create schema dbsync authorization ${applier}; ${REPLICA_MODE_FUNCTION}; grant execute on function dbsync.enter_replica_mode() to ${applier}`);
+    const ddl = "create sequence sq; create table t (id int primary key)";
+    await env.source.query(ddl);
+    await env.target.query(`${ddl}; grant select, insert, update, delete, truncate on t to ${applier}; grant select on sq to ${applier}`);
+    await env.source.query("select dbsync.add_table('t', 'g'); select dbsync.add_sequence('sq', 'g')");
+    await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [asRole(env.targetUrl, applier)]);
+    const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+    try {
+      await env.source.query("select nextval('sq') from generate_series(1, 5); insert into t values (1)");
+      assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '5 s')"), false);
+      const s = await status(env);
+      assert.equal(s?.last_error_sqlstate, "42501");
+      assert.match(s?.last_error ?? "", /permission denied for sequence sq .*Grant the sidecar's target role UPDATE on sequence public\.sq/);
+    } finally {
+      await sidecar.stop();
+    }
+  } finally {
+    await env.target.query(`drop owned by ${applier} cascade; drop role ${applier}`).catch(() => undefined);
   }
 });
