@@ -156,3 +156,42 @@ test("a target role without UPDATE on a carried sequence: the subscription fails
     await env.target.query(`drop owned by ${applier} cascade; drop role ${applier}`).catch(() => undefined);
   }
 });
+
+// Held, kept as a guard: v5 lets a key change type; the writers that wait for the
+// ALTER's lock go on with the capture it regenerated (key_changed_ dropped and made
+// again, its trigger too) in sessions that had used the old one. (The writers keep
+// to their own rows: between them they would deadlock.)
+test("a key widened to bigint through execute_ddl while two writers move keys and insert, each in its own session", async () => {
+  const env = await freshEnv("brk14_key_type_writers");
+  await setup(env, "create table a (id int primary key, v int)", ["a"]);
+  await env.source.query("insert into a select g, 0 from generate_series(1, 400) g");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  let writing = true;
+  const writer = async (w: number) => {
+    const c = await env.source.connect();
+    try {
+      for (let i = 0; writing; i++) {
+        await c.query(`update a set id = id + 1000000 where id = (select min(id) from a where id % 2 = ${w});
+          update a set v = v + 1 where id % 2 = ${w} and id % 7 = ${i % 7}; insert into a values (${5000 + i * 2 + w}, ${i})`);
+      }
+    } finally {
+      c.release();
+    }
+  };
+  const writers = [writer(0), writer(1)];
+  try {
+    for (const ty of ["bigint", "numeric", "bigint"]) {
+      await new Promise((r) => setTimeout(r, 300));
+      await env.source.query(`select dbsync.execute_ddl('g', 'alter table a alter column id type ${ty}')`);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  } finally {
+    writing = false;
+    await Promise.all(writers);
+  }
+  try {
+    await strictlyConverged(env, ["a"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
