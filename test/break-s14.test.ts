@@ -12,7 +12,7 @@ import { asRole } from "./kit/roles";
 // by value, so 'k1' -> 'K1' under the new case-insensitive collation does not fire
 // it. The target, altered alike by execute_ddl, finds the row by the new key all
 // the same.
-test("a text key's collation changed to a nondeterministic one through execute_ddl: a change of case of the key is captured", async (t) => {
+test("a text key's collation changed to a nondeterministic one through execute_ddl: a change of case of the key still converges", async (t) => {
   const env = await freshEnv("brk14_key_collation");
   const icu = SOURCE_MAJOR >= 12 && Number(await value(env.source, "select count(*) from pg_collation where collprovider = 'i'")) > 0;
   if (!icu) return t.skip("no ICU collations (or PostgreSQL < 12)");
