@@ -192,12 +192,15 @@ begin
         execute format('create trigger dbsync_capture_ins after insert on %s referencing new table as dbsync_new for each statement execute function %s()', t.relid::regclass, v_fn);
         execute format('create trigger dbsync_capture_upd after update on %s referencing new table as dbsync_new for each statement execute function %s()', t.relid::regclass, v_fn);
         -- Compared as the reader matches keys: by value where equal values print
-        -- alike, else by text (1.0 and 1.00 are two keys to read).
+        -- alike, else by text (1.0 and 1.00 are two keys to read). The text by
+        -- pg_catalog.format, which calls the type's output function by its oid, not
+        -- by _text_of's name of it: the body of key_changed_ is parsed as the writer,
+        -- who may lack USAGE on the schema of that function (an extension's type,
+        -- citext in its own schema: every UPDATE of the table was refused).
         select string_agg(case when dbsync._one_text_per_value(u.ty, u.coll)
                                then format('o.%1$I operator(pg_catalog.<>) n.%1$I', u.k)
-                               else format('%s operator(pg_catalog.<>) (%s collate pg_catalog."C")',
-                                           dbsync._text_of(u.ty, format('o.%I', u.k)),
-                                           dbsync._text_of(u.ty, format('n.%I', u.k))) end, ' or ' order by u.o)
+                               else format('pg_catalog.format(''%%s'', o.%1$I) operator(pg_catalog.<>) (pg_catalog.format(''%%s'', n.%1$I) collate pg_catalog."C")',
+                                           u.k) end, ' or ' order by u.o)
           into v_changed
         from unnest(v_keys, v_types, v_colls) with ordinality as u(k, ty, coll, o);
         -- The comparison in a function of the rows, not in the WHEN clause: a column
@@ -205,9 +208,12 @@ begin
         -- "used in a trigger definition"; int to bigint of a key is a common migration)
         -- nor be dropped. Polymorphic, so that it does not depend on the table's row
         -- type either (DROP TABLE), and a plain SQL function, which the planner
-        -- inlines into the WHEN clause: no call per row. Run as the writer: EXECUTE
+        -- inlines into the WHEN clause: no call per row. STABLE, not IMMUTABLE: the
+        -- planner does not inline a function labelled IMMUTABLE whose body is not
+        -- (timestamptz_out, enum_out, format), and every row then paid a call of
+        -- the SQL function. Run as the writer: EXECUTE
         -- granted to PUBLIC, whatever the dbsync owner's default privileges say.
-        execute format('create function dbsync.%I(o anyelement, n anyelement) returns boolean language sql immutable as %L',
+        execute format('create function dbsync.%I(o anyelement, n anyelement) returns boolean language sql stable as %L',
                        'key_changed_' || p_table_id, 'select ' || v_changed);
         execute format('grant execute on function dbsync.%I(anyelement, anyelement) to public', 'key_changed_' || p_table_id);
         execute format('create trigger dbsync_capture_key after update on %s for each row when (dbsync.%I(OLD, NEW)) execute function dbsync.%I()',

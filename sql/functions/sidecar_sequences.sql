@@ -18,12 +18,12 @@ $$;
 --   is NULL while is_called is false (setval(s, n, false), ALTER SEQUENCE RESTART,
 --   TRUNCATE ... RESTART IDENTITY), which left those states on the source only.
 --   Parameters: p_group_id, the group.
---   Returns: seq_id, name (schema-qualified, quoted), value and called (the
+--   Returns: seq_id, name (schema-qualified, quoted, as it is named now), value and called (the
 --     sequence's last_value and is_called, but a cycling one at its end is at the
 --     value it wraps to, not called), next_value (what nextval gives; NULL when it would
 --     fail: at the end, without CYCLE), increment. Numbers as text: int8 does not fit
 --     a JavaScript number.
---   Calls: pg_sequence_last_value. Tables touched: dbsync.sequences, pg_sequence (read), and each
+--   Calls: pg_sequence_last_value. Tables touched: dbsync.sequences, pg_sequence, pg_class, pg_namespace (read), and each
 --   carried sequence (read: the sidecar role has SELECT on them).
 --   SECURITY INVOKER, as dbsync.sidecar_subscription; the SECURITY DEFINER
 --   dbsync._sequences_behind and dbsync._sequence_goal call it as the owner.
@@ -37,10 +37,15 @@ declare
     v_next numeric;
 begin
     for q in
-        select x.seq_id, format('%I.%I', x.schema_name, x.seq_name) as name, x.relid::regclass as rel,
+        -- Its name now, as batch_plan names tables, not the one add_sequence kept: a
+        -- sequence renamed by execute_ddl is renamed on the target too, and the batch
+        -- that carries that DDL set the old name there, failed and was retried forever.
+        select x.seq_id, format('%I.%I', n.nspname, c.relname) as name, x.relid::regclass as rel,
                p.seqincrement, p.seqmin, p.seqmax, p.seqcycle
         from dbsync.sequences x
         join pg_sequence p on p.seqrelid = x.relid
+        join pg_class c on c.oid = x.relid
+        join pg_namespace n on n.oid = c.relnamespace
         where x.group_id = p_group_id
         order by x.seq_id
     loop

@@ -34,10 +34,12 @@ export class SequenceSync {
       try {
         await target.query(setval("$1", "$2", "$3", "$4", "$5"), [r.name, ...state]);
       } catch (err) {
-        throw new DbsyncError(`sequence ${r.name} on the target: ${messageOf(err)}`, {
-          sqlstate: sqlstateOf(err),
-          hint: `Create sequence ${r.name} on the target (as it is on the source), then the batch is retried.`,
-        });
+        const sqlstate = sqlstateOf(err);
+        // A sequence that is there but may not be set is no sequence to create.
+        const fix = sqlstate === "42501"
+          ? `Grant the sidecar's target role UPDATE on sequence ${r.name} on the target (or make it the owner; see README, Security: target)`
+          : `Create sequence ${r.name} on the target (as it is on the source)`;
+        throw new DbsyncError(`sequence ${r.name} on the target: ${messageOf(err)}`, { sqlstate, hint: `${fix}, then the batch is retried.` });
       }
       this.pushed.set(r.name, key);
     }
