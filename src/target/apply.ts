@@ -90,14 +90,11 @@ export async function applyBatch(
     // target), as below.
     const first = !plan.ddl.length && refreshed.length > 0 && (await beginApply(
       target, subUuid, batch.from, `${lockTables(refreshed)};\n${await state.stages.describing(target, names)}`,
-    ).then(
-      (results) => results,
-      async (err) => {
-        if (err instanceof PositionMoved) throw err;
-        await target.query("rollback");
-        return undefined;
-      },
-    ));
+    ).catch(async (err) => {
+      if (err instanceof PositionMoved) throw err;
+      await target.query("rollback");
+      return undefined;
+    }));
     const locked = !!first;
     if (!locked) await beginApply(target, subUuid, batch.from);
     deferred = await phases.time("DDL", () => runDdl(target, plan.ddl, () => state.stages.dropAll(target)));
