@@ -8,6 +8,16 @@ import { Client } from "pg";
 import { beginBatch, openReader } from "../src/source/batches";
 import { compat, freshEnv, sleep, sqlError, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
 
+/**
+ * On the target: every row version of a applied, logged by a trigger that fires in
+ * replica mode too (a batch applied twice logs its versions twice).
+ */
+const ROW_LOG = `create table a_log (id int, n int);
+       create function a_log() returns trigger language plpgsql as $$
+       begin insert into a_log values (new.id, new.n); return null; end $$;
+       create trigger a_log after insert or update on a for each row execute function a_log();
+       alter table a enable always trigger a_log;`;
+
 test("begin_batch from a position not recorded yet: the batch starts there; behind the recorded one it is refused; sequences alone are left to the request without it", async () => {
   const env = await freshEnv("pipeline_begin_from");
   await subscribeTables(env, "create table a (id serial primary key, v text)", ["a"]);
@@ -54,17 +64,12 @@ test("begin_batch from a position not recorded yet: the batch starts there; behi
 test("the target's commit fails, then dies, while the next batch is being opened: nothing lost or applied twice, and no position reaches the source before the target", async () => {
   const env = await freshEnv("pipeline_commit_dies");
   await subscribeTables(env, "create table a (id int primary key, n int not null, v text)", ["a"]);
-  // On the target: every row version applied, logged by a trigger that fires in
-  // replica mode too (a batch applied twice logs its versions twice); and a check
-  // at commit that, for the row 'trip', fails the first commit and ends the
-  // session in the second (the sequence is not rolled back with them).
+  // On the target: the row log, and a check at commit that, for the row 'trip',
+  // fails the first commit and ends the session in the second (the sequence is
+  // not rolled back with them).
   await env.target.query(
     compat(
-      `create table a_log (id int, n int);
-       create function a_log() returns trigger language plpgsql as $$
-       begin insert into a_log values (new.id, new.n); return null; end $$;
-       create trigger a_log after insert or update on a for each row execute function a_log();
-       alter table a enable always trigger a_log;
+      `${ROW_LOG}
        create sequence trips;
        create function trip() returns trigger language plpgsql as $$
        begin
@@ -131,16 +136,7 @@ test("the target's commit fails, then dies, while the next batch is being opened
 test("the tick's commit on the source is slow, then fails, while its batch is read and merged: the target commits no batch before its tick, and nothing is lost or applied twice", async () => {
   const env = await freshEnv("pipeline_tick_commit");
   await subscribeTables(env, "create table a (id int primary key, n int not null, v text)", ["a"]);
-  await env.target.query(
-    compat(
-      `create table a_log (id int, n int);
-       create function a_log() returns trigger language plpgsql as $$
-       begin insert into a_log values (new.id, new.n); return null; end $$;
-       create trigger a_log after insert or update on a for each row execute function a_log();
-       alter table a enable always trigger a_log;`,
-      "target",
-    ),
-  );
+  await env.target.query(compat(ROW_LOG, "target"));
   // On the source, at the commit of a new tick (the control transaction of
   // begin_batch, which the sidecar commits beside the batch's stream): while
   // tick_fault says 'slow', the commit waits 2 s, the tick's id kept in a sequence
