@@ -199,6 +199,22 @@ export class NegotiatedSocket extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void) {
+    this.send(chunk, cb);
+  }
+
+  /**
+   * The writes made while the socket was corked, in one write to the connection.
+   * node-postgres corks its stream around the messages of a query with parameters
+   * (Parse, Bind, Describe, Execute, Sync): without this, Writable gave each of them
+   * to _write, and each went out as a write system call and a packet of its own
+   * (five for every such query of the sidecar's, the server woken for each), where
+   * node's own socket makes them one.
+   */
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void) {
+    this.send(chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk)), cb);
+  }
+
+  private send(chunk: Buffer, cb: (err?: Error | null) => void) {
     if (!this.inner) this.queued.push([chunk, cb]);
     else this.writeInner(chunk, cb);
   }

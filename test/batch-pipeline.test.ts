@@ -8,6 +8,16 @@ import { Client } from "pg";
 import { beginBatch, openReader } from "../src/source/batches";
 import { compat, freshEnv, sleep, sqlError, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
 
+/**
+ * On the target: every row version of a applied, logged by a trigger that fires in
+ * replica mode too (a batch applied twice logs its versions twice).
+ */
+const ROW_LOG = `create table a_log (id int, n int);
+       create function a_log() returns trigger language plpgsql as $$
+       begin insert into a_log values (new.id, new.n); return null; end $$;
+       create trigger a_log after insert or update on a for each row execute function a_log();
+       alter table a enable always trigger a_log;`;
+
 test("begin_batch from a position not recorded yet: the batch starts there; behind the recorded one it is refused; sequences alone are left to the request without it", async () => {
   const env = await freshEnv("pipeline_begin_from");
   await subscribeTables(env, "create table a (id serial primary key, v text)", ["a"]);
@@ -19,14 +29,15 @@ test("begin_batch from a position not recorded yet: the batch starts there; behi
     await env.source.query("insert into a (v) values ('one')");
     const first = await beginBatch(control, "s", subId, undefined);
     assert.ok(first?.snapshot);
-    await openReader(control, reader, first, { copyRows: 1000, readers: 1, splitEvents: 1 });
+    await (await openReader(control, reader, first, { copyRows: 1000, readers: 1, splitEvents: 1 })).tickCommitted;
     await reader.query("commit");
     // Not reported: the source still has the subscription at first.from.
     await env.source.query("insert into a (v) values ('two')");
     const second = await beginBatch(control, "s", subId, undefined, first.to);
     assert.ok(second?.snapshot);
     assert.equal(second.from, first.to);
-    const plan = await openReader(control, reader, second, { copyRows: 1000, readers: 1, splitEvents: 1 });
+    const { plan, tickCommitted } = await openReader(control, reader, second, { copyRows: 1000, readers: 1, splitEvents: 1 });
+    await tickCommitted;
     await reader.query("commit");
     assert.deepEqual(plan.tables.map((t) => [t.target, t.events]), [['"public"."a"', 1]]);
     assert.equal(await value<number>(env.source, "select position_tick::int from dbsync.subscriptions where name = 's'"), first.from);
@@ -53,17 +64,12 @@ test("begin_batch from a position not recorded yet: the batch starts there; behi
 test("the target's commit fails, then dies, while the next batch is being opened: nothing lost or applied twice, and no position reaches the source before the target", async () => {
   const env = await freshEnv("pipeline_commit_dies");
   await subscribeTables(env, "create table a (id int primary key, n int not null, v text)", ["a"]);
-  // On the target: every row version applied, logged by a trigger that fires in
-  // replica mode too (a batch applied twice logs its versions twice); and a check
-  // at commit that, for the row 'trip', fails the first commit and ends the
-  // session in the second (the sequence is not rolled back with them).
+  // On the target: the row log, and a check at commit that, for the row 'trip',
+  // fails the first commit and ends the session in the second (the sequence is
+  // not rolled back with them).
   await env.target.query(
     compat(
-      `create table a_log (id int, n int);
-       create function a_log() returns trigger language plpgsql as $$
-       begin insert into a_log values (new.id, new.n); return null; end $$;
-       create trigger a_log after insert or update on a for each row execute function a_log();
-       alter table a enable always trigger a_log;
+      `${ROW_LOG}
        create sequence trips;
        create function trip() returns trigger language plpgsql as $$
        begin
@@ -123,6 +129,72 @@ test("the target's commit fails, then dies, while the next batch is being opened
   } finally {
     writing = false;
     await watcher.catch(() => undefined);
+    await sidecar.stop();
+  }
+});
+
+test("the tick's commit on the source is slow, then fails, while its batch is read and merged: the target commits no batch before its tick, and nothing is lost or applied twice", async () => {
+  const env = await freshEnv("pipeline_tick_commit");
+  await subscribeTables(env, "create table a (id int primary key, n int not null, v text)", ["a"]);
+  await env.target.query(compat(ROW_LOG, "target"));
+  // On the source, at the commit of a new tick (the control transaction of
+  // begin_batch, which the sidecar commits beside the batch's stream): while
+  // tick_fault says 'slow', the commit waits 2 s, the tick's id kept in a sequence
+  // (not rolled back); while it says 'fail', the commit fails.
+  await env.source.query(
+    compat(`create table tick_fault (mode text);
+       create sequence slow_tick;
+       create function tick_fault() returns trigger language plpgsql as $$
+       begin
+         case (select mode from public.tick_fault)
+           when 'slow' then perform pg_catalog.setval('public.slow_tick', new.tick_id); perform pg_catalog.pg_sleep(2);
+           when 'fail' then raise exception 'tick commit failed';
+           else null;
+         end case;
+         return null;
+       end $$;
+       create constraint trigger tick_fault after insert on dbsync.ticks deferrable initially deferred
+         for each row execute function tick_fault();`),
+  );
+  const sidecar = startSidecar(env.sourceUrl, [], { DBSYNC_LOG_LEVEL: "debug", DBSYNC_LOG_FORMAT: "json" });
+  try {
+    let i = 0;
+    const write = () => env.source.query("with u as (update a set n = n + 1 where id = $1 - 1) insert into a values ($1, 0, 'x')", [++i]);
+    for (let k = 0; k < 20; k++) await write();
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sidecar.output().slice(-3000));
+
+    await env.source.query("insert into tick_fault values ('slow')");
+    await write();
+    await until("a tick's commit waits", async () =>
+      (await value<number>(env.source, "select count(*)::int from pg_stat_activity where wait_event = 'PgSleep' and application_name like 'dbsync%'")) > 0);
+    const slow = await value<number>(env.source, "select last_value::int from slow_tick");
+    // Until the tick is on disk, the target has no batch of it (the sleep outlasts
+    // the batch's read and merge: its target transaction waits at its commit).
+    for (let k = 0; k < 10; k++) {
+      assert.ok((await value<number>(env.target, "select tick_id::int from dbsync.applied")) < slow);
+      await sleep(50);
+    }
+    await env.source.query("update tick_fault set mode = 'fail'");
+    await until("the target has the slow tick's batch", async () => (await value<number>(env.target, "select tick_id::int from dbsync.applied")) >= slow);
+    // Failing commits: batches planned and merged, never committed on the target.
+    await write();
+    await until("a tick's commit fails", async () => /tick commit failed/.test(sidecar.output()));
+    const failedAt = await value<number>(env.target, "select tick_id::int from dbsync.applied");
+    assert.equal(await value<number>(env.target, "select count(*)::int from a"), i - 1);
+    await env.source.query("delete from tick_fault");
+    for (let k = 0; k < 20; k++) await write();
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sidecar.output().slice(-3000));
+    assert.ok((await value<number>(env.target, "select tick_id::int from dbsync.applied")) > failedAt);
+    assert.deepEqual(await tableText(env.target, "a"), await tableText(env.source, "a"));
+    assert.deepEqual((await env.target.query("select id, n, count(*)::int from a_log group by id, n having count(*) > 1 limit 5")).rows, []);
+    const slowBatch = sidecar
+      .output()
+      .split("\n")
+      .filter((l) => l.includes('"batch applied"'))
+      .map((l) => JSON.parse(l) as { to: number; phases: Record<string, number> })
+      .find((b) => b.to === slow);
+    assert.ok(slowBatch?.phases["tick commit"] !== undefined, "the slow tick's batch waited for its commit after its stream");
+  } finally {
     await sidecar.stop();
   }
 });

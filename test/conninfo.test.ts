@@ -2,7 +2,9 @@
 // what libpq would refuse, at once) and in the sidecar (src/conninfo.ts), with the
 // same grammar and keywords on both sides. TLS modes: test/security-tls.test.ts.
 import assert from "node:assert/strict";
+import net from "node:net";
 import { test } from "node:test";
+import { Client } from "pg";
 import { ENUM_VALUES, LIBPQ_KEYWORDS, UNSUPPORTED_WHY, connSettings, parseConninfo } from "../src/conninfo";
 import { freshEnv, orAfter, rows, sqlError, startSidecar, until, value } from "./helpers";
 
@@ -97,5 +99,26 @@ test("the sidecar refuses a bad conninfo with libpq's words: the source at start
     assert.match(await value<string>(env.source, "select last_error from dbsync.status"), /hint: Valid values: disable, allow, prefer/);
   } finally {
     assert.equal(await sidecar.stop(), 0, sidecar.output());
+  }
+});
+
+test("sslmode=prefer (the default): a query with parameters goes to the server in one write, not a write per protocol message", async () => {
+  const env = await freshEnv("conninfo_one_write");
+  const client = new Client(connSettings(`${env.sourceUrl}${env.sourceUrl.includes("?") ? "&" : "?"}sslmode=prefer`).config);
+  await client.connect();
+  try {
+    // The socket node-postgres writes to is dbsync's (src/ssl-socket.ts); under it, node's.
+    const inner = (client as unknown as { connection: { stream: { inner: net.Socket } } }).connection.stream.inner;
+    assert.ok(inner instanceof net.Socket);
+    let writes = 0;
+    const write = inner.write.bind(inner) as (...args: unknown[]) => boolean;
+    inner.write = ((...args: unknown[]) => {
+      writes++;
+      return write(...args);
+    }) as typeof inner.write;
+    assert.equal((await client.query("select $1::int + 1 as n", [41])).rows[0].n, 42);
+    assert.equal(writes, 1);
+  } finally {
+    await client.end();
   }
 });

@@ -156,7 +156,8 @@ test("applyBatch fails with the link's own error when the source link breaks bef
     await startAppliedTick(target, sub.sub_uuid, "s", sub.tick);
     const batch = await beginBatch(control, "s", sub.sub_id, undefined);
     assert.ok(batch);
-    const plan = await openReader(control, source, batch, { copyRows: 1000, readers: 1, splitEvents: 1 });
+    const { plan, tickCommitted } = await openReader(control, source, batch, { copyRows: 1000, readers: 1, splitEvents: 1 });
+    await tickCommitted;
     // The target stalls on table a (its stage is created from a) while a's COPY is
     // already running on the source; then the source's socket breaks.
     await locker.query("begin; lock table a");
@@ -221,7 +222,7 @@ test("a batch's reader has a work_mem of at least 64MB, and keeps a larger one o
       await env.source.query("insert into a select coalesce(max(id), 0) + 1 from a");
       const batch = await beginBatch(control, "s", subId, undefined);
       assert.ok(batch?.snapshot);
-      await openReader(control, reader, batch, { copyRows: 1000, readers: 1, splitEvents: 1 });
+      await (await openReader(control, reader, batch, { copyRows: 1000, readers: 1, splitEvents: 1 })).tickCommitted;
       seen.push(await value<string>(reader, "show work_mem"));
       await reader.query("commit");
       await env.source.query("select dbsync.record_progress($1, $2, 1, 0.1)", [subId, batch.to]);

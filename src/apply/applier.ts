@@ -89,6 +89,8 @@ interface Opened {
   phases: Phases;
   /** When its tick came (process.hrtime). */
   started: bigint;
+  /** The commit of its tick (see OpenedReader), when the reader was opened. */
+  tickCommitted?: Promise<void>;
 }
 
 export class Applier {
@@ -264,6 +266,7 @@ export class Applier {
               );
             },
             phases,
+            tickCommitted: opened.tickCommitted,
             sourceRead: () => {
               const read = reader.query("commit");
               // The next batch's tick, the reader's snapshot and plan (about half of a
@@ -343,6 +346,7 @@ export class Applier {
       await readerFree;
       let plan: Plan | undefined;
       let stale: unknown;
+      let tickCommitted: Promise<void> | undefined;
       if (batch?.snapshot === null) await exporter.query("commit");
       else if (batch) {
         // (An early batch's errors come when the loop takes it.)
@@ -353,16 +357,25 @@ export class Applier {
           readers: Math.min(READERS_PER_BATCH, 1 + this.opts.links.spareReaders()),
           splitEvents: splitEvents(),
         };
-        plan = await phases.time("plan", () => openReader(exporter, reader, batch, limits)).catch(async (err) => {
+        const read = await phases.time("plan", () => openReader(exporter, reader, batch, limits)).catch(async (err) => {
           await reader.query("rollback").catch(() => undefined);
           if (sqlstateOf(err) !== "40001") throw err;
           stale = err;
           return undefined;
         });
         phases.mark("plan");
+        plan = read?.plan;
+        tickCommitted = read?.tickCommitted;
       }
-      exporter.release();
-      return { batch, plan, stale, phases, started };
+      // The tick's commit may still be on its way (see openReader): the connection
+      // goes back once it has settled.
+      if (tickCommitted) {
+        tickCommitted.then(
+          () => exporter.release(),
+          () => exporter.release(true),
+        );
+      } else exporter.release();
+      return { batch, plan, stale, phases, started, tickCommitted };
     } catch (err) {
       exporter.release(true);
       throw err;

@@ -193,16 +193,30 @@ function int(n: number): string {
   return String(n);
 }
 
+/** A batch's reader at its snapshot (see openReader). */
+export interface OpenedReader {
+  plan: Plan;
+  /**
+   * The commit of the control transaction that exported the tick, rejected with
+   * its error. Awaited before anything of the batch is committed on the target,
+   * and before the next begin_batch (which may start from that tick).
+   */
+  tickCommitted: Promise<void>;
+}
+
 /**
  * Starts the reader's REPEATABLE READ transaction on the batch's snapshot, then
  * commits the control transaction that exported it (which also releases the
  * group's tick lock) while the reader reads the batch's plan: copies of about
  * `copyRows` estimated rows at most, a bigger table in key-range chunks of
- * `chunkRows`. Both are done when this returns: the tick is on disk before
- * anything of its batch is committed on the target (a tick lost with the source's
- * last WAL would have its id taken again by another snapshot).
+ * `chunkRows`. Returns with the plan: the commit, which waits for its WAL flush
+ * (as long as the plan at initdb's durability), may still be on its way, and goes
+ * on beside the stream; the caller must await `tickCommitted` before the target
+ * commits anything of the batch (a tick lost with the source's last WAL would have
+ * its id taken again by another snapshot), and before it gives the control
+ * connection back. A plan that fails is thrown once the commit has settled.
  */
-export async function openReader(control: Client, reader: Client, batch: Batch, limits: ReadLimits): Promise<Plan> {
+export async function openReader(control: Client, reader: Client, batch: Batch, limits: ReadLimits): Promise<OpenedReader> {
   const { copyRows, chunkRows = copyRows, readers, splitEvents } = limits;
   if (batch.snapshot === null) throw new Error(`batch (${batch.from}, ${batch.to}] has no snapshot to read`);
   try {
@@ -211,20 +225,27 @@ export async function openReader(control: Client, reader: Client, batch: Batch, 
     await control.query("commit");
     throw err;
   }
+  const committed = control.query("commit").then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   // Literals (integers), not parameters: the plan and the sequences in one round trip.
-  // Both settled before returning, also on an error: the caller gives the control
-  // connection back to its pool, which must not get it with its commit in flight.
-  const [committed, planned] = await Promise.allSettled([
-    control.query("commit"),
-    reader.query(
+  let results: QueryResult[];
+  try {
+    results = (await reader.query(
       `select dbsync.batch_plan(${[batch.subId, batch.from, batch.to, copyRows, chunkRows, readers, splitEvents].map(int).join(", ")}) as plan;
        select * from dbsync.sidecar_sequences(${int(batch.groupId)})`,
-    ) as unknown as Promise<QueryResult[]>,
-  ]);
-  if (committed.status === "rejected") throw committed.reason;
-  if (planned.status === "rejected") throw planned.reason;
-  const results = planned.value;
-  return { ...(results[0].rows[0].plan as Omit<Plan, "sequences">), sequences: results[1].rows };
+    )) as unknown as QueryResult[];
+  } catch (err) {
+    await committed;
+    throw err;
+  }
+  const tickCommitted = committed.then((err) => {
+    if (err !== undefined) throw err;
+  });
+  // (Whoever waits for it gets its error; a batch given up meanwhile does not.)
+  tickCommitted.catch(() => undefined);
+  return { plan: { ...(results[0].rows[0].plan as Omit<Plan, "sequences">), sequences: results[1].rows }, tickCommitted };
 }
 
 /**

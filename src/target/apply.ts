@@ -61,6 +61,11 @@ export interface ApplyHooks {
   phases?: Phases;
   /** Called once the batch has read all it reads on the source (before the target commits). */
   sourceRead?: () => Promise<unknown>;
+  /**
+   * The commit of the batch's tick on the source (see OpenedReader): awaited
+   * before sourceRead and the target's commit.
+   */
+  tickCommitted?: Promise<void>;
   /** More source readers for a big batch's streams (readers.ts); without, one reader. */
   helpers?: Helpers;
 }
@@ -166,6 +171,7 @@ export async function applyBatch(
     if (deferred.length) await phases.time("DDL", () => runDdl(target, deferred));
     const pushed = await phases.time("sequences", () => state.sequences.push(plan.sequences, target));
     sequences = pushed.at;
+    if (hooks.tickCommitted) await phases.time("tick commit", () => hooks.tickCommitted!);
     // Nothing more is read on the source: its transaction ends while the target commits.
     sourceDone = hooks.sourceRead?.();
     sourceDone?.catch(() => undefined);
