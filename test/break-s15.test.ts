@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Pool } from "pg";
 import { Env, freshEnv, rows, sleep, startSidecar, value } from "./helpers";
-import { assertTablesEqual, setup, status, synced } from "./kit/convergence";
+import { assertTablesEqual, setup, status, strictlyConverged, synced } from "./kit/convergence";
 
 // Held, kept as a guard. Tables alike (a, b, c) share one stage on the target
 // connection; new rows of a primary-keyed table go straight in (an INSERT of
@@ -162,6 +162,79 @@ test("sessions ended while an early batch's begin_batch runs beside the reader's
   } finally {
     stopping = true;
     await writer.catch(() => undefined);
+    await sidecar.stop();
+  }
+});
+
+// batch_keys makes a batch's keys distinct by their text (981b646), as before it. In
+// one batch (the subscription paused meanwhile): keys changed to another value and
+// back to an equal value printed otherwise (numeric scale, float -0, a timestamptz
+// under two writers' TimeZones), a key changed away and back, and many events on one
+// key in subtransactions, some rolled back: these held. What broke, before 981b646
+// too, was a text key under a nondeterministic collation changed by case ('b' ->
+// 'B'): the reader read the row once for each of the two keys (batch_plan's EXISTS
+// planned as a join with the keys made distinct under the default collation), the
+// target inserted it twice, and the batch failed at every retry (23505 on s_pkey).
+test("one batch of keys changed away and back to equal values with other texts (a nondeterministic collation's change of case too), and of subtransactions on one key", async () => {
+  const env = await freshEnv("brk15_batch_keys");
+  const icu = Number(await value(env.source, "select count(*) from pg_collation where collprovider = 'i'")) > 0 &&
+    Number(await value(env.source, "select current_setting('server_version_num')::int")) >= 120000;
+  const tables = ["n", "f", "z", "m", ...(icu ? ["s"] : [])];
+  await setup(env, `create table n (k numeric primary key, v int); create table f (k float8 primary key, v int);
+    create table z (k timestamptz primary key, v int); create table m (k int primary key, v int);
+    ${icu ? "create collation ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false); create table s (k text collate ci primary key, v int);" : ""}`, tables);
+  await env.source.query(`insert into n values (1.0, 1), (2, 2); insert into f values (0, 1), (2, 2);
+    insert into z values ('2026-01-01 00:00+00', 1), ('2026-06-01 00:00+00', 2); insert into m values (1, 1), (2, 2), (3, 3);
+    ${icu ? "insert into s values ('a', 1), ('b', 2);" : ""}`);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const c = await env.source.connect();
+  try {
+    await strictlyConverged(env, tables);
+    await env.source.query("select dbsync.pause('s')");
+    await c.query(`update n set k = 7 where v = 1; update n set k = 1.00, v = 10 where v = 1; update n set k = 2.000 where v = 2;
+      update f set k = 5 where v = 1; update f set k = '-0', v = 10 where v = 1;
+      update m set k = 9 where k = 1; update m set k = 1, v = 10 where k = 9; update m set k = 4 where k = 3`);
+    await c.query(`set timezone = 'Asia/Kolkata'; update z set k = k + interval '1 hour' where v = 1;
+      update z set k = k - interval '1 hour', v = 10 where v = 1; reset timezone; update z set v = 11 where v = 10`);
+    if (icu) await c.query("update s set k = 'x' where k = 'a'; update s set k = 'A', v = 10 where k = 'x'; update s set k = 'B' where k = 'b'");
+    await c.query("begin");
+    for (let i = 0; i < 60; i++) {
+      await c.query(`savepoint p; update m set k = k + 100, v = ${i} where v = 2 or k = 2; ${i % 3 === 0 ? "rollback to savepoint p" : "release savepoint p"}`);
+    }
+    await c.query("commit");
+    await env.source.query("select dbsync.resume('s')");
+    await strictlyConverged(env, tables);
+  } finally {
+    c.release();
+    await sidecar.stop();
+  }
+});
+
+// Held, kept as a guard. Target sessions start with search_path = pg_catalog, "$user",
+// public (f7f2f20), not the database's: a target trigger whose function names a table
+// of the database's search_path unqualified fails loudly, naming it, and works once
+// the subscription's conninfo gives that search_path (options), which wins.
+test("a target trigger that needs the target database's search_path: a loud error, then the conninfo's options followed", async () => {
+  const env = await freshEnv("brk15_target_path");
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  const db = new URL(env.targetUrl).pathname.slice(1);
+  await env.target.query(`create schema app; create table app.audit (id int, v text);
+    alter database "${db}" set search_path = app, public;
+    create function public.t_audit() returns trigger language plpgsql as $$
+    begin insert into audit values (new.id, new.v); return new; end $$;
+    create trigger t_audit after insert or update on public.t for each row execute procedure public.t_audit();
+    alter table public.t enable always trigger t_audit`);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into t values (1, 'a'), (2, 'b')");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '3 s')"), false);
+    assert.match((await status(env))?.last_error ?? "", /relation "audit" does not exist/);
+    // (libpq reads a URI's %20 as a space, and a + as itself.)
+    const url = `${env.targetUrl}${env.targetUrl.includes("?") ? "&" : "?"}options=${encodeURIComponent("-c search_path=app,public")}`;
+    await env.source.query("update dbsync.subscriptions set target_conninfo = $1 where name = 's'", [url]);
+    await strictlyConverged(env, ["t"]);
+    assert.equal(await value(env.target, "select count(*)::int from app.audit"), 2);
+  } finally {
     await sidecar.stop();
   }
 });
