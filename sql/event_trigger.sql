@@ -10,7 +10,7 @@ begin
             execute function dbsync._on_ddl();
         drop event trigger if exists dbsync_drop_watch;
         create event trigger dbsync_drop_watch on sql_drop
-            when tag in ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED', 'ALTER TABLE', 'DROP TRIGGER')
+            when tag in ('DROP TABLE', 'DROP SEQUENCE', 'DROP SCHEMA', 'DROP OWNED', 'ALTER TABLE', 'DROP TRIGGER')
             execute function dbsync._on_drop();
     end if;
 end

@@ -1,14 +1,17 @@
 -- dbsync._on_drop() returns event_trigger
 --   The sql_drop event trigger (installed with the DDL one). A dropped replicated
 --   table stops being captured (its rows stay on the targets) and leaves
---   dbsync.table_status, with a WARNING. A dropped partition of a replicated table
+--   dbsync.table_status, with a WARNING; so does a dropped carried sequence (by DROP
+--   SEQUENCE, or with the table that owns it): it leaves dbsync.sequences, whose row
+--   would otherwise name an oid that no longer is one, and the targets keep theirs
+--   where the last batch set it. A dropped partition of a replicated table
 --   took its rows with it without any trigger seeing them: every subscription copies
 --   that table again, so no target keeps rows the source no longer has. A DROP
 --   TRIGGER of a capture trigger is refused unless dbsync runs it (_own_ddl).
 --   Parameters: none.
 --   Returns: nothing (an event trigger).
 --   Calls: dbsync._ddl_group, dbsync._drop_capture_functions, dbsync._request_copy. Tables touched: dbsync.partitions,
---     dbsync.subscription_tables, dbsync.tables (written).
+--     dbsync.sequences, dbsync.subscription_tables, dbsync.tables (written).
 create or replace function dbsync._on_drop() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -38,6 +41,18 @@ begin
         raise warning 'dbsync: replicated table %.% was dropped; it is no longer replicated (its rows stay on the targets)',
                       r.schema_name, r.table_name
             using hint = 'Drop it on the targets too if it should go there as well (dbsync.execute_ddl runs DDL on both sides).';
+    end loop;
+    -- Without a word, the sidecar stopped setting it and wait_for_sync said in sync:
+    -- a DBA who meant to carry a sequence made again under its name must add it again.
+    for r in with gone as (
+                 delete from dbsync.sequences q
+                 using pg_event_trigger_dropped_objects() d
+                 where d.classid = 'pg_class'::regclass and d.objsubid = 0 and d.objid = q.relid
+                 returning d.schema_name, d.object_name)
+             select g.schema_name, g.object_name from gone g loop
+        raise warning 'dbsync: carried sequence %.% was dropped; it is no longer carried (the targets keep theirs as the last batch set it)',
+                      r.schema_name, r.object_name
+            using hint = 'Drop it on the targets too if it should go there as well; a sequence made again under its name is carried once given to dbsync.add_sequence.';
     end loop;
     for r in with gone as (
                  delete from dbsync.partitions p

@@ -278,7 +278,19 @@ begin
                              order by u.o) as types,
                        (select bool_and(dbsync._one_text_per_value(a.atttypid, a.attcollation))
                         from unnest(s.key_attnums) u(n)
-                        join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped) as one_text
+                        join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped) as one_text,
+                       -- A key's text compared under its column's collation, named on the
+                       -- key's side too: the planner may turn the EXISTS below into a join
+                       -- with the batch's keys made distinct first, by the collation of
+                       -- their own expression (the default), and two keys equal under a
+                       -- nondeterministic one ('b' changed to 'B') then read the row twice.
+                       array(select case when a.attcollation in (0, 100) then ''
+                                         else format(' collate %I.%I', cn.nspname, co.collname) end
+                             from unnest(s.key_attnums) with ordinality u(n, o)
+                             join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped
+                             left join pg_collation co on co.oid = a.attcollation
+                             left join pg_namespace cn on cn.oid = co.collnamespace
+                             order by u.o) as collates
                 from dbsync.shapes s
                 where s.table_id = r.table_id
                   and s.shape_id = any (v_kshapes)
@@ -302,9 +314,9 @@ begin
                 v_tshapes := v_tshapes || sh.shape_id;
                 v_tctes := v_tctes || format('k%s as materialized (select ks.k from ks where ks.shape_id = %s%s)',
                                              sh.shape_id, sh.shape_id, ' and ' || (v_chunk ->> 'filter'));
-                v_cond := (select string_agg(dbsync._key_match(u.ty, format('t.%I', u.nm), format('k%s.k[%s]', sh.shape_id, u.o)),
+                v_cond := (select string_agg(dbsync._key_match(u.ty, format('t.%I', u.nm), format('k%s.k[%s]%s', sh.shape_id, u.o, u.cl)),
                                              ' and ' order by u.o)
-                           from unnest(sh.names, sh.types) with ordinality u(nm, ty, o));
+                           from unnest(sh.names, sh.types, sh.collates) with ordinality u(nm, ty, cl, o));
                 -- The key in its columns' places, the other columns NULL.
                 v_keyrow := (select string_agg(case when array_position(sh.names, c) is null then 'null'
                                                     else format('k%s.k[%s]', sh.shape_id, array_position(sh.names, c)) end,
