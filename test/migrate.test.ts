@@ -33,6 +33,24 @@ test("a database migrated by a newer dbsync is refused", async () => {
 // from git history, so this test needs the repository.
 const BEFORE_0010 = "e95665f92ff0f945141166fe0cad203e042c96bb";
 
+// The version before migration 0023, which kept a carried sequence's row after the sequence was dropped.
+const BEFORE_0023 = "0a41e95cc5ab94f88e61e1e1aefa3900f1beba8c";
+
+test("upgrade past migration 0023: a carried sequence dropped while an older version ran is forgotten, and one made again under its name can be added", async (t) => {
+  const env = await freshEnvAs(t, BEFORE_0023, "the version before 0023", "migrate_dropped_seq");
+  if (!env) return;
+  await env.source.query(`create sequence gone; create sequence kept;
+                          select dbsync.create_group('seqs');
+                          select dbsync.add_sequence('gone', 'seqs'); select dbsync.add_sequence('kept', 'seqs');
+                          drop sequence gone`);
+  const carried = async () => (await env.source.query(`select seq_name from dbsync.sequences order by 1`)).rows.map((r) => r.seq_name);
+  assert.deepEqual(await carried(), ["gone", "kept"], "the older version kept the dropped sequence's row");
+  await migrate(env.sourceUrl);
+  assert.deepEqual(await carried(), ["kept"]);
+  await env.source.query(`create sequence gone; select dbsync.add_sequence('gone', 'seqs')`);
+  assert.deepEqual(await carried(), ["gone", "kept"]);
+});
+
 test("upgrade from the capture before migration 0010: every table gets the new capture, one that stays locked keeps the old one until the next migrate, and nothing queued before or after is lost", async (t) => {
   const env = await freshEnvAs(t, BEFORE_0010, "the version before 0010", "migrate_upgrade");
   if (!env) return;
