@@ -95,9 +95,11 @@ test("a carried sequence dropped on the source: a WARNING says it is no longer c
  * to `tries` looks. Returns how many sessions it ended.
  */
 async function killBesideEarlyBatch(env: Env, server: Pool, appLike: string, tries = 400): Promise<number> {
+  // This test's databases only: the clusters are shared by the files running beside it.
   const early = `select exists (select from pg_stat_activity where application_name = 'dbsync control' and state = 'active'
-                   and query ~ 'begin_batch\\(''s'', [0-9]')`;
-  const kill = `select count(pg_terminate_backend(pid))::int from pg_stat_activity where application_name like '${appLike}'`;
+                   and datname = current_database() and query ~ 'begin_batch\\(''s'', [0-9]')`;
+  const kill = `select count(pg_terminate_backend(pid))::int from pg_stat_activity
+                 where application_name like '${appLike}' and datname = current_database()`;
   for (let i = 0; i < tries; i++) {
     if (server === env.source) {
       const n = await value<number>(env.source, `${kill} and (${early})`);

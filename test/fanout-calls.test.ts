@@ -58,7 +58,9 @@ test("a batch of a group without sequences costs two begin_batch calls (the earl
     await env.source.query("insert into a values (100, 'y')");
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, again.output());
     await env.source.query("select setval('sq', 777); insert into a values (101, 'z')");
-    await until("the sequence carried", async () => Number(await value(env.target, "select last_value from sq")) === 777, 30_000, 50);
+    await until("the sequence carried", async () => Number(await value(env.target, "select last_value from sq")) === 777, 30_000, 50).catch((err: Error) => {
+      throw new Error(`${err.message}\n${again.output()}`);
+    });
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, again.output());
   } finally {
     await again.stop();
