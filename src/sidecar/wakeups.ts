@@ -148,6 +148,7 @@ export class Wakeups {
   /** Wake every subscription and verification with work. */
   async scan() {
     if (this.stopped) return;
+    const began = this.outages.mark();
     try {
       // Subscriptions with events to apply or tables to copy.
       const rows = await subscriptionsWithWork(this.pool);
@@ -163,7 +164,7 @@ export class Wakeups {
         if (!this.appliers.backoff.waiting(r.name) && !this.appliers.poke(r.name) && !due.has(r.name)) await this.jobs.wakeApplier(r.name);
       }
       for (const id of await verificationsToDo(this.pool)) await this.jobs.wakeVerify(id);
-      this.outages.ok("source", "source connection");
+      this.outages.ok("source", "source connection", {}, began);
     } catch (err) {
       if (await this.checkGone(err)) return;
       this.failed(err, "looking for work failed; will retry");
