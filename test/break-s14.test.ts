@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { REPLICA_MODE_FUNCTION } from "../src/target/progress";
-import { SOURCE_MAJOR, TARGET_MAJOR, freshEnv, startSidecar, value } from "./helpers";
+import { SOURCE_MAJOR, TARGET_MAJOR, freshEnv, startSidecar, until, value } from "./helpers";
 import { setup, status, strictlyConverged, synced } from "./kit/convergence";
 import { asRole } from "./kit/roles";
 
@@ -145,7 +145,9 @@ test("a target role without UPDATE on a carried sequence: the subscription fails
     const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
     try {
       await env.source.query("select nextval('sq') from generate_series(1, 5); insert into t values (1)");
-      assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '5 s')"), false);
+      // Waited for, not given 5 s: at load 20 the sidecar took longer than that to start.
+      await until("the subscription's error recorded", async () => (await status(env))?.last_error_sqlstate != null, 60_000);
+      assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '1 s')"), false);
       const s = await status(env);
       assert.equal(s?.last_error_sqlstate, "42501");
       assert.match(s?.last_error ?? "", /permission denied for sequence sq .*Grant the sidecar's target role UPDATE on sequence public\.sq/);
