@@ -58,7 +58,9 @@ function prettyStream(out: NodeJS.WritableStream): pino.DestinationStream {
  * long it lasted. Keyed by what failed ("source", "listen", "subscription x").
  */
 export class Outages {
-  private open = new Map<string, { since: number; message: string; attempts: number; lastLog: number }>();
+  private open = new Map<string, { since: number; opened: number; message: string; attempts: number; lastLog: number }>();
+  /** Outages opened so far: mark() and ok() order a success against the failures. */
+  private opened = 0;
 
   constructor(
     private readonly log: Log,
@@ -70,7 +72,7 @@ export class Outages {
     const now = Date.now();
     const o = this.open.get(key);
     if (!o) {
-      this.open.set(key, { since: now, message, attempts: 1, lastLog: now });
+      this.open.set(key, { since: now, opened: ++this.opened, message, attempts: 1, lastLog: now });
       this.log[level](fields, message);
       return true;
     }
@@ -85,10 +87,22 @@ export class Outages {
     return false;
   }
 
-  /** `what` works: if it had failed, say once that it recovered, and after how long. */
-  ok(key: string, what: string, fields: Record<string, unknown> = {}) {
+  /** Where the failures are now: given to ok() by work that succeeds later (see there). */
+  mark(): number {
+    return this.opened;
+  }
+
+  /**
+   * `what` works: if it had failed, say once that it recovered, and after how long.
+   * `since` (a mark() taken when the work began): work begun before the outage
+   * opened proves nothing. A source stopping terminates every connection at once,
+   * and the result of a query it answered just before can be read after another
+   * connection's loss: that closed the outage it had just opened ("recovered after
+   * 0.0 s"), and the next link to notice opened a second one.
+   */
+  ok(key: string, what: string, fields: Record<string, unknown> = {}, since?: number) {
     const o = this.open.get(key);
-    if (!o) return;
+    if (!o || (since !== undefined && since < o.opened)) return;
     this.open.delete(key);
     const seconds = (Date.now() - o.since) / 1000;
     this.log.info({ ...fields, seconds: Number(seconds.toFixed(1)), attempts: o.attempts }, `${what} recovered after ${seconds.toFixed(1)} s`);

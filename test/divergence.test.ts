@@ -427,18 +427,16 @@ test("smaller: remove_table of a plain table prints no NOTICE about capture_trun
 
 test("smaller: a dropped (not detached) partition of a replicated table", async () => {
   const env = await freshEnv("div_drop_partition");
-  if (Math.min(SOURCE_MAJOR, TARGET_MAJOR) >= 11) {
-    await setup(env, `
-      create table p (part int not null, id int not null, v text, primary key (part, id)) partition by list (part);
-      create table p1 partition of p for values in (1);
-      create table p2 partition of p for values in (2);`, ["p"]);
-  } else {
-    // PostgreSQL 10: no primary key on a partitioned table; one on each partition.
-    await setup(env, `
-      create table p (part int not null, id int not null, v text) partition by list (part);
-      create table p1 partition of p (primary key (part, id)) for values in (1);
-      create table p2 partition of p (primary key (part, id)) for values in (2);`, ["p"], { keyColumns: { p: ["part", "id"] } });
-  }
+  // PostgreSQL 10: no primary key on a partitioned table; one on each partition.
+  // Each side as its major declares it (a source on 11+ keys the table itself).
+  const ddl = (major: number) => major >= 11
+    ? `create table p (part int not null, id int not null, v text, primary key (part, id)) partition by list (part);
+       create table p1 partition of p for values in (1);
+       create table p2 partition of p for values in (2);`
+    : `create table p (part int not null, id int not null, v text) partition by list (part);
+       create table p1 partition of p (primary key (part, id)) for values in (1);
+       create table p2 partition of p (primary key (part, id)) for values in (2);`;
+  await setup(env, ddl(SOURCE_MAJOR), ["p"], { targetDdl: ddl(TARGET_MAJOR), keyColumns: { p: SOURCE_MAJOR >= 11 ? null : ["part", "id"] } });
   const sidecar = startSidecar(env.sourceUrl);
   try {
     await env.source.query("insert into p select 1 + g % 2, g, 'v' from generate_series(1, 20) g");

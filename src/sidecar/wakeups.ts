@@ -154,6 +154,7 @@ export class Wakeups {
   /** Wake every subscription and verification with work. */
   async scan() {
     if (this.stopped) return;
+    const began = this.outages.mark();
     try {
       // Subscriptions with events to apply or tables to copy.
       const rows = await subscriptionsWithWork(this.pool);
@@ -175,7 +176,7 @@ export class Wakeups {
       // fan-out round with 2 processes).
       for (const name of others.length ? await notApplying(this.pool, others) : []) await this.jobs.wakeApplier(name);
       for (const id of await verificationsToDo(this.pool)) await this.jobs.wakeVerify(id);
-      this.outages.ok("source", "source connection");
+      this.outages.ok("source", "source connection", {}, began);
     } catch (err) {
       if (await this.checkGone(err)) return;
       this.failed(err, "looking for work failed; will retry");

@@ -16,15 +16,19 @@ export async function status(env: Env, sub = "s"): Promise<StatusRow | undefined
   return (await env.source.query<StatusRow>("select * from dbsync.status where name = $1", [sub])).rows[0];
 }
 
-/** Same DDL on both sides, tables added to group g in this order, subscription s (without a copy by default). */
+/**
+ * Same DDL on both sides (`targetDdl`: the target's own, where the majors differ in
+ * what a table can declare), tables added to group g in this order, subscription s
+ * (without a copy by default).
+ */
 export async function setup(
   env: Env,
   ddl: string,
   tables: string[],
-  opts: { copyData?: boolean; keyColumns?: Record<string, string[] | null> } = {},
+  opts: { copyData?: boolean; keyColumns?: Record<string, string[] | null>; targetDdl?: string } = {},
 ): Promise<void> {
   await env.source.query(compat(ddl, "source"));
-  await env.target.query(compat(ddl, "target"));
+  await env.target.query(compat(opts.targetDdl ?? ddl, "target"));
   for (const t of tables) await env.source.query("select dbsync.add_table($1, 'g', $2)", [t, opts.keyColumns?.[t] ?? null]);
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => $2)", [env.targetUrl, opts.copyData ?? false]);
 }

@@ -23,8 +23,11 @@ export function migrateAs(commit: string, url: string): void {
   }
 }
 
-// The commit from which migrate installs on PostgreSQL 10 (before it, pg_index.indnkeyatts fails there).
-const FIRST_ON_PG10 = "0d9fa8c4a588437fd7b223d2f84a722f80cb0b20";
+/** The commits from which migrate installs on a source older than `below` (before each, what failed there). */
+const FIRST_INSTALLING: { below: number; commit: string; failed: string }[] = [
+  { below: 11, commit: "0d9fa8c4a588437fd7b223d2f84a722f80cb0b20", failed: "pg_index.indnkeyatts" },
+  { below: 13, commit: "cf39483fc0688b38f8ccdbcd4bbb7711eb33c998", failed: "the regcollation type" },
+];
 
 /**
  * Fresh databases whose source the dbsync at `commit` (`what`, for the skip
@@ -37,8 +40,9 @@ export async function freshEnvAs(t: TestContext, commit: string, what: string, l
     t.skip(`the git history with ${what} is not here`);
     return undefined;
   }
-  if (SOURCE_MAJOR < 11 && !git("merge-base", "--is-ancestor", FIRST_ON_PG10, commit)) {
-    t.skip(`${what} did not install on PostgreSQL 10 (it predates ${FIRST_ON_PG10.slice(0, 7)}): no database to upgrade`);
+  const missing = FIRST_INSTALLING.find((f) => SOURCE_MAJOR < f.below && !git("merge-base", "--is-ancestor", f.commit, commit));
+  if (missing) {
+    t.skip(`${what} did not install on PostgreSQL ${SOURCE_MAJOR} (${missing.failed}: it predates ${missing.commit.slice(0, 7)}): no database to upgrade`);
     return undefined;
   }
   const env = await freshEnv(label, { migrate: false });
