@@ -4,22 +4,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Pool } from "pg";
-import { createDatabase, sleep, startSidecar, until, value } from "./helpers";
+import { Sidecar, createDatabase, sleep, startSidecar, until, value } from "./helpers";
 import { databaseName, withClient } from "./kit/databases";
 import { migrate } from "../src/migrate";
 import { privateClusters } from "./kit/private-clusters";
 
 const clusters = privateClusters();
 
-// The tick's commit is awaited before the target commits the batch, so that a tick
-// lost with the source's last WAL has no batch on the target (its id would be taken
-// again by another snapshot). A source run with synchronous_commit = off (a DBA's
-// choice for its own writes, set for the database here) acknowledged that commit
-// before its WAL left the server's memory: an immediate stop then lost the tick the
-// target stood at. The WAL writer is slowed (wal_writer_delay = 10 s) so that the
-// commit is still in the WAL buffers when the source stops.
-test("a source with synchronous_commit = off, stopped immediately once the target has a batch: the tick the target stands at survives", async () => {
-  const label = "brk15b_async_tick";
+/** A subscription 's' of table t on private databases whose source runs with synchronous_commit = off and a slow WAL writer. */
+async function asyncSource(label: string) {
   const name = databaseName(label);
   const [sourceUrl, targetUrl] = await Promise.all([createDatabase(clusters.source().url(), label, { name }), createDatabase(clusters.target().url(), label)]);
   await migrate(sourceUrl);
@@ -36,24 +29,65 @@ test("a source with synchronous_commit = off, stopped immediately once the targe
   await target.query("create table t (id bigint primary key, v text)");
   await source.query("select dbsync.add_table('t', 'g')");
   await source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [targetUrl]);
-  const sidecar = startSidecar(sourceUrl, ["--poll-interval", "100"]);
-  try {
-    await source.query("insert into t values (1, 'x')");
-    await until("the first row applied", async () => (await value<number>(target, "select count(*)::int from t")) === 1, 60_000, 100);
-    // Past the WAL writer's next round: what came before is written out.
-    await sleep(11_000);
-    await source.query("insert into t values (2, 'y')");
-    await until("the second row applied", async () => (await value<number>(target, "select count(*)::int from t")) === 2, 60_000, 2);
+  const position = () => value<string>(target, "select tick_id::text from dbsync.applied");
+  /** Stops the source (immediate) and the sidecar, starts the source again: whether it has the tick the target stands at. */
+  const crash = async (sidecar: Sidecar) => {
     await clusters.source().stop("immediate");
     await sidecar.stop("SIGKILL");
-    const at = await value<string>(target, "select tick_id::text from dbsync.applied");
+    const at = await position();
     await clusters.source().start();
-    const ticks = await value<number>(source, "select count(*)::int from dbsync.ticks where tick_id = $1::bigint", [at]);
-    assert.equal(ticks, 1, `the target stands at tick ${at}, which the source lost`);
-  } finally {
-    await sidecar.stop();
+    return { at, kept: await value<number>(source, "select count(*)::int from dbsync.ticks where tick_id = $1::bigint", [at]) };
+  };
+  const end = async () => {
     await withClient(clusters.source().url(), (c) => c.query("alter system reset wal_writer_delay; select pg_reload_conf()")).catch(() => undefined);
     await source.end();
     await target.end();
+  };
+  return { sourceUrl, source, target, position, crash, end };
+}
+
+// The tick's commit is awaited before the target commits the batch, so that a tick
+// lost with the source's last WAL has no batch on the target (its id would be taken
+// again by another snapshot). A source run with synchronous_commit = off (a DBA's
+// choice for its own writes, set for the database here) acknowledged that commit
+// before its WAL left the server's memory: an immediate stop then lost the tick the
+// target stood at. The WAL writer is slowed (wal_writer_delay = 10 s) so that the
+// commit is still in the WAL buffers when the source stops.
+test("a source with synchronous_commit = off, stopped immediately once the target has a batch: the tick the target stands at survives", async () => {
+  const env = await asyncSource("brk15b_async_tick");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into t values (1, 'x')");
+    await until("the first row applied", async () => (await value<number>(env.target, "select count(*)::int from t")) === 1, 60_000, 100);
+    // Past the WAL writer's next round: what came before is written out.
+    await sleep(11_000);
+    await env.source.query("insert into t values (2, 'y')");
+    await until("the second row applied", async () => (await value<number>(env.target, "select count(*)::int from t")) === 2, 60_000, 2);
+    const { at, kept } = await env.crash(sidecar);
+    assert.equal(kept, 1, `the target stands at tick ${at}, which the source lost`);
+  } finally {
+    await sidecar.stop();
+    await env.end();
+  }
+});
+
+// The same for a batch with nothing to read: an idle group's upkeep takes a tick
+// when its queue rotates (here every second), and the subscription's target moves
+// to it (begin_batch's third case). That transaction took no tick of its own, and
+// the tick it moved to was committed by the upkeep's, both acknowledged from memory.
+test("a source with synchronous_commit = off, stopped immediately once the target moved to an upkeep tick: that tick survives", async () => {
+  const env = await asyncSource("brk15b_async_moved");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100", "--rotate-after", "1"]);
+  try {
+    await env.source.query("insert into t values (1, 'x')");
+    await until("the row applied", async () => (await value<number>(env.target, "select count(*)::int from t")) === 1, 60_000, 100);
+    await sleep(11_000);
+    const before = await env.position();
+    await until("the target moved", async () => (await env.position()) !== before, 60_000, 2);
+    const { at, kept } = await env.crash(sidecar);
+    assert.equal(kept, 1, `the target stands at tick ${at}, which the source lost`);
+  } finally {
+    await sidecar.stop();
+    await env.end();
   }
 });

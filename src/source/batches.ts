@@ -4,7 +4,7 @@
 // source's row at the batch's end (dbsync.begin_batch, dbsync.batch_plan).
 import { Client, ClientBase, QueryResult, escapeLiteral } from "pg";
 import { positiveEnv } from "../config";
-import { GroupSequence } from "./protocol";
+import { DURABLE_TICK, GroupSequence } from "./protocol";
 import { readAtSnapshot } from "./snapshot";
 
 export interface Batch {
@@ -170,15 +170,9 @@ export async function beginBatch(control: Client, subscription: string, subId: n
       `${escapeLiteral(JSON.stringify(done.copied))}, ${escapeLiteral(JSON.stringify(done.sequences))});\n commit;\n`
     : "";
   try {
-    // Literals, not parameters: several statements in one round trip. The tick's
-    // commit must reach the source's disk before the target commits its batch (see
-    // openReader): a source run with synchronous_commit = off (a DBA's choice for its
-    // own writes) would acknowledge it from memory, and an immediate stop or a crash
-    // would lose the tick the target then stands at, its id taken again by another
-    // snapshot. A stricter setting (a synchronous standby's) is left as it is.
+    // Literals, not parameters: several statements in one round trip.
     const results = (await control.query(
-      `${report}begin isolation level read committed;
-       select pg_catalog.set_config('synchronous_commit', 'local', true) where pg_catalog.current_setting('synchronous_commit') = 'off';
+      `${report}begin isolation level read committed; ${DURABLE_TICK};
        select sub_id, group_id, tick_from::float8 as f, tick_to::float8 as t, snapshot_name
          from dbsync.begin_batch(${escapeLiteral(subscription)}, ${from === undefined ? "null" : int(from)})`,
     )) as unknown as QueryResult[];
