@@ -2,11 +2,12 @@
 // begin_batch calls, the wake-ups, the TLS socket's writes): those that broke
 // something failed before their fix; those that held are marked so, kept as guards.
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import { test } from "node:test";
 import { Pool } from "pg";
-import { Sidecar, compat, createDatabase, freshEnv, sleep, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
+import { SOURCE_MAJOR, Sidecar, compat, createDatabase, freshEnv, sleep, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
 import { databaseName, withClient } from "./kit/databases";
-import { migrate } from "../src/migrate";
+import { WORKER_MIN_MAJOR, migrate } from "../src/migrate";
 import { privateClusters } from "./kit/private-clusters";
 import { ROW_LOG } from "./kit/workload";
 
@@ -138,5 +139,62 @@ test("the control backend terminated at its tick's commit, batch after batch: no
     assert.doesNotMatch(sidecar.output(), /unhandled|Release called on client which has already been released/i);
   } finally {
     await sidecar.stop();
+  }
+});
+
+/** Whether process `pid` has the TCP connection whose local port is `port` (its sockets in /proc). */
+function ownsPort(pid: number, port: number): boolean {
+  const fds = `/proc/${pid}/fd`;
+  const sockets = new Set<string>();
+  for (const f of fs.readdirSync(fds)) {
+    const link = (() => {
+      try {
+        return fs.readlinkSync(`${fds}/${f}`);
+      } catch {
+        return "";
+      }
+    })();
+    if (link.startsWith("socket:[")) sockets.add(link.slice(8, -1));
+  }
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of fs.readFileSync(table, "utf8").split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 9 && parseInt(f[1].split(":")[1], 16) === port && sockets.has(f[9])) return true;
+    }
+  }
+  return false;
+}
+
+// Held, kept as a guard. The poll queues no wake-up for a subscription another
+// process applies (its apply lock in pg_locks, protocol.ts notApplying), nor for
+// one whose wake-up waits in the queue. The process that applies it is SIGKILLed
+// in the middle of a batch (held at the target's lock): its job stays locked in
+// the queue, its backends go with their connections, and the other process must
+// take the subscription on its own (no write comes to notify it).
+test("two processes: the one applying a subscription SIGKILLed mid-batch, the other takes the subscription over", { skip: SOURCE_MAJOR < WORKER_MIN_MAJOR && "in-process wake-ups before PostgreSQL 12" }, async () => {
+  const env = await freshEnv("brk15b_survivor");
+  await subscribeTables(env, "create table a (id int primary key, v text)", ["a"]);
+  const args = ["--poll-interval", "100", "--concurrency", "1"];
+  const sidecars = [startSidecar(env.sourceUrl, args), startSidecar(env.sourceUrl, args)];
+  const blocker = await env.target.connect();
+  try {
+    await env.source.query("insert into a values (1, 'x')");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    await blocker.query("begin; lock table a in access exclusive mode");
+    await env.source.query("insert into a values (2, 'y')");
+    const waiting = "select a.client_port from pg_stat_activity a join pg_locks l using (pid) where l.relation = 'a'::regclass and not l.granted";
+    await until("the batch waiting for the target's lock", async () => (await env.target.query(waiting)).rows.length > 0, 30_000, 50);
+    const port = await value<number>(env.target, waiting);
+    const applying = sidecars.find((s) => ownsPort(s.proc.pid!, port));
+    assert.ok(applying, `no sidecar owns port ${port}`);
+    applying.proc.kill("SIGKILL");
+    await blocker.query("commit");
+    const survivor = sidecars.find((s) => s !== applying)!;
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, survivor.output().slice(-3000));
+    assert.deepEqual(await tableText(env.target, "a"), await tableText(env.source, "a"));
+    assert.equal(survivor.proc.exitCode, null);
+  } finally {
+    blocker.release();
+    await Promise.all(sidecars.map((s) => s.stop()));
   }
 });
