@@ -198,3 +198,30 @@ test("two processes: the one applying a subscription SIGKILLed mid-batch, the ot
     await Promise.all(sidecars.map((s) => s.stop()));
   }
 });
+
+// Held, kept as a guard. After a batch of a group without sequences, the loop ends
+// with the early begin_batch that found nothing (that call does not look at
+// sequences; Appliers keeps "carries none" per subscription). A sequence added to
+// the group while the sidecar runs, then moved with no row written (nothing to
+// notify): has_work before the loop lingers or sleeps, and the poll, must carry it.
+test("a sequence added to a group that carried none, moved with no row written, while the sidecar runs: carried by the poll", async () => {
+  const env = await freshEnv("brk15b_seq_added");
+  await subscribeTables(env, "create table a (id int primary key, v text); create sequence sq;", ["a"]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "1000"]);
+  const carried = (n: number) => until(`the sequence at ${n}`, async () => Number(await value(env.target, "select last_value from sq")) === n, 30_000, 50);
+  try {
+    await env.source.query("insert into a values (1, 'x')");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sidecar.output());
+    await sleep(300);
+    await env.source.query("select dbsync.add_sequence('sq', 'g')");
+    await env.source.query("select setval('sq', 777)");
+    await carried(777);
+    await env.source.query("begin; insert into a values (2, 'y'); select setval('sq', 888); commit");
+    await carried(888);
+    await env.source.query("select setval('sq', 999)");
+    await carried(999);
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sidecar.output());
+  } finally {
+    await sidecar.stop();
+  }
+});
