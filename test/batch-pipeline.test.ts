@@ -7,16 +7,7 @@ import { test } from "node:test";
 import { Client } from "pg";
 import { beginBatch, openReader } from "../src/source/batches";
 import { compat, freshEnv, sleep, sqlError, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
-
-/**
- * On the target: every row version of a applied, logged by a trigger that fires in
- * replica mode too (a batch applied twice logs its versions twice).
- */
-const ROW_LOG = `create table a_log (id int, n int);
-       create function a_log() returns trigger language plpgsql as $$
-       begin insert into a_log values (new.id, new.n); return null; end $$;
-       create trigger a_log after insert or update on a for each row execute function a_log();
-       alter table a enable always trigger a_log;`;
+import { ROW_LOG } from "./kit/workload";
 
 test("begin_batch from a position not recorded yet: the batch starts there; behind the recorded one it is refused; sequences alone are left to the request without it", async () => {
   const env = await freshEnv("pipeline_begin_from");

@@ -4,7 +4,7 @@
 // source's row at the batch's end (dbsync.begin_batch, dbsync.batch_plan).
 import { Client, ClientBase, QueryResult, escapeLiteral } from "pg";
 import { positiveEnv } from "../config";
-import { GroupSequence } from "./protocol";
+import { DURABLE_TICK, GroupSequence } from "./protocol";
 import { readAtSnapshot } from "./snapshot";
 
 export interface Batch {
@@ -172,7 +172,7 @@ export async function beginBatch(control: Client, subscription: string, subId: n
   try {
     // Literals, not parameters: several statements in one round trip.
     const results = (await control.query(
-      `${report}begin isolation level read committed;
+      `${report}begin isolation level read committed; ${DURABLE_TICK};
        select sub_id, group_id, tick_from::float8 as f, tick_to::float8 as t, snapshot_name
          from dbsync.begin_batch(${escapeLiteral(subscription)}, ${from === undefined ? "null" : int(from)})`,
     )) as unknown as QueryResult[];

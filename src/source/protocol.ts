@@ -126,9 +126,21 @@ export async function maintain(source: Source, groupId: number, rotateAfterSecon
   return rows[0].wants_tick;
 }
 
+/**
+ * Run in a transaction that takes a tick: its commit waits for its WAL flush also on
+ * a source run with synchronous_commit = off (a DBA's choice for its own writes). A
+ * target may stand at any tick once its commit returns (a batch ends at it, or only
+ * moves there: an idle group's upkeep tick, a verification's); one acknowledged from
+ * memory, then lost in an immediate stop or a crash, would have its id taken again
+ * by another snapshot. A stricter setting (a synchronous standby's) is left as is.
+ */
+export const DURABLE_TICK = "select pg_catalog.set_config('synchronous_commit', 'local', true) where pg_catalog.current_setting('synchronous_commit') = 'off'";
+
 /** A tick of the group (dbsync.tick). */
 export async function tick(source: Source, groupId: number, force: boolean): Promise<void> {
-  await source.query("select dbsync.tick($1, $2)", [groupId, force]);
+  if (!Number.isSafeInteger(groupId)) throw new Error(`not a group id: ${groupId}`);
+  // Two statements in one implicit transaction: literals, not parameters.
+  await source.query(`${DURABLE_TICK}; select dbsync.tick(${groupId}, ${force})`);
 }
 
 /** A failed batch, on the subscription (dbsync.record_error). */

@@ -34,7 +34,7 @@
 //     for the duration of the verification.
 import { Client, Pool } from "pg";
 import { DbsyncError } from "../errors";
-import { VerifyJob as Job, beginVerification, loadSubscription, verifySnapshot } from "../source/protocol";
+import { DURABLE_TICK, VerifyJob as Job, beginVerification, loadSubscription, verifySnapshot } from "../source/protocol";
 import { readAtSnapshot } from "../source/snapshot";
 import { SourceTable, columnsOf, lockForRead } from "./layout";
 
@@ -48,7 +48,7 @@ export class MovedPast extends DbsyncError {}
  * transaction at T whose export the hold names, and returns T.
  */
 export async function holdTick(holder: Client, reader: Client, verificationId: number): Promise<number> {
-  await holder.query("begin isolation level read committed");
+  await holder.query(`begin isolation level read committed; ${DURABLE_TICK}`);
   try {
     const b = await beginVerification(holder, verificationId);
     await readAtSnapshot(reader, b.snapshot_name);

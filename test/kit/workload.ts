@@ -15,6 +15,16 @@ export const SOURCE_DDL = (ins: string, kv: string) => `
   insert into ${kv} select g, 0, 'seed' from generate_series(1, 300) g;`;
 
 /**
+ * On the target: every row version of a applied, logged by a trigger that fires in
+ * replica mode too (a batch applied twice logs its versions twice).
+ */
+export const ROW_LOG = `create table a_log (id int, n int);
+       create function a_log() returns trigger language plpgsql as $$
+       begin insert into a_log values (new.id, new.n); return null; end $$;
+       create trigger a_log after insert or update on a for each row execute function a_log();
+       alter table a enable always trigger a_log;`;
+
+/**
  * Target only: every row insert that an apply transaction commits into `ins` is
  * counted in `${ins}_audit` (an ALWAYS trigger fires under session_replication_role =
  * replica), so a batch applied twice shows even though delete-then-insert would hide
