@@ -72,13 +72,6 @@ export interface ApplierOptions {
   links: Links;
   /** The process's control pool on the source: ticks, progress, errors. */
   control: Pool;
-  /**
-   * Per subscription, whether its group carried sequences at the last plan read
-   * (unknown: yes); kept by the caller across sessions. A begin_batch with p_from
-   * does not look at sequences; without any, one that found nothing, or a batch
-   * that only moved the target, need not be followed by another (see apply).
-   */
-  carriesSequences?: Map<string, boolean>;
 }
 
 /** A batch begun (undefined: nothing to apply), its reader at its snapshot with its plan (see Applier.open). */
@@ -103,6 +96,12 @@ export class Applier {
   private targetState?: TargetState;
   /** The batch being applied, for error reports. */
   currentTick?: number;
+  /**
+   * Whether the group carried sequences at the last plan read (unknown: true). A
+   * begin_batch with p_from does not look at sequences; without any, a batch that
+   * found nothing need not be asked for again (see apply).
+   */
+  private carriesSequences = true;
 
   constructor(
     readonly name: string,
@@ -198,7 +197,7 @@ export class Applier {
         // caller asks has_work before it sleeps, which sees anything committed
         // since (a begin_batch that found nothing was 1 of the 5 calls per batch
         // of a fan-out round).
-        if ((opened || moved) && !opened?.batch && this.opts.carriesSequences?.get(this.name) === false) {
+        if ((opened || moved) && !opened?.batch && !this.carriesSequences) {
           if (done) await this.report(sub.sub_id, done);
           return "caught_up";
         }
@@ -233,7 +232,7 @@ export class Applier {
           continue;
         }
         if (!plan) continue;
-        this.opts.carriesSequences?.set(this.name, plan.sequences.length > 0);
+        this.carriesSequences = plan.sequences.length > 0;
         this.currentTick = batch.to;
         retries = 0;
         const planned = plan.tables.length;

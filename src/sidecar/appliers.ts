@@ -66,8 +66,6 @@ export class Appliers {
   readonly backoff = new Backoff();
   /** First copies that cannot start, per subscription and table (see Applier). */
   private readonly copyRetries = new Backoff();
-  /** Whether each subscription's group carried sequences at its last plan (see Applier). */
-  private readonly carriesSequences = new Map<string, boolean>();
   private appliers = new Map<string, Applier>();
   /** Subscriptions this process is applying now, whether to look again after, and the loop. */
   private running = new Map<string, Running>();
@@ -274,7 +272,6 @@ export class Appliers {
           links: this.links,
           control: this.pool,
           copyRetries: this.copyRetries,
-          carriesSequences: this.carriesSequences,
           turnOver: (sub) => this.turnOver(sub),
           onBatch: (sub, events, seconds) => {
             this.firstBatch.get(sub)?.();
