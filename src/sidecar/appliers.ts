@@ -247,17 +247,10 @@ export class Appliers {
   /**
    * A NOTIFY for group `groupId`: its subscriptions lingering here (see linger) go
    * on at once, before the wake-up's round trips (the sleeping flag cleared, the
-   * group's subscriptions read) that follow it. Returns their names.
+   * group's subscriptions read) that follow it.
    */
-  pokeGroup(groupId: number, at: number): Set<string> {
-    const poked = new Set<string>();
-    for (const [name, r] of this.running) {
-      if (r.wake && this.appliers.get(name)?.subscription?.group_id === groupId) {
-        this.poke(name, at);
-        poked.add(name);
-      }
-    }
-    return poked;
+  pokeGroup(groupId: number, at: number) {
+    for (const [name, r] of this.running) if (r.wake && this.appliers.get(name)?.subscription?.group_id === groupId) this.poke(name, at);
   }
 
   private applier(name: string): Applier {

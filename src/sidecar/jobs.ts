@@ -45,12 +45,6 @@ export abstract class Jobs {
    * runner (here or in another process) to take it: another would add nothing.
    */
   abstract dueAppliers(): Promise<Set<string>>;
-  /**
-   * The subscriptions whose applier's wake-up waits in the queue, due now or
-   * later (one that waits for a slot comes back in a second; a retry after a
-   * failure waits out its back-off): the poll adds none for them.
-   */
-  abstract queuedAppliers(): Promise<Set<string>>;
   /** Starts running this process's share of the wake-ups. */
   abstract start(): Promise<void>;
   /** Waits for running jobs to return, then closes the queue's connections. */
@@ -237,21 +231,13 @@ class WorkerJobs extends Jobs {
   }
 
   async dueAppliers() {
-    return this.appliersQueued(true);
-  }
-
-  async queuedAppliers() {
-    return this.appliersQueued(false);
-  }
-
-  private async appliersQueued(dueOnly: boolean) {
     // graphile-worker's jobs view; a job that failed for good (attempts used up)
     // keeps its key but is never run again.
     const { rows } = await this.pool.query<{ key: string; overdue_ms: number }>(
       `select j.key, extract(epoch from now() - j.run_at)::float8 * 1000 as overdue_ms from ${WORKER_SCHEMA}.jobs j
-        where j.task_identifier = $1 and j.locked_at is null and (j.run_at <= now() or not $2)
+        where j.task_identifier = $1 and j.locked_at is null and j.run_at <= now()
           and j.attempts < j.max_attempts and j.key like $1 || ':%'`,
-      [APPLY_JOB, dueOnly],
+      [APPLY_JOB],
     );
     this.watchDue(Math.max(0, ...rows.map((r) => r.overdue_ms)));
     return new Set(rows.map((r) => r.key.slice(APPLY_JOB.length + 1)));
@@ -314,16 +300,8 @@ class LocalJobs extends Jobs {
 
   async dueAppliers() {
     const now = Date.now();
-    return this.appliersWaiting((runAt) => runAt <= now);
-  }
-
-  async queuedAppliers() {
-    return this.appliersWaiting(() => true);
-  }
-
-  private appliersWaiting(when: (runAt: number) => boolean) {
-    const waiting = [...this.waiting].filter(([, j]) => j.task === APPLY_JOB && when(j.runAt));
-    return new Set(waiting.map(([key]) => key.slice(APPLY_JOB.length + 1)));
+    const due = [...this.waiting].filter(([, j]) => j.task === APPLY_JOB && j.runAt <= now);
+    return new Set(due.map(([key]) => key.slice(APPLY_JOB.length + 1)));
   }
 
   async start() {

@@ -127,10 +127,7 @@ export class Wakeups {
     if (!Number.isInteger(groupId)) return;
     // NOTIFYs held while the LISTEN link hung arrive all at once (thousands): one
     // wake-up per group at a time, plus one more if any came meanwhile.
-    // Those lingering here start their next pass now, after the commit that
-    // notified: poked again below, once that pass is under way, each looked again
-    // after it for nothing (a begin_batch per batch woken so).
-    let poked = this.appliers.pokeGroup(groupId, at);
+    this.appliers.pokeGroup(groupId, at);
     if (this.notified.has(groupId)) {
       this.notified.set(groupId, true);
       return;
@@ -139,10 +136,7 @@ export class Wakeups {
       do {
         this.notified.set(groupId, false);
         await setSleeping(this.pool, groupId, false);
-        for (const r of await activeSubscriptions(this.pool, groupId)) {
-          if (!poked.has(r.name) && !this.appliers.poke(r.name, at)) await this.jobs.wakeApplier(r.name);
-        }
-        poked = new Set();
+        for (const r of await activeSubscriptions(this.pool, groupId)) if (!this.appliers.poke(r.name, at)) await this.jobs.wakeApplier(r.name);
       } while (this.notified.get(groupId));
     } catch (err) {
       this.log.warn({ err: messageOf(err) }, "wake-up failed; the poll will catch up");
@@ -162,13 +156,11 @@ export class Wakeups {
       // cluster-wide lock at commit) until the applier sleeps again; without this,
       // while the LISTEN connection is down every captured transaction would notify.
       for (const g of new Set(rows.map((r) => r.group_id))) await setSleeping(this.pool, g, false);
-      // Subscriptions whose wake-up waits in the queue keep it: adding it again at
-      // every poll cost the source about 1 ms each (100 subscriptions behind,
-      // --concurrency 4: 18 wake-ups per batch applied). So do those whose wake-up
-      // is queued for later (turned away for want of a slot, each then taken again
-      // a second later only to be turned away again; or a retry's back-off).
-      const queued = rows.length ? await this.jobs.queuedAppliers() : new Set<string>();
-      const others = rows.filter((r) => !this.appliers.backoff.waiting(r.name) && !this.appliers.poke(r.name) && !queued.has(r.name)).map((r) => r.name);
+      // Subscriptions waiting for a free runner keep their wake-up: adding it again
+      // at every poll cost the source about 1 ms each (100 subscriptions behind,
+      // --concurrency 4: 18 wake-ups per batch applied).
+      const due = rows.length ? await this.jobs.dueAppliers() : new Set<string>();
+      const others = rows.filter((r) => !this.appliers.backoff.waiting(r.name) && !this.appliers.poke(r.name) && !due.has(r.name)).map((r) => r.name);
       // Nor for those another process applies now: its loop asks has_work before it
       // lingers, its own poll pokes it, and once it let go the next poll here wakes
       // it. Such a wake-up was a job that found the subscription busy, or nothing
