@@ -96,12 +96,6 @@ export class Applier {
   private targetState?: TargetState;
   /** The batch being applied, for error reports. */
   currentTick?: number;
-  /**
-   * Whether the group carried sequences at the last plan read (unknown: true). A
-   * begin_batch with p_from does not look at sequences; without any, a batch that
-   * found nothing need not be asked for again (see apply).
-   */
-  private carriesSequences = true;
 
   constructor(
     readonly name: string,
@@ -180,8 +174,6 @@ export class Applier {
     let done: Done | undefined;
     // The next batch, opened while the target commits this one (see sourceRead below).
     let next: Promise<Opened> | undefined;
-    // The last batch only moved the target's position (nothing to read).
-    let moved = false;
     try {
       for (let retries = 0; ; ) {
         if (signal.aborted) {
@@ -191,17 +183,8 @@ export class Applier {
         }
         let opened = await next;
         next = undefined;
-        // Nothing for the batch opened early, or the target only moved: caught up,
-        // unless sequences moved (the early request did not look at them, and the
-        // report moves them). Asked again only where the group carries some: the
-        // caller asks has_work before it sleeps, which sees anything committed
-        // since (a begin_batch that found nothing was 1 of the 5 calls per batch
-        // of a fan-out round).
-        if ((opened || moved) && !opened?.batch && !this.carriesSequences) {
-          if (done) await this.report(sub.sub_id, done);
-          return "caught_up";
-        }
-        moved = false;
+        // Nothing for the batch opened early: ask again, with the last report (the
+        // early request did not look at sequences, which that report moves).
         if (!opened?.batch) {
           const phases = new Phases();
           for (const [step, at] of Object.entries(since)) if (at !== undefined) phases.mark(step, at);
@@ -228,11 +211,9 @@ export class Applier {
           await moveTarget(this.target, sub.sub_uuid, batch.from, batch.to);
           if (done) await this.report(sub.sub_id, done);
           done = { tick: batch.to, events: 0, seconds: Number(process.hrtime.bigint() - started) / 1e9, copied: [], sequences: [] };
-          moved = true;
           continue;
         }
         if (!plan) continue;
-        this.carriesSequences = plan.sequences.length > 0;
         this.currentTick = batch.to;
         retries = 0;
         const planned = plan.tables.length;

@@ -12,7 +12,7 @@ import { Log, Outages } from "../log";
 import { Appliers } from "./appliers";
 import { Jobs } from "./jobs";
 import { epochMs } from "../target/phases";
-import { activeSubscriptions, groupIds, installation, maintain, notApplying, setSleeping, subscriptionsWithWork, tick, verificationsToDo } from "../source/protocol";
+import { activeSubscriptions, groupIds, installation, maintain, setSleeping, subscriptionsWithWork, tick, verificationsToDo } from "../source/protocol";
 
 export interface WakeupOptions {
   sourceUrl: string | undefined;
@@ -160,13 +160,9 @@ export class Wakeups {
       // at every poll cost the source about 1 ms each (100 subscriptions behind,
       // --concurrency 4: 18 wake-ups per batch applied).
       const due = rows.length ? await this.jobs.dueAppliers() : new Set<string>();
-      const others = rows.filter((r) => !this.appliers.backoff.waiting(r.name) && !this.appliers.poke(r.name) && !due.has(r.name)).map((r) => r.name);
-      // Nor for those another process applies now: its loop asks has_work before it
-      // lingers, its own poll pokes it, and once it let go the next poll here wakes
-      // it. Such a wake-up was a job that found the subscription busy, or nothing
-      // once that loop was over (add_job was called about 4 times per batch of a
-      // fan-out round with 2 processes).
-      for (const name of others.length ? await notApplying(this.pool, others) : []) await this.jobs.wakeApplier(name);
+      for (const r of rows) {
+        if (!this.appliers.backoff.waiting(r.name) && !this.appliers.poke(r.name) && !due.has(r.name)) await this.jobs.wakeApplier(r.name);
+      }
       for (const id of await verificationsToDo(this.pool)) await this.jobs.wakeVerify(id);
       this.outages.ok("source", "source connection", {}, began);
     } catch (err) {
