@@ -165,9 +165,7 @@ function ownsPort(pid: number, port: number): boolean {
   return false;
 }
 
-// Held, kept as a guard. The poll queues no wake-up for a subscription another
-// process applies (its apply lock in pg_locks, protocol.ts notApplying), nor for
-// one whose wake-up waits in the queue. The process that applies it is SIGKILLed
+// Held, kept as a guard. The process that applies a subscription is SIGKILLed
 // in the middle of a batch (held at the target's lock): its job stays locked in
 // the queue, its backends go with their connections, and the other process must
 // take the subscription on its own (no write comes to notify it).
