@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { Client } from "pg";
 import { beginBatch, openReader } from "../src/source/batches";
 import { compat, freshEnv, sleep, sqlError, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
-import { ROW_LOG } from "./kit/workload";
+import { ROW_LOG, atTickCommit } from "./kit/workload";
 
 test("begin_batch from a position not recorded yet: the batch starts there; behind the recorded one it is refused; sequences alone are left to the request without it", async () => {
   const env = await freshEnv("pipeline_begin_from");
@@ -135,17 +135,11 @@ test("the tick's commit on the source is slow, then fails, while its batch is re
   await env.source.query(
     compat(`create table tick_fault (mode text);
        create sequence slow_tick;
-       create function tick_fault() returns trigger language plpgsql as $$
-       begin
-         case (select mode from public.tick_fault)
+       ${atTickCommit(`case (select mode from public.tick_fault)
            when 'slow' then perform pg_catalog.setval('public.slow_tick', new.tick_id); perform pg_catalog.pg_sleep(2);
            when 'fail' then raise exception 'tick commit failed';
            else null;
-         end case;
-         return null;
-       end $$;
-       create constraint trigger tick_fault after insert on dbsync.ticks deferrable initially deferred
-         for each row execute function tick_fault();`),
+         end case;`)}`),
   );
   const sidecar = startSidecar(env.sourceUrl, [], { DBSYNC_LOG_LEVEL: "debug", DBSYNC_LOG_FORMAT: "json" });
   try {

@@ -9,7 +9,7 @@ import { SOURCE_MAJOR, Sidecar, compat, createDatabase, freshEnv, sleep, startSi
 import { databaseName, withClient } from "./kit/databases";
 import { WORKER_MIN_MAJOR, migrate } from "../src/migrate";
 import { privateClusters } from "./kit/private-clusters";
-import { ROW_LOG } from "./kit/workload";
+import { ROW_LOG, atTickCommit } from "./kit/workload";
 
 const clusters = privateClusters();
 
@@ -107,16 +107,10 @@ test("the control backend terminated at its tick's commit, batch after batch: no
   await env.source.query(
     compat(`create table tick_fault (on_ boolean);
        create sequence tick_deaths;
-       create function tick_fault() returns trigger language plpgsql as $$
-       begin
-         if exists (select from public.tick_fault) then
+       ${atTickCommit(`if exists (select from public.tick_fault) then
            perform pg_catalog.nextval('public.tick_deaths');
            perform pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid());
-         end if;
-         return null;
-       end $$;
-       create constraint trigger tick_fault after insert on dbsync.ticks deferrable initially deferred
-         for each row execute function tick_fault();`),
+         end if;`)}`),
   );
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
   try {

@@ -25,6 +25,21 @@ export const ROW_LOG = `create table a_log (id int, n int);
        alter table a enable always trigger a_log;`;
 
 /**
+ * On the source: `body` (PL/pgSQL statements) runs at the commit of every new tick,
+ * the control transaction of begin_batch that the sidecar commits beside the
+ * batch's stream (a deferred constraint trigger on dbsync.ticks, as tick_fault).
+ */
+export function atTickCommit(body: string): string {
+  return `create function tick_fault() returns trigger language plpgsql as $$
+       begin
+         ${body}
+         return null;
+       end $$;
+       create constraint trigger tick_fault after insert on dbsync.ticks deferrable initially deferred
+         for each row execute function tick_fault();`;
+}
+
+/**
  * Target only: every row insert that an apply transaction commits into `ins` is
  * counted in `${ins}_audit` (an ALWAYS trigger fires under session_replication_role =
  * replica), so a batch applied twice shows even though delete-then-insert would hide
