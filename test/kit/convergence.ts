@@ -2,7 +2,7 @@
 // and the verdict "the target equals the source, or dbsync says it does not".
 import assert from "node:assert/strict";
 import { compareTables, differences, Queryable } from "../../src/embedded/compare";
-import { Env, compat, startSidecar, value } from "../helpers";
+import { Env, compat, startSidecar, until, value } from "../helpers";
 
 export interface StatusRow {
   name: string;
@@ -14,6 +14,20 @@ export interface StatusRow {
 
 export async function status(env: Env, sub = "s"): Promise<StatusRow | undefined> {
   return (await env.source.query<StatusRow>("select * from dbsync.status where name = $1", [sub])).rows[0];
+}
+
+/**
+ * Until `sub`'s last_error in dbsync.status matches `pattern`. Not a fixed wait: a
+ * loaded machine (PostgreSQL 14's acceptance run) took more than 3 s to try the
+ * batch at all, and wait_for_sync('s', '3 s') then found no error yet. A timeout
+ * names the last error seen.
+ */
+export async function failsWith(env: Env, pattern: RegExp, sub = "s", timeoutMs = 60_000): Promise<void> {
+  let seen: string | null | undefined;
+  await until(`${sub}: an error matching ${pattern} in dbsync.status`, async () => pattern.test((seen = (await status(env, sub))?.last_error) ?? ""), timeoutMs)
+    .catch((err: Error) => {
+      throw new Error(`${err.message}; last_error: ${seen ?? "none"}`);
+    });
 }
 
 /**
