@@ -9,12 +9,14 @@
 --   targets need the same change. DDL that would make capture miss rows (a key
 --   column made nullable or no longer unique, capture triggers disabled) is refused
 --   (dbsync._check_capturable), as is renaming a capture trigger; capture triggers
---   set back to fire ORIGIN only are made ALWAYS again.
+--   set back to fire ORIGIN only are made ALWAYS again. Fires in sessions with
+--   session_replication_role = replica too (ENABLE ALWAYS), and works there in
+--   origin mode (dbsync._origin_mode).
 --   Parameters: none.
 --   Returns: nothing (an event trigger).
 --   Calls: dbsync._capture_stale, dbsync._capture_triggers, dbsync._check_capturable,
 --     dbsync._ddl_group, dbsync._enable_always, dbsync._install_capture,
---     dbsync._sync_partitions. Tables touched: dbsync.ddl_log (written); dbsync.tables
+--     dbsync._origin_mode, dbsync._sync_partitions. Tables touched: dbsync.ddl_log (written); dbsync.tables
 --     (read).
 create or replace function dbsync._on_ddl() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -22,6 +24,7 @@ declare
     r record;
     t dbsync.tables;
     v_group int := dbsync._ddl_group();
+    v_mode text := dbsync._origin_mode();
 begin
     -- A capture trigger renamed could then be dropped as if it were the owner's own
     -- (the drop event trigger knows them by name).
@@ -84,5 +87,8 @@ begin
             perform dbsync._check_capturable(t.table_id);
         end loop;
     end loop;
+    if v_mode is not null then
+        perform pg_catalog.set_config('session_replication_role', v_mode, true);
+    end if;
 end
 $$;

@@ -7,15 +7,21 @@
 --   where the last batch set it. A dropped partition of a replicated table
 --   took its rows with it without any trigger seeing them: every subscription copies
 --   that table again, so no target keeps rows the source no longer has. A DROP
---   TRIGGER of a capture trigger is refused unless dbsync runs it (_own_ddl).
+--   TRIGGER of a capture trigger is refused unless dbsync runs it (_own_ddl). A DROP
+--   INDEX that leaves a replicated table's key without a unique index is refused, as
+--   an ALTER TABLE that drops its primary key is (dbsync._check_capturable).
+--   Fires in sessions with session_replication_role = replica too (ENABLE ALWAYS),
+--   and works there in origin mode (dbsync._origin_mode).
 --   Parameters: none.
 --   Returns: nothing (an event trigger).
---   Calls: dbsync._ddl_group, dbsync._drop_capture_functions, dbsync._request_copy. Tables touched: dbsync.partitions,
+--   Calls: dbsync._ddl_group, dbsync._drop_capture_functions, dbsync._key_is_unique,
+--     dbsync._origin_mode, dbsync._request_copy. Tables touched: dbsync.partitions,
 --     dbsync.sequences, dbsync.subscription_tables, dbsync.tables (written).
 create or replace function dbsync._on_drop() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     r record;
+    v_mode text := dbsync._origin_mode();
 begin
     -- A capture trigger dropped by anyone but dbsync: writes would go uncaptured.
     if tg_tag = 'DROP TRIGGER' and dbsync._ddl_group() is distinct from 0 then
@@ -63,5 +69,32 @@ begin
         perform dbsync._request_copy(null, array[r.table_id]);
         raise notice 'dbsync: a partition of a replicated table was dropped; its subscriptions copy the table again';
     end loop;
+    -- The catalogs no longer say which table a dropped index was on, only its
+    -- schema (a table's indexes are in the table's): the tables with their relation
+    -- or a partition there are checked. Only for DROP INDEX: an ALTER TABLE that
+    -- drops the primary key and adds another moves the key (_on_ddl, which checks it).
+    if tg_tag = 'DROP INDEX' then
+        for r in select t.schema_name, t.table_name, t.key_columns from dbsync.tables t
+                 where t.removed_at is null
+                   and exists (select from pg_event_trigger_dropped_objects() d
+                               join pg_namespace n on n.nspname = d.schema_name
+                               join pg_class c on c.relnamespace = n.oid
+                               where d.object_type = 'index'
+                                 and (c.oid = t.relid
+                                      or c.oid in (select p.relid from dbsync.partitions p where p.table_id = t.table_id)))
+                   and not dbsync._key_is_unique(t.relid::regclass, t.key_columns) loop
+            -- DROP INDEX CONCURRENTLY has committed its first steps when this runs:
+            -- refused, it leaves the index invalid and no longer kept up to date.
+            raise exception 'dbsync: the key (%) of %.% is no longer unique', array_to_string(r.key_columns, ', '),
+                            r.schema_name, r.table_name
+                using errcode = 'invalid_table_definition',
+                      hint = 'Keep a unique index on the key columns: create the new one before dropping the old, or remove '
+                             'the table with dbsync.remove_table first. A DROP INDEX CONCURRENTLY refused here has left the index '
+                             'invalid, so the key is not enforced until REINDEX INDEX makes it valid again.';
+        end loop;
+    end if;
+    if v_mode is not null then
+        perform pg_catalog.set_config('session_replication_role', v_mode, true);
+    end if;
 end
 $$;

@@ -1,0 +1,142 @@
+// DDL that got past dbsync's watch and let a target diverge without a word: DDL
+// run in a session with session_replication_role = replica (event triggers fire
+// only in origin and local mode unless ENABLE ALWAYS), and DROP INDEX of the unique
+// index a replication key stands on. Then what applications do to replicated
+// tables: their own triggers, isolation levels, enums, TRUNCATE ... CASCADE, and a
+// table owner who is not dbsync.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Client } from "pg";
+import { migrate } from "../src/migrate";
+import { Env, freshEnv, sqlError, startSidecar, value } from "./helpers";
+import { assertTablesEqual, setup, synced } from "./kit/convergence";
+import { freshEnvAs } from "./kit/migrate-as";
+
+/** The last commit whose event triggers fired in origin mode only. */
+const BEFORE_ALWAYS = "a3ee1fb";
+
+/** A client of the source that keeps the WARNINGs and NOTICEs it is sent. */
+async function listening(env: Env): Promise<{ c: Client; said: string[] }> {
+  const c = new Client({ connectionString: env.sourceUrl });
+  await c.connect();
+  const said: string[] = [];
+  c.on("notice", (n) => said.push(`${n.severity}: ${n.message}`));
+  return { c, said };
+}
+
+// Failed before the fix: in a session with session_replication_role = replica (a
+// restore, a hand-made fix, a tool that sets it to skip the application's
+// triggers) the DDL event triggers did not fire at all, so DISABLE TRIGGER ALL
+// switched capture off and writes never reached the target while wait_for_sync
+// said in sync; an ADD COLUMN with a default (every row filled, no row trigger)
+// was not listed in dbsync.unreplicated_ddl; the primary key could be dropped.
+test("DDL in a session with session_replication_role = replica is watched as in any other session", async () => {
+  const env = await freshEnv("brk17_replica_ddl");
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const { c, said } = await listening(env);
+  try {
+    await env.source.query("insert into t select g, 'v' || g from generate_series(1, 10) g");
+    await synced(env);
+    await c.query("set session_replication_role = replica");
+    const off = await sqlError(c, "alter table t disable trigger all");
+    assert.equal(off.code, "55006", off.message);
+    assert.match(off.message, /capture triggers of public\.t cannot be disabled/);
+    const pk = await sqlError(c, "alter table t drop constraint t_pkey");
+    assert.match(pk.message, /the key \(id\) of public\.t is no longer unique/);
+    // Capture still on: a write made now reaches the target.
+    await env.source.query("insert into t values (11, 'after')");
+    await synced(env);
+    await assertTablesEqual(env.source, env.target, ["t"]);
+    // A column added and filled: listed, with a WARNING, as in origin mode.
+    said.length = 0;
+    await c.query("alter table t add column extra int not null default 7");
+    assert.ok(said.some((w) => /^WARNING: .*ALTER TABLE of replicated table public\.t was not run through dbsync\.execute_ddl/.test(w)),
+      said.join("\n"));
+    assert.equal(await value(env.source, "select count(*)::int from dbsync.unreplicated_ddl where table_name = 'public.t'"), 1);
+    // The session keeps its role: the event trigger did not change it.
+    assert.equal(await value(c, "show session_replication_role"), "replica");
+  } finally {
+    await c.end();
+    await sidecar.stop();
+  }
+});
+
+// An install made before: its migrate to this version makes the event triggers
+// fire ALWAYS (the code's checksum changed, so sql/event_trigger.sql runs again).
+test("an older install upgraded: the DDL event triggers fire ALWAYS, and DROP INDEX is watched", async (t) => {
+  const env = await freshEnvAs(t, BEFORE_ALWAYS, "the version before ENABLE ALWAYS", "brk17_upgrade_always");
+  if (!env) return;
+  const enabled = "select string_agg(evtname || '=' || evtenabled::text, ' ' order by evtname) from pg_event_trigger";
+  assert.equal(await value(env.source, enabled), "dbsync_ddl_watch=O dbsync_drop_watch=O");
+  await migrate(env.sourceUrl);
+  assert.equal(await value(env.source, enabled), "dbsync_ddl_watch=A dbsync_drop_watch=A");
+  assert.match(await value<string>(env.source, "select pg_catalog.array_to_string(evttags, ',') from pg_event_trigger where evtname = 'dbsync_drop_watch'"),
+    /DROP INDEX/);
+});
+
+// Failed before the fix: the event trigger's own writes, fired in a replica
+// session, ran in replica mode too, where foreign keys do not act (their triggers
+// are ORIGIN): a carried sequence dropped left its subscription_sequences rows
+// behind, pointing at a dbsync.sequences row that no longer was.
+test("a carried sequence dropped in a replica session: dbsync forgets it whole", async () => {
+  const env = await freshEnv("brk17_replica_seq");
+  await setup(env, "create sequence sq; create table t (id int primary key)", ["t"]);
+  await env.source.query("select dbsync.add_sequence('sq', 'g')");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const { c, said } = await listening(env);
+  try {
+    await env.source.query("select nextval('sq') from generate_series(1, 5); insert into t values (1)");
+    await synced(env);
+    assert.equal(await value(env.source, "select count(*)::int from dbsync.subscription_sequences"), 1);
+    await c.query("set session_replication_role = replica; drop sequence sq");
+    assert.ok(said.some((w) => /^WARNING: .*sequence public\.sq .*dropped/.test(w)), said.join("\n"));
+    assert.equal(await value(env.source, "select count(*)::int from dbsync.sequences"), 0);
+    assert.equal(await value(env.source, "select count(*)::int from dbsync.subscription_sequences"), 0);
+    assert.equal(await value(c, "show session_replication_role"), "replica");
+  } finally {
+    await c.end();
+    await sidecar.stop();
+  }
+});
+
+// Failed before the fix: DROP INDEX was not watched. A table replicated on
+// key_columns that a unique index (not a constraint) makes unique lost it without
+// a word; two rows could then share the key and apply kept only one of them.
+test("DROP INDEX of the unique index a replication key stands on is refused, as dropping the primary key is", async () => {
+  const env = await freshEnv("brk17_drop_index");
+  await setup(env, `create table u (id int, k int not null, v text);
+    create unique index u_k on u (k); create index u_v on u (v);
+    create table w (id int primary key, k int not null); create unique index w_k on w (k)`, ["u", "w"],
+  { keyColumns: { u: ["k"] } });
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into u select g, g, 'v' || g from generate_series(1, 10) g");
+    const err = await sqlError(env.source, "drop index u_k");
+    assert.equal(err.code, "42P16", err.message);
+    assert.match(err.message, /the key \(k\) of public\.u is no longer unique/);
+    assert.match(err.hint ?? "", /Keep a unique index on the key columns/);
+    // CONCURRENTLY: refused too, but PostgreSQL had already made the index invalid
+    // (committed before the event trigger runs); the hint says to REINDEX it.
+    const concurrently = await sqlError(env.source, "drop index concurrently u_k");
+    assert.match(concurrently.message, /no longer unique/);
+    assert.match(concurrently.hint ?? "", /REINDEX INDEX/);
+    const valid = "select indisvalid and indisready from pg_index where indexrelid = 'u_k'::regclass";
+    assert.equal(await value(env.source, valid), false);
+    await env.source.query("reindex index u_k");
+    assert.equal(await value(env.source, valid), true);
+    // Under another name or in replica mode, the same.
+    await env.source.query("alter index u_k rename to u_k2");
+    assert.match((await sqlError(env.source, "set session_replication_role = replica; drop index u_k2")).message, /no longer unique/);
+    await env.source.query("reset session_replication_role");
+    // Other indexes go: a plain one, one the key does not need, one replaced first.
+    await env.source.query("drop index u_v; drop index w_k");
+    await env.source.query("create unique index u_k3 on u (k); drop index u_k2");
+    assert.match((await sqlError(env.source, "insert into u values (11, 1, 'twice')")).message, /duplicate key/);
+    await env.source.query("update u set v = 'x' || v where k <= 5");
+    await synced(env);
+    await assertTablesEqual(env.source, env.target, ["u", "w"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
