@@ -11,7 +11,7 @@ begin
     if (select rolsuper from pg_roles where rolname = current_user) then
         drop event trigger if exists dbsync_ddl_watch;
         create event trigger dbsync_ddl_watch on ddl_command_end
-            when tag in ('ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER')
+            when tag in ('ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER', 'ALTER TYPE')
             execute function dbsync._on_ddl();
         alter event trigger dbsync_ddl_watch enable always;
         drop event trigger if exists dbsync_drop_watch;

@@ -140,3 +140,79 @@ test("DROP INDEX of the unique index a replication key stands on is refused, as 
     await sidecar.stop();
   }
 });
+
+// Held, kept as a guard. TRUNCATE ... CASCADE empties the tables that reference
+// the one named (each fires its own TRUNCATE trigger); on the target one TRUNCATE
+// of them all, else DELETE table by table (foreign keys do not act in replica mode).
+test("TRUNCATE ... CASCADE of a table referenced by other replicated tables, refilled in the same transaction", async () => {
+  const env = await freshEnv("brk17_truncate_cascade");
+  await setup(env, `create table p (id int primary key, v text);
+    create table c (id int primary key, p int references p, v text);
+    create table d (id int primary key, c int references c)`, ["p", "c", "d"]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    const fill = `insert into p select g, 'p' || g from generate_series(1, 20) g;
+      insert into c select g, g, 'c' || g from generate_series(1, 20) g;
+      insert into d select g, g from generate_series(1, 20) g`;
+    await env.source.query(fill);
+    await synced(env);
+    await env.source.query("truncate p cascade");
+    await synced(env);
+    await assertTablesEqual(env.source, env.target, ["p", "c", "d"]);
+    await env.source.query(fill);
+    await env.source.query(`begin; truncate p cascade; insert into p values (1, 'again'); insert into c values (5, 1, 'again'); commit`);
+    await synced(env);
+    await assertTablesEqual(env.source, env.target, ["p", "c", "d"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+// Failed before the fix: ALTER TYPE was not watched. An enum value renamed outside
+// execute_ddl changed every row holding it on the source, with no row trigger
+// firing: the target kept the old label in all of them, wait_for_sync said in sync,
+// and nothing listed the change in dbsync.unreplicated_ddl.
+test("ALTER TYPE ... RENAME VALUE of an enum a replicated column uses (also through a domain, an array, a composite) is listed as DDL not run through execute_ddl", async () => {
+  const env = await freshEnv("brk17_enum_rename");
+  const ddl = `create type mood as enum ('sad', 'ok'); create domain dmood as mood; create type pair as (a mood, b int);
+    create table t (id int primary key, m mood); create table u (id int primary key, ms dmood[]);
+    create table w (id int primary key, p pair); create table x (id int primary key, v text)`;
+  await setup(env, ddl, ["t", "u", "w", "x"]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const { c, said } = await listening(env);
+  try {
+    await env.source.query(`insert into t select g, 'ok' from generate_series(1, 5) g;
+      insert into u values (1, array['ok', 'sad']::dmood[]); insert into w values (1, row('ok', 1)); insert into x values (1, 'ok')`);
+    await synced(env);
+    await c.query("alter type mood rename value 'ok' to 'fine'");
+    const listed = await value<string>(env.source,
+      "select string_agg(table_name || ' ' || command_tag, ', ' order by table_name) from dbsync.unreplicated_ddl");
+    assert.equal(listed, "public.t ALTER TYPE, public.u ALTER TYPE, public.w ALTER TYPE");
+    assert.ok(said.some((w) => /^WARNING: .*ALTER TYPE of replicated table public\.t was not run through dbsync\.execute_ddl/.test(w)),
+      said.join("\n"));
+    // Repeated on the target, as the hint says: then the tables are equal.
+    await env.target.query("alter type mood rename value 'ok' to 'fine'");
+    await env.source.query("select dbsync.acknowledge_ddl(null)");
+    await assertTablesEqual(env.source, env.target, ["t", "u", "w", "x"]);
+    // Through execute_ddl: not listed, and the target gets it.
+    said.length = 0;
+    await c.query("select dbsync.execute_ddl('g', $$alter type mood rename value 'fine' to 'good'$$)");
+    assert.equal(await value(env.source, "select count(*)::int from dbsync.unreplicated_ddl"), 0);
+    assert.deepEqual(said.filter((w) => w.startsWith("WARNING")), []);
+    await env.source.query("update t set m = 'sad' where id = 1");
+    await synced(env);
+    await assertTablesEqual(env.source, env.target, ["t", "u", "w"]);
+    // A composite's attribute dropped: the target would keep its values.
+    await c.query("alter type pair drop attribute b");
+    assert.equal(await value(env.source, "select string_agg(table_name, ', ') from dbsync.unreplicated_ddl"), "public.w");
+    await env.target.query("alter type pair drop attribute b");
+    await env.source.query("select dbsync.acknowledge_ddl(null)");
+    await assertTablesEqual(env.source, env.target, ["w"]);
+    // A type no replicated column uses: nothing to say.
+    await c.query("create type other as enum ('a'); alter type other rename value 'a' to 'b'");
+    assert.equal(await value(env.source, "select count(*)::int from dbsync.unreplicated_ddl"), 0);
+  } finally {
+    await c.end();
+    await sidecar.stop();
+  }
+});

@@ -6,7 +6,9 @@
 --   that came or went with a partition. Inside execute_ddl (dbsync._ddl_group) a
 --   table of another group is refused, since its targets would not get the DDL;
 --   outside it the change is logged in dbsync.ddl_log and a WARNING says that the
---   targets need the same change. DDL that would make capture miss rows (a key
+--   targets need the same change (dbsync._unreplicated_ddl). So is an ALTER TYPE of
+--   a type that a replicated column holds (dbsync._types_holding), unless
+--   execute_ddl of that table's group runs it. DDL that would make capture miss rows (a key
 --   column made nullable or no longer unique, capture triggers disabled) is refused
 --   (dbsync._check_capturable), as is renaming a capture trigger; capture triggers
 --   set back to fire ORIGIN only are made ALWAYS again. Fires in sessions with
@@ -16,8 +18,8 @@
 --   Returns: nothing (an event trigger).
 --   Calls: dbsync._capture_stale, dbsync._capture_triggers, dbsync._check_capturable,
 --     dbsync._ddl_group, dbsync._enable_always, dbsync._install_capture,
---     dbsync._origin_mode, dbsync._sync_partitions. Tables touched: dbsync.ddl_log (written); dbsync.tables
---     (read).
+--     dbsync._origin_mode, dbsync._sync_partitions, dbsync._types_holding,
+--     dbsync._unreplicated_ddl. Tables touched: dbsync.tables (read).
 create or replace function dbsync._on_ddl() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -67,13 +69,7 @@ begin
                     perform dbsync._install_capture(t.table_id);
                 end if;
                 if v_group is null then
-                    insert into dbsync.ddl_log (group_id, table_name, command_tag, statement, via_execute_ddl)
-                    values (t.group_id, format('%I.%I', t.schema_name, t.table_name), r.command_tag, current_query(), false);
-                    raise warning 'dbsync: % of replicated table %.% was not run through dbsync.execute_ddl',
-                                  r.command_tag, t.schema_name, t.table_name
-                        using hint = 'Make the same change on every target of the group (see dbsync.unreplicated_ddl), '
-                                     'then select dbsync.acknowledge_ddl(ddl_id); replication of this table stops with an '
-                                     'error until the target matches.';
+                    perform dbsync._unreplicated_ddl(t.table_id, r.command_tag);
                 end if;
             end if;
             -- ENABLE TRIGGER ALL (or ENABLE TRIGGER on one of dbsync's) makes a capture
@@ -86,6 +82,21 @@ begin
             -- After _install_capture: it may have moved the key to a new primary key.
             perform dbsync._check_capturable(t.table_id);
         end loop;
+    end loop;
+    -- ALTER TYPE changes the values of every column holding the type (an enum value
+    -- renamed, a composite's attribute dropped) and no row trigger sees it: the
+    -- targets keep the old values. Listed like an ALTER TABLE for each replicated
+    -- table with such a column, unless execute_ddl of the table's group runs it.
+    -- (A composite type's command names its relation.)
+    for r in select distinct tb.table_id from pg_event_trigger_ddl_commands() c
+             left join pg_class k on c.classid = 'pg_class'::regclass and k.oid = c.objid and k.relkind = 'c'
+             cross join lateral dbsync._types_holding(case when c.classid = 'pg_type'::regclass then c.objid
+                                                           else k.reltype end) h(typ)
+             join pg_attribute a on a.atttypid = h.typ and a.attnum > 0 and not a.attisdropped
+             join dbsync.tables tb on tb.relid = a.attrelid and tb.removed_at is null
+             where c.command_tag = 'ALTER TYPE'
+               and v_group is distinct from tb.group_id and v_group is distinct from 0 loop
+        perform dbsync._unreplicated_ddl(r.table_id, 'ALTER TYPE');
     end loop;
     if v_mode is not null then
         perform pg_catalog.set_config('session_replication_role', v_mode, true);

@@ -12,7 +12,12 @@
 --   sql/functions/_copy_chunks.sql), by what copy_chunks recorded for the batch that
 --   ends at p_tick. p_sequences lists
 --   [seq_id, value] pairs: the next value each of the target's sequences gives,
---   as set with the batch (dbsync.sidecar_sequences). Called by the sidecar.
+--   as set with the batch (dbsync.sidecar_sequences). A report of a tick before the
+--   position changes nothing: it is late (a process that stalled after its batch
+--   committed on the target, while another took the subscription over and moved it
+--   on); moving back would point the position at a tick upkeep may have deleted, and
+--   maintain would then truncate queue slots the subscription still needs.
+--   Called by the sidecar.
 --   Parameters: p_sub_id, p_tick, p_events, p_seconds, p_copied, p_sequences.
 --   Returns: nothing.
 --   Calls: nothing. Tables touched: dbsync.subscription_sequences,
@@ -31,7 +36,12 @@ begin
         events_applied = events_applied + p_events,
         rows_per_second = case when p_events > 0 and p_seconds > 0 then p_events / p_seconds else rows_per_second end,
         last_error = null, last_error_sqlstate = null, last_error_table = null, last_error_tick = null
-    where sub_id = p_sub_id;
+    -- (In READ COMMITTED an UPDATE that waited for another report's row lock checks
+    -- this again on the row that report left.)
+    where sub_id = p_sub_id and position_tick <= p_tick;
+    if not found then
+        return;
+    end if;
     -- Chunks of copies (recorded by copy_chunks before the batch committed on the
     -- target): the boundary moves with the position, also when the batch's report
     -- was lost and the position comes from the target (target_position: no
