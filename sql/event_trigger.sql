@@ -16,7 +16,9 @@ begin
         alter event trigger dbsync_ddl_watch enable always;
         drop event trigger if exists dbsync_drop_watch;
         create event trigger dbsync_drop_watch on sql_drop
-            when tag in ('DROP TABLE', 'DROP SEQUENCE', 'DROP SCHEMA', 'DROP OWNED', 'ALTER TABLE', 'DROP TRIGGER', 'DROP INDEX')
+            when tag in ('DROP TABLE', 'DROP SEQUENCE', 'DROP SCHEMA', 'DROP OWNED', 'ALTER TABLE', 'DROP TRIGGER', 'DROP INDEX',
+                         -- ... CASCADE drops the columns of the type, the generated ones of the function.
+                         'DROP TYPE', 'DROP DOMAIN', 'DROP FUNCTION', 'DROP COLLATION', 'DROP EXTENSION')
             execute function dbsync._on_drop();
         alter event trigger dbsync_drop_watch enable always;
     end if;

@@ -11,6 +11,9 @@ import { migrate } from "../src/migrate";
 import { Env, freshEnv, sqlError, startSidecar, value } from "./helpers";
 import { assertTablesEqual, setup, synced } from "./kit/convergence";
 import { freshEnvAs } from "./kit/migrate-as";
+import { connectAs, rolesDroppedAfter } from "./kit/roles";
+
+const made = rolesDroppedAfter();
 
 /** The last commit whose event triggers fired in origin mode only. */
 const BEFORE_ALWAYS = "a3ee1fb";
@@ -211,6 +214,65 @@ test("ALTER TYPE ... RENAME VALUE of an enum a replicated column uses (also thro
     // A type no replicated column uses: nothing to say.
     await c.query("create type other as enum ('a'); alter type other rename value 'a' to 'b'");
     assert.equal(await value(env.source, "select count(*)::int from dbsync.unreplicated_ddl"), 0);
+  } finally {
+    await c.end();
+    await sidecar.stop();
+  }
+});
+
+// A table owner who is not dbsync's: switching capture off is refused whichever
+// way it is asked, on the table or on one of its partitions.
+test("a table owner (no superuser) cannot switch capture off: DISABLE TRIGGER ALL, USER, by name, ENABLE REPLICA, on a partition too", async () => {
+  const env = await freshEnv("brk17_owner_disable");
+  const owner = `brk17_owner_${Date.now() % 100000}`;
+  made.push({ url: env.sourceUrl, role: owner });
+  await env.source.query(`create role ${owner} login; grant create on schema public to ${owner}`);
+  await env.source.query(`create table t (id int primary key, v text);
+    create table pt (id int primary key, v text) partition by range (id); create table pt1 partition of pt for values from (0) to (100)`);
+  await env.source.query(`alter table t owner to ${owner}; alter table pt owner to ${owner}; alter table pt1 owner to ${owner}`);
+  for (const t of ["t", "pt"]) await env.source.query("select dbsync.add_table($1, 'g')", [t]);
+  const c = await connectAs(env.sourceUrl, owner);
+  try {
+    const capture = await value<string>(env.source, "select min(tgname) from pg_trigger where tgrelid = 't'::regclass and tgname like 'dbsync\\_capture\\_%'");
+    const pcapture = await value<string>(env.source, "select min(tgname) from pg_trigger where tgrelid = 'pt1'::regclass and tgname like 'dbsync\\_capture\\_%'");
+    for (const sql of ["alter table t disable trigger all", "alter table t disable trigger user", `alter table t disable trigger ${capture}`,
+      `alter table t enable replica trigger ${capture}`, "alter table pt1 disable trigger all", `alter table pt1 disable trigger ${pcapture}`,
+      "alter table pt disable trigger all"]) {
+      const err = await sqlError(c, sql);
+      assert.match(err.message, /cannot be disabled|permission denied/, `${sql}: ${err.message}`);
+    }
+    assert.deepEqual(await value(env.source, `select array_agg(distinct tgenabled::text) from pg_trigger
+      where tgrelid in ('t'::regclass, 'pt'::regclass, 'pt1'::regclass) and tgname like 'dbsync\\_capture\\_%'`), ["A"]);
+  } finally {
+    await c.end();
+  }
+});
+
+// Failed before the fix: a column dropped with the type it held (DROP TYPE, DROP
+// DOMAIN ... CASCADE) went unseen, as these tags were not watched. A key column so
+// dropped made every later write to the table fail (its capture named the column);
+// another column was not listed in dbsync.unreplicated_ddl, and the target kept it.
+test("DROP DOMAIN / TYPE ... CASCADE that drops columns of a replicated table: refused for a key column, listed otherwise", async () => {
+  const env = await freshEnv("brk17_drop_type_cascade");
+  const ddl = `create domain kid as int; create domain note as text; create type color as enum ('red');
+    create table k (id kid primary key, v text, n note, c color)`;
+  await setup(env, ddl, ["k"]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const { c, said } = await listening(env);
+  try {
+    await env.source.query("insert into k values (1, 'a', 'n', 'red')");
+    await synced(env);
+    const err = await sqlError(c, "drop domain kid cascade");
+    assert.match(err.message, /key column "id" of public\.k/);
+    await c.query("drop domain note cascade; drop type color cascade");
+    assert.ok(said.some((w) => /^WARNING: .*DROP DOMAIN of replicated table public\.k was not run through dbsync\.execute_ddl/.test(w)),
+      said.join("\n"));
+    assert.equal(await value(env.source, "select string_agg(command_tag, ', ' order by ddl_id) from dbsync.unreplicated_ddl"),
+      "DROP DOMAIN, DROP TYPE");
+    await env.source.query("insert into k values (2, 'b')");
+    await synced(env);
+    await env.target.query("alter table k drop column n, drop column c");
+    await assertTablesEqual(env.source, env.target, ["k"]);
   } finally {
     await c.end();
     await sidecar.stop();

@@ -9,13 +9,16 @@
 --   that table again, so no target keeps rows the source no longer has. A DROP
 --   TRIGGER of a capture trigger is refused unless dbsync runs it (_own_ddl). A DROP
 --   INDEX that leaves a replicated table's key without a unique index is refused, as
---   an ALTER TABLE that drops its primary key is (dbsync._check_capturable).
+--   an ALTER TABLE that drops its primary key is (dbsync._check_capturable). So is a
+--   key column dropped with what it depended on (DROP DOMAIN ... CASCADE); another
+--   column so dropped is listed as DDL not run through execute_ddl.
 --   Fires in sessions with session_replication_role = replica too (ENABLE ALWAYS),
 --   and works there in origin mode (dbsync._origin_mode).
 --   Parameters: none.
 --   Returns: nothing (an event trigger).
---   Calls: dbsync._ddl_group, dbsync._drop_capture_functions, dbsync._key_is_unique,
---     dbsync._origin_mode, dbsync._request_copy. Tables touched: dbsync.partitions,
+--   Calls: dbsync._capture_stale, dbsync._check_capturable, dbsync._ddl_group,
+--     dbsync._drop_capture_functions, dbsync._install_capture, dbsync._key_is_unique,
+--     dbsync._origin_mode, dbsync._request_copy, dbsync._unreplicated_ddl. Tables touched: dbsync.partitions,
 --     dbsync.sequences, dbsync.subscription_tables, dbsync.tables (written).
 create or replace function dbsync._on_drop() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -91,6 +94,22 @@ begin
                       hint = 'Keep a unique index on the key columns: create the new one before dropping the old, or remove '
                              'the table with dbsync.remove_table first. A DROP INDEX CONCURRENTLY refused here has left the index '
                              'invalid, so the key is not enforced until REINDEX INDEX makes it valid again.';
+        end loop;
+    end if;
+    -- Columns dropped with what they depended on (DROP TYPE, DROP DOMAIN, DROP
+    -- FUNCTION ... CASCADE): as for ALTER TABLE ... DROP COLUMN (_on_ddl), a key
+    -- column is refused, another is listed as DDL the targets need too.
+    if tg_tag <> 'ALTER TABLE' then
+        for r in select distinct t.table_id, t.group_id from pg_event_trigger_dropped_objects() d
+                 join dbsync.tables t on t.relid = d.objid and t.removed_at is null
+                 where d.classid = 'pg_class'::regclass and d.objsubid > 0 loop
+            perform dbsync._check_capturable(r.table_id);
+            if dbsync._capture_stale(r.table_id) then
+                perform dbsync._install_capture(r.table_id);
+            end if;
+            if dbsync._ddl_group() is distinct from r.group_id then
+                perform dbsync._unreplicated_ddl(r.table_id, tg_tag);
+            end if;
         end loop;
     end if;
     if v_mode is not null then
