@@ -60,6 +60,7 @@ const MATRIX: Record<string, FnTier> = {
   // grant_sidecar: what `dbsync run` calls.
   "dbsync.copy_lost_unlogged(integer,text[],text[])": "sidecar",
   "dbsync.begin_batch(text,bigint)": "sidecar",
+  "dbsync._tick_key(integer,bigint)": "sidecar",
   "dbsync.batch_plan(integer,bigint,bigint,bigint,bigint,integer,bigint)": "sidecar",
   "dbsync.batch_keys(integer,bigint,integer[])": "sidecar",
   "dbsync.record_progress(integer,bigint,bigint,double precision,jsonb,jsonb)": "sidecar",
@@ -67,7 +68,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync.copy_chunks(integer,bigint,jsonb)": "sidecar",
   "dbsync.table_error(integer,integer,text)": "sidecar",
   "dbsync.record_error(integer,text,text,text,bigint)": "sidecar",
-  "dbsync.target_position(integer,bigint)": "sidecar",
+  "dbsync.target_position(integer,bigint,bigint)": "sidecar",
   "dbsync.has_work(text)": "sidecar",
   "dbsync._with_work(integer)": "sidecar",
   "dbsync.set_sleeping(integer,boolean)": "sidecar",

@@ -153,7 +153,7 @@ test("applyBatch fails with the link's own error when the source link breaks bef
   try {
     const sub = (await control.query("select sub_id, sub_uuid, position_tick::float8 as tick from dbsync.subscriptions where name = 's'")).rows[0];
     await ensureTargetSchema(target);
-    await startAppliedTick(target, sub.sub_uuid, "s", sub.tick);
+    await startAppliedTick(target, sub.sub_uuid, "s", { tick: sub.tick, key: null });
     const batch = await beginBatch(control, "s", sub.sub_id, undefined);
     assert.ok(batch);
     const { plan, tickCommitted } = await openReader(control, source, batch, { copyRows: 1000, readers: 1, splitEvents: 1 });

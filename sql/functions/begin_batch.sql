@@ -1,5 +1,5 @@
 -- dbsync.begin_batch(p_subscription text, p_from bigint default null) returns table
---   (sub_id int, group_id int, tick_from bigint, tick_to bigint, snapshot_name text)
+--   (sub_id int, group_id int, tick_from bigint, tick_to bigint, snapshot_name text, tick_key bigint)
 --   The sidecar's apply loop, one call per batch on its control connection (right
 --   after record_progress of the previous batch has committed: the reader must see
 --   it, and it cannot see what this transaction writes), or with p_from while the
@@ -26,13 +26,15 @@
 --   commits (that also releases the group's tick lock). Called by the sidecar.
 --   Parameters: p_subscription, p_from (the position the batch starts at, at or
 --     after the recorded one; null: the recorded position).
---   Returns: rows of (sub_id, group_id, tick_from, tick_to, snapshot_name).
+--   Returns: rows of (sub_id, group_id, tick_from, tick_to, snapshot_name, tick_key):
+--     tick_key is tick_to's key (null for a tick made before migration 0024), which
+--     the target records with the tick (see target_position).
 --   Calls: dbsync._export_tick, dbsync._has_new_writers, dbsync._sequences_behind,
---     dbsync._verify_hold. Tables touched: dbsync.subscription_tables (written);
+--     dbsync._tick_key, dbsync._verify_hold. Tables touched: dbsync.subscription_tables (written);
 --     dbsync.groups, dbsync.subscriptions, dbsync.tables, dbsync.ticks,
 --     dbsync.verifications (read).
 create or replace function dbsync.begin_batch(p_subscription text, p_from bigint default null)
-returns table (sub_id int, group_id int, tick_from bigint, tick_to bigint, snapshot_name text)
+returns table (sub_id int, group_id int, tick_from bigint, tick_to bigint, snapshot_name text, tick_key bigint)
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     v_sub dbsync.subscriptions;
@@ -72,7 +74,8 @@ begin
         where v.sub_id = v_sub.sub_id and v.hold_tick = v_hold and v.hold_snapshot is not null
         limit 1;
         if v_hold > v_sub.position_tick and v_hold_snapshot is not null then
-            return query select v_sub.sub_id, v_sub.group_id, v_sub.position_tick, v_hold, v_hold_snapshot;
+            return query select v_sub.sub_id, v_sub.group_id, v_sub.position_tick, v_hold, v_hold_snapshot,
+                                dbsync._tick_key(v_sub.group_id, v_hold);
         end if;
         return;
     end if;
@@ -95,7 +98,8 @@ begin
         -- behind in turn, and each then apply an empty batch for it) and without a
         -- snapshot: there is nothing to read.
         if v_sub.position_tick < v_last then
-            return query select v_sub.sub_id, v_sub.group_id, v_sub.position_tick, v_last, null::text;
+            return query select v_sub.sub_id, v_sub.group_id, v_sub.position_tick, v_last, null::text,
+                                dbsync._tick_key(v_sub.group_id, v_last);
         end if;
         return;
     end if;
@@ -108,6 +112,7 @@ begin
     if (select s.paused from dbsync.subscriptions s where s.sub_id = v_sub.sub_id) then
         return;
     end if;
-    return query select v_sub.sub_id, v_sub.group_id, v_sub.position_tick, v_tick, v_snapshot_name;
+    return query select v_sub.sub_id, v_sub.group_id, v_sub.position_tick, v_tick, v_snapshot_name,
+                        dbsync._tick_key(v_sub.group_id, v_tick);
 end
 $$;

@@ -1,6 +1,9 @@
--- dbsync.target_position(p_sub_id int, p_target_tick bigint) returns bigint
+-- dbsync.target_position(p_sub_id int, p_target_tick bigint, p_target_key bigint default null)
+--   returns bigint
 --   The sidecar connected to the subscription's target, which says it stands at
---   p_target_tick (its dbsync.applied, the truth for exactly-once apply). Returns
+--   p_target_tick, whose key it recorded as p_target_key (its dbsync.applied, the
+--   truth for exactly-once apply; null: unknown, a tick of before migration 0024 or
+--   a position a sidecar of an older version wrote). Returns
 --   the tick to continue from, after recording it:
 --   * the position itself;
 --   * a later tick the queue still has: the target committed batches whose report
@@ -15,16 +18,23 @@
 --   failover to a standby that lagged for long) or at a tick this queue never made (another source, a source
 --   restored from a backup) cannot be brought up to date from the queue: that
 --   raises an error that names the fix, so the subscription shows it in
---   dbsync.status instead of skipping batches. Called by the sidecar.
---   Parameters: p_sub_id, p_target_tick.
+--   dbsync.status instead of skipping batches. So does a target whose tick has
+--   another key than this source's tick of that id (dbsync._tick_key): the source
+--   failed over to a standby that lagged, or was restored from a backup, and made
+--   its ticks again under the ids the target had stood at; the id alone would pass
+--   for a tick the target reached. Called by the sidecar.
+--   Parameters: p_sub_id, p_target_tick, p_target_key (a sidecar of an older version
+--     calls it without: unknown).
 --   Returns: bigint.
---   Calls: dbsync.record_progress. Tables touched: dbsync.subscription_sequences,
+--   Calls: dbsync._tick_key, dbsync.record_progress. Tables touched: dbsync.subscription_sequences,
 --     dbsync.subscription_tables, dbsync.subscriptions (written); dbsync.groups,
 --     dbsync.ticks (read).
-create or replace function dbsync.target_position(p_sub_id int, p_target_tick bigint) returns bigint
+create or replace function dbsync.target_position(p_sub_id int, p_target_tick bigint, p_target_key bigint default null)
+returns bigint
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     v_sub dbsync.subscriptions;
+    v_key bigint;
 begin
     select * into v_sub from dbsync.subscriptions s where s.sub_id = p_sub_id for update;
     if v_sub.reset_target then
@@ -42,6 +52,17 @@ begin
                         v_sub.name, v_sub.position_tick
             using errcode = 'object_not_in_prerequisite_state',
                   detail = 'Its row in dbsync.applied is gone: restored from a backup older than the subscription, a crash that lost its last commits (synchronous_commit = off), or schema dbsync dropped there. What it holds is unknown.',
+                  hint = format('Copy every table again with select dbsync.resync_subscription(%L); nothing is applied until then.', v_sub.name);
+    end if;
+    -- Before anything is decided by the id (equal to the position's, or a tick the
+    -- queue has).
+    v_key := dbsync._tick_key(v_sub.group_id, p_target_tick);
+    if v_key <> p_target_key then
+        raise exception 'the target of subscription "%" stands at tick %, but this source''s tick % is another one', v_sub.name,
+                        p_target_tick, p_target_tick
+            using errcode = 'object_not_in_prerequisite_state',
+                  detail = format('The target recorded key %s with the tick, this source has key %s: the source failed over to a standby that lagged, or was restored from a backup, and made its ticks again. What the target holds since their common past is unknown.',
+                                  p_target_key, v_key),
                   hint = format('Copy every table again with select dbsync.resync_subscription(%L); nothing is applied until then.', v_sub.name);
     end if;
     if p_target_tick = v_sub.position_tick then

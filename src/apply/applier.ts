@@ -13,7 +13,7 @@
 import { Pool, PoolClient } from "pg";
 import { reportOf, sqlstateOf } from "../errors";
 import { Batch, Done, Plan, beginBatch, openReader, splitEvents } from "../source/batches";
-import { Subscription, copyChunks, copyLostUnlogged, copyProgress, loadSubscription, recordProgress, skippedDdl, tableError, targetPosition, tryLock, unlock } from "../source/protocol";
+import { Subscription, TargetPosition, copyChunks, copyLostUnlogged, copyProgress, loadSubscription, recordProgress, skippedDdl, tableError, targetPosition, tryLock, unlock } from "../source/protocol";
 import { TargetState, applyBatch } from "../target/apply";
 import { Phases } from "../target/phases";
 import { unreadyTargetTables } from "../target/tables";
@@ -146,12 +146,17 @@ export class Applier {
         // (Where both agree, target_position would only take a row lock: a commit
         // that waits for a WAL flush, at every apply job.) A target without a record
         // is new to the subscription only if the source says so: else it lost it.
-        if (at !== sub.position_tick || sub.reset_target) {
-          const continuing = await targetPosition(control, sub.sub_id, at ?? null);
-          if (at === undefined) await startAppliedTick(target, sub.sub_uuid, sub.name, continuing);
-          else if (continuing !== at) await setAppliedTick(target, sub.sub_uuid, continuing);
-          if (continuing !== sub.position_tick || at !== sub.position_tick) {
-            this.log.info({ source: sub.position_tick, target: at, continuing }, "position taken from the target");
+        // Agreeing is on the tick's key too, where both know it: a source that failed
+        // over to a standby that lagged has made ticks again under the same ids.
+        const keysDiffer = at?.key != null && sub.position_key !== null && at.key !== sub.position_key;
+        if (at?.tick !== sub.position_tick || keysDiffer || sub.reset_target) {
+          const continuing = await targetPosition(control, sub.sub_id, at);
+          // (The key of the source's position, for that tick; else unknown until the next batch.)
+          const to = { tick: continuing, key: continuing === sub.position_tick ? sub.position_key : null };
+          if (at === undefined) await startAppliedTick(target, sub.sub_uuid, sub.name, to);
+          else if (continuing !== at.tick) await setAppliedTick(target, sub.sub_uuid, to);
+          if (continuing !== sub.position_tick || at?.tick !== sub.position_tick) {
+            this.log.info({ source: sub.position_tick, target: at?.tick, continuing }, "position taken from the target");
           }
         }
         const lost = await lostUnloggedTables(target, sub.sub_uuid);
@@ -208,7 +213,7 @@ export class Applier {
         const { started } = opened;
         if (batch.snapshot === null) {
           // Nothing to read: the target's position only moves to the group's latest tick.
-          await moveTarget(this.target, sub.sub_uuid, batch.from, batch.to);
+          await moveTarget(this.target, sub.sub_uuid, batch.from, { tick: batch.to, key: batch.key });
           if (done) await this.report(sub.sub_id, done);
           done = { tick: batch.to, events: 0, seconds: Number(process.hrtime.bigint() - started) / 1e9, copied: [], sequences: [] };
           continue;
@@ -444,7 +449,7 @@ export class Applier {
 }
 
 /** The target's position from `from` to `to`, in a transaction of its own (compare-and-set, as a batch's). */
-async function moveTarget(target: PoolClient, subUuid: string, from: number, to: number) {
+async function moveTarget(target: PoolClient, subUuid: string, from: number, to: TargetPosition) {
   try {
     await beginApply(target, subUuid, from);
     await commitApply(target, subUuid, to);

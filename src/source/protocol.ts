@@ -20,6 +20,14 @@ export interface Subscription {
   reset_target: boolean;
   last_error: string | null;
   last_error_at: Date | null;
+  /** The key of the position's tick (dbsync._tick_key): null for a tick made before migration 0024. */
+  position_key: number | null;
+}
+
+/** Where a target stands: a tick, and the key it recorded with it (null: unknown). */
+export interface TargetPosition {
+  tick: number;
+  key: number | null;
 }
 
 /** The subscription, or undefined if there is none of that name (dbsync.sidecar_subscription). */
@@ -159,9 +167,17 @@ export async function tableError(source: Source, subId: number, tableId: number,
   await source.query("select dbsync.table_error($1, $2, $3)", [subId, tableId, message]);
 }
 
-/** The target's position (null: it has no record of the subscription), told to the source; the position to continue from (dbsync.target_position). */
-export async function targetPosition(source: Source, subId: number, at: number | null): Promise<number> {
-  const { rows } = await source.query<{ t: number }>("select dbsync.target_position($1, $2)::float8 as t", [subId, at]);
+/**
+ * The target's position (null: it has no record of the subscription) and the key it
+ * recorded with it (null: unknown), told to the source; the position to continue
+ * from (dbsync.target_position, which refuses a key that is not the source's).
+ */
+export async function targetPosition(source: Source, subId: number, at: TargetPosition | undefined): Promise<number> {
+  const { rows } = await source.query<{ t: number }>("select dbsync.target_position($1, $2, $3)::float8 as t", [
+    subId,
+    at?.tick ?? null,
+    at?.key ?? null,
+  ]);
   return rows[0].t;
 }
 

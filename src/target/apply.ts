@@ -177,7 +177,7 @@ export async function applyBatch(
     sourceDone?.catch(() => undefined);
     await state.stages.trim(target);
     phases.mark("committing");
-    await phases.time("commit", () => commitApply(target, subUuid, batch.to, pushed.atCommit));
+    await phases.time("commit", () => commitApply(target, subUuid, { tick: batch.to, key: batch.key }, pushed.atCommit));
   } catch (err) {
     // A target statement still running would be followed by the rollback, and its
     // next statement would then run outside the batch's transaction.

@@ -4,6 +4,7 @@
 import { Client, QueryResult, escapeLiteral } from "pg";
 import { DbsyncError, PositionMoved, sqlstateOf } from "../errors";
 import { DBSYNC_LOCK } from "../locks";
+import type { TargetPosition } from "../source/protocol";
 
 // CREATE SCHEMA IF NOT EXISTS checks CREATE on the database even when the schema
 // exists, so it runs only when it is missing: a DBA may create the schema for a
@@ -13,7 +14,9 @@ const TARGET_SCHEMA_SQL = `
       sub_uuid      uuid primary key,
       subscription  text not null,
       tick_id       bigint not null,
-      applied_at    timestamptz not null default now()
+      applied_at    timestamptz not null default now(),
+      tick_key      bigint,
+      key_tick      bigint
   );
   create table if not exists dbsync.copied (
       sub_uuid   uuid not null,
@@ -48,30 +51,23 @@ const SCHEMA_STATE_SQL = `
      where n.nspname = 'dbsync' and c.relname in ('applied', 'copied', 'unlogged_intact'))
   select pg_catalog.to_regclass('dbsync.applied') is not null and pg_catalog.to_regclass('dbsync.copied') is not null
          and pg_catalog.to_regclass('dbsync.unlogged_intact') is not null as ok,
+         (select pg_catalog.count(*) = 2 from pg_catalog.pg_attribute a
+           where a.attrelid = pg_catalog.to_regclass('dbsync.applied') and a.attname in ('tick_key', 'key_tick')
+             and not a.attisdropped) as keyed,
          (select pg_catalog.string_agg(pg_catalog.format('%s (owned by %I)', o.what, r.rolname), ', ')
             from owned o join pg_catalog.pg_roles r on r.oid = o.owner, me
            where not (r.rolname = current_user or r.rolsuper
                       or (not me.rolsuper and pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')))) as untrusted`;
 
 export async function ensureTargetSchema(target: Client): Promise<void> {
-  let state = (await target.query<{ ok: boolean; untrusted: string | null }>(SCHEMA_STATE_SQL)).rows[0];
+  let state = (await target.query<SchemaState>(SCHEMA_STATE_SQL)).rows[0];
   if (!state.ok) {
-    // Serialize the first creation between two sidecars on one target.
-    await target.query("begin");
-    try {
-      // A parameter, not a hex literal: those parse only from PostgreSQL 16 on. Typed
-      // and qualified: an untyped one would pick a pg_advisory_xact_lock(text) that
-      // a role with CREATE on a schema of the search_path made.
-      await target.query("select pg_catalog.pg_advisory_xact_lock($1::int8)", [DBSYNC_LOCK]);
+    await underTargetLock(target, async () => {
       const { rows: schema } = await target.query("select pg_catalog.to_regnamespace('dbsync') is not null as ok");
       if (!schema[0].ok) await target.query("create schema dbsync");
       await target.query(TARGET_SCHEMA_SQL);
-      await target.query("commit");
-    } catch (err) {
-      await target.query("rollback").catch(() => undefined);
-      throw err;
-    }
-    state = (await target.query<{ ok: boolean; untrusted: string | null }>(SCHEMA_STATE_SQL)).rows[0];
+    });
+    state = (await target.query<SchemaState>(SCHEMA_STATE_SQL)).rows[0];
   }
   if (state.untrusted) {
     throw new DbsyncError(`the target's ${state.untrusted}: another role controls where dbsync records its position`, {
@@ -82,25 +78,76 @@ export async function ensureTargetSchema(target: Client): Promise<void> {
         "the sidecar retries by itself.",
     });
   }
+  if (!state.keyed) await addTickKey(target);
 }
 
-/** The tick the target stands at; undefined when it has no record of the subscription. */
-export async function readAppliedTick(target: Client, subUuid: string): Promise<number | undefined> {
-  const { rows } = await target.query("select tick_id::float8 as t from dbsync.applied where sub_uuid = $1", [subUuid]);
-  return rows[0]?.t;
+interface SchemaState {
+  ok: boolean;
+  keyed: boolean;
+  untrusted: string | null;
+}
+
+/** `fn` in a transaction holding DBSYNC_LOCK: two sidecars on one target change its bookkeeping one after the other. */
+async function underTargetLock(target: Client, fn: () => Promise<void>): Promise<void> {
+  await target.query("begin");
+  try {
+    // A parameter, not a hex literal: those parse only from PostgreSQL 16 on. Typed
+    // and qualified: an untyped one would pick a pg_advisory_xact_lock(text) that
+    // a role with CREATE on a schema of the search_path made.
+    await target.query("select pg_catalog.pg_advisory_xact_lock($1::int8)", [DBSYNC_LOCK]);
+    await fn();
+    await target.query("commit");
+  } catch (err) {
+    await target.query("rollback").catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * The columns of dbsync.applied that a target made by a sidecar of before migration
+ * 0024 lacks: the key of the tick it stands at (see dbsync._tick_key), and the tick
+ * that key is of. A sidecar of an older version still running moves tick_id alone:
+ * the key is then of another tick, and unknown (readAppliedTick).
+ */
+async function addTickKey(target: Client): Promise<void> {
+  const columns = "add column if not exists tick_key bigint, add column if not exists key_tick bigint";
+  try {
+    await underTargetLock(target, () => target.query(`alter table dbsync.applied ${columns}`).then(() => undefined));
+  } catch (err) {
+    if (sqlstateOf(err) !== "42501") throw err;
+    throw new DbsyncError("the target's dbsync.applied lacks the columns tick_key and key_tick, and the target role may not add them", {
+      sqlstate: "42501",
+      hint:
+        "As the owner of dbsync.applied (or a superuser) on the target: " +
+        "ALTER TABLE dbsync.applied ADD COLUMN IF NOT EXISTS tick_key bigint, ADD COLUMN IF NOT EXISTS key_tick bigint; " +
+        "the sidecar retries by itself.",
+    });
+  }
+}
+
+/**
+ * The tick the target stands at, with its key when the target recorded the key of
+ * that tick; undefined when it has no record of the subscription.
+ */
+export async function readAppliedTick(target: Client, subUuid: string): Promise<TargetPosition | undefined> {
+  const { rows } = await target.query<{ t: number; k: number | null }>(
+    "select tick_id::float8 as t, case when key_tick = tick_id then tick_key::float8 end as k from dbsync.applied where sub_uuid = $1",
+    [subUuid],
+  );
+  return rows[0] && { tick: rows[0].t, key: rows[0].k };
 }
 
 /**
  * The target's record of a subscription it had none of, at `tick`, with its row of
  * dbsync.unlogged_intact (nothing of it was lost yet).
  */
-export async function startAppliedTick(target: Client, subUuid: string, name: string, tick: number): Promise<void> {
+export async function startAppliedTick(target: Client, subUuid: string, name: string, at: TargetPosition): Promise<void> {
   await target.query(
     `with fresh as (
-       insert into dbsync.applied (sub_uuid, subscription, tick_id) values ($1, $2, $3)
+       insert into dbsync.applied (sub_uuid, subscription, tick_id, tick_key, key_tick) values ($1, $2, $3, $4, $3)
        on conflict (sub_uuid) do nothing returning sub_uuid)
      insert into dbsync.unlogged_intact (sub_uuid) select f.sub_uuid from fresh f on conflict (sub_uuid) do nothing`,
-    [subUuid, name, tick],
+    [subUuid, name, at.tick, at.key],
   );
 }
 
@@ -211,8 +258,12 @@ export async function recordCopies(target: Client, subUuid: string, tick: number
 }
 
 /** Sets the target's position (after resync_subscription: every table is copied again). */
-export async function setAppliedTick(target: Client, subUuid: string, tick: number): Promise<void> {
-  await target.query("update dbsync.applied set tick_id = $2, applied_at = now() where sub_uuid = $1", [subUuid, tick]);
+export async function setAppliedTick(target: Client, subUuid: string, at: TargetPosition): Promise<void> {
+  await target.query("update dbsync.applied set tick_id = $2, tick_key = $3, key_tick = $2, applied_at = now() where sub_uuid = $1", [
+    subUuid,
+    at.tick,
+    at.key,
+  ]);
 }
 
 /**
@@ -244,11 +295,17 @@ export async function beginApply(target: Client, subUuid: string, from: number, 
   return results.slice(3);
 }
 
-/** Runs `first` (statements with literals), moves the position to `tick` and commits the apply transaction, in one round trip. */
-export async function commitApply(target: Client, subUuid: string, tick: number, first = ""): Promise<void> {
+/**
+ * Runs `first` (statements with literals), moves the position to `to` (its tick and
+ * key) and commits the apply transaction, in one round trip.
+ */
+export async function commitApply(target: Client, subUuid: string, to: TargetPosition, first = ""): Promise<void> {
+  const { tick, key } = to;
   if (!Number.isSafeInteger(tick)) throw new Error(`not a tick: ${tick}`);
+  if (key !== null && !Number.isSafeInteger(key)) throw new Error(`not a tick key: ${key}`);
   await target.query(
-    `${first ? `${first};\n` : ""}update dbsync.applied set tick_id = ${tick}, applied_at = now() where sub_uuid = ${escapeLiteral(subUuid)};
+    `${first ? `${first};\n` : ""}update dbsync.applied set tick_id = ${tick}, tick_key = ${key ?? "null"}, key_tick = ${tick}, applied_at = now()
+      where sub_uuid = ${escapeLiteral(subUuid)};
      commit`,
   );
 }
