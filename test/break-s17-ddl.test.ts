@@ -57,8 +57,12 @@ test("DDL in a session with session_replication_role = replica is watched as in 
     assert.ok(said.some((w) => /^WARNING: .*ALTER TABLE of replicated table public\.t was not run through dbsync\.execute_ddl/.test(w)),
       said.join("\n"));
     assert.equal(await value(env.source, "select count(*)::int from dbsync.unreplicated_ddl where table_name = 'public.t'"), 1);
-    // The session keeps its role: the event trigger did not change it.
+    // The session keeps its role: the event trigger did not change it, nor a SET LOCAL.
     assert.equal(await value(c, "show session_replication_role"), "replica");
+    await c.query("reset session_replication_role; begin; set local session_replication_role = replica; alter table t add column e2 int");
+    assert.equal(await value(c, "show session_replication_role"), "replica");
+    await c.query("commit");
+    assert.equal(await value(c, "show session_replication_role"), "origin");
   } finally {
     await c.end();
     await sidecar.stop();

@@ -87,17 +87,18 @@ begin
     -- renamed, a composite's attribute dropped) and no row trigger sees it: the
     -- targets keep the old values. Listed like an ALTER TABLE for each replicated
     -- table with such a column, unless execute_ddl of the table's group runs it.
-    -- (A composite type's command names its relation.)
-    for r in select distinct tb.table_id from pg_event_trigger_ddl_commands() c
-             left join pg_class k on c.classid = 'pg_class'::regclass and k.oid = c.objid and k.relkind = 'c'
-             cross join lateral dbsync._types_holding(case when c.classid = 'pg_type'::regclass then c.objid
-                                                           else k.reltype end) h(typ)
-             join pg_attribute a on a.atttypid = h.typ and a.attnum > 0 and not a.attisdropped
-             join dbsync.tables tb on tb.relid = a.attrelid and tb.removed_at is null
-             where c.command_tag = 'ALTER TYPE'
-               and v_group is distinct from tb.group_id and v_group is distinct from 0 loop
-        perform dbsync._unreplicated_ddl(r.table_id, 'ALTER TYPE');
-    end loop;
+    if tg_tag = 'ALTER TYPE' then
+        -- (A composite type's command names its relation.)
+        for r in select distinct tb.table_id from pg_event_trigger_ddl_commands() c
+                 left join pg_class k on c.classid = 'pg_class'::regclass and k.oid = c.objid and k.relkind = 'c'
+                 cross join lateral dbsync._types_holding(case when c.classid = 'pg_type'::regclass then c.objid
+                                                               else k.reltype end) h(typ)
+                 join pg_attribute a on a.atttypid = h.typ and a.attnum > 0 and not a.attisdropped
+                 join dbsync.tables tb on tb.relid = a.attrelid and tb.removed_at is null
+                 where v_group is distinct from tb.group_id and v_group is distinct from 0 loop
+            perform dbsync._unreplicated_ddl(r.table_id, 'ALTER TYPE');
+        end loop;
+    end if;
     if v_mode is not null then
         perform pg_catalog.set_config('session_replication_role', v_mode, true);
     end if;
