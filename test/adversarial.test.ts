@@ -4,7 +4,7 @@
 // Each test asserts the correct behaviour, so it fails while the bug exists.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, parentKey, partitionKey, partitionKeyColumns, SOURCE_MAJOR, sqlError, startSidecar, tableText, until, value } from "./helpers";
+import { freshEnv, parentKey, partitionKey, partitionKeyColumns, Side, SOURCE_MAJOR, sqlError, startSidecar, tableText, until, value } from "./helpers";
 import { convergedOrError, setup, synced } from "./kit/convergence";
 
 
@@ -280,10 +280,11 @@ test("TRUNCATE then INSERT in one transaction, TRUNCATE of two tables at once, T
 
 test("partitioned table: execute_ddl DETACH then ATTACH of a partition with rows changed in between, in one batch", async () => {
   const env = await freshEnv("adv_part_detach");
-  await setup(env, `
-    create table p (id int not null, v text${parentKey("id")}) partition by range (id);
-    create table p1 partition of p${partitionKey("id")} for values from (0) to (100);
-    create table p2 partition of p${partitionKey("id")} for values from (100) to (200)`, ["p"], { keyColumns: { p: partitionKeyColumns(["id"]) } });
+  const ddl = (side: Side) => `
+    create table p (id int not null, v text${parentKey("id", side)}) partition by range (id);
+    create table p1 partition of p${partitionKey("id", side)} for values from (0) to (100);
+    create table p2 partition of p${partitionKey("id", side)} for values from (100) to (200)`;
+  await setup(env, ddl("source"), ["p"], { keyColumns: { p: partitionKeyColumns(["id"]) }, targetDdl: ddl("target") });
   const sidecar = startSidecar(env.sourceUrl);
   try {
     await env.source.query("insert into p select g, 'v' || g from generate_series(1, 150, 10) g");

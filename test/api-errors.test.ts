@@ -70,8 +70,8 @@ test("add_table refuses tables it cannot capture, with a hint, and changes nothi
     create foreign data wrapper dummy;
     create server s foreign data wrapper dummy;
     create foreign table public.a_foreign (id int, v text) server s;
-    create table public.parted (id int not null, k int not null${parentKey("id, k")}) partition by list (k);
-    create table public.parted_1 partition of public.parted${partitionKey("id, k")} for values in (1);
+    create table public.parted (id int not null, k int not null${parentKey("id, k", "source")}) partition by list (k);
+    create table public.parted_1 partition of public.parted${partitionKey("id, k", "source")} for values in (1);
   `);
   await value(src, "select dbsync.add_table('public.grouped', 'g1')");
   await value(src, "select dbsync.create_group('g2')");

@@ -13,8 +13,8 @@ test("dbsync schema prints dates in ISO whatever the source database's DateStyle
   const env = await freshEnv("cli_settings");
   try {
     await env.source.query(`
-      create table public.events (id bigint not null, at date not null default '2024-01-03'${parentKey("id, at")}) partition by range (at);
-      create table public.events_2024 partition of public.events${partitionKey("id, at")} for values from ('2024-01-03') to ('2025-01-01');`);
+      create table public.events (id bigint not null, at date not null default '2024-01-03'${parentKey("id, at", "source")}) partition by range (at);
+      create table public.events_2024 partition of public.events${partitionKey("id, at", "source")} for values from ('2024-01-03') to ('2025-01-01');`);
     await env.source.query("select dbsync.add_table('public.events', 'g', $1)", [partitionKeyColumns(["id", "at"])]);
     const db = (await env.source.query("select current_database() as d")).rows[0].d;
     await env.source.query(`alter database ${db} set datestyle = 'SQL, DMY'`);

@@ -2,7 +2,7 @@
 // exit code (0 ok, 1 error, 2 bad usage, 3 `wait` timed out).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, orAfter, parentKey, partitionKey, partitionKeyColumns, rows, startSidecar, value } from "./helpers";
+import { freshEnv, orAfter, parentKey, partitionKey, partitionKeyColumns, Side, rows, startSidecar, value } from "./helpers";
 import { DbsyncResult as Result, runDbsync } from "./kit/dbsync";
 
 /** `dbsync ARGS` with stdin not a terminal, and no source in the environment. */
@@ -99,17 +99,17 @@ test("status --json lists the subscriptions; wait exits 3 at its timeout and 0 o
   }
 });
 
-const APP_DDL = `
+const appDdl = (side: Side) => `
   create table items (id int primary key, name text);
-  create table events (id int not null, at date not null, body text${parentKey("id, at")}) partition by range (at);
-  create table events_2024 partition of events${partitionKey("id, at")} for values from ('2024-01-01') to ('2025-01-01');
-  create table events_2025 partition of events${partitionKey("id, at")} for values from ('2025-01-01') to ('2026-01-01');
+  create table events (id int not null, at date not null, body text${parentKey("id, at", side)}) partition by range (at);
+  create table events_2024 partition of events${partitionKey("id, at", side)} for values from ('2024-01-01') to ('2025-01-01');
+  create table events_2025 partition of events${partitionKey("id, at", side)} for values from ('2025-01-01') to ('2026-01-01');
   create table plain_notes (id int primary key, body text);`;
 
 async function installedApp(label: string) {
   const env = await freshEnv(label);
-  await env.source.query(APP_DDL);
-  await env.target.query(APP_DDL);
+  await env.source.query(appDdl("source"));
+  await env.target.query(appDdl("target"));
   await env.source.query("select dbsync.add_table('items', 'g'), dbsync.add_table('events', 'g', $1), dbsync.add_table('plain_notes', 'h')", [partitionKeyColumns(["id", "at"])]);
   await env.source.query("select dbsync.remove_table('plain_notes')");
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);

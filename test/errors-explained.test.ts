@@ -4,7 +4,7 @@
 // why it timed out (paused, failing, copying, no sidecar).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, parentKey, partitionKey, partitionKeyColumns, startSidecar, tableText, until, value } from "./helpers";
+import { freshEnv, parentKey, partitionKey, partitionKeyColumns, Side, startSidecar, tableText, until, value } from "./helpers";
 import { runDbsync } from "./kit/dbsync";
 
 const wait = (sourceUrl: string, sub: string, seconds: number) =>
@@ -12,12 +12,12 @@ const wait = (sourceUrl: string, sub: string, seconds: number) =>
 
 test("a unique conflict and a missing partition on the target: DETAIL kept, dbsync's hint added, `dbsync wait` says why", async () => {
   const env = await freshEnv("errors_explained");
-  const ddl = `create table u (id int primary key, email text not null);
-               create table ev (id int not null, at date not null, body text${parentKey("id, at")}) partition by range (at);
-               create table ev_2024 partition of ev${partitionKey("id, at")} for values from ('2024-01-01') to ('2025-01-01');`;
-  const ev2025 = `create table ev_2025 partition of ev${partitionKey("id, at")} for values from ('2025-01-01') to ('2026-01-01')`;
-  await env.source.query(`${ddl} ${ev2025}`);
-  await env.target.query(ddl);
+  const ddl = (side: Side) => `create table u (id int primary key, email text not null);
+               create table ev (id int not null, at date not null, body text${parentKey("id, at", side)}) partition by range (at);
+               create table ev_2024 partition of ev${partitionKey("id, at", side)} for values from ('2024-01-01') to ('2025-01-01');`;
+  const ev2025 = (side: Side) => `create table ev_2025 partition of ev${partitionKey("id, at", side)} for values from ('2025-01-01') to ('2026-01-01')`;
+  await env.source.query(`${ddl("source")} ${ev2025("source")}`);
+  await env.target.query(ddl("target"));
   // The target has a unique index the source lacks, and a row in the way.
   await env.target.query("create unique index u_email on u (email); insert into u values (999, 'dup@example.com')");
   await env.source.query("select dbsync.add_table('u', 'g'), dbsync.add_table('ev', 'h', $1)", [partitionKeyColumns(["id", "at"])]);
@@ -53,7 +53,7 @@ test("a unique conflict and a missing partition on the target: DETAIL kept, dbsy
 
     // The fixes the hints name: both resume by themselves.
     await env.target.query("delete from u where id = 999");
-    await env.target.query(ev2025);
+    await env.target.query(ev2025("target"));
     await env.source.query("select dbsync.resume('se')");
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('su', '60 s')"), true, sidecar.output());
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('se', '60 s')"), true, sidecar.output());

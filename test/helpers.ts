@@ -24,32 +24,41 @@ export interface Env {
 export const SOURCE_MAJOR = Number(process.env.DBSYNC_TEST_SOURCE_MAJOR ?? 17);
 export const TARGET_MAJOR = Number(process.env.DBSYNC_TEST_TARGET_MAJOR ?? SOURCE_MAJOR);
 
+/** Which of a test's two clusters a statement is written for. */
+export type Side = "source" | "target";
+
+/** The major of `side`'s cluster. */
+export const majorOf = (side: Side): number => (side === "source" ? SOURCE_MAJOR : TARGET_MAJOR);
+
 /**
  * PostgreSQL 10 has no primary key on a partitioned table: there the key is declared
  * on each leaf partition instead (`partitionKey`, where `parentKey` is empty), and
  * add_table is told it (`partitionKeyColumns`), as README "PostgreSQL versions" says.
  * The same rows and the same uniqueness per partition, so what a test proves holds.
+ * Each side is written for its own major: a source on 11 or later refuses
+ * key_columns no unique index of the partitioned table backs (the 17 → 10 run failed
+ * so when both sides took 10's shape), and 10 has no key on a partitioned table.
  */
-export const PARTITIONED_KEYS = Math.min(SOURCE_MAJOR, TARGET_MAJOR) >= 11;
+export const partitionedKeys = (side: Side): boolean => majorOf(side) >= 11;
 
-/** `, primary key (cols)` in a partitioned table's column list, from PostgreSQL 11. */
-export function parentKey(cols: string): string {
-  return PARTITIONED_KEYS ? `, primary key (${cols})` : "";
+/** `, primary key (cols)` in a partitioned table's column list on `side`, from PostgreSQL 11. */
+export function parentKey(cols: string, side: Side): string {
+  return partitionedKeys(side) ? `, primary key (${cols})` : "";
 }
 
-/** ` (primary key (cols))` after `partition of parent` of a leaf, before PostgreSQL 11. */
-export function partitionKey(cols: string): string {
-  return PARTITIONED_KEYS ? "" : ` (primary key (${cols}))`;
+/** ` (primary key (cols))` after `partition of parent` of a leaf on `side`, before PostgreSQL 11. */
+export function partitionKey(cols: string, side: Side): string {
+  return partitionedKeys(side) ? "" : ` (primary key (${cols}))`;
 }
 
-/** `, primary key (cols)` in the column list of a table made to be attached as a leaf, before 11. */
-export function attachedKey(cols: string): string {
-  return PARTITIONED_KEYS ? "" : `, primary key (${cols})`;
+/** `, primary key (cols)` in the column list of a table made to be attached as a leaf on `side`, before 11. */
+export function attachedKey(cols: string, side: Side): string {
+  return partitionedKeys(side) ? "" : `, primary key (${cols})`;
 }
 
-/** add_table's key_columns for a partitioned table keyed by `cols`: null (its primary key) from 11. */
+/** add_table's key_columns (on the source) for a partitioned table keyed by `cols`: null (its primary key) from 11. */
 export function partitionKeyColumns(cols: string[]): string[] | null {
-  return PARTITIONED_KEYS ? null : cols;
+  return partitionedKeys("source") ? null : cols;
 }
 
 /**
@@ -57,8 +66,8 @@ export function partitionKeyColumns(cols: string[]): string[] | null {
  * spells it: the same rewrites migrate applies (src/compat.ts), e.g. `execute
  * procedure` before 11, txid_snapshot before 13.
  */
-export function compat(sql: string, side: "source" | "target" = "source"): string {
-  const major = side === "source" ? SOURCE_MAJOR : TARGET_MAJOR;
+export function compat(sql: string, side: Side = "source"): string {
+  const major = majorOf(side);
   return compatSql(sql, { major, bigintTxids: major < 13 });
 }
 

@@ -8,14 +8,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { PoolClient } from "pg";
-import { Env, freshEnv, parentKey, partitionKey, partitionKeyColumns, SOURCE_MAJOR, startSidecar, until, value } from "./helpers";
+import { Env, freshEnv, parentKey, partitionKey, partitionKeyColumns, Side, SOURCE_MAJOR, startSidecar, until, value } from "./helpers";
 import { assertTablesEqual, setup, status, synced } from "./kit/convergence";
 
-const DDL = `create table p (id int not null, region int not null, v text${parentKey("id")}) partition by range (id);
+const ddl = (side: Side) => `create table p (id int not null, region int not null, v text${parentKey("id", side)}) partition by range (id);
   create table p_lo partition of p for values from (minvalue) to (1000) partition by range (id);
-  create table p_lo_a partition of p_lo${partitionKey("id")} for values from (minvalue) to (500);
-  create table p_lo_b partition of p_lo${partitionKey("id")} for values from (500) to (1000);
-  create table p_hi partition of p${partitionKey("id")} for values from (1000) to (maxvalue);
+  create table p_lo_a partition of p_lo${partitionKey("id", side)} for values from (minvalue) to (500);
+  create table p_lo_b partition of p_lo${partitionKey("id", side)} for values from (500) to (1000);
+  create table p_hi partition of p${partitionKey("id", side)} for values from (1000) to (maxvalue);
   create table plain (id int primary key, v text);`;
 
 type Entry = { table_id: number; action: string; rows_estimated: number | null; sql: string | null };
@@ -35,7 +35,7 @@ async function planOf(c: PoolClient, between?: () => Promise<void>): Promise<{ t
 async function waitingForCopy(label: string): Promise<Env> {
   const env = await freshEnv(label);
   // copy_data: both tables wait for their copy (no sidecar runs yet).
-  await setup(env, DDL, ["p", "plain"], { copyData: true, keyColumns: { p: partitionKeyColumns(["id"]) } });
+  await setup(env, ddl("source"), ["p", "plain"], { copyData: true, keyColumns: { p: partitionKeyColumns(["id"]) }, targetDdl: ddl("target") });
   await env.source.query("insert into p select g, g % 7, 'v' || g from generate_series(1, 3000) g; insert into plain select g, 'x' from generate_series(1, 10) g");
   await env.source.query("analyze p_lo_a; analyze p_lo_b; analyze p_hi; analyze plain"); // (one table an ANALYZE before 11)
   return env;

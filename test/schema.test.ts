@@ -4,14 +4,16 @@
 // keys, partitions and indexes, and no capture trigger.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, parentKey, PARTITIONED_KEYS, partitionKey, partitionKeyColumns, rows, SOURCE_MAJOR, startSidecar, tableText, value } from "./helpers";
+import { freshEnv, parentKey, partitionedKeys, partitionKey, partitionKeyColumns, rows, SOURCE_MAJOR, startSidecar, tableText, TARGET_MAJOR, value } from "./helpers";
 import { runDbsync } from "./kit/dbsync";
 
 // Before 12 there is no generated column; before 11 a partitioned table has no key,
 // no index and no default partition: there the keys and the index are each leaf's
 // (what schema_ddl must then print), and the last partition is a range to maxvalue.
-const REST = PARTITIONED_KEYS ? "default" : "for values from ('2025-01-01') to (maxvalue)";
-const EVENTS_INDEX = PARTITIONED_KEYS
+// The tables are the source's; the target runs what schema_ddl prints of them, so a
+// generated column needs both sides on 12.
+const REST = partitionedKeys("source") ? "default" : "for values from ('2025-01-01') to (maxvalue)";
+const EVENTS_INDEX = partitionedKeys("source")
   ? "create index events_body on public.events (body);"
   : "create index events_2024_body on public.events_2024 (body); create index events_rest_body on public.events_rest (body);";
 
@@ -27,7 +29,7 @@ const APP = `
     tags "Shop".mood[],
     score "Shop".pos_int,
     created timestamptz not null default now(),
-    ${SOURCE_MAJOR >= 12 ? "name_len int generated always as (length(name)) stored," : ""}
+    ${Math.min(SOURCE_MAJOR, TARGET_MAJOR) >= 12 ? "name_len int generated always as (length(name)) stored," : ""}
     check (email like '%@%')
   );
   create table "Shop".orders (
@@ -37,15 +39,20 @@ const APP = `
     note text
   );
   create index orders_customer on "Shop".orders (customer_id);
-  create table public.events (id bigint not null, at date not null, body text${parentKey("id, at")}) partition by range (at);
-  create table public.events_2024 partition of public.events${partitionKey("id, at")} for values from ('2024-01-01') to ('2025-01-01');
-  create table public.events_rest partition of public.events${partitionKey("id, at")} ${REST};
+  create table public.events (id bigint not null, at date not null, body text${parentKey("id, at", "source")}) partition by range (at);
+  create table public.events_2024 partition of public.events${partitionKey("id, at", "source")} for values from ('2024-01-01') to ('2025-01-01');
+  create table public.events_rest partition of public.events${partitionKey("id, at", "source")} ${REST};
   ${EVENTS_INDEX}
   create table public.audit (id int primary key, order_id int references "Shop".orders);
   create table public.other_group (k text primary key);
 `;
 
-test("dbsync schema writes the replicated tables for an empty target, and nothing of dbsync", async () => {
+// A source on 11 or later prints its partitioned table's key, which 10 cannot make;
+// and on 11 or later add_table refuses a partitioned table keyed only by its leaves.
+const NO_KEY_ON_TARGET = partitionedKeys("source") && !partitionedKeys("target") &&
+  "dbsync schema prints the source's partitioned table with its key, which a target on PostgreSQL 10 cannot make";
+
+test("dbsync schema writes the replicated tables for an empty target, and nothing of dbsync", { skip: NO_KEY_ON_TARGET }, async () => {
   const env = await freshEnv("schema_cmd");
   await env.source.query(APP);
   await env.source.query(`select dbsync.add_table('"Shop".customers', 'g'), dbsync.add_table('"Shop".orders', 'g'),

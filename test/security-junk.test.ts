@@ -26,8 +26,8 @@ before(async () => {
     create unique index on uq (u);
     create view v as select * from a;
     create sequence s;
-    create table parted (id int not null, k int not null${parentKey("id, k")}) partition by list (k);
-    create table parted_1 partition of parted${partitionKey("id, k")} for values in (1);
+    create table parted (id int not null, k int not null${parentKey("id, k", "source")}) partition by list (k);
+    create table parted_1 partition of parted${partitionKey("id, k", "source")} for values in (1);
     create table ${'"Order Items"'} (${'"select"'} int primary key, ${'"a""b"'} text);
     insert into a select g, 'v' || g from generate_series(1, 5) g;
   `);

@@ -10,7 +10,7 @@ import { test } from "node:test";
 import { Pool, escapeIdentifier as q } from "pg";
 import { createLog } from "../src/log";
 import { runVerify } from "../src/verify/jobs";
-import { attachedKey, Env, freshEnv, parentKey, partitionKey, partitionKeyColumns, rows, SOURCE_MAJOR, startSidecar, tableText, until, value } from "./helpers";
+import { attachedKey, Env, freshEnv, parentKey, partitionKey, partitionKeyColumns, Side, rows, SOURCE_MAJOR, startSidecar, tableText, until, value } from "./helpers";
 
 const log = createLog(process.env.DBSYNC_LOG_LEVEL ?? "warn");
 
@@ -43,7 +43,8 @@ const T4 = `${S}.${q("uniq key; drop table t")}`;
 const MOOD = `${S}.${q('mood"; create table pwned(); --')}`;
 const TABLES = [T1, T2, T3, T4];
 
-const DDL = `
+/** The tables and their names on `side`. */
+const ddl = (side: Side) => `
   create table t (id int primary key);
   insert into t values (42);
   create schema ${S};
@@ -73,10 +74,10 @@ const DDL = `
     ${q("k%s")} int not null,
     ${q("id; %I")} int not null,
     ${q("v$1 %L")} text,
-    ${q("o.%I::text")} text${parentKey(T3_KEY.map(q).join(", "))}
+    ${q("o.%I::text")} text${parentKey(T3_KEY.map(q).join(", "), side)}
   ) partition by list (${q("k%s")});
-  create table ${T3P1} partition of ${T3}${partitionKey(T3_KEY.map(q).join(", "))} for values in (1);
-  create table ${T3P2} partition of ${T3}${partitionKey(T3_KEY.map(q).join(", "))} for values in (2);
+  create table ${T3P1} partition of ${T3}${partitionKey(T3_KEY.map(q).join(", "), side)} for values in (1);
+  create table ${T3P2} partition of ${T3}${partitionKey(T3_KEY.map(q).join(", "), side)} for values in (2);
   create type ${MOOD} as enum ('a''b', 'c"d', 'e\\f');
   create table ${T4} (
     ${q("m ood")} ${MOOD} not null,
@@ -129,8 +130,8 @@ async function assertNothingElseHappened(env: Env) {
 
 test("hostile identifiers replicate as names through copy, stream, key changes and TRUNCATE", async () => {
   const env = await freshEnv("security_names");
-  await env.source.query(DDL);
-  await env.target.query(DDL);
+  await env.source.query(ddl("source"));
+  await env.target.query(ddl("target"));
   await fill(env.source, 1, 12);
 
   const started = Date.now();
@@ -237,8 +238,8 @@ test("a missing target table with a hostile name is reported on that table, and 
   const env = await freshEnv("security_names_missing");
   const missing = `${S}.${q('Missing "one"; drop table t; --')}`;
   const ddlMissing = `create table ${missing} (${q('i"d')} int primary key, ${q("v;")} text)`;
-  await env.source.query(DDL);
-  await env.target.query(DDL);
+  await env.source.query(ddl("source"));
+  await env.target.query(ddl("target"));
   await env.source.query(ddlMissing);
   await env.source.query("select dbsync.add_table($1, $2)", [T2, GROUP]);
   await env.source.query("select dbsync.add_table($1, $2)", [missing, GROUP]);
@@ -316,13 +317,13 @@ test("a column named %3$s cannot turn a partition's name into SQL run by the cap
   const env = await freshEnv("security_names_format");
   // %3$s would splice the partition's name; %1$s then resets format()'s argument
   // counter so that the statement's own %I.%I find their arguments.
-  const ddl = `create table parted (${q("%3$s")} int not null, ${q("%1$s")} int, k int not null${parentKey(`${q("%3$s")}, k`)}) partition by list (k)`;
+  const parted = (side: Side) => `create table parted (${q("%3$s")} int not null, ${q("%1$s")} int, k int not null${parentKey(`${q("%3$s")}, k`, side)}) partition by list (k)`;
   const evil = `x"::text]from(select 1 x)o;create table public.pwned()--`;
-  await env.source.query(ddl);
-  await env.target.query(ddl);
-  const leaf = `create table ${q(evil)} partition of parted${partitionKey(`${q("%3$s")}, k`)} for values in (1)`;
-  await env.source.query(leaf);
-  await env.target.query(leaf);
+  const leaf = (side: Side) => `create table ${q(evil)} partition of parted${partitionKey(`${q("%3$s")}, k`, side)} for values in (1)`;
+  for (const side of ["source", "target"] as const) {
+    await env[side].query(parted(side));
+    await env[side].query(leaf(side));
+  }
   await env.source.query("insert into parted values (1, 1, 1), (2, 2, 1)");
   await env.source.query("select dbsync.add_table('parted', 'g', $1)", [partitionKeyColumns(["%3$s", "k"])]);
   await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
@@ -356,8 +357,8 @@ test("a table owner cannot run SQL as the dbsync owner by adding a %-named colum
   const owner = await ownerRole(env);
   try {
     const evil = `x"::text]from(select 1 x)o;create table dbsync.p()--`;
-    await owner.query(`create table appz.parted (id int not null, k int not null${parentKey("id, k")}) partition by list (k)`);
-    await owner.query(`create table appz.${q(evil)} partition of appz.parted${partitionKey("id, k")} for values in (2)`);
+    await owner.query(`create table appz.parted (id int not null, k int not null${parentKey("id, k", "source")}) partition by list (k)`);
+    await owner.query(`create table appz.${q(evil)} partition of appz.parted${partitionKey("id, k", "source")} for values in (2)`);
     await env.source.query("select dbsync.add_table('appz.parted', 'g', $1)", [partitionKeyColumns(["id", "k"])]);
     assert.equal(await value(env.source, "select count(*)::int from pg_event_trigger where evtname = 'dbsync_ddl_watch'"), 1);
     await owner.query(`alter table appz.parted add column ${q("%3$s")} int, add column ${q("%1$s")} int`);
@@ -375,11 +376,11 @@ test("a table owner who is not superuser can still create and attach partitions 
   const env = await freshEnv("security_names_owner_partitions");
   const owner = await ownerRole(env);
   try {
-    await owner.query(`create table appz.parted (id int not null, k int not null${parentKey("id, k")}) partition by list (k)`);
-    await owner.query(`create table appz.p1 partition of appz.parted${partitionKey("id, k")} for values in (1)`);
+    await owner.query(`create table appz.parted (id int not null, k int not null${parentKey("id, k", "source")}) partition by list (k)`);
+    await owner.query(`create table appz.p1 partition of appz.parted${partitionKey("id, k", "source")} for values in (1)`);
     await env.source.query("select dbsync.add_table('appz.parted', 'g', $1)", [partitionKeyColumns(["id", "k"])]);
-    await owner.query(`create table appz.p2 partition of appz.parted${partitionKey("id, k")} for values in (2)`);
-    await owner.query(`create table appz.p3 (id int not null, k int not null${attachedKey("id, k")})`);
+    await owner.query(`create table appz.p2 partition of appz.parted${partitionKey("id, k", "source")} for values in (2)`);
+    await owner.query(`create table appz.p3 (id int not null, k int not null${attachedKey("id, k", "source")})`);
     await owner.query("alter table appz.parted attach partition appz.p3 for values in (3)");
     await owner.query("insert into appz.parted values (1, 1), (2, 2), (3, 3)");
     assert.equal(
