@@ -60,8 +60,8 @@ const MATRIX: Record<string, FnTier> = {
   // grant_sidecar: what `dbsync run` calls.
   "dbsync.copy_lost_unlogged(integer,text[],text[])": "sidecar",
   "dbsync.begin_batch(text,bigint)": "sidecar",
-  "dbsync.batch_plan(integer,bigint,bigint,bigint,bigint,integer,bigint)": "sidecar",
-  "dbsync.batch_keys(integer,bigint,integer[])": "sidecar",
+  "dbsync.batch_plan(integer,bigint,bigint,bigint,bigint,integer,bigint,boolean)": "sidecar",
+  "dbsync.batch_keys(integer,bigint,integer[],integer[],integer,integer)": "sidecar",
   "dbsync.record_progress(integer,bigint,bigint,double precision,jsonb,jsonb)": "sidecar",
   "dbsync.copy_progress(integer,integer,bigint,bigint,bigint)": "sidecar",
   "dbsync.copy_chunks(integer,bigint,jsonb)": "sidecar",
