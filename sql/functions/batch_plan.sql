@@ -48,14 +48,15 @@
 --   of them only, tables of the same columns together (the target may stage them
 --   in one temp table, one after the other), balanced by events and rows; each hashes only
 --   its own tables' keys (batch_keys' p_shapes). Else null.
---   shared: with p_split_tables, one table whose keys the streams share out (each
---   stream the keys of its share, batch_keys' p_split: a backlog of one big table,
---   whose one reader was the bound of its apply), in every stream; only when that
---   makes the heaviest reader lighter than the best cut without it, and only a
---   table whose pieces the target merges in any order: one key shape, each key a
---   lookup of its own, equal keys identical (its U and D lines one per key, each key
---   in one share); the target gives it a stage of its own and ends it once every
---   stream has ended (src/target/readers.ts). [table_id] or null.
+--   shared: with p_split_tables, one table whose keys some of the streams share
+--   out (each the keys of its share, batch_keys' p_split: a backlog of one big
+--   table, whose one reader was the bound of its apply), in each of their
+--   `tables`; only when that makes the heaviest reader lighter than the best cut
+--   without it, and only a table whose pieces the target merges in any order: one
+--   key shape, each key a lookup of its own, equal keys identical (its U and D
+--   lines one per key, each key in one share); the target gives it a stage of its
+--   own and ends it once every stream has ended (src/target/readers.ts).
+--   [table_id] or null.
 --   Copies are limited to about p_copy_rows estimated rows per batch (at least one
 --   table), so the stream of the other tables goes on between copies. With
 --   p_chunk_rows (a sidecar that knows chunks), a table estimated above it whose
