@@ -1,10 +1,12 @@
 // One backlog applied by two builds of the sidecar, side by side, on a shared
-// machine: `npm run bench:backlog-ab -- <checkout> <checkout> [rounds]`.
+// machine: `npm run bench:backlog-ab -- <checkout> <checkout> [rounds] [--insert-only]`.
 //
 // `npm run bench` loads a fresh backlog for every run (2 to 5 minutes each at load
 // 10 to 20 on the 2-vCPU development machine) and compares wall times, which
 // that load swings by 2x from run to run. Here the backlog (the tpcb-like one of
-// apply-tpcb-1: 100,000 transactions, 400,000 changes) is loaded once, kept as a
+// apply-tpcb-1: 100,000 transactions, 400,000 changes; with --insert-only, the
+// insert-only one of apply-insert: as many transactions, each four INSERTs into
+// history, 400,000 new rows of one table) is loaded once, kept as a
 // template database on both clusters, and each apply starts from fresh copies of
 // them, the builds taking turns, so a round of both costs about 20 s. Each apply
 // prints, besides its wall time from the spawn, the CPU-seconds that the sidecar
@@ -22,7 +24,7 @@ import { Client } from "pg";
 import { checkpoint, createDbPair, onBoth, startClusters, stopClusters, vacuumAnalyze, withClient } from "./clusters";
 import { installDbsync, subscribe } from "./dbsync";
 import { median, processCpuSeconds, serverCpuSeconds } from "./measure";
-import { runTpcb, sleep, tpcbDdl, tpcbPopulate, tpcbTableNames } from "./workloads";
+import { insertOnlyTransaction, runTpcb, sleep, tpcbDdl, tpcbPopulate, tpcbTableNames } from "./workloads";
 
 const SCALE = { branches: 8, tellersPerBranch: 10, accountsPerBranch: 12500 };
 const TRANSACTIONS = 100_000;
@@ -42,8 +44,10 @@ interface Apply {
 const onDb = (url: string, db: string) => url.replace(/\/[^/?]*(\?|$)/, `/${db}$1`);
 
 async function main() {
-  const [a, b, rounds = "3"] = process.argv.slice(2);
-  if (!a || !b) throw new Error("usage: npm run bench:backlog-ab -- <checkout A> <checkout B> [rounds]");
+  const args = process.argv.slice(2);
+  const insertOnly = args.includes("--insert-only");
+  const [a, b, rounds = "3"] = args.filter((x) => x !== "--insert-only");
+  if (!a || !b) throw new Error("usage: npm run bench:backlog-ab -- <checkout A> <checkout B> [rounds] [--insert-only]");
   const builds = [a, b].map((d) => path.resolve(d));
   for (const d of builds) if (!fs.existsSync(path.join(d, "dist"))) throw new Error(`${d}: not built (npm run build there)`);
   const env = await startClusters("default");
@@ -53,8 +57,11 @@ async function main() {
     await Promise.all([pair.sourceUrl, pair.targetUrl].map((u) => vacuumAnalyze(u, tpcbTableNames("s1"))));
     await installDbsync(pair.sourceUrl);
     await subscribe(pair.sourceUrl, pair.targetUrl, "g_s1", tpcbTableNames("s1"), "sub_s1");
-    console.log(`loading the backlog: ${TRANSACTIONS} tpcb-like transactions, no sidecar`);
-    await runTpcb({ url: pair.sourceUrl, schemas: ["s1"], scale: SCALE, clients: 8, transactions: TRANSACTIONS });
+    console.log(`loading the backlog: ${TRANSACTIONS} ${insertOnly ? "insert-only" : "tpcb-like"} transactions, no sidecar`);
+    await runTpcb({
+      url: pair.sourceUrl, schemas: ["s1"], scale: SCALE, clients: 8, transactions: TRANSACTIONS,
+      ...(insertOnly ? { transaction: insertOnlyTransaction } : {}),
+    });
     for (const [cluster, db] of [[env.source, pair.name], [env.target, pair.name]] as const) {
       await withClient(cluster.url(), (c) => c.query(`create database ${TEMPLATE} template "${db}"`));
     }

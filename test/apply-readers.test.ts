@@ -8,18 +8,15 @@
 // no wait for ever). DBSYNC_SPLIT_EVENTS makes batches of a few hundred events big.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Client, PoolClient } from "pg";
-import { to as copyTo } from "pg-copy-streams";
-import { Plan } from "../src/source/batches";
+import { PoolClient } from "pg";
 import { Phases } from "../src/target/phases";
 import { readStreams } from "../src/target/readers";
 import { Piece } from "../src/target/stream";
 import { Env, compat, freshEnv, startSidecar, until, value } from "./helpers";
 import { phasesOf } from "./kit/apply-log";
 import { setup, status, strictlyConverged, synced } from "./kit/convergence";
-import { TWO_STREAMS_DDL, TWO_STREAMS_TABLES } from "./kit/two-streams";
+import { SPLIT_ENV, TWO_STREAMS_DDL, TWO_STREAMS_TABLES, appliedByTwoReaders, atBatchEnd, copyOut, planNow } from "./kit/two-streams";
 
-const SPLIT_ENV = { DBSYNC_SPLIT_EVENTS: "100", DBSYNC_STREAM_PIECE_LINES: "200", DBSYNC_LOG_LEVEL: "debug", DBSYNC_LOG_FORMAT: "json" };
 const DDL = TWO_STREAMS_DDL;
 const TABLES = TWO_STREAMS_TABLES;
 
@@ -30,41 +27,16 @@ async function backlog(env: Env, rows: number) {
     insert into d select 'k' || g, g, -g, 'd' from generate_series(1, ${rows}) g`);
 }
 
-/** The plan of everything queued since the subscription's position, as the reader sees it now (in c's open transaction). */
-async function planNow(c: Client, readers: number, splitEvents: number): Promise<Plan> {
-  return (
-    await c.query(`select dbsync.batch_plan(s.sub_id, s.position_tick, s.position_tick, 1000000, 1000000, ${readers}, ${splitEvents}) as p
-                     from dbsync.subscriptions s where s.name = 's'`)
-  ).rows[0].p as Plan;
-}
-
-async function copyOut(c: Client, sql: string): Promise<string[]> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of c.query(copyTo(sql)) as AsyncIterable<Buffer>) chunks.push(chunk);
-  return Buffer.concat(chunks).toString().split("\n").filter(Boolean);
-}
-
-/** `writes` on a fresh pair of databases, then `check` in a reader's transaction at the end of the batch they make. */
-async function atBatchEnd(name: string, writes: (env: Env) => Promise<unknown>, check: (c: PoolClient) => Promise<void>) {
-  const env = await freshEnv(name);
-  await setup(env, DDL, TABLES);
-  await writes(env);
-  const c = await env.source.connect();
-  try {
-    await c.query("begin isolation level repeatable read");
-    await check(c);
-  } finally {
-    await c.query("rollback");
-    c.release();
-  }
-}
+/** `writes`, then `check` at the end of the batch they make (atBatchEnd on this file's tables). */
+const atEnd = (name: string, writes: (env: Env) => Promise<unknown>, check: (c: PoolClient) => Promise<void>) =>
+  atBatchEnd(name, DDL, TABLES, writes, check);
 
 test("batch_plan cuts a big batch's stream for its readers: each table in one stream, tables alike together, the same lines", async () => {
   const writes = async (env: Env) => {
     await backlog(env, 300);
     await env.source.query("update a set v = 'u' where id % 3 = 0; delete from c where id % 4 = 0; delete from d where x % 5 = 0");
   };
-  await atBatchEnd("readers_plan", writes, async (c) => {
+  await atEnd("readers_plan", writes, async (c) => {
     const one = await planNow(c, 1, 100);
     assert.equal(one.streams, null, "one reader: one stream");
     assert.equal((await planNow(c, 2, 1_000_000)).streams, null, "a small batch: one stream");
@@ -111,7 +83,7 @@ test("batch_plan counts a table's events as the readers see them: a statement's 
     insert into d select 'k' || g, g, g, 'd' from generate_series(1, 10) g;
     update d set z = 'z' where x <= 5; delete from d where x = 1;
     truncate a`);
-  await atBatchEnd("readers_counts", writes, async (c) => {
+  await atEnd("readers_counts", writes, async (c) => {
     const plan = await planNow(c, 1, 100);
     const read = await c.query<{ target: string; n: number }>(
       compat(`select format('%I.%I', n.nspname, r.relname) as target, count(*)::int as n
@@ -138,7 +110,7 @@ test("batch_keys: a key queued by a statement ('M') and by a key change ('K') in
     update d set k = 'moved' where k = 'a "b"';
     update d set k = 'a "b"' where k = 'moved';
     update d set z = 'z' where k in ('c,d', 'e')`);
-  await atBatchEnd("readers_keys", writes, async (c) => {
+  await atEnd("readers_keys", writes, async (c) => {
     const [{ group_id: group, position_tick: from }] = (await c.query("select group_id, position_tick from dbsync.subscriptions where name = 's'")).rows;
     const ops = await c.query<{ op: string }>(
       compat(`select distinct e.op from dbsync._batch_events($1, (select snap from dbsync.ticks where group_id = $1 and tick_id = $2), pg_current_snapshot()) e
@@ -157,17 +129,7 @@ test("a backlog read by two readers: every table equal, tables alike merged one 
   await backlog(env, 1_000);
   await env.source.query(`update a set v = 'u' || id where id % 3 = 0; update b set v = 'u' where id % 2 = 0;
     delete from c where id % 4 = 0; update d set z = 'z' where x % 5 = 0; delete from a where id % 7 = 0`);
-  const sidecar = startSidecar(env.sourceUrl, [], SPLIT_ENV);
-  try {
-    await strictlyConverged(env, TABLES);
-    const phases = phasesOf(sidecar.output());
-    assert.ok(phases["stream of reader 2"] !== undefined, `two readers: ${JSON.stringify(phases)}`);
-    // A later batch of a few changes: one reader.
-    await env.source.query("update a set v = 'again' where id = 1");
-    await strictlyConverged(env, TABLES);
-  } finally {
-    await sidecar.stop();
-  }
+  await appliedByTwoReaders(env, TABLES, "update a set v = 'again' where id = 1");
 });
 
 test("both readers at exactly the batch's snapshot: a writer committing meanwhile shows in neither", async () => {

@@ -1,4 +1,5 @@
--- dbsync.batch_keys(p_group_id int, p_from bigint, p_shapes int[] default null)
+-- dbsync.batch_keys(p_group_id int, p_from bigint, p_shapes int[] default null,
+--                   p_split int[] default null, p_share int default null, p_shares int default null)
 --   returns table (shape_id int, k text[])
 --   The distinct keys that changed in the batch from tick p_from to the caller's
 --   snapshot, with the shape (one table's key at one time) each was recorded in:
@@ -6,7 +7,12 @@
 --   tables to read each key's row there (see dbsync.batch_plan). One scan of the
 --   batch's events serves every table of the batch; with p_shapes, only the keys
 --   of those shapes (a big batch read by several readers, each its own tables:
---   each hashes only its own keys). SECURITY DEFINER so that the
+--   each hashes only its own keys); with p_split, of those shapes only the keys of
+--   share p_share of p_shares: (hashtext(key text) & 2^31-1) mod p_shares, the
+--   text being the one hashed below, one text per key (a table split between
+--   readers, see batch_plan: each key in one share, so every change of a key, a
+--   delete and reinsert, the old and new keys of a key update each, reaches the
+--   target by one reader only). SECURITY DEFINER so that the
 --   sidecar's role needs no right on the queue itself.
 --   Written for many groups and for big batches (a backlog is one batch):
 --   - PL/pgSQL, so that the query is planned with the group's value: only its queue
@@ -27,10 +33,12 @@
 --     tellers, branches and history for 100,000 keys) were each parsed by
 --     array_in and hashed as arrays (_events_between's 'K' rows), a third more of
 --     the reader's CPU for its keys (about 310 ms instead of 240, 370 instead of 240).
---   Parameters: p_group_id, p_from, p_shapes (null: every shape).
+--   Parameters: p_group_id, p_from, p_shapes (null: every shape), p_split (shapes
+--     whose keys are shared out; null: none), p_share (0 .. p_shares - 1), p_shares.
 --   Returns: rows of (shape_id, k).
 --   Calls: dbsync._batch_events. Tables touched: dbsync.events, dbsync.ticks (read).
-create or replace function dbsync.batch_keys(p_group_id int, p_from bigint, p_shapes int[] default null)
+create or replace function dbsync.batch_keys(p_group_id int, p_from bigint, p_shapes int[] default null,
+                                             p_split int[] default null, p_share int default null, p_shares int default null)
 returns table (shape_id int, k text[])
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp set enable_sort = off as $$
 declare
@@ -45,6 +53,9 @@ begin
         from dbsync._batch_events(p_group_id, v_from, v_to) e
         where e.op in ('K', 'M') and (p_shapes is null or e.shape_id = any (p_shapes))
     ) x
+    -- (Before the keys are made distinct: a share's reader hashes a share's keys.)
+    where p_split is null or x.shape_id <> all (p_split)
+       or (pg_catalog.hashtext(x.k) & 2147483647) % p_shares = p_share
     group by x.shape_id, x.k;
 end
 $$;

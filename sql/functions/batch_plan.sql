@@ -1,6 +1,7 @@
 -- dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint, p_copy_rows bigint default 1000000,
 --                   p_chunk_rows bigint default null, p_readers int default 1,
---                   p_split_events bigint default null) returns jsonb
+--                   p_split_events bigint default null, p_split_tables boolean default false)
+--                   returns jsonb
 --   What applying batch (p_from, p_to] to the subscription's target takes, read in
 --   the sidecar's reader transaction: REPEATABLE READ with the snapshot of tick
 --   p_to imported, so this sees dbsync's tables and the catalog as of the batch's end.
@@ -47,6 +48,15 @@
 --   of them only, tables of the same columns together (the target may stage them
 --   in one temp table, one after the other), balanced by events and rows; each hashes only
 --   its own tables' keys (batch_keys' p_shapes). Else null.
+--   shared: with p_split_tables, one table whose keys some of the streams share
+--   out (each the keys of its share, batch_keys' p_split: a backlog of one big
+--   table, whose one reader was the bound of its apply), in each of their
+--   `tables`; only when that makes the heaviest reader lighter than the best cut
+--   without it, and only a table whose pieces the target merges in any order: one
+--   key shape, each key a lookup of its own, equal keys identical (its U and D
+--   lines one per key, each key in one share); the target gives it a stage of its
+--   own and ends it once every stream has ended (src/target/readers.ts).
+--   [table_id] or null.
 --   Copies are limited to about p_copy_rows estimated rows per batch (at least one
 --   table), so the stream of the other tables goes on between copies. With
 --   p_chunk_rows (a sidecar that knows chunks), a table estimated above it whose
@@ -63,7 +73,8 @@
 --   Reads only; values and names are never evaluated as code, so it runs no code a
 --   table owner wrote. Called by the sidecar, which reads the stream with parallel
 --   query off (the tables' lines must not interleave).
---   Parameters: p_sub_id, p_from, p_to, p_copy_rows, p_chunk_rows, p_readers, p_split_events.
+--   Parameters: p_sub_id, p_from, p_to, p_copy_rows, p_chunk_rows, p_readers, p_split_events,
+--     p_split_tables.
 --   Returns: jsonb.
 --   Calls: dbsync._base_type, dbsync._batch_events, dbsync._chunk_entry, dbsync._chunk_order,
 --     dbsync._chunk_state, dbsync._key_match,
@@ -73,7 +84,8 @@
 create or replace function dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint,
                                              p_copy_rows bigint default 1000000,
                                              p_chunk_rows bigint default null, p_readers int default 1,
-                                             p_split_events bigint default null) returns jsonb
+                                             p_split_events bigint default null,
+                                             p_split_tables boolean default false) returns jsonb
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     v_group int := (select s.group_id from dbsync.subscriptions s where s.sub_id = p_sub_id);
@@ -108,6 +120,14 @@ declare
     v_reader jsonb := '{}';
     v_streams jsonb := '[]';
     v_mine int[];
+    -- A split: the table (its index in v_infos) whose keys the readers share out;
+    -- each try's readers, assignment and loads, and the best so far's heaviest load.
+    v_split int;
+    v_shares int;
+    v_big int;
+    v_cut record;
+    v_assign jsonb;
+    v_best bigint;
     -- Per table: its shapes' semi-join conditions, and their K and D lines.
     v_match text[];
     v_krows text[];
@@ -408,6 +428,7 @@ begin
             -- backlog's 400,000 events hashed took 40% of its stream, its 163,000 rows the rest).
             v_infos := v_infos || jsonb_build_object('id', r.table_id, 'shapes', to_jsonb(v_tshapes), 'ctes', to_jsonb(v_tctes),
                                                      'events', r.events, 'cols', to_jsonb(v_cols)::text,
+                                                     'split', v_part = v_lookup,
                                                      'weight', r.events + 4 * least(r.events, coalesce(v_est, r.events)));
             v_many := v_many and r.events * 10 >= coalesce(v_est, 0);
             v_stream_events := v_stream_events + r.events;
@@ -475,36 +496,66 @@ begin
         -- Narrower tables' lines padded with NULLs, so that every part has the widest's columns.
         v_width := (select max(w) from unnest(v_widths) w);
         -- Readers for a big batch: tables of the same columns stay together, each
-        -- group goes to the reader of the least weight so far, heaviest first;
-        -- fewer readers while one of them would get fewer than p_split_events (a
-        -- backlog of one big table and a few changes to another: one reader).
+        -- group goes to the reader of the least weight so far, heaviest first; the
+        -- most readers that each get at least p_split_events (a backlog of one big
+        -- table and a few changes to another: one reader). Then, with
+        -- p_split_tables, cuts with the heaviest table that may be split in k shares
+        -- (on readers 1 .. k, its weight and events shared equally: the keys' hashes
+        -- spread them), the others as before; the one of the lightest heaviest
+        -- reader is kept if that is lighter than without a split (fewer readers and
+        -- shares first among equals).
+        v_best := (select sum((x ->> 'weight')::bigint) from jsonb_array_elements(v_infos) x);
         if p_readers > 1 and v_stream_events >= 2 * p_split_events then
-            v_readers := least(p_readers, v_stream_events / p_split_events,
-                               (select count(distinct x ->> 'cols') from jsonb_array_elements(v_infos) x));
-        end if;
-        while v_readers > 1 loop
-            v_loads := array_fill(0::bigint, array[v_readers]);
-            v_counts := v_loads;
-            v_reader := '{}';
-            for r in select x ->> 'cols' as cols, sum((x ->> 'weight')::bigint) as weight, sum((x ->> 'events')::bigint) as events
-                     from jsonb_array_elements(v_infos) x group by 1 order by 2 desc, 1 loop
-                v_least := (select o from unnest(v_loads) with ordinality u(l, o) order by l, o limit 1);
-                v_loads[v_least] := v_loads[v_least] + r.weight;
-                v_counts[v_least] := v_counts[v_least] + r.events;
-                v_reader := v_reader || jsonb_build_object(r.cols, v_least);
+            if p_split_tables then
+                v_big := (select o from jsonb_array_elements(v_infos) with ordinality x(x, o)
+                          where (x ->> 'split')::boolean order by (x ->> 'weight')::bigint desc, o limit 1);
+            end if;
+            for v_cut in select n, k
+                     from generate_series(2, least(p_readers, v_stream_events / p_split_events)::int) n,
+                          generate_series(0, n) k
+                     where (k = 0 and n <= (select count(distinct x ->> 'cols') from jsonb_array_elements(v_infos) x))
+                        or (k > 1 and v_big is not null)
+                     order by k > 0, case when k = 0 then -n else n end, k loop
+                continue when v_cut.k = 0 and v_readers > 1;
+                v_loads := array_fill(0::bigint, array[v_cut.n]);
+                v_counts := v_loads;
+                for j in 1 .. v_cut.k loop
+                    v_loads[j] := (v_infos -> (v_big - 1) ->> 'weight')::bigint / v_cut.k;
+                    v_counts[j] := (v_infos -> (v_big - 1) ->> 'events')::bigint / v_cut.k;
+                end loop;
+                v_assign := '{}';
+                for r in select x ->> 'cols' as cols, sum((x ->> 'weight')::bigint) as weight, sum((x ->> 'events')::bigint) as events
+                         from jsonb_array_elements(v_infos) with ordinality x(x, o)
+                         where v_cut.k = 0 or o <> v_big
+                         group by 1 order by 2 desc, 1 loop
+                    v_least := (select o from unnest(v_loads) with ordinality u(l, o) order by l, o limit 1);
+                    v_loads[v_least] := v_loads[v_least] + r.weight;
+                    v_counts[v_least] := v_counts[v_least] + r.events;
+                    v_assign := v_assign || jsonb_build_object(r.cols, v_least);
+                end loop;
+                if (select min(n) from unnest(v_counts) n) >= p_split_events and (select max(l) from unnest(v_loads) l) < v_best then
+                    v_best := (select max(l) from unnest(v_loads) l);
+                    v_readers := v_cut.n;
+                    v_reader := v_assign;
+                    v_split := case when v_cut.k > 0 then v_big end;
+                    v_shares := v_cut.k;
+                end if;
             end loop;
-            exit when (select min(n) from unnest(v_counts) n) >= p_split_events;
-            v_readers := v_readers - 1;
-        end loop;
+        end if;
         -- 0: the whole stream, for one reader; then each reader's part, if any.
         for i in 0 .. case when v_readers > 1 then v_readers else 0 end loop
+            -- (The split table in every reader's part, read with its share of the keys.)
             v_mine := array(select o from jsonb_array_elements(v_infos) with ordinality x(x, o)
-                            where i = 0 or (v_reader ->> (x ->> 'cols'))::int = i);
-            v_sql := format('copy (with ks as materialized (select b.shape_id, b.k from dbsync.batch_keys(%s, %s%s) b), %s %s) to stdout',
+                            where i = 0 or (o = v_split and i <= v_shares) or (v_reader ->> (x ->> 'cols'))::int = i);
+            v_sql := format('copy (with ks as materialized (select b.shape_id, b.k from dbsync.batch_keys(%s, %s%s%s) b), %s %s) to stdout',
                             v_group, p_from,
                             case when i > 0 then format(', %L', (select array_agg(sid order by sid)
                                                                   from unnest(v_mine) m,
                                                                        jsonb_array_elements_text(v_infos -> (m - 1) -> 'shapes') sid)::int[]) end,
+                            case when i > 0 and i <= v_shares
+                                 then format(', %L, %s, %s', (select array_agg(sid::int order by sid::int)
+                                                              from jsonb_array_elements_text(v_infos -> (v_split - 1) -> 'shapes') sid),
+                                             i - 1, v_shares) end,
                             (select string_agg(c, ', ' order by m, o) from unnest(v_mine) m,
                                     jsonb_array_elements_text(v_infos -> (m - 1) -> 'ctes') with ordinality c(c, o)),
                             (select string_agg(replace(v_parts[m], '/*pad*/', repeat(', null', v_width - v_widths[m])), ' union all ' order by m)
@@ -519,6 +570,8 @@ begin
     end if;
     return jsonb_build_object('ddl', v_ddl, 'tables', v_tables, 'stream', v_stream, 'stream_width', v_width,
                               'streams', case when jsonb_array_length(v_streams) > 0 then v_streams end,
+                              'shared', case when v_split is not null and jsonb_array_length(v_streams) > 0
+                                             then jsonb_build_array(v_infos -> (v_split - 1) -> 'id') end,
                               'stream_hash_joins', v_many and v_stream is not null);
 end
 $$;

@@ -108,6 +108,12 @@ export interface Plan {
    */
   streams?: PlanStream[] | null;
   /**
+   * Tables in several of `streams`, each stream with its share of the table's keys
+   * (batch_plan's p_split_tables): merged in any order, ended once every stream has
+   * ended (src/target/readers.ts), each in a stage of its own (stage.ts).
+   */
+  shared?: number[] | null;
+  /**
    * The group's carried sequences and their values (dbsync.sidecar_sequences), read
    * with the plan: at least the values of the batch's rows, which were taken before
    * its snapshot.
@@ -235,10 +241,11 @@ export async function openReader(control: Client, reader: Client, batch: Batch, 
     (err: unknown) => err,
   );
   // Literals (integers), not parameters: the plan and the sequences in one round trip.
+  // (true: a big batch's heaviest table may be shared out among its readers.)
   let results: QueryResult[];
   try {
     results = (await reader.query(
-      `select dbsync.batch_plan(${[batch.subId, batch.from, batch.to, copyRows, chunkRows, readers, splitEvents].map(int).join(", ")}) as plan;
+      `select dbsync.batch_plan(${[batch.subId, batch.from, batch.to, copyRows, chunkRows, readers, splitEvents].map(int).join(", ")}, true) as plan;
        select * from dbsync.sidecar_sequences(${int(batch.groupId)})`,
     )) as unknown as QueryResult[];
   } catch (err) {

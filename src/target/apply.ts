@@ -118,7 +118,7 @@ export async function applyBatch(
     const staged = new Map<number, StagedTable>();
     for (const t of plan.tables.filter((t) => t.action === "refresh")) {
       const desc = now.get(t.target);
-      const stage = await withTable(t.target, () => state.stages.ensure(target, t.target, t.columns, desc));
+      const stage = await withTable(t.target, () => state.stages.ensure(target, t.target, t.columns, desc, !!plan.shared?.includes(t.table_id)));
       const key = t.upsert_key;
       const refusesDuplicates = !!key && !!desc?.uniqueKeys.some((u) => u.every((c) => key.includes(c)));
       staged.set(t.table_id, { t, stage, table: only(t), refusesDuplicates });

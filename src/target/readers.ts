@@ -13,6 +13,11 @@
 // closed); but a helper that could not lock its tables in time (55P03, see
 // openHelper) before anything of its stream reached the target leaves its stream
 // to the batch's reader, after the reader's own.
+// A table too heavy for one reader (batch_plan's "shared": a backlog of one table)
+// is in every stream, each with its share of the table's keys: its pieces come from
+// all of them, in any order (each key in one share: the target merges them as they
+// come, in a stage of its own), and its end, where a table merged at its end is
+// merged, is passed on once every stream is over (a share may have no line at all).
 import { Client, PoolClient } from "pg";
 import { sqlstateOf } from "../errors";
 import { Plan, exportSnapshot, openHelper } from "../source/batches";
@@ -49,7 +54,7 @@ export async function readStreams(
   try {
     const snapshot = await exportSnapshot(reader);
     await Promise.all(helping.map((h) => openHelper(h, snapshot, !!plan.stream_hash_joins)));
-    const serial = new SerialSink(sink);
+    const serial = new SerialSink(sink, plan.shared ?? []);
     const only = (tables: number[]) => (id: number) => (tables.includes(id) ? pad(id) : undefined);
     const left: number[] = [];
     const read = async (i: number) => {
@@ -80,6 +85,7 @@ export async function readStreams(
       const waits = await phases.time("stream left to reader 1", () => readStream(reader, streams[i].sql, only(streams[i].tables), serial.part()));
       sourceWaitedMs += waits.sourceWaitedMs;
     }
+    await serial.endShared();
     return { targetWaitedMs: serial.idleMs(), sourceWaitedMs };
   } finally {
     for (const h of helping) helpers!.release(h, !ok.has(h));
@@ -89,7 +95,8 @@ export async function readStreams(
 /**
  * The target's side of several streams: one piece or end at a time, in the order
  * they come; each stream's own calls in its order (its queue waits for each). After
- * a failure of any stream, every call throws: the other streams stop.
+ * a failure of any stream, every call throws: the other streams stop. The end of a
+ * shared table waits for endShared, after every stream.
  */
 class SerialSink {
   private last: Promise<unknown> = Promise.resolve();
@@ -97,7 +104,10 @@ class SerialSink {
   private readonly started = performance.now();
   private busyMs = 0;
 
-  constructor(private readonly sink: PieceSink) {}
+  constructor(
+    private readonly sink: PieceSink,
+    private readonly shared: number[],
+  ) {}
 
   get failed(): boolean {
     return this.error !== undefined;
@@ -115,9 +125,14 @@ class SerialSink {
         part.took = true;
         return this.run(() => this.sink.piece(p));
       },
-      end: (id: number) => this.run(() => this.sink.end(id)),
+      end: (id: number) => (this.shared.includes(id) ? Promise.resolve() : this.run(() => this.sink.end(id))),
     };
     return part;
+  }
+
+  /** Every stream is over: the shared tables' ends. */
+  async endShared() {
+    for (const id of this.shared) await this.run(() => this.sink.end(id));
   }
 
   /** The time no call ran: the target waited for the sources. */

@@ -9,7 +9,9 @@
 // spread over the pool's connections. The tables of a batch's stream come one after
 // another (stream.ts; a big batch's several streams, readers.ts, keep tables of the
 // same columns in one), and a table's rows go into a shared stage only once the
-// table before it is done and its rows are gone (take). A stage keeps its rows after a commit
+// table before it is done and its rows are gone (take). A table whose keys several
+// streams share out (readers.ts) comes in pieces between the other tables' of every
+// stream: it has a temp table of its own (ensure's `own`). A stage keeps its rows after a commit
 // (not ON COMMIT DELETE ROWS: that empties every such table of the session at every
 // commit of a transaction that touched any, so a connection that had applied 200
 // tables paid about 90 ms at each commit, whatever its batch held): a batch empties
@@ -180,14 +182,15 @@ export class StageTables {
   }
 
   /**
-   * The stage of `table` with these columns, created if need be. A stage of an
+   * The stage of `table` with these columns, created if need be (`own`: a temp
+   * table that no other table shares, see the header). A stage of an
    * earlier transaction may still hold that batch's rows: emptyReused must run
    * before anything is copied into this transaction's stages, and take before
    * each piece of a table.
    */
-  async ensure(target: Client, table: string, columns: string[], now: TargetTable | undefined): Promise<Stage> {
+  async ensure(target: Client, table: string, columns: string[], now: TargetTable | undefined, own = false): Promise<Stage> {
     // (A table missing on the target shares nothing: creating its stage fails.)
-    const shape = JSON.stringify([columns, now?.signature ?? `missing ${table}`]);
+    const shape = JSON.stringify([columns, now?.signature ?? `missing ${table}`, ...(own ? [table] : [])]);
     const key = JSON.stringify([table, shape]);
     let temp = this.pending.get(shape);
     if (!temp) {
