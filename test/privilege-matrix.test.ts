@@ -73,7 +73,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._with_work(integer)": "sidecar",
   "dbsync.set_sleeping(integer,boolean)": "sidecar",
   "dbsync.tick(integer,boolean)": "sidecar",
-  "dbsync.maintain(integer,interval)": "sidecar",
+  "dbsync.maintain(integer,interval,interval)": "sidecar",
   "dbsync.table_layout(integer)": "sidecar",
   "dbsync._verify_begin(bigint)": "sidecar",
   "dbsync._verify_todo()": "sidecar",

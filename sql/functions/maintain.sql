@@ -1,5 +1,8 @@
--- dbsync.maintain(p_group_id int, rotate_after interval default '30 s') returns boolean
+-- dbsync.maintain(p_group_id int, rotate_after interval default '30 s', min_spacing interval default null) returns boolean
 --   Queue upkeep of one group, without row-by-row DELETE. Called by the sidecar.
+--   0. Nothing when the group's upkeep ran less than min_spacing ago (groups.maintained_at,
+--      read under the group's row lock, so a second process waiting for it sees the
+--      first one's): several sidecars each maintain every group on their own timer.
 --   1. A slot that stopped being current in an earlier call gets its switched_xmax:
 --      this (later) transaction's own xid. A writer that read the old slot number
 --      had its xid before the switch was published, so its xid is lower. (A snapshot's
@@ -8,8 +11,11 @@
 --   2. A slot is truncated once every subscription's position snapshot has all
 --      transactions below its switched_xmax finished (xmin >= switched_xmax): they
 --      are then all applied. With no subscription nothing in the queue is needed.
---   3. When the current slot is older than rotate_after and the next one is empty,
---      writers move to the next slot (published in dbsync.group_state_<id>, which
+--   3. When the current slot is older than rotate_after, the next one is empty, and an
+--      event was numbered since the last switch (groups.rotated_ev_id: an idle group's
+--      current slot is empty, and switching from it would only cost a TRUNCATE and an
+--      upkeep tick, a batch on every target, per rotate_after), writers move to the
+--      next slot (published in dbsync.group_state_<id>, which
 --      writers read without a snapshot: their xid is assigned by their own write,
 --      before the trigger reads the slot, so a writer that still used the old slot
 --      has an xid below any later transaction's, including step 1's).
@@ -17,13 +23,16 @@
 --   Also: unlogged tables that crash recovery emptied are copied again (_unlogged_lost).
 --   Returns true when a slot waits only for the subscriptions' positions to move
 --   past it: an idle group takes no ticks, so the caller should force one.
---   Parameters: p_group_id, rotate_after.
---   Returns: see above.
+--   Parameters: p_group_id, rotate_after, min_spacing (null: no spacing).
+--   Returns: see above (false when spaced out).
 --   Calls: dbsync._publish_group_state, dbsync._unlogged_lost. Tables touched: dbsync.groups,
 --     dbsync.queue_slots, dbsync.ticks (written); dbsync.subscriptions (read); truncates
 --     the group's queue slots dbsync.events_<id>_<slot>.
 drop function if exists dbsync.maintain(int, interval);
-create function dbsync.maintain(p_group_id int, rotate_after interval default '30 s')
+drop function if exists dbsync.maintain(int, interval, interval);
+-- (A sidecar of the previous version, still running during an upgrade, calls it with
+-- two arguments: no spacing, as before.)
+create function dbsync.maintain(p_group_id int, rotate_after interval default '30 s', min_spacing interval default null)
 returns boolean
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -32,6 +41,7 @@ declare
     v_next smallint;
     v_min_xmin xid8;
     v_keep bigint;
+    v_last_ev bigint;
 begin
     -- The group's row first, as dbsync.tick takes it: tick then reads the queue
     -- partitions that the TRUNCATE below locks, and the other order deadlocks.
@@ -39,6 +49,10 @@ begin
     if not found then
         return false;
     end if;
+    if v_group.maintained_at > now() - min_spacing then
+        return false;
+    end if;
+    update dbsync.groups set maintained_at = now() where group_id = p_group_id;
     perform dbsync._unlogged_lost();
     update dbsync.queue_slots
     set switched_xmax = pg_current_xact_id()
@@ -71,10 +85,16 @@ begin
     end loop;
 
     v_next := (v_group.cur_slot + 1) % 3;
+    -- Read before the switch is published: a writer that reads the new slot numbers
+    -- its events after this (a writer still on the old slot may number them after
+    -- it too; then the next call switches again, needlessly but harmlessly).
+    v_last_ev := coalesce(pg_sequence_last_value(format('dbsync.%I', 'events_seq_' || p_group_id)::regclass), 0);
     if v_group.rotated_at < now() - rotate_after
+       and v_last_ev is distinct from v_group.rotated_ev_id
        and exists (select from dbsync.queue_slots
                    where group_id = p_group_id and slot = v_next and switched_at is null) then
-        update dbsync.groups set cur_slot = v_next, rotated_at = now() where group_id = p_group_id;
+        update dbsync.groups set cur_slot = v_next, rotated_at = now(), rotated_ev_id = v_last_ev
+        where group_id = p_group_id;
         update dbsync.queue_slots set switched_at = now()
         where group_id = p_group_id and slot = v_group.cur_slot;
     end if;

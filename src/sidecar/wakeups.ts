@@ -33,6 +33,15 @@ function upkeepIntervalMs(rotateAfterSeconds: number): number {
 }
 
 /**
+ * A group's upkeep is skipped when any process did it less than this ago: with two
+ * `dbsync run` processes, each group was maintained twice per interval. 0.8 of the
+ * interval, so that timer jitter never makes a process skip its own next turn.
+ */
+function upkeepSpacingSeconds(rotateAfterSeconds: number): number {
+  return (0.8 * upkeepIntervalMs(rotateAfterSeconds)) / 1000;
+}
+
+/**
  * How often pg-listen checks its LISTEN connection (a SELECT 1, bounded by the query
  * timeout of src/db/liveness.ts): 30 s, or DBSYNC_LISTEN_CHECK_MS, with which the tests see
  * a hung LISTEN link noticed without waiting half a minute.
@@ -176,7 +185,7 @@ export class Wakeups {
     try {
       for (const g of await groupIds(this.pool)) {
         // An idle group's positions must move past a rotated slot before it can go.
-        if (await maintain(this.pool, g, this.opts.rotateAfterSeconds)) await tick(this.pool, g, true);
+        if (await maintain(this.pool, g, this.opts.rotateAfterSeconds, upkeepSpacingSeconds(this.opts.rotateAfterSeconds))) await tick(this.pool, g, true);
       }
     } catch (err) {
       if (await this.checkGone(err)) return;

@@ -125,11 +125,14 @@ export async function groupIds(source: Source): Promise<number[]> {
   return rows.map((r) => r.id);
 }
 
-/** The group's queue upkeep (dbsync.maintain); true when the group wants a tick. */
-export async function maintain(source: Source, groupId: number, rotateAfterSeconds: number): Promise<boolean> {
+/**
+ * The group's queue upkeep (dbsync.maintain); true when the group wants a tick. Nothing
+ * when it ran less than spacingSeconds ago (by this process or another).
+ */
+export async function maintain(source: Source, groupId: number, rotateAfterSeconds: number, spacingSeconds: number): Promise<boolean> {
   const { rows } = await source.query<{ wants_tick: boolean }>(
-    "select dbsync.maintain($1, make_interval(secs => $2)) as wants_tick",
-    [groupId, rotateAfterSeconds],
+    "select dbsync.maintain($1, make_interval(secs => $2), make_interval(secs => $3)) as wants_tick",
+    [groupId, rotateAfterSeconds, spacingSeconds],
   );
   return rows[0].wants_tick;
 }

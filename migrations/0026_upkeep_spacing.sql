@@ -1,0 +1,11 @@
+-- 0026: queue upkeep that costs an idle group (nearly) nothing.
+-- maintained_at: when dbsync.maintain last did the group's upkeep. Every sidecar
+-- process ran it for every group at every interval (5 s): with 50 groups and two
+-- processes, 20 calls a second, each locking the group's row and reading its slots
+-- and ticks. maintain now does nothing when it ran for the group less than the
+-- spacing its caller gives ago (the sidecar: 0.8 x its interval), so two processes
+-- share the upkeep instead of doubling it.
+-- rotated_ev_id: the group's event sequence when its queue last switched slots. A
+-- group into which nothing was written since has an empty current slot: switching
+-- away from it frees nothing, and cost three upkeeps and a forced tick each time.
+alter table dbsync.groups add column maintained_at timestamptz, add column rotated_ev_id bigint;

@@ -1,0 +1,102 @@
+// Queue upkeep at scale (issue 19): a group's upkeep runs once per spacing however
+// many sidecars call it (groups.maintained_at), and an idle group's queue is not
+// rotated (groups.rotated_ev_id), so it costs no TRUNCATE and no upkeep tick.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { freshEnv, sleep, startSidecar, tableText, value } from "./helpers";
+
+const SLOT = "select cur_slot::int from dbsync.groups where group_id = $1";
+
+async function group(label: string) {
+  const env = await freshEnv(label);
+  await env.source.query("create table q (id int primary key)");
+  await env.target.query("create table q (id int primary key)");
+  await env.source.query("select dbsync.add_table('q', 'g')");
+  const gid = await value<number>(env.source, "select group_id from dbsync.groups where name = 'g'");
+  return { env, gid };
+}
+
+test("a call inside the spacing does nothing; one without spacing (an older sidecar's) works as before", async () => {
+  const { env, gid } = await group("upkeep_spacing");
+  await env.source.query("insert into q values (1)");
+  await env.source.query("select dbsync.maintain($1, '0 s', '1 h')", [gid]);
+  const first = await value<number>(env.source, SLOT, [gid]);
+  const at = await value<string>(env.source, "select maintained_at::text from dbsync.groups where group_id = $1", [gid]);
+  assert.ok(at, "maintained_at set");
+  await env.source.query("insert into q values (2)");
+  // Rotation due (0 s) and an event since: only the spacing stops it.
+  assert.equal(await value(env.source, "select dbsync.maintain($1, '0 s', '1 h')", [gid]), false);
+  assert.equal(await value(env.source, SLOT, [gid]), first, "spaced out: no switch");
+  assert.equal(await value(env.source, "select maintained_at::text from dbsync.groups where group_id = $1", [gid]), at);
+  await env.source.query("select dbsync.maintain($1, '0 s')", [gid]);
+  assert.equal(await value(env.source, SLOT, [gid]), (first + 1) % 3, "without spacing: switched");
+  // A spacing already over lets it run.
+  await sleep(300);
+  await env.source.query("insert into q values (3)");
+  await env.source.query("select dbsync.maintain($1, '0 s', '0.1 s')", [gid]);
+  assert.equal(await value(env.source, SLOT, [gid]), (first + 2) % 3);
+});
+
+test("a second process calling while the first maintains waits for it, then does nothing", async () => {
+  const { env, gid } = await group("upkeep_two");
+  await env.source.query("insert into q values (1)");
+  const a = await env.source.connect();
+  const b = await env.source.connect();
+  try {
+    await a.query("begin");
+    await a.query("select dbsync.maintain($1, '0 s', '1 h')", [gid]);
+    const slot = await value<number>(a, SLOT, [gid]);
+    await env.source.query("insert into q values (2)");
+    const bPid = await value<number>(b, "select pg_backend_pid()");
+    const second = b.query<{ m: boolean }>("select dbsync.maintain($1, '0 s', '1 h') as m", [gid]);
+    await sleep(300);
+    assert.equal(
+      await value(env.source, "select wait_event_type from pg_stat_activity where pid = $1", [bPid]),
+      "Lock",
+      "the second call waits for the group's row",
+    );
+    await a.query("commit");
+    assert.equal((await second).rows[0].m, false);
+    assert.equal(await value(env.source, SLOT, [gid]), slot, "the second call switched nothing");
+  } finally {
+    a.release();
+    b.release();
+  }
+});
+
+test("an idle group's slot is not switched again; a write makes the next upkeep switch it", async () => {
+  const { env, gid } = await group("upkeep_idle");
+  await env.source.query("insert into q values (1)");
+  await env.source.query("select dbsync.maintain($1, '0 s')", [gid]);
+  const slot = await value<number>(env.source, SLOT, [gid]);
+  for (let i = 0; i < 3; i++) await env.source.query("select dbsync.maintain($1, '0 s')", [gid]);
+  assert.equal(await value(env.source, SLOT, [gid]), slot, "nothing written since the switch: no switch");
+  // The old slot is truncated all the same (no subscription needs it).
+  assert.equal(await value(env.source, "select count(*)::int from dbsync.queue_slots where group_id = $1 and switched_at is not null", [gid]), 0);
+  // A write numbers an event: the next upkeep switches.
+  await env.source.query("insert into q values (2)");
+  await env.source.query("select dbsync.maintain($1, '0 s')", [gid]);
+  assert.equal(await value(env.source, SLOT, [gid]), (slot + 1) % 3);
+});
+
+test("two sidecars, one second rotation, an idle group: no upkeep ticks, no batches, and writes still arrive", async () => {
+  const { env, gid } = await group("upkeep_sidecars");
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const sidecars = [startSidecar(env.sourceUrl, ["--rotate-after", "1"]), startSidecar(env.sourceUrl, ["--rotate-after", "1"])];
+  try {
+    await env.source.query("insert into q select generate_series(1, 100)");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sidecars[0].output());
+    // Let the written slot be switched from and truncated (three upkeeps), then idle.
+    await sleep(5000);
+    const before = await value<string>(env.source, "select last_tick_id::text from dbsync.groups where group_id = $1", [gid]);
+    const slot = await value<number>(env.source, SLOT, [gid]);
+    await sleep(4000);
+    assert.equal(await value(env.source, "select last_tick_id::text from dbsync.groups where group_id = $1", [gid]), before, "no tick for an idle group");
+    assert.equal(await value(env.source, SLOT, [gid]), slot, "no switch for an idle group");
+    await env.source.query("insert into q select generate_series(101, 200)");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sidecars[0].output());
+    assert.deepEqual(await tableText(env.target, "q"), await tableText(env.source, "q"));
+  } finally {
+    for (const s of sidecars) assert.equal(await s.stop(), 0, s.output());
+  }
+});
