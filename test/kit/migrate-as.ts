@@ -9,13 +9,23 @@ import { TestContext } from "node:test";
 import { migrate } from "../../src/migrate";
 import { Env, freshEnv, SOURCE_MAJOR, until } from "../helpers";
 
-/** `dbsync migrate` of the version at `commit`, run from its own tree. */
-export function migrateAs(commit: string, url: string): void {
+/**
+ * The tree of the version at `commit` (its src, sql, migrations), with this
+ * checkout's node_modules, in a new temporary folder the caller removes; its CLI is
+ * `node --import tsx <dir>/src/cli.ts`.
+ */
+export function oldTree(commit: string): string {
   const root = path.join(__dirname, "..", "..");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-old-"));
+  execSync(`git -C ${JSON.stringify(root)} archive ${commit} src sql migrations package.json | tar -x -C ${JSON.stringify(dir)}`);
+  fs.symlinkSync(path.join(root, "node_modules"), path.join(dir, "node_modules"));
+  return dir;
+}
+
+/** `dbsync migrate` of the version at `commit`, run from its own tree. */
+export function migrateAs(commit: string, url: string): void {
+  const dir = oldTree(commit);
   try {
-    execSync(`git -C ${JSON.stringify(root)} archive ${commit} src sql migrations package.json | tar -x -C ${JSON.stringify(dir)}`);
-    fs.symlinkSync(path.join(root, "node_modules"), path.join(dir, "node_modules"));
     const r = spawnSync(process.execPath, ["--import", "tsx", path.join(dir, "src", "cli.ts"), "migrate", "--source", url], { encoding: "utf8" });
     assert.equal(r.status, 0, `migrate of ${commit}: ${r.stdout}${r.stderr}`);
   } finally {
