@@ -197,6 +197,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._drop_capture_functions(integer)": "admin",
   "dbsync._enable_always(regclass)": "admin",
   "dbsync._origin_mode()": "admin",
+  "dbsync._check_snapshot(oid[])": "admin",
   "dbsync._types_holding(oid)": "admin",
   "dbsync._unreplicated_ddl(integer,text)": "admin",
   "dbsync._key_text(text[],oid[],text)": "admin",

@@ -17,8 +17,8 @@
 --   Parameters: none.
 --   Returns: nothing (an event trigger).
 --   Calls: dbsync._capture_stale, dbsync._capture_triggers, dbsync._check_capturable,
---     dbsync._ddl_group, dbsync._enable_always, dbsync._install_capture,
---     dbsync._origin_mode, dbsync._sync_partitions, dbsync._types_holding,
+--     dbsync._check_snapshot, dbsync._ddl_group, dbsync._enable_always,
+--     dbsync._install_capture, dbsync._origin_mode, dbsync._sync_partitions, dbsync._types_holding,
 --     dbsync._unreplicated_ddl. Tables touched: dbsync.tables (read).
 create or replace function dbsync._on_ddl() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -40,6 +40,8 @@ begin
             using errcode = 'object_in_use',
                   hint = 'dbsync finds them by name. Remove the table from replication with dbsync.remove_table first.';
     end loop;
+    perform dbsync._check_snapshot(array(select c.objid from pg_event_trigger_ddl_commands() c
+                                         where c.classid = 'pg_class'::regclass));
     for r in select distinct c.objid, c.command_tag
              from pg_event_trigger_ddl_commands() c
              where c.object_type in ('table', 'table column') and c.classid = 'pg_class'::regclass loop
