@@ -157,7 +157,7 @@ test("hostile identifiers replicate as names through copy, stream, key changes a
 
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
   try {
-    assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '30 s')", [SUB]), true, sidecar.output());
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '60 s')", [SUB]), true, sidecar.output());
     await assertSame(env);
     assert.equal(await value(env.target, `select count(*)::int from ${T1}`), 12);
 
@@ -183,7 +183,7 @@ test("hostile identifiers replicate as names through copy, stream, key changes a
     await env.source.query(`update ${T4} set ${q("m ood")} = 'e\\f' where ${q("n\\")} % 2 = 0`);
     await env.source.query(`update ${T4} set ${q("n\\")} = ${q("n\\")} + 500, val = 'moved' where ${q("n\\")} % 3 = 0`);
     await env.source.query(`delete from ${T4} where ${q("n\\")} = 1`);
-    assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '30 s')", [SUB]), true, sidecar.output());
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '60 s')", [SUB]), true, sidecar.output());
     await assertSame(env);
 
     // TRUNCATE: a whole table, and one partition of the partitioned table.
@@ -191,7 +191,7 @@ test("hostile identifiers replicate as names through copy, stream, key changes a
     await env.source.query(`truncate ${T3P1}`);
     await env.source.query(`truncate ${T4}`);
     await fill(env.source, 30, 31);
-    assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '30 s')", [SUB]), true, sidecar.output());
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '60 s')", [SUB]), true, sidecar.output());
     await assertSame(env);
     assert.equal(await value(env.target, `select count(*)::int from ${T3P1}`), await value(env.source, `select count(*)::int from ${T3P1}`));
 
@@ -249,7 +249,7 @@ test("a missing target table with a hostile name is reported on that table, and 
     await env.source.query(`insert into ${missing} values (1, $1)`, [ODD_VALUES[0]]);
     await env.source.query(`insert into ${T2} values (1, 'x')`);
     await until("error in status", async () =>
-      (await value<string | null>(env.source, "select last_error from dbsync.status")) !== null);
+      (await value<string | null>(env.source, "select last_error from dbsync.status")) !== null, 60_000);
     const st = (await env.source.query("select * from dbsync.status")).rows[0];
     assert.equal(st.state, "error");
     assert.equal(st.last_error_sqlstate, "42P01");
@@ -266,7 +266,7 @@ test("a missing target table with a hostile name is reported on that table, and 
     assert.equal(ts[0].table_name, await value(env.source, "select format('%I.%I', $1::text, $2::text)", [SCHEMA, 'Missing "one"; drop table t; --']));
 
     await env.target.query(ddlMissing);
-    assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '30 s')", [SUB]), true, sidecar.output());
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync($1, '60 s')", [SUB]), true, sidecar.output());
     assert.deepEqual(await tableText(env.target, missing), await tableText(env.source, missing));
     assert.deepEqual(await tableText(env.target, T2), await tableText(env.source, T2));
   } finally {
@@ -292,11 +292,11 @@ test("columns named like dbsync's own aliases and stage columns (dbsync_op, e, r
   await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
   try {
-    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '20 s')"), true, sidecar.output());
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sidecar.output());
     await env.source.query(`update ${tbl} set ${q("dbsync_op")} = 'U', e = e + 10 where e % 2 = 0`);
     await env.source.query(`delete from ${tbl} where e = 1`);
     await env.source.query(`insert into ${tbl} (e, ${q("dbsync_op")}) values (100, null)`);
-    const ok = await value(env.source, "select dbsync.wait_for_sync('s', '20 s')");
+    const ok = await value(env.source, "select dbsync.wait_for_sync('s', '60 s')");
     const st = (await env.source.query("select state, last_error from dbsync.status")).rows[0];
     assert.equal(ok, true, `not in sync: ${JSON.stringify(st)}`);
     assert.deepEqual(await tableText(env.target, tbl), await tableText(env.source, tbl));
@@ -329,12 +329,12 @@ test("a column named %3$s cannot turn a partition's name into SQL run by the cap
   await env.source.query("select dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
   try {
-    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '20 s')"), true, sidecar.output());
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sidecar.output());
     let truncateError: unknown;
     await env.source.query(`truncate ${q(evil)}`).catch((e) => (truncateError = e));
     assert.equal(await value(env.source, "select count(*)::int from pg_class where relname = 'pwned'"), 0, "injected SQL ran on the source");
     assert.equal(truncateError, undefined, `TRUNCATE of a partition failed: ${truncateError}`);
-    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '20 s')"), true, sidecar.output());
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sidecar.output());
     assert.deepEqual(await tableText(env.target, "parted"), await tableText(env.source, "parted"));
   } finally {
     await sidecar.stop();

@@ -76,13 +76,13 @@ export async function firstBatchEqual(env: Env, tables: string[]): Promise<void>
 }
 
 /**
- * wait_for_sync(sub, '30 s'), then: the subscription is in state 'error' with its
+ * wait_for_sync(sub, '60 s') (30 s ran out at load 30 with the target already equal), then: the subscription is in state 'error' with its
  * last_error set (acceptable unless `errorOk` is false: the DBA sees it), or it is
  * in sync and every table in `tables` equals the source's, row by row.
  */
 export async function convergedOrError(env: Env, tables: string[], opts: { sub?: string; errorOk?: boolean } = {}): Promise<void> {
   const sub = opts.sub ?? "s";
-  const inSync = await value<boolean>(env.source, "select dbsync.wait_for_sync($1, '30 s')", [sub]);
+  const inSync = await value<boolean>(env.source, "select dbsync.wait_for_sync($1, '60 s')", [sub]);
   const st = await status(env, sub);
   assert.ok(st, `subscription ${sub} is missing from dbsync.status`);
   if (opts.errorOk !== false && st.state === "error" && st.last_error) {
