@@ -31,12 +31,12 @@ import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";
 import { Phases } from "./phases";
 import { beginApply, commitApply, enterReplicaMode, recordCopies } from "./progress";
 import { SequenceSync } from "./sequences";
-import { StagedTable, StreamMerge } from "./merge";
+import { INLINE_LINES, StagedTable, StreamMerge } from "./merge";
 import { StageTables, TargetTable } from "./stage";
 import { StraightCopies } from "./straight-copies";
 import { withTable } from "./tables";
 import { Helpers, readStreams } from "./readers";
-import { Piece } from "./stream";
+import { Piece, PieceSink, SinkItem } from "./stream";
 
 export interface ApplyResult {
   events: number;
@@ -134,11 +134,21 @@ export async function applyBatch(
       // Hash joins of each table with its many keys (see batch_plan).
       if (plan.stream_hash_joins) await reader.query("set local enable_nestloop = off");
       prepared = prepare();
-      const ready = prepared.then((staged) => new StreamMerge(target, staged, phases, withTable, state.stages, state.straight));
+      // Without DDL or a truncated table, a small batch's tables are merged in one
+      // round trip (StreamMerge.items), once its whole stream is there.
+      const combine = !plan.ddl.length && !plan.tables.some((t) => t.truncate);
+      const ready = prepared.then((staged) => new StreamMerge(target, staged, phases, withTable, state.stages, state.straight, combine));
       // (Awaited by the pieces, after the stream and before any rollback: a failure
       // before the first piece is not an unhandled rejection.)
       ready.catch(() => undefined);
-      const sink = { piece: async (p: Piece) => (await ready).piece(p), end: async (id: number) => (await ready).end(id) };
+      const events = plan.tables.reduce((n, t) => n + (t.action === "refresh" ? Number(t.events) : 0), 0);
+      const sink: PieceSink = {
+        ready,
+        whole: combine && events <= INLINE_LINES,
+        piece: async (p: Piece) => (await ready).piece(p),
+        end: async (id: number) => (await ready).end(id),
+        items: async (items: SinkItem[]) => (await ready).items(items),
+      };
       const width = plan.stream_width ?? 0;
       const refreshed = new Map(plan.tables.filter((t) => t.action === "refresh").map((t) => [t.table_id, t]));
       const waits = await phases.time("stream", () =>

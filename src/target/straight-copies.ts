@@ -23,6 +23,11 @@ export class StraightCopies {
     return false;
   }
 
+  /** Whether `table`'s next piece would try the straight COPY (attempt, without counting a skipped piece). */
+  due(table: string): boolean {
+    return (this.tables.get(table)?.skip ?? 0) === 0;
+  }
+
   /** The outcome of a straight COPY of `table`. */
   record(table: string, ok: boolean) {
     if (ok) {

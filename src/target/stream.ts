@@ -26,11 +26,31 @@ export interface Piece {
   counts: StagedCounts;
 }
 
+/** A piece, or the end of a table's part of the stream. */
+export type SinkItem = { piece: Piece } | { end: number };
+
 /** What the pieces go to, one call at a time, in stream order. */
 export interface PieceSink {
   piece(p: Piece): Promise<void>;
   /** Table `id`'s part of the stream is over (its last piece came before). */
   end(id: number): Promise<void>;
+  /**
+   * With `whole`: every item waiting when the sink is free, in stream order, in one
+   * call (merge.ts merges the tables of a small batch in one round trip). Otherwise a
+   * call each: a piece's bytes make room for the reader as soon as it is merged.
+   */
+  items?(items: SinkItem[]): Promise<void>;
+  /**
+   * Awaited before the sink is handed anything (the target's transaction is made
+   * ready meanwhile): the pieces that arrive meanwhile go with the first call.
+   */
+  ready?: Promise<unknown>;
+  /**
+   * A small stream: handed over once it has ended (or once it fills the queue), all
+   * of it in one call: its tables are merged in one round trip, not the first of
+   * them while the source still sends the last.
+   */
+  whole?: boolean;
 }
 
 export interface StreamLimits {
@@ -222,15 +242,13 @@ function protocolError(what: string): DbsyncError {
   });
 }
 
-type Item = { piece: Piece } | { end: number };
-
 /**
  * Pieces on their way to the sink: the sink works on one item at a time, in order,
  * while the reader adds more, up to `maxBytes` waiting (then push waits). The
  * sink's first error stops everything: the next push, check or finish throws it.
  */
 class PieceQueue {
-  private items: Item[] = [];
+  private items: SinkItem[] = [];
   private bytes = 0;
   private closed = false;
   private error?: unknown;
@@ -285,7 +303,7 @@ class PieceQueue {
     await this.done;
   }
 
-  private add(item: Item, bytes: number) {
+  private add(item: SinkItem, bytes: number) {
     this.check();
     this.items.push(item);
     this.bytes += bytes;
@@ -301,23 +319,39 @@ class PieceQueue {
     try {
       for (;;) {
         const t0 = performance.now();
-        while (!this.items.length && !this.closed) await new Promise<void>((resolve) => (this.wakeMore = resolve));
+        while (!this.items.length && !this.closed) await this.more();
+        while (this.sink.whole && !this.closed && this.bytes <= this.maxBytes) await this.more();
         this.waits.targetWaitedMs += performance.now() - t0;
-        const item = this.items.shift();
-        if (!item) return;
-        if ("piece" in item) {
-          await this.sink.piece(item.piece);
-          this.bytes -= item.piece.bytes;
-          if (this.bytes <= this.maxBytes) this.wake("wakeRoom");
-        } else {
-          await this.sink.end(item.end);
+        if (this.sink.ready) await this.sink.ready;
+        if (!this.items.length) return;
+        if (this.sink.items && this.sink.whole) {
+          const items = this.items;
+          this.items = [];
+          await this.sink.items(items);
+          this.taken(items);
+          continue;
         }
+        const item = this.items.shift()!;
+        if ("piece" in item) await this.sink.piece(item.piece);
+        else await this.sink.end(item.end);
+        this.taken([item]);
       }
     } catch (err) {
       this.error = err;
       this.items = [];
       this.wake("wakeRoom");
     }
+  }
+
+  /** Waits until an item is added or the queue is closed. */
+  private more(): Promise<void> {
+    return new Promise<void>((resolve) => (this.wakeMore = resolve));
+  }
+
+  /** The sink is done with `items`: their bytes make room for the reader. */
+  private taken(items: SinkItem[]) {
+    for (const item of items) if ("piece" in item) this.bytes -= item.piece.bytes;
+    if (this.bytes <= this.maxBytes) this.wake("wakeRoom");
   }
 
   private wake(which: "wakeRoom" | "wakeMore") {
