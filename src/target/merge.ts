@@ -170,7 +170,8 @@ export class StreamMerge implements PieceSink {
    * trip, where they took one each (and a COPY's two more for a piece with keys
    * gone): a batch of a few tables at 1,000 tx/s waited mostly on those round trips.
    * Each piece goes as it would alone (merge's inline path, or copyRows' INSERT for
-   * new rows), all under one savepoint. Only first pieces of tables merged in place,
+   * new rows where no straight COPY of the table has failed: StraightCopies.clean),
+   * all under one savepoint. Only first pieces of tables merged in place,
    * each staged one with a temp table of its own (tables sharing one must come one
    * after another, each emptying it for the next).
    * False, with nothing done (rolled back to the savepoint, which is released), when
@@ -186,15 +187,18 @@ export class StreamMerge implements PieceSink {
     };
     const all = { bytes: pieces.reduce((n, p) => n + p.bytes, 0), counts: new Map([["", pieces.reduce((n, p) => n + lines(p), 0)]]) };
     if (!pieces.length || !pieces.every(qualifies) || !inlinable(all)) return false;
-    const newRows = (p: Piece) => this.tables.get(p.id)!.refusesDuplicates && p.counts.size === 1 && p.counts.has("U");
-    const staged = pieces.filter((p) => !newRows(p) || !this.straight.due(this.tables.get(p.id)!.t.target));
+    const newRows = (p: Piece) => {
+      const { t, refusesDuplicates } = this.tables.get(p.id)!;
+      return refusesDuplicates && p.counts.size === 1 && p.counts.has("U") && this.straight.clean(t.target);
+    };
+    const staged = pieces.filter((p) => !newRows(p));
     if (new Set(staged.map((p) => this.tables.get(p.id)!.stage.name)).size !== staged.length) return false;
     const emptying: string[] = [];
     const statements: string[] = [];
     const straight: string[] = [];
     for (const p of pieces) {
       const { t, stage } = this.tables.get(p.id)!;
-      if (newRows(p) && this.straight.attempt(t.target)) {
+      if (newRows(p)) {
         straight.push(t.target);
         statements.push(insertCounted(t, p));
         continue;

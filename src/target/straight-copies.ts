@@ -23,9 +23,14 @@ export class StraightCopies {
     return false;
   }
 
-  /** Whether `table`'s next piece would try the straight COPY (attempt, without counting a skipped piece). */
-  due(table: string): boolean {
-    return (this.tables.get(table)?.skip ?? 0) === 0;
+  /**
+   * Whether no straight COPY of `table` has failed since its last success. A batch
+   * merged at once (merge.ts mergeAtOnce) tries it only then: a failure there fails
+   * the statement of all its tables, so a table that is only ever updated would
+   * cost a failed statement and a table at a time every few batches.
+   */
+  clean(table: string): boolean {
+    return !this.tables.has(table);
   }
 
   /** The outcome of a straight COPY of `table`. */
