@@ -1,7 +1,7 @@
 // What the tests of a sidecar's start share: a subscription to start it on, its
 // JSON debug log read back as messages, and whether graphile-worker runs at all.
 import { WORKER_MIN_MAJOR } from "../../src/migrate";
-import { Env, freshEnv, SOURCE_MAJOR } from "../helpers";
+import { Env, freshEnv, SOURCE_MAJOR, until } from "../helpers";
 import type { DbsyncProcess } from "./dbsync";
 
 /** The sidecar's environment for a log the tests read: every message, one JSON object a line. */
@@ -27,4 +27,12 @@ export async function oneSubscription(label: string): Promise<Env> {
   await env.source.query("select dbsync.add_table('t', 'g')");
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
   return env;
+}
+
+/**
+ * Until `p` logs that it runs, or exits: up to a minute, where 20 s ran out for a
+ * sidecar starting at load 26 on 2 CPUs (PostgreSQL 14's faults-listen run).
+ */
+export async function running(p: DbsyncProcess, timeoutMs = 60_000): Promise<void> {
+  await until("sidecar running", () => p.output().includes("dbsync sidecar running") || p.proc.exitCode !== null, timeoutMs);
 }

@@ -1,6 +1,19 @@
 // Waiting on a condition instead of for a fixed time: as short as the machine allows
 // when it is idle, as long as it needs (up to the timeout) when it is loaded.
+import os from "node:os";
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
+
+/**
+ * `ms` of slack for work the machine does (not a timer's wait), stretched by how much
+ * busier than idle it is now (the 1-minute load average per CPU, at least 1), up to
+ * `cap`. For time bounds that must hold while other test files run beside (load 15 on
+ * 2 CPUs made 2 s of slack too little) and still fail when the mechanism they time
+ * does not work: the cap is below what its absence would take.
+ */
+export function underLoad(ms: number, cap: number): number {
+  return Math.min(ms * Math.max(1, os.loadavg()[0] / os.cpus().length), cap);
+}
 
 /** Polls `check` every `intervalMs` until it is true; throws after `timeoutMs`, naming `what`. */
 export async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30000, intervalMs = 100): Promise<void> {

@@ -109,6 +109,8 @@ export class Workload {
   private crossRows = 0;
   /** Stop inserting (the churners go on). */
   pauseInserts = false;
+  /** Stop churning (the inserters go on unless paused too). */
+  pauseChurn = false;
   private stopping = false;
   private running: Writers[] = [];
   private readonly quiet = new WeakSet<PoolClient>();
@@ -206,6 +208,7 @@ export class Workload {
 
   /** 1-4 of: updates, deletes, upserts, key changes, range updates of the kv table. */
   private async churn(rng: Rng) {
+    if (this.pauseChurn) return sleep(50);
     const keys = this.opts.kvKeys ?? 400;
     const kv = this.kv;
     const ops: [string, unknown[]][] = [];
