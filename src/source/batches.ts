@@ -184,7 +184,7 @@ export async function beginBatch(control: Client, subscription: string, subId: n
     // Literals, not parameters: several statements in one round trip.
     const results = (await control.query(
       `${report}begin isolation level read committed; ${DURABLE_TICK};
-       select sub_id, group_id, tick_from::float8 as f, tick_to::float8 as t, snapshot_name, tick_key::float8 as k
+       select sub_id, group_id, tick_from::float8 as f, tick_to::float8 as t, snapshot_name, tick_key::text as k
          from dbsync.begin_batch(${escapeLiteral(subscription)}, ${from === undefined ? "null" : int(from)})`,
     )) as unknown as QueryResult[];
     const r = results[results.length - 1].rows[0];
@@ -192,7 +192,7 @@ export async function beginBatch(control: Client, subscription: string, subId: n
       await control.query("commit");
       return undefined;
     }
-    return { subId: r.sub_id, groupId: r.group_id, from: r.f, to: r.t, snapshot: r.snapshot_name, key: r.k };
+    return { subId: r.sub_id, groupId: r.group_id, from: r.f, to: r.t, snapshot: r.snapshot_name, key: r.k === null ? null : Number(r.k) };
   } catch (err) {
     await control.query("rollback").catch(() => undefined);
     throw err;
