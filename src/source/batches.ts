@@ -4,7 +4,7 @@
 // source's row at the batch's end (dbsync.begin_batch, dbsync.batch_plan).
 import { Client, ClientBase, QueryResult, escapeLiteral } from "pg";
 import { positiveEnv } from "../config";
-import { DURABLE_TICK, GroupSequence } from "./protocol";
+import { DURABLE_TICK, GroupSequence, tickKey } from "./protocol";
 import { readAtSnapshot } from "./snapshot";
 
 export interface Batch {
@@ -192,7 +192,7 @@ export async function beginBatch(control: Client, subscription: string, subId: n
       await control.query("commit");
       return undefined;
     }
-    return { subId: r.sub_id, groupId: r.group_id, from: r.f, to: r.t, snapshot: r.snapshot_name, key: r.k === null ? null : Number(r.k) };
+    return { subId: r.sub_id, groupId: r.group_id, from: r.f, to: r.t, snapshot: r.snapshot_name, key: tickKey(r.k) };
   } catch (err) {
     await control.query("rollback").catch(() => undefined);
     throw err;

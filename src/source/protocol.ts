@@ -30,10 +30,23 @@ export interface TargetPosition {
   key: number | null;
 }
 
+/**
+ * A tick key read as the text of its bigint: a float8's text is rounded to 15 digits
+ * in a session whose extra_float_digits is below 1, and a key has up to 16.
+ */
+export function tickKey(text: string | null): number | null {
+  return text === null ? null : Number(text);
+}
+
 /** The subscription, or undefined if there is none of that name (dbsync.sidecar_subscription). */
 export async function loadSubscription(source: Source, name: string): Promise<Subscription | undefined> {
-  const { rows } = await source.query<Subscription>("select * from dbsync.sidecar_subscription($1)", [name]);
-  return rows[0];
+  const { rows } = await source.query<Subscription & { key_text: string | null }>(
+    "select s.*, s.position_key::bigint::text as key_text from dbsync.sidecar_subscription($1) s",
+    [name],
+  );
+  if (!rows[0]) return undefined;
+  const { key_text, ...sub } = rows[0];
+  return { ...sub, position_key: tickKey(key_text) };
 }
 
 /**

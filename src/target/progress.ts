@@ -4,7 +4,7 @@
 import { Client, QueryResult, escapeLiteral } from "pg";
 import { DbsyncError, PositionMoved, sqlstateOf } from "../errors";
 import { DBSYNC_LOCK } from "../locks";
-import type { TargetPosition } from "../source/protocol";
+import { TargetPosition, tickKey } from "../source/protocol";
 
 // CREATE SCHEMA IF NOT EXISTS checks CREATE on the database even when the schema
 // exists, so it runs only when it is missing: a DBA may create the schema for a
@@ -130,13 +130,11 @@ async function addTickKey(target: Client): Promise<void> {
  * that tick; undefined when it has no record of the subscription.
  */
 export async function readAppliedTick(target: Client, subUuid: string): Promise<TargetPosition | undefined> {
-  // The key as text: a float8's text depends on the session's extra_float_digits
-  // (below 1 it is rounded to 15 digits), and a key is up to 16 digits.
   const { rows } = await target.query<{ t: number; k: string | null }>(
     "select tick_id::float8 as t, case when key_tick = tick_id then tick_key::text end as k from dbsync.applied where sub_uuid = $1",
     [subUuid],
   );
-  return rows[0] && { tick: rows[0].t, key: rows[0].k === null ? null : Number(rows[0].k) };
+  return rows[0] && { tick: rows[0].t, key: tickKey(rows[0].k) };
 }
 
 /**
