@@ -2,7 +2,7 @@
 // a source that failed over to a standby that lagged (each failed before its fix);
 // then attacks on that fix, the tick keys (migration 0024), kept as guards: a sidecar
 // of an older version, two processes killed in turn, a target's old dbsync.applied.
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
@@ -10,9 +10,9 @@ import assert from "node:assert/strict";
 import { DbsyncError } from "../src/errors";
 import { migrate } from "../src/migrate";
 import { ensureTargetSchema } from "../src/target/progress";
-import { Env, Sidecar, createDatabase, freshEnv, pool, retrying, sleep, startSidecar, value } from "./helpers";
+import { Env, createDatabase, freshEnv, pool, retrying, sleep, startSidecar, value } from "./helpers";
 import { assertTablesEqual, failsWith, setup, status, synced } from "./kit/convergence";
-import { oldTree } from "./kit/migrate-as";
+import { oldTree, runAs } from "./kit/migrate-as";
 import { privateClusters } from "./kit/private-clusters";
 import { connectAs, rolesDroppedAfter } from "./kit/roles";
 
@@ -168,7 +168,7 @@ test("a sidecar of an older version moves the target's position without its key:
     assert.equal(await sidecar.stop(), 0, sidecar.output());
     const before = await keys(env);
     assert.ok(before.target.key !== null && before.target.key === before.source.key, JSON.stringify(before));
-    sidecar = spawnOld(dir, env.sourceUrl);
+    sidecar = runAs(dir, env.sourceUrl);
     await env.source.query("insert into t select g, 'old sidecar' from generate_series(11, 20) g");
     await synced(env);
     assert.equal(await sidecar.stop(), 0, sidecar.output());
@@ -193,27 +193,6 @@ test("a sidecar of an older version moves the target's position without its key:
 
 /** The version before migration 0024. */
 const BEFORE_0024 = "a3ee1fb";
-
-/** `dbsync run` of an older version's tree (oldTree), through tsx. */
-function spawnOld(dir: string, sourceUrl: string): Sidecar {
-  const proc = spawn(process.execPath, ["--import", "tsx", path.join(dir, "src", "cli.ts"), "run", "--source", sourceUrl, "--poll-interval", "100"], {
-    env: { ...process.env, DBSYNC_LOG_LEVEL: "warn" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  proc.stdout.on("data", (b) => (out += b));
-  proc.stderr.on("data", (b) => (out += b));
-  const exited = new Promise<number | null>((resolve) => proc.once("close", (code) => resolve(code)));
-  return {
-    proc,
-    output: () => out,
-    exited,
-    async stop(signal: NodeJS.Signals = "SIGTERM") {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-      return exited;
-    },
-  };
-}
 
 // Two processes apply one subscription under writes and are SIGKILLed in turn,
 // mid-batch or between a target commit and its report: the target's key is always

@@ -25,7 +25,7 @@ import { Client } from "pg";
 import { connSettings } from "../conninfo";
 import { DbsyncClient, DbsyncClientConfig, GUARD } from "./client";
 import { END_GRACE_MS, socketOf } from "./liveness";
-import { CATALOG_FIRST_OPTIONS, PINNED_OPTIONS, linkSettings } from "./settings";
+import { CATALOG_FIRST_OPTIONS, PINNED_OPTIONS, VALUE_OPTIONS, linkSettings } from "./settings";
 
 export interface ConnectOptions {
   applicationName: string;
@@ -34,9 +34,10 @@ export interface ConnectOptions {
    * search_path unless the conninfo gives one (CATALOG_FIRST_OPTIONS): for sessions that read
    * or write replicated values as text (readers, targets, verification), and the
    * CLI's (what it prints, e.g. `dbsync schema`'s dates, must not depend on the
-   * database's or the role's DateStyle). Not for the
-   * job queue, LISTEN or control sessions: graphile-worker's tables have row
-   * security policies that row_security = off would turn into errors.
+   * database's or the role's DateStyle). Not for the job queue, LISTEN or control
+   * sessions: graphile-worker's tables have row security policies that
+   * row_security = off would turn into errors. Those get the rest of PINNED
+   * (VALUE_OPTIONS): they read dbsync's own numbers and times as text.
    */
   pinned?: boolean;
   /**
@@ -77,7 +78,7 @@ export function clientConfig(conninfo: string | undefined, opts: ConnectOptions)
     ka && `-c tcp_keepalives_idle=${ka.idle} -c tcp_keepalives_interval=${ka.interval} -c tcp_keepalives_count=${ka.count}`,
     opts.pinned && !opts.catalogPath && CATALOG_FIRST_OPTIONS,
     conn.config.options,
-    opts.pinned && PINNED_OPTIONS,
+    opts.pinned ? PINNED_OPTIONS : VALUE_OPTIONS,
     opts.catalogPath && "-c search_path=pg_catalog,pg_temp",
   ]
     .filter(Boolean)

@@ -7,10 +7,10 @@
  * The settings every session dbsync opens runs with, whatever the server, the
  * database or the role says: they decide how a value is written as text, and
  * (array_nulls, xmloption) how text is read back. Sent at connection start-up
- * (clientConfig's `options` with `pinned`: connect() and the apply pools of
- * links.ts), so that pooled connections have them from their first statement, and
- * a SET by later DDL shows as a change (links.ts). After the conninfo's own
- * options: these win.
+ * (clientConfig's `options`: all of them with `pinned`, for connect() and the apply
+ * pools of links.ts; all but row_security otherwise, VALUE_OPTIONS), so that pooled
+ * connections have them from their first statement, and a SET by later DDL shows as
+ * a change (links.ts). After the conninfo's own options: these win.
  */
 export const PINNED: readonly (readonly [string, string])[] = [
   ["datestyle", "ISO, YMD"],
@@ -39,7 +39,21 @@ export const PINNED_RESET = PINNED.map(([name]) => `reset ${name}`).join("; ");
 export const PINNED_SETTINGS = PINNED.map(([name, value]) => `set ${name} = '${value}'`).join("; ");
 
 /** `-c name=value` for the start-up packet's options: spaces and backslashes escaped. */
-export const PINNED_OPTIONS = PINNED.map(([name, value]) => `-c ${name}=${value.replace(/[\\ ]/g, (c) => "\\" + c)}`).join(" ");
+const startupOptions = (settings: readonly (readonly [string, string])[]) =>
+  settings.map(([name, value]) => `-c ${name}=${value.replace(/[\\ ]/g, (c) => "\\" + c)}`).join(" ");
+
+/** PINNED, as start-up options: sessions that read or write replicated values. */
+export const PINNED_OPTIONS = startupOptions(PINNED);
+
+/**
+ * PINNED but row_security, as start-up options: every other session (the job queue,
+ * LISTEN, control, migrate), whose values are dbsync's own. Those read tick keys
+ * too (begin_batch, on a control session), and a number's text must not follow the
+ * database's or the role's settings: the source's extra_float_digits = 0 rounded a
+ * 16-digit key read as float8 there. row_security stays the server's: graphile-worker's
+ * tables have policies that row_security = off would turn into errors.
+ */
+export const VALUE_OPTIONS = startupOptions(PINNED.filter(([name]) => name !== "row_security"));
 
 /**
  * The search_path of pinned sessions (readers, targets, verification), unless the

@@ -40,13 +40,12 @@ export function tickKey(text: string | null): number | null {
 
 /** The subscription, or undefined if there is none of that name (dbsync.sidecar_subscription). */
 export async function loadSubscription(source: Source, name: string): Promise<Subscription | undefined> {
-  const { rows } = await source.query<Subscription & { key_text: string | null }>(
-    "select s.*, s.position_key::bigint::text as key_text from dbsync.sidecar_subscription($1) s",
+  // (A bigint reaches node-postgres as its text.)
+  const { rows } = await source.query<Omit<Subscription, "position_key"> & { position_key: string | null }>(
+    "select * from dbsync.sidecar_subscription($1)",
     [name],
   );
-  if (!rows[0]) return undefined;
-  const { key_text, ...sub } = rows[0];
-  return { ...sub, position_key: tickKey(key_text) };
+  return rows[0] && { ...rows[0], position_key: tickKey(rows[0].position_key) };
 }
 
 /**

@@ -1,13 +1,13 @@
 // An older dbsync's `migrate`, run from its own tree taken out of git history: the
 // upgrade tests start from a database an older version installed.
 import assert from "node:assert/strict";
-import { execSync, spawnSync } from "node:child_process";
+import { execSync, spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { TestContext } from "node:test";
 import { migrate } from "../../src/migrate";
-import { Env, freshEnv, SOURCE_MAJOR, until } from "../helpers";
+import { Env, freshEnv, Sidecar, SOURCE_MAJOR, until } from "../helpers";
 
 /**
  * The tree of the version at `commit` (its src, sql, migrations), with this
@@ -31,6 +31,27 @@ export function migrateAs(commit: string, url: string): void {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** `dbsync run` of an older version's tree (oldTree), through tsx: a sidecar not yet upgraded. */
+export function runAs(dir: string, sourceUrl: string): Sidecar {
+  const proc = spawn(process.execPath, ["--import", "tsx", path.join(dir, "src", "cli.ts"), "run", "--source", sourceUrl, "--poll-interval", "100"], {
+    env: { ...process.env, DBSYNC_LOG_LEVEL: "warn" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  proc.stdout.on("data", (b) => (out += b));
+  proc.stderr.on("data", (b) => (out += b));
+  const exited = new Promise<number | null>((resolve) => proc.once("close", (code) => resolve(code)));
+  return {
+    proc,
+    output: () => out,
+    exited,
+    async stop(signal: NodeJS.Signals = "SIGTERM") {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
 }
 
 /** The commits from which migrate installs on a source older than `below` (before each, what failed there). */
