@@ -30,3 +30,23 @@ test("a table whose straight COPY keeps failing tries it ever more rarely, and a
   s.record("t", false);
   assert.equal(s.attempt("u"), true);
 });
+
+// A batch merged at once (merge.ts mergeAtOnce) copies a table's new rows straight in
+// only while clean: a failure there fails the statement of every table of the batch.
+test("clean: no straight COPY of the table failed since its last success, skipped pieces or not", () => {
+  const s = new StraightCopies();
+  assert.equal(s.clean("t"), true, "a table never tried");
+  s.record("t", true);
+  assert.equal(s.clean("t"), true, "after a success");
+  s.record("t", false);
+  assert.equal(s.clean("t"), false, "after a failure");
+  // Its skipped pieces passed, it may try again (attempt), but is not clean until that succeeds.
+  while (!s.attempt("t"));
+  assert.equal(s.clean("t"), false, "allowed to try again after a failure");
+  s.record("t", false);
+  assert.equal(s.clean("t"), false, "after a second failure");
+  assert.equal(s.clean("u"), true, "another table");
+  while (!s.attempt("t"));
+  s.record("t", true);
+  assert.equal(s.clean("t"), true, "after a success that followed failures");
+});
