@@ -117,9 +117,13 @@ async function applyOnce(sourceAdmin: string, targetAdmin: string, sourceDir: st
   child.stderr.on("data", (d: Buffer) => (log += d.toString()));
   try {
     // The backlog's last history row on the target: the whole batch committed.
+    // Looked up by its key: max(hid) walked back over the index entries of every
+    // row the batch had inserted so far (not visible before its commit), each
+    // poll: the target's CPU per apply was 2.8 to 3.4 s with that poll, 1.6 to
+    // 2.3 s without (load 19 to 24), and its backend competed with the apply.
     for (;;) {
-      const { rows } = await poll.query("select max(hid)::int as m from s1.history").catch(() => ({ rows: [{ m: null }] }));
-      if (rows[0].m === last) break;
+      const { rowCount } = await poll.query("select from s1.history where hid = $1", [last]).catch(() => ({ rowCount: 0 }));
+      if (rowCount) break;
       if (performance.now() - t0 > 300_000) throw new Error(`${build}: not applied after 300 s\n${log.slice(-3000)}`);
       await sleep(5);
     }
