@@ -179,6 +179,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._regrant_monitors()": "admin",
   "dbsync._require_owner(text)": "admin",
   "dbsync._restore_output(text[])": "admin",
+  "dbsync._restored_by_dump()": "admin",
   "dbsync._sequence_goal(integer)": "admin",
   "dbsync._sequences_behind(integer,jsonb)": "admin",
   "dbsync._server_has(text)": "admin",
@@ -267,6 +268,7 @@ const RELATIONS: Record<string, RelTier> = {
   skipped_ddl: "ownerOnly", // read by the sidecar through _skipped_ddl
   installed_code: "ownerOnly",
   migrations: "ownerOnly",
+  installed_at: "ownerOnly",
   ddl_log_ddl_id_seq: "ownerOnly",
   groups_group_id_seq: "ownerOnly",
   sequences_seq_id_seq: "ownerOnly",
