@@ -8,8 +8,8 @@ import path from "node:path";
 import { after, test } from "node:test";
 import { Cluster, startCluster } from "../src/embedded/cluster";
 import { migrate } from "../src/migrate";
-import { Env, SOURCE_MAJOR, createDatabase, pool, startSidecar, value } from "./helpers";
-import { failsWith, setup, synced } from "./kit/convergence";
+import { Env, SOURCE_MAJOR, createDatabase, freshEnv, pool, sqlError, startSidecar, value } from "./helpers";
+import { assertTablesEqual, failsWith, setup, synced } from "./kit/convergence";
 
 /** pg_dump and pg_restore on PATH, with the major they read up to. */
 function pgDumpTools(): { bin: string; major: number } | undefined {
@@ -74,5 +74,30 @@ test("a source restored from a pg_dump into another cluster: an error that says 
   } finally {
     await sidecar.stop();
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// The unique index a key stands on dropped by the CASCADE of what it depends on (a
+// collation of its column, which any role that made it may drop, the index with
+// it): only DROP INDEX was checked. The key then took duplicates on the source, and
+// the target, which merges a key's rows into its one row, silently kept one of them.
+test("DROP COLLATION ... CASCADE that drops the unique index a key stands on is refused, as DROP INDEX is", async () => {
+  const env = await freshEnv("brk18_drop_collation");
+  await setup(env, `create collation brk18_c from "C";
+    create table kc (id int, k text not null, v text); create unique index kc_k on kc (k collate brk18_c)`, ["kc"],
+  { keyColumns: { kc: ["k"] }, targetDdl: "create table kc (id int, k text primary key, v text)" });
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into kc select g, 'k' || g, 'a' from generate_series(1, 10) g");
+    await synced(env);
+    const err = await sqlError(env.source, "drop collation brk18_c cascade");
+    assert.match(err.message, /the key \(k\) of public\.kc is no longer unique/);
+    assert.equal(await value(env.source, "select count(*)::int from pg_index where indexrelid = 'kc_k'::regclass"), 1);
+    assert.match((await sqlError(env.source, "insert into kc values (11, 'k1', 'twice')")).message, /duplicate key/);
+    await env.source.query("update kc set v = 'b' where id <= 5");
+    await synced(env);
+    await assertTablesEqual(env.source, env.target, ["kc"]);
+  } finally {
+    await sidecar.stop();
   }
 });
