@@ -21,9 +21,12 @@
 --   was none) is settled if the look found no new writers. A prepared (2PC)
 --   transaction holds the snapshot's xmin as a running one does; a
 --   subtransaction's events carry its top transaction's xid.
---   A group whose subscriptions all stand on its last tick has work only through
---   new writers since that tick; positions behind it, tables to copy and sequences
---   to carry are found by _with_work for every group as before.
+--   Only groups with a subscription on their last tick are judged: such a
+--   subscription has work only through new writers since that tick, while one
+--   behind it has work anyway (with many groups busy, a look into each would cost
+--   more than the verdicts save); the verdict of another group is given back as it
+--   came. Positions behind the last tick, tables to copy and sequences to carry
+--   are found by _with_work for every group as before.
 --   The event sequences must have CACHE 1, as create_group makes them: a session's
 --   cached values would number events without moving the sequence; a group whose
 --   sequence was altered gets no verdict (NULLs) and is looked into at every poll. Must run in READ COMMITTED: each
@@ -43,6 +46,9 @@ declare
     v_seq bigint[];
     v_snaps pg_snapshot[];
     v_at int[];
+    -- Whether a subscription stands on the last tick: only there is the queue
+    -- looked into (one behind it has work anyway).
+    v_look boolean[];
     v_xid xid8;
     v_last bigint[] := '{}';
     v_bounds xid8[] := '{}';
@@ -63,8 +69,11 @@ begin
            coalesce(array_agg(case when q.seqcache = 1 then coalesce(pg_sequence_last_value(q.seqrelid), 0) end
                               order by g.group_id), '{}'),
            coalesce(array_agg(t.snap order by g.group_id), '{}'),
-           coalesce(array_agg(array_position(p_groups, g.group_id) order by g.group_id), '{}')
-    into v_ids, v_seq, v_snaps, v_at
+           coalesce(array_agg(array_position(p_groups, g.group_id) order by g.group_id), '{}'),
+           coalesce(array_agg(exists (select from dbsync.subscriptions s
+                                      where s.group_id = g.group_id and not s.paused and s.position_tick = g.last_tick_id)
+                               order by g.group_id), '{}')
+    into v_ids, v_seq, v_snaps, v_at, v_look
     from dbsync.groups g
     join dbsync.ticks t on t.group_id = g.group_id and t.tick_id = g.last_tick_id
     left join pg_sequence q on q.seqrelid = format('dbsync.%I', 'events_seq_' || g.group_id)::regclass
@@ -76,7 +85,10 @@ begin
         v_last[i] := p_last[v_at[i]];
         v_bounds[i] := p_bounds[v_at[i]];
         v_settled[i] := coalesce(p_settled[v_at[i]], false);
-        if v_last[i] is distinct from v_seq[i] or v_bounds[i] is null then
+        if not v_look[i] then
+            -- Its verdict back as it came (it stays true; judged when looked into).
+            continue;
+        elsif v_last[i] is distinct from v_seq[i] or v_bounds[i] is null then
             -- No verdict, or events numbered since: a new one. The xid once a
             -- poll, after every sequence was read.
             v_xid := coalesce(v_xid, pg_current_xact_id());
@@ -90,7 +102,9 @@ begin
         perform set_config('synchronous_commit', 'off', true);
     end if;
     for i in 1 .. cardinality(v_ids) loop
-        if v_settled[i] then
+        if not v_look[i] then
+            continue;
+        elsif v_settled[i] then
             v_clean := v_clean || v_ids[i];
             continue;
         end if;
