@@ -28,6 +28,7 @@ import { BenchEnv, connect, Durability, startClusters, stopClusters, withClient,
 import { assertBuilt, installDbsync, SidecarProcess } from "./dbsync";
 import { median, processCpuSeconds, processMemory, serverCpuByPid, serverCpuSeconds } from "./measure";
 import { Progress } from "./progress";
+import { type GroupVerdict, pollWork } from "../src/source/protocol";
 import { writeJson } from "./report";
 import { sleep } from "./workloads";
 
@@ -203,7 +204,10 @@ async function microOps(c: Client, n: Names, tables: number, addTableMs: number[
   });
   const statusMs = await medianMs(3, () => c.query("select * from dbsync.status"));
   const tableStatusMs = await medianMs(3, () => c.query("select * from dbsync.table_status"));
-  const scanMs = await medianMs(3, () => c.query("select * from dbsync.sidecar_work()"));
+  // As the sidecar polls: with the verdicts of the poll before.
+  const verdicts = new Map<number, GroupVerdict>();
+  await pollWork(c, verdicts);
+  const scanMs = await medianMs(3, () => pollWork(c, verdicts));
   return {
     tables,
     tablesInGroup: Math.ceil(tables / n.shape.groups),

@@ -9,6 +9,8 @@ comment on table dbsync.queue_slots is
     'The three slots of each group''s queue and when they were switched and truncated (dbsync.maintain rotates them).';
 comment on table dbsync.ticks is
     'Positions of each group''s stream: a tick is a pg_current_snapshot(); a batch is what committed between two ticks.';
+comment on table dbsync.installed_at is
+    'The OID dbsync.groups had when dbsync was installed: another one means this database was restored from a pg_dump of another, whose tables and transaction ids dbsync''s state names (dbsync._restored_by_dump).';
 comment on table dbsync.tables is
     'Replicated tables (dbsync.add_table): group, key columns, whether the key follows the primary key; removed_at once removed or dropped.';
 comment on table dbsync.shapes is

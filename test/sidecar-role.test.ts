@@ -320,7 +320,7 @@ test("(c2) the protocol's functions give a role no more than its own grants: an 
                                                         '_verify_counts', '_verify_done', '_verify_requeue', '_verify_failed'))`,
   );
   // sidecar_try_lock and sidecar_unlock too: they take an advisory lock, which any role may.
-  assert.equal(protocol.length, 17, protocol.map((p) => p.fn).join(", "));
+  assert.equal(protocol.length, 18, protocol.map((p) => p.fn).join(", "));
   for (const p of protocol) {
     assert.equal(p.secdef, false, `${p.fn} must run with its caller's rights`);
     assert.deepEqual(p.config, ["search_path=pg_catalog, pg_temp"], p.fn);
@@ -334,6 +334,7 @@ test("(c2) the protocol's functions give a role no more than its own grants: an 
     "select * from dbsync.sidecar_subscription('s')",
     "select * from dbsync.sidecar_subscriptions()",
     "select * from dbsync.sidecar_work()",
+    "select * from dbsync.sidecar_poll(null, null, null, null)",
     "select * from dbsync.sidecar_groups()",
     "select dbsync.sidecar_stop()",
     `select * from dbsync.sidecar_sequences(${groupId})`,

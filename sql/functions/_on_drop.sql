@@ -8,8 +8,9 @@
 --   took its rows with it without any trigger seeing them: every subscription copies
 --   that table again, so no target keeps rows the source no longer has. A DROP
 --   TRIGGER of a capture trigger is refused unless dbsync runs it (_own_ddl). A DROP
---   INDEX that leaves a replicated table's key without a unique index is refused, as
---   an ALTER TABLE that drops its primary key is (dbsync._check_capturable). So is a
+--   INDEX (or the CASCADE of a DROP COLLATION and the like) that leaves a replicated
+--   table's key without a unique index is refused, as an ALTER TABLE that drops its
+--   primary key is (dbsync._check_capturable). So is a
 --   key column dropped with what it depended on (DROP DOMAIN ... CASCADE); another
 --   column so dropped is listed as DDL not run through execute_ddl.
 --   Fires in sessions with session_replication_role = replica too (ENABLE ALWAYS),
@@ -72,11 +73,30 @@ begin
         perform dbsync._request_copy(null, array[r.table_id]);
         raise notice 'dbsync: a partition of a replicated table was dropped; its subscriptions copy the table again';
     end loop;
-    -- The catalogs no longer say which table a dropped index was on, only its
-    -- schema (a table's indexes are in the table's): the tables with their relation
-    -- or a partition there are checked. Only for DROP INDEX: an ALTER TABLE that
-    -- drops the primary key and adds another moves the key (_on_ddl, which checks it).
-    if tg_tag = 'DROP INDEX' then
+    -- Columns dropped with what they depended on (DROP TYPE, DROP DOMAIN, DROP
+    -- FUNCTION ... CASCADE): as for ALTER TABLE ... DROP COLUMN (_on_ddl), a key
+    -- column is refused, another is listed as DDL the targets need too.
+    if tg_tag <> 'ALTER TABLE' then
+        for r in select distinct t.table_id, t.group_id from pg_event_trigger_dropped_objects() d
+                 join dbsync.tables t on t.relid = d.objid and t.removed_at is null
+                 where d.classid = 'pg_class'::regclass and d.objsubid > 0 loop
+            perform dbsync._check_capturable(r.table_id);
+            if dbsync._capture_stale(r.table_id) then
+                perform dbsync._install_capture(r.table_id);
+            end if;
+            if dbsync._ddl_group() is distinct from r.group_id then
+                perform dbsync._unreplicated_ddl(r.table_id, tg_tag);
+            end if;
+        end loop;
+    end if;
+    -- (After the columns: a key column dropped so is named.) The catalogs no longer
+    -- say which table a dropped index was on, only its schema (a table's indexes are
+    -- in the table's): the tables with their relation or a partition there are checked. Not only for DROP INDEX: the CASCADE of a
+    -- DROP COLLATION, OPERATOR CLASS, FUNCTION, SCHEMA or EXTENSION that an index
+    -- depends on drops it too (any role that owns the collation may), and the key
+    -- then took duplicates on the source. Not for ALTER TABLE: one that drops the
+    -- primary key and adds another moves the key (_on_ddl, which checks it).
+    if tg_tag <> 'ALTER TABLE' then
         for r in select t.schema_name, t.table_name, t.key_columns from dbsync.tables t
                  where t.removed_at is null
                    and exists (select from pg_event_trigger_dropped_objects() d
@@ -94,22 +114,6 @@ begin
                       hint = 'Keep a unique index on the key columns: create the new one before dropping the old, or remove '
                              'the table with dbsync.remove_table first. A DROP INDEX CONCURRENTLY refused here has left the index '
                              'invalid, so the key is not enforced until REINDEX INDEX makes it valid again.';
-        end loop;
-    end if;
-    -- Columns dropped with what they depended on (DROP TYPE, DROP DOMAIN, DROP
-    -- FUNCTION ... CASCADE): as for ALTER TABLE ... DROP COLUMN (_on_ddl), a key
-    -- column is refused, another is listed as DDL the targets need too.
-    if tg_tag <> 'ALTER TABLE' then
-        for r in select distinct t.table_id, t.group_id from pg_event_trigger_dropped_objects() d
-                 join dbsync.tables t on t.relid = d.objid and t.removed_at is null
-                 where d.classid = 'pg_class'::regclass and d.objsubid > 0 loop
-            perform dbsync._check_capturable(r.table_id);
-            if dbsync._capture_stale(r.table_id) then
-                perform dbsync._install_capture(r.table_id);
-            end if;
-            if dbsync._ddl_group() is distinct from r.group_id then
-                perform dbsync._unreplicated_ddl(r.table_id, tg_tag);
-            end if;
         end loop;
     end if;
     if v_mode is not null then

@@ -16,6 +16,9 @@ language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     v_table int;
 begin
+    -- The xid before the event is numbered (see _queue_rows): a DDL statement that
+    -- changed nothing may have left its transaction without one.
+    perform pg_current_xact_id();
     insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)
     values (p_group_id,
             (pg_sequence_last_value(format('dbsync.%I', 'group_state_' || p_group_id)::regclass) % 4)::int2,

@@ -13,6 +13,9 @@ language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     v_group int := (select group_id from dbsync.tables where table_id = p_table_id);
 begin
+    -- The xid before an event is numbered (dbsync._poll_groups counts on it): a
+    -- BEFORE TRUNCATE trigger may be its transaction's first write. Once a call.
+    perform pg_current_xact_id();
     -- Names go in as format() arguments, never into its format string.
     execute format(
         'insert into dbsync.events (group_id, slot, ev_id, shape_id, op, row)

@@ -1,12 +1,13 @@
 -- dbsync._synced(p_sub_id int, p_goal pg_snapshot) returns boolean
 --   True when every event visible in p_goal is applied by the subscription (visible
 --   in its position tick's snapshot) and none of its tables is still to be copied,
---   nor an unlogged one that crash recovery emptied (see _unlogged_lost).
+--   nor an unlogged one that crash recovery emptied (see _unlogged_lost). Never in
+--   a database restored from a pg_dump of another (dbsync._restored_by_dump).
 --   The queue is read with the group as a value, which prunes it to the group's
 --   partitions (see _has_new_writers).
 --   Parameters: p_sub_id, p_goal.
 --   Returns: boolean.
---   Calls: dbsync._unlogged_tables. Tables touched: dbsync.events, dbsync.subscription_tables,
+--   Calls: dbsync._restored_by_dump, dbsync._unlogged_tables. Tables touched: dbsync.events, dbsync.subscription_tables,
 --     dbsync.subscriptions, dbsync.tables, dbsync.ticks, dbsync.unlogged_intact (read).
 create or replace function dbsync._synced(p_sub_id int, p_goal pg_snapshot) returns boolean
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
@@ -20,6 +21,11 @@ begin
     where s.sub_id = p_sub_id;
     if not found then
         return null;
+    end if;
+    -- Restored from a pg_dump of another database: nothing is applied (see begin_batch),
+    -- and the query below would read changes written since as applied.
+    if dbsync._restored_by_dump() then
+        return false;
     end if;
     -- Unlogged tables emptied by a crash and not yet put up to be copied again.
     if not exists (select from dbsync.unlogged_intact)

@@ -1,4 +1,4 @@
--- dbsync._with_work(p_sub_id int default null) returns setof int
+-- dbsync._with_work(p_sub_id int default null, p_clean int[] default null, p_dirty int[] default null) returns setof int
 --   The subscriptions that begin_batch would find something to apply for now:
 --   events committed since their position, tables to copy, or sequences to carry;
 --   p_sub_id's alone, or with NULL every subscription's (the sidecar's poll, once
@@ -6,12 +6,16 @@
 --   subscription cost about 1.5 ms each with 100 of them; 0.1 ms now, new
 --   writers being looked for once per group and position). Paused subscriptions
 --   have none. Takes no tick and no lock.
---   Parameters: p_sub_id.
+--   p_clean, p_dirty: groups the caller knows to have no new writers since their
+--   last tick, or to have some (dbsync._poll_groups, which keeps verdicts between
+--   polls): their queue is not looked into here.
+--   Parameters: p_sub_id, p_clean, p_dirty.
 --   Returns: the sub_id of each subscription with work.
 --   Calls: dbsync._has_new_writers, dbsync._sequences_behind. Tables touched:
 --     dbsync.groups, dbsync.subscription_tables, dbsync.subscriptions, dbsync.tables,
 --     dbsync.ticks (read).
-create or replace function dbsync._with_work(p_sub_id int default null) returns setof int
+create or replace function dbsync._with_work(p_sub_id int default null, p_clean int[] default null, p_dirty int[] default null)
+returns setof int
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare
     -- (An array, so that one subscription's rows are found by index.)
@@ -37,7 +41,10 @@ begin
     -- Events without a tick yet: asked once per group and position, where a
     -- group's subscriptions mostly stand together (its targets).
     fresh as materialized (
-        select d.group_id, d.position_tick, dbsync._has_new_writers(d.group_id, d.snap) as yes
+        select d.group_id, d.position_tick,
+               case when d.group_id = any (p_dirty) then true
+                    when d.group_id = any (p_clean) then false
+                    else dbsync._has_new_writers(d.group_id, d.snap) end as yes
         from (select distinct on (x.group_id, x.position_tick) x.group_id, x.position_tick, x.snap
               from subs x where not x.ready
               order by x.group_id, x.position_tick) d

@@ -17,6 +17,8 @@
 --      for another subscription of the group): the batch (position, latest tick]
 --      with no snapshot, since it holds no event: the sidecar only moves the
 --      target's position.
+--   A database restored from a pg_dump of another (dbsync._restored_by_dump) raises
+--   an error that says to set dbsync up again.
 --   No row: nothing to apply, paused (also by a pause that committed while this call
 --   ran: nothing committed after pause() returned is in a batch), held, or no such
 --   subscription. With p_from, also when only sequences moved (the previous batch's
@@ -29,8 +31,8 @@
 --   Returns: rows of (sub_id, group_id, tick_from, tick_to, snapshot_name, tick_key):
 --     tick_key is tick_to's key (null for a tick made before migration 0024), which
 --     the target records with the tick (see target_position).
---   Calls: dbsync._export_tick, dbsync._has_new_writers, dbsync._sequences_behind,
---     dbsync._tick_key, dbsync._verify_hold. Tables touched: dbsync.subscription_tables (written);
+--   Calls: dbsync._export_tick, dbsync._has_new_writers, dbsync._restored_by_dump,
+--     dbsync._sequences_behind, dbsync._tick_key, dbsync._verify_hold. Tables touched: dbsync.subscription_tables (written);
 --     dbsync.groups, dbsync.subscriptions, dbsync.tables, dbsync.ticks,
 --     dbsync.verifications (read).
 create or replace function dbsync.begin_batch(p_subscription text, p_from bigint default null)
@@ -51,6 +53,15 @@ begin
     select * into v_sub from dbsync.subscriptions s where s.name = p_subscription;
     if not found then
         return;
+    end if;
+    -- A database restored from a pg_dump of the source: a batch from the position would
+    -- read the old database's tables by OIDs that are now others', and take changes by
+    -- transaction ids this cluster may not have reached (they read as applied).
+    if dbsync._restored_by_dump() then
+        raise exception 'begin_batch: this database was restored from a pg_dump of another one, and dbsync''s state still names that one''s tables and transactions'
+            using errcode = 'object_not_in_prerequisite_state',
+                  detail = 'Tables are known by OID and positions by transaction ids: after pg_restore both are others. Nothing is applied.',
+                  hint = 'Set dbsync up again here: dbsync uninstall --yes, dbsync migrate, then add_table and add_subscription (copy_data => true) as before.';
     end if;
     if v_sub.paused then
         return;

@@ -1,7 +1,8 @@
 -- dbsync.sidecar_work() returns table(name text, group_id int)
 --   The subscriptions with something to apply now (dbsync._with_work: events,
---   tables to copy, sequences behind): the sidecar's poll, which catches what a
---   lost NOTIFY did not wake.
+--   tables to copy, sequences behind): the poll of the previous version's sidecar,
+--   kept for those still running during an upgrade (this version's is
+--   dbsync.sidecar_poll), which catches what a lost NOTIFY did not wake.
 --   Parameters: none.
 --   Returns: name, group_id of each such subscription.
 --   Calls: dbsync._with_work. Tables touched: dbsync.subscriptions (read).

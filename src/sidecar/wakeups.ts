@@ -12,7 +12,7 @@ import { Log, Outages } from "../log";
 import { Appliers } from "./appliers";
 import { Jobs } from "./jobs";
 import { epochMs } from "../target/phases";
-import { activeSubscriptions, groupIds, installation, maintain, setSleeping, subscriptionsWithWork, tick, verificationsToDo } from "../source/protocol";
+import { activeSubscriptions, groupIds, type GroupVerdict, installation, maintain, pollWork, setSleeping, tick, verificationsToDo } from "../source/protocol";
 
 export interface WakeupOptions {
   sourceUrl: string | undefined;
@@ -58,6 +58,8 @@ export class Wakeups {
   private busy = new Set<string>();
   /** Groups whose wake-up is running, and whether another NOTIFY came meanwhile. */
   private notified = new Map<number, boolean>();
+  /** Each group's verdict of the last poll: a group settled without new writers is not looked into again. */
+  private verdicts = new Map<number, GroupVerdict>();
 
   constructor(
     private readonly opts: WakeupOptions,
@@ -160,7 +162,7 @@ export class Wakeups {
     const began = this.outages.mark();
     try {
       // Subscriptions with events to apply or tables to copy.
-      const rows = await subscriptionsWithWork(this.pool);
+      const rows = await pollWork(this.pool, this.verdicts);
       // Awake for these groups now: writers need not NOTIFY (it costs them a
       // cluster-wide lock at commit) until the applier sleeps again; without this,
       // while the LISTEN connection is down every captured transaction would notify.

@@ -95,9 +95,36 @@ export async function activeSubscriptions(source: Source, groupId?: number): Pro
   return (await source.query("select * from dbsync.sidecar_subscriptions($1)", [groupId ?? null])).rows;
 }
 
-/** Subscriptions with something to apply now (dbsync.has_work). */
-export async function subscriptionsWithWork(source: Source): Promise<{ name: string; group_id: number }[]> {
-  return (await source.query("select * from dbsync.sidecar_work()")).rows;
+/**
+ * A group's verdict of the last poll (dbsync._poll_groups), kept by the sidecar and
+ * given back at the next: its event sequence then, an xid above every transaction
+ * that had numbered those events (as text), and whether they had all ended when its
+ * queue was last found without new writers.
+ */
+export interface GroupVerdict {
+  last: string;
+  bound: string;
+  settled: boolean;
+}
+
+/**
+ * Subscriptions with something to apply now (dbsync.sidecar_poll), looking into the
+ * queue only of groups not known to have no new writers; `verdicts` becomes this
+ * poll's (empty if it failed: the next then looks into every group).
+ */
+export async function pollWork(source: Source, verdicts: Map<number, GroupVerdict>): Promise<{ name: string; group_id: number }[]> {
+  const given = [...verdicts];
+  verdicts.clear();
+  const { rows } = await source.query<{ group_id: number; last_ev: string | null; bound: string | null; settled: boolean | null; names: string[] }>(
+    "select * from dbsync.sidecar_poll($1::int[], $2::bigint[], $3::text[], $4::boolean[])",
+    [given.map(([g]) => g), given.map(([, v]) => v.last), given.map(([, v]) => v.bound), given.map(([, v]) => v.settled)],
+  );
+  const out: { name: string; group_id: number }[] = [];
+  for (const r of rows) {
+    if (r.last_ev !== null && r.bound !== null) verdicts.set(r.group_id, { last: r.last_ev, bound: r.bound, settled: r.settled === true });
+    for (const name of r.names) out.push({ name, group_id: r.group_id });
+  }
+  return out;
 }
 
 /** Whether the subscription has something to apply now. */
