@@ -101,3 +101,23 @@ test("DROP COLLATION ... CASCADE that drops the unique index a key stands on is 
     await sidecar.stop();
   }
 });
+
+// ALTER COLUMN ... TYPE ... USING outside execute_ddl rewrites the source's rows with
+// no row trigger; with the same type the target's shape still fits, so nothing
+// stops: the WARNING's hint said "replication of this table stops with an error
+// until the target matches", and the DBA waited for an error that never came while
+// wait_for_sync said true. The hint now says that the target keeps its rows.
+test("ALTER COLUMN ... TYPE ... USING outside execute_ddl: the WARNING says the target keeps its rows, not that replication stops", async () => {
+  const env = await freshEnv("brk18_using");
+  await setup(env, "create table a (id int primary key, v text)", ["a"]);
+  const c = await env.source.connect();
+  const said: string[] = [];
+  c.on("notice", (n) => said.push(`${n.severity}: ${n.message} (hint: ${n.hint})`));
+  try {
+    await c.query("alter table a alter column v type text using upper(v)");
+    const warning = said.find((w) => /^WARNING: .*ALTER TABLE of replicated table public\.a/.test(w)) ?? said.join("\n");
+    assert.match(warning, /ALTER COLUMN \.\.\. TYPE \.\.\. USING.*leaves the target's rows as they were/);
+  } finally {
+    c.release();
+  }
+});

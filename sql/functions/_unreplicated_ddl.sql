@@ -20,6 +20,7 @@ begin
                      'then select dbsync.acknowledge_ddl(ddl_id); '
                      || case when p_tag = 'ALTER TYPE'
                              then 'until then the target''s rows keep the values the type had (no row trigger saw them change).'
-                             else 'replication of this table stops with an error until the target matches.' end;
+                             else 'until then a change of its columns stops replication of this table with an error, and a change of '
+                  'its rows (ALTER COLUMN ... TYPE ... USING, which no row trigger sees) leaves the target''s rows as they were.' end;
 end
 $$;
