@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Client } from "pg";
 import { beginBatch, openReader } from "../src/source/batches";
-import { Env, Sidecar, compat, freshEnv, sleep, sqlError, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
+import { compat, freshEnv, sleep, sqlError, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
 import { ROW_LOG, atTickCommit } from "./kit/workload";
 
 test("begin_batch from a position not recorded yet: the batch starts there; behind the recorded one it is refused; sequences alone are left to the request without it", async () => {
@@ -78,17 +78,39 @@ test("the target's commit fails, then dies, while the next batch is being opened
     ),
   );
   const sidecar = startSidecar(env.sourceUrl, [], { DBSYNC_LOG_LEVEL: "debug", DBSYNC_LOG_FORMAT: "json" });
-  const watcher = watchPositions(env);
+  let writing = true;
+  const behind: string[] = [];
+  // Read the source's position, then the target's: the target's only moves on, so
+  // it may never be found behind the position read before it.
+  const watcher = (async () => {
+    while (writing) {
+      const source = await value<number>(env.source, "select position_tick::int from dbsync.subscriptions where name = 's'");
+      const target = await value<number>(env.target, "select tick_id::int from dbsync.applied").catch(() => undefined);
+      if (target !== undefined && target < source) behind.push(`source ${source}, target ${target}`);
+      await sleep(2);
+    }
+  })();
   try {
-    // 'trip' once the sidecar applies batch after batch.
-    await writeChain(env, 1500, (i) => (i === 700 ? "trip" : "x"));
+    // Each transaction inserts a row and updates the one before: batches follow each
+    // other, each with changes for the next; 'trip' once the sidecar applies them.
+    for (let i = 1; i <= 1500; i++) {
+      await env.source.query("with u as (update a set n = n + 1 where id = $1 - 1) insert into a values ($1, 0, $2)", [i, i === 700 ? "trip" : "x"]);
+      if (i === 100) await until("the sidecar applies", async () => (await value<number>(env.target, "select count(*)::int from a")) >= 100);
+      if (i % 5 === 0) await sleep(2);
+    }
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sidecar.output().slice(-3000));
-    await watcher.stop();
+    writing = false;
+    await watcher;
     assert.equal(await value<number>(env.target, "select nextval('trips')::int"), 4, "the commit with the row 'trip' failed twice, then passed");
     assert.deepEqual(await tableText(env.target, "a"), await tableText(env.source, "a"));
     assert.deepEqual((await env.target.query("select id, n, count(*)::int from a_log group by id, n having count(*) > 1 limit 5")).rows, []);
-    assert.deepEqual(watcher.behind.slice(0, 5), []);
-    const batches = batchSteps(sidecar);
+    assert.deepEqual(behind.slice(0, 5), []);
+    const batches = sidecar
+      .output()
+      .split("\n")
+      .filter((l) => l.includes('"batch applied"'))
+      .map((l) => JSON.parse(l).at as Record<string, number>)
+      .sort((x, y) => x.tick - y.tick);
     // (begin_batch sent before the batch before was committed; its tick may come
     // after that commit, which the tests' clusters make without a disk flush. About
     // half of them here: the others found nothing yet and asked again after it.)
@@ -96,50 +118,8 @@ test("the target's commit fails, then dies, while the next batch is being opened
     assert.ok(early >= 3, `${early} of ${batches.length} batches opened while the one before committed`);
     assert.match(sidecar.output(), /tripped at commit/);
   } finally {
-    await watcher.stop().catch(() => undefined);
-    await sidecar.stop();
-  }
-});
-
-test("a small batch's merge on the target is slow, then fails, while the next batch is opened beside it: nothing lost or applied twice, and no position reaches the source before the target", async () => {
-  const env = await freshEnv("pipeline_merge_slow");
-  await subscribeTables(env, "create table a (id int primary key, n int not null, v text)", ["a"]);
-  // On the target: the row log, and a trigger that makes the merge of a row 'slow'
-  // take 300 ms and fails that of the row 'trip' while merge_fault has a row.
-  await env.target.query(
-    compat(
-      `${ROW_LOG}
-       create table merge_fault (mode text);
-       insert into merge_fault values ('fail');
-       create function slow_or_trip() returns trigger language plpgsql as $$
-       begin
-         if new.v = 'slow' then perform pg_sleep(0.3); end if;
-         if new.v = 'trip' and exists (select from merge_fault) then raise exception 'tripped in the merge'; end if;
-         return new;
-       end $$;
-       create trigger slow_or_trip before insert or update on a for each row execute function slow_or_trip();
-       alter table a enable always trigger slow_or_trip;`,
-      "target",
-    ),
-  );
-  const sidecar = startSidecar(env.sourceUrl, [], { DBSYNC_LOG_LEVEL: "debug", DBSYNC_LOG_FORMAT: "json" });
-  const watcher = watchPositions(env);
-  try {
-    await writeChain(env, 600, (i) => (i === 400 ? "trip" : i % 50 === 25 ? "slow" : "x"));
-    await until("the merge of 'trip' fails", async () => /tripped in the merge/.test(sidecar.output()));
-    await env.target.query("delete from merge_fault");
-    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true, sidecar.output().slice(-3000));
-    await watcher.stop();
-    assert.deepEqual(await tableText(env.target, "a"), await tableText(env.source, "a"));
-    assert.deepEqual((await env.target.query("select id, n, count(*)::int from a_log group by id, n having count(*) > 1 limit 5")).rows, []);
-    assert.deepEqual(watcher.behind.slice(0, 5), []);
-    const batches = batchSteps(sidecar);
-    // begin_batch sent once the batch before had read its stream, while the target
-    // still merged it (the slow merges: 300 ms each).
-    const early = batches.filter((b, i) => i > 0 && b.begin < batches[i - 1].streamed).length;
-    assert.ok(early >= 3, `${early} of ${batches.length} batches opened while the one before was merged`);
-  } finally {
-    await watcher.stop().catch(() => undefined);
+    writing = false;
+    await watcher.catch(() => undefined);
     await sidecar.stop();
   }
 });
@@ -203,50 +183,3 @@ test("the tick's commit on the source is slow, then fails, while its batch is re
     await sidecar.stop();
   }
 });
-
-/**
- * Reads the source's position, then the target's, until stopped: the target's only
- * moves on, so it may never be found behind the position read before it (`behind`).
- */
-function watchPositions(env: Env): { behind: string[]; stop: () => Promise<void> } {
-  let watching = true;
-  const behind: string[] = [];
-  const done = (async () => {
-    while (watching) {
-      const source = await value<number>(env.source, "select position_tick::int from dbsync.subscriptions where name = 's'");
-      const target = await value<number>(env.target, "select tick_id::int from dbsync.applied").catch(() => undefined);
-      if (target !== undefined && target < source) behind.push(`source ${source}, target ${target}`);
-      await sleep(2);
-    }
-  })();
-  return {
-    behind,
-    stop: async () => {
-      watching = false;
-      await done;
-    },
-  };
-}
-
-/**
- * `n` transactions, each inserting row i (v: `v(i)`) and updating the one before:
- * batches follow each other, each with changes for the next, once the sidecar
- * applies (awaited after the first 100).
- */
-async function writeChain(env: Env, n: number, v: (i: number) => string) {
-  for (let i = 1; i <= n; i++) {
-    await env.source.query("with u as (update a set n = n + 1 where id = $1 - 1) insert into a values ($1, 0, $2)", [i, v(i)]);
-    if (i === 100) await until("the sidecar applies", async () => (await value<number>(env.target, "select count(*)::int from a")) >= 100);
-    if (i % 5 === 0) await sleep(2);
-  }
-}
-
-/** The steps (Phases' `at`, epoch ms) of each batch the sidecar applied, in tick order. */
-function batchSteps(sidecar: Sidecar): Record<string, number>[] {
-  return sidecar
-    .output()
-    .split("\n")
-    .filter((l) => l.includes('"batch applied"'))
-    .map((l) => JSON.parse(l).at as Record<string, number>)
-    .sort((x, y) => x.tick - y.tick);
-}

@@ -177,7 +177,7 @@ export class Applier {
 
     // Each batch's progress reaches the source with the request for a later one.
     let done: Done | undefined;
-    // The next batch, opened while the target merges and commits this one (see sourceRead below).
+    // The next batch, opened while the target commits this one (see sourceRead below).
     let next: Promise<Opened> | undefined;
     try {
       for (let retries = 0; ; ) {
@@ -255,7 +255,7 @@ export class Applier {
             sourceRead: () => {
               const read = reader.query("commit");
               // The next batch's tick, the reader's snapshot and plan (about half of a
-              // small batch's cycle) while the target merges and commits this one. Not after a
+              // small batch's cycle) while the target commits this one. Not after a
               // batch that copies: its report ends copies and moves chunk boundaries,
               // which the next plan must see, and begin_batch clears the chunks
               // recorded for batches not committed. Nor after a batch that left tables

@@ -59,11 +59,7 @@ export interface ApplyHooks {
   copyProgress?: (t: PlanTable, rows: number) => void;
   /** Where the batch's time goes (the "batch applied" debug line). */
   phases?: Phases;
-  /**
-   * Called once the batch has read all it reads on the source: when its stream has
-   * ended, if no copy follows it (the target may still be merging), else before the
-   * target commits.
-   */
+  /** Called once the batch has read all it reads on the source (before the target commits). */
   sourceRead?: () => Promise<unknown>;
   /**
    * The commit of the batch's tick on the source (see OpenedReader): awaited
@@ -88,18 +84,6 @@ export async function applyBatch(
   let sequences: ApplyResult["sequences"] = [];
   let deferred: DdlEvent[] = [];
   let sourceDone: Promise<unknown> | undefined;
-  // Nothing more is read on the source: its transaction ends (and the next batch
-  // opens, see Applier.apply) while the target works on. Once the tick has
-  // committed: the next batch starts from it.
-  const endSource = () => {
-    sourceDone ??= (async () => {
-      if (hooks.tickCommitted) await hooks.tickCommitted;
-      return hooks.sourceRead?.();
-    })();
-    sourceDone.catch(() => undefined);
-  };
-  // Copies read on after the stream.
-  const readsOn = plan.tables.some((t) => t.action === "copy");
   let now = new Map<string, TargetTable>();
   const only = (t: PlanTable) => ((now.get(t.target)?.partitioned ?? t.partitioned) ? t.target : `only ${t.target}`);
   /** The target's side up to the refreshed tables' rows: their stages by table_id. */
@@ -164,9 +148,6 @@ export async function applyBatch(
         piece: async (p: Piece) => (await ready).piece(p),
         end: async (id: number) => (await ready).end(id),
         items: async (items: SinkItem[]) => (await ready).items(items),
-        // A small batch's tables are merged after its stream: the next batch's tick
-        // and plan (about half of its cycle) meanwhile.
-        sourceEnded: readsOn ? undefined : endSource,
       };
       const width = plan.stream_width ?? 0;
       const refreshed = new Map(plan.tables.filter((t) => t.action === "refresh").map((t) => [t.table_id, t]));
@@ -179,7 +160,7 @@ export async function applyBatch(
       phases.mark("streamed");
       phases.add("target waited for the source", waits.targetWaitedMs);
       phases.add("source waited for the target", waits.sourceWaitedMs);
-      if (plan.stream_hash_joins && readsOn) await reader.query("set local enable_nestloop = default");
+      if (plan.stream_hash_joins) await reader.query("set local enable_nestloop = default");
     }
     await (prepared ??= prepare());
 
@@ -201,7 +182,9 @@ export async function applyBatch(
     const pushed = await phases.time("sequences", () => state.sequences.push(plan.sequences, target));
     sequences = pushed.at;
     if (hooks.tickCommitted) await phases.time("tick commit", () => hooks.tickCommitted!);
-    endSource();
+    // Nothing more is read on the source: its transaction ends while the target commits.
+    sourceDone = hooks.sourceRead?.();
+    sourceDone?.catch(() => undefined);
     await state.stages.trim(target);
     phases.mark("committing");
     await phases.time("commit", () => commitApply(target, subUuid, { tick: batch.to, key: batch.key }, pushed.atCommit));
@@ -209,8 +192,6 @@ export async function applyBatch(
     // A target statement still running would be followed by the rollback, and its
     // next statement would then run outside the batch's transaction.
     await prepared?.catch(() => undefined);
-    // (The next batch, if sourceRead opened one, is the caller's to throw away.)
-    await sourceDone?.catch(() => undefined);
     await target.query("rollback").catch(() => undefined);
     state.stages.rolledBack();
     state.sequences.forget();

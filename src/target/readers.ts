@@ -85,7 +85,6 @@ export async function readStreams(
       const waits = await phases.time("stream left to reader 1", () => readStream(reader, streams[i].sql, only(streams[i].tables), serial.part()));
       sourceWaitedMs += waits.sourceWaitedMs;
     }
-    sink.sourceEnded?.();
     await serial.endShared();
     return { targetWaitedMs: serial.idleMs(), sourceWaitedMs };
   } finally {

@@ -51,8 +51,6 @@ export interface PieceSink {
    * them while the source still sends the last.
    */
   whole?: boolean;
-  /** The source's part is over (every line read); the sink may still be working. */
-  sourceEnded?: () => void;
 }
 
 export interface StreamLimits {
@@ -203,7 +201,6 @@ export async function readStream(
     }
     if (pending.length) throw new DbsyncError("batch stream: the source's COPY ended inside a line");
     seal(true);
-    sink.sourceEnded?.();
     return await queue.finish();
   } catch (err) {
     // After a failure the reader is mid-COPY (the session drops it), and the
