@@ -1,11 +1,15 @@
 // Adversarial probes of the batch stream and the in-place merge that are expected to
 // hold: awkward text (tabs, newlines, backslashes, \N), lines longer than a COPY
 // chunk, many tables of different widths, keys equal with different texts, key
-// swaps, deletes and re-inserts, TRUNCATE then inserts, unique values moving.
+// swaps, deletes and re-inserts, TRUNCATE then inserts, unique values moving; a
+// table alone in its COPY, read with its columns' own values, gives the lines it
+// gives with their texts beside another table (every type family, keys gone).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, SOURCE_MAJOR, startSidecar, tableText, TARGET_MAJOR, value } from "./helpers";
+import { ALL_ROWS, createSql, insertRows, withId } from "./fixtures/all-types";
+import { Env, freshEnv, SOURCE_MAJOR, startSidecar, tableText, TARGET_MAJOR, value } from "./helpers";
 import { setup, settle, strictlyConverged, synced } from "./kit/convergence";
+import { atBatchEnd, copyOut, planNow } from "./kit/two-streams";
 
 test("awkward text and lines longer than a COPY chunk, in tables of different widths, narrow lines ending in NULLs", async () => {
   const env = await freshEnv("advm_text");
@@ -175,4 +179,26 @@ test("partitioned on both sides: a row moving partition by a key change, a defau
   } finally {
     await sidecar.stop();
   }
+});
+
+test("a table alone in its COPY is read with its columns' own values: the lines it has with their texts beside another table", async () => {
+  // Every type family (the all-types fixture: domains, enums, composites, arrays,
+  // ranges, values over 1 MB), written under odd settings; keys gone (D lines, the
+  // key's own value from its text); a narrower table beside it.
+  const writes = async (env: Env) => {
+    await insertRows(env.sourceUrl, [...ALL_ROWS, ...ALL_ROWS.map((r) => withId(r, Number(r.id) + 100))]);
+    await env.source.query("delete from fid where id > 100; insert into o values (1, 1), (2, 2)");
+  };
+  await atBatchEnd("own_values", `${createSql()}; create table o (id int primary key, n int)`, ["fid", "o"], writes, async (c) => {
+    const lines = (all: string[], id: number) => all.filter((l) => l.startsWith(`${id}\t`)).sort();
+    const one = await planNow(c, 1, 1);
+    const fid = one.tables.find((t) => t.target === '"public"."fid"')!.table_id;
+    const texts = lines(await copyOut(c, one.stream!), fid);
+    assert.ok(texts.some((l) => l.split("\t")[1] === "D"), "keys gone");
+    const two = await planNow(c, 2, 1);
+    const alone = two.streams?.find((s) => s.tables.length === 1 && s.tables[0] === fid);
+    assert.ok(alone, `fid alone in a stream: ${JSON.stringify(two.streams?.map((s) => s.tables))}`);
+    assert.ok(!/pg_catalog\.textin/.test(alone.sql), "read with the columns' own values");
+    assert.deepEqual(lines(await copyOut(c, alone.sql), fid), texts);
+  });
 });

@@ -35,7 +35,8 @@
 --   163,000 keys: the reader's CPU for the whole stream 25% less). The planner
 --   cannot tell, not knowing how many keys a batch has; and one table with few keys
 --   against many rows keeps the probes for all (a hash join would read all its rows). Each line is the table_id, an op,
---   then the table's columns as text, padded with NULLs to the widest table's;
+--   then the table's columns as text (a table alone in its COPY: their own values,
+--   which COPY prints by the same output functions), padded with NULLs to the widest table's;
 --   tables come one after another in table_id order. 'U' lines are the table's
 --   rows of the changed keys; 'D' lines carry a key that no longer has a row,
 --   'K<shape>' lines any changed key of that shape (in the key columns, the others
@@ -108,6 +109,8 @@ declare
     -- The batch stream: each table's part and width, and its shapes, their key
     -- sets, its events and columns (for a split among readers).
     v_parts text[] := '{}';
+    -- A part with the columns' own values, for a stream of that table alone (or null).
+    v_own text[] := '{}';
     v_widths int[] := '{}';
     v_infos jsonb := '[]';
     v_tshapes int[];
@@ -136,6 +139,9 @@ declare
     v_keyrow text;
     v_part text;
     v_lookup text;
+    v_lookup_own text;
+    -- The lookup's columns: their texts, and their own values.
+    v_lists text[];
     v_upsert jsonb;
     v_width int;
     v_stream text;
@@ -286,6 +292,7 @@ begin
         v_part := null;
         v_upsert := null;
         v_lookup := null;
+        v_lookup_own := null;
         v_sql := null;
         if v_action = 'refresh' then
             for sh in
@@ -347,15 +354,31 @@ begin
                 v_drows := v_drows || format('select %L, %s from k%s where not exists (select from %s t where %s)',
                                              'D', v_keyrow, sh.shape_id, v_from, v_cond);
                 -- Keys that find at most one row each: U and D lines in one lookup per key.
-                v_lookup := case when sh.one_text then
-                    format('select case when t.ctid is null then %L else %L end, %s from k%s left join %s t on %s',
-                           'D', 'U',
-                           (select string_agg(case when array_position(sh.names, c) is null then v_texts ->> (ty::text || ' ' || c)
-                                                   else format('coalesce(%s, k%s.k[%s])', v_texts ->> (ty::text || ' ' || c),
-                                                               sh.shape_id, array_position(sh.names, c)) end,
-                                              ', ' order by o)
-                            from unnest(v_cols, v_types) with ordinality u(c, ty, o)),
-                           sh.shape_id, v_from, v_cond) end;
+                -- Twice: with the columns' texts, and with their own values (a key's
+                -- from its text when the row is gone: a pg_catalog type, as one_text
+                -- keys are), which COPY prints by the same output functions, in the
+                -- same session, without a text copy of every value in between (about
+                -- a tenth of a reader's CPU in a backlog of one table). The own
+                -- values only where the table's part is alone in its COPY: parts of
+                -- several tables are joined by UNION ALL, whose columns need one type.
+                v_lookup := null;
+                v_lookup_own := null;
+                if sh.one_text then
+                    select array[string_agg(case when u.kp is null then v_texts ->> (u.ty::text || ' ' || u.c)
+                                                 else format('coalesce(%s, k%s.k[%s])', v_texts ->> (u.ty::text || ' ' || u.c),
+                                                             sh.shape_id, u.kp) end, ', ' order by u.o),
+                                 string_agg(case when u.kp is null then format('t.%I', u.c)
+                                                 else format('coalesce(t.%I, (k%s.k[%s])::pg_catalog.%I)', u.c, sh.shape_id, u.kp,
+                                                             (select b.typname from pg_type b where b.oid = dbsync._base_type(u.ty))) end,
+                                            ', ' order by u.o)]
+                      into v_lists
+                    from (select x.c, x.ty, x.o, array_position(sh.names, x.c) as kp
+                          from unnest(v_cols, v_types) with ordinality x(c, ty, o)) u;
+                    select q.a[1], q.a[2] into v_lookup, v_lookup_own
+                    from (select array_agg(format('select case when t.ctid is null then %L else %L end, %s from k%s left join %s t on %s',
+                                                  'D', 'U', l.cols, sh.shape_id, v_from, v_cond) order by l.n) as a
+                          from unnest(v_lists) with ordinality l(cols, n)) q;
+                end if;
                 v_shapes := v_shapes || jsonb_build_object('op', 'K' || sh.shape_id, 'key_columns', to_jsonb(sh.names));
             end loop;
         end if;
@@ -422,6 +445,7 @@ begin
 
         if v_part is not null then
             v_parts := v_parts || format('select %s, p.*/*pad*/ from (%s) p', r.table_id, v_part);
+            v_own := v_own || case when v_part = v_lookup then format('select %s, p.*/*pad*/ from (%s) p', r.table_id, v_lookup_own) end;
             v_widths := v_widths || cardinality(v_cols);
             -- Its weight for a reader: each event hashed, each row read (at most one a
             -- key, at most the table's rows) about as much as four events (a tpcb-like
@@ -558,7 +582,8 @@ begin
                                              i - 1, v_shares) end,
                             (select string_agg(c, ', ' order by m, o) from unnest(v_mine) m,
                                     jsonb_array_elements_text(v_infos -> (m - 1) -> 'ctes') with ordinality c(c, o)),
-                            (select string_agg(replace(v_parts[m], '/*pad*/', repeat(', null', v_width - v_widths[m])), ' union all ' order by m)
+                            (select string_agg(replace(coalesce(case when cardinality(v_mine) = 1 then v_own[m] end, v_parts[m]),
+                                                       '/*pad*/', repeat(', null', v_width - v_widths[m])), ' union all ' order by m)
                              from unnest(v_mine) m));
             if i = 0 then
                 v_stream := v_sql;
