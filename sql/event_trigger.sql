@@ -6,21 +6,45 @@
 -- tool that skips the application's triggers) went unseen: capture triggers
 -- disabled, a key dropped, a column added and filled, without a word. Made again
 -- by every migrate whose code changed, so an existing install gets it too.
+-- A migrate that may not make them (its role is no longer a superuser) keeps them
+-- where they are already what this code needs (they call their functions by oid,
+-- and CREATE OR REPLACE keeps it); else it fails: triggers of an older version left
+-- in place would miss the commands it watches since, or the replica mode, silently.
 do $$
+declare
+    w record;
+    v_super boolean := (select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user);
+    v_ours text[] := '{}';
+    v_stale text[] := '{}';
 begin
-    if (select rolsuper from pg_roles where rolname = current_user) then
-        drop event trigger if exists dbsync_ddl_watch;
-        create event trigger dbsync_ddl_watch on ddl_command_end
-            when tag in ('ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER', 'ALTER TYPE')
-            execute function dbsync._on_ddl();
-        alter event trigger dbsync_ddl_watch enable always;
-        drop event trigger if exists dbsync_drop_watch;
-        create event trigger dbsync_drop_watch on sql_drop
-            when tag in ('DROP TABLE', 'DROP SEQUENCE', 'DROP SCHEMA', 'DROP OWNED', 'ALTER TABLE', 'DROP TRIGGER', 'DROP INDEX',
-                         -- ... CASCADE drops the columns of the type, the generated ones of the function.
-                         'DROP TYPE', 'DROP DOMAIN', 'DROP FUNCTION', 'DROP COLLATION', 'DROP EXTENSION')
-            execute function dbsync._on_drop();
-        alter event trigger dbsync_drop_watch enable always;
+    for w in select * from (values
+        ('dbsync_ddl_watch', 'ddl_command_end', 'dbsync._on_ddl()'::regprocedure,
+         array['ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER', 'ALTER TYPE']),
+        ('dbsync_drop_watch', 'sql_drop', 'dbsync._on_drop()'::regprocedure,
+         array['DROP TABLE', 'DROP SEQUENCE', 'DROP SCHEMA', 'DROP OWNED', 'ALTER TABLE', 'DROP TRIGGER', 'DROP INDEX',
+               -- ... CASCADE drops the columns of the type, the generated ones of the function.
+               'DROP TYPE', 'DROP DOMAIN', 'DROP FUNCTION', 'DROP COLLATION', 'DROP EXTENSION'])
+    ) as v(name, event, fn, tags) loop
+        v_ours := v_ours || w.name;
+        if v_super then
+            execute pg_catalog.format('drop event trigger if exists %I', w.name);
+            execute pg_catalog.format('create event trigger %I on %I when tag in (%s) execute function %s',
+                                      w.name, w.event, (select pg_catalog.string_agg(pg_catalog.quote_literal(t), ', ') from pg_catalog.unnest(w.tags) t), w.fn);
+            execute pg_catalog.format('alter event trigger %I enable always', w.name);
+        elsif not exists (select from pg_catalog.pg_event_trigger e
+                           where e.evtname = w.name and e.evtevent = w.event and e.evtfoid = w.fn::oid and e.evtenabled = 'A'
+                             and e.evttags @> w.tags and e.evttags <@ w.tags) then
+            v_stale := v_stale || w.name;
+        end if;
+    end loop;
+    -- None at all: dbsync was never installed by a superuser here (README, Limits).
+    if pg_catalog.cardinality(v_stale) > 0 and exists (select from pg_catalog.pg_event_trigger e where e.evtname = any (v_ours)) then
+        raise exception 'dbsync: the DDL event triggers % are not what this version needs, and % may not make them again (event triggers need a superuser)',
+                pg_catalog.array_to_string(v_stale, ', '), current_user
+            using errcode = 'insufficient_privilege',
+                  hint = pg_catalog.format('Run dbsync migrate once as a superuser: as the dbsync owner made one for the time of it '
+                                           '(ALTER ROLE %I SUPERUSER, then NOSUPERUSER). Left as they are, they would miss DDL '
+                                           'this version watches, without a word. Nothing was changed.', current_user);
     end if;
 end
 $$;

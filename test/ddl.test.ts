@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { migrate } from "../src/migrate";
 import { createDatabase, freshEnv, pool, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
+import { asRole } from "./kit/roles";
 
 test("execute_ddl: add column with default, rename, drop, change type, between writes using each new shape", async () => {
   const env = await freshEnv("ddl_stream");
@@ -181,4 +182,25 @@ test("without the DDL event trigger (migrate by a non-superuser), a column added
   } finally {
     assert.equal(await sidecar.stop(), 0, sidecar.output());
   }
+});
+
+// The event trigger and execute_ddl run as the dbsync owner (SECURITY DEFINER), so
+// the log's default, current_user, named the owner: a DBA looking for who altered a
+// replicated table by hand found dbsync's own role.
+test("ddl_log names the login role that ran the DDL, by hand or through execute_ddl, not the dbsync owner", async () => {
+  const env = await freshEnv("ddl_log_role");
+  const app = `ddl_app_${Math.random().toString(36).slice(2, 8)}`;
+  await env.source.query(`create role ${app} login; grant usage on schema dbsync to ${app}; grant execute on all functions in schema dbsync to ${app};
+    create table t (id int primary key, v int); alter table t owner to ${app}; select dbsync.add_table('t', 'g')`);
+  const c = pool(asRole(env.sourceUrl, app), 1);
+  try {
+    await c.query("alter table t add column by_hand int");
+    await c.query("select dbsync.execute_ddl('g', 'alter table t add column by_dbsync int')");
+  } finally {
+    await c.end();
+  }
+  const logged = await value<string>(env.source, "select string_agg(command_tag || ' ' || role_name, ', ' order by ddl_id) from dbsync.ddl_log");
+  assert.equal(logged, `ALTER TABLE ${app}, execute_ddl ${app}`);
+  assert.equal(await value(env.source, "select role_name from dbsync.unreplicated_ddl"), app);
+  await env.source.query(`drop table t; drop owned by ${app}; drop role ${app}`);
 });

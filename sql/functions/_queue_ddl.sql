@@ -26,8 +26,9 @@ begin
             null, 'X', array[p_ddl, p_search_path, (
                 select jsonb_object_agg(s.key, s.value)::text from jsonb_each_text(p_settings) s
                 where s.key in (select jsonb_object_keys(dbsync._ddl_settings())))]);
-    insert into dbsync.ddl_log (group_id, command_tag, statement, via_execute_ddl)
-    values (p_group_id, 'execute_ddl', p_ddl, true);
+    -- Who called execute_ddl: session_user, as dbsync._unreplicated_ddl.
+    insert into dbsync.ddl_log (group_id, command_tag, statement, via_execute_ddl, role_name)
+    values (p_group_id, 'execute_ddl', p_ddl, true, session_user);
     perform dbsync._end_ddl();
     if not exists (select from pg_event_trigger where evtname = 'dbsync_ddl_watch' and evtenabled <> 'D') then
         for v_table in select t.table_id from dbsync.tables t

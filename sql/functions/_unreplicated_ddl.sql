@@ -12,8 +12,10 @@ declare
     t dbsync.tables;
 begin
     select * into t from dbsync.tables where table_id = p_table_id;
-    insert into dbsync.ddl_log (group_id, table_name, command_tag, statement, via_execute_ddl)
-    values (t.group_id, format('%I.%I', t.schema_name, t.table_name), p_tag, current_query(), false);
+    -- session_user: current_user is the dbsync owner here (the event trigger is
+    -- SECURITY DEFINER), and the column's default would name it, not who ran the DDL.
+    insert into dbsync.ddl_log (group_id, table_name, command_tag, statement, via_execute_ddl, role_name)
+    values (t.group_id, format('%I.%I', t.schema_name, t.table_name), p_tag, current_query(), false, session_user);
     raise warning 'dbsync: % of replicated table %.% was not run through dbsync.execute_ddl',
                   p_tag, t.schema_name, t.table_name
         using hint = 'Make the same change on every target of the group (see dbsync.unreplicated_ddl), '

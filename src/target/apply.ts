@@ -273,21 +273,22 @@ async function emptyTables(target: Client, tables: PlanTable[], only: (t: PlanTa
       await target.query(`savepoint empty_tables; truncate ${tables.map(only).join(", ")}; release savepoint empty_tables`);
       return;
     } catch {
-      await target.query("rollback to savepoint empty_tables");
+      await target.query("rollback to savepoint empty_tables; release savepoint empty_tables");
     }
   }
   for (const t of tables) await withTable(t.target, () => emptyTable(target, only(t)));
 }
 
-/** TRUNCATE is fast and leaves no dead rows; a table referenced by a foreign key needs DELETE. */
+/**
+ * TRUNCATE is fast and leaves no dead rows; a table referenced by a foreign key needs
+ * DELETE. (The savepoint released either way, as copyRows' in merge.ts.)
+ */
 async function emptyTable(target: Client, table: string) {
-  await target.query("savepoint empty_table");
   try {
-    await target.query(`truncate ${table}`);
+    await target.query(`savepoint empty_table; truncate ${table}; release savepoint empty_table`);
   } catch (err) {
     if (sqlstateOf(err) !== "0A000") throw err;
-    await target.query("rollback to savepoint empty_table");
-    await target.query(`delete from ${table}`);
+    await target.query(`rollback to savepoint empty_table; release savepoint empty_table; delete from ${table}`);
   }
 }
 
@@ -323,7 +324,7 @@ async function runDdl(target: Client, ddl: DdlEvent[], dropStages?: () => Promis
           break;
         } catch (err) {
           if (!dropStages) throw ddlFailed(d, err);
-          await target.query("rollback to savepoint dbsync_ddl");
+          await target.query("rollback to savepoint dbsync_ddl; release savepoint dbsync_ddl");
           if (sqlstateOf(err) === "2BP01" && !stagesDropped) {
             stagesDropped = true;
             await dropStages();

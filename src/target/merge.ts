@@ -161,7 +161,11 @@ export class StreamMerge implements PieceSink {
     } catch {
       // The stage's way says why, if it fails too.
     }
-    await this.target.query("rollback to savepoint dbsync_copy");
+    // Released too: ROLLBACK TO keeps the savepoint, and the rest of the batch ran in
+    // the subtransaction it starts again, a level deeper at each failure (a subtransaction
+    // id per level for every later write; every visibility check of a row the batch
+    // wrote walks the levels).
+    await this.target.query("rollback to savepoint dbsync_copy; release savepoint dbsync_copy");
     return false;
   }
 

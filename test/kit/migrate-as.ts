@@ -8,6 +8,7 @@ import path from "node:path";
 import { TestContext } from "node:test";
 import { migrate } from "../../src/migrate";
 import { Env, freshEnv, Sidecar, SOURCE_MAJOR, until } from "../helpers";
+import { asRole } from "./roles";
 
 /**
  * The tree of the version at `commit` (its src, sql, migrations), with this
@@ -62,10 +63,11 @@ const FIRST_INSTALLING: { below: number; commit: string; failed: string }[] = [
 
 /**
  * Fresh databases whose source the dbsync at `commit` (`what`, for the skip
- * message) migrated; undefined, the test skipped, where the git history lacks it
- * or that dbsync did not install on the source's major.
+ * message) migrated, as `installer` if given (a superuser login role made here, that
+ * the caller drops: rolesDroppedAfter); undefined, the test skipped, where the git
+ * history lacks it or that dbsync did not install on the source's major.
  */
-export async function freshEnvAs(t: TestContext, commit: string, what: string, label: string): Promise<Env | undefined> {
+export async function freshEnvAs(t: TestContext, commit: string, what: string, label: string, installer?: string): Promise<Env | undefined> {
   const git = (...args: string[]) => spawnSync("git", ["-C", path.join(__dirname, "..", ".."), ...args]).status === 0;
   if (!git("cat-file", "-e", `${commit}^{commit}`)) {
     t.skip(`the git history with ${what} is not here`);
@@ -77,7 +79,8 @@ export async function freshEnvAs(t: TestContext, commit: string, what: string, l
     return undefined;
   }
   const env = await freshEnv(label, { migrate: false });
-  migrateAs(commit, env.sourceUrl);
+  if (installer) await env.source.query(`create role ${installer} login superuser`);
+  migrateAs(commit, installer ? asRole(env.sourceUrl, installer) : env.sourceUrl);
   return env;
 }
 
