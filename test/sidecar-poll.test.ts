@@ -8,28 +8,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { PoolClient } from "pg";
-import { compat, freshEnv, type Env, value } from "./helpers";
-import { setup } from "./kit/convergence";
-import { type GroupVerdict, pollWork } from "../src/source/protocol";
-
-async function fixture(label: string) {
-  const env = await freshEnv(label);
-  await setup(env, "create table t (id int primary key, v text)", ["t"]);
-  const gid = await value<number>(env.source, "select group_id from dbsync.groups where name = 'g'");
-  const verdicts = new Map<number, GroupVerdict>();
-  const poll = async () => (await pollWork(env.source, verdicts)).map((r) => r.name);
-  /** A forced tick, and the subscription's position moved to it (as applying it would). */
-  const applied = async () => {
-    await env.source.query("select dbsync.tick($1, true)", [gid]);
-    await env.source.query("update dbsync.subscriptions s set position_tick = g.last_tick_id from dbsync.groups g where g.group_id = s.group_id and s.name = 's'");
-  };
-  /** Polls until the group's verdict is settled (twice at most when nothing runs). */
-  const settle = async () => {
-    for (let i = 0; i < 5 && !verdicts.get(gid)?.settled; i++) assert.deepEqual(await poll(), [], "nothing to apply");
-    assert.equal(verdicts.get(gid)?.settled, true, "settled with nothing running");
-  };
-  return { env, gid, verdicts, poll, applied, settle };
-}
+import { compat, type Env, value } from "./helpers";
+import { pollFixture as fixture } from "./kit/poll";
+import { pollWork } from "../src/source/protocol";
 
 /**
  * The writer runs (inside `open`, ended by `end`): however often the sidecar polls,
