@@ -25,6 +25,7 @@ import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
 import { to as copyTo } from "pg-copy-streams";
 import { copyFrom } from "../db/copy-from";
+import { undoSavepoint } from "../db/savepoint";
 import { PINNED_RESET } from "../db/settings";
 import { DbsyncError, PositionMoved, messageOf, sqlstateOf } from "../errors";
 import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";
@@ -273,7 +274,7 @@ async function emptyTables(target: Client, tables: PlanTable[], only: (t: PlanTa
       await target.query(`savepoint empty_tables; truncate ${tables.map(only).join(", ")}; release savepoint empty_tables`);
       return;
     } catch {
-      await target.query("rollback to savepoint empty_tables; release savepoint empty_tables");
+      await target.query(undoSavepoint("empty_tables"));
     }
   }
   for (const t of tables) await withTable(t.target, () => emptyTable(target, only(t)));
@@ -281,14 +282,14 @@ async function emptyTables(target: Client, tables: PlanTable[], only: (t: PlanTa
 
 /**
  * TRUNCATE is fast and leaves no dead rows; a table referenced by a foreign key needs
- * DELETE. (The savepoint released either way, as copyRows' in merge.ts.)
+ * DELETE. (The savepoint released either way: undoSavepoint.)
  */
 async function emptyTable(target: Client, table: string) {
   try {
     await target.query(`savepoint empty_table; truncate ${table}; release savepoint empty_table`);
   } catch (err) {
     if (sqlstateOf(err) !== "0A000") throw err;
-    await target.query(`rollback to savepoint empty_table; release savepoint empty_table; delete from ${table}`);
+    await target.query(`${undoSavepoint("empty_table")}; delete from ${table}`);
   }
 }
 
@@ -324,7 +325,7 @@ async function runDdl(target: Client, ddl: DdlEvent[], dropStages?: () => Promis
           break;
         } catch (err) {
           if (!dropStages) throw ddlFailed(d, err);
-          await target.query("rollback to savepoint dbsync_ddl; release savepoint dbsync_ddl");
+          await target.query(undoSavepoint("dbsync_ddl"));
           if (sqlstateOf(err) === "2BP01" && !stagesDropped) {
             stagesDropped = true;
             await dropStages();

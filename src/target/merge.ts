@@ -20,6 +20,7 @@
 // row), since the pieces merged before hold the source's rows of their keys.
 import { Client, escapeIdentifier as ident, escapeLiteral } from "pg";
 import { copyLines } from "../db/copy-from";
+import { undoSavepoint } from "../db/savepoint";
 import { DbsyncError, sqlstateOf } from "../errors";
 import { PlanTable } from "../source/batches";
 import { Phases } from "./phases";
@@ -161,11 +162,7 @@ export class StreamMerge implements PieceSink {
     } catch {
       // The stage's way says why, if it fails too.
     }
-    // Released too: ROLLBACK TO keeps the savepoint, and the rest of the batch ran in
-    // the subtransaction it starts again, a level deeper at each failure (a subtransaction
-    // id per level for every later write; every visibility check of a row the batch
-    // wrote walks the levels).
-    await this.target.query("rollback to savepoint dbsync_copy; release savepoint dbsync_copy");
+    await this.target.query(undoSavepoint("dbsync_copy"));
     return false;
   }
 
@@ -216,7 +213,7 @@ export class StreamMerge implements PieceSink {
         this.target.query([...emptying, "savepoint dbsync_merge", ...statements, "release savepoint dbsync_merge"].join(";\n")),
       );
     } catch (err) {
-      await this.target.query("rollback to savepoint dbsync_merge; release savepoint dbsync_merge").catch(() => {
+      await this.target.query(undoSavepoint("dbsync_merge")).catch(() => {
         throw err;
       });
       return false;
@@ -276,7 +273,7 @@ export class StreamMerge implements PieceSink {
       // Released too: a statement sent ahead of the next piece's savepoint that fails
       // must find none to roll back to (an older one would undo the tables merged
       // since), and that failure is then the error.
-      await this.target.query("rollback to savepoint dbsync_update; release savepoint dbsync_update").catch(() => {
+      await this.target.query(undoSavepoint("dbsync_update")).catch(() => {
         throw err;
       });
       // A unique value that moved between rows of the batch, a deadlock or a
