@@ -9,11 +9,12 @@
 --   in a comment, not created); other indexes; sequence ownership. Other types
 --   (composite, range), functions that defaults call, triggers, policies and grants
 --   are the DBA's: a comment names the types. One statement per row, without the
---   final semicolon. The CLI face is `dbsync schema`.
+--   final semicolon; comments on one line each, whatever the names in them
+--   (dbsync._comment_line). The CLI face is `dbsync schema`.
 --   Errors: unknown group.
 --   Parameters: group_name.
 --   Returns: a set of text.
---   Calls: dbsync._group_id. Tables touched: dbsync.tables (read).
+--   Calls: dbsync._comment_line, dbsync._group_id. Tables touched: dbsync.tables (read).
 create or replace function dbsync.schema_ddl(group_name text default null) returns setof text
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -82,9 +83,9 @@ begin
                                                  from pg_constraint c where c.contypid = t.oid and c.contype = 'c'), ''))
                          from pg_type t join pg_type bt on bt.oid = t.typbasetype where t.oid = r.oid);
         else
-            return next format('-- type %s (%s) is used by the tables: create it on the target before the statements below',
+            return next dbsync._comment_line(format('type %s (%s) is used by the tables: create it on the target before the statements below',
                                r.name, case r.typtype when 'c' then 'composite' when 'r' then 'range' when 'm' then 'multirange'
-                                                      when 'b' then 'base type, from an extension?' else r.typtype::text end);
+                                                      when 'b' then 'base type, from an extension?' else r.typtype::text end));
         end if;
     end loop;
 
@@ -155,8 +156,8 @@ begin
         if r.inside then
             return next format('alter table %s add constraint %I %s', r.tbl, r.conname, r.def);
         else
-            return next format('-- foreign key %I of %s references %s, which is not among these tables: not created',
-                               r.conname, r.tbl, r.ref);
+            return next dbsync._comment_line(format('foreign key %I of %s references %s, which is not among these tables: not created',
+                                                    r.conname, r.tbl, r.ref));
         end if;
     end loop;
 
