@@ -92,7 +92,15 @@ export class Links {
   }
 
   private pool(conninfo: string | undefined, name: string, replica: boolean): Named {
-    const config = clientConfig(conninfo, { applicationName: name, statementTimeoutMs: this.opts.statementTimeoutMs, pinned: true });
+    // A source reader prints values with only pg_catalog on its search_path: the
+    // text of a reg* value names its object's schema then, and a target whose
+    // search_path finds another object by that name first reads the same one.
+    const config = clientConfig(conninfo, {
+      applicationName: name,
+      statementTimeoutMs: this.opts.statementTimeoutMs,
+      pinned: true,
+      catalogPath: !replica,
+    });
     const pool = new Pool({ ...config, max: this.opts.concurrency, idleTimeoutMillis: IDLE_MS });
     // A pooled connection that dies while idle is dropped by the pool; the next
     // statement on a leased one fails and the session closes it.

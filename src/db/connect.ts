@@ -45,7 +45,10 @@ export interface ConnectOptions {
    * own (the job queue, control): a function or aggregate another role made in a
    * schema of the role's search_path (public.jsonb_object_agg(text, boolean)) would
    * otherwise be picked by graphile-worker's SECURITY INVOKER functions, unpinned,
-   * and run as the sidecar's role.
+   * and run as the sidecar's role. And for sessions that print replicated values
+   * (source readers, verification): a reg* value's text then names its schema, so
+   * that a target whose search_path finds another object of that name first (a
+   * schema named after its role, "$user") reads the source's.
    */
   catalogPath?: boolean;
   /** Abort a statement that runs longer (ms, server side); 0 = no limit. */

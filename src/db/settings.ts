@@ -56,8 +56,9 @@ export const PINNED_OPTIONS = startupOptions(PINNED);
 export const VALUE_OPTIONS = startupOptions(PINNED.filter(([name]) => name !== "row_security"));
 
 /**
- * The search_path of pinned sessions (readers, targets, verification), unless the
- * conninfo's own options give one: PostgreSQL's default with pg_catalog named
+ * The search_path of pinned sessions that do not print replicated values (the target
+ * sessions; readers and verification have pg_catalog, pg_temp: connect.ts
+ * catalogPath), unless the conninfo's own options give one: PostgreSQL's default with pg_catalog named
  * first. The path a database or role sets otherwise applies, and a database's owner
  * may set one with public before pg_catalog: a public.now() or an operator
  * public.= (uuid, uuid) of theirs would then be picked, as the sidecar's role, by

@@ -122,12 +122,14 @@ async function verifyJob(
     job = await load(); // another process may have finished it meanwhile
     if (!job || (job.state !== "queued" && job.state !== "running")) return "nothing";
 
-    target = await connect(job.target_conninfo, { applicationName: appName });
+    // Both sides print reg* values schema-qualified (only pg_catalog on the
+    // search_path, as the applier's readers): their texts then name the same objects.
+    target = await connect(job.target_conninfo, { applicationName: appName, catalogPath: true });
     await ensureTargetSchema(target);
     // A repair writes as the applier does; outside any transaction, as the
     // fallback for roles that may not set the parameter needs it.
     if (job.repair) await enterReplicaMode(target);
-    reader = await connect(sourceUrl, { applicationName: appName });
+    reader = await connect(sourceUrl, { applicationName: appName, catalogPath: true });
     // Idle while the target catches up to T; bounded by the wait's own timeout.
     await reader.query(`set idle_in_transaction_session_timeout = ${Math.ceil(waitTimeoutMs + 600_000)}`);
     await target.query("set idle_in_transaction_session_timeout = 600000");
