@@ -132,6 +132,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._check_capturable(integer)": "admin",
   "dbsync._check_grantee(text,name,name)": "admin",
   "dbsync._check_name(text,text)": "admin",
+  "dbsync._comment_line(text)": "admin",
   "dbsync._chunk_cmp(text[],jsonb,text,text[])": "admin",
   "dbsync._chunk_entry(jsonb,oid,text,jsonb,bigint)": "admin",
   "dbsync._chunk_next(oid,text,jsonb,text[],bigint)": "admin",
