@@ -93,14 +93,17 @@ begin
     end loop;
     -- ALTER TABLE recurses to inheritance children, and the commands name only the
     -- table altered: a child replicated itself that got a column filled so
-    -- (rewritten ones: _on_rewrite).
+    -- (rewritten ones: _on_rewrite). Not partitions, which add_table refuses (their
+    -- table's capture covers them): a partitioned table's thousands are not walked.
     if v_group is null and tg_tag = 'ALTER TABLE' then
         for r in with recursive kids(relid) as (
                      select i.inhrelid from pg_event_trigger_ddl_commands() c
                      join pg_inherits i on i.inhparent = c.objid
+                     join pg_class k on k.oid = i.inhrelid and not k.relispartition
                      where c.classid = 'pg_class'::regclass and c.object_type in ('table', 'table column')
                      union
-                     select i.inhrelid from kids k join pg_inherits i on i.inhparent = k.relid)
+                     select i.inhrelid from kids p join pg_inherits i on i.inhparent = p.relid
+                     join pg_class k on k.oid = i.inhrelid and not k.relispartition)
                  select tb.table_id, tb.relid from kids k join dbsync.tables tb on tb.relid = k.relid and tb.removed_at is null
                  order by tb.table_id loop
             if dbsync._own_values_added(r.relid, false) then
