@@ -87,7 +87,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync.sidecar_subscriptions(integer)": "sidecar",
   "dbsync.sidecar_work()": "sidecar",
   "dbsync.sidecar_poll(integer[],bigint[],text[],boolean[])": "sidecar",
-  "dbsync.sidecar_groups()": "sidecar",
+  "dbsync.sidecar_groups(interval)": "sidecar",
   "dbsync.sidecar_stop()": "sidecar",
   "dbsync.sidecar_sequences(integer)": "sidecar",
   "dbsync.sidecar_readiness()": "sidecar",

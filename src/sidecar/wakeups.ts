@@ -12,7 +12,7 @@ import { Log, Outages } from "../log";
 import { Appliers } from "./appliers";
 import { Jobs } from "./jobs";
 import { epochMs } from "../target/phases";
-import { activeSubscriptions, groupIds, type GroupVerdict, installation, maintain, pollWork, setSleeping, tick, verificationsToDo } from "../source/protocol";
+import { activeSubscriptions, type GroupVerdict, installation, maintain, pollWork, setSleeping, tick, upkeepDue, verificationsToDo } from "../source/protocol";
 
 export interface WakeupOptions {
   sourceUrl: string | undefined;
@@ -185,9 +185,10 @@ export class Wakeups {
   private async maintain() {
     if (this.stopped) return;
     try {
-      for (const g of await groupIds(this.pool)) {
+      const spacing = upkeepSpacingSeconds(this.opts.rotateAfterSeconds);
+      for (const g of await upkeepDue(this.pool, spacing)) {
         // An idle group's positions must move past a rotated slot before it can go.
-        if (await maintain(this.pool, g, this.opts.rotateAfterSeconds, upkeepSpacingSeconds(this.opts.rotateAfterSeconds))) await tick(this.pool, g, true);
+        if (await maintain(this.pool, g, this.opts.rotateAfterSeconds, spacing)) await tick(this.pool, g, true);
       }
     } catch (err) {
       if (await this.checkGone(err)) return;

@@ -158,9 +158,9 @@ export async function sidecarStopped(source: Source): Promise<void> {
   await source.query("select dbsync.sidecar_stop()");
 }
 
-/** Every group's id. */
-export async function groupIds(source: Source): Promise<number[]> {
-  const { rows } = await source.query<{ id: number }>("select id from dbsync.sidecar_groups() id");
+/** The groups whose upkeep last ran spacingSeconds ago or more (by this process or another). */
+export async function upkeepDue(source: Source, spacingSeconds: number): Promise<number[]> {
+  const { rows } = await source.query<{ id: number }>("select id from dbsync.sidecar_groups(make_interval(secs => $1)) id", [spacingSeconds]);
   return rows.map((r) => r.id);
 }
 
