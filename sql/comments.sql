@@ -24,7 +24,7 @@ comment on table dbsync.sequences is
 comment on table dbsync.subscription_sequences is
     'The next value of each carried sequence as last set on each subscription''s target (wait_for_sync waits for sequences too).';
 comment on table dbsync.ddl_log is
-    'DDL on replicated tables seen by the event trigger: through execute_ddl, or not (those are listed in dbsync.unreplicated_ddl).';
+    'DDL on replicated tables seen by the event triggers: through execute_ddl, or not (those are listed in dbsync.unreplicated_ddl; recopy_table_id: a table whose rows it changed on the source only, copied again once acknowledged).';
 comment on table dbsync.skipped_ddl is
     'execute_ddl statements a DBA chose to skip on one subscription''s target (dbsync.skip_ddl): who, when, what.';
 comment on table dbsync.unlogged_intact is

@@ -23,7 +23,11 @@ begin
         ('dbsync_drop_watch', 'sql_drop', 'dbsync._on_drop()'::regprocedure,
          array['DROP TABLE', 'DROP SEQUENCE', 'DROP SCHEMA', 'DROP OWNED', 'ALTER TABLE', 'DROP TRIGGER', 'DROP INDEX',
                -- ... CASCADE drops the columns of the type, the generated ones of the function.
-               'DROP TYPE', 'DROP DOMAIN', 'DROP FUNCTION', 'DROP COLLATION', 'DROP EXTENSION'])
+               'DROP TYPE', 'DROP DOMAIN', 'DROP FUNCTION', 'DROP COLLATION', 'DROP EXTENSION']),
+        -- A rewrite changes rows without a row trigger (ALTER COLUMN ... TYPE ...
+        -- USING); ALTER TYPE ... ALTER ATTRIBUTE ... CASCADE rewrites typed tables.
+        ('dbsync_rewrite_watch', 'table_rewrite', 'dbsync._on_rewrite()'::regprocedure,
+         array['ALTER TABLE', 'ALTER TYPE'])
     ) as v(name, event, fn, tags) loop
         v_ours := v_ours || w.name;
         if v_super then

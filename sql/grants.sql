@@ -16,6 +16,7 @@ grant execute on function dbsync._last_ev_id(int) to public;
 -- function returning event_trigger cannot be called in any other way.
 grant execute on function dbsync._on_ddl() to public;
 grant execute on function dbsync._on_drop() to public;
+grant execute on function dbsync._on_rewrite() to public;
 -- Which dbsync installed this: nothing secret.
 grant execute on function dbsync.version() to public;
 -- The status views call these with their reader's rights (as _last_ev_id): they
@@ -24,6 +25,7 @@ grant execute on function dbsync.version() to public;
 grant execute on function dbsync._shows_values() to public;
 grant execute on function dbsync._without_values(text, boolean) to public;
 grant execute on function dbsync._differences_message(text, name, name, bigint, bigint, text[], boolean) to public;
+grant execute on function dbsync._held_message(bigint, text, text) to public;
 -- Sidecar roles (dbsync.grant_sidecar) get their rights again: functions re-created
 -- by this migrate, tables added since. migrate runs this once more after
 -- graphile-worker's own migrations, for its schema.

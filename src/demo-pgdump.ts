@@ -24,12 +24,12 @@ const run = promisify(execFile);
  * public orders dbsync_capture_ins postgres` (dbsync_capture_ins, _upd, _del, _key,
  * _trunc, _row, _part_trunc: every name sql/functions/_install_capture.sql gives)
  * or `1235; 3466 16600 EVENT TRIGGER - dbsync_ddl_watch postgres` (and
- * dbsync_drop_watch). Exact names, so that an application's own trigger stays. A
+ * dbsync_drop_watch, dbsync_rewrite_watch). Exact names, so that an application's own trigger stays. A
  * name with a space in it does not match: its trigger stays in the list and
  * pg_restore stops on it, loudly. Written so that `grep -E` reads it the same.
  */
 export const DBSYNC_TRIGGER_TOC =
-  /^[0-9]+; [0-9]+ [0-9]+ (EVENT TRIGGER - dbsync_(ddl|drop)_watch|TRIGGER [^ ]+ [^ ]+ dbsync_capture_(ins|upd|del|key|trunc|row|part_trunc)) /;
+  /^[0-9]+; [0-9]+ [0-9]+ (EVENT TRIGGER - dbsync_(ddl|drop|rewrite)_watch|TRIGGER [^ ]+ [^ ]+ dbsync_capture_(ins|upd|del|key|trunc|row|part_trunc)) /;
 
 export interface PgDump {
   dump: string;

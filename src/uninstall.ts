@@ -14,7 +14,7 @@ import { WORKER_SCHEMA } from "./migrate";
 import { inventory } from "./source/protocol";
 
 /** Installed by migrate (sql/event_trigger.sql) when the migrating role is a superuser. */
-const DDL_TRIGGERS = ["dbsync_ddl_watch", "dbsync_drop_watch"];
+const DDL_TRIGGERS = ["dbsync_ddl_watch", "dbsync_drop_watch", "dbsync_rewrite_watch"];
 
 export interface UninstallOptions {
   sourceUrl: string | undefined;
@@ -48,7 +48,7 @@ export async function uninstall(opts: UninstallOptions): Promise<number> {
     console.log(`dbsync uninstall on ${where}:`);
     console.log(`  stop capturing ${tables.length} table(s)${tables.length ? ": " + list(tables.map((t) => t.name)) : ""}`);
     console.log(`  drop ${subs.length} subscription(s)${subs.length ? ": " + list(subs.map((s) => s.name)) : ""}`);
-    if (found.has_ddl_trigger) console.log(`  drop the DDL event triggers ${DDL_TRIGGERS.join(" and ")}`);
+    if (found.has_ddl_trigger) console.log(`  drop the DDL event triggers ${DDL_TRIGGERS.slice(0, -1).join(", ")} and ${DDL_TRIGGERS.at(-1)}`);
     console.log(`  drop schema ${[found.has_worker && WORKER_SCHEMA, found.has_dbsync && "dbsync"].filter(Boolean).join(" and ")} (queues, jobs, positions)`);
     console.log(`  the application's tables and data, and every target, stay as they are`);
     if (act.n > 0) {

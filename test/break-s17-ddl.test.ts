@@ -77,7 +77,7 @@ test("an older install upgraded: the DDL event triggers fire ALWAYS, and DROP IN
   const enabled = "select string_agg(evtname || '=' || evtenabled::text, ' ' order by evtname) from pg_event_trigger";
   assert.equal(await value(env.source, enabled), "dbsync_ddl_watch=O dbsync_drop_watch=O");
   await migrate(env.sourceUrl);
-  assert.equal(await value(env.source, enabled), "dbsync_ddl_watch=A dbsync_drop_watch=A");
+  assert.equal(await value(env.source, enabled), "dbsync_ddl_watch=A dbsync_drop_watch=A dbsync_rewrite_watch=A");
   assert.match(await value<string>(env.source, "select pg_catalog.array_to_string(evttags, ',') from pg_event_trigger where evtname = 'dbsync_drop_watch'"),
     /DROP INDEX/);
 });

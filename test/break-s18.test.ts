@@ -106,8 +106,10 @@ test("DROP COLLATION ... CASCADE that drops the unique index a key stands on is 
 // no row trigger; with the same type the target's shape still fits, so nothing
 // stops: the WARNING's hint said "replication of this table stops with an error
 // until the target matches", and the DBA waited for an error that never came while
-// wait_for_sync said true. The hint now says that the target keeps its rows.
-test("ALTER COLUMN ... TYPE ... USING outside execute_ddl: the WARNING says the target keeps its rows, not that replication stops", async () => {
+// wait_for_sync said true. The hint now says what does happen: the subscription
+// shows an error until the change is acknowledged, then copies the table (the
+// whole story: test/ddl-rewrite-outside.test.ts).
+test("ALTER COLUMN ... TYPE ... USING outside execute_ddl: the WARNING says the subscription waits for the change to be acknowledged, then copies the table", async () => {
   const env = await freshEnv("brk18_using");
   await setup(env, "create table a (id int primary key, v text)", ["a"]);
   const c = await env.source.connect();
@@ -116,7 +118,7 @@ test("ALTER COLUMN ... TYPE ... USING outside execute_ddl: the WARNING says the 
   try {
     await c.query("alter table a alter column v type text using upper(v)");
     const warning = said.find((w) => /^WARNING: .*ALTER TABLE of replicated table public\.a/.test(w)) ?? said.join("\n");
-    assert.match(warning, /ALTER COLUMN \.\.\. TYPE \.\.\. USING.*leaves the target's rows as they were/);
+    assert.match(warning, /changed its rows outside dbsync\.execute_ddl.*shows an error until you make the same change.*acknowledge_ddl\(\d+\).*copies public\.a again/);
   } finally {
     c.release();
   }

@@ -165,7 +165,7 @@ test("uninstall --yes removes triggers, capture functions, schemas and jobs; the
   assert.equal(r.code, 0, show(r));
   // (Named with their schema: uninstall resolves names in pg_catalog only.)
   assert.match(r.stdout, /stop capturing 2 table\(s\): public\.items, public\.events/);
-  assert.match(r.stdout, /drop the DDL event triggers dbsync_ddl_watch and dbsync_drop_watch/);
+  assert.match(r.stdout, /drop the DDL event triggers dbsync_ddl_watch, dbsync_drop_watch and dbsync_rewrite_watch/);
   assert.match(r.stdout, /removed dbsync from database/);
   assert.match(r.stdout, /drop schema dbsync cascade/, "tells what to do on targets");
   assert.doesNotMatch(r.stdout, /password/);

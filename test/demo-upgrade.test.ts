@@ -52,6 +52,7 @@ test("the pg_restore list filter takes out dbsync's triggers and nothing else", 
     "2885; 2620 16425 TRIGGER public audit_log dbsync_capture_key postgres",
     "3001; 3466 16600 EVENT TRIGGER - dbsync_ddl_watch postgres",
     "3002; 3466 16601 EVENT TRIGGER - dbsync_drop_watch postgres",
+    "3004; 3466 16603 EVENT TRIGGER - dbsync_rewrite_watch postgres",
   ];
   const kept = [
     "2883; 2620 16423 TRIGGER public orders dbsync_capture_audit postgres", // the application's own

@@ -36,7 +36,7 @@ test("an owner no longer a superuser, migrating an install with an older version
   assert.match(before.triggers, /dbsync_ddl_watch=O:\d+ dbsync_drop_watch=O:\d+/);
   await assert.rejects(migrate(asRole(env.sourceUrl, owner)), (err: Error & { code?: string; hint?: string }) => {
     assert.equal(err.code, "42501", err.message);
-    assert.match(err.message, /DDL event triggers dbsync_ddl_watch, dbsync_drop_watch are not what this version needs, and evt_owner_old may not make them again/);
+    assert.match(err.message, /DDL event triggers dbsync_ddl_watch, dbsync_drop_watch, dbsync_rewrite_watch are not what this version needs, and evt_owner_old may not make them again/);
     assert.match(err.hint ?? "", /Run dbsync migrate once as a superuser.*ALTER ROLE evt_owner_old SUPERUSER/);
     return true;
   });

@@ -49,12 +49,14 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._last_ev_id(integer)": "public",
   "dbsync._on_ddl()": "public",
   "dbsync._on_drop()": "public",
+  "dbsync._on_rewrite()": "public",
   // Which dbsync installed this (not SECURITY DEFINER).
   "dbsync.version()": "public",
   // What the status views call with their reader's rights to withhold row values (not SECURITY DEFINER).
   "dbsync._shows_values()": "public",
   "dbsync._without_values(text,boolean)": "public",
   "dbsync._differences_message(text,name,name,bigint,bigint,text[],boolean)": "public",
+  "dbsync._held_message(bigint,text,text)": "public",
   // grant_monitor: waiting for a subscription only reads.
   "dbsync.wait_for_sync(text,interval)": "monitor",
   // grant_sidecar: what `dbsync run` calls.
@@ -87,7 +89,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync.sidecar_subscriptions(integer)": "sidecar",
   "dbsync.sidecar_work()": "sidecar",
   "dbsync.sidecar_poll(integer[],bigint[],text[],boolean[])": "sidecar",
-  "dbsync.sidecar_groups()": "sidecar",
+  "dbsync.sidecar_groups(interval)": "sidecar",
   "dbsync.sidecar_stop()": "sidecar",
   "dbsync.sidecar_sequences(integer)": "sidecar",
   "dbsync.sidecar_readiness()": "sidecar",
@@ -150,6 +152,8 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._end_ddl()": "admin",
   "dbsync._ddl_recopy(integer,jsonb,jsonb)": "admin",
   "dbsync._expr_immutable(pg_node_tree)": "admin",
+  "dbsync._own_values(oid,smallint,boolean)": "admin",
+  "dbsync._own_values_added(oid,boolean)": "admin",
   "dbsync._request_copy(integer,integer[])": "admin",
   "dbsync._unlogged_lost()": "admin",
   "dbsync._own_ddl(text)": "admin",
@@ -206,7 +210,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._origin_mode()": "admin",
   "dbsync._check_snapshot(oid[])": "admin",
   "dbsync._types_holding(oid)": "admin",
-  "dbsync._unreplicated_ddl(integer,text)": "admin",
+  "dbsync._unreplicated_ddl(integer,text,boolean)": "admin",
   "dbsync._key_text(text[],oid[],text)": "admin",
   "dbsync._upgrade_capture(integer)": "admin",
   "dbsync._uri_decode(text,text)": "admin",
@@ -217,10 +221,11 @@ const MATRIX: Record<string, FnTier> = {
 // As the source's major names the types (txid_snapshot before 13).
 const FUNCTIONS: Record<string, FnTier> = Object.fromEntries(Object.entries(MATRIX).map(([sig, tier]) => [compat(sig), tier]));
 // SECURITY DEFINER functions PUBLIC may execute: exactly these.
-const PUBLIC_SECDEF = ["dbsync._last_ev_id(integer)", "dbsync._on_ddl()", "dbsync._on_drop()"];
+const PUBLIC_SECDEF = ["dbsync._last_ev_id(integer)", "dbsync._on_ddl()", "dbsync._on_drop()", "dbsync._on_rewrite()"];
 // Not SECURITY DEFINER: what the status views call to withhold row values from their reader.
 const PUBLIC_HELPERS = [
   "dbsync._differences_message(text,name,name,bigint,bigint,text[],boolean)",
+  "dbsync._held_message(bigint,text,text)",
   "dbsync._shows_values()",
   "dbsync._without_values(text,boolean)",
 ];
@@ -445,7 +450,7 @@ test("(a) every function of schema dbsync is in the matrix, and the catalog gran
     env.source,
     "select evtname, evtfoid::regprocedure::text as fn from pg_event_trigger where evtname like 'dbsync%' order by 1",
   );
-  assert.deepEqual(evt.map((e) => e.fn), ["dbsync._on_ddl()", "dbsync._on_drop()"]);
+  assert.deepEqual(evt.map((e) => e.fn), ["dbsync._on_ddl()", "dbsync._on_drop()", "dbsync._on_rewrite()"]);
   for (const e of evt) assert.equal(FUNCTIONS[e.fn], "public", `${e.evtname}: ${e.fn}`);
 
   // One query: every (function, kind) pair the catalog answers differently from the matrix.

@@ -13,7 +13,8 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { clustersDir, reapOrphans, startCluster, stopAll, targetMajorFromEnv } from "../src/embedded/cluster";
+import { Cluster, clustersDir, reapOrphans, startCluster, stopAll, targetMajorFromEnv } from "../src/embedded/cluster";
+import { Cpu, cpuSeconds } from "./kit/cpu";
 import { createTemplate, TEMPLATE } from "./kit/databases";
 import { ensureBuilt } from "./kit/dbsync";
 import { runSeed } from "./kit/random";
@@ -61,6 +62,34 @@ function memoryClustersDir(): string | undefined {
   }
 }
 
+/**
+ * The run's CPU-seconds by where they went: the files' processes with all they
+ * started (kit/run-files.mjs's tree, ended), then each server, stopped one after the
+ * other (a server's CPU counts once it has exited: its own and its backends').
+ * Undefined without /proc.
+ */
+async function serversCpu(before: Cpu | undefined, source: Cluster, target: Cluster): Promise<string | undefined> {
+  const files = cpuSeconds();
+  await source.stop("immediate");
+  const afterSource = cpuSeconds();
+  await target.stop("immediate");
+  const afterTarget = cpuSeconds();
+  if (!before || !files || !afterSource || !afterTarget) return undefined;
+  const s = (n: number) => n.toFixed(0);
+  const parts = {
+    files: files.children - before.children,
+    source: afterSource.children - files.children,
+    target: afterTarget.children - afterSource.children,
+    run: afterTarget.self,
+  };
+  const all = Object.values(parts).reduce((a, b) => a + b, 0);
+  return (
+    `CPU: ${s(all)} CPU-s: the files' processes and what they started ${s(parts.files)}, ` +
+    `the source server ${s(parts.source)}, the target server ${s(parts.target)}, this process ${s(parts.run)} ` +
+    `(each file's in the table above)`
+  );
+}
+
 async function main() {
   // DBSYNC_PG_CLUSTERS_DIR given: the caller's choice. The test files inherit it (their private clusters).
   const memory = process.env.DBSYNC_PG_CLUSTERS_DIR ? undefined : memoryClustersDir();
@@ -86,6 +115,7 @@ async function main() {
   ensureBuilt();
   const started = Date.now();
   const databasesDir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-test-databases-"));
+  const cpuDir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-test-cpu-"));
   // Prepared transactions: the two-phase commit tests (adversarial.test.ts).
   const [source, target] = await Promise.all([
     startCluster({ settings: { max_prepared_transactions: 10 } }),
@@ -100,9 +130,11 @@ async function main() {
   // tsx's require hook only: its ESM hooks (`--import tsx`) run in a thread of their own
   // that loads tsx again, 0.2 of the 0.5 CPU-second a file's process took to load
   // test/helpers.ts. Without them import() of a .ts module fails: test files import statically.
+  // The CPU of what ended before: the build, the clusters' data copies.
+  const before = cpuSeconds();
   const child = spawn(
     process.execPath,
-    ["--require", "tsx/cjs", path.join(dir, "kit", "run-files.mjs"), ...files],
+    ["--require", "tsx/cjs", "--require", path.join(dir, "kit", "file-cpu.ts"), path.join(dir, "kit", "run-files.mjs"), ...files],
     {
       stdio: "inherit",
       env: {
@@ -117,6 +149,8 @@ async function main() {
         DBSYNC_TEST_TEMPLATE: TEMPLATE,
         // Each file's databases, dropped once it has ended (kit/run-files.mjs).
         DBSYNC_TEST_DATABASES_DIR: databasesDir,
+        // Each file's CPU-seconds, reported by kit/durations.mjs (kit/file-cpu.ts).
+        DBSYNC_TEST_CPU_DIR: cpuDir,
         // Read by kit/durations.mjs: only a whole run has every file's time.
         ...(wholeSuite ? { DBSYNC_TEST_DURATIONS_FILE: path.join(dir, DURATIONS) } : {}),
       },
@@ -128,8 +162,11 @@ async function main() {
   const code: number = await new Promise((r) => child.once("exit", (c, s) => r(c ?? (s ? 1 : 0))));
   // Said apart: deleting a whole run's databases from a disk took 40 s and more (see memoryClustersDir).
   const stopping = Date.now();
+  const cpu = await serversCpu(before, source, target);
   await stopAll();
   fs.rmSync(databasesDir, { recursive: true, force: true });
+  fs.rmSync(cpuDir, { recursive: true, force: true });
+  if (cpu) console.log(cpu);
   const seconds = (since: number) => ((Date.now() - since) / 1000).toFixed(0);
   console.log(`${code === 0 ? "passed" : "FAILED"} in ${seconds(started)} s (clusters stopped and deleted in ${seconds(stopping)} s); seed ${seed}` +
     (code === 0 ? "" : ` (replay: ${replay})`));

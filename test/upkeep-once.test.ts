@@ -37,6 +37,44 @@ test("a call inside the spacing does nothing; one without spacing (an older side
   assert.equal(await value(env.source, SLOT, [gid]), (first + 2) % 3);
 });
 
+test("sidecar_groups(spacing) lists the groups whose upkeep is due; without spacing (an older sidecar's) every group", async () => {
+  const { env, gid } = await group("upkeep_due");
+  await env.source.query("select dbsync.create_group('h')");
+  const other = await value<number>(env.source, "select group_id from dbsync.groups where name = 'h'");
+  const due = async (spacing: string | null) =>
+    (await env.source.query<{ g: number }>("select g from dbsync.sidecar_groups($1::interval) g", [spacing])).rows.map((r) => r.g);
+  assert.deepEqual(await due("1 h"), [gid, other], "never maintained: due");
+  await env.source.query("select dbsync.maintain($1, '30 s', '1 h')", [gid]);
+  assert.deepEqual(await due("1 h"), [other]);
+  assert.deepEqual(await due(null), [gid, other]);
+  assert.deepEqual((await env.source.query<{ g: number }>("select g from dbsync.sidecar_groups() g")).rows.map((r) => r.g), [gid, other]);
+  await sleep(300);
+  assert.deepEqual(await due("0.1 s"), [gid, other], "spacing over: due again");
+});
+
+test("two sidecars share the upkeep: a process whose pass comes inside the spacing calls maintain for no group", async () => {
+  const { env } = await group("upkeep_shared");
+  const db = await value<string>(env.source, "select current_database()");
+  // Counted by the server (pg_stat_user_functions) for the sidecars' sessions:
+  // maintain's calls, and the upkeeps it did (each calls _unlogged_lost once).
+  await env.source.query(`alter database "${db}" set track_functions = 'pl'`);
+  await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const sidecars = [startSidecar(env.sourceUrl, ["--rotate-after", "1"]), startSidecar(env.sourceUrl, ["--rotate-after", "1"])];
+  await sleep(8000);
+  for (const s of sidecars) assert.equal(await s.stop(), 0, s.output());
+  // A backend's counts reach the shared statistics when it exits (PostgreSQL 15+) or
+  // within half a second (the statistics collector before).
+  await sleep(1000);
+  const calls = async (fn: string) =>
+    value<number>(env.source, "select coalesce(sum(calls), 0)::int from pg_stat_user_functions where schemaname = 'dbsync' and funcname = $1", [fn]);
+  const [called, done] = [await calls("maintain"), await calls("_unlogged_lost")];
+  // Two processes, a pass a second each: about half of the calls found the group
+  // spaced out (its row locked, a transaction id and a commit for nothing). Now
+  // only two passes reading at once call it both.
+  assert.ok(done >= 3, `${done} upkeeps in 8 s`);
+  assert.ok(called - done <= 1, `maintain called ${called} times for ${done} upkeeps`);
+});
+
 test("a second process calling while the first maintains waits for it, then does nothing", async () => {
   const { env, gid } = await group("upkeep_two");
   await env.source.query("insert into q values (1)");

@@ -1,55 +1,25 @@
 -- Tables whose rows DDL left different on the targets, copied again.
 --
--- ALTER TABLE ... ADD COLUMN fills the new column of every existing row on each
--- server by itself: with a constant default, the same value everywhere; with
--- now(), random(), gen_random_uuid(), a sequence (serial, identity), current_user,
--- each target its own (now() is read once, when the DDL runs, on each side); with a
--- default dropped or changed in the same statement, the values the old one gave.
--- And rows that the statement changed besides its DDL (an UPDATE in the same
--- script, an application's event trigger writing a replicated table) were changed
--- by the target's run of it on other rows than here (see _ddl_effects.sql). Only a
--- copy brings the source's rows, so execute_ddl asks every subscription of the
--- group to copy such a table again; the batch of the DDL runs it first and copies
--- after it (or a later batch does, as for resync_table).
-
--- dbsync._expr_immutable(p_expr pg_node_tree) returns boolean
---   Whether a stored expression (a column default) gives every server the same
---   value: it calls only IMMUTABLE functions and operators, and holds no SQL value
---   function (current_timestamp, current_user... before PostgreSQL 16 these are not
---   function calls), no identity sequence, and no conversion through text (a
---   type's input function may read the clock: 'now'::text::timestamptz). Literals
---   are constants already, read under the settings that execute_ddl records for the
---   targets.
---   Parameters: p_expr.
---   Returns: boolean.
---   Calls: nothing. Tables touched: none.
-create or replace function dbsync._expr_immutable(p_expr pg_node_tree) returns boolean
-language sql stable set search_path = pg_catalog, pg_temp as $$
-    select p_expr::text !~ '\{(SQLVALUEFUNCTION|NEXTVALUEEXPR|COERCEVIAIO|ARRAYCOERCEEXPR)\M'
-       and not exists (select from regexp_matches(p_expr::text, ':(funcid|opfuncid) (\d+)', 'g') m
-                       join pg_proc p on p.oid = m[2]::oid
-                       where p.provolatile <> 'i')
-       and not exists (select from regexp_matches(p_expr::text, ':opno (\d+)', 'g') m
-                       join pg_operator o on o.oid = m[1]::oid
-                       join pg_proc p on p.oid = o.oprcode
-                       where p.provolatile <> 'i')
-$$;
+-- A column added by execute_ddl may hold values that each server computes for
+-- itself (see _own_values.sql). And rows that the statement changed besides its
+-- DDL (an UPDATE in the same script, an application's event trigger writing a
+-- replicated table) were changed by the target's run of it on other rows than here
+-- (see _ddl_effects.sql). Only a copy brings the source's rows, so execute_ddl asks
+-- every subscription of the group to copy such a table again; the batch of the DDL
+-- runs it first and copies after it (or a later batch does, as for resync_table).
 
 -- dbsync._ddl_recopy(p_group_id int, p_before jsonb, p_plan jsonb) returns void
 --   After execute_ddl's DDL (p_before: dbsync._ddl_effects() before it; p_plan:
 --   dbsync._ddl_plan's verdict): every subscription copies again each table of the
 --   group whose rows the statement changed besides its DDL (p_plan's "written"),
---   and each that gained a column (not generated: every server computes that from
---   the row) whose values in the existing rows are not the same on every server:
---   an identity column, a default (its own or its domain's) that is not immutable,
---   or none left while the rows got values (a default dropped in the same
---   statement: a missing value, or a rewrite), and each whose existing columns a
+--   and each that gained a column whose values in the existing rows are not the
+--   same on every server (dbsync._own_values), and each whose existing columns a
 --   rewrite wrote again (ALTER COLUMN ... TYPE, whose USING each server computes
 --   for itself). A NOTICE names each. The sequences
 --   that new columns made (serial, identity) travel with their table.
 --   Parameters: p_group_id, p_before, p_plan.
 --   Returns: nothing.
---   Calls: dbsync._add_owned_sequences, dbsync._expr_immutable, dbsync._request_copy.
+--   Calls: dbsync._add_owned_sequences, dbsync._own_values, dbsync._request_copy.
 --     Tables touched: dbsync.tables (read), dbsync.subscription_tables (written).
 create or replace function dbsync._ddl_recopy(p_group_id int, p_before jsonb, p_plan jsonb) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -63,13 +33,8 @@ begin
             from dbsync.tables t
             join pg_attribute a on a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped
                                and a.attnum > coalesce((p_before -> 'last_attnum' ->> t.table_id::text)::int, 0)
-            join pg_type ty on ty.oid = a.atttypid
-            left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
-            where t.group_id = p_group_id and t.removed_at is null and a.attgenerated = ''
-              and (a.attidentity <> ''
-                   or not dbsync._expr_immutable(coalesce(d.adbin, case when ty.typtype = 'd' then ty.typdefaultbin end))
-                   or (d.adbin is null and (ty.typtype <> 'd' or ty.typdefaultbin is null)
-                       and (a.atthasmissing or p_plan -> 'rewritten' @> to_jsonb(t.table_id))))
+            where t.group_id = p_group_id and t.removed_at is null
+              and dbsync._own_values(a.attrelid, a.attnum, p_plan -> 'rewritten' @> to_jsonb(t.table_id))
             group by t.table_id
         ),
         -- A column of the table before the statement, written again by a rewrite:

@@ -6,7 +6,10 @@
 --   that came or went with a partition. Inside execute_ddl (dbsync._ddl_group) a
 --   table of another group is refused, since its targets would not get the DDL;
 --   outside it the change is logged in dbsync.ddl_log and a WARNING says that the
---   targets need the same change (dbsync._unreplicated_ddl). So is an ALTER TYPE of
+--   targets need the same change (dbsync._unreplicated_ddl); a column added there
+--   whose existing rows got values each server computes for itself without a
+--   rewrite (a default of now(): dbsync._own_values_added) has the table copied
+--   again once the change is acknowledged (rewrites: dbsync._on_rewrite). So is an ALTER TYPE of
 --   a type that a replicated column holds (dbsync._types_holding), unless
 --   execute_ddl of that table's group runs it. DDL that would make capture miss rows (a key
 --   column made nullable or no longer unique, capture triggers disabled) is refused
@@ -18,7 +21,7 @@
 --   Returns: nothing (an event trigger).
 --   Calls: dbsync._capture_stale, dbsync._capture_triggers, dbsync._check_capturable,
 --     dbsync._check_snapshot, dbsync._ddl_group, dbsync._enable_always,
---     dbsync._install_capture, dbsync._origin_mode, dbsync._sync_partitions, dbsync._types_holding,
+--     dbsync._install_capture, dbsync._origin_mode, dbsync._own_values_added, dbsync._sync_partitions, dbsync._types_holding,
 --     dbsync._unreplicated_ddl. Tables touched: dbsync.tables (read).
 create or replace function dbsync._on_ddl() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -71,7 +74,10 @@ begin
                     perform dbsync._install_capture(t.table_id);
                 end if;
                 if v_group is null then
-                    perform dbsync._unreplicated_ddl(t.table_id, r.command_tag);
+                    -- A column added with a default that is stable, not volatile
+                    -- (now(), current_user), fills the rows with a missing value, read
+                    -- on each server for itself, and rewrites nothing (see _on_rewrite).
+                    perform dbsync._unreplicated_ddl(t.table_id, r.command_tag, dbsync._own_values_added(t.relid, false));
                 end if;
             end if;
             -- ENABLE TRIGGER ALL (or ENABLE TRIGGER on one of dbsync's) makes a capture
@@ -85,6 +91,26 @@ begin
             perform dbsync._check_capturable(t.table_id);
         end loop;
     end loop;
+    -- ALTER TABLE recurses to inheritance children, and the commands name only the
+    -- table altered: a child replicated itself that got a column filled so
+    -- (rewritten ones: _on_rewrite). Not partitions, which add_table refuses (their
+    -- table's capture covers them): a partitioned table's thousands are not walked.
+    if v_group is null and tg_tag = 'ALTER TABLE' then
+        for r in with recursive kids(relid) as (
+                     select i.inhrelid from pg_event_trigger_ddl_commands() c
+                     join pg_inherits i on i.inhparent = c.objid
+                     join pg_class k on k.oid = i.inhrelid and not k.relispartition
+                     where c.classid = 'pg_class'::regclass and c.object_type in ('table', 'table column')
+                     union
+                     select i.inhrelid from kids p join pg_inherits i on i.inhparent = p.relid
+                     join pg_class k on k.oid = i.inhrelid and not k.relispartition)
+                 select tb.table_id, tb.relid from kids k join dbsync.tables tb on tb.relid = k.relid and tb.removed_at is null
+                 order by tb.table_id loop
+            if dbsync._own_values_added(r.relid, false) then
+                perform dbsync._unreplicated_ddl(r.table_id, 'ALTER TABLE', true);
+            end if;
+        end loop;
+    end if;
     -- ALTER TYPE changes the values of every column holding the type (an enum value
     -- renamed, a composite's attribute dropped) and no row trigger sees it: the
     -- targets keep the old values. Listed like an ALTER TABLE for each replicated

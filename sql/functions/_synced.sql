@@ -1,14 +1,16 @@
 -- dbsync._synced(p_sub_id int, p_goal pg_snapshot) returns boolean
 --   True when every event visible in p_goal is applied by the subscription (visible
 --   in its position tick's snapshot) and none of its tables is still to be copied,
---   nor an unlogged one that crash recovery emptied (see _unlogged_lost). Never in
+--   nor an unlogged one that crash recovery emptied (see _unlogged_lost), nor one
+--   whose rows DDL outside execute_ddl changed on the source only, until that is
+--   acknowledged (dbsync._unreplicated_ddl). Never in
 --   a database restored from a pg_dump of another (dbsync._restored_by_dump).
 --   The queue is read with the group as a value, which prunes it to the group's
 --   partitions (see _has_new_writers).
 --   Parameters: p_sub_id, p_goal.
 --   Returns: boolean.
 --   Calls: dbsync._restored_by_dump, dbsync._unlogged_tables. Tables touched: dbsync.events, dbsync.subscription_tables,
---     dbsync.subscriptions, dbsync.tables, dbsync.ticks, dbsync.unlogged_intact (read).
+--     dbsync.ddl_log, dbsync.subscriptions, dbsync.tables, dbsync.ticks, dbsync.unlogged_intact (read).
 create or replace function dbsync._synced(p_sub_id int, p_goal pg_snapshot) returns boolean
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -38,6 +40,10 @@ begin
                join dbsync.tables t using (table_id)
                where st.sub_id = p_sub_id and t.removed_at is null
                  and st.state <> 'streaming')
+       and not exists (
+               select from dbsync.ddl_log l
+               join dbsync.tables t on t.table_id = l.recopy_table_id
+               where t.group_id = v_group and t.removed_at is null and l.acknowledged_at is null)
        and not exists (
                select from dbsync.events e
                where e.group_id = v_group

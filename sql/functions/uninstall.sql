@@ -2,7 +2,7 @@
 --   Removes dbsync from this (source) database, in one transaction:
 --   1. stops capturing every table, as dbsync.remove_table does: drops the table's
 --      capture triggers (on every partition too) and its capture functions;
---   2. drops the DDL event triggers dbsync_ddl_watch and dbsync_drop_watch (database-wide, so not in the
+--   2. drops the DDL event triggers dbsync_ddl_watch, dbsync_drop_watch and dbsync_rewrite_watch (database-wide, so not in the
 --      schema) and graphile-worker's schema dbsync_worker (the sidecar's queued jobs);
 --   3. last, drops the schema dbsync itself (queues, ticks, subscriptions, this
 --      function): PostgreSQL lets a PL/pgSQL function drop itself, since the running
@@ -27,6 +27,7 @@ begin
     end loop;
     drop event trigger if exists dbsync_ddl_watch;
     drop event trigger if exists dbsync_drop_watch;
+    drop event trigger if exists dbsync_rewrite_watch;
     drop schema if exists dbsync_worker cascade;
     drop schema dbsync cascade;
 end

@@ -1,6 +1,8 @@
 -- dbsync.status: one row per subscription, what a DBA checks first.
 --   state: paused | error (last batch failed, retrying; a table's copy cannot
---   start; or background verification found rows that differ on the target) |
+--   start; DDL outside execute_ddl changed a table's rows on the source only and
+--   waits for dbsync.acknowledge_ddl; or background verification found rows that
+--   differ on the target) |
 --   copying (tables still to copy) | streaming. backlog_events: events captured and not yet applied (from the
 --   group's sequence, so it may count a few rolled-back ones). lag_seconds: 0 when
 --   nothing is pending, else how old the target's state is: the time since the tick
@@ -22,6 +24,7 @@ select s.name,
             when exists (select from dbsync.subscription_tables st join dbsync.tables t using (table_id)
                          where st.sub_id = s.sub_id and t.removed_at is null
                            and st.state in ('pending', 'copying')) then 'copying'
+            when hd.table_name is not null then 'error'
             when vd.table_name is not null then 'error'
             else 'streaming' end as state,
        s.paused,
@@ -33,11 +36,11 @@ select s.name,
        s.rows_per_second,
        s.batches_applied,
        s.events_applied,
-       dbsync._without_values(coalesce(s.last_error, te.last_error, vd.message), r.shows) as last_error,
+       dbsync._without_values(coalesce(s.last_error, te.last_error, hd.message, vd.message), r.shows) as last_error,
        s.last_error_sqlstate,
-       coalesce(s.last_error_table, te.table_name, vd.table_name) as last_error_table,
+       coalesce(s.last_error_table, te.table_name, hd.table_name, vd.table_name) as last_error_table,
        s.last_error_tick,
-       coalesce(s.last_error_at, te.last_error_at, vd.found_at) as last_error_at,
+       coalesce(s.last_error_at, te.last_error_at, hd.logged_at, vd.found_at) as last_error_at,
        s.error_count,
        s.created_at,
        coalesce(vs.differences, 0) as verify_differences,
@@ -60,6 +63,15 @@ left join lateral (
     from dbsync.verify_progress v join dbsync.tables t using (table_id)
     where v.sub_id = s.sub_id and t.removed_at is null
 ) vs on true
+-- The first change outside execute_ddl that a table of the group waits on
+-- (dbsync._unreplicated_ddl); the message is table_status's.
+left join lateral (
+    select format('%I.%I', t.schema_name, t.table_name) as table_name, l.logged_at,
+           dbsync._held_message(l.ddl_id, l.command_tag, format('%I.%I', t.schema_name, t.table_name)) as message
+    from dbsync.ddl_log l join dbsync.tables t on t.table_id = l.recopy_table_id
+    where t.group_id = s.group_id and t.removed_at is null and l.acknowledged_at is null
+    order by l.ddl_id limit 1
+) hd on true
 -- The table whose differences were found last; the message is table_status's.
 left join lateral (
     select format('%I.%I', t.schema_name, t.table_name) as table_name, v.found_at,

@@ -2,8 +2,11 @@
 --   state: copying (pending or in progress) | catching_up (copied, the stream has
 --   not reached the copy's tick yet) | streaming | error (the copy failed, the
 --   subscription's last failed batch failed on this table (the sidecar names tables
---   with both parts always quoted), or background verification found rows of it that
---   differ on the target: last_error says which and how to copy it again).
+--   with both parts always quoted), DDL outside execute_ddl changed its rows on
+--   the source only and is not acknowledged yet (dbsync._unreplicated_ddl: last_error
+--   says what to do; acknowledged, the table is copied again), or background
+--   verification found rows of it that differ on the target: last_error says which
+--   and how to copy it again).
 --   rows_copied / rows_estimated: the copy's progress, across the batches of a copy
 --   in key-range chunks (chunks_copied; copied_up_to: the key up to which the target
 --   holds the table, while copying).
@@ -19,7 +22,7 @@ create or replace view dbsync.table_status as
 select s.name as subscription,
        g.name as group_name,
        format('%I.%I', t.schema_name, t.table_name) as table_name,
-       case when st.state = 'error' or e.failed then 'error'
+       case when st.state = 'error' or e.failed or h.ddl_id is not null then 'error'
             when st.state = 'pending' then 'copying'
             when v.differences > 0 then 'error'
             else st.state end as state,
@@ -29,11 +32,12 @@ select s.name as subscription,
        st.copy_started_at,
        st.copy_ended_at,
        dbsync._without_values(coalesce(st.last_error, case when e.failed then s.last_error end,
+                                       dbsync._held_message(h.ddl_id, h.command_tag, format('%I.%I', t.schema_name, t.table_name)),
                                        case when v.differences > 0 and st.state <> 'pending'
                                             then dbsync._differences_message(s.name, t.schema_name, t.table_name, v.differences,
                                                                              null, v.differing_keys, r.shows) end),
                               r.shows) as last_error,
-       coalesce(st.last_error_at, case when e.failed then s.last_error_at end,
+       coalesce(st.last_error_at, case when e.failed then s.last_error_at end, h.logged_at,
                 case when v.differences > 0 and st.state <> 'pending' then v.found_at end) as last_error_at,
        coalesce(v.differences, 0) as verify_differences,
        case when r.shows then coalesce(v.differing_keys, '{}') end as verify_differing_keys,
@@ -57,4 +61,10 @@ cross join lateral (
 ) e
 -- What the reader may see of row values (dbsync._shows_values).
 cross join (select dbsync._shows_values() as shows) r
+-- The first change outside execute_ddl that the table waits on (dbsync._unreplicated_ddl).
+left join lateral (
+    select l.ddl_id, l.command_tag, l.logged_at from dbsync.ddl_log l
+    where l.recopy_table_id = t.table_id and l.acknowledged_at is null
+    order by l.ddl_id limit 1
+) h on true
 where t.removed_at is null;

@@ -12,7 +12,7 @@ import { Log, Outages } from "../log";
 import { Appliers } from "./appliers";
 import { Jobs } from "./jobs";
 import { epochMs } from "../target/phases";
-import { activeSubscriptions, groupIds, type GroupVerdict, installation, maintain, pollWork, setSleeping, tick, verificationsToDo } from "../source/protocol";
+import { activeSubscriptions, type GroupVerdict, installation, maintain, pollWork, setSleeping, tick, upkeepDue, verificationsToDo } from "../source/protocol";
 
 export interface WakeupOptions {
   sourceUrl: string | undefined;
@@ -146,8 +146,17 @@ export class Wakeups {
     try {
       do {
         this.notified.set(groupId, false);
-        await setSleeping(this.pool, groupId, false);
-        for (const r of await activeSubscriptions(this.pool, groupId)) if (!this.appliers.poke(r.name, at)) await this.jobs.wakeApplier(r.name);
+        // Every process gets the NOTIFY; the one that wakes the group queues its
+        // wake-ups (two processes queued each one twice: a second add_job, and a
+        // second job when the first was already taken, whose apply loop found the
+        // subscription busy or caught up). The group already awake: the process
+        // that woke it queued them, each applier of the group looks for work once
+        // more after it sets the flag again (appliers.ts), and a subscription
+        // running nowhere that the wake-up left out (the poll wakes only those it
+        // found work for), or one a notification of dbsync's own calls is for
+        // (resume, resync_table ...), is found by the next poll.
+        const woke = await setSleeping(this.pool, groupId, false);
+        for (const r of await activeSubscriptions(this.pool, groupId)) if (!this.appliers.poke(r.name, at) && woke) await this.jobs.wakeApplier(r.name);
       } while (this.notified.get(groupId));
     } catch (err) {
       this.log.warn({ err: messageOf(err) }, "wake-up failed; the poll will catch up");
@@ -185,9 +194,10 @@ export class Wakeups {
   private async maintain() {
     if (this.stopped) return;
     try {
-      for (const g of await groupIds(this.pool)) {
+      const spacing = upkeepSpacingSeconds(this.opts.rotateAfterSeconds);
+      for (const g of await upkeepDue(this.pool, spacing)) {
         // An idle group's positions must move past a rotated slot before it can go.
-        if (await maintain(this.pool, g, this.opts.rotateAfterSeconds, upkeepSpacingSeconds(this.opts.rotateAfterSeconds))) await tick(this.pool, g, true);
+        if (await maintain(this.pool, g, this.opts.rotateAfterSeconds, spacing)) await tick(this.pool, g, true);
       }
     } catch (err) {
       if (await this.checkGone(err)) return;

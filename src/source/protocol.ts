@@ -148,9 +148,10 @@ export async function scheduleVerifications(source: Source, intervalSeconds: num
   return rows.map((r) => Number(r.id));
 }
 
-/** Whether writers of the group must NOTIFY (the sidecar sleeps for it). */
-export async function setSleeping(source: Source, groupId: number, sleeping: boolean): Promise<void> {
-  await source.query("select dbsync.set_sleeping($1, $2)", [groupId, sleeping]);
+/** Whether writers of the group must NOTIFY (the sidecar sleeps for it); true when this call changed it. */
+export async function setSleeping(source: Source, groupId: number, sleeping: boolean): Promise<boolean> {
+  const { rows } = await source.query<{ changed: boolean }>("select dbsync.set_sleeping($1, $2) as changed", [groupId, sleeping]);
+  return rows[0].changed;
 }
 
 /** A stopping sidecar: writers of every group stop notifying. */
@@ -158,9 +159,9 @@ export async function sidecarStopped(source: Source): Promise<void> {
   await source.query("select dbsync.sidecar_stop()");
 }
 
-/** Every group's id. */
-export async function groupIds(source: Source): Promise<number[]> {
-  const { rows } = await source.query<{ id: number }>("select id from dbsync.sidecar_groups() id");
+/** The groups whose upkeep last ran spacingSeconds ago or more (by this process or another). */
+export async function upkeepDue(source: Source, spacingSeconds: number): Promise<number[]> {
+  const { rows } = await source.query<{ id: number }>("select id from dbsync.sidecar_groups(make_interval(secs => $1)) id", [spacingSeconds]);
   return rows.map((r) => r.id);
 }
 
