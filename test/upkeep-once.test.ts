@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { freshEnv, sleep, startSidecar, tableText, value } from "./helpers";
+import { running } from "./kit/sidecar-start";
 
 const SLOT = "select cur_slot::int from dbsync.groups where group_id = $1";
 
@@ -59,7 +60,10 @@ test("two sidecars share the upkeep: a process whose pass comes inside the spaci
   // maintain's calls, and the upkeeps it did (each calls _unlogged_lost once).
   await env.source.query(`alter database "${db}" set track_functions = 'pl'`);
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
-  const sidecars = [startSidecar(env.sourceUrl, ["--rotate-after", "1"]), startSidecar(env.sourceUrl, ["--rotate-after", "1"])];
+  const info = { DBSYNC_LOG_LEVEL: "info" }; // says when it runs
+  const sidecars = [startSidecar(env.sourceUrl, ["--rotate-after", "1"], info), startSidecar(env.sourceUrl, ["--rotate-after", "1"], info)];
+  // Both running first: at load 20-37 a sidecar could take the whole window to start.
+  await Promise.all(sidecars.map((s) => running(s)));
   await sleep(8000);
   for (const s of sidecars) assert.equal(await s.stop(), 0, s.output());
   // A backend's counts reach the shared statistics when it exits (PostgreSQL 15+) or
