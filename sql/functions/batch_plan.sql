@@ -10,7 +10,9 @@
 --     table_id, target (the table's name as of p_to, quoted, for the target),
 --     partitioned (else the target writes it with ONLY: inheritance children are
 --       tables of their own),
---     columns (its stored columns as of p_to), events (count in the batch),
+--     columns (its stored columns as of p_to), generated (its generated columns,
+--       which every server computes: a target column of that name that is not
+--       generated there would never get a value), events (count in the batch),
 --     action: 'copy' (every row: the table waits for its first copy, a resync, or a
 --       key change that its events cannot be mapped through, or DDL in the batch
 --       while its key is matched by text) or 'refresh' (the rows of the keys that
@@ -224,7 +226,7 @@ begin
                 where s.table_id = t.table_id) as events,
                (select bool_or(ev.truncated) from ev join dbsync.shapes s using (shape_id)
                 where s.table_id = t.table_id) as truncated,
-               a.cols, a.types, a.nums, p.rels,
+               a.cols, a.types, a.nums, a.generated, p.rels,
                -- The rows counted by the last VACUUM or ANALYZE, unless none has run
                -- since the table was created or truncated, or it ran on an empty table:
                -- then guess from its size (about 100 bytes a row). PostgreSQL 14+ says
@@ -242,12 +244,14 @@ begin
         join pg_namespace n on n.oid = c.relnamespace
         -- Its stored columns (the columns of the batch's tables read in one query,
         -- with their texts below once per batch: 1 ms a table was spent reading and
-        -- writing them table by table, half of batch_plan).
+        -- writing them table by table, half of batch_plan), and its generated ones.
         cross join lateral (
-            select array_agg(a.attname::text order by a.attnum) as cols, array_agg(a.atttypid order by a.attnum) as types,
-                   array_agg(a.attnum order by a.attnum) as nums
+            select array_agg(a.attname::text order by a.attnum) filter (where a.attgenerated = '') as cols,
+                   array_agg(a.atttypid order by a.attnum) filter (where a.attgenerated = '') as types,
+                   array_agg(a.attnum order by a.attnum) filter (where a.attgenerated = '') as nums,
+                   coalesce(array_agg(a.attname::text order by a.attnum) filter (where a.attgenerated <> ''), '{}') as generated
             from pg_attribute a
-            where a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
+            where a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped
         ) a
         -- The table, or its partitions: looked up by OID (an IN over
         -- pg_partition_tree() read the whole of pg_class, about 4 ms a table with
@@ -459,7 +463,7 @@ begin
         end if;
         v_entry := jsonb_build_object(
             'table_id', r.table_id, 'target', r.target, 'partitioned', r.partitioned,
-            'columns', to_jsonb(v_cols), 'events', r.events,
+            'columns', to_jsonb(v_cols), 'generated', to_jsonb(r.generated), 'events', r.events,
             'action', v_action, 'forced', v_action = 'copy' and (r.state = 'streaming' or v_restart), 'truncate', coalesce(r.truncated, false) and v_action = 'refresh',
             'copy_request', r.copy_request, 'rows_estimated', case when v_action = 'copy' then v_est end, 'sql', v_sql, 'shapes', v_shapes,
             'upsert_key', v_upsert, 'chunk', null,
