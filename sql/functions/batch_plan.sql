@@ -73,15 +73,17 @@
 --   rewriting ALTER TABLE that committed after the snapshot would make the table
 --   look empty to it (they are not MVCC-safe), so then this raises
 --   serialization_failure and the sidecar starts the batch again.
---   Reads only; values and names are never evaluated as code, so it runs no code a
---   table owner wrote. Called by the sidecar, which reads the stream with parallel
---   query off (the tables' lines must not interleave).
+--   Reads only (but for each streaming table's SQL, kept in a setting of the
+--   reader's session for its next batches: dbsync._plan_cache); values and names
+--   are never evaluated as code, so it runs no code a table owner wrote. Called by
+--   the sidecar, which reads the stream with parallel query off (the tables' lines
+--   must not interleave).
 --   Parameters: p_sub_id, p_from, p_to, p_copy_rows, p_chunk_rows, p_readers, p_split_events,
 --     p_split_tables.
 --   Returns: jsonb.
 --   Calls: dbsync._base_type, dbsync._batch_events, dbsync._chunk_entry, dbsync._chunk_order,
---     dbsync._chunk_state, dbsync._key_match,
---     dbsync._one_text_per_value, dbsync._text_of. Tables touched: dbsync.shapes,
+--     dbsync._chunk_state, dbsync._key_match, dbsync._one_text_per_value,
+--     dbsync._plan_cache, dbsync._plan_cache_keep, dbsync._text_of. Tables touched: dbsync.shapes,
 --     dbsync.subscription_tables, dbsync.subscriptions, dbsync.tables, dbsync.ticks
 --     (read).
 create or replace function dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint,
@@ -115,8 +117,8 @@ declare
     v_own text[] := '{}';
     v_widths int[] := '{}';
     v_infos jsonb := '[]';
-    v_tshapes int[];
-    v_tctes text[];
+    v_tshapes jsonb;
+    v_tctes jsonb;
     v_readers int := 1;
     v_stream_events bigint := 0;
     v_loads bigint[];
@@ -168,6 +170,18 @@ declare
     v_chunks jsonb := '[]';
     v_entry jsonb;
     v_restart boolean;
+    -- A streaming table's SQL as an earlier batch of this session built it (see
+    -- dbsync._plan_cache): the group's entries kept, those this batch found and
+    -- those it built, a table's key and its entry found.
+    v_cache jsonb := '{}';
+    v_cache_used jsonb := '{}';
+    v_cache_new jsonb := '{}';
+    v_key text;
+    v_hit jsonb;
+    -- A table's part with its columns' own values (a lookup per key), or null; and
+    -- whether its rows may be updated in place.
+    v_own_part text;
+    v_in_place boolean;
 begin
     if current_setting('transaction_isolation') <> 'repeatable read' then
         raise exception 'batch_plan: must run in the REPEATABLE READ transaction that imported the batch''s snapshot'
@@ -196,6 +210,12 @@ begin
         from dbsync._batch_events(v_group, v_from_snap, v_to_snap) e
         group by e.shape_id
     ) g;
+
+    -- DDL in the batch can change what a key's text means (below): no table's SQL
+    -- is taken from earlier batches then, nor kept.
+    if jsonb_array_length(v_ddl) = 0 then
+        v_cache := dbsync._plan_cache(v_group);
+    end if;
 
     -- The batch's partitioned tables are locked before the loop opens their
     -- partitions (pg_partition_tree and pg_relation_size take ACCESS SHARE on each):
@@ -226,7 +246,10 @@ begin
                 where s.table_id = t.table_id) as events,
                (select bool_or(ev.truncated) from ev join dbsync.shapes s using (shape_id)
                 where s.table_id = t.table_id) as truncated,
-               a.cols, a.types, a.nums, a.generated, p.rels,
+               a.cols, a.types, a.nums, a.generated, a.inputs, a.keepable, p.rels,
+               -- The shapes whose keys the batch has.
+               array(select s.shape_id from dbsync.shapes s where s.table_id = t.table_id and s.shape_id = any (v_kshapes)
+                     order by s.shape_id) as kshapes,
                -- The rows counted by the last VACUUM or ANALYZE, unless none has run
                -- since the table was created or truncated, or it ran on an empty table:
                -- then guess from its size (about 100 bytes a row). PostgreSQL 14+ says
@@ -245,12 +268,20 @@ begin
         -- Its stored columns (the columns of the batch's tables read in one query,
         -- with their texts below once per batch: 1 ms a table was spent reading and
         -- writing them table by table, half of batch_plan), and its generated ones.
+        -- With what the table's SQL is built from (see v_key): every column's name,
+        -- type and collation, its type's output function and name, and whether a
+        -- table's SQL may be kept at all: no domain (its base type is looked up
+        -- through it) and no collation but the default (named in the SQL).
         cross join lateral (
             select array_agg(a.attname::text order by a.attnum) filter (where a.attgenerated = '') as cols,
                    array_agg(a.atttypid order by a.attnum) filter (where a.attgenerated = '') as types,
                    array_agg(a.attnum order by a.attnum) filter (where a.attgenerated = '') as nums,
-                   coalesce(array_agg(a.attname::text order by a.attnum) filter (where a.attgenerated <> ''), '{}') as generated
+                   coalesce(array_agg(a.attname::text order by a.attnum) filter (where a.attgenerated <> ''), '{}') as generated,
+                   string_agg(format('%s %I %s %s %s %s %I', a.attnum, a.attname, a.atttypid, a.attcollation, a.attgenerated,
+                                     y.typoutput::regproc, y.typname), ', ' order by a.attnum) as inputs,
+                   bool_and(y.typtype <> 'd' and a.attcollation in (0, 100)) as keepable
             from pg_attribute a
+            join pg_type y on y.oid = a.atttypid
             where a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped
         ) a
         -- The table, or its partitions: looked up by OID (an IN over
@@ -269,11 +300,6 @@ begin
         v_types := r.types;
         v_rels := r.rels;
         v_from := case when r.partitioned then '' else 'only ' end || r.relid::regclass::text;
-        -- The texts of its columns not met yet in this batch.
-        v_texts := v_texts || coalesce((
-            select jsonb_object_agg(u.ty::text || ' ' || u.c, dbsync._text_of(u.ty, format('t.%I', u.c)))
-            from unnest(v_cols, v_types) u(c, ty)
-            where not v_texts ? (u.ty::text || ' ' || u.c)), '{}');
         v_action := case when r.state <> 'streaming' then 'copy' else 'refresh' end;
         -- A chunked copy under way: refresh the keys at or below its boundary; or
         -- start it again now, when this batch's changes cannot be placed against it
@@ -287,109 +313,131 @@ begin
             v_action := 'refresh';
         end if;
 
-        v_shapes := '[]';
-        v_tshapes := '{}';
-        v_tctes := '{}';
-        v_match := '{}';
-        v_krows := '{}';
-        v_drows := '{}';
-        v_part := null;
-        v_upsert := null;
-        v_lookup := null;
-        v_lookup_own := null;
+        -- A streaming table's SQL is a function of its inputs as of this snapshot
+        -- (its columns, name, and the batch's key shapes of it), built again only
+        -- when they differ from those an earlier batch of this session built it from.
+        v_key := case when r.state = 'streaming' and r.keepable and jsonb_array_length(v_ddl) = 0
+                      then md5(concat_ws(' ', r.inputs, v_from, r.kshapes::text)) end;
+        v_hit := case when v_cache -> r.table_id::text ->> 'key' = v_key then v_cache -> r.table_id::text end;
         v_sql := null;
-        if v_action = 'refresh' then
-            for sh in
-                select s.shape_id, s.key_attnums, s.key_types,
-                       array(select a.attname::text from unnest(s.key_attnums) with ordinality u(n, o)
-                             join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped
-                             order by u.o) as names,
-                       array(select a.atttypid from unnest(s.key_attnums) with ordinality u(n, o)
-                             join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped
-                             order by u.o) as types,
-                       (select bool_and(dbsync._one_text_per_value(a.atttypid, a.attcollation))
-                        from unnest(s.key_attnums) u(n)
-                        join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped) as one_text,
-                       -- A key's text compared under its column's collation, named on the
-                       -- key's side too: the planner may turn the EXISTS below into a join
-                       -- with the batch's keys made distinct first, by the collation of
-                       -- their own expression (the default), and two keys equal under a
-                       -- nondeterministic one ('b' changed to 'B') then read the row twice.
-                       array(select case when a.attcollation in (0, 100) then ''
-                                         else format(' collate %I.%I', cn.nspname, co.collname) end
-                             from unnest(s.key_attnums) with ordinality u(n, o)
-                             join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped
-                             left join pg_collation co on co.oid = a.attcollation
-                             left join pg_namespace cn on cn.oid = co.collnamespace
-                             order by u.o) as collates
-                from dbsync.shapes s
-                where s.table_id = r.table_id
-                  and s.shape_id = any (v_kshapes)
-                order by s.shape_id
-            loop
-                -- A key whose columns are gone or retyped cannot find its rows: copy.
-                if sh.names is null or cardinality(sh.names) <> cardinality(sh.key_attnums)
-                   or sh.types <> sh.key_types or not sh.names <@ v_cols then
-                    v_action := 'copy';
-                    exit;
-                end if;
-                -- Keys of types outside pg_catalog are matched by their text, and DDL
-                -- can change what a text means (ALTER TYPE ... RENAME VALUE of an enum
-                -- label): with DDL in the batch, such a table is copied instead.
-                if jsonb_array_length(v_ddl) > 0
-                   and exists (select from unnest(sh.types) u(ty) join pg_type b on b.oid = dbsync._base_type(u.ty)
-                               where b.typnamespace <> 'pg_catalog'::regnamespace) then
-                    v_action := 'copy';
-                    exit;
-                end if;
-                v_tshapes := v_tshapes || sh.shape_id;
-                v_tctes := v_tctes || format('k%s as materialized (select ks.k from ks where ks.shape_id = %s%s)',
-                                             sh.shape_id, sh.shape_id, ' and ' || (v_chunk ->> 'filter'));
-                v_cond := (select string_agg(dbsync._key_match(u.ty, format('t.%I', u.nm), format('k%s.k[%s]%s', sh.shape_id, u.o, u.cl)),
-                                             ' and ' order by u.o)
-                           from unnest(sh.names, sh.types, sh.collates) with ordinality u(nm, ty, cl, o));
-                -- The key in its columns' places, the other columns NULL.
-                v_keyrow := (select string_agg(case when array_position(sh.names, c) is null then 'null'
-                                                    else format('k%s.k[%s]', sh.shape_id, array_position(sh.names, c)) end,
-                                               ', ' order by o)
-                             from unnest(v_cols) with ordinality u(c, o));
-                v_match := v_match || format('exists (select from k%s where %s)', sh.shape_id, v_cond);
-                v_krows := v_krows || format('select %L, %s from k%s', 'K' || sh.shape_id, v_keyrow, sh.shape_id);
-                v_drows := v_drows || format('select %L, %s from k%s where not exists (select from %s t where %s)',
-                                             'D', v_keyrow, sh.shape_id, v_from, v_cond);
-                -- Keys that find at most one row each: U and D lines in one lookup per key.
-                -- Twice: with the columns' texts, and with their own values (a key's
-                -- from its text when the row is gone: a pg_catalog type, as one_text
-                -- keys are), which COPY prints by the same output functions, in the
-                -- same session, without a text copy of every value in between (about
-                -- a tenth of a reader's CPU in a backlog of one table). The own
-                -- values only where the table's part is alone in its COPY: parts of
-                -- several tables are joined by UNION ALL, whose columns need one type.
-                v_lookup := null;
-                v_lookup_own := null;
-                if sh.one_text then
-                    select array[string_agg(case when u.kp is null then v_texts ->> (u.ty::text || ' ' || u.c)
-                                                 else format('coalesce(%s, k%s.k[%s])', v_texts ->> (u.ty::text || ' ' || u.c),
-                                                             sh.shape_id, u.kp) end, ', ' order by u.o),
-                                 string_agg(case when u.kp is null then format('t.%I', u.c)
-                                                 else format('coalesce(t.%I, (k%s.k[%s])::pg_catalog.%I)', u.c, sh.shape_id, u.kp,
-                                                             (select b.typname from pg_type b where b.oid = dbsync._base_type(u.ty))) end,
-                                            ', ' order by u.o)]
-                      into v_lists
-                    from (select x.c, x.ty, x.o, array_position(sh.names, x.c) as kp
-                          from unnest(v_cols, v_types) with ordinality x(c, ty, o)) u;
-                    select q.a[1], q.a[2] into v_lookup, v_lookup_own
-                    from (select array_agg(format('select case when t.ctid is null then %L else %L end, %s from k%s left join %s t on %s',
-                                                  'D', 'U', l.cols, sh.shape_id, v_from, v_cond) order by l.n) as a
-                          from unnest(v_lists) with ordinality l(cols, n)) q;
-                end if;
-                v_shapes := v_shapes || jsonb_build_object('op', 'K' || sh.shape_id, 'key_columns', to_jsonb(sh.names));
-            end loop;
-        end if;
-        if v_action = 'copy' and v_chunk is not null then
-            -- Keys the batch cannot map: the chunked copy starts again now.
-            v_restart := true;
-            v_chunk := null;
+        if v_hit is not null then
+            v_cache_used := v_cache_used || jsonb_build_object(r.table_id::text, v_hit);
+            v_shapes := v_hit -> 'shapes';
+            v_tshapes := v_hit -> 'tshapes';
+            v_tctes := v_hit -> 'ctes';
+            v_part := v_hit ->> 'part';
+            v_own_part := v_hit ->> 'own';
+            v_upsert := v_hit -> 'upsert';
+            v_in_place := (v_hit ->> 'in_place')::boolean;
+        else
+            -- The texts of its columns not met yet in this batch.
+            v_texts := v_texts || coalesce((
+                select jsonb_object_agg(u.ty::text || ' ' || u.c, dbsync._text_of(u.ty, format('t.%I', u.c)))
+                from unnest(v_cols, v_types) u(c, ty)
+                where not v_texts ? (u.ty::text || ' ' || u.c)), '{}');
+            v_shapes := '[]';
+            v_tshapes := '[]';
+            v_tctes := '[]';
+            v_match := '{}';
+            v_krows := '{}';
+            v_drows := '{}';
+            v_part := null;
+            v_upsert := null;
+            v_lookup := null;
+            v_lookup_own := null;
+            if v_action = 'refresh' then
+                for sh in
+                    select s.shape_id, s.key_attnums, s.key_types,
+                           array(select a.attname::text from unnest(s.key_attnums) with ordinality u(n, o)
+                                 join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped
+                                 order by u.o) as names,
+                           array(select a.atttypid from unnest(s.key_attnums) with ordinality u(n, o)
+                                 join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped
+                                 order by u.o) as types,
+                           (select bool_and(dbsync._one_text_per_value(a.atttypid, a.attcollation))
+                            from unnest(s.key_attnums) u(n)
+                            join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped) as one_text,
+                           -- A key's text compared under its column's collation, named on the
+                           -- key's side too: the planner may turn the EXISTS below into a join
+                           -- with the batch's keys made distinct first, by the collation of
+                           -- their own expression (the default), and two keys equal under a
+                           -- nondeterministic one ('b' changed to 'B') then read the row twice.
+                           array(select case when a.attcollation in (0, 100) then ''
+                                             else format(' collate %I.%I', cn.nspname, co.collname) end
+                                 from unnest(s.key_attnums) with ordinality u(n, o)
+                                 join pg_attribute a on a.attrelid = r.relid and a.attnum = u.n and not a.attisdropped
+                                 left join pg_collation co on co.oid = a.attcollation
+                                 left join pg_namespace cn on cn.oid = co.collnamespace
+                                 order by u.o) as collates
+                    from dbsync.shapes s
+                    where s.table_id = r.table_id
+                      and s.shape_id = any (v_kshapes)
+                    order by s.shape_id
+                loop
+                    -- A key whose columns are gone or retyped cannot find its rows: copy.
+                    if sh.names is null or cardinality(sh.names) <> cardinality(sh.key_attnums)
+                       or sh.types <> sh.key_types or not sh.names <@ v_cols then
+                        v_action := 'copy';
+                        exit;
+                    end if;
+                    -- Keys of types outside pg_catalog are matched by their text, and DDL
+                    -- can change what a text means (ALTER TYPE ... RENAME VALUE of an enum
+                    -- label): with DDL in the batch, such a table is copied instead.
+                    if jsonb_array_length(v_ddl) > 0
+                       and exists (select from unnest(sh.types) u(ty) join pg_type b on b.oid = dbsync._base_type(u.ty)
+                                   where b.typnamespace <> 'pg_catalog'::regnamespace) then
+                        v_action := 'copy';
+                        exit;
+                    end if;
+                    v_tshapes := v_tshapes || to_jsonb(sh.shape_id);
+                    v_tctes := v_tctes || to_jsonb(format('k%s as materialized (select ks.k from ks where ks.shape_id = %s%s)',
+                                                          sh.shape_id, sh.shape_id, ' and ' || (v_chunk ->> 'filter')));
+                    v_cond := (select string_agg(dbsync._key_match(u.ty, format('t.%I', u.nm), format('k%s.k[%s]%s', sh.shape_id, u.o, u.cl)),
+                                                 ' and ' order by u.o)
+                               from unnest(sh.names, sh.types, sh.collates) with ordinality u(nm, ty, cl, o));
+                    -- The key in its columns' places, the other columns NULL.
+                    v_keyrow := (select string_agg(case when array_position(sh.names, c) is null then 'null'
+                                                        else format('k%s.k[%s]', sh.shape_id, array_position(sh.names, c)) end,
+                                                   ', ' order by o)
+                                 from unnest(v_cols) with ordinality u(c, o));
+                    v_match := v_match || format('exists (select from k%s where %s)', sh.shape_id, v_cond);
+                    v_krows := v_krows || format('select %L, %s from k%s', 'K' || sh.shape_id, v_keyrow, sh.shape_id);
+                    v_drows := v_drows || format('select %L, %s from k%s where not exists (select from %s t where %s)',
+                                                 'D', v_keyrow, sh.shape_id, v_from, v_cond);
+                    -- Keys that find at most one row each: U and D lines in one lookup per key.
+                    -- Twice: with the columns' texts, and with their own values (a key's
+                    -- from its text when the row is gone: a pg_catalog type, as one_text
+                    -- keys are), which COPY prints by the same output functions, in the
+                    -- same session, without a text copy of every value in between (about
+                    -- a tenth of a reader's CPU in a backlog of one table). The own
+                    -- values only where the table's part is alone in its COPY: parts of
+                    -- several tables are joined by UNION ALL, whose columns need one type.
+                    v_lookup := null;
+                    v_lookup_own := null;
+                    if sh.one_text then
+                        select array[string_agg(case when u.kp is null then v_texts ->> (u.ty::text || ' ' || u.c)
+                                                     else format('coalesce(%s, k%s.k[%s])', v_texts ->> (u.ty::text || ' ' || u.c),
+                                                                 sh.shape_id, u.kp) end, ', ' order by u.o),
+                                     string_agg(case when u.kp is null then format('t.%I', u.c)
+                                                     else format('coalesce(t.%I, (k%s.k[%s])::pg_catalog.%I)', u.c, sh.shape_id, u.kp,
+                                                                 (select b.typname from pg_type b where b.oid = dbsync._base_type(u.ty))) end,
+                                                ', ' order by u.o)]
+                          into v_lists
+                        from (select x.c, x.ty, x.o, array_position(sh.names, x.c) as kp
+                              from unnest(v_cols, v_types) with ordinality x(c, ty, o)) u;
+                        select q.a[1], q.a[2] into v_lookup, v_lookup_own
+                        from (select array_agg(format('select case when t.ctid is null then %L else %L end, %s from k%s left join %s t on %s',
+                                                      'D', 'U', l.cols, sh.shape_id, v_from, v_cond) order by l.n) as a
+                              from unnest(v_lists) with ordinality l(cols, n)) q;
+                    end if;
+                    v_shapes := v_shapes || jsonb_build_object('op', 'K' || sh.shape_id, 'key_columns', to_jsonb(sh.names));
+                end loop;
+            end if;
+            if v_action = 'copy' and v_chunk is not null then
+                -- Keys the batch cannot map: the chunked copy starts again now.
+                v_restart := true;
+                v_chunk := null;
+            end if;
         end if;
 
         v_est := r.est;
@@ -416,7 +464,7 @@ begin
             v_sql := format('copy (select %s from %s) to stdout',
                             (select string_agg(quote_ident(c), ', ' order by o) from unnest(v_cols) with ordinality u(c, o)),
                             v_from);
-        elsif cardinality(v_match) > 0 then
+        elsif v_hit is null and cardinality(v_match) > 0 then
             -- (No shapes: only a TRUNCATE, and emptying the target table is all.)
             -- The rows of the changed keys, unless one lookup per key gives them.
             if cardinality(v_match) > 1 or v_lookup is null then
@@ -437,6 +485,15 @@ begin
                 v_part := v_part || ' union all ' || array_to_string(v_krows, ' union all ');
             end if;
         end if;
+        if v_hit is null then
+            v_own_part := case when v_part = v_lookup then v_lookup_own end;
+            v_in_place := v_upsert is not null and v_lookup is not null;
+            if v_key is not null and v_action = 'refresh' then
+                v_cache_new := v_cache_new || jsonb_build_object(r.table_id::text, jsonb_build_object(
+                    'key', v_key, 'shapes', v_shapes, 'tshapes', v_tshapes, 'ctes', v_tctes, 'part', v_part,
+                    'own', v_own_part, 'upsert', v_upsert, 'in_place', v_in_place));
+            end if;
+        end if;
 
         -- Dropped since the snapshot: nothing left to apply. (has_table_privilege
         -- reads the catalog as it is now, and is NULL for an OID that is gone.)
@@ -449,14 +506,14 @@ begin
 
         if v_part is not null then
             v_parts := v_parts || format('select %s, p.*/*pad*/ from (%s) p', r.table_id, v_part);
-            v_own := v_own || case when v_part = v_lookup then format('select %s, p.*/*pad*/ from (%s) p', r.table_id, v_lookup_own) end;
+            v_own := v_own || case when v_own_part is not null then format('select %s, p.*/*pad*/ from (%s) p', r.table_id, v_own_part) end;
             v_widths := v_widths || cardinality(v_cols);
             -- Its weight for a reader: each event hashed, each row read (at most one a
             -- key, at most the table's rows) about as much as four events (a tpcb-like
             -- backlog's 400,000 events hashed took 40% of its stream, its 163,000 rows the rest).
-            v_infos := v_infos || jsonb_build_object('id', r.table_id, 'shapes', to_jsonb(v_tshapes), 'ctes', to_jsonb(v_tctes),
+            v_infos := v_infos || jsonb_build_object('id', r.table_id, 'shapes', v_tshapes, 'ctes', v_tctes,
                                                      'events', r.events, 'cols', to_jsonb(v_cols)::text,
-                                                     'split', v_part = v_lookup,
+                                                     'split', v_own_part is not null,
                                                      'weight', r.events + 4 * least(r.events, coalesce(v_est, r.events)));
             v_many := v_many and r.events * 10 >= coalesce(v_est, 0);
             v_stream_events := v_stream_events + r.events;
@@ -470,7 +527,7 @@ begin
             -- Rows may be updated in place only where equal keys are identical
             -- (_one_text_per_value): else one target row could match two rows of the
             -- stage (a key under a nondeterministic collation, unique by another).
-            'in_place', v_upsert is not null and v_lookup is not null);
+            'in_place', v_in_place);
         if v_chunk is null then
             v_tables := v_tables || v_entry;
         elsif v_action = 'copy' then
@@ -596,6 +653,9 @@ begin
                     'tables', (select jsonb_agg((v_infos -> (m - 1) ->> 'id')::int order by m) from unnest(v_mine) m));
             end if;
         end loop;
+    end if;
+    if v_cache_new <> '{}' then
+        perform dbsync._plan_cache_keep(v_group, v_cache, v_cache_used, v_cache_new);
     end if;
     return jsonb_build_object('ddl', v_ddl, 'tables', v_tables, 'stream', v_stream, 'stream_width', v_width,
                               'streams', case when jsonb_array_length(v_streams) > 0 then v_streams end,
