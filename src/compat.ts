@@ -19,7 +19,7 @@
 // bigint txids to xid8: same values, same snapshot text), and migrations already
 // landed must not change for existing installs. A rewrite keeps both true, and the
 // lines that differ stay greppable here.
-import { Client } from "pg";
+import { Client, ClientBase } from "pg";
 
 /** What the SQL needs to know about the server it is installed on. */
 export interface ServerTraits {
@@ -161,7 +161,7 @@ export function compatSql(sql: string, traits: ServerTraits): string {
 }
 
 /** The server's major version number. */
-export async function serverMajor(client: Client): Promise<number> {
+export async function serverMajor(client: ClientBase): Promise<number> {
   const { rows } = await client.query("select pg_catalog.current_setting('server_version_num')::pg_catalog.int4 as v");
   return Math.floor(rows[0].v / 10000);
 }
@@ -180,14 +180,14 @@ export async function serverTraits(client: Client): Promise<ServerTraits> {
   return { major, bigintTxids: rows.length ? rows[0].bigint === true : major < 13 };
 }
 
-const majors = new WeakMap<Client, number>();
+const majors = new WeakMap<ClientBase, number>();
 
 /**
  * `sql` as the server at the other end of `client` understands it, for the sidecar's
  * catalog queries on sources and targets (the server's major is read once per
  * connection). Not for SQL naming txids: that follows the source's queue (serverTraits).
  */
-export async function forServer(client: Client, sql: string): Promise<string> {
+export async function forServer(client: ClientBase, sql: string): Promise<string> {
   let major = majors.get(client);
   if (major === undefined) {
     major = await serverMajor(client);

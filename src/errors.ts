@@ -164,6 +164,22 @@ export function targetTableMissing(table: string, cause?: unknown): DbsyncError 
  * The target table lacks columns the source has: `columns` names them where dbsync
  * looked (src/target/tables.ts); a batch knows only PostgreSQL's error, `cause`.
  */
+/**
+ * Columns the source computes (generated) that the target holds as plain columns:
+ * dbsync sends no value for them, so they would stay as the target has them.
+ */
+export function targetColumnsNotGenerated(table: string, columns: string[]): DbsyncError {
+  return new DbsyncError(
+    `target table ${table} has column(s) ${columns.map((c) => ident(c)).join(", ")} that the source generates, as plain columns: ` +
+      "dbsync does not send generated columns' values (each server computes them), so they would keep the target's",
+    {
+      table,
+      hint: `Make them generated on the target with the source's expression (\`dbsync schema\` prints it), or drop them there; ` +
+        "the batch is retried by itself.",
+    },
+  );
+}
+
 export function targetColumnsMissing(table: string, columns: string[] | undefined, cause?: unknown): DbsyncError {
   const which = columns?.length ? `column(s) ${columns.map((c) => ident(c)).join(", ")} that the source has` : "a column the source has";
   const message = `target table ${table} lacks ${which}${cause ? ` (${messageOf(cause)})` : ""}`;

@@ -3,9 +3,9 @@
 // someone act with dbsync's (or its DBA's) rights.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, startSidecar, until, value } from "./helpers";
+import { freshEnv, SOURCE_MAJOR, startSidecar, TARGET_MAJOR, until, value } from "./helpers";
 import { runDbsync } from "./kit/dbsync";
-import { setup, synced } from "./kit/convergence";
+import { failsWith, setup, strictlyConverged, synced } from "./kit/convergence";
 
 // The bytes of each row's text, as UTF8 whatever the session's client_encoding.
 const utf8Bytes = "select id, encode(convert_to(v, 'UTF8'), 'hex') as v from t order by id";
@@ -113,6 +113,62 @@ test("reg* values (regclass, regtype, regproc) name the source's objects on the 
     assert.equal(await verified(), 0);
     await env.target.query(`update public.t set c = '${targetRole}.orders' where id = 1`);
     assert.equal(await verified(), 1);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("MERGE of PostgreSQL 17: WHEN NOT MATCHED BY SOURCE (delete, update of the key), RETURNING in a writable CTE, on a plain and a partitioned table, rows moving partition", { skip: SOURCE_MAJOR < 17 && "MERGE ... NOT MATCHED BY SOURCE comes with 17" }, async () => {
+  const env = await freshEnv("brk19_merge17");
+  await setup(env, `create table t (id int primary key, v text);
+    create table p (id int not null, k int not null, v text, primary key (id, k)) partition by list (k);
+    create table p1 partition of p for values in (1); create table p2 partition of p for values in (2);
+    create table log (id int primary key, what text)`, ["t", "p", "log"]);
+  await env.source.query("insert into t select g, 'v' || g from generate_series(1, 20) g; insert into p select g, 1 + g % 2, 'p' || g from generate_series(1, 20) g");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await synced(env);
+    await env.source.query(`merge into t using (select g as id from generate_series(5, 30) g) s on t.id = s.id
+      when matched and t.id % 3 = 0 then update set v = 'm' || s.id
+      when not matched by target then insert values (s.id, 'new')
+      when not matched by source and t.id < 3 then delete
+      when not matched by source then update set id = t.id + 100`);
+    await env.source.query(`with m as (merge into p using (select g as id, 1 + (g + 1) % 2 as k from generate_series(10, 25) g) s on p.id = s.id
+        when matched then update set k = s.k, v = 'moved'
+        when not matched by target then insert values (s.id, s.k, 'new')
+        when not matched by source then delete
+        returning merge_action() as a, p.id)
+      insert into log select id, a from m`);
+    await env.source.query(`begin; savepoint a; merge into t using (values (7), (8)) s(id) on t.id = s.id when matched then delete;
+      rollback to savepoint a; merge into t using (values (9)) s(id) on t.id = s.id when matched then update set id = 1; commit`);
+    await strictlyConverged(env, ["t", "p", "log"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("a column the source generates is a plain column on the target (a target on PostgreSQL 11, a table made by hand): an error that says so, not a column that stays as the target has it", {
+  skip: Math.min(SOURCE_MAJOR, TARGET_MAJOR) < 12 && "generated columns come with 12",
+}, async () => {
+  const env = await freshEnv("brk19_generated");
+  const both = "create table t (id int primary key, v int, g int";
+  await env.source.query(`${both} generated always as (v * 2) stored)`);
+  await env.target.query(`${both})`);
+  await env.source.query("select dbsync.add_table('t', 'g'), dbsync.add_subscription('s', 'g', $1)", [env.targetUrl]);
+  await env.source.query("insert into t (id, v) values (1, 1), (2, 2)");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await failsWith(env, /target table "public"\."t" has column\(s\) "g" that the source generates, as plain columns/);
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '1 s')"), false);
+    // Made generated there as on the source: the copy goes on, and so does the stream.
+    await env.target.query("alter table t drop column g; alter table t add column g int generated always as (v * 2) stored");
+    await env.source.query("update t set v = 10 where id = 1; insert into t (id, v) values (3, 3)");
+    await strictlyConverged(env, ["t"]);
+    assert.deepEqual((await env.target.query("select id, g from t order by id")).rows, [{ id: 1, g: 20 }, { id: 2, g: 4 }, { id: 3, g: 6 }]);
+    // Made plain again by hand, while the table streams: the next batch stops.
+    await env.target.query("alter table t drop column g; alter table t add column g int");
+    await env.source.query("update t set v = 5 where id = 2");
+    await failsWith(env, /has column\(s\) "g" that the source generates/);
   } finally {
     await sidecar.stop();
   }

@@ -10,7 +10,9 @@
 --     table_id, target (the table's name as of p_to, quoted, for the target),
 --     partitioned (else the target writes it with ONLY: inheritance children are
 --       tables of their own),
---     columns (its stored columns as of p_to), events (count in the batch),
+--     columns (its stored columns as of p_to), generated (its generated columns,
+--       which every server computes: a target column of that name that is not
+--       generated there would never get a value), events (count in the batch),
 --     action: 'copy' (every row: the table waits for its first copy, a resync, or a
 --       key change that its events cannot be mapped through, or DDL in the batch
 --       while its key is matched by text) or 'refresh' (the rows of the keys that
@@ -244,7 +246,7 @@ begin
                 where s.table_id = t.table_id) as events,
                (select bool_or(ev.truncated) from ev join dbsync.shapes s using (shape_id)
                 where s.table_id = t.table_id) as truncated,
-               a.cols, a.types, a.nums, a.inputs, a.keepable, p.rels,
+               a.cols, a.types, a.nums, a.generated, a.inputs, a.keepable, p.rels,
                -- The shapes whose keys the batch has.
                array(select s.shape_id from dbsync.shapes s where s.table_id = t.table_id and s.shape_id = any (v_kshapes)
                      order by s.shape_id) as kshapes,
@@ -265,7 +267,7 @@ begin
         join pg_namespace n on n.oid = c.relnamespace
         -- Its stored columns (the columns of the batch's tables read in one query,
         -- with their texts below once per batch: 1 ms a table was spent reading and
-        -- writing them table by table, half of batch_plan).
+        -- writing them table by table, half of batch_plan), and its generated ones.
         -- With what the table's SQL is built from (see v_key): every column's name,
         -- type and collation, its type's output function and name, and whether a
         -- table's SQL may be kept at all: no domain (its base type is looked up
@@ -274,6 +276,7 @@ begin
             select array_agg(a.attname::text order by a.attnum) filter (where a.attgenerated = '') as cols,
                    array_agg(a.atttypid order by a.attnum) filter (where a.attgenerated = '') as types,
                    array_agg(a.attnum order by a.attnum) filter (where a.attgenerated = '') as nums,
+                   coalesce(array_agg(a.attname::text order by a.attnum) filter (where a.attgenerated <> ''), '{}') as generated,
                    string_agg(format('%s %I %s %s %s %s %I', a.attnum, a.attname, a.atttypid, a.attcollation, a.attgenerated,
                                      y.typoutput::regproc, y.typname), ', ' order by a.attnum) as inputs,
                    bool_and(y.typtype <> 'd' and a.attcollation in (0, 100)) as keepable
@@ -517,7 +520,7 @@ begin
         end if;
         v_entry := jsonb_build_object(
             'table_id', r.table_id, 'target', r.target, 'partitioned', r.partitioned,
-            'columns', to_jsonb(v_cols), 'events', r.events,
+            'columns', to_jsonb(v_cols), 'generated', to_jsonb(r.generated), 'events', r.events,
             'action', v_action, 'forced', v_action = 'copy' and (r.state = 'streaming' or v_restart), 'truncate', coalesce(r.truncated, false) and v_action = 'refresh',
             'copy_request', r.copy_request, 'rows_estimated', case when v_action = 'copy' then v_est end, 'sql', v_sql, 'shapes', v_shapes,
             'upsert_key', v_upsert, 'chunk', null,

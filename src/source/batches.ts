@@ -56,6 +56,8 @@ export interface PlanTable {
   /** Else the target's statements say ONLY: an inheritance child is a table of its own. */
   partitioned: boolean;
   columns: string[];
+  /** Its generated columns, which the stream does not carry (absent from a source of before they were listed). */
+  generated?: string[];
   events: number;
   action: "copy" | "refresh";
   /** A copy the stream needs (its key changed), not one a table waits for. */

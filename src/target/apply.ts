@@ -27,7 +27,7 @@ import { to as copyTo } from "pg-copy-streams";
 import { copyFrom } from "../db/copy-from";
 import { undoSavepoint } from "../db/savepoint";
 import { PINNED_RESET } from "../db/settings";
-import { DbsyncError, PositionMoved, messageOf, sqlstateOf } from "../errors";
+import { DbsyncError, PositionMoved, messageOf, sqlstateOf, targetColumnsNotGenerated } from "../errors";
 import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";
 import { Phases } from "./phases";
 import { beginApply, commitApply, enterReplicaMode, recordCopies } from "./progress";
@@ -115,6 +115,10 @@ export async function applyBatch(
     // in beside the old ones).
     if (!locked) await lockExisting(target, refreshed);
     now = first ? state.stages.described(first[1].rows) : await state.stages.describe(target, names);
+    for (const t of plan.tables) {
+      const plain = t.generated?.filter((c) => now.get(t.target)?.plainColumns.includes(c));
+      if (plain?.length) throw targetColumnsNotGenerated(t.target, plain);
+    }
     await emptyTables(target, plan.tables.filter((t) => (t.action === "copy" && !addsChunk(t)) || t.truncate), only);
     const staged = new Map<number, StagedTable>();
     for (const t of plan.tables.filter((t) => t.action === "refresh")) {

@@ -38,6 +38,8 @@ export interface TargetTable {
    * table when one of them is within the rows' key (see merge.ts).
    */
   uniqueKeys: string[][];
+  /** Its columns that are neither generated nor dropped. */
+  plainColumns: string[];
 }
 
 export interface Stage {
@@ -172,13 +174,16 @@ export class StageTables {
                          join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = u.attnum
                         where i.indrelid = c.oid and i.indisunique and i.indimmediate and i.indisvalid
                           and i.indpred is null and i.indexprs is null
-                        group by i.indexrelid) k) as unique_keys
+                        group by i.indexrelid) k) as unique_keys,
+              array(select a.attname::pg_catalog.text from pg_catalog.pg_attribute a
+                                where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+                                  and a.attgenerated = '') as plain_columns
          from pg_catalog.jsonb_array_elements_text(${escapeLiteral(JSON.stringify(tables))}::pg_catalog.jsonb) x(name)
          join pg_catalog.pg_class c on c.oid = pg_catalog.to_regclass(x.name)`);
   }
 
-  described(rows: { name: string; partitioned: boolean; signature: string; unique_keys: string[][] }[]): Map<string, TargetTable> {
-    return new Map(rows.map((r) => [r.name, { partitioned: r.partitioned, signature: r.signature, uniqueKeys: r.unique_keys }]));
+  described(rows: { name: string; partitioned: boolean; signature: string; unique_keys: string[][]; plain_columns: string[] }[]): Map<string, TargetTable> {
+    return new Map(rows.map((r) => [r.name, { partitioned: r.partitioned, signature: r.signature, uniqueKeys: r.unique_keys, plainColumns: r.plain_columns }]));
   }
 
   /**
