@@ -61,12 +61,25 @@ async function rewrittenOutside(env: Env, c: Case): Promise<void> {
     await until("the error says to acknowledge the change", async () =>
       /make the same change on the target, then select dbsync\.acknowledge_ddl\(\d+\)/.test((await status(env))?.last_error ?? ""), 60_000);
     assert.equal((await status(env))?.state, "error");
-    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '1 s')"), false);
+    assert.match(await notInSync(env), /not in sync after 1 s: .* outside dbsync\.execute_ddl changed its rows on the source only .*acknowledge_ddl\(\d+\).*\(rows stream on meanwhile\)$/);
     assert.ok(Number(await value(env.source, "select dbsync.acknowledge_ddl(null)")) >= 1);
     await strictlyConverged(env, c.tables);
   } finally {
     await sidecar.stop();
   }
+}
+
+/** wait_for_sync('s', '1 s') is false: the NOTICE that says why. */
+async function notInSync(env: Env): Promise<string> {
+  const c = await env.source.connect();
+  const said: string[] = [];
+  c.on("notice", (n) => said.push(n.message ?? ""));
+  try {
+    assert.equal((await c.query("select dbsync.wait_for_sync('s', '1 s') as ok")).rows[0].ok, false);
+  } finally {
+    c.release();
+  }
+  return said.join("\n");
 }
 
 const plain = "create table t (id int primary key, v int, s text)";
