@@ -110,7 +110,7 @@ test("the README's pg_dump recipe gives a target the application's schema and no
     await source.query("select dbsync.add_subscription('dr', 'shop', $1)", [targetUrl]);
     // What makes a plain pg_dump -s unusable on a target.
     assert.ok(Number(await value(source, "select count(*) from pg_trigger where tgname like 'dbsync_capture_%'")) >= 5);
-    assert.equal(Number(await value(source, "select count(*) from pg_event_trigger where evtname like 'dbsync_%'")), 2);
+    assert.equal(Number(await value(source, "select count(*) from pg_event_trigger where evtname like 'dbsync_%'")), 3);
 
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-pgdump-"));
     const run = (script: string, env: Record<string, string>) =>
@@ -128,7 +128,7 @@ test("the README's pg_dump recipe gives a target the application's schema and no
       const all = spawnSync(path.join(t.bin, "pg_restore"), ["--list", path.join(dir, "schema.dump")], { encoding: "utf8" }).stdout;
       const dropped = all.split("\n").filter((l) => l && !left.includes(l));
       assert.ok(dropped.length >= 4, all);
-      assert.ok(dropped.every((l) => / (TRIGGER shop \S+ dbsync_capture_\w+|EVENT TRIGGER - dbsync_(ddl|drop)_watch) /.test(l)), dropped.join("\n"));
+      assert.ok(dropped.every((l) => / (TRIGGER shop \S+ dbsync_capture_\w+|EVENT TRIGGER - dbsync_(ddl|drop|rewrite)_watch) /.test(l)), dropped.join("\n"));
 
       // Without the filter, the restore stops at the first capture trigger.
       const naive = run(`pg_restore --no-owner --no-privileges --exit-on-error --dbname="$NAIVE_URL" schema.dump`, { NAIVE_URL: naiveUrl });

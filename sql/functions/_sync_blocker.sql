@@ -1,13 +1,15 @@
 -- dbsync._sync_blocker(p_sub_id int) returns text
---   Why the subscription is not in sync, in a sentence with what to do: paused; its
---   last batch failed (with the error); a table that cannot be copied; tables still
+--   Why the subscription is not in sync, in a sentence with what to do: paused; a
+--   table waiting for a change made outside execute_ddl to be acknowledged
+--   (dbsync._unreplicated_ddl: nothing failed); its last batch failed (with the
+--   error); a table that cannot be copied; tables still
 --   being copied (with their progress); no sidecar applying it (nobody holds its
 --   apply lock: dbsync run is not running, or cannot reach the target); else how far
 --   behind it is. wait_for_sync says it when it times out; `dbsync wait` prints it.
 --   Parameters: p_sub_id.
 --   Returns: text.
---   Calls: dbsync._lock_class. Tables touched: dbsync.status, dbsync.subscriptions,
---     dbsync.table_status (read).
+--   Calls: dbsync._lock_class. Tables touched: dbsync.ddl_log, dbsync.status, dbsync.subscriptions,
+--     dbsync.table_status, dbsync.tables (read).
 create or replace function dbsync._sync_blocker(p_sub_id int) returns text
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -20,6 +22,16 @@ begin
     where sub.sub_id = p_sub_id;
     if s.paused then
         return format('subscription "%s" is paused (select dbsync.resume(%L) to go on)', s.name, s.name);
+    end if;
+    -- (dbsync.status names it when no batch failed.)
+    if s.last_error is not null
+       and exists (select from dbsync.subscriptions sub where sub.sub_id = p_sub_id and sub.last_error is null)
+       and exists (select from dbsync.ddl_log l
+                   join dbsync.tables t on t.table_id = l.recopy_table_id
+                   join dbsync.subscriptions sub on sub.group_id = t.group_id
+                   where sub.sub_id = p_sub_id and t.removed_at is null and l.acknowledged_at is null
+                     and format('%I.%I', t.schema_name, t.table_name) = s.last_error_table) then
+        return s.last_error || ' (rows stream on meanwhile)';
     end if;
     if s.last_error is not null then
         return format('applying failed%s%s: %s (the sidecar retries by itself once the cause is fixed; see dbsync.status)',
