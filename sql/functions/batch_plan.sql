@@ -233,21 +233,21 @@ begin
     end if;
 
     for r in
+        -- The batch's events by table, in one pass (a subquery per table read every
+        -- shape of the group).
         with ev as (
-            select s.key::int as shape_id, (s.value ->> 'events')::bigint as events, (s.value ->> 'truncated')::boolean as truncated
-            from jsonb_each(v_shape_events) s
+            select s.table_id, sum((e.value ->> 'events')::bigint) as events, bool_or((e.value ->> 'truncated')::boolean) as truncated,
+                   -- The shapes whose keys the batch has.
+                   array_agg(s.shape_id order by s.shape_id) filter (where s.shape_id = any (v_kshapes)) as kshapes
+            from jsonb_each(v_shape_events) e
+            join dbsync.shapes s on s.shape_id = e.key::int
+            group by s.table_id
         )
         select t.table_id, t.relid, t.partitioned, st.state, st.copy_request,
                -- Always quoted, as the sidecar names tables (table_status matches on it).
                '"' || replace(n.nspname, '"', '""') || '"."' || replace(c.relname, '"', '""') || '"' as target,
-               (select coalesce(sum(ev.events), 0) from ev join dbsync.shapes s using (shape_id)
-                where s.table_id = t.table_id) as events,
-               (select bool_or(ev.truncated) from ev join dbsync.shapes s using (shape_id)
-                where s.table_id = t.table_id) as truncated,
+               coalesce(ev.events, 0) as events, ev.truncated, coalesce(ev.kshapes, '{}') as kshapes,
                a.cols, a.types, a.nums, a.inputs, a.keepable, p.rels,
-               -- The shapes whose keys the batch has.
-               array(select s.shape_id from dbsync.shapes s where s.table_id = t.table_id and s.shape_id = any (v_kshapes)
-                     order by s.shape_id) as kshapes,
                -- The rows counted by the last VACUUM or ANALYZE, unless none has run
                -- since the table was created or truncated, or it ran on an empty table:
                -- then guess from its size (about 100 bytes a row). PostgreSQL 14+ says
@@ -263,13 +263,14 @@ begin
         join dbsync.tables t using (table_id)
         join pg_class c on c.oid = t.relid
         join pg_namespace n on n.oid = c.relnamespace
+        left join ev on ev.table_id = t.table_id
         -- Its stored columns (the columns of the batch's tables read in one query,
         -- with their texts below once per batch: 1 ms a table was spent reading and
-        -- writing them table by table, half of batch_plan).
-        -- With what the table's SQL is built from (see v_key): every column's name,
-        -- type and collation, its type's output function and name, and whether a
-        -- table's SQL may be kept at all: no domain (its base type is looked up
-        -- through it) and no collation but the default (named in the SQL).
+        -- writing them table by table, half of batch_plan); and what the table's SQL
+        -- is built from (see v_key): every column's name, type and collation, its
+        -- type's output function and name, and whether a table's SQL may be kept at
+        -- all: no domain (its base type is looked up through it) and no collation
+        -- but the default (named in the SQL).
         cross join lateral (
             select array_agg(a.attname::text order by a.attnum) filter (where a.attgenerated = '') as cols,
                    array_agg(a.atttypid order by a.attnum) filter (where a.attgenerated = '') as types,
@@ -288,9 +289,7 @@ begin
             select case when t.partitioned then array(select p.relid::oid from pg_partition_tree(t.relid) p)
                         else array[t.relid] end as rels
         ) p
-        where st.sub_id = p_sub_id and t.removed_at is null
-          and (st.state <> 'streaming'
-               or exists (select from ev join dbsync.shapes s using (shape_id) where s.table_id = t.table_id))
+        where st.sub_id = p_sub_id and t.removed_at is null and (st.state <> 'streaming' or ev.table_id is not null)
         order by t.table_id
     loop
         v_cols := r.cols;
