@@ -3,15 +3,17 @@
 -- again only when what it is built from changed (batch_plan's v_key: the table's
 -- columns, their types and collations, its name, the batch's key shapes of it).
 -- Rebuilt at every batch it cost about 0.7 ms of the source's CPU a table, most of
--- batch_plan. Kept in a placeholder setting per group, dbsync.plan_<group_id>, set
+-- batch_plan. Kept in a placeholder setting per table, dbsync.plan_<table_id>, set
 -- for the session: the reader's transaction is read only (no table written, no xid
 -- taken), a temporary table's rows of an earlier batch may not be visible in an
 -- imported snapshot, and a setting costs nothing to keep (placeholders are not in
--- pg_settings, which the pool's session check reads). A setting can also be given
--- to the sidecar's sessions by ALTER ROLE or ALTER DATABASE ... SET, by roles that
--- must not make the sidecar run their SQL: so the value carries its session's token
--- (_plan_cache_token), which no one can know before the session starts, and a value
--- without this session's is ignored.
+-- pg_settings, which the pool's session check reads). One setting a table, so that
+-- a batch reads only its own tables' (a value for a group of 1,000 tables took
+-- about 40 ms to read as jsonb). A setting can also be given to the sidecar's
+-- sessions by ALTER ROLE or ALTER DATABASE ... SET, by roles that must not make the
+-- sidecar run their SQL: so the value starts with its session's token
+-- (_plan_cache_token), which no one can know before the session starts, and a
+-- value without this session's is ignored.
 
 -- dbsync._plan_cache_token() returns text
 --   This session's token for its kept plans: the backend's pid and start time (to
@@ -27,46 +29,33 @@ language sql stable set search_path = pg_catalog, pg_temp as $$
     from pg_stat_get_activity(pg_backend_pid()) a
 $$;
 
--- dbsync._plan_cache(p_group_id int) returns jsonb
---   The tables' SQL that batch_plan kept in this session for group p_group_id:
---   {table_id: entry}, '{}' if none (or a value this session did not set).
---   Parameters: p_group_id.
+-- dbsync._plan_cache(p_table_id int, p_token text, p_key text) returns jsonb
+--   The SQL of table p_table_id that batch_plan kept in this session (p_token) for
+--   the inputs whose key is p_key, or null (none, another key's, or a value this
+--   session did not set). Only a value found is read as jsonb.
+--   Parameters: p_table_id, p_token, p_key.
 --   Returns: jsonb.
---   Calls: dbsync._plan_cache_token. Tables touched: none.
-create or replace function dbsync._plan_cache(p_group_id int) returns jsonb
+--   Calls: nothing. Tables touched: none.
+create or replace function dbsync._plan_cache(p_table_id int, p_token text, p_key text) returns jsonb
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 declare
-    v_token text := dbsync._plan_cache_token();
-    v_kept text := current_setting('dbsync.plan_' || p_group_id, true);
+    v_kept text := current_setting('dbsync.plan_' || p_table_id, true);
+    v_head text := p_token || ' ' || p_key || ' ';
 begin
-    if v_token is not null and split_part(v_kept, ' ', 1) = v_token then
-        return substr(v_kept, length(v_token) + 2)::jsonb;
+    if left(v_kept, length(v_head)) = v_head then
+        return substr(v_kept, length(v_head) + 1)::jsonb;
     end if;
-    return '{}';
+    return null;
 end
 $$;
 
--- dbsync._plan_cache_keep(p_group_id int, p_kept jsonb, p_used jsonb, p_built jsonb) returns void
---   Keeps for this session's next batches of group p_group_id the entries p_kept
---   (what _plan_cache gave) with those the batch built (p_built) over them; past
---   1,000 tables, only the batch's own (p_used, found in p_kept, and p_built), so
---   that a group of many tables each seldom written does not make every batch read
---   a big value.
---   Parameters: p_group_id, p_kept, p_used, p_built.
+-- dbsync._plan_cache_keep(p_table_id int, p_token text, p_key text, p_entry jsonb) returns void
+--   Keeps p_entry, table p_table_id's SQL built for the inputs whose key is p_key,
+--   for this session's next batches (p_token: its token), in place of any other.
+--   Parameters: p_table_id, p_token, p_key, p_entry.
 --   Returns: nothing.
---   Calls: dbsync._plan_cache_token. Tables touched: none.
-create or replace function dbsync._plan_cache_keep(p_group_id int, p_kept jsonb, p_used jsonb, p_built jsonb) returns void
-language plpgsql volatile set search_path = pg_catalog, pg_temp as $$
-declare
-    v_token text := dbsync._plan_cache_token();
-    v_keep jsonb := p_kept || p_built;
-begin
-    if v_token is null then
-        return;
-    end if;
-    if (select count(*) from jsonb_object_keys(v_keep)) > 1000 then
-        v_keep := p_used || p_built;
-    end if;
-    perform set_config('dbsync.plan_' || p_group_id, v_token || ' ' || v_keep::text, false);
-end
+--   Calls: nothing. Tables touched: none.
+create or replace function dbsync._plan_cache_keep(p_table_id int, p_token text, p_key text, p_entry jsonb) returns void
+language sql volatile set search_path = pg_catalog, pg_temp as $$
+    select from set_config('dbsync.plan_' || p_table_id, p_token || ' ' || p_key || ' ' || p_entry::text, false)
 $$;

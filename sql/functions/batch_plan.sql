@@ -83,7 +83,8 @@
 --   Returns: jsonb.
 --   Calls: dbsync._base_type, dbsync._batch_events, dbsync._chunk_entry, dbsync._chunk_order,
 --     dbsync._chunk_state, dbsync._key_match, dbsync._one_text_per_value,
---     dbsync._plan_cache, dbsync._plan_cache_keep, dbsync._text_of. Tables touched: dbsync.shapes,
+--     dbsync._plan_cache, dbsync._plan_cache_keep, dbsync._plan_cache_token, dbsync._text_of.
+--     Tables touched: dbsync.shapes,
 --     dbsync.subscription_tables, dbsync.subscriptions, dbsync.tables, dbsync.ticks
 --     (read).
 create or replace function dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint,
@@ -171,11 +172,8 @@ declare
     v_entry jsonb;
     v_restart boolean;
     -- A streaming table's SQL as an earlier batch of this session built it (see
-    -- dbsync._plan_cache): the group's entries kept, those this batch found and
-    -- those it built, a table's key and its entry found.
-    v_cache jsonb := '{}';
-    v_cache_used jsonb := '{}';
-    v_cache_new jsonb := '{}';
+    -- dbsync._plan_cache): the session's token, a table's key and its entry found.
+    v_token text;
     v_key text;
     v_hit jsonb;
     -- A table's part with its columns' own values (a lookup per key), or null; and
@@ -214,7 +212,7 @@ begin
     -- DDL in the batch can change what a key's text means (below): no table's SQL
     -- is taken from earlier batches then, nor kept.
     if jsonb_array_length(v_ddl) = 0 then
-        v_cache := dbsync._plan_cache(v_group);
+        v_token := dbsync._plan_cache_token();
     end if;
 
     -- The batch's partitioned tables are locked before the loop opens their
@@ -235,21 +233,21 @@ begin
     end if;
 
     for r in
+        -- The batch's events by table, in one pass (a subquery per table read every
+        -- shape of the group).
         with ev as (
-            select s.key::int as shape_id, (s.value ->> 'events')::bigint as events, (s.value ->> 'truncated')::boolean as truncated
-            from jsonb_each(v_shape_events) s
+            select s.table_id, sum((e.value ->> 'events')::bigint) as events, bool_or((e.value ->> 'truncated')::boolean) as truncated,
+                   -- The shapes whose keys the batch has.
+                   array_agg(s.shape_id order by s.shape_id) filter (where s.shape_id = any (v_kshapes)) as kshapes
+            from jsonb_each(v_shape_events) e
+            join dbsync.shapes s on s.shape_id = e.key::int
+            group by s.table_id
         )
         select t.table_id, t.relid, t.partitioned, st.state, st.copy_request,
                -- Always quoted, as the sidecar names tables (table_status matches on it).
                '"' || replace(n.nspname, '"', '""') || '"."' || replace(c.relname, '"', '""') || '"' as target,
-               (select coalesce(sum(ev.events), 0) from ev join dbsync.shapes s using (shape_id)
-                where s.table_id = t.table_id) as events,
-               (select bool_or(ev.truncated) from ev join dbsync.shapes s using (shape_id)
-                where s.table_id = t.table_id) as truncated,
+               coalesce(ev.events, 0) as events, ev.truncated, coalesce(ev.kshapes, '{}') as kshapes,
                a.cols, a.types, a.nums, a.generated, a.inputs, a.keepable, p.rels,
-               -- The shapes whose keys the batch has.
-               array(select s.shape_id from dbsync.shapes s where s.table_id = t.table_id and s.shape_id = any (v_kshapes)
-                     order by s.shape_id) as kshapes,
                -- The rows counted by the last VACUUM or ANALYZE, unless none has run
                -- since the table was created or truncated, or it ran on an empty table:
                -- then guess from its size (about 100 bytes a row). PostgreSQL 14+ says
@@ -265,6 +263,7 @@ begin
         join dbsync.tables t using (table_id)
         join pg_class c on c.oid = t.relid
         join pg_namespace n on n.oid = c.relnamespace
+        left join ev on ev.table_id = t.table_id
         -- Its stored columns (the columns of the batch's tables read in one query,
         -- with their texts below once per batch: 1 ms a table was spent reading and
         -- writing them table by table, half of batch_plan), and its generated ones.
@@ -291,9 +290,7 @@ begin
             select case when t.partitioned then array(select p.relid::oid from pg_partition_tree(t.relid) p)
                         else array[t.relid] end as rels
         ) p
-        where st.sub_id = p_sub_id and t.removed_at is null
-          and (st.state <> 'streaming'
-               or exists (select from ev join dbsync.shapes s using (shape_id) where s.table_id = t.table_id))
+        where st.sub_id = p_sub_id and t.removed_at is null and (st.state <> 'streaming' or ev.table_id is not null)
         order by t.table_id
     loop
         v_cols := r.cols;
@@ -316,12 +313,11 @@ begin
         -- A streaming table's SQL is a function of its inputs as of this snapshot
         -- (its columns, name, and the batch's key shapes of it), built again only
         -- when they differ from those an earlier batch of this session built it from.
-        v_key := case when r.state = 'streaming' and r.keepable and jsonb_array_length(v_ddl) = 0
+        v_key := case when r.state = 'streaming' and r.keepable and v_token is not null
                       then md5(concat_ws(' ', r.inputs, v_from, r.kshapes::text)) end;
-        v_hit := case when v_cache -> r.table_id::text ->> 'key' = v_key then v_cache -> r.table_id::text end;
+        v_hit := case when v_key is not null then dbsync._plan_cache(r.table_id, v_token, v_key) end;
         v_sql := null;
         if v_hit is not null then
-            v_cache_used := v_cache_used || jsonb_build_object(r.table_id::text, v_hit);
             v_shapes := v_hit -> 'shapes';
             v_tshapes := v_hit -> 'tshapes';
             v_tctes := v_hit -> 'ctes';
@@ -489,8 +485,8 @@ begin
             v_own_part := case when v_part = v_lookup then v_lookup_own end;
             v_in_place := v_upsert is not null and v_lookup is not null;
             if v_key is not null and v_action = 'refresh' then
-                v_cache_new := v_cache_new || jsonb_build_object(r.table_id::text, jsonb_build_object(
-                    'key', v_key, 'shapes', v_shapes, 'tshapes', v_tshapes, 'ctes', v_tctes, 'part', v_part,
+                perform dbsync._plan_cache_keep(r.table_id, v_token, v_key, jsonb_build_object(
+                    'shapes', v_shapes, 'tshapes', v_tshapes, 'ctes', v_tctes, 'part', v_part,
                     'own', v_own_part, 'upsert', v_upsert, 'in_place', v_in_place));
             end if;
         end if;
@@ -653,9 +649,6 @@ begin
                     'tables', (select jsonb_agg((v_infos -> (m - 1) ->> 'id')::int order by m) from unnest(v_mine) m));
             end if;
         end loop;
-    end if;
-    if v_cache_new <> '{}' then
-        perform dbsync._plan_cache_keep(v_group, v_cache, v_cache_used, v_cache_new);
     end if;
     return jsonb_build_object('ddl', v_ddl, 'tables', v_tables, 'stream', v_stream, 'stream_width', v_width,
                               'streams', case when jsonb_array_length(v_streams) > 0 then v_streams end,
