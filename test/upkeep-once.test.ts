@@ -3,8 +3,7 @@
 // rotated (groups.rotated_ev_id), so it costs no TRUNCATE and no upkeep tick.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, sleep, startSidecar, tableText, value } from "./helpers";
-import { running } from "./kit/sidecar-start";
+import { freshEnv, sleep, startSidecar, tableText, until, value } from "./helpers";
 
 const SLOT = "select cur_slot::int from dbsync.groups where group_id = $1";
 
@@ -60,10 +59,9 @@ test("two sidecars share the upkeep: a process whose pass comes inside the spaci
   // maintain's calls, and the upkeeps it did (each calls _unlogged_lost once).
   await env.source.query(`alter database "${db}" set track_functions = 'pl'`);
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
-  const info = { DBSYNC_LOG_LEVEL: "info" }; // says when it runs
-  const sidecars = [startSidecar(env.sourceUrl, ["--rotate-after", "1"], info), startSidecar(env.sourceUrl, ["--rotate-after", "1"], info)];
-  // Both running first: at load 20-37 a sidecar could take the whole window to start.
-  await Promise.all(sidecars.map((s) => running(s)));
+  const sidecars = [1, 2].map(() => startSidecar(env.sourceUrl, ["--rotate-after", "1"], { DBSYNC_LOG_LEVEL: "info" }));
+  // (Stopped before it handles SIGTERM, a process exits by the signal: on a loaded machine its start takes seconds.)
+  await until("both running", async () => sidecars.every((s) => s.output().includes("dbsync sidecar running")), 60_000);
   await sleep(8000);
   for (const s of sidecars) assert.equal(await s.stop(), 0, s.output());
   // A backend's counts reach the shared statistics when it exits (PostgreSQL 15+) or
@@ -77,6 +75,20 @@ test("two sidecars share the upkeep: a process whose pass comes inside the spaci
   // only two passes reading at once call it both.
   assert.ok(done >= 3, `${done} upkeeps in 8 s`);
   assert.ok(called - done <= 1, `maintain called ${called} times for ${done} upkeeps`);
+});
+
+test("a call inside the spacing takes no transaction id (no row lock, no commit to flush)", async () => {
+  const { env, gid } = await group("upkeep_no_xid");
+  await env.source.query("select dbsync.maintain($1, '30 s', '1 h')", [gid]);
+  const c = await env.source.connect();
+  try {
+    await c.query("begin");
+    assert.equal(await value(c, "select dbsync.maintain($1, '30 s', '1 h')", [gid]), false);
+    assert.equal(await value(c, "select txid_current_if_assigned() is null"), true);
+    await c.query("commit");
+  } finally {
+    c.release();
+  }
 });
 
 test("a second process calling while the first maintains waits for it, then does nothing", async () => {

@@ -1,8 +1,9 @@
 -- dbsync.maintain(p_group_id int, rotate_after interval default '30 s', min_spacing interval default null) returns boolean
 --   Queue upkeep of one group, without row-by-row DELETE. Called by the sidecar.
 --   0. Nothing when the group's upkeep ran less than min_spacing ago (groups.maintained_at,
---      read under the group's row lock, so a second process waiting for it sees the
---      first one's): several sidecars each maintain every group on their own timer.
+--      read first without a lock, then under the group's row lock, so a second process
+--      waiting for it sees the first one's): several sidecars each maintain every group
+--      on their own timer.
 --   1. A slot that stopped being current in an earlier call gets its switched_xmax:
 --      this (later) transaction's own xid. A writer that read the old slot number
 --      had its xid before the switch was published, so its xid is lower. (A snapshot's
@@ -43,6 +44,12 @@ declare
     v_keep bigint;
     v_last_ev bigint;
 begin
+    -- Spaced out, as seen without a lock: no row lock, so no transaction id and no
+    -- commit to flush (several processes' passes overlap when a pass is slow, and the
+    -- groups they read as due at once reach here from each).
+    if exists (select from dbsync.groups g where g.group_id = p_group_id and g.maintained_at > now() - min_spacing) then
+        return false;
+    end if;
     -- The group's row first, as dbsync.tick takes it: tick then reads the queue
     -- partitions that the TRUNCATE below locks, and the other order deadlocks.
     select * into v_group from dbsync.groups where group_id = p_group_id for no key update;

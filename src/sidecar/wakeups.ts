@@ -12,7 +12,7 @@ import { Log, Outages } from "../log";
 import { Appliers } from "./appliers";
 import { Jobs } from "./jobs";
 import { epochMs } from "../target/phases";
-import { activeSubscriptions, type GroupVerdict, installation, maintain, pollWork, setSleeping, tick, upkeepDue, verificationsToDo } from "../source/protocol";
+import { activeSubscriptions, type GroupVerdict, installation, maintain, notApplying, pollWork, setSleeping, tick, upkeepDue, verificationsToDo } from "../source/protocol";
 
 export interface WakeupOptions {
   sourceUrl: string | undefined;
@@ -180,9 +180,13 @@ export class Wakeups {
       // at every poll cost the source about 1 ms each (100 subscriptions behind,
       // --concurrency 4: 18 wake-ups per batch applied).
       const due = rows.length ? await this.jobs.dueAppliers() : new Set<string>();
-      for (const r of rows) {
-        if (!this.appliers.backoff.waiting(r.name) && !this.appliers.poke(r.name) && !due.has(r.name)) await this.jobs.wakeApplier(r.name);
-      }
+      const others = rows.filter((r) => !this.appliers.backoff.waiting(r.name) && !this.appliers.poke(r.name) && !due.has(r.name)).map((r) => r.name);
+      // Nor those another process applies now (its apply lock held): its loop looks
+      // for work once more after it lets go (appliers.ts), and its own poll pokes it
+      // meanwhile. Such a wake-up was a job whose loop here found the subscription
+      // busy, or, turned away for want of a slot, queued itself again every second
+      // until the other process was done.
+      for (const name of others.length ? await notApplying(this.pool, others) : []) await this.jobs.wakeApplier(name);
       for (const id of await verificationsToDo(this.pool)) await this.jobs.wakeVerify(id);
       this.outages.ok("source", "source connection", {}, began);
     } catch (err) {
