@@ -222,8 +222,12 @@ Examples:
   .action(async (o) => {
     await withSource(o.source, "admin", async (c) => {
       const { rows } = await c.query<{ s: string }>("select dbsync.schema_ddl($1) as s", [o.group ?? null]);
-      const { rows: [db] } = await c.query("select current_database() as name");
-      console.log(`-- dbsync schema: the replicated tables of database ${db.name}${o.group ? `, group ${o.group}` : ""}`);
+      // A line break in the database's name would end the comment (see _comment_line).
+      const { rows: [head] } = await c.query<{ s: string }>(
+        "select dbsync._comment_line(format('dbsync schema: the replicated tables of database %s%s', current_database(), ', group ' || $1)) as s",
+        [o.group ?? null],
+      );
+      console.log(head.s);
       for (const r of rows) console.log(r.s.startsWith("--") ? r.s : `${r.s};`);
     });
   });

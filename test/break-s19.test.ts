@@ -4,6 +4,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { freshEnv, SOURCE_MAJOR, startSidecar, TARGET_MAJOR, until, value } from "./helpers";
+import { Client } from "pg";
+import { createDatabase, TEMPLATE } from "./kit/databases";
 import { runDbsync } from "./kit/dbsync";
 import { failsWith, setup, strictlyConverged, synced } from "./kit/convergence";
 
@@ -46,6 +48,25 @@ test("names with line breaks in the comments of dbsync schema: piped into the ta
   await env.target.query(`create type ${evil("type", "\n")} as (a int)`);
   await env.target.query(r.stdout);
   assert.deepEqual((await env.target.query("select relname from pg_class where relname like 'pwned%'")).rows, []);
+});
+
+test("a database name with a line break, in the header of dbsync schema: piped into psql on the target, it runs nothing", async () => {
+  // Whoever may create databases names the source's; the DBA pipes the output into
+  // psql on the target. (A ';' cannot reach the name through a URL, a psql
+  // backslash command needs none.)
+  const env = await freshEnv("brk19_schema_db");
+  const url = await createDatabase(env.sourceUrl, "", { template: TEMPLATE, name: "app\n\\! touch pwned" });
+  const source = new Client({ connectionString: url });
+  await source.connect();
+  try {
+    await source.query("create table t (id int primary key); select dbsync.add_table('t', 'g')");
+  } finally {
+    await source.end();
+  }
+  const r = await runDbsync(["schema", "--source", url]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(r.stdout.split("\n").filter((l) => l.startsWith("\\")), [], "no line is a psql command");
+  await env.target.query(r.stdout);
 });
 
 test("a table alone in its batches, read with its columns' own values: other column order and dropped columns on the target, a column added between batches, keys gone", async () => {
