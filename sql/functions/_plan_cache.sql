@@ -55,7 +55,10 @@ $$;
 --   Parameters: p_table_id, p_token, p_key, p_entry.
 --   Returns: nothing.
 --   Calls: nothing. Tables touched: none.
+--   PL/pgSQL: before PostgreSQL 11 a SQL function returning void may not end in a SELECT.
 create or replace function dbsync._plan_cache_keep(p_table_id int, p_token text, p_key text, p_entry jsonb) returns void
-language sql volatile set search_path = pg_catalog, pg_temp as $$
-    select from set_config('dbsync.plan_' || p_table_id, p_token || ' ' || p_key || ' ' || p_entry::text, false)
+language plpgsql volatile set search_path = pg_catalog, pg_temp as $$
+begin
+    perform set_config('dbsync.plan_' || p_table_id, p_token || ' ' || p_key || ' ' || p_entry::text, false);
+end
 $$;
