@@ -1,0 +1,201 @@
+// Attacks on the hold of DDL outside dbsync.execute_ddl that rewrites a replicated
+// table's rows (5da288a..f4bbb90: dbsync_rewrite_watch, _own_values, acknowledge_ddl).
+// The property each guards: whatever the DDL's shape, the group is never shown in
+// sync (wait_for_sync true) while the target holds other rows than the source; once
+// the DBA has made the change on the target and acknowledged it, both are equal.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { Env, SOURCE_MAJOR, freshEnv, startSidecar, value } from "./helpers";
+import { connectAs, rolesDroppedAfter } from "./kit/roles";
+import { assertTablesEqual, setup, status, strictlyConverged, synced } from "./kit/convergence";
+
+const plain = "create table t (id int primary key, v int, s text)";
+const rowsBefore = "insert into t select g, g, 'row ' || g from generate_series(1, 30) g";
+
+/** Changes not yet acknowledged that hold a table still replicated (as dbsync._synced counts them). */
+async function held(env: Env): Promise<number> {
+  return Number(await value(env.source, `select count(*) from dbsync.ddl_log l join dbsync.tables t on t.table_id = l.recopy_table_id
+                                         where t.removed_at is null and l.acknowledged_at is null`));
+}
+
+/**
+ * The source's DDL (`sourceSql`) and the DBA's run of it on the target (`targetSql`):
+ * either the group is held (wait_for_sync false, the subscription in error) and, once
+ * acknowledged, converges; or it is in sync and the tables are equal. Never in sync
+ * and different.
+ */
+async function neverSilentlyDifferent(env: Env, sourceSql: string | string[], targetSql: string | null, tables = ["t"]): Promise<void> {
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await synced(env);
+    for (const sql of [sourceSql].flat()) await env.source.query(sql);
+    if (targetSql) await env.target.query(targetSql);
+    // (Held: the source's own entry, committed with its DDL; waiting for sync would wait the whole timeout.)
+    if ((await held(env)) === 0 && (await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"))) {
+      await assertTablesEqual(env.source, env.target, tables, "in sync");
+      return;
+    }
+    assert.ok((await held(env)) > 0, `not in sync, and nothing held: ${JSON.stringify(await status(env))}`);
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '1 s')"), false);
+    assert.ok(Number(await value(env.source, "select dbsync.acknowledge_ddl(null)")) >= 1);
+    await strictlyConverged(env, tables);
+  } finally {
+    await sidecar.stop();
+  }
+}
+
+test("a DO block that writes rows and rewrites the table in one transaction: held, then equal", async () => {
+  const env = await freshEnv("brw_do");
+  await setup(env, plain, ["t"]);
+  await env.source.query(rowsBefore);
+  await neverSilentlyDifferent(env, `do $$ begin
+      update t set v = v + 100 where id <= 5;
+      alter table t alter column v type int using v * 2;
+      insert into t values (100, 100, 'after');
+    end $$`, "alter table t alter column v type int using v * 2");
+  assert.equal(await held(env), 0);
+});
+
+test("two rewriting statements in one query string (one transaction, one current_query): held, then equal", async () => {
+  const env = await freshEnv("brw_two");
+  await setup(env, plain, ["t"]);
+  await env.source.query(rowsBefore);
+  const ddl = "alter table t alter column v type int using v * 2; alter table t alter column v type bigint using v + 1, alter column s type text using upper(s)";
+  await neverSilentlyDifferent(env, ddl, ddl);
+});
+
+test("execute_ddl and a plain rewriting ALTER in one transaction: the plain one is held", async () => {
+  const env = await freshEnv("brw_mixed");
+  await setup(env, plain, ["t"]);
+  await env.source.query(rowsBefore);
+  await neverSilentlyDifferent(env,
+    "begin; select dbsync.execute_ddl('g', 'alter table t add column x int'); alter table t alter column v type int using v * 2; commit",
+    "alter table t alter column v type int using v * 2");
+});
+
+test("the DDL rolled back, or a savepoint rolled back after it: nothing held, in sync and equal", async () => {
+  const env = await freshEnv("brw_rollback");
+  await setup(env, plain, ["t"]);
+  await env.source.query(rowsBefore);
+  await neverSilentlyDifferent(env, `begin; alter table t alter column v type int using v * 2; rollback;
+    begin; update t set v = -v where id = 1; savepoint a; alter table t alter column v type int using v * 2; rollback to a; update t set v = -v where id = 2; commit`, null);
+  assert.equal(Number(await value(env.source, "select count(*) from dbsync.ddl_log where recopy_table_id is not null")), 0);
+});
+
+test("acknowledging another entry leaves the rewritten table held", async () => {
+  const env = await freshEnv("brw_other_ack");
+  await setup(env, `${plain}; create table u (id int primary key, w int)`, ["t", "u"]);
+  await env.source.query(rowsBefore);
+  await env.source.query("alter table t alter column v type int using v * 2");
+  await env.source.query("alter table u add column z int");
+  const other = await value<string>(env.source, "select ddl_id from dbsync.unreplicated_ddl where table_name = 'public.u'");
+  await env.source.query("select dbsync.acknowledge_ddl($1)", [other]);
+  assert.equal(await held(env), 1);
+  assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '1 s')"), false);
+});
+
+test("the held table removed from replication and added again: no target left different while in sync", async () => {
+  const env = await freshEnv("brw_readd");
+  await setup(env, plain, ["t"]);
+  await env.source.query(rowsBefore);
+  await neverSilentlyDifferent(env,
+    "alter table t alter column v type int using v * 2; select dbsync.remove_table('t'); select dbsync.add_table('t', 'g')",
+    "alter table t alter column v type int using v * 2");
+});
+
+test("ADD COLUMN ... DEFAULT 'now' (a literal read when each server runs it: a constant here, its own time there)", { todo: "_expr_immutable takes a Const for the same value everywhere; 'now'/'today' literals of date/time types are each server's own clock" }, async () => {
+  const env = await freshEnv("brw_now_literal");
+  await setup(env, plain, ["t"]);
+  await env.source.query(rowsBefore);
+  await neverSilentlyDifferent(env, "alter table t add column c timestamptz default 'now'; select pg_sleep(1.2)",
+    "alter table t add column c timestamptz default 'now'");
+});
+
+test("a prepared transaction (2PC) holding the DDL: held once committed, then equal", async () => {
+  const env = await freshEnv("brw_2pc");
+  await setup(env, plain, ["t"]);
+  await env.source.query(rowsBefore);
+  await neverSilentlyDifferent(env, [
+    "begin; alter table t alter column v type int using v * 2; prepare transaction 'brw_2pc'",
+    "commit prepared 'brw_2pc'",
+  ], "alter table t alter column v type int using v * 2");
+});
+
+const made = rolesDroppedAfter();
+
+test("a table owner (not a superuser) rewriting a table named with a quote and a newline: held, the name quoted in the WARNING and the status", async () => {
+  const env = await freshEnv("brw_names");
+  const name = '"we""ird\nt"';
+  await setup(env, `create table ${name} (id int primary key, v int)`, [name]);
+  await env.source.query(`insert into ${name} select g, g from generate_series(1, 5) g`);
+  await env.source.query("create role brw_owner login");
+  made.push({ url: env.sourceUrl, role: "brw_owner" });
+  await env.source.query(`alter table ${name} owner to brw_owner`);
+  const owner = await connectAs(env.sourceUrl, "brw_owner");
+  const said: string[] = [];
+  owner.on("notice", (n) => said.push(`${n.message ?? ""} ${n.hint ?? ""}`));
+  try {
+    // Its own search_path, ahead of pg_catalog for what is not qualified.
+    await owner.query("set search_path = pg_temp, public");
+    await owner.query(`alter table ${name} alter column v type int using v * 2`);
+  } finally {
+    await owner.end();
+  }
+  assert.equal(await held(env), 1);
+  assert.ok(said.some((w) => w.includes(`public.${name}`) && /acknowledge_ddl\(\d+\)/.test(w)), said.join("; "));
+  assert.ok((await status(env))?.last_error?.includes(`public.${name}`), JSON.stringify(await status(env)));
+  assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '1 s')"), false);
+  // (With ALTER TABLE ... OWNER's entry.)
+  assert.equal(Number(await value(env.source, "select dbsync.acknowledge_ddl(null)")), 2);
+  assert.equal(await held(env), 0);
+});
+
+test("execute_ddl of ADD COLUMN ... DEFAULT 'now': each server's own time, not copied again", { todo: "_own_values takes the folded literal for a constant; the target reads 'now' when its batch runs the DDL" }, async () => {
+  const env = await freshEnv("brw_now_ddl");
+  await setup(env, plain, ["t"]);
+  await env.source.query(rowsBefore);
+  await neverSilentlyDifferent(env, "select dbsync.execute_ddl('g', 'alter table t add column c timestamptz default ''now''')", null);
+});
+
+test("ADD COLUMN of a domain with a CHECK and no default (a rewrite, every value null): not held", { todo: "_own_values counts a rewritten column with no default as filled with each server's values: the group is held and the table copied for nothing" }, async () => {
+  const env = await freshEnv("brw_domain");
+  await setup(env, `create domain posint as int check (value > 0); ${plain}`, ["t"]);
+  await env.source.query(rowsBefore);
+  await env.source.query("alter table t add column p posint");
+  assert.equal(await held(env), 0);
+});
+
+test("acknowledged before the target has the change: the copy runs first, the target's own run of USING v * 2 after it", { todo: "acknowledge_ddl takes the DBA's word that the targets have the change; nothing on the source sees the target's DDL (README: acknowledge once the targets have it)" }, async () => {
+  const env = await freshEnv("brw_early_ack");
+  await setup(env, plain, ["t"]);
+  await env.source.query(rowsBefore);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await synced(env);
+    await env.source.query("alter table t alter column v type int using v * 2");
+    await env.source.query("select dbsync.acknowledge_ddl(null)");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    await env.target.query("alter table t alter column v type int using v * 2");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"), true);
+    await assertTablesEqual(env.source, env.target, ["t"], "in sync");
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("timestamp to timestamptz with TimeZone UTC (no rewrite on the source, so not held), the target's DBA in another zone", { todo: "PostgreSQL skips the rewrite under UTC: no table_rewrite event, a plain WARNING, no copy; the target's run under its own TimeZone shifts every value" }, async () => {
+  const env = await freshEnv("brw_tz");
+  await setup(env, "create table t (id int primary key, ts timestamp)", ["t"]);
+  await env.source.query("insert into t select g, timestamp '2020-01-01' + g * interval '1 hour' from generate_series(1, 20) g");
+  await neverSilentlyDifferent(env, "begin; set local timezone = 'UTC'; alter table t alter column ts type timestamptz; commit",
+    "begin; set local timezone = 'America/New_York'; alter table t alter column ts type timestamptz; commit");
+});
+
+test("a superuser with event_triggers = off (PostgreSQL 17): no event trigger fires, nothing is held", { skip: SOURCE_MAJOR < 17 && "the event_triggers setting comes with PostgreSQL 17", todo: "a superuser's event_triggers = off skips dbsync_rewrite_watch and the DDL event trigger alike; nothing else sees the rewrite" }, async () => {
+  const env = await freshEnv("brw_et_off");
+  await setup(env, plain, ["t"]);
+  await env.source.query(rowsBefore);
+  // (The target's run differs, as a run on rows that reached it already changed would: held, the copy would overwrite it.)
+  await neverSilentlyDifferent(env, "begin; set local event_triggers = off; alter table t alter column v type int using v * 2; commit",
+    "alter table t alter column v type int using v * 3");
+});
