@@ -161,10 +161,6 @@ export function targetTableMissing(table: string, cause?: unknown): DbsyncError 
 }
 
 /**
- * The target table lacks columns the source has: `columns` names them where dbsync
- * looked (src/target/tables.ts); a batch knows only PostgreSQL's error, `cause`.
- */
-/**
  * Columns the source computes (generated) that the target holds as plain columns:
  * dbsync sends no value for them, so they would stay as the target has them.
  */
@@ -180,6 +176,10 @@ export function targetColumnsNotGenerated(table: string, columns: string[]): Dbs
   );
 }
 
+/**
+ * The target table lacks columns the source has: `columns` names them where dbsync
+ * looked (src/target/tables.ts); a batch knows only PostgreSQL's error, `cause`.
+ */
 export function targetColumnsMissing(table: string, columns: string[] | undefined, cause?: unknown): DbsyncError {
   const which = columns?.length ? `column(s) ${columns.map((c) => ident(c)).join(", ")} that the source has` : "a column the source has";
   const message = `target table ${table} lacks ${which}${cause ? ` (${messageOf(cause)})` : ""}`;
