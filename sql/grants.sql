@@ -12,6 +12,9 @@ revoke all on all functions in schema dbsync from public;
 -- called with the view reader's rights: it must stay executable for a monitoring
 -- role that was granted only the view. It reveals an event counter, nothing else.
 grant execute on function dbsync._last_ev_id(int) to public;
+-- Likewise the tables held by DDL outside execute_ddl (dbsync.ddl_log): names the
+-- status views show their reader anyway.
+grant execute on function dbsync._held_tables() to public;
 -- Every role that alters a replicated table fires the DDL event trigger; a
 -- function returning event_trigger cannot be called in any other way.
 grant execute on function dbsync._on_ddl() to public;

@@ -12,10 +12,9 @@ import { assertTablesEqual, setup, status, strictlyConverged, synced } from "./k
 const plain = "create table t (id int primary key, v int, s text)";
 const rowsBefore = "insert into t select g, g, 'row ' || g from generate_series(1, 30) g";
 
-/** Changes not yet acknowledged that hold a table still replicated (as dbsync._synced counts them). */
+/** Tables still replicated that a change not yet acknowledged holds (as dbsync._synced counts them). */
 async function held(env: Env): Promise<number> {
-  return Number(await value(env.source, `select count(*) from dbsync.ddl_log l join dbsync.tables t on t.table_id = l.recopy_table_id
-                                         where t.removed_at is null and l.acknowledged_at is null`));
+  return Number(await value(env.source, "select count(*) from dbsync._held_tables()"));
 }
 
 /**

@@ -45,8 +45,9 @@ const createdRoles = [...KINDS.filter((k) => k !== "owner" && k !== "public").ma
 // Superuser and owner may always do everything.
 type FnTier = "public" | "sidecar" | "monitor" | "admin";
 const MATRIX: Record<string, FnTier> = {
-  // grants.sql: the status view's helper, and the event triggers' functions.
+  // grants.sql: the status views' helpers, and the event triggers' functions.
   "dbsync._last_ev_id(integer)": "public",
+  "dbsync._held_tables()": "public",
   "dbsync._on_ddl()": "public",
   "dbsync._on_drop()": "public",
   "dbsync._on_rewrite()": "public",
@@ -221,7 +222,7 @@ const MATRIX: Record<string, FnTier> = {
 // As the source's major names the types (txid_snapshot before 13).
 const FUNCTIONS: Record<string, FnTier> = Object.fromEntries(Object.entries(MATRIX).map(([sig, tier]) => [compat(sig), tier]));
 // SECURITY DEFINER functions PUBLIC may execute: exactly these.
-const PUBLIC_SECDEF = ["dbsync._last_ev_id(integer)", "dbsync._on_ddl()", "dbsync._on_drop()", "dbsync._on_rewrite()"];
+const PUBLIC_SECDEF = ["dbsync._last_ev_id(integer)", "dbsync._held_tables()", "dbsync._on_ddl()", "dbsync._on_drop()", "dbsync._on_rewrite()"];
 // Not SECURITY DEFINER: what the status views call to withhold row values from their reader.
 const PUBLIC_HELPERS = [
   "dbsync._differences_message(text,name,name,bigint,bigint,text[],boolean)",

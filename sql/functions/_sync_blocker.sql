@@ -8,7 +8,7 @@
 --   behind it is. wait_for_sync says it when it times out; `dbsync wait` prints it.
 --   Parameters: p_sub_id.
 --   Returns: text.
---   Calls: dbsync._lock_class. Tables touched: dbsync.ddl_log, dbsync.status, dbsync.subscriptions,
+--   Calls: dbsync._held_tables, dbsync._lock_class. Tables touched: dbsync.status, dbsync.subscriptions,
 --     dbsync.table_status, dbsync.tables (read).
 create or replace function dbsync._sync_blocker(p_sub_id int) returns text
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
@@ -26,11 +26,8 @@ begin
     -- (dbsync.status names it when no batch failed.)
     if s.last_error is not null
        and exists (select from dbsync.subscriptions sub where sub.sub_id = p_sub_id and sub.last_error is null)
-       and exists (select from dbsync.ddl_log l
-                   join dbsync.tables t on t.table_id = l.recopy_table_id
-                   join dbsync.subscriptions sub on sub.group_id = t.group_id
-                   where sub.sub_id = p_sub_id and t.removed_at is null and l.acknowledged_at is null
-                     and format('%I.%I', t.schema_name, t.table_name) = s.last_error_table) then
+       and exists (select from dbsync._held_tables() h join dbsync.subscriptions sub on sub.group_id = h.group_id
+                   where sub.sub_id = p_sub_id and h.table_name = s.last_error_table) then
         return s.last_error || ' (rows stream on meanwhile)';
     end if;
     if s.last_error is not null then

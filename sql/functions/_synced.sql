@@ -9,8 +9,8 @@
 --   partitions (see _has_new_writers).
 --   Parameters: p_sub_id, p_goal.
 --   Returns: boolean.
---   Calls: dbsync._restored_by_dump, dbsync._unlogged_tables. Tables touched: dbsync.events, dbsync.subscription_tables,
---     dbsync.ddl_log, dbsync.subscriptions, dbsync.tables, dbsync.ticks, dbsync.unlogged_intact (read).
+--   Calls: dbsync._held_tables, dbsync._restored_by_dump, dbsync._unlogged_tables. Tables touched: dbsync.events,
+--     dbsync.subscription_tables, dbsync.subscriptions, dbsync.tables, dbsync.ticks, dbsync.unlogged_intact (read).
 create or replace function dbsync._synced(p_sub_id int, p_goal pg_snapshot) returns boolean
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -40,10 +40,7 @@ begin
                join dbsync.tables t using (table_id)
                where st.sub_id = p_sub_id and t.removed_at is null
                  and st.state <> 'streaming')
-       and not exists (
-               select from dbsync.ddl_log l
-               join dbsync.tables t on t.table_id = l.recopy_table_id
-               where t.group_id = v_group and t.removed_at is null and l.acknowledged_at is null)
+       and not exists (select from dbsync._held_tables() h where h.group_id = v_group)
        and not exists (
                select from dbsync.events e
                where e.group_id = v_group

@@ -66,11 +66,10 @@ left join lateral (
 -- The first change outside execute_ddl that a table of the group waits on
 -- (dbsync._unreplicated_ddl); the message is table_status's.
 left join lateral (
-    select format('%I.%I', t.schema_name, t.table_name) as table_name, l.logged_at,
-           dbsync._held_message(l.ddl_id, l.command_tag, format('%I.%I', t.schema_name, t.table_name)) as message
-    from dbsync.ddl_log l join dbsync.tables t on t.table_id = l.recopy_table_id
-    where t.group_id = s.group_id and t.removed_at is null and l.acknowledged_at is null
-    order by l.ddl_id limit 1
+    select h.table_name, h.logged_at, dbsync._held_message(h.ddl_id, h.command_tag, h.table_name) as message
+    from dbsync._held_tables() h
+    where h.group_id = s.group_id
+    order by h.ddl_id limit 1
 ) hd on true
 -- The table whose differences were found last; the message is table_status's.
 left join lateral (

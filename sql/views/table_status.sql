@@ -62,9 +62,5 @@ cross join lateral (
 -- What the reader may see of row values (dbsync._shows_values).
 cross join (select dbsync._shows_values() as shows) r
 -- The first change outside execute_ddl that the table waits on (dbsync._unreplicated_ddl).
-left join lateral (
-    select l.ddl_id, l.command_tag, l.logged_at from dbsync.ddl_log l
-    where l.recopy_table_id = t.table_id and l.acknowledged_at is null
-    order by l.ddl_id limit 1
-) h on true
+left join dbsync._held_tables() h on h.table_id = t.table_id
 where t.removed_at is null;
