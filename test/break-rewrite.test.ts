@@ -5,6 +5,7 @@
 // the DBA has made the change on the target and acknowledged it, both are equal.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { escapeLiteral } from "pg";
 import { Env, SOURCE_MAJOR, freshEnv, startSidecar, value } from "./helpers";
 import { connectAs, rolesDroppedAfter } from "./kit/roles";
 import { assertTablesEqual, setup, status, strictlyConverged, synced } from "./kit/convergence";
@@ -102,12 +103,16 @@ test("the held table removed from replication and added again: no target left di
     "alter table t alter column v type int using v * 2");
 });
 
-test("ADD COLUMN ... DEFAULT 'now' (a literal read when each server runs it: a constant here, its own time there)", { todo: "_expr_immutable takes a Const for the same value everywhere; 'now'/'today' literals of date/time types are each server's own clock" }, async () => {
+// Literals read when each server runs the DDL: a constant here, that server's own clock there.
+const nowLiterals = `alter table t add column c timestamptz default 'now', add column ts timestamp default 'now',
+  add column tm time default 'now', add column tz timetz default 'now', add column tsa timestamptz[] default '{now,epoch}',
+  add column d day default 'today', add column dd date default 'tomorrow', add column r tstzrange default '[yesterday,now)'`;
+
+test("ADD COLUMN ... DEFAULT 'now' ('today', '{now}', through a domain, an array, a range; a literal read when each server runs it): held, then equal", async () => {
   const env = await freshEnv("brw_now_literal");
-  await setup(env, plain, ["t"]);
+  await setup(env, `create domain day as date; ${plain}`, ["t"]);
   await env.source.query(rowsBefore);
-  await neverSilentlyDifferent(env, "alter table t add column c timestamptz default 'now'; select pg_sleep(1.2)",
-    "alter table t add column c timestamptz default 'now'");
+  await neverSilentlyDifferent(env, `${nowLiterals}; select pg_sleep(1.2)`, nowLiterals);
 });
 
 test("a prepared transaction (2PC) holding the DDL: held once committed, then equal", async () => {
@@ -149,19 +154,22 @@ test("a table owner (not a superuser) rewriting a table named with a quote and a
   assert.equal(await held(env), 0);
 });
 
-test("execute_ddl of ADD COLUMN ... DEFAULT 'now': each server's own time, not copied again", { todo: "_own_values takes the folded literal for a constant; the target reads 'now' when its batch runs the DDL" }, async () => {
+test("execute_ddl of ADD COLUMN ... DEFAULT 'now' (and 'today', '{now}', ...): each server's own time, so copied again", async () => {
   const env = await freshEnv("brw_now_ddl");
-  await setup(env, plain, ["t"]);
+  await setup(env, `create domain day as date; ${plain}`, ["t"]);
   await env.source.query(rowsBefore);
-  await neverSilentlyDifferent(env, "select dbsync.execute_ddl('g', 'alter table t add column c timestamptz default ''now''')", null);
+  await neverSilentlyDifferent(env, `select dbsync.execute_ddl('g', ${escapeLiteral(nowLiterals)})`, null);
 });
 
-test("ADD COLUMN of a domain with a CHECK and no default (a rewrite, every value null): not held", { todo: "_own_values counts a rewritten column with no default as filled with each server's values: the group is held and the table copied for nothing" }, async () => {
+test("ADD COLUMN of a domain with a CHECK and no default (a rewrite, every value null): not held", async () => {
   const env = await freshEnv("brw_domain");
-  await setup(env, `create domain posint as int check (value > 0); ${plain}`, ["t"]);
+  await setup(env, `create domain posint as int check (value > 0); create domain posint2 as posint; ${plain}`, ["t"]);
   await env.source.query(rowsBefore);
-  await env.source.query("alter table t add column p posint");
+  await env.source.query("alter table t add column p posint, add column q posint2");
   assert.equal(await held(env), 0);
+  // Its volatile default: held.
+  await env.source.query("alter table t add column r posint default (random() * 10 + 1)::int");
+  assert.equal(await held(env), 1);
 });
 
 test("acknowledged before the target has the change: the copy runs first, the target's own run of USING v * 2 after it", { todo: "acknowledge_ddl takes the DBA's word that the targets have the change; nothing on the source sees the target's DDL (README: acknowledge once the targets have it)" }, async () => {

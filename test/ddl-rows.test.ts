@@ -149,7 +149,7 @@ test("execute_ddl of DDL, and of row changes of tables outside every group, stil
   });
 });
 
-test("a column added with values each server computes for itself (clock_timestamp(), now(), random(), identity, serial, a conversion through text, a default dropped at once) is copied again; one with a constant default is not", async () => {
+test("a column added with values each server computes for itself (clock_timestamp(), now(), random(), identity, serial, a conversion through text, a date that may be 'today', a default dropped at once) is copied again; one with a constant default is not", async () => {
   const env = await freshEnv("ddlrows_recopy");
   await setup(env, "create table t (id int primary key, v int); create table c (id int primary key)", ["t", "c"], { copyData: true });
   await env.source.query("insert into t select g, g from generate_series(1, 50) g; insert into c select g from generate_series(1, 50) g");
@@ -158,12 +158,14 @@ test("a column added with values each server computes for itself (clock_timestam
     const before = await requests();
     // (No generated columns before PostgreSQL 12.)
     const generated = Math.min(SOURCE_MAJOR, TARGET_MAJOR) >= 12 ? ", add column g int generated always as (id * 2) stored" : "";
-    await conn.query(`select dbsync.execute_ddl('g', 'alter table c add column k int default 5, add column d date default ''2024-01-02''${generated}')`);
+    await conn.query(`select dbsync.execute_ddl('g', 'alter table c add column k int default 5${generated}')`);
     assert.equal(await requests(), before, "a constant default and a generated column need no copy");
     await conn.query(`select dbsync.execute_ddl('g', $$alter table t add column at timestamptz not null default clock_timestamp(),
       add column day timestamptz default now(), add column r text default md5(random()::text), add column n bigint generated always as identity,
-      add column s serial, add column io timestamptz default ('now'::text)::timestamptz$$)`);
-    assert.ok(notices.some((n) => /public\.t is copied again by every subscription: its new column at, day, r, n, s, io/.test(n)), notices.join("; "));
+      add column s serial, add column io timestamptz default ('now'::text)::timestamptz,
+      add column d date default '2024-01-02'$$)`);
+    // (d: a date constant, as 'today' is stored: _expr_immutable cannot tell them apart.)
+    assert.ok(notices.some((n) => /public\.t is copied again by every subscription: its new column at, day, r, n, s, io, d\b/.test(n)), notices.join("; "));
     assert.equal(notices.length, 1, notices.join("; "));
     // The new columns' sequences travel with the table (a cutover needs them).
     assert.equal(await value(env.source, "select count(*)::int from dbsync.sequences where seq_name in ('t_n_seq', 't_s_seq')"), 2);

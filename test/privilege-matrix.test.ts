@@ -154,6 +154,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._ddl_recopy(integer,jsonb,jsonb)": "admin",
   "dbsync._expr_immutable(pg_node_tree)": "admin",
   "dbsync._own_values(oid,smallint,boolean)": "admin",
+  "dbsync._domain_checked(oid)": "admin",
   "dbsync._own_values_added(oid,boolean)": "admin",
   "dbsync._request_copy(integer,integer[])": "admin",
   "dbsync._unlogged_lost()": "admin",

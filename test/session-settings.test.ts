@@ -103,6 +103,11 @@ test("execute_ddl's literals are read on the target under the settings of the se
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '30 s')"), true);
     assert.deepEqual(await tableText(env.target, "t"), await tableText(env.source, "t"));
     assert.equal(await value(env.target, "select d2::text from t where id = 1"), "2024-02-01");
+    // The rows' dates and times came by a copy (a date constant may be 'today': copied
+    // again); the defaults show how the target read the literals.
+    const defaults = `select string_agg(a.attname || ' ' || pg_get_expr(d.adbin, d.adrelid), '; ' order by a.attnum)
+                      from pg_attrdef d join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum where d.adrelid = 't'::regclass`;
+    assert.equal(await value(env.target, defaults), await value(env.source, defaults));
   } finally {
     await sidecar.stop();
   }

@@ -4,23 +4,33 @@
 -- value everywhere; with now(), random(), gen_random_uuid(), a sequence (serial,
 -- identity), current_user, each server its own (now() is read once, when the DDL
 -- runs, on each side); with a default dropped or changed in the same statement, the
--- values the old one gave. A stored generated column is computed on each side from
--- the row, and copies leave it out.
+-- values the old one gave. A date/time literal is read when the DDL runs too:
+-- DEFAULT 'now' (or 'today', '{now}', '[now,)') is stored as the constant it gave
+-- here, while each target reads its own clock; a stored constant cannot tell
+-- 'now' from '2024-01-01', so every constant of such a type counts (the table is
+-- copied again, needlessly for a real date, never wrongly). A stored generated
+-- column is computed on each side from the row, and copies leave it out.
 
 -- dbsync._expr_immutable(p_expr pg_node_tree) returns boolean
 --   Whether a stored expression (a column default) gives every server the same
 --   value: it calls only IMMUTABLE functions and operators, and holds no SQL value
 --   function (current_timestamp, current_user... before PostgreSQL 16 these are not
---   function calls), no identity sequence, and no conversion through text (a
---   type's input function may read the clock: 'now'::text::timestamptz). Literals
---   are constants already, read under the settings that execute_ddl records for the
+--   function calls), no identity sequence, no conversion through text (a type's
+--   input function may read the clock: 'now'::text::timestamptz), and no constant
+--   of a type that holds a date or time (one of those read the clock when the DDL
+--   ran: 'now', 'today', 'tomorrow', 'yesterday', folded into the constant; its
+--   arrays, ranges, composites and domains too). Other literals are the same
+--   constant everywhere, read under the settings that execute_ddl records for the
 --   targets.
 --   Parameters: p_expr.
 --   Returns: boolean.
---   Calls: nothing. Tables touched: none.
+--   Calls: dbsync._types_holding. Tables touched: none.
 create or replace function dbsync._expr_immutable(p_expr pg_node_tree) returns boolean
 language sql stable set search_path = pg_catalog, pg_temp as $$
     select p_expr::text !~ '\{(SQLVALUEFUNCTION|NEXTVALUEEXPR|COERCEVIAIO|ARRAYCOERCEEXPR)\M'
+       and not exists (select from regexp_matches(p_expr::text, '\{CONST :consttype (\d+)', 'g') m
+                       where m[1]::oid in (select dbsync._types_holding(d)
+                                           from unnest('{date,time,timetz,timestamp,timestamptz}'::regtype[]) d))
        and not exists (select from regexp_matches(p_expr::text, ':(funcid|opfuncid) (\d+)', 'g') m
                        join pg_proc p on p.oid = m[2]::oid
                        where p.provolatile <> 'i')
@@ -30,21 +40,41 @@ language sql stable set search_path = pg_catalog, pg_temp as $$
                        where p.provolatile <> 'i')
 $$;
 
+-- dbsync._domain_checked(p_type oid) returns boolean
+--   Whether p_type is a domain with a constraint, its own or a base domain's:
+--   ADD COLUMN of it rewrites the table to check every row, default or none.
+--   Parameters: p_type.
+--   Returns: boolean.
+--   Calls: nothing. Tables touched: none.
+create or replace function dbsync._domain_checked(p_type oid) returns boolean
+language sql stable set search_path = pg_catalog, pg_temp as $$
+    with recursive up(oid) as (
+        select p_type
+        union all
+        select t.typbasetype from up join pg_type t on t.oid = up.oid where t.typtype = 'd'
+    )
+    select exists (select from up join pg_constraint c on c.contypid = up.oid)
+$$;
+
 -- dbsync._own_values(p_rel oid, p_attnum smallint, p_rewritten boolean) returns boolean
 --   Whether column p_attnum of p_rel, just added, has values in the existing rows
 --   that each server computes for itself: an identity column, a default (its own or
 --   its domain's) that is not immutable, or none left while the rows got values (a
 --   default dropped in the same statement: a missing value, or p_rewritten: the
---   table was rewritten). Never a generated column.
+--   table was rewritten), unless that rewrite only checked a domain's CHECK with
+--   every value null (dbsync._domain_checked; a domain's default dropped in the
+--   same statement is stored as a null default, not as none). Never a generated
+--   column.
 --   Parameters: p_rel, p_attnum, p_rewritten.
 --   Returns: boolean.
---   Calls: dbsync._expr_immutable. Tables touched: none.
+--   Calls: dbsync._domain_checked, dbsync._expr_immutable. Tables touched: none.
 create or replace function dbsync._own_values(p_rel oid, p_attnum smallint, p_rewritten boolean) returns boolean
 language sql stable set search_path = pg_catalog, pg_temp as $$
     select a.attgenerated = ''
        and (a.attidentity <> ''
             or not dbsync._expr_immutable(coalesce(d.adbin, case when ty.typtype = 'd' then ty.typdefaultbin end))
-            or (d.adbin is null and (ty.typtype <> 'd' or ty.typdefaultbin is null) and (a.atthasmissing or p_rewritten)))
+            or (d.adbin is null and (ty.typtype <> 'd' or ty.typdefaultbin is null)
+                and (a.atthasmissing or p_rewritten and not dbsync._domain_checked(a.atttypid))))
     from pg_attribute a
     join pg_type ty on ty.oid = a.atttypid
     left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
