@@ -10,6 +10,10 @@
 -- where they are already what this code needs (they call their functions by oid,
 -- and CREATE OR REPLACE keeps it); else it fails: triggers of an older version left
 -- in place would miss the commands it watches since, or the replica mode, silently.
+-- The columns the DDL event trigger compares a table's timestamp columns with
+-- (dbsync._timestamps_retyped), for the tables replicated before migration 0035.
+update dbsync.tables set timestamp_columns = dbsync._timestamp_columns(relid)
+where timestamp_columns is null and removed_at is null;
 do $$
 declare
     w record;

@@ -5,7 +5,7 @@
 // the DBA has made the change on the target and acknowledged it, both are equal.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { escapeLiteral } from "pg";
+import { escapeIdentifier, escapeLiteral } from "pg";
 import { Env, SOURCE_MAJOR, freshEnv, startSidecar, value } from "./helpers";
 import { connectAs, rolesDroppedAfter } from "./kit/roles";
 import { assertTablesEqual, setup, status, strictlyConverged, synced } from "./kit/convergence";
@@ -190,12 +190,33 @@ test("acknowledged before the target has the change: the copy runs first, the ta
   }
 });
 
-test("timestamp to timestamptz with TimeZone UTC (no rewrite on the source, so not held), the target's DBA in another zone", { todo: "PostgreSQL skips the rewrite under UTC: no table_rewrite event, a plain WARNING, no copy; the target's run under its own TimeZone shifts every value" }, async () => {
+// timestamp <-> timestamptz, directly and through a domain: no rewrite under a TimeZone of offset 0 (PostgreSQL 12 on).
+const zoned = `create domain stamp as timestamp;
+  create table t (id int primary key, ts timestamp, tz timestamptz, d stamp, tsa timestamp[])`;
+const zonedRows = `insert into t select g, timestamp '2020-01-01' + g * interval '1 hour', timestamptz '2020-01-01 00:00+00' + g * interval '1 hour',
+  timestamp '2020-06-01' + g * interval '1 hour', array[timestamp '2020-01-01' + g * interval '1 minute'] from generate_series(1, 20) g`;
+const retype = "alter table t alter column ts type timestamptz, alter column tz type timestamp, alter column d type timestamptz";
+
+test("timestamp to timestamptz and back (a domain too) with TimeZone UTC (no rewrite on the source), the target's DBA in another zone: held, then equal", async () => {
   const env = await freshEnv("brw_tz");
-  await setup(env, "create table t (id int primary key, ts timestamp)", ["t"]);
-  await env.source.query("insert into t select g, timestamp '2020-01-01' + g * interval '1 hour' from generate_series(1, 20) g");
-  await neverSilentlyDifferent(env, "begin; set local timezone = 'UTC'; alter table t alter column ts type timestamptz; commit",
-    "begin; set local timezone = 'America/New_York'; alter table t alter column ts type timestamptz; commit");
+  await setup(env, zoned, ["t"]);
+  await env.source.query(zonedRows);
+  await neverSilentlyDifferent(env, `begin; set local timezone = 'UTC'; ${retype}; commit`,
+    `begin; set local timezone = 'America/New_York'; ${retype}; commit`);
+  // An array of them: rewritten under UTC too.
+  await neverSilentlyDifferent(env, "begin; set local timezone = 'UTC'; alter table t alter column tsa type timestamptz[]; commit",
+    "begin; set local timezone = 'America/New_York'; alter table t alter column tsa type timestamptz[]; commit");
+});
+
+test("timestamp to timestamptz through execute_ddl under UTC, the target database in another zone: the target converts under the source's TimeZone, equal", async () => {
+  const env = await freshEnv("brw_tz_ddl");
+  await setup(env, zoned, ["t"]);
+  await env.source.query(zonedRows);
+  await env.target.query(`alter database ${escapeIdentifier(await value<string>(env.target, "select current_database()"))} set timezone = 'America/New_York'`);
+  await neverSilentlyDifferent(env, `begin; set local timezone = 'UTC'; select dbsync.execute_ddl('g', ${escapeLiteral(retype)}); commit`, null);
+  // The record follows: a plain ALTER after it that retypes nothing is not held.
+  await env.source.query("begin; set local timezone = 'UTC'; alter table t alter column ts set not null; commit");
+  assert.equal(await held(env), 0);
 });
 
 test("a superuser with event_triggers = off (PostgreSQL 17): no event trigger fires, nothing is held", { skip: SOURCE_MAJOR < 17 && "the event_triggers setting comes with PostgreSQL 17", todo: "a superuser's event_triggers = off skips dbsync_rewrite_watch and the DDL event trigger alike; nothing else sees the rewrite" }, async () => {

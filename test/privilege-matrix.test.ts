@@ -155,6 +155,8 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._expr_immutable(pg_node_tree)": "admin",
   "dbsync._own_values(oid,smallint,boolean)": "admin",
   "dbsync._domain_checked(oid)": "admin",
+  "dbsync._timestamp_columns(oid)": "admin",
+  "dbsync._timestamps_retyped(integer)": "admin",
   "dbsync._own_values_added(oid,boolean)": "admin",
   "dbsync._request_copy(integer,integer[])": "admin",
   "dbsync._unlogged_lost()": "admin",

@@ -9,7 +9,9 @@
 --   targets need the same change (dbsync._unreplicated_ddl); a column added there
 --   whose existing rows got values each server computes for itself without a
 --   rewrite (a default of now(): dbsync._own_values_added) has the table copied
---   again once the change is acknowledged (rewrites: dbsync._on_rewrite). So is an ALTER TYPE of
+--   again once the change is acknowledged (rewrites: dbsync._on_rewrite), as is a
+--   column retyped between timestamp and timestamptz (dbsync._timestamps_retyped,
+--   no rewrite under UTC). So is an ALTER TYPE of
 --   a type that a replicated column holds (dbsync._types_holding), unless
 --   execute_ddl of that table's group runs it. DDL that would make capture miss rows (a key
 --   column made nullable or no longer unique, capture triggers disabled) is refused
@@ -21,8 +23,8 @@
 --   Returns: nothing (an event trigger).
 --   Calls: dbsync._capture_stale, dbsync._capture_triggers, dbsync._check_capturable,
 --     dbsync._check_snapshot, dbsync._ddl_group, dbsync._enable_always,
---     dbsync._install_capture, dbsync._origin_mode, dbsync._own_values_added, dbsync._sync_partitions, dbsync._types_holding,
---     dbsync._unreplicated_ddl. Tables touched: dbsync.tables (read).
+--     dbsync._install_capture, dbsync._origin_mode, dbsync._own_values_added, dbsync._sync_partitions,
+--     dbsync._timestamps_retyped, dbsync._types_holding, dbsync._unreplicated_ddl. Tables touched: dbsync.tables (read).
 create or replace function dbsync._on_ddl() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -30,6 +32,7 @@ declare
     t dbsync.tables;
     v_group int := dbsync._ddl_group();
     v_mode text := dbsync._origin_mode();
+    v_retyped boolean;
 begin
     -- A capture trigger renamed could then be dropped as if it were the owner's own
     -- (the drop event trigger knows them by name).
@@ -73,11 +76,15 @@ begin
                 if dbsync._capture_stale(t.table_id) then
                     perform dbsync._install_capture(t.table_id);
                 end if;
+                -- (Through execute_ddl too: its record must follow.)
+                v_retyped := dbsync._timestamps_retyped(t.table_id);
                 if v_group is null then
                     -- A column added with a default that is stable, not volatile
                     -- (now(), current_user), fills the rows with a missing value, read
-                    -- on each server for itself, and rewrites nothing (see _on_rewrite).
-                    perform dbsync._unreplicated_ddl(t.table_id, r.command_tag, dbsync._own_values_added(t.relid, false));
+                    -- on each server for itself, and rewrites nothing (see _on_rewrite);
+                    -- timestamp to timestamptz under UTC rewrites nothing either.
+                    perform dbsync._unreplicated_ddl(t.table_id, r.command_tag,
+                                                     v_retyped or dbsync._own_values_added(t.relid, false));
                 end if;
             end if;
             -- ENABLE TRIGGER ALL (or ENABLE TRIGGER on one of dbsync's) makes a capture
@@ -92,10 +99,13 @@ begin
         end loop;
     end loop;
     -- ALTER TABLE recurses to inheritance children, and the commands name only the
-    -- table altered: a child replicated itself that got a column filled so
-    -- (rewritten ones: _on_rewrite). Not partitions, which add_table refuses (their
-    -- table's capture covers them): a partitioned table's thousands are not walked.
-    if v_group is null and tg_tag = 'ALTER TABLE' then
+    -- table altered: a child replicated itself that got a column filled so, or
+    -- retyped between timestamp and timestamptz (rewritten ones: _on_rewrite; one of
+    -- another group under execute_ddl: _ddl_plan refuses it). Through execute_ddl
+    -- only their timestamp columns are recorded. Not partitions, which add_table
+    -- refuses (their table's capture covers them): a partitioned table's thousands
+    -- are not walked.
+    if v_group is distinct from 0 and tg_tag = 'ALTER TABLE' then
         for r in with recursive kids(relid) as (
                      select i.inhrelid from pg_event_trigger_ddl_commands() c
                      join pg_inherits i on i.inhparent = c.objid
@@ -106,7 +116,8 @@ begin
                      join pg_class k on k.oid = i.inhrelid and not k.relispartition)
                  select tb.table_id, tb.relid from kids k join dbsync.tables tb on tb.relid = k.relid and tb.removed_at is null
                  order by tb.table_id loop
-            if dbsync._own_values_added(r.relid, false) then
+            v_retyped := dbsync._timestamps_retyped(r.table_id);
+            if v_group is null and (v_retyped or dbsync._own_values_added(r.relid, false)) then
                 perform dbsync._unreplicated_ddl(r.table_id, 'ALTER TABLE', true);
             end if;
         end loop;
