@@ -5,7 +5,7 @@
 // the DBA has made the change on the target and acknowledged it, both are equal.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { escapeIdentifier, escapeLiteral } from "pg";
+import { escapeLiteral } from "pg";
 import { Env, SOURCE_MAJOR, freshEnv, startSidecar, value } from "./helpers";
 import { connectAs, rolesDroppedAfter } from "./kit/roles";
 import { assertTablesEqual, setup, status, strictlyConverged, synced } from "./kit/convergence";
@@ -210,13 +210,15 @@ test("timestamp to timestamptz and back (a domain too) with TimeZone UTC (no rew
     "begin; set local timezone = 'America/New_York'; alter table t alter column tsa type timestamptz[]; commit");
 });
 
-test("timestamp to timestamptz through execute_ddl under UTC, the target database in another zone: the target converts under the source's TimeZone, equal", async () => {
+test("timestamp to timestamptz and back through execute_ddl, under UTC (no rewrite) and under another zone (a rewrite): the target runs it under the source's TimeZone, equal", async () => {
   const env = await freshEnv("brw_tz_ddl");
   await setup(env, zoned, ["t"]);
   await env.source.query(zonedRows);
-  await env.target.query(`alter database ${escapeIdentifier(await value<string>(env.target, "select current_database()"))} set timezone = 'America/New_York'`);
-  await neverSilentlyDifferent(env, `begin; set local timezone = 'UTC'; select dbsync.execute_ddl('g', ${escapeLiteral(retype)}); commit`, null);
-  // The record follows: a plain ALTER after it that retypes nothing is not held.
+  const back = "alter table t alter column ts type timestamp, alter column tz type timestamptz, alter column d type stamp";
+  for (const [zone, ddl] of [["UTC", retype], ["America/New_York", back]]) {
+    await neverSilentlyDifferent(env, `begin; set local timezone = ${escapeLiteral(zone)}; select dbsync.execute_ddl('g', ${escapeLiteral(ddl)}); commit`, null);
+  }
+  // The record follows: a plain ALTER after them that retypes nothing is not held.
   await env.source.query("begin; set local timezone = 'UTC'; alter table t alter column ts set not null; commit");
   assert.equal(await held(env), 0);
 });
