@@ -5,7 +5,8 @@
 --   outside dbsync.execute_ddl: ALTER COLUMN ... TYPE, whose USING each server
 --   computes for itself (v * 2 keeps the type, so the target never fails on it;
 --   reason 4), a column added whose values each server computes for itself (reason
---   2: a volatile default, identity, serial; dbsync._own_values_added), or a stored
+--   2: a volatile default, identity, serial; dbsync._own_values_added; or one whose
+--   default the same statement replaced, which no column explains), or a stored
 --   generated column computed again (reason 2: SET EXPRESSION of PostgreSQL 17, or
 --   one added; the target computes it with the expression it has). No row trigger fires for it, so the targets
 --   would keep their rows as they were: the change is listed with the table to be
@@ -21,7 +22,8 @@
 --   foreign key, unchecked there, points at the group it read.
 --   Parameters: none.
 --   Returns: nothing (an event trigger).
---   Calls: dbsync._ddl_group, dbsync._own_values_added, dbsync._unreplicated_ddl.
+--   Calls: dbsync._ddl_group, dbsync._domain_checked, dbsync._own_values_added, dbsync._server_has,
+--     dbsync._unreplicated_ddl.
 --     Tables touched: dbsync.tables (read).
 create or replace function dbsync._on_rewrite() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -41,7 +43,16 @@ begin
         -- counts from its xid.)
         if v_reason & 4 <> 0 or dbsync._own_values_added(v_rel, true)
            or exists (select from pg_attribute a join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
-                      where a.attrelid = v_rel and a.attgenerated = 's' and age(d.xmin) <= 0) then
+                      where a.attrelid = v_rel and a.attgenerated = 's' and age(d.xmin) <= 0)
+           -- A column's values computed row by row (from PostgreSQL 11 only for a
+           -- volatile default, an identity, a generated column, or a domain's CHECK),
+           -- and no column of this transaction says why: its default was replaced
+           -- in the same statement (add column c int default random(), alter column
+           -- c set default 5), and the rows hold what the first one gave.
+           or (v_reason & 2 <> 0 and dbsync._server_has('missing_values')
+               and not exists (select from pg_attribute a
+                               where a.attrelid = v_rel and a.attnum > 0 and not a.attisdropped and age(a.xmin) <= 0
+                                 and dbsync._domain_checked(a.atttypid))) then
             perform dbsync._unreplicated_ddl(r.table_id, tg_tag, true);
         end if;
     end loop;

@@ -13,6 +13,9 @@
 --     trigger_keeps_class_row: CREATE TRIGGER leaves its table's pg_class row
 --       alone when relhastriggers is already set (11+; before, dbsync._ddl_effects
 --       tells that write from a change of the table by the lock taken)
+--     missing_values: a column added with a default that is not volatile keeps it
+--       as a missing value, and rewrites nothing (11+; before, any default
+--       rewrites the table)
 --     enum_add_in_transaction: ALTER TYPE ... ADD VALUE in a transaction block or
 --       a function (12+; before, execute_ddl cannot run it: it says so, with a hint)
 --   Errors: an unknown feature.
@@ -27,6 +30,7 @@ declare
                        when 'partitioned_row_trigger' then 110000
                        when 'partitioned_unique' then 110000
                        when 'trigger_keeps_class_row' then 110000
+                       when 'missing_values' then 110000
                        when 'enum_add_in_transaction' then 120000
                    end;
 begin
