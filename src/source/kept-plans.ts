@@ -15,13 +15,13 @@ export type KeptPlan = { key: string; entry: unknown };
  * Tables whose entries a process keeps, most recently used last (about 1.5 KB each
  * for a table of a few columns).
  */
-const KEPT_TABLES = 5_000;
+export const KEPT_TABLES = 5_000;
 /**
  * Entries given with one batch, its group's most recently used: each is sent and
  * parsed with the plan, so a group of many tables whose batches touch few of them
  * would pay for all of its entries at every batch.
  */
-const GIVEN_TABLES = 200;
+export const GIVEN_TABLES = 200;
 
 export class KeptPlans {
   /** By table_id (as batch_plan names it: text), with its group. */
