@@ -1,7 +1,9 @@
 // `npm run bench:scale-calls`: the CPU of the source's per-batch and per-DDL calls
 // as the number of replicated tables grows, measured in the calling backend
 // (/proc/<pid>/stat, so the load of a shared machine changes it little):
-//   - dbsync.batch_plan of one group's batch that changed every table of the group;
+//   - dbsync.batch_plan of one group's batch that changed every table of the group,
+//     given the tables' SQL an earlier call built (as the sidecar's process gives
+//     it back: "batchPlan") and given none ("batchPlanBuilding");
 //   - dbsync.execute_ddl of an ALTER TABLE ... SET DEFAULT on one table of group 1.
 //
 //   npm run bench:scale-calls -- [--tables 50,1000] [--groups 50] [--calls 20] [--keep]
@@ -91,10 +93,13 @@ async function main() {
       await c.query(inGroup.map((t) => `update ${t} set val = val || '+' where id <= 10`).join(";\n"));
       const to = Number((await c.query("select dbsync.tick($1, true) as t", [g1])).rows[0].t);
       await c.query("begin isolation level repeatable read");
-      const plan = await measure(c, args.calls, () => c.query("select dbsync.batch_plan($1, $2, $3, 1000000, 1000000)", [sub, from, to]));
-      const planned = (await c.query("select jsonb_array_length(dbsync.batch_plan($1, $2, $3, 1000000, 1000000) -> 'tables') as n", [sub, from, to])).rows[0].n;
+      const planOf = (kept: unknown) => c.query("select dbsync.batch_plan($1, $2, $3, 1000000, 1000000, 1, null, false, $4) as p", [sub, from, to, kept]);
+      const first = (await planOf(null)).rows[0].p;
+      const plan = await measure(c, args.calls, () => planOf(first.kept));
+      const building = await measure(c, args.calls, () => planOf(null));
+      const planned = first.tables.length;
       await c.query("commit");
-      process.stdout.write(JSON.stringify({ tables: n, tablesInGroup: inGroup.length, planned, executeDdl: ddl, batchPlan: plan }) + "\n");
+      process.stdout.write(JSON.stringify({ tables: n, tablesInGroup: inGroup.length, planned, executeDdl: ddl, batchPlan: plan, batchPlanBuilding: building }) + "\n");
     }
     await c.end();
     if (args.keep) {

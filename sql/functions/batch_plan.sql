@@ -1,7 +1,7 @@
 -- dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint, p_copy_rows bigint default 1000000,
 --                   p_chunk_rows bigint default null, p_readers int default 1,
---                   p_split_events bigint default null, p_split_tables boolean default false)
---                   returns jsonb
+--                   p_split_events bigint default null, p_split_tables boolean default false,
+--                   p_kept jsonb default null) returns jsonb
 --   What applying batch (p_from, p_to] to the subscription's target takes, read in
 --   the sidecar's reader transaction: REPEATABLE READ with the snapshot of tick
 --   p_to imported, so this sees dbsync's tables and the catalog as of the batch's end.
@@ -73,25 +73,37 @@
 --   rewriting ALTER TABLE that committed after the snapshot would make the table
 --   look empty to it (they are not MVCC-safe), so then this raises
 --   serialization_failure and the sidecar starts the batch again.
---   Reads only (but for each streaming table's SQL, kept in a setting of the
---   reader's session for its next batches: dbsync._plan_cache); values and names
---   are never evaluated as code, so it runs no code a table owner wrote. Called by
+--   kept: each streaming table's SQL built by this call (its part of the stream,
+--   shapes and upsert key), {"<table_id>": {"key", "entry"}}, for the caller to
+--   give back with a later batch as p_kept: a table whose key there is the one this
+--   call computes (an md5 of the installed code's sha and of what the SQL is built
+--   from as of the snapshot: every column's number, name, type, collation and
+--   generated flag, its type's output function and name, the table's name, the
+--   batch's key shapes of it) takes its entry as it is. Neither used nor built
+--   with DDL in the batch, for a table with a domain column or a collation other
+--   than the default (named in the SQL), nor for copies. Kept by the sidecar's
+--   process, not by the reader's session: a process's pooled readers each serve
+--   any of its subscriptions, so a session saw a group's batch again seldom
+--   (bench/HISTORY.md, Scale). p_kept is only text built into the SQL returned,
+--   which the caller runs as itself; nothing of it is run here.
+--   Reads only; values and names are never evaluated as code, so it runs no code
+--   a table owner wrote. Called by
 --   the sidecar, which reads the stream with parallel query off (the tables' lines
 --   must not interleave).
 --   Parameters: p_sub_id, p_from, p_to, p_copy_rows, p_chunk_rows, p_readers, p_split_events,
---     p_split_tables.
+--     p_split_tables, p_kept.
 --   Returns: jsonb.
 --   Calls: dbsync._base_type, dbsync._batch_events, dbsync._chunk_entry, dbsync._chunk_order,
 --     dbsync._chunk_state, dbsync._key_match, dbsync._one_text_per_value,
---     dbsync._plan_cache, dbsync._plan_cache_keep, dbsync._plan_cache_token, dbsync._text_of.
---     Tables touched: dbsync.shapes,
+--     dbsync._text_of. Tables touched: dbsync.installed_code, dbsync.shapes,
 --     dbsync.subscription_tables, dbsync.subscriptions, dbsync.tables, dbsync.ticks
 --     (read).
 create or replace function dbsync.batch_plan(p_sub_id int, p_from bigint, p_to bigint,
                                              p_copy_rows bigint default 1000000,
                                              p_chunk_rows bigint default null, p_readers int default 1,
                                              p_split_events bigint default null,
-                                             p_split_tables boolean default false) returns jsonb
+                                             p_split_tables boolean default false,
+                                             p_kept jsonb default null) returns jsonb
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     v_group int := (select s.group_id from dbsync.subscriptions s where s.sub_id = p_sub_id);
@@ -171,11 +183,12 @@ declare
     v_chunks jsonb := '[]';
     v_entry jsonb;
     v_restart boolean;
-    -- A streaming table's SQL as an earlier batch of this session built it (see
-    -- dbsync._plan_cache): the session's token, a table's key and its entry found.
-    v_token text;
+    -- A streaming table's SQL as an earlier batch built it (p_kept): the installed
+    -- code's sha, a table's key and its entry found; and those built here.
+    v_code text;
     v_key text;
     v_hit jsonb;
+    v_kept jsonb := '{}';
     -- A table's part with its columns' own values (a lookup per key), or null; and
     -- whether its rows may be updated in place.
     v_own_part text;
@@ -210,9 +223,10 @@ begin
     ) g;
 
     -- DDL in the batch can change what a key's text means (below): no table's SQL
-    -- is taken from earlier batches then, nor kept.
+    -- is taken from earlier batches then, nor kept. (The code's sha in every key:
+    -- an entry built by other code is never taken.)
     if jsonb_array_length(v_ddl) = 0 then
-        v_token := dbsync._plan_cache_token();
+        v_code := (select i.sha from dbsync.installed_code i);
     end if;
 
     -- The batch's partitioned tables are locked before the loop opens their
@@ -312,10 +326,10 @@ begin
 
         -- A streaming table's SQL is a function of its inputs as of this snapshot
         -- (its columns, name, and the batch's key shapes of it), built again only
-        -- when they differ from those an earlier batch of this session built it from.
-        v_key := case when r.state = 'streaming' and r.keepable and v_token is not null
-                      then md5(concat_ws(' ', r.inputs, v_from, r.kshapes::text)) end;
-        v_hit := case when v_key is not null then dbsync._plan_cache(r.table_id, v_token, v_key) end;
+        -- when they differ from those an earlier batch built it from (p_kept).
+        v_key := case when r.state = 'streaming' and r.keepable and v_code is not null
+                      then md5(concat_ws(' ', v_code, r.inputs, v_from, r.kshapes::text)) end;
+        v_hit := case when p_kept -> r.table_id::text ->> 'key' = v_key then p_kept -> r.table_id::text -> 'entry' end;
         v_sql := null;
         if v_hit is not null then
             v_shapes := v_hit -> 'shapes';
@@ -485,9 +499,9 @@ begin
             v_own_part := case when v_part = v_lookup then v_lookup_own end;
             v_in_place := v_upsert is not null and v_lookup is not null;
             if v_key is not null and v_action = 'refresh' then
-                perform dbsync._plan_cache_keep(r.table_id, v_token, v_key, jsonb_build_object(
+                v_kept := v_kept || jsonb_build_object(r.table_id::text, jsonb_build_object('key', v_key, 'entry', jsonb_build_object(
                     'shapes', v_shapes, 'tshapes', v_tshapes, 'ctes', v_tctes, 'part', v_part,
-                    'own', v_own_part, 'upsert', v_upsert, 'in_place', v_in_place));
+                    'own', v_own_part, 'upsert', v_upsert, 'in_place', v_in_place)));
             end if;
         end if;
 
@@ -654,6 +668,6 @@ begin
                               'streams', case when jsonb_array_length(v_streams) > 0 then v_streams end,
                               'shared', case when v_split is not null and jsonb_array_length(v_streams) > 0
                                              then jsonb_build_array(v_infos -> (v_split - 1) -> 'id') end,
-                              'stream_hash_joins', v_many and v_stream is not null);
+                              'stream_hash_joins', v_many and v_stream is not null, 'kept', v_kept);
 end
 $$;

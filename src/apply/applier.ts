@@ -13,6 +13,7 @@
 import { Pool, PoolClient } from "pg";
 import { reportOf, sqlstateOf } from "../errors";
 import { Batch, Done, Plan, beginBatch, openReader, splitEvents } from "../source/batches";
+import { KeptPlans } from "../source/kept-plans";
 import { Subscription, TargetPosition, copyChunks, copyLostUnlogged, copyProgress, loadSubscription, recordProgress, skippedDdl, tableError, targetPosition, tryLock, unlock } from "../source/protocol";
 import { TargetState, applyBatch } from "../target/apply";
 import { Phases } from "../target/phases";
@@ -72,6 +73,8 @@ export interface ApplierOptions {
   links: Links;
   /** The process's control pool on the source: ticks, progress, errors. */
   control: Pool;
+  /** The process's tables' SQL from earlier plans (src/source/kept-plans.ts). */
+  plans?: KeptPlans;
 }
 
 /** A batch begun (undefined: nothing to apply), its reader at its snapshot with its plan (see Applier.open). */
@@ -342,7 +345,7 @@ export class Applier {
           readers: Math.min(READERS_PER_BATCH, 1 + this.opts.links.spareReaders()),
           splitEvents: splitEvents(),
         };
-        const read = await phases.time("plan", () => openReader(exporter, reader, batch, limits)).catch(async (err) => {
+        const read = await phases.time("plan", () => openReader(exporter, reader, batch, limits, this.opts.plans)).catch(async (err) => {
           await reader.query("rollback").catch(() => undefined);
           if (sqlstateOf(err) !== "40001") throw err;
           stale = err;

@@ -6,6 +6,7 @@ import { Pool } from "pg";
 import { DbsyncError, PositionMoved, isTransient, messageOf, reportOf, sqlstateOf } from "../errors";
 import { Log, Outages } from "../log";
 import { Links } from "../apply/links";
+import { KeptPlans } from "../source/kept-plans";
 import { Applier, ApplyOutcome, LoopStart } from "../apply/applier";
 import { Backoff } from "./backoff";
 import { Jobs } from "./jobs";
@@ -83,6 +84,8 @@ export class Appliers {
   private waitsForWakeups = new Map<string, () => void>();
   jobs!: Jobs;
   private readonly links: Links;
+  /** The tables' SQL of this process's plans, for all its subscriptions' next batches. */
+  private readonly plans = new KeptPlans();
 
   constructor(
     private readonly opts: AppliersOptions,
@@ -264,6 +267,7 @@ export class Appliers {
           copyChunkRows: this.opts.copyChunkRows,
           links: this.links,
           control: this.pool,
+          plans: this.plans,
           copyRetries: this.copyRetries,
           turnOver: (sub) => this.turnOver(sub),
           onBatch: (sub, events, seconds) => {

@@ -4,6 +4,7 @@
 // source's row at the batch's end (dbsync.begin_batch, dbsync.batch_plan).
 import { Client, ClientBase, QueryResult, escapeLiteral } from "pg";
 import { positiveEnv } from "../config";
+import { KeptPlan, KeptPlans } from "./kept-plans";
 import { DURABLE_TICK, GroupSequence, tickKey } from "./protocol";
 import { readAtSnapshot } from "./snapshot";
 
@@ -121,6 +122,8 @@ export interface Plan {
    * its snapshot.
    */
   sequences: GroupSequence[];
+  /** The streaming tables' SQL this plan built, for later batches (src/source/kept-plans.ts). */
+  kept?: Record<string, KeptPlan>;
 }
 
 export interface PlanStream {
@@ -228,8 +231,10 @@ export interface OpenedReader {
  * commits anything of the batch (a tick lost with the source's last WAL would have
  * its id taken again by another snapshot), and before it gives the control
  * connection back. A plan that fails is thrown once the commit has settled.
+ * `kept`: the process's tables' SQL from earlier plans, given to this one and
+ * added to from it.
  */
-export async function openReader(control: Client, reader: Client, batch: Batch, limits: ReadLimits): Promise<OpenedReader> {
+export async function openReader(control: Client, reader: Client, batch: Batch, limits: ReadLimits, kept?: KeptPlans): Promise<OpenedReader> {
   const { copyRows, chunkRows = copyRows, readers, splitEvents } = limits;
   if (batch.snapshot === null) throw new Error(`batch (${batch.from}, ${batch.to}] has no snapshot to read`);
   try {
@@ -242,12 +247,14 @@ export async function openReader(control: Client, reader: Client, batch: Batch, 
     () => undefined,
     (err: unknown) => err,
   );
-  // Literals (integers), not parameters: the plan and the sequences in one round trip.
+  // Literals, not parameters: the plan and the sequences in one round trip.
   // (true: a big batch's heaviest table may be shared out among its readers.)
+  const given = kept?.given(batch.groupId);
   let results: QueryResult[];
   try {
     results = (await reader.query(
-      `select dbsync.batch_plan(${[batch.subId, batch.from, batch.to, copyRows, chunkRows, readers, splitEvents].map(int).join(", ")}, true) as plan;
+      `select dbsync.batch_plan(${[batch.subId, batch.from, batch.to, copyRows, chunkRows, readers, splitEvents].map(int).join(", ")}, true, ` +
+        `${given ? `${escapeLiteral(JSON.stringify(given))}::jsonb` : "null"}) as plan;
        select * from dbsync.sidecar_sequences(${int(batch.groupId)})`,
     )) as unknown as QueryResult[];
   } catch (err) {
@@ -259,7 +266,13 @@ export async function openReader(control: Client, reader: Client, batch: Batch, 
   });
   // (Whoever waits for it gets its error; a batch given up meanwhile does not.)
   tickCommitted.catch(() => undefined);
-  return { plan: { ...(results[0].rows[0].plan as Omit<Plan, "sequences">), sequences: results[1].rows }, tickCommitted };
+  const plan: Plan = { ...(results[0].rows[0].plan as Omit<Plan, "sequences">), sequences: results[1].rows };
+  kept?.took(
+    batch.groupId,
+    plan.tables.filter((t) => t.action === "refresh").map((t) => t.table_id),
+    plan.kept,
+  );
+  return { plan, tickCommitted };
 }
 
 /**
