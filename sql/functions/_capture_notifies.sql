@@ -10,12 +10,15 @@
 --   lingering appliers every 50 ms (src/sidecar/appliers.ts, which asks this in its
 --   own session), then --poll-interval; so is the work of COMMIT PREPARED found,
 --   which runs no trigger. Read by capture triggers only while their group sleeps.
+--   Inlined into them (a SQL function of one SELECT, with no SET clause: every name
+--   qualified instead): called, with SET search_path, it took a captured single-row
+--   UPDATE from 62 to 138 µs of backend CPU while the group slept (bench/HISTORY.md).
 --   Parameters: none.
 --   Returns: true when this session's capture notifies.
 --   Calls: nothing. Tables touched: none.
 create or replace function dbsync._capture_notifies() returns boolean
-language sql stable set search_path = pg_catalog, pg_temp as $$
-    select case when current_setting('dbsync.notify', true) = 'on' then true
-                when current_setting('dbsync.notify', true) = 'off' then false
-                else current_setting('max_prepared_transactions') = '0' end
+language sql stable as $$
+    select case when pg_catalog.current_setting('dbsync.notify', true) operator(pg_catalog.=) 'on' then true
+                when pg_catalog.current_setting('dbsync.notify', true) operator(pg_catalog.=) 'off' then false
+                else pg_catalog.current_setting('max_prepared_transactions') operator(pg_catalog.=) '0' end
 $$;
