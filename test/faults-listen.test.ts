@@ -30,7 +30,7 @@ after(async () => {
 });
 
 test("LISTEN connection alone black-holed: replication goes on by polling, NOTIFY works again after", async (t) => {
-  const env = await freshEnv("faults_listen", { notify: true });
+  const env = await freshEnv("faults_listen");
   await env.source.query(SOURCE_DDL("ins_only", "kv"));
   await env.target.query(SOURCE_DDL("ins_only", "kv"));
   await env.target.query(TARGET_AUDIT("ins_only"));
@@ -141,7 +141,7 @@ test("LISTEN connection alone black-holed: replication goes on by polling, NOTIF
 });
 
 test("LISTEN link that cannot be opened at start: the sidecar runs on by polling, and LISTENs once the link is back", async () => {
-  const env = await freshEnv("faults_listen_start", { notify: true });
+  const env = await freshEnv("faults_listen_start");
   await env.source.query("create table t (id int primary key, v int)");
   await env.target.query("create table t (id int primary key, v int)");
   await env.source.query("select dbsync.add_table('t', 'a')");

@@ -6,7 +6,7 @@ import { Client, Pool } from "pg";
 import { compatSql } from "../src/compat";
 import { tableRows } from "../src/embedded/compare";
 import { migrate } from "../src/migrate";
-import { createDatabase, withClient } from "./kit/databases";
+import { createDatabase } from "./kit/databases";
 import { DbsyncProcess, killAll, spawnDbsync } from "./kit/dbsync";
 
 export { createDatabase, withDatabase } from "./kit/databases";
@@ -102,17 +102,13 @@ export function pool(url: string, max = 10): Pool {
 /**
  * Fresh source and target databases; the source is migrated unless told not to (a
  * copy of the template test/run.ts migrated, or migrated here without one).
- * `notify`: the source database's dbsync.notify = on, for every session (captured
- * writes NOTIFY a sleeping sidecar, though the shared source cluster allows
- * prepared transactions: see dbsync._capture_notifies).
  */
-export async function freshEnv(label: string, opts: { migrate?: boolean; notify?: boolean } = {}): Promise<Env> {
+export async function freshEnv(label: string, opts: { migrate?: boolean } = {}): Promise<Env> {
   const template = opts.migrate === false ? undefined : process.env.DBSYNC_TEST_TEMPLATE;
   const [sourceUrl, targetUrl] = await Promise.all([
     createDatabase(clusterUrl("SOURCE"), label, { template }),
     createDatabase(clusterUrl("TARGET"), label),
   ]);
-  if (opts.notify) await withClient(sourceUrl, (c) => c.query(`alter database ${c.escapeIdentifier(c.database!)} set dbsync.notify = on`));
   if (opts.migrate !== false && !template) await migrate(sourceUrl);
   return { sourceUrl, targetUrl, source: pool(sourceUrl), target: pool(targetUrl) };
 }

@@ -74,7 +74,7 @@ test("two processes, a batch held 4 s on the target: the other process's poll qu
 
 /** Table t in group g, subscription s, and two sidecars whose sessions count their calls of PL/pgSQL functions. */
 async function twoProcesses(label: string, pollMs: string) {
-  const env = await freshEnv(label, { notify: true });
+  const env = await freshEnv(label);
   await setup(env, "create table t (id int primary key)", ["t"]);
   const db = await value<string>(env.source, "select current_database()");
   await env.source.query(`alter database "${db}" set track_functions = 'pl'`);
