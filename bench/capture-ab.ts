@@ -9,6 +9,10 @@
 // backend's CPU (utime + stime of /proc/<pid>/stat, 10 ms ticks) per UPDATE and per
 // bulk row: unlike the wall clock, it does not count the time other processes of a
 // shared machine take (bench/HISTORY.md, capture version 6 trial).
+// --sleeping: every captured group flagged asleep (as while the sidecar waits for
+// work: the path where capture may NOTIFY), with a session LISTENing in each
+// database; --max-prepared N: the server's max_prepared_transactions (0 by default,
+// PostgreSQL's: with more, capture does not notify, see _capture_notifies).
 import fs from "node:fs";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
@@ -31,12 +35,15 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 async function main() {
   const dirs = process.argv.slice(2, 4).map((d) => path.resolve(d));
-  if (dirs.length !== 2) throw new Error("usage: capture-ab.ts DIR_A DIR_B [--updates N] [--bulk-rows N] [--rounds N]");
+  if (dirs.length !== 2) throw new Error("usage: capture-ab.ts DIR_A DIR_B [--updates N] [--bulk-rows N] [--rounds N] [--sleeping] [--max-prepared N]");
   const updates = option("updates", 5_000);
   const bulkRows = option("bulk-rows", 200_000);
   const rounds = option("rounds", 5);
-  const cluster = await startCluster({ settings: { fsync: "off", full_page_writes: "off", shared_buffers: "512MB" } });
+  const sleeping = process.argv.includes("--sleeping");
+  const maxPrepared = option("max-prepared", 0);
+  const cluster = await startCluster({ settings: { fsync: "off", full_page_writes: "off", shared_buffers: "512MB", max_prepared_transactions: maxPrepared } });
   const sides: { name: string; c: Client; pid: number; tables: string[] }[] = [];
+  const listeners: Client[] = [];
   try {
     for (const [i, dir] of dirs.entries()) {
       const db = `capture_ab_${i}`;
@@ -60,6 +67,13 @@ async function main() {
         if (capture) await c.query(`select dbsync.add_table('${acc}', 'ab'); select dbsync.add_table('${bulk}', 'ab')`);
         await c.query(`vacuum analyze ${acc}, ${bulk}`);
       }
+      if (sleeping) {
+        await c.query("select dbsync.set_sleeping(group_id, true) from dbsync.groups");
+        const l = new Client({ connectionString: cluster.url(db) });
+        await l.connect();
+        await l.query("listen dbsync");
+        listeners.push(l);
+      }
       const version = (await c.query("select dbsync._capture_version() as v")).rows[0].v;
       const pid = (await c.query("select pg_backend_pid() as p")).rows[0].p;
       sides.push({ name: `${path.basename(dir)} (capture v${version})`, c, pid, tables: ["acc", "bulk"] });
@@ -82,7 +96,7 @@ async function main() {
     const base = sides.find((s) => s.name === "no capture")!;
     const u0 = median(perUpdate.get(base.name)!);
     const b0 = median(perRow.get(base.name)!);
-    console.log(`backend CPU, median of ${rounds} rounds (load average ${fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}):`);
+    console.log(`${sleeping ? "groups asleep, " : ""}max_prepared_transactions ${maxPrepared}; backend CPU, median of ${rounds} rounds (load average ${fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}):`);
     for (const s of sides) {
       const u = median(perUpdate.get(s.name)!);
       const b = median(perRow.get(s.name)!);
@@ -90,7 +104,7 @@ async function main() {
         ` | UPDATE of ${bulkRows} rows ${b.toFixed(2)} µs a row (${(b / b0).toFixed(2)}×)`);
     }
   } finally {
-    for (const s of sides) if (s.name !== "no capture") await s.c.end();
+    for (const c of [...listeners, ...sides.filter((s) => s.name !== "no capture").map((s) => s.c)]) await c.end();
     await cluster.stop();
   }
 }

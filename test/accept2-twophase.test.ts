@@ -31,8 +31,8 @@ test("prepared transactions committed and rolled back after a SIGKILLed sidecar 
     const c = new Client({ connectionString: sourceUrl });
     await c.connect();
     try {
-      // The documented recipe: a transaction that notified cannot PREPARE.
-      await c.query(`set dbsync.notify = off; begin; ${sql}; prepare transaction '${gid}'`);
+      // No setting: capture does not NOTIFY where transactions can be prepared.
+      await c.query(`begin; ${sql}; prepare transaction '${gid}'`);
     } finally {
       await c.end();
     }

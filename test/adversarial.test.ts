@@ -193,8 +193,9 @@ test("two-phase commit: with dbsync.notify = off a captured write can be PREPARE
       Number(await value(env.source, "select last_value from dbsync.group_state_1")) >= 4, 15000);
     const c = await env.source.connect();
     try {
-      // The documented recipe for sessions that use two-phase commit (a transaction
-      // that notified cannot PREPARE): they do not wake the sidecar, its poll does.
+      // Once the recipe for sessions that use two-phase commit (a transaction that
+      // notified cannot PREPARE), needless since (capture-twophase.test.ts), still
+      // honoured: they do not wake the sidecar, its poll does.
       await c.query("set dbsync.notify = off");
       await c.query("begin");
       await c.query("insert into t values (2, 'two')");

@@ -75,6 +75,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync.has_work(text)": "sidecar",
   "dbsync._with_work(integer,integer[],integer[])": "sidecar",
   "dbsync._poll_groups(integer[],bigint[],xid8[],boolean[])": "sidecar",
+  "dbsync._capture_notifies()": "sidecar",
   "dbsync.set_sleeping(integer,boolean)": "sidecar",
   "dbsync.tick(integer,boolean)": "sidecar",
   "dbsync.maintain(integer,interval,interval)": "sidecar",

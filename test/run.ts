@@ -116,9 +116,12 @@ async function main() {
   const started = Date.now();
   const databasesDir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-test-databases-"));
   const cpuDir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-test-cpu-"));
-  // Prepared transactions: the two-phase commit tests (adversarial.test.ts).
+  // Prepared transactions: the two-phase commit tests (adversarial.test.ts). Where they
+  // are allowed capture sends no NOTIFY unless dbsync.notify = on (_capture_notifies):
+  // on, the files run as on a server of PostgreSQL's default (none allowed, NOTIFY);
+  // capture-twophase.test.ts's private clusters have the rule's default.
   const [source, target] = await Promise.all([
-    startCluster({ settings: { max_prepared_transactions: 10 } }),
+    startCluster({ settings: { max_prepared_transactions: 10, "dbsync.notify": "on" } }),
     startCluster({ major: targetMajorFromEnv() }),
   ]);
   await createTemplate(source.url());

@@ -3,14 +3,16 @@
 --   SECURITY DEFINER, without SET search_path, so every name in p_body and here is
 --   qualified. Reads the group's state (slot and NOTIFY flag) into v_state, pins the
 --   output settings when p_pin (an expression) says so, runs p_body, and notifies a
---   sleeping sidecar. Each test is a PL/pgSQL expression set up once per function
---   and transaction, so the common path has as few as can be (the notify setting is
---   read only while the sidecar sleeps). The table's columns are in scope in
+--   sleeping sidecar where that cannot make a PREPARE TRANSACTION fail
+--   (dbsync._capture_notifies). Each test is a PL/pgSQL expression set up once per
+--   function and transaction, so the common path has as few as can be (whether to
+--   notify is asked only while the sidecar sleeps). The table's columns are in scope in
 --   p_body's statements (transition tables): a column named as a variable here
 --   (v_state) must not make them ambiguous, hence use_variable.
 --   Parameters: p_fn, p_group_id, p_pin, p_body.
 --   Returns: text.
---   Calls: nothing. Tables touched: none.
+--   Calls: nothing (the generated function calls dbsync._capture_notifies). Tables
+--   touched: none.
 create or replace function dbsync._capture_function(p_fn text, p_group_id int, p_pin text, p_body text)
 returns text
 language sql stable set search_path = pg_catalog, pg_temp as $$
@@ -21,8 +23,7 @@ declare
 begin%s
     %s%s
     if v_state operator(pg_catalog.>=) 4 then
-        if pg_catalog.current_setting('dbsync.notify', true) is null
-           or pg_catalog.current_setting('dbsync.notify', true) operator(pg_catalog.<>) 'off' then
+        if dbsync._capture_notifies() then
             perform pg_catalog.pg_notify('dbsync', %L);
         end if;
     end if;

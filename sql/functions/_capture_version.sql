@@ -13,8 +13,10 @@
 --        aggregate (see _capture_insert)
 --     5  the key trigger's WHEN calls key_changed_<table_id>(OLD, NEW): a key
 --        column may change type or be dropped
+--     6  NOTIFY only when dbsync._capture_notifies() says so (a notifying
+--        transaction cannot PREPARE)
 --   Parameters: none.
 --   Returns: the version.
 --   Calls: nothing. Tables touched: none.
 create or replace function dbsync._capture_version() returns int
-language sql immutable set search_path = pg_catalog, pg_temp as $$ select 5 $$;
+language sql immutable set search_path = pg_catalog, pg_temp as $$ select 6 $$;

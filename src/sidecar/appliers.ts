@@ -10,7 +10,7 @@ import { KeptPlans } from "../source/kept-plans";
 import { Applier, ApplyOutcome, LoopStart } from "../apply/applier";
 import { Backoff } from "./backoff";
 import { Jobs } from "./jobs";
-import { hasWork, notApplying, recordError, setSleeping } from "../source/protocol";
+import { captureNotifies, hasWork, notApplying, recordError, setSleeping } from "../source/protocol";
 import { epochMs } from "../target/phases";
 
 /**
@@ -54,6 +54,13 @@ const WAITING_MS = 5 * NO_SLOT_RETRY_MS;
  * batch at once, without a job, new sessions and the position read again.
  */
 const LINGER_MS = 2000;
+/**
+ * Where capture sends no NOTIFY (the source allows prepared transactions: a
+ * transaction that notified could not PREPARE), a lingering loop asks has_work this
+ * often: a change committed meanwhile waits this long at most, not for the poll
+ * (--poll-interval). A has_work costs the source about 0.2 ms (bench/HISTORY.md).
+ */
+const LINGER_POLL_MS = 50;
 
 interface Running {
   /** Look again when the current pass is done. */
@@ -324,13 +331,14 @@ export class Appliers {
 
   /**
    * A subscription that caught up waits up to LINGER_MS for a wake-up (poke: a
-   * NOTIFY, the poll), its connections and apply lock kept, its writers asked to
+   * NOTIFY, the poll; where capture sends no NOTIFY, its own has_work every
+   * LINGER_POLL_MS), its connections and apply lock kept, its writers asked to
    * notify first (and the queue looked at once more, for a change committed before
    * they saw that). True: apply again now (state.again is set). False: let go, as
    * when the time is up, the process stops, or another subscription took this
    * process's last free slot (the writers notify, and the queue was looked at).
    * Undefined: it did not linger, which would have taken that last free slot (one
-   * is always left for the others' wake-ups). Waiting costs no CPU: a timer.
+   * is always left for the others' wake-ups). Waiting is a timer (and those has_work).
    */
   private async linger(name: string, state: Running, groupId: number): Promise<boolean | undefined> {
     if (this.running.size >= this.opts.concurrency || this.signal.aborted || this.othersWaiting(name)) return undefined;
@@ -338,15 +346,34 @@ export class Appliers {
     // At start-up, LISTEN and the poll start now: only they can cut the wait short.
     this.waitsForWakeups.get(name)?.();
     if (await hasWork(this.pool, name)) state.again = true;
+    const polls = !state.again && !(await captureNotifies(this.pool));
     return new Promise<boolean>((resolve) => {
       const done = (again: boolean) => {
         clearTimeout(timer);
+        clearInterval(poll);
         this.signal.removeEventListener("abort", stop);
         state.wake = undefined;
         resolve(again);
       };
       const stop = () => done(false);
       const timer = setTimeout(stop, LINGER_MS);
+      // One has_work at a time; a failed one is left to the poll.
+      let asking = false;
+      const ask = () => {
+        if (asking) return;
+        asking = true;
+        hasWork(this.pool, name).then(
+          (work) => {
+            asking = false;
+            if (work && state.wake === done) {
+              state.again = true;
+              done(true);
+            }
+          },
+          () => (asking = false),
+        );
+      };
+      const poll = polls ? setInterval(ask, LINGER_POLL_MS) : undefined;
       this.signal.addEventListener("abort", stop);
       state.wake = done;
       // A wake-up that came during the round trips above.

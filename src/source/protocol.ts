@@ -148,6 +148,12 @@ export async function scheduleVerifications(source: Source, intervalSeconds: num
   return rows.map((r) => Number(r.id));
 }
 
+/** Whether captured writes notify a sleeping sidecar (dbsync._capture_notifies), as this session's settings say. */
+export async function captureNotifies(source: Source): Promise<boolean> {
+  const { rows } = await source.query<{ notifies: boolean }>("select dbsync._capture_notifies() as notifies");
+  return rows[0].notifies;
+}
+
 /** Whether writers of the group must NOTIFY (the sidecar sleeps for it); true when this call changed it. */
 export async function setSleeping(source: Source, groupId: number, sleeping: boolean): Promise<boolean> {
   const { rows } = await source.query<{ changed: boolean }>("select dbsync.set_sleeping($1, $2) as changed", [groupId, sleeping]);
