@@ -19,8 +19,10 @@ test("a typed table's column retyped timestamp -> timestamptz by ALTER TYPE ... 
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
   try {
     await synced(env);
-    const alter = "alter type pair alter attribute ts type timestamptz cascade";
-    await env.source.query(`begin; set local timezone = 'UTC'; ${alter}; commit`);
+    // (Renamed first: the record must follow the name.)
+    const alter = "alter type pair rename attribute ts to ts2 cascade; alter type pair alter attribute ts2 type timestamptz cascade";
+    await env.source.query(`begin; set local timezone = 'UTC'; ${alter.split(";")[0]}; commit`);
+    await env.source.query(`begin; set local timezone = 'UTC'; ${alter.split(";")[1]}; commit`);
     await env.target.query(`begin; set local timezone = 'America/New_York'; ${alter}; commit`);
     const held = Number(await value(env.source, "select count(*) from dbsync._held_tables()"));
     if (held === 0 && (await value(env.source, "select dbsync.wait_for_sync('s', '60 s')"))) {
