@@ -11,7 +11,7 @@
 --   rewrite (a default of now(): dbsync._own_values_added) has the table copied
 --   again once the change is acknowledged (rewrites: dbsync._on_rewrite), as is a
 --   column retyped between timestamp and timestamptz (dbsync._timestamps_retyped,
---   no rewrite under UTC). So is an ALTER TYPE of
+--   no rewrite under UTC; a typed table's too, by ALTER TYPE ... CASCADE). So is an ALTER TYPE of
 --   a type that a replicated column holds (dbsync._types_holding), unless
 --   execute_ddl of that table's group runs it. DDL that would make capture miss rows (a key
 --   column made nullable or no longer unique, capture triggers disabled) is refused
@@ -136,6 +136,19 @@ begin
                  join dbsync.tables tb on tb.relid = a.attrelid and tb.removed_at is null
                  where v_group is distinct from tb.group_id and v_group is distinct from 0 loop
             perform dbsync._unreplicated_ddl(r.table_id, 'ALTER TYPE');
+        end loop;
+        -- A typed table (CREATE TABLE ... OF) holds no column of its type: the type's
+        -- attributes are its columns, and ALTER ATTRIBUTE ... CASCADE retypes them with
+        -- no command naming the table. Between timestamp and timestamptz under UTC that
+        -- rewrites nothing (break-s20); its record follows through execute_ddl too.
+        for r in select distinct tb.table_id, tb.group_id from pg_event_trigger_ddl_commands() c
+                 join pg_class k on c.classid = 'pg_class'::regclass and k.oid = c.objid and k.relkind = 'c'
+                 join pg_class x on x.reloftype = k.reltype
+                 join dbsync.tables tb on tb.relid = x.oid and tb.removed_at is null
+                 where v_group is distinct from 0 loop
+            if dbsync._timestamps_retyped(r.table_id) and v_group is distinct from r.group_id then
+                perform dbsync._unreplicated_ddl(r.table_id, 'ALTER TYPE', true);
+            end if;
         end loop;
     end if;
     if v_mode is not null then
