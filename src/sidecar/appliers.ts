@@ -58,7 +58,7 @@ const LINGER_MS = 2000;
  * Where capture sends no NOTIFY (the source allows prepared transactions: a
  * transaction that notified could not PREPARE), a lingering loop asks has_work this
  * often: a change committed meanwhile waits this long at most, not for the poll
- * (--poll-interval). A has_work costs the source about 0.2 ms (bench/HISTORY.md).
+ * (--poll-interval). A has_work takes about 0.4 ms, round trip (bench/HISTORY.md).
  */
 const LINGER_POLL_MS = 50;
 
