@@ -10,7 +10,7 @@ import { KeptPlans } from "../source/kept-plans";
 import { Applier, ApplyOutcome, LoopStart } from "../apply/applier";
 import { Backoff } from "./backoff";
 import { Jobs } from "./jobs";
-import { captureNotifies, hasWork, notApplying, recordError, setSleeping } from "../source/protocol";
+import { hasWork, lingerLook, notApplying, recordError, setSleeping } from "../source/protocol";
 import { epochMs } from "../target/phases";
 
 /**
@@ -345,8 +345,9 @@ export class Appliers {
     await setSleeping(this.pool, groupId, true);
     // At start-up, LISTEN and the poll start now: only they can cut the wait short.
     this.waitsForWakeups.get(name)?.();
-    if (await hasWork(this.pool, name)) state.again = true;
-    const polls = !state.again && !(await captureNotifies(this.pool));
+    const look = await lingerLook(this.pool, name);
+    if (look.more) state.again = true;
+    const polls = !state.again && !look.notifies;
     return new Promise<boolean>((resolve) => {
       const done = (again: boolean) => {
         clearTimeout(timer);

@@ -148,10 +148,17 @@ export async function scheduleVerifications(source: Source, intervalSeconds: num
   return rows.map((r) => Number(r.id));
 }
 
-/** Whether captured writes notify a sleeping sidecar (dbsync._capture_notifies), as this session's settings say. */
-export async function captureNotifies(source: Source): Promise<boolean> {
-  const { rows } = await source.query<{ notifies: boolean }>("select dbsync._capture_notifies() as notifies");
-  return rows[0].notifies;
+/**
+ * A lingering subscription's first look, in one round trip: whether it has work
+ * (dbsync.has_work), and whether captured writes notify a sleeping sidecar
+ * (dbsync._capture_notifies, as this session's settings say).
+ */
+export async function lingerLook(source: Source, name: string): Promise<{ more: boolean; notifies: boolean }> {
+  const { rows } = await source.query<{ more: boolean; notifies: boolean }>(
+    "select dbsync.has_work($1) as more, dbsync._capture_notifies() as notifies",
+    [name],
+  );
+  return rows[0];
 }
 
 /** Whether writers of the group must NOTIFY (the sidecar sleeps for it); true when this call changed it. */
