@@ -13,7 +13,7 @@ returns table (rel regclass, name name, enabled "char")
 language sql stable set search_path = pg_catalog, pg_temp as $$
     select tg.tgrelid::regclass, tg.tgname, tg.tgenabled
     from pg_trigger tg
-    where tg.tgname like 'dbsync\_capture\_%'
+    where tg.tgname like E'dbsync\\_capture\\_%'
       and (tg.tgrelid = p_relid
            or p_partitions and tg.tgrelid in (select p.relid from pg_partition_tree(p_relid) p))
 $$;

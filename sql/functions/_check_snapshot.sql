@@ -18,8 +18,8 @@ begin
     -- SELECT of pg_proc would not see a capture function made after the snapshot.
     select tg.tgrelid::regclass into v_rel
     from pg_trigger tg
-    where tg.tgrelid = any (p_rels) and tg.tgname like 'dbsync\_capture\_%'
-      and tg.tgfoid::regproc::text like 'dbsync.capture\_%'
+    where tg.tgrelid = any (p_rels) and tg.tgname like E'dbsync\\_capture\\_%'
+      and tg.tgfoid::regproc::text like E'dbsync.capture\\_%'
       and not exists (select from dbsync.tables t
                       where t.removed_at is null
                         and (t.relid = tg.tgrelid

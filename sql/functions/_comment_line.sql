@@ -9,5 +9,5 @@
 --   Calls: nothing. Tables touched: none.
 create or replace function dbsync._comment_line(p_text text) returns text
 language sql immutable set search_path = pg_catalog, pg_temp as $$
-    select '-- ' || replace(replace(p_text, E'\n', '\n'), E'\r', '\r')
+    select '-- ' || replace(replace(p_text, E'\n', E'\\n'), E'\r', E'\\r')
 $$;

@@ -42,7 +42,7 @@ begin
         continue when v is null or v = '';
         foreach v_part in array case when r.k = 'port' then string_to_array(v, ',') else array[v] end loop
             continue when v_part = '' and r.k = 'port';
-            if v_part !~ '^\s*[+-]?\d{1,10}\s*$' or v_part::numeric < r.min or v_part::numeric > r.max then
+            if v_part !~ E'^\\s*[+-]?\\d{1,10}\\s*$' or v_part::numeric < r.min or v_part::numeric > r.max then
                 raise exception '%: invalid integer value for connection option "%"', p_what, r.k
                     using errcode = 'invalid_parameter_value',
                           hint = format('%s is a whole number from %s%s.', r.k, r.min,

@@ -131,16 +131,16 @@ begin
 
     while i <= n loop
         c := substr(s, i, 1);
-        if c ~ '^\s$' then
+        if c ~ E'^\\s$' then
             i := i + 1;
             continue;
         end if;
         k := '';
-        while i <= n and substr(s, i, 1) <> '=' and substr(s, i, 1) !~ '^\s$' loop
+        while i <= n and substr(s, i, 1) <> '=' and substr(s, i, 1) !~ E'^\\s$' loop
             k := k || substr(s, i, 1);
             i := i + 1;
         end loop;
-        while i <= n and substr(s, i, 1) ~ '^\s$' loop
+        while i <= n and substr(s, i, 1) ~ E'^\\s$' loop
             i := i + 1;
         end loop;
         if i > n or substr(s, i, 1) <> '=' then
@@ -148,12 +148,12 @@ begin
                 using errcode = 'invalid_parameter_value', hint = v_fmt;
         end if;
         i := i + 1;
-        while i <= n and substr(s, i, 1) ~ '^\s$' loop
+        while i <= n and substr(s, i, 1) ~ E'^\\s$' loop
             i := i + 1;
         end loop;
         v := '';
         if i > n or substr(s, i, 1) <> '''' then
-            while i <= n and substr(s, i, 1) !~ '^\s$' loop
+            while i <= n and substr(s, i, 1) !~ E'^\\s$' loop
                 if substr(s, i, 1) = chr(92) then
                     i := i + 1;
                     if i <= n then

@@ -12,7 +12,7 @@ begin
     for r in
         select tg.tgname, tg.tgrelid::regclass as rel
         from pg_trigger tg
-        where tg.tgname like 'dbsync\_capture\_%' and not tg.tgisinternal
+        where tg.tgname like E'dbsync\\_capture\\_%' and not tg.tgisinternal
           and tg.tgparentid = 0
           and tg.tgrelid in (select relid from pg_partition_tree(p_relid) union select p_relid)
     loop

@@ -70,7 +70,7 @@ begin
         if not found then
             raise exception 'add_table: key column "%" does not exist in %', v_col, tbl
                 using errcode = 'undefined_column',
-                      hint = 'key_columns are column names, case-sensitive as stored (see \d of the table).';
+                      hint = E'key_columns are column names, case-sensitive as stored (see \\d of the table).';
         end if;
         if not v_att.attnotnull then
             raise exception 'add_table: key column "%" of % is nullable', v_col, tbl

@@ -41,7 +41,7 @@ begin
              join pg_trigger tg on tg.oid = c.objid
              join pg_proc p on p.oid = tg.tgfoid
              where c.classid = 'pg_trigger'::regclass and p.pronamespace = 'dbsync'::regnamespace
-               and p.proname like 'capture\_%' and tg.tgname not like 'dbsync\_capture\_%' loop
+               and p.proname like E'capture\\_%' and tg.tgname not like E'dbsync\\_capture\\_%' loop
         raise exception 'dbsync: the capture triggers of % cannot be renamed', r.rel
             using errcode = 'object_in_use',
                   hint = 'dbsync finds them by name. Remove the table from replication with dbsync.remove_table first.';

@@ -35,7 +35,7 @@ begin
                   and (t.relid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', d.address_names[1], d.address_names[2]))
                        or t.relid in (select a.relid from pg_partition_ancestors(
                                           pg_catalog.to_regclass(pg_catalog.format('%I.%I', d.address_names[1], d.address_names[2]))) a))
-                 where d.object_type = 'trigger' and d.address_names[3] like 'dbsync\_capture\_%' loop
+                 where d.object_type = 'trigger' and d.address_names[3] like E'dbsync\\_capture\\_%' loop
             raise exception 'dbsync: the capture triggers of %.% cannot be dropped', r.schema_name, r.table_name
                 using errcode = 'object_in_use',
                       hint = 'Writes made without them would never reach the targets. Remove the table from replication with dbsync.remove_table first.';

@@ -27,14 +27,14 @@
 --   Calls: dbsync._types_holding. Tables touched: none.
 create or replace function dbsync._expr_immutable(p_expr pg_node_tree) returns boolean
 language sql stable set search_path = pg_catalog, pg_temp as $$
-    select p_expr::text !~ '\{(SQLVALUEFUNCTION|NEXTVALUEEXPR|COERCEVIAIO|ARRAYCOERCEEXPR)\M'
-       and not exists (select from regexp_matches(p_expr::text, '\{CONST :consttype (\d+)', 'g') m
+    select p_expr::text !~ E'\\{(SQLVALUEFUNCTION|NEXTVALUEEXPR|COERCEVIAIO|ARRAYCOERCEEXPR)\\M'
+       and not exists (select from regexp_matches(p_expr::text, E'\\{CONST :consttype (\\d+)', 'g') m
                        where m[1]::oid in (select dbsync._types_holding(d)
                                            from unnest('{date,time,timetz,timestamp,timestamptz}'::regtype[]) d))
-       and not exists (select from regexp_matches(p_expr::text, ':(funcid|opfuncid) (\d+)', 'g') m
+       and not exists (select from regexp_matches(p_expr::text, E':(funcid|opfuncid) (\\d+)', 'g') m
                        join pg_proc p on p.oid = m[2]::oid
                        where p.provolatile <> 'i')
-       and not exists (select from regexp_matches(p_expr::text, ':opno (\d+)', 'g') m
+       and not exists (select from regexp_matches(p_expr::text, E':opno (\\d+)', 'g') m
                        join pg_operator o on o.oid = m[1]::oid
                        join pg_proc p on p.oid = o.oprcode
                        where p.provolatile <> 'i')

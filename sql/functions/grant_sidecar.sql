@@ -225,7 +225,7 @@ begin
             using errcode = 'undefined_object',
                   hint = format('Create it first, e.g. create role %I login.', p_example);
     end if;
-    if p_role like 'pg\_%' then
+    if p_role like E'pg\\_%' then
         raise exception '%: "%" is a predefined role', p_what, p_role
             using errcode = 'reserved_name',
                   hint = format('Create a login role for it, e.g. create role %I login.', p_example);

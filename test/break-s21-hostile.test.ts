@@ -1,0 +1,139 @@
+// Session 21's hostile runs: settings a DBA set per database or per role (the
+// sidecar's sessions get them unless dbsync pins them), operations racing writers
+// (resync, remove and add of tables), crashes at awkward moments and hostile roles.
+// The property: the target never differs from the source without an error in
+// dbsync.status, and nobody gets dbsync's rights.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { after, test } from "node:test";
+import { Client, Pool } from "pg";
+import { SOURCE_DDL, Workload } from "./kit/workload";
+import { Env, freshEnv, seeded, sleep, startSidecar, value } from "./helpers";
+import { setup, strictlyConverged, synced } from "./kit/convergence";
+import { runDbsync } from "./kit/dbsync";
+
+/** ALTER DATABASE (the pool's) SET `setting`: every new session of that database gets it. */
+async function setForDatabase(p: Pool, setting: string): Promise<void> {
+  await p.query(`do $$ begin execute format('alter database %I set ${setting.replace(/'/g, "''")}', current_database()); end $$`);
+}
+
+/** A pool of sessions that read committed whatever the database says. */
+function readCommitted(url: string): Pool {
+  const p = new Pool({ connectionString: url, max: 4, options: "-c default_transaction_isolation=read\\ committed" });
+  after(() => p.end());
+  return p;
+}
+
+test("source and target databases with default_transaction_isolation = serializable: writers, resync, remove and add under way, equal", async () => {
+  let env = await freshEnv("brk21_serializable");
+  await setup(env, SOURCE_DDL("ins_only", "kv") + "; create table third (id int primary key, v int)", ["ins_only", "kv", "third"], { copyData: true });
+  for (const p of [env.source, env.target]) await setForDatabase(p, "default_transaction_isolation = 'serializable'");
+  // The writers take the database's default; the test's checks (wait_for_sync refuses to run serializable) read committed.
+  const writers = env.source;
+  env = { ...env, source: readCommitted(env.sourceUrl), target: readCommitted(env.targetUrl) };
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const load = new Workload(writers, { rng: seeded("brk21-serializable"), crossTable: true }).start();
+  try {
+    await synced(env);
+    for (let i = 0; i < 6; i++) {
+      await env.source.query("insert into third select g, $1 from generate_series(1, 50) g on conflict (id) do update set v = excluded.v", [i]);
+      if (i % 3 === 0) await env.source.query("select dbsync.resync_table('s', 'kv')");
+      if (i % 3 === 1) await env.source.query("select dbsync.remove_table('third')");
+      if (i % 3 === 2) await env.source.query("select dbsync.add_table('third', 'g')");
+      await sleep(300);
+    }
+    await load.stop();
+    await strictlyConverged(env, ["ins_only", "kv", "third"]);
+  } finally {
+    await load.stop();
+    await sidecar.stop();
+  }
+});
+
+/** Tables still replicated that a change not yet acknowledged holds (as dbsync._synced counts them). */
+async function held(env: Env): Promise<number> {
+  return Number(await value(env.source, "select count(*) from dbsync._held_tables()"));
+}
+
+// Failed before the fix: dbsync's SQL wrote regular expressions and LIKE patterns
+// as '\{...', '\d+', 'dbsync\_capture\_%', which a session with
+// standard_conforming_strings = off (a legacy application's database or role, or
+// any session's own SET) reads as E'{...', 'd+', 'dbsync_capture_%'. The DDL watch
+// runs in the session of the DDL: it took now() for an immutable default, neither
+// held the table nor copied it again, and the target kept its own clock's values.
+test("ADD COLUMN ... DEFAULT now() from a database with standard_conforming_strings = off: held (outside execute_ddl) or copied again (through it), then equal", async () => {
+  const env = await freshEnv("brk21_scs_off");
+  await setup(env, "create table t (id int primary key, v int); create table u (id int primary key, v int)", ["t", "u"]);
+  await env.source.query("insert into t select g, g from generate_series(1, 20) g; insert into u select g, g from generate_series(1, 20) g");
+  await setForDatabase(env.source, "standard_conforming_strings = off");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const c = new Client({ connectionString: env.sourceUrl });
+  await c.connect();
+  try {
+    await synced(env);
+    assert.equal(await value(c, "show standard_conforming_strings"), "off");
+    await c.query("alter table t add column c timestamptz default now()");
+    assert.equal(await held(env), 1, "ADD COLUMN ... DEFAULT now() outside execute_ddl is held");
+    await c.query("select dbsync.execute_ddl('g', 'alter table u add column c timestamptz default now()')");
+    await sleep(1200);
+    await env.target.query("alter table t add column c timestamptz default now()");
+    assert.ok(Number(await value(env.source, "select dbsync.acknowledge_ddl(null)")) >= 1);
+    await strictlyConverged(env, ["t", "u"]);
+  } finally {
+    await c.end();
+    await sidecar.stop();
+  }
+});
+
+/**
+ * The string literals of `sql` that hold a backslash without the E prefix, as
+ * "line: literal". Such a literal reads one way with standard_conforming_strings on
+ * and another with it off, and dbsync's functions run in sessions that choose it.
+ * Dollar quotes are read through: the function bodies inside them are SQL too.
+ */
+function ambiguousLiterals(sql: string): string[] {
+  const found: string[] = [];
+  for (let i = 0; i < sql.length; i++) {
+    if (sql.startsWith("--", i)) {
+      i = sql.indexOf("\n", i);
+      if (i < 0) break;
+    } else if (sql[i] === "'") {
+      const escaped = /[Ee]/.test(sql[i - 1] ?? "") && !/[\w$]/.test(sql[i - 2] ?? "");
+      let j = i + 1;
+      for (; j < sql.length; j++) {
+        if (escaped && sql[j] === "\\") j++;
+        else if (sql[j] === "'" && sql[j + 1] === "'") j++;
+        else if (sql[j] === "'") break;
+      }
+      const literal = sql.slice(i, j + 1);
+      if (!escaped && literal.includes("\\")) found.push(`${sql.slice(0, i).split("\n").length}: ${literal}`);
+      i = j;
+    }
+  }
+  return found;
+}
+
+test("no literal of dbsync's SQL reads otherwise under standard_conforming_strings = off", () => {
+  const root = path.join(__dirname, "..");
+  const files = ["sql", "migrations"].flatMap((d) => fs.readdirSync(path.join(root, d), { recursive: true }).map((f) => path.join(d, String(f))))
+    .filter((f) => f.endsWith(".sql"));
+  assert.ok(files.length > 100, files.join(", "));
+  assert.deepEqual(ambiguousLiterals("select 'a\\b', E'a\\\\b', 'it''s', e'\\''"), ["1: 'a\\b'"]);
+  const found = files.flatMap((f) => ambiguousLiterals(fs.readFileSync(path.join(root, f), "utf8")).map((l) => `${f}:${l}`));
+  assert.deepEqual(found, [], "write them E'...' with the backslash doubled");
+});
+
+// Failed before the fix: _comment_line wrote a line break as '\n', which a session
+// with standard_conforming_strings = off reads as a line break.
+test("dbsync schema of a source database with standard_conforming_strings = off: a name's line break in a comment, piped into the target, runs nothing", async () => {
+  const env = await freshEnv("brk21_scs_schema");
+  await setForDatabase(env.source, "standard_conforming_strings = off");
+  const evil = `"type\n; create table pwned (); --"`;
+  await env.source.query(`create type ${evil} as (a int); create table t (id int primary key, c ${evil}); select dbsync.add_table('t', 'g')`);
+  const r = await runDbsync(["schema", "--group", "g", "--source", env.sourceUrl]);
+  assert.equal(r.code, 0, r.stderr);
+  await env.target.query(`create type ${evil} as (a int)`);
+  await env.target.query(r.stdout);
+  assert.deepEqual((await env.target.query("select relname from pg_class where relname = 'pwned'")).rows, []);
+});
