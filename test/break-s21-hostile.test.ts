@@ -9,7 +9,7 @@ import path from "node:path";
 import { after, test } from "node:test";
 import { Client, Pool } from "pg";
 import { SOURCE_DDL, Workload } from "./kit/workload";
-import { Env, freshEnv, seeded, sleep, startSidecar, value } from "./helpers";
+import { Env, freshEnv, seeded, sleep, sqlError, startSidecar, value } from "./helpers";
 import { setup, strictlyConverged, synced } from "./kit/convergence";
 import { runDbsync } from "./kit/dbsync";
 
@@ -136,4 +136,23 @@ test("dbsync schema of a source database with standard_conforming_strings = off:
   await env.target.query(`create type ${evil} as (a int)`);
   await env.target.query(r.stdout);
   assert.deepEqual((await env.target.query("select relname from pg_class where relname = 'pwned'")).rows, []);
+});
+
+// Failed before the fix: _check_snapshot knew a capture function by its regproc's
+// text, 'dbsync.capture_N'; with quote_all_identifiers = on (any session may set it)
+// that text is '"dbsync"."capture_N"', the check found nothing, and a table owner's
+// DISABLE TRIGGER ALL in a snapshot older than the add_table switched capture off.
+test("DDL in a REPEATABLE READ transaction older than the table's add_table, with quote_all_identifiers = on: refused as without it", async () => {
+  const env = await freshEnv("brk21_quote_all");
+  await env.source.query("create table t (id int primary key, v text)");
+  const c = await env.source.connect();
+  try {
+    await c.query("set quote_all_identifiers = on; begin isolation level repeatable read; select 1");
+    await env.source.query("select dbsync.add_table('t', 'g')");
+    const err = await sqlError(c, "alter table t disable trigger all");
+    await c.query("rollback");
+    assert.equal(err.code, "40001", err.message);
+  } finally {
+    c.release();
+  }
 });

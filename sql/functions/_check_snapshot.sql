@@ -14,12 +14,15 @@ language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 declare
     v_rel regclass;
 begin
-    -- The function by its name (regproc's output reads the catalogs fresh): a
-    -- SELECT of pg_proc would not see a capture function made after the snapshot.
+    -- The function by its names as pg_identify_object_as_address reads them from
+    -- the catalogs, fresh: a SELECT of pg_proc would not see a capture function made
+    -- after the snapshot. (Not regproc's text: quote_all_identifiers, which any
+    -- session may set, writes it "dbsync"."capture_1".)
     select tg.tgrelid::regclass into v_rel
     from pg_trigger tg
     where tg.tgrelid = any (p_rels) and tg.tgname like E'dbsync\\_capture\\_%'
-      and tg.tgfoid::regproc::text like E'dbsync.capture\\_%'
+      and (select a.object_names[1] = 'dbsync' and a.object_names[2] like E'capture\\_%'
+           from pg_identify_object_as_address('pg_proc'::regclass, tg.tgfoid, 0) a)
       and not exists (select from dbsync.tables t
                       where t.removed_at is null
                         and (t.relid = tg.tgrelid
