@@ -62,3 +62,32 @@ test("the replica-mode capture trigger of a plain table stays so: ENABLE TRIGGER
     await sidecar.stop();
   }
 });
+
+// Names the sidecar plans with (kept per process, migration 0036) must follow a
+// table moved to another schema, and a schema renamed, at their point in the stream.
+test("execute_ddl moving replicated tables between schemas (SET SCHEMA, ALTER SCHEMA ... RENAME) between writes, in one batch and across batches", async () => {
+  const env = await freshEnv("brk21_set_schema");
+  await setup(env, "create schema a; create schema b; create table a.t (id int primary key, v text); create table a.u (id int primary key, v text)", ["a.t", "a.u"]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    const write = (t: string, n: number) => env.source.query(`insert into ${t} values (${n}, 'v${n}'); update ${t} set v = v || '+' where id < ${n}`);
+    await write("a.t", 1);
+    await write("a.u", 1);
+    await synced(env);
+    await write("a.t", 2);
+    await env.source.query("select dbsync.execute_ddl('g', 'alter table a.t set schema b')");
+    await write("b.t", 3);
+    await strictlyConverged(env, ["b.t", "a.u"]);
+    await env.source.query("select dbsync.pause('s')");
+    await write("a.u", 2);
+    await env.source.query("select dbsync.execute_ddl('g', 'alter schema a rename to c')");
+    await write("c.u", 3);
+    await env.source.query("select dbsync.execute_ddl('g', 'create schema a; alter table b.t set schema a; alter table c.u set schema b')");
+    await write("a.t", 4);
+    await write("b.u", 4);
+    await env.source.query("select dbsync.resume('s')");
+    await strictlyConverged(env, ["a.t", "b.u"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
