@@ -21,7 +21,7 @@ const run = promisify(execFile);
 
 /**
  * A pg_restore --list line of one of dbsync's triggers: `1234; 2620 16500 TRIGGER
- * public orders dbsync_capture_ins postgres` (dbsync_capture_ins, _upd, _del, _key,
+ * public orders dbsync_capture_ins postgres` (dbsync_capture_ins, _upd, _del, _key, _replica,
  * _trunc, _row, _part_trunc: every name sql/functions/_install_capture.sql gives)
  * or `1235; 3466 16600 EVENT TRIGGER - dbsync_ddl_watch postgres` (and
  * dbsync_drop_watch, dbsync_rewrite_watch). Exact names, so that an application's own trigger stays. A
@@ -29,7 +29,7 @@ const run = promisify(execFile);
  * pg_restore stops on it, loudly. Written so that `grep -E` reads it the same.
  */
 export const DBSYNC_TRIGGER_TOC =
-  /^[0-9]+; [0-9]+ [0-9]+ (EVENT TRIGGER - dbsync_(ddl|drop|rewrite)_watch|TRIGGER [^ ]+ [^ ]+ dbsync_capture_(ins|upd|del|key|trunc|row|part_trunc)) /;
+  /^[0-9]+; [0-9]+ [0-9]+ (EVENT TRIGGER - dbsync_(ddl|drop|rewrite)_watch|TRIGGER [^ ]+ [^ ]+ dbsync_capture_(ins|upd|del|key|trunc|row|part_trunc|replica)) /;
 
 export interface PgDump {
   dump: string;

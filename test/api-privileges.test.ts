@@ -222,7 +222,8 @@ test("(d) a role granted usage and execute administers replication (functions ru
   const gid = await value<number>(adm, "select dbsync.create_group('adm')");
   assert.ok(gid > 0);
   await value(adm, "select dbsync.add_table('public.adm_t', 'adm')");
-  assert.equal(await value(src, "select count(*)::int from pg_trigger where tgrelid = 'public.adm_t'::regclass"), 5);
+  // ins, upd, del, key, trunc, and replica (the logical replication apply worker's).
+  assert.equal(await value(src, "select count(*)::int from pg_trigger where tgrelid = 'public.adm_t'::regclass"), 6);
   await value(adm, "select dbsync.add_subscription('adm_sub', 'adm', $1)", [env.targetUrl]);
   await value(adm, "select dbsync.pause('adm_sub')");
   assert.equal(await value(src, "select paused from dbsync.subscriptions where name = 'adm_sub'"), true);
@@ -301,7 +302,7 @@ test("(f) capture functions are SECURITY DEFINER and look nothing up through the
   const unpinned = await rows(
     src,
     `select proname, proconfig from pg_proc
-     where pronamespace = 'dbsync'::regnamespace and prosecdef and proname !~ '^capture_(trunc_|key_|old_)?\\d+$'
+     where pronamespace = 'dbsync'::regnamespace and prosecdef and proname !~ '^capture_(trunc_|key_|old_|row_)?\\d+$'
        and not coalesce('search_path=pg_catalog, pg_temp' = any (proconfig), false)`,
   );
   assert.deepEqual(unpinned, []);

@@ -18,7 +18,7 @@ test("every function, view and table of schema dbsync has a comment", async () =
   const missing = await rows<{ what: string }>(
     env.source,
     `select 'function ' || p.oid::regprocedure::text as what from pg_proc p
-      where p.pronamespace = 'dbsync'::regnamespace and p.proname !~ '^(capture_(trunc_|key_|old_)?|key_changed_)\\d+$'
+      where p.pronamespace = 'dbsync'::regnamespace and p.proname !~ '^(capture_(trunc_|key_|old_|row_)?|key_changed_)\\d+$'
         and obj_description(p.oid, 'pg_proc') is null
      union all
      select (case c.relkind when 'v' then 'view ' else 'table ' end) || c.oid::regclass::text from pg_class c

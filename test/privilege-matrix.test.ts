@@ -234,7 +234,7 @@ const PUBLIC_HELPERS = [
 // Generated per replicated table (_install_capture): the capture trigger functions.
 // Admin (granted after they exist) and owner; for a partitioned table also its owner,
 // who clones the row trigger onto new partitions (PostgreSQL checks EXECUTE then).
-const CAPTURE_FN = /^dbsync\.capture_(trunc_|old_|key_)?(\d+)\(\)$/;
+const CAPTURE_FN = /^dbsync\.capture_(trunc_|old_|key_|row_)?(\d+)\(\)$/;
 // Also generated per plain table: the key comparison in the WHEN of its key trigger,
 // run as the writer (any role that may update the table): PUBLIC, not SECURITY
 // DEFINER, and it reads nothing but its two arguments.

@@ -552,7 +552,7 @@ test("7 every SECURITY DEFINER function in schema dbsync has a pinned search_pat
   for (const f of fns) {
     const sp = (f.proconfig ?? []).find((c) => c.startsWith("search_path="));
     if (!sp) {
-      if (/^dbsync\.capture_(old_|key_|trunc_)?\d+\(\)$/.test(f.fn)) {
+      if (/^dbsync\.capture_(old_|key_|trunc_|row_)?\d+\(\)$/.test(f.fn)) {
         bad.push(...unqualifiedNames(f.body).map((n) => `${f.fn}: ${n}`));
       } else {
         bad.push(`${f.fn}: no search_path (${JSON.stringify(f.proconfig)})`);

@@ -15,8 +15,10 @@
 --        column may change type or be dropped
 --     6  NOTIFY only when dbsync._capture_notifies() says so (a notifying
 --        transaction cannot PREPARE)
+--     7  a plain table's row trigger in replica mode (dbsync_capture_replica): the
+--        logical replication apply worker fires no statement trigger
 --   Parameters: none.
 --   Returns: the version.
 --   Calls: nothing. Tables touched: none.
 create or replace function dbsync._capture_version() returns int
-language sql immutable set search_path = pg_catalog, pg_temp as $$ select 6 $$;
+language sql immutable set search_path = pg_catalog, pg_temp as $$ select 7 $$;

@@ -3,7 +3,7 @@
 --   key: a key column that is nullable (a NULL key matches no row, so the row would
 --   never be read nor deleted), a key no unique index covers any more, or a capture
 --   trigger that is disabled (ALTER TABLE ... DISABLE TRIGGER) or set to fire only
---   in replica mode. Called by the DDL event trigger, so such DDL is refused; the
+--   in replica mode (but the one meant so, see _capture_triggers). Called by the DDL event trigger, so such DDL is refused; the
 --   hint says how to do it instead.
 --   Parameters: p_table_id.
 --   Returns: nothing.
@@ -35,7 +35,8 @@ begin
                                    '(primary key (' || array_to_string(t.key_columns, ', ') || ')) for values ...'
                               else 'Drop and add the primary key in one ALTER TABLE statement, or keep a unique index on the key columns.' end;
     end if;
-    if exists (select from dbsync._capture_triggers(t.relid, true) tg where tg.enabled not in ('O', 'A')) then
+    if exists (select from dbsync._capture_triggers(t.relid, true) tg
+               where tg.enabled = 'D' or tg.enabled = 'R' and tg.meant <> 'R') then
         raise exception 'dbsync: the capture triggers of %.% cannot be disabled', t.schema_name, t.table_name
             using errcode = 'object_in_use',
                   hint = 'Writes made while they are off would never reach the targets. Disable only your own triggers, by name (DISABLE TRIGGER USER and ALL include dbsync''s), or remove the table with dbsync.remove_table.';

@@ -1,6 +1,7 @@
 -- dbsync._enable_always(p_rel regclass) returns void
 --   Makes dbsync's capture triggers on p_rel fire ALWAYS, also in sessions with
---   session_replication_role = replica (see _install_capture). That is an ALTER
+--   session_replication_role = replica, and the one meant for replica mode only
+--   there (see _install_capture and _capture_triggers). That is an ALTER
 --   TABLE, marked in dbsync.ddl_context as dbsync's own (group 0, which no group
 --   has): the DDL event trigger then neither reports it as DDL not run through
 --   execute_ddl nor starts over on the partitions dbsync is busy with; it still
@@ -15,9 +16,10 @@ language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
     v_actions text;
 begin
-    select string_agg(format('enable always trigger %I', tg.name), ', ' order by tg.name) into v_actions
+    select string_agg(format(case when tg.meant = 'R' then 'enable replica trigger %I' else 'enable always trigger %I' end,
+                             tg.name), ', ' order by tg.name) into v_actions
     from dbsync._capture_triggers(p_rel, false) tg
-    where tg.enabled <> 'A';
+    where tg.enabled <> tg.meant;
     if v_actions is null then
         return;
     end if;

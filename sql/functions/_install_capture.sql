@@ -31,7 +31,12 @@
 --   Capture triggers fire ALWAYS, also in sessions with session_replication_role =
 --   replica (a bulk load that skips foreign keys, a native logical replication or
 --   another replicator applying into this database): their changes would otherwise
---   never reach the targets.
+--   never reach the targets. PostgreSQL's logical replication apply worker (and
+--   pglogical's) fires row triggers only, never statement triggers: a plain table
+--   also gets the row trigger of partitions and children (capture_row_<table_id>),
+--   firing in replica mode only (dbsync_capture_replica, the one capture trigger
+--   that is not ALWAYS: _capture_triggers). Other replica sessions, whose statements
+--   fire statement triggers, then queue each key twice, which only costs them.
 --
 --   The trigger function runs SECURITY DEFINER without SET search_path (a SET
 --   clause costs every captured statement a GUC save and restore): it names
@@ -80,6 +85,8 @@ declare
     v_new text;
     v_old text;
     v_fn_each text;
+    v_row_fn text := format('dbsync.%I', 'capture_row_' || p_table_id);
+    v_row_body text;
 begin
     -- The table may have been renamed, or its key changed, since the last call.
     update dbsync.tables tb
@@ -140,18 +147,10 @@ begin
     perform dbsync._drop_capture_functions(p_table_id);
     v_new := dbsync._key_text(v_keys, v_types, 'NEW');
     v_old := dbsync._key_text(v_keys, v_types, 'OLD');
-    if not v_rows then
-        execute dbsync._capture_function(v_fn, t.group_id, v_pin,
-            dbsync._capture_insert(t.group_id, v_shape, 'K', dbsync._key_text(v_keys, v_types, 'n'), 'from dbsync_new n'));
-        execute dbsync._capture_function(format('dbsync.%I', 'capture_old_' || p_table_id), t.group_id, v_pin,
-            dbsync._capture_insert(t.group_id, v_shape, 'K', dbsync._key_text(v_keys, v_types, 'o'), 'from dbsync_old o'));
-        -- Fired per row only by an UPDATE that changed the row's key.
-        execute dbsync._capture_function(format('dbsync.%I', 'capture_key_' || p_table_id), t.group_id, v_pin,
-            dbsync._capture_insert(t.group_id, v_shape, 'K', v_old, ''));
-    else
-        -- Every row change of a partition or an inheritance child; the BEFORE
-        -- TRUNCATE trigger of a partition (_sync_partitions) queues its rows' keys.
-        execute dbsync._capture_function(v_fn, t.group_id, v_pin, format($r$if TG_OP operator(pg_catalog.=) 'INSERT' then
+    -- Every row change of a partition or an inheritance child, or of a plain table
+    -- in replica mode; the BEFORE TRUNCATE trigger of a partition (_sync_partitions)
+    -- queues its rows' keys.
+    v_row_body := format($r$if TG_OP operator(pg_catalog.=) 'INSERT' then
         %s
     elsif TG_OP operator(pg_catalog.=) 'UPDATE' then
         %s
@@ -163,19 +162,30 @@ begin
     else
         perform dbsync._queue_rows(%s, %s, TG_RELID::pg_catalog.regclass);
     end if;$r$,
-            dbsync._capture_insert(t.group_id, v_shape, 'K', v_new, ''),
-            dbsync._capture_insert(t.group_id, v_shape, 'K', v_new, ''),
-            v_old, v_new,
-            dbsync._capture_insert(t.group_id, v_shape, 'K', v_old, ''),
-            dbsync._capture_insert(t.group_id, v_shape, 'K', v_old, ''),
-            p_table_id, v_shape));
+        dbsync._capture_insert(t.group_id, v_shape, 'K', v_new, ''),
+        dbsync._capture_insert(t.group_id, v_shape, 'K', v_new, ''),
+        v_old, v_new,
+        dbsync._capture_insert(t.group_id, v_shape, 'K', v_old, ''),
+        dbsync._capture_insert(t.group_id, v_shape, 'K', v_old, ''),
+        p_table_id, v_shape);
+    if not v_rows then
+        execute dbsync._capture_function(v_fn, t.group_id, v_pin,
+            dbsync._capture_insert(t.group_id, v_shape, 'K', dbsync._key_text(v_keys, v_types, 'n'), 'from dbsync_new n'));
+        execute dbsync._capture_function(format('dbsync.%I', 'capture_old_' || p_table_id), t.group_id, v_pin,
+            dbsync._capture_insert(t.group_id, v_shape, 'K', dbsync._key_text(v_keys, v_types, 'o'), 'from dbsync_old o'));
+        -- Fired per row only by an UPDATE that changed the row's key.
+        execute dbsync._capture_function(format('dbsync.%I', 'capture_key_' || p_table_id), t.group_id, v_pin,
+            dbsync._capture_insert(t.group_id, v_shape, 'K', v_old, ''));
+        execute dbsync._capture_function(v_row_fn, t.group_id, v_pin, v_row_body);
+    else
+        execute dbsync._capture_function(v_fn, t.group_id, v_pin, v_row_body);
     end if;
     execute dbsync._capture_function(format('dbsync.%I', 'capture_trunc_' || p_table_id), t.group_id, null,
                                      dbsync._capture_insert(t.group_id, v_shape, 'T', null, ''));
     for v_fn_each in select unnest(array[v_fn, format('dbsync.%I', 'capture_trunc_' || p_table_id)]
                                    || case when v_rows then '{}'::text[]
                                       else array[format('dbsync.%I', 'capture_old_' || p_table_id),
-                                                 format('dbsync.%I', 'capture_key_' || p_table_id)] end) loop
+                                                 format('dbsync.%I', 'capture_key_' || p_table_id), v_row_fn] end) loop
         execute format('revoke all on function %s() from public', v_fn_each);
         if dbsync._prints_by_search_path(v_types) then
             execute format('alter function %s() set search_path = pg_catalog, pg_temp', v_fn_each);
@@ -220,6 +230,8 @@ begin
                        t.relid::regclass, 'key_changed_' || p_table_id, 'capture_key_' || p_table_id);
         execute format('create trigger dbsync_capture_del after delete on %s referencing old table as dbsync_old for each statement execute function dbsync.%I()',
                        t.relid::regclass, 'capture_old_' || p_table_id);
+        execute format('create trigger dbsync_capture_replica after insert or update or delete on %s for each row execute function %s()',
+                       t.relid::regclass, v_row_fn);
     elsif not t.partitioned or dbsync._server_has('partitioned_row_trigger') then
         execute format('create trigger dbsync_capture_row after insert or update or delete on %s for each row execute function %s()', t.relid::regclass, v_fn);
     end if;

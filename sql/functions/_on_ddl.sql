@@ -89,9 +89,11 @@ begin
             end if;
             -- ENABLE TRIGGER ALL (or ENABLE TRIGGER on one of dbsync's) makes a capture
             -- trigger fire ORIGIN only: sessions in session_replication_role = replica
-            -- would then write without capture. Back to ALWAYS; a disabled one (or one
-            -- firing in replica mode only) is refused below instead.
-            if not exists (select from dbsync._capture_triggers(t.relid, false) tg where tg.enabled in ('D', 'R')) then
+            -- would then write without capture. Back to ALWAYS (and dbsync_capture_replica
+            -- to replica mode); a disabled one (or one firing in replica mode only that
+            -- should fire always) is refused below instead.
+            if not exists (select from dbsync._capture_triggers(t.relid, false) tg
+                           where tg.enabled = 'D' or tg.enabled = 'R' and tg.meant <> 'R') then
                 perform dbsync._enable_always(t.relid);
             end if;
             -- After _install_capture: it may have moved the key to a new primary key.

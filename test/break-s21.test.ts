@@ -1,0 +1,93 @@
+// Session 21's attacks as an acceptance run would make them: other replicators,
+// clients, types, DDL, application triggers and isolation levels against the
+// promise that a target never differs from its source without an error in
+// dbsync.status.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { createDatabase, freshEnv, pool, sqlError, startSidecar, tableText, until } from "./helpers";
+import { setup, strictlyConverged, synced } from "./kit/convergence";
+
+// A source that is itself the subscriber of PostgreSQL's own logical replication
+// (a cascade: an upstream database -> this source -> dbsync's targets). The apply
+// worker fires row triggers only, never statement triggers: the statement triggers
+// that capture a plain table saw none of its inserts, updates or deletes, and only
+// the old key of a key change reached the target (its row deleted there).
+test("a replicated table fed by native logical replication (CREATE SUBSCRIPTION on the source): its applied rows reach the target", async () => {
+  const env = await freshEnv("brk21_native");
+  const upstreamUrl = await createDatabase(process.env.DBSYNC_TEST_TARGET_URL!, "brk21_upstream");
+  const upstream = pool(upstreamUrl, 2);
+  const ddl = "create table t (id int primary key, v text)";
+  await upstream.query(`${ddl}; create publication pb for table t; insert into t select g, 'first ' || g from generate_series(1, 20) g`);
+  await setup(env, ddl, ["t"], { copyData: true });
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  // Through the initial synchronization (a COPY, which fires statement triggers) first.
+  await env.source.query(`create subscription sb connection '${upstreamUrl}' publication pb`);
+  try {
+    const arrived = async () => (await tableText(upstream, "t")).join("\n") === (await tableText(env.source, "t")).join("\n");
+    await until("the subscription's initial copy on the source", arrived, 60_000);
+    await synced(env);
+    // Then applied by the apply worker, row by row.
+    await upstream.query("insert into t select g, 'applied ' || g from generate_series(21, 40) g");
+    await upstream.query("update t set v = v || ' updated' where id % 3 = 0");
+    await upstream.query("update t set id = id + 100 where id % 5 = 0");
+    await upstream.query("delete from t where id % 7 = 0");
+    await until("the upstream's changes applied on the source", arrived, 60_000);
+    await strictlyConverged(env, ["t"]);
+  } finally {
+    await env.source.query("drop subscription sb");
+    await sidecar.stop();
+  }
+});
+
+test("the replica-mode capture trigger of a plain table stays so: ENABLE TRIGGER ALL and ENABLE ALWAYS set it back, disabling it is refused", async () => {
+  const env = await freshEnv("brk21_replica_trigger");
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  const modes = async () => Object.fromEntries((await env.source.query<{ tgname: string; tgenabled: string }>(
+    "select tgname, tgenabled from pg_trigger where tgrelid = 't'::regclass order by tgname")).rows.map((r) => [r.tgname, r.tgenabled]));
+  const meant = { dbsync_capture_del: "A", dbsync_capture_ins: "A", dbsync_capture_key: "A", dbsync_capture_replica: "R", dbsync_capture_trunc: "A", dbsync_capture_upd: "A" };
+  assert.deepEqual(await modes(), meant);
+  for (const ddl of ["alter table t enable trigger all", "alter table t enable always trigger dbsync_capture_replica", "alter table t enable trigger dbsync_capture_replica"]) {
+    await env.source.query(ddl);
+    assert.deepEqual(await modes(), meant, ddl);
+  }
+  for (const ddl of ["alter table t disable trigger dbsync_capture_replica", "alter table t enable replica trigger dbsync_capture_ins"]) {
+    assert.match((await sqlError(env.source, ddl)).message, /cannot be disabled/, ddl);
+  }
+  // A replica session's statements fire both kinds: each key queued twice, the rows once.
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("begin; set local session_replication_role = replica; insert into t select g, 'r' from generate_series(1, 10) g; update t set id = id + 10 where id < 4; delete from t where id = 5; commit");
+    await strictlyConverged(env, ["t"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+// Names the sidecar plans with (kept per process, migration 0036) must follow a
+// table moved to another schema, and a schema renamed, at their point in the stream.
+test("execute_ddl moving replicated tables between schemas (SET SCHEMA, ALTER SCHEMA ... RENAME) between writes, in one batch and across batches", async () => {
+  const env = await freshEnv("brk21_set_schema");
+  await setup(env, "create schema a; create schema b; create table a.t (id int primary key, v text); create table a.u (id int primary key, v text)", ["a.t", "a.u"]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    const write = (t: string, n: number) => env.source.query(`insert into ${t} values (${n}, 'v${n}'); update ${t} set v = v || '+' where id < ${n}`);
+    await write("a.t", 1);
+    await write("a.u", 1);
+    await synced(env);
+    await write("a.t", 2);
+    await env.source.query("select dbsync.execute_ddl('g', 'alter table a.t set schema b')");
+    await write("b.t", 3);
+    await strictlyConverged(env, ["b.t", "a.u"]);
+    await env.source.query("select dbsync.pause('s')");
+    await write("a.u", 2);
+    await env.source.query("select dbsync.execute_ddl('g', 'alter schema a rename to c')");
+    await write("c.u", 3);
+    await env.source.query("select dbsync.execute_ddl('g', 'create schema a; alter table b.t set schema a; alter table c.u set schema b')");
+    await write("a.t", 4);
+    await write("b.u", 4);
+    await env.source.query("select dbsync.resume('s')");
+    await strictlyConverged(env, ["a.t", "b.u"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
