@@ -4,8 +4,8 @@
 // dbsync.status.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { createDatabase, freshEnv, pool, sqlError, startSidecar, tableText, until } from "./helpers";
-import { setup, strictlyConverged, synced } from "./kit/convergence";
+import { SOURCE_MAJOR, TARGET_MAJOR, createDatabase, freshEnv, pool, sqlError, startSidecar, tableText, until, value } from "./helpers";
+import { failsWith, setup, strictlyConverged, synced } from "./kit/convergence";
 
 // A source that is itself the subscriber of PostgreSQL's own logical replication
 // (a cascade: an upstream database -> this source -> dbsync's targets). The apply
@@ -87,6 +87,55 @@ test("execute_ddl moving replicated tables between schemas (SET SCHEMA, ALTER SC
     await write("b.u", 4);
     await env.source.query("select dbsync.resume('s')");
     await strictlyConverged(env, ["a.t", "b.u"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+// The key's unique index may decide equality by another collation than its
+// column's: under a case-insensitive column, a unique index COLLATE "C" holds 'a'
+// and 'A' as two keys, which the column's own = takes for one.
+test("a text key whose column is case-insensitive (nondeterministic collation) and whose unique index is COLLATE \"C\": 'a' and 'A' are two rows on both sides", { skip: Math.min(SOURCE_MAJOR, TARGET_MAJOR) < 12 && "nondeterministic collations come with PostgreSQL 12" }, async () => {
+  const env = await freshEnv("brk21_ci_key");
+  const ddl = `create collation ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+    create table t (k text collate ci not null, v text);
+    create unique index t_k on t (k collate "C")`;
+  await setup(env, ddl, ["t"], { keyColumns: { t: ["k"] } });
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into t values ('a', 'lower'), ('A', 'upper'), ('b', 'lower b')");
+    await synced(env);
+    await env.source.query("update t set v = v || '!' where k = 'a' collate \"C\"");
+    await env.source.query("insert into t values ('B', 'upper b')");
+    await env.source.query("delete from t where k = 'b' collate \"C\"");
+    await env.source.query("update t set k = 'Z' where k = 'A' collate \"C\"");
+    await strictlyConverged(env, ["t"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+// The target's commit is the one statement of a batch that an application's
+// deferred constraint trigger (ENABLE ALWAYS there) can fail: the error must be
+// the subscription's, named in dbsync.status, and the rows after it wait.
+test("a deferred constraint trigger on the target (ENABLE ALWAYS) that fails at the batch's commit: an error in dbsync.status, then equal once it is fixed", async () => {
+  const env = await freshEnv("brk21_deferred_target");
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  await env.target.query(`create function refuse_bad() returns trigger language plpgsql as $$
+      begin if new.v = 'bad' then raise exception 'refused at commit: %', new.id; end if; return null; end $$;
+    create constraint trigger at_commit after insert or update on t deferrable initially deferred
+      for each row execute procedure refuse_bad();
+    alter table t enable always trigger at_commit`);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into t values (1, 'good')");
+    await synced(env);
+    await env.source.query("insert into t values (2, 'bad')");
+    await env.source.query("insert into t values (3, 'after')");
+    await failsWith(env, /refused at commit: 2/);
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '1 s')"), false);
+    await env.target.query("drop trigger at_commit on t");
+    await strictlyConverged(env, ["t"]);
   } finally {
     await sidecar.stop();
   }
