@@ -9,7 +9,7 @@ import path from "node:path";
 import { after, test } from "node:test";
 import { Client, Pool } from "pg";
 import { SOURCE_DDL, Workload } from "./kit/workload";
-import { Env, freshEnv, seeded, sleep, sqlError, startSidecar, value } from "./helpers";
+import { Env, freshEnv, rows, seeded, sleep, sqlError, startSidecar, until, value } from "./helpers";
 import { setup, strictlyConverged, synced } from "./kit/convergence";
 import { runDbsync } from "./kit/dbsync";
 
@@ -25,7 +25,18 @@ function readCommitted(url: string): Pool {
   return p;
 }
 
-test("source and target databases with default_transaction_isolation = serializable: writers, resync, remove and add under way, equal", async () => {
+/** verify_table(s, table, repair) run by the sidecar: done, no row differing. */
+async function verifiedEqual(env: Env, table: string): Promise<void> {
+  const id = await value<string>(env.source, "select dbsync.verify_table('s', $1, true)::text", [table]);
+  const outcome = () => rows(env.source, "select state, error, differing_count::int from dbsync.verifications where verification_id = $1", [id]);
+  await until("the verification", async () => ["done", "error"].includes((await outcome())[0].state as string), 60_000);
+  assert.deepEqual(await outcome(), [{ state: "done", error: null, differing_count: 0 }]);
+}
+
+// Failed before the fix (the verification stayed queued): the sidecar's sessions took
+// the database's default isolation, and the poll and the queue upkeep refuse to run
+// outside READ COMMITTED (logged as retried, never in dbsync.status).
+test("source and target databases with default_transaction_isolation = serializable: writers, resync, remove and add under way, equal; a verification runs", async () => {
   let env = await freshEnv("brk21_serializable");
   await setup(env, SOURCE_DDL("ins_only", "kv") + "; create table third (id int primary key, v int)", ["ins_only", "kv", "third"], { copyData: true });
   for (const p of [env.source, env.target]) await setForDatabase(p, "default_transaction_isolation = 'serializable'");
@@ -45,6 +56,7 @@ test("source and target databases with default_transaction_isolation = serializa
     }
     await load.stop();
     await strictlyConverged(env, ["ins_only", "kv", "third"]);
+    await verifiedEqual(env, "kv");
   } finally {
     await load.stop();
     await sidecar.stop();
@@ -154,5 +166,82 @@ test("DDL in a REPEATABLE READ transaction older than the table's add_table, wit
     assert.equal(err.code, "40001", err.message);
   } finally {
     c.release();
+  }
+});
+
+/**
+ * Settings a DBA may give a database (or a role), each of which changes what
+ * dbsync's own SQL does in the sessions that call it (the API, the capture and
+ * DDL triggers): quoting, NULL comparison, the isolation of autocommit
+ * statements, the reading of literals and the writing of values.
+ */
+const HOSTILE_SETTINGS = [
+  "quote_all_identifiers = on",
+  "transform_null_equals = on",
+  "default_transaction_isolation = 'repeatable read'",
+  "standard_conforming_strings = off",
+  "DateStyle = 'SQL, DMY'",
+  "IntervalStyle = 'sql_standard'",
+  "TimeZone = 'Pacific/Chatham'",
+  "extra_float_digits = -15",
+  "bytea_output = 'escape'",
+  "array_nulls = off",
+  "xmloption = document",
+  "plpgsql.variable_conflict = use_column",
+];
+
+test("source and target databases with hostile settings: copy, stream, execute_ddl renames, resync, verify with repair, remove and add, equal", async () => {
+  let env = await freshEnv("brk21_settings");
+  const ddl = `create table a (id int primary key, v text, ts timestamptz, n numeric, f float8, iv interval, b bytea, arr int[], x xml, m money);
+    create table "K" ("T" timestamptz, d date, v text, primary key ("T", d))`;
+  await env.source.query(ddl);
+  await env.target.query(ddl);
+  await env.source.query(`insert into a select g, 'row\\' || g, timestamptz '2024-01-02 03:04:05.678+05' + g * interval '1 day', g / 7.0, g / 3.0,
+                            g * interval '1 day 2 hours', '\\x00ff'::bytea, array[g, null], xmlparse(content '<r/>'), g * 1.5
+                          from generate_series(1, 300) g;
+    insert into "K" select timestamptz '2024-01-02 00:00+00' + g * interval '1 minute', date '2024-02-01' + g, 'k' || g from generate_series(1, 100) g`);
+  for (const p of [env.source, env.target]) for (const s of HOSTILE_SETTINGS) await setForDatabase(p, s);
+  const writer = new Client({ connectionString: env.sourceUrl });
+  await writer.connect();
+  env = { ...env, source: readCommitted(env.sourceUrl), target: readCommitted(env.targetUrl) };
+  await env.source.query(`select dbsync.add_table('a', 'g'), dbsync.add_table('"K"', 'g'), dbsync.add_subscription('s', 'g', $1)`, [env.targetUrl]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100", "--copy-chunk-rows", "50"]);
+  let stop = false;
+  let written = 0;
+  // One writer in the database's REPEATABLE READ; a renamed table's old name fails its transaction, which is then left out.
+  const writing = (async () => {
+    for (let i = 1; !stop; i = (i % 300) + 1) {
+      try {
+        await writer.query("begin");
+        await writer.query("update a set n = n + 1, ts = ts + interval '1 second', arr = arr || $1::int where id = $1", [i]);
+        await writer.query(`insert into "${written % 2 ? "K" : "K2"}" values ('03/01/2025 10:00:00'::timestamptz + $1 * interval '1 second', '05/06/2025', 'w') on conflict do nothing`, [written]);
+        await writer.query("commit");
+        written++;
+      } catch {
+        await writer.query("rollback");
+      }
+      await sleep(20);
+    }
+  })();
+  try {
+    await synced(env);
+    await env.source.query(`select dbsync.execute_ddl('g', 'alter table a rename column v to w; alter table "K" rename to "K2"')`);
+    await env.source.query(`select dbsync.execute_ddl('g', 'alter table a add column d date default ''01/02/2024''')`);
+    await env.source.query("select dbsync.resync_table('s', 'a')");
+    await sleep(500);
+    await env.source.query(`select dbsync.remove_table('"K2"')`);
+    await env.source.query(`select dbsync.add_table('"K2"', 'g')`);
+    await sleep(500);
+    stop = true;
+    await writing;
+    assert.ok(written > 0);
+    await strictlyConverged(env, ["a", '"K2"']);
+    assert.equal(await value(env.target, "select to_char(d, 'YYYY-MM-DD') from a limit 1"), "2024-02-01");
+    await verifiedEqual(env, "a");
+  } finally {
+    stop = true;
+    await writing.catch(() => undefined);
+    await writer.end();
+    await sidecar.stop();
   }
 });

@@ -26,7 +26,7 @@ begin
     if current_setting('transaction_isolation') <> 'read committed' then
         raise exception 'wait_for_sync: cannot wait inside a % transaction', current_setting('transaction_isolation')
             using errcode = 'active_sql_transaction',
-                  hint = 'Call it in autocommit mode or a READ COMMITTED transaction.';
+                  hint = 'Call it in a READ COMMITTED transaction (begin isolation level read committed), or in autocommit mode where default_transaction_isolation is read committed.';
     end if;
     loop
         if dbsync._synced(v_sub.sub_id, v_goal) and not dbsync._sequences_behind(v_sub.sub_id, v_seq_goal) then

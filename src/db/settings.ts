@@ -6,8 +6,8 @@
 /**
  * The settings every session dbsync opens runs with, whatever the server, the
  * database or the role says: they decide how a value is written as text, and
- * (array_nulls, xmloption) how text is read back. Sent at connection start-up
- * (clientConfig's `options`: all of them with `pinned`, for connect() and the apply
+ * (array_nulls, xmloption) how text is read back; and the default isolation. Sent
+ * at connection start-up (clientConfig's `options`: all of them with `pinned`, for connect() and the apply
  * pools of links.ts; all but row_security otherwise, VALUE_OPTIONS), so that pooled
  * connections have them from their first statement, and a SET by later DDL shows as
  * a change (links.ts). After the conninfo's own options: these win.
@@ -26,6 +26,11 @@ export const PINNED: readonly (readonly [string, string])[] = [
   // A row security policy is a table owner's code: never run it as the sidecar's
   // role, and never let it hide rows silently (an error says what is wrong).
   ["row_security", "off"],
+  // The isolation dbsync's statements are written for, where they do not name one:
+  // a database's default_transaction_isolation = repeatable read stopped the poll
+  // and the queue upkeep (they need READ COMMITTED) and `dbsync wait`, with nothing
+  // in dbsync.status.
+  ["default_transaction_isolation", "read committed"],
 ];
 
 /**
