@@ -143,10 +143,12 @@ export class SidecarProcess {
   private exitInfo?: string;
   readonly exited: Promise<number | null>;
 
-  constructor(readonly sourceUrl: string, args: string[] = SIDECAR_ARGS) {
+  /** `bin`: another checkout's bin/dbsync.js (bench/latency-ab.ts); default this checkout's. */
+  constructor(readonly sourceUrl: string, args: string[] = SIDECAR_ARGS, bin?: string) {
     this.spawnedAt = performance.now();
     this.spawnedEpochMs = performance.timeOrigin + this.spawnedAt;
     this.child = spawnDbsync(["run", "--source", sourceUrl, ...args], {
+      bin,
       // debug: one "batch applied" line per batch (events, seconds) for the profile,
       // and the start-up lines for the timeline.
       env: { DBSYNC_LOG_LEVEL: "debug" },

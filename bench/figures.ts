@@ -42,6 +42,27 @@ export interface Sizes {
   startupRounds: number;
 }
 
+/** The full run's sizes (`npm run bench`; bench:latency-ab's too). */
+export const FULL: Sizes = {
+  scale: { branches: 8, tellersPerBranch: 10, accountsPerBranch: 12_500 },
+  clients: 8,
+  backlogTransactions: 100_000,
+  bulkRows: 1_000_000,
+  overheadSeconds: 16,
+  profileTransactions: 3_000,
+  profileRounds: 5,
+  rate: 500,
+  latencyRates: [500, 1000],
+  latencySeconds: 20,
+  latencyWarmupSeconds: 3,
+  memoryEvents: 1_000_000,
+  memoryRowsPerTransaction: 1_000,
+  steadyMinutes: 2,
+  queueSettleSeconds: 70,
+  timeoutSeconds: 900,
+  startupRounds: 5,
+};
+
 export interface Ctx {
   env: BenchEnv;
   sizes: Sizes;
@@ -627,46 +648,52 @@ export async function latency(ctx: Ctx): Promise<LatencyResult[]> {
   return out;
 }
 
-async function latencyAt(ctx: Ctx, rate: number): Promise<LatencyResult> {
-  const dbsyncSide = async () => {
-    ctx.step("dbsync: setting up");
-    const pair = await tpcbPair(ctx, "latency_dbsync", ["s1"]);
-    let sidecar: SidecarProcess | undefined;
+/**
+ * The latency figure's dbsync side at `rate` tx/s, on fresh databases; `bin`: the
+ * sidecar of another checkout (bench/latency-ab.ts), default this one's.
+ */
+export async function dbsyncLatency(ctx: Ctx, rate: number, bin?: string): Promise<LatencySide> {
+  ctx.step("dbsync: setting up");
+  const pair = await tpcbPair(ctx, "latency_dbsync", ["s1"]);
+  let sidecar: SidecarProcess | undefined;
+  try {
+    await installDbsync(pair.sourceUrl);
+    await subscribe(pair.sourceUrl, pair.targetUrl, "g_s1", tpcbTableNames("s1"), "sub_s1");
+    // pg_stat_statements for the sidecar's sessions, printed per batch (bench/README.md, c.).
+    const prof = process.env.BENCH_LATENCY_STATEMENTS ? await startProfile(pair, true) : undefined;
+    sidecar = new SidecarProcess(pair.sourceUrl, undefined, bin);
+    await sidecar.ready();
+    let measured: { side: LatencySide; rows: LatencyRow[] };
     try {
-      await installDbsync(pair.sourceUrl);
-      await subscribe(pair.sourceUrl, pair.targetUrl, "g_s1", tpcbTableNames("s1"), "sub_s1");
-      // pg_stat_statements for the sidecar's sessions, printed per batch (bench/README.md, c.).
-      const prof = process.env.BENCH_LATENCY_STATEMENTS ? await startProfile(pair, true) : undefined;
-      sidecar = new SidecarProcess(pair.sourceUrl);
-      await sidecar.ready();
-      let measured: { side: LatencySide; rows: LatencyRow[] };
-      try {
-        measured = await measureLatency(ctx, pair, "dbsync", rate, sidecar);
-        if (prof) {
-          const p = await prof.finish();
-          const n = measured.side.cpuPerBatch?.batches ?? 1;
-          for (const [side, gs] of [["source", p.sourceStatements], ["target", p.targetStatements]] as const) {
-            for (const g of gs ?? []) {
-              ctx.note(`latency statements, ${side}: ${(g.ms / n).toFixed(3)} ms and ${(g.calls / n).toFixed(2)} calls a batch: ${g.what}\n    ${g.examples.join("\n    ")}`);
-            }
+      measured = await measureLatency(ctx, pair, "dbsync", rate, sidecar);
+      if (prof) {
+        const p = await prof.finish();
+        const n = measured.side.cpuPerBatch?.batches ?? 1;
+        for (const [side, gs] of [["source", p.sourceStatements], ["target", p.targetStatements]] as const) {
+          for (const g of gs ?? []) {
+            ctx.note(`latency statements, ${side}: ${(g.ms / n).toFixed(3)} ms and ${(g.calls / n).toFixed(2)} calls a batch: ${g.what}\n    ${g.examples.join("\n    ")}`);
           }
         }
-      } catch (err) {
-        const status = await statusRows(pair.sourceUrl);
-        throw new Error(`${(err as Error).message}\ndbsync.status: ${JSON.stringify(status)}\nsidecar log:\n${sidecar.output(20)}`);
       }
-      sidecar.assertAlive();
-      await stopSidecar(ctx, sidecar, "latency");
-      const side = measured.side;
-      side.batches = sidecar.batchStats();
-      side.breakdown = breakdown(measured.rows, sidecar.batches);
-      sidecar = undefined;
-      return side;
-    } finally {
-      if (sidecar) await sidecar.stop();
-      await pair.drop();
+    } catch (err) {
+      const status = await statusRows(pair.sourceUrl);
+      throw new Error(`${(err as Error).message}\ndbsync.status: ${JSON.stringify(status)}\nsidecar log:\n${sidecar.output(20)}`);
     }
-  };
+    sidecar.assertAlive();
+    await stopSidecar(ctx, sidecar, "latency");
+    const side = measured.side;
+    side.batches = sidecar.batchStats();
+    side.breakdown = breakdown(measured.rows, sidecar.batches);
+    sidecar = undefined;
+    return side;
+  } finally {
+    if (sidecar) await sidecar.stop();
+    await pair.drop();
+  }
+}
+
+async function latencyAt(ctx: Ctx, rate: number): Promise<LatencyResult> {
+  const dbsyncSide = () => dbsyncLatency(ctx, rate);
   const nativeSide = async () => {
     ctx.step("native: setting up");
     const pair = await tpcbPair(ctx, "latency_native", ["s1"]);

@@ -14,31 +14,11 @@ import { stopAll } from "../src/embedded/cluster";
 import { BENCH_SETTINGS, DURABILITIES, Durability, DURABILITY_LABEL, startClusters, stopClusters } from "./clusters";
 import { assertBuilt, BatchStats, SIDECAR_ARGS, SIDECAR_BIN, StartupTimeline } from "./dbsync";
 import * as figures from "./figures";
-import { Ctx, Sizes } from "./figures";
+import { Ctx, FULL, Sizes } from "./figures";
 import { Progress } from "./progress";
 import { describeProfile } from "./capture-profile";
 import { breakdownText } from "./latency-breakdown";
 import { RunResult, summarize, table, whereTimeGoes, writeJson } from "./report";
-
-const FULL: Sizes = {
-  scale: { branches: 8, tellersPerBranch: 10, accountsPerBranch: 12_500 },
-  clients: 8,
-  backlogTransactions: 100_000,
-  bulkRows: 1_000_000,
-  overheadSeconds: 16,
-  profileTransactions: 3_000,
-  profileRounds: 5,
-  rate: 500,
-  latencyRates: [500, 1000],
-  latencySeconds: 20,
-  latencyWarmupSeconds: 3,
-  memoryEvents: 1_000_000,
-  memoryRowsPerTransaction: 1_000,
-  steadyMinutes: 2,
-  queueSettleSeconds: 70,
-  timeoutSeconds: 900,
-  startupRounds: 5,
-};
 
 const QUICK: Sizes = {
   ...FULL,

@@ -144,3 +144,47 @@ test("the source crashes while an early batch's begin_batch runs beside the comm
     await sidecar.stop();
   }
 });
+
+// A batch commits on the target without waiting for its WAL flush (visible at once);
+// the target flushes it before its position is reported. The target, whose database
+// commits synchronously (the test clusters do not), is stopped 'immediate' under a
+// writer, three times: an unflushed commit is lost with its position, so the
+// source's position, read while the target is down, must be at or before the tick
+// the target recovers at (a report sent before the flush passed it: the next
+// session then took the position back from the target, logging it).
+test("the target crashes while batches commit without waiting for their flush: no position reaches the source before the target's disk", async () => {
+  const ddl = "create table a (id int primary key, n int not null)";
+  const { sourceUrl, src, dst } = await subscribed("acc_target_flush_crash", ddl, ddl, ["a"], false);
+  const db = (await dst.query("select current_database() as d")).rows[0].d as string;
+  await dst.query(`alter database "${db}" set synchronous_commit = on`);
+  await src.query("insert into a select g, 0 from generate_series(1, 100) g");
+  const sidecar = startSidecar(sourceUrl, ["--poll-interval", "50"], { DBSYNC_LOG_LEVEL: "info", DBSYNC_LOG_FORMAT: "json" });
+  let stopping = false;
+  const writer = (async () => {
+    for (let i = 1; !stopping; i++) {
+      await src.query(`update a set n = n + 1 where id = ${(i % 100) + 1}; insert into a values (${1000 + i}, ${i})`);
+    }
+  })();
+  try {
+    await inSync(src);
+    for (let crash = 0; crash < 3; crash++) {
+      await new Promise((r) => setTimeout(r, 300));
+      await clusters.target().stop("immediate");
+      const source = Number((await src.query("select position_tick from dbsync.subscriptions where name = 's'")).rows[0].position_tick);
+      await clusters.target().start();
+      const target = Number((await retrying(() => dst.query("select tick_id from dbsync.applied"))).rows[0].tick_id);
+      assert.ok(source <= target, `after crash ${crash}: the source's position ${source} passed the target's ${target}`);
+      await inSync(src);
+    }
+    stopping = true;
+    await writer;
+    await inSync(src);
+    await assertTablesEqual(src, dst, ["a"], "after the target's crashes");
+    const back = sidecar.output().split("\n").filter((l) => l.includes('"position taken from the target"')).map((l) => JSON.parse(l) as { source: number; target: number });
+    assert.deepEqual(back.filter((l) => l.target < l.source), [], "the target went back behind the source's position");
+  } finally {
+    stopping = true;
+    await writer;
+    await sidecar.stop();
+  }
+});

@@ -18,7 +18,7 @@ import { Subscription, TargetPosition, copyChunks, copyLostUnlogged, copyProgres
 import { TargetState, applyBatch } from "../target/apply";
 import { Phases } from "../target/phases";
 import { unreadyTargetTables } from "../target/tables";
-import { beginApply, commitApply, lostUnloggedTables, markUnloggedIntact, readAppliedTick, setAppliedTick, startAppliedTick } from "../target/progress";
+import { beginApply, commitApply, flushTarget, lostUnloggedTables, markUnloggedIntact, readAppliedTick, setAppliedTick, startAppliedTick } from "../target/progress";
 import { Log } from "../log";
 import { Backoff } from "../sidecar/backoff";
 import { Links } from "./links";
@@ -287,7 +287,12 @@ export class Applier {
         // (The report of the batch before, if the next batch's request did not take it,
         // goes first: reports come in order.)
         if (done) await this.report(sub.sub_id, done);
-        done = { tick: batch.to, events: result.events, seconds, copied: result.copied, sequences: result.sequences };
+        // The commit did not wait for its flush (about 2 ms at initdb's durability, in
+        // every change's path): the target flushes it now, on the same connection,
+        // before the next batch's statements, and the report waits for it.
+        const flushed = flushTarget(this.target, sub.sub_uuid);
+        flushed.catch(() => undefined);
+        done = { tick: batch.to, events: result.events, seconds, copied: result.copied, sequences: result.sequences, flushed };
         this.currentTick = undefined;
         this.opts.onBatch?.(sub.name, result.events, seconds);
         this.log.debug({ from: batch.from, to: batch.to, events: result.events, copied: result.copied.length, seconds, phases, at: phases.at }, "batch applied");
@@ -324,6 +329,8 @@ export class Applier {
    */
   private async open(sub: Subscription, report: Done | undefined, phases: Phases, from?: number, readerFree?: Promise<unknown>): Promise<Opened> {
     const reader = this.reader!;
+    // (Flushed by now but right after a commit when no batch was opened early.)
+    await report?.flushed;
     // The tick's exporting transaction lives until the reader has imported it.
     const exporter = await this.opts.control.connect();
     let started = process.hrtime.bigint();
@@ -378,6 +385,7 @@ export class Applier {
 
   /** A batch's progress, when no begin_batch follows to carry it. */
   private async report(subId: number, done: Done) {
+    await done.flushed;
     await recordProgress(this.opts.control, subId, done);
   }
 

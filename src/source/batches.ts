@@ -34,6 +34,12 @@ export interface Done {
   copied: [number, number, number][];
   /** [seq_id, value] of the sequences the target has at least at value. */
   sequences: [number, string][];
+  /**
+   * The target's flush of the batch's commit (flushTarget), when that commit did
+   * not wait for it: the report waits for it (no position reaches the source
+   * before the target has it on disk).
+   */
+  flushed?: Promise<void>;
 }
 
 export interface DdlEvent {

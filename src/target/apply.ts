@@ -19,7 +19,8 @@
 //     later ones add to it after the table's refresh in step 3, see
 //     sql/functions/_copy_chunks.sql); tables differ from step 3's, so the order
 //     does not matter, and the reader is free once the stream is read;
-//  5. sequences, then the position.
+//  5. sequences, then the position; the commit does not wait for its WAL flush
+//     (the caller flushes before the position reaches the source: commitApply).
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
@@ -192,7 +193,8 @@ export async function applyBatch(
     sourceDone?.catch(() => undefined);
     await state.stages.trim(target);
     phases.mark("committing");
-    await phases.time("commit", () => commitApply(target, subUuid, { tick: batch.to, key: batch.key }, pushed.atCommit));
+    // Visible without waiting for the flush: the caller flushes before it reports (see commitApply).
+    await phases.time("commit", () => commitApply(target, subUuid, { tick: batch.to, key: batch.key }, pushed.atCommit, true));
   } catch (err) {
     // A target statement still running would be followed by the rollback, and its
     // next statement would then run outside the batch's transaction.

@@ -297,16 +297,34 @@ export async function beginApply(target: Client, subUuid: string, from: number, 
 
 /**
  * Runs `first` (statements with literals), moves the position to `to` (its tick and
- * key) and commits the apply transaction, in one round trip.
+ * key) and commits the apply transaction, in one round trip. `flushLater`: the
+ * commit does not wait for its WAL flush (nor for the target's synchronous
+ * standbys), so the batch is visible at once; the caller must then flush it
+ * (flushTarget) before the position reaches the source, as native logical
+ * replication's apply worker confirms only what its server flushed. A target crash
+ * in between loses the batch and its position together: the next session takes
+ * the position from the target and applies the batch again.
  */
-export async function commitApply(target: Client, subUuid: string, to: TargetPosition, first = ""): Promise<void> {
+export async function commitApply(target: Client, subUuid: string, to: TargetPosition, first = "", flushLater = false): Promise<void> {
   const { tick, key } = to;
   if (!Number.isSafeInteger(tick)) throw new Error(`not a tick: ${tick}`);
   if (key !== null && !Number.isSafeInteger(key)) throw new Error(`not a tick key: ${key}`);
   await target.query(
-    `${first ? `${first};\n` : ""}update dbsync.applied set tick_id = ${tick}, tick_key = ${key ?? "null"}, key_tick = ${tick}, applied_at = now()
+    `${first ? `${first};\n` : ""}${flushLater ? "set local synchronous_commit = off;\n" : ""}` +
+      `update dbsync.applied set tick_id = ${tick}, tick_key = ${key ?? "null"}, key_tick = ${tick}, applied_at = now()
       where sub_uuid = ${escapeLiteral(subUuid)};
      commit`,
   );
+}
+
+/**
+ * Waits until every commit the session made is flushed (and, at the session's
+ * synchronous_commit, on its synchronous standbys): a transaction that writes
+ * commits, and its commit waits for the WAL up to its own record, which follows
+ * theirs. It writes the subscription's row as it is: a commit that wrote no WAL
+ * waits for nothing, even with an xid (PostgreSQL's RecordTransactionCommit).
+ */
+export async function flushTarget(target: Client, subUuid: string): Promise<void> {
+  await target.query(`begin; update dbsync.applied set applied_at = applied_at where sub_uuid = ${escapeLiteral(subUuid)}; commit`);
 }
 

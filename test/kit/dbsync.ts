@@ -64,6 +64,8 @@ export interface SpawnOptions {
   logFile?: string;
   /** Its working directory (default: the checkout). */
   cwd?: string;
+  /** The dbsync to run (default: this checkout's DBSYNC_BIN; bench:latency-ab runs another checkout's). */
+  bin?: string;
 }
 
 const live = new Set<ChildProcess>();
@@ -81,7 +83,7 @@ export function spawnDbsync(args: string[], opts: SpawnOptions = {}): DbsyncProc
   const env: NodeJS.ProcessEnv = { ...process.env, DBSYNC_LOG_LEVEL: process.env.DBSYNC_LOG_LEVEL ?? "warn", ...opts.env };
   for (const k of opts.unset ?? []) delete env[k];
   const log = opts.logFile ? fs.openSync(opts.logFile, "a") : undefined;
-  const proc = spawn(process.execPath, [DBSYNC_BIN, ...args], {
+  const proc = spawn(process.execPath, [opts.bin ?? DBSYNC_BIN, ...args], {
     cwd: opts.cwd ?? ROOT,
     env,
     stdio: ["ignore", log ?? "pipe", log ?? "pipe"],
