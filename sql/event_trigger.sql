@@ -14,6 +14,12 @@
 -- (dbsync._timestamps_retyped), for the tables replicated before migration 0035.
 update dbsync.tables set timestamp_columns = dbsync._timestamp_columns(relid)
 where timestamp_columns is null and removed_at is null;
+-- The names dbsync.tables records are the ones the targets know each table by
+-- (dbsync._follow_name, which the DDL event trigger calls): a RENAME or SET SCHEMA
+-- outside execute_ddl is held until acknowledged. Taken as they are now, so that a
+-- table renamed through execute_ddl by an older version (its record left behind)
+-- is not taken for one renamed outside it at its next DDL.
+select dbsync._follow_name(table_id) from dbsync.tables where removed_at is null;
 do $$
 declare
     w record;

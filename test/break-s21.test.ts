@@ -140,3 +140,32 @@ test("a deferred constraint trigger on the target (ENABLE ALWAYS) that fails at 
     await sidecar.stop();
   }
 });
+
+// The blue/green swap of two replicated tables' names, run on the source as plain
+// DDL (a WARNING said to make the same change on the targets and acknowledge it).
+// The target is written under the source's current names: with both names there
+// until the target's own swap, each table's changes landed in the other's table,
+// and stayed after it (the row inserted meanwhile was left in the wrong one), with
+// wait_for_sync true. Now a rename outside execute_ddl holds the table (an error in
+// dbsync.status) until acknowledged, then copies it again.
+test("two replicated tables' names swapped on the source outside execute_ddl, rows changed in both, then the same swap on the target: an error until acknowledged, then equal", async () => {
+  const env = await freshEnv("brk21_swap_plain");
+  await setup(env, "create table x (id int primary key, v text); create table y (id int primary key, v text)", ["x", "y"]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into x select g, 'x' || g from generate_series(1, 10) g; insert into y select g, 'y' || g from generate_series(1, 10) g");
+    await synced(env);
+    const swap = "begin; alter table x rename to tmp; alter table y rename to x; alter table tmp rename to y; commit";
+    await env.source.query(swap);
+    // Rows of the table now named y (x's rows), of the one now named x (y's).
+    await env.source.query("update y set v = v || ' (old x)' where id <= 5; update x set v = v || ' (old y)' where id > 5; insert into x values (11, 'new in old y')");
+    await failsWith(env, /RENAME of public\.[xy] outside dbsync\.execute_ddl changed its name on the source only/);
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '1 s')"), false);
+    await env.target.query(swap);
+    await env.source.query("select dbsync.acknowledge_ddl(null)");
+    await env.source.query("update x set v = v || '.'; update y set v = v || '.'");
+    await strictlyConverged(env, ["x", "y"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
