@@ -169,3 +169,29 @@ test("two replicated tables' names swapped on the source outside execute_ddl, ro
     await sidecar.stop();
   }
 });
+
+// The same swap one level up: ALTER SCHEMA ... RENAME names only the schema, and the
+// DDL event trigger did not watch it: nothing was held, nothing listed.
+test("two schemas holding replicated tables swap their names outside execute_ddl, and execute_ddl of another group renames one: held until acknowledged, then equal", async () => {
+  const env = await freshEnv("brk21_swap_schemas");
+  await setup(env, "create schema a; create schema b; create table a.t (id int primary key, v text); create table b.t (id int primary key, v text)", ["a.t", "b.t"]);
+  await env.source.query("create schema h; create table h.u (id int primary key, v text); select dbsync.add_table('h.u', 'other')");
+  await env.target.query("create schema h; create table h.u (id int primary key, v text)");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into a.t select g, 'a' || g from generate_series(1, 10) g; insert into b.t select g, 'b' || g from generate_series(1, 10) g");
+    await synced(env);
+    const swap = "begin; alter schema a rename to tmp; alter schema b rename to a; alter schema tmp rename to b; commit";
+    await env.source.query(swap);
+    await env.source.query("insert into a.t values (11, 'new in old b'); update b.t set v = v || ' (old a)'");
+    await failsWith(env, /ALTER SCHEMA \.\.\. RENAME of [ab]\.t outside dbsync\.execute_ddl changed its name/);
+    await env.target.query(swap);
+    await env.source.query("select dbsync.acknowledge_ddl(null)");
+    await strictlyConverged(env, ["a.t", "b.t"]);
+    // Group g's execute_ddl renames the schema of group other's table: held for that group.
+    await env.source.query("select dbsync.execute_ddl('g', 'alter schema h rename to h2')");
+    assert.equal(Number(await value(env.source, "select count(*) from dbsync.unreplicated_ddl where table_name = 'h2.u'")), 1);
+  } finally {
+    await sidecar.stop();
+  }
+});

@@ -10,7 +10,8 @@
 --   whose existing rows got values each server computes for itself without a
 --   rewrite (a default of now(): dbsync._own_values_added) has the table copied
 --   again once the change is acknowledged (rewrites: dbsync._on_rewrite), as are a
---   table renamed or moved to another schema (dbsync._follow_name) and a
+--   table renamed or moved to another schema, or whose schema was renamed
+--   (dbsync._follow_name), and a
 --   column retyped between timestamp and timestamptz (dbsync._timestamps_retyped,
 --   no rewrite under UTC; a typed table's too, by ALTER TYPE ... CASCADE). So is an ALTER TYPE of
 --   a type that a replicated column holds (dbsync._types_holding), unless
@@ -130,6 +131,21 @@ begin
             v_retyped := dbsync._timestamps_retyped(r.table_id);
             if v_group is null and (v_retyped or dbsync._own_values_added(r.relid, false)) then
                 perform dbsync._unreplicated_ddl(r.table_id, 'ALTER TABLE', true);
+            end if;
+        end loop;
+    end if;
+    -- ALTER SCHEMA ... RENAME gives every table of the schema a new name, and the
+    -- command names only the schema: held as a table's RENAME is (see above), also
+    -- through execute_ddl of another group, whose targets do not get it.
+    if tg_tag = 'ALTER SCHEMA' and v_group is distinct from 0 then
+        for r in select tb.table_id, tb.group_id from dbsync.tables tb
+                 join pg_class c on c.oid = tb.relid
+                 join pg_namespace n on n.oid = c.relnamespace
+                 where tb.removed_at is null and n.nspname::text <> tb.schema_name
+                 order by tb.table_id loop
+            perform dbsync._follow_name(r.table_id);
+            if v_group is distinct from r.group_id then
+                perform dbsync._unreplicated_ddl(r.table_id, 'ALTER SCHEMA ... RENAME', true);
             end if;
         end loop;
     end if;

@@ -4,7 +4,8 @@
 --   acknowledged, and a WARNING says that the targets need the same change. Called
 --   by the DDL event triggers. p_recopy: it changed the values of the table's
 --   existing rows, which no row trigger saw (a rewrite, a column filled with values
---   each server computes for itself), or its name (p_tag 'ALTER TABLE ... RENAME':
+--   each server computes for itself), or its name (p_tag 'ALTER TABLE ... RENAME',
+--   'ALTER SCHEMA ... RENAME':
 --   the targets write its rows under the new name, into another table where one has
 --   it, until they are renamed too): every subscription of the group shows an
 --   error until the change is acknowledged, then copies the table again
