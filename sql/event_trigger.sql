@@ -14,6 +14,12 @@
 -- (dbsync._timestamps_retyped), for the tables replicated before migration 0035.
 update dbsync.tables set timestamp_columns = dbsync._timestamp_columns(relid)
 where timestamp_columns is null and removed_at is null;
+-- The names dbsync.tables records are the ones the targets know each table by
+-- (dbsync._follow_name, which the DDL event trigger calls): a RENAME or SET SCHEMA
+-- outside execute_ddl is held until acknowledged. Taken as they are now, so that a
+-- table renamed through execute_ddl by an older version (its record left behind)
+-- is not taken for one renamed outside it at its next DDL.
+select dbsync._follow_name(table_id) from dbsync.tables where removed_at is null;
 do $$
 declare
     w record;
@@ -23,7 +29,7 @@ declare
 begin
     for w in select * from (values
         ('dbsync_ddl_watch', 'ddl_command_end', 'dbsync._on_ddl()'::regprocedure,
-         array['ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER', 'ALTER TYPE']),
+         array['ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER', 'ALTER TYPE', 'ALTER SCHEMA']),
         ('dbsync_drop_watch', 'sql_drop', 'dbsync._on_drop()'::regprocedure,
          array['DROP TABLE', 'DROP SEQUENCE', 'DROP SCHEMA', 'DROP OWNED', 'ALTER TABLE', 'DROP TRIGGER', 'DROP INDEX',
                -- ... CASCADE drops the columns of the type, the generated ones of the function.

@@ -140,3 +140,58 @@ test("a deferred constraint trigger on the target (ENABLE ALWAYS) that fails at 
     await sidecar.stop();
   }
 });
+
+// The blue/green swap of two replicated tables' names, run on the source as plain
+// DDL (a WARNING said to make the same change on the targets and acknowledge it).
+// The target is written under the source's current names: with both names there
+// until the target's own swap, each table's changes landed in the other's table,
+// and stayed after it (the row inserted meanwhile was left in the wrong one), with
+// wait_for_sync true. Now a rename outside execute_ddl holds the table (an error in
+// dbsync.status) until acknowledged, then copies it again.
+test("two replicated tables' names swapped on the source outside execute_ddl, rows changed in both, then the same swap on the target: an error until acknowledged, then equal", async () => {
+  const env = await freshEnv("brk21_swap_plain");
+  await setup(env, "create table x (id int primary key, v text); create table y (id int primary key, v text)", ["x", "y"]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into x select g, 'x' || g from generate_series(1, 10) g; insert into y select g, 'y' || g from generate_series(1, 10) g");
+    await synced(env);
+    const swap = "begin; alter table x rename to tmp; alter table y rename to x; alter table tmp rename to y; commit";
+    await env.source.query(swap);
+    // Rows of the table now named y (x's rows), of the one now named x (y's).
+    await env.source.query("update y set v = v || ' (old x)' where id <= 5; update x set v = v || ' (old y)' where id > 5; insert into x values (11, 'new in old y')");
+    await failsWith(env, /RENAME of public\.[xy] outside dbsync\.execute_ddl changed its name on the source only/);
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '1 s')"), false);
+    await env.target.query(swap);
+    await env.source.query("select dbsync.acknowledge_ddl(null)");
+    await env.source.query("update x set v = v || '.'; update y set v = v || '.'");
+    await strictlyConverged(env, ["x", "y"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+// The same swap one level up: ALTER SCHEMA ... RENAME names only the schema, and the
+// DDL event trigger did not watch it: nothing was held, nothing listed.
+test("two schemas holding replicated tables swap their names outside execute_ddl, and execute_ddl of another group renames one: held until acknowledged, then equal", async () => {
+  const env = await freshEnv("brk21_swap_schemas");
+  await setup(env, "create schema a; create schema b; create table a.t (id int primary key, v text); create table b.t (id int primary key, v text)", ["a.t", "b.t"]);
+  await env.source.query("create schema h; create table h.u (id int primary key, v text); select dbsync.add_table('h.u', 'other')");
+  await env.target.query("create schema h; create table h.u (id int primary key, v text)");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into a.t select g, 'a' || g from generate_series(1, 10) g; insert into b.t select g, 'b' || g from generate_series(1, 10) g");
+    await synced(env);
+    const swap = "begin; alter schema a rename to tmp; alter schema b rename to a; alter schema tmp rename to b; commit";
+    await env.source.query(swap);
+    await env.source.query("insert into a.t values (11, 'new in old b'); update b.t set v = v || ' (old a)'");
+    await failsWith(env, /ALTER SCHEMA \.\.\. RENAME of [ab]\.t outside dbsync\.execute_ddl changed its name/);
+    await env.target.query(swap);
+    await env.source.query("select dbsync.acknowledge_ddl(null)");
+    await strictlyConverged(env, ["a.t", "b.t"]);
+    // Group g's execute_ddl renames the schema of group other's table: held for that group.
+    await env.source.query("select dbsync.execute_ddl('g', 'alter schema h rename to h2')");
+    assert.equal(Number(await value(env.source, "select count(*) from dbsync.unreplicated_ddl where table_name = 'h2.u'")), 1);
+  } finally {
+    await sidecar.stop();
+  }
+});

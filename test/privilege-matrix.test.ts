@@ -209,6 +209,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._capture_triggers(oid,boolean)": "admin",
   "dbsync._drop_capture_functions(integer)": "admin",
   "dbsync._enable_always(regclass)": "admin",
+  "dbsync._follow_name(integer)": "admin",
   "dbsync._origin_mode()": "admin",
   "dbsync._check_snapshot(oid[])": "admin",
   "dbsync._types_holding(oid)": "admin",

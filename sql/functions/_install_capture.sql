@@ -64,7 +64,7 @@
 --   Returns: int.
 --   Calls: dbsync._capture_function, dbsync._capture_insert, dbsync._capture_version,
 --     dbsync._compared_as_text, dbsync._drop_capture_functions,
---     dbsync._drop_capture_triggers, dbsync._enable_always, dbsync._key_columns,
+--     dbsync._drop_capture_triggers, dbsync._enable_always, dbsync._follow_name, dbsync._key_columns,
 --     dbsync._key_text, dbsync._needs_pinned_output, dbsync._one_text_per_value,
 --     dbsync._prints_by_search_path, dbsync._server_has, dbsync._sync_partitions,
 --     dbsync._text_of. Tables touched: dbsync.shapes, dbsync.tables (written); triggers
@@ -89,11 +89,7 @@ declare
     v_row_body text;
 begin
     -- The table may have been renamed, or its key changed, since the last call.
-    update dbsync.tables tb
-    set schema_name = n.nspname, table_name = c.relname
-    from pg_class c join pg_namespace n on n.oid = c.relnamespace
-    where tb.table_id = p_table_id and c.oid = tb.relid
-      and (tb.schema_name, tb.table_name) is distinct from (n.nspname::text, c.relname::text);
+    perform dbsync._follow_name(p_table_id);
     update dbsync.tables tb
     set key_columns = dbsync._key_columns(tb.relid::regclass, null)
     where tb.table_id = p_table_id

@@ -9,7 +9,9 @@
 --   targets need the same change (dbsync._unreplicated_ddl); a column added there
 --   whose existing rows got values each server computes for itself without a
 --   rewrite (a default of now(): dbsync._own_values_added) has the table copied
---   again once the change is acknowledged (rewrites: dbsync._on_rewrite), as is a
+--   again once the change is acknowledged (rewrites: dbsync._on_rewrite), as are a
+--   table renamed or moved to another schema, or whose schema was renamed
+--   (dbsync._follow_name), and a
 --   column retyped between timestamp and timestamptz (dbsync._timestamps_retyped,
 --   no rewrite under UTC; a typed table's too, by ALTER TYPE ... CASCADE). So is an ALTER TYPE of
 --   a type that a replicated column holds (dbsync._types_holding), unless
@@ -23,8 +25,9 @@
 --   Returns: nothing (an event trigger).
 --   Calls: dbsync._capture_stale, dbsync._capture_triggers, dbsync._check_capturable,
 --     dbsync._check_snapshot, dbsync._ddl_group, dbsync._enable_always,
---     dbsync._install_capture, dbsync._origin_mode, dbsync._own_values_added, dbsync._sync_partitions,
---     dbsync._timestamps_retyped, dbsync._types_holding, dbsync._unreplicated_ddl. Tables touched: dbsync.tables (read).
+--     dbsync._follow_name, dbsync._install_capture, dbsync._origin_mode, dbsync._own_values_added, dbsync._sync_partitions,
+--     dbsync._timestamps_retyped, dbsync._types_holding, dbsync._unreplicated_ddl. Tables touched: dbsync.tables (read;
+--     its names written by _follow_name).
 create or replace function dbsync._on_ddl() returns event_trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -33,6 +36,7 @@ declare
     v_group int := dbsync._ddl_group();
     v_mode text := dbsync._origin_mode();
     v_retyped boolean;
+    v_renamed boolean;
 begin
     -- A capture trigger renamed could then be dropped as if it were the owner's own
     -- (the drop event trigger knows them by name).
@@ -71,6 +75,12 @@ begin
             end if;
             perform dbsync._sync_partitions(t.table_id, true);
             if t.relid = r.objid then
+                -- The name the targets know it by (RENAME, SET SCHEMA): kept in
+                -- dbsync.tables. Outside execute_ddl they keep the old one until
+                -- their DBA renames it, and a batch meanwhile writes the table's rows
+                -- under its new name there: into another table, where one has it (two
+                -- tables' names swapped). Held, then copied again (_unreplicated_ddl).
+                v_renamed := dbsync._follow_name(t.table_id);
                 -- Only when the key moved: most DDL leaves capture as it is, and
                 -- regenerating takes locks and catalog churn on every call.
                 if dbsync._capture_stale(t.table_id) then
@@ -83,8 +93,8 @@ begin
                     -- (now(), current_user), fills the rows with a missing value, read
                     -- on each server for itself, and rewrites nothing (see _on_rewrite);
                     -- timestamp to timestamptz under UTC rewrites nothing either.
-                    perform dbsync._unreplicated_ddl(t.table_id, r.command_tag,
-                                                     v_retyped or dbsync._own_values_added(t.relid, false));
+                    perform dbsync._unreplicated_ddl(t.table_id, case when v_renamed then 'ALTER TABLE ... RENAME' else r.command_tag end,
+                                                     v_renamed or v_retyped or dbsync._own_values_added(t.relid, false));
                 end if;
             end if;
             -- ENABLE TRIGGER ALL (or ENABLE TRIGGER on one of dbsync's) makes a capture
@@ -121,6 +131,21 @@ begin
             v_retyped := dbsync._timestamps_retyped(r.table_id);
             if v_group is null and (v_retyped or dbsync._own_values_added(r.relid, false)) then
                 perform dbsync._unreplicated_ddl(r.table_id, 'ALTER TABLE', true);
+            end if;
+        end loop;
+    end if;
+    -- ALTER SCHEMA ... RENAME gives every table of the schema a new name, and the
+    -- command names only the schema: held as a table's RENAME is (see above), also
+    -- through execute_ddl of another group, whose targets do not get it.
+    if tg_tag = 'ALTER SCHEMA' and v_group is distinct from 0 then
+        for r in select tb.table_id, tb.group_id from dbsync.tables tb
+                 join pg_class c on c.oid = tb.relid
+                 join pg_namespace n on n.oid = c.relnamespace
+                 where tb.removed_at is null and n.nspname::text <> tb.schema_name
+                 order by tb.table_id loop
+            perform dbsync._follow_name(r.table_id);
+            if v_group is distinct from r.group_id then
+                perform dbsync._unreplicated_ddl(r.table_id, 'ALTER SCHEMA ... RENAME', true);
             end if;
         end loop;
     end if;

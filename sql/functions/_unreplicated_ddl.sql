@@ -4,7 +4,10 @@
 --   acknowledged, and a WARNING says that the targets need the same change. Called
 --   by the DDL event triggers. p_recopy: it changed the values of the table's
 --   existing rows, which no row trigger saw (a rewrite, a column filled with values
---   each server computes for itself): every subscription of the group shows an
+--   each server computes for itself), or its name (p_tag 'ALTER TABLE ... RENAME',
+--   'ALTER SCHEMA ... RENAME':
+--   the targets write its rows under the new name, into another table where one has
+--   it, until they are renamed too): every subscription of the group shows an
 --   error until the change is acknowledged, then copies the table again
 --   (dbsync.acknowledge_ddl). One entry for each table a statement changed: the
 --   rewrite event trigger (for each rewritten partition) and the DDL event trigger
@@ -41,7 +44,9 @@ begin
         return;
     end if;
     if p_recopy then
-        raise warning 'dbsync: % of replicated table % changed its rows outside dbsync.execute_ddl, and no row trigger saw it', p_tag, v_name
+        raise warning 'dbsync: % of replicated table % changed %', p_tag, v_name,
+                      case when p_tag like '% RENAME' then 'the name its targets know it by outside dbsync.execute_ddl: batches write its rows under its new name there'
+                           else 'its rows outside dbsync.execute_ddl, and no row trigger saw it' end
             using hint = format('Every subscription of the group shows an error until you make the same change on its target, then '
                                 'select dbsync.acknowledge_ddl(%s): each then copies %s again from the source (whatever the '
                                 'target''s run of it did to the rows). Through dbsync.execute_ddl the targets get it by themselves.',
