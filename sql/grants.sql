@@ -20,6 +20,9 @@ grant execute on function dbsync._held_tables() to public;
 grant execute on function dbsync._on_ddl() to public;
 grant execute on function dbsync._on_drop() to public;
 grant execute on function dbsync._on_rewrite() to public;
+-- The WHEN clause of a plain table's replica-mode capture trigger inlines this as
+-- the writer: a statement's start time and trigger depth, nothing secret.
+grant execute on function dbsync._statement_mark(int) to public;
 -- Which dbsync installed this: nothing secret.
 grant execute on function dbsync.version() to public;
 -- The status views call these with their reader's rights (as _last_ev_id): they

@@ -195,11 +195,12 @@ test("(c) PUBLIC has no access to the schema, the queue, the conninfo or the fun
     // version() says which dbsync installed this; the status views' helpers that withhold
     // row values from their reader only format text (none is SECURITY DEFINER);
     // key_changed_<table> is the key trigger's WHEN, run as the writer: it only
-    // compares its two arguments.
+    // compares its two arguments; _statement_mark is the replica-mode capture trigger's WHEN,
+    // run as the writer too: it returns its statement's start time and trigger depth.
     fnsForPublic
       .map((r) => r.proname)
       .filter((n) => !["_last_ev_id", "_held_tables", "_on_ddl", "_on_drop", "_on_rewrite", "version", "_shows_values", "_without_values", "_differences_message",
-        "_held_message"].includes(n))
+        "_held_message", "_statement_mark"].includes(n))
       .filter((n) => !/^key_changed_\d+$/.test(n)),
     [],
   );
@@ -222,8 +223,8 @@ test("(d) a role granted usage and execute administers replication (functions ru
   const gid = await value<number>(adm, "select dbsync.create_group('adm')");
   assert.ok(gid > 0);
   await value(adm, "select dbsync.add_table('public.adm_t', 'adm')");
-  // ins, upd, del, key, trunc, and replica (the logical replication apply worker's).
-  assert.equal(await value(src, "select count(*)::int from pg_trigger where tgrelid = 'public.adm_t'::regclass"), 6);
+  // ins, upd, del, key, trunc, and replica with its mark (the logical replication apply worker's).
+  assert.equal(await value(src, "select count(*)::int from pg_trigger where tgrelid = 'public.adm_t'::regclass"), 7);
   await value(adm, "select dbsync.add_subscription('adm_sub', 'adm', $1)", [env.targetUrl]);
   await value(adm, "select dbsync.pause('adm_sub')");
   assert.equal(await value(src, "select paused from dbsync.subscriptions where name = 'adm_sub'"), true);

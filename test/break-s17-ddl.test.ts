@@ -246,7 +246,7 @@ test("a table owner (no superuser) cannot switch capture off: DISABLE TRIGGER AL
       assert.match(err.message, /cannot be disabled|permission denied/, `${sql}: ${err.message}`);
     }
     // (The plain table's row trigger for the logical replication apply worker fires in replica mode only.)
-    assert.deepEqual(await value(env.source, `select array_agg(distinct case when tgname = 'dbsync_capture_replica' then 'replica ' else '' end || tgenabled::text)
+    assert.deepEqual(await value(env.source, `select array_agg(distinct case when tgname like 'dbsync\\_capture\\_replica%' then 'replica ' else '' end || tgenabled::text)
       from pg_trigger where tgrelid in ('t'::regclass, 'pt'::regclass, 'pt1'::regclass) and tgname like 'dbsync\\_capture\\_%'`), ["A", "replica R"]);
   } finally {
     await c.end();

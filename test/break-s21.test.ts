@@ -44,7 +44,7 @@ test("the replica-mode capture trigger of a plain table stays so: ENABLE TRIGGER
   await setup(env, "create table t (id int primary key, v text)", ["t"]);
   const modes = async () => Object.fromEntries((await env.source.query<{ tgname: string; tgenabled: string }>(
     "select tgname, tgenabled from pg_trigger where tgrelid = 't'::regclass order by tgname")).rows.map((r) => [r.tgname, r.tgenabled]));
-  const meant = { dbsync_capture_del: "A", dbsync_capture_ins: "A", dbsync_capture_key: "A", dbsync_capture_replica: "R", dbsync_capture_trunc: "A", dbsync_capture_upd: "A" };
+  const meant = { dbsync_capture_del: "A", dbsync_capture_ins: "A", dbsync_capture_key: "A", dbsync_capture_replica: "R", dbsync_capture_replica_mark: "R", dbsync_capture_trunc: "A", dbsync_capture_upd: "A" };
   assert.deepEqual(await modes(), meant);
   for (const ddl of ["alter table t enable trigger all", "alter table t enable always trigger dbsync_capture_replica", "alter table t enable trigger dbsync_capture_replica"]) {
     await env.source.query(ddl);

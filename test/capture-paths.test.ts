@@ -14,7 +14,7 @@ import { Env, freshEnv, queueOf, startSidecar, subscribeTables, tableText, value
  * A capture trigger's mode (pg_trigger.tgenabled) in SQL: ALWAYS ("A") but the plain
  * table's row trigger for the logical replication apply worker ("replica R").
  */
-const MODE = "case when tgname = 'dbsync_capture_replica' then 'replica ' else '' end || tgenabled::text";
+const MODE = "case when tgname like 'dbsync\\_capture\\_replica%' then 'replica ' else '' end || tgenabled::text";
 
 async function converged(env: Env, tables: string[]) {
   const sc = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);

@@ -58,6 +58,11 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._without_values(text,boolean)": "public",
   "dbsync._differences_message(text,name,name,bigint,bigint,text[],boolean)": "public",
   "dbsync._held_message(bigint,text,text)": "public",
+  // The WHEN of a plain table's replica-mode capture trigger, inlined and run as the writer
+  // (not SECURITY DEFINER): its statement's start time and trigger depth.
+  "dbsync._statement_mark(integer)": "public",
+  // A plain table's BEFORE STATEMENT trigger in replica mode: fired, never called.
+  "dbsync._mark_replica_statement()": "admin",
   // grant_monitor: waiting for a subscription only reads.
   "dbsync.wait_for_sync(text,interval)": "monitor",
   // grant_sidecar: what `dbsync run` calls.
@@ -225,11 +230,13 @@ const MATRIX: Record<string, FnTier> = {
 const FUNCTIONS: Record<string, FnTier> = Object.fromEntries(Object.entries(MATRIX).map(([sig, tier]) => [compat(sig), tier]));
 // SECURITY DEFINER functions PUBLIC may execute: exactly these.
 const PUBLIC_SECDEF = ["dbsync._last_ev_id(integer)", "dbsync._held_tables()", "dbsync._on_ddl()", "dbsync._on_drop()", "dbsync._on_rewrite()"];
-// Not SECURITY DEFINER: what the status views call to withhold row values from their reader.
+// Not SECURITY DEFINER: what the status views call to withhold row values from their reader, and
+// the WHEN of the replica-mode capture trigger.
 const PUBLIC_HELPERS = [
   "dbsync._differences_message(text,name,name,bigint,bigint,text[],boolean)",
   "dbsync._held_message(bigint,text,text)",
   "dbsync._shows_values()",
+  "dbsync._statement_mark(integer)",
   "dbsync._without_values(text,boolean)",
 ];
 // Generated per replicated table (_install_capture): the capture trigger functions.

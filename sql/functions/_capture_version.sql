@@ -17,8 +17,11 @@
 --        transaction cannot PREPARE)
 --     7  a plain table's row trigger in replica mode (dbsync_capture_replica): the
 --        logical replication apply worker fires no statement trigger
+--     8  that row trigger fires only WHEN its statement fired no statement trigger
+--        (dbsync_capture_replica_mark, _statement_mark): other replica-mode
+--        sessions no longer queue each row's key a second time
 --   Parameters: none.
 --   Returns: the version.
 --   Calls: nothing. Tables touched: none.
 create or replace function dbsync._capture_version() returns int
-language sql immutable set search_path = pg_catalog, pg_temp as $$ select 7 $$;
+language sql immutable set search_path = pg_catalog, pg_temp as $$ select 8 $$;

@@ -34,9 +34,11 @@
 --   never reach the targets. PostgreSQL's logical replication apply worker (and
 --   pglogical's) fires row triggers only, never statement triggers: a plain table
 --   also gets the row trigger of partitions and children (capture_row_<table_id>),
---   firing in replica mode only (dbsync_capture_replica, the one capture trigger
---   that is not ALWAYS: _capture_triggers). Other replica sessions, whose statements
---   fire statement triggers, then queue each key twice, which only costs them.
+--   firing in replica mode only (dbsync_capture_replica; with its BEFORE STATEMENT
+--   mark, the capture triggers that are not ALWAYS: _capture_triggers), and only
+--   WHEN the row's statement fired no statement trigger: other replica sessions'
+--   statements mark themselves first (dbsync_capture_replica_mark), and their rows
+--   are left to the statement triggers (_statement_mark).
 --
 --   The trigger function runs SECURITY DEFINER without SET search_path (a SET
 --   clause costs every captured statement a GUC save and restore): it names
@@ -66,8 +68,9 @@
 --     dbsync._compared_as_text, dbsync._drop_capture_functions,
 --     dbsync._drop_capture_triggers, dbsync._enable_always, dbsync._follow_name, dbsync._key_columns,
 --     dbsync._key_text, dbsync._needs_pinned_output, dbsync._one_text_per_value,
---     dbsync._prints_by_search_path, dbsync._server_has, dbsync._sync_partitions,
---     dbsync._text_of. Tables touched: dbsync.shapes, dbsync.tables (written); triggers
+--     dbsync._prints_by_search_path, dbsync._server_has, dbsync._statement_mark,
+--     dbsync._sync_partitions, dbsync._text_of; its triggers call
+--     dbsync._mark_replica_statement. Tables touched: dbsync.shapes, dbsync.tables (written); triggers
 --     on the replicated table (dynamic).
 create or replace function dbsync._install_capture(p_table_id int) returns int
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -226,7 +229,13 @@ begin
                        t.relid::regclass, 'key_changed_' || p_table_id, 'capture_key_' || p_table_id);
         execute format('create trigger dbsync_capture_del after delete on %s referencing old table as dbsync_old for each statement execute function dbsync.%I()',
                        t.relid::regclass, 'capture_old_' || p_table_id);
-        execute format('create trigger dbsync_capture_replica after insert or update or delete on %s for each row execute function %s()',
+        -- Fires only for rows whose statement fired no statement trigger (the apply
+        -- worker's): a replica session's statement marks itself first.
+        execute format('create trigger dbsync_capture_replica_mark before insert or update or delete on %s for each statement execute function dbsync._mark_replica_statement()',
+                       t.relid::regclass);
+        execute format($w$create trigger dbsync_capture_replica after insert or update or delete on %s for each row
+                          when (pg_catalog.current_setting('dbsync.statement', true) is distinct from dbsync._statement_mark(0))
+                          execute function %s()$w$,
                        t.relid::regclass, v_row_fn);
     elsif not t.partitioned or dbsync._server_has('partitioned_row_trigger') then
         execute format('create trigger dbsync_capture_row after insert or update or delete on %s for each row execute function %s()', t.relid::regclass, v_fn);
