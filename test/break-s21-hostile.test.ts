@@ -11,6 +11,7 @@ import { Client, Pool } from "pg";
 import { SOURCE_DDL, Workload } from "./kit/workload";
 import { Env, freshEnv, rows, seeded, sleep, sqlError, startSidecar, until, value } from "./helpers";
 import { convergedOrError, setup, strictlyConverged, synced } from "./kit/convergence";
+import { createDatabase } from "./kit/databases";
 import { runDbsync } from "./kit/dbsync";
 
 /** ALTER DATABASE (the pool's) SET `setting`: every new session of that database gets it. */
@@ -269,6 +270,57 @@ test("a target that lost a new table's copy with its last commits: copied again 
     await env.source.query("insert into t values (2, 'y')");
     await convergedOrError(env, ["t", "u"]);
   } finally {
+    await sidecar.stop();
+  }
+});
+
+// One table under a steady writer while the DBA resyncs it, removes and adds it,
+// resyncs the whole subscription, pauses and resumes, and drops and adds a second
+// subscription to another target: copies in chunks of 20 rows, each cut short by
+// the next call. Both targets end equal, or an error says why.
+test("resync, remove and add, resync_subscription, pause and resume, a second subscription dropped and added, all under a writer mid-copy", async () => {
+  const env = await freshEnv("brk21_races");
+  await setup(env, "create table a (id int primary key, v int, s text)", ["a"], { copyData: true });
+  await env.source.query("insert into a select g, g, repeat('x', 50) from generate_series(1, 400) g");
+  const target2Url = await createDatabase(env.targetUrl, "brk21_races2");
+  const target2 = readCommitted(target2Url);
+  await target2.query("create table a (id int primary key, v int, s text)");
+  const rng = seeded("brk21-races");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100", "--copy-chunk-rows", "20"]);
+  let stop = false;
+  const writing = (async () => {
+    while (!stop) {
+      const k = rng.int(1, 600);
+      await env.source.query(rng.chance(0.2) ? "delete from a where id = $1" : "insert into a values ($1, 0, 'w') on conflict (id) do update set v = a.v + 1", [k]);
+    }
+  })();
+  try {
+    await env.source.query("select dbsync.add_subscription('s2', 'g', $1)", [target2Url]);
+    for (let i = 0; i < 14; i++) {
+      const op = [
+        "select dbsync.resync_table('s', 'a')",
+        "select dbsync.remove_table('a')",
+        "select dbsync.add_table('a', 'g')",
+        "select dbsync.resync_subscription('s')",
+        "select dbsync.pause('s2')",
+        "select dbsync.resume('s2')",
+        "select dbsync.drop_subscription('s2')",
+        "select dbsync.add_subscription('s2', 'g', $1)",
+      ][rng.int(0, 7)];
+      await env.source.query(op, op.includes("$1") ? [target2Url] : []).catch((err: Error) => console.log(`# ${op}: ${err.message}`));
+      await sleep(rng.int(50, 600));
+    }
+    await env.source.query("select dbsync.add_table('a', 'g')").catch(() => undefined);
+    await env.source.query("select dbsync.resume('s2')").catch(() => undefined);
+    await env.source.query("select dbsync.add_subscription('s2', 'g', $1)", [target2Url]).catch(() => undefined);
+    await sleep(500);
+    stop = true;
+    await writing;
+    await strictlyConverged(env, ["a"]);
+    await convergedOrError({ ...env, target: target2 }, ["a"], { sub: "s2" });
+  } finally {
+    stop = true;
+    await writing.catch(() => undefined);
     await sidecar.stop();
   }
 });
