@@ -324,3 +324,40 @@ test("resync, remove and add, resync_subscription, pause and resume, a second su
     await sidecar.stop();
   }
 });
+
+// Failed before the fix: add_table pairs the new table with the subscriptions its
+// statement sees, add_subscription the new subscription with the tables its statement
+// sees; run at once in two transactions, neither saw the other's row, and the new
+// subscription never copied nor streamed the new table, in sync all the same.
+test("add_table and add_subscription of one group in two transactions at once, either committing first: the new subscription gets the new table", async () => {
+  const env = await freshEnv("brk21_pairing");
+  const ddl = "create table t (id int primary key, v text); create table u (id int primary key, v text); create table w (id int primary key, v text)";
+  await setup(env, ddl, ["t"], { copyData: true });
+  await env.source.query("insert into t values (1, 't'); insert into u select g, 'u' from generate_series(1, 10) g; insert into w select g, 'w' from generate_series(1, 10) g");
+  const targets = await Promise.all(["brk21_pairing2", "brk21_pairing3"].map((l) => createDatabase(env.targetUrl, l)));
+  for (const url of targets) await readCommitted(url).query(ddl);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const a = await env.source.connect();
+  try {
+    // The table's transaction commits first, then the subscription's.
+    await a.query("begin; select dbsync.add_table('u', 'g')");
+    const second = env.source.query("select dbsync.add_subscription('s2', 'g', $1)", [targets[0]]);
+    await sleep(300);
+    await a.query("commit");
+    await second;
+    // The subscription's first.
+    await a.query("begin");
+    await a.query("select dbsync.add_subscription('s3', 'g', $1)", [targets[1]]);
+    const table = env.source.query("select dbsync.add_table('w', 'g')");
+    await sleep(300);
+    await a.query("commit");
+    await table;
+    await env.source.query("insert into t values (2, 't')");
+    for (const [sub, url] of [["s", env.targetUrl], ["s2", targets[0]], ["s3", targets[1]]]) {
+      await convergedOrError({ ...env, target: readCommitted(url) }, ["t", "u", "w"], { sub, errorOk: false });
+    }
+  } finally {
+    a.release();
+    await sidecar.stop();
+  }
+});
