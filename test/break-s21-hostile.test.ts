@@ -10,7 +10,7 @@ import { after, test } from "node:test";
 import { Client, Pool } from "pg";
 import { SOURCE_DDL, Workload } from "./kit/workload";
 import { Env, freshEnv, rows, seeded, sleep, sqlError, startSidecar, until, value } from "./helpers";
-import { convergedOrError, setup, strictlyConverged, synced } from "./kit/convergence";
+import { convergedOrError, failsWith, setup, strictlyConverged, synced } from "./kit/convergence";
 import { createDatabase } from "./kit/databases";
 import { runDbsync } from "./kit/dbsync";
 
@@ -376,5 +376,24 @@ test("add_table in a REPEATABLE READ transaction whose snapshot predates another
     assert.deepEqual(await rows(env.source, "select table_name from dbsync.table_status where subscription = 's2' order by 1"), [{ table_name: "public.t" }, { table_name: "public.u" }]);
   } finally {
     a.release();
+  }
+});
+
+// Held, kept as a guard: a target database made read-only (a DBA's
+// default_transaction_read_only = on, as before a failover) refuses the batch, and
+// dbsync.status says so; set back, the rows arrive.
+test("a target database with default_transaction_read_only = on: an error in dbsync.status, then equal once it is off", async () => {
+  const env = await freshEnv("brk21_read_only");
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  await setForDatabase(env.target, "default_transaction_read_only = on");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into t values (1, 'x')");
+    await failsWith(env, /read-only/);
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '1 s')"), false);
+    await setForDatabase(env.target, "default_transaction_read_only = off");
+    await strictlyConverged(env, ["t"]);
+  } finally {
+    await sidecar.stop();
   }
 });
