@@ -9,8 +9,9 @@ import path from "node:path";
 import { after, test } from "node:test";
 import { Client, Pool } from "pg";
 import { SOURCE_DDL, Workload } from "./kit/workload";
-import { Env, freshEnv, rows, seeded, sleep, sqlError, startSidecar, until, value } from "./helpers";
-import { setup, strictlyConverged, synced } from "./kit/convergence";
+import { Env, SOURCE_MAJOR, freshEnv, rows, seeded, sleep, sqlError, startSidecar, until, value } from "./helpers";
+import { convergedOrError, failsWith, setup, strictlyConverged, synced } from "./kit/convergence";
+import { createDatabase } from "./kit/databases";
 import { runDbsync } from "./kit/dbsync";
 
 /** ALTER DATABASE (the pool's) SET `setting`: every new session of that database gets it. */
@@ -18,9 +19,9 @@ async function setForDatabase(p: Pool, setting: string): Promise<void> {
   await p.query(`do $$ begin execute format('alter database %I set ${setting.replace(/'/g, "''")}', current_database()); end $$`);
 }
 
-/** A pool of sessions that read committed whatever the database says. */
-function readCommitted(url: string): Pool {
-  const p = new Pool({ connectionString: url, max: 4, options: "-c default_transaction_isolation=read\\ committed" });
+/** A pool of sessions that read committed whatever the database says (and `options` besides). */
+function readCommitted(url: string, options = ""): Pool {
+  const p = new Pool({ connectionString: url, max: 4, options: `-c default_transaction_isolation=read\\ committed ${options}` });
   after(() => p.end());
   return p;
 }
@@ -242,6 +243,179 @@ test("source and target databases with hostile settings: copy, stream, execute_d
     stop = true;
     await writing.catch(() => undefined);
     await writer.end();
+    await sidecar.stop();
+  }
+});
+
+// A target that lost its last commits (synchronous_commit = off on the target and an
+// immediate stop, or a restore from a backup a moment old) stands at an older tick,
+// and a table copied since is empty there again, though the source took the copy for
+// done and streams the table. Here the loss is made by hand: the target's rows and
+// records put back as they were before add_table.
+test("a target that lost a new table's copy with its last commits: copied again or an error, never left empty and in sync", async () => {
+  const env = await freshEnv("brk21_lost_copy");
+  await setup(env, "create table t (id int primary key, v text)", ["t"], { copyData: true });
+  let sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into t values (1, 'x')");
+    await synced(env);
+    await env.source.query("create table u (id int primary key, v text); insert into u select g, 'u' || g from generate_series(1, 3) g");
+    await env.target.query("create table u (id int primary key, v text); create table saved as select * from dbsync.applied; create table saved_copied as select * from dbsync.copied");
+    await env.source.query("select dbsync.add_table('u', 'g')");
+    await synced(env);
+    await sidecar.stop();
+    await env.target.query(`truncate u; delete from dbsync.copied; insert into dbsync.copied select * from saved_copied;
+      update dbsync.applied a set tick_id = s.tick_id, tick_key = s.tick_key, key_tick = s.key_tick from saved s where s.sub_uuid = a.sub_uuid`);
+    sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+    await env.source.query("insert into t values (2, 'y')");
+    await convergedOrError(env, ["t", "u"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+// One table under a steady writer while the DBA resyncs it, removes and adds it,
+// resyncs the whole subscription, pauses and resumes, and drops and adds a second
+// subscription to another target: copies in chunks of 20 rows, each cut short by
+// the next call. Both targets end equal, or an error says why.
+test("resync, remove and add, resync_subscription, pause and resume, a second subscription dropped and added, all under a writer mid-copy", async () => {
+  const env = await freshEnv("brk21_races");
+  await setup(env, "create table a (id int primary key, v int, s text)", ["a"], { copyData: true });
+  await env.source.query("insert into a select g, g, repeat('x', 50) from generate_series(1, 400) g");
+  const target2Url = await createDatabase(env.targetUrl, "brk21_races2");
+  const target2 = readCommitted(target2Url);
+  await target2.query("create table a (id int primary key, v int, s text)");
+  const rng = seeded("brk21-races");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100", "--copy-chunk-rows", "20"]);
+  let stop = false;
+  const writing = (async () => {
+    while (!stop) {
+      const k = rng.int(1, 600);
+      await env.source.query(rng.chance(0.2) ? "delete from a where id = $1" : "insert into a values ($1, 0, 'w') on conflict (id) do update set v = a.v + 1", [k]);
+    }
+  })();
+  try {
+    await env.source.query("select dbsync.add_subscription('s2', 'g', $1)", [target2Url]);
+    for (let i = 0; i < 14; i++) {
+      const op = [
+        "select dbsync.resync_table('s', 'a')",
+        "select dbsync.remove_table('a')",
+        "select dbsync.add_table('a', 'g')",
+        "select dbsync.resync_subscription('s')",
+        "select dbsync.pause('s2')",
+        "select dbsync.resume('s2')",
+        "select dbsync.drop_subscription('s2')",
+        "select dbsync.add_subscription('s2', 'g', $1)",
+      ][rng.int(0, 7)];
+      await env.source.query(op, op.includes("$1") ? [target2Url] : []).catch((err: Error) => console.log(`# ${op}: ${err.message}`));
+      await sleep(rng.int(50, 600));
+    }
+    await env.source.query("select dbsync.add_table('a', 'g')").catch(() => undefined);
+    await env.source.query("select dbsync.resume('s2')").catch(() => undefined);
+    await env.source.query("select dbsync.add_subscription('s2', 'g', $1)", [target2Url]).catch(() => undefined);
+    await sleep(500);
+    stop = true;
+    await writing;
+    await strictlyConverged(env, ["a"]);
+    await convergedOrError({ ...env, target: target2 }, ["a"], { sub: "s2" });
+  } finally {
+    stop = true;
+    await writing.catch(() => undefined);
+    await sidecar.stop();
+  }
+});
+
+// Failed before the fix: add_table pairs the new table with the subscriptions its
+// statement sees, add_subscription the new subscription with the tables its statement
+// sees; run at once in two transactions, neither saw the other's row, and the new
+// subscription never copied nor streamed the new table, in sync all the same.
+test("add_table and add_subscription of one group in two transactions at once, either committing first: the new subscription gets the new table", async () => {
+  const env = await freshEnv("brk21_pairing");
+  const ddl = "create table t (id int primary key, v text); create table u (id int primary key, v text); create table w (id int primary key, v text)";
+  await setup(env, ddl, ["t"], { copyData: true });
+  await env.source.query("insert into t values (1, 't'); insert into u select g, 'u' from generate_series(1, 10) g; insert into w select g, 'w' from generate_series(1, 10) g");
+  const targets = await Promise.all(["brk21_pairing2", "brk21_pairing3"].map((l) => createDatabase(env.targetUrl, l)));
+  for (const url of targets) await readCommitted(url).query(ddl);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  const a = await env.source.connect();
+  try {
+    // The table's transaction commits first, then the subscription's.
+    await a.query("begin; select dbsync.add_table('u', 'g')");
+    const second = env.source.query("select dbsync.add_subscription('s2', 'g', $1)", [targets[0]]);
+    await sleep(300);
+    await a.query("commit");
+    await second;
+    // The subscription's first.
+    await a.query("begin");
+    await a.query("select dbsync.add_subscription('s3', 'g', $1)", [targets[1]]);
+    const table = env.source.query("select dbsync.add_table('w', 'g')");
+    await sleep(300);
+    await a.query("commit");
+    await table;
+    await env.source.query("insert into t values (2, 't')");
+    for (const [sub, url] of [["s", env.targetUrl], ["s2", targets[0]], ["s3", targets[1]]]) {
+      await convergedOrError({ ...env, target: readCommitted(url) }, ["t", "u", "w"], { sub, errorOk: false });
+    }
+  } finally {
+    a.release();
+    await sidecar.stop();
+  }
+});
+
+test("add_table in a REPEATABLE READ transaction whose snapshot predates another session's add_subscription of the group: the new subscription gets the table", {
+  todo: "open: the lock of add_table and add_subscription (group_pairs) makes a READ COMMITTED statement see the other's row; a REPEATABLE READ transaction keeps its older snapshot and pairs the table with the subscriptions it sees. A fix needs a row both write (a conflict that REPEATABLE READ reports), which a new migration would add (README Limits)",
+}, async () => {
+  const env = await freshEnv("brk21_pairing_rr");
+  await setup(env, "create table t (id int primary key); create table u (id int primary key)", ["t"], { copyData: true });
+  const a = await env.source.connect();
+  try {
+    await a.query("begin isolation level repeatable read; select 1");
+    await env.source.query("select dbsync.add_subscription('s2', 'g', $1)", [env.targetUrl]);
+    await a.query("select dbsync.add_table('u', 'g')");
+    await a.query("commit");
+    assert.deepEqual(await rows(env.source, "select table_name from dbsync.table_status where subscription = 's2' order by 1"), [{ table_name: "public.t" }, { table_name: "public.u" }]);
+  } finally {
+    a.release();
+  }
+});
+
+// Held, kept as a guard: a target database made read-only (a DBA's
+// default_transaction_read_only = on, as before a failover) refuses the batch, and
+// dbsync.status says so; set back, the rows arrive.
+test("a target database with default_transaction_read_only = on: an error in dbsync.status, then equal once it is off", async () => {
+  const env = await freshEnv("brk21_read_only");
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  await setForDatabase(env.target, "default_transaction_read_only = on");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("insert into t values (1, 'x')");
+    await failsWith(env, /read-only/);
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '1 s')"), false);
+    await setForDatabase(env.target, "default_transaction_read_only = off");
+    await strictlyConverged(env, ["t"]);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+// The sidecar's sessions wait idle between batches (its LISTEN session always):
+// a database's idle_session_timeout (PostgreSQL 14) ends them.
+test("source and target databases with idle_session_timeout = 300 ms: writes between idle pauses arrive, equal, no error left", {
+  skip: SOURCE_MAJOR < 14 && "idle_session_timeout comes with PostgreSQL 14",
+  todo: "open: the rows arrive and wait_for_sync is true, but dbsync.status keeps the subscription in state error with 57P05 'terminating connection due to idle-session timeout' (a pooled session the server ended while idle). Pinning idle_session_timeout = 0 needs a start-up option per server version: PostgreSQL 13 and older refuse the unknown name at connect",
+}, async () => {
+  const env = await freshEnv("brk21_idle_timeout");
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  for (const p of [env.source, env.target]) await setForDatabase(p, "idle_session_timeout = '300ms'");
+  const checks: Env = { ...env, source: readCommitted(env.sourceUrl, "-c idle_session_timeout=0"), target: readCommitted(env.targetUrl, "-c idle_session_timeout=0") };
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    for (let i = 1; i <= 6; i++) {
+      await checks.source.query("insert into t values ($1, 'x')", [i]);
+      await sleep(800);
+    }
+    await strictlyConverged(checks, ["t"]);
+  } finally {
     await sidecar.stop();
   }
 });

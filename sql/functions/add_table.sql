@@ -18,7 +18,7 @@
 --   Returns: the table's id (dbsync.tables.table_id; the existing one when the table is
 --     already in the group with this key).
 --   Calls: dbsync._add_owned_sequences, dbsync._group_id, dbsync._install_capture,
---     dbsync._key_columns, dbsync._server_has, dbsync._timestamp_columns. Tables touched: dbsync.sequences,
+--     dbsync._key_columns, dbsync._lock_class, dbsync._server_has, dbsync._timestamp_columns. Tables touched: dbsync.sequences,
 --     dbsync.subscription_tables, dbsync.tables (written); dbsync.groups,
 --     dbsync.subscriptions (read); triggers on the replicated table (dynamic).
 create or replace function dbsync.add_table(tbl regclass, group_name text default 'default',
@@ -109,6 +109,11 @@ begin
         raise warning 'add_table: partitions of % created from now on are not captured: PostgreSQL 10 without dbsync''s DDL event trigger', tbl
             using hint = format('Run dbsync migrate as a superuser (it installs the event trigger), or call select dbsync._install_capture(%s) after creating a partition.', v_id);
     end if;
+    -- An add_subscription of the group in a transaction not yet committed would pair
+    -- its subscription with the tables it sees, not this one, and this statement
+    -- would not see it: wait for it, and see it (READ COMMITTED takes a new snapshot
+    -- per statement).
+    perform pg_advisory_xact_lock(dbsync._lock_class('group_pairs'), v_group);
     insert into dbsync.subscription_tables (sub_id, table_id, state, copy_tick)
     select s.sub_id, v_id,
            case when s.copy_data then 'pending' else 'streaming' end,
