@@ -8,7 +8,7 @@
 // worker writes, an application trigger's statements among them.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { createDatabase, freshEnv, pool, startSidecar, tableText, until, value } from "./helpers";
+import { compat, createDatabase, freshEnv, pool, startSidecar, tableText, until, value } from "./helpers";
 import { setup, strictlyConverged, synced } from "./kit/convergence";
 
 const events = (env: { source: import("pg").Pool }, op: string) =>
@@ -45,10 +45,10 @@ test("native logical replication into a source: the apply worker's rows and an a
   await upstream.query(`${ddl}; create publication pb for table t, x`);
   await env.source.query(ddl);
   await env.target.query("create table t (id int primary key, v text)");
-  await env.source.query(`create function x_writes_t() returns trigger language plpgsql as $$
+  await env.source.query(compat(`create function x_writes_t() returns trigger language plpgsql as $$
     begin insert into public.t values (new.id + 100000, 'from x') on conflict (id) do update set v = excluded.v; return null; end $$;
     create trigger x_writes_t after insert on x for each row execute function x_writes_t();
-    alter table x enable always trigger x_writes_t`);
+    alter table x enable always trigger x_writes_t`, "source"));
   await env.source.query("select dbsync.add_table('t', 'g')");
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
   await env.source.query(`create subscription sb connection '${upstreamUrl}' publication pb with (copy_data = false)`);
