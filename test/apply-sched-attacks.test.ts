@@ -265,6 +265,42 @@ test("two dbsync run processes of --concurrency 1 and two subscriptions under wr
   }
 });
 
+test("--concurrency 1, writes that never pause, and a second subscription another process applies, looked at between two of its batches (its apply lock let go, its wake-up due): no slot given up for it (the two processes' test above gave one up once at high load)", async () => {
+  const env = await groups("sched_between", 2);
+  const writers = new Writers(env.source);
+  for (let i = 1; i <= 2; i++) writers.start(i);
+  // The other process, as this one sees it at every look: s2's last batch applied
+  // just now, its lock let go. (It applies nothing: this process's poll keeps s2's
+  // wake-up due, and its runner, at --concurrency 1, turns it away while s1 runs.)
+  let between = true;
+  const other = (async () => {
+    while (between) {
+      await env.source.query("update dbsync.subscriptions set applied_at = now() where name = 's2'");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  const sidecar = startSidecar(env.sourceUrl, ["--concurrency", "1", "--poll-interval", "200"], { DBSYNC_LOG_LEVEL: "debug", DBSYNC_LOG_FORMAT: "json" });
+  // s1's: should s1 catch up once, this process applies s2 (its wake-up due first),
+  // and s2 gives its slot up for s1, rightly, a turn later.
+  const yields = () =>
+    sidecar
+      .output()
+      .split("\n")
+      .filter((l) => l.includes('"apply slot given up') && l.endsWith("}") && JSON.parse(l).subscription === "s1").length;
+  try {
+    await progressed(env, ["t1"], [sidecar], "start");
+    // s1's turn lasts: a slot given up for s2 would be within 3 s (TURN_MS, then one look a second).
+    const end = Date.now() + 8000;
+    for (let round = 1; Date.now() < end; round++) await progressed(env, ["t1"], [sidecar], `round ${round}`);
+    assert.equal(yields(), 0, "s1's slot given up for a subscription applied a moment ago");
+  } finally {
+    between = false;
+    await other;
+    await writers.stop();
+    await sidecar.stop();
+  }
+});
+
 test("a subscription whose target refuses its rows, among others at --concurrency 1: its retries and the others' turns go on, its error stays visible, and it catches up once the target is fixed", async () => {
   const env = await groups("sched_error", 3);
   await env.target.query("alter table t3 add constraint refuse check (v < 0)");

@@ -2,8 +2,9 @@
 // database per test file on the clusters test/run.ts started, SQL shortcuts, and the
 // sidecar as a child process (bin/dbsync.js, see kit/dbsync.ts).
 import { after } from "node:test";
-import { Client, DatabaseError, Pool } from "pg";
+import { Client, Pool } from "pg";
 import { compatSql } from "../src/compat";
+import { keepOnError } from "../src/db/pool";
 import { tableRows } from "../src/embedded/compare";
 import { migrate } from "../src/migrate";
 import { createDatabase } from "./kit/databases";
@@ -95,39 +96,11 @@ after(async () => {
 export function pool(url: string, max = 10): Pool {
   const p = new Pool({ connectionString: url, max });
   p.on("error", () => undefined); // a server restarted by a test
-  p.query = keepingQuery(p);
+  // (copy-chunks' kill test opened 242 sessions for its writers' collisions in 62 s
+  // before its refused inserts kept their connections.)
+  keepOnError(p);
   pools.push(p);
   return p;
-}
-
-/**
- * pg-pool's query(), but a statement the server refused (a key taken, a deadlock
- * victim, an error a test expects) gives its connection back to the pool: pg-pool
- * closes the connection on any error, and the next query pays a new backend, which
- * on a fresh database builds its catalog caches and compiles dbsync's PL/pgSQL again
- * (0.03-0.09 CPU-s; copy-chunks' kill test opened 242 for its writers' collisions
- * in 62 s). Only a connection the error left idle, outside any transaction, is kept:
- * one a FATAL error ended, one lost, or one in a transaction a failed multi-statement
- * string left open, is closed as before.
- */
-function keepingQuery(p: Pool): Pool["query"] {
-  return (async (...args: Parameters<Client["query"]>) => {
-    const client = await p.connect();
-    // As pg-pool's: a connection lost meanwhile fails the query, not the process.
-    const lost = () => undefined;
-    client.on("error", lost);
-    try {
-      const result = await client.query(...args);
-      client.release();
-      return result;
-    } catch (err) {
-      const kept = err instanceof DatabaseError && err.severity === "ERROR" && client.getTransactionStatus() === "I";
-      client.release(kept ? undefined : (err as Error));
-      throw err;
-    } finally {
-      client.off("error", lost);
-    }
-  }) as Pool["query"];
 }
 
 /**

@@ -10,11 +10,19 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Env, SOURCE_MAJOR, freshEnv, sleep, startSidecar, until, value } from "./helpers";
 import { setup, status, strictlyConverged } from "./kit/convergence";
+import { running } from "./kit/sidecar-start";
 import { WORKER_MIN_MAJOR } from "../src/migrate";
 
 const POLL_MS = 300;
-/** "A few poll intervals", with room for a loaded machine (load ~8 on 2 cores). */
+/**
+ * "A few poll intervals", with room for a loaded machine (load ~8 on 2 cores),
+ * counted once the sidecars run: at load 20-28 two sidecars started at once took
+ * 7.5 s to load before their first line, and the first row, written at their
+ * spawn, timed out for their start, not for a poll (on f9731b1 as after it).
+ */
 const LIMIT_MS = 8_000;
+/** Info: running() waits for the sidecar's "dbsync sidecar running" line. */
+const RUNNING_LOG = { DBSYNC_LOG_LEVEL: "info" };
 
 /** How long until the target's t holds `n` rows, after `write` ran (notify off in its session). */
 async function applyMs(env: Env, sql: string, check: string, what: string): Promise<number> {
@@ -50,8 +58,9 @@ const count = (n: number) => `select count(*) = ${n} from t`;
 
 test("no NOTIFY at all: rows, a late commit, pause and resume, a table to copy, a sequence behind: applied within a few polls", async () => {
   const env = await start("wake_poll");
-  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", String(POLL_MS)]);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", String(POLL_MS)], RUNNING_LOG);
   try {
+    await running(sidecar);
     await applyMs(env, "insert into t values (1, 'a')", count(1), "first row");
     // Idle long enough for the applier to sleep (the group's sleeping flag set).
     await sleep(2000);
@@ -93,9 +102,10 @@ test("no NOTIFY at all: rows, a late commit, pause and resume, a table to copy, 
 
 test("a wake-up job that failed for good (graphile-worker's queue), and two `dbsync run` processes: still applied within a few polls", async () => {
   const env = await start("wake_jobs");
-  const a = startSidecar(env.sourceUrl, ["--poll-interval", String(POLL_MS), "--concurrency", "1"]);
-  const b = startSidecar(env.sourceUrl, ["--poll-interval", String(POLL_MS), "--concurrency", "1"]);
+  const a = startSidecar(env.sourceUrl, ["--poll-interval", String(POLL_MS), "--concurrency", "1"], RUNNING_LOG);
+  const b = startSidecar(env.sourceUrl, ["--poll-interval", String(POLL_MS), "--concurrency", "1"], RUNNING_LOG);
   try {
+    await Promise.all([running(a), running(b)]);
     await applyMs(env, "insert into t values (1, 'a')", count(1), "first row, two processes");
     await sleep(1500);
     // The subscription's wake-up in the queue, failed for good (attempts used up), due.

@@ -6,7 +6,7 @@
 // conninfo: the subscriptions of one target server and database share them, and
 // whatever a target session keeps between batches (stage tables, replica mode, the
 // sequences pushed: TargetState) stays with its connection. Connections idle for
-// IDLE_MS are closed. A connection given back is checked first (sessionCheck): one
+// IDLE_MS (src/db/pool.ts) are closed. A connection given back is checked first (sessionCheck): one
 // left in a transaction, under another role or with a session setting changed (by
 // DDL from execute_ddl, say `set session_replication_role = origin` or a
 // search_path) is closed, not handed to the next subscription, whose batches would
@@ -17,23 +17,13 @@
 // with the pool full would wait for ever).
 import { Pool, PoolClient, escapeLiteral } from "pg";
 import { clientConfig } from "../db/connect";
+import { newPool } from "../db/pool";
 import { Log } from "../log";
 import { TargetState } from "../target/apply";
 import { ensureTargetSchema, enterReplicaMode } from "../target/progress";
 import { SequenceSync } from "../target/sequences";
 import { StageTables } from "../target/stage";
 import { StraightCopies } from "../target/straight-copies";
-
-/**
- * A pooled connection left idle this long is closed (ms). A pool hands out its most
- * recently used connection first, so while a process applies less than
- * --concurrency subscriptions of a target database at once its other connections
- * idle; closed after 10 s, they were opened again a few batches later, each new
- * session paying its start-up and the catalog reads of every table it merges
- * (bench:scale's rounds: 1.4-3.1 CPU-s of the target's a round in backends that
- * exited, as much as the applying ones).
- */
-export const IDLE_MS = 60_000;
 
 const READER_NAME = "dbsync read";
 const TARGET_NAME = "dbsync apply";
@@ -101,7 +91,7 @@ export class Links {
       pinned: true,
       catalogPath: !replica,
     });
-    const pool = new Pool({ ...config, max: this.opts.concurrency, idleTimeoutMillis: IDLE_MS });
+    const pool = newPool({ ...config, max: this.opts.concurrency });
     // A pooled connection that dies while idle is dropped by the pool; the next
     // statement on a leased one fails and the session closes it.
     pool.on("error", () => undefined);

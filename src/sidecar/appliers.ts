@@ -206,7 +206,12 @@ export class Appliers {
    * each process's poll queues a wake-up for every subscription with work, and one
    * that another process applied made this one give its slot up every 3 s, for
    * nobody (so did one turned away here while a start-up loop held the slot the job
-   * runner did not count). Asked at most once a NO_SLOT_RETRY_MS per loop.
+   * runner did not count). Nor does one that had a batch applied within TURN_MS:
+   * another process's loop of it found between two of its batches (its lock let go,
+   * its next wake-up queued, for the few milliseconds until its runner takes it)
+   * is served, not waiting (two processes of --concurrency 1, writes that never
+   * pause: a slot given up now and then, at high load). One that waits for a slot
+   * has had none for TURN_MS and more. Asked at most once a NO_SLOT_RETRY_MS per loop.
    */
   private async turnOver(name: string): Promise<boolean> {
     const started = this.turnStarted.get(name);
@@ -216,7 +221,7 @@ export class Appliers {
     try {
       const others = new Set(this.waitingOthers(name));
       for (const other of await this.jobs.dueAppliers()) if (other !== name && !this.running.has(other)) others.add(other);
-      return others.size > 0 && (await notApplying(this.pool, [...others])).length > 0;
+      return others.size > 0 && (await notApplying(this.pool, [...others], TURN_MS)).length > 0;
     } catch {
       // (The source is unreachable: the batch after this one fails anyway.)
       return false;

@@ -10,6 +10,7 @@ import { EventEmitter } from "node:events";
 import type { Runner, Task, WorkerEvents } from "graphile-worker";
 import { Pool } from "pg";
 import { clientConfig } from "../db/connect";
+import { newPool } from "../db/pool";
 import { isTransient, messageOf, sqlstateOf } from "../errors";
 import { loadGraphileWorker } from "../graphile-worker";
 import { Log, Outages } from "../log";
@@ -95,7 +96,7 @@ class WorkerJobs extends Jobs {
 
   constructor(private readonly opts: JobsOptions) {
     super();
-    this.pool = new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync worker", catalogPath: true }), max: opts.concurrency + 2 });
+    this.pool = newPool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync worker", catalogPath: true }), max: opts.concurrency + 2 });
     this.pool.on("error", (err) => opts.outages.fail("source", "source unreachable; retrying", { err: messageOf(err) }));
     this.pool.on("connect", (client) => client.on("error", () => undefined));
     // graphile-worker 0.17 reads its task list once per runner, at a worker's first

@@ -6,6 +6,7 @@
 import type { Server } from "node:http";
 import { Pool } from "pg";
 import { clientConfig } from "../db/connect";
+import { newPool } from "../db/pool";
 import { DbsyncError, isTransient, messageOf, sqlstateOf } from "../errors";
 import { explainDenied } from "../privileges";
 import { Log, Outages } from "../log";
@@ -50,7 +51,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
   // Start-up timeline (debug; the benchmark reads it): node's start and module
   // loading took this long, and this much CPU.
   log.debug({ uptimeMs: Math.round(process.uptime() * 1000), cpuMs: cpuMs() }, "sidecar starting");
-  const pool = new Pool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync control", statementTimeoutMs: 60_000, catalogPath: true }), max: 4 });
+  const pool = newPool({ ...clientConfig(opts.sourceUrl, { applicationName: "dbsync control", statementTimeoutMs: 60_000, catalogPath: true }), max: 4 });
   const outages = new Outages(log);
   pool.on("error", (err) => outages.fail("source", "source unreachable; retrying", { err: messageOf(err) }));
   // prom-client is loaded only when its metrics are served: it adds to every start.

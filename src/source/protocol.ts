@@ -71,16 +71,20 @@ export async function tryLock(source: Source, lock: "apply" | "verify", key: num
  * Of `names`, the subscriptions no session is applying (none holds the apply lock
  * tryLock takes): a wake-up queued for one that another process applies waits for
  * no slot (the poll of each process queues one for every subscription with work).
+ * With `idleMs`, only those of them no batch was applied for within that long
+ * either: one that another process applies is also found between two of its loops,
+ * its lock let go and its next wake-up queued (see Appliers.turnOver).
  */
-export async function notApplying(source: Source, names: string[]): Promise<string[]> {
+export async function notApplying(source: Source, names: string[], idleMs?: number): Promise<string[]> {
   const { rows } = await source.query<{ name: string }>(
     `select s.name from dbsync.subscriptions s
       where s.name = any($1::text[])
+        and ($2::float8 is null or s.applied_at is null or s.applied_at < pg_catalog.now() - pg_catalog.make_interval(secs => $2::float8 / 1000))
         and not exists (select from pg_catalog.pg_locks l
                          where l.locktype = 'advisory' and l.classid = dbsync._lock_class('apply')::oid and l.objid = s.sub_id
                            and l.objsubid = 2 and l.granted
                            and l.database = (select d.oid from pg_catalog.pg_database d where d.datname = pg_catalog.current_database()))`,
-    [names],
+    [names, idleMs ?? null],
   );
   return rows.map((r) => r.name);
 }
