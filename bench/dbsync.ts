@@ -2,10 +2,6 @@
 // into groups and subscribe them, run the sidecar as a child process (exactly as a
 // user would: `node bin/dbsync.js run --source URL`, the built code), and wait for sync.
 import { ChildProcess } from "node:child_process";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { StringDecoder } from "node:string_decoder";
 import { migrate } from "../src/migrate";
 import { DbsyncProcess, spawnDbsync } from "../test/kit/dbsync";
 import { connect, withClient } from "./clusters";
@@ -137,7 +133,7 @@ export class SidecarProcess {
    * logged (s from spawn), and the moments it passed its steps (epoch ms; see
    * latency-breakdown.ts).
    */
-  private readonly applied: { events: number; seconds: number; at: number; phases: Record<string, number>; steps: Record<string, number> }[] = [];
+  readonly batches: { events: number; seconds: number; at: number; phases: Record<string, number>; steps: Record<string, number> }[] = [];
   /** First time (s from spawn) each start-up line was seen; "loaded" from the child's own uptime. */
   private marks: Record<string, number> = {};
   private cpuMarks: Record<string, number> = {};
@@ -147,65 +143,20 @@ export class SidecarProcess {
   private exitInfo?: string;
   readonly exited: Promise<number | null>;
 
-  /**
-   * The log goes to a file, read from here (readLog): pino writes synchronously, and a
-   * pipe that this process, busy with its own measuring, read too late stopped the
-   * sidecar's event loop (bench/HISTORY.md, 2026-12-05).
-   */
-  private readonly logFile: string;
-  private logRead = 0;
-  private readonly decoder = new StringDecoder("utf8");
-  private partial = "";
-  private readonly tail: NodeJS.Timeout;
-
   constructor(readonly sourceUrl: string, args: string[] = SIDECAR_ARGS) {
     this.spawnedAt = performance.now();
     this.spawnedEpochMs = performance.timeOrigin + this.spawnedAt;
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbsync-bench-sidecar-"));
-    this.logFile = path.join(dir, "sidecar.log");
     this.child = spawnDbsync(["run", "--source", sourceUrl, ...args], {
       // debug: one "batch applied" line per batch (events, seconds) for the profile,
       // and the start-up lines for the timeline.
       env: { DBSYNC_LOG_LEVEL: "debug" },
-      logFile: this.logFile,
+      onLine: (line) => this.line(line),
     });
-    this.tail = setInterval(() => this.readLog(), 100);
     this.proc = this.child.proc;
     this.exited = this.child.exited.then((code) => {
-      clearInterval(this.tail);
-      this.readLog();
-      fs.rmSync(dir, { recursive: true, force: true });
       this.exitInfo = `exited with code ${code}${this.proc.signalCode ? ` (signal ${this.proc.signalCode})` : ""}`;
       return code;
     });
-  }
-
-  /** The log lines written since the last read (each through line()). */
-  private readLog() {
-    let fd: number;
-    try {
-      fd = fs.openSync(this.logFile, "r");
-    } catch {
-      return; // (not created yet, or removed after the exit)
-    }
-    try {
-      const size = fs.fstatSync(fd).size;
-      if (size <= this.logRead) return;
-      const buf = Buffer.alloc(size - this.logRead);
-      const n = fs.readSync(fd, buf, 0, buf.length, this.logRead);
-      this.logRead += n;
-      const lines = (this.partial + this.decoder.write(buf.subarray(0, n))).split("\n");
-      this.partial = lines.pop()!;
-      for (const l of lines) this.line(l);
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
-
-  /** Every "batch applied" line so far (see applied). */
-  get batches() {
-    this.readLog();
-    return this.applied;
   }
 
   private line(line: string) {
@@ -222,7 +173,7 @@ export class SidecarProcess {
     const msg = j?.msg;
     if (msg === "batch applied") {
       const record = (v: unknown) => (typeof v === "object" && v ? (v as Record<string, number>) : {});
-      this.applied.push({ events: Number(j!.events), seconds: Number(j!.seconds), at, phases: record(j!.phases), steps: record(j!.at) });
+      this.batches.push({ events: Number(j!.events), seconds: Number(j!.seconds), at, phases: record(j!.phases), steps: record(j!.at) });
       return;
     }
     if (msg === "dbsync sidecar running") this.readyLine = true;
@@ -242,7 +193,6 @@ export class SidecarProcess {
   }
 
   output(lines = 40): string {
-    this.readLog();
     return this.log.slice(-lines).join("\n");
   }
 
@@ -279,7 +229,6 @@ export class SidecarProcess {
 
   /** Warnings and errors the sidecar logged (pino levels >= 40). */
   problems(): string[] {
-    this.readLog();
     return this.log.filter((l) => /"level":(4|5|6)\d/.test(l) || !l.startsWith("{"));
   }
 
@@ -293,7 +242,6 @@ export class SidecarProcess {
     const db = new URL(this.sourceUrl).pathname.slice(1);
     for (;;) {
       this.assertAlive();
-      this.readLog();
       if (this.readyLine) {
         const listening = await withClient(this.sourceUrl, async (c) =>
           (await c.query("select 1 from pg_stat_activity where datname = $1 and application_name = 'dbsync listen'", [db])).rowCount,
