@@ -22,8 +22,18 @@ export async function createNative(
   opts: { enabled: boolean },
 ): Promise<NativeSub> {
   const publication = `pub_${name}`;
-  const subscription = `sub_${name}`;
   await withClient(sourceUrl, (c) => c.query(`create publication ${ident(publication)} for table ${tables.join(", ")}`));
+  return subscribe(sourceUrl, targetUrl, publication, `sub_${name}`, opts);
+}
+
+/** A subscription on the target to an existing publication of the source, its slot named after it. */
+export async function subscribe(
+  sourceUrl: string,
+  targetUrl: string,
+  publication: string,
+  subscription: string,
+  opts: { enabled: boolean },
+): Promise<NativeSub> {
   const src = new URL(sourceUrl);
   const conninfo = `host=${src.hostname} port=${src.port} dbname=${decodeURIComponent(src.pathname.slice(1))} user=${decodeURIComponent(src.username)}`;
   await withClient(targetUrl, (c) =>

@@ -3,7 +3,7 @@
 //
 //   npm run bench:scale -- [--tables 1000] [--groups 50] [--targets 2] [--rows 1000]
 //                          [--processes 2] [--concurrency N] [--apply-rounds 3]
-//                          [--durability default|off] [--no-kill] [--profile] [--out FILE]
+//                          [--durability default|off] [--no-kill] [--profile] [--native] [--out FILE]
 //
 // Prints a table and writes JSON (bench/results/scale-<time>.json) of:
 //  - per-table and per-call costs as the number of tables grows (add_table, tick,
@@ -18,7 +18,11 @@
 //    SIGKILLed at a third of the copies and started again: time until all are in
 //    sync, how many table copies each target committed (an ALWAYS trigger on
 //    TRUNCATE counts them: exactly one per table is expected), and a row-by-row
-//    checksum of every table on every target against the source.
+//    checksum of every table on every target against the source;
+//  - with --native: PostgreSQL's own logical replication in the same shape, on a
+//    second pair of clusters (one publication per group, one subscription per group
+//    and target database), each of its rounds run right after dbsync's round of the
+//    same number, so both are measured at the same load.
 // See bench/README.md ("bench:scale").
 import os from "node:os";
 import path from "node:path";
@@ -26,6 +30,7 @@ import { Client } from "pg";
 import { stopAll } from "../src/embedded/cluster";
 import { BenchEnv, connect, Durability, startClusters, stopClusters, withClient, withDatabase } from "./clusters";
 import { assertBuilt, installDbsync, SidecarProcess } from "./dbsync";
+import { NativeSub, subscribe, waitStreaming } from "./native";
 import { median, processCpuSeconds, processMemory, serverCpuByPid, serverCpuSeconds } from "./measure";
 import { Progress } from "./progress";
 import { type GroupVerdict, pollWork } from "../src/source/protocol";
@@ -44,11 +49,13 @@ interface Shape {
   kill: boolean;
   /** pg_stat_statements (nested statements too) over the apply rounds, on source and targets. */
   profile: boolean;
+  /** Native logical replication in the same shape, round for round (second pair of clusters). */
+  native: boolean;
   out?: string;
 }
 
 function parseArgs(argv: string[]): Shape {
-  const o: Shape = { tables: 1000, groups: 50, targets: 2, rows: 1000, processes: 2, applyRounds: 3, durability: "default", kill: true, profile: false };
+  const o: Shape = { tables: 1000, groups: 50, targets: 2, rows: 1000, processes: 2, applyRounds: 3, durability: "default", kill: true, profile: false, native: false };
   const int = (a: string, v: string | undefined, min: number) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < min) usage(`${a} takes an integer >= ${min}`);
@@ -69,6 +76,7 @@ function parseArgs(argv: string[]): Shape {
       o.durability = d as Durability;
     } else if (a === "--no-kill") o.kill = false;
     else if (a === "--profile") o.profile = true;
+    else if (a === "--native") o.native = true;
     else if (a === "--out") o.out = argv[++i];
     else if (a === "--help" || a === "-h") usage();
     else usage(`unknown argument ${a}`);
@@ -82,7 +90,8 @@ function usage(msg?: string): never {
   if (msg) process.stderr.write(`bench:scale: ${msg}\n`);
   process.stderr.write(
     "usage: npm run bench:scale -- [--tables N] [--groups G] [--targets T] [--rows R] [--processes P]\n" +
-      "                              [--concurrency C] [--apply-rounds K] [--durability default|off] [--no-kill] [--profile] [--out FILE]\n",
+      "                              [--concurrency C] [--apply-rounds K] [--durability default|off] [--no-kill] [--profile] [--native]\n" +
+      "                              [--out FILE]\n",
   );
   process.exit(msg ? 2 : 0);
 }
@@ -285,9 +294,10 @@ class ConnSampler {
 }
 
 /**
- * A cluster's server CPU over a phase split by backend kind (--profile): dbsync's
- * connections by application_name (the subscription's name dropped), the others by
- * backend_type; backends gone by the phase's end are "exited".
+ * A cluster's server CPU over a phase split by backend kind (--profile, --native):
+ * client connections by application_name (dbsync's with the subscription's name
+ * dropped), the others by backend_type (a walsender's application_name is its
+ * subscription's); backends gone by the phase's end are "exited".
  */
 class CpuByKind {
   private constructor(
@@ -301,7 +311,9 @@ class CpuByKind {
 
   private async kinds(): Promise<Map<number, string>> {
     const { rows } = await this.c.query(
-      `select pid, coalesce(nullif(regexp_replace(application_name, '^(dbsync (apply|read|verify)) .*$', '\\1'), ''), backend_type) as kind
+      `select pid, case when backend_type = 'client backend'
+                         then coalesce(nullif(regexp_replace(application_name, '^(dbsync (apply|read|verify)) .*$', '\\1'), ''), backend_type)
+                         else backend_type end as kind
          from pg_stat_activity`,
     );
     return new Map(rows.map((r) => [r.pid, r.kind]));
@@ -332,9 +344,9 @@ class CpuByKind {
   }
 }
 
-/** Per subscription, ms from t0 until `done` first lists it; throws at the timeout. */
+/** Per subscription, ms from t0 until `done` first lists it; throws at the timeout, with what `stuck` finds. */
 async function waitEach(
-  c: Client,
+  stuck: () => Promise<unknown>,
   subs: string[],
   t0: number,
   timeoutS: number,
@@ -349,12 +361,15 @@ async function waitEach(
     if (subs.every((s) => s in at)) return at;
     for (const p of sidecars()) p.assertAlive();
     if (performance.now() - t0 > timeoutS * 1000) {
-      const { rows } = await c.query("select name, state, last_error from dbsync.status where state <> 'streaming' or last_error is not null limit 5");
-      throw new Error(`${what}: ${subs.filter((s) => !(s in at)).length} subscription(s) not done after ${timeoutS} s: ${JSON.stringify(rows)}`);
+      throw new Error(`${what}: ${subs.filter((s) => !(s in at)).length} subscription(s) not done after ${timeoutS} s: ${JSON.stringify(await stuck())}`);
     }
     await sleep(everyMs);
   }
 }
+
+/** dbsync's subscriptions that are not streaming or have an error, for a timeout's message. */
+const dbsyncStuck = (c: Client) => async () =>
+  (await c.query("select name, state, last_error from dbsync.status where state <> 'streaming' or last_error is not null limit 5")).rows;
 
 /** Subscriptions all of whose tables are copied (streaming). */
 async function copiedSubs(c: Client): Promise<string[]> {
@@ -490,6 +505,103 @@ async function profileTop(url: string, n = 25): Promise<{ ms: number; planMs: nu
   });
 }
 
+// ---- native logical replication, same shape (--native) ----------------------------------
+
+/** One transaction updating 10 rows of every table; `last` is selected just before its commit. */
+function touchEveryTable(n: Names, last: string): string {
+  const sql = ["begin"];
+  for (let i = 1; i <= n.shape.tables; i++) sql.push(`update ${n.table(i)} set val = val || '+' where id <= 10`);
+  sql.push(`select ${last}`, "commit");
+  return sql.join(";\n");
+}
+
+/**
+ * What a DBA raises for S subscriptions (the defaults allow 10): on the source a slot
+ * and a walsender each, on the target an apply worker and a replication origin
+ * (counted by max_replication_slots) each, and background workers for all of them.
+ */
+function nativeSettings(subs: number): Record<string, number> {
+  return { max_wal_senders: subs + 10, max_replication_slots: subs + 10, max_logical_replication_workers: subs + 10, max_worker_processes: subs + 20 };
+}
+
+interface NativeScale {
+  env: BenchEnv;
+  subs: NativeSub[];
+  src: Client;
+  tgt: Client;
+  byKind: CpuByKind[];
+  close(): Promise<void>;
+}
+
+/**
+ * The same tables and rows on the native pair's source and every target database
+ * (targets are copies of the first), one publication per group and one subscription
+ * per group and target database, without a copy (the data is already there), all
+ * streaming when this returns.
+ */
+async function nativeSetup(env: BenchEnv, n: Names, progress: Progress): Promise<NativeScale> {
+  const { shape } = n;
+  progress.step(`native: ${shape.tables} tables, ${n.subs.length} subscriptions`);
+  const sourceUrl = withDatabase(env.source.url(), "scale");
+  const targetUrls = Array.from({ length: shape.targets }, (_, t) => withDatabase(env.target.url(), `scale_${n.target(t)}`));
+  await withClient(env.source.url(), (c) => c.query("create database scale"));
+  await withClient(sourceUrl, (c) => c.query(tablesDdl(n, true)));
+  await withClient(env.target.url(), (c) => c.query(`create database scale_${n.target(0)}`));
+  await withClient(targetUrls[0], (c) => c.query(tablesDdl(n, true)));
+  for (let t = 1; t < shape.targets; t++) {
+    await withClient(env.target.url(), (c) => c.query(`create database scale_${n.target(t)} template scale_${n.target(0)}`));
+  }
+  const subs: NativeSub[] = [];
+  for (let g = 1; g <= shape.groups; g++) {
+    const tables = Array.from({ length: shape.tables }, (_, i) => i + 1).filter((i) => n.groupOf(i) === g).map((i) => n.table(i));
+    const publication = `pub_${n.group(g)}`;
+    await withClient(sourceUrl, (c) => c.query(`create publication ${publication} for table ${tables.join(", ")}`));
+    for (let t = 0; t < shape.targets; t++) subs.push(await subscribe(sourceUrl, targetUrls[t], publication, n.sub(g, t), { enabled: true }));
+  }
+  await waitStreaming(targetUrls[0], subs, 300_000);
+  const src = await connect(sourceUrl, "bench");
+  const tgt = await connect(targetUrls[0], "bench wait");
+  const byKind = [await CpuByKind.open(env.source.url(), env.source.dataDir), await CpuByKind.open(env.target.url(), env.target.dataDir)];
+  return {
+    env, subs, src, tgt, byKind,
+    async close() {
+      for (const c of [src, tgt]) await c.end().catch(() => undefined);
+      for (const k of byKind) await k.close();
+    },
+  };
+}
+
+/**
+ * Subscriptions that applied a transaction committed after `lsn`: a subscription's
+ * replication origin (pg_<oid>) advances to a source transaction's commit in the
+ * target transaction that applies it, and only transactions on its tables move it.
+ */
+async function nativeSubsPast(c: Client, lsn: string): Promise<string[]> {
+  const { rows } = await c.query(
+    `select s.subname from pg_subscription s
+       join pg_replication_origin_status o on o.external_id = 'pg_' || s.oid::text
+      where o.remote_lsn > $1::pg_lsn`,
+    [lsn],
+  );
+  return rows.map((r) => r.subname);
+}
+
+/** dbsync's round r on the native pair: the same transaction, until every subscription applied it. */
+async function nativeRound(ns: NativeScale, n: Names, r: number) {
+  const srv = serversCpu(ns.env);
+  const kinds0 = await Promise.all(ns.byKind.map((k) => k.mark()));
+  const load = os.loadavg()[0];
+  const results = (await ns.src.query(touchEveryTable(n, "pg_current_wal_insert_lsn()::text as lsn"))) as unknown as { rows: { lsn: string }[] }[];
+  const t0 = performance.now();
+  const lsn = results[results.length - 2].rows[0].lsn;
+  const stuck = async () => (await ns.tgt.query("select * from pg_stat_subscription where pid is null or latest_end_lsn < $1::pg_lsn limit 5", [lsn])).rows;
+  const at = await waitEach(stuck, n.subs, t0, 600, () => nativeSubsPast(ns.tgt, lsn), () => [], `native: one transaction, round ${r + 1}`, 20);
+  return {
+    ...spread(at), load, perSubS: at, serverCpuSeconds: serversCpuSince(ns.env, srv),
+    serverCpuByKind: await Promise.all(ns.byKind.map((k, i) => k.since(kinds0[i]))),
+  };
+}
+
 // ---- the run -------------------------------------------------------------------------
 
 async function main() {
@@ -502,21 +614,31 @@ async function main() {
   // Connections are what this measures: room for a sidecar that opens too many.
   const env = await startClusters(shape.durability, { max_connections: 1000 });
   const result: Record<string, unknown> = { shape, machine: { cpus: os.cpus().length, memoryGB: round(os.totalmem() / 2 ** 30, 1), load: os.loadavg() }, settings: env.settings };
+  const nativeEnv = shape.native ? await startClusters(shape.durability, nativeSettings(n.subs.length)) : null;
+  if (nativeEnv) result.nativeSettings = nativeEnv.settings;
   const sidecars: SidecarProcess[] = [];
   try {
-    const out = await run(env, n, progress, sidecars, result);
+    const out = await run(env, nativeEnv, n, progress, sidecars, result);
     progress.stop();
     process.stdout.write(out + "\n");
   } finally {
     progress.stop();
     await Promise.all(sidecars.map((p) => p.stop()));
     await stopClusters(env);
+    if (nativeEnv) await stopClusters(nativeEnv);
     const file = shape.out ?? path.join(__dirname, "results", `scale-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
     process.stdout.write(`JSON: ${writeJson(file, result)}\n`);
   }
 }
 
-async function run(env: BenchEnv, n: Names, progress: Progress, sidecars: SidecarProcess[], result: Record<string, unknown>): Promise<string> {
+async function run(
+  env: BenchEnv,
+  nativeEnv: BenchEnv | null,
+  n: Names,
+  progress: Progress,
+  sidecars: SidecarProcess[],
+  result: Record<string, unknown>,
+): Promise<string> {
   const { shape } = n;
   const db = "scale";
   const sourceUrl = withDatabase(env.source.url(), db);
@@ -563,7 +685,7 @@ async function run(env: BenchEnv, n: Names, progress: Progress, sidecars: Sideca
       progress.step(`initial copy: ${shape.tables} tables x ${shape.targets} targets by ${shape.processes} processes`);
       const t0 = performance.now();
       for (let p = 0; p < shape.processes; p++) sidecars.push(new SidecarProcess(sourceUrl, args));
-      const copied = await waitEach(src, n.subs, t0, 3600, () => copiedSubs(src), () => sidecars, "initial copy", 250);
+      const copied = await waitEach(dbsyncStuck(src), n.subs, t0, 3600, () => copiedSubs(src), () => sidecars, "initial copy", 250);
       const copy = {
         ...spread(copied), perSubS: copied, ...procStats(sidecars, sidecars.map(() => 0)), batches: batchesSince(sidecars, t0),
         conns: { source: sourceConns.stats(t0), target: targetConns.stats(t0) },
@@ -586,6 +708,8 @@ async function run(env: BenchEnv, n: Names, progress: Progress, sidecars: Sideca
       const statusMs = await medianMs(5, () => src.query("select * from dbsync.status"));
       result.statusMsAfterCopy = statusMs;
 
+      const native = nativeEnv && (await nativeSetup(nativeEnv, n, progress));
+      const nativeRounds: Awaited<ReturnType<typeof nativeRound>>[] = [];
       // One transaction touching every table.
       if (shape.profile) for (const u of [sourceUrl, ...targetUrls]) await profileReset(u);
       const rounds: ({ lastS: number; medianS: number; cpuSeconds: (number | null)[] } & Record<string, unknown>)[] = [];
@@ -593,28 +717,30 @@ async function run(env: BenchEnv, n: Names, progress: Progress, sidecars: Sideca
       for (let r = 0; r < shape.applyRounds; r++) {
         progress.step(`one transaction touching all ${shape.tables} tables, round ${r + 1}/${shape.applyRounds}`);
         await sleep(3000);
-        const sql = ["begin"];
-        for (let i = 1; i <= shape.tables; i++) sql.push(`update ${n.table(i)} set val = val || '+' where id <= 10`);
-        sql.push("select pg_current_xact_id()::text as xid", "commit");
+        const sql = touchEveryTable(n, "pg_current_xact_id()::text as xid");
         const cpu = cpuNow(sidecars);
         const srv = serversCpu(env);
         const kinds0 = await Promise.all(byKind.map((k) => k.mark()));
-        const results = (await src.query(sql.join(";\n"))) as unknown as { rows: { xid: string }[] }[];
+        const load = os.loadavg()[0];
+        const results = (await src.query(sql)) as unknown as { rows: { xid: string }[] }[];
         const t0 = performance.now();
         const xid = results[results.length - 2].rows[0].xid;
-        const at = await waitEach(src, n.subs, t0, 600, () => subsPast(src, xid), () => sidecars, "one transaction", 20);
+        const at = await waitEach(dbsyncStuck(src), n.subs, t0, 600, () => subsPast(src, xid), () => sidecars, "one transaction", 20);
         rounds.push({
-          ...spread(at), perSubS: at, cpuSeconds: procStats(sidecars, cpu).cpuSeconds, serverCpuSeconds: serversCpuSince(env, srv),
+          ...spread(at), load, perSubS: at, cpuSeconds: procStats(sidecars, cpu).cpuSeconds, serverCpuSeconds: serversCpuSince(env, srv),
           batches: batchesSince(sidecars, t0),
           conns: { source: sourceConns.stats(t0), target: targetConns.stats(t0) },
           ...(shape.profile ? { serverCpuByKind: await Promise.all(byKind.map((k, i) => k.since(kinds0[i]))) } : {}),
         });
+        if (native) nativeRounds.push(await nativeRound(native, n, r));
       }
       for (const k of byKind) await k.close();
       result.apply = { rounds, medianLastS: median(rounds.map((r) => r.lastS)) };
+      if (native) result.native = { rounds: nativeRounds, medianLastS: median(nativeRounds.map((r) => r.lastS)) };
       if (shape.profile) result.profile = { source: await profileTop(sourceUrl), target: await profileTop(targetUrls[0]) };
       progress.log(`one transaction: all in sync after ${rounds.map((r) => r.lastS).join(" / ")} s`);
 
+      if (native) await native.close();
       if (shape.kill) result.kill = await killPhase(src, n, progress, sidecars, sourceUrl, targetUrls, args);
     } finally {
       await sourceConns.stop();
@@ -659,7 +785,7 @@ async function killPhase(src: Client, n: Names, progress: Progress, sidecars: Si
   sidecars[0].proc.kill("SIGKILL");
   await sidecars[0].exited;
   sidecars[0] = new SidecarProcess(sourceUrl, args);
-  const at = await waitEach(src, n.subs, t0, 3600, () => copiedSubs(src), () => sidecars, "resync with a kill", 250);
+  const at = await waitEach(dbsyncStuck(src), n.subs, t0, 3600, () => copiedSubs(src), () => sidecars, "resync with a kill", 250);
   const copies: Record<string, { once: number; twice: number; none: number }> = {};
   for (const [t, u] of targetUrls.entries()) {
     copies[n.target(t)] = await withClient(u, async (c) => {
@@ -682,6 +808,8 @@ function report(r: Record<string, any>, n: Names): string {
   const { shape } = n;
   const lines: string[] = [];
   const sum = (xs: (number | null)[]) => round(xs.reduce<number>((a, b) => a + (b ?? 0), 0), 1);
+  const serverCpu = (rounds: any[]) => rounds.map((x) => x.serverCpuSeconds.join(" + ")).join(" / ") + " s";
+  const loads = (rounds: any[]) => rounds.map((x) => x.load.toFixed(1)).join(" / ");
   lines.push(
     `bench:scale, PostgreSQL ${r.settings.source.server_version}, ${shape.durability === "default" ? "initdb defaults (fsync on)" : "fsync off"}: ` +
       `${shape.tables} tables x ${shape.rows} rows, ${shape.groups} groups x ${shape.targets} targets = ${n.subs.length} subscriptions, ` +
@@ -705,9 +833,15 @@ function report(r: Record<string, any>, n: Names): string {
   if (r.apply) {
     rows.push(["one transaction touching every table, until all in sync (median of rounds)", `${r.apply.medianLastS} s (${r.apply.rounds.map((x: any) => x.lastS).join(" / ")})`, "<= 3 s"]);
     rows.push(["  sidecar CPU per round (sum of processes)", `${r.apply.rounds.map((x: any) => sum(x.cpuSeconds)).join(" / ")} s`, ""]);
-    rows.push(["  server CPU per round, source + target cluster", r.apply.rounds.map((x: any) => x.serverCpuSeconds.join(" + ")).join(" / ") + " s", ""]);
+    rows.push(["  server CPU per round, source + target cluster", serverCpu(r.apply.rounds), ""]);
+    rows.push(["  load average (1 min) at each round's start", loads(r.apply.rounds), ""]);
     rows.push(["  batches (last round)", inside(r.apply.rounds.at(-1).batches), ""]);
     rows.push(["  their phases (s, summed; overlapping)", phasesOf(r.apply.rounds.at(-1).batches), ""]);
+  }
+  if (r.native) {
+    rows.push(["native logical replication, the same transaction after each round, until all in sync", `${r.native.medianLastS} s (${r.native.rounds.map((x: any) => x.lastS).join(" / ")})`, "<= 3 s"]);
+    rows.push(["  server CPU per round, source + target cluster", serverCpu(r.native.rounds), ""]);
+    rows.push(["  load average (1 min) at each round's start", loads(r.native.rounds), ""]);
   }
   const conns = (s: ConnStats) => `${s.max} (${Object.entries(s.maxBy).map(([k, v]) => `${k.replace(/^dbsync /, "")} ${v}`).join(", ")})`;
   rows.push(["connections on the source, max: while copying", conns(c.conns.source), ""]);
@@ -739,15 +873,17 @@ function report(r: Record<string, any>, n: Names): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   lines.push(head.map((h, i) => h.padStart(widths[i])).join("  "));
   for (const b of body) lines.push(b.map((x, i) => x.padStart(widths[i])).join("  "));
-  if (r.apply?.rounds[0]?.serverCpuByKind) {
-    lines.push("", "server CPU per round by backend kind (s, rounds separated by /):");
+  const byKind = (title: string, rounds: any[]) => {
+    lines.push("", `${title} per round by backend kind (s, rounds separated by /):`);
     for (const [i, side] of ["source", "target cluster"].entries()) {
-      const kinds = [...new Set(r.apply.rounds.flatMap((x: any) => Object.keys(x.serverCpuByKind[i])))] as string[];
-      const per = kinds.map((k) => [k, r.apply.rounds.map((x: any) => x.serverCpuByKind[i][k] ?? 0)] as [string, number[]]);
+      const kinds = [...new Set(rounds.flatMap((x) => Object.keys(x.serverCpuByKind[i])))] as string[];
+      const per = kinds.map((k) => [k, rounds.map((x) => x.serverCpuByKind[i][k] ?? 0)] as [string, number[]]);
       per.sort((a, b) => median(b[1])! - median(a[1])!);
       lines.push(`  ${side}: ` + per.filter(([, v]) => v.some((x) => x >= 0.05)).map(([k, v]) => `${k} ${v.join("/")}`).join(", "));
     }
-  }
+  };
+  if (r.apply?.rounds[0]?.serverCpuByKind) byKind("server CPU", r.apply.rounds);
+  if (r.native) byKind("native: server CPU", r.native.rounds);
   if (r.profile) {
     for (const side of ["source", "target"]) {
       lines.push("", `where the apply rounds' time went on the ${side}${side === "target" ? " (first target database)" : ""} (pg_stat_statements, nested statements included, those differing by their tables as one: ms, of it planning, calls, statement):`);

@@ -19,6 +19,9 @@ const TARGET_TRIGGER = `
   create function spoil() returns trigger language plpgsql as $$ begin new.v := -1; return new; end $$;
   create trigger spoil before insert or update on b for each row execute function spoil();`;
 
+const pidOf = async (c: { query: (sql: string) => Promise<{ rows: { pid: number }[] }> }) =>
+  (await c.query("select pg_backend_pid() as pid")).rows[0].pid;
+
 test("a target connection whose session DDL changed is closed, not leased to another subscription", async () => {
   const env = await freshEnv("links_reuse");
   await env.source.query(DDL + "insert into a values (1, 1); insert into b values (1, 1);");
@@ -53,8 +56,6 @@ test("a connection given back as it was leased is leased again; one left in a tr
   const env = await freshEnv("links_check");
   // One connection per pool: the next lease waits for the one given back.
   const links = new Links({ sourceUrl: env.sourceUrl, concurrency: 1, statementTimeoutMs: 0, log: createLog("silent") });
-  const pidOf = async (c: { query: (sql: string) => Promise<{ rows: { pid: number }[] }> }) =>
-    (await c.query("select pg_backend_pid() as pid")).rows[0].pid;
   try {
     let { client } = await links.target(env.targetUrl, "s1");
     let pid = await pidOf(client);
@@ -81,6 +82,46 @@ test("a connection given back as it was leased is leased again; one left in a tr
     const next = await links.reader("s2");
     assert.equal(await pidOf(next), readerPid, "a reader given back clean is leased again");
     links.release(next);
+  } finally {
+    await links.close();
+  }
+});
+
+test("a lease of dbsync's own statements only is given back without its settings read; a transaction, a lock or lost replica mode still close it", async () => {
+  const env = await freshEnv("links_own");
+  const links = new Links({ sourceUrl: env.sourceUrl, concurrency: 1, statementTimeoutMs: 0, log: createLog("silent") });
+  try {
+    // The lease that set the session up (ensureTargetSchema) is checked in full whatever the caller says.
+    let { client } = await links.target(env.targetUrl, "s1");
+    let pid = await pidOf(client);
+    await client.query("set work_mem = '7MB'");
+    links.release(client, false, true);
+    ({ client } = await links.target(env.targetUrl, "s2"));
+    assert.notEqual(await pidOf(client), pid, "the first lease's setting is seen");
+    pid = await pidOf(client);
+    for (const [dirty, kept] of [
+      ["select 1", true],
+      ["begin", false],
+      ["select pg_advisory_lock(1)", false],
+      ["set session_replication_role = origin", false],
+    ] as const) {
+      await client.query(dirty);
+      links.release(client, false, true);
+      ({ client } = await links.target(env.targetUrl, "s2"));
+      const again = await pidOf(client);
+      assert.equal(again === pid, kept, `after ${dirty}: ${kept ? "leased again" : "closed"}`);
+      pid = again;
+    }
+    // (The connection the last one closed left for a new one: set up in this lease, checked in full.)
+    links.release(client, false, true);
+    ({ client } = await links.target(env.targetUrl, "s3"));
+    assert.equal(await pidOf(client), pid);
+    // The caller's word: a lease that ran no batch changed no setting, so none is read (this one did).
+    await client.query("set work_mem = '7MB'");
+    links.release(client, false, true);
+    ({ client } = await links.target(env.targetUrl, "s3"));
+    assert.equal(await pidOf(client), pid);
+    links.release(client);
   } finally {
     await links.close();
   }

@@ -99,6 +99,8 @@ export class Applier {
   private targetState?: TargetState;
   /** The batch being applied, for error reports. */
   currentTick?: number;
+  /** A batch was read (and so maybe applied) since the connections were leased: they ran others' code (Links.release). */
+  private readBatch = false;
 
   constructor(
     readonly name: string,
@@ -118,13 +120,13 @@ export class Applier {
       try {
         const sub = await loadSubscription(reader, this.name);
         if (!sub) {
-          links.release(reader);
+          links.release(reader, false, true);
           return "gone";
         }
         // Held until the session closes; a crashed process loses it at once.
         const ok = await tryLock(reader, "apply", sub.sub_id);
         if (!ok) {
-          links.release(reader);
+          links.release(reader, false, true);
           return "busy";
         }
         this.locked = sub.sub_id;
@@ -352,6 +354,7 @@ export class Applier {
           readers: Math.min(READERS_PER_BATCH, 1 + this.opts.links.spareReaders()),
           splitEvents: splitEvents(),
         };
+        this.readBatch = true;
         const read = await phases.time("plan", () => openReader(exporter, reader, batch, limits, this.opts.plans)).catch(async (err) => {
           await reader.query("rollback").catch(() => undefined);
           if (sqlstateOf(err) !== "40001") throw err;
@@ -443,10 +446,11 @@ export class Applier {
    * their state is unknown) closes them instead, which releases the lock too.
    */
   async close(broken = true) {
-    const { reader, target, locked } = this;
+    const { reader, target, locked, readBatch } = this;
     const { links } = this.opts;
     this.reader = this.target = this.targetState = this.locked = undefined;
-    if (target) links.release(target, broken);
+    this.readBatch = false;
+    if (target) links.release(target, broken, !readBatch);
     if (!reader) return;
     if (!broken) {
       try {
@@ -455,7 +459,7 @@ export class Applier {
         broken = true;
       }
     }
-    links.release(reader, broken);
+    links.release(reader, broken, !readBatch);
   }
 }
 

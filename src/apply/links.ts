@@ -10,7 +10,8 @@
 // left in a transaction, under another role or with a session setting changed (by
 // DDL from execute_ddl, say `set session_replication_role = origin` or a
 // search_path) is closed, not handed to the next subscription, whose batches would
-// run under it without an error. A big batch reads with more than its one reader
+// run under it without an error. Its settings are looked at only after a lease that
+// ran someone else's code (see release). A big batch reads with more than its one reader
 // (src/target/readers.ts) only from readers free at that moment (spareReaders): so a
 // process holds at most --concurrency source readers in all, and an applier never
 // waits for a second one while holding its first (every applier doing so at once
@@ -40,13 +41,15 @@ export interface LinkOptions {
  * Names it back to its pool's name (`name`; null: the conninfo's own name) and
  * lists what differs from a fresh connection of the pool: an open transaction, a
  * role set, an advisory lock (a subscription's apply lock) held, replica mode lost
- * on a target, a setting changed for the session (SET LOCAL ends with its
- * transaction; client_connection_check_interval is set at connect, src/db/client.ts). One
- * simple-protocol statement: its implicit transaction starts with it, so its
- * transaction_timestamp() equals its statement_timestamp() unless a transaction
- * was open before (the extended protocol's messages each move the latter).
+ * on a target, and with `settings` a setting changed for the session (SET LOCAL ends
+ * with its transaction; client_connection_check_interval is set at connect,
+ * src/db/client.ts): the pg_settings view builds a row for every setting, 1.9 ms of
+ * the backend's CPU against 0.2 for the rest (bench/HISTORY.md). One simple-protocol
+ * statement: its implicit transaction starts with it, so its transaction_timestamp()
+ * equals its statement_timestamp() unless a transaction was open before (the
+ * extended protocol's messages each move the latter).
  */
-function sessionCheck(name: string | null, replica: boolean): string {
+function sessionCheck(name: string | null, replica: boolean, settings: boolean): string {
   const appName = name === null ? "pg_catalog.current_setting('application_name')" : escapeLiteral(name);
   return `
   select pg_catalog.set_config('application_name', ${appName}, false),
@@ -57,9 +60,9 @@ function sessionCheck(name: string | null, replica: boolean): string {
                 then 'an advisory lock held' end,
            case when ${replica} and pg_catalog.current_setting('session_replication_role') <> 'replica'
                 then 'session_replication_role ' || pg_catalog.current_setting('session_replication_role') end
-         ] || array(select pg_catalog.format('%s = %s', s.name, s.setting) from pg_catalog.pg_settings s
+         ]${settings ? ` || array(select pg_catalog.format('%s = %s', s.name, s.setting) from pg_catalog.pg_settings s
                      where s.source = 'session' and s.name not in ('application_name', 'client_connection_check_interval')
-                       and not (${replica} and s.name = 'session_replication_role')), null) as changes`;
+                       and not (${replica} and s.name = 'session_replication_role'))` : ""}, null) as changes`;
 }
 interface Named {
   pool: Pool;
@@ -76,6 +79,8 @@ export class Links {
   private readonly targets = new Map<string, Named>();
   private readonly states = new WeakMap<PoolClient, TargetState>();
   private readonly owners = new WeakMap<PoolClient, Named>();
+  /** Target connections whose session was set up in this lease (ensureTargetSchema's DDL may fire the target's event triggers). */
+  private readonly setUp = new WeakSet<PoolClient>();
 
   constructor(private readonly opts: LinkOptions) {
     this.source = this.pool(opts.sourceUrl, READER_NAME, false);
@@ -145,6 +150,7 @@ export class Links {
       }
       state = { stages: new StageTables(), sequences: new SequenceSync(), straight: named.straight };
       this.states.set(client, state);
+      this.setUp.add(client);
     }
     return { client, state };
   }
@@ -166,15 +172,24 @@ export class Links {
   /**
    * Back to its pool, its name back to the pool's, once sessionCheck found it as
    * the pool gave it out; otherwise, or when `broken` (after an error its
-   * session's state is unknown), closed.
+   * session's state is unknown), closed. `ownCode`: the lease ran dbsync's own
+   * statements only (the subscription and its lock, the target's position, no
+   * batch read or applied), which set nothing for the session: its settings are
+   * not looked at. A batch runs others' code: a reader's the output functions of
+   * the tables' types, a target's execute_ddl's DDL, the columns' defaults and
+   * checks, ENABLE ALWAYS triggers. In bench:scale's rounds such leases are more
+   * than half (a subscription woken again after its batch, moved to the tick its
+   * group's other subscription took).
    */
-  release(client: PoolClient, broken = false): void {
+  release(client: PoolClient, broken = false, ownCode = false): void {
     const named = this.owners.get(client);
     if (broken || !named) {
       client.release(broken || undefined);
       return;
     }
-    client.query<{ changes: string[] }>(sessionCheck(named.rename, named.replica)).then(
+    const settings = !ownCode || this.setUp.has(client);
+    this.setUp.delete(client);
+    client.query<{ changes: string[] }>(sessionCheck(named.rename, named.replica, settings)).then(
       ({ rows }) => {
         const changes = rows[0].changes;
         if (!changes.length) return client.release();
