@@ -21,7 +21,7 @@ test("a replicated table fed by native logical replication (CREATE SUBSCRIPTION 
   await setup(env, ddl, ["t"], { copyData: true });
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
   // Through the initial synchronization (a COPY, which fires statement triggers) first.
-  await env.source.query(`create subscription sb connection '${upstreamUrl}' publication pb`);
+  await env.source.query(`create subscription sb_brk21 connection '${upstreamUrl}' publication pb`);
   try {
     const arrived = async () => (await tableText(upstream, "t")).join("\n") === (await tableText(env.source, "t")).join("\n");
     await until("the subscription's initial copy on the source", arrived, 60_000);
@@ -34,7 +34,7 @@ test("a replicated table fed by native logical replication (CREATE SUBSCRIPTION 
     await until("the upstream's changes applied on the source", arrived, 60_000);
     await strictlyConverged(env, ["t"]);
   } finally {
-    await env.source.query("drop subscription sb");
+    await env.source.query("drop subscription sb_brk21");
     await sidecar.stop();
   }
 });
@@ -44,7 +44,7 @@ test("the replica-mode capture trigger of a plain table stays so: ENABLE TRIGGER
   await setup(env, "create table t (id int primary key, v text)", ["t"]);
   const modes = async () => Object.fromEntries((await env.source.query<{ tgname: string; tgenabled: string }>(
     "select tgname, tgenabled from pg_trigger where tgrelid = 't'::regclass order by tgname")).rows.map((r) => [r.tgname, r.tgenabled]));
-  const meant = { dbsync_capture_del: "A", dbsync_capture_ins: "A", dbsync_capture_key: "A", dbsync_capture_replica: "R", dbsync_capture_replica_mark: "R", dbsync_capture_trunc: "A", dbsync_capture_upd: "A" };
+  const meant = { dbsync_capture_del: "A", dbsync_capture_ins: "A", dbsync_capture_key: "A", dbsync_capture_replica: "R", dbsync_capture_replica_mark: "R", dbsync_capture_replica_unmark: "R", dbsync_capture_trunc: "A", dbsync_capture_upd: "A" };
   assert.deepEqual(await modes(), meant);
   for (const ddl of ["alter table t enable trigger all", "alter table t enable always trigger dbsync_capture_replica", "alter table t enable trigger dbsync_capture_replica"]) {
     await env.source.query(ddl);

@@ -51,7 +51,7 @@ test("native logical replication into a source: the apply worker's rows and an a
     alter table x enable always trigger x_writes_t`, "source"));
   await env.source.query("select dbsync.add_table('t', 'g')");
   await env.source.query("select dbsync.add_subscription('s', 'g', $1, copy_data => false)", [env.targetUrl]);
-  await env.source.query(`create subscription sb connection '${upstreamUrl}' publication pb with (copy_data = false)`);
+  await env.source.query(`create subscription sb_cap_replica connection '${upstreamUrl}' publication pb with (copy_data = false)`);
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
   try {
     await synced(env);
@@ -64,7 +64,7 @@ test("native logical replication into a source: the apply worker's rows and an a
     assert.ok((await tableText(env.source, "t")).length > 40);
     await strictlyConverged(env, ["t"]);
   } finally {
-    await env.source.query("drop subscription sb");
+    await env.source.query("drop subscription sb_cap_replica");
     await sidecar.stop();
   }
 });

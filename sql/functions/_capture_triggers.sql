@@ -4,7 +4,7 @@
 --   with pg_trigger.tgenabled: 'A' fires always, 'O' only in origin mode (the
 --   default ENABLE), 'R' only in replica mode, 'D' never; and how each should fire
 --   (meant): ALWAYS, but the row trigger of a plain table for the sessions whose
---   statements fire no statement trigger, and its BEFORE STATEMENT mark, in replica
+--   statements fire no statement trigger, and its statement mark and unmark, in replica
 --   mode only (see _install_capture). The one place that knows how they are named: _enable_always,
 --   _on_ddl and _check_capturable read their states here.
 --   Parameters: p_relid, p_partitions.
@@ -14,7 +14,7 @@ create or replace function dbsync._capture_triggers(p_relid oid, p_partitions bo
 returns table (rel regclass, name name, enabled "char", meant "char")
 language sql stable set search_path = pg_catalog, pg_temp as $$
     select tg.tgrelid::regclass, tg.tgname, tg.tgenabled,
-           (case when tg.tgname in ('dbsync_capture_replica', 'dbsync_capture_replica_mark') then 'R' else 'A' end)::"char"
+           (case when tg.tgname in ('dbsync_capture_replica', 'dbsync_capture_replica_mark', 'dbsync_capture_replica_unmark') then 'R' else 'A' end)::"char"
     from pg_trigger tg
     where tg.tgname like E'dbsync\\_capture\\_%'
       and (tg.tgrelid = p_relid

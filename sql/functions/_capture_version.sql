@@ -20,8 +20,11 @@
 --     8  that row trigger fires only WHEN its statement fired no statement trigger
 --        (dbsync_capture_replica_mark, _statement_mark): other replica-mode
 --        sessions no longer queue each row's key a second time
+--     9  a replica-mode statement clears its mark when it ends
+--        (dbsync_capture_replica_unmark): a statement inside the apply worker's
+--        change (a column default's) hid the worker's row that followed
 --   Parameters: none.
 --   Returns: the version.
 --   Calls: nothing. Tables touched: none.
 create or replace function dbsync._capture_version() returns int
-language sql immutable set search_path = pg_catalog, pg_temp as $$ select 8 $$;
+language sql immutable set search_path = pg_catalog, pg_temp as $$ select 9 $$;

@@ -35,7 +35,7 @@
 --   pglogical's) fires row triggers only, never statement triggers: a plain table
 --   also gets the row trigger of partitions and children (capture_row_<table_id>),
 --   firing in replica mode only (dbsync_capture_replica; with its BEFORE STATEMENT
---   mark, the capture triggers that are not ALWAYS: _capture_triggers), and only
+--   mark and unmark, the capture triggers that are not ALWAYS: _capture_triggers), and only
 --   WHEN the row's statement fired no statement trigger: other replica sessions'
 --   statements mark themselves first (dbsync_capture_replica_mark), and their rows
 --   are left to the statement triggers (_statement_mark).
@@ -230,8 +230,11 @@ begin
         execute format('create trigger dbsync_capture_del after delete on %s referencing old table as dbsync_old for each statement execute function dbsync.%I()',
                        t.relid::regclass, 'capture_old_' || p_table_id);
         -- Fires only for rows whose statement fired no statement trigger (the apply
-        -- worker's): a replica session's statement marks itself first.
+        -- worker's): a replica session's statement marks itself first, and clears
+        -- the mark when it ends.
         execute format('create trigger dbsync_capture_replica_mark before insert or update or delete on %s for each statement execute function dbsync._mark_replica_statement()',
+                       t.relid::regclass);
+        execute format('create trigger dbsync_capture_replica_unmark after insert or update or delete on %s for each statement execute function dbsync._mark_replica_statement()',
                        t.relid::regclass);
         execute format($w$create trigger dbsync_capture_replica after insert or update or delete on %s for each row
                           when (pg_catalog.current_setting('dbsync.statement', true) is distinct from dbsync._statement_mark(0))

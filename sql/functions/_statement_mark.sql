@@ -9,8 +9,10 @@
 --   a database that is also a source, a bulk load skipping foreign keys), whose
 --   statement triggers capture the rows, it never does, and their rows cost no queue
 --   INSERT each. A mark left over from another statement never matches: the depth
---   tells a worker's own row from an application trigger's statement it ran, and the
---   start time differs from one applied change to the next. Only a mismatch that
+--   tells a worker's own row from an application trigger's statement it ran, the
+--   start time differs from one applied change to the next, and a statement clears
+--   its mark when it ends (a column default's, run by the worker at depth 0 before
+--   the worker's row: dbsync_capture_replica_unmark). Only a mismatch that
 --   should have matched is possible (a statement changing DateStyle or TimeZone
 --   midway), and it queues a key twice, which costs and changes nothing.
 --   Inlined into the trigger's WHEN clause, where it runs as the writer (EXECUTE
