@@ -385,7 +385,7 @@ test("happy path: groups, tables, subscriptions as seen in dbsync.status and dbs
   // It can be added again.
   await value(src, "select dbsync.add_table('public.later')");
   assert.equal((await tableStates("sub_copy"))["public.later"], "copying");
-  assert.equal(await value(src, "select count(*)::int from pg_trigger where tgrelid = 'public.later'::regclass"), 7);
+  assert.equal(await value(src, "select count(*)::int from pg_trigger where tgrelid = 'public.later'::regclass"), 8);
 
   // drop_subscription: gone from status and table_status.
   await value(src, "select dbsync.drop_subscription('sub_nocopy')");

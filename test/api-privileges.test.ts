@@ -223,8 +223,8 @@ test("(d) a role granted usage and execute administers replication (functions ru
   const gid = await value<number>(adm, "select dbsync.create_group('adm')");
   assert.ok(gid > 0);
   await value(adm, "select dbsync.add_table('public.adm_t', 'adm')");
-  // ins, upd, del, key, trunc, and replica with its mark (the logical replication apply worker's).
-  assert.equal(await value(src, "select count(*)::int from pg_trigger where tgrelid = 'public.adm_t'::regclass"), 7);
+  // ins, upd, del, key, trunc, and replica with its mark and unmark (the logical replication apply worker's).
+  assert.equal(await value(src, "select count(*)::int from pg_trigger where tgrelid = 'public.adm_t'::regclass"), 8);
   await value(adm, "select dbsync.add_subscription('adm_sub', 'adm', $1)", [env.targetUrl]);
   await value(adm, "select dbsync.pause('adm_sub')");
   assert.equal(await value(src, "select paused from dbsync.subscriptions where name = 'adm_sub'"), true);

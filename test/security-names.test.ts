@@ -150,9 +150,9 @@ test("hostile identifiers replicate as names through copy, stream, key changes a
   );
   assert.ok(fns.length >= 4, `capture functions: ${fns.map((f) => f.proname)}`);
   // And the triggers sit on the tables and partitions we named (insert, update, the
-  // row trigger for a changed key, delete, truncate, the row trigger of replica mode and its statement mark).
+  // row trigger for a changed key, delete, truncate, the row trigger of replica mode and its statement mark and unmark).
   for (const tbl of [T1, T2, T4]) {
-    assert.equal(await value(env.source, "select count(*)::int from pg_trigger where tgrelid = $1::regclass and tgname ~ '^dbsync_capture'", [tbl]), 7);
+    assert.equal(await value(env.source, "select count(*)::int from pg_trigger where tgrelid = $1::regclass and tgname ~ '^dbsync_capture'", [tbl]), 8);
   }
 
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"]);
