@@ -39,6 +39,8 @@ comment on table dbsync.sidecar_roles is
     'Roles granted the sidecar''s rights by dbsync.grant_sidecar; add_table, add_sequence and migrate grant them again.';
 comment on table dbsync.monitor_roles is
     'Roles granted the monitoring rights by dbsync.grant_monitor (read dbsync.status and dbsync.table_status, call wait_for_sync); migrate grants them again.';
+comment on table dbsync.group_pairings is
+    'A row per group that add_table and add_subscription both write, so that a REPEATABLE READ transaction pairing with an outdated view of the other fails (dbsync._pair_group).';
 comment on table dbsync.migrations is
     'The numbered migrations applied by dbsync migrate (migrations/*.sql), each once.';
 comment on table dbsync.installed_code is

@@ -216,6 +216,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._enable_always(regclass)": "admin",
   "dbsync._follow_name(integer)": "admin",
   "dbsync._origin_mode()": "admin",
+  "dbsync._pair_group(integer,text)": "admin",
   "dbsync._check_snapshot(oid[])": "admin",
   "dbsync._types_holding(oid)": "admin",
   "dbsync._unreplicated_ddl(integer,text,boolean)": "admin",
@@ -283,6 +284,7 @@ const RELATIONS: Record<string, RelTier> = {
   verify_progress: "ownerOnly", // read through table_status
   sidecar_roles: "ownerOnly",
   monitor_roles: "ownerOnly",
+  group_pairings: "ownerOnly", // add_table and add_subscription write it (_pair_group)
   ddl_context: "ownerOnly", // execute_ddl's marker: only dbsync's functions write it
   unlogged_intact: "ownerOnly", // its row goes with the unlogged tables at crash recovery: only maintain puts it back
   ddl_log: "ownerOnly",

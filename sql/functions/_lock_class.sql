@@ -10,8 +10,8 @@
 --                      _verify_hold (shared);
 --     verify_schedule  "dbvs", 0: one _verify_schedule at a time;
 --     group_pairs      "dbtp", group_id: add_table against add_subscription of
---                      the group (transaction lock; each pairs its new row with
---                      the other's rows it sees).
+--                      the group (transaction lock, _pair_group; each pairs its
+--                      new row with the other's rows it sees).
 --   The locks taken where no dbsync code is installed (migrate, a target's
 --   bookkeeping schema) are src/locks.ts's.
 --   Parameters: p_lock, one of the names above.

@@ -9,8 +9,8 @@
 --   Errors: empty name or conninfo, invalid conninfo, unknown group, duplicate name.
 --   Parameters: name, group_name, target_conninfo, copy_data.
 --   Returns: the subscription's id (dbsync.subscriptions.sub_id).
---   Calls: dbsync._check_name, dbsync._conninfo_check, dbsync._group_id, dbsync._lock_class. Tables touched:
---     dbsync.subscription_tables, dbsync.subscriptions (written); dbsync.groups,
+--   Calls: dbsync._check_name, dbsync._conninfo_check, dbsync._group_id, dbsync._pair_group. Tables touched:
+--     dbsync.group_pairings, dbsync.subscription_tables, dbsync.subscriptions (written); dbsync.groups,
 --     dbsync.tables (read).
 create or replace function dbsync.add_subscription(name text, group_name text, target_conninfo text,
                                                    copy_data boolean default true) returns int
@@ -43,7 +43,7 @@ begin
     values (add_subscription.name, v_group, target_conninfo, copy_data, v_tick)
     returning sub_id into v_id;
     -- Against an add_table of the group not yet committed, as add_table's own.
-    perform pg_advisory_xact_lock(dbsync._lock_class('group_pairs'), v_group);
+    perform dbsync._pair_group(v_group, 'add_subscription');
     insert into dbsync.subscription_tables (sub_id, table_id, state, copy_tick)
     select v_id, t.table_id,
            case when copy_data then 'pending' else 'streaming' end,

@@ -18,8 +18,8 @@
 --   Returns: the table's id (dbsync.tables.table_id; the existing one when the table is
 --     already in the group with this key).
 --   Calls: dbsync._add_owned_sequences, dbsync._group_id, dbsync._install_capture,
---     dbsync._key_columns, dbsync._lock_class, dbsync._server_has, dbsync._timestamp_columns. Tables touched: dbsync.sequences,
---     dbsync.subscription_tables, dbsync.tables (written); dbsync.groups,
+--     dbsync._key_columns, dbsync._pair_group, dbsync._server_has, dbsync._timestamp_columns. Tables touched: dbsync.sequences,
+--     dbsync.group_pairings, dbsync.subscription_tables, dbsync.tables (written); dbsync.groups,
 --     dbsync.subscriptions (read); triggers on the replicated table (dynamic).
 create or replace function dbsync.add_table(tbl regclass, group_name text default 'default',
                                             key_columns text[] default null) returns int
@@ -112,8 +112,8 @@ begin
     -- An add_subscription of the group in a transaction not yet committed would pair
     -- its subscription with the tables it sees, not this one, and this statement
     -- would not see it: wait for it, and see it (READ COMMITTED takes a new snapshot
-    -- per statement).
-    perform pg_advisory_xact_lock(dbsync._lock_class('group_pairs'), v_group);
+    -- per statement; an older snapshot fails, _pair_group).
+    perform dbsync._pair_group(v_group, 'add_table');
     insert into dbsync.subscription_tables (sub_id, table_id, state, copy_tick)
     select s.sub_id, v_id,
            case when s.copy_data then 'pending' else 'streaming' end,
