@@ -2,7 +2,7 @@
 // statement mark, see dbsync._statement_mark) with PostgreSQL's native logical
 // replication feeding a source.
 import { test } from "node:test";
-import { createDatabase, freshEnv, pool, startSidecar, until, value } from "./helpers";
+import { SOURCE_MAJOR, createDatabase, freshEnv, pool, startSidecar, until, value } from "./helpers";
 import { setup, strictlyConverged, synced } from "./kit/convergence";
 
 // The apply worker fills a subscriber-only column from its default, here a counter
@@ -27,6 +27,30 @@ test("native logical replication: a default that writes another replicated table
     await strictlyConverged(env, ["c", "t"]);
   } finally {
     await env.source.query("drop subscription sb_b21b");
+    await sidecar.stop();
+  }
+});
+
+// A replica-mode session's MERGE (PostgreSQL 15) fires the statement triggers of each
+// action it names, marks itself, and its rows are left to them: every action's rows
+// arrive, and an ON CONFLICT's in the same transaction. Held, kept as a guard.
+test("a replica-mode session's MERGE and ON CONFLICT on a plain table: every row reaches the target", {
+  skip: SOURCE_MAJOR < 15 && "MERGE comes with PostgreSQL 15",
+}, async () => {
+  const env = await freshEnv("b21b_merge");
+  await setup(env, "create table t (id int primary key, v text)", ["t"]);
+  await env.source.query("insert into t select g, 'old' from generate_series(1, 20) g");
+  await env.source.query(`begin; set local session_replication_role = replica;
+    merge into t using (select g from generate_series(10, 30) g) s on t.id = s.g
+      when matched and s.g % 2 = 0 then update set v = 'merged'
+      when matched then delete
+      when not matched then insert values (s.g, 'new');
+    insert into t values (1, 'upsert'), (100, 'upsert') on conflict (id) do update set v = excluded.v;
+    commit`);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await strictlyConverged(env, ["t"]);
+  } finally {
     await sidecar.stop();
   }
 });
