@@ -54,3 +54,36 @@ test("a replica-mode session's MERGE and ON CONFLICT on a plain table: every row
     await sidecar.stop();
   }
 });
+
+// A subscription with streaming = on (PostgreSQL 14): a transaction larger than the
+// upstream's logical_decoding_work_mem reaches the apply worker in pieces, applied
+// from its spool file at the commit, with an application trigger's statements among
+// its rows. Held, kept as a guard.
+test("native logical replication with streaming = on: a streamed transaction's rows all reach the target", {
+  skip: SOURCE_MAJOR < 14 && "streaming subscriptions come with PostgreSQL 14",
+}, async () => {
+  const env = await freshEnv("b21b_stream");
+  const upstreamUrl = await createDatabase(process.env.DBSYNC_TEST_TARGET_URL!, "b21b_stream_upstream");
+  const upstream = pool(upstreamUrl, 2);
+  await upstream.query(`create table t (id int primary key, v text); create publication pb for table t;
+    do $$ begin execute format('alter database %I set logical_decoding_work_mem = %L', current_database(), '64kB'); end $$`);
+  await setup(env, "create table t (id int primary key, v text); create table c (id int primary key, n int not null)", ["c", "t"]);
+  await env.source.query(`insert into c values (1, 0);
+    create function t_counts() returns trigger language plpgsql as $$ begin update public.c set n = n + 1 where id = 1; return null; end $$;
+    create trigger t_counts after insert on t for each row execute function t_counts();
+    alter table t enable always trigger t_counts`);
+  await env.source.query(`create subscription sb_b21b_stream connection '${upstreamUrl}' publication pb with (copy_data = false, streaming = on)`);
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await synced(env);
+    await upstream.query("insert into t select g, repeat('x', 200) from generate_series(1, 5000) g");
+    await upstream.query("begin; update t set v = 'u' where id % 3 = 0; delete from t where id % 7 = 0; commit");
+    await until("the upstream's rows applied on the source", async () => (await value<number>(env.source, "select count(*)::int from t where v = 'u'")) > 0, 120_000);
+    await until("the upstream streamed a transaction", async () =>
+      (await value<number>(upstream, "select coalesce(sum(stream_txns), 0)::int from pg_stat_replication_slots where slot_name = 'sb_b21b_stream'")) > 0, 30_000);
+    await strictlyConverged(env, ["c", "t"]);
+  } finally {
+    await env.source.query("drop subscription sb_b21b_stream");
+    await sidecar.stop();
+  }
+});
