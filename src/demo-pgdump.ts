@@ -29,7 +29,7 @@ const run = promisify(execFile);
  * pg_restore stops on it, loudly. Written so that `grep -E` reads it the same.
  */
 export const DBSYNC_TRIGGER_TOC =
-  /^[0-9]+; [0-9]+ [0-9]+ (EVENT TRIGGER - dbsync_(ddl|drop|rewrite)_watch|TRIGGER [^ ]+ [^ ]+ dbsync_capture_(ins|upd|del|key|trunc|row|part_trunc|replica|replica_mark)) /;
+  /^[0-9]+; [0-9]+ [0-9]+ (EVENT TRIGGER - dbsync_(ddl|drop|rewrite)_watch|TRIGGER [^ ]+ [^ ]+ dbsync_capture_(ins|upd|del|key|trunc|row|part_trunc|replica|replica_mark|replica_unmark)) /;
 
 export interface PgDump {
   dump: string;
