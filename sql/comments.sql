@@ -12,7 +12,7 @@ comment on table dbsync.ticks is
 comment on table dbsync.installed_at is
     'The OID dbsync.groups had when dbsync was installed: another one means this database was restored from a pg_dump of another, whose tables and transaction ids dbsync''s state names (dbsync._restored_by_dump).';
 comment on table dbsync.tables is
-    'Replicated tables (dbsync.add_table): group, key columns, whether the key follows the primary key; removed_at once removed or dropped; timestamp_columns: its timestamp and timestamptz columns as of its last DDL (dbsync._timestamps_retyped).';
+    'Replicated tables (dbsync.add_table): group, key columns, whether the key follows the primary key; removed_at once removed or dropped; timestamp_columns: its timestamp and timestamptz columns as of its last DDL (dbsync._timestamps_retyped); column_names: its columns'' names by attnum as of its last DDL (dbsync._column_names).';
 comment on table dbsync.shapes is
     'The key shapes of each table over time (key columns, their attnums and types): queued keys are read by the shape they were captured in.';
 comment on table dbsync.subscriptions is

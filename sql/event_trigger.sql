@@ -14,6 +14,9 @@
 -- (dbsync._timestamps_retyped), for the tables replicated before migration 0035.
 update dbsync.tables set timestamp_columns = dbsync._timestamp_columns(relid)
 where timestamp_columns is null and removed_at is null;
+-- And their columns' names (dbsync._column_names), for those replicated before 0047.
+update dbsync.tables set column_names = dbsync._column_names(relid)
+where column_names is null and removed_at is null;
 -- The names dbsync.tables records are the ones the targets know each table by
 -- (dbsync._follow_name, which the DDL event trigger calls): a RENAME or SET SCHEMA
 -- outside execute_ddl is held until acknowledged. Taken as they are now, so that a
@@ -29,8 +32,10 @@ declare
 begin
     for w in select * from (values
         ('dbsync_ddl_watch', 'ddl_command_end', 'dbsync._on_ddl()'::regprocedure,
-         -- ALTER INDEX: PostgreSQL takes ALTER INDEX ... RENAME for a table too.
-         array['ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER', 'ALTER TYPE', 'ALTER SCHEMA', 'ALTER INDEX']),
+         -- PostgreSQL takes ALTER INDEX ... RENAME for a table too, and ALTER VIEW,
+         -- MATERIALIZED VIEW and FOREIGN TABLE ... RENAME COLUMN.
+         array['ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER', 'ALTER TYPE', 'ALTER SCHEMA', 'ALTER INDEX',
+               'ALTER VIEW', 'ALTER MATERIALIZED VIEW', 'ALTER FOREIGN TABLE']),
         ('dbsync_drop_watch', 'sql_drop', 'dbsync._on_drop()'::regprocedure,
          array['DROP TABLE', 'DROP SEQUENCE', 'DROP SCHEMA', 'DROP OWNED', 'ALTER TABLE', 'DROP TRIGGER', 'DROP INDEX',
                -- ... CASCADE drops the columns of the type, the generated ones of the function.

@@ -4,8 +4,9 @@
 // as a guard; what broke is a test that failed before its fix.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, startSidecar, value } from "./helpers";
+import { SOURCE_MAJOR, freshEnv, startSidecar, value } from "./helpers";
 import { failsWith, setup, strictlyConverged, synced } from "./kit/convergence";
+import { swapHeldThenEqual } from "./kit/swaps";
 
 // Failed before the fix (no error, wait_for_sync true, the target's x holding the
 // source's y): PostgreSQL takes ALTER INDEX ... RENAME for a table too, and its tag
@@ -14,24 +15,69 @@ import { failsWith, setup, strictlyConverged, synced } from "./kit/convergence";
 // table's rows went into the other's.
 test("two replicated tables' names swapped by ALTER INDEX ... RENAME outside execute_ddl: an error until acknowledged, then equal", async () => {
   const env = await freshEnv("brk22_swap_index");
-  await setup(env, "create table x (id int primary key, v text); create table y (id int primary key, v text)", ["x", "y"]);
+  await swapHeldThenEqual(env, "begin; alter index x rename to tmp; alter index y rename to x; alter index tmp rename to y; commit",
+    /RENAME of public\.[xy] outside dbsync\.execute_ddl changed its name on the source only/, async () => {
+      // Through execute_ddl, the targets run it at its point and the record follows.
+      await env.source.query("select dbsync.execute_ddl('g', 'alter index x rename to z')");
+      await env.source.query("insert into z values (12, 'after the rename')");
+      await strictlyConverged(env, ["z", "y"]);
+    });
+});
+
+/** `alter <kind> <rel> rename column a to tmp; b to a; tmp to b` (`kind` may be "type ... cascade" for a typed table's type). */
+function columnSwap(kind: string, rel: string, a: string, b: string, cascade = ""): string {
+  return [[a, "tmp"], [b, a], ["tmp", b]].map(([from, to]) => `alter ${kind} ${rel} rename ${kind === "type" ? "attribute" : "column"} ${from} to ${to}${cascade}`).join("; ");
+}
+
+// Failed before the fix: a column renamed outside execute_ddl was listed (by ALTER
+// TABLE; by ALTER VIEW, ALTER MATERIALIZED VIEW and ALTER FOREIGN TABLE, which
+// PostgreSQL takes for a table's RENAME COLUMN too, by ALTER TYPE ... RENAME
+// ATTRIBUTE ... CASCADE of a typed table's type and by an ALTER TABLE of an
+// inheritance child's parent, not even that) while rows streamed
+// on: the targets wrote a column's values under its new name, into the other column
+// where two swapped. The rows the stream did not touch kept the old columns, and
+// those it did were swapped a second time once the target's DBA made the same
+// change, as README says to: no error, wait_for_sync true.
+test("two columns' names swapped outside execute_ddl (ALTER TABLE, VIEW, MATERIALIZED VIEW, FOREIGN TABLE, TYPE ... CASCADE, a parent's ALTER TABLE), rows changed, the same swap on the target: an error until acknowledged, then equal", async () => {
+  const env = await freshEnv("brk22_swap_columns");
+  // (ALTER VIEW ... RENAME COLUMN comes with PostgreSQL 13.)
+  const kinds = ([
+    ["ct", "table", ""],
+    ["cv", "view", ""],
+    ["cm", "materialized view", ""],
+    ["cf", "foreign table", ""],
+    ["ctyped", "type", " cascade"],
+    ["ck", "parent", ""],
+  ] as [string, string, string][]).filter(([, kind]) => kind !== "view" || SOURCE_MAJOR >= 13);
+  const plain = kinds.filter(([t]) => !["ctyped", "ck"].includes(t)).map(([t]) => `create table ${t} (id int primary key, p text, q text)`).join("; ");
+  await setup(env, `${plain}; create type cty as (id int, p text, q text); create table ctyped of cty (primary key (id));
+    create table cparent (id int, p text, q text); create table ck (primary key (id)) inherits (cparent)`, kinds.map(([t]) => t));
+  const tables = kinds.map(([t]) => t);
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
   try {
-    await env.source.query("insert into x select g, 'x' || g from generate_series(1, 10) g; insert into y select g, 'y' || g from generate_series(1, 10) g");
+    for (const t of tables) await env.source.query(`insert into ${t} select g, 'p' || g, 'q' || g from generate_series(1, 10) g`);
     await synced(env);
-    const swap = "begin; alter index x rename to tmp; alter index y rename to x; alter index tmp rename to y; commit";
-    await env.source.query(swap);
-    await env.source.query("update y set v = v || ' (old x)' where id <= 5; update x set v = v || ' (old y)' where id > 5; insert into x values (11, 'new in old y')");
-    await failsWith(env, /RENAME of public\.[xy] outside dbsync\.execute_ddl changed its name on the source only/);
+    // The types' and the parents' commands name neither the typed table nor the child.
+    const swapOn = (kind: string, t: string, cascade: string) =>
+      kind === "type" ? columnSwap(kind, "cty", "p", "q", cascade) : kind === "parent" ? columnSwap("table", "cparent", "p", "q") : columnSwap(kind, t, "p", "q");
+    const swaps = kinds.map(([t, kind, cascade]) => swapOn(kind, t, cascade)).join("; ");
+    await env.source.query(swaps);
+    for (const t of tables) await env.source.query(`update ${t} set p = p || '.' where id <= 5; insert into ${t} values (11, 'p11', 'q11')`);
+    for (const t of tables) {
+      const listed = Number(await value(env.source, "select count(*) from dbsync.unreplicated_ddl where table_name = $1", [`public.${t}`]));
+      assert.ok(listed >= 1, `${t}: listed in dbsync.unreplicated_ddl`);
+    }
+    await failsWith(env, /RENAME COLUMN of public\.c\w+ outside dbsync\.execute_ddl changed/);
     assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '1 s')"), false);
-    await env.target.query(swap);
+    // The target's DBA spells it ALTER TABLE (ALTER TYPE for the typed table).
+    await env.target.query(kinds.map(([t, kind, cascade]) => swapOn(kind === "type" || kind === "parent" ? kind : "table", t, cascade)).join("; "));
     await env.source.query("select dbsync.acknowledge_ddl(null)");
-    await env.source.query("update x set v = v || '.'; update y set v = v || '.'");
-    await strictlyConverged(env, ["x", "y"]);
-    // Through execute_ddl, the targets run it at its point and the record follows.
-    await env.source.query("select dbsync.execute_ddl('g', 'alter index x rename to z')");
-    await env.source.query("insert into z values (12, 'after the rename')");
-    await strictlyConverged(env, ["z", "y"]);
+    for (const t of tables) await env.source.query(`update ${t} set q = q || '!' where id > 8`);
+    await strictlyConverged(env, tables);
+    // Through execute_ddl the targets swap them at that point of the stream: nothing held.
+    await env.source.query("select dbsync.execute_ddl('g', $1)", [columnSwap("table", "ct", "p", "q")]);
+    await env.source.query("update ct set p = p || '#' where id % 2 = 0");
+    await strictlyConverged(env, tables);
   } finally {
     await sidecar.stop();
   }

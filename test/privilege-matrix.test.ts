@@ -163,6 +163,8 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._domain_checked(oid)": "admin",
   "dbsync._timestamp_columns(oid)": "admin",
   "dbsync._timestamps_retyped(integer)": "admin",
+  "dbsync._column_names(oid)": "admin",
+  "dbsync._columns_recorded(integer,text,jsonb)": "admin",
   "dbsync._own_values_added(oid,boolean)": "admin",
   "dbsync._request_copy(integer,integer[])": "admin",
   "dbsync._unlogged_lost()": "admin",

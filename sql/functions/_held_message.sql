@@ -9,5 +9,5 @@ create or replace function dbsync._held_message(p_ddl_id bigint, p_tag text, p_t
 language sql immutable strict set search_path = pg_catalog, pg_temp as $$
     select format('%s of %s outside dbsync.execute_ddl changed its %s on the source only (dbsync.unreplicated_ddl, ddl_id %s): '
                   'make the same change on the target, then select dbsync.acknowledge_ddl(%s), and the table is copied again',
-                  p_tag, p_table, case when p_tag like '% RENAME' then 'name' else 'rows' end, p_ddl_id, p_ddl_id)
+                  p_tag, p_table, case when p_tag like '% RENAME' then 'name' when p_tag like '% RENAME COLUMN' then 'column names' else 'rows' end, p_ddl_id, p_ddl_id)
 $$;

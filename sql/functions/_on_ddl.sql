@@ -11,7 +11,7 @@
 --   rewrite (a default of now(): dbsync._own_values_added) has the table copied
 --   again once the change is acknowledged (rewrites: dbsync._on_rewrite), as are a
 --   table renamed or moved to another schema, or whose schema was renamed
---   (dbsync._follow_name), and a
+--   (dbsync._follow_name), or one of whose columns was renamed (dbsync._column_names), and a
 --   column retyped between timestamp and timestamptz (dbsync._timestamps_retyped,
 --   no rewrite under UTC; a typed table's too, by ALTER TYPE ... CASCADE). So is an ALTER TYPE of
 --   a type that a replicated column holds (dbsync._types_holding), unless
@@ -25,7 +25,7 @@
 --   Returns: nothing (an event trigger).
 --   Calls: dbsync._capture_stale, dbsync._capture_triggers, dbsync._check_capturable,
 --     dbsync._check_snapshot, dbsync._ddl_group, dbsync._enable_always,
---     dbsync._follow_name, dbsync._install_capture, dbsync._origin_mode, dbsync._own_values_added, dbsync._sync_partitions,
+--     dbsync._column_names, dbsync._columns_recorded, dbsync._follow_name, dbsync._install_capture, dbsync._origin_mode, dbsync._own_values_added, dbsync._sync_partitions,
 --     dbsync._timestamps_retyped, dbsync._types_holding, dbsync._unreplicated_ddl. Tables touched: dbsync.tables (read;
 --     its names written by _follow_name).
 create or replace function dbsync._on_ddl() returns event_trigger
@@ -37,6 +37,7 @@ declare
     v_mode text := dbsync._origin_mode();
     v_retyped boolean;
     v_renamed boolean;
+    v_columns_renamed boolean;
 begin
     -- A capture trigger renamed could then be dropped as if it were the owner's own
     -- (the drop event trigger knows them by name).
@@ -86,15 +87,18 @@ begin
                 if dbsync._capture_stale(t.table_id) then
                     perform dbsync._install_capture(t.table_id);
                 end if;
-                -- (Through execute_ddl too: its record must follow.)
+                -- (Through execute_ddl too: their records must follow.)
                 v_retyped := dbsync._timestamps_retyped(t.table_id);
+                v_columns_renamed := dbsync._columns_recorded(t.table_id, 'column_names', dbsync._column_names(t.relid));
                 if v_group is null then
                     -- A column added with a default that is stable, not volatile
                     -- (now(), current_user), fills the rows with a missing value, read
                     -- on each server for itself, and rewrites nothing (see _on_rewrite);
                     -- timestamp to timestamptz under UTC rewrites nothing either.
-                    perform dbsync._unreplicated_ddl(t.table_id, case when v_renamed then 'ALTER TABLE ... RENAME' else r.command_tag end,
-                                                     v_renamed or v_retyped or dbsync._own_values_added(t.relid, false));
+                    perform dbsync._unreplicated_ddl(t.table_id, case when v_renamed then 'ALTER TABLE ... RENAME'
+                                                                      when v_columns_renamed then 'ALTER TABLE ... RENAME COLUMN'
+                                                                      else r.command_tag end,
+                                                     v_renamed or v_columns_renamed or v_retyped or dbsync._own_values_added(t.relid, false));
                 end if;
             end if;
             -- ENABLE TRIGGER ALL (or ENABLE TRIGGER on one of dbsync's) makes a capture
@@ -111,13 +115,13 @@ begin
         end loop;
     end loop;
     -- ALTER TABLE recurses to inheritance children, and the commands name only the
-    -- table altered: a child replicated itself that got a column filled so, or
+    -- table altered: a child replicated itself that got a column filled so,
     -- retyped between timestamp and timestamptz (rewritten ones: _on_rewrite; one of
-    -- another group under execute_ddl: _ddl_plan refuses it). Through execute_ddl
-    -- only their timestamp columns are recorded. Not partitions, which add_table
-    -- refuses (their table's capture covers them): a partitioned table's thousands
-    -- are not walked.
-    if v_group is distinct from 0 and tg_tag = 'ALTER TABLE' then
+    -- another group under execute_ddl: _ddl_plan refuses it), or renamed (also by
+    -- ALTER VIEW and the like). Through execute_ddl only their records follow. Not
+    -- partitions, which add_table refuses (their table's capture covers them): a
+    -- partitioned table's thousands are not walked.
+    if v_group is distinct from 0 and tg_tag in ('ALTER TABLE', 'ALTER VIEW', 'ALTER MATERIALIZED VIEW', 'ALTER FOREIGN TABLE') then
         for r in with recursive kids(relid) as (
                      select i.inhrelid from pg_event_trigger_ddl_commands() c
                      join pg_inherits i on i.inhparent = c.objid
@@ -129,8 +133,10 @@ begin
                  select tb.table_id, tb.relid from kids k join dbsync.tables tb on tb.relid = k.relid and tb.removed_at is null
                  order by tb.table_id loop
             v_retyped := dbsync._timestamps_retyped(r.table_id);
-            if v_group is null and (v_retyped or dbsync._own_values_added(r.relid, false)) then
-                perform dbsync._unreplicated_ddl(r.table_id, 'ALTER TABLE', true);
+            v_columns_renamed := dbsync._columns_recorded(r.table_id, 'column_names', dbsync._column_names(r.relid));
+            if v_group is null and (v_retyped or v_columns_renamed or dbsync._own_values_added(r.relid, false)) then
+                perform dbsync._unreplicated_ddl(r.table_id, case when v_columns_renamed then 'ALTER TABLE ... RENAME COLUMN'
+                                                                  else 'ALTER TABLE' end, true);
             end if;
         end loop;
     end if;
@@ -165,16 +171,20 @@ begin
             perform dbsync._unreplicated_ddl(r.table_id, 'ALTER TYPE');
         end loop;
         -- A typed table (CREATE TABLE ... OF) holds no column of its type: the type's
-        -- attributes are its columns, and ALTER ATTRIBUTE ... CASCADE retypes them with
-        -- no command naming the table. Between timestamp and timestamptz under UTC that
-        -- rewrites nothing (break-s20); its record follows through execute_ddl too.
-        for r in select distinct tb.table_id, tb.group_id from pg_event_trigger_ddl_commands() c
+        -- attributes are its columns, and ALTER ATTRIBUTE ... CASCADE retypes them
+        -- (RENAME ATTRIBUTE ... CASCADE renames them) with no command naming the
+        -- table. Between timestamp and timestamptz under UTC that rewrites nothing
+        -- (break-s20); its records follow through execute_ddl too.
+        for r in select distinct tb.table_id, tb.group_id, tb.relid from pg_event_trigger_ddl_commands() c
                  join pg_class k on c.classid = 'pg_class'::regclass and k.oid = c.objid and k.relkind = 'c'
                  join pg_class x on x.reloftype = k.reltype
                  join dbsync.tables tb on tb.relid = x.oid and tb.removed_at is null
                  where v_group is distinct from 0 loop
-            if dbsync._timestamps_retyped(r.table_id) and v_group is distinct from r.group_id then
-                perform dbsync._unreplicated_ddl(r.table_id, 'ALTER TYPE', true);
+            v_retyped := dbsync._timestamps_retyped(r.table_id);
+            v_columns_renamed := dbsync._columns_recorded(r.table_id, 'column_names', dbsync._column_names(r.relid));
+            if (v_retyped or v_columns_renamed) and v_group is distinct from r.group_id then
+                perform dbsync._unreplicated_ddl(r.table_id, case when v_columns_renamed then 'ALTER TYPE ... RENAME COLUMN'
+                                                                  else 'ALTER TYPE' end, true);
             end if;
         end loop;
     end if;

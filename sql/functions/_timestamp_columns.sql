@@ -35,20 +35,9 @@ $$;
 --   targets run it alike, but the record must follow).
 --   Parameters: p_table_id.
 --   Returns: boolean.
---   Calls: dbsync._timestamp_columns. Tables touched: dbsync.tables (read, written).
+--   Calls: dbsync._columns_recorded, dbsync._timestamp_columns. Tables touched: dbsync.tables (read, written).
 create or replace function dbsync._timestamps_retyped(p_table_id int) returns boolean
-language plpgsql set search_path = pg_catalog, pg_temp as $$
-declare
-    v_was jsonb;
-    v_now jsonb;
-begin
-    select t.timestamp_columns, dbsync._timestamp_columns(t.relid) into v_was, v_now
-    from dbsync.tables t where t.table_id = p_table_id;
-    if v_now is not distinct from v_was then
-        return false;
-    end if;
-    update dbsync.tables set timestamp_columns = v_now where table_id = p_table_id;
-    return exists (select from jsonb_each_text(v_was) w join jsonb_each_text(v_now) n using (key)
-                   where w.value <> n.value);
-end
+language sql set search_path = pg_catalog, pg_temp as $$
+    select dbsync._columns_recorded(t.table_id, 'timestamp_columns', dbsync._timestamp_columns(t.relid))
+    from dbsync.tables t where t.table_id = p_table_id
 $$;

@@ -7,7 +7,7 @@
 --   each server computes for itself), or its name (p_tag 'ALTER TABLE ... RENAME',
 --   'ALTER SCHEMA ... RENAME':
 --   the targets write its rows under the new name, into another table where one has
---   it, until they are renamed too): every subscription of the group shows an
+--   it, until they are renamed too), or a column's ('... RENAME COLUMN', alike): every subscription of the group shows an
 --   error until the change is acknowledged, then copies the table again
 --   (dbsync.acknowledge_ddl). One entry for each table a statement changed: the
 --   rewrite event trigger (for each rewritten partition) and the DDL event trigger
@@ -46,6 +46,7 @@ begin
     if p_recopy then
         raise warning 'dbsync: % of replicated table % changed %', p_tag, v_name,
                       case when p_tag like '% RENAME' then 'the name its targets know it by outside dbsync.execute_ddl: batches write its rows under its new name there'
+                           when p_tag like '% RENAME COLUMN' then 'the name of a column its targets know outside dbsync.execute_ddl: batches write its values under its new name there'
                            else 'its rows outside dbsync.execute_ddl, and no row trigger saw it' end
             using hint = format('Every subscription of the group shows an error until you make the same change on its target, then '
                                 'select dbsync.acknowledge_ddl(%s): each then copies %s again from the source (whatever the '

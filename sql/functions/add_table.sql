@@ -18,7 +18,7 @@
 --   Returns: the table's id (dbsync.tables.table_id; the existing one when the table is
 --     already in the group with this key).
 --   Calls: dbsync._add_owned_sequences, dbsync._group_id, dbsync._install_capture,
---     dbsync._key_columns, dbsync._pair_group, dbsync._server_has, dbsync._timestamp_columns. Tables touched: dbsync.sequences,
+--     dbsync._key_columns, dbsync._pair_group, dbsync._server_has, dbsync._timestamp_columns, dbsync._column_names. Tables touched: dbsync.sequences,
 --     dbsync.group_pairings, dbsync.subscription_tables, dbsync.tables (written); dbsync.groups,
 --     dbsync.subscriptions (read); triggers on the replicated table (dynamic).
 create or replace function dbsync.add_table(tbl regclass, group_name text default 'default',
@@ -97,9 +97,10 @@ begin
     v_keys := dbsync._key_columns(tbl, key_columns);
     v_group := dbsync._group_id(group_name, true);
 
-    insert into dbsync.tables (relid, group_id, schema_name, table_name, key_columns, key_is_pk, partitioned, timestamp_columns)
+    insert into dbsync.tables (relid, group_id, schema_name, table_name, key_columns, key_is_pk, partitioned, timestamp_columns,
+                               column_names)
     values (tbl, v_group, v_rel.nspname, v_rel.relname, v_keys, key_columns is null, v_rel.relkind = 'p',
-            dbsync._timestamp_columns(tbl))
+            dbsync._timestamp_columns(tbl), dbsync._column_names(tbl))
     returning table_id into v_id;
     perform dbsync._install_capture(v_id);
     -- PostgreSQL 10 clones no trigger onto a new partition: the DDL event trigger
