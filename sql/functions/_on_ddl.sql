@@ -2,7 +2,7 @@
 --   The DDL event trigger (installed by migrate when the migrating role may create
 --   event triggers). For each captured table a command altered: keeps capture on the
 --   table's current key (regenerated when the key's columns, their names or types
---   changed; only for the tables the command touched, so DDL locks nothing else), keeps the partition TRUNCATE triggers and queues the keys of rows
+--   changed, or a table became a partition or an inheritance child; only for the tables the command touched, so DDL locks nothing else), keeps the partition TRUNCATE triggers and queues the keys of rows
 --   that came or went with a partition. Inside execute_ddl (dbsync._ddl_group) a
 --   table of another group is refused, since its targets would not get the DDL;
 --   outside it the change is logged in dbsync.ddl_log and a WARNING says that the
@@ -140,6 +140,18 @@ begin
             end if;
         end loop;
     end if;
+    -- ATTACH PARTITION names only the partitioned table: a replicated table attached
+    -- so is then written through it, which fires no statement trigger of its own,
+    -- and its capture moves to row triggers as an inheritance child's does
+    -- (_capture_stale). A table detached keeps them, and moves back at its next DDL.
+    for t in select tb.* from pg_event_trigger_ddl_commands() c
+             join pg_inherits i on i.inhparent = c.objid
+             join dbsync.tables tb on tb.relid = i.inhrelid and tb.removed_at is null
+             where c.classid = 'pg_class'::regclass and v_group is distinct from 0 loop
+        if dbsync._capture_stale(t.table_id) then
+            perform dbsync._install_capture(t.table_id);
+        end if;
+    end loop;
     -- ALTER SCHEMA ... RENAME gives every table of the schema a new name, and the
     -- command names only the schema: held as a table's RENAME is (see above), also
     -- through execute_ddl of another group, whose targets do not get it.
