@@ -137,7 +137,10 @@ function connectError(config: ClientConfig, client: Client, err: unknown): unkno
 /**
  * Server-side detection of a vanished sidecar, the backend's real pid, and the
  * conninfo's target_session_attrs (one host: libpq then refuses a server that does
- * not match).
+ * not match). And no idle_session_timeout (PostgreSQL 14+; a start-up option would
+ * be refused by older servers): dbsync's pools keep sessions idle on purpose and
+ * close them themselves (pool.ts IDLE_MS); a database's or role's timeout ended them
+ * between batches, and the next statement's 57P05 was left in dbsync.status.
  */
 async function prepareSession(client: DbsyncClient, guard: GuardConfig) {
   const check = guard.clientCheckIntervalMs;
@@ -145,6 +148,8 @@ async function prepareSession(client: DbsyncClient, guard: GuardConfig) {
     `select pg_backend_pid() as pid,
             case when $1::int > 0 and current_setting('server_version_num')::int >= 140000
                  then set_config('client_connection_check_interval', $1::int::text, false) end as check,
+            case when current_setting('server_version_num')::int >= 140000
+                 then set_config('idle_session_timeout', '0', false) end as idle,
             pg_is_in_recovery() as standby,
             current_setting('default_transaction_read_only')::bool or pg_is_in_recovery() as read_only`,
     [check],
