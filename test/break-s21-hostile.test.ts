@@ -404,6 +404,25 @@ test("a target database with default_transaction_read_only = on: an error in dbs
   }
 });
 
+// PostgreSQL 17's transaction_timeout, set for a database to bound its application's
+// transactions, ended dbsync's own long ones (a table's copy is one) over and over.
+test("source and target databases with transaction_timeout = 150 ms: a copy longer than that completes", {
+  skip: SOURCE_MAJOR < 17 && "transaction_timeout comes with PostgreSQL 17",
+}, async () => {
+  const env = await freshEnv("brk21_tx_timeout");
+  await env.source.query("create table big (id int primary key, v text); insert into big select g, repeat('x', 200) from generate_series(1, 100000) g");
+  await setup(env, "create table t (id int primary key)", ["t"], { copyData: true, targetDdl: "create table t (id int primary key); create table big (id int primary key, v text)" });
+  await env.source.query("select dbsync.add_table('big', 'g')");
+  for (const p of [env.source, env.target]) await setForDatabase(p, "transaction_timeout = '150ms'");
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await synced(env);
+    assert.equal(await value(env.target, "select count(*)::int from big"), 100000);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
 // The sidecar's sessions wait idle between batches (its LISTEN session always):
 // a database's idle_session_timeout (PostgreSQL 14) ended them, and a statement
 // that raced the end left 57P05 in dbsync.status. dbsync's sessions unset it.

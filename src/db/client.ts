@@ -140,7 +140,9 @@ function connectError(config: ClientConfig, client: Client, err: unknown): unkno
  * not match). And no idle_session_timeout (PostgreSQL 14+; a start-up option would
  * be refused by older servers): dbsync's pools keep sessions idle on purpose and
  * close them themselves (pool.ts IDLE_MS); a database's or role's timeout ended them
- * between batches, and the next statement's 57P05 was left in dbsync.status.
+ * between batches, and the next statement's 57P05 was left in dbsync.status. No
+ * transaction_timeout either (17+): a big table's copy is one long transaction,
+ * ended over and over by a timeout meant for the application's.
  */
 async function prepareSession(client: DbsyncClient, guard: GuardConfig) {
   const check = guard.clientCheckIntervalMs;
@@ -150,6 +152,8 @@ async function prepareSession(client: DbsyncClient, guard: GuardConfig) {
                  then set_config('client_connection_check_interval', $1::int::text, false) end as check,
             case when current_setting('server_version_num')::int >= 140000
                  then set_config('idle_session_timeout', '0', false) end as idle,
+            case when current_setting('server_version_num')::int >= 170000
+                 then set_config('transaction_timeout', '0', false) end as tx,
             pg_is_in_recovery() as standby,
             current_setting('default_transaction_read_only')::bool or pg_is_in_recovery() as read_only`,
     [check],
