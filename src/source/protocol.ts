@@ -4,6 +4,7 @@
 // table; opening a batch (begin_batch, batch_plan, several statements in one round
 // trip) lives beside this in batches.ts.
 import type { Client, Pool, PoolClient } from "pg";
+import { DURABLE_COMMIT } from "../db/settings";
 
 /** A source connection: a pool, one of its clients, or a client of its own. */
 export type Source = Pool | PoolClient | Client;
@@ -195,14 +196,12 @@ export async function maintain(source: Source, groupId: number, rotateAfterSecon
 }
 
 /**
- * Run in a transaction that takes a tick: its commit waits for its WAL flush also on
- * a source run with synchronous_commit = off (a DBA's choice for its own writes). A
- * target may stand at any tick once its commit returns (a batch ends at it, or only
- * moves there: an idle group's upkeep tick, a verification's); one acknowledged from
- * memory, then lost in an immediate stop or a crash, would have its id taken again
- * by another snapshot. A stricter setting (a synchronous standby's) is left as is.
+ * Run in a transaction that takes a tick (DURABLE_COMMIT): a target may stand at any
+ * tick once its commit returns (a batch ends at it, or only moves there: an idle
+ * group's upkeep tick, a verification's); one acknowledged from memory, then lost in
+ * an immediate stop or a crash, would have its id taken again by another snapshot.
  */
-export const DURABLE_TICK = "select pg_catalog.set_config('synchronous_commit', 'local', true) where pg_catalog.current_setting('synchronous_commit') = 'off'";
+export const DURABLE_TICK = DURABLE_COMMIT;
 
 /** A tick of the group (dbsync.tick). */
 export async function tick(source: Source, groupId: number, force: boolean): Promise<void> {
