@@ -6,6 +6,7 @@ import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Client } from "pg";
 import { Env, freshEnv, queueOf, sqlError, startSidecar, until, value } from "./helpers";
+import { REPLICA_MODE_FUNCTION } from "../src/target/progress";
 import { failsWith, setup } from "./kit/convergence";
 
 const SECRET = "SECRETsidecar22";
@@ -150,6 +151,29 @@ test("execute_ddl by an admin role that owns one table of the group: DDL on anot
     assert.equal(await queued(), n + 1);
   } finally {
     await adm.end();
+  }
+});
+
+// Before PostgreSQL 15 a superuser makes dbsync.enter_replica_mode() on the target
+// (README Security; the sidecar's error hint gives the SQL). A new function is
+// executable by PUBLIC: a role later granted USAGE on the target's schema dbsync, to
+// read dbsync.applied, entered replica mode with it and wrote its own rows with the
+// target's triggers and foreign keys off. The recipe revokes it from PUBLIC.
+test("the target's dbsync.enter_replica_mode() made by the recipe: a role granted USAGE on schema dbsync cannot call it", async () => {
+  const env = await freshEnv("b22_replica_fn");
+  const READER = "dbsync_applied_reader_b22";
+  await env.target.query(`do $$ begin if not exists (select from pg_roles where rolname = '${READER}') then create role ${READER} login; end if; end $$;
+    create schema dbsync; ${REPLICA_MODE_FUNCTION}; grant usage on schema dbsync to ${READER}`);
+  const u = new URL(env.targetUrl);
+  u.username = READER;
+  const reader = new Client({ connectionString: u.toString() });
+  await reader.connect();
+  try {
+    const err = await sqlError(reader, "select dbsync.enter_replica_mode()");
+    assert.equal(err.code, "42501", `${err.code} ${err.message}`);
+    assert.equal(await value(reader, "select current_setting('session_replication_role')"), "origin");
+  } finally {
+    await reader.end();
   }
 });
 
