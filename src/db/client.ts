@@ -12,6 +12,8 @@ export interface GuardConfig {
   clientCheckIntervalMs: number;
   /** libpq's target_session_attrs, checked once connected. */
   targetSessionAttrs?: string;
+  /** Refuse a server that let the client in without asking for its password (src/conninfo.ts, ownPasswordOnly). */
+  passwordRequired?: boolean;
 }
 export const GUARD = "dbsyncGuard";
 
@@ -43,6 +45,10 @@ function instrument(client: DbsyncClient, config: ClientConfig, guard: GuardConf
   const origConnect = client.connect.bind(client) as () => Promise<unknown>;
   const origEnd = client.end.bind(client) as () => Promise<void>;
   const watchdog = watchLink(client, config, guard.linkTimeoutMs);
+  // node-postgres' Connection emits these when the server asks for a password.
+  let passwordAsked = false;
+  const connection = (client as unknown as { connection: NodeJS.EventEmitter }).connection;
+  for (const m of ["authenticationCleartextPassword", "authenticationMD5Password", "authenticationSASL"]) connection.once(m, () => (passwordAsked = true));
 
   // node-postgres' own words for a statement on a link it lost ("Client has
   // encountered a connection error and is not queryable", "Connection terminated")
@@ -72,6 +78,12 @@ function instrument(client: DbsyncClient, config: ClientConfig, guard: GuardConf
         throw connectError(config, client, err);
       }
       try {
+        if (guard.passwordRequired && !passwordAsked) {
+          throw new DbsyncError(`${where(config, client)} did not ask for the password the conninfo gives`, {
+            sqlstate: "28000",
+            hint: "A target conninfo given by a role other than the dbsync owner is used only with its own password, on a server that asks for it (not trust, peer or a certificate); or the dbsync owner adds the subscription.",
+          });
+        }
         await prepareSession(client, guard);
       } catch (err) {
         watchdog.kill(err instanceof Error ? err : new Error(String(err)));

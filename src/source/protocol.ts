@@ -15,6 +15,8 @@ export interface Subscription {
   sub_uuid: string;
   group_id: number;
   target_conninfo: string;
+  /** The dbsync owner gave the conninfo; else its own password only (src/conninfo.ts, ownPasswordOnly). */
+  conninfo_by_owner: boolean;
   paused: boolean;
   position_tick: number;
   /** resync_subscription asked to accept the source's position over the target's. */
@@ -315,6 +317,7 @@ export interface VerifyJob {
   subscription: string;
   sub_uuid: string;
   target_conninfo: string;
+  conninfo_by_owner: boolean;
   copy_data: boolean;
   schema_name: string;
   table_name: string;

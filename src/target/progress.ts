@@ -182,10 +182,14 @@ export async function markUnloggedIntact(target: Client, subUuid: string): Promi
 /**
  * The function a superuser creates on a target before PostgreSQL 15 (README,
  * Security). PL/pgSQL: PostgreSQL 10 refuses a void SQL function ending in a SELECT.
+ * Not executable by PUBLIC (a new function is): any role then granted USAGE on the
+ * target's schema dbsync (to read dbsync.applied) could turn off its own triggers and
+ * foreign keys with it.
  */
 export const REPLICA_MODE_FUNCTION =
   "create function dbsync.enter_replica_mode() returns void language plpgsql security definer set search_path = pg_catalog " +
-  "as $$ begin perform set_config('session_replication_role', 'replica', false); end $$";
+  "as $$ begin perform set_config('session_replication_role', 'replica', false); end $$; " +
+  "revoke execute on function dbsync.enter_replica_mode() from public";
 
 /**
  * How each session entered replica mode, learned on its first call (outside any
