@@ -29,7 +29,8 @@ declare
 begin
     for w in select * from (values
         ('dbsync_ddl_watch', 'ddl_command_end', 'dbsync._on_ddl()'::regprocedure,
-         array['ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER', 'ALTER TYPE', 'ALTER SCHEMA']),
+         -- ALTER INDEX: PostgreSQL takes ALTER INDEX ... RENAME for a table too.
+         array['ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER', 'ALTER TYPE', 'ALTER SCHEMA', 'ALTER INDEX']),
         ('dbsync_drop_watch', 'sql_drop', 'dbsync._on_drop()'::regprocedure,
          array['DROP TABLE', 'DROP SEQUENCE', 'DROP SCHEMA', 'DROP OWNED', 'ALTER TABLE', 'DROP TRIGGER', 'DROP INDEX',
                -- ... CASCADE drops the columns of the type, the generated ones of the function.
