@@ -174,7 +174,7 @@ const MATRIX: Record<string, FnTier> = {
   "dbsync._edit_distance(text,text)": "admin",
   "dbsync._batch_events(integer,pg_snapshot,pg_snapshot)": "admin",
   "dbsync._events_between(integer,pg_snapshot,pg_snapshot)": "admin",
-  "dbsync._export_tick(integer)": "admin",
+  "dbsync._export_tick(integer,bigint)": "admin",
   "dbsync._grant_monitor_rights(name)": "admin",
   "dbsync._grant_set(text,name)": "admin",
   "dbsync._grant_select(regclass,name)": "admin",
