@@ -599,10 +599,10 @@ async function measureLatency(
   sidecar?: SidecarProcess,
 ): Promise<{ side: LatencySide; rows: LatencyRow[] }> {
   const { latencySeconds, latencyWarmupSeconds } = ctx.sizes;
-  const target = await connect(pair.targetUrl, "bench probe");
+  const target = await connect(pair.targetUrl, "bench");
   const source = await connect(pair.sourceUrl, "bench");
   try {
-    const probe = new LatencyProbe(target, "s1");
+    const probe = new LatencyProbe(pair.targetUrl, "s1");
     await probe.start();
     const { rows } = await source.query("select (clock_timestamp() + make_interval(secs => $1))::text as ws", [latencyWarmupSeconds]);
     const windowStart: string = rows[0].ws;

@@ -428,6 +428,8 @@ export function resolveConninfo(conninfo: string | undefined, env: NodeJS.Proces
 /** What a conninfo means for node-postgres: every setting a pg Client takes from it. */
 export interface ConnSettings {
   config: ClientConfig;
+  /** Refuse a server that does not ask for the password (ownPasswordOnly). */
+  passwordRequired: boolean;
   /** target_session_attrs to check once connected ("any" needs nothing). */
   targetSessionAttrs: string;
   /** Client TCP keepalives (keepalives=0 turns them off). */
@@ -453,14 +455,14 @@ const exists = (file: string) => {
 
 const SYSTEM_HINT = "The system's roots vouch for many hosts: only verify-full (certificate and host name) is safe with them; or name your own CA's file in sslrootcert.";
 
-/** TLS options with libpq's meaning for sslmode and the ssl* keywords. */
-function tlsOptions(p: Map<string, string>, host: string | undefined, env: NodeJS.ProcessEnv): tls.ConnectionOptions {
+/** TLS options with libpq's meaning for sslmode and the ssl* keywords; no client certificate with `ownPassword`. */
+function tlsOptions(p: Map<string, string>, host: string | undefined, env: NodeJS.ProcessEnv, ownPassword: boolean): tls.ConnectionOptions {
   const mode = p.get("sslmode") ?? "prefer";
   const home = env.HOME ?? os.homedir();
   const dir = path.join(home, ".postgresql");
   const o: tls.ConnectionOptions = {};
   // Client certificate: given, else ~/.postgresql/postgresql.crt when it exists (libpq).
-  if (p.get("sslcertmode") !== "disable") {
+  if (p.get("sslcertmode") !== "disable" && !ownPassword) {
     const cert = p.get("sslcert") ?? path.join(dir, "postgresql.crt");
     if (exists(cert)) {
       o.cert = read(cert, "certificate file");
@@ -508,8 +510,36 @@ function tlsOptions(p: Map<string, string>, host: string | undefined, env: NodeJ
   return o;
 }
 
-/** The ClientConfig a conninfo stands for (see the file's header). `env` is libpq's. */
-export function connSettings(conninfo: string | undefined, env: NodeJS.ProcessEnv = process.env): ConnSettings {
+/**
+ * The keywords that name the sidecar's own credentials: its password file, a service
+ * of its pg_service.conf, its client certificate and key.
+ */
+const SIDECAR_CREDENTIALS = ["passfile", "service", "sslcert", "sslkey", "sslpassword"];
+
+/**
+ * Raises unless `conninfo` carries its own password and names none of
+ * SIDECAR_CREDENTIALS: what a target conninfo given by a role other than the dbsync
+ * owner must do. connSettings then takes nothing from the sidecar's environment,
+ * files or client certificate, and its client refuses a server that does not ask for
+ * the password (trust, peer, a certificate). The SQL twin, and why, is
+ * dbsync._conninfo_own_password.
+ */
+function ownPasswordOnly(conninfo: string | undefined): void {
+  const given = conninfo ? parseConninfo(conninfo) : new Map<string, string>();
+  const named = SIDECAR_CREDENTIALS.find((k) => given.get(k));
+  if (named) throw new ConninfoError(`a target conninfo given by a role other than the dbsync owner may not name "${named}"`);
+  if (!given.get("password")) throw new ConninfoError("a target conninfo given by a role other than the dbsync owner must carry its own password");
+}
+
+/**
+ * The ClientConfig a conninfo stands for (see the file's header). `env` is libpq's;
+ * none with `ownPassword` (ownPasswordOnly).
+ */
+export function connSettings(conninfo: string | undefined, env: NodeJS.ProcessEnv = process.env, ownPassword = false): ConnSettings {
+  if (ownPassword) {
+    ownPasswordOnly(conninfo);
+    env = {};
+  }
   const p = resolveConninfo(conninfo, env);
   const host = p.get("host");
   const hostaddr = p.get("hostaddr");
@@ -542,7 +572,7 @@ export function connSettings(conninfo: string | undefined, env: NodeJS.ProcessEn
   config.enableChannelBinding = p.get("channel_binding") !== "disable" && mode !== "disable";
   if (mode === "disable" || viaSocket) config.ssl = false;
   else {
-    const tlsOpts = tlsOptions(p, host ?? hostaddr, env);
+    const tlsOpts = tlsOptions(p, host ?? hostaddr, env, ownPassword);
     if (p.get("sslnegotiation") === "direct" && (mode === "prefer" || mode === "allow")) {
       throw new ConninfoError("sslnegotiation=direct needs sslmode=require, verify-ca or verify-full", "As in libpq: direct TLS cannot fall back to an unencrypted connection.");
     }
@@ -560,6 +590,7 @@ export function connSettings(conninfo: string | undefined, env: NodeJS.ProcessEn
   const idle = p.get("keepalives_idle");
   return {
     config,
+    passwordRequired: ownPassword,
     targetSessionAttrs: p.get("target_session_attrs") ?? "any",
     keepAlive,
     keepAliveIdleMs: idle !== undefined ? Number(idle) * 1000 : undefined,

@@ -21,10 +21,10 @@ const run = promisify(execFile);
 
 /**
  * A pg_restore --list line of one of dbsync's triggers: `1234; 2620 16500 TRIGGER
- * public orders dbsync_capture_ins postgres` (dbsync_capture_ins, _upd, _del, _key, _replica,
- * _trunc, _row, _part_trunc: every name sql/functions/_install_capture.sql gives)
+ * public orders dbsync_capture_ins postgres` (every name sql/ gives a capture trigger)
  * or `1235; 3466 16600 EVENT TRIGGER - dbsync_ddl_watch postgres` (and
- * dbsync_drop_watch, dbsync_rewrite_watch). Exact names, so that an application's own trigger stays. A
+ * dbsync_drop_watch, dbsync_rewrite_watch). Exact names, so that an application's own trigger stays;
+ * the README's two recipes repeat this pattern, and test/pgdump-recipe checks all three against sql/. A
  * name with a space in it does not match: its trigger stays in the list and
  * pg_restore stops on it, loudly. Written so that `grep -E` reads it the same.
  */

@@ -52,6 +52,50 @@ test("begin_batch from a position not recorded yet: the batch starts there; behi
   }
 });
 
+// Each subscription of a group took a tick of its own for the same change: the
+// others then stood behind the group's last tick, and each was woken to apply a
+// batch that only moved its target's position (a lease, a target commit, a job and
+// a report per subscription at every change of the group).
+test("a group's subscriptions end their batches at the same tick when nothing was committed between them; a write in between makes a new one", async () => {
+  const env = await freshEnv("pipeline_shared_tick");
+  await subscribeTables(env, "create table a (id int primary key, v text)", ["a"]);
+  await env.source.query("select dbsync.add_subscription('s2', 'g', $1, copy_data => false)", [env.targetUrl]);
+  const control = new Client(env.sourceUrl);
+  const reader = new Client(env.sourceUrl);
+  await Promise.all([control.connect(), reader.connect()]);
+  const subId = async (name: string) => value<number>(env.source, "select sub_id from dbsync.subscriptions where name = $1", [name]);
+  /** A batch of `name` begun and read (not applied), its plan's events per table. */
+  const batchOf = async (name: string) => {
+    const batch = await beginBatch(control, name, await subId(name), undefined);
+    assert.ok(batch?.snapshot, `no batch to read for ${name}`);
+    const { plan, tickCommitted } = await openReader(control, reader, batch, { copyRows: 1000, readers: 1, splitEvents: 1 });
+    await tickCommitted;
+    await reader.query("commit");
+    return { batch, events: plan.tables.map((t) => [t.target, t.events]) };
+  };
+  try {
+    await env.source.query("insert into a values (1, 'one')");
+    const first = await batchOf("s");
+    const sibling = await batchOf("s2");
+    assert.equal(sibling.batch.to, first.batch.to, "the second subscription took a tick of its own");
+    assert.deepEqual(sibling.events, [['"public"."a"', 1]]);
+    assert.equal(sibling.batch.key, first.batch.key);
+    // Both at that tick, nothing left for either (no batch that only moves the target).
+    for (const name of ["s", "s2"]) await env.source.query("select dbsync.record_progress($1, $2, 1, 0.1)", [await subId(name), first.batch.to]);
+    assert.deepEqual((await env.source.query("select name from dbsync.sidecar_work()")).rows, []);
+
+    // A write committed after the first subscription's tick: the second one's batch needs a new tick.
+    await env.source.query("insert into a values (2, 'two')");
+    const second = await batchOf("s");
+    await env.source.query("insert into a values (3, 'three')");
+    const later = await batchOf("s2");
+    assert.ok(later.batch.to > second.batch.to, "a tick taken before a write was reused after it");
+    assert.deepEqual(later.events, [['"public"."a"', 2]]);
+  } finally {
+    await Promise.all([control, reader].map((c) => c.end()));
+  }
+});
+
 test("the target's commit fails, then dies, while the next batch is being opened: nothing lost or applied twice, and no position reaches the source before the target", async () => {
   const env = await freshEnv("pipeline_commit_dies");
   await subscribeTables(env, "create table a (id int primary key, n int not null, v text)", ["a"]);

@@ -9,7 +9,9 @@
 --   1. when there is something to apply (events committed since the position,
 --      tables to copy, or sequences that moved), takes a tick of the group whose snapshot it exports: the
 --      batch is (position, tick], and the sidecar's reader transaction imports the
---      snapshot, so it reads every row exactly as of the batch's end;
+--      snapshot, so it reads every row exactly as of the batch's end; the group's
+--      last tick instead of a new one when nothing was committed since that one
+--      (taken for another subscription of the group: see dbsync._export_tick);
 --   2. a running verification that holds the subscription (dbsync._verify_hold)
 --      ends the batch at its tick instead, read through the snapshot the verify job
 --      exported; the subscription does not move past a hold it stands at.
@@ -114,7 +116,7 @@ begin
         end if;
         return;
     end if;
-    select x.tick_id, x.snapshot_name into v_tick, v_snapshot_name from dbsync._export_tick(v_sub.group_id) x;
+    select x.tick_id, x.snapshot_name into v_tick, v_snapshot_name from dbsync._export_tick(v_sub.group_id, v_sub.position_tick) x;
     -- A pause that committed after this call read the subscription, but before the
     -- tick's snapshot, would let the batch carry changes committed after pause()
     -- returned: read it again (a new statement, so a new snapshot). A pause that

@@ -190,20 +190,17 @@ end
 $$;
 
 -- dbsync._require_owner(p_what text) returns void
---   Raises unless the session's role is the dbsync owner or a member of it (a
---   superuser is). SECURITY DEFINER code runs as the owner whoever calls it, and an
---   admin role may hold EXECUTE on every function of the schema: what only the owner
---   may do checks the session's role.
+--   Raises unless the session's role is the dbsync owner or a member of it
+--   (dbsync._session_is_owner): what only the owner may do checks the session's role.
 --   Parameters: p_what.
 --   Returns: nothing.
---   Calls: nothing. Tables touched: none.
+--   Calls: dbsync._session_is_owner. Tables touched: none.
 create or replace function dbsync._require_owner(p_what text) returns void
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
-declare
-    v_owner oid := (select n.nspowner from pg_namespace n where n.nspname = 'dbsync');
 begin
-    if not pg_has_role(session_user, v_owner, 'member') then
-        raise exception '%: only the dbsync owner (%) may grant dbsync''s rights', p_what, v_owner::regrole
+    if not dbsync._session_is_owner() then
+        raise exception '%: only the dbsync owner (%) may grant dbsync''s rights', p_what,
+            (select n.nspowner::regrole from pg_namespace n where n.nspname = 'dbsync')
             using errcode = 'insufficient_privilege',
                   hint = 'Connect as the role that ran `dbsync migrate`.';
     end if;

@@ -145,7 +145,7 @@ export class Applier {
 
     // The target is read at every lease: another process may have applied since.
     if (!this.target) {
-      const { client: target, state } = await links.target(sub.target_conninfo, this.name);
+      const { client: target, state } = await links.target(sub.target_conninfo, this.name, sub.conninfo_by_owner);
       try {
         const at = await readAppliedTick(target, sub.sub_uuid);
         // (Where both agree, target_position would only take a row lock: a commit

@@ -42,7 +42,7 @@ export interface LinkOptions {
  * lists what differs from a fresh connection of the pool: an open transaction, a
  * role set, an advisory lock (a subscription's apply lock) held, replica mode lost
  * on a target, and with `settings` a setting changed for the session (SET LOCAL ends
- * with its transaction; client_connection_check_interval is set at connect,
+ * with its transaction; client_connection_check_interval and the session timeouts are set at connect,
  * src/db/client.ts): the pg_settings view builds a row for every setting, 1.9 ms of
  * the backend's CPU against 0.2 for the rest (bench/HISTORY.md). One simple-protocol
  * statement: its implicit transaction starts with it, so its transaction_timestamp()
@@ -61,7 +61,7 @@ function sessionCheck(name: string | null, replica: boolean, settings: boolean):
            case when ${replica} and pg_catalog.current_setting('session_replication_role') <> 'replica'
                 then 'session_replication_role ' || pg_catalog.current_setting('session_replication_role') end
          ]${settings ? ` || array(select pg_catalog.format('%s = %s', s.name, s.setting) from pg_catalog.pg_settings s
-                     where s.source = 'session' and s.name not in ('application_name', 'client_connection_check_interval')
+                     where s.source = 'session' and s.name not in ('application_name', 'client_connection_check_interval', 'idle_session_timeout', 'transaction_timeout')
                        and not (${replica} and s.name = 'session_replication_role'))` : ""}, null) as changes`;
 }
 interface Named {
@@ -86,7 +86,7 @@ export class Links {
     this.source = this.pool(opts.sourceUrl, READER_NAME, false);
   }
 
-  private pool(conninfo: string | undefined, name: string, replica: boolean): Named {
+  private pool(conninfo: string | undefined, name: string, replica: boolean, ownPassword = false): Named {
     // A source reader prints values with only pg_catalog on its search_path: the
     // text of a reg* value names its object's schema then, and a target whose
     // search_path finds another object by that name first reads the same one.
@@ -95,6 +95,7 @@ export class Links {
       statementTimeoutMs: this.opts.statementTimeoutMs,
       pinned: true,
       catalogPath: !replica,
+      ownPassword,
     });
     const pool = newPool({ ...config, max: this.opts.concurrency });
     // A pooled connection that dies while idle is dropped by the pool; the next
@@ -130,13 +131,15 @@ export class Links {
 
   /**
    * A target connection for `conninfo`, with dbsync's tables there and replica mode
-   * on, and the state its batches keep on it.
+   * on, and the state its batches keep on it. `byOwner`: the dbsync owner gave the
+   * conninfo (dbsync.subscriptions.conninfo_by_owner), else its own password only.
    */
-  async target(conninfo: string, subscription: string): Promise<{ client: PoolClient; state: TargetState }> {
-    let named = this.targets.get(conninfo);
+  async target(conninfo: string, subscription: string, byOwner = true): Promise<{ client: PoolClient; state: TargetState }> {
+    const key = `${byOwner}:${conninfo}`;
+    let named = this.targets.get(key);
     if (!named) {
-      named = this.pool(conninfo, TARGET_NAME, true);
-      this.targets.set(conninfo, named);
+      named = this.pool(conninfo, TARGET_NAME, true, !byOwner);
+      this.targets.set(key, named);
     }
     const client = await this.lease(named, subscription);
     let state = this.states.get(client);

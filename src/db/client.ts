@@ -12,6 +12,8 @@ export interface GuardConfig {
   clientCheckIntervalMs: number;
   /** libpq's target_session_attrs, checked once connected. */
   targetSessionAttrs?: string;
+  /** Refuse a server that let the client in without asking for its password (src/conninfo.ts, ownPasswordOnly). */
+  passwordRequired?: boolean;
 }
 export const GUARD = "dbsyncGuard";
 
@@ -43,6 +45,10 @@ function instrument(client: DbsyncClient, config: ClientConfig, guard: GuardConf
   const origConnect = client.connect.bind(client) as () => Promise<unknown>;
   const origEnd = client.end.bind(client) as () => Promise<void>;
   const watchdog = watchLink(client, config, guard.linkTimeoutMs);
+  // node-postgres' Connection emits these when the server asks for a password.
+  let passwordAsked = false;
+  const connection = (client as unknown as { connection: NodeJS.EventEmitter }).connection;
+  for (const m of ["authenticationCleartextPassword", "authenticationMD5Password", "authenticationSASL"]) connection.once(m, () => (passwordAsked = true));
 
   // node-postgres' own words for a statement on a link it lost ("Client has
   // encountered a connection error and is not queryable", "Connection terminated")
@@ -72,6 +78,12 @@ function instrument(client: DbsyncClient, config: ClientConfig, guard: GuardConf
         throw connectError(config, client, err);
       }
       try {
+        if (guard.passwordRequired && !passwordAsked) {
+          throw new DbsyncError(`${where(config, client)} did not ask for the password the conninfo gives`, {
+            sqlstate: "28000",
+            hint: "A target conninfo given by a role other than the dbsync owner is used only with its own password, on a server that asks for it (not trust, peer or a certificate); or the dbsync owner adds the subscription.",
+          });
+        }
         await prepareSession(client, guard);
       } catch (err) {
         watchdog.kill(err instanceof Error ? err : new Error(String(err)));
@@ -137,7 +149,12 @@ function connectError(config: ClientConfig, client: Client, err: unknown): unkno
 /**
  * Server-side detection of a vanished sidecar, the backend's real pid, and the
  * conninfo's target_session_attrs (one host: libpq then refuses a server that does
- * not match).
+ * not match). And no idle_session_timeout (PostgreSQL 14+; a start-up option would
+ * be refused by older servers): dbsync's pools keep sessions idle on purpose and
+ * close them themselves (pool.ts IDLE_MS); a database's or role's timeout ended them
+ * between batches, and the next statement's 57P05 was left in dbsync.status. No
+ * transaction_timeout either (17+): a big table's copy is one long transaction,
+ * ended over and over by a timeout meant for the application's.
  */
 async function prepareSession(client: DbsyncClient, guard: GuardConfig) {
   const check = guard.clientCheckIntervalMs;
@@ -145,6 +162,10 @@ async function prepareSession(client: DbsyncClient, guard: GuardConfig) {
     `select pg_backend_pid() as pid,
             case when $1::int > 0 and current_setting('server_version_num')::int >= 140000
                  then set_config('client_connection_check_interval', $1::int::text, false) end as check,
+            case when current_setting('server_version_num')::int >= 140000
+                 then set_config('idle_session_timeout', '0', false) end as idle,
+            case when current_setting('server_version_num')::int >= 170000
+                 then set_config('transaction_timeout', '0', false) end as tx,
             pg_is_in_recovery() as standby,
             current_setting('default_transaction_read_only')::bool or pg_is_in_recovery() as read_only`,
     [check],

@@ -51,6 +51,12 @@ export interface ConnectOptions {
    * schema named after its role, "$user") reads the source's.
    */
   catalogPath?: boolean;
+  /**
+   * The conninfo was given by a role other than the dbsync owner
+   * (dbsync.subscriptions.conninfo_by_owner): its own password only, to a server that
+   * asks for it (src/conninfo.ts, ownPasswordOnly).
+   */
+  ownPassword?: boolean;
   /** Abort a statement that runs longer (ms, server side); 0 = no limit. */
   statementTimeoutMs?: number;
   /**
@@ -71,7 +77,7 @@ const INTERACTIVE = /^dbsync (cli|verify)$/;
 export function clientConfig(conninfo: string | undefined, opts: ConnectOptions): DbsyncClientConfig {
   const s = linkSettings();
   // The conninfo as libpq reads it (src/conninfo.ts), environment and files included.
-  const conn = connSettings(conninfo);
+  const conn = connSettings(conninfo, process.env, opts.ownPassword);
   const queryTimeoutMs = opts.queryTimeoutMs ?? (INTERACTIVE.test(opts.applicationName) ? 0 : s.queryTimeoutMs);
   const ka = s.serverKeepalives;
   // Startup `options` reach every kind of client (pg-listen's too). The conninfo's
@@ -99,7 +105,7 @@ export function clientConfig(conninfo: string | undefined, opts: ConnectOptions)
     ...(options ? { options } : {}),
     ...(queryTimeoutMs > 0 ? { query_timeout: queryTimeoutMs } : {}),
     Client: DbsyncClient,
-    [GUARD]: { linkTimeoutMs: queryTimeoutMs, clientCheckIntervalMs: s.clientCheckIntervalMs, targetSessionAttrs: conn.targetSessionAttrs },
+    [GUARD]: { linkTimeoutMs: queryTimeoutMs, clientCheckIntervalMs: s.clientCheckIntervalMs, targetSessionAttrs: conn.targetSessionAttrs, passwordRequired: conn.passwordRequired },
   };
 }
 

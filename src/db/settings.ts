@@ -72,6 +72,14 @@ export const VALUE_OPTIONS = startupOptions(PINNED.filter(([name]) => name !== "
  */
 export const CATALOG_FIRST_OPTIONS = '-c search_path=pg_catalog,"$user",public';
 
+/**
+ * In a transaction: its commit waits for its WAL flush, also where the server, the
+ * database or the role runs with synchronous_commit = off (a DBA's choice for the
+ * application's writes). A stricter setting (a synchronous standby's) is left as is.
+ */
+export const DURABLE_COMMIT =
+  "select pg_catalog.set_config('synchronous_commit', 'local', true) where pg_catalog.current_setting('synchronous_commit') = 'off'";
+
 /** Connection timeouts and keepalives, from the environment (read on each call). */
 export interface LinkSettings {
   connectTimeoutMs: number;

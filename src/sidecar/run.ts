@@ -169,7 +169,7 @@ export async function startSidecar(opts: RunOptions): Promise<Sidecar> {
     new Promise((r) => (timer = setTimeout(r, delayMs))),
   ]);
   clearTimeout(timer);
-  wakeups = new Wakeups(opts, pool, jobs, appliers, log, outages, () => {
+  wakeups = new Wakeups({ ...opts, sourceMajor: source.major }, pool, jobs, appliers, log, outages, () => {
     // Nothing is left to apply, and every call would fail: stop, once, and say why.
     reason = "uninstalled";
     log.error(

@@ -16,6 +16,8 @@ import { activeSubscriptions, type GroupVerdict, installation, maintain, notAppl
 
 export interface WakeupOptions {
   sourceUrl: string | undefined;
+  /** The source's major version at start. */
+  sourceMajor: number;
   pollIntervalMs: number;
   rotateAfterSeconds: number;
 }
@@ -93,7 +95,12 @@ export class Wakeups {
     this.timers.push(setInterval(() => void this.once("scan", () => this.scan()), this.opts.pollIntervalMs));
     this.timers.push(setInterval(() => void this.once("maintain", () => this.maintain()), upkeepIntervalMs(this.opts.rotateAfterSeconds)));
     const { default: createSubscriber } = await import("pg-listen");
-    const sub = createSubscriber(clientConfig(this.opts.sourceUrl, { applicationName: "dbsync listen" }), {
+    const config = clientConfig(this.opts.sourceUrl, { applicationName: "dbsync listen" });
+    // A LISTEN session is idle all the time: a database's idle_session_timeout would
+    // end it over and over (the other sessions unset it at connect, src/db/client.ts;
+    // this one is pg-listen's plain client). PostgreSQL 13 and older refuse the name.
+    if (this.opts.sourceMajor >= 14) config.options = `${config.options ?? ""} -c idle_session_timeout=0`.trim();
+    const sub = createSubscriber(config, {
       retryLimit: Infinity,
       retryTimeout: Infinity,
       retryInterval: (attempt) => Math.min(5000, 250 * attempt),

@@ -4,6 +4,7 @@
 // table; opening a batch (begin_batch, batch_plan, several statements in one round
 // trip) lives beside this in batches.ts.
 import type { Client, Pool, PoolClient } from "pg";
+import { DURABLE_COMMIT } from "../db/settings";
 
 /** A source connection: a pool, one of its clients, or a client of its own. */
 export type Source = Pool | PoolClient | Client;
@@ -14,6 +15,8 @@ export interface Subscription {
   sub_uuid: string;
   group_id: number;
   target_conninfo: string;
+  /** The dbsync owner gave the conninfo; else its own password only (src/conninfo.ts, ownPasswordOnly). */
+  conninfo_by_owner: boolean;
   paused: boolean;
   position_tick: number;
   /** resync_subscription asked to accept the source's position over the target's. */
@@ -195,14 +198,12 @@ export async function maintain(source: Source, groupId: number, rotateAfterSecon
 }
 
 /**
- * Run in a transaction that takes a tick: its commit waits for its WAL flush also on
- * a source run with synchronous_commit = off (a DBA's choice for its own writes). A
- * target may stand at any tick once its commit returns (a batch ends at it, or only
- * moves there: an idle group's upkeep tick, a verification's); one acknowledged from
- * memory, then lost in an immediate stop or a crash, would have its id taken again
- * by another snapshot. A stricter setting (a synchronous standby's) is left as is.
+ * Run in a transaction that takes a tick (DURABLE_COMMIT): a target may stand at any
+ * tick once its commit returns (a batch ends at it, or only moves there: an idle
+ * group's upkeep tick, a verification's); one acknowledged from memory, then lost in
+ * an immediate stop or a crash, would have its id taken again by another snapshot.
  */
-export const DURABLE_TICK = "select pg_catalog.set_config('synchronous_commit', 'local', true) where pg_catalog.current_setting('synchronous_commit') = 'off'";
+export const DURABLE_TICK = DURABLE_COMMIT;
 
 /** A tick of the group (dbsync.tick). */
 export async function tick(source: Source, groupId: number, force: boolean): Promise<void> {
@@ -316,6 +317,7 @@ export interface VerifyJob {
   subscription: string;
   sub_uuid: string;
   target_conninfo: string;
+  conninfo_by_owner: boolean;
   copy_data: boolean;
   schema_name: string;
   table_name: string;

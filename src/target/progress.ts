@@ -4,6 +4,7 @@
 import { Client, QueryResult, escapeLiteral } from "pg";
 import { DbsyncError, PositionMoved, sqlstateOf } from "../errors";
 import { DBSYNC_LOCK } from "../locks";
+import { DURABLE_COMMIT } from "../db/settings";
 import { TargetPosition, tickKey } from "../source/protocol";
 
 // CREATE SCHEMA IF NOT EXISTS checks CREATE on the database even when the schema
@@ -181,10 +182,14 @@ export async function markUnloggedIntact(target: Client, subUuid: string): Promi
 /**
  * The function a superuser creates on a target before PostgreSQL 15 (README,
  * Security). PL/pgSQL: PostgreSQL 10 refuses a void SQL function ending in a SELECT.
+ * Not executable by PUBLIC (a new function is): any role then granted USAGE on the
+ * target's schema dbsync (to read dbsync.applied) could turn off its own triggers and
+ * foreign keys with it.
  */
 export const REPLICA_MODE_FUNCTION =
   "create function dbsync.enter_replica_mode() returns void language plpgsql security definer set search_path = pg_catalog " +
-  "as $$ begin perform set_config('session_replication_role', 'replica', false); end $$";
+  "as $$ begin perform set_config('session_replication_role', 'replica', false); end $$; " +
+  "revoke execute on function dbsync.enter_replica_mode() from public";
 
 /**
  * How each session entered replica mode, learned on its first call (outside any
@@ -303,14 +308,16 @@ export async function beginApply(target: Client, subUuid: string, from: number, 
  * (flushTarget) before the position reaches the source, as native logical
  * replication's apply worker confirms only what its server flushed. A target crash
  * in between loses the batch and its position together: the next session takes
- * the position from the target and applies the batch again.
+ * the position from the target and applies the batch again. Otherwise the commit
+ * waits for its flush even where the target runs with synchronous_commit = off
+ * (DURABLE_COMMIT; see flushTarget).
  */
 export async function commitApply(target: Client, subUuid: string, to: TargetPosition, first = "", flushLater = false): Promise<void> {
   const { tick, key } = to;
   if (!Number.isSafeInteger(tick)) throw new Error(`not a tick: ${tick}`);
   if (key !== null && !Number.isSafeInteger(key)) throw new Error(`not a tick key: ${key}`);
   await target.query(
-    `${first ? `${first};\n` : ""}${flushLater ? "set local synchronous_commit = off;\n" : ""}` +
+    `${first ? `${first};\n` : ""}${flushLater ? "set local synchronous_commit = off" : DURABLE_COMMIT};\n` +
       `update dbsync.applied set tick_id = ${tick}, tick_key = ${key ?? "null"}, key_tick = ${tick}, applied_at = now()
       where sub_uuid = ${escapeLiteral(subUuid)};
      commit`,
@@ -322,9 +329,13 @@ export async function commitApply(target: Client, subUuid: string, to: TargetPos
  * synchronous_commit, on its synchronous standbys): a transaction that writes
  * commits, and its commit waits for the WAL up to its own record, which follows
  * theirs. It writes the subscription's row as it is: a commit that wrote no WAL
- * waits for nothing, even with an xid (PostgreSQL's RecordTransactionCommit).
+ * waits for nothing, even with an xid (PostgreSQL's RecordTransactionCommit). A
+ * target database run with synchronous_commit = off (common for a reporting copy)
+ * flushes here all the same (DURABLE_COMMIT): otherwise a position reached the
+ * source before the target's disk, and a target crash then left the source ahead,
+ * its queue free to drop what the target must apply again.
  */
 export async function flushTarget(target: Client, subUuid: string): Promise<void> {
-  await target.query(`begin; update dbsync.applied set applied_at = applied_at where sub_uuid = ${escapeLiteral(subUuid)}; commit`);
+  await target.query(`begin; ${DURABLE_COMMIT}; update dbsync.applied set applied_at = applied_at where sub_uuid = ${escapeLiteral(subUuid)}; commit`);
 }
 

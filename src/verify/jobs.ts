@@ -124,7 +124,7 @@ async function verifyJob(
 
     // Both sides print reg* values schema-qualified (only pg_catalog on the
     // search_path, as the applier's readers): their texts then name the same objects.
-    target = await connect(job.target_conninfo, { applicationName: appName, catalogPath: true });
+    target = await connect(job.target_conninfo, { applicationName: appName, catalogPath: true, ownPassword: !job.conninfo_by_owner });
     await ensureTargetSchema(target);
     // A repair writes as the applier does; outside any transaction, as the
     // fallback for roles that may not set the parameter needs it.
