@@ -2,8 +2,9 @@
 // hold: awkward text (tabs, newlines, backslashes, \N), lines longer than a COPY
 // chunk, many tables of different widths, keys equal with different texts, key
 // swaps, deletes and re-inserts, TRUNCATE then inserts, unique values moving; a
-// table alone in its COPY, read with its columns' own values, gives the lines it
-// gives with their texts beside another table (every type family, keys gone).
+// table alone in its COPY, read with its columns' own values (its keys as typed
+// values), gives the lines it gives with their texts beside another table (every
+// type family, keys gone, a key of several columns).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ALL_ROWS, createSql, insertRows, withId } from "./fixtures/all-types";
@@ -200,5 +201,29 @@ test("a table alone in its COPY is read with its columns' own values: the lines 
     assert.ok(alone, `fid alone in a stream: ${JSON.stringify(two.streams?.map((s) => s.tables))}`);
     assert.ok(!/pg_catalog\.textin/.test(alone.sql), "read with the columns' own values");
     assert.deepEqual(lines(await copyOut(c, alone.sql), fid), texts);
+  });
+});
+
+test("a table alone in its COPY whose key is of several columns (text, uuid, a domain over bigint) reads its keys as typed values: the lines it has with their texts", async () => {
+  const writes = (env: Env) =>
+    env.source.query(`begin;
+      insert into mk select E'k\\t' || g, md5(g::text)::uuid, g * 3000000000, 'v' || g from generate_series(1, 60) g;
+      delete from mk where c % 9000000000 = 0;
+      insert into o values (1, 1), (2, 2);
+      commit`);
+  const ddl = `create domain big as bigint;
+    create table mk (a text, b uuid, c big, v text, primary key (a, b, c));
+    create table o (id int primary key, n int)`;
+  await atBatchEnd("own_typed", ddl, ["mk", "o"], writes, async (c) => {
+    const lines = (all: string[], id: number) => all.filter((l) => l.startsWith(`${id}\t`)).sort();
+    const one = await planNow(c, 1, 1);
+    const mk = one.tables.find((t) => t.target === '"public"."mk"')!.table_id;
+    const texts = lines(await copyOut(c, one.stream!), mk);
+    assert.equal(texts.filter((l) => l.split("\t")[1] === "D").length, 20, "keys gone");
+    const two = await planNow(c, 2, 1);
+    const alone = two.streams?.find((s) => s.tables.length === 1 && s.tables[0] === mk);
+    assert.ok(alone, `mk alone in a stream: ${JSON.stringify(two.streams?.map((s) => s.tables))}`);
+    assert.match(alone.sql, /\(ks\.k\[3\]\)::pg_catalog\.int8 as v3/, "its keys as typed values");
+    assert.deepEqual(lines(await copyOut(c, alone.sql), mk), texts);
   });
 });

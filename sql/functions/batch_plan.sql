@@ -38,7 +38,8 @@
 --   cannot tell, not knowing how many keys a batch has; and one table with few keys
 --   against many rows keeps the probes for all (a hash join would read all its rows). Each line is the table_id, an op,
 --   then the table's columns as text (a table alone in its COPY: their own values,
---   which COPY prints by the same output functions), padded with NULLs to the widest table's;
+--   which COPY prints by the same output functions; its keys, of one text per value
+--   and the default collation, as typed values), padded with NULLs to the widest table's;
 --   tables come one after another in table_id order. 'U' lines are the table's
 --   rows of the changed keys; 'D' lines carry a key that no longer has a row,
 --   'K<shape>' lines any changed key of that shape (in the key columns, the others
@@ -132,6 +133,14 @@ declare
     v_infos jsonb := '[]';
     v_tshapes jsonb;
     v_tctes jsonb;
+    -- The keys' CTEs of the table's part with its columns' own values.
+    v_own_ctes jsonb;
+    -- A one-text key of the default collation: its typed values' CTE and match.
+    v_typed boolean;
+    v_typed_cte text;
+    v_typed_cond text;
+    -- A stream's keys' CTEs: 'own_ctes' for a table alone in it with its own values, else 'ctes'.
+    v_which text;
     v_readers int := 1;
     v_stream_events bigint := 0;
     v_loads bigint[];
@@ -335,6 +344,7 @@ begin
             v_shapes := v_hit -> 'shapes';
             v_tshapes := v_hit -> 'tshapes';
             v_tctes := v_hit -> 'ctes';
+            v_own_ctes := v_hit -> 'own_ctes';
             v_part := v_hit ->> 'part';
             v_own_part := v_hit ->> 'own';
             v_upsert := v_hit -> 'upsert';
@@ -348,6 +358,7 @@ begin
             v_shapes := '[]';
             v_tshapes := '[]';
             v_tctes := '[]';
+            v_own_ctes := '[]';
             v_match := '{}';
             v_krows := '{}';
             v_drows := '{}';
@@ -425,20 +436,36 @@ begin
                     v_lookup := null;
                     v_lookup_own := null;
                     if sh.one_text then
+                        -- The own values' keys of the default collation as their columns'
+                        -- values (v1, v2 ...), cast once each in the keys' CTE: not once to
+                        -- hash the key and once more to compare it with the row's, and the
+                        -- hash of the keys holds the values, not the key's text[] (a share
+                        -- of the insert-only backlog, 200,000 keys: about a tenth of its CPU).
+                        v_typed := '' = all (sh.collates);
+                        v_typed_cte := format('k%s as materialized (select %s from ks where ks.shape_id = %s%s)', sh.shape_id,
+                                              (select string_agg(format('(ks.k[%s])::pg_catalog.%I as v%s', u.o, b.typname, u.o), ', ' order by u.o)
+                                               from unnest(sh.types) with ordinality u(ty, o)
+                                               join pg_type b on b.oid = dbsync._base_type(u.ty)),
+                                              sh.shape_id, ' and ' || (v_chunk ->> 'filter'));
+                        v_typed_cond := (select string_agg(format('t.%I OPERATOR(pg_catalog.=) k%s.v%s', u.nm, sh.shape_id, u.o), ' and ' order by u.o)
+                                         from unnest(sh.names) with ordinality u(nm, o));
                         select array[string_agg(case when u.kp is null then v_texts ->> (u.ty::text || ' ' || u.c)
                                                      else format('coalesce(%s, k%s.k[%s])', v_texts ->> (u.ty::text || ' ' || u.c),
                                                                  sh.shape_id, u.kp) end, ', ' order by u.o),
                                      string_agg(case when u.kp is null then format('t.%I', u.c)
-                                                     else format('coalesce(t.%I, (k%s.k[%s])::pg_catalog.%I)', u.c, sh.shape_id, u.kp,
-                                                                 (select b.typname from pg_type b where b.oid = dbsync._base_type(u.ty))) end,
+                                                     when v_typed then format('coalesce(t.%I, k%s.v%s)', u.c, sh.shape_id, u.kp)
+                                                     else format('coalesce(t.%I, (k%s.k[%s])::pg_catalog.%I)', u.c, sh.shape_id, u.kp, u.base) end,
                                                 ', ' order by u.o)]
                           into v_lists
-                        from (select x.c, x.ty, x.o, array_position(sh.names, x.c) as kp
+                        from (select x.c, x.ty, x.o, array_position(sh.names, x.c) as kp,
+                                     (select b.typname from pg_type b where b.oid = dbsync._base_type(x.ty)) as base
                               from unnest(v_cols, v_types) with ordinality x(c, ty, o)) u;
                         select q.a[1], q.a[2] into v_lookup, v_lookup_own
                         from (select array_agg(format('select case when t.ctid is null then %L else %L end, %s from k%s left join %s t on %s',
-                                                      'D', 'U', l.cols, sh.shape_id, v_from, v_cond) order by l.n) as a
-                              from unnest(v_lists) with ordinality l(cols, n)) q;
+                                                      'D', 'U', l.cols, sh.shape_id, v_from, l.cond) order by l.n) as a
+                              from unnest(v_lists, array[v_cond, case when v_typed then v_typed_cond else v_cond end])
+                                   with ordinality l(cols, cond, n)) q;
+                        v_own_ctes := v_own_ctes || to_jsonb(case when v_typed then v_typed_cte else v_tctes ->> -1 end);
                     end if;
                     v_shapes := v_shapes || jsonb_build_object('op', 'K' || sh.shape_id, 'key_columns', to_jsonb(sh.names));
                 end loop;
@@ -500,7 +527,7 @@ begin
             v_in_place := v_upsert is not null and v_lookup is not null;
             if v_key is not null and v_action = 'refresh' then
                 v_kept := v_kept || jsonb_build_object(r.table_id::text, jsonb_build_object('key', v_key, 'entry', jsonb_build_object(
-                    'shapes', v_shapes, 'tshapes', v_tshapes, 'ctes', v_tctes, 'part', v_part,
+                    'shapes', v_shapes, 'tshapes', v_tshapes, 'ctes', v_tctes, 'own_ctes', v_own_ctes, 'part', v_part,
                     'own', v_own_part, 'upsert', v_upsert, 'in_place', v_in_place)));
             end if;
         end if;
@@ -521,7 +548,7 @@ begin
             -- Its weight for a reader: each event hashed, each row read (at most one a
             -- key, at most the table's rows) about as much as four events (a tpcb-like
             -- backlog's 400,000 events hashed took 40% of its stream, its 163,000 rows the rest).
-            v_infos := v_infos || jsonb_build_object('id', r.table_id, 'shapes', v_tshapes, 'ctes', v_tctes,
+            v_infos := v_infos || jsonb_build_object('id', r.table_id, 'shapes', v_tshapes, 'ctes', v_tctes, 'own_ctes', v_own_ctes,
                                                      'events', r.events, 'cols', to_jsonb(v_cols)::text,
                                                      'split', v_own_part is not null,
                                                      'weight', r.events + 4 * least(r.events, coalesce(v_est, r.events)));
@@ -642,7 +669,14 @@ begin
             -- (The split table in every reader's part, read with its share of the keys.)
             v_mine := array(select o from jsonb_array_elements(v_infos) with ordinality x(x, o)
                             where i = 0 or (o = v_split and i <= v_shares) or (v_reader ->> (x ->> 'cols'))::int = i);
-            v_sql := format('copy (with ks as materialized (select b.shape_id, b.k from dbsync.batch_keys(%s, %s%s%s) b), %s %s) to stdout',
+            v_which := case when cardinality(v_mine) = 1 and v_own[v_mine[1]] is not null then 'own_ctes' else 'ctes' end;
+            -- The batch's keys are read once for the keys' CTEs of all tables
+            -- (materialized), or, with one such CTE (a stream of one table: each share of
+            -- a shared table), inlined into it: one tuplestore of every key less (a
+            -- share of the insert-only backlog, 200,000 keys: about a tenth of its CPU).
+            v_sql := format('copy (with %sselect b.shape_id, b.k from dbsync.batch_keys(%s, %s%s%s) b), %s %s) to stdout',
+                            case when (select count(*) from unnest(v_mine) m, jsonb_array_elements(v_infos -> (m - 1) -> v_which)) > 1
+                                 then 'ks as materialized (' else 'ks as (' end,
                             v_group, p_from,
                             case when i > 0 then format(', %L', (select array_agg(sid order by sid)
                                                                   from unnest(v_mine) m,
@@ -652,7 +686,7 @@ begin
                                                               from jsonb_array_elements_text(v_infos -> (v_split - 1) -> 'shapes') sid),
                                              i - 1, v_shares) end,
                             (select string_agg(c, ', ' order by m, o) from unnest(v_mine) m,
-                                    jsonb_array_elements_text(v_infos -> (m - 1) -> 'ctes') with ordinality c(c, o)),
+                                    jsonb_array_elements_text(v_infos -> (m - 1) -> v_which) with ordinality c(c, o)),
                             (select string_agg(replace(coalesce(case when cardinality(v_mine) = 1 then v_own[m] end, v_parts[m]),
                                                        '/*pad*/', repeat(', null', v_width - v_widths[m])), ' union all ' order by m)
                              from unnest(v_mine) m));
