@@ -6,8 +6,10 @@
 // sidecar must notice, say so, and start its runner again.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { startSidecar, tableText, until, value } from "./helpers";
+import { SOURCE_MAJOR, freshEnv, sleep, startSidecar, tableText, until, value } from "./helpers";
 import { NO_WORKER, oneSubscription } from "./kit/sidecar-start";
+import { createLog, Outages } from "../src/log";
+import { APPLY_JOB, WORKER_POLL_INTERVALS, createJobs } from "../src/sidecar/jobs";
 
 test("the runner's first read of its task list fails: the runner is started again, and wake-ups run", { skip: NO_WORKER }, async () => {
   const env = await oneSubscription("job_runner_task_list");
@@ -73,5 +75,47 @@ test("the runner fails to take any job while a wake-up waits: it is said, and th
     assert.deepEqual(await tableText(env.target, "t"), await tableText(env.source, "t"));
   } finally {
     await sidecar.stop();
+  }
+});
+
+/**
+ * A job runner of `pollIntervalMs` (its workers ask for jobs every WORKER_POLL_INTERVALS
+ * of them, 10 s here), started on a fresh source, idle: the times its tasks ran.
+ */
+async function idleRunner(label: string, pollIntervalMs: number) {
+  const env = await freshEnv(label);
+  const ran = new Map<string, number>();
+  const log = createLog("warn");
+  const task = async (payload: unknown) => void ran.set((payload as { subscription: string }).subscription, Date.now());
+  const jobs = createJobs({ sourceUrl: env.sourceUrl, concurrency: 2, pollIntervalMs, log, outages: new Outages(log), onRestart: async () => undefined, tasks: { [APPLY_JOB]: task } }, SOURCE_MAJOR);
+  await jobs.start();
+  // The workers' first ask, at their start, is over.
+  await sleep(1000);
+  return { env, jobs, ran };
+}
+
+test("wake-ups queued for later run when they fall due, not at the workers' next poll: the process that queued one announces it; the poll announces one it finds due and not taken", { skip: NO_WORKER }, async () => {
+  const pollMs = 1000;
+  assert.ok(WORKER_POLL_INTERVALS * pollMs >= 10_000, "the workers' own poll would pass the bounds below");
+  const { env, jobs, ran } = await idleRunner("job_runner_due", pollMs);
+  try {
+    // This process's own, 500 ms later (a slot refused, a retry).
+    const t0 = Date.now();
+    await jobs.wakeApplier("later", 500);
+    await until("the wake-up queued for later ran", async () => ran.has("later"), 5000, 25);
+    const ms = ran.get("later")! - t0;
+    console.log(`# a wake-up queued for 500 ms later ran after ${ms} ms`);
+    assert.ok(ms >= 500, `ran ${ms} ms after it was queued, before it was due`);
+    // Another process's, which stopped before it fell due: no NOTIFY comes at its due time.
+    await env.source.query(`select dbsync_worker.add_job('sync', json_build_object('subscription', 'orphan'), job_key => 'sync:orphan',
+                                                         run_at => now() + interval '200 ms', max_attempts => 1)`);
+    await sleep(200 + pollMs + 100);
+    const t1 = Date.now();
+    assert.equal(ran.has("orphan"), false, "taken by the workers' own poll: nothing tells how long it waited");
+    await jobs.dueAppliers();
+    await until("the wake-up the poll found due ran", async () => ran.has("orphan"), 5000, 25);
+    console.log(`# a wake-up found due by the poll ran ${ran.get("orphan")! - t1} ms after`);
+  } finally {
+    await jobs.stop();
   }
 });

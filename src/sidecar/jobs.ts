@@ -78,6 +78,19 @@ export function createJobs(opts: JobsOptions, major: number): Jobs {
 const RUNNER_STUCK_MS = 30_000;
 const RUNNER_FREE_POLLS = 3;
 
+/**
+ * graphile-worker's workers each ask for a job every this many --poll-intervals
+ * (at --poll-interval 1000: every 10 s), not every one: an idle sidecar's 4
+ * workers asking every poll interval were most of its CPU (bench/HISTORY.md).
+ * Nothing waits for that ask: a wake-up due now is a NOTIFY on "jobs:insert"
+ * (add_job sends it), which sets an idle worker of every process asking at once;
+ * one queued for later sends that NOTIFY when it falls due (WorkerJobs.add), and
+ * the scans nudge the workers the same way when a wake-up has been due a poll
+ * interval and not taken (its NOTIFY lost: the process that queued it stopped, or
+ * a LISTEN link was down). The ask is only the last resort.
+ */
+export const WORKER_POLL_INTERVALS = 10;
+
 class WorkerJobs extends Jobs {
   private runner?: Runner;
   private stopping = false;
@@ -93,6 +106,8 @@ class WorkerJobs extends Jobs {
   /** Jobs this process's workers are running, and since when one of them is free (undefined: all busy). */
   private inFlight = 0;
   private freeSince: number | undefined = Date.now();
+  /** The NOTIFY of each wake-up this process queued for later, by job key, at its due time (see nudge). */
+  private readonly dueTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly opts: JobsOptions) {
     super();
@@ -166,7 +181,7 @@ class WorkerJobs extends Jobs {
         schema: WORKER_SCHEMA,
         concurrency: this.opts.concurrency,
         noHandleSignals: true,
-        pollInterval: this.opts.pollIntervalMs,
+        pollInterval: this.opts.pollIntervalMs * WORKER_POLL_INTERVALS,
         logger,
         events: this.events,
         taskList: this.counted(this.opts.tasks),
@@ -221,14 +236,39 @@ class WorkerJobs extends Jobs {
     }
   }
 
-  /** graphile-worker's own SQL entry point (what its runner's addJob calls): no runner needed. */
+  /**
+   * graphile-worker's own SQL entry point (what its runner's addJob calls): no runner
+   * needed. Its NOTIFY wakes the workers at once, also for a wake-up due later: that
+   * one is nudged again when it falls due, timed from the server's clock (run_at is
+   * its now() plus the delay, and the timer starts once the job is in).
+   */
   async add(task: string, payload: object, jobKey: string, delayMs = 0) {
     if (this.stopping) return;
+    clearTimeout(this.dueTimers.get(jobKey));
+    this.dueTimers.delete(jobKey);
     await this.pool.query(
-      `select from ${WORKER_SCHEMA}.add_job(identifier => $1, payload => $2::json, run_at => $3::timestamptz,
+      `select from ${WORKER_SCHEMA}.add_job(identifier => $1, payload => $2::json, run_at => now() + $3 * interval '1 ms',
                                             max_attempts => 1, job_key => $4)`,
-      [task, JSON.stringify(payload), delayMs ? new Date(Date.now() + delayMs).toISOString() : null, jobKey],
+      [task, JSON.stringify(payload), delayMs, jobKey],
     );
+    if (delayMs > 0 && !this.stopping) {
+      this.dueTimers.set(
+        jobKey,
+        setTimeout(() => {
+          this.dueTimers.delete(jobKey);
+          void this.nudge();
+        }, delayMs),
+      );
+    }
+  }
+
+  /**
+   * graphile-worker's NOTIFY for a new job: one idle worker of every process asks for
+   * a job now (the one that gets it is the first to ask), instead of at its next poll.
+   */
+  private async nudge() {
+    if (this.stopping) return;
+    await this.pool.query(`select pg_notify('jobs:insert', '{"count":1}')`).catch(() => undefined);
   }
 
   async dueAppliers() {
@@ -240,16 +280,18 @@ class WorkerJobs extends Jobs {
           and j.attempts < j.max_attempts and j.key like $1 || ':%'`,
       [APPLY_JOB],
     );
-    this.watchDue(Math.max(0, ...rows.map((r) => r.overdue_ms)));
+    const overdueMs = Math.max(0, ...rows.map((r) => r.overdue_ms));
+    if (overdueMs > this.opts.pollIntervalMs) void this.nudge();
+    this.watchDue(overdueMs);
     return new Set(rows.map((r) => r.key.slice(APPLY_JOB.length + 1)));
   }
 
   /**
    * Whatever else may stop a runner from taking jobs, it does not stay silent: a
-   * free worker asks for a job every poll interval and gets the one due the
-   * longest (jobs of one priority are taken by run_at), so that one being due
-   * RUNNER_STUCK_MS while a worker here has been free for RUNNER_FREE_POLLS poll
-   * intervals means that this runner takes none, whatever other processes do
+   * free worker asks for a job at every one of its polls (WORKER_POLL_INTERVALS) and
+   * gets the one due the longest (jobs of one priority are taken by run_at), so that
+   * one being due RUNNER_STUCK_MS while a worker here has been free for
+   * RUNNER_FREE_POLLS of those polls means that this runner takes none, whatever other processes do
    * (started again, it is given RUNNER_STUCK_MS before the next such verdict). A
    * wake-up waits legitimately while every worker is busy (a long apply), and then
    * nothing is said. Looked at whenever the due wake-ups are read (the scans, the
@@ -259,13 +301,15 @@ class WorkerJobs extends Jobs {
     const free = this.freeSince;
     const now = Date.now();
     if (overdueMs < RUNNER_STUCK_MS || now - this.runnerStarted < RUNNER_STUCK_MS) return;
-    if (free === undefined || now - free < RUNNER_FREE_POLLS * this.opts.pollIntervalMs) return;
+    if (free === undefined || now - free < RUNNER_FREE_POLLS * WORKER_POLL_INTERVALS * this.opts.pollIntervalMs) return;
     this.restart(`the job runner takes no wake-up: one has been due for ${Math.round(overdueMs / 1000)} s with a worker of this process free`);
   }
 
   /** Waits for running jobs to return, then closes the queue's connections. */
   async stop() {
     this.stopping = true;
+    for (const t of this.dueTimers.values()) clearTimeout(t);
+    this.dueTimers.clear();
     await this.runner?.stop().catch(() => undefined);
     await this.pool.end().catch(() => undefined);
   }
