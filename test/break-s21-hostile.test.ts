@@ -189,6 +189,7 @@ const HOSTILE_SETTINGS = [
   "array_nulls = off",
   "xmloption = document",
   "plpgsql.variable_conflict = use_column",
+  "plpgsql.extra_errors = 'all'",
 ];
 
 test("source and target databases with hostile settings: copy, stream, execute_ddl renames, resync, verify with repair, remove and add, equal", async () => {

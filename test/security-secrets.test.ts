@@ -246,7 +246,7 @@ test("a libpq keyword/value target conninfo with a password works, and the passw
   await env.source.query("select dbsync.add_subscription('kv', 'g', $1)", [conninfo]);
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "200"], { DBSYNC_LOG_LEVEL: "debug" });
   try {
-    const ok = await value(env.source, "select dbsync.wait_for_sync('kv', '10 s')");
+    const ok = await value(env.source, "select dbsync.wait_for_sync('kv', '60 s')");
     const errs = await rows(env.source, "select last_error from dbsync.table_status union all select last_error from dbsync.status");
     assertNoSecret("dbsync.status / table_status", JSON.stringify(errs));
     assert.equal(ok, true, `not in sync: ${JSON.stringify(errs)}`);
