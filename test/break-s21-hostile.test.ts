@@ -415,10 +415,12 @@ test("source and target databases with transaction_timeout = 150 ms: a copy long
   await setup(env, "create table t (id int primary key)", ["t"], { copyData: true, targetDdl: "create table t (id int primary key); create table big (id int primary key, v text)" });
   await env.source.query("select dbsync.add_table('big', 'g')");
   for (const p of [env.source, env.target]) await setForDatabase(p, "transaction_timeout = '150ms'");
+  // (The test's own sessions wait longer than that.)
+  const checks: Env = { ...env, source: readCommitted(env.sourceUrl, "-c transaction_timeout=0"), target: readCommitted(env.targetUrl, "-c transaction_timeout=0") };
   const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
   try {
-    await synced(env);
-    assert.equal(await value(env.target, "select count(*)::int from big"), 100000);
+    await synced(checks);
+    assert.equal(await value(checks.target, "select count(*)::int from big"), 100000);
   } finally {
     await sidecar.stop();
   }
