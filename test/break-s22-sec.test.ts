@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
-import { Client } from "pg";
+import { Client, Pool } from "pg";
 import { Env, freshEnv, queueOf, sqlError, startSidecar, until, value } from "./helpers";
 import { REPLICA_MODE_FUNCTION } from "../src/target/progress";
 import { failsWith, setup } from "./kit/convergence";
@@ -275,4 +275,40 @@ describe("what PUBLIC may call, called with hostile arguments", () => {
     }
     assert.equal(await value(env.source, "select md5(string_agg(t::text, ',' order by t::text)) from (select * from dbsync.subscriptions) t"), before);
   });
+});
+
+// A database's statement_timeout, lock_timeout or transaction_timeout (ALTER
+// DATABASE ... SET, by its owner; a common guard for applications) reached the
+// sidecar's sessions: node-postgres sends no statement_timeout of 0, so the
+// database's applied to every copy, batch and upkeep statement of the sidecar, and a
+// copy longer than it never finished ("canceling statement due to statement timeout"
+// in dbsync.status, nothing applied).
+test("source and target databases with statement_timeout, lock_timeout and transaction_timeout of a few milliseconds: copied and streamed, equal", async () => {
+  const env0 = await freshEnv("b22_timeouts");
+  await setup(env0, "create table t (id int primary key, v text, pad text)", ["t"], { copyData: true });
+  await env0.source.query("insert into t select g, 'v' || g, repeat('x', 200) from generate_series(1, 20000) g");
+  for (const p of [env0.source, env0.target]) {
+    await p.query(`do $$ begin execute format('alter database %I set statement_timeout = ''5ms''', current_database());
+      execute format('alter database %I set lock_timeout = ''5ms''', current_database());
+      if current_setting('server_version_num')::int >= 170000 then
+        execute format('alter database %I set transaction_timeout = ''50ms''', current_database());
+      end if; end $$`);
+  }
+  const own = (url: string) => {
+    const p = new Pool({ connectionString: url, max: 4, options: "-c statement_timeout=0 -c lock_timeout=0" });
+    // (No transaction_timeout for the test's own sessions either, on 17.)
+    p.on("connect", (c) => void c.query("select set_config('transaction_timeout', '0', false) where current_setting('server_version_num')::int >= 170000").catch(() => undefined));
+    after(() => p.end());
+    return p;
+  };
+  const env: Env = { ...env0, source: own(env0.sourceUrl), target: own(env0.targetUrl) };
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("update t set v = 'streamed' where id % 100 = 0");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '90 s')"), true, `${JSON.stringify(await value(env.source, "select row_to_json(s) from dbsync.status s"))}`);
+    assert.equal(await value(env.target, "select count(*)::int from t"), 20000);
+    assert.equal(await value(env.target, "select count(*)::int from t where v = 'streamed'"), 200);
+  } finally {
+    await sidecar.stop();
+  }
 });

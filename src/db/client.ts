@@ -147,9 +147,11 @@ function connectError(config: ClientConfig, client: Client, err: unknown): unkno
 }
 
 /**
- * Server-side detection of a vanished sidecar, the backend's real pid, and the
- * conninfo's target_session_attrs (one host: libpq then refuses a server that does
- * not match).
+ * Server-side detection of a vanished sidecar, the backend's real pid, no
+ * transaction_timeout (PostgreSQL 17; a database's would end a long copy, and a
+ * start-up option would be refused by older servers: connect.ts sets the other
+ * timeouts), and the conninfo's target_session_attrs (one host: libpq then refuses a
+ * server that does not match).
  */
 async function prepareSession(client: DbsyncClient, guard: GuardConfig) {
   const check = guard.clientCheckIntervalMs;
@@ -157,6 +159,8 @@ async function prepareSession(client: DbsyncClient, guard: GuardConfig) {
     `select pg_backend_pid() as pid,
             case when $1::int > 0 and current_setting('server_version_num')::int >= 140000
                  then set_config('client_connection_check_interval', $1::int::text, false) end as check,
+            case when current_setting('server_version_num')::int >= 170000
+                 then set_config('transaction_timeout', '0', false) end as transaction_timeout,
             pg_is_in_recovery() as standby,
             current_setting('default_transaction_read_only')::bool or pg_is_in_recovery() as read_only`,
     [check],
