@@ -405,10 +405,11 @@ test("a target database with default_transaction_read_only = on: an error in dbs
 });
 
 // The sidecar's sessions wait idle between batches (its LISTEN session always):
-// a database's idle_session_timeout (PostgreSQL 14) ends them.
+// a database's idle_session_timeout (PostgreSQL 14) ended them, and dbsync.status
+// kept the subscription in state error with 57P05. Each session now sets it to 0 at
+// connect (src/db/client.ts; a start-up option would be refused before 14).
 test("source and target databases with idle_session_timeout = 300 ms: writes between idle pauses arrive, equal, no error left", {
   skip: SOURCE_MAJOR < 14 && "idle_session_timeout comes with PostgreSQL 14",
-  todo: "open: the rows arrive and wait_for_sync is true, but dbsync.status keeps the subscription in state error with 57P05 'terminating connection due to idle-session timeout' (a pooled session the server ended while idle). Pinning idle_session_timeout = 0 needs a start-up option per server version: PostgreSQL 13 and older refuse the unknown name at connect",
 }, async () => {
   const env = await freshEnv("brk21_idle_timeout");
   await setup(env, "create table t (id int primary key, v text)", ["t"]);

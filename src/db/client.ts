@@ -148,8 +148,9 @@ function connectError(config: ClientConfig, client: Client, err: unknown): unkno
 
 /**
  * Server-side detection of a vanished sidecar, the backend's real pid, no
- * transaction_timeout (PostgreSQL 17; a database's would end a long copy, and a
- * start-up option would be refused by older servers: connect.ts sets the other
+ * idle_session_timeout (PostgreSQL 14; a database's ended the pooled sessions
+ * waiting between batches) nor transaction_timeout (17; would end a long copy): a
+ * start-up option would be refused by older servers (connect.ts sets the other
  * timeouts), and the conninfo's target_session_attrs (one host: libpq then refuses a
  * server that does not match).
  */
@@ -159,6 +160,8 @@ async function prepareSession(client: DbsyncClient, guard: GuardConfig) {
     `select pg_backend_pid() as pid,
             case when $1::int > 0 and current_setting('server_version_num')::int >= 140000
                  then set_config('client_connection_check_interval', $1::int::text, false) end as check,
+            case when current_setting('server_version_num')::int >= 140000
+                 then set_config('idle_session_timeout', '0', false) end as idle_session_timeout,
             case when current_setting('server_version_num')::int >= 170000
                  then set_config('transaction_timeout', '0', false) end as transaction_timeout,
             pg_is_in_recovery() as standby,

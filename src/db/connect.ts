@@ -86,7 +86,8 @@ export function clientConfig(conninfo: string | undefined, opts: ConnectOptions)
   // database's statement_timeout or lock_timeout (ALTER DATABASE ... SET) applied to
   // every statement of the sidecar, and a copy longer than it never finished;
   // node-postgres sends no statement_timeout of 0, and its own (statement_timeout
-  // below, when not 0) wins over these. (transaction_timeout: prepareSession.)
+  // below, when not 0) wins over these. (idle_session_timeout and transaction_timeout:
+  // src/db/client.ts, prepareSession.)
   const options = [
     ka && `-c tcp_keepalives_idle=${ka.idle} -c tcp_keepalives_interval=${ka.interval} -c tcp_keepalives_count=${ka.count}`,
     "-c statement_timeout=0 -c lock_timeout=0",
