@@ -20,6 +20,14 @@ async function connectAs(env: Env, role: string): Promise<Client> {
   return c;
 }
 
+/** Role `role` (cluster-wide: made once), then `grants` run in `db`. */
+async function loginRole(db: Pool, role: string, grants: string): Promise<void> {
+  await db.query(`do $$ begin if not exists (select from pg_roles where rolname = '${role}') then create role ${role} login; end if; end $$`);
+  await db.query(grants);
+}
+
+const ADMIN_GRANTS = (role: string) => `grant usage on schema dbsync to ${role}; grant execute on all functions in schema dbsync to ${role}`;
+
 /**
  * A server that speaks just enough of the protocol to ask for a cleartext password,
  * and records every password it is sent.
@@ -74,8 +82,7 @@ describe("a target conninfo given by an admin role that is not the dbsync owner"
   before(async () => {
     env = await freshEnv("b22_conninfo");
     await setup(env, "create table t (id int primary key, v text)", ["t"]);
-    await env.source.query(`do $$ begin if not exists (select from pg_roles where rolname = '${ADMIN}') then create role ${ADMIN} login; end if; end $$;
-      grant usage on schema dbsync to ${ADMIN}; grant execute on all functions in schema dbsync to ${ADMIN}`);
+    await loginRole(env.source, ADMIN, ADMIN_GRANTS(ADMIN));
     adm = await connectAs(env, ADMIN);
   });
   after(async () => {
@@ -133,8 +140,7 @@ describe("a target conninfo given by an admin role that is not the dbsync owner"
 test("execute_ddl by an admin role that owns one table of the group: DDL on another table is refused, nothing queued", async () => {
   const env = await freshEnv("b22_exec");
   const ADMIN = "dbsync_admin_b22";
-  await env.source.query(`do $$ begin if not exists (select from pg_roles where rolname = '${ADMIN}') then create role ${ADMIN} login; end if; end $$;
-    grant usage on schema dbsync to ${ADMIN}; grant execute on all functions in schema dbsync to ${ADMIN}; grant create on schema public to ${ADMIN}`);
+  await loginRole(env.source, ADMIN, `${ADMIN_GRANTS(ADMIN)}; grant create on schema public to ${ADMIN}`);
   await setup(env, "create table t (id int primary key, v text); create table mine (id int primary key)", ["t", "mine"]);
   await env.source.query(`alter table mine owner to ${ADMIN}`);
   const adm = await connectAs(env, ADMIN);
@@ -162,8 +168,7 @@ test("execute_ddl by an admin role that owns one table of the group: DDL on anot
 test("the target's dbsync.enter_replica_mode() made by the recipe: a role granted USAGE on schema dbsync cannot call it", async () => {
   const env = await freshEnv("b22_replica_fn");
   const READER = "dbsync_applied_reader_b22";
-  await env.target.query(`do $$ begin if not exists (select from pg_roles where rolname = '${READER}') then create role ${READER} login; end if; end $$;
-    create schema dbsync; ${REPLICA_MODE_FUNCTION}; grant usage on schema dbsync to ${READER}`);
+  await loginRole(env.target, READER, `create schema dbsync; ${REPLICA_MODE_FUNCTION}; grant usage on schema dbsync to ${READER}`);
   const u = new URL(env.targetUrl);
   u.username = READER;
   const reader = new Client({ connectionString: u.toString() });
@@ -193,8 +198,7 @@ describe("an ordinary writer forging the replica-mode mark dbsync.statement", ()
   before(async () => {
     env = await freshEnv("b22_forge");
     await setup(env, "create table t (id int primary key, v text)", ["t"]);
-    await env.source.query(`do $$ begin if not exists (select from pg_roles where rolname = '${WRITER}') then create role ${WRITER} login; end if; end $$;
-      grant select, insert, update, delete on t to ${WRITER}`);
+    await loginRole(env.source, WRITER, `grant select, insert, update, delete on t to ${WRITER}`);
     const major = await value<number>(env.source, "select current_setting('server_version_num')::int / 10000");
     if (major >= 15) await env.source.query(`grant set on parameter session_replication_role to ${WRITER}`);
     writer = major >= 15 ? await connectAs(env, WRITER) : await connectAs(env, new URL(env.sourceUrl).username || "postgres");
@@ -233,8 +237,7 @@ describe("what PUBLIC may call, called with hostile arguments", () => {
   before(async () => {
     env = await freshEnv("b22_public");
     await setup(env, "create table t (id int primary key, v text)", ["t"]);
-    await env.source.query(`do $$ begin if not exists (select from pg_roles where rolname = '${MON}') then create role ${MON} login; end if; end $$;
-      select dbsync.grant_monitor('${MON}')`);
+    await loginRole(env.source, MON, `select dbsync.grant_monitor('${MON}')`);
     mon = await connectAs(env, MON);
   });
   after(async () => {
