@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
-import { Client } from "pg";
+import { Client, Pool } from "pg";
 import { Env, freshEnv, queueOf, sqlError, startSidecar, until, value } from "./helpers";
 import { REPLICA_MODE_FUNCTION } from "../src/target/progress";
 import { failsWith, setup } from "./kit/convergence";
@@ -19,6 +19,14 @@ async function connectAs(env: Env, role: string): Promise<Client> {
   await c.connect();
   return c;
 }
+
+/** Role `role` (cluster-wide: made once), then `grants` run in `db`. */
+async function loginRole(db: Pool, role: string, grants: string): Promise<void> {
+  await db.query(`do $$ begin if not exists (select from pg_roles where rolname = '${role}') then create role ${role} login; end if; end $$`);
+  await db.query(grants);
+}
+
+const ADMIN_GRANTS = (role: string) => `grant usage on schema dbsync to ${role}; grant execute on all functions in schema dbsync to ${role}`;
 
 /**
  * A server that speaks just enough of the protocol to ask for a cleartext password,
@@ -74,8 +82,7 @@ describe("a target conninfo given by an admin role that is not the dbsync owner"
   before(async () => {
     env = await freshEnv("b22_conninfo");
     await setup(env, "create table t (id int primary key, v text)", ["t"]);
-    await env.source.query(`do $$ begin if not exists (select from pg_roles where rolname = '${ADMIN}') then create role ${ADMIN} login; end if; end $$;
-      grant usage on schema dbsync to ${ADMIN}; grant execute on all functions in schema dbsync to ${ADMIN}`);
+    await loginRole(env.source, ADMIN, ADMIN_GRANTS(ADMIN));
     adm = await connectAs(env, ADMIN);
   });
   after(async () => {
@@ -133,8 +140,7 @@ describe("a target conninfo given by an admin role that is not the dbsync owner"
 test("execute_ddl by an admin role that owns one table of the group: DDL on another table is refused, nothing queued", async () => {
   const env = await freshEnv("b22_exec");
   const ADMIN = "dbsync_admin_b22";
-  await env.source.query(`do $$ begin if not exists (select from pg_roles where rolname = '${ADMIN}') then create role ${ADMIN} login; end if; end $$;
-    grant usage on schema dbsync to ${ADMIN}; grant execute on all functions in schema dbsync to ${ADMIN}; grant create on schema public to ${ADMIN}`);
+  await loginRole(env.source, ADMIN, `${ADMIN_GRANTS(ADMIN)}; grant create on schema public to ${ADMIN}`);
   await setup(env, "create table t (id int primary key, v text); create table mine (id int primary key)", ["t", "mine"]);
   await env.source.query(`alter table mine owner to ${ADMIN}`);
   const adm = await connectAs(env, ADMIN);
@@ -162,8 +168,7 @@ test("execute_ddl by an admin role that owns one table of the group: DDL on anot
 test("the target's dbsync.enter_replica_mode() made by the recipe: a role granted USAGE on schema dbsync cannot call it", async () => {
   const env = await freshEnv("b22_replica_fn");
   const READER = "dbsync_applied_reader_b22";
-  await env.target.query(`do $$ begin if not exists (select from pg_roles where rolname = '${READER}') then create role ${READER} login; end if; end $$;
-    create schema dbsync; ${REPLICA_MODE_FUNCTION}; grant usage on schema dbsync to ${READER}`);
+  await loginRole(env.target, READER, `create schema dbsync; ${REPLICA_MODE_FUNCTION}; grant usage on schema dbsync to ${READER}`);
   const u = new URL(env.targetUrl);
   u.username = READER;
   const reader = new Client({ connectionString: u.toString() });
@@ -193,8 +198,7 @@ describe("an ordinary writer forging the replica-mode mark dbsync.statement", ()
   before(async () => {
     env = await freshEnv("b22_forge");
     await setup(env, "create table t (id int primary key, v text)", ["t"]);
-    await env.source.query(`do $$ begin if not exists (select from pg_roles where rolname = '${WRITER}') then create role ${WRITER} login; end if; end $$;
-      grant select, insert, update, delete on t to ${WRITER}`);
+    await loginRole(env.source, WRITER, `grant select, insert, update, delete on t to ${WRITER}`);
     const major = await value<number>(env.source, "select current_setting('server_version_num')::int / 10000");
     if (major >= 15) await env.source.query(`grant set on parameter session_replication_role to ${WRITER}`);
     writer = major >= 15 ? await connectAs(env, WRITER) : await connectAs(env, new URL(env.sourceUrl).username || "postgres");
@@ -233,8 +237,7 @@ describe("what PUBLIC may call, called with hostile arguments", () => {
   before(async () => {
     env = await freshEnv("b22_public");
     await setup(env, "create table t (id int primary key, v text)", ["t"]);
-    await env.source.query(`do $$ begin if not exists (select from pg_roles where rolname = '${MON}') then create role ${MON} login; end if; end $$;
-      select dbsync.grant_monitor('${MON}')`);
+    await loginRole(env.source, MON, `select dbsync.grant_monitor('${MON}')`);
     mon = await connectAs(env, MON);
   });
   after(async () => {
@@ -275,4 +278,40 @@ describe("what PUBLIC may call, called with hostile arguments", () => {
     }
     assert.equal(await value(env.source, "select md5(string_agg(t::text, ',' order by t::text)) from (select * from dbsync.subscriptions) t"), before);
   });
+});
+
+// A database's statement_timeout, lock_timeout or transaction_timeout (ALTER
+// DATABASE ... SET, by its owner; a common guard for applications) reached the
+// sidecar's sessions: node-postgres sends no statement_timeout of 0, so the
+// database's applied to every copy, batch and upkeep statement of the sidecar, and a
+// copy longer than it never finished ("canceling statement due to statement timeout"
+// in dbsync.status, nothing applied).
+test("source and target databases with statement_timeout, lock_timeout and transaction_timeout of a few milliseconds: copied and streamed, equal", async () => {
+  const env0 = await freshEnv("b22_timeouts");
+  await setup(env0, "create table t (id int primary key, v text, pad text)", ["t"], { copyData: true });
+  await env0.source.query("insert into t select g, 'v' || g, repeat('x', 200) from generate_series(1, 20000) g");
+  for (const p of [env0.source, env0.target]) {
+    await p.query(`do $$ begin execute format('alter database %I set statement_timeout = ''5ms''', current_database());
+      execute format('alter database %I set lock_timeout = ''5ms''', current_database());
+      if current_setting('server_version_num')::int >= 170000 then
+        execute format('alter database %I set transaction_timeout = ''50ms''', current_database());
+      end if; end $$`);
+  }
+  const own = (url: string) => {
+    const p = new Pool({ connectionString: url, max: 4, options: "-c statement_timeout=0 -c lock_timeout=0" });
+    // (No transaction_timeout for the test's own sessions either, on 17.)
+    p.on("connect", (c) => void c.query("select set_config('transaction_timeout', '0', false) where current_setting('server_version_num')::int >= 170000").catch(() => undefined));
+    after(() => p.end());
+    return p;
+  };
+  const env: Env = { ...env0, source: own(env0.sourceUrl), target: own(env0.targetUrl) };
+  const sidecar = startSidecar(env.sourceUrl, ["--poll-interval", "100"]);
+  try {
+    await env.source.query("update t set v = 'streamed' where id % 100 = 0");
+    assert.equal(await value(env.source, "select dbsync.wait_for_sync('s', '90 s')"), true, `${JSON.stringify(await value(env.source, "select row_to_json(s) from dbsync.status s"))}`);
+    assert.equal(await value(env.target, "select count(*)::int from t"), 20000);
+    assert.equal(await value(env.target, "select count(*)::int from t where v = 'streamed'"), 200);
+  } finally {
+    await sidecar.stop();
+  }
 });

@@ -42,8 +42,8 @@ export interface LinkOptions {
  * lists what differs from a fresh connection of the pool: an open transaction, a
  * role set, an advisory lock (a subscription's apply lock) held, replica mode lost
  * on a target, and with `settings` a setting changed for the session (SET LOCAL ends
- * with its transaction; client_connection_check_interval and the session timeouts are set at connect,
- * src/db/client.ts): the pg_settings view builds a row for every setting, 1.9 ms of
+ * with its transaction; client_connection_check_interval, idle_session_timeout and
+ * transaction_timeout are set at connect, src/db/client.ts): the pg_settings view builds a row for every setting, 1.9 ms of
  * the backend's CPU against 0.2 for the rest (bench/HISTORY.md). One simple-protocol
  * statement: its implicit transaction starts with it, so its transaction_timestamp()
  * equals its statement_timestamp() unless a transaction was open before (the

@@ -147,14 +147,12 @@ function connectError(config: ClientConfig, client: Client, err: unknown): unkno
 }
 
 /**
- * Server-side detection of a vanished sidecar, the backend's real pid, and the
- * conninfo's target_session_attrs (one host: libpq then refuses a server that does
- * not match). And no idle_session_timeout (PostgreSQL 14+; a start-up option would
- * be refused by older servers): dbsync's pools keep sessions idle on purpose and
- * close them themselves (pool.ts IDLE_MS); a database's or role's timeout ended them
- * between batches, and the next statement's 57P05 was left in dbsync.status. No
- * transaction_timeout either (17+): a big table's copy is one long transaction,
- * ended over and over by a timeout meant for the application's.
+ * Server-side detection of a vanished sidecar, the backend's real pid, no
+ * idle_session_timeout (PostgreSQL 14; a database's ended the pooled sessions
+ * waiting between batches) nor transaction_timeout (17; would end a long copy): a
+ * start-up option would be refused by older servers (connect.ts sets the other
+ * timeouts), and the conninfo's target_session_attrs (one host: libpq then refuses a
+ * server that does not match).
  */
 async function prepareSession(client: DbsyncClient, guard: GuardConfig) {
   const check = guard.clientCheckIntervalMs;
@@ -163,9 +161,9 @@ async function prepareSession(client: DbsyncClient, guard: GuardConfig) {
             case when $1::int > 0 and current_setting('server_version_num')::int >= 140000
                  then set_config('client_connection_check_interval', $1::int::text, false) end as check,
             case when current_setting('server_version_num')::int >= 140000
-                 then set_config('idle_session_timeout', '0', false) end as idle,
+                 then set_config('idle_session_timeout', '0', false) end as idle_session_timeout,
             case when current_setting('server_version_num')::int >= 170000
-                 then set_config('transaction_timeout', '0', false) end as tx,
+                 then set_config('transaction_timeout', '0', false) end as transaction_timeout,
             pg_is_in_recovery() as standby,
             current_setting('default_transaction_read_only')::bool or pg_is_in_recovery() as read_only`,
     [check],

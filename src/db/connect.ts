@@ -81,10 +81,16 @@ export function clientConfig(conninfo: string | undefined, opts: ConnectOptions)
   const queryTimeoutMs = opts.queryTimeoutMs ?? (INTERACTIVE.test(opts.applicationName) ? 0 : s.queryTimeoutMs);
   const ka = s.serverKeepalives;
   // Startup `options` reach every kind of client (pg-listen's too). The conninfo's
-  // own options (or PGOPTIONS) win over the keepalives and the pinned search_path;
-  // the other pinned settings win over all of them.
+  // own options (or PGOPTIONS) win over the keepalives, the timeouts and the pinned
+  // search_path; the other pinned settings win over all of them. The timeouts: a
+  // database's statement_timeout or lock_timeout (ALTER DATABASE ... SET) applied to
+  // every statement of the sidecar, and a copy longer than it never finished;
+  // node-postgres sends no statement_timeout of 0, and its own (statement_timeout
+  // below, when not 0) wins over these. (idle_session_timeout and transaction_timeout:
+  // src/db/client.ts, prepareSession.)
   const options = [
     ka && `-c tcp_keepalives_idle=${ka.idle} -c tcp_keepalives_interval=${ka.interval} -c tcp_keepalives_count=${ka.count}`,
+    "-c statement_timeout=0 -c lock_timeout=0",
     opts.pinned && !opts.catalogPath && CATALOG_FIRST_OPTIONS,
     conn.config.options,
     opts.pinned ? PINNED_OPTIONS : VALUE_OPTIONS,
