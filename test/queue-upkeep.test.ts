@@ -2,7 +2,7 @@
 // subscription still needs, and a dropped subscription frees its backlog.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { freshEnv, queueOf, sleep, startSidecar, tableText, until, value } from "./helpers";
+import { freshEnv, queueOf, sleep, startSidecar, subscribeTables, tableText, until, value } from "./helpers";
 
 /** The keys queued, over every group. */
 const EVENTS = `select count(*)::int from dbsync.groups g cross join ${queueOf("g.group_id")} e`;
@@ -63,5 +63,27 @@ test("drop_subscription frees the backlog it held", async () => {
     await until("backlog freed", async () => (await value<number>(env.source, EVENTS)) === 0, 30_000);
   } finally {
     await sidecar.stop();
+  }
+});
+
+// A tick forced while a transaction below the slot's switched_xmax still runs has
+// that transaction running too: the slot waits on, and every subscription of the
+// group was woken for a batch that only moved its target to that tick.
+test("maintain asks for a tick only once no transaction that could hold the slot back runs", async () => {
+  const env = await freshEnv("queue_forced_tick");
+  await subscribeTables(env, "create table q (id int primary key, v text)", ["q"]);
+  const gid = await value<number>(env.source, "select group_id from dbsync.groups where name = 'g'");
+  await env.source.query("insert into q values (1, 'a')");
+  // The switch away from the slot that holds the event; its switched_xmax comes with the next call.
+  assert.equal(await value(env.source, "select dbsync.maintain($1, '0 s')", [gid]), false);
+  assert.equal(await value<number>(env.source, SWITCHED), 1);
+  const old = await env.source.connect();
+  try {
+    await old.query("begin; select txid_current()");
+    assert.equal(await value(env.source, "select dbsync.maintain($1, '0 s')", [gid]), false, "a tick asked for while an older transaction runs");
+    await old.query("commit");
+    assert.equal(await value(env.source, "select dbsync.maintain($1, '0 s')", [gid]), true);
+  } finally {
+    old.release();
   }
 });

@@ -23,7 +23,12 @@
 --   4. Ticks no subscription stands on or will need are deleted.
 --   Also: unlogged tables that crash recovery emptied are copied again (_unlogged_lost).
 --   Returns true when a slot waits only for the subscriptions' positions to move
---   past it: an idle group takes no ticks, so the caller should force one.
+--   past it: an idle group takes no ticks, so the caller should force one. Not
+--   while a transaction below the slot's switched_xmax still runs: a tick taken now
+--   would have it running too, so the slot would wait on, and every subscription
+--   would be woken for a batch that only moves its target to that tick (on a busy
+--   source, where some batch's tick transaction is nearly always open, about half
+--   the forced ticks were such); the next upkeep looks again.
 --   Parameters: p_group_id, rotate_after, min_spacing (null: no spacing).
 --   Returns: see above (false when spaced out).
 --   Calls: dbsync._publish_group_state, dbsync._unlogged_lost. Tables touched: dbsync.groups,
@@ -43,6 +48,8 @@ declare
     v_min_xmin xid8;
     v_keep bigint;
     v_last_ev bigint;
+    -- The oldest switched_xmax of a slot waiting to be truncated.
+    v_wait xid8;
 begin
     -- Spaced out, as seen without a lock: no row lock, so no transaction id and no
     -- commit to flush (several processes' passes overlap when a pass is slow, and the
@@ -118,8 +125,15 @@ begin
       and tick_id < coalesce(v_keep, v_group.last_tick_id)
       and tick_id < v_group.last_tick_id
       and created_at < now() - interval '1 minute';
-    return exists (select from dbsync.queue_slots where group_id = p_group_id and switched_xmax is not null)
+    select q.switched_xmax into v_wait from dbsync.queue_slots q
+    where q.group_id = p_group_id and q.switched_xmax is not null
+    order by 1 limit 1;
+    return v_wait is not null
        and (select created_at from dbsync.ticks
-            where group_id = p_group_id and tick_id = v_group.last_tick_id) < now() - rotate_after;
+            where group_id = p_group_id and tick_id = v_group.last_tick_id) < now() - rotate_after
+       -- (The xmin, not the running ones listed: a transaction at or above the
+       -- snapshot's xmax is running unlisted. This one's own xid, at or above
+       -- v_wait, does not count: it ends before the tick.)
+       and pg_snapshot_xmin(pg_current_snapshot()) >= v_wait;
 end
 $$;
