@@ -4,7 +4,7 @@
 // as a guard; what broke is a test that failed before its fix.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { SOURCE_MAJOR, freshEnv, startSidecar, value } from "./helpers";
+import { SOURCE_MAJOR, freshEnv, sqlError, startSidecar, value } from "./helpers";
 import { failsWith, setup, strictlyConverged, synced } from "./kit/convergence";
 import { swapHeldThenEqual } from "./kit/swaps";
 
@@ -109,4 +109,24 @@ test("a replicated table attached as a partition of a table that is not replicat
   } finally {
     await sidecar.stop();
   }
+});
+
+// Failed before the fix (the DROP went through, and the key then took a second row):
+// the CASCADE of a DROP OPERATOR CLASS or OPERATOR FAMILY drops the unique index
+// built with it, and those tags were not ones the sql_drop event trigger watched,
+// though its check of the key's index is written for them.
+test("DROP OPERATOR CLASS / FAMILY ... CASCADE of the unique index a replication key stands on is refused, as DROP INDEX is", async () => {
+  const env = await freshEnv("brk22_drop_opclass");
+  const opclass = (name: string) => `create operator class ${name} for type int using btree as
+    operator 1 <, operator 2 <=, operator 3 =, operator 4 >=, operator 5 >, function 1 btint4cmp(int, int)`;
+  await setup(env, `${opclass("k_ops")}; ${opclass("f_ops")};
+    create table u (id int, k int not null, v text); create unique index u_k on u (k k_ops);
+    create table w (id int, k int not null, v text); create unique index w_k on w (k f_ops)`, ["u", "w"], { keyColumns: { u: ["k"], w: ["k"] } });
+  await env.source.query("insert into u select g, g, 'v' || g from generate_series(1, 3) g");
+  for (const drop of ["drop operator class k_ops using btree cascade", "drop operator family f_ops using btree cascade"]) {
+    const err = await sqlError(env.source, drop);
+    assert.equal(err.code, "42P16", `${drop}: ${err.message}`);
+    assert.match(err.message, /the key \(k\) of public\.[uw] is no longer unique/);
+  }
+  assert.match((await sqlError(env.source, "insert into u values (4, 1, 'twice')")).message, /duplicate key/);
 });
