@@ -39,7 +39,9 @@ begin
         ('dbsync_drop_watch', 'sql_drop', 'dbsync._on_drop()'::regprocedure,
          array['DROP TABLE', 'DROP SEQUENCE', 'DROP SCHEMA', 'DROP OWNED', 'ALTER TABLE', 'DROP TRIGGER', 'DROP INDEX',
                -- ... CASCADE drops the columns of the type, the generated ones of the function.
-               'DROP TYPE', 'DROP DOMAIN', 'DROP FUNCTION', 'DROP COLLATION', 'DROP EXTENSION']),
+               'DROP TYPE', 'DROP DOMAIN', 'DROP FUNCTION', 'DROP COLLATION', 'DROP EXTENSION',
+               -- ... CASCADE drops the indexes built with them (a key's too).
+               'DROP OPERATOR CLASS', 'DROP OPERATOR FAMILY']),
         -- A rewrite changes rows without a row trigger (ALTER COLUMN ... TYPE ...
         -- USING); ALTER TYPE ... ALTER ATTRIBUTE ... CASCADE rewrites typed tables.
         ('dbsync_rewrite_watch', 'table_rewrite', 'dbsync._on_rewrite()'::regprocedure,

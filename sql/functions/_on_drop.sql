@@ -92,7 +92,7 @@ begin
     -- (After the columns: a key column dropped so is named.) The catalogs no longer
     -- say which table a dropped index was on, only its schema (a table's indexes are
     -- in the table's): the tables with their relation or a partition there are checked. Not only for DROP INDEX: the CASCADE of a
-    -- DROP COLLATION, OPERATOR CLASS, FUNCTION, SCHEMA or EXTENSION that an index
+    -- DROP COLLATION, OPERATOR CLASS or FAMILY, FUNCTION, SCHEMA or EXTENSION that an index
     -- depends on drops it too (any role that owns the collation may), and the key
     -- then took duplicates on the source. Not for ALTER TABLE: one that drops the
     -- primary key and adds another moves the key (_on_ddl, which checks it).
