@@ -124,6 +124,57 @@ test("a failing table in a batch merged at once: dbsync.status names it, nothing
   }
 });
 
+test("a small batch's merge and its commit share one round trip", async () => {
+  const env = await freshEnv("merge_at_once_commit");
+  await setup(env, "create table a (id int primary key, v text); create table b (id int primary key, w text)", ["a", "b"]);
+  const sidecar = startSidecar(env.sourceUrl, [], DEBUG_LOG);
+  try {
+    await env.source.query("begin; insert into a select g, 'a' from generate_series(1, 20) g; insert into b values (1, 'b'); commit");
+    await synced(env);
+    await env.source.query("begin; update a set v = 'changed' where id <= 10; delete from a where id > 15; insert into b values (2, 'new'); commit");
+    await strictlyConverged(env, ["a", "b"]);
+    const batches = sidecar
+      .output()
+      .split("\n")
+      .filter((l) => l.includes('"batch applied"'))
+      .map((l) => JSON.parse(l).phases as Record<string, number>);
+    const atOnce = batches.filter((p) => AT_ONCE in p);
+    assert.ok(atOnce.length >= 2, JSON.stringify(batches));
+    // StreamMerge.mergeAndCommit: no round trip of its own for the commit.
+    assert.deepEqual(atOnce.filter((p) => "commit" in p), []);
+  } finally {
+    await sidecar.stop();
+  }
+});
+
+test("a deferred constraint of the target that fails the commit of a batch merged with it: the error in dbsync.status, nothing of the batch stays, and it goes on once fixed", async () => {
+  const env = await freshEnv("merge_at_once_deferred");
+  await setup(env, "create table a (id int primary key, v text); create table b (id int primary key, v text)", ["a", "b"], {
+    targetDdl: `create table a (id int primary key, v text); create table b (id int primary key, v text);
+      create function no_bad() returns trigger language plpgsql as $$
+      begin
+        if new.v = 'bad' then raise exception 'b_no_bad: % is bad', new.id; end if;
+        return null;
+      end $$;
+      create constraint trigger b_no_bad after insert or update on b deferrable initially deferred for each row execute procedure no_bad();
+      alter table b enable always trigger b_no_bad`,
+  });
+  const sidecar = startSidecar(env.sourceUrl, [], DEBUG_LOG);
+  try {
+    await env.source.query("begin; insert into a values (1, 'x'); insert into b values (1, 'x'); commit");
+    await synced(env);
+    await env.source.query("begin; update a set v = 'y'; insert into a values (2, 'z'); update b set v = 'bad'; commit");
+    await failsWith(env, /b_no_bad/);
+    assert.deepEqual(await tableText(env.target, "a"), ["(1,x)"], "nothing of the failed batch on the target");
+    assert.deepEqual(await tableText(env.target, "b"), ["(1,x)"]);
+    await env.target.query("drop trigger b_no_bad on b");
+    await strictlyConverged(env, ["a", "b"]);
+    assert.ok(AT_ONCE in phasesOf(sidecar.output()));
+  } finally {
+    await sidecar.stop();
+  }
+});
+
 test("application triggers on the target (ENABLE ALWAYS) in a batch merged at once: each row seen once, a skipping trigger no loss", async () => {
   const env = await freshEnv("merge_at_once_triggers");
   await setup(env, "create table a (id int primary key, v text); create table h (id int primary key, v text); create table k (id int primary key, v text)", ["a", "h", "k"]);

@@ -20,7 +20,8 @@
 //     sql/functions/_copy_chunks.sql); tables differ from step 3's, so the order
 //     does not matter, and the reader is free once the stream is read;
 //  5. sequences, then the position; the commit does not wait for its WAL flush
-//     (the caller flushes before the position reaches the source: commitApply).
+//     (the caller flushes before the position reaches the source: commitStatements).
+//     A small batch's merge of step 3 waits for it, and goes in its round trip.
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Client, escapeIdentifier as ident } from "pg";
@@ -31,7 +32,7 @@ import { PINNED_RESET } from "../db/settings";
 import { DbsyncError, PositionMoved, messageOf, sqlstateOf, targetColumnsNotGenerated } from "../errors";
 import { Batch, DdlEvent, Plan, PlanTable } from "../source/batches";
 import { Phases } from "./phases";
-import { beginApply, commitApply, enterReplicaMode, recordCopies } from "./progress";
+import { beginApply, commitApply, commitStatements, enterReplicaMode, recordCopies } from "./progress";
 import { SequenceSync } from "./sequences";
 import { INLINE_LINES, StagedTable, StreamMerge } from "./merge";
 import { StageTables, TargetTable } from "./stage";
@@ -135,6 +136,12 @@ export async function applyBatch(
   // the source already reads the stream (its keys are hashed before the first line
   // comes: a backlog's first piece took about 0.4 s); the pieces wait for it.
   let prepared: Promise<Map<number, StagedTable>> | undefined;
+  let merge: StreamMerge | undefined;
+  let tickDone = !hooks.tickCommitted;
+  hooks.tickCommitted?.then(
+    () => (tickDone = true),
+    () => undefined,
+  );
   try {
     if (plan.stream) {
       // Hash joins of each table with its many keys (see batch_plan).
@@ -143,14 +150,17 @@ export async function applyBatch(
       // Without DDL or a truncated table, a small batch's tables are merged in one
       // round trip (StreamMerge.items), once its whole stream is there.
       const combine = !plan.ddl.length && !plan.tables.some((t) => t.truncate);
-      const ready = prepared.then((staged) => new StreamMerge(target, staged, phases, withTable, state.stages, state.straight, combine));
+      const events = plan.tables.reduce((n, t) => n + (t.action === "refresh" ? Number(t.events) : 0), 0);
+      const whole = combine && events <= INLINE_LINES;
+      // Such a stream is merged with the commit (mergeAndCommit) where nothing comes between: no copy.
+      const holds = whole && plan.tables.every((t) => t.action === "refresh");
+      const ready = prepared.then((staged) => (merge = new StreamMerge(target, staged, phases, withTable, state.stages, state.straight, combine, holds)));
       // (Awaited by the pieces, after the stream and before any rollback: a failure
       // before the first piece is not an unhandled rejection.)
       ready.catch(() => undefined);
-      const events = plan.tables.reduce((n, t) => n + (t.action === "refresh" ? Number(t.events) : 0), 0);
       const sink: PieceSink = {
         ready,
-        whole: combine && events <= INLINE_LINES,
+        whole,
         piece: async (p: Piece) => (await ready).piece(p),
         end: async (id: number) => (await ready).end(id),
         items: async (items: SinkItem[]) => (await ready).items(items),
@@ -187,14 +197,23 @@ export async function applyBatch(
     if (deferred.length) await phases.time("DDL", () => runDdl(target, deferred));
     const pushed = await phases.time("sequences", () => state.sequences.push(plan.sequences, target));
     sequences = pushed.at;
+    // Held rows wait for no slow commit of the tick: merged while it goes on.
+    if (!tickDone) await merge?.release();
     if (hooks.tickCommitted) await phases.time("tick commit", () => hooks.tickCommitted!);
-    // Nothing more is read on the source: its transaction ends while the target commits.
+    // Visible without waiting for the flush: the caller flushes before it reports (see commitStatements).
+    const to = { tick: batch.to, key: batch.key };
+    phases.mark("committing");
+    // A small batch's rows, held since its stream ended, go with the commit (nothing
+    // to trim: StageTables.trims, asked once the merge's statements are made).
+    const committed = await merge?.mergeAndCommit(() => (state.stages.trims() ? undefined : commitStatements(subUuid, to, pushed.atCommit, true)));
+    // Nothing more is read on the source: its transaction ends (while the target
+    // commits, where the merge did not commit with it).
     sourceDone = hooks.sourceRead?.();
     sourceDone?.catch(() => undefined);
-    await state.stages.trim(target);
-    phases.mark("committing");
-    // Visible without waiting for the flush: the caller flushes before it reports (see commitApply).
-    await phases.time("commit", () => commitApply(target, subUuid, { tick: batch.to, key: batch.key }, pushed.atCommit, true));
+    if (!committed) {
+      await state.stages.trim(target);
+      await phases.time("commit", () => commitApply(target, subUuid, to, pushed.atCommit, true));
+    }
   } catch (err) {
     // A target statement still running would be followed by the rollback, and its
     // next statement would then run outside the batch's transaction.

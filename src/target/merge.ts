@@ -62,14 +62,56 @@ export class StreamMerge implements PieceSink {
     private readonly straight: StraightCopies,
     /** The batch has no DDL and no truncated table: its tables' rows may be merged at once (mergeAtOnce). */
     private readonly combine = false,
+    /** The first items() call (a small batch's whole stream) is held for mergeAndCommit. */
+    private holds = false,
   ) {}
 
+  /** The items of a small batch, held for its commit's round trip (mergeAndCommit). */
+  private held?: SinkItem[];
+
   async items(items: SinkItem[]) {
-    if (this.combine && (await this.mergeAtOnce(items))) items = items.filter((i) => !("piece" in i));
+    if (this.holds) {
+      this.holds = false;
+      this.held = items;
+      return;
+    }
+    await this.release();
+    await this.merge(items);
+  }
+
+  /** The held items, merged as items() would have. */
+  async release() {
+    const held = this.held;
+    this.held = undefined;
+    if (held) await this.merge(held);
+  }
+
+  /**
+   * The held items merged at once (mergeAtOnce) with `commit()`, the statements that
+   * end the transaction, in the same round trip: a small batch's merge and commit
+   * took a round trip each, and at load a round trip is a wait for a CPU at each end
+   * (the commit's piece of a change's path: 11 ms at load 14, bench/HISTORY.md,
+   * session 22). True once
+   * committed. Otherwise, with nothing held, items that do not go at once, or
+   * `commit()` undefined (the caller has statements to run first), they are merged as
+   * items() would, and the caller commits.
+   */
+  async mergeAndCommit(commit: () => string | undefined): Promise<boolean> {
+    const held = this.held;
+    this.held = undefined;
+    return !!held && this.merge(held, commit);
+  }
+
+  /** True when `commit` went with the merge (see mergeAndCommit). */
+  private async merge(items: SinkItem[], commit?: () => string | undefined): Promise<boolean> {
+    const merged = this.combine && (await this.mergeAtOnce(items, commit));
+    if (merged === "committed") return true;
+    if (merged) items = items.filter((i) => !("piece" in i));
     for (const i of items) {
       if ("piece" in i) await this.piece(i.piece);
       else await this.end(i.end);
     }
+    return false;
   }
 
   async piece(p: Piece) {
@@ -179,8 +221,11 @@ export class StreamMerge implements PieceSink {
    * the pieces do not qualify or a statement fails: they then go one table at a time,
    * whose statements fail with the table named, or do what a table needs
    * (copyRows' stage, an update that failed merged at the table's end).
+   * With `commit()`'s statements (see mergeAndCommit) after the release, in the same
+   * round trip: "committed" once they ran. One of them that fails is the error
+   * (the savepoint released, there is none to roll back to).
    */
-  private async mergeAtOnce(items: SinkItem[]): Promise<boolean> {
+  private async mergeAtOnce(items: SinkItem[], commit?: () => string | undefined): Promise<boolean | "committed"> {
     const pieces = items.flatMap((i) => ("piece" in i ? [i.piece] : []));
     const qualifies = (p: Piece) => {
       const { t, stage } = this.tables.get(p.id)!;
@@ -208,9 +253,11 @@ export class StreamMerge implements PieceSink {
       if (other) emptying.push(other);
       statements.push(inlineRows(t, stage, p), ...this.inPlace(p.id, p.counts));
     }
+    // (After the statements: they count the lines their stages were written.)
+    const ending = commit?.();
     try {
       await this.phases.time("merge tables at once", () =>
-        this.target.query([...emptying, "savepoint dbsync_merge", ...statements, "release savepoint dbsync_merge"].join(";\n")),
+        this.target.query([...emptying, "savepoint dbsync_merge", ...statements, "release savepoint dbsync_merge", ...(ending ? [ending] : [])].join(";\n")),
       );
     } catch (err) {
       await this.target.query(undoSavepoint("dbsync_merge")).catch(() => {
@@ -223,7 +270,7 @@ export class StreamMerge implements PieceSink {
       this.progress.set(p.id, { counts: new Map(), merged: !copied, inPlace: true, copyFailed: false });
     }
     for (const table of straight) this.straight.record(table, true);
-    return true;
+    return ending ? "committed" : true;
   }
 
   /**

@@ -302,25 +302,32 @@ export async function beginApply(target: Client, subUuid: string, from: number, 
 
 /**
  * Runs `first` (statements with literals), moves the position to `to` (its tick and
- * key) and commits the apply transaction, in one round trip. `flushLater`: the
- * commit does not wait for its WAL flush (nor for the target's synchronous
- * standbys), so the batch is visible at once; the caller must then flush it
- * (flushTarget) before the position reaches the source, as native logical
- * replication's apply worker confirms only what its server flushed. A target crash
- * in between loses the batch and its position together: the next session takes
- * the position from the target and applies the batch again. Otherwise the commit
- * waits for its flush even where the target runs with synchronous_commit = off
- * (DURABLE_COMMIT; see flushTarget).
+ * key) and commits the apply transaction, in one round trip (commitStatements).
  */
 export async function commitApply(target: Client, subUuid: string, to: TargetPosition, first = "", flushLater = false): Promise<void> {
+  await target.query(commitStatements(subUuid, to, first, flushLater));
+}
+
+/**
+ * The statements that run `first`, move the position to `to` and commit the apply
+ * transaction. `flushLater`: the commit does not wait for its WAL flush (nor for the
+ * target's synchronous standbys), so the batch is visible at once; the caller must
+ * then flush it (flushTarget) before the position reaches the source, as native
+ * logical replication's apply worker confirms only what its server flushed. A target
+ * crash in between loses the batch and its position together: the next session
+ * takes the position from the target and applies the batch again. Otherwise the
+ * commit waits for its flush even where the target runs with synchronous_commit =
+ * off (DURABLE_COMMIT; see flushTarget).
+ */
+export function commitStatements(subUuid: string, to: TargetPosition, first = "", flushLater = false): string {
   const { tick, key } = to;
   if (!Number.isSafeInteger(tick)) throw new Error(`not a tick: ${tick}`);
   if (key !== null && !Number.isSafeInteger(key)) throw new Error(`not a tick key: ${key}`);
-  await target.query(
+  return (
     `${first ? `${first};\n` : ""}${flushLater ? "set local synchronous_commit = off" : DURABLE_COMMIT};\n` +
-      `update dbsync.applied set tick_id = ${tick}, tick_key = ${key ?? "null"}, key_tick = ${tick}, applied_at = now()
+    `update dbsync.applied set tick_id = ${tick}, tick_key = ${key ?? "null"}, key_tick = ${tick}, applied_at = now()
       where sub_uuid = ${escapeLiteral(subUuid)};
-     commit`,
+     commit`
   );
 }
 

@@ -77,6 +77,11 @@ export interface Stage {
  */
 const TRUNCATE_AFTER_ROWS = 1_000;
 
+/** A stage that StageTables.trim empties before the commit. */
+function trimmed(t: Temp): boolean {
+  return t.written > TRUNCATE_AFTER_ROWS;
+}
+
 interface ColumnType {
   attname: string;
   /** The column's (base) type is one of pg_catalog's: compare values. */
@@ -270,8 +275,13 @@ export class StageTables {
    * on disk until the stage's next batch); none in a small batch.
    */
   async trim(target: Client) {
-    const big = [...this.used].filter((t) => t.written > TRUNCATE_AFTER_ROWS);
+    const big = [...this.used].filter(trimmed);
     if (big.length) await target.query(big.map((t) => this.emptying(t)).join(";\n"));
+  }
+
+  /** Whether trim has a stage to empty. */
+  trims(): boolean {
+    return [...this.used].some(trimmed);
   }
 
   /**
