@@ -17,6 +17,7 @@
 // waits for a second one while holding its first (every applier doing so at once
 // with the pool full would wait for ever).
 import { Pool, PoolClient, escapeLiteral } from "pg";
+import { SET_AT_CONNECT } from "../db/client";
 import { clientConfig } from "../db/connect";
 import { newPool } from "../db/pool";
 import { Log } from "../log";
@@ -42,8 +43,7 @@ export interface LinkOptions {
  * lists what differs from a fresh connection of the pool: an open transaction, a
  * role set, an advisory lock (a subscription's apply lock) held, replica mode lost
  * on a target, and with `settings` a setting changed for the session (SET LOCAL ends
- * with its transaction; client_connection_check_interval, idle_session_timeout and
- * transaction_timeout are set at connect, src/db/client.ts): the pg_settings view builds a row for every setting, 1.9 ms of
+ * with its transaction; SET_AT_CONNECT are set at connect, src/db/client.ts): the pg_settings view builds a row for every setting, 1.9 ms of
  * the backend's CPU against 0.2 for the rest (bench/HISTORY.md). One simple-protocol
  * statement: its implicit transaction starts with it, so its transaction_timestamp()
  * equals its statement_timestamp() unless a transaction was open before (the
@@ -61,7 +61,7 @@ function sessionCheck(name: string | null, replica: boolean, settings: boolean):
            case when ${replica} and pg_catalog.current_setting('session_replication_role') <> 'replica'
                 then 'session_replication_role ' || pg_catalog.current_setting('session_replication_role') end
          ]${settings ? ` || array(select pg_catalog.format('%s = %s', s.name, s.setting) from pg_catalog.pg_settings s
-                     where s.source = 'session' and s.name not in ('application_name', 'client_connection_check_interval', 'idle_session_timeout', 'transaction_timeout')
+                     where s.source = 'session' and s.name not in ('application_name', ${SET_AT_CONNECT.map((n) => escapeLiteral(n)).join(", ")})
                        and not (${replica} and s.name = 'session_replication_role'))` : ""}, null) as changes`;
 }
 interface Named {

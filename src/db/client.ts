@@ -154,6 +154,9 @@ function connectError(config: ClientConfig, client: Client, err: unknown): unkno
  * timeouts), and the conninfo's target_session_attrs (one host: libpq then refuses a
  * server that does not match).
  */
+/** The settings prepareSession sets for the session: a pooled connection's check (src/apply/links.ts) does not take them for a change. */
+export const SET_AT_CONNECT = ["client_connection_check_interval", "idle_session_timeout", "transaction_timeout"] as const;
+
 async function prepareSession(client: DbsyncClient, guard: GuardConfig) {
   const check = guard.clientCheckIntervalMs;
   const { rows } = await client.query(
